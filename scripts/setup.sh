@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs memtax's build dependencies from Debian's packages. Idempotent: installs only
+# what is missing, so a second run does nothing and needs no network.
+set -euo pipefail
+pkgs=(cmake g++ make pkg-config libeigen3-dev libcli11-dev libyaml-cpp-dev libfmt-dev
+      libboost-graph-dev libgtest-dev nlohmann-json3-dev libbenchmark-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

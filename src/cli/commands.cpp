@@ -1,0 +1,218 @@
+#include "cli/commands.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+#include <ostream>
+
+#include "report/report.hpp"
+#include "spec/loaders.hpp"
+
+#ifndef MEMTAX_VERSION
+#define MEMTAX_VERSION "0.0.0"
+#endif
+#ifndef MEMTAX_GIT_SHA
+#define MEMTAX_GIT_SHA "unknown"
+#endif
+
+namespace memtax {
+namespace {
+
+struct EstimateArgs {
+    std::string model = "llama-3.1-8b";
+    std::string gpu = "h100-sxm";
+    u64 gpus = 1, tp = 1, batch = 1, context = 8192;
+    std::string mode = "prefill", attention = "fused";
+    std::string weight_dtype, kv_dtype, softmax_dtype, logits_dtype, logits_kept;
+    std::string format = "table", output;
+    bool explain = false, allow_long_context = false, require_fit = false;
+};
+
+DType dtype_arg(const std::string& flag, const std::string& text) {
+    DType d;
+    if (!parse_dtype(text, d)) {
+        std::string hint = closest_match(text, dtype_names());
+        throw InputError(SourcePos{}, flag,
+                         fmt::format("unknown dtype \"{}\"{}; valid: {}", text,
+                                     hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint),
+                                     fmt::join(dtype_names(), ", ")));
+    }
+    return d;
+}
+
+Workload workload_from(const EstimateArgs& a, const ModelSpec& m) {
+    Workload w;
+    w.mode = a.mode == "decode" ? Mode::Decode : Mode::Prefill;
+    w.attention = a.attention == "eager" ? AttentionKernel::Eager : AttentionKernel::Fused;
+    w.batch = a.batch;
+    w.context = a.context;
+    if (!a.weight_dtype.empty()) w.weight_dtype = dtype_arg("--weight-dtype", a.weight_dtype);
+    if (!a.kv_dtype.empty()) w.kv_dtype = dtype_arg("--kv-dtype", a.kv_dtype);
+    if (!a.softmax_dtype.empty()) w.softmax_dtype = dtype_arg("--softmax-dtype", a.softmax_dtype);
+    if (!a.logits_dtype.empty()) w.logits_dtype = dtype_arg("--logits-dtype", a.logits_dtype);
+    if (!a.logits_kept.empty()) {
+        if (a.logits_kept == "all") {
+            w.logits_kept = 0;
+        } else {
+            u64 k = 0;
+            auto [p, ec] = std::from_chars(a.logits_kept.data(), a.logits_kept.data() + a.logits_kept.size(), k);
+            if (ec != std::errc() || p != a.logits_kept.data() + a.logits_kept.size() || k == 0)
+                throw InputError(SourcePos{}, "--logits-kept",
+                                 fmt::format("expected a positive number of positions or \"all\", got \"{}\"", a.logits_kept));
+            w.logits_kept = k;
+        }
+    }
+    if (a.context > m.max_context && !a.allow_long_context)
+        throw InputError(SourcePos{}, "--context",
+                         fmt::format("{} exceeds {}'s max_context {} ({}); pass --allow-long-context to size it anyway",
+                                     a.context, m.name, m.max_context, m.file));
+    return w;
+}
+
+void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
+    cmd->add_option("--model", a.model, "built-in model name, a memtax YAML profile, or a HF config.json")->capture_default_str();
+    cmd->add_option("--gpu", a.gpu, "built-in GPU name or a GPU YAML profile")->capture_default_str();
+    cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / tp)")->capture_default_str();
+    cmd->add_option("--tp", a.tp, "tensor-parallel degree")->capture_default_str();
+    cmd->add_option("--mode", a.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
+    cmd->add_option("--attention", a.attention, "eager (S×S materialised) | fused (flash/SDPA)")
+        ->check(CLI::IsMember({"eager", "fused"}))
+        ->capture_default_str();
+    cmd->add_option("--weight-dtype", a.weight_dtype, "dtype of the linear layers (default: the model's)");
+    cmd->add_option("--kv-dtype", a.kv_dtype, "KV cache dtype (default: the model's)");
+    cmd->add_option("--softmax-dtype", a.softmax_dtype, "eager softmax dtype (default fp32, PyTorch's upcast)");
+    cmd->add_option("--logits-dtype", a.logits_dtype, "logits dtype (default: the model's)");
+    cmd->add_option("--logits-kept", a.logits_kept, "positions whose logits are computed: N or all (default 1)");
+    cmd->add_flag("--allow-long-context", a.allow_long_context, "size a context beyond the model's max_context");
+}
+
+ToolInfo tool_info() { return ToolInfo{MEMTAX_VERSION, MEMTAX_GIT_SHA}; }
+
+void emit(const std::string& text, const std::string& output, std::ostream& out) {
+    if (output.empty()) out << text;
+    else write_file_atomically(output, text);
+}
+
+int cmd_estimate(const EstimateArgs& a, std::ostream& out) {
+    ModelSpec m = resolve_model(a.model);
+    GpuSpec g = resolve_gpu(a.gpu);
+    Estimate e = estimate(m, g, Deployment{a.gpus, a.tp}, workload_from(a, m));
+    std::string text = a.format == "json" ? render_json(e, tool_info(), a.explain)
+                       : a.format == "csv" ? render_csv(e)
+                                           : render_table(e, a.explain);
+    emit(text, a.output, out);
+    return a.require_fit && !e.fits ? 1 : 0;
+}
+
+struct WhatifArgs {
+    std::vector<std::string> setups = {"llama-3.1-8b@1xh100-sxm", "llama-3.1-70b@4xh200"};
+    std::vector<u64> contexts = {8192, 32768, 131072};
+    std::vector<u64> batches = {1, 16};
+    std::vector<std::string> kv_dtypes = {"bf16", "fp8_e4m3"};
+    std::string mode = "prefill", attention = "fused", format = "table", output;
+};
+
+int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
+    std::vector<Estimate> rows;
+    for (const auto& setup : a.setups) {
+        // MODEL@NxGPU, tensor parallel over the N GPUs of one replica.
+        auto at = setup.find('@');
+        auto x = setup.find('x', at == std::string::npos ? 0 : at);
+        u64 n = 0;
+        const char* first = setup.data() + (at == std::string::npos ? 0 : at + 1);
+        const char* last = setup.data() + (x == std::string::npos ? setup.size() : x);
+        auto [p, ec] = std::from_chars(first, last, n);
+        if (at == std::string::npos || x == std::string::npos || ec != std::errc() || p != last || n == 0)
+            throw InputError(SourcePos{}, "--setup", fmt::format("expected MODEL@NxGPU (e.g. llama-3.1-70b@4xh200), got \"{}\"", setup));
+        ModelSpec m = resolve_model(setup.substr(0, at));
+        GpuSpec g = resolve_gpu(setup.substr(x + 1));
+        for (const auto& kv : a.kv_dtypes)
+            for (u64 ctx : a.contexts)
+                for (u64 batch : a.batches) {
+                    EstimateArgs ea;
+                    ea.mode = a.mode;
+                    ea.attention = a.attention;
+                    ea.batch = batch;
+                    ea.context = ctx;
+                    ea.kv_dtype = kv;
+                    rows.push_back(estimate(m, g, Deployment{n, n}, workload_from(ea, m)));
+                }
+    }
+    std::string text = a.format == "json" ? render_whatif_json(rows, tool_info())
+                       : a.format == "csv" ? render_whatif_csv(rows)
+                                           : render_whatif_table(rows);
+    emit(text, a.output, out);
+    return 0;
+}
+
+}  // namespace
+
+int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+    CLI::App app{"memtax: memory-cost simulator and capacity planner for long-context transformers"};
+    app.set_version_flag("--version", std::string("memtax ") + MEMTAX_VERSION + " (" + MEMTAX_GIT_SHA + ")");
+    app.require_subcommand(1);
+
+    EstimateArgs ea;
+    auto* est = app.add_subcommand("estimate", "per-GPU memory of one inference step, with the fit verdict");
+    add_workload_options(est, ea);
+    est->add_option("--batch", ea.batch, "sequences (split over replicas)")->capture_default_str();
+    est->add_option("--context", ea.context, "prefill: prompt tokens; decode: KV length after the step")->capture_default_str();
+    est->add_option("--format", ea.format, "table | json | csv")->check(CLI::IsMember({"table", "json", "csv"}))->capture_default_str();
+    est->add_option("--output,-o", ea.output, "write the report to this file (atomically) instead of stdout");
+    est->add_flag("--explain", ea.explain, "print each term's formula with its numbers");
+    est->add_flag("--require-fit", ea.require_fit, "exit 1 when the step does not fit (for CI gates)");
+
+    WhatifArgs wa;
+    auto* wi = app.add_subcommand("whatif", "a grid of estimates (the main job; built-in defaults)");
+    wi->add_option("--setup", wa.setups, "MODEL@NxGPU, repeatable (tensor parallel over the N GPUs)")->capture_default_str();
+    wi->add_option("--contexts", wa.contexts, "context lengths")->delimiter(',')->capture_default_str();
+    wi->add_option("--batches", wa.batches, "batch sizes")->delimiter(',')->capture_default_str();
+    wi->add_option("--kv-dtypes", wa.kv_dtypes, "KV cache dtypes")->delimiter(',')->capture_default_str();
+    wi->add_option("--mode", wa.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
+    wi->add_option("--attention", wa.attention, "eager | fused")->check(CLI::IsMember({"eager", "fused"}))->capture_default_str();
+    wi->add_option("--format", wa.format, "table | json | csv")->check(CLI::IsMember({"table", "json", "csv"}))->capture_default_str();
+    wi->add_option("--output,-o", wa.output, "write the report to this file (atomically)");
+
+    auto* models = app.add_subcommand("models", "list the built-in model profiles");
+    auto* gpus = app.add_subcommand("gpus", "list the built-in GPU profiles");
+
+    std::vector<std::string> argv_rev(args.rbegin(), args.rend());
+    try {
+        app.parse(argv_rev);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e, out, err);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e, out, err);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e, out, err);
+    } catch (const CLI::ParseError& e) {
+        std::string msg = e.what();
+        err << "memtax: error: " << msg << " (see memtax --help)\n";
+        return 2;
+    }
+    try {
+        if (*est) return cmd_estimate(ea, out);
+        if (*wi) return cmd_whatif(wa, out);
+        if (*models) {
+            out << render_models_table(catalog_models());
+            return 0;
+        }
+        if (*gpus) {
+            out << render_gpus_table(catalog_gpus());
+            return 0;
+        }
+    } catch (const InputError& e) {
+        err << "memtax: error: " << e.what() << "\n";
+        return 2;
+    } catch (const OverflowError& e) {
+        err << "memtax: error: " << e.what() << "\n";
+        return 2;
+    } catch (const std::exception& e) {
+        err << "memtax: internal error: " << e.what() << "\n";
+        return 3;
+    }
+    return 0;
+}
+
+}  // namespace memtax

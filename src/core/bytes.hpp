@@ -1,0 +1,46 @@
+#pragma once
+// Exact, overflow-checked unsigned 64-bit arithmetic for byte, element and FLOP counts.
+// Every multiply and add names the term it computes so an overflow error says which one.
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include "core/error.hpp"
+
+namespace memtax {
+
+using u64 = std::uint64_t;
+
+inline u64 checked_mul(u64 a, u64 b, std::string_view term) {
+    u64 r;
+    if (__builtin_mul_overflow(a, b, &r)) throw OverflowError(std::string(term));
+    return r;
+}
+
+inline u64 checked_add(u64 a, u64 b, std::string_view term) {
+    u64 r;
+    if (__builtin_add_overflow(a, b, &r)) throw OverflowError(std::string(term));
+    return r;
+}
+
+inline u64 checked_sub(u64 a, u64 b, std::string_view term) {
+    if (b > a) throw InternalError(std::string(term) + ": negative byte count");
+    return a - b;
+}
+
+// Product of several factors, each step checked.
+inline u64 checked_product(std::initializer_list<u64> factors, std::string_view term) {
+    u64 r = 1;
+    for (u64 f : factors) r = checked_mul(r, f, term);
+    return r;
+}
+
+inline u64 ceil_div(u64 a, u64 b) { return a / b + (a % b != 0); }
+
+// 1 GiB = 2^30 bytes; memtax prints binary units and says so in every header.
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+constexpr double kMiB = 1024.0 * 1024.0;
+inline double to_gib(u64 b) { return static_cast<double>(b) / kGiB; }
+
+}  // namespace memtax

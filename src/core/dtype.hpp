@@ -1,0 +1,31 @@
+#pragma once
+// Storage cost of a tensor element type. Sub-byte types carry their group-scale overhead:
+// int4 stores two values per byte plus one fp16 scale per group of `group_size` values
+// (the GPTQ/AWQ layout), so its cost is not simply n/2.
+#include <string>
+#include <vector>
+
+#include "core/bytes.hpp"
+
+namespace memtax {
+
+struct DType {
+    std::string name;       // canonical name, e.g. "bf16", "int4-g128"
+    unsigned bits = 16;     // bits per element
+    u64 group_size = 0;     // values per scale group; 0 = no group scales
+    unsigned scale_bytes = 0;  // bytes per group scale
+
+    // Exact bytes to store n elements: ceil(n*bits/8) + ceil(n/group)*scale_bytes.
+    u64 bytes(u64 n, std::string_view term) const;
+    // Whole bytes per element, for dtypes that have one (fp32..fp8/int8); throws for int4.
+    bool whole_bytes() const { return bits % 8 == 0 && group_size == 0; }
+    friend bool operator==(const DType& a, const DType& b) { return a.name == b.name; }
+};
+
+// Parses "fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4" (= int4-g128) or
+// "int4-gN". Returns false for anything else.
+bool parse_dtype(const std::string& text, DType& out);
+// The names parse_dtype accepts, for error messages.
+const std::vector<std::string>& dtype_names();
+
+}  // namespace memtax

@@ -1,0 +1,191 @@
+#include "graph/op_graph.hpp"
+
+#include <boost/graph/topological_sort.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <iterator>
+
+namespace memtax {
+
+Shape::Shape(std::initializer_list<Dim> d) {
+    if (d.size() > dims.size()) throw InternalError("Shape: rank above 4");
+    for (Dim x : d) dims[rank++] = x;
+}
+
+u64 Composition::total() const {
+    u64 t = 0;
+    for (u64 b : bytes) t = checked_add(t, b, "live bytes");
+    return t;
+}
+
+int OpGraph::input(TensorInfo t) {
+    t.lifetime = Lifetime::Preexisting;
+    tensors_.push_back(std::move(t));
+    tensor_vertex_.push_back(boost::add_vertex(Vertex{false, static_cast<int>(tensors_.size() - 1)}, graph_));
+    return static_cast<int>(tensors_.size() - 1);
+}
+
+std::vector<int> OpGraph::op(OpInfo info, const std::vector<int>& inputs, std::vector<TensorInfo> outputs,
+                             const std::vector<int>& holds) {
+    ops_.push_back(std::move(info));
+    int op_index = static_cast<int>(ops_.size() - 1);
+    auto v = boost::add_vertex(Vertex{true, op_index}, graph_);
+    op_vertex_.push_back(v);
+    for (int in : inputs) boost::add_edge(tensor_vertex_.at(static_cast<size_t>(in)), v, Edge{false}, graph_);
+    for (int in : holds) boost::add_edge(tensor_vertex_.at(static_cast<size_t>(in)), v, Edge{true}, graph_);
+    std::vector<int> ids;
+    for (auto& t : outputs) {
+        tensors_.push_back(std::move(t));
+        ids.push_back(static_cast<int>(tensors_.size() - 1));
+        tensor_vertex_.push_back(boost::add_vertex(Vertex{false, ids.back()}, graph_));
+        boost::add_edge(v, tensor_vertex_.back(), graph_);
+    }
+    finalized_ = false;
+    return ids;
+}
+
+std::vector<int> OpGraph::reads(int op_index) const {
+    std::vector<int> out;
+    auto v = op_vertex_.at(static_cast<size_t>(op_index));
+    for (auto [it, end] = boost::in_edges(v, graph_); it != end; ++it)
+        if (!graph_[*it].hold) out.push_back(graph_[boost::source(*it, graph_)].index);
+    return out;
+}
+
+void OpGraph::finalize() {
+    // A cycle is a bug in a graph definition; topological_sort throws not_a_dag.
+    std::vector<Graph::vertex_descriptor> order;
+    try {
+        boost::topological_sort(graph_, std::back_inserter(order));
+    } catch (const boost::not_a_dag&) {
+        throw InternalError(fmt::format("op graph {} has a cycle", name_));
+    }
+    size_t n = tensors_.size();
+    producer_.assign(n, -1);
+    last_use_.assign(n, -1);
+    alias_of_.assign(n, -1);
+    for (size_t t = 0; t < n; ++t) {
+        auto tv = tensor_vertex_[t];
+        for (auto [it, end] = boost::in_edges(tv, graph_); it != end; ++it)
+            producer_[t] = graph_[boost::source(*it, graph_)].index;
+        for (auto [it, end] = boost::out_edges(tv, graph_); it != end; ++it)
+            last_use_[t] = std::max(last_use_[t], graph_[boost::target(*it, graph_)].index);
+        if (tensors_[t].lifetime != Lifetime::Preexisting && producer_[t] < 0)
+            throw InternalError(fmt::format("op graph {}: tensor {} has no producer", name_, tensors_[t].name));
+    }
+    // The schedule (insertion order) must respect every edge: inputs are produced earlier.
+    for (size_t o = 0; o < ops_.size(); ++o) {
+        for (auto [it, end] = boost::in_edges(op_vertex_[o], graph_); it != end; ++it) {
+            int t = graph_[boost::source(*it, graph_)].index;
+            if (producer_[t] >= static_cast<int>(o))
+                throw InternalError(fmt::format("op graph {}: {} reads {} before it is produced", name_,
+                                                ops_[o].name, tensors_[t].name));
+        }
+    }
+    for (size_t t = 0; t < n; ++t) {
+        if (tensors_[t].alias == AliasRule::None) continue;
+        // An alias-capable output may share the storage of its producer's first input.
+        std::vector<int> in = reads(producer_[t]);
+        if (in.empty()) throw InternalError(fmt::format("op graph {}: alias tensor {} reads nothing", name_, tensors_[t].name));
+        alias_of_[t] = in.front();
+    }
+    finalized_ = true;
+}
+
+namespace {
+
+bool alias_active(AliasRule r, const Bindings& b) {
+    switch (r) {
+        case AliasRule::None: return false;
+        case AliasRule::IfSoftmaxIsAct: return b[DtypeRole::Softmax] == b[DtypeRole::Act];
+        case AliasRule::IfKvIsAct: return b[DtypeRole::Kv] == b[DtypeRole::Act];
+        case AliasRule::IfNoGqa: return b[Dim::HeadsQ] == b[Dim::HeadsKv];
+        case AliasRule::IfLogitsIsAct: return b[DtypeRole::Logits] == b[DtypeRole::Act];
+    }
+    return false;
+}
+
+u64 shape_bytes(const Shape& s, DtypeRole role, const Bindings& b, const std::string& name) {
+    u64 n = 1;
+    for (std::uint8_t i = 0; i < s.rank; ++i) n = checked_mul(n, b[s.dims[i]], name);
+    return b[role].bytes(n, name);
+}
+
+}  // namespace
+
+u64 OpGraph::tensor_bytes(int t, const Bindings& b) const {
+    const TensorInfo& ti = tensors_.at(static_cast<size_t>(t));
+    return shape_bytes(ti.shape, ti.dtype, b, fmt::format("{}.{}", name_, ti.name));
+}
+
+GraphEval OpGraph::evaluate(const Bindings& b) const {
+    if (!finalized_) throw InternalError("OpGraph::evaluate before finalize");
+    const size_t n = tensors_.size();
+    constexpr int kForever = 1 << 30;
+    // Effective storage: an active alias costs nothing and extends its source's lifetime;
+    // a persistent alias makes its source persistent and gives it its category.
+    std::vector<u64> bytes(n);
+    std::vector<int> free_after(n);
+    std::vector<Category> cat(n);
+    for (size_t t = 0; t < n; ++t) {
+        bytes[t] = tensor_bytes(static_cast<int>(t), b);
+        cat[t] = tensors_[t].category;
+        switch (tensors_[t].lifetime) {
+            case Lifetime::Transient: free_after[t] = std::max(last_use_[t], producer_[t]); break;
+            case Lifetime::Persistent: free_after[t] = kForever; break;
+            // An input (the residual stream entering a layer) dies after its last reader.
+            case Lifetime::Preexisting: free_after[t] = last_use_[t] >= 0 ? last_use_[t] : kForever; break;
+        }
+    }
+    // Aliases point backwards in the schedule, so one reverse pass settles chains.
+    for (size_t i = n; i-- > 0;) {
+        if (alias_of_[i] < 0 || !alias_active(tensors_[i].alias, b)) continue;
+        auto src = static_cast<size_t>(alias_of_[i]);
+        bytes[i] = 0;
+        free_after[src] = std::max(free_after[src], free_after[i]);
+        if (free_after[i] == kForever) cat[src] = cat[i];
+    }
+
+    GraphEval r;
+    Composition live;
+    auto add = [&](Composition& c, Category k, u64 v) {
+        auto& slot = c.bytes[static_cast<size_t>(k)];
+        slot = checked_add(slot, v, name_ + " live bytes");
+    };
+    for (size_t t = 0; t < n; ++t) {
+        if (tensors_[t].lifetime == Lifetime::Preexisting) {
+            add(live, cat[t], bytes[t]);
+            r.preexisting = checked_add(r.preexisting, bytes[t], "preexisting");
+        }
+    }
+    // Outputs of op o are the tensors whose producer is o; index them once.
+    std::vector<std::vector<size_t>> produced(ops_.size());
+    std::vector<std::vector<size_t>> freed(ops_.size());
+    for (size_t t = 0; t < n; ++t) {
+        if (producer_[t] >= 0) produced[static_cast<size_t>(producer_[t])].push_back(t);
+        if (free_after[t] != kForever && free_after[t] >= 0) freed[static_cast<size_t>(free_after[t])].push_back(t);
+    }
+    for (size_t o = 0; o < ops_.size(); ++o) {
+        for (size_t t : produced[o]) add(live, cat[t], bytes[t]);
+        Composition during = live;
+        for (const auto& w : ops_[o].workspace)
+            add(during, Category::Activation, shape_bytes(w.shape, w.dtype, b, name_ + "." + ops_[o].name + ".workspace"));
+        u64 total = during.total();
+        if (total > r.peak_bytes) {
+            r.peak_bytes = total;
+            r.peak_op = ops_[o].name;
+            r.at_peak = during;
+        }
+        r.attention_matrix_max = std::max(r.attention_matrix_max, during[Category::AttentionMatrix]);
+        for (size_t t : freed[o]) live.bytes[static_cast<size_t>(cat[t])] -= bytes[t];
+    }
+    for (size_t t = 0; t < n; ++t) {
+        if (free_after[t] != kForever || tensors_[t].lifetime == Lifetime::Preexisting) continue;
+        if (cat[t] == Category::KvCache) r.kv_written = checked_add(r.kv_written, bytes[t], "kv written");
+        else r.persistent_other = checked_add(r.persistent_other, bytes[t], "persistent");
+    }
+    return r;
+}
+
+}  // namespace memtax

@@ -1,0 +1,85 @@
+#pragma once
+// The per-GPU memory model of an inference step (prefill of a prompt, or one decode step at a
+// KV length): weights, KV cache, attention matrix, activation peak, logits, runtime overhead,
+// and the fit verdict. Built from plain specs; never sees YAML or JSON.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graph/layer_graphs.hpp"
+#include "spec/gpu_spec.hpp"
+#include "spec/model_spec.hpp"
+
+namespace memtax {
+
+struct Deployment {
+    u64 gpus = 1;  // GPUs in total; data-parallel replicas = gpus / tp
+    u64 tp = 1;    // tensor-parallel degree
+};
+
+struct Workload {
+    Mode mode = Mode::Prefill;
+    u64 batch = 1;    // sequences in total (split over data-parallel replicas)
+    u64 context = 0;  // prefill: prompt tokens; decode: KV length after the step
+    AttentionKernel attention = AttentionKernel::Fused;
+    std::optional<DType> weight_dtype;   // linear layers; default: the model's dtype
+    std::optional<DType> kv_dtype;       // default: the model's dtype
+    std::optional<DType> softmax_dtype;  // eager softmax; default fp32 (PyTorch's upcast)
+    std::optional<DType> logits_dtype;   // default: the model's dtype
+    std::optional<u64> logits_kept;      // positions whose logits are computed; 0 = all; default 1
+};
+
+// One formula behind a number, for --explain.
+struct Term {
+    std::string name;
+    std::string formula;  // symbols and numbers
+    u64 bytes = 0;
+};
+
+struct LayerKindRow {
+    LayerKind kind;
+    u64 count = 0;
+    u64 weights_bytes = 0;           // per layer
+    u64 kv_cache_bytes = 0;          // per layer, after the step
+    u64 attention_matrix_bytes = 0;  // most S×S bytes live at once in the layer
+    u64 transient_peak_bytes = 0;    // the layer's own peak, excluding the KV it writes
+    std::string peak_op;
+};
+
+struct Estimate {
+    // Resolved inputs.
+    ModelSpec model;
+    GpuSpec gpu;
+    Deployment deployment;
+    Workload workload;  // all optionals filled
+    u64 replicas = 1;
+    u64 batch_per_replica = 1;
+    u64 logits_kept = 1;
+
+    // Per GPU, bytes.
+    u64 weights = 0, kv_cache = 0, attention_matrix = 0, activation_peak = 0, logits = 0;
+    u64 runtime_overhead = 0, total = 0, forward_peak = 0;
+    u64 resident_before = 0;  // allocated before the step: weights (+ the existing KV in decode)
+    u64 capacity = 0;
+    std::string peak_at;  // where the forward peak occurs
+    bool fits = false;
+    std::string verdict;
+
+    u64 parameters = 0;          // whole model
+    u64 parameters_per_gpu = 0;
+
+    std::vector<LayerKindRow> layer_kinds;
+    std::vector<Term> terms;  // formula of every component, in print order
+};
+
+// Throws InputError for an impossible deployment (TP not dividing heads, ...) and
+// OverflowError when a count exceeds 64 bits.
+Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl);
+
+// Whole-model parameter count (no sharding), for golden tests against published counts.
+u64 parameter_count(const ModelSpec& model);
+
+std::string format_bytes_gib(u64 bytes);   // "71.3 GiB"
+std::string group_digits(u64 v);           // "1,073,741,824" (locale-independent)
+
+}  // namespace memtax

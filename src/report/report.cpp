@@ -1,0 +1,247 @@
+#include "report/report.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace memtax {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::string gib(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
+
+std::string headline(const Estimate& e) {
+    const auto& w = e.workload;
+    return fmt::format("{} on {}× {} (TP {}, {} replica{}), {}, batch {} ({} per replica), context {}, {} attention",
+                       e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp, e.replicas,
+                       e.replicas == 1 ? "" : "s", to_string(w.mode), w.batch, e.batch_per_replica,
+                       group_digits(w.context), to_string(w.attention));
+}
+
+ojson inputs_json(const Estimate& e) {
+    const auto& m = e.model;
+    const auto& g = e.gpu;
+    const auto& w = e.workload;
+    ojson kinds = ojson::array();
+    for (auto k : m.layer_kinds) kinds.push_back(to_string(k));
+    ojson model = {{"name", m.name},
+                   {"display_name", m.display_name},
+                   {"source", m.source},
+                   {"family", m.family},
+                   {"num_layers", m.num_layers},
+                   {"hidden_size", m.hidden_size},
+                   {"num_attention_heads", m.num_attention_heads},
+                   {"num_key_value_heads", m.num_key_value_heads},
+                   {"head_dim", m.head_dim},
+                   {"intermediate_size", m.intermediate_size},
+                   {"vocab_size", m.vocab_size},
+                   {"max_context", m.max_context},
+                   {"tie_word_embeddings", m.tie_word_embeddings},
+                   {"norm", to_string(m.norm)},
+                   {"activation", m.activation},
+                   {"sliding_window", m.sliding_window},
+                   {"dtype", m.dtype.name},
+                   {"parameters", e.parameters}};
+    ojson gpu = {{"name", g.name},
+                 {"display_name", g.display_name},
+                 {"source", g.source},
+                 {"memory_bytes", g.memory_bytes},
+                 {"usable_memory_bytes", g.usable_memory_bytes},
+                 {"hbm_bandwidth_bytes_per_s", g.hbm_bandwidth_bytes_per_s},
+                 {"runtime_overhead_bytes", g.runtime_overhead_bytes}};
+    ojson workload = {{"mode", to_string(w.mode)},
+                      {"batch", w.batch},
+                      {"batch_per_replica", e.batch_per_replica},
+                      {"context", w.context},
+                      {"attention", to_string(w.attention)},
+                      {"weight_dtype", w.weight_dtype->name},
+                      {"kv_dtype", w.kv_dtype->name},
+                      {"softmax_dtype", w.softmax_dtype->name},
+                      {"logits_dtype", w.logits_dtype->name},
+                      {"logits_kept", e.logits_kept}};
+    ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp}, {"replicas", e.replicas}};
+    return {{"model", model}, {"gpu", gpu}, {"deployment", dep}, {"workload", workload}};
+}
+
+ojson per_gpu_json(const Estimate& e) {
+    return {{"weights_bytes", e.weights},
+            {"kv_cache_bytes", e.kv_cache},
+            {"attention_matrix_bytes", e.attention_matrix},
+            {"activation_peak_bytes", e.activation_peak},
+            {"logits_bytes", e.logits},
+            {"runtime_overhead_bytes", e.runtime_overhead},
+            {"total_bytes", e.total},
+            {"forward_peak_bytes", e.forward_peak},
+            {"resident_before_step_bytes", e.resident_before},
+            {"capacity_bytes", e.capacity},
+            {"headroom_bytes", e.fits ? static_cast<std::int64_t>(e.capacity - e.total)
+                                      : -static_cast<std::int64_t>(e.total - e.capacity)},
+            {"fits", e.fits},
+            {"peak_at", e.peak_at},
+            {"parameters", e.parameters_per_gpu}};
+}
+
+ojson tool_json(const ToolInfo& t) { return {{"name", "memtax"}, {"version", t.version}, {"git_sha", t.git_sha}}; }
+
+}  // namespace
+
+std::string render_table(const Estimate& e, bool explain) {
+    std::string out = headline(e) + "\n";
+    out += fmt::format("\nPer GPU (1 GiB = 2^30 bytes)\n{:<20} {:>10} {:>18}\n", "component", "GiB", "bytes");
+    auto row = [&](const char* name, u64 v) { out += fmt::format("{:<20} {:>10} {:>18}\n", name, gib(v), group_digits(v)); };
+    row("weights", e.weights);
+    row("KV cache", e.kv_cache);
+    row("attention matrix", e.attention_matrix);
+    row("activations", e.activation_peak);
+    row("logits", e.logits);
+    row("runtime overhead", e.runtime_overhead);
+    out += fmt::format("{:-<50}\n", "");
+    row("total", e.total);
+    row("usable capacity", e.capacity);
+    row("forward peak", e.forward_peak);
+    out += fmt::format("forward peak at: {}\n", e.peak_at);
+    out += "\nPer layer kind (per layer, GiB)\n";
+    out += fmt::format("{:<18} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", "kind", "layers", "weights", "KV", "attn matrix",
+                       "layer peak", "peak op");
+    for (const auto& r : e.layer_kinds)
+        out += fmt::format("{:<18} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", to_string(r.kind), r.count, gib(r.weights_bytes),
+                           gib(r.kv_cache_bytes), gib(r.attention_matrix_bytes), gib(r.transient_peak_bytes), r.peak_op);
+    out += "\n" + e.verdict + "\n";
+    if (explain) {
+        out += "\nHow each number is computed\n";
+        for (const auto& t : e.terms) out += fmt::format("  {:<26} {:>18} B  = {}\n", t.name, group_digits(t.bytes), t.formula);
+    }
+    return out;
+}
+
+std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain) {
+    ojson kinds = ojson::array();
+    for (const auto& r : e.layer_kinds)
+        kinds.push_back({{"kind", to_string(r.kind)},
+                         {"layers", r.count},
+                         {"weights_bytes", r.weights_bytes},
+                         {"kv_cache_bytes", r.kv_cache_bytes},
+                         {"attention_matrix_bytes", r.attention_matrix_bytes},
+                         {"transient_peak_bytes", r.transient_peak_bytes},
+                         {"peak_op", r.peak_op}});
+    ojson j = {{"schema", "memtax.estimate/1"}, {"tool", tool_json(tool)}, {"inputs", inputs_json(e)},
+               {"per_gpu", per_gpu_json(e)},     {"layer_kinds", kinds},     {"verdict", e.verdict}};
+    if (explain) {
+        ojson terms = ojson::array();
+        for (const auto& t : e.terms) terms.push_back({{"name", t.name}, {"bytes", t.bytes}, {"formula", t.formula}});
+        j["explain"] = terms;
+    }
+    return j.dump(2) + "\n";
+}
+
+std::string render_csv(const Estimate& e) {
+    std::string out = "section,name,bytes,gib\n";
+    auto row = [&](const char* sec, const std::string& name, u64 v) {
+        out += fmt::format("{},{},{},{:.6f}\n", sec, name, v, to_gib(v));
+    };
+    row("per_gpu", "weights", e.weights);
+    row("per_gpu", "kv_cache", e.kv_cache);
+    row("per_gpu", "attention_matrix", e.attention_matrix);
+    row("per_gpu", "activation_peak", e.activation_peak);
+    row("per_gpu", "logits", e.logits);
+    row("per_gpu", "runtime_overhead", e.runtime_overhead);
+    row("per_gpu", "total", e.total);
+    row("per_gpu", "forward_peak", e.forward_peak);
+    row("per_gpu", "capacity", e.capacity);
+    for (const auto& r : e.layer_kinds) {
+        std::string k = to_string(r.kind);
+        row("per_layer", k + ".weights", r.weights_bytes);
+        row("per_layer", k + ".kv_cache", r.kv_cache_bytes);
+        row("per_layer", k + ".attention_matrix", r.attention_matrix_bytes);
+        row("per_layer", k + ".transient_peak", r.transient_peak_bytes);
+    }
+    return out;
+}
+
+std::string render_whatif_table(const std::vector<Estimate>& rows) {
+    std::string out = "memtax what-if: per-GPU memory of an inference step (1 GiB = 2^30 bytes)\n\n";
+    out += fmt::format("{:<15} {:<14} {:>3} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", "model", "gpus",
+                       "tp", "mode", "batch", "context", "kv", "weights", "KV", "act+attn", "total", "usable", "fits");
+    for (const auto& e : rows) {
+        out += fmt::format("{:<15} {:<14} {:>3} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model.name,
+                           fmt::format("{}x {}", e.deployment.gpus, e.gpu.name), e.deployment.tp, to_string(e.workload.mode),
+                           e.workload.batch, e.workload.context, e.workload.kv_dtype->name, gib(e.weights), gib(e.kv_cache),
+                           gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity),
+                           e.fits ? "yes" : fmt::format("no (+{})", format_bytes_gib(e.total - e.capacity)));
+    }
+    return out;
+}
+
+std::string render_whatif_json(const std::vector<Estimate>& rows, const ToolInfo& tool) {
+    ojson arr = ojson::array();
+    for (const auto& e : rows) arr.push_back({{"inputs", inputs_json(e)}, {"per_gpu", per_gpu_json(e)}, {"verdict", e.verdict}});
+    ojson j = {{"schema", "memtax.whatif/1"}, {"tool", tool_json(tool)}, {"rows", arr}};
+    return j.dump(2) + "\n";
+}
+
+std::string render_whatif_csv(const std::vector<Estimate>& rows) {
+    std::string out =
+        "model,gpu,gpus,tp,mode,batch,context,attention,kv_dtype,weights_bytes,kv_cache_bytes,attention_matrix_bytes,"
+        "activation_peak_bytes,logits_bytes,runtime_overhead_bytes,total_bytes,capacity_bytes,fits\n";
+    for (const auto& e : rows)
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.model.name, e.gpu.name, e.deployment.gpus,
+                           e.deployment.tp, to_string(e.workload.mode), e.workload.batch, e.workload.context,
+                           to_string(e.workload.attention), e.workload.kv_dtype->name, e.weights, e.kv_cache, e.attention_matrix,
+                           e.activation_peak, e.logits, e.runtime_overhead, e.total, e.capacity, e.fits ? "true" : "false");
+    return out;
+}
+
+std::string render_models_table(const std::vector<ModelSpec>& models) {
+    std::string out = fmt::format("{:<18} {:>6} {:>7} {:>6} {:>4} {:>9} {:>7} {:>8} {:>16} {:>9}  {}\n", "name", "layers",
+                                  "hidden", "heads", "kv", "head_dim", "inter", "vocab", "parameters", "max ctx", "source");
+    for (const auto& m : models)
+        out += fmt::format("{:<18} {:>6} {:>7} {:>6} {:>4} {:>9} {:>7} {:>8} {:>16} {:>9}  {}\n", m.name, m.num_layers,
+                           m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim, m.intermediate_size,
+                           m.vocab_size, group_digits(parameter_count(m)), m.max_context, m.source);
+    return out;
+}
+
+std::string render_gpus_table(const std::vector<GpuSpec>& gpus) {
+    std::string out = fmt::format("{:<11} {:<30} {:>11} {:>11} {:>9} {:>11} {:>5}  {}\n", "name", "display name", "memory GiB",
+                                  "usable GiB", "HBM TB/s", "bf16 TFLOP/s", "SMs", "interconnect");
+    for (const auto& g : gpus) {
+        double bf16 = g.peak_flops_per_s.count("bf16") ? g.peak_flops_per_s.at("bf16") : g.peak_flops_per_s.at("fp16");
+        out += fmt::format("{:<11} {:<30} {:>11.2f} {:>11.2f} {:>9.2f} {:>12.1f} {:>5}  {}\n", g.name, g.display_name,
+                           to_gib(g.memory_bytes), to_gib(g.usable_memory_bytes), g.hbm_bandwidth_bytes_per_s / 1e12, bf16 / 1e12,
+                           g.sm_count, g.interconnect);
+    }
+    return out;
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+    namespace fs = std::filesystem;
+    fs::path target(path);
+    fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    std::string tmp = (dir / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid())).string();
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        if (!out) throw InputError(SourcePos{path}, "--output", fmt::format("cannot write: {}", std::strerror(errno)));
+        out << text;
+        out.flush();
+        if (!out) {
+            std::remove(tmp.c_str());
+            throw InputError(SourcePos{path}, "--output", "write failed");
+        }
+    }
+    std::error_code ec;
+    fs::rename(tmp, target, ec);
+    if (ec) {
+        std::remove(tmp.c_str());
+        throw InputError(SourcePos{path}, "--output", fmt::format("cannot replace: {}", ec.message()));
+    }
+}
+
+}  // namespace memtax

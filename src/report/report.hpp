@@ -1,0 +1,32 @@
+#pragma once
+// Printers for an Estimate: terminal table, JSON (schema memtax.estimate/1) and CSV.
+// The engine returns data; these only render it.
+#include <string>
+#include <vector>
+
+#include "model/memory_model.hpp"
+
+namespace memtax {
+
+struct ToolInfo {
+    std::string version;
+    std::string git_sha;
+};
+
+std::string render_table(const Estimate& e, bool explain);
+std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain);
+std::string render_csv(const Estimate& e);
+
+// The what-if grid (the main job on built-in defaults).
+std::string render_whatif_table(const std::vector<Estimate>& rows);
+std::string render_whatif_json(const std::vector<Estimate>& rows, const ToolInfo& tool);
+std::string render_whatif_csv(const std::vector<Estimate>& rows);
+
+std::string render_models_table(const std::vector<ModelSpec>& models);
+std::string render_gpus_table(const std::vector<GpuSpec>& gpus);
+
+// Writes `text` to `path` atomically (temporary file in the same directory, then rename), so
+// a reader never sees half a report. Throws InputError when the directory is not writable.
+void write_file_atomically(const std::string& path, const std::string& text);
+
+}  // namespace memtax

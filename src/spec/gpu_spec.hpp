@@ -1,0 +1,30 @@
+#pragma once
+// Plain, validated description of one GPU kind, read from a memtax YAML profile. Every number
+// carries its source in `sources` (the loader refuses a number without one).
+#include <map>
+#include <string>
+
+#include "core/bytes.hpp"
+
+namespace memtax {
+
+struct GpuSpec {
+    std::string name;          // catalog key, e.g. "h100-sxm"
+    std::string display_name;  // e.g. "NVIDIA H100 SXM5 80GB"
+    std::string vendor;
+    std::string source;
+
+    u64 memory_bytes = 0;         // device memory as nvidia-smi/datasheet states it
+    u64 usable_memory_bytes = 0;  // what cudaMemGetInfo reports as total (allocatable); = memory_bytes if unmeasured
+    double hbm_bandwidth_bytes_per_s = 0;
+    std::map<std::string, double> peak_flops_per_s;  // dense, per dtype name
+    u64 l2_bytes = 0;             // 0 = unknown
+    u64 sm_count = 0;             // SMs (NVIDIA) or CUs (AMD); 0 = unknown
+    double interconnect_bandwidth_bytes_per_s = 0;  // per GPU, one direction summed as vendors state; 0 = none
+    std::string interconnect;
+    u64 runtime_overhead_bytes = 0;  // CUDA/HIP context + library workspaces of a PyTorch process
+    std::map<std::string, std::string> sources;  // field -> citation
+    std::string file;
+};
+
+}  // namespace memtax

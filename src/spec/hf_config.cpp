@@ -1,0 +1,244 @@
+// Hugging Face config.json -> ModelSpec, using the field names transformers uses.
+// Dispatch on model_type: llama, mistral, qwen2. Keys memtax does not need (rope_theta,
+// token ids, ...) are ignored, as transformers itself keeps arbitrary attributes; keys that
+// change the memory model in ways memtax does not support yet (experts, MLA, quantisation)
+// are refused rather than silently ignored.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iterator>
+#include <map>
+
+#include "spec/loaders.hpp"
+
+namespace memtax {
+namespace {
+
+using json = nlohmann::json;
+
+// nlohmann-json 3.11 keeps no source positions, so a SAX pass over a counting iterator
+// records the line of every key (the SAX key event fires right after the key's closing
+// quote is read). Only keys get lines; values share their key's line.
+struct CountingIter {
+    using iterator_category = std::input_iterator_tag;
+    using value_type = char;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const char*;
+    using reference = const char&;
+    const char* p;
+    const char** cursor;  // shared: the furthest character read
+    reference operator*() const { return *p; }
+    CountingIter& operator++() {
+        ++p;
+        *cursor = p;
+        return *this;
+    }
+    CountingIter operator++(int) {
+        CountingIter t = *this;
+        ++*this;
+        return t;
+    }
+    bool operator==(const CountingIter& o) const { return p == o.p; }
+    bool operator!=(const CountingIter& o) const { return p != o.p; }
+};
+
+struct KeyLines : nlohmann::json_sax<json> {
+    const char* begin = nullptr;
+    const char* const* cursor = nullptr;  // the counting iterator's furthest read
+    std::vector<std::string> path;         // enclosing keys
+    std::vector<bool> in_array;
+    std::string pending;
+    std::map<std::string, int> lines;
+
+    int line_at(const char* p) const { return 1 + static_cast<int>(std::count(begin, p, '\n')); }
+    void enter() {
+        if (!in_array.empty() && !in_array.back()) path.push_back(pending);
+    }
+    void leave() {
+        in_array.pop_back();
+        if (!in_array.empty() && !in_array.back()) path.pop_back();
+    }
+    bool key(string_t& k) override {
+        pending = k;
+        std::string full;
+        for (const auto& part : path) full += part + ".";
+        lines[full + k] = line_at(*cursor);
+        return true;
+    }
+    bool start_object(std::size_t) override { enter(); in_array.push_back(false); return true; }
+    bool end_object() override { leave(); return true; }
+    bool start_array(std::size_t) override { enter(); in_array.push_back(true); return true; }
+    bool end_array() override { leave(); return true; }
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t) override { return true; }
+    bool number_float(number_float_t, const string_t&) override { return true; }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return true; }
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+};
+
+class HfReader {
+public:
+    HfReader(const json& root, std::string file, std::map<std::string, int> lines)
+        : root_(root), file_(std::move(file)), lines_(std::move(lines)) {}
+
+    SourcePos pos(const std::string& key) const {
+        auto it = lines_.find(key);
+        return SourcePos{file_, it == lines_.end() ? 0 : it->second, 0};
+    }
+    [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
+        throw InputError(pos(key), key, msg);
+    }
+    bool has(const std::string& key) const { return root_.contains(key) && !root_[key].is_null(); }
+    std::string type_of(const json& v) const { return v.is_string() ? fmt::format("\"{}\"", v.get<std::string>()) : v.dump(); }
+
+    u64 get_u64(const std::string& key) const {
+        if (!has(key)) fail(key, "required field is missing");
+        const json& v = root_[key];
+        if (!v.is_number_unsigned()) {
+            if (v.is_number_integer()) fail(key, fmt::format("must be positive, got {}", v.dump()));
+            fail(key, fmt::format("expected a non-negative integer, got {}", type_of(v)));
+        }
+        return v.get<u64>();
+    }
+    std::optional<u64> opt_u64(const std::string& key) const {
+        if (!has(key)) return std::nullopt;
+        return get_u64(key);
+    }
+    bool get_bool(const std::string& key, bool fallback) const {
+        if (!has(key)) return fallback;
+        if (!root_[key].is_boolean()) fail(key, fmt::format("expected true or false, got {}", type_of(root_[key])));
+        return root_[key].get<bool>();
+    }
+    std::string get_string(const std::string& key, const std::string& fallback) const {
+        if (!has(key)) return fallback;
+        if (!root_[key].is_string()) fail(key, fmt::format("expected a string, got {}", type_of(root_[key])));
+        return root_[key].get<std::string>();
+    }
+    const json& root() const { return root_; }
+
+private:
+    const json& root_;
+    std::string file_;
+    std::map<std::string, int> lines_;
+};
+
+}  // namespace
+
+ModelSpec load_hf_config(const std::string& text, const std::string& file) {
+    json root;
+    try {
+        root = json::parse(text);
+    } catch (const json::parse_error& e) {
+        size_t at = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
+        int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+        std::string what = e.what();
+        auto colon = what.find("syntax error");
+        throw InputError(SourcePos{file, line, 0}, "(syntax)",
+                         colon == std::string::npos ? what : what.substr(colon));
+    }
+    if (!root.is_object()) throw InputError(SourcePos{file, 1, 0}, "(document)", "expected a JSON object");
+
+    // The SAX pass re-reads text that json::parse already accepted; it only collects lines.
+    const char* cursor = text.data();
+    KeyLines sax;
+    sax.begin = text.data();
+    sax.cursor = &cursor;
+    CountingIter first{text.data(), &cursor}, last{text.data() + text.size(), &cursor};
+    json::sax_parse(first, last, &sax);
+    HfReader r(root, file, sax.lines);
+
+    if (!r.has("model_type")) r.fail("model_type", "required field is missing (valid: llama, mistral, qwen2)");
+    std::string type = r.get_string("model_type", "");
+    const std::vector<std::string> types = {"llama", "mistral", "qwen2"};
+    if (std::find(types.begin(), types.end(), type) == types.end()) {
+        std::string hint = closest_match(type, types);
+        r.fail("model_type", fmt::format("unsupported model_type \"{}\"{}; supported: llama, mistral, qwen2", type,
+                                         hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
+    }
+    for (const char* unsupported : {"num_local_experts", "num_experts", "n_routed_experts", "kv_lora_rank",
+                                    "quantization_config"}) {
+        if (r.has(unsupported))
+            r.fail(unsupported, std::string(unsupported) == "quantization_config"
+                                    ? "pre-quantised checkpoints are not read from config.json; pass --weight-dtype"
+                                    : "mixture-of-experts and MLA models are not supported yet (dense decoders only)");
+    }
+
+    ModelSpec m;
+    m.file = file;
+    for (const auto& [k, line] : sax.lines) m.positions[k] = SourcePos{file, line, 0};
+    m.family = type;
+    m.name = std::filesystem::path(file).stem().string();
+    m.display_name = r.get_string("_name_or_path", m.name);
+    m.source = "Hugging Face config.json: " + file;
+    m.num_layers = r.get_u64("num_hidden_layers");
+    m.hidden_size = r.get_u64("hidden_size");
+    m.num_attention_heads = r.get_u64("num_attention_heads");
+    if (m.num_attention_heads == 0) r.fail("num_attention_heads", "must be a positive integer, got 0");
+    m.num_key_value_heads = r.opt_u64("num_key_value_heads").value_or(m.num_attention_heads);
+    if (auto hd = r.opt_u64("head_dim")) {
+        m.head_dim = *hd;
+    } else {
+        if (m.hidden_size % m.num_attention_heads != 0)
+            r.fail("num_attention_heads", fmt::format("{} does not divide hidden_size = {} and head_dim is not given",
+                                                      m.num_attention_heads, m.hidden_size));
+        m.head_dim = m.hidden_size / m.num_attention_heads;
+    }
+    m.intermediate_size = r.get_u64("intermediate_size");
+    m.vocab_size = r.get_u64("vocab_size");
+    m.max_context = r.get_u64("max_position_embeddings");
+    m.positions["max_context"] = r.pos("max_position_embeddings");
+    m.positions["num_layers"] = r.pos("num_hidden_layers");
+    m.tie_word_embeddings = r.get_bool("tie_word_embeddings", false);
+    m.norm = NormKind::RMSNorm;  // all three families use RMSNorm
+    m.activation = r.get_string("hidden_act", "silu");
+    m.gated_mlp = true;
+    // Qwen2 always has q/k/v biases (Qwen2Attention: bias=True); llama makes them optional.
+    m.qkv_bias = type == "qwen2" ? true : r.get_bool("attention_bias", false);
+    m.o_bias = type == "llama" ? r.get_bool("attention_bias", false) : false;
+    m.mlp_bias = type == "llama" ? r.get_bool("mlp_bias", false) : false;
+    // transformers 5 writes "dtype"; older files "torch_dtype".
+    std::string dt = r.has("dtype") ? r.get_string("dtype", "") : r.get_string("torch_dtype", "bfloat16");
+    const std::map<std::string, std::string> torch_names = {
+        {"bfloat16", "bf16"}, {"float16", "fp16"}, {"float32", "fp32"}, {"half", "fp16"}, {"float", "fp32"}};
+    auto it = torch_names.find(dt);
+    if (it == torch_names.end())
+        r.fail(r.has("dtype") ? "dtype" : "torch_dtype",
+               fmt::format("unsupported dtype \"{}\"; valid: bfloat16, float16, float32", dt));
+    parse_dtype(it->second, m.dtype);
+
+    // Sliding window: mistral applies it to every layer when set; qwen2 only when
+    // use_sliding_window is true (and then to layers from max_window_layers on).
+    u64 window = 0;
+    if (r.has("sliding_window")) {
+        bool applies = type == "mistral" || (type == "qwen2" && r.get_bool("use_sliding_window", false)) ||
+                       type == "llama";
+        if (applies) window = r.get_u64("sliding_window");
+        if (applies && window == 0) r.fail("sliding_window", "must be positive or null");
+    }
+    m.sliding_window = window;
+    if (r.has("layer_types")) {
+        const json& lt = r.root()["layer_types"];
+        if (!lt.is_array()) r.fail("layer_types", "expected a list of \"full_attention\"|\"sliding_attention\"");
+        for (size_t i = 0; i < lt.size(); ++i) {
+            std::string s = lt[i].is_string() ? lt[i].get<std::string>() : lt[i].dump();
+            if (s == "full_attention") m.layer_kinds.push_back(LayerKind::FullAttention);
+            else if (s == "sliding_attention") m.layer_kinds.push_back(LayerKind::SlidingAttention);
+            else r.fail("layer_types", fmt::format("entry {} is \"{}\"; valid: full_attention, sliding_attention", i, s));
+        }
+    } else if (type == "qwen2" && window) {
+        u64 first_sliding = r.opt_u64("max_window_layers").value_or(m.num_layers);
+        for (u64 i = 0; i < m.num_layers; ++i)
+            m.layer_kinds.push_back(i >= first_sliding ? LayerKind::SlidingAttention : LayerKind::FullAttention);
+    } else {
+        m.layer_kinds.assign(m.num_layers, window ? LayerKind::SlidingAttention : LayerKind::FullAttention);
+    }
+    validate_model(m);
+    return m;
+}
+
+}  // namespace memtax

@@ -1,0 +1,195 @@
+#include "spec/yaml_reader.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace memtax {
+namespace {
+
+std::string describe(const YAML::Node& n) {
+    switch (n.Type()) {
+        case YAML::NodeType::Null: return "null";
+        case YAML::NodeType::Sequence: return "a list";
+        case YAML::NodeType::Map: return "a mapping";
+        case YAML::NodeType::Scalar: return n.Tag() == "!" ? fmt::format("\"{}\"", n.Scalar()) : n.Scalar();
+        default: return "nothing";
+    }
+}
+
+}  // namespace
+
+YamlMap::YamlMap(const YAML::Node& node, std::string file, std::string path)
+    : node_(node), file_(std::move(file)), path_(std::move(path)) {
+    if (!node_.IsMap())
+        throw InputError(pos_of(node_), path_.empty() ? "(document)" : path_,
+                         fmt::format("expected a mapping of keys to values, got {}", describe(node_)));
+}
+
+SourcePos YamlMap::pos_of(const YAML::Node& n) const {
+    YAML::Mark m = n.Mark();
+    if (m.is_null()) return SourcePos{file_, 0, 0};
+    return SourcePos{file_, m.line + 1, m.column + 1};
+}
+
+SourcePos YamlMap::pos(const std::string& key) const {
+    for (auto it = node_.begin(); it != node_.end(); ++it)
+        if (it->first.Scalar() == key) return pos_of(it->first);
+    return pos_of(node_);
+}
+
+void YamlMap::fail(const std::string& key, const std::string& message) const {
+    throw InputError(pos(key), field(key), message);
+}
+
+bool YamlMap::has(const std::string& key) const {
+    YAML::Node n = node_[key];
+    return n.IsDefined() && !n.IsNull();
+}
+
+std::vector<std::string> YamlMap::keys() const {
+    std::vector<std::string> out;
+    for (auto it = node_.begin(); it != node_.end(); ++it) out.push_back(it->first.Scalar());
+    return out;
+}
+
+YAML::Node YamlMap::get(const std::string& key, bool required) {
+    used_.insert(key);
+    YAML::Node n = node_[key];
+    if (!n.IsDefined() || n.IsNull()) {
+        if (required) fail(key, "required field is missing");
+        return YAML::Node();
+    }
+    return n;
+}
+
+YAML::Node YamlMap::node(const std::string& key) { return get(key, false); }
+
+std::optional<u64> YamlMap::optional_u64(const std::string& key) {
+    YAML::Node n = get(key, false);
+    if (!n.IsDefined() || n.IsNull()) return std::nullopt;
+    const std::string& s = n.IsScalar() ? n.Scalar() : std::string();
+    u64 v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (!n.IsScalar() || n.Tag() == "!" || s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
+        if (ec == std::errc::result_out_of_range)
+            throw InputError(pos_of(n), field(key), fmt::format("{} does not fit in 64 bits", s));
+        throw InputError(pos_of(n), field(key),
+                         fmt::format("expected a non-negative integer, got {}", describe(n)));
+    }
+    return v;
+}
+
+u64 YamlMap::required_u64(const std::string& key) {
+    get(key, true);
+    return *optional_u64(key);
+}
+
+double YamlMap::required_rate(const std::string& key) {
+    YAML::Node n = get(key, true);
+    const std::string s = n.IsScalar() ? n.Scalar() : std::string();
+    double v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (!n.IsScalar() || n.Tag() == "!" || s.empty() || ec != std::errc() || ptr != s.data() + s.size() ||
+        !std::isfinite(v) || v <= 0)
+        throw InputError(pos_of(n), field(key), fmt::format("expected a positive number, got {}", describe(n)));
+    return v;
+}
+
+std::optional<std::string> YamlMap::optional_string(const std::string& key) {
+    YAML::Node n = get(key, false);
+    if (!n.IsDefined() || n.IsNull()) return std::nullopt;
+    if (!n.IsScalar()) throw InputError(pos_of(n), field(key), fmt::format("expected text, got {}", describe(n)));
+    return n.Scalar();
+}
+
+std::string YamlMap::required_string(const std::string& key) {
+    get(key, true);
+    auto s = optional_string(key);
+    if (s->empty()) fail(key, "must not be empty");
+    return *s;
+}
+
+std::optional<bool> YamlMap::optional_bool(const std::string& key) {
+    YAML::Node n = get(key, false);
+    if (!n.IsDefined() || n.IsNull()) return std::nullopt;
+    if (n.IsScalar() && n.Tag() != "!") {
+        if (n.Scalar() == "true") return true;
+        if (n.Scalar() == "false") return false;
+    }
+    throw InputError(pos_of(n), field(key), fmt::format("expected true or false, got {}", describe(n)));
+}
+
+std::string YamlMap::required_choice(const std::string& key, const std::vector<std::string>& valid) {
+    std::string s = required_string(key);
+    for (const auto& v : valid)
+        if (s == v) return s;
+    std::string hint = closest_match(s, valid);
+    fail(key, fmt::format("unknown value \"{}\"{}; valid: {}", s,
+                          hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint),
+                          fmt::join(valid, ", ")));
+}
+
+YamlMap YamlMap::required_map(const std::string& key) {
+    return YamlMap(get(key, true), file_, field(key));
+}
+
+std::optional<YamlMap> YamlMap::optional_map(const std::string& key) {
+    YAML::Node n = get(key, false);
+    if (!n.IsDefined() || n.IsNull()) return std::nullopt;
+    return YamlMap(n, file_, field(key));
+}
+
+void YamlMap::finish(const std::vector<std::string>& known) const {
+    for (auto it = node_.begin(); it != node_.end(); ++it) {
+        const std::string key = it->first.Scalar();
+        bool ok = false;
+        for (const auto& k : known) ok |= (k == key);
+        if (ok) continue;
+        std::string hint = closest_match(key, known);
+        throw InputError(pos_of(it->first), field(key),
+                         hint.empty() ? fmt::format("unknown key; valid keys: {}", fmt::join(known, ", "))
+                                      : fmt::format("unknown key (did you mean \"{}\"?)", hint));
+    }
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& file) {
+    try {
+        YAML::Node root = YAML::Load(text);
+        if (!root.IsDefined() || root.IsNull())
+            throw InputError(SourcePos{file, 1, 1}, "(document)", "the file holds no YAML mapping");
+        return root;
+    } catch (const YAML::Exception& e) {
+        throw InputError(SourcePos{file, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.column + 1},
+                         "(syntax)", e.msg);
+    }
+}
+
+std::string read_input_file(const std::string& path) {
+    namespace fs = std::filesystem;
+    constexpr std::uintmax_t kMaxInput = 64ull << 20;  // 64 MiB: no profile is near this
+    std::error_code ec;
+    auto status = fs::status(path, ec);
+    if (ec || !fs::exists(status)) throw InputError(SourcePos{path}, "", "no such file");
+    if (fs::is_directory(status)) throw InputError(SourcePos{path}, "", "is a directory, expected a file");
+    auto size = fs::file_size(path, ec);
+    if (!ec && size > kMaxInput)
+        throw InputError(SourcePos{path}, "", fmt::format("file is {} bytes; inputs are limited to 64 MiB", size));
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw InputError(SourcePos{path}, "", fmt::format("cannot read file: {}", std::strerror(errno)));
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+        throw InputError(SourcePos{path}, "", "file is empty");
+    if (text.find('\0') != std::string::npos)
+        throw InputError(SourcePos{path}, "", "file is binary (holds NUL bytes), expected YAML or JSON text");
+    return text;
+}
+
+}  // namespace memtax
