@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Measure what PyTorch + Hugging Face transformers really allocate on a GPU.
+
+Random-weight models are built from configs (no downloads). For each case it records
+torch.cuda.max_memory_allocated() minus the bytes allocated before the step (the engine's
+forward_peak_bytes), the KV cache bytes, the logits bytes, and the runtime overhead of the
+process (CUDA context and library workspaces, from torch.cuda.mem_get_info()).
+
+Usage: python3 kernels/torch/measure_hf_memory.py OUT_DIR
+Writes OUT_DIR/hf_memory.json (schema memtax.measurements/0) and OUT_DIR/<shape>.config.json.
+"""
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+
+def smi(query):
+    try:
+        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
+    except Exception as e:  # provenance only; never fatal
+        return f"unavailable: {e}"
+
+
+def cache_bytes(cache):
+    """Bytes of the K and V tensors a transformers cache holds (v5 `layers`, v4 lists)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        pairs = [(l.keys, l.values) for l in layers if getattr(l, "keys", None) is not None]
+    else:
+        pairs = list(zip(cache.key_cache, cache.value_cache))
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in pairs)
+
+
+def main():
+    out_dir = sys.argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    used_before_process_mib = smi("memory.used")  # before this process creates a CUDA context
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.cuda.init()
+    dev = torch.device("cuda")
+    free0, total = torch.cuda.mem_get_info()
+    # Warm every library the forward uses (cuBLAS handle and workspace, SDPA kernels), then
+    # drop all tensors: what remains in use is the runtime overhead.
+    a = torch.randn(4096, 4096, device=dev, dtype=torch.bfloat16)
+    (a @ a).sum().item()
+    q = torch.randn(1, 8, 1024, 128, device=dev, dtype=torch.bfloat16)
+    torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True).sum().item()
+    del a, q
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    free1, _ = torch.cuda.mem_get_info()
+    allocated_idle = torch.cuda.memory_allocated()
+    reserved_idle = torch.cuda.memory_reserved()
+    overhead = {
+        "device_total_bytes": total,
+        "used_before_process_mib": used_before_process_mib,
+        "used_after_init_bytes": total - free0,
+        "used_after_warmup_bytes": total - free1,
+        "allocator_allocated_idle_bytes": allocated_idle,
+        "allocator_reserved_idle_bytes": reserved_idle,
+        # Everything the process holds that is not a live tensor of the model.
+        "runtime_overhead_bytes": total - free1 - (reserved_idle - allocated_idle),
+    }
+
+    shapes = {
+        "gqa-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=4, head_dim=128,
+                       intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
+        "mha-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=16, head_dim=128,
+                       intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
+    }
+    cases = []
+    for shape_name, kw in shapes.items():
+        cfg = LlamaConfig(max_position_embeddings=131072, tie_word_embeddings=False, **kw)
+        cfg_dict = cfg.to_dict()
+        cfg_dict["dtype"] = "bfloat16"
+        cfg_dict.pop("torch_dtype", None)
+        with open(os.path.join(out_dir, f"{shape_name}.config.json"), "w") as f:
+            json.dump(cfg_dict, f, indent=2, sort_keys=True)
+        for impl in ["eager", "sdpa"]:
+            cfg._attn_implementation = impl
+            torch.manual_seed(0)
+            with torch.device(dev):
+                model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=impl)
+            model.eval()
+            for batch in [1, 2]:
+                for ctx in [1024, 2048, 4096, 8192, 16384, 32768]:
+                    for kept in ["1", "all"]:
+                        case = dict(shape=shape_name, attention=impl, batch=batch, context=ctx,
+                                    logits_kept=kept)
+                        ids = torch.randint(0, cfg.vocab_size, (batch, ctx), device=dev)
+                        torch.cuda.synchronize()
+                        torch.cuda.empty_cache()
+                        torch.cuda.reset_peak_memory_stats()
+                        before = torch.cuda.memory_allocated()
+                        try:
+                            with torch.inference_mode():
+                                out = model(input_ids=ids, use_cache=True,
+                                            logits_to_keep=1 if kept == "1" else 0)
+                            torch.cuda.synchronize()
+                            peak = torch.cuda.max_memory_allocated() - before
+                            cache = out.past_key_values
+                            kv = cache_bytes(cache)
+                            case.update(mode="prefill", status="ok", forward_peak_bytes=peak,
+                                        kv_cache_bytes=kv,
+                                        logits_bytes=out.logits.numel() * out.logits.element_size(),
+                                        after_step_bytes=torch.cuda.memory_allocated() - before)
+                            # One decode step over the filled cache.
+                            if kept == "1":
+                                nxt = torch.randint(0, cfg.vocab_size, (batch, 1), device=dev)
+                                torch.cuda.synchronize()
+                                torch.cuda.reset_peak_memory_stats()
+                                before_d = torch.cuda.memory_allocated()
+                                with torch.inference_mode():
+                                    out2 = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+                                torch.cuda.synchronize()
+                                kv2 = cache_bytes(out2.past_key_values)
+                                cases.append(dict(shape=shape_name, attention=impl, batch=batch, context=ctx + 1,
+                                                  logits_kept="1", mode="decode", status="ok",
+                                                  forward_peak_bytes=torch.cuda.max_memory_allocated() - before_d,
+                                                  kv_cache_bytes=kv2,
+                                                  logits_bytes=out2.logits.numel() * out2.logits.element_size()))
+                                del out2
+                            del out, cache
+                        except torch.OutOfMemoryError:
+                            case.update(mode="prefill", status="oom")
+                        cases.append(case)
+                        del ids
+                        torch.cuda.empty_cache()
+                        print(json.dumps(cases[-1]), flush=True)
+            del model
+            torch.cuda.empty_cache()
+
+    doc = {
+        "schema": "memtax.measurements/0",
+        "provenance": {
+            "gpu": torch.cuda.get_device_name(0),
+            "driver": smi("driver_version"),
+            "nvidia_smi_memory_total_mib": smi("memory.total"),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cuda": torch.version.cuda,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python3 kernels/torch/measure_hf_memory.py $OUT",
+        },
+        "runtime_overhead": overhead,
+        "cases": cases,
+    }
+    with open(os.path.join(out_dir, "hf_memory.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    print(json.dumps(overhead, indent=1))
+
+
+if __name__ == "__main__":
+    main()
