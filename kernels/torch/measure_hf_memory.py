@@ -6,7 +6,7 @@ torch.cuda.max_memory_allocated() minus the bytes allocated before the step (the
 forward_peak_bytes), the KV cache bytes, the logits bytes, and the runtime overhead of the
 process (CUDA context and library workspaces, from torch.cuda.mem_get_info()).
 
-Usage: python3 kernels/torch/measure_hf_memory.py OUT_DIR
+Usage: python3 kernels/torch/measure_hf_memory.py OUT_DIR [--overhead-only]
 Writes OUT_DIR/hf_memory.json (schema memtax.measurements/0) and OUT_DIR/<shape>.config.json.
 """
 import datetime
@@ -68,7 +68,8 @@ def main():
         "runtime_overhead_bytes": total - free1 - (reserved_idle - allocated_idle),
     }
 
-    shapes = {
+    overhead_only = "--overhead-only" in sys.argv[2:]
+    shapes = {} if overhead_only else {
         "gqa-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=4, head_dim=128,
                        intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
         "mha-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=16, head_dim=128,
@@ -146,7 +147,7 @@ def main():
             "transformers": transformers.__version__,
             "cuda": torch.version.cuda,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python3 kernels/torch/measure_hf_memory.py $OUT",
+            "command": "python3 " + " ".join(["kernels/torch/measure_hf_memory.py", "$OUT"] + sys.argv[2:]),
         },
         "runtime_overhead": overhead,
         "cases": cases,

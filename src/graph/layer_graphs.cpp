@@ -57,10 +57,13 @@ OpGraph build_decoder(AttentionKernel kernel, Mode mode) {
         int s0 = g.op1({"scores_qk", OpKind::Matmul, {}}, {qr, krep}, act("scores", ss, C::AttentionMatrix));
         int s1 = g.op1({"scores_scale", OpKind::Elementwise, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix));
         int s2 = g.op1({"scores_mask", OpKind::Elementwise, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix));
-        int p32 = g.op1({"softmax", OpKind::Softmax, {}}, {s2},
+        int p32 = g.op1({"softmax", OpKind::Softmax, {{ss, R::Softmax, SkipRule::UnlessSoftmaxUpcastCopies}}}, {s2},
                         TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix});
+        // `attn_weights = softmax(attn_weights, dtype=fp32).to(q.dtype)`: the masked scores
+        // stay referenced until the whole right-hand side is done.
         int p = g.op1({"probs_cast", OpKind::Copy, {}}, {p32},
-                      TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, AliasRule::IfSoftmaxIsAct});
+                      TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, AliasRule::IfSoftmaxIsAct},
+                      {s2});
         int oh = g.op1({"probs_v", OpKind::Matmul, {}}, {p, vrep}, act("attn_heads", heads_out));
         attn_out = g.op1({"heads_transpose", OpKind::Copy, {}}, {oh}, act("attn_out", q_shape));
         probs_held = p;  // returned as attn_weights, referenced until the attention module returns
@@ -98,10 +101,14 @@ OpGraph build_head(Mode mode) {
     int x = g.input(act("x_last", bsh));
     // Masks and rotary tables live until the model's forward returns, i.e. through the final
     // norm (transformers applies it inside the base model), and die before the LM head.
+    // The base model's locals live until it returns, after the final norm: the masks, the
+    // rotary tables, the token positions (int64) and the embedding output (`inputs_embeds`).
     int mask = g.input(act("attention_masks", {D::MaskElems}, C::AttentionMatrix));
     int tables = g.input(act("rotary_tables", {D::TableElems}));
-    int xf = g.op1({"final_norm", OpKind::Norm, {{bsh, R::Fp32}, {bsh, R::Act}}}, {x, mask, tables},
-                   act("x_final", bsh));
+    int positions = g.input(TensorInfo{"cache_position", {D::Sq}, R::Index});
+    int embeds = g.input(act("inputs_embeds", bsh));
+    int xf = g.op1({"final_norm", OpKind::Norm, {{bsh, R::Fp32}, {bsh, R::Act}}}, {x},
+                   act("x_final", bsh), {mask, tables, positions, embeds});
     const Shape logits{D::Batch, D::Kept, D::Vocab};
     int l = g.op1({"lm_head", OpKind::Matmul, {}}, {xf}, act("logits_act", logits, C::Logits));
     TensorInfo lo{"logits", logits, R::Logits, C::Logits, Lifetime::Persistent, AliasRule::IfLogitsIsAct};

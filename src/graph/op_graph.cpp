@@ -106,6 +106,15 @@ bool alias_active(AliasRule r, const Bindings& b) {
     return false;
 }
 
+bool skipped(SkipRule r, const Bindings& b) {
+    switch (r) {
+        case SkipRule::Never: return false;
+        case SkipRule::UnlessSoftmaxUpcastCopies:
+            return b[DtypeRole::Softmax] == b[DtypeRole::Act] || b[DtypeRole::Act].name == "fp16";
+    }
+    return false;
+}
+
 u64 shape_bytes(const Shape& s, DtypeRole role, const Bindings& b, const std::string& name) {
     u64 n = 1;
     for (std::uint8_t i = 0; i < s.rank; ++i) n = checked_mul(n, b[s.dims[i]], name);
@@ -170,7 +179,8 @@ GraphEval OpGraph::evaluate(const Bindings& b) const {
         for (size_t t : produced[o]) add(live, cat[t], bytes[t]);
         Composition during = live;
         for (const auto& w : ops_[o].workspace)
-            add(during, Category::Activation, shape_bytes(w.shape, w.dtype, b, name_ + "." + ops_[o].name + ".workspace"));
+            if (!skipped(w.skip, b))
+                add(during, Category::Activation, shape_bytes(w.shape, w.dtype, b, name_ + "." + ops_[o].name + ".workspace"));
         u64 total = during.total();
         if (total > r.peak_bytes) {
             r.peak_bytes = total;

@@ -22,7 +22,7 @@ enum class Dim : std::uint8_t {
     TableElems,  // elements of the rotary cos/sin tables, kept for the whole forward
     Count
 };
-enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Count };
+enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Count };
 // What a tensor is, for the breakdown.
 enum class Category : std::uint8_t { Activation, AttentionMatrix, KvCache, Logits, Count };
 enum class Lifetime : std::uint8_t { Transient, Persistent, Preexisting };
@@ -33,6 +33,14 @@ enum class AliasRule : std::uint8_t {
     IfKvIsAct,       // the cache keeps the projection's own tensor (no quantising copy)
     IfNoGqa,         // repeat_kv with one query head per KV head returns its input
     IfLogitsIsAct,   // logits.to(logits dtype) when already in that dtype
+};
+// When an op's temporary is not needed.
+enum class SkipRule : std::uint8_t {
+    Never,
+    // softmax(x, dtype=fp32) converts a bf16 input to an fp32 copy first; only a CUDA fp16
+    // input takes the fused half-to-float path (ATen SoftMax.cpp, softmax()), and nothing is
+    // converted when the dtypes already agree.
+    UnlessSoftmaxUpcastCopies,
 };
 enum class OpKind : std::uint8_t { Embedding, Norm, Matmul, Rotary, Elementwise, Copy, Softmax, Attention };
 
@@ -55,6 +63,7 @@ struct TensorInfo {
 struct Workspace {
     Shape shape;
     DtypeRole dtype;
+    SkipRule skip = SkipRule::Never;
 };
 
 struct OpInfo {

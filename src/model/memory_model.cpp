@@ -178,6 +178,7 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     b[DtypeRole::Kv] = *wl.kv_dtype;
     b[DtypeRole::Logits] = *wl.logits_dtype;
     b[DtypeRole::Fp32] = fp32;
+    b[DtypeRole::Index] = DType{"int64", 64, 0, 0};
 
     // Keys a layer kind attends to: prefill attends the whole prompt (the eager kernel
     // materialises S×S and masks the window); decode reads what the cache keeps.
@@ -194,7 +195,9 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     b[Dim::MaskElems] = mask_elems;
     b[Dim::TableElems] = checked_product({2, Sq, model.head_dim}, "rotary tables");
     const u64 mask_bytes = model.dtype.bytes(mask_elems, "attention mask");
-    const u64 table_bytes = model.dtype.bytes(b[Dim::TableElems], "rotary tables");
+    // Forward-level tensors besides the masks: rotary tables and int64 token positions.
+    const u64 table_bytes = checked_add(model.dtype.bytes(b[Dim::TableElems], "rotary tables"),
+                                        checked_mul(Sq, 8, "positions"), "forward state");
 
     // KV: after the step, and resident before it (decode only).
     const DType& kvd = *wl.kv_dtype;
@@ -229,19 +232,22 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     u64 kv_new = 0;  // KV written so far in this step
     for (u64 i = 0; i < model.num_layers; ++i) {
         const GraphEval& g = ev[static_cast<int>(model.layer_kinds[i])];
-        u64 here = checked_add(checked_add(checked_add(kv_new, g.peak_bytes, "peak"), mask_bytes, "peak"), table_bytes, "peak");
+        // Past layer 0 the embedding output is no longer the layer's input, but the base
+        // model's `inputs_embeds` still references it.
+        const u64 held = checked_add(table_bytes, i > 0 ? x_bytes : 0, "forward state");
+        u64 here = checked_add(checked_add(checked_add(kv_new, g.peak_bytes, "peak"), mask_bytes, "peak"), held, "peak");
         if (here > peak) {
             peak = here;
             best = g.at_peak;
             best.bytes[static_cast<size_t>(Category::AttentionMatrix)] += mask_bytes;
-            best.bytes[static_cast<size_t>(Category::Activation)] += table_bytes;
+            best.bytes[static_cast<size_t>(Category::Activation)] += held;
             best.bytes[static_cast<size_t>(Category::KvCache)] += kv_new;
             e.peak_at = fmt::format("layer {} ({}) {}", i, to_string(model.layer_kinds[i]), g.peak_op);
         }
         kv_new = checked_add(kv_new, g.kv_written, "kv written");
     }
     Bindings bh = b;
-    bh[Dim::Skv] = 0;
+    bh[Dim::Skv] = 0;  // the head has no attention
     GraphEval head = head_graph(wl.mode).evaluate(bh);
     if (checked_add(head.peak_bytes, kv_new, "peak") > peak) {
         peak = head.peak_bytes + kv_new;
