@@ -1,1 +1,191 @@
+// The command line end to end (in process): exit codes, pinned error text, output formats.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.hpp"
+
+using namespace memtax;
+
+namespace {
+
+struct Result {
+    int code;
+    std::string out, err;
+};
+
+Result cli(std::vector<std::string> args) {
+    std::ostringstream out, err;
+    int code = run_cli(args, out, err);
+    return {code, out.str(), err.str()};
+}
+
+std::string bad(const std::string& f) { return std::string(MEMTAX_TEST_DATA) + "/bad/" + f; }
+
+}  // namespace
+
+TEST(Cli, AcceptanceJsonReportsExactKvBytes) {
+    Result r = cli({"estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch", "1", "--context", "8192",
+                    "--format", "json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["schema"], "memtax.estimate/1");
+    EXPECT_EQ(j["per_gpu"]["kv_cache_bytes"], 1073741824u);
+    for (const char* key : {"weights_bytes", "kv_cache_bytes", "attention_matrix_bytes", "activation_peak_bytes",
+                            "logits_bytes", "runtime_overhead_bytes", "total_bytes", "forward_peak_bytes"})
+        EXPECT_TRUE(j["per_gpu"].contains(key)) << key;
+    EXPECT_EQ(j["inputs"]["workload"]["context"], 8192);
+    EXPECT_TRUE(j["tool"].contains("version"));
+    EXPECT_TRUE(j["tool"].contains("git_sha"));
+}
+
+TEST(Cli, SameInputSameBytes) {
+    auto a = cli({"estimate", "--format", "json", "--explain"});
+    auto b = cli({"estimate", "--format", "json", "--explain"});
+    EXPECT_EQ(a.out, b.out);
+}
+
+TEST(Cli, TableCsvAndExplain) {
+    Result t = cli({"estimate", "--model", "llama-3.1-8b", "--context", "4096", "--attention", "eager", "--explain"});
+    ASSERT_EQ(t.code, 0) << t.err;
+    EXPECT_NE(t.out.find("1 GiB = 2^30 bytes"), std::string::npos);
+    EXPECT_NE(t.out.find("How each number is computed"), std::string::npos);
+    EXPECT_NE(t.out.find("kv_cache"), std::string::npos);
+    Result c = cli({"estimate", "--format", "csv"});
+    ASSERT_EQ(c.code, 0);
+    EXPECT_EQ(c.out.rfind("section,name,bytes,gib\n", 0), 0u);
+    EXPECT_NE(c.out.find("per_gpu,kv_cache,1073741824,"), std::string::npos);
+}
+
+TEST(Cli, ListsAndWhatif) {
+    Result m = cli({"models"});
+    EXPECT_EQ(m.code, 0);
+    EXPECT_NE(m.out.find("8,030,261,248"), std::string::npos);
+    Result g = cli({"gpus"});
+    EXPECT_NE(g.out.find("h100-sxm"), std::string::npos);
+    Result w = cli({"whatif"});
+    ASSERT_EQ(w.code, 0) << w.err;
+    // 2 setups x 2 KV dtypes x 3 contexts x 2 batches.
+    EXPECT_EQ(std::count(w.out.begin(), w.out.end(), '\n'), 3 + 24);
+    Result wj = cli({"whatif", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "1024,2048", "--batches", "1",
+                     "--kv-dtypes", "bf16", "--format", "json"});
+    ASSERT_EQ(wj.code, 0) << wj.err;
+    EXPECT_EQ(nlohmann::json::parse(wj.out)["rows"].size(), 2u);
+}
+
+TEST(Cli, RequireFitGate) {
+    EXPECT_EQ(cli({"estimate", "--model", "llama-3.1-70b", "--require-fit"}).code, 1);
+    EXPECT_EQ(cli({"estimate", "--model", "llama-3.1-8b", "--require-fit"}).code, 0);
+}
+
+TEST(Cli, OutputIsWrittenAtomically) {
+    auto dir = std::filesystem::temp_directory_path() / "memtax_cli_test";
+    std::filesystem::create_directories(dir);
+    auto path = (dir / "report.json").string();
+    Result r = cli({"estimate", "--format", "json", "--output", path});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(r.out.empty());
+    std::ifstream in(path);
+    EXPECT_EQ(nlohmann::json::parse(in)["per_gpu"]["kv_cache_bytes"], 1073741824u);
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+    std::filesystem::remove_all(dir);
+    Result no_dir = cli({"estimate", "--output", "/nonexistent-dir/x.json"});
+    EXPECT_EQ(no_dir.code, 2);
+}
+
+TEST(Cli, BadCommandLinesExitTwo) {
+    struct Case {
+        std::vector<std::string> args;
+        std::string expected;  // pinned error text (a prefix of the message)
+    };
+    const std::vector<Case> cases = {
+        {{"estimate", "--model", "llama-3.1-8"}, "memtax: error: --model: unknown model \"llama-3.1-8\" (did you mean \"llama-3.1-8b\"?)"},
+        {{"estimate", "--gpu", "h100"}, "memtax: error: --gpu: unknown gpu \"h100\" (did you mean \"h200\"?)"},
+        {{"estimate", "--tp", "3"}, "memtax: error: --tp: 3 does not divide num_attention_heads = 32"},
+        {{"estimate", "--gpus", "6", "--tp", "4"}, "memtax: error: --gpus: 6 GPUs cannot hold whole replicas of TP 4"},
+        {{"estimate", "--context", "200000"}, "memtax: error: --context: 200000 exceeds llama-3.1-8b's max_context 131072"},
+        {{"estimate", "--batch", "0"}, "memtax: error: --batch: expected a positive integer, got \"0\""},
+        {{"estimate", "--kv-dtype", "fp7"}, "memtax: error: --kv-dtype: unknown dtype \"fp7\""},
+        {{"estimate", "--logits-kept", "some"}, "memtax: error: --logits-kept: expected a positive number of positions or \"all\""},
+        {{"estimate", "--softmax-dtype", "int4"}, "memtax: error: --softmax-dtype: int4-g128 cannot hold activations"},
+        {{"estimate", "--mode", "train"}, "memtax: error: --mode"},
+        {{"estimate", "--batch", "-1"}, "memtax: error: --batch: expected a positive integer, got \"-1\""},
+        {{"estimate", "--context", "0"}, "memtax: error: --context: expected a positive integer, got \"0\""},
+        {{"estimate", "--frobnicate"}, "memtax: error: The following argument was not expected: --frobnicate"},
+        {{"whatif", "--setup", "llama-3.1-8b"}, "memtax: error: --setup: expected MODEL@NxGPU"},
+        {{}, "memtax: error: A subcommand is required"},
+    };
+    for (const auto& c : cases) {
+        Result r = cli(c.args);
+        EXPECT_EQ(r.code, 2) << c.expected;
+        EXPECT_EQ(r.err.rfind(c.expected, 0), 0u) << "got: " << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+        EXPECT_TRUE(r.out.empty());
+    }
+}
+
+// Malformed profiles and configs, each rejected through the CLI with file:line: field and exit 2.
+TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
+    struct Case {
+        std::string file;
+        int line;  // 0: the message carries no line (the file as a whole is wrong)
+        std::string field;
+    };
+    const std::vector<Case> cases = {
+        {"model_unknown_key.yaml", 5, "hiden_size: unknown key (did you mean \"hidden_size\"?)"},
+        {"model_missing_field.yaml", 1, "vocab_size: required field is missing"},
+        {"model_negative.yaml", 4, "num_layers: expected a non-negative integer, got -4"},
+        {"model_string_for_int.yaml", 5, "hidden_size: expected a non-negative integer, got \"256\""},
+        {"model_kv_not_dividing.yaml", 7, "num_key_value_heads: 3 does not divide num_attention_heads = 4"},
+        {"model_kv_exceeds_heads.yaml", 7, "num_key_value_heads: 8 exceeds num_attention_heads = 4"},
+        {"model_heads_not_dividing_hidden.yaml", 6, "num_attention_heads: 4 does not divide hidden_size = 250"},
+        {"model_zero_layers.yaml", 4, "num_layers: must be a positive integer, got 0"},
+        {"model_bad_dtype.yaml", 14, "dtype: unknown dtype \"bf61\" (did you mean \"bf16\"?)"},
+        {"model_bad_family.yaml", 2, "family: unknown value \"gpt5\"; valid: llama, mistral, qwen2"},
+        {"model_syntax.yaml", 10, "(syntax): "},
+        {"model_layer_types_mismatch.yaml", 15, "layer_types: lists 1 layers but num_layers = 2"},
+        {"model_float_int.yaml", 8, "intermediate_size: expected a non-negative integer, got 512.5"},
+        {"model_too_big.yaml", 9, "vocab_size: 99999999999999999999999 does not fit in 64 bits"},
+        {"model_bad_bool.yaml", 15, "tie_word_embeddings: expected true or false, got yes"},
+        {"model_not_mapping.yaml", 1, "(document): expected a mapping of keys to values, got a list"},
+        {"model_empty.yaml", 0, "file is empty"},
+        {"gpu_missing_source.yaml", 6, "memory_bytes: has no citation"},
+        {"gpu_usable_gt_total.yaml", 7, "usable_memory_bytes: 95017493504 must be positive and at most memory_bytes"},
+        {"gpu_negative_bandwidth.yaml", 8, "hbm_bandwidth_bytes_per_s: expected a positive number, got -3.35e12"},
+        {"gpu_unknown_flops_dtype.yaml", 10, "peak_flops_per_s.bfloat16: unknown key"},
+        {"hf_missing_layers.json", 1, "num_hidden_layers: required field is missing"},
+        {"hf_bad_type.json", 4, "hidden_size: expected a non-negative integer, got \"big\""},
+        {"hf_unsupported_type.json", 3, "model_type: unsupported model_type \"lama\" (did you mean \"llama\"?)"},
+        {"hf_syntax.json", 9, "(syntax): syntax error"},
+        {"hf_moe.json", 11, "num_local_experts: mixture-of-experts and MLA models are not supported yet"},
+        {"hf_negative.json", 6, "num_attention_heads: must be positive, got -4"},
+        {"hf_kv_not_dividing.json", 8, "num_key_value_heads: 3 does not divide num_attention_heads = 4"},
+        {"hf_bad_dtype.json", 12, "torch_dtype: unsupported dtype \"float8\"; valid: bfloat16, float16, float32"},
+        {"hf_not_object.json", 1, "(document): expected a JSON object"},
+    };
+    ASSERT_GE(cases.size(), 15u);
+    for (const auto& c : cases) {
+        std::string path = bad(c.file);
+        bool gpu = c.file.rfind("gpu_", 0) == 0;
+        Result r = cli({"estimate", gpu ? "--gpu" : "--model", path});
+        EXPECT_EQ(r.code, 2) << c.file;
+        std::string where = c.line ? path + ":" + std::to_string(c.line) + ": " : path + ": ";
+        EXPECT_EQ(r.err.rfind("memtax: error: " + where + c.field, 0), 0u) << "got: " << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_TRUE(r.out.empty()) << c.file;
+    }
+}
+
+TEST(Cli, HelpAndVersionExitZero) {
+    Result h = cli({"--help"});
+    EXPECT_EQ(h.code, 0);
+    EXPECT_NE(h.out.find("estimate"), std::string::npos);
+    Result e = cli({"estimate", "--help"});
+    EXPECT_EQ(e.code, 0);
+    EXPECT_NE(e.out.find("--kv-dtype"), std::string::npos);
+    EXPECT_EQ(cli({"--version"}).code, 0);
+}

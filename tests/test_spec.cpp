@@ -1,1 +1,143 @@
+// Spec loaders and the built-in catalog, checked against published configs and counts.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "model/memory_model.hpp"
+#include "spec/loaders.hpp"
+#include "spec/yaml_reader.hpp"
+
+using namespace memtax;
+
+namespace {
+std::string data(const std::string& f) { return std::string(MEMTAX_TEST_DATA) + "/" + f; }
+}  // namespace
+
+// Exact counts from the configs, computed independently in shared/reference/REFERENCE-DATA.md
+// §2.2 (dense formula of §7; Qwen2.5 includes the q/k/v biases).
+TEST(Catalog, ParameterCountsMatchReferenceArithmetic) {
+    const std::map<std::string, u64> expected = {
+        {"llama-2-7b", 6738415616ull},      {"llama-2-13b", 13015864320ull}, {"llama-2-70b", 68976648192ull},
+        {"llama-3.1-8b", 8030261248ull},    {"llama-3.1-70b", 70553706496ull},
+        {"llama-3.1-405b", 405853388800ull}, {"mistral-7b-v0.1", 7241732096ull}, {"qwen2.5-72b", 72706203648ull}};
+    for (const auto& [name, count] : expected) EXPECT_EQ(parameter_count(resolve_model(name)), count) << name;
+}
+
+TEST(Catalog, EveryModelWithinHalfAPercentOfItsStatedCount) {
+    auto models = catalog_models();
+    ASSERT_GE(models.size(), 7u);
+    for (const auto& m : models) {
+        ASSERT_GT(m.stated_parameter_count, 0u) << m.name << " has no stated count";
+        double rel = std::fabs(static_cast<double>(parameter_count(m)) - static_cast<double>(m.stated_parameter_count)) /
+                     static_cast<double>(m.stated_parameter_count);
+        EXPECT_LT(rel, 0.005) << m.name << ": " << parameter_count(m) << " vs stated " << m.stated_parameter_count;
+        EXPECT_FALSE(m.source.empty()) << m.name;
+    }
+}
+
+TEST(Catalog, ShipsTheRequiredProfiles) {
+    for (const char* m : {"llama-2-7b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
+                          "mistral-7b-v0.1", "qwen2.5-72b"})
+        EXPECT_NO_THROW(resolve_model(m)) << m;
+    for (const char* g : {"a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "b200", "l40s", "rtx-4090", "mi300x"})
+        EXPECT_NO_THROW(resolve_gpu(g)) << g;
+}
+
+TEST(Catalog, H100MemoryIsWhatTheCardReports) {
+    GpuSpec g = resolve_gpu("h100-sxm");
+    EXPECT_EQ(g.memory_bytes, 81559ull << 20);        // nvidia-smi: 81,559 MiB
+    EXPECT_EQ(g.usable_memory_bytes, 81079ull << 20);  // cudaMemGetInfo total: 81,079 MiB
+    EXPECT_EQ(resolve_gpu("h200").memory_bytes, 143771ull << 20);
+}
+
+TEST(Catalog, EveryGpuNumberCitesASource) {
+    for (const auto& g : catalog_gpus()) {
+        for (const char* key : {"memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "runtime_overhead_bytes"})
+            EXPECT_TRUE(g.sources.count(key) && !g.sources.at(key).empty()) << g.name << " " << key;
+    }
+}
+
+TEST(Catalog, SlidingWindowAndBiases) {
+    ModelSpec mistral = resolve_model("mistral-7b-v0.1");
+    EXPECT_EQ(mistral.sliding_window, 4096u);
+    for (auto k : mistral.layer_kinds) EXPECT_EQ(k, LayerKind::SlidingAttention);
+    ModelSpec qwen = resolve_model("qwen2.5-72b");
+    EXPECT_TRUE(qwen.qkv_bias);
+    EXPECT_EQ(qwen.head_dim, 128u);  // implied: 8192 / 64
+}
+
+TEST(HfConfig, ReadsTheFieldsTransformersUses) {
+    ModelSpec m = load_hf_config(read_input_file(data("good_hf.config.json")), "good_hf.config.json");
+    EXPECT_EQ(m.family, "llama");
+    EXPECT_EQ(m.num_layers, 2u);
+    EXPECT_EQ(m.hidden_size, 256u);
+    EXPECT_EQ(m.num_attention_heads, 4u);
+    EXPECT_EQ(m.num_key_value_heads, 2u);
+    EXPECT_EQ(m.head_dim, 64u);
+    EXPECT_EQ(m.intermediate_size, 512u);
+    EXPECT_EQ(m.vocab_size, 1000u);
+    EXPECT_EQ(m.max_context, 4096u);
+    EXPECT_EQ(m.dtype.name, "bf16");
+    EXPECT_FALSE(m.tie_word_embeddings);
+}
+
+TEST(HfConfig, Llama31ConfigEqualsTheYamlProfile) {
+    // The fields of meta-llama/Llama-3.1-8B config.json (REFERENCE-DATA.md §2.1).
+    const std::string json = R"({
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "bos_token_id": 128000,
+  "eos_token_id": 128001, "head_dim": 128, "hidden_act": "silu", "hidden_size": 4096,
+  "intermediate_size": 14336, "max_position_embeddings": 131072, "mlp_bias": false,
+  "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+  "rms_norm_eps": 1e-05,
+  "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+  "rope_theta": 500000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16", "vocab_size": 128256
+})";
+    ModelSpec hf = load_hf_config(json, "config.json");
+    EXPECT_EQ(parameter_count(hf), parameter_count(resolve_model("llama-3.1-8b")));
+    EXPECT_EQ(hf.num_key_value_heads, 8u);
+    EXPECT_EQ(hf.pos_of("num_key_value_heads").line, 5);
+    EXPECT_EQ(hf.pos_of("rope_scaling.factor").line, 7);
+}
+
+TEST(HfConfig, Qwen2AndMistralDispatch) {
+    const std::string qwen = R"({"model_type": "qwen2", "hidden_size": 8192, "intermediate_size": 29568,
+      "num_attention_heads": 64, "num_hidden_layers": 80, "num_key_value_heads": 8, "vocab_size": 152064,
+      "max_position_embeddings": 131072, "sliding_window": 131072, "use_sliding_window": false,
+      "max_window_layers": 80, "tie_word_embeddings": false, "torch_dtype": "bfloat16"})";
+    ModelSpec q = load_hf_config(qwen, "qwen.json");
+    EXPECT_TRUE(q.qkv_bias);
+    EXPECT_EQ(q.sliding_window, 0u);  // use_sliding_window is false
+    EXPECT_EQ(parameter_count(q), 72706203648ull);
+    const std::string mistral = R"({"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
+      "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+      "max_position_embeddings": 32768, "sliding_window": 4096, "torch_dtype": "bfloat16"})";
+    ModelSpec m = load_hf_config(mistral, "mistral.json");
+    EXPECT_EQ(m.sliding_window, 4096u);
+    EXPECT_EQ(m.layer_kinds.front(), LayerKind::SlidingAttention);
+    EXPECT_EQ(parameter_count(m), 7241732096ull);
+}
+
+TEST(YamlSpec, UnknownKeyNamesLineAndSuggestion) {
+    std::string text = read_input_file(data("good_model.yaml"));
+    text += "num_atention_heads: 4\n";
+    try {
+        load_model_yaml(text, "m.yaml");
+        FAIL();
+    } catch (const InputError& e) {
+        EXPECT_EQ(std::string(e.what()), "m.yaml:15: num_atention_heads: unknown key (did you mean \"num_attention_heads\"?)");
+    }
+}
+
+TEST(YamlSpec, GoodProfileLoads) {
+    ModelSpec m = load_model_yaml(read_input_file(data("good_model.yaml")), "good_model.yaml");
+    EXPECT_EQ(m.head_dim, 64u);
+    EXPECT_EQ(m.layer_kinds.size(), 2u);
+}
+
+TEST(InputFiles, MissingDirectoryAndBinary) {
+    EXPECT_THROW(read_input_file(data("no-such-file.yaml")), InputError);
+    EXPECT_THROW(read_input_file(MEMTAX_TEST_DATA), InputError);
+    EXPECT_THROW(read_input_file(data("bad/model_empty.yaml")), InputError);
+}

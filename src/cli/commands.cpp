@@ -22,7 +22,7 @@ namespace {
 struct EstimateArgs {
     std::string model = "llama-3.1-8b";
     std::string gpu = "h100-sxm";
-    u64 gpus = 1, tp = 1, batch = 1, context = 8192;
+    u64 gpus = 0, tp = 1, batch = 1, context = 8192;  // gpus 0: one replica (= tp)
     std::string mode = "prefill", attention = "fused";
     std::string weight_dtype, kv_dtype, softmax_dtype, logits_dtype, logits_kept;
     std::string format = "table", output;
@@ -70,11 +70,22 @@ Workload workload_from(const EstimateArgs& a, const ModelSpec& m) {
     return w;
 }
 
+// CLI11's own range validators print the whole double range; this one says what is valid.
+const CLI::Validator kPositiveInt(
+    [](std::string& text) -> std::string {
+        u64 v = 0;
+        auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc() || p != text.data() + text.size() || v == 0)
+            return fmt::format("expected a positive integer, got \"{}\"", text);
+        return {};
+    },
+    "POSITIVE");
+
 void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
     cmd->add_option("--model", a.model, "built-in model name, a memtax YAML profile, or a HF config.json")->capture_default_str();
     cmd->add_option("--gpu", a.gpu, "built-in GPU name or a GPU YAML profile")->capture_default_str();
-    cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / tp)")->capture_default_str();
-    cmd->add_option("--tp", a.tp, "tensor-parallel degree")->capture_default_str();
+    cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / tp; default: tp)")->check(kPositiveInt);
+    cmd->add_option("--tp", a.tp, "tensor-parallel degree")->check(kPositiveInt)->capture_default_str();
     cmd->add_option("--mode", a.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
     cmd->add_option("--attention", a.attention, "eager (S×S materialised) | fused (flash/SDPA)")
         ->check(CLI::IsMember({"eager", "fused"}))
@@ -97,7 +108,7 @@ void emit(const std::string& text, const std::string& output, std::ostream& out)
 int cmd_estimate(const EstimateArgs& a, std::ostream& out) {
     ModelSpec m = resolve_model(a.model);
     GpuSpec g = resolve_gpu(a.gpu);
-    Estimate e = estimate(m, g, Deployment{a.gpus, a.tp}, workload_from(a, m));
+    Estimate e = estimate(m, g, Deployment{a.gpus ? a.gpus : a.tp, a.tp}, workload_from(a, m));
     std::string text = a.format == "json" ? render_json(e, tool_info(), a.explain)
                        : a.format == "csv" ? render_csv(e)
                                            : render_table(e, a.explain);
@@ -156,8 +167,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     EstimateArgs ea;
     auto* est = app.add_subcommand("estimate", "per-GPU memory of one inference step, with the fit verdict");
     add_workload_options(est, ea);
-    est->add_option("--batch", ea.batch, "sequences (split over replicas)")->capture_default_str();
-    est->add_option("--context", ea.context, "prefill: prompt tokens; decode: KV length after the step")->capture_default_str();
+    est->add_option("--batch", ea.batch, "sequences (split over replicas)")->check(kPositiveInt)->capture_default_str();
+    est->add_option("--context", ea.context, "prefill: prompt tokens; decode: KV length after the step")
+        ->check(kPositiveInt)
+        ->capture_default_str();
     est->add_option("--format", ea.format, "table | json | csv")->check(CLI::IsMember({"table", "json", "csv"}))->capture_default_str();
     est->add_option("--output,-o", ea.output, "write the report to this file (atomically) instead of stdout");
     est->add_flag("--explain", ea.explain, "print each term's formula with its numbers");
@@ -166,8 +179,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     WhatifArgs wa;
     auto* wi = app.add_subcommand("whatif", "a grid of estimates (the main job; built-in defaults)");
     wi->add_option("--setup", wa.setups, "MODEL@NxGPU, repeatable (tensor parallel over the N GPUs)")->capture_default_str();
-    wi->add_option("--contexts", wa.contexts, "context lengths")->delimiter(',')->capture_default_str();
-    wi->add_option("--batches", wa.batches, "batch sizes")->delimiter(',')->capture_default_str();
+    wi->add_option("--contexts", wa.contexts, "context lengths")->delimiter(',')->check(kPositiveInt)->capture_default_str();
+    wi->add_option("--batches", wa.batches, "batch sizes")->delimiter(',')->check(kPositiveInt)->capture_default_str();
     wi->add_option("--kv-dtypes", wa.kv_dtypes, "KV cache dtypes")->delimiter(',')->capture_default_str();
     wi->add_option("--mode", wa.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
     wi->add_option("--attention", wa.attention, "eager | fused")->check(CLI::IsMember({"eager", "fused"}))->capture_default_str();

@@ -57,7 +57,7 @@ OpGraph build_decoder(AttentionKernel kernel, Mode mode) {
         int s0 = g.op1({"scores_qk", OpKind::Matmul, {}}, {qr, krep}, act("scores", ss, C::AttentionMatrix));
         int s1 = g.op1({"scores_scale", OpKind::Elementwise, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix));
         int s2 = g.op1({"scores_mask", OpKind::Elementwise, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix));
-        int p32 = g.op1({"softmax", OpKind::Softmax, {{ss, R::Softmax, SkipRule::UnlessSoftmaxUpcastCopies}}}, {s2},
+        int p32 = g.op1({"softmax", OpKind::Softmax, {{ss, R::Softmax, SkipRule::UnlessSoftmaxUpcastCopies, C::AttentionMatrix}}}, {s2},
                         TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix});
         // `attn_weights = softmax(attn_weights, dtype=fp32).to(q.dtype)`: the masked scores
         // stay referenced until the whole right-hand side is done.

@@ -180,7 +180,7 @@ GraphEval OpGraph::evaluate(const Bindings& b) const {
         Composition during = live;
         for (const auto& w : ops_[o].workspace)
             if (!skipped(w.skip, b))
-                add(during, Category::Activation, shape_bytes(w.shape, w.dtype, b, name_ + "." + ops_[o].name + ".workspace"));
+                add(during, w.category, shape_bytes(w.shape, w.dtype, b, name_ + "." + ops_[o].name + ".workspace"));
         u64 total = during.total();
         if (total > r.peak_bytes) {
             r.peak_bytes = total;

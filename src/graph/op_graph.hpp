@@ -64,6 +64,7 @@ struct Workspace {
     Shape shape;
     DtypeRole dtype;
     SkipRule skip = SkipRule::Never;
+    Category category = Category::Activation;
 };
 
 struct OpInfo {

@@ -88,7 +88,8 @@ public:
 
     SourcePos pos(const std::string& key) const {
         auto it = lines_.find(key);
-        return SourcePos{file_, it == lines_.end() ? 0 : it->second, 0};
+        // A missing key is reported at the object's opening line.
+        return SourcePos{file_, it == lines_.end() ? 1 : it->second, 0};
     }
     [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
         throw InputError(pos(key), key, msg);

@@ -27,14 +27,14 @@ void validate_model(const ModelSpec& m) {
         {"vocab_size", m.vocab_size},         {"max_context", m.max_context}};
     for (const auto& [field, v] : sizes)
         if (v == 0) fail(field, "must be a positive integer, got 0");
+    if (m.num_key_value_heads > m.num_attention_heads)
+        fail("num_key_value_heads", fmt::format("{} exceeds num_attention_heads = {}",
+                                                m.num_key_value_heads, m.num_attention_heads));
     if (m.num_attention_heads % m.num_key_value_heads != 0)
         fail("num_key_value_heads",
              fmt::format("{} does not divide num_attention_heads = {} (grouped-query attention needs "
                          "a whole number of query heads per KV head)",
                          m.num_key_value_heads, m.num_attention_heads));
-    if (m.num_key_value_heads > m.num_attention_heads)
-        fail("num_key_value_heads", fmt::format("{} exceeds num_attention_heads = {}",
-                                                m.num_key_value_heads, m.num_attention_heads));
     if (m.layer_kinds.size() != m.num_layers)
         fail("layer_types", fmt::format("lists {} layers but num_layers = {}", m.layer_kinds.size(),
                                         m.num_layers));
