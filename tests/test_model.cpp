@@ -175,11 +175,11 @@ TEST(Fit, VerdictCarriesTheNumbers) {
     Estimate e = run("llama-3.1-70b", 1, 8192);
     EXPECT_FALSE(e.fits);
     EXPECT_EQ(e.weights, 2ull * 70553706496);
-    EXPECT_EQ(e.verdict.rfind("does not fit: weights 131.4 GiB + KV 2.5 GiB", 0), 0u) << e.verdict;
-    EXPECT_NE(e.verdict.find("exceeds 79.2 GiB usable"), std::string::npos) << e.verdict;
+    EXPECT_EQ(fit_verdict(e).rfind("does not fit: weights 131.4 GiB + KV 2.5 GiB", 0), 0u) << fit_verdict(e);
+    EXPECT_NE(fit_verdict(e).find("exceeds 79.2 GiB usable"), std::string::npos) << fit_verdict(e);
     Estimate ok = run("llama-3.1-70b", 1, 8192, Mode::Prefill, AttentionKernel::Fused, {4, 4}, "h200");
     EXPECT_TRUE(ok.fits);
-    EXPECT_EQ(ok.verdict.rfind("fits: ", 0), 0u);
+    EXPECT_EQ(fit_verdict(ok).rfind("fits: ", 0), 0u);
 }
 
 TEST(Overflow, ExtremeInputsFailNamingTheTerm) {

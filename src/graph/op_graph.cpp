@@ -63,12 +63,20 @@ void OpGraph::finalize() {
     }
     size_t n = tensors_.size();
     producer_.assign(n, -1);
+    // Names for overflow errors, built once so evaluation allocates no strings.
+    tensor_terms_.clear();
+    for (const auto& t : tensors_) tensor_terms_.push_back(fmt::format("{}.{}", name_, t.name));
+    workspace_terms_.clear();
+    for (const auto& o : ops_) workspace_terms_.push_back(fmt::format("{}.{}.workspace", name_, o.name));
+    produced_.assign(ops_.size(), {});
     last_use_.assign(n, -1);
     alias_of_.assign(n, -1);
     for (size_t t = 0; t < n; ++t) {
         auto tv = tensor_vertex_[t];
-        for (auto [it, end] = boost::in_edges(tv, graph_); it != end; ++it)
+        for (auto [it, end] = boost::in_edges(tv, graph_); it != end; ++it) {
             producer_[t] = graph_[boost::source(*it, graph_)].index;
+            produced_[static_cast<size_t>(producer_[t])].push_back(static_cast<int>(t));
+        }
         for (auto [it, end] = boost::out_edges(tv, graph_); it != end; ++it)
             last_use_[t] = std::max(last_use_[t], graph_[boost::target(*it, graph_)].index);
         if (tensors_[t].lifetime != Lifetime::Preexisting && producer_[t] < 0)
@@ -115,7 +123,7 @@ bool skipped(SkipRule r, const Bindings& b) {
     return false;
 }
 
-u64 shape_bytes(const Shape& s, DtypeRole role, const Bindings& b, const std::string& name) {
+u64 shape_bytes(const Shape& s, DtypeRole role, const Bindings& b, std::string_view name) {
     u64 n = 1;
     for (std::uint8_t i = 0; i < s.rank; ++i) n = checked_mul(n, b[s.dims[i]], name);
     return b[role].bytes(n, name);
@@ -125,7 +133,7 @@ u64 shape_bytes(const Shape& s, DtypeRole role, const Bindings& b, const std::st
 
 u64 OpGraph::tensor_bytes(int t, const Bindings& b) const {
     const TensorInfo& ti = tensors_.at(static_cast<size_t>(t));
-    return shape_bytes(ti.shape, ti.dtype, b, fmt::format("{}.{}", name_, ti.name));
+    return shape_bytes(ti.shape, ti.dtype, b, tensor_terms_.at(static_cast<size_t>(t)));
 }
 
 GraphEval OpGraph::evaluate(const Bindings& b) const {
@@ -168,19 +176,23 @@ GraphEval OpGraph::evaluate(const Bindings& b) const {
             r.preexisting = checked_add(r.preexisting, bytes[t], "preexisting");
         }
     }
-    // Outputs of op o are the tensors whose producer is o; index them once.
-    std::vector<std::vector<size_t>> produced(ops_.size());
-    std::vector<std::vector<size_t>> freed(ops_.size());
-    for (size_t t = 0; t < n; ++t) {
-        if (producer_[t] >= 0) produced[static_cast<size_t>(producer_[t])].push_back(t);
-        if (free_after[t] != kForever && free_after[t] >= 0) freed[static_cast<size_t>(free_after[t])].push_back(t);
+    // Tensors freed after each op, bucketed by a counting sort (one flat array, no per-op lists).
+    const size_t n_ops = ops_.size();
+    std::vector<std::uint32_t> first(n_ops + 1, 0), order(n);
+    for (size_t t = 0; t < n; ++t)
+        if (free_after[t] >= 0 && free_after[t] != kForever) ++first[static_cast<size_t>(free_after[t]) + 1];
+    for (size_t o = 0; o < n_ops; ++o) first[o + 1] += first[o];
+    {
+        std::vector<std::uint32_t> fill(first.begin(), first.end() - 1);
+        for (size_t t = 0; t < n; ++t)
+            if (free_after[t] >= 0 && free_after[t] != kForever) order[fill[static_cast<size_t>(free_after[t])]++] = static_cast<std::uint32_t>(t);
     }
-    for (size_t o = 0; o < ops_.size(); ++o) {
-        for (size_t t : produced[o]) add(live, cat[t], bytes[t]);
+    for (size_t o = 0; o < n_ops; ++o) {
+        for (int t : produced_[o]) add(live, cat[static_cast<size_t>(t)], bytes[static_cast<size_t>(t)]);
         Composition during = live;
         for (const auto& w : ops_[o].workspace)
             if (!skipped(w.skip, b))
-                add(during, w.category, shape_bytes(w.shape, w.dtype, b, name_ + "." + ops_[o].name + ".workspace"));
+                add(during, w.category, shape_bytes(w.shape, w.dtype, b, workspace_terms_[o]));
         u64 total = during.total();
         if (total > r.peak_bytes) {
             r.peak_bytes = total;
@@ -188,7 +200,7 @@ GraphEval OpGraph::evaluate(const Bindings& b) const {
             r.at_peak = during;
         }
         r.attention_matrix_max = std::max(r.attention_matrix_max, during[Category::AttentionMatrix]);
-        for (size_t t : freed[o]) live.bytes[static_cast<size_t>(cat[t])] -= bytes[t];
+        for (std::uint32_t i = first[o]; i < first[o + 1]; ++i) live.bytes[static_cast<size_t>(cat[order[i]])] -= bytes[order[i]];
     }
     for (size_t t = 0; t < n; ++t) {
         if (free_after[t] != kForever || tensors_[t].lifetime == Lifetime::Preexisting) continue;

@@ -140,6 +140,8 @@ private:
     std::vector<Graph::vertex_descriptor> tensor_vertex_, op_vertex_;
     // Compiled schedule (filled by finalize).
     std::vector<int> producer_;   // op index that produces each tensor (-1 = preexisting)
+    std::vector<std::vector<int>> produced_;  // tensors each op produces
+    std::vector<std::string> tensor_terms_, workspace_terms_;
     std::vector<int> last_use_;   // last op index reading each tensor (-1 = none)
     std::vector<int> alias_of_;   // for alias-capable tensors, the input they may alias (-1 = none)
     bool finalized_ = false;

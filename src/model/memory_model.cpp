@@ -7,9 +7,13 @@
 namespace memtax {
 
 std::string group_digits(u64 v) {
-    std::string s = std::to_string(v);
-    for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-    return s;
+    const std::string digits = std::to_string(v);
+    std::string out;
+    for (size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
 }
 
 std::string format_bytes_gib(u64 bytes) { return fmt::format("{:.1f} GiB", to_gib(bytes)); }
@@ -49,7 +53,7 @@ struct WeightParts {
     u64 params_layer = 0, params_other = 0;
 };
 
-WeightParts weight_parts(const ModelSpec& m, const Shard& s, const DType& linear, std::vector<Term>* terms) {
+WeightParts weight_parts(const ModelSpec& m, const Shard& s, const DType& linear) {
     const DType& md = m.dtype;
     const u64 h = m.hidden_size;
     WeightParts w;
@@ -78,22 +82,6 @@ WeightParts weight_parts(const ModelSpec& m, const Shard& s, const DType& linear
     w.lm_head = m.tie_word_embeddings ? 0 : md.bytes(emb, "lm_head");
     w.final_norm = md.bytes(norm_width, "final_norm");
     w.params_other = checked_add(checked_mul(emb, m.tie_word_embeddings ? 1 : 2, "embedding"), norm_width, "params");
-    if (terms) {
-        terms->push_back({"weights.embedding", fmt::format("vocab/tp · hidden · {} = {} · {} · {} B", md.name,
-                                                           group_digits(s.vocab), h, md.bits / 8), w.embedding});
-        if (!m.tie_word_embeddings)
-            terms->push_back({"weights.lm_head", fmt::format("vocab/tp · hidden · {} (untied) = {} · {} · {} B", md.name,
-                                                             group_digits(s.vocab), h, md.bits / 8), w.lm_head});
-        terms->push_back({"weights.attention/layer",
-                          fmt::format("hidden·(q_dim + 2·kv_dim) + q_dim·hidden in {} = {}·({} + 2·{}) + {}·{}{}",
-                                      linear.name, h, s.q_dim, s.kv_dim, s.q_dim, h, m.qkv_bias ? " + q/k/v biases" : ""),
-                          w.attention});
-        terms->push_back({"weights.mlp/layer",
-                          fmt::format("{}·hidden·intermediate/tp in {} = {}·{}·{}", mlp_mats, linear.name, mlp_mats, h,
-                                      s.inter),
-                          w.mlp});
-        terms->push_back({"weights.norms/layer", fmt::format("2 norms · {} · {}", norm_width, md.name), w.norms});
-    }
     return w;
 }
 
@@ -112,7 +100,7 @@ u64 kv_layer_bytes(const DType& kv, u64 batch, u64 tokens, const Shard& s) {
 
 u64 parameter_count(const ModelSpec& m) {
     Shard s = shard(m, 1);
-    WeightParts w = weight_parts(m, s, m.dtype, nullptr);
+    WeightParts w = weight_parts(m, s, m.dtype);
     return checked_add(checked_mul(w.params_layer, m.num_layers, "parameters"), w.params_other, "parameters");
 }
 
@@ -150,12 +138,22 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     e.logits_kept = *wl.logits_kept == 0 ? Sq : std::min(*wl.logits_kept, Sq);
 
     // Weights.
-    WeightParts w = weight_parts(model, s, *wl.weight_dtype, &e.terms);
+    WeightParts w = weight_parts(model, s, *wl.weight_dtype);
     const u64 per_layer_w = checked_add(checked_add(w.attention, w.mlp, "weights"), w.norms, "weights");
     e.weights = checked_add(checked_add(checked_mul(per_layer_w, model.num_layers, "weights"), w.embedding, "weights"),
                             checked_add(w.lm_head, w.final_norm, "weights"), "weights");
-    e.terms.push_back({"weights", fmt::format("embedding + lm_head + final norm + {} layers · {} B", model.num_layers,
-                                              group_digits(per_layer_w)), e.weights});
+    e.detail.weights_embedding = w.embedding;
+    e.detail.weights_lm_head = w.lm_head;
+    e.detail.weights_final_norm = w.final_norm;
+    e.detail.weights_attention_per_layer = w.attention;
+    e.detail.weights_mlp_per_layer = w.mlp;
+    e.detail.weights_norms_per_layer = w.norms;
+    e.detail.heads_q = s.heads_q;
+    e.detail.heads_kv = s.heads_kv;
+    e.detail.q_dim = s.q_dim;
+    e.detail.kv_dim = s.kv_dim;
+    e.detail.inter = s.inter;
+    e.detail.vocab_shard = s.vocab;
     e.parameters = parameter_count(model);
     e.parameters_per_gpu = checked_add(checked_mul(w.params_layer, model.num_layers, "parameters"), w.params_other, "parameters");
 
@@ -206,11 +204,7 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
         e.kv_cache = checked_add(e.kv_cache, kv_layer_bytes(kvd, B, kept_tokens(model, k, S), s), "kv cache");
         if (!prefill) kv_before = checked_add(kv_before, kv_layer_bytes(kvd, B, kept_tokens(model, k, S - 1), s), "kv cache");
     }
-    e.terms.push_back({"kv_cache",
-                       fmt::format("Σ layers 2 · batch · tokens kept · kv_heads/GPU · head_dim · {} = 2 · {} · {} · {} · {} · {} B{}",
-                                   kvd.name, B, S, s.heads_kv, model.head_dim, kvd.bits / 8.0,
-                                   model.sliding_window ? fmt::format(" (sliding layers keep ≤ {} tokens)", model.sliding_window) : ""),
-                       e.kv_cache});
+
     e.resident_before = checked_add(e.weights, kv_before, "resident");
 
     // Forward peak: walk the layers; each kind's graph is evaluated once.
@@ -283,32 +277,16 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
         e.layer_kinds.push_back(row);
     }
 
-    e.terms.push_back({"attention_matrix",
-                       wl.attention == AttentionKernel::Eager
-                           ? fmt::format("S×S tensors live at the peak: batch · heads/GPU · Sq · Skv = {} · {} · {} · {} elements "
-                                         "per tensor (scores {}, softmax {}) + masks {} B",
-                                         B, s.heads_q, Sq, skv(LayerKind::FullAttention), model.dtype.name, wl.softmax_dtype->name,
-                                         group_digits(mask_bytes))
-                           : std::string("fused kernel: no S×S tensor (O(S) softmax statistics count as activations)"),
-                       e.attention_matrix});
-    e.terms.push_back({"activation_peak",
-                       fmt::format("live non-KV, non-S×S tensors at the forward peak ({}) by op-graph liveness{}", e.peak_at,
-                                   kv_excess ? fmt::format(", incl. {} B of KV beyond the window", group_digits(kv_excess)) : ""),
-                       e.activation_peak});
-    e.terms.push_back({"logits", fmt::format("batch · positions kept · vocab · {} = {} · {} · {} · {} B (live at the peak)",
-                                             wl.logits_dtype->name, B, e.logits_kept, group_digits(model.vocab_size),
-                                             wl.logits_dtype->bits / 8),
-                       e.logits});
-    e.terms.push_back({"runtime_overhead", fmt::format("CUDA context + library workspaces ({}: {})", gpu.name,
-                                                       gpu.sources.count("runtime_overhead_bytes") ? gpu.sources.at("runtime_overhead_bytes") : "profile"),
-                       e.runtime_overhead});
-    e.terms.push_back({"forward_peak", fmt::format("peak during the step above what was allocated before it, at {}", e.peak_at),
-                       e.forward_peak});
-    e.terms.push_back({"total", "weights + kv_cache + attention_matrix + activation_peak + logits + runtime_overhead", e.total});
-
-    // Fit verdict with the numbers that decide it.
+    e.detail.mask_bytes = mask_bytes;
+    e.detail.kv_excess = kv_excess;
+    e.detail.skv_full = skv(LayerKind::FullAttention);
     e.capacity = gpu.usable_memory_bytes;
     e.fits = e.total <= e.capacity;
+    return e;
+}
+
+std::string fit_verdict(const Estimate& e) {
+    // Components in decreasing size, so the sentence leads with what decided it.
     std::vector<std::pair<std::string, u64>> parts = {{"weights", e.weights},       {"KV", e.kv_cache},
                                                       {"attention matrix", e.attention_matrix}, {"activations", e.activation_peak},
                                                       {"logits", e.logits},         {"overhead", e.runtime_overhead}};
@@ -319,12 +297,70 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
         sum += fmt::format("{}{} {}", sum.empty() ? "" : " + ", name, format_bytes_gib(v));
     }
     if (e.fits)
-        e.verdict = fmt::format("fits: {} = {} of {} usable, {} free", sum, format_bytes_gib(e.total),
-                                format_bytes_gib(e.capacity), format_bytes_gib(e.capacity - e.total));
-    else
-        e.verdict = fmt::format("does not fit: {} = {} exceeds {} usable by {}", sum, format_bytes_gib(e.total),
-                                format_bytes_gib(e.capacity), format_bytes_gib(e.total - e.capacity));
-    return e;
+        return fmt::format("fits: {} = {} of {} usable, {} free", sum, format_bytes_gib(e.total), format_bytes_gib(e.capacity),
+                           format_bytes_gib(e.capacity - e.total));
+    return fmt::format("does not fit: {} = {} exceeds {} usable by {}", sum, format_bytes_gib(e.total),
+                       format_bytes_gib(e.capacity), format_bytes_gib(e.total - e.capacity));
+}
+
+std::vector<Term> explain_terms(const Estimate& e) {
+    const auto& m = e.model;
+    const auto& d = e.detail;
+    const auto& w = e.workload;
+    const DType& md = m.dtype;
+    const u64 h = m.hidden_size;
+    std::vector<Term> t;
+    t.push_back({"weights.embedding", fmt::format("vocab/tp · hidden · {} = {} · {} · {} B", md.name, group_digits(d.vocab_shard), h,
+                                                  md.bits / 8),
+                 d.weights_embedding});
+    if (!m.tie_word_embeddings)
+        t.push_back({"weights.lm_head", fmt::format("vocab/tp · hidden · {} (untied) = {} · {} · {} B", md.name,
+                                                    group_digits(d.vocab_shard), h, md.bits / 8),
+                     d.weights_lm_head});
+    t.push_back({"weights.attention/layer",
+                 fmt::format("hidden·(q_dim + 2·kv_dim) + q_dim·hidden in {} = {}·({} + 2·{}) + {}·{}{}", w.weight_dtype->name, h,
+                             d.q_dim, d.kv_dim, d.q_dim, h, m.qkv_bias ? " + q/k/v biases" : ""),
+                 d.weights_attention_per_layer});
+    t.push_back({"weights.mlp/layer",
+                 fmt::format("{}·hidden·intermediate/tp in {} = {}·{}·{}", m.gated_mlp ? 3 : 2, w.weight_dtype->name,
+                             m.gated_mlp ? 3 : 2, h, d.inter),
+                 d.weights_mlp_per_layer});
+    t.push_back({"weights.norms/layer", fmt::format("2 norms · {} in {}", m.norm == NormKind::RMSNorm ? h : 2 * h, md.name),
+                 d.weights_norms_per_layer});
+    t.push_back({"weights", fmt::format("embedding + lm_head + final norm + {} layers · {} B", m.num_layers,
+                                        group_digits(d.weights_attention_per_layer + d.weights_mlp_per_layer + d.weights_norms_per_layer)),
+                 e.weights});
+    t.push_back({"kv_cache",
+                 fmt::format("Σ layers 2 · batch · tokens kept · kv_heads/GPU · head_dim · {} = 2 · {} · {} · {} · {} · {} B × {} layers{}",
+                             w.kv_dtype->name, e.batch_per_replica, w.context, d.heads_kv, m.head_dim, w.kv_dtype->bits / 8.0,
+                             m.num_layers,
+                             m.sliding_window ? fmt::format(" (sliding layers keep ≤ {} tokens)", m.sliding_window) : ""),
+                 e.kv_cache});
+    const u64 sq = w.mode == Mode::Prefill ? w.context : 1;
+    t.push_back({"attention_matrix",
+                 w.attention == AttentionKernel::Eager
+                     ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} elements "
+                                   "(scores in {}, softmax in {}), + masks {} B",
+                                   e.batch_per_replica, d.heads_q, sq, d.skv_full, m.dtype.name, w.softmax_dtype->name,
+                                   group_digits(d.mask_bytes))
+                     : std::string("fused kernel: no S×S tensor (its O(S) softmax statistics count as activations)"),
+                 e.attention_matrix});
+    t.push_back({"activation_peak",
+                 fmt::format("live non-KV, non-S×S tensors at the forward peak ({}) by op-graph liveness{}", e.peak_at,
+                             d.kv_excess ? fmt::format(", incl. {} B of KV beyond the window", group_digits(d.kv_excess)) : ""),
+                 e.activation_peak});
+    t.push_back({"logits", fmt::format("batch · positions kept · vocab · {} = {} · {} · {} · {} B, if live at the peak",
+                                       w.logits_dtype->name, e.batch_per_replica, e.logits_kept, group_digits(m.vocab_size),
+                                       w.logits_dtype->bits / 8),
+                 e.logits});
+    auto src = e.gpu.sources.find("runtime_overhead_bytes");
+    t.push_back({"runtime_overhead", fmt::format("CUDA context + library workspaces ({}: {})", e.gpu.name,
+                                                 src == e.gpu.sources.end() ? "profile" : src->second),
+                 e.runtime_overhead});
+    t.push_back({"forward_peak", fmt::format("peak during the step above what was allocated before it, at {}", e.peak_at),
+                 e.forward_peak});
+    t.push_back({"total", "weights + kv_cache + attention_matrix + activation_peak + logits + runtime_overhead", e.total});
+    return t;
 }
 
 }  // namespace memtax

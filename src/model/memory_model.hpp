@@ -46,6 +46,16 @@ struct LayerKindRow {
     std::string peak_op;
 };
 
+// Intermediate numbers behind the components, for --explain.
+struct EstimateDetail {
+    u64 weights_embedding = 0, weights_lm_head = 0, weights_final_norm = 0;
+    u64 weights_attention_per_layer = 0, weights_mlp_per_layer = 0, weights_norms_per_layer = 0;
+    u64 heads_q = 0, heads_kv = 0, q_dim = 0, kv_dim = 0, inter = 0, vocab_shard = 0;  // per GPU
+    u64 mask_bytes = 0;  // eager attention masks, live for the whole forward
+    u64 kv_excess = 0;   // KV held at the peak beyond the cache kept after the step
+    u64 skv_full = 0;    // keys a full-attention layer attends to
+};
+
 struct Estimate {
     // Resolved inputs.
     ModelSpec model;
@@ -63,18 +73,23 @@ struct Estimate {
     u64 capacity = 0;
     std::string peak_at;  // where the forward peak occurs
     bool fits = false;
-    std::string verdict;
 
     u64 parameters = 0;          // whole model
     u64 parameters_per_gpu = 0;
 
     std::vector<LayerKindRow> layer_kinds;
-    std::vector<Term> terms;  // formula of every component, in print order
+    EstimateDetail detail;
 };
 
 // Throws InputError for an impossible deployment (TP not dividing heads, ...) and
 // OverflowError when a count exceeds 64 bits.
 Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl);
+
+// "KV 71.3 GiB + weights 16.1 GiB = ... exceeds 80.0 GiB usable by 7.4 GiB": the verdict with
+// the numbers that decided it.
+std::string fit_verdict(const Estimate& e);
+// The formula behind every component, with its numbers (--explain).
+std::vector<Term> explain_terms(const Estimate& e);
 
 // Whole-model parameter count (no sharding), for golden tests against published counts.
 u64 parameter_count(const ModelSpec& model);

@@ -114,10 +114,10 @@ std::string render_table(const Estimate& e, bool explain) {
     for (const auto& r : e.layer_kinds)
         out += fmt::format("{:<18} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", to_string(r.kind), r.count, gib(r.weights_bytes),
                            gib(r.kv_cache_bytes), gib(r.attention_matrix_bytes), gib(r.transient_peak_bytes), r.peak_op);
-    out += "\n" + e.verdict + "\n";
+    out += "\n" + fit_verdict(e) + "\n";
     if (explain) {
         out += "\nHow each number is computed\n";
-        for (const auto& t : e.terms) out += fmt::format("  {:<26} {:>18} B  = {}\n", t.name, group_digits(t.bytes), t.formula);
+        for (const auto& t : explain_terms(e)) out += fmt::format("  {:<26} {:>18} B  = {}\n", t.name, group_digits(t.bytes), t.formula);
     }
     return out;
 }
@@ -133,10 +133,10 @@ std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain) {
                          {"transient_peak_bytes", r.transient_peak_bytes},
                          {"peak_op", r.peak_op}});
     ojson j = {{"schema", "memtax.estimate/1"}, {"tool", tool_json(tool)}, {"inputs", inputs_json(e)},
-               {"per_gpu", per_gpu_json(e)},     {"layer_kinds", kinds},     {"verdict", e.verdict}};
+               {"per_gpu", per_gpu_json(e)},     {"layer_kinds", kinds},     {"verdict", fit_verdict(e)}};
     if (explain) {
         ojson terms = ojson::array();
-        for (const auto& t : e.terms) terms.push_back({{"name", t.name}, {"bytes", t.bytes}, {"formula", t.formula}});
+        for (const auto& t : explain_terms(e)) terms.push_back({{"name", t.name}, {"bytes", t.bytes}, {"formula", t.formula}});
         j["explain"] = terms;
     }
     return j.dump(2) + "\n";
@@ -182,7 +182,7 @@ std::string render_whatif_table(const std::vector<Estimate>& rows) {
 
 std::string render_whatif_json(const std::vector<Estimate>& rows, const ToolInfo& tool) {
     ojson arr = ojson::array();
-    for (const auto& e : rows) arr.push_back({{"inputs", inputs_json(e)}, {"per_gpu", per_gpu_json(e)}, {"verdict", e.verdict}});
+    for (const auto& e : rows) arr.push_back({{"inputs", inputs_json(e)}, {"per_gpu", per_gpu_json(e)}, {"verdict", fit_verdict(e)}});
     ojson j = {{"schema", "memtax.whatif/1"}, {"tool", tool_json(tool)}, {"rows", arr}};
     return j.dump(2) + "\n";
 }
@@ -200,12 +200,13 @@ std::string render_whatif_csv(const std::vector<Estimate>& rows) {
 }
 
 std::string render_models_table(const std::vector<ModelSpec>& models) {
-    std::string out = fmt::format("{:<18} {:>6} {:>7} {:>6} {:>4} {:>9} {:>7} {:>8} {:>16} {:>9}  {}\n", "name", "layers",
-                                  "hidden", "heads", "kv", "head_dim", "inter", "vocab", "parameters", "max ctx", "source");
+    std::string out = fmt::format("{:<18} {:>6} {:>7} {:>6} {:>4} {:>9} {:>7} {:>8} {:>9} {:>7} {:>16}\n", "name", "layers",
+                                  "hidden", "heads", "kv", "head_dim", "inter", "vocab", "max ctx", "window", "parameters");
     for (const auto& m : models)
-        out += fmt::format("{:<18} {:>6} {:>7} {:>6} {:>4} {:>9} {:>7} {:>8} {:>16} {:>9}  {}\n", m.name, m.num_layers,
+        out += fmt::format("{:<18} {:>6} {:>7} {:>6} {:>4} {:>9} {:>7} {:>8} {:>9} {:>7} {:>16}\n", m.name, m.num_layers,
                            m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim, m.intermediate_size,
-                           m.vocab_size, group_digits(parameter_count(m)), m.max_context, m.source);
+                           m.vocab_size, m.max_context, m.sliding_window ? std::to_string(m.sliding_window) : "-",
+                           group_digits(parameter_count(m)));
     return out;
 }
 
@@ -216,7 +217,7 @@ std::string render_gpus_table(const std::vector<GpuSpec>& gpus) {
         double bf16 = g.peak_flops_per_s.count("bf16") ? g.peak_flops_per_s.at("bf16") : g.peak_flops_per_s.at("fp16");
         out += fmt::format("{:<11} {:<30} {:>11.2f} {:>11.2f} {:>9.2f} {:>12.1f} {:>5}  {}\n", g.name, g.display_name,
                            to_gib(g.memory_bytes), to_gib(g.usable_memory_bytes), g.hbm_bandwidth_bytes_per_s / 1e12, bf16 / 1e12,
-                           g.sm_count, g.interconnect);
+                           g.sm_count ? std::to_string(g.sm_count) : "-", g.interconnect);
     }
     return out;
 }
