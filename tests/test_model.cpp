@@ -202,7 +202,7 @@ TEST(Measured, H100TransformersPrefill) {
     std::ifstream in(std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory.json");
     ASSERT_TRUE(in);
     nlohmann::json doc = nlohmann::json::parse(in);
-    int checked = 0;
+    int checked = 0, exact = 0;
     for (const auto& c : doc["cases"]) {
         if (c["status"] != "ok" || c["mode"] != "prefill") continue;
         ModelSpec m = resolve_model(std::string(MEMTAX_TEST_DATA) + "/measured/" + c["shape"].get<std::string>() + ".config.json");
@@ -216,7 +216,13 @@ TEST(Measured, H100TransformersPrefill) {
         EXPECT_EQ(e.kv_cache, c["kv_cache_bytes"].get<u64>());
         double err = std::fabs(static_cast<double>(e.forward_peak) - measured) / measured;
         EXPECT_LT(err, 0.05) << c.dump();
+        // Eager attention's peak is the S×S tensors plus the held locals: byte-exact on record.
+        if (w.attention == AttentionKernel::Eager) EXPECT_EQ(e.forward_peak, measured) << c.dump();
+        exact += e.forward_peak == measured;
         ++checked;
     }
-    EXPECT_GE(checked, 80);
+    EXPECT_EQ(checked, 84);
+    // The six inexact ones are SDPA cases off by 1-2 MiB the allocator's log attributes to
+    // library workspace (cuBLAS at one GEMM shape, first-call setup), not to tensors.
+    EXPECT_GE(exact, 78);
 }

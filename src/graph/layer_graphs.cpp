@@ -65,7 +65,8 @@ OpGraph build_decoder(AttentionKernel kernel, Mode mode) {
                       TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, AliasRule::IfSoftmaxIsAct},
                       {s2});
         int oh = g.op1({"probs_v", OpKind::Matmul, {}}, {p, vrep}, act("attn_heads", heads_out));
-        attn_out = g.op1({"heads_transpose", OpKind::Copy, {}}, {oh}, act("attn_out", q_shape));
+        // repeat_kv's results are locals of eager_attention_forward, alive until it returns.
+        attn_out = g.op1({"heads_transpose", OpKind::Copy, {}}, {oh}, act("attn_out", q_shape), {krep, vrep});
         probs_held = p;  // returned as attn_weights, referenced until the attention module returns
     } else {
         // Flash/SDPA: no S×S tensor; only the per-row softmax statistics (fp32 log-sum-exp)
@@ -73,8 +74,9 @@ OpGraph build_decoder(AttentionKernel kernel, Mode mode) {
         attn_out = g.op1({"fused_attention", OpKind::Attention, {{{D::Batch, D::HeadsQ, D::Sq}, R::Fp32}}},
                          {qr, kc, vc}, act("attn_out", q_shape));
     }
-    // The decoder layer's variable keeps the normed input until self_attn returns.
-    std::vector<int> attn_holds = {xn};
+    // Until self_attn returns, the decoder layer's variable keeps the normed input and the
+    // attention module's `query_states` keeps the rotated queries.
+    std::vector<int> attn_holds = {xn, qr};
     if (probs_held >= 0) attn_holds.push_back(probs_held);
     int o = g.op1({"o_proj", OpKind::Matmul, {}}, {attn_out}, act("o", bsh), attn_holds);
     int x2 = g.op1({"residual_attn", OpKind::Elementwise, {}}, {x, o}, act("x_mid", bsh));
