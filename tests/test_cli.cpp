@@ -68,10 +68,10 @@ TEST(Cli, ListsAndWhatif) {
     EXPECT_NE(g.out.find("h100-sxm"), std::string::npos);
     Result w = cli({"whatif"});
     ASSERT_EQ(w.code, 0) << w.err;
-    // 2 setups x 2 KV dtypes x 3 contexts x 2 batches.
-    EXPECT_EQ(std::count(w.out.begin(), w.out.end(), '\n'), 3 + 24);
+    // 2 setups x 2 modes x 2 KV dtypes x 3 contexts x 2 batches.
+    EXPECT_EQ(std::count(w.out.begin(), w.out.end(), '\n'), 3 + 48);
     Result wj = cli({"whatif", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "1024,2048", "--batches", "1",
-                     "--kv-dtypes", "bf16", "--format", "json"});
+                     "--kv-dtypes", "bf16", "--modes", "decode", "--format", "json"});
     ASSERT_EQ(wj.code, 0) << wj.err;
     EXPECT_EQ(nlohmann::json::parse(wj.out)["rows"].size(), 2u);
 }

@@ -121,7 +121,8 @@ struct WhatifArgs {
     std::vector<u64> contexts = {8192, 32768, 131072};
     std::vector<u64> batches = {1, 16};
     std::vector<std::string> kv_dtypes = {"bf16", "fp8_e4m3"};
-    std::string mode = "prefill", attention = "fused", format = "table", output;
+    std::vector<std::string> modes = {"prefill", "decode"};
+    std::string attention = "fused", format = "table", output;
 };
 
 int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
@@ -138,11 +139,12 @@ int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
             throw InputError(SourcePos{}, "--setup", fmt::format("expected MODEL@NxGPU (e.g. llama-3.1-70b@4xh200), got \"{}\"", setup));
         ModelSpec m = resolve_model(setup.substr(0, at));
         GpuSpec g = resolve_gpu(setup.substr(x + 1));
+        for (const auto& mode : a.modes)
         for (const auto& kv : a.kv_dtypes)
             for (u64 ctx : a.contexts)
                 for (u64 batch : a.batches) {
                     EstimateArgs ea;
-                    ea.mode = a.mode;
+                    ea.mode = mode;
                     ea.attention = a.attention;
                     ea.batch = batch;
                     ea.context = ctx;
@@ -182,7 +184,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     wi->add_option("--contexts", wa.contexts, "context lengths")->delimiter(',')->check(kPositiveInt)->capture_default_str();
     wi->add_option("--batches", wa.batches, "batch sizes")->delimiter(',')->check(kPositiveInt)->capture_default_str();
     wi->add_option("--kv-dtypes", wa.kv_dtypes, "KV cache dtypes")->delimiter(',')->capture_default_str();
-    wi->add_option("--mode", wa.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
+    wi->add_option("--modes", wa.modes, "prefill and/or decode")->delimiter(',')->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
     wi->add_option("--attention", wa.attention, "eager | fused")->check(CLI::IsMember({"eager", "fused"}))->capture_default_str();
     wi->add_option("--format", wa.format, "table | json | csv")->check(CLI::IsMember({"table", "json", "csv"}))->capture_default_str();
     wi->add_option("--output,-o", wa.output, "write the report to this file (atomically)");

@@ -291,11 +291,17 @@ std::string fit_verdict(const Estimate& e) {
                                                       {"attention matrix", e.attention_matrix}, {"activations", e.activation_peak},
                                                       {"logits", e.logits},         {"overhead", e.runtime_overhead}};
     std::stable_sort(parts.begin(), parts.end(), [](const auto& a, const auto& c) { return a.second > c.second; });
+    // Terms that would print as 0.0 GiB are summed into one "other" term in MiB.
     std::string sum;
+    u64 small = 0;
     for (const auto& [name, v] : parts) {
-        if (v == 0) continue;
+        if (v < (1ull << 30) / 20) {
+            small += v;
+            continue;
+        }
         sum += fmt::format("{}{} {}", sum.empty() ? "" : " + ", name, format_bytes_gib(v));
     }
+    if (small) sum += fmt::format("{}other {:.1f} MiB", sum.empty() ? "" : " + ", static_cast<double>(small) / kMiB);
     if (e.fits)
         return fmt::format("fits: {} = {} of {} usable, {} free", sum, format_bytes_gib(e.total), format_bytes_gib(e.capacity),
                            format_bytes_gib(e.capacity - e.total));
