@@ -114,7 +114,7 @@ std::string render_table(const Estimate& e, bool explain) {
     for (const auto& r : e.layer_kinds)
         out += fmt::format("{:<18} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", to_string(r.kind), r.count, gib(r.weights_bytes),
                            gib(r.kv_cache_bytes), gib(r.attention_matrix_bytes), gib(r.transient_peak_bytes), r.peak_op);
-    out += "\n" + fit_verdict(e) + "\n";
+    out += fmt::format("\n{}\n", fit_verdict(e));
     if (explain) {
         out += "\nHow each number is computed\n";
         for (const auto& t : explain_terms(e)) out += fmt::format("  {:<26} {:>18} B  = {}\n", t.name, group_digits(t.bytes), t.formula);
