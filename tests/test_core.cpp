@@ -3,6 +3,7 @@
 
 #include "core/bytes.hpp"
 #include "core/dtype.hpp"
+#include "core/units.hpp"
 #include "model/memory_model.hpp"
 
 using namespace memtax;
@@ -64,4 +65,15 @@ TEST(Format, GroupDigitsIsLocaleFree) {
     EXPECT_EQ(group_digits(1073741824), "1,073,741,824");
     EXPECT_EQ(group_digits(999), "999");
     EXPECT_EQ(group_digits(0), "0");
+}
+
+TEST(Units, FlopsAndTime) {
+    // 2·m·k·n for an 8192³ product: 2 · 2^39 = 2^40 FLOPs.
+    EXPECT_EQ(matmul_flops(8192, 8192, 8192, "gemm").value, 1ull << 40);
+    EXPECT_THROW(matmul_flops(1ull << 32, 1ull << 32, 2, "gemm"), OverflowError);
+    EXPECT_EQ(add(FlopCount{3}, FlopCount{4}, "sum").value, 7u);
+    // Llama-3.1-8B's bf16 weights (16,060,522,496 B) read once at 3.35e12 B/s.
+    EXPECT_DOUBLE_EQ(time_at(16060522496ull, BytesPerSecond{3.35e12}).value, 16060522496.0 / 3.35e12);
+    EXPECT_DOUBLE_EQ(time_at(FlopCount{1ull << 40}, FlopsPerSecond{989.4e12}).value, 1099511627776.0 / 989.4e12);
+    EXPECT_THROW(time_at(1, BytesPerSecond{0}), InternalError);
 }

@@ -20,10 +20,7 @@ std::string format_bytes_gib(u64 bytes) { return fmt::format("{:.1f} GiB", to_gi
 
 namespace {
 
-// Per-GPU shard sizes under tensor parallelism (Megatron-style column/row splits).
-struct Shard {
-    u64 heads_q, heads_kv, q_dim, kv_dim, inter, vocab;
-};
+using Shard = ShardSizes;
 
 Shard shard(const ModelSpec& m, u64 tp) {
     auto fail = [&](const std::string& msg) { throw InputError(SourcePos{}, "--tp", msg); };
@@ -47,11 +44,7 @@ Shard shard(const ModelSpec& m, u64 tp) {
     return s;
 }
 
-struct WeightParts {
-    u64 embedding = 0, lm_head = 0, final_norm = 0;
-    u64 attention = 0, mlp = 0, norms = 0;  // per layer
-    u64 params_layer = 0, params_other = 0;
-};
+using WeightParts = WeightBreakdown;
 
 WeightParts weight_parts(const ModelSpec& m, const Shard& s, const DType& linear) {
     const DType& md = m.dtype;
@@ -142,18 +135,8 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     const u64 per_layer_w = checked_add(checked_add(w.attention, w.mlp, "weights"), w.norms, "weights");
     e.weights = checked_add(checked_add(checked_mul(per_layer_w, model.num_layers, "weights"), w.embedding, "weights"),
                             checked_add(w.lm_head, w.final_norm, "weights"), "weights");
-    e.detail.weights_embedding = w.embedding;
-    e.detail.weights_lm_head = w.lm_head;
-    e.detail.weights_final_norm = w.final_norm;
-    e.detail.weights_attention_per_layer = w.attention;
-    e.detail.weights_mlp_per_layer = w.mlp;
-    e.detail.weights_norms_per_layer = w.norms;
-    e.detail.heads_q = s.heads_q;
-    e.detail.heads_kv = s.heads_kv;
-    e.detail.q_dim = s.q_dim;
-    e.detail.kv_dim = s.kv_dim;
-    e.detail.inter = s.inter;
-    e.detail.vocab_shard = s.vocab;
+    e.detail.shard = s;
+    e.detail.weights = w;
     e.parameters = parameter_count(model);
     e.parameters_per_gpu = checked_add(checked_mul(w.params_layer, model.num_layers, "parameters"), w.params_other, "parameters");
 
@@ -311,30 +294,31 @@ std::string fit_verdict(const Estimate& e) {
 
 std::vector<Term> explain_terms(const Estimate& e) {
     const auto& m = e.model;
-    const auto& d = e.detail;
+    const auto& d = e.detail.shard;
+    const auto& wp = e.detail.weights;
     const auto& w = e.workload;
     const DType& md = m.dtype;
     const u64 h = m.hidden_size;
     std::vector<Term> t;
-    t.push_back({"weights.embedding", fmt::format("vocab/tp · hidden · {} = {} · {} · {} B", md.name, group_digits(d.vocab_shard), h,
+    t.push_back({"weights.embedding", fmt::format("vocab/tp · hidden · {} = {} · {} · {} B", md.name, group_digits(d.vocab), h,
                                                   md.bits / 8),
-                 d.weights_embedding});
+                 wp.embedding});
     if (!m.tie_word_embeddings)
         t.push_back({"weights.lm_head", fmt::format("vocab/tp · hidden · {} (untied) = {} · {} · {} B", md.name,
-                                                    group_digits(d.vocab_shard), h, md.bits / 8),
-                     d.weights_lm_head});
+                                                    group_digits(d.vocab), h, md.bits / 8),
+                     wp.lm_head});
     t.push_back({"weights.attention/layer",
                  fmt::format("hidden·(q_dim + 2·kv_dim) + q_dim·hidden in {} = {}·({} + 2·{}) + {}·{}{}", w.weight_dtype->name, h,
                              d.q_dim, d.kv_dim, d.q_dim, h, m.qkv_bias ? " + q/k/v biases" : ""),
-                 d.weights_attention_per_layer});
+                 wp.attention});
     t.push_back({"weights.mlp/layer",
                  fmt::format("{}·hidden·intermediate/tp in {} = {}·{}·{}", m.gated_mlp ? 3 : 2, w.weight_dtype->name,
                              m.gated_mlp ? 3 : 2, h, d.inter),
-                 d.weights_mlp_per_layer});
+                 wp.mlp});
     t.push_back({"weights.norms/layer", fmt::format("2 norms · {} in {}", m.norm == NormKind::RMSNorm ? h : 2 * h, md.name),
-                 d.weights_norms_per_layer});
+                 wp.norms});
     t.push_back({"weights", fmt::format("embedding + lm_head + final norm + {} layers · {} B", m.num_layers,
-                                        group_digits(d.weights_attention_per_layer + d.weights_mlp_per_layer + d.weights_norms_per_layer)),
+                                        group_digits(wp.attention + wp.mlp + wp.norms)),
                  e.weights});
     t.push_back({"kv_cache",
                  fmt::format("Σ layers 2 · batch · tokens kept · kv_heads/GPU · head_dim · {} = 2 · {} · {} · {} · {} · {} B × {} layers{}",
@@ -347,13 +331,13 @@ std::vector<Term> explain_terms(const Estimate& e) {
                  w.attention == AttentionKernel::Eager
                      ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} elements "
                                    "(scores in {}, softmax in {}), + masks {} B",
-                                   e.batch_per_replica, d.heads_q, sq, d.skv_full, m.dtype.name, w.softmax_dtype->name,
-                                   group_digits(d.mask_bytes))
+                                   e.batch_per_replica, d.heads_q, sq, e.detail.skv_full, m.dtype.name, w.softmax_dtype->name,
+                                   group_digits(e.detail.mask_bytes))
                      : std::string("fused kernel: no S×S tensor (its O(S) softmax statistics count as activations)"),
                  e.attention_matrix});
     t.push_back({"activation_peak",
                  fmt::format("live non-KV, non-S×S tensors at the forward peak ({}) by op-graph liveness{}", e.peak_at,
-                             d.kv_excess ? fmt::format(", incl. {} B of KV beyond the window", group_digits(d.kv_excess)) : ""),
+                             e.detail.kv_excess ? fmt::format(", incl. {} B of KV beyond the window", group_digits(e.detail.kv_excess)) : ""),
                  e.activation_peak});
     t.push_back({"logits", fmt::format("batch · positions kept · vocab · {} = {} · {} · {} · {} B, if live at the peak",
                                        w.logits_dtype->name, e.batch_per_replica, e.logits_kept, group_digits(m.vocab_size),

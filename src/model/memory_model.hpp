@@ -46,11 +46,22 @@ struct LayerKindRow {
     std::string peak_op;
 };
 
+// Per-GPU shard sizes under tensor parallelism (Megatron-style column/row splits).
+struct ShardSizes {
+    u64 heads_q = 0, heads_kv = 0, q_dim = 0, kv_dim = 0, inter = 0, vocab = 0;
+};
+
+// One GPU's weight bytes by part, and the parameters behind them.
+struct WeightBreakdown {
+    u64 embedding = 0, lm_head = 0, final_norm = 0;
+    u64 attention = 0, mlp = 0, norms = 0;  // per layer
+    u64 params_layer = 0, params_other = 0;
+};
+
 // Intermediate numbers behind the components, for --explain.
 struct EstimateDetail {
-    u64 weights_embedding = 0, weights_lm_head = 0, weights_final_norm = 0;
-    u64 weights_attention_per_layer = 0, weights_mlp_per_layer = 0, weights_norms_per_layer = 0;
-    u64 heads_q = 0, heads_kv = 0, q_dim = 0, kv_dim = 0, inter = 0, vocab_shard = 0;  // per GPU
+    ShardSizes shard;
+    WeightBreakdown weights;
     u64 mask_bytes = 0;  // eager attention masks, live for the whole forward
     u64 kv_excess = 0;   // KV held at the peak beyond the cache kept after the step
     u64 skv_full = 0;    // keys a full-attention layer attends to

@@ -55,7 +55,7 @@ ojson inputs_json(const Estimate& e) {
                  {"source", g.source},
                  {"memory_bytes", g.memory_bytes},
                  {"usable_memory_bytes", g.usable_memory_bytes},
-                 {"hbm_bandwidth_bytes_per_s", g.hbm_bandwidth_bytes_per_s},
+                 {"hbm_bandwidth_bytes_per_s", g.hbm_bandwidth.value},
                  {"runtime_overhead_bytes", g.runtime_overhead_bytes}};
     ojson workload = {{"mode", to_string(w.mode)},
                       {"batch", w.batch},
@@ -214,9 +214,9 @@ std::string render_gpus_table(const std::vector<GpuSpec>& gpus) {
     std::string out = fmt::format("{:<11} {:<30} {:>11} {:>11} {:>9} {:>11} {:>5}  {}\n", "name", "display name", "memory GiB",
                                   "usable GiB", "HBM TB/s", "bf16 TFLOP/s", "SMs", "interconnect");
     for (const auto& g : gpus) {
-        double bf16 = g.peak_flops_per_s.count("bf16") ? g.peak_flops_per_s.at("bf16") : g.peak_flops_per_s.at("fp16");
+        double bf16 = (g.peak_flops.count("bf16") ? g.peak_flops.at("bf16") : g.peak_flops.at("fp16")).value;
         out += fmt::format("{:<11} {:<30} {:>11.2f} {:>11.2f} {:>9.2f} {:>12.1f} {:>5}  {}\n", g.name, g.display_name,
-                           to_gib(g.memory_bytes), to_gib(g.usable_memory_bytes), g.hbm_bandwidth_bytes_per_s / 1e12, bf16 / 1e12,
+                           to_gib(g.memory_bytes), to_gib(g.usable_memory_bytes), g.hbm_bandwidth.value / 1e12, bf16 / 1e12,
                            g.sm_count ? std::to_string(g.sm_count) : "-", g.interconnect);
     }
     return out;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/bytes.hpp"
+#include "core/units.hpp"
 
 namespace memtax {
 
@@ -16,11 +17,11 @@ struct GpuSpec {
 
     u64 memory_bytes = 0;         // device memory as nvidia-smi/datasheet states it
     u64 usable_memory_bytes = 0;  // what cudaMemGetInfo reports as total (allocatable); = memory_bytes if unmeasured
-    double hbm_bandwidth_bytes_per_s = 0;
-    std::map<std::string, double> peak_flops_per_s;  // dense, per dtype name
+    BytesPerSecond hbm_bandwidth;
+    std::map<std::string, FlopsPerSecond> peak_flops;  // dense (no 2:4 sparsity), per dtype name
     u64 l2_bytes = 0;             // 0 = unknown
     u64 sm_count = 0;             // SMs (NVIDIA) or CUs (AMD); 0 = unknown
-    double interconnect_bandwidth_bytes_per_s = 0;  // per GPU, one direction summed as vendors state; 0 = none
+    BytesPerSecond interconnect_bandwidth;  // per GPU, as vendors state it; 0 = none
     std::string interconnect;
     u64 runtime_overhead_bytes = 0;  // CUDA/HIP context + library workspaces of a PyTorch process
     std::map<std::string, std::string> sources;  // field -> citation

@@ -1,0 +1,61 @@
+// Properties that must hold for every shipped model and random valid workloads.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "model/memory_model.hpp"
+#include "spec/loaders.hpp"
+
+using namespace memtax;
+
+namespace {
+
+Estimate at(const ModelSpec& m, const GpuSpec& g, u64 batch, u64 ctx, Mode mode, AttentionKernel k, u64 tp = 1) {
+    Workload w;
+    w.batch = batch;
+    w.context = ctx;
+    w.mode = mode;
+    w.attention = k;
+    return estimate(m, g, Deployment{tp, tp}, w);
+}
+
+}  // namespace
+
+TEST(Properties, MonotoneLinearQuadraticAndTpNeverGrows) {
+    std::mt19937_64 rng(20261126);  // fixed seed: the same cases every run
+    const GpuSpec gpu = resolve_gpu("h200");
+    int cases = 0;
+    for (const ModelSpec& m : catalog_models()) {
+        bool all_full = true;
+        for (auto k : m.layer_kinds) all_full &= k == LayerKind::FullAttention;
+        for (int i = 0; i < 6; ++i) {
+            const u64 ctx = 256 + rng() % 16384;
+            const u64 batch = 1 + rng() % 8;
+            for (auto mode : {Mode::Prefill, Mode::Decode})
+                for (auto kernel : {AttentionKernel::Eager, AttentionKernel::Fused}) {
+                    Estimate base = at(m, gpu, batch, ctx, mode, kernel);
+                    Estimate longer = at(m, gpu, batch, 2 * ctx, mode, kernel);
+                    Estimate wider = at(m, gpu, batch + 1, ctx, mode, kernel);
+                    SCOPED_TRACE(m.name + " ctx " + std::to_string(ctx) + " batch " + std::to_string(batch));
+                    EXPECT_LE(base.total, longer.total);
+                    EXPECT_LE(base.forward_peak, longer.forward_peak);
+                    EXPECT_LE(base.total, wider.total);
+                    EXPECT_EQ(base.total, base.weights + base.kv_cache + base.attention_matrix + base.activation_peak +
+                                              base.logits + base.runtime_overhead);
+                    if (all_full) EXPECT_EQ(longer.kv_cache, 2 * base.kv_cache);
+                    if (kernel == AttentionKernel::Eager && mode == Mode::Prefill)
+                        EXPECT_EQ(longer.layer_kinds[0].attention_matrix_bytes, 4 * base.layer_kinds[0].attention_matrix_bytes);
+                    if (kernel == AttentionKernel::Fused) EXPECT_EQ(base.attention_matrix, 0u);
+                    for (u64 tp : {2u, 4u, 8u}) {
+                        if (m.num_attention_heads % tp || m.intermediate_size % tp) continue;
+                        Estimate sharded = at(m, gpu, batch, ctx, mode, kernel, tp);
+                        EXPECT_LE(sharded.weights, base.weights);
+                        EXPECT_LE(sharded.kv_cache, base.kv_cache);
+                        EXPECT_LE(sharded.total, base.total);
+                    }
+                    ++cases;
+                }
+        }
+    }
+    EXPECT_EQ(cases, 8 * 6 * 4);
+}
