@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "model/memory_model.hpp"
@@ -225,4 +226,32 @@ TEST(Measured, H100TransformersPrefill) {
     // The six inexact ones are SDPA cases off by 1-2 MiB the allocator's log attributes to
     // library workspace (cuBLAS at one GEMM shape, first-call setup), not to tensors.
     EXPECT_GE(exact, 78);
+}
+
+TEST(Kv, MixedLayerKindsKeepTheirOwnTokens) {
+    // The test profile (hidden 256, 4 heads, 2 KV heads, head_dim 64) with one sliding layer
+    // (window 1024) and one full layer: K+V per token per layer = 2 · 2 · 64 · 2 B = 512 B.
+    std::ifstream in(std::string(MEMTAX_TEST_DATA) + "/good_model.yaml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text += "sliding_window: 1024\nlayer_types: [sliding_attention, full_attention]\n";
+    ModelSpec m = load_model_yaml(text, "hybrid.yaml");
+    Workload w;
+    w.context = 4096;
+    for (auto kernel : {AttentionKernel::Eager, AttentionKernel::Fused}) {
+        w.attention = kernel;
+        Estimate e = estimate(m, resolve_gpu("h100-sxm"), {}, w);
+        EXPECT_EQ(e.kv_cache, 4096u * 512 + 1024u * 512);
+        ASSERT_EQ(e.layer_kinds.size(), 2u);
+        EXPECT_EQ(e.layer_kinds[0].kv_cache_bytes, 4096u * 512);  // full
+        EXPECT_EQ(e.layer_kinds[1].kv_cache_bytes, 1024u * 512);  // sliding
+        // The component total bounds the exact liveness peak from above.
+        EXPECT_GE(e.total, e.resident_before + e.forward_peak + e.runtime_overhead);
+        EXPECT_EQ(e.total, sum_of_components(e));
+    }
+    // Decode reads only the window in the sliding layer.
+    w.mode = Mode::Decode;
+    w.attention = AttentionKernel::Eager;
+    Estimate d = estimate(m, resolve_gpu("h100-sxm"), {}, w);
+    EXPECT_EQ(d.layer_kinds[1].kv_cache_bytes, 1024u * 512);
+    EXPECT_LT(d.layer_kinds[1].attention_matrix_bytes, d.layer_kinds[0].attention_matrix_bytes);
 }

@@ -84,6 +84,11 @@ u64 kept_tokens(const ModelSpec& m, LayerKind k, u64 context) {
     return k == LayerKind::SlidingAttention ? std::min(context, m.sliding_window) : context;
 }
 
+void add_to(Composition& c, Category k, u64 v) {
+    auto& slot = c.bytes[static_cast<size_t>(k)];
+    slot = checked_add(slot, v, "live bytes");
+}
+
 u64 kv_layer_bytes(const DType& kv, u64 batch, u64 tokens, const Shard& s) {
     // K and V: batch · tokens · kv_heads/GPU · head_dim elements each.
     return checked_mul(2, kv.bytes(checked_product({batch, tokens, s.kv_dim}, "kv cache"), "kv cache"), "kv cache");
@@ -216,9 +221,9 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
         if (here > peak) {
             peak = here;
             best = g.at_peak;
-            best.bytes[static_cast<size_t>(Category::AttentionMatrix)] += mask_bytes;
-            best.bytes[static_cast<size_t>(Category::Activation)] += held;
-            best.bytes[static_cast<size_t>(Category::KvCache)] += kv_new;
+            add_to(best, Category::AttentionMatrix, mask_bytes);
+            add_to(best, Category::Activation, held);
+            add_to(best, Category::KvCache, kv_new);
             e.peak_at = fmt::format("layer {} ({}) {}", i, to_string(model.layer_kinds[i]), g.peak_op);
         }
         kv_new = checked_add(kv_new, g.kv_written, "kv written");
@@ -226,10 +231,10 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     Bindings bh = b;
     bh[Dim::Skv] = 0;  // the head has no attention
     GraphEval head = head_graph(wl.mode).evaluate(bh);
-    if (checked_add(head.peak_bytes, kv_new, "peak") > peak) {
-        peak = head.peak_bytes + kv_new;
+    if (const u64 here = checked_add(head.peak_bytes, kv_new, "peak"); here > peak) {
+        peak = here;
         best = head.at_peak;
-        best.bytes[static_cast<size_t>(Category::KvCache)] += kv_new;
+        add_to(best, Category::KvCache, kv_new);
         e.peak_at = "head " + head.peak_op;
     }
     e.forward_peak = peak;
@@ -262,7 +267,7 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
 
     e.detail.mask_bytes = mask_bytes;
     e.detail.kv_excess = kv_excess;
-    e.detail.skv_full = skv(LayerKind::FullAttention);
+    e.detail.skv = skv(model.layer_kinds.front());
     e.capacity = gpu.usable_memory_bytes;
     e.fits = e.total <= e.capacity;
     return e;
@@ -331,7 +336,7 @@ std::vector<Term> explain_terms(const Estimate& e) {
                  w.attention == AttentionKernel::Eager
                      ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} elements "
                                    "(scores in {}, softmax in {}), + masks {} B",
-                                   e.batch_per_replica, d.heads_q, sq, e.detail.skv_full, m.dtype.name, w.softmax_dtype->name,
+                                   e.batch_per_replica, d.heads_q, sq, e.detail.skv, m.dtype.name, w.softmax_dtype->name,
                                    group_digits(e.detail.mask_bytes))
                      : std::string("fused kernel: no S×S tensor (its O(S) softmax statistics count as activations)"),
                  e.attention_matrix});

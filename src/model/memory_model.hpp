@@ -64,7 +64,7 @@ struct EstimateDetail {
     WeightBreakdown weights;
     u64 mask_bytes = 0;  // eager attention masks, live for the whole forward
     u64 kv_excess = 0;   // KV held at the peak beyond the cache kept after the step
-    u64 skv_full = 0;    // keys a full-attention layer attends to
+    u64 skv = 0;         // keys the first layer attends to
 };
 
 struct Estimate {
