@@ -7,6 +7,9 @@ forward_peak_bytes), the KV cache bytes, the logits bytes, and the runtime overh
 process (CUDA context and library workspaces, from torch.cuda.mem_get_info()).
 
 Usage: python3 kernels/torch/measure_hf_memory.py OUT_DIR [--overhead-only]
+           [--shapes NAME,...] [--contexts N,...] [--batches N,...] [--warmup]
+Shapes: gqa-2l, mha-2l (the defaults), llama-3.1-8b, mistral-7b-v0.1 (full-size configs).
+--warmup runs one small forward per model before measuring (first-call library setup).
 Writes OUT_DIR/hf_memory.json (schema memtax.measurements/0) and OUT_DIR/<shape>.config.json.
 """
 import datetime
@@ -68,16 +71,37 @@ def main():
         "runtime_overhead_bytes": total - free1 - (reserved_idle - allocated_idle),
     }
 
-    overhead_only = "--overhead-only" in sys.argv[2:]
-    shapes = {} if overhead_only else {
+    args = sys.argv[2:]
+
+    def opt(name, default):
+        return args[args.index(name) + 1].split(",") if name in args else default
+
+    overhead_only = "--overhead-only" in args
+    warmup = "--warmup" in args
+    contexts = [int(c) for c in opt("--contexts", ["1024", "2048", "4096", "8192", "16384", "32768"])]
+    batches = [int(b) for b in opt("--batches", ["1", "2"])]
+    all_shapes = {
         "gqa-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=4, head_dim=128,
                        intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
         "mha-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=16, head_dim=128,
                        intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
+        # Full-size public configs (meta-llama/Llama-3.1-8B, mistralai/Mistral-7B-v0.1), random weights.
+        "llama-3.1-8b": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                             intermediate_size=14336, num_hidden_layers=32, vocab_size=128256),
+        "mistral-7b-v0.1": dict(model_type="mistral", hidden_size=4096, num_attention_heads=32, num_key_value_heads=8,
+                                head_dim=128, intermediate_size=14336, num_hidden_layers=32, vocab_size=32000,
+                                sliding_window=4096, max_position_embeddings=32768),
     }
+    names = opt("--shapes", ["gqa-2l", "mha-2l"])
+    shapes = {} if overhead_only else {n: all_shapes[n] for n in names}
     cases = []
+    from transformers import MistralConfig
     for shape_name, kw in shapes.items():
-        cfg = LlamaConfig(max_position_embeddings=131072, tie_word_embeddings=False, **kw)
+        kw = dict(kw)
+        if kw.pop("model_type", "llama") == "mistral":
+            cfg = MistralConfig(tie_word_embeddings=False, **kw)
+        else:
+            cfg = LlamaConfig(max_position_embeddings=131072, tie_word_embeddings=False, **kw)
         cfg_dict = cfg.to_dict()
         cfg_dict["dtype"] = "bfloat16"
         cfg_dict.pop("torch_dtype", None)
@@ -89,8 +113,13 @@ def main():
             with torch.device(dev):
                 model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=impl)
             model.eval()
-            for batch in [1, 2]:
-                for ctx in [1024, 2048, 4096, 8192, 16384, 32768]:
+            if warmup:
+                with torch.inference_mode():
+                    model(input_ids=torch.randint(0, cfg.vocab_size, (1, 128), device=dev), use_cache=True)
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+            for batch in batches:
+                for ctx in contexts:
                     for kept in ["1", "all"]:
                         case = dict(shape=shape_name, attention=impl, batch=batch, context=ctx,
                                     logits_kept=kept)
