@@ -195,37 +195,86 @@ TEST(Overflow, ExtremeInputsFailNamingTheTerm) {
 }
 
 // Recorded on an NVIDIA H100 80GB HBM3 (driver 580.159.04, torch 2.11.0+cu130, transformers
-// 5.17.0, 2026-11-26; kernels/torch/measure_hf_memory.py): torch.cuda.max_memory_allocated()
-// minus the bytes allocated before a prefill forward of 2-layer random Llama models.
-// KV bytes must be exact; the forward peak close, for the cases this engine models. HF's
-// decode (DynamicCache concatenation) is a runtime-profile question left out here.
-TEST(Measured, H100TransformersPrefill) {
-    std::ifstream in(std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory.json");
-    ASSERT_TRUE(in);
+// 5.17.0, 2026-11-26; kernels/torch/measure_hf_memory.py, see tests/data/measured/README.md):
+// torch.cuda.max_memory_allocated() minus the bytes allocated before a prefill forward.
+namespace {
+
+struct MeasuredCase {
+    nlohmann::json record;
+    Estimate predicted;
+    u64 measured = 0;
+};
+
+std::vector<MeasuredCase> measured_prefills(const std::string& file) {
+    const std::string dir = std::string(MEMTAX_TEST_DATA) + "/measured/";
+    std::ifstream in(dir + file);
+    EXPECT_TRUE(in) << file;
     nlohmann::json doc = nlohmann::json::parse(in);
-    int checked = 0, exact = 0;
+    std::vector<MeasuredCase> out;
     for (const auto& c : doc["cases"]) {
         if (c["status"] != "ok" || c["mode"] != "prefill") continue;
-        ModelSpec m = resolve_model(std::string(MEMTAX_TEST_DATA) + "/measured/" + c["shape"].get<std::string>() + ".config.json");
+        ModelSpec m = resolve_model(dir + c["shape"].get<std::string>() + ".config.json");
         Workload w;
         w.batch = c["batch"];
         w.context = c["context"];
         w.attention = c["attention"] == "eager" ? AttentionKernel::Eager : AttentionKernel::Fused;
         w.logits_kept = c["logits_kept"] == "all" ? 0 : 1;
-        Estimate e = estimate(m, resolve_gpu("h100-sxm"), {}, w);
-        u64 measured = c["forward_peak_bytes"];
-        EXPECT_EQ(e.kv_cache, c["kv_cache_bytes"].get<u64>());
-        double err = std::fabs(static_cast<double>(e.forward_peak) - measured) / measured;
-        EXPECT_LT(err, 0.05) << c.dump();
-        // Eager attention's peak is the S×S tensors plus the held locals: byte-exact on record.
-        if (w.attention == AttentionKernel::Eager) EXPECT_EQ(e.forward_peak, measured) << c.dump();
-        exact += e.forward_peak == measured;
-        ++checked;
+        out.push_back({c, estimate(m, resolve_gpu("h100-sxm"), {}, w), c["forward_peak_bytes"].get<u64>()});
     }
-    EXPECT_EQ(checked, 84);
-    // The six inexact ones are SDPA cases off by 1-2 MiB the allocator's log attributes to
-    // library workspace (cuBLAS at one GEMM shape, first-call setup), not to tensors.
+    return out;
+}
+
+double rel_error(const MeasuredCase& c) {
+    return std::fabs(static_cast<double>(c.predicted.forward_peak) - static_cast<double>(c.measured)) / static_cast<double>(c.measured);
+}
+
+}  // namespace
+
+// 2-layer GQA and MHA models, eager and SDPA, batch 1-2, 1k-32k, no warm-up forward.
+TEST(Measured, H100TransformersPrefillSmallModels) {
+    auto cases = measured_prefills("h100_hf_memory.json");
+    ASSERT_EQ(cases.size(), 84u);
+    int exact = 0;
+    for (const auto& c : cases) {
+        EXPECT_EQ(c.predicted.kv_cache, c.record["kv_cache_bytes"].get<u64>()) << c.record.dump();
+        EXPECT_LT(rel_error(c), 0.05) << c.record.dump();
+        // Eager attention's peak is the S×S tensors plus the held locals: byte-exact on record.
+        if (c.record["attention"] == "eager") EXPECT_EQ(c.predicted.forward_peak, c.measured) << c.record.dump();
+        exact += c.predicted.forward_peak == c.measured;
+    }
+    // The six inexact ones are SDPA cases 1-2 MiB above the prediction: the first SDPA forward
+    // of the process (not a tensor in the allocator's history) and the LM head at 2,048 rows.
     EXPECT_GE(exact, 78);
+}
+
+// The full-size Llama-3.1-8B config (32 layers, random weights), eager and SDPA, batch 1 and
+// 4, 1k-64k tokens, after one warm-up forward: every prefill that fit is predicted to the byte.
+TEST(Measured, H100TransformersPrefillLlama31_8B) {
+    auto cases = measured_prefills("h100_hf_memory_llama31_8b.json");
+    ASSERT_EQ(cases.size(), 28u);
+    for (const auto& c : cases) {
+        EXPECT_EQ(c.predicted.kv_cache, c.record["kv_cache_bytes"].get<u64>()) << c.record.dump();
+        EXPECT_EQ(c.predicted.forward_peak, c.measured) << c.record.dump();
+    }
+}
+
+// Mistral-7B-v0.1 (4,096-token sliding window). Within the window, and for eager attention at
+// any length, the peak matches within 0.01%. Beyond the window transformers' SDPA path builds a
+// boolean S×S mask and keeps window-1 tokens: runtime behaviour this engine's flash-style
+// "fused" kernel does not claim (the runtime-profile issue models it). For those cases the test
+// only records that the gap is at least that mask (batch 1: S² bytes).
+TEST(Measured, H100TransformersPrefillMistral7B) {
+    auto cases = measured_prefills("h100_hf_memory_mistral_7b.json");
+    ASSERT_EQ(cases.size(), 10u);
+    for (const auto& c : cases) {
+        const u64 ctx = c.record["context"];
+        if (c.record["attention"] == "eager" || ctx <= 4096) {
+            EXPECT_LT(rel_error(c), 1e-4) << c.record.dump();
+        } else {
+            ASSERT_LT(c.predicted.forward_peak, c.measured) << c.record.dump();
+            EXPECT_GE(c.measured - c.predicted.forward_peak, ctx * ctx) << c.record.dump();
+        }
+    }
 }
 
 TEST(Kv, MixedLayerKindsKeepTheirOwnTokens) {
