@@ -166,6 +166,7 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"hf_kv_not_dividing.json", 8, "num_key_value_heads: 3 does not divide num_attention_heads = 4"},
         {"hf_bad_dtype.json", 12, "torch_dtype: unsupported dtype \"float8\"; valid: bfloat16, float16, float32"},
         {"hf_not_object.json", 1, "(document): expected a JSON object"},
+        {"hf_number_overflow.json", 0, "(syntax): number overflow parsing '1e400'"},
     };
     ASSERT_GE(cases.size(), 15u);
     for (const auto& c : cases) {

@@ -141,6 +141,11 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
         auto colon = what.find("syntax error");
         throw InputError(SourcePos{file, line, 0}, "(syntax)",
                          colon == std::string::npos ? what : what.substr(colon));
+    } catch (const json::exception& e) {
+        // e.g. out_of_range: a number too large for a double (1e400).
+        std::string what = e.what();
+        auto bracket = what.find("] ");
+        throw InputError(SourcePos{file, 0, 0}, "(syntax)", bracket == std::string::npos ? what : what.substr(bracket + 2));
     }
     if (!root.is_object()) throw InputError(SourcePos{file, 1, 0}, "(document)", "expected a JSON object");
 

@@ -177,14 +177,21 @@ std::string read_input_file(const std::string& path) {
     auto status = fs::status(path, ec);
     if (ec || !fs::exists(status)) throw InputError(SourcePos{path}, "", "no such file");
     if (fs::is_directory(status)) throw InputError(SourcePos{path}, "", "is a directory, expected a file");
+    // Devices and pipes (/dev/zero, a FIFO) could be read forever: only regular files.
+    if (!fs::is_regular_file(status)) throw InputError(SourcePos{path}, "", "is not a regular file");
     auto size = fs::file_size(path, ec);
     if (!ec && size > kMaxInput)
         throw InputError(SourcePos{path}, "", fmt::format("file is {} bytes; inputs are limited to 64 MiB", size));
     std::ifstream in(path, std::ios::binary);
     if (!in) throw InputError(SourcePos{path}, "", fmt::format("cannot read file: {}", std::strerror(errno)));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    std::string text = ss.str();
+    // Read in chunks and stop past the limit, in case the file grew since it was measured.
+    std::string text;
+    char chunk[1 << 16];
+    while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+        text.append(chunk, static_cast<size_t>(in.gcount()));
+        if (text.size() > kMaxInput) break;
+    }
+    if (text.size() > kMaxInput) throw InputError(SourcePos{path}, "", "file is larger than 64 MiB, the input limit");
     if (text.find_first_not_of(" \t\r\n") == std::string::npos)
         throw InputError(SourcePos{path}, "", "file is empty");
     if (text.find('\0') != std::string::npos)
