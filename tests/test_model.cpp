@@ -23,6 +23,16 @@ Estimate run(const std::string& model, u64 batch, u64 context, Mode mode = Mode:
     return estimate(resolve_model(model), resolve_gpu(gpu), dep, w);
 }
 
+DType dtype(const char* name) {
+    DType d;
+    EXPECT_TRUE(parse_dtype(name, d)) << name;
+    return d;
+}
+
+Estimate run(const std::string& model, const Workload& w) {
+    return estimate(resolve_model(model), resolve_gpu("h100-sxm"), {}, w);
+}
+
 u64 sum_of_components(const Estimate& e) {
     return e.weights + e.kv_cache + e.attention_matrix + e.activation_peak + e.logits + e.runtime_overhead;
 }
@@ -50,10 +60,8 @@ TEST(Kv, SlidingWindowCapsTheCache) {
 TEST(Kv, Fp8HalvesAndLinearInContextAndBatch) {
     Workload w;
     w.context = 8192;
-    DType fp8;
-    parse_dtype("fp8_e4m3", fp8);
-    w.kv_dtype = fp8;
-    EXPECT_EQ(estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w).kv_cache, 536870912u);
+    w.kv_dtype = dtype("fp8_e4m3");
+    EXPECT_EQ(run("llama-3.1-8b", w).kv_cache, 536870912u);
     EXPECT_EQ(run("llama-3.1-8b", 4, 1000).kv_cache, 4ull * 1000 * 131072);
 }
 
@@ -72,10 +80,8 @@ TEST(Weights, Int4LinearLayersCarryGroupScales) {
     // 32 layers + bf16 embedding and LM head (2 · 128,256·4096·2) + final norm (8,192).
     Workload w;
     w.context = 1024;
-    DType int4;
-    parse_dtype("int4", int4);
-    w.weight_dtype = int4;
-    Estimate e = estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
+    w.weight_dtype = dtype("int4");
+    Estimate e = run("llama-3.1-8b", w);
     EXPECT_EQ(e.weights, 32ull * 112476160 + 2ull * 1050673152 + 8192);
 }
 
@@ -149,7 +155,7 @@ TEST(Logits, AllPositionsInTheComputeDtype) {
     Workload w;
     w.context = 8192;
     w.logits_kept = 0;  // all
-    Estimate e = estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
+    Estimate e = run("llama-3.1-8b", w);
     EXPECT_EQ(e.logits, 8192ull * 128256 * 2);
     EXPECT_EQ(e.peak_at, "head lm_head");
     EXPECT_EQ(e.logits_kept, 8192u);
