@@ -31,13 +31,7 @@ struct EstimateArgs {
 
 DType dtype_arg(const std::string& flag, const std::string& text) {
     DType d;
-    if (!parse_dtype(text, d)) {
-        std::string hint = closest_match(text, dtype_names());
-        throw InputError(SourcePos{}, flag,
-                         fmt::format("unknown dtype \"{}\"{}; valid: {}", text,
-                                     hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint),
-                                     fmt::join(dtype_names(), ", ")));
-    }
+    if (!parse_dtype(text, d)) throw InputError(SourcePos{}, flag, unknown_dtype_message(text));
     return d;
 }
 

@@ -1,5 +1,7 @@
 #include "core/dtype.hpp"
 
+#include <fmt/format.h>
+
 #include <charconv>
 
 namespace memtax {
@@ -14,6 +16,11 @@ const std::vector<std::string>& dtype_names() {
     static const std::vector<std::string> names = {"fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2",
                                                    "int8", "int4", "int4-gN"};
     return names;
+}
+
+std::string unknown_dtype_message(const std::string& text) {
+    return fmt::format("unknown dtype \"{}\"{}; valid: {}", text, did_you_mean(text, dtype_names()),
+                       fmt::join(dtype_names(), ", "));
 }
 
 bool parse_dtype(const std::string& text, DType& out) {

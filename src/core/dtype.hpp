@@ -27,5 +27,7 @@ struct DType {
 bool parse_dtype(const std::string& text, DType& out);
 // The names parse_dtype accepts, for error messages.
 const std::vector<std::string>& dtype_names();
+// `unknown dtype "x" (did you mean "y"?); valid: ...`
+std::string unknown_dtype_message(const std::string& text);
 
 }  // namespace memtax

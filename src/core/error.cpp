@@ -54,4 +54,9 @@ std::string closest_match(const std::string& word, const std::vector<std::string
     return best;
 }
 
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
+    std::string hint = closest_match(word, candidates);
+    return hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint);
+}
+
 }  // namespace memtax

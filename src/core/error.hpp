@@ -40,5 +40,7 @@ public:
 
 // The "did you mean" suggestion for a misspelled name; empty when nothing is close.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+// ` (did you mean "x"?)` for the closest candidate, or "" when nothing is close.
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates);
 
 }  // namespace memtax

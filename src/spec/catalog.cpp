@@ -23,11 +23,9 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
         if (s.name == arg) return s;
         names.push_back(s.name);
     }
-    std::string hint = closest_match(arg, names);
     throw InputError(SourcePos{}, "--" + what,
                      fmt::format("unknown {} \"{}\"{}; built-in: {} (or give a file path)", what, arg,
-                                 hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint),
-                                 fmt::join(names, ", ")));
+                                 did_you_mean(arg, names), fmt::join(names, ", ")));
 }
 
 }  // namespace

@@ -162,9 +162,8 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
     std::string type = r.get_string("model_type", "");
     const std::vector<std::string> types = {"llama", "mistral", "qwen2"};
     if (std::find(types.begin(), types.end(), type) == types.end()) {
-        std::string hint = closest_match(type, types);
         r.fail("model_type", fmt::format("unsupported model_type \"{}\"{}; supported: llama, mistral, qwen2", type,
-                                         hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint)));
+                                         did_you_mean(type, types)));
     }
     for (const char* unsupported : {"num_local_experts", "num_experts", "n_routed_experts", "kv_lora_rank",
                                     "quantization_config"}) {

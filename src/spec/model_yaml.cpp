@@ -16,12 +16,7 @@ const std::vector<std::string> kModelKeys = {
 DType read_dtype(YamlMap& map, const std::string& key) {
     std::string s = map.required_string(key);
     DType d;
-    if (!parse_dtype(s, d)) {
-        std::string hint = closest_match(s, dtype_names());
-        map.fail(key, fmt::format("unknown dtype \"{}\"{}; valid: {}", s,
-                                  hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint),
-                                  fmt::join(dtype_names(), ", ")));
-    }
+    if (!parse_dtype(s, d)) map.fail(key, unknown_dtype_message(s));
     return d;
 }
 

@@ -129,10 +129,7 @@ std::string YamlMap::required_choice(const std::string& key, const std::vector<s
     std::string s = required_string(key);
     for (const auto& v : valid)
         if (s == v) return s;
-    std::string hint = closest_match(s, valid);
-    fail(key, fmt::format("unknown value \"{}\"{}; valid: {}", s,
-                          hint.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", hint),
-                          fmt::join(valid, ", ")));
+    fail(key, fmt::format("unknown value \"{}\"{}; valid: {}", s, did_you_mean(s, valid), fmt::join(valid, ", ")));
 }
 
 YamlMap YamlMap::required_map(const std::string& key) {
