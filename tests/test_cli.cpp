@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "core/bytes.hpp"
 
 using namespace memtax;
 
@@ -42,6 +44,15 @@ TEST(Cli, AcceptanceJsonReportsExactKvBytes) {
     EXPECT_TRUE(j["tool"].contains("git_sha"));
 }
 
+TEST(Cli, ExplainTermsCarryTheSameBytes) {
+    auto j = nlohmann::json::parse(cli({"estimate", "--attention", "eager", "--format", "json", "--explain"}).out);
+    std::map<std::string, u64> terms;
+    for (const auto& t : j["explain"]) terms[t["name"]] = t["bytes"];
+    for (const char* key : {"kv_cache", "attention_matrix", "activation_peak", "logits", "runtime_overhead", "total",
+                            "forward_peak", "weights"})
+        EXPECT_EQ(terms.at(key), j["per_gpu"][std::string(key) + "_bytes"].get<u64>()) << key;
+}
+
 TEST(Cli, SameInputSameBytes) {
     auto a = cli({"estimate", "--format", "json", "--explain"});
     auto b = cli({"estimate", "--format", "json", "--explain"});
@@ -66,6 +77,12 @@ TEST(Cli, ListsAndWhatif) {
     EXPECT_NE(m.out.find("8,030,261,248"), std::string::npos);
     Result g = cli({"gpus"});
     EXPECT_NE(g.out.find("h100-sxm"), std::string::npos);
+    auto mj = nlohmann::json::parse(cli({"models", "--format", "json"}).out);
+    EXPECT_EQ(mj["schema"], "memtax.models/1");
+    EXPECT_GE(mj["models"].size(), 7u);
+    auto gj = nlohmann::json::parse(cli({"gpus", "--format", "json"}).out);
+    EXPECT_EQ(gj["gpus"].size(), 9u);
+    for (const auto& g : gj["gpus"]) EXPECT_TRUE(g["sources"].contains("memory_bytes")) << g["name"];
     Result w = cli({"whatif"});
     ASSERT_EQ(w.code, 0) << w.err;
     // 2 setups x 2 modes x 2 KV dtypes x 3 contexts x 2 batches.

@@ -183,8 +183,11 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     wi->add_option("--format", wa.format, "table | json | csv")->check(CLI::IsMember({"table", "json", "csv"}))->capture_default_str();
     wi->add_option("--output,-o", wa.output, "write the report to this file (atomically)");
 
+    std::string list_format = "table";
     auto* models = app.add_subcommand("models", "list the built-in model profiles");
     auto* gpus = app.add_subcommand("gpus", "list the built-in GPU profiles");
+    for (auto* list : {models, gpus})
+        list->add_option("--format", list_format, "table | json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
 
     std::vector<std::string> argv_rev(args.rbegin(), args.rend());
     try {
@@ -204,11 +207,11 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         if (*est) return cmd_estimate(ea, out);
         if (*wi) return cmd_whatif(wa, out);
         if (*models) {
-            out << render_models_table(catalog_models());
+            out << (list_format == "json" ? render_models_json(catalog_models(), tool_info()) : render_models_table(catalog_models()));
             return 0;
         }
         if (*gpus) {
-            out << render_gpus_table(catalog_gpus());
+            out << (list_format == "json" ? render_gpus_json(catalog_gpus(), tool_info()) : render_gpus_table(catalog_gpus()));
             return 0;
         }
     } catch (const InputError& e) {

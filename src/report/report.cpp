@@ -199,15 +199,79 @@ std::string render_whatif_csv(const std::vector<Estimate>& rows) {
     return out;
 }
 
+namespace {
+
+// The config's parameter count next to the stated one: a typo in a profile shows up here.
+std::string stated_vs_derived(const ModelSpec& m, u64 derived) {
+    if (m.stated_parameter_count == 0) return "-";
+    double diff = (static_cast<double>(derived) - static_cast<double>(m.stated_parameter_count)) /
+                  static_cast<double>(m.stated_parameter_count) * 100.0;
+    return fmt::format("{:+.2f}%", diff);
+}
+
+}  // namespace
+
 std::string render_models_table(const std::vector<ModelSpec>& models) {
-    std::string out = fmt::format("{:<18} {:>6} {:>7} {:>6} {:>4} {:>9} {:>7} {:>8} {:>9} {:>7} {:>16}\n", "name", "layers",
-                                  "hidden", "heads", "kv", "head_dim", "inter", "vocab", "max ctx", "window", "parameters");
-    for (const auto& m : models)
-        out += fmt::format("{:<18} {:>6} {:>7} {:>6} {:>4} {:>9} {:>7} {:>8} {:>9} {:>7} {:>16}\n", m.name, m.num_layers,
-                           m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim, m.intermediate_size,
-                           m.vocab_size, m.max_context, m.sliding_window ? std::to_string(m.sliding_window) : "-",
-                           group_digits(parameter_count(m)));
+    std::string out = fmt::format("{:<16} {:>6} {:>6} {:>5} {:>3} {:>8} {:>6} {:>7} {:>7} {:>6} {:>16} {:>16} {:>7}\n", "name",
+                                  "layers", "hidden", "heads", "kv", "head_dim", "inter", "vocab", "max_ctx", "window",
+                                  "parameters", "stated", "diff");
+    for (const auto& m : models) {
+        const u64 params = parameter_count(m);
+        out += fmt::format("{:<16} {:>6} {:>6} {:>5} {:>3} {:>8} {:>6} {:>7} {:>7} {:>6} {:>16} {:>16} {:>7}\n", m.name,
+                           m.num_layers, m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim,
+                           m.intermediate_size, m.vocab_size, m.max_context,
+                           m.sliding_window ? std::to_string(m.sliding_window) : "-", group_digits(params),
+                           m.stated_parameter_count ? group_digits(m.stated_parameter_count) : "-", stated_vs_derived(m, params));
+    }
     return out;
+}
+
+std::string render_models_json(const std::vector<ModelSpec>& models, const ToolInfo& tool) {
+    ojson arr = ojson::array();
+    for (const auto& m : models)
+        arr.push_back({{"name", m.name},
+                       {"display_name", m.display_name},
+                       {"family", m.family},
+                       {"num_layers", m.num_layers},
+                       {"hidden_size", m.hidden_size},
+                       {"num_attention_heads", m.num_attention_heads},
+                       {"num_key_value_heads", m.num_key_value_heads},
+                       {"head_dim", m.head_dim},
+                       {"intermediate_size", m.intermediate_size},
+                       {"vocab_size", m.vocab_size},
+                       {"max_context", m.max_context},
+                       {"sliding_window", m.sliding_window},
+                       {"dtype", m.dtype.name},
+                       {"parameters", parameter_count(m)},
+                       {"stated_parameter_count", m.stated_parameter_count},
+                       {"stated_parameter_source", m.stated_parameter_source},
+                       {"source", m.source}});
+    return ojson{{"schema", "memtax.models/1"}, {"tool", tool_json(tool)}, {"models", arr}}.dump(2) + "\n";
+}
+
+std::string render_gpus_json(const std::vector<GpuSpec>& gpus, const ToolInfo& tool) {
+    ojson arr = ojson::array();
+    for (const auto& g : gpus) {
+        ojson flops = ojson::object();
+        for (const auto& [dtype, rate] : g.peak_flops) flops[dtype] = rate.value;
+        ojson sources = ojson::object();
+        for (const auto& [field, src] : g.sources) sources[field] = src;
+        arr.push_back({{"name", g.name},
+                       {"display_name", g.display_name},
+                       {"vendor", g.vendor},
+                       {"memory_bytes", g.memory_bytes},
+                       {"usable_memory_bytes", g.usable_memory_bytes},
+                       {"hbm_bandwidth_bytes_per_s", g.hbm_bandwidth.value},
+                       {"peak_flops_per_s", flops},
+                       {"l2_bytes", g.l2_bytes},
+                       {"sm_count", g.sm_count},
+                       {"interconnect", g.interconnect},
+                       {"interconnect_bandwidth_bytes_per_s", g.interconnect_bandwidth.value},
+                       {"runtime_overhead_bytes", g.runtime_overhead_bytes},
+                       {"source", g.source},
+                       {"sources", sources}});
+    }
+    return ojson{{"schema", "memtax.gpus/1"}, {"tool", tool_json(tool)}, {"gpus", arr}}.dump(2) + "\n";
 }
 
 std::string render_gpus_table(const std::vector<GpuSpec>& gpus) {
