@@ -161,6 +161,7 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"model_kv_exceeds_heads.yaml", 7, "num_key_value_heads: 8 exceeds num_attention_heads = 4"},
         {"model_heads_not_dividing_hidden.yaml", 6, "num_attention_heads: 4 does not divide hidden_size = 250"},
         {"model_zero_layers.yaml", 4, "num_layers: must be a positive integer, got 0"},
+        {"model_too_many_layers.yaml", 4, "num_layers: 100000000000 layers is beyond the supported 1000000"},
         {"model_bad_dtype.yaml", 14, "dtype: unknown dtype \"bf61\" (did you mean \"bf16\"?)"},
         {"model_bad_family.yaml", 2, "family: unknown value \"gpt5\"; valid: llama, mistral, qwen2"},
         {"model_syntax.yaml", 10, "(syntax): "},

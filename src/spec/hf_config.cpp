@@ -181,6 +181,7 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
     m.display_name = r.get_string("_name_or_path", m.name);
     m.source = "Hugging Face config.json: " + file;
     m.num_layers = r.get_u64("num_hidden_layers");
+    check_layer_count(m.num_layers, r.pos("num_hidden_layers"), "num_hidden_layers");
     m.hidden_size = r.get_u64("hidden_size");
     m.num_attention_heads = r.get_u64("num_attention_heads");
     if (m.num_attention_heads == 0) r.fail("num_attention_heads", "must be a positive integer, got 0");

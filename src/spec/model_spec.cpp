@@ -15,6 +15,12 @@ SourcePos ModelSpec::pos_of(const std::string& field) const {
     return SourcePos{file, 0, 0};
 }
 
+void check_layer_count(u64 num_layers, const SourcePos& pos, const std::string& field) {
+    if (num_layers == 0) throw InputError(pos, field, "must be a positive integer, got 0");
+    if (num_layers > kMaxLayers)
+        throw InputError(pos, field, fmt::format("{} layers is beyond the supported {}", num_layers, kMaxLayers));
+}
+
 void validate_model(const ModelSpec& m) {
     auto fail = [&](const std::string& field, const std::string& msg) {
         throw InputError(m.pos_of(field), field, msg);

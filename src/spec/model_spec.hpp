@@ -50,6 +50,11 @@ struct ModelSpec {
     SourcePos pos_of(const std::string& field) const;
 };
 
+// The engine walks layers one by one; no real model is within a thousandth of this.
+constexpr u64 kMaxLayers = 1'000'000;
+// Throws InputError unless 0 < num_layers <= kMaxLayers (checked before per-layer lists are built).
+void check_layer_count(u64 num_layers, const SourcePos& pos, const std::string& field);
+
 // Cross-field checks shared by every loader: heads divide hidden when head_dim is implied,
 // kv heads divide heads, layer_kinds match num_layers, window only with sliding layers.
 void validate_model(const ModelSpec& m);

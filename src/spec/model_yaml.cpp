@@ -35,6 +35,7 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
     m.family = map.required_choice("family", {"llama", "mistral", "qwen2"});
     m.source = map.required_string("source");
     m.num_layers = map.required_u64("num_layers");
+    check_layer_count(m.num_layers, map.pos("num_layers"), "num_layers");
     m.hidden_size = map.required_u64("hidden_size");
     m.num_attention_heads = map.required_u64("num_attention_heads");
     m.num_key_value_heads = map.optional_u64("num_key_value_heads").value_or(m.num_attention_heads);
