@@ -26,37 +26,54 @@ std::string headline(const Estimate& e) {
                        group_digits(w.context), to_string(w.attention));
 }
 
+// A model or GPU profile as JSON: the same object in an estimate's resolved inputs and in
+// the `models`/`gpus` listings.
+ojson model_json(const ModelSpec& m, u64 parameters) {
+    return {{"name", m.name},
+            {"display_name", m.display_name},
+            {"source", m.source},
+            {"family", m.family},
+            {"num_layers", m.num_layers},
+            {"hidden_size", m.hidden_size},
+            {"num_attention_heads", m.num_attention_heads},
+            {"num_key_value_heads", m.num_key_value_heads},
+            {"head_dim", m.head_dim},
+            {"intermediate_size", m.intermediate_size},
+            {"vocab_size", m.vocab_size},
+            {"max_context", m.max_context},
+            {"tie_word_embeddings", m.tie_word_embeddings},
+            {"norm", to_string(m.norm)},
+            {"activation", m.activation},
+            {"sliding_window", m.sliding_window},
+            {"dtype", m.dtype.name},
+            {"parameters", parameters},
+            {"stated_parameter_count", m.stated_parameter_count},
+            {"stated_parameter_source", m.stated_parameter_source}};
+}
+
+ojson gpu_json(const GpuSpec& g) {
+    ojson flops = ojson::object();
+    for (const auto& [dtype, rate] : g.peak_flops) flops[dtype] = rate.value;
+    ojson sources = ojson::object();
+    for (const auto& [field, src] : g.sources) sources[field] = src;
+    return {{"name", g.name},
+            {"display_name", g.display_name},
+            {"vendor", g.vendor},
+            {"source", g.source},
+            {"memory_bytes", g.memory_bytes},
+            {"usable_memory_bytes", g.usable_memory_bytes},
+            {"hbm_bandwidth_bytes_per_s", g.hbm_bandwidth.value},
+            {"peak_flops_per_s", flops},
+            {"l2_bytes", g.l2_bytes},
+            {"sm_count", g.sm_count},
+            {"interconnect", g.interconnect},
+            {"interconnect_bandwidth_bytes_per_s", g.interconnect_bandwidth.value},
+            {"runtime_overhead_bytes", g.runtime_overhead_bytes},
+            {"sources", sources}};
+}
+
 ojson inputs_json(const Estimate& e) {
-    const auto& m = e.model;
-    const auto& g = e.gpu;
     const auto& w = e.workload;
-    ojson kinds = ojson::array();
-    for (auto k : m.layer_kinds) kinds.push_back(to_string(k));
-    ojson model = {{"name", m.name},
-                   {"display_name", m.display_name},
-                   {"source", m.source},
-                   {"family", m.family},
-                   {"num_layers", m.num_layers},
-                   {"hidden_size", m.hidden_size},
-                   {"num_attention_heads", m.num_attention_heads},
-                   {"num_key_value_heads", m.num_key_value_heads},
-                   {"head_dim", m.head_dim},
-                   {"intermediate_size", m.intermediate_size},
-                   {"vocab_size", m.vocab_size},
-                   {"max_context", m.max_context},
-                   {"tie_word_embeddings", m.tie_word_embeddings},
-                   {"norm", to_string(m.norm)},
-                   {"activation", m.activation},
-                   {"sliding_window", m.sliding_window},
-                   {"dtype", m.dtype.name},
-                   {"parameters", e.parameters}};
-    ojson gpu = {{"name", g.name},
-                 {"display_name", g.display_name},
-                 {"source", g.source},
-                 {"memory_bytes", g.memory_bytes},
-                 {"usable_memory_bytes", g.usable_memory_bytes},
-                 {"hbm_bandwidth_bytes_per_s", g.hbm_bandwidth.value},
-                 {"runtime_overhead_bytes", g.runtime_overhead_bytes}};
     ojson workload = {{"mode", to_string(w.mode)},
                       {"batch", w.batch},
                       {"batch_per_replica", e.batch_per_replica},
@@ -68,7 +85,7 @@ ojson inputs_json(const Estimate& e) {
                       {"logits_dtype", w.logits_dtype->name},
                       {"logits_kept", e.logits_kept}};
     ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp}, {"replicas", e.replicas}};
-    return {{"model", model}, {"gpu", gpu}, {"deployment", dep}, {"workload", workload}};
+    return {{"model", model_json(e.model, e.parameters)}, {"gpu", gpu_json(e.gpu)}, {"deployment", dep}, {"workload", workload}};
 }
 
 ojson per_gpu_json(const Estimate& e) {
@@ -228,49 +245,13 @@ std::string render_models_table(const std::vector<ModelSpec>& models) {
 
 std::string render_models_json(const std::vector<ModelSpec>& models, const ToolInfo& tool) {
     ojson arr = ojson::array();
-    for (const auto& m : models)
-        arr.push_back({{"name", m.name},
-                       {"display_name", m.display_name},
-                       {"family", m.family},
-                       {"num_layers", m.num_layers},
-                       {"hidden_size", m.hidden_size},
-                       {"num_attention_heads", m.num_attention_heads},
-                       {"num_key_value_heads", m.num_key_value_heads},
-                       {"head_dim", m.head_dim},
-                       {"intermediate_size", m.intermediate_size},
-                       {"vocab_size", m.vocab_size},
-                       {"max_context", m.max_context},
-                       {"sliding_window", m.sliding_window},
-                       {"dtype", m.dtype.name},
-                       {"parameters", parameter_count(m)},
-                       {"stated_parameter_count", m.stated_parameter_count},
-                       {"stated_parameter_source", m.stated_parameter_source},
-                       {"source", m.source}});
+    for (const auto& m : models) arr.push_back(model_json(m, parameter_count(m)));
     return ojson{{"schema", "memtax.models/1"}, {"tool", tool_json(tool)}, {"models", arr}}.dump(2) + "\n";
 }
 
 std::string render_gpus_json(const std::vector<GpuSpec>& gpus, const ToolInfo& tool) {
     ojson arr = ojson::array();
-    for (const auto& g : gpus) {
-        ojson flops = ojson::object();
-        for (const auto& [dtype, rate] : g.peak_flops) flops[dtype] = rate.value;
-        ojson sources = ojson::object();
-        for (const auto& [field, src] : g.sources) sources[field] = src;
-        arr.push_back({{"name", g.name},
-                       {"display_name", g.display_name},
-                       {"vendor", g.vendor},
-                       {"memory_bytes", g.memory_bytes},
-                       {"usable_memory_bytes", g.usable_memory_bytes},
-                       {"hbm_bandwidth_bytes_per_s", g.hbm_bandwidth.value},
-                       {"peak_flops_per_s", flops},
-                       {"l2_bytes", g.l2_bytes},
-                       {"sm_count", g.sm_count},
-                       {"interconnect", g.interconnect},
-                       {"interconnect_bandwidth_bytes_per_s", g.interconnect_bandwidth.value},
-                       {"runtime_overhead_bytes", g.runtime_overhead_bytes},
-                       {"source", g.source},
-                       {"sources", sources}});
-    }
+    for (const auto& g : gpus) arr.push_back(gpu_json(g));
     return ojson{{"schema", "memtax.gpus/1"}, {"tool", tool_json(tool)}, {"gpus", arr}}.dump(2) + "\n";
 }
 
