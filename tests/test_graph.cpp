@@ -87,21 +87,21 @@ TEST(LayerGraphs, EagerScoresBytesPerElement) {
     b[Dim::Skv] = 4;
     b[Dim::HeadsQ] = 2;
     b[Dim::HeadsKv] = 2;
-    GraphEval e = decoder_layer_graph(AttentionKernel::Eager, Mode::Prefill).evaluate(b);
+    GraphEval e = decoder_layer_graph(AttentionKernel::Eager).evaluate(b);
     EXPECT_EQ(e.attention_matrix_max, 32u * (2 + 4 + 4));
     EXPECT_EQ(e.peak_op, "softmax");
     // fp16 takes ATen's fused half-to-float softmax: no input copy, so the peak S×S bytes are
     // masked (2) + fp32 probs (4), then at the cast masked (2) + fp32 (4) + fp16 (2) = 8.
     parse_dtype("fp16", b[DtypeRole::Act]);
-    GraphEval h = decoder_layer_graph(AttentionKernel::Eager, Mode::Prefill).evaluate(b);
+    GraphEval h = decoder_layer_graph(AttentionKernel::Eager).evaluate(b);
     EXPECT_EQ(h.attention_matrix_max, 32u * 8);
-    GraphEval f = decoder_layer_graph(AttentionKernel::Fused, Mode::Prefill).evaluate(b);
+    GraphEval f = decoder_layer_graph(AttentionKernel::Fused).evaluate(b);
     EXPECT_EQ(f.attention_matrix_max, 0u);
 }
 
 TEST(LayerGraphs, GraphsAreBuiltOnce) {
-    EXPECT_EQ(&decoder_layer_graph(AttentionKernel::Eager, Mode::Prefill),
-              &decoder_layer_graph(AttentionKernel::Eager, Mode::Prefill));
-    EXPECT_NE(&decoder_layer_graph(AttentionKernel::Eager, Mode::Prefill),
-              &decoder_layer_graph(AttentionKernel::Fused, Mode::Prefill));
+    EXPECT_EQ(&decoder_layer_graph(AttentionKernel::Eager),
+              &decoder_layer_graph(AttentionKernel::Eager));
+    EXPECT_NE(&decoder_layer_graph(AttentionKernel::Eager),
+              &decoder_layer_graph(AttentionKernel::Fused));
 }

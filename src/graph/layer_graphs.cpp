@@ -1,7 +1,5 @@
 #include "graph/layer_graphs.hpp"
 
-#include <map>
-#include <mutex>
 
 namespace memtax {
 
@@ -16,8 +14,8 @@ using C = Category;
 
 TensorInfo act(const char* name, Shape s, C cat = C::Activation) { return TensorInfo{name, s, R::Act, cat}; }
 
-OpGraph build_decoder(AttentionKernel kernel, Mode mode) {
-    OpGraph g(std::string("decoder_layer/") + to_string(kernel) + "/" + to_string(mode));
+OpGraph build_decoder(AttentionKernel kernel) {
+    OpGraph g(std::string("decoder_layer/") + to_string(kernel));
     const Shape bsh{D::Batch, D::Sq, D::Hidden};
     // RMSNorm upcasts to fp32 and casts back: one fp32 and one act-dtype temporary live
     // beside input and output (transformers LlamaRMSNorm.forward).
@@ -40,7 +38,6 @@ OpGraph build_decoder(AttentionKernel kernel, Mode mode) {
                    TensorInfo{"k_cache", kv_shape, R::Kv, C::KvCache, Lifetime::Persistent, AliasRule::IfKvIsAct});
     int vc = g.op1({"v_cache_write", OpKind::Copy, {}}, {v},
                    TensorInfo{"v_cache", kv_shape, R::Kv, C::KvCache, Lifetime::Persistent, AliasRule::IfKvIsAct});
-    (void)mode;
 
     const Shape heads_out{D::Batch, D::HeadsQ, D::Sq, D::HeadDim};
     int attn_out;
@@ -97,12 +94,10 @@ OpGraph build_decoder(AttentionKernel kernel, Mode mode) {
     return g;
 }
 
-OpGraph build_head(Mode mode) {
-    OpGraph g(std::string("head/") + to_string(mode));
+OpGraph build_head() {
+    OpGraph g("head");
     const Shape bsh{D::Batch, D::Sq, D::Hidden};
     int x = g.input(act("x_last", bsh));
-    // Masks and rotary tables live until the model's forward returns, i.e. through the final
-    // norm (transformers applies it inside the base model), and die before the LM head.
     // The base model's locals live until it returns, after the final norm: the masks, the
     // rotary tables, the token positions (int64) and the embedding output (`inputs_embeds`).
     int mask = g.input(act("attention_masks", {D::MaskElems}, C::AttentionMatrix));
@@ -115,28 +110,21 @@ OpGraph build_head(Mode mode) {
     int l = g.op1({"lm_head", OpKind::Matmul, {}}, {xf}, act("logits_act", logits, C::Logits));
     TensorInfo lo{"logits", logits, R::Logits, C::Logits, Lifetime::Persistent, AliasRule::IfLogitsIsAct};
     g.op1({"logits_cast", OpKind::Copy, {}}, {l}, lo);
-    (void)mode;
     g.finalize();
     return g;
 }
 
 }  // namespace
 
-const OpGraph& decoder_layer_graph(AttentionKernel kernel, Mode mode) {
-    // Built once per (kernel, mode) on first use; afterwards read-only.
-    static const std::map<std::pair<int, int>, OpGraph> graphs = [] {
-        std::map<std::pair<int, int>, OpGraph> m;
-        for (auto k : {AttentionKernel::Eager, AttentionKernel::Fused})
-            for (auto md : {Mode::Prefill, Mode::Decode})
-                m.emplace(std::make_pair(static_cast<int>(k), static_cast<int>(md)), build_decoder(k, md));
-        return m;
-    }();
-    return graphs.at({static_cast<int>(kernel), static_cast<int>(mode)});
+const OpGraph& decoder_layer_graph(AttentionKernel kernel) {
+    // Built once, on first use; afterwards read-only.
+    static const OpGraph eager = build_decoder(AttentionKernel::Eager), fused = build_decoder(AttentionKernel::Fused);
+    return kernel == AttentionKernel::Eager ? eager : fused;
 }
 
-const OpGraph& head_graph(Mode mode) {
-    static const OpGraph prefill = build_head(Mode::Prefill), decode = build_head(Mode::Decode);
-    return mode == Mode::Prefill ? prefill : decode;
+const OpGraph& head_graph() {
+    static const OpGraph head = build_head();
+    return head;
 }
 
 }  // namespace memtax

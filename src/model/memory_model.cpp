@@ -196,7 +196,7 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     e.resident_before = checked_add(e.weights, kv_before, "resident");
 
     // Forward peak: walk the layers; each kind's graph is evaluated once.
-    const OpGraph& layer_graph = decoder_layer_graph(wl.attention, wl.mode);
+    const OpGraph& layer_graph = decoder_layer_graph(wl.attention);
     GraphEval ev[2];
     for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention}) {
         if (!has_kind[static_cast<int>(k)]) continue;
@@ -230,7 +230,7 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     }
     Bindings bh = b;
     bh[Dim::Skv] = 0;  // the head has no attention
-    GraphEval head = head_graph(wl.mode).evaluate(bh);
+    GraphEval head = head_graph().evaluate(bh);
     if (const u64 here = checked_add(head.peak_bytes, kv_new, "peak"); here > peak) {
         peak = here;
         best = head.at_peak;
