@@ -7,10 +7,12 @@ forward_peak_bytes), the KV cache bytes, the logits bytes, and the runtime overh
 process (CUDA context and library workspaces, from torch.cuda.mem_get_info()).
 
 Usage: python3 kernels/torch/measure_hf_memory.py OUT_DIR [--overhead-only]
-           [--shapes NAME,...] [--contexts N,...] [--batches N,...] [--warmup]
-Shapes: gqa-2l, mha-2l (the defaults), llama-3.1-8b, mistral-7b-v0.1 (full-size configs).
+           [--shapes NAME,...] [--contexts N,...] [--batches N,...] [--warmup] [--name FILE]
+Shapes: gqa-2l, mha-2l, qwen2-2l (the defaults; Qwen2 has q/k/v biases and tied
+embeddings), llama-3.1-8b, mistral-7b-v0.1 (full-size configs).
 --warmup runs one small forward per model before measuring (first-call library setup).
-Writes OUT_DIR/hf_memory.json (schema memtax.measurements/0) and OUT_DIR/<shape>.config.json.
+Writes OUT_DIR/FILE (default hf_memory.json; schema memtax.measurements/1, documented in
+docs/measurement-schema.md) and OUT_DIR/<shape>.config.json, which the cases name.
 """
 import datetime
 import json
@@ -85,6 +87,9 @@ def main():
                        intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
         "mha-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=16, head_dim=128,
                        intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
+        "qwen2-2l": dict(model_type="qwen2", hidden_size=1536, num_attention_heads=12, num_key_value_heads=2,
+                         head_dim=128, intermediate_size=8960, num_hidden_layers=2, vocab_size=151936,
+                         tie_word_embeddings=True),
         # Full-size public configs (meta-llama/Llama-3.1-8B, mistralai/Mistral-7B-v0.1), random weights.
         "llama-3.1-8b": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
                              intermediate_size=14336, num_hidden_layers=32, vocab_size=128256),
@@ -92,14 +97,18 @@ def main():
                                 head_dim=128, intermediate_size=14336, num_hidden_layers=32, vocab_size=32000,
                                 sliding_window=4096, max_position_embeddings=32768),
     }
-    names = opt("--shapes", ["gqa-2l", "mha-2l"])
+    names = opt("--shapes", ["gqa-2l", "mha-2l", "qwen2-2l"])
+    file_name = opt("--name", ["hf_memory.json"])[0]
     shapes = {} if overhead_only else {n: all_shapes[n] for n in names}
     cases = []
-    from transformers import MistralConfig
+    from transformers import MistralConfig, Qwen2Config
     for shape_name, kw in shapes.items():
         kw = dict(kw)
-        if kw.pop("model_type", "llama") == "mistral":
+        model_type = kw.pop("model_type", "llama")
+        if model_type == "mistral":
             cfg = MistralConfig(tie_word_embeddings=False, **kw)
+        elif model_type == "qwen2":
+            cfg = Qwen2Config(max_position_embeddings=131072, **kw)
         else:
             cfg = LlamaConfig(max_position_embeddings=131072, tie_word_embeddings=False, **kw)
         cfg_dict = cfg.to_dict()
@@ -121,8 +130,10 @@ def main():
             for batch in batches:
                 for ctx in contexts:
                     for kept in ["1", "all"]:
-                        case = dict(shape=shape_name, attention=impl, batch=batch, context=ctx,
-                                    logits_kept=kept)
+                        runtime = "hf-" + impl
+                        case = dict(id=f"{shape_name}/{runtime}/b{batch}/s{ctx}/prefill/kept-{kept}",
+                                    kind="forward", model_config=f"{shape_name}.config.json", runtime=runtime,
+                                    mode="prefill", batch=batch, context=ctx, logits_kept=1 if kept == "1" else 0)
                         ids = torch.randint(0, cfg.vocab_size, (batch, ctx), device=dev)
                         torch.cuda.synchronize()
                         torch.cuda.empty_cache()
@@ -136,10 +147,10 @@ def main():
                             peak = torch.cuda.max_memory_allocated() - before
                             cache = out.past_key_values
                             kv = cache_bytes(cache)
-                            case.update(mode="prefill", status="ok", forward_peak_bytes=peak,
-                                        kv_cache_bytes=kv,
-                                        logits_bytes=out.logits.numel() * out.logits.element_size(),
-                                        after_step_bytes=torch.cuda.memory_allocated() - before)
+                            case.update(status="ok", measured=dict(
+                                forward_peak_bytes=peak, kv_cache_bytes=kv,
+                                logits_bytes=out.logits.numel() * out.logits.element_size(),
+                                after_step_bytes=torch.cuda.memory_allocated() - before))
                             # One decode step over the filled cache.
                             if kept == "1":
                                 nxt = torch.randint(0, cfg.vocab_size, (batch, 1), device=dev)
@@ -150,15 +161,20 @@ def main():
                                     out2 = model(input_ids=nxt, past_key_values=cache, use_cache=True)
                                 torch.cuda.synchronize()
                                 kv2 = cache_bytes(out2.past_key_values)
-                                cases.append(dict(shape=shape_name, attention=impl, batch=batch, context=ctx + 1,
-                                                  logits_kept="1", mode="decode", status="ok",
-                                                  forward_peak_bytes=torch.cuda.max_memory_allocated() - before_d,
-                                                  kv_cache_bytes=kv2,
-                                                  logits_bytes=out2.logits.numel() * out2.logits.element_size()))
+                                # The decode case's context is the KV length after the step.
+                                cases.append(dict(
+                                    id=f"{shape_name}/{runtime}/b{batch}/s{ctx + 1}/decode",
+                                    kind="forward", model_config=f"{shape_name}.config.json", runtime=runtime,
+                                    mode="decode", batch=batch, context=ctx + 1, logits_kept=1, status="ok",
+                                    measured=dict(
+                                        forward_peak_bytes=torch.cuda.max_memory_allocated() - before_d,
+                                        kv_cache_bytes=kv2,
+                                        logits_bytes=out2.logits.numel() * out2.logits.element_size(),
+                                        after_step_bytes=torch.cuda.memory_allocated() - before_d)))
                                 del out2
                             del out, cache
                         except torch.OutOfMemoryError:
-                            case.update(mode="prefill", status="oom")
+                            case.update(status="oom", reason="torch.OutOfMemoryError in the prefill forward")
                         cases.append(case)
                         del ids
                         torch.cuda.empty_cache()
@@ -167,7 +183,8 @@ def main():
             torch.cuda.empty_cache()
 
     doc = {
-        "schema": "memtax.measurements/0",
+        "schema": "memtax.measurements/1",
+        "source": "torch-hf",
         "provenance": {
             "gpu": torch.cuda.get_device_name(0),
             "driver": smi("driver_version"),
@@ -178,10 +195,11 @@ def main():
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": "python3 " + " ".join(["kernels/torch/measure_hf_memory.py", "$OUT"] + sys.argv[2:]),
         },
-        "runtime_overhead": overhead,
+        "runtime_overhead_bytes": overhead["runtime_overhead_bytes"],
+        "runtime_overhead_detail": overhead,
         "cases": cases,
     }
-    with open(os.path.join(out_dir, "hf_memory.json"), "w") as f:
+    with open(os.path.join(out_dir, file_name), "w") as f:
         json.dump(doc, f, indent=1)
     print(json.dumps(overhead, indent=1))
 

@@ -11,75 +11,13 @@
 #include <iterator>
 #include <map>
 
+#include "spec/json_reader.hpp"
 #include "spec/loaders.hpp"
 
 namespace memtax {
 namespace {
 
 using json = nlohmann::json;
-
-// nlohmann-json 3.11 keeps no source positions, so a SAX pass over a counting iterator
-// records the line of every key (the SAX key event fires right after the key's closing
-// quote is read). Only keys get lines; values share their key's line.
-struct CountingIter {
-    using iterator_category = std::input_iterator_tag;
-    using value_type = char;
-    using difference_type = std::ptrdiff_t;
-    using pointer = const char*;
-    using reference = const char&;
-    const char* p;
-    const char** cursor;  // shared: the furthest character read
-    reference operator*() const { return *p; }
-    CountingIter& operator++() {
-        ++p;
-        *cursor = p;
-        return *this;
-    }
-    CountingIter operator++(int) {
-        CountingIter t = *this;
-        ++*this;
-        return t;
-    }
-    bool operator==(const CountingIter& o) const { return p == o.p; }
-    bool operator!=(const CountingIter& o) const { return p != o.p; }
-};
-
-struct KeyLines : nlohmann::json_sax<json> {
-    const char* begin = nullptr;
-    const char* const* cursor = nullptr;  // the counting iterator's furthest read
-    std::vector<std::string> path;         // enclosing keys
-    std::vector<bool> in_array;
-    std::string pending;
-    std::map<std::string, int> lines;
-
-    int line_at(const char* p) const { return 1 + static_cast<int>(std::count(begin, p, '\n')); }
-    void enter() {
-        if (!in_array.empty() && !in_array.back()) path.push_back(pending);
-    }
-    void leave() {
-        in_array.pop_back();
-        if (!in_array.empty() && !in_array.back()) path.pop_back();
-    }
-    bool key(string_t& k) override {
-        pending = k;
-        std::string full;
-        for (const auto& part : path) full += part + ".";
-        lines[full + k] = line_at(*cursor);
-        return true;
-    }
-    bool start_object(std::size_t) override { enter(); in_array.push_back(false); return true; }
-    bool end_object() override { leave(); return true; }
-    bool start_array(std::size_t) override { enter(); in_array.push_back(true); return true; }
-    bool end_array() override { leave(); return true; }
-    bool null() override { return true; }
-    bool boolean(bool) override { return true; }
-    bool number_integer(number_integer_t) override { return true; }
-    bool number_unsigned(number_unsigned_t) override { return true; }
-    bool number_float(number_float_t, const string_t&) override { return true; }
-    bool string(string_t&) override { return true; }
-    bool binary(binary_t&) override { return true; }
-    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
-};
 
 class HfReader {
 public:
@@ -131,32 +69,10 @@ private:
 }  // namespace
 
 ModelSpec load_hf_config(const std::string& text, const std::string& file) {
-    json root;
-    try {
-        root = json::parse(text);
-    } catch (const json::parse_error& e) {
-        size_t at = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
-        int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
-        std::string what = e.what();
-        auto colon = what.find("syntax error");
-        throw InputError(SourcePos{file, line, 0}, "(syntax)",
-                         colon == std::string::npos ? what : what.substr(colon));
-    } catch (const json::exception& e) {
-        // e.g. out_of_range: a number too large for a double (1e400).
-        std::string what = e.what();
-        auto bracket = what.find("] ");
-        throw InputError(SourcePos{file, 0, 0}, "(syntax)", bracket == std::string::npos ? what : what.substr(bracket + 2));
-    }
+    JsonDoc doc = parse_json(text, file);
+    const json& root = doc.root;
     if (!root.is_object()) throw InputError(SourcePos{file, 1, 0}, "(document)", "expected a JSON object");
-
-    // The SAX pass re-reads text that json::parse already accepted; it only collects lines.
-    const char* cursor = text.data();
-    KeyLines sax;
-    sax.begin = text.data();
-    sax.cursor = &cursor;
-    CountingIter first{text.data(), &cursor}, last{text.data() + text.size(), &cursor};
-    json::sax_parse(first, last, &sax);
-    HfReader r(root, file, sax.lines);
+    HfReader r(root, file, doc.lines);
 
     if (!r.has("model_type")) r.fail("model_type", "required field is missing (valid: llama, mistral, qwen2)");
     std::string type = r.get_string("model_type", "");
@@ -175,7 +91,7 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
 
     ModelSpec m;
     m.file = file;
-    for (const auto& [k, line] : sax.lines) m.positions[k] = SourcePos{file, line, 0};
+    for (const auto& [k, line] : doc.lines) m.positions[k] = SourcePos{file, line, 0};
     m.family = type;
     m.name = std::filesystem::path(file).stem().string();
     m.display_name = r.get_string("_name_or_path", m.name);
