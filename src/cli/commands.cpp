@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "report/report.hpp"
+#include "validate/validate.hpp"
 #include "spec/loaders.hpp"
 
 #ifndef MEMTAX_VERSION
@@ -23,7 +24,7 @@ struct EstimateArgs {
     std::string model = "llama-3.1-8b";
     std::string gpu = "h100-sxm";
     u64 gpus = 0, tp = 1, batch = 1, context = 8192;  // gpus 0: one replica (= tp)
-    std::string mode = "prefill", attention = "fused";
+    std::string mode = "prefill", attention, runtime;
     std::string weight_dtype, kv_dtype, softmax_dtype, logits_dtype, logits_kept;
     std::string format = "table", output;
     bool explain = false, allow_long_context = false, require_fit = false;
@@ -35,10 +36,21 @@ DType dtype_arg(const std::string& flag, const std::string& text) {
     return d;
 }
 
+// --runtime names the stack; --attention eager|fused is shorthand for hf-eager|hf-sdpa.
+RuntimeSpec runtime_from(const std::string& runtime, const std::string& attention) {
+    if (runtime.empty()) return resolve_runtime(attention == "eager" ? "hf-eager" : "hf-sdpa");
+    RuntimeSpec r = resolve_runtime(runtime);
+    if (!attention.empty() && attention != to_string(r.attention))
+        throw InputError(SourcePos{}, "--attention",
+                         fmt::format("\"{}\" contradicts runtime {} (its attention is {}); drop --attention or pick another runtime",
+                                     attention, r.name, to_string(r.attention)));
+    return r;
+}
+
 Workload workload_from(const EstimateArgs& a, const ModelSpec& m) {
     Workload w;
     w.mode = a.mode == "decode" ? Mode::Decode : Mode::Prefill;
-    w.attention = a.attention == "eager" ? AttentionKernel::Eager : AttentionKernel::Fused;
+    w.runtime = runtime_from(a.runtime, a.attention);
     w.batch = a.batch;
     w.context = a.context;
     if (!a.weight_dtype.empty()) w.weight_dtype = dtype_arg("--weight-dtype", a.weight_dtype);
@@ -81,9 +93,9 @@ void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
     cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / tp; default: tp)")->check(kPositiveInt);
     cmd->add_option("--tp", a.tp, "tensor-parallel degree")->check(kPositiveInt)->capture_default_str();
     cmd->add_option("--mode", a.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
-    cmd->add_option("--attention", a.attention, "eager (S×S materialised) | fused (flash/SDPA)")
-        ->check(CLI::IsMember({"eager", "fused"}))
-        ->capture_default_str();
+    cmd->add_option("--runtime", a.runtime, "hf-sdpa (default) | hf-eager | vllm | a runtime YAML profile");
+    cmd->add_option("--attention", a.attention, "eager | fused: shorthand for --runtime hf-eager | hf-sdpa")
+        ->check(CLI::IsMember({"eager", "fused"}));
     cmd->add_option("--weight-dtype", a.weight_dtype, "dtype of the linear layers (default: the model's)");
     cmd->add_option("--kv-dtype", a.kv_dtype, "KV cache dtype (default: the model's)");
     cmd->add_option("--softmax-dtype", a.softmax_dtype, "eager softmax dtype (default fp32, PyTorch's upcast)");
@@ -116,7 +128,7 @@ struct WhatifArgs {
     std::vector<u64> batches = {1, 16};
     std::vector<std::string> kv_dtypes = {"bf16", "fp8_e4m3"};
     std::vector<std::string> modes = {"prefill", "decode"};
-    std::string attention = "fused", format = "table", output;
+    std::string attention, runtime, format = "table", output;
 };
 
 int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
@@ -140,6 +152,7 @@ int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
                     EstimateArgs ea;
                     ea.mode = mode;
                     ea.attention = a.attention;
+                    ea.runtime = a.runtime;
                     ea.batch = batch;
                     ea.context = ctx;
                     ea.kv_dtype = kv;
@@ -179,9 +192,25 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     wi->add_option("--batches", wa.batches, "batch sizes")->delimiter(',')->check(kPositiveInt)->capture_default_str();
     wi->add_option("--kv-dtypes", wa.kv_dtypes, "KV cache dtypes")->delimiter(',')->capture_default_str();
     wi->add_option("--modes", wa.modes, "prefill and/or decode")->delimiter(',')->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
-    wi->add_option("--attention", wa.attention, "eager | fused")->check(CLI::IsMember({"eager", "fused"}))->capture_default_str();
+    wi->add_option("--runtime", wa.runtime, "hf-sdpa (default) | hf-eager | vllm | a runtime YAML profile");
+    wi->add_option("--attention", wa.attention, "eager | fused: shorthand for --runtime hf-eager | hf-sdpa")
+        ->check(CLI::IsMember({"eager", "fused"}));
     wi->add_option("--format", wa.format, "table | json | csv")->check(CLI::IsMember({"table", "json", "csv"}))->capture_default_str();
     wi->add_option("--output,-o", wa.output, "write the report to this file (atomically)");
+
+    std::string meas_file, meas_gpu, meas_format = "table", meas_output;
+    double meas_tolerance = 5.0;
+    u64 meas_slack_mib = 4;
+    auto* val = app.add_subcommand("validate", "predict every case of a measurement file and compare (exit 1 on any failure)");
+    val->add_option("--measurements", meas_file, "a memtax.measurements/1 JSON file (docs/measurement-schema.md)")->required();
+    val->add_option("--gpu", meas_gpu, "GPU profile for the predictions (default: matched from provenance.gpu)");
+    val->add_option("--tolerance", meas_tolerance, "allowed forward-peak error, percent")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+    val->add_option("--slack-mib", meas_slack_mib,
+                    "absolute floor of the allowed forward-peak difference, MiB (the caching allocator may hand out a cached "
+                    "block up to 1 MiB larger than asked for each tensor above 1 MiB)")
+        ->capture_default_str();
+    val->add_option("--format", meas_format, "table | json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+    val->add_option("--output,-o", meas_output, "write the report to this file (atomically)");
 
     std::string list_format = "table";
     auto* models = app.add_subcommand("models", "list the built-in model profiles");
@@ -206,6 +235,12 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     try {
         if (*est) return cmd_estimate(ea, out);
         if (*wi) return cmd_whatif(wa, out);
+        if (*val) {
+            Validation v = validate_measurements(meas_file, meas_gpu, meas_tolerance / 100.0,
+                                                 checked_mul(meas_slack_mib, kMiB, "--slack-mib"));
+            emit(meas_format == "json" ? render_validation_json(v, tool_info()) : render_validation_table(v), meas_output, out);
+            return v.all_ok ? 0 : 1;
+        }
         if (*models) {
             out << (list_format == "json" ? render_models_json(catalog_models(), tool_info()) : render_models_table(catalog_models()));
             return 0;

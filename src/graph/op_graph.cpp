@@ -110,6 +110,8 @@ bool alias_active(AliasRule r, const Bindings& b) {
         case AliasRule::IfKvIsAct: return b[DtypeRole::Kv] == b[DtypeRole::Act];
         case AliasRule::IfNoGqa: return b[Dim::HeadsQ] == b[Dim::HeadsKv];
         case AliasRule::IfLogitsIsAct: return b[DtypeRole::Logits] == b[DtypeRole::Act];
+        case AliasRule::IfFreshCache: return b[DtypeRole::Kv] == b[DtypeRole::Act] && b[Dim::SkvOld] == 0;
+        case AliasRule::Always: return true;
     }
     return false;
 }
@@ -126,7 +128,9 @@ bool skipped(SkipRule r, const Bindings& b) {
 u64 shape_bytes(const Shape& s, DtypeRole role, const Bindings& b, std::string_view name) {
     u64 n = 1;
     for (std::uint8_t i = 0; i < s.rank; ++i) n = checked_mul(n, b[s.dims[i]], name);
-    return b[role].bytes(n, name);
+    u64 bytes = b[role].bytes(n, name);
+    if (b.round_to > 1 && bytes % b.round_to) bytes = checked_add(bytes, b.round_to - bytes % b.round_to, name);
+    return bytes;
 }
 
 }  // namespace
@@ -174,6 +178,7 @@ GraphEval OpGraph::evaluate(const Bindings& b) const {
         if (tensors_[t].lifetime == Lifetime::Preexisting) {
             add(live, cat[t], bytes[t]);
             r.preexisting = checked_add(r.preexisting, bytes[t], "preexisting");
+            if (cat[t] == Category::KvCache) r.preexisting_kv = checked_add(r.preexisting_kv, bytes[t], "preexisting");
         }
     }
     // Tensors freed after each op, bucketed by a counting sort (one flat array, no per-op lists).

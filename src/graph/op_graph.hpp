@@ -20,9 +20,15 @@ enum class Dim : std::uint8_t {
     Batch, Sq, Skv, Hidden, QDim, KvDim, Inter, HeadsQ, HeadsKv, HeadDim, Vocab, Kept,
     MaskElems,   // elements of the materialised attention masks, kept for the whole forward
     TableElems,  // elements of the rotary cos/sin tables, kept for the whole forward
+    SkvOld,      // tokens in a layer's cache storage before the step
+    SkvNew,      // tokens in a layer's cache storage after the step
+    RepHeads,    // query heads when K/V are repeated per query head before the kernel, else 0
+    MaskConvElems,  // elements of a bool mask SDPA converts to the compute dtype in this layer, else 0
+    QkvDim,      // q_dim + 2 kv_dim (merged projection)
+    GateUp,      // 2 · intermediate (merged gate/up projection)
     Count
 };
-enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Count };
+enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Bool, Mask, Count };
 // What a tensor is, for the breakdown.
 enum class Category : std::uint8_t { Activation, AttentionMatrix, KvCache, Logits, Count };
 enum class Lifetime : std::uint8_t { Transient, Persistent, Preexisting };
@@ -33,6 +39,8 @@ enum class AliasRule : std::uint8_t {
     IfKvIsAct,       // the cache keeps the projection's own tensor (no quantising copy)
     IfNoGqa,         // repeat_kv with one query head per KV head returns its input
     IfLogitsIsAct,   // logits.to(logits dtype) when already in that dtype
+    IfFreshCache,    // an empty cache stores the new K/V tensor itself (no cat, no quantising copy)
+    Always,          // an in-place op: the output is its input's storage
 };
 // When an op's temporary is not needed.
 enum class SkipRule : std::uint8_t {
@@ -42,7 +50,7 @@ enum class SkipRule : std::uint8_t {
     // converted when the dtypes already agree.
     UnlessSoftmaxUpcastCopies,
 };
-enum class OpKind : std::uint8_t { Embedding, Norm, Matmul, Rotary, Elementwise, Copy, Softmax, Attention };
+enum class OpKind : std::uint8_t { Embedding, Norm, Matmul, Rotary, Elementwise, Copy, Softmax, Attention, Sort };
 
 struct Shape {
     std::array<Dim, 4> dims{};
@@ -76,6 +84,8 @@ struct OpInfo {
 struct Bindings {
     std::array<u64, static_cast<size_t>(Dim::Count)> dim{};
     std::array<DType, static_cast<size_t>(DtypeRole::Count)> dtype{};
+    // The caching allocator rounds every block up to this many bytes (PyTorch: 512).
+    u64 round_to = 1;
     u64& operator[](Dim d) { return dim[static_cast<size_t>(d)]; }
     u64 operator[](Dim d) const { return dim[static_cast<size_t>(d)]; }
     DType& operator[](DtypeRole r) { return dtype[static_cast<size_t>(r)]; }
@@ -97,6 +107,7 @@ struct GraphEval {
     u64 kv_written = 0;            // persistent KV bytes this graph writes
     u64 persistent_other = 0;      // other persistent bytes (the layer output)
     u64 preexisting = 0;           // bytes of the inputs alive before the graph runs
+    u64 preexisting_kv = 0;        // of which KV cache storage (freed when replaced)
 };
 
 class OpGraph {

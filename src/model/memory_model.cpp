@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <limits>
 
 namespace memtax {
 
@@ -102,18 +105,38 @@ u64 parameter_count(const ModelSpec& m) {
     return checked_add(checked_mul(w.params_layer, m.num_layers, "parameters"), w.params_other, "parameters");
 }
 
-Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl_in) {
-    Estimate e;
+namespace {
+
+// Signed arithmetic for the running change of live bytes (KV storage can shrink in a step).
+using i64 = std::int64_t;
+i64 sgn(u64 v, const char* term) {
+    if (v > static_cast<u64>(std::numeric_limits<i64>::max() / 4)) throw OverflowError(term);
+    return static_cast<i64>(v);
+}
+i64 add_s(i64 a, i64 b, const char* term) {
+    i64 r;
+    if (__builtin_add_overflow(a, b, &r)) throw OverflowError(term);
+    return r;
+}
+
+u64 round_up(u64 bytes, u64 to, const char* term) {
+    if (to <= 1 || bytes % to == 0) return bytes;
+    return checked_add(bytes, to - bytes % to, term);
+}
+
+// Checks and resolves what every runtime shares: defaults, shards, weights.
+Shard prepare(Estimate& e, const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, Workload& wl, DType& fp32) {
     e.model = model;
     e.gpu = gpu;
     e.deployment = dep;
-    Workload wl = wl_in;
-    DType fp32;
     parse_dtype("fp32", fp32);
+    const RuntimeSpec& rt = wl.runtime;
+    if (rt.context_overhead.find("default") == rt.context_overhead.end())
+        throw InputError(SourcePos{}, "--runtime", "runtime profile has no context_overhead.default entry");
     if (!wl.weight_dtype) wl.weight_dtype = model.dtype;
     if (!wl.kv_dtype) wl.kv_dtype = model.dtype;
-    if (!wl.softmax_dtype) wl.softmax_dtype = fp32;
-    if (!wl.logits_dtype) wl.logits_dtype = model.dtype;
+    if (!wl.softmax_dtype) wl.softmax_dtype = rt.softmax_dtype;
+    if (!wl.logits_dtype) wl.logits_dtype = rt.logits_dtype.value_or(model.dtype);
     if (!wl.logits_kept) wl.logits_kept = 1;
     e.workload = wl;
 
@@ -129,13 +152,7 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     const Shard s = shard(model, dep.tp);
     e.replicas = dep.gpus / dep.tp;
     e.batch_per_replica = ceil_div(wl.batch, e.replicas);
-    const u64 B = e.batch_per_replica;
-    const u64 S = wl.context;
-    const bool prefill = wl.mode == Mode::Prefill;
-    const u64 Sq = prefill ? S : 1;
-    e.logits_kept = *wl.logits_kept == 0 ? Sq : std::min(*wl.logits_kept, Sq);
 
-    // Weights.
     WeightParts w = weight_parts(model, s, *wl.weight_dtype);
     const u64 per_layer_w = checked_add(checked_add(w.attention, w.mlp, "weights"), w.norms, "weights");
     e.weights = checked_add(checked_add(checked_mul(per_layer_w, model.num_layers, "weights"), w.embedding, "weights"),
@@ -144,136 +161,332 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     e.detail.weights = w;
     e.parameters = parameter_count(model);
     e.parameters_per_gpu = checked_add(checked_mul(w.params_layer, model.num_layers, "parameters"), w.params_other, "parameters");
+    const ContextOverhead& oh = rt.overhead_for(gpu.name);
+    e.runtime_overhead = oh.bytes;
+    e.detail.overhead_source = oh.source;
+    e.capacity = gpu.usable_memory_bytes;
+    return s;
+}
 
-    // Bindings shared by every graph.
+Bindings base_bindings(const Estimate& e, const Shard& s, const DType& fp32) {
+    const ModelSpec& model = e.model;
+    const Workload& wl = e.workload;
     Bindings b;
-    b[Dim::Batch] = B;
-    b[Dim::Sq] = Sq;
+    b[Dim::Batch] = e.batch_per_replica;
     b[Dim::Hidden] = model.hidden_size;
     b[Dim::QDim] = s.q_dim;
     b[Dim::KvDim] = s.kv_dim;
+    b[Dim::QkvDim] = checked_add(s.q_dim, checked_mul(2, s.kv_dim, "qkv"), "qkv");
     b[Dim::Inter] = s.inter;
+    b[Dim::GateUp] = checked_mul(2, s.inter, "gate_up");
     b[Dim::HeadsQ] = s.heads_q;
     b[Dim::HeadsKv] = s.heads_kv;
     b[Dim::HeadDim] = model.head_dim;
     // The LM head's vocab-parallel shards are gathered onto one GPU for sampling.
     b[Dim::Vocab] = model.vocab_size;
-    b[Dim::Kept] = e.logits_kept;
     b[DtypeRole::Act] = model.dtype;
     b[DtypeRole::Softmax] = *wl.softmax_dtype;
     b[DtypeRole::Kv] = *wl.kv_dtype;
     b[DtypeRole::Logits] = *wl.logits_dtype;
     b[DtypeRole::Fp32] = fp32;
     b[DtypeRole::Index] = DType{"int64", 64, 0, 0};
+    b[DtypeRole::Bool] = DType{"bool", 8, 0, 0};
+    b[DtypeRole::Mask] = model.dtype;
+    b.round_to = wl.runtime.allocator_round_bytes;
+    return b;
+}
 
-    // Keys a layer kind attends to: prefill attends the whole prompt (the eager kernel
-    // materialises S×S and masks the window); decode reads what the cache keeps.
-    auto skv = [&](LayerKind k) { return prefill ? S : kept_tokens(model, k, S); };
-    bool has_kind[2] = {false, false};
-    for (auto k : model.layer_kinds) has_kind[static_cast<int>(k)] = true;
-    u64 mask_elems = 0;
-    if (wl.attention == AttentionKernel::Eager) {
-        // transformers builds one additive mask [B, 1, Sq, Skv] per attention kind in the act dtype.
-        for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention})
-            if (has_kind[static_cast<int>(k)])
-                mask_elems = checked_add(mask_elems, checked_product({B, Sq, skv(k)}, "attention mask"), "attention mask");
-    }
-    b[Dim::MaskElems] = mask_elems;
-    b[Dim::TableElems] = checked_product({2, Sq, model.head_dim}, "rotary tables");
-    const u64 mask_bytes = model.dtype.bytes(mask_elems, "attention mask");
-    // Forward-level tensors besides the masks: rotary tables and int64 token positions.
-    const u64 table_bytes = checked_add(model.dtype.bytes(b[Dim::TableElems], "rotary tables"),
-                                        checked_mul(Sq, 8, "positions"), "forward state");
-
-    // KV: after the step, and resident before it (decode only).
-    const DType& kvd = *wl.kv_dtype;
-    u64 kv_before = 0;
-    for (auto k : model.layer_kinds) {
-        e.kv_cache = checked_add(e.kv_cache, kv_layer_bytes(kvd, B, kept_tokens(model, k, S), s), "kv cache");
-        if (!prefill) kv_before = checked_add(kv_before, kv_layer_bytes(kvd, B, kept_tokens(model, k, S - 1), s), "kv cache");
-    }
-
-    e.resident_before = checked_add(e.weights, kv_before, "resident");
-
-    // Forward peak: walk the layers; each kind's graph is evaluated once.
-    const OpGraph& layer_graph = decoder_layer_graph(wl.attention);
-    GraphEval ev[2];
-    for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention}) {
-        if (!has_kind[static_cast<int>(k)]) continue;
-        Bindings bk = b;
-        bk[Dim::Skv] = skv(k);
-        ev[static_cast<int>(k)] = layer_graph.evaluate(bk);
-    }
-    Composition best;
-    const u64 x_bytes = model.dtype.bytes(checked_product({B, Sq, model.hidden_size}, "hidden"), "hidden");
-    // Prologue: embeddings out, masks and rotary tables built.
-    best.bytes[static_cast<size_t>(Category::Activation)] = checked_add(x_bytes, table_bytes, "prologue");
-    best.bytes[static_cast<size_t>(Category::AttentionMatrix)] = mask_bytes;
-    e.peak_at = "embedding";
-    u64 peak = best.total();
-    u64 kv_new = 0;  // KV written so far in this step
-    for (u64 i = 0; i < model.num_layers; ++i) {
-        const GraphEval& g = ev[static_cast<int>(model.layer_kinds[i])];
-        // Past layer 0 the embedding output is no longer the layer's input, but the base
-        // model's `inputs_embeds` still references it.
-        const u64 held = checked_add(table_bytes, i > 0 ? x_bytes : 0, "forward state");
-        u64 here = checked_add(checked_add(checked_add(kv_new, g.peak_bytes, "peak"), mask_bytes, "peak"), held, "peak");
-        if (here > peak) {
-            peak = here;
-            best = g.at_peak;
-            add_to(best, Category::AttentionMatrix, mask_bytes);
-            add_to(best, Category::Activation, held);
-            add_to(best, Category::KvCache, kv_new);
-            e.peak_at = fmt::format("layer {} ({}) {}", i, to_string(model.layer_kinds[i]), g.peak_op);
-        }
-        kv_new = checked_add(kv_new, g.kv_written, "kv written");
-    }
-    Bindings bh = b;
-    bh[Dim::Skv] = 0;  // the head has no attention
-    GraphEval head = head_graph().evaluate(bh);
-    if (const u64 here = checked_add(head.peak_bytes, kv_new, "peak"); here > peak) {
-        peak = here;
-        best = head.at_peak;
-        add_to(best, Category::KvCache, kv_new);
-        e.peak_at = "head " + head.peak_op;
-    }
-    e.forward_peak = peak;
-
-    // Components at the peak. The KV part is reported as the whole cache after the step; KV
-    // held at the peak beyond that (a window not yet trimmed) is transient, so activation.
-    u64 kv_live = checked_add(kv_before, best[Category::KvCache], "kv live");
-    u64 kv_excess = kv_live > e.kv_cache ? kv_live - e.kv_cache : 0;
-    e.attention_matrix = best[Category::AttentionMatrix];
-    e.logits = best[Category::Logits];
-    e.activation_peak = checked_add(best[Category::Activation], kv_excess, "activation");
-    e.runtime_overhead = gpu.runtime_overhead_bytes;
-    e.total = checked_add(checked_add(checked_add(e.weights, e.kv_cache, "total"), checked_add(e.attention_matrix, e.activation_peak, "total"), "total"),
-                          checked_add(e.logits, e.runtime_overhead, "total"), "total");
-
-    // Per layer kind rows.
+void add_layer_rows(Estimate& e, const GraphEval* ev, const bool* has_kind, const std::function<u64(LayerKind)>& kv_layer) {
+    const auto& w = e.detail.weights;
+    const u64 per_layer_w = w.attention + w.mlp + w.norms;
     for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention}) {
         if (!has_kind[static_cast<int>(k)]) continue;
         const GraphEval& g = ev[static_cast<int>(k)];
         LayerKindRow row;
         row.kind = k;
-        row.count = static_cast<u64>(std::count(model.layer_kinds.begin(), model.layer_kinds.end(), k));
+        row.count = static_cast<u64>(std::count(e.model.layer_kinds.begin(), e.model.layer_kinds.end(), k));
         row.weights_bytes = per_layer_w;
-        row.kv_cache_bytes = kv_layer_bytes(kvd, B, kept_tokens(model, k, S), s);
+        row.kv_cache_bytes = kv_layer(k);
         row.attention_matrix_bytes = g.attention_matrix_max;
         row.transient_peak_bytes = g.peak_bytes - g.at_peak[Category::KvCache];
         row.peak_op = g.peak_op;
         e.layer_kinds.push_back(row);
     }
+}
 
+// transformers (eager or SDPA) with a DynamicCache: walk the layers in order.
+void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32) {
+    const ModelSpec& model = e.model;
+    const Workload& wl = e.workload;
+    const RuntimeSpec& rt = wl.runtime;
+    const u64 B = e.batch_per_replica;
+    const u64 S = wl.context;
+    const bool prefill = wl.mode == Mode::Prefill;
+    const u64 Sq = prefill ? S : 1;
+    const u64 W = model.sliding_window;
+    const u64 round = rt.allocator_round_bytes;
+    e.logits_kept = *wl.logits_kept == 0 ? Sq : std::min(*wl.logits_kept, Sq);
+    Bindings b = base_bindings(e, s, fp32);
+    b[Dim::Sq] = Sq;
+    b[Dim::Kept] = e.logits_kept;
+
+    // Cache storage per layer kind, in tokens. A full layer grows by concatenation. A sliding
+    // layer keeps the last W - drop tokens as a *view*: after a prefill the whole prompt's
+    // storage stays referenced; a decode step's cat makes fresh storage of the kept tokens + 1.
+    // Decode is taken as the first step after a prefill of S - 1 tokens (generate()).
+    const u64 drop = rt.sliding_window_drop;
+    auto visible = [&](LayerKind k, u64 tokens) {
+        return k == LayerKind::SlidingAttention ? std::min(tokens, W - drop) : tokens;
+    };
+    auto storage_after = [&](LayerKind k) {
+        if (k == LayerKind::FullAttention || prefill) return S;
+        return std::min(S - 1, W - drop) + 1;
+    };
+    auto storage_before = [&](LayerKind) { return prefill ? u64{0} : S - 1; };
+    // Whether a layer kind's attention needs a mask tensor: the causal flag cannot express a
+    // window once the keys reach it (transformers masking_utils._ignore_causal_mask_sdpa:
+    // kv_length >= local_attention_size); padding-free batches otherwise skip the mask.
+    auto needs_mask = [&](LayerKind k) {
+        if (rt.mask == MaskKind::Additive) return true;
+        if (rt.mask == MaskKind::None) return false;
+        return k == LayerKind::SlidingAttention && storage_after(k) >= W;
+    };
+
+    bool has_kind[2] = {false, false};
+    for (auto k : model.layer_kinds) has_kind[static_cast<int>(k)] = true;
+    u64 mask_elems = 0;
+    for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention})
+        if (has_kind[static_cast<int>(k)] && needs_mask(k))
+            mask_elems = checked_add(mask_elems, checked_product({B, Sq, storage_after(k)}, "attention mask"), "attention mask");
+    b[Dim::MaskElems] = mask_elems;
+    b[DtypeRole::Mask] = rt.mask == MaskKind::Additive ? model.dtype : b[DtypeRole::Bool];
+    b[Dim::TableElems] = checked_product({2, Sq, model.head_dim}, "rotary tables");
+    const u64 mask_bytes = round_up(b[DtypeRole::Mask].bytes(mask_elems, "attention mask"), round, "attention mask");
+    // Forward-level tensors besides the masks: rotary tables and int64 token positions.
+    const u64 table_bytes = checked_add(round_up(model.dtype.bytes(b[Dim::TableElems], "rotary tables"), round, "rotary tables"),
+                                        round_up(checked_mul(Sq, 8, "positions"), round, "positions"), "forward state");
+
+    const DType& kvd = *wl.kv_dtype;
+    auto kv_bytes = [&](u64 tokens) { return kv_layer_bytes(kvd, B, tokens, s); };
+    u64 kv_before = 0;
+    for (auto k : model.layer_kinds) {
+        e.kv_cache = checked_add(e.kv_cache, kv_bytes(storage_after(k)), "kv cache");
+        e.kv_cache_visible = checked_add(e.kv_cache_visible, kv_bytes(visible(k, S)), "kv cache");
+        kv_before = checked_add(kv_before, kv_bytes(storage_before(k)), "kv cache");
+    }
+    e.resident_before = checked_add(e.weights, kv_before, "resident");
+
+    GraphEval ev[2];
+    for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention}) {
+        if (!has_kind[static_cast<int>(k)]) continue;
+        GraphConfig cfg;
+        cfg.family = rt.family;
+        cfg.kernel = rt.attention;
+        cfg.keeps = rt.keeps;
+        // DynamicSlidingWindowLayer.update cats K and V before releasing either old tensor.
+        cfg.joint_kv_update = k == LayerKind::SlidingAttention;
+        Bindings bk = b;
+        bk[Dim::SkvOld] = storage_before(k);
+        bk[Dim::SkvNew] = storage_after(k);
+        bk[Dim::Skv] = storage_after(k);  // the cat's result is what attention reads
+        const bool masked = needs_mask(k);
+        const bool repeat = rt.gqa == GqaKind::Repeat || (rt.gqa == GqaKind::NativeUnlessMasked && masked);
+        bk[Dim::RepHeads] = repeat ? s.heads_q : 0;
+        bk[Dim::MaskConvElems] =
+            rt.attention == AttentionKernel::Fused && rt.mask == MaskKind::BoolWhenNeeded && masked
+                ? checked_product({B, Sq, storage_after(k)}, "attention mask")
+                : 0;
+        ev[static_cast<int>(k)] = decoder_layer_graph(cfg).evaluate(bk);
+    }
+    Composition best;
+    const u64 x_bytes = round_up(model.dtype.bytes(checked_product({B, Sq, model.hidden_size}, "hidden"), "hidden"), round, "hidden");
+    // Prologue: embeddings out, masks and rotary tables built.
+    best.bytes[static_cast<size_t>(Category::Activation)] = checked_add(x_bytes, table_bytes, "prologue");
+    best.bytes[static_cast<size_t>(Category::AttentionMatrix)] = mask_bytes;
+    e.peak_at = "embedding";
+    i64 peak = sgn(best.total(), "peak");
+    i64 kv_delta = 0;  // change of KV storage so far in this step
+    for (u64 i = 0; i < model.num_layers; ++i) {
+        const GraphEval& g = ev[static_cast<int>(model.layer_kinds[i])];
+        // Every layer reads the masks and rotary tables. Past layer 0 the embedding output is
+        // no longer the layer's input, but the base model's `inputs_embeds` may still
+        // reference it (model_locals).
+        const u64 held_act = checked_add(table_bytes, rt.keeps.model_locals && i > 0 ? x_bytes : 0, "forward state");
+        // The layer's old cache is already counted before the step.
+        i64 here = add_s(add_s(kv_delta, sgn(g.peak_bytes, "peak") - sgn(g.preexisting_kv, "peak"), "peak"),
+                         sgn(checked_add(held_act, mask_bytes, "forward state"), "peak"), "peak");
+        if (here > peak) {
+            peak = here;
+            best = g.at_peak;
+            add_to(best, Category::AttentionMatrix, mask_bytes);
+            add_to(best, Category::Activation, held_act);
+            // Old storage counted in the graph is resident; report only the step's change.
+            auto& kv = best.bytes[static_cast<size_t>(Category::KvCache)];
+            const i64 kv_here = add_s(sgn(kv, "kv") - sgn(g.preexisting_kv, "kv"), kv_delta, "kv");
+            kv = kv_here > 0 ? static_cast<u64>(kv_here) : 0;
+            e.peak_at = fmt::format("layer {} ({}) {}", i, to_string(model.layer_kinds[i]), g.peak_op);
+        }
+        kv_delta = add_s(kv_delta, sgn(g.kv_written, "kv") - sgn(g.preexisting_kv, "kv"), "kv written");
+    }
+    Bindings bh = b;
+    bh[Dim::Skv] = 0;  // the head has no attention
+    GraphEval head = head_graph(rt.keeps.model_locals).evaluate(bh);
+    if (const i64 here = add_s(sgn(head.peak_bytes, "peak"), kv_delta, "peak"); here > peak) {
+        peak = here;
+        best = head.at_peak;
+        add_to(best, Category::KvCache, kv_delta > 0 ? static_cast<u64>(kv_delta) : 0);
+        e.peak_at = "head " + head.peak_op;
+    }
+    e.forward_peak = peak > 0 ? static_cast<u64>(peak) : 0;
+    e.logits_output = wl.logits_dtype->bytes(checked_product({B, e.logits_kept, model.vocab_size}, "logits"), "logits");
+
+    // Components at the peak. The KV part is reported as the cache after the step; KV held at
+    // the peak beyond that (old storage not yet released) is transient, so activation.
+    u64 kv_live = checked_add(kv_before, best[Category::KvCache], "kv live");
+    u64 kv_excess = kv_live > e.kv_cache ? kv_live - e.kv_cache : 0;
+    e.attention_matrix = best[Category::AttentionMatrix];
+    e.logits = best[Category::Logits];
+    e.activation_peak = checked_add(best[Category::Activation], kv_excess, "activation");
+    e.total = checked_add(checked_add(checked_add(e.weights, e.kv_cache, "total"), checked_add(e.attention_matrix, e.activation_peak, "total"), "total"),
+                          checked_add(e.logits, e.runtime_overhead, "total"), "total");
+    add_layer_rows(e, ev, has_kind, [&](LayerKind k) { return kv_bytes(storage_after(k)); });
     e.detail.mask_bytes = mask_bytes;
     e.detail.kv_excess = kv_excess;
-    e.detail.skv = skv(model.layer_kinds.front());
-    e.capacity = gpu.usable_memory_bytes;
+    e.detail.skv = storage_after(model.layer_kinds.front());
     e.fits = e.total <= e.capacity;
+}
+
+// vLLM: the start-up profile run, the CUDA-graph pool, and the KV blocks that remain.
+void estimate_vllm(Estimate& e, const Shard& s, const DType& fp32) {
+    const ModelSpec& model = e.model;
+    const Workload& wl = e.workload;
+    const RuntimeSpec& rt = wl.runtime;
+    const VllmParams& p = *rt.vllm;
+    VllmPlan plan;
+    const DType& kvd = *wl.kv_dtype;
+    if (!kvd.whole_bytes())
+        throw InputError(SourcePos{}, "--kv-dtype", fmt::format("vLLM has no {} KV cache; use bf16, fp16 or fp8_e4m3", kvd.name));
+    const u64 round = rt.allocator_round_bytes;
+    e.logits_kept = 1;
+    e.resident_before = e.weights;
+
+    bool has_kind[2] = {false, false};
+    for (auto k : model.layer_kinds) has_kind[static_cast<int>(k)] = true;
+    GraphConfig cfg;
+    cfg.family = RuntimeFamily::Vllm;
+    cfg.kernel = AttentionKernel::Fused;
+    const OpGraph& layer = decoder_layer_graph(cfg);
+
+    // The forward over T flattened tokens: ids and positions (int64), then the layers; the
+    // residual stream (hidden, residual) enters each layer, which returns new ones.
+    auto forward_peak = [&](u64 tokens, GraphEval* out) {
+        Bindings b = base_bindings(e, s, fp32);
+        b[Dim::Batch] = 1;
+        b[Dim::Sq] = tokens;
+        b[Dim::Skv] = tokens;
+        b[Dim::Kept] = 1;
+        GraphEval g = layer.evaluate(b);
+        if (out) *out = g;
+        const u64 ids = checked_mul(2, round_up(checked_mul(tokens, 8, "token ids"), round, "token ids"), "token ids");
+        return checked_add(g.peak_bytes, ids, "vllm forward");
+    };
+    GraphEval lev;
+    plan.profile_tokens = p.max_num_batched_tokens;
+    plan.forward_peak_bytes = forward_peak(p.max_num_batched_tokens, &lev);
+    plan.sampler_requests = std::min(p.max_num_seqs, p.max_num_batched_tokens);
+    {
+        Bindings b = base_bindings(e, s, fp32);
+        b[Dim::Batch] = 1;
+        b[Dim::Sq] = p.max_num_batched_tokens;
+        b[Dim::Kept] = plan.sampler_requests;
+        GraphEval g = vllm_sampler_graph().evaluate(b);
+        plan.sampler_peak_bytes = g.peak_bytes;
+        e.logits = g.at_peak[Category::Logits];
+        if (plan.sampler_peak_bytes > plan.forward_peak_bytes) {
+            e.peak_at = "sampler " + g.peak_op;
+        } else {
+            e.logits = 0;
+        }
+    }
+    if (plan.forward_peak_bytes >= plan.sampler_peak_bytes) e.peak_at = "profile forward " + lev.peak_op;
+    const u64 act_peak = std::max(plan.forward_peak_bytes, plan.sampler_peak_bytes);
+    e.forward_peak = act_peak;
+    e.activation_peak = act_peak - e.logits;
+    plan.cudagraph_pool_bytes = p.cudagraph_max_capture_size ? forward_peak(p.cudagraph_max_capture_size, nullptr) : 0;
+    plan.non_torch_bytes = e.runtime_overhead;
+    // requested = total × utilisation, in exact integer arithmetic (ppm).
+    plan.requested_bytes = static_cast<u64>(static_cast<unsigned __int128>(e.capacity) * p.gpu_memory_utilization_ppm / 1000000);
+    const u64 non_kv = checked_add(checked_add(e.weights, act_peak, "vllm non-kv"),
+                                   checked_add(plan.non_torch_bytes, plan.cudagraph_pool_bytes, "vllm non-kv"), "vllm non-kv");
+    plan.kv_memory_positive = plan.requested_bytes > non_kv;
+    plan.available_kv_bytes = plan.kv_memory_positive ? plan.requested_bytes - non_kv : 0;
+
+    // KV cache specs (kv_cache_interface.py): one page = one block of one layer.
+    plan.block_size = p.block_size;
+    plan.page_bytes = checked_mul(2, checked_product({p.block_size, s.heads_kv, model.head_dim, kvd.bits / 8}, "kv page"), "kv page");
+    const u64 n_full = static_cast<u64>(std::count(model.layer_kinds.begin(), model.layer_kinds.end(), LayerKind::FullAttention));
+    const u64 n_slide = model.num_layers - n_full;
+    // Hybrid models: layers are grouped so every group has the same size (the smaller count);
+    // a block id spans one layer of each group... per KV tensor, so num_blocks divides by it.
+    const u64 group = (n_full && n_slide) ? std::min(n_full, n_slide) : model.num_layers;
+    plan.layers_per_block = group;
+    plan.num_blocks = plan.available_kv_bytes / checked_mul(plan.page_bytes, group, "kv page");
+    const u64 max_len = wl.context;
+    auto full_blocks = ceil_div(max_len, p.block_size);
+    auto slide_blocks = ceil_div(std::min(checked_add(model.sliding_window - (model.sliding_window ? 1 : 0), p.max_num_batched_tokens, "window"), max_len),
+                                 p.block_size) + 1;
+    u64 per_request = 0;
+    if (n_full) per_request = checked_add(per_request, checked_mul(ceil_div(n_full, group), full_blocks, "blocks"), "blocks");
+    if (n_slide) per_request = checked_add(per_request, checked_mul(ceil_div(n_slide, group), slide_blocks, "blocks"), "blocks");
+    plan.blocks_per_request = per_request;
+    plan.max_concurrency_milli = static_cast<u64>(static_cast<unsigned __int128>(plan.num_blocks) * 1000 / per_request);
+    plan.max_concurrency = plan.num_blocks / per_request;
+
+    e.kv_cache = checked_product({plan.num_blocks, plan.page_bytes, group}, "kv pool");
+    // Per sequence at the workload's context (the cache the step reads).
+    u64 visible = 0;
+    for (auto k : model.layer_kinds)
+        visible = checked_add(visible, kv_layer_bytes(kvd, e.batch_per_replica,
+                                                       k == LayerKind::SlidingAttention ? std::min(max_len, model.sliding_window) : max_len, s),
+                              "kv cache");
+    e.kv_cache_visible = visible;
+    e.runtime_overhead = checked_add(plan.non_torch_bytes, plan.cudagraph_pool_bytes, "overhead");
+    e.total = checked_add(checked_add(checked_add(e.weights, e.kv_cache, "total"), checked_add(e.activation_peak, e.logits, "total"), "total"),
+                          e.runtime_overhead, "total");
+    const GraphEval ev[2] = {lev, lev};  // one fused layer serves both kinds
+    add_layer_rows(e, ev, has_kind, [&](LayerKind) { return checked_mul(plan.page_bytes, full_blocks, "kv"); });
+    e.detail.skv = max_len;
+    // vLLM refuses to start without KV memory, and serves `batch` sequences of `context`
+    // tokens at once only if the pool holds them.
+    e.fits = plan.kv_memory_positive && plan.num_blocks > 0 && plan.max_concurrency >= e.batch_per_replica;
+    e.vllm = plan;
+}
+
+}  // namespace
+
+Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl_in) {
+    Estimate e;
+    Workload wl = wl_in;
+    DType fp32;
+    const Shard s = prepare(e, model, gpu, dep, wl, fp32);
+    if (wl.runtime.family == RuntimeFamily::Vllm) estimate_vllm(e, s, fp32);
+    else estimate_transformers(e, s, fp32);
     return e;
 }
 
 std::string fit_verdict(const Estimate& e) {
+    if (e.vllm) {
+        const VllmPlan& p = *e.vllm;
+        if (!p.kv_memory_positive)
+            return fmt::format("does not fit: weights {} + activation peak {} + non-torch {} + CUDA graphs {} exceed the {} vLLM may use; no memory for the KV cache",
+                               format_bytes_gib(e.weights), format_bytes_gib(p.forward_peak_bytes > p.sampler_peak_bytes ? p.forward_peak_bytes : p.sampler_peak_bytes),
+                               format_bytes_gib(p.non_torch_bytes), format_bytes_gib(p.cudagraph_pool_bytes), format_bytes_gib(p.requested_bytes));
+        std::string pool = fmt::format("{} KV blocks of {} tokens ({}) hold {:.2f} sequences of {} tokens", group_digits(p.num_blocks),
+                                       p.block_size, format_bytes_gib(e.kv_cache), static_cast<double>(p.max_concurrency_milli) / 1000.0,
+                                       group_digits(e.workload.context));
+        if (e.fits) return fmt::format("fits: {}; {} wanted", pool, e.batch_per_replica);
+        return fmt::format("does not fit: {}; {} wanted", pool, e.batch_per_replica);
+    }
     // Components in decreasing size, so the sentence leads with what decided it.
     std::vector<std::pair<std::string, u64>> parts = {{"weights", e.weights},       {"KV", e.kv_cache},
                                                       {"attention matrix", e.attention_matrix}, {"activations", e.activation_peak},
@@ -333,7 +546,7 @@ std::vector<Term> explain_terms(const Estimate& e) {
                  e.kv_cache});
     const u64 sq = w.mode == Mode::Prefill ? w.context : 1;
     t.push_back({"attention_matrix",
-                 w.attention == AttentionKernel::Eager
+                 w.runtime.attention == AttentionKernel::Eager
                      ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} elements "
                                    "(scores in {}, softmax in {}), + masks {} B",
                                    e.batch_per_replica, d.heads_q, sq, e.detail.skv, m.dtype.name, w.softmax_dtype->name,
@@ -348,9 +561,9 @@ std::vector<Term> explain_terms(const Estimate& e) {
                                        w.logits_dtype->name, e.batch_per_replica, e.logits_kept, group_digits(m.vocab_size),
                                        w.logits_dtype->bits / 8),
                  e.logits});
-    auto src = e.gpu.sources.find("runtime_overhead_bytes");
-    t.push_back({"runtime_overhead", fmt::format("CUDA context + library workspaces ({}: {})", e.gpu.name,
-                                                 src == e.gpu.sources.end() ? "profile" : src->second),
+    t.push_back({"runtime_overhead", fmt::format("CUDA context + library workspaces of {} on {} ({}){}", w.runtime.name, e.gpu.name,
+                                                 e.detail.overhead_source,
+                                                 e.vllm ? fmt::format(" + CUDA-graph pool {} B", group_digits(e.vllm->cudagraph_pool_bytes)) : ""),
                  e.runtime_overhead});
     t.push_back({"forward_peak", fmt::format("peak during the step above what was allocated before it, at {}", e.peak_at),
                  e.forward_peak});

@@ -9,6 +9,7 @@
 #include "graph/layer_graphs.hpp"
 #include "spec/gpu_spec.hpp"
 #include "spec/model_spec.hpp"
+#include "spec/runtime_spec.hpp"
 
 namespace memtax {
 
@@ -20,12 +21,12 @@ struct Deployment {
 struct Workload {
     Mode mode = Mode::Prefill;
     u64 batch = 1;    // sequences in total (split over data-parallel replicas)
-    u64 context = 0;  // prefill: prompt tokens; decode: KV length after the step
-    AttentionKernel attention = AttentionKernel::Fused;
+    u64 context = 0;  // prefill: prompt tokens; decode: KV length after the step (vLLM: max_model_len)
+    RuntimeSpec runtime;  // the inference stack (runtimes/*.yaml)
     std::optional<DType> weight_dtype;   // linear layers; default: the model's dtype
     std::optional<DType> kv_dtype;       // default: the model's dtype
-    std::optional<DType> softmax_dtype;  // eager softmax; default fp32 (PyTorch's upcast)
-    std::optional<DType> logits_dtype;   // default: the model's dtype
+    std::optional<DType> softmax_dtype;  // eager softmax; default: the runtime's (PyTorch upcasts to fp32)
+    std::optional<DType> logits_dtype;   // default: the runtime's (transformers: the model's dtype)
     std::optional<u64> logits_kept;      // positions whose logits are computed; 0 = all; default 1
 };
 
@@ -62,9 +63,31 @@ struct WeightBreakdown {
 struct EstimateDetail {
     ShardSizes shard;
     WeightBreakdown weights;
-    u64 mask_bytes = 0;  // eager attention masks, live for the whole forward
+    u64 mask_bytes = 0;  // attention masks, live for the whole forward
     u64 kv_excess = 0;   // KV held at the peak beyond the cache kept after the step
     u64 skv = 0;         // keys the first layer attends to
+    std::string overhead_source;  // citation of the runtime's context overhead for this GPU
+};
+
+// vLLM's start-up arithmetic (vllm/v1/worker/gpu_worker.py determine_available_memory,
+// vllm/v1/core/kv_cache_utils.py, vllm/v1/kv_cache_interface.py), per GPU.
+struct VllmPlan {
+    u64 requested_bytes = 0;        // total memory × gpu_memory_utilization
+    u64 profile_tokens = 0;         // max_num_batched_tokens of the dummy forward
+    u64 sampler_requests = 0;       // rows sampled in the dummy sampler run
+    u64 forward_peak_bytes = 0;     // activation peak of the dummy forward
+    u64 sampler_peak_bytes = 0;     // activation peak of the dummy sampler run
+    u64 cudagraph_pool_bytes = 0;   // activations of the largest captured decode batch
+    u64 non_torch_bytes = 0;        // CUDA context, NCCL, library workspaces
+    bool kv_memory_positive = false;
+    u64 available_kv_bytes = 0;     // requested - weights - activation peak - non-torch - graphs
+    u64 block_size = 0;
+    u64 page_bytes = 0;             // one block of one layer: 2 · block · kv_heads · head_dim · dtype
+    u64 layers_per_block = 0;       // KV tensors a block id spans (layers, or the group size)
+    u64 num_blocks = 0;
+    u64 blocks_per_request = 0;     // at max_model_len = the workload's context
+    u64 max_concurrency_milli = 0;  // num_blocks / blocks_per_request, ×1000, floored
+    u64 max_concurrency = 0;        // whole requests
 };
 
 struct Estimate {
@@ -79,6 +102,10 @@ struct Estimate {
 
     // Per GPU, bytes.
     u64 weights = 0, kv_cache = 0, attention_matrix = 0, activation_peak = 0, logits = 0;
+    // KV bytes the cache exposes (its tensors' sizes) — below kv_cache when a view keeps a
+    // larger storage alive (transformers' sliding-window slice of the prompt's K/V).
+    u64 kv_cache_visible = 0;
+    u64 logits_output = 0;  // the logits tensor the step returns: batch · kept · vocab · dtype
     u64 runtime_overhead = 0, total = 0, forward_peak = 0;
     u64 resident_before = 0;  // allocated before the step: weights (+ the existing KV in decode)
     u64 capacity = 0;
@@ -90,6 +117,7 @@ struct Estimate {
 
     std::vector<LayerKindRow> layer_kinds;
     EstimateDetail detail;
+    std::optional<VllmPlan> vllm;
 };
 
 // Throws InputError for an impossible deployment (TP not dividing heads, ...) and

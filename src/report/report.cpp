@@ -20,10 +20,15 @@ std::string gib(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
 
 std::string headline(const Estimate& e) {
     const auto& w = e.workload;
-    return fmt::format("{} on {}× {} (TP {}, {} replica{}), {}, batch {} ({} per replica), context {}, {} attention",
+    if (e.vllm)
+        return fmt::format("{} on {}× {} (TP {}, {} replica{}), runtime {}: start-up KV sizing, max_model_len {}, {} concurrent sequence{} wanted per replica",
+                           e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp, e.replicas,
+                           e.replicas == 1 ? "" : "s", w.runtime.name, group_digits(w.context), e.batch_per_replica,
+                           e.batch_per_replica == 1 ? "" : "s");
+    return fmt::format("{} on {}× {} (TP {}, {} replica{}), {}, batch {} ({} per replica), context {}, runtime {} ({} attention)",
                        e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp, e.replicas,
                        e.replicas == 1 ? "" : "s", to_string(w.mode), w.batch, e.batch_per_replica,
-                       group_digits(w.context), to_string(w.attention));
+                       group_digits(w.context), w.runtime.name, to_string(w.runtime.attention));
 }
 
 // A model or GPU profile as JSON: the same object in an estimate's resolved inputs and in
@@ -68,7 +73,7 @@ ojson gpu_json(const GpuSpec& g) {
             {"sm_count", g.sm_count},
             {"interconnect", g.interconnect},
             {"interconnect_bandwidth_bytes_per_s", g.interconnect_bandwidth.value},
-            {"runtime_overhead_bytes", g.runtime_overhead_bytes},
+            {"device_names", g.device_names},
             {"sources", sources}};
 }
 
@@ -78,7 +83,8 @@ ojson inputs_json(const Estimate& e) {
                       {"batch", w.batch},
                       {"batch_per_replica", e.batch_per_replica},
                       {"context", w.context},
-                      {"attention", to_string(w.attention)},
+                      {"runtime", w.runtime.name},
+                      {"attention", to_string(w.runtime.attention)},
                       {"weight_dtype", w.weight_dtype->name},
                       {"kv_dtype", w.kv_dtype->name},
                       {"softmax_dtype", w.softmax_dtype->name},
@@ -88,9 +94,29 @@ ojson inputs_json(const Estimate& e) {
     return {{"model", model_json(e.model, e.parameters)}, {"gpu", gpu_json(e.gpu)}, {"deployment", dep}, {"workload", workload}};
 }
 
+ojson vllm_json(const VllmPlan& p) {
+    return {{"requested_bytes", p.requested_bytes},
+            {"profile_tokens", p.profile_tokens},
+            {"sampler_requests", p.sampler_requests},
+            {"profile_forward_peak_bytes", p.forward_peak_bytes},
+            {"profile_sampler_peak_bytes", p.sampler_peak_bytes},
+            {"cudagraph_pool_bytes", p.cudagraph_pool_bytes},
+            {"non_torch_bytes", p.non_torch_bytes},
+            {"available_kv_bytes", p.available_kv_bytes},
+            {"block_size", p.block_size},
+            {"page_bytes", p.page_bytes},
+            {"layers_per_block", p.layers_per_block},
+            {"num_blocks", p.num_blocks},
+            {"blocks_per_request", p.blocks_per_request},
+            {"max_concurrency", static_cast<double>(p.max_concurrency_milli) / 1000.0},
+            {"max_concurrent_requests", p.max_concurrency}};
+}
+
 ojson per_gpu_json(const Estimate& e) {
     return {{"weights_bytes", e.weights},
             {"kv_cache_bytes", e.kv_cache},
+            {"kv_cache_visible_bytes", e.kv_cache_visible},
+            {"logits_output_bytes", e.logits_output},
             {"attention_matrix_bytes", e.attention_matrix},
             {"activation_peak_bytes", e.activation_peak},
             {"logits_bytes", e.logits},
@@ -125,6 +151,24 @@ std::string render_table(const Estimate& e, bool explain) {
     row("usable capacity", e.capacity);
     row("forward peak", e.forward_peak);
     out += fmt::format("forward peak at: {}\n", e.peak_at);
+    if (e.kv_cache_visible != e.kv_cache && !e.vllm)
+        out += fmt::format("KV the cache exposes: {} B ({} GiB); the rest is storage a view keeps alive\n",
+                           group_digits(e.kv_cache_visible), gib(e.kv_cache_visible));
+    if (e.vllm) {
+        const VllmPlan& p = *e.vllm;
+        out += fmt::format("\nvLLM start-up (gpu_memory_utilization × usable = {} B)\n", group_digits(p.requested_bytes));
+        auto vrow = [&](const char* name, u64 v) { out += fmt::format("  {:<34} {:>18}\n", name, group_digits(v)); };
+        vrow("profile forward peak (tokens)", p.profile_tokens);
+        vrow("profile forward peak (bytes)", p.forward_peak_bytes);
+        vrow("profile sampler peak (bytes)", p.sampler_peak_bytes);
+        vrow("CUDA-graph pool (bytes)", p.cudagraph_pool_bytes);
+        vrow("non-torch memory (bytes)", p.non_torch_bytes);
+        vrow("available for KV (bytes)", p.available_kv_bytes);
+        vrow("page: one block of one layer (bytes)", p.page_bytes);
+        vrow("KV blocks", p.num_blocks);
+        vrow("blocks per request at max_model_len", p.blocks_per_request);
+        out += fmt::format("  {:<34} {:>18.2f}x\n", "maximum concurrency", static_cast<double>(p.max_concurrency_milli) / 1000.0);
+    }
     out += "\nPer layer kind (per layer, GiB)\n";
     out += fmt::format("{:<18} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", "kind", "layers", "weights", "KV", "attn matrix",
                        "layer peak", "peak op");
@@ -151,6 +195,7 @@ std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain) {
                          {"peak_op", r.peak_op}});
     ojson j = {{"schema", "memtax.estimate/1"}, {"tool", tool_json(tool)}, {"inputs", inputs_json(e)},
                {"per_gpu", per_gpu_json(e)},     {"layer_kinds", kinds},     {"verdict", fit_verdict(e)}};
+    if (e.vllm) j["vllm"] = vllm_json(*e.vllm);
     if (explain) {
         ojson terms = ojson::array();
         for (const auto& t : explain_terms(e)) terms.push_back({{"name", t.name}, {"bytes", t.bytes}, {"formula", t.formula}});
@@ -206,12 +251,12 @@ std::string render_whatif_json(const std::vector<Estimate>& rows, const ToolInfo
 
 std::string render_whatif_csv(const std::vector<Estimate>& rows) {
     std::string out =
-        "model,gpu,gpus,tp,mode,batch,context,attention,kv_dtype,weights_bytes,kv_cache_bytes,attention_matrix_bytes,"
+        "model,gpu,gpus,tp,mode,batch,context,runtime,kv_dtype,weights_bytes,kv_cache_bytes,attention_matrix_bytes,"
         "activation_peak_bytes,logits_bytes,runtime_overhead_bytes,total_bytes,capacity_bytes,fits\n";
     for (const auto& e : rows)
         out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.model.name, e.gpu.name, e.deployment.gpus,
                            e.deployment.tp, to_string(e.workload.mode), e.workload.batch, e.workload.context,
-                           to_string(e.workload.attention), e.workload.kv_dtype->name, e.weights, e.kv_cache, e.attention_matrix,
+                           e.workload.runtime.name, e.workload.kv_dtype->name, e.weights, e.kv_cache, e.attention_matrix,
                            e.activation_peak, e.logits, e.runtime_overhead, e.total, e.capacity, e.fits ? "true" : "false");
     return out;
 }

@@ -50,6 +50,18 @@ ModelSpec resolve_model(const std::string& arg) {
     });
 }
 
+std::vector<RuntimeSpec> catalog_runtimes() {
+    std::vector<RuntimeSpec> out;
+    for (const auto& f : embedded_runtimes()) out.push_back(load_runtime_yaml(f.text, f.path));
+    return out;
+}
+
+RuntimeSpec resolve_runtime(const std::string& arg) {
+    static const std::vector<RuntimeSpec> catalog = catalog_runtimes();
+    return resolve<RuntimeSpec>("runtime", arg, catalog,
+                                [](const std::string& path) { return load_runtime_yaml(read_input_file(path), path); });
+}
+
 GpuSpec resolve_gpu(const std::string& arg) {
     static const std::vector<GpuSpec> catalog = catalog_gpus();
     return resolve<GpuSpec>("gpu", arg, catalog,

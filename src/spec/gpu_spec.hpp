@@ -3,6 +3,7 @@
 // carries its source in `sources` (the loader refuses a number without one).
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/bytes.hpp"
 #include "core/units.hpp"
@@ -23,7 +24,9 @@ struct GpuSpec {
     u64 sm_count = 0;             // SMs (NVIDIA) or CUs (AMD); 0 = unknown
     BytesPerSecond interconnect_bandwidth;  // per GPU, as vendors state it; 0 = none
     std::string interconnect;
-    u64 runtime_overhead_bytes = 0;  // CUDA/HIP context + library workspaces of a PyTorch process
+    // Names the device reports (torch.cuda.get_device_name, cudaGetDeviceProperties), so
+    // measurement files can be matched to this profile.
+    std::vector<std::string> device_names;
     std::map<std::string, std::string> sources;  // field -> citation
     std::string file;
 };

@@ -10,10 +10,10 @@ namespace {
 const std::vector<std::string> kGpuKeys = {
     "name", "display_name", "vendor", "source", "memory_bytes", "usable_memory_bytes",
     "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes", "sm_count", "interconnect",
-    "interconnect_bandwidth_bytes_per_s", "runtime_overhead_bytes", "sources"};
+    "interconnect_bandwidth_bytes_per_s", "device_names", "sources"};
 const std::vector<std::string> kNumericKeys = {
     "memory_bytes", "usable_memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-    "sm_count", "interconnect_bandwidth_bytes_per_s", "runtime_overhead_bytes"};
+    "sm_count", "interconnect_bandwidth_bytes_per_s"};
 
 }  // namespace
 
@@ -47,7 +47,14 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
     g.interconnect = map.required_string("interconnect");
     if (map.has("interconnect_bandwidth_bytes_per_s"))
         g.interconnect_bandwidth = {map.required_rate("interconnect_bandwidth_bytes_per_s")};
-    g.runtime_overhead_bytes = map.required_u64("runtime_overhead_bytes");
+    YAML::Node names = map.node("device_names");
+    if (names.IsDefined() && !names.IsNull()) {
+        if (!names.IsSequence()) map.fail("device_names", "expected a list of device names as CUDA reports them");
+        for (size_t i = 0; i < names.size(); ++i) {
+            if (!names[i].IsScalar()) map.fail("device_names", "expected a list of strings");
+            g.device_names.push_back(names[i].Scalar());
+        }
+    }
 
     YamlMap sources = map.required_map("sources");
     sources.finish(kNumericKeys);

@@ -1,0 +1,88 @@
+#pragma once
+// A runtime profile: how one inference stack (PyTorch + transformers eager or SDPA, vLLM)
+// turns a model and a workload into live tensors. Declarative; read from runtimes/*.yaml.
+// The op graphs and the memory model interpret it; no number in it is fitted per case.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/bytes.hpp"
+#include "core/dtype.hpp"
+
+namespace memtax {
+
+enum class AttentionKernel { Eager, Fused };
+enum class RuntimeFamily { Transformers, Vllm };
+// How the attention mask reaches the kernel.
+enum class MaskKind {
+    None,            // causal flag only; no mask tensor
+    Additive,        // one [B,1,Sq,Skv] tensor per attention kind in the compute dtype (eager)
+    BoolWhenNeeded,  // a bool [B,1,Sq,Skv] only when is_causal cannot express it (a sliding
+                     // window shorter than the keys), which SDPA converts to the compute dtype
+};
+// GQA in the attention kernel.
+enum class GqaKind {
+    Repeat,              // K and V are copied per query head (repeat_kv) before the kernel
+    Native,              // the kernel reads KV heads directly
+    NativeUnlessMasked,  // native, but repeat_kv when a mask tensor is passed
+};
+enum class KvLayout {
+    Concat,  // each step torch.cat's the new tokens onto the layer's cache (HF DynamicCache)
+    InPlace, // preallocated per sequence, written in place (static cache)
+    Paged,   // fixed-size blocks from a pool sized at start-up (vLLM)
+};
+
+// Which Python-level references keep tensors alive past their last reader (transformers).
+struct KeepsAlive {
+    bool layer_input = false;    // the decoder loop variable, until the layer returns
+    bool normed_input = false;   // the layer's normed input, until self_attn returns
+    bool query_states = false;   // the rotated queries, until self_attn returns
+    bool attn_weights = false;   // eager probabilities, returned to the layer
+    bool mlp_input = false;      // the MLP's input, until the MLP returns
+    bool model_locals = false;   // masks, rotary tables, positions, inputs_embeds, until the final norm
+};
+
+// vLLM's start-up parameters (engine arguments) that decide the KV pool.
+struct VllmParams {
+    u64 block_size = 16;
+    u64 gpu_memory_utilization_ppm = 900000;  // parts per million of total device memory
+    u64 max_num_batched_tokens = 8192;
+    u64 max_num_seqs = 256;
+    u64 cudagraph_max_capture_size = 512;  // 0 = CUDA graphs off (enforce_eager)
+    std::string sampler_dtype = "fp32";
+};
+
+struct ContextOverhead {
+    u64 bytes = 0;
+    std::string source;
+};
+
+struct RuntimeSpec {
+    std::string name;         // e.g. "hf-sdpa"
+    std::string description;
+    RuntimeFamily family = RuntimeFamily::Transformers;
+    AttentionKernel attention = AttentionKernel::Fused;
+    DType softmax_dtype;                // eager softmax
+    std::optional<DType> logits_dtype;  // nullopt: the model's dtype
+    MaskKind mask = MaskKind::None;
+    GqaKind gqa = GqaKind::Native;
+    KvLayout kv_layout = KvLayout::Concat;
+    u64 sliding_window_drop = 0;  // a sliding layer keeps window - this many tokens (HF: 1)
+    KeepsAlive keeps;
+    u64 allocator_round_bytes = 1;  // the caching allocator's block granularity (PyTorch: 512)
+    std::map<std::string, ContextOverhead> context_overhead;  // GPU profile name (or "default")
+    std::optional<VllmParams> vllm;
+    std::map<std::string, std::string> sources;
+    std::string file;
+
+    // The overhead for a GPU profile name: its own entry, else "default".
+    const ContextOverhead& overhead_for(const std::string& gpu) const;
+};
+
+const char* to_string(AttentionKernel k);
+const char* to_string(KvLayout k);
+const char* to_string(MaskKind k);
+const char* to_string(GqaKind k);
+
+}  // namespace memtax

@@ -1,0 +1,148 @@
+// memtax runtime profile (YAML) -> RuntimeSpec.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "spec/loaders.hpp"
+#include "spec/yaml_reader.hpp"
+
+namespace memtax {
+
+const char* to_string(AttentionKernel k) { return k == AttentionKernel::Eager ? "eager" : "fused"; }
+const char* to_string(KvLayout k) {
+    return k == KvLayout::Concat ? "concat" : k == KvLayout::InPlace ? "in-place" : "paged";
+}
+const char* to_string(MaskKind k) {
+    return k == MaskKind::None ? "none" : k == MaskKind::Additive ? "additive" : "bool-when-needed";
+}
+const char* to_string(GqaKind k) {
+    return k == GqaKind::Repeat ? "repeat" : k == GqaKind::Native ? "native" : "native-unless-masked";
+}
+
+const ContextOverhead& RuntimeSpec::overhead_for(const std::string& gpu) const {
+    auto it = context_overhead.find(gpu);
+    if (it == context_overhead.end()) it = context_overhead.find("default");
+    return it->second;  // the loader requires a "default" entry
+}
+
+namespace {
+
+const std::vector<std::string> kRuntimeKeys = {
+    "name", "description", "family", "attention", "softmax_dtype", "logits_dtype", "mask", "gqa",
+    "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "sources"};
+
+// "0.9" -> 900000 parts per million, exactly (no binary floating point).
+std::optional<u64> parse_ppm(const std::string& s) {
+    if (s.empty()) return std::nullopt;
+    auto dot = s.find('.');
+    std::string whole = s.substr(0, dot), frac = dot == std::string::npos ? "" : s.substr(dot + 1);
+    if (whole.empty()) whole = "0";
+    if (frac.size() > 6 || whole.size() > 1) return std::nullopt;
+    for (char c : whole + frac)
+        if (c < '0' || c > '9') return std::nullopt;
+    frac.resize(6, '0');
+    u64 v = static_cast<u64>(whole[0] - '0') * 1000000 + std::stoull(frac);
+    return v;
+}
+
+}  // namespace
+
+RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) {
+    YAML::Node root = parse_yaml(text, file);
+    YamlMap map(root, file, "");
+    map.finish(kRuntimeKeys);
+    RuntimeSpec r;
+    r.file = file;
+    r.name = map.required_string("name");
+    r.description = map.required_string("description");
+    r.family = map.required_choice("family", {"transformers", "vllm"}) == "vllm" ? RuntimeFamily::Vllm
+                                                                                   : RuntimeFamily::Transformers;
+    r.attention = map.required_choice("attention", {"eager", "fused"}) == "eager" ? AttentionKernel::Eager
+                                                                                  : AttentionKernel::Fused;
+    auto dtype_field = [&](const std::string& key, const std::string& fallback) {
+        std::string s = map.optional_string(key).value_or(fallback);
+        DType d;
+        if (s == "model") return std::optional<DType>{};
+        if (!parse_dtype(s, d) || !d.whole_bytes())
+            map.fail(key, fmt::format("\"{}\" is not an activation dtype; valid: model, fp32, bf16, fp16", s));
+        return std::optional<DType>{d};
+    };
+    r.softmax_dtype = dtype_field("softmax_dtype", "fp32").value_or(DType{"fp32", 32, 0, 0});
+    r.logits_dtype = dtype_field("logits_dtype", "model");
+    std::string mask = map.required_choice("mask", {"none", "additive", "bool-when-needed"});
+    r.mask = mask == "none" ? MaskKind::None : mask == "additive" ? MaskKind::Additive : MaskKind::BoolWhenNeeded;
+    std::string gqa = map.required_choice("gqa", {"repeat", "native", "native-unless-masked"});
+    r.gqa = gqa == "repeat" ? GqaKind::Repeat : gqa == "native" ? GqaKind::Native : GqaKind::NativeUnlessMasked;
+    if (r.attention == AttentionKernel::Eager && r.gqa != GqaKind::Repeat)
+        map.fail("gqa", "eager attention multiplies per query head: use repeat");
+
+    YamlMap kv = map.required_map("kv_cache");
+    kv.finish({"layout", "sliding_window_keeps"});
+    std::string layout = kv.required_choice("layout", {"concat", "in-place", "paged"});
+    r.kv_layout = layout == "concat" ? KvLayout::Concat : layout == "in-place" ? KvLayout::InPlace : KvLayout::Paged;
+    std::string keeps = kv.optional_string("sliding_window_keeps").value_or("window");
+    if (keeps == "window") r.sliding_window_drop = 0;
+    else if (keeps == "window-minus-one") r.sliding_window_drop = 1;
+    else kv.fail("sliding_window_keeps", fmt::format("\"{}\"; valid: window, window-minus-one", keeps));
+
+    YAML::Node ka = map.node("keeps_alive");
+    if (ka.IsDefined() && !ka.IsNull()) {
+        if (!ka.IsSequence()) map.fail("keeps_alive", "expected a list of names");
+        const std::vector<std::string> names = {"layer_input", "normed_input", "query_states", "attn_weights", "mlp_input",
+                                                "model_locals"};
+        bool* flags[] = {&r.keeps.layer_input, &r.keeps.normed_input, &r.keeps.query_states, &r.keeps.attn_weights,
+                         &r.keeps.mlp_input, &r.keeps.model_locals};
+        for (size_t i = 0; i < ka.size(); ++i) {
+            std::string s = ka[i].IsScalar() ? ka[i].Scalar() : "";
+            auto it = std::find(names.begin(), names.end(), s);
+            if (it == names.end())
+                throw InputError(map.pos_of(ka[i]), "keeps_alive",
+                                 fmt::format("unknown entry \"{}\"{}; valid: {}", s, did_you_mean(s, names), fmt::join(names, ", ")));
+            *flags[it - names.begin()] = true;
+        }
+    }
+
+    r.allocator_round_bytes = map.required_u64("allocator_round_bytes");
+    if (r.allocator_round_bytes == 0) map.fail("allocator_round_bytes", "must be positive (1 = no rounding)");
+
+    YamlMap co = map.required_map("context_overhead");
+    for (const auto& gpu : co.keys()) {
+        YamlMap entry = co.required_map(gpu);
+        entry.finish({"bytes", "source"});
+        r.context_overhead[gpu] = ContextOverhead{entry.required_u64("bytes"), entry.required_string("source")};
+    }
+    if (!r.context_overhead.count("default"))
+        map.fail("context_overhead", "needs a \"default\" entry (used for GPUs not listed)");
+
+    if (r.family == RuntimeFamily::Vllm) {
+        if (r.kv_layout != KvLayout::Paged) kv.fail("layout", "vllm uses a paged KV cache: layout: paged");
+        YamlMap v = map.required_map("vllm");
+        v.finish({"block_size", "gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs",
+                  "cudagraph_max_capture_size"});
+        VllmParams p;
+        p.block_size = v.required_u64("block_size");
+        if (p.block_size == 0) v.fail("block_size", "must be positive (vLLM uses 16 by default)");
+        std::string util = v.required_string("gpu_memory_utilization");
+        auto ppm = parse_ppm(util);
+        if (!ppm || *ppm == 0 || *ppm > 1000000)
+            v.fail("gpu_memory_utilization", fmt::format("\"{}\" must be a decimal in (0, 1] with at most 6 digits", util));
+        p.gpu_memory_utilization_ppm = *ppm;
+        p.max_num_batched_tokens = v.required_u64("max_num_batched_tokens");
+        p.max_num_seqs = v.required_u64("max_num_seqs");
+        if (p.max_num_batched_tokens == 0) v.fail("max_num_batched_tokens", "must be positive");
+        if (p.max_num_seqs == 0) v.fail("max_num_seqs", "must be positive");
+        p.cudagraph_max_capture_size = v.required_u64("cudagraph_max_capture_size");
+        r.vllm = p;
+    } else if (map.has("vllm")) {
+        map.fail("vllm", "only for family: vllm");
+    }
+
+    YamlMap src = map.required_map("sources");
+    for (const auto& k : src.keys()) r.sources[k] = src.required_string(k);
+    for (const char* must : {"mask", "gqa", "kv_cache", "keeps_alive", "allocator_round_bytes"})
+        if (map.has(must) && !r.sources.count(must))
+            map.fail(must, fmt::format("has no citation: add sources.{} (the code or measurement behind it)", must));
+    return r;
+}
+
+}  // namespace memtax
