@@ -6,21 +6,23 @@
 
 namespace {
 
-// A full per-layer estimate of an 80-layer model (Llama-3.1-70B, eager prefill, TP 4):
-// weights, KV, liveness of the layer graph, the 80-layer walk, the head and the verdict.
+// A full per-layer estimate of an 80-layer model (Llama-3.1-70B, prefill, TP 4): weights, KV,
+// liveness of the layer graph, the 80-layer walk, the head and the verdict. Arg: 0 hf-sdpa,
+// 1 hf-eager, 2 vllm (start-up sizing: profile forward, sampler, CUDA-graph pool, KV blocks).
 void BM_Estimate80Layers(benchmark::State& state) {
     memtax::ModelSpec m = memtax::resolve_model("llama-3.1-70b");
     memtax::GpuSpec g = memtax::resolve_gpu("h200");
     memtax::Workload w;
     w.batch = 16;
     w.context = 32768;
-    w.attention = state.range(0) ? memtax::AttentionKernel::Eager : memtax::AttentionKernel::Fused;
+    const char* names[] = {"hf-sdpa", "hf-eager", "vllm"};
+    w.runtime = memtax::resolve_runtime(names[state.range(0)]);
     for (auto _ : state) {
         memtax::Estimate e = memtax::estimate(m, g, memtax::Deployment{4, 4}, w);
         benchmark::DoNotOptimize(e.total);
     }
 }
-BENCHMARK(BM_Estimate80Layers)->Arg(0)->Arg(1)->ArgName("eager");
+BENCHMARK(BM_Estimate80Layers)->Arg(0)->Arg(1)->Arg(2)->ArgName("runtime");
 
 }  // namespace
 

@@ -185,12 +185,28 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"hf_bad_dtype.json", 12, "torch_dtype: unsupported dtype \"float8\"; valid: bfloat16, float16, float32"},
         {"hf_not_object.json", 1, "(document): expected a JSON object"},
         {"hf_number_overflow.json", 0, "(syntax): number overflow parsing '1e400'"},
+        {"runtime_unknown_key.yaml", 11, "gqa_mode: unknown key"},
+        {"runtime_bad_mask.yaml", 9, "mask: unknown value \"boolean\"; valid: none, additive, bool-when-needed"},
+        {"runtime_no_default_overhead.yaml", 16, "context_overhead: needs a \"default\" entry"},
+        {"runtime_eager_native_gqa.yaml", 10, "gqa: eager attention multiplies per query head: use repeat"},
+        {"runtime_missing_source.yaml", 15, "allocator_round_bytes: has no citation"},
+        {"runtime_vllm_bad_util.yaml", 18, "vllm.gpu_memory_utilization: \"1.5\" must be a decimal in (0, 1]"},
+        {"meas_bad_mode.json", 15, "cases[0].mode: \"train\"; valid: prefill, decode"},
+        {"meas_misspelt.json", 23, "cases[0].measured.forward_peek_bytes: unknown key (did you mean \"forward_peak_bytes\"?)"},
+        {"meas_negative_batch.json", 16, "cases[0].batch: must not be negative, got -1"},
+        {"meas_no_gpu.json", 4, "provenance: required field \"gpu\" is missing"},
+        {"meas_old_schema.json", 2, "schema: \"memtax.measurements/0\" is not supported; valid: memtax.measurements/1"},
+        {"meas_truncated.json", 17, "(syntax): syntax error"},
+        {"meas_unknown_kind.json", 12, "cases[0].kind: \"gemm\" is not a case kind this version validates; valid: forward"},
+        {"meas_unknown_runtime.json", 10, "cases[0].runtime: unknown runtime \"hf-sdap\" (did you mean \"hf-sdpa\"?)"},
     };
     ASSERT_GE(cases.size(), 15u);
     for (const auto& c : cases) {
         std::string path = bad(c.file);
         bool gpu = c.file.rfind("gpu_", 0) == 0;
-        Result r = cli({"estimate", gpu ? "--gpu" : "--model", path});
+        bool runtime = c.file.rfind("runtime_", 0) == 0;
+        Result r = c.file.rfind("meas_", 0) == 0 ? cli({"validate", "--measurements", path})
+                   : cli({"estimate", gpu ? "--gpu" : runtime ? "--runtime" : "--model", path});
         EXPECT_EQ(r.code, 2) << c.file;
         std::string where = c.line ? path + ":" + std::to_string(c.line) + ": " : path + ": ";
         EXPECT_EQ(r.err.rfind("memtax: error: " + where + c.field, 0), 0u) << "got: " << r.err;

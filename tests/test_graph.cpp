@@ -19,7 +19,21 @@ Bindings bf16_bindings() {
     b[DtypeRole::Softmax] = fp32;
     b[DtypeRole::Fp32] = fp32;
     b[DtypeRole::Index] = DType{"int64", 64, 0, 0};
+    b[DtypeRole::Bool] = DType{"bool", 8, 0, 0};
+    b[DtypeRole::Mask] = bf16;
+    // Prefill into an empty cache, no mask conversion, no K/V repeat for the fused kernel.
+    b[Dim::SkvOld] = 0;
+    b[Dim::MaskConvElems] = 0;
+    b[Dim::RepHeads] = 0;
     return b;
+}
+
+// The transformers layer graph as hf-eager / hf-sdpa describe it.
+GraphConfig cfg(AttentionKernel k) {
+    GraphConfig c;
+    c.kernel = k;
+    c.keeps = KeepsAlive{true, true, true, k == AttentionKernel::Eager, true, true};
+    return c;
 }
 
 }  // namespace
@@ -87,21 +101,19 @@ TEST(LayerGraphs, EagerScoresBytesPerElement) {
     b[Dim::Skv] = 4;
     b[Dim::HeadsQ] = 2;
     b[Dim::HeadsKv] = 2;
-    GraphEval e = decoder_layer_graph(AttentionKernel::Eager).evaluate(b);
+    GraphEval e = decoder_layer_graph(cfg(AttentionKernel::Eager)).evaluate(b);
     EXPECT_EQ(e.attention_matrix_max, 32u * (2 + 4 + 4));
     EXPECT_EQ(e.peak_op, "softmax");
     // fp16 takes ATen's fused half-to-float softmax: no input copy, so the peak S×S bytes are
     // masked (2) + fp32 probs (4), then at the cast masked (2) + fp32 (4) + fp16 (2) = 8.
     parse_dtype("fp16", b[DtypeRole::Act]);
-    GraphEval h = decoder_layer_graph(AttentionKernel::Eager).evaluate(b);
+    GraphEval h = decoder_layer_graph(cfg(AttentionKernel::Eager)).evaluate(b);
     EXPECT_EQ(h.attention_matrix_max, 32u * 8);
-    GraphEval f = decoder_layer_graph(AttentionKernel::Fused).evaluate(b);
+    GraphEval f = decoder_layer_graph(cfg(AttentionKernel::Fused)).evaluate(b);
     EXPECT_EQ(f.attention_matrix_max, 0u);
 }
 
 TEST(LayerGraphs, GraphsAreBuiltOnce) {
-    EXPECT_EQ(&decoder_layer_graph(AttentionKernel::Eager),
-              &decoder_layer_graph(AttentionKernel::Eager));
-    EXPECT_NE(&decoder_layer_graph(AttentionKernel::Eager),
-              &decoder_layer_graph(AttentionKernel::Fused));
+    EXPECT_EQ(&decoder_layer_graph(cfg(AttentionKernel::Eager)), &decoder_layer_graph(cfg(AttentionKernel::Eager)));
+    EXPECT_NE(&decoder_layer_graph(cfg(AttentionKernel::Eager)), &decoder_layer_graph(cfg(AttentionKernel::Fused)));
 }

@@ -15,7 +15,8 @@ Estimate at(const ModelSpec& m, const GpuSpec& g, u64 batch, u64 ctx, Mode mode,
     w.batch = batch;
     w.context = ctx;
     w.mode = mode;
-    w.attention = k;
+    static const RuntimeSpec eager = resolve_runtime("hf-eager"), sdpa = resolve_runtime("hf-sdpa");
+    w.runtime = k == AttentionKernel::Eager ? eager : sdpa;
     return estimate(m, g, Deployment{tp, tp}, w);
 }
 
@@ -38,14 +39,24 @@ TEST(Properties, MonotoneLinearQuadraticAndTpNeverGrows) {
                     Estimate wider = at(m, gpu, batch + 1, ctx, mode, kernel);
                     SCOPED_TRACE(m.name + " ctx " + std::to_string(ctx) + " batch " + std::to_string(batch));
                     EXPECT_LE(base.total, longer.total);
-                    EXPECT_LE(base.forward_peak, longer.forward_peak);
+                    // Not for transformers' first decode step over a sliding window: the longer the
+                    // prompt, the more old storage the step's cat releases early (measured on H100:
+                    // Mistral-7B decode peak 50.5 MB at 8,193 tokens, 16.8 MB at 32,769).
+                    if (all_full || mode == Mode::Prefill) EXPECT_LE(base.forward_peak, longer.forward_peak);
                     EXPECT_LE(base.total, wider.total);
                     EXPECT_EQ(base.total, base.weights + base.kv_cache + base.attention_matrix + base.activation_peak +
                                               base.logits + base.runtime_overhead);
                     if (all_full) EXPECT_EQ(longer.kv_cache, 2 * base.kv_cache);
                     if (kernel == AttentionKernel::Eager && mode == Mode::Prefill)
-                        EXPECT_EQ(longer.layer_kinds[0].attention_matrix_bytes, 4 * base.layer_kinds[0].attention_matrix_bytes);
-                    if (kernel == AttentionKernel::Fused) EXPECT_EQ(base.attention_matrix, 0u);
+                    {
+                        // ×4 per doubling, up to the allocator's rounding of each S×S tensor to 512 B
+                        // (at most 4 tensors live at once, each off by < 512 B before and after).
+                        const double quad = 4.0 * static_cast<double>(base.layer_kinds[0].attention_matrix_bytes);
+                        EXPECT_NEAR(static_cast<double>(longer.layer_kinds[0].attention_matrix_bytes), quad, 5.0 * 4 * 512);
+                    }
+                    // The fused kernel has no score matrix; with a sliding window SDPA still gets a
+                    // bool mask and its additive copy, which count as attention matrix.
+                    if (kernel == AttentionKernel::Fused && all_full) EXPECT_EQ(base.attention_matrix, 0u);
                     for (u64 tp : {2u, 4u, 8u}) {
                         if (m.num_attention_heads % tp || m.intermediate_size % tp) continue;
                         Estimate sharded = at(m, gpu, batch, ctx, mode, kernel, tp);

@@ -53,9 +53,41 @@ TEST(Catalog, H100MemoryIsWhatTheCardReports) {
 
 TEST(Catalog, EveryGpuNumberCitesASource) {
     for (const auto& g : catalog_gpus()) {
-        for (const char* key : {"memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "runtime_overhead_bytes"})
+        for (const char* key : {"memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s"})
             EXPECT_TRUE(g.sources.count(key) && !g.sources.at(key).empty()) << g.name << " " << key;
     }
+}
+
+TEST(Catalog, RuntimesStateTheirMechanismsAndCiteThem) {
+    std::map<std::string, RuntimeSpec> rt;
+    for (const auto& r : catalog_runtimes()) rt[r.name] = r;
+    ASSERT_EQ(rt.size(), 3u);
+    const RuntimeSpec& eager = rt.at("hf-eager");
+    const RuntimeSpec& sdpa = rt.at("hf-sdpa");
+    const RuntimeSpec& vllm = rt.at("vllm");
+    EXPECT_EQ(eager.attention, AttentionKernel::Eager);
+    EXPECT_EQ(eager.mask, MaskKind::Additive);
+    EXPECT_EQ(eager.gqa, GqaKind::Repeat);
+    EXPECT_TRUE(eager.keeps.attn_weights);
+    EXPECT_EQ(sdpa.attention, AttentionKernel::Fused);
+    EXPECT_EQ(sdpa.gqa, GqaKind::NativeUnlessMasked);
+    EXPECT_FALSE(sdpa.keeps.attn_weights);
+    for (const auto* r : {&eager, &sdpa}) {
+        EXPECT_EQ(r->kv_layout, KvLayout::Concat);
+        EXPECT_EQ(r->sliding_window_drop, 1u);
+        EXPECT_EQ(r->allocator_round_bytes, 512u);
+        // The calibrated number is one per GPU and runtime: measured on H100 and H200.
+        EXPECT_EQ(r->overhead_for("h100-sxm").bytes, 760020992u);
+        EXPECT_EQ(r->overhead_for("h200").bytes, 760020992u);
+        EXPECT_NE(r->overhead_for("h100-sxm").source.find("measured"), std::string::npos);
+        EXPECT_NE(r->overhead_for("a100-80gb").source.find("assumed"), std::string::npos);
+    }
+    ASSERT_TRUE(vllm.vllm.has_value());
+    EXPECT_EQ(vllm.vllm->block_size, 16u);
+    EXPECT_EQ(vllm.vllm->gpu_memory_utilization_ppm, 900000u);
+    for (const auto& [name, r] : rt)
+        for (const char* key : {"mask", "gqa", "kv_cache", "allocator_round_bytes"})
+            EXPECT_TRUE(r.sources.count(key) && !r.sources.at(key).empty()) << name << " " << key;
 }
 
 TEST(Catalog, SlidingWindowAndBiases) {

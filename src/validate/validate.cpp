@@ -43,9 +43,19 @@ Validation validate_measurements(const std::string& path, const std::string& gpu
     v.gpu = gpu.name;
     std::map<std::string, ModelSpec> models;
     std::map<std::string, RuntimeSpec> runtimes;
-    for (const auto& c : f.cases) {
-        if (!models.count(c.model)) models.emplace(c.model, resolve_model(c.model));
-        if (!runtimes.count(c.runtime)) runtimes.emplace(c.runtime, resolve_runtime(c.runtime));
+    for (size_t i = 0; i < f.cases.size(); ++i) {
+        const auto& c = f.cases[i];
+        // A name the catalog does not know is an error in this file, at this case.
+        auto at_case = [&](const char* field, auto resolve) {
+            try {
+                return resolve();
+            } catch (const InputError& e) {
+                if (!e.pos().file.empty()) throw;
+                throw InputError(SourcePos{f.file, c.line, 0}, fmt::format("cases[{}].{}", i, field), e.message());
+            }
+        };
+        if (!models.count(c.model)) models.emplace(c.model, at_case("model", [&] { return resolve_model(c.model); }));
+        if (!runtimes.count(c.runtime)) runtimes.emplace(c.runtime, at_case("runtime", [&] { return resolve_runtime(c.runtime); }));
     }
     if (f.runtime_overhead_bytes) {
         v.measured_overhead = f.runtime_overhead_bytes;

@@ -1,0 +1,153 @@
+// Runtime profiles against the device: every committed measurement predicted by the engine
+// (peak within 5%, KV exact), and vLLM's start-up arithmetic derived by hand.
+#include <gtest/gtest.h>
+
+#include "model/memory_model.hpp"
+#include "spec/loaders.hpp"
+#include "validate/validate.hpp"
+
+using namespace memtax;
+
+namespace {
+
+std::string measured(const std::string& f) { return std::string(MEMTAX_TEST_DATA) + "/measured/" + f; }
+
+Validation check(const std::string& file) { return validate_measurements(measured(file), "", 0.05, 4ull << 20); }
+
+}  // namespace
+
+// Recorded on an NVIDIA H100 80GB HBM3 (driver 580.159.04, torch 2.11.0+cu130, transformers
+// 5.17.0, 2026-11-26; command and provenance in each file and tests/data/measured/README.md).
+TEST(Validate, CommittedH100MeasurementsWithinFivePercentAndKvExact) {
+    size_t cases = 0, by_slack = 0;
+    for (const char* f : {"h100_hf_memory.json", "h100_hf_memory_llama31_8b.json", "h100_hf_memory_mistral_7b.json"}) {
+        Validation v = check(f);
+        SCOPED_TRACE(f);
+        EXPECT_EQ(v.gpu, "h100-sxm");  // matched from provenance.gpu
+        EXPECT_TRUE(v.all_ok);
+        EXPECT_TRUE(v.overhead_exact);
+        for (const auto& r : v.cases) {
+            SCOPED_TRACE(r.c.id);
+            EXPECT_TRUE(r.ok);
+            if (r.c.status != "ok") {
+                // Out of memory on the device: predicted not to fit (or within 5% of the limit).
+                EXPECT_TRUE(!r.predicted_fits || r.oom_borderline);
+                continue;
+            }
+            ++cases;
+            ASSERT_TRUE(r.predicted_kv.has_value());
+            EXPECT_EQ(*r.predicted_kv, *r.c.measured.kv_cache_bytes);
+            EXPECT_EQ(*r.predicted_logits, *r.c.measured.logits_bytes);
+            if (r.peak_by_slack_only) {
+                // Only the small decode peaks of the 2-layer models (a few MB to 16 MB) may need
+                // the allocator slack.
+                ++by_slack;
+                EXPECT_EQ(r.c.mode, "decode");
+                EXPECT_LT(*r.c.measured.forward_peak_bytes, 32u << 20);
+            } else {
+                EXPECT_LE(std::fabs(r.peak_error), 0.05);
+            }
+        }
+    }
+    EXPECT_EQ(cases, 192u + 42u + 15u);
+    EXPECT_LE(by_slack, 4u);
+}
+
+TEST(Validate, FullSizeModelsArePredictedToTheByteInPrefill) {
+    // Llama-3.1-8B (32 layers) prefill, eager and SDPA, batch 1 and 4, 1k-64k: the op-graph
+    // liveness gives max_memory_allocated exactly.
+    Validation v = check("h100_hf_memory_llama31_8b.json");
+    int exact = 0;
+    for (const auto& r : v.cases) {
+        if (r.c.status != "ok" || r.c.mode != "prefill") continue;
+        EXPECT_EQ(r.predicted_peak, *r.c.measured.forward_peak_bytes) << r.c.id;
+        ++exact;
+    }
+    EXPECT_EQ(exact, 28);
+    // Mistral-7B beyond its window (bool mask, repeat_kv fallback, cat copies): within 0.1%.
+    for (const auto& r : check("h100_hf_memory_mistral_7b.json").cases)
+        if (r.c.status == "ok") EXPECT_LE(std::fabs(r.peak_error), 0.003) << r.c.id;
+}
+
+TEST(Validate, SeedClaimOnRealData) {
+    // The article: eager attention ~4x per doubling of context, fused ~2x. Measured pairs of
+    // prefill peaks at S and 2S on the H100, and the predictions for the same pairs.
+    Validation v = check("h100_hf_memory.json");
+    ASSERT_EQ(v.claims.size(), 2u);
+    for (const auto& d : v.claims) {
+        SCOPED_TRACE(d.runtime);
+        EXPECT_GE(d.pairs, 20);
+        if (d.runtime == "hf-eager") {
+            EXPECT_GT(d.measured_ratio, 3.5);
+            EXPECT_LT(d.measured_ratio, 4.05);
+        } else {
+            EXPECT_GT(d.measured_ratio, 1.9);
+            EXPECT_LT(d.measured_ratio, 2.1);
+        }
+        EXPECT_NEAR(d.predicted_ratio, d.measured_ratio, 0.05);
+    }
+}
+
+TEST(Vllm, StartupSizingDerivedByHand) {
+    // Llama-3.1-8B, one H100 (cudaMemGetInfo total 85,017,493,504 B), vLLM defaults.
+    Workload w;
+    w.context = 131072;  // max_model_len
+    w.batch = 4;
+    w.runtime = resolve_runtime("vllm");
+    Estimate e = estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
+    ASSERT_TRUE(e.vllm.has_value());
+    const VllmPlan& p = *e.vllm;
+    // requested = floor(85,017,493,504 · 0.9).
+    EXPECT_EQ(p.requested_bytes, 76515744153u);
+    // Profile forward, T = 8,192 tokens (MiB): hidden + residual 64 + 64; merged QKV 96;
+    // gate_up [T, 28,672] 448 alive with its SiluAndMul output 224 and the residual 64:
+    // 736 MiB, plus int64 token ids and positions 2 · 64 KiB.
+    EXPECT_EQ(p.forward_peak_bytes, 736ull * 1048576 + 2 * 65536);
+    // Sampler, 256 requests × 128,256 vocab = 32,833,536 elements: at the scatter, bf16
+    // logits (2) + fp32 logits (4) + sorted (4) + indices (8) + probs_sort (4) + top-p mask (1)
+    // + scatter output (4) = 27 bytes per element.
+    EXPECT_EQ(p.sampler_peak_bytes, 27ull * 32833536);
+    EXPECT_EQ(e.forward_peak, p.sampler_peak_bytes);
+    // CUDA-graph pool: the same forward at 512 tokens: 46 MiB + ids 2 · 4 KiB.
+    EXPECT_EQ(p.cudagraph_pool_bytes, 46ull * 1048576 + 2 * 4096);
+    // Page: 2 · 16 tokens · 8 KV heads · 128 · 2 B = 65,536; 32 layers per block id.
+    EXPECT_EQ(p.page_bytes, 65536u);
+    EXPECT_EQ(p.layers_per_block, 32u);
+    const u64 available = 76515744153ull - 16060522496ull - 27ull * 32833536 - 760020992ull - (46ull * 1048576 + 8192);
+    EXPECT_EQ(p.available_kv_bytes, available);
+    EXPECT_EQ(p.num_blocks, available / (65536ull * 32));
+    EXPECT_EQ(p.blocks_per_request, 131072u / 16);
+    EXPECT_EQ(p.max_concurrency, p.num_blocks / 8192);  // 28,019 blocks: 3 whole requests
+    EXPECT_EQ(p.num_blocks, 28019u);
+    EXPECT_FALSE(e.fits);  // 4 sequences of 128k wanted
+    w.batch = 3;
+    EXPECT_TRUE(estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w).fits);
+}
+
+TEST(Vllm, SlidingWindowLayersHoldWindowPlusBatchedTokens) {
+    // Mistral-7B (window 4,096) at max_model_len 32,768: SlidingWindowSpec needs
+    // cdiv(min(4,095 + 8,192, 32,768), 16) + 1 = 768 + 1 blocks per request, not 2,048.
+    Workload w;
+    w.context = 32768;
+    w.runtime = resolve_runtime("vllm");
+    Estimate e = estimate(resolve_model("mistral-7b-v0.1"), resolve_gpu("h100-sxm"), {}, w);
+    EXPECT_EQ(e.vllm->blocks_per_request, 769u);
+    // Below the window plus batch, a request needs its whole length: cdiv(8,000, 16) + 1.
+    w.context = 8000;
+    e = estimate(resolve_model("mistral-7b-v0.1"), resolve_gpu("h100-sxm"), {}, w);
+    EXPECT_EQ(e.vllm->blocks_per_request, 501u);
+}
+
+TEST(Vllm, Fp8KvDoublesTheBlocks) {
+    Workload w;
+    w.context = 131072;
+    w.runtime = resolve_runtime("vllm");
+    Estimate bf = estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
+    parse_dtype("fp8_e4m3", w.kv_dtype.emplace());
+    Estimate f8 = estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
+    EXPECT_EQ(f8.vllm->page_bytes * 2, bf.vllm->page_bytes);
+    EXPECT_EQ(f8.vllm->num_blocks, bf.vllm->available_kv_bytes / (32768ull * 32));
+    // int4 KV has no vLLM kernel.
+    parse_dtype("int4", w.kv_dtype.emplace());
+    EXPECT_THROW(estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w), InputError);
+}
