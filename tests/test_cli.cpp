@@ -224,3 +224,30 @@ TEST(Cli, HelpAndVersionExitZero) {
     EXPECT_NE(e.out.find("--kv-dtype"), std::string::npos);
     EXPECT_EQ(cli({"--version"}).code, 0);
 }
+
+TEST(Cli, ValidateRuntimesAndVllm) {
+    const std::string file = std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory_mistral_7b.json";
+    Result ok = cli({"validate", "--measurements", file});
+    EXPECT_EQ(ok.code, 0) << ok.err;
+    EXPECT_NE(ok.out.find("result: every check passed"), std::string::npos);
+    EXPECT_NE(ok.out.find("NVIDIA H100 80GB HBM3"), std::string::npos);
+    // A tolerance no model meets: some case fails, exit 1 (a CI gate), report still printed.
+    Result strict = cli({"validate", "--measurements", file, "--tolerance", "0.0001", "--slack-mib", "0"});
+    EXPECT_EQ(strict.code, 1);
+    EXPECT_NE(strict.out.find("FAIL"), std::string::npos);
+    Result j = cli({"validate", "--measurements", file, "--format", "json"});
+    auto doc = nlohmann::json::parse(j.out);
+    EXPECT_EQ(doc["schema"], "memtax.validation/1");
+    EXPECT_EQ(doc["all_ok"], true);
+    EXPECT_EQ(doc["cases"].size(), 17u);
+
+    Result list = cli({"runtimes", "--format", "json"});
+    EXPECT_EQ(nlohmann::json::parse(list.out)["runtimes"].size(), 3u);
+    // --attention is shorthand for the transformers runtimes; contradicting --runtime is an error.
+    EXPECT_EQ(cli({"estimate", "--runtime", "hf-sdpa", "--attention", "eager"}).code, 2);
+    Result v = cli({"estimate", "--runtime", "vllm", "--context", "131072", "--format", "json"});
+    auto e = nlohmann::json::parse(v.out);
+    EXPECT_EQ(e["inputs"]["runtime"]["name"], "vllm");
+    EXPECT_EQ(e["vllm"]["num_blocks"], 28019);
+    EXPECT_EQ(e["vllm"]["blocks_per_request"], 8192);
+}

@@ -215,7 +215,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     std::string list_format = "table";
     auto* models = app.add_subcommand("models", "list the built-in model profiles");
     auto* gpus = app.add_subcommand("gpus", "list the built-in GPU profiles");
-    for (auto* list : {models, gpus})
+    auto* rts = app.add_subcommand("runtimes", "list the built-in runtime profiles");
+    for (auto* list : {models, gpus, rts})
         list->add_option("--format", list_format, "table | json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
 
     std::vector<std::string> argv_rev(args.rbegin(), args.rend());
@@ -243,6 +244,11 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         }
         if (*models) {
             out << (list_format == "json" ? render_models_json(catalog_models(), tool_info()) : render_models_table(catalog_models()));
+            return 0;
+        }
+        if (*rts) {
+            out << (list_format == "json" ? render_runtimes_json(catalog_runtimes(), tool_info())
+                                          : render_runtimes_table(catalog_runtimes()));
             return 0;
         }
         if (*gpus) {

@@ -77,6 +77,8 @@ ojson gpu_json(const GpuSpec& g) {
             {"sources", sources}};
 }
 
+ojson runtime_json(const RuntimeSpec& r);
+
 ojson inputs_json(const Estimate& e) {
     const auto& w = e.workload;
     ojson workload = {{"mode", to_string(w.mode)},
@@ -91,7 +93,8 @@ ojson inputs_json(const Estimate& e) {
                       {"logits_dtype", w.logits_dtype->name},
                       {"logits_kept", e.logits_kept}};
     ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp}, {"replicas", e.replicas}};
-    return {{"model", model_json(e.model, e.parameters)}, {"gpu", gpu_json(e.gpu)}, {"deployment", dep}, {"workload", workload}};
+    return {{"model", model_json(e.model, e.parameters)}, {"gpu", gpu_json(e.gpu)}, {"runtime", runtime_json(w.runtime)},
+            {"deployment", dep}, {"workload", workload}};
 }
 
 ojson vllm_json(const VllmPlan& p) {
@@ -310,6 +313,53 @@ std::string render_gpus_table(const std::vector<GpuSpec>& gpus) {
                            g.sm_count ? std::to_string(g.sm_count) : "-", g.interconnect);
     }
     return out;
+}
+
+namespace {
+
+ojson runtime_json(const RuntimeSpec& r) {
+    ojson overhead = ojson::object();
+    for (const auto& [gpu, o] : r.context_overhead) overhead[gpu] = {{"bytes", o.bytes}, {"source", o.source}};
+    ojson sources = ojson::object();
+    for (const auto& [k, v] : r.sources) sources[k] = v;
+    ojson j = {{"name", r.name},
+               {"description", r.description},
+               {"family", r.family == RuntimeFamily::Vllm ? "vllm" : "transformers"},
+               {"attention", to_string(r.attention)},
+               {"softmax_dtype", r.softmax_dtype.name},
+               {"logits_dtype", r.logits_dtype ? r.logits_dtype->name : "model"},
+               {"mask", to_string(r.mask)},
+               {"gqa", to_string(r.gqa)},
+               {"kv_layout", to_string(r.kv_layout)},
+               {"sliding_window_drop", r.sliding_window_drop},
+               {"allocator_round_bytes", r.allocator_round_bytes},
+               {"context_overhead", overhead},
+               {"sources", sources}};
+    if (r.vllm)
+        j["vllm"] = {{"block_size", r.vllm->block_size},
+                     {"gpu_memory_utilization", static_cast<double>(r.vllm->gpu_memory_utilization_ppm) / 1e6},
+                     {"max_num_batched_tokens", r.vllm->max_num_batched_tokens},
+                     {"max_num_seqs", r.vllm->max_num_seqs},
+                     {"cudagraph_max_capture_size", r.vllm->cudagraph_max_capture_size}};
+    return j;
+}
+
+}  // namespace
+
+std::string render_runtimes_table(const std::vector<RuntimeSpec>& runtimes) {
+    std::string out = fmt::format("{:<9} {:<12} {:<9} {:<17} {:<21} {:<9}  {}\n", "name", "family", "attention", "mask", "gqa", "kv cache",
+                                  "description");
+    for (const auto& r : runtimes)
+        out += fmt::format("{:<9} {:<12} {:<9} {:<17} {:<21} {:<9}  {}\n", r.name,
+                           r.family == RuntimeFamily::Vllm ? "vllm" : "transformers", to_string(r.attention), to_string(r.mask),
+                           to_string(r.gqa), to_string(r.kv_layout), r.description);
+    return out;
+}
+
+std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const ToolInfo& tool) {
+    ojson arr = ojson::array();
+    for (const auto& r : runtimes) arr.push_back(runtime_json(r));
+    return ojson{{"schema", "memtax.runtimes/1"}, {"tool", tool_json(tool)}, {"runtimes", arr}}.dump(2) + "\n";
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {

@@ -26,6 +26,8 @@ std::string render_models_table(const std::vector<ModelSpec>& models);
 std::string render_gpus_table(const std::vector<GpuSpec>& gpus);
 std::string render_models_json(const std::vector<ModelSpec>& models, const ToolInfo& tool);
 std::string render_gpus_json(const std::vector<GpuSpec>& gpus, const ToolInfo& tool);
+std::string render_runtimes_table(const std::vector<RuntimeSpec>& runtimes);
+std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const ToolInfo& tool);
 
 // Writes `text` to `path` atomically (temporary file in the same directory, then rename), so
 // a reader never sees half a report. Throws InputError when the directory is not writable.
