@@ -538,12 +538,21 @@ std::vector<Term> explain_terms(const Estimate& e) {
     t.push_back({"weights", fmt::format("embedding + lm_head + final norm + {} layers · {} B", m.num_layers,
                                         group_digits(wp.attention + wp.mlp + wp.norms)),
                  e.weights});
-    t.push_back({"kv_cache",
-                 fmt::format("Σ layers 2 · batch · tokens kept · kv_heads/GPU · head_dim · {} = 2 · {} · {} · {} · {} · {} B × {} layers{}",
-                             w.kv_dtype->name, e.batch_per_replica, w.context, d.heads_kv, m.head_dim, w.kv_dtype->bits / 8.0,
-                             m.num_layers,
-                             m.sliding_window ? fmt::format(" (sliding layers keep ≤ {} tokens)", m.sliding_window) : ""),
-                 e.kv_cache});
+    if (e.vllm) {
+        const VllmPlan& p = *e.vllm;
+        t.push_back({"kv_cache", fmt::format("vLLM pool: num_blocks · page · layers per block = {} · {} · {}, page = 2 · block {} · kv_heads/GPU {} · head_dim {} · {} B; "
+                                             "num_blocks = available {} B // (page · layers)",
+                                             group_digits(p.num_blocks), group_digits(p.page_bytes), p.layers_per_block, p.block_size,
+                                             d.heads_kv, m.head_dim, w.kv_dtype->bits / 8, group_digits(p.available_kv_bytes)),
+                     e.kv_cache});
+    } else {
+        t.push_back({"kv_cache",
+                     fmt::format("Σ layers 2 · batch · tokens kept · kv_heads/GPU · head_dim · {} = 2 · {} · {} · {} · {} · {} B × {} layers{}",
+                                 w.kv_dtype->name, e.batch_per_replica, w.context, d.heads_kv, m.head_dim, w.kv_dtype->bits / 8.0,
+                                 m.num_layers,
+                                 m.sliding_window ? fmt::format(" (sliding layers keep ≤ {} tokens)", m.sliding_window) : ""),
+                     e.kv_cache});
+    }
     const u64 sq = w.mode == Mode::Prefill ? w.context : 1;
     t.push_back({"attention_matrix",
                  w.runtime.attention == AttentionKernel::Eager
@@ -557,6 +566,11 @@ std::vector<Term> explain_terms(const Estimate& e) {
                  fmt::format("live non-KV, non-S×S tensors at the forward peak ({}) by op-graph liveness{}", e.peak_at,
                              e.detail.kv_excess ? fmt::format(", incl. {} B of KV beyond the window", group_digits(e.detail.kv_excess)) : ""),
                  e.activation_peak});
+    if (e.vllm)
+        t.push_back({"logits", fmt::format("vLLM sampler tensors live at the profile peak ({} requests · vocab {}: logits in {} and fp32, sorted values and int64 indices, masks, probabilities)",
+                                           e.vllm->sampler_requests, group_digits(m.vocab_size), m.dtype.name),
+                     e.logits});
+    else
     t.push_back({"logits", fmt::format("batch · positions kept · vocab · {} = {} · {} · {} · {} B, if live at the peak",
                                        w.logits_dtype->name, e.batch_per_replica, e.logits_kept, group_digits(m.vocab_size),
                                        w.logits_dtype->bits / 8),
