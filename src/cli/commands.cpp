@@ -23,7 +23,7 @@ namespace {
 struct EstimateArgs {
     std::string model = "llama-3.1-8b";
     std::string gpu = "h100-sxm";
-    u64 gpus = 0, tp = 1, batch = 1, context = 8192;  // gpus 0: one replica (= tp)
+    u64 gpus = 0, tp = 1, pp = 1, batch = 1, context = 8192;  // gpus 0: one replica (= tp · pp)
     std::string mode = "prefill", attention, runtime;
     std::string weight_dtype, kv_dtype, softmax_dtype, logits_dtype, logits_kept;
     std::string format = "table", output;
@@ -90,8 +90,11 @@ const CLI::Validator kPositiveInt(
 void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
     cmd->add_option("--model", a.model, "built-in model name, a memtax YAML profile, or a HF config.json")->capture_default_str();
     cmd->add_option("--gpu", a.gpu, "built-in GPU name or a GPU YAML profile")->capture_default_str();
-    cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / tp; default: tp)")->check(kPositiveInt);
+    cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / (tp · pp); default: tp · pp)")->check(kPositiveInt);
     cmd->add_option("--tp", a.tp, "tensor-parallel degree")->check(kPositiveInt)->capture_default_str();
+    cmd->add_option("--pp", a.pp, "pipeline stages (layers split evenly; the fullest stage is reported)")
+        ->check(kPositiveInt)
+        ->capture_default_str();
     cmd->add_option("--mode", a.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
     cmd->add_option("--runtime", a.runtime, "hf-sdpa (default) | hf-eager | vllm | a runtime YAML profile");
     cmd->add_option("--attention", a.attention, "eager | fused: shorthand for --runtime hf-eager | hf-sdpa")
@@ -114,7 +117,7 @@ void emit(const std::string& text, const std::string& output, std::ostream& out)
 int cmd_estimate(const EstimateArgs& a, std::ostream& out) {
     ModelSpec m = resolve_model(a.model);
     GpuSpec g = resolve_gpu(a.gpu);
-    Estimate e = estimate(m, g, Deployment{a.gpus ? a.gpus : a.tp, a.tp}, workload_from(a, m));
+    Estimate e = estimate(m, g, Deployment{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp}, workload_from(a, m));
     std::string text = a.format == "json" ? render_json(e, tool_info(), a.explain)
                        : a.format == "csv" ? render_csv(e)
                                            : render_table(e, a.explain);

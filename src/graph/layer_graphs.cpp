@@ -31,6 +31,55 @@ std::vector<int> held(std::initializer_list<std::pair<bool, int>> items) {
     return out;
 }
 
+
+// FLOPs and weights per op (multiply-add = 2 FLOPs; elementwise ops count their arithmetic
+// per output element: RMSNorm ~4 (square, mean, rsqrt-scale, weight), rotary 3, SiLU 4,
+// softmax 5 (max, sub, exp, sum, div)).
+Cost c(u64 coef, Shape dims) { return Cost{coef, dims}; }
+
+void annotate_transformers(OpGraph& g, AttentionKernel kernel, bool joint) {
+    using G = OpGroup;
+    const Shape bsh{D::Batch, D::Sq, D::Hidden};
+    g.annotate("input_norm", G::Norm, c(4, bsh), c(1, {D::Hidden}), R::Act);
+    g.annotate("post_attention_norm", G::Norm, c(4, bsh), c(1, {D::Hidden}), R::Act);
+    g.annotate("q_proj", G::Projection, c(2, {D::Batch, D::Sq, D::Hidden, D::QDim}), c(1, {D::Hidden, D::QDim}));
+    g.annotate("k_proj", G::Projection, c(2, {D::Batch, D::Sq, D::Hidden, D::KvDim}), c(1, {D::Hidden, D::KvDim}));
+    g.annotate("v_proj", G::Projection, c(2, {D::Batch, D::Sq, D::Hidden, D::KvDim}), c(1, {D::Hidden, D::KvDim}));
+    g.annotate("o_proj", G::Projection, c(2, {D::Batch, D::Sq, D::QDim, D::Hidden}), c(1, {D::QDim, D::Hidden}));
+    g.annotate("rotary_q", G::Rotary, c(3, {D::Batch, D::Sq, D::QDim}));
+    g.annotate("rotary_k", G::Rotary, c(3, {D::Batch, D::Sq, D::KvDim}));
+    if (joint) {
+        g.annotate("kv_cache_update", G::KvCache, {});
+    } else {
+        g.annotate("k_cache_update", G::KvCache, {});
+        g.annotate("v_cache_update", G::KvCache, {});
+    }
+    g.annotate("repeat_k", G::Attention, {});
+    g.annotate("repeat_v", G::Attention, {});
+    if (kernel == AttentionKernel::Eager) {
+        const Shape ss{D::Batch, D::HeadsQ, D::Sq, D::Skv};
+        g.annotate("scores_qk", G::Attention, c(2, {D::Batch, D::HeadsQ, D::Sq, D::Skv, D::HeadDim}));
+        g.annotate("scores_scale", G::Attention, c(1, ss));
+        g.annotate("scores_mask", G::Attention, c(1, ss));
+        g.annotate("softmax", G::Attention, c(5, ss));
+        g.annotate("probs_cast", G::Attention, {});
+        g.annotate("probs_v", G::Attention, c(2, {D::Batch, D::HeadsQ, D::Sq, D::Skv, D::HeadDim}));
+        g.annotate("heads_transpose", G::Attention, {});
+    } else {
+        g.annotate("mask_to_additive", G::Attention, {});
+        // Q·Kᵀ and P·V over the keys each query attends, plus the online softmax.
+        g.annotate("fused_attention", G::Attention, c(4, {D::Batch, D::HeadsQ, D::Sq, D::AttnKeys, D::HeadDim}));
+    }
+    g.annotate("residual_attn", G::Residual, c(1, bsh));
+    g.annotate("residual_mlp", G::Residual, c(1, bsh));
+    const Shape bsi{D::Batch, D::Sq, D::Inter};
+    g.annotate("gate_proj", G::Mlp, c(2, {D::Batch, D::Sq, D::Hidden, D::Inter}), c(1, {D::Hidden, D::Inter}));
+    g.annotate("up_proj", G::Mlp, c(2, {D::Batch, D::Sq, D::Hidden, D::Inter}), c(1, {D::Hidden, D::Inter}));
+    g.annotate("activation", G::Mlp, c(4, bsi));
+    g.annotate("gate_mul_up", G::Mlp, c(1, bsi));
+    g.annotate("down_proj", G::Mlp, c(2, {D::Batch, D::Sq, D::Inter, D::Hidden}), c(1, {D::Inter, D::Hidden}));
+}
+
 OpGraph build_transformers(const GraphConfig& cfg) {
     OpGraph g("decoder_layer/" + cfg.key());
     const auto& keep = cfg.keeps;
@@ -134,6 +183,7 @@ OpGraph build_transformers(const GraphConfig& cfg) {
     out.lifetime = Lifetime::Persistent;
     // The model's loop variable keeps the layer input alive until the layer returns.
     g.op1({"residual_mlp", OpKind::Elementwise, {}}, {x2, down}, out, held({{keep.layer_input, x}}));
+    annotate_transformers(g, cfg.kernel, cfg.joint_kv_update);
     g.finalize();
     return g;
 }
@@ -145,12 +195,16 @@ OpGraph build_vllm(const GraphConfig& cfg) {
     const Shape th{D::Batch, D::Sq, D::Hidden};
     int x = g.input(act("hidden", th));
     int res = g.input(act("residual", th));
+    // The paged KV the attention reads (SkvOld tokens in all; 0 in the start-up profile run,
+    // which has no cache yet).
+    int kv_k = g.input(TensorInfo{"kv_pool_k", {D::Batch, D::SkvOld, D::KvDim}, R::Kv, C::KvCache});
+    int kv_v = g.input(TensorInfo{"kv_pool_v", {D::Batch, D::SkvOld, D::KvDim}, R::Kv, C::KvCache});
     int xn = g.op1({"input_norm", OpKind::Norm, {}}, {x, res},
                    TensorInfo{"hidden_normed", th, R::Act, C::Activation, Lifetime::Transient, AliasRule::Always});
     int qkv = g.op1({"qkv_proj", OpKind::Matmul, {}}, {xn}, act("qkv", {D::Batch, D::Sq, D::QkvDim}));
     // Rotary in place on the q and k views; the attention writes its output buffer and the new
     // K/V into the preallocated pool (not allocated here).
-    int attn = g.op1({"attention", OpKind::Attention, {{{D::Batch, D::HeadsQ, D::Sq}, R::Fp32}}}, {qkv},
+    int attn = g.op1({"attention", OpKind::Attention, {{{D::Batch, D::HeadsQ, D::Sq}, R::Fp32}}}, {qkv, kv_k, kv_v},
                      act("attn_out", {D::Batch, D::Sq, D::QDim}));
     // `qkv` and its views are locals of the attention module until it returns.
     int o = g.op1({"o_proj", OpKind::Matmul, {}}, {attn}, act("o", th), {qkv});
@@ -162,6 +216,15 @@ OpGraph build_vllm(const GraphConfig& cfg) {
     TensorInfo out = act("hidden_out", th);
     out.lifetime = Lifetime::Persistent;
     g.op1({"down_proj", OpKind::Matmul, {}}, {a}, out, {res});
+    using G = OpGroup;
+    g.annotate("input_norm", G::Norm, c(4, th), c(1, {D::Hidden}), R::Act);
+    g.annotate("post_attention_norm", G::Norm, c(4, th), c(1, {D::Hidden}), R::Act);
+    g.annotate("qkv_proj", G::Projection, c(2, {D::Batch, D::Sq, D::Hidden, D::QkvDim}), c(1, {D::Hidden, D::QkvDim}));
+    g.annotate("attention", G::Attention, c(4, {D::Batch, D::HeadsQ, D::Sq, D::AttnKeys, D::HeadDim}));
+    g.annotate("o_proj", G::Projection, c(2, {D::Batch, D::Sq, D::QDim, D::Hidden}), c(1, {D::QDim, D::Hidden}));
+    g.annotate("gate_up_proj", G::Mlp, c(2, {D::Batch, D::Sq, D::Hidden, D::GateUp}), c(1, {D::Hidden, D::GateUp}));
+    g.annotate("silu_and_mul", G::Mlp, c(5, {D::Batch, D::Sq, D::Inter}));
+    g.annotate("down_proj", G::Mlp, c(2, {D::Batch, D::Sq, D::Inter, D::Hidden}), c(1, {D::Inter, D::Hidden}));
     g.finalize();
     return g;
 }
@@ -184,6 +247,10 @@ OpGraph build_head(bool model_locals) {
     int l = g.op1({"lm_head", OpKind::Matmul, {}}, {xf}, act("logits_act", logits, C::Logits));
     TensorInfo lo{"logits", logits, R::Logits, C::Logits, Lifetime::Persistent, AliasRule::IfLogitsIsAct};
     g.op1({"logits_cast", OpKind::Copy, {}}, {l}, lo);
+    g.annotate("final_norm", OpGroup::Norm, c(4, bsh), c(1, {D::Hidden}), R::Act);
+    // The vocab-parallel head: this GPU's rows; the logits are then gathered.
+    g.annotate("lm_head", OpGroup::LmHead, c(2, {D::Batch, D::Kept, D::Hidden, D::VocabShard}), c(1, {D::Hidden, D::VocabShard}), R::Act);
+    g.annotate("logits_cast", OpGroup::LmHead, {});
     g.finalize();
     return g;
 }

@@ -9,7 +9,7 @@
 namespace memtax {
 
 Shape::Shape(std::initializer_list<Dim> d) {
-    if (d.size() > dims.size()) throw InternalError("Shape: rank above 4");
+    if (d.size() > dims.size()) throw InternalError("Shape: rank above 6");
     for (Dim x : d) dims[rank++] = x;
 }
 
@@ -51,6 +51,34 @@ std::vector<int> OpGraph::reads(int op_index) const {
     for (auto [it, end] = boost::in_edges(v, graph_); it != end; ++it)
         if (!graph_[*it].hold) out.push_back(graph_[boost::source(*it, graph_)].index);
     return out;
+}
+
+const char* to_string(OpGroup g) {
+    switch (g) {
+        case OpGroup::Projection: return "attention projections";
+        case OpGroup::Attention: return "attention core";
+        case OpGroup::KvCache: return "kv cache update";
+        case OpGroup::Mlp: return "mlp";
+        case OpGroup::Norm: return "norms";
+        case OpGroup::Rotary: return "rotary";
+        case OpGroup::Residual: return "residual adds";
+        case OpGroup::LmHead: return "lm head";
+        case OpGroup::Sampler: return "sampler";
+        case OpGroup::Count: break;
+    }
+    return "?";
+}
+
+void OpGraph::annotate(const std::string& op_name, OpGroup group, Cost flops, Cost weight, DtypeRole weight_dtype) {
+    for (auto& o : ops_) {
+        if (o.name != op_name) continue;
+        o.group = group;
+        o.flops = flops;
+        o.weight = weight;
+        o.weight_dtype = weight_dtype;
+        return;
+    }
+    throw InternalError(fmt::format("op graph {}: no op {} to annotate", name_, op_name));
 }
 
 void OpGraph::finalize() {
@@ -134,6 +162,53 @@ u64 shape_bytes(const Shape& s, DtypeRole role, const Bindings& b, std::string_v
 }
 
 }  // namespace
+
+namespace {
+u64 cost_value(const Cost& c, const Bindings& b, std::string_view term) {
+    u64 n = c.coef;
+    for (std::uint8_t i = 0; i < c.dims.rank; ++i) n = checked_mul(n, b[c.dims.dims[i]], term);
+    return n;
+}
+}  // namespace
+
+std::vector<OpTraffic> OpGraph::traffic(const Bindings& b_in) const {
+    if (!finalized_) throw InternalError("OpGraph::traffic before finalize");
+    Bindings b = b_in;
+    b.round_to = 1;  // traffic counts the bytes moved, not the allocator's blocks
+    std::vector<u64> bytes(tensors_.size());
+    for (size_t t = 0; t < tensors_.size(); ++t) bytes[t] = tensor_bytes(static_cast<int>(t), b);
+    std::vector<OpTraffic> out(ops_.size());
+    for (size_t o = 0; o < ops_.size(); ++o) {
+        OpTraffic& r = out[o];
+        const OpInfo& op = ops_[o];
+        r.op = &op;
+        const std::string& term = workspace_terms_[o];
+        r.flops = cost_value(op.flops, b, term);
+        if (op.weight.coef) r.weight_bytes = b[op.weight_dtype].bytes(cost_value(op.weight, b, term), term);
+        auto count = [&](int t, bool write) {
+            const TensorInfo& ti = tensors_[static_cast<size_t>(t)];
+            // An output that is its input's storage without an in-place write moves nothing.
+            if (write && alias_of_[static_cast<size_t>(t)] >= 0 && ti.alias != AliasRule::Always &&
+                alias_active(ti.alias, b))
+                return;
+            const u64 v = bytes[static_cast<size_t>(t)];
+            r.bytes = checked_add(r.bytes, v, term);
+            if (ti.category == Category::KvCache) r.kv_bytes = checked_add(r.kv_bytes, v, term);
+            if (ti.category == Category::AttentionMatrix) r.attention_matrix_bytes = checked_add(r.attention_matrix_bytes, v, term);
+        };
+        for (int t : reads(static_cast<int>(o))) count(t, false);
+        for (int t : produced_[o]) count(t, true);
+        for (const auto& w : op.workspace) {
+            if (skipped(w.skip, b)) continue;
+            // A temporary is written once and read once.
+            const u64 v = checked_mul(2, shape_bytes(w.shape, w.dtype, b, term), term);
+            r.bytes = checked_add(r.bytes, v, term);
+            if (w.category == Category::AttentionMatrix) r.attention_matrix_bytes = checked_add(r.attention_matrix_bytes, v, term);
+        }
+        r.bytes = checked_add(r.bytes, r.weight_bytes, term);
+    }
+    return out;
+}
 
 u64 OpGraph::tensor_bytes(int t, const Bindings& b) const {
     const TensorInfo& ti = tensors_.at(static_cast<size_t>(t));

@@ -26,9 +26,11 @@ enum class Dim : std::uint8_t {
     MaskConvElems,  // elements of a bool mask SDPA converts to the compute dtype in this layer, else 0
     QkvDim,      // q_dim + 2 kv_dim (merged projection)
     GateUp,      // 2 · intermediate (merged gate/up projection)
+    VocabShard,  // vocab / tp: this GPU's rows of the LM head
+    AttnKeys,    // keys each query attends on average (causal fused prefill skips the upper half)
     Count
 };
-enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Bool, Mask, Count };
+enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Bool, Mask, Weight, Count };
 // What a tensor is, for the breakdown.
 enum class Category : std::uint8_t { Activation, AttentionMatrix, KvCache, Logits, Count };
 enum class Lifetime : std::uint8_t { Transient, Persistent, Preexisting };
@@ -53,7 +55,7 @@ enum class SkipRule : std::uint8_t {
 enum class OpKind : std::uint8_t { Embedding, Norm, Matmul, Rotary, Elementwise, Copy, Softmax, Attention, Sort };
 
 struct Shape {
-    std::array<Dim, 4> dims{};
+    std::array<Dim, 6> dims{};
     std::uint8_t rank = 0;
     Shape() = default;
     Shape(std::initializer_list<Dim> d);
@@ -75,10 +77,37 @@ struct Workspace {
     Category category = Category::Activation;
 };
 
+// What an op is for, in the time model's per-kind table.
+enum class OpGroup : std::uint8_t { Projection, Attention, KvCache, Mlp, Norm, Rotary, Residual, LmHead, Sampler, Count };
+const char* to_string(OpGroup g);
+
+// coef · Π dims (FLOPs of an op, or elements of its weight).
+struct Cost {
+    u64 coef = 0;
+    Shape dims;
+};
+
 struct OpInfo {
     std::string name;
     OpKind kind;
     std::vector<Workspace> workspace;  // temporaries that live only during the op
+    // Traffic model (set by annotate after the graph is built): the op's group, its FLOPs,
+    // and the weight it reads (elements, in `weight_dtype`).
+    OpGroup group = OpGroup::Residual;
+    Cost flops;
+    Cost weight;
+    DtypeRole weight_dtype = DtypeRole::Weight;
+};
+
+// The minimum traffic of one op: each input read once, each output (and workspace) written
+// once, its weight read once.
+struct OpTraffic {
+    const OpInfo* op = nullptr;
+    u64 flops = 0;
+    u64 bytes = 0;               // all of the below and activations
+    u64 weight_bytes = 0;
+    u64 kv_bytes = 0;            // KV cache tensors read or written
+    u64 attention_matrix_bytes = 0;  // S×S tensors read or written
 };
 
 struct Bindings {
@@ -124,6 +153,11 @@ public:
     }
     // Inputs the op reads (excluding holds), for traffic models.
     std::vector<int> reads(int op_index) const;
+    // Sets an op's traffic annotations by name (InternalError if no op has that name).
+    void annotate(const std::string& op_name, OpGroup group, Cost flops, Cost weight = {},
+                  DtypeRole weight_dtype = DtypeRole::Weight);
+    // Per-op FLOPs and minimum bytes under the bindings (no allocator rounding).
+    std::vector<OpTraffic> traffic(const Bindings& b) const;
     // Checks the graph is a DAG whose schedule respects every edge and computes last uses.
     void finalize();
 

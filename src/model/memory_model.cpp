@@ -125,7 +125,12 @@ u64 round_up(u64 bytes, u64 to, const char* term) {
 }
 
 // Checks and resolves what every runtime shares: defaults, shards, weights.
-Shard prepare(Estimate& e, const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, Workload& wl, DType& fp32) {
+struct Stage {
+    bool embed = true, head = true;
+};
+
+Shard prepare(Estimate& e, const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, Workload& wl, DType& fp32,
+              const Stage& stage) {
     e.model = model;
     e.gpu = gpu;
     e.deployment = dep;
@@ -142,19 +147,30 @@ Shard prepare(Estimate& e, const ModelSpec& model, const GpuSpec& gpu, const Dep
 
     if (wl.batch == 0) throw InputError(SourcePos{}, "--batch", "must be at least 1");
     if (wl.context == 0) throw InputError(SourcePos{}, "--context", "must be at least 1 token");
-    if (dep.gpus == 0 || dep.tp == 0 || dep.gpus % dep.tp != 0)
-        throw InputError(SourcePos{}, "--gpus", fmt::format("{} GPUs cannot hold whole replicas of TP {}; use a multiple of {}",
-                                                            dep.gpus, dep.tp, dep.tp));
+    if (dep.pp == 0) throw InputError(SourcePos{}, "--pp", "must be at least 1");
+    const u64 per_replica = checked_mul(dep.tp, dep.pp, "--tp · --pp");
+    if (dep.gpus == 0 || dep.tp == 0 || dep.gpus % per_replica != 0)
+        throw InputError(SourcePos{}, "--gpus", fmt::format("{} GPUs cannot hold whole replicas of TP {} × PP {}; use a multiple of {}",
+                                                            dep.gpus, dep.tp, dep.pp, per_replica));
     for (const DType* d : {&*wl.softmax_dtype, &*wl.logits_dtype})
         if (!d->whole_bytes())
             throw InputError(SourcePos{}, d == &*wl.softmax_dtype ? "--softmax-dtype" : "--logits-dtype",
                              fmt::format("{} cannot hold activations; use fp32, bf16 or fp16", d->name));
     const Shard s = shard(model, dep.tp);
-    e.replicas = dep.gpus / dep.tp;
+    e.replicas = dep.gpus / per_replica;
     e.batch_per_replica = ceil_div(wl.batch, e.replicas);
 
     WeightParts w = weight_parts(model, s, *wl.weight_dtype);
     const u64 per_layer_w = checked_add(checked_add(w.attention, w.mlp, "weights"), w.norms, "weights");
+    // A pipeline stage holds its layers, the first also the embedding, the last the final norm
+    // and the LM head (a tied head is a copy of the embedding once they live apart).
+    if (!stage.embed) w.embedding = 0;
+    if (!stage.head) {
+        w.lm_head = 0;
+        w.final_norm = 0;
+    } else if (!stage.embed && model.tie_word_embeddings) {
+        w.lm_head = model.dtype.bytes(checked_mul(s.vocab, model.hidden_size, "lm_head"), "lm_head");
+    }
     e.weights = checked_add(checked_add(checked_mul(per_layer_w, model.num_layers, "weights"), w.embedding, "weights"),
                             checked_add(w.lm_head, w.final_norm, "weights"), "weights");
     e.detail.shard = s;
@@ -215,7 +231,7 @@ void add_layer_rows(Estimate& e, const GraphEval* ev, const bool* has_kind, cons
 }
 
 // transformers (eager or SDPA) with a DynamicCache: walk the layers in order.
-void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32) {
+void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool has_head) {
     const ModelSpec& model = e.model;
     const Workload& wl = e.workload;
     const RuntimeSpec& rt = wl.runtime;
@@ -331,14 +347,14 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32) {
     Bindings bh = b;
     bh[Dim::Skv] = 0;  // the head has no attention
     GraphEval head = head_graph(rt.keeps.model_locals).evaluate(bh);
-    if (const i64 here = add_s(sgn(head.peak_bytes, "peak"), kv_delta, "peak"); here > peak) {
+    if (const i64 here = add_s(sgn(head.peak_bytes, "peak"), kv_delta, "peak"); has_head && here > peak) {
         peak = here;
         best = head.at_peak;
         add_to(best, Category::KvCache, kv_delta > 0 ? static_cast<u64>(kv_delta) : 0);
         e.peak_at = "head " + head.peak_op;
     }
     e.forward_peak = peak > 0 ? static_cast<u64>(peak) : 0;
-    e.logits_output = wl.logits_dtype->bytes(checked_product({B, e.logits_kept, model.vocab_size}, "logits"), "logits");
+    e.logits_output = has_head ? wl.logits_dtype->bytes(checked_product({B, e.logits_kept, model.vocab_size}, "logits"), "logits") : 0;
 
     // Components at the peak. The KV part is reported as the cache after the step; KV held at
     // the peak beyond that (old storage not yet released) is transient, so activation.
@@ -357,7 +373,7 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32) {
 }
 
 // vLLM: the start-up profile run, the CUDA-graph pool, and the KV blocks that remain.
-void estimate_vllm(Estimate& e, const Shard& s, const DType& fp32) {
+void estimate_vllm(Estimate& e, const Shard& s, const DType& fp32, bool has_head) {
     const ModelSpec& model = e.model;
     const Workload& wl = e.workload;
     const RuntimeSpec& rt = wl.runtime;
@@ -394,7 +410,7 @@ void estimate_vllm(Estimate& e, const Shard& s, const DType& fp32) {
     plan.profile_tokens = p.max_num_batched_tokens;
     plan.forward_peak_bytes = forward_peak(p.max_num_batched_tokens, &lev);
     plan.sampler_requests = std::min(p.max_num_seqs, p.max_num_batched_tokens);
-    {
+    if (has_head) {  // only the last pipeline stage samples
         Bindings b = base_bindings(e, s, fp32);
         b[Dim::Batch] = 1;
         b[Dim::Sq] = p.max_num_batched_tokens;
@@ -462,15 +478,50 @@ void estimate_vllm(Estimate& e, const Shard& s, const DType& fp32) {
     e.vllm = plan;
 }
 
-}  // namespace
-
-Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl_in) {
+Estimate estimate_stage(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl_in,
+                        const Stage& stage) {
     Estimate e;
     Workload wl = wl_in;
     DType fp32;
-    const Shard s = prepare(e, model, gpu, dep, wl, fp32);
-    if (wl.runtime.family == RuntimeFamily::Vllm) estimate_vllm(e, s, fp32);
-    else estimate_transformers(e, s, fp32);
+    const Shard s = prepare(e, model, gpu, dep, wl, fp32, stage);
+    if (wl.runtime.family == RuntimeFamily::Vllm) estimate_vllm(e, s, fp32, stage.head);
+    else estimate_transformers(e, s, fp32, stage.head);
+    return e;
+}
+
+}  // namespace
+
+Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl) {
+    if (dep.pp <= 1) {
+        Estimate e = estimate_stage(model, gpu, dep, wl, Stage{});
+        e.detail.stage_layers = model.num_layers;
+        return e;
+    }
+    // Layers split evenly; the first and the last stage bound every other one (a middle stage
+    // has as many layers as the first and neither embedding nor head).
+    const u64 L = model.num_layers;
+    const u64 per = ceil_div(L, dep.pp);
+    if (per * (dep.pp - 1) >= L)
+        throw InputError(SourcePos{}, "--pp", fmt::format("{} stages leave the last of {}'s {} layers empty; use at most {}", dep.pp,
+                                                         model.name, L, ceil_div(L, per)));
+    auto stage_model = [&](u64 first, u64 count) {
+        ModelSpec m = model;
+        m.num_layers = count;
+        m.layer_kinds.assign(model.layer_kinds.begin() + static_cast<std::ptrdiff_t>(first),
+                             model.layer_kinds.begin() + static_cast<std::ptrdiff_t>(first + count));
+        return m;
+    };
+    Estimate a = estimate_stage(stage_model(0, per), gpu, dep, wl, Stage{true, false});
+    a.detail.pp_stage = 0;
+    a.detail.stage_first_layer = 0;
+    a.detail.stage_layers = per;
+    Estimate b = estimate_stage(stage_model(per * (dep.pp - 1), L - per * (dep.pp - 1)), gpu, dep, wl, Stage{false, true});
+    b.detail.pp_stage = dep.pp - 1;
+    b.detail.stage_first_layer = per * (dep.pp - 1);
+    b.detail.stage_layers = L - per * (dep.pp - 1);
+    Estimate& e = a.total >= b.total ? a : b;
+    e.model = model;
+    e.parameters = parameter_count(model);
     return e;
 }
 

@@ -14,8 +14,9 @@
 namespace memtax {
 
 struct Deployment {
-    u64 gpus = 1;  // GPUs in total; data-parallel replicas = gpus / tp
+    u64 gpus = 1;  // GPUs in total; data-parallel replicas = gpus / (tp · pp)
     u64 tp = 1;    // tensor-parallel degree
+    u64 pp = 1;    // pipeline stages (layers split evenly, ceil(L / pp) per stage)
 };
 
 struct Workload {
@@ -67,6 +68,10 @@ struct EstimateDetail {
     u64 kv_excess = 0;   // KV held at the peak beyond the cache kept after the step
     u64 skv = 0;         // keys the first layer attends to
     std::string overhead_source;  // citation of the runtime's context overhead for this GPU
+    // Pipeline parallelism: the stage this estimate describes (the one needing the most
+    // memory: the first holds the embedding, the last the LM head) and its layers.
+    u64 pp_stage = 0;
+    u64 stage_first_layer = 0, stage_layers = 0;
 };
 
 // vLLM's start-up arithmetic (vllm/v1/worker/gpu_worker.py determine_available_memory,

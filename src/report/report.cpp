@@ -25,8 +25,12 @@ std::string headline(const Estimate& e) {
                            e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp, e.replicas,
                            e.replicas == 1 ? "" : "s", w.runtime.name, group_digits(w.context), e.batch_per_replica,
                            e.batch_per_replica == 1 ? "" : "s");
-    return fmt::format("{} on {}× {} (TP {}, {} replica{}), {}, batch {} ({} per replica), context {}, runtime {} ({} attention)",
-                       e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp, e.replicas,
+    return fmt::format("{} on {}× {} (TP {}{}, {} replica{}), {}, batch {} ({} per replica), context {}, runtime {} ({} attention)",
+                       e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp,
+                       e.deployment.pp > 1 ? fmt::format(", PP {}: stage {} with layers {}-{} reported", e.deployment.pp, e.detail.pp_stage,
+                                                         e.detail.stage_first_layer, e.detail.stage_first_layer + e.detail.stage_layers - 1)
+                                           : "",
+                       e.replicas,
                        e.replicas == 1 ? "" : "s", to_string(w.mode), w.batch, e.batch_per_replica,
                        group_digits(w.context), w.runtime.name, to_string(w.runtime.attention));
 }
@@ -92,7 +96,9 @@ ojson inputs_json(const Estimate& e) {
                       {"softmax_dtype", w.softmax_dtype->name},
                       {"logits_dtype", w.logits_dtype->name},
                       {"logits_kept", e.logits_kept}};
-    ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp}, {"replicas", e.replicas}};
+    ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp},         {"pp", e.deployment.pp},
+                 {"replicas", e.replicas},     {"pp_stage", e.detail.pp_stage}, {"stage_first_layer", e.detail.stage_first_layer},
+                 {"stage_layers", e.detail.stage_layers}};
     return {{"model", model_json(e.model, e.parameters)}, {"gpu", gpu_json(e.gpu)}, {"runtime", runtime_json(w.runtime)},
             {"deployment", dep}, {"workload", workload}};
 }
