@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <optional>
 #include <ostream>
 
 #include "report/report.hpp"
@@ -27,7 +28,8 @@ struct EstimateArgs {
     std::string mode = "prefill", attention, runtime;
     std::string weight_dtype, kv_dtype, softmax_dtype, logits_dtype, logits_kept;
     std::string format = "table", output;
-    bool explain = false, allow_long_context = false, require_fit = false;
+    bool explain = false, allow_long_context = false, require_fit = false, time = false;
+    std::string cluster;
 };
 
 DType dtype_arg(const std::string& flag, const std::string& text) {
@@ -117,10 +119,26 @@ void emit(const std::string& text, const std::string& output, std::ostream& out)
 int cmd_estimate(const EstimateArgs& a, std::ostream& out) {
     ModelSpec m = resolve_model(a.model);
     GpuSpec g = resolve_gpu(a.gpu);
-    Estimate e = estimate(m, g, Deployment{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp}, workload_from(a, m));
-    std::string text = a.format == "json" ? render_json(e, tool_info(), a.explain)
+    const Deployment dep{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp};
+    const Workload w = workload_from(a, m);
+    Estimate e = estimate(m, g, dep, w);
+    std::optional<TimeEstimate> time;
+    if (a.time) {
+        // Both steps of the workload: the prompt (TTFT) and a decode step at that KV length.
+        Workload pw = w, dw = w;
+        pw.mode = Mode::Prefill;
+        dw.mode = Mode::Decode;
+        const Estimate pe = w.mode == Mode::Prefill ? e : estimate(m, g, dep, pw);
+        const Estimate de = w.mode == Mode::Decode ? e : estimate(m, g, dep, dw);
+        const Topology topo(a.cluster.empty() ? single_node_cluster(g, a.tp * a.pp) : resolve_cluster(a.cluster));
+        time = estimate_time(pe, de, topo);
+    } else if (!a.cluster.empty()) {
+        throw InputError(SourcePos{}, "--cluster", "only used by --time; add --time");
+    }
+    const TimeEstimate* tp = time ? &*time : nullptr;
+    std::string text = a.format == "json" ? render_json(e, tool_info(), a.explain, tp)
                        : a.format == "csv" ? render_csv(e)
-                                           : render_table(e, a.explain);
+                                           : render_table(e, a.explain, tp);
     emit(text, a.output, out);
     return a.require_fit && !e.fits ? 1 : 0;
 }
@@ -187,6 +205,9 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     est->add_option("--output,-o", ea.output, "write the report to this file (atomically) instead of stdout");
     est->add_flag("--explain", ea.explain, "print each term's formula with its numbers");
     est->add_flag("--require-fit", ea.require_fit, "exit 1 when the step does not fit (for CI gates)");
+    est->add_flag("--time", ea.time, "add the roofline: TTFT, TPOT, tokens/s and the bound per op kind");
+    est->add_option("--cluster", ea.cluster, "cluster profile for communication (--time): built-in name or YAML path; "
+                                             "default: one node joined by the GPU's interconnect");
 
     WhatifArgs wa;
     auto* wi = app.add_subcommand("whatif", "a grid of estimates (the main job; built-in defaults)");

@@ -208,8 +208,67 @@ Bindings base_bindings(const Estimate& e, const Shard& s, const DType& fp32) {
     b[DtypeRole::Index] = DType{"int64", 64, 0, 0};
     b[DtypeRole::Bool] = DType{"bool", 8, 0, 0};
     b[DtypeRole::Mask] = model.dtype;
+    b[DtypeRole::Weight] = *wl.weight_dtype;
+    b[Dim::VocabShard] = s.vocab;
     b.round_to = wl.runtime.allocator_round_bytes;
     return b;
+}
+
+// transformers with a DynamicCache: how many tokens each layer kind's cache storage holds
+// before and after a step, what it exposes, and whether its attention gets a mask tensor.
+struct TfGeometry {
+    const ModelSpec& model;
+    const RuntimeSpec& rt;
+    bool prefill;
+    u64 S;
+    // A full layer grows by concatenation. A sliding layer keeps the last W - drop tokens as a
+    // *view*: after a prefill the whole prompt's storage stays referenced; a decode step's cat
+    // makes fresh storage of the kept tokens + 1. Decode is the first step after a prefill of
+    // S - 1 tokens (generate()).
+    u64 visible(LayerKind k, u64 tokens) const {
+        return k == LayerKind::SlidingAttention ? std::min(tokens, model.sliding_window - rt.sliding_window_drop) : tokens;
+    }
+    u64 storage_after(LayerKind k) const {
+        if (k == LayerKind::FullAttention || prefill) return S;
+        return std::min(S - 1, model.sliding_window - rt.sliding_window_drop) + 1;
+    }
+    u64 storage_before(LayerKind) const { return prefill ? u64{0} : S - 1; }
+    // The causal flag cannot express a window once the keys reach it (transformers
+    // masking_utils._ignore_causal_mask_sdpa: kv_length >= local_attention_size);
+    // padding-free batches otherwise skip the mask.
+    bool needs_mask(LayerKind k) const {
+        if (rt.mask == MaskKind::Additive) return true;
+        if (rt.mask == MaskKind::None) return false;
+        return k == LayerKind::SlidingAttention && storage_after(k) >= model.sliding_window;
+    }
+};
+
+GraphConfig tf_config(const RuntimeSpec& rt, LayerKind k) {
+    GraphConfig cfg;
+    cfg.family = rt.family;
+    cfg.kernel = rt.attention;
+    cfg.keeps = rt.keeps;
+    // DynamicSlidingWindowLayer.update cats K and V before releasing either old tensor.
+    cfg.joint_kv_update = k == LayerKind::SlidingAttention;
+    return cfg;
+}
+
+Bindings tf_layer_bindings(const Bindings& b, const TfGeometry& geo, const Shard& s, LayerKind k) {
+    const RuntimeSpec& rt = geo.rt;
+    Bindings bk = b;
+    bk[Dim::SkvOld] = geo.storage_before(k);
+    bk[Dim::SkvNew] = geo.storage_after(k);
+    bk[Dim::Skv] = geo.storage_after(k);  // the cat's result is what attention reads
+    const bool masked = geo.needs_mask(k);
+    const bool repeat = rt.gqa == GqaKind::Repeat || (rt.gqa == GqaKind::NativeUnlessMasked && masked);
+    bk[Dim::RepHeads] = repeat ? s.heads_q : 0;
+    bk[Dim::MaskConvElems] = rt.attention == AttentionKernel::Fused && rt.mask == MaskKind::BoolWhenNeeded && masked
+                                 ? checked_product({b[Dim::Batch], b[Dim::Sq], geo.storage_after(k)}, "attention mask")
+                                 : 0;
+    // A causal flash kernel skips the blocks above the diagonal: (S + 1) / 2 keys per query on
+    // average; with a mask or one query it reads every key.
+    bk[Dim::AttnKeys] = geo.prefill && !masked ? (geo.storage_after(k) + 1) / 2 : geo.storage_after(k);
+    return bk;
 }
 
 void add_layer_rows(Estimate& e, const GraphEval* ev, const bool* has_kind, const std::function<u64(LayerKind)>& kv_layer) {
@@ -246,27 +305,11 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool 
     b[Dim::Sq] = Sq;
     b[Dim::Kept] = e.logits_kept;
 
-    // Cache storage per layer kind, in tokens. A full layer grows by concatenation. A sliding
-    // layer keeps the last W - drop tokens as a *view*: after a prefill the whole prompt's
-    // storage stays referenced; a decode step's cat makes fresh storage of the kept tokens + 1.
-    // Decode is taken as the first step after a prefill of S - 1 tokens (generate()).
-    const u64 drop = rt.sliding_window_drop;
-    auto visible = [&](LayerKind k, u64 tokens) {
-        return k == LayerKind::SlidingAttention ? std::min(tokens, W - drop) : tokens;
-    };
-    auto storage_after = [&](LayerKind k) {
-        if (k == LayerKind::FullAttention || prefill) return S;
-        return std::min(S - 1, W - drop) + 1;
-    };
-    auto storage_before = [&](LayerKind) { return prefill ? u64{0} : S - 1; };
-    // Whether a layer kind's attention needs a mask tensor: the causal flag cannot express a
-    // window once the keys reach it (transformers masking_utils._ignore_causal_mask_sdpa:
-    // kv_length >= local_attention_size); padding-free batches otherwise skip the mask.
-    auto needs_mask = [&](LayerKind k) {
-        if (rt.mask == MaskKind::Additive) return true;
-        if (rt.mask == MaskKind::None) return false;
-        return k == LayerKind::SlidingAttention && storage_after(k) >= W;
-    };
+    const TfGeometry geo{model, rt, prefill, S};
+    auto visible = [&](LayerKind k, u64 tokens) { return geo.visible(k, tokens); };
+    auto storage_after = [&](LayerKind k) { return geo.storage_after(k); };
+    auto storage_before = [&](LayerKind k) { return geo.storage_before(k); };
+    auto needs_mask = [&](LayerKind k) { return geo.needs_mask(k); };
 
     bool has_kind[2] = {false, false};
     for (auto k : model.layer_kinds) has_kind[static_cast<int>(k)] = true;
@@ -295,24 +338,10 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool 
     GraphEval ev[2];
     for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention}) {
         if (!has_kind[static_cast<int>(k)]) continue;
-        GraphConfig cfg;
-        cfg.family = rt.family;
-        cfg.kernel = rt.attention;
-        cfg.keeps = rt.keeps;
-        // DynamicSlidingWindowLayer.update cats K and V before releasing either old tensor.
-        cfg.joint_kv_update = k == LayerKind::SlidingAttention;
-        Bindings bk = b;
-        bk[Dim::SkvOld] = storage_before(k);
-        bk[Dim::SkvNew] = storage_after(k);
-        bk[Dim::Skv] = storage_after(k);  // the cat's result is what attention reads
-        const bool masked = needs_mask(k);
-        const bool repeat = rt.gqa == GqaKind::Repeat || (rt.gqa == GqaKind::NativeUnlessMasked && masked);
-        bk[Dim::RepHeads] = repeat ? s.heads_q : 0;
-        bk[Dim::MaskConvElems] =
-            rt.attention == AttentionKernel::Fused && rt.mask == MaskKind::BoolWhenNeeded && masked
-                ? checked_product({B, Sq, storage_after(k)}, "attention mask")
-                : 0;
-        ev[static_cast<int>(k)] = decoder_layer_graph(cfg).evaluate(bk);
+        const Bindings bk = tf_layer_bindings(b, geo, s, k);
+        e.step_graphs.push_back({&decoder_layer_graph(tf_config(rt, k)), bk,
+                                 static_cast<u64>(std::count(model.layer_kinds.begin(), model.layer_kinds.end(), k)), true, k});
+        ev[static_cast<int>(k)] = e.step_graphs.back().graph->evaluate(bk);
     }
     Composition best;
     const u64 x_bytes = round_up(model.dtype.bytes(checked_product({B, Sq, model.hidden_size}, "hidden"), "hidden"), round, "hidden");
@@ -347,6 +376,7 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool 
     Bindings bh = b;
     bh[Dim::Skv] = 0;  // the head has no attention
     GraphEval head = head_graph(rt.keeps.model_locals).evaluate(bh);
+    if (has_head) e.step_graphs.push_back({&head_graph(rt.keeps.model_locals), bh, 1, false, LayerKind::FullAttention});
     if (const i64 here = add_s(sgn(head.peak_bytes, "peak"), kv_delta, "peak"); has_head && here > peak) {
         peak = here;
         best = head.at_peak;
@@ -472,6 +502,21 @@ void estimate_vllm(Estimate& e, const Shard& s, const DType& fp32, bool has_head
     const GraphEval ev[2] = {lev, lev};  // one fused layer serves both kinds
     add_layer_rows(e, ev, has_kind, [&](LayerKind) { return checked_mul(plan.page_bytes, full_blocks, "kv"); });
     e.detail.skv = max_len;
+    {
+        // The workload's own step, for the time model: B sequences flattened into one batch of
+        // tokens; decode reads every sequence's KV from the pool.
+        const u64 B = e.batch_per_replica;
+        const bool prefill = wl.mode == Mode::Prefill;
+        Bindings b = base_bindings(e, s, fp32);
+        b[Dim::Batch] = 1;
+        b[Dim::Sq] = prefill ? checked_mul(B, max_len, "tokens") : B;
+        b[Dim::Skv] = max_len;
+        b[Dim::SkvOld] = prefill ? 0 : checked_mul(B, max_len, "kv read");
+        b[Dim::AttnKeys] = prefill ? (max_len + 1) / 2 : max_len;
+        b[Dim::Kept] = B;
+        e.step_graphs.push_back({&layer, b, model.num_layers, true, LayerKind::FullAttention});
+        if (has_head) e.step_graphs.push_back({&head_graph(false), b, 1, false, LayerKind::FullAttention});
+    }
     // vLLM refuses to start without KV memory, and serves `batch` sequences of `context`
     // tokens at once only if the pool holds them.
     e.fits = plan.kv_memory_positive && plan.num_blocks > 0 && plan.max_concurrency >= e.batch_per_replica;

@@ -95,6 +95,14 @@ struct VllmPlan {
     u64 max_concurrency = 0;        // whole requests
 };
 
+struct GraphUse {
+    const OpGraph* graph = nullptr;
+    Bindings bindings;
+    u64 count = 0;  // times the graph runs in the step (layers of that kind in this stage)
+    bool is_layer = true;
+    LayerKind kind = LayerKind::FullAttention;
+};
+
 struct Estimate {
     // Resolved inputs.
     ModelSpec model;
@@ -123,6 +131,10 @@ struct Estimate {
     std::vector<LayerKindRow> layer_kinds;
     EstimateDetail detail;
     std::optional<VllmPlan> vllm;
+    // The graphs of the step as bound for this workload (per layer kind with its layer count,
+    // then the head), for the traffic and time model. For vLLM: the step itself, not the
+    // start-up profile run.
+    std::vector<GraphUse> step_graphs;
 };
 
 // Throws InputError for an impossible deployment (TP not dividing heads, ...) and

@@ -145,7 +145,80 @@ ojson tool_json(const ToolInfo& t) { return {{"name", "memtax"}, {"version", t.v
 
 }  // namespace
 
-std::string render_table(const Estimate& e, bool explain) {
+namespace {
+
+std::string seconds(double s) {
+    if (s >= 1) return fmt::format("{:.3f} s", s);
+    if (s >= 1e-3) return fmt::format("{:.3f} ms", s * 1e3);
+    return fmt::format("{:.1f} µs", s * 1e6);
+}
+
+std::string time_table(const TimeEstimate& t, const Estimate& e, bool explain) {
+    std::string out = fmt::format("\nTime (roofline; {} {}: {:.3g} B/s, {} {:.4g} FLOP/s, launch {}; {})\n", e.gpu.name,
+                                  t.calibrated ? "calibrated" : "assumed efficiencies", t.bandwidth_bytes_per_s, t.rate_dtype,
+                                  t.matmul_flops_per_s, seconds(t.launch_overhead_s), t.topology);
+    out += fmt::format("  TTFT (prefill of {} tokens × batch {})   {}\n", group_digits(e.workload.context), e.batch_per_replica, seconds(t.ttft_s));
+    out += fmt::format("  TPOT (decode at KV length {})          {}\n", group_digits(e.workload.context), seconds(t.tpot_s));
+    out += fmt::format("  decode throughput                     {:.1f} tokens/s (batch {})\n", t.tokens_per_s, e.workload.batch);
+    out += fmt::format("  ridge point                           {:.1f} FLOP/B; weight matmuls compute-bound from {} tokens per step\n",
+                       t.ridge_flops_per_byte, t.crossover_tokens);
+    for (const auto* st : {&t.prefill, &t.decode}) {
+        const bool pf = st == &t.prefill;
+        out += fmt::format("\n  {}: {} — {:.3g} FLOP/B, {:.1f}% of the GPU's {} matrix peak used{}\n", pf ? "prefill" : "decode step",
+                           seconds(st->seconds), st->arithmetic_intensity, st->compute_utilisation * 100, t.rate_dtype,
+                           st->attention_matrix_bytes
+                               ? fmt::format("; S×S tensors move {} B ({})", group_digits(st->attention_matrix_bytes), seconds(st->attention_matrix_s))
+                               : "");
+        out += fmt::format("  {:<22} {:>7} {:>22} {:>20} {:>11}  {}\n", "op kind", "kernels", "FLOPs", "bytes", "time", "bound");
+        for (const auto& k : st->kinds)
+            out += fmt::format("  {:<22} {:>7} {:>22} {:>20} {:>11}  {}\n", k.kind, k.ops, group_digits(k.flops), group_digits(k.bytes),
+                               seconds(k.seconds), k.bound);
+    }
+    if (explain) {
+        out += "\n  How the times are computed\n";
+        for (const auto& line : explain_time(t, e)) out += "    " + line + "\n";
+    }
+    return out;
+}
+
+ojson step_json(const StepTime& st) {
+    ojson kinds = ojson::array();
+    for (const auto& k : st.kinds)
+        kinds.push_back({{"kind", k.kind}, {"kernels", k.ops}, {"flops", k.flops}, {"bytes", k.bytes}, {"seconds", k.seconds}, {"bound", k.bound}});
+    return {{"seconds", st.seconds},
+            {"flops", st.flops},
+            {"bytes", st.bytes},
+            {"weight_bytes", st.weight_bytes},
+            {"kv_bytes", st.kv_bytes},
+            {"attention_matrix_bytes", st.attention_matrix_bytes},
+            {"attention_matrix_seconds", st.attention_matrix_s},
+            {"communication_seconds", st.communication_s},
+            {"arithmetic_intensity_flops_per_byte", st.arithmetic_intensity},
+            {"achieved_flops_per_s", st.achieved_flops_per_s},
+            {"compute_utilisation", st.compute_utilisation},
+            {"kinds", kinds}};
+}
+
+ojson time_json(const TimeEstimate& t) {
+    return {{"ttft_s", t.ttft_s},
+            {"tpot_s", t.tpot_s},
+            {"tokens_per_s", t.tokens_per_s},
+            {"ridge_flops_per_byte", t.ridge_flops_per_byte},
+            {"crossover_tokens", t.crossover_tokens},
+            {"achievable", {{"bandwidth_bytes_per_s", t.bandwidth_bytes_per_s},
+                            {"matmul_flops_per_s", t.matmul_flops_per_s},
+                            {"peak_matmul_flops_per_s", t.peak_matmul_flops_per_s},
+                            {"rate_dtype", t.rate_dtype},
+                            {"launch_overhead_s", t.launch_overhead_s},
+                            {"calibrated", t.calibrated}}},
+            {"topology", t.topology},
+            {"prefill", step_json(t.prefill)},
+            {"decode", step_json(t.decode)}};
+}
+
+}  // namespace
+
+std::string render_table(const Estimate& e, bool explain, const TimeEstimate* time) {
     std::string out = headline(e) + "\n";
     out += fmt::format("\nPer GPU (1 GiB = 2^30 bytes)\n{:<20} {:>10} {:>18}\n", "component", "GiB", "bytes");
     auto row = [&](const char* name, u64 v) { out += fmt::format("{:<20} {:>10} {:>18}\n", name, gib(v), group_digits(v)); };
@@ -189,10 +262,11 @@ std::string render_table(const Estimate& e, bool explain) {
         out += "\nHow each number is computed\n";
         for (const auto& t : explain_terms(e)) out += fmt::format("  {:<26} {:>18} B  = {}\n", t.name, group_digits(t.bytes), t.formula);
     }
+    if (time) out += time_table(*time, e, explain);
     return out;
 }
 
-std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain) {
+std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, const TimeEstimate* time) {
     ojson kinds = ojson::array();
     for (const auto& r : e.layer_kinds)
         kinds.push_back({{"kind", to_string(r.kind)},
@@ -205,6 +279,10 @@ std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain) {
     ojson j = {{"schema", "memtax.estimate/1"}, {"tool", tool_json(tool)}, {"inputs", inputs_json(e)},
                {"per_gpu", per_gpu_json(e)},     {"layer_kinds", kinds},     {"verdict", fit_verdict(e)}};
     if (e.vllm) j["vllm"] = vllm_json(*e.vllm);
+    if (time) {
+        j["time"] = time_json(*time);
+        if (explain) j["time"]["explain"] = explain_time(*time, e);
+    }
     if (explain) {
         ojson terms = ojson::array();
         for (const auto& t : explain_terms(e)) terms.push_back({{"name", t.name}, {"bytes", t.bytes}, {"formula", t.formula}});

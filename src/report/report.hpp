@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "model/memory_model.hpp"
+#include "model/time_model.hpp"
 
 namespace memtax {
 
@@ -13,8 +14,9 @@ struct ToolInfo {
     std::string git_sha;
 };
 
-std::string render_table(const Estimate& e, bool explain);
-std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain);
+// `time`: the roofline of the workload's prefill and decode steps (estimate --time), or null.
+std::string render_table(const Estimate& e, bool explain, const TimeEstimate* time = nullptr);
+std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, const TimeEstimate* time = nullptr);
 std::string render_csv(const Estimate& e);
 
 // The what-if grid (the main job on built-in defaults).

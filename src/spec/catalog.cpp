@@ -62,6 +62,18 @@ RuntimeSpec resolve_runtime(const std::string& arg) {
                                 [](const std::string& path) { return load_runtime_yaml(read_input_file(path), path); });
 }
 
+std::vector<ClusterSpec> catalog_clusters() {
+    std::vector<ClusterSpec> out;
+    for (const auto& f : embedded_clusters()) out.push_back(load_cluster_yaml(f.text, f.path));
+    return out;
+}
+
+ClusterSpec resolve_cluster(const std::string& arg) {
+    static const std::vector<ClusterSpec> catalog = catalog_clusters();
+    return resolve<ClusterSpec>("cluster", arg, catalog,
+                                [](const std::string& path) { return load_cluster_yaml(read_input_file(path), path); });
+}
+
 GpuSpec resolve_gpu(const std::string& arg) {
     static const std::vector<GpuSpec> catalog = catalog_gpus();
     return resolve<GpuSpec>("gpu", arg, catalog,

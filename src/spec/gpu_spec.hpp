@@ -27,6 +27,12 @@ struct GpuSpec {
     // Names the device reports (torch.cuda.get_device_name, cudaGetDeviceProperties), so
     // measurement files can be matched to this profile.
     std::vector<std::string> device_names;
+    // Achievable fractions of the peaks, and the fixed cost of launching one kernel: the time
+    // model's roofline (assumed in the shipped profiles until `memtax calibrate` measures them).
+    double bandwidth_efficiency = 1.0;
+    double matmul_efficiency = 1.0;
+    double launch_overhead_s = 0.0;
+    bool calibrated = false;
     std::map<std::string, std::string> sources;  // field -> citation
     std::string file;
 };

@@ -10,10 +10,10 @@ namespace {
 const std::vector<std::string> kGpuKeys = {
     "name", "display_name", "vendor", "source", "memory_bytes", "usable_memory_bytes",
     "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes", "sm_count", "interconnect",
-    "interconnect_bandwidth_bytes_per_s", "device_names", "sources"};
+    "interconnect_bandwidth_bytes_per_s", "device_names", "efficiency", "sources"};
 const std::vector<std::string> kNumericKeys = {
     "memory_bytes", "usable_memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-    "sm_count", "interconnect_bandwidth_bytes_per_s"};
+    "sm_count", "interconnect_bandwidth_bytes_per_s", "efficiency"};
 
 }  // namespace
 
@@ -54,6 +54,20 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
             if (!names[i].IsScalar()) map.fail("device_names", "expected a list of strings");
             g.device_names.push_back(names[i].Scalar());
         }
+    }
+
+    if (auto eff = map.optional_map("efficiency")) {
+        eff->finish({"bandwidth", "matmul", "launch_overhead_s", "calibrated"});
+        auto fraction = [&](const char* key) {
+            double v = eff->required_rate(key);
+            if (v > 1.0) eff->fail(key, fmt::format("{} is a fraction of the peak; valid: (0, 1]", v));
+            return v;
+        };
+        g.bandwidth_efficiency = fraction("bandwidth");
+        g.matmul_efficiency = fraction("matmul");
+        g.launch_overhead_s = eff->has("launch_overhead_s") ? eff->required_rate("launch_overhead_s") : 0.0;
+        if (g.launch_overhead_s > 1e-3) eff->fail("launch_overhead_s", fmt::format("{} s per kernel is implausible; valid: up to 1e-3", g.launch_overhead_s));
+        g.calibrated = eff->optional_bool("calibrated").value_or(false);
     }
 
     YamlMap sources = map.required_map("sources");

@@ -1,0 +1,210 @@
+#include "model/time_model.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <map>
+
+namespace memtax {
+namespace {
+
+struct Rates {
+    double bw = 0, act_rate = 0, fp8_rate = 0, peak_act = 0, launch = 0;
+    std::string act_name;
+};
+
+Rates rates_for(const Estimate& e) {
+    const GpuSpec& g = e.gpu;
+    Rates r;
+    r.bw = g.hbm_bandwidth.value * g.bandwidth_efficiency;
+    // The matrix rate of the compute dtype (bf16 and fp16 share it where only one is stated).
+    const std::string act = e.model.dtype.name;
+    auto rate = [&](const std::string& d) -> double {
+        auto it = g.peak_flops.find(d);
+        return it == g.peak_flops.end() ? 0.0 : it->second.value;
+    };
+    r.peak_act = rate(act);
+    r.act_name = act;
+    if (r.peak_act == 0) {
+        r.peak_act = rate("bf16") ? rate("bf16") : rate("fp16");
+        r.act_name = rate("bf16") ? "bf16" : "fp16";
+    }
+    r.act_rate = r.peak_act * g.matmul_efficiency;
+    r.fp8_rate = rate(e.workload.weight_dtype->name) * g.matmul_efficiency;
+    r.launch = g.launch_overhead_s;
+    return r;
+}
+
+KindTime& kind_row(std::vector<KindTime>& rows, const std::string& name) {
+    for (auto& r : rows)
+        if (r.kind == name) return r;
+    rows.push_back(KindTime{name});
+    return rows.back();
+}
+
+StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
+    StepTime st;
+    const ModelSpec& m = e.model;
+    u64 tokens_hidden_bytes = 0;  // one activation message: batch · tokens · hidden · act bytes
+    for (const GraphUse& gu : e.step_graphs) {
+        // A pipeline estimate holds one stage's layers; one step runs every layer once.
+        u64 count = gu.count;
+        if (gu.is_layer) {
+            count = static_cast<u64>(std::count(m.layer_kinds.begin(), m.layer_kinds.end(), gu.kind));
+            if (e.vllm) count = m.num_layers;
+            const Bindings& b = gu.bindings;
+            tokens_hidden_bytes = b[DtypeRole::Act].bytes(checked_product({b[Dim::Batch], b[Dim::Sq], b[Dim::Hidden]}, "message"), "message");
+        }
+        // The attention mask is built once per forward (outside the layer graph) and read by
+        // every layer: eager adds the additive [B,1,Sq,Skv] mask to its scores; SDPA reads the
+        // bool mask to convert it.
+        u64 mask_read = 0;
+        if (gu.is_layer && !e.vllm) {
+            const Bindings& b = gu.bindings;
+            if (e.workload.runtime.mask == MaskKind::Additive)
+                mask_read = b[DtypeRole::Act].bytes(checked_product({b[Dim::Batch], b[Dim::Sq], b[Dim::Skv]}, "mask"), "mask");
+            else
+                mask_read = b[Dim::MaskConvElems];  // one byte per bool
+        }
+        if (mask_read) {
+            KindTime& row = kind_row(st.kinds, to_string(OpGroup::Attention));
+            const u64 total = checked_mul(mask_read, count, "mask");
+            row.bytes = checked_add(row.bytes, total, "bytes");
+            row.memory_s += static_cast<double>(total) / r.bw;
+            row.seconds += static_cast<double>(total) / r.bw;
+            st.attention_matrix_bytes = checked_add(st.attention_matrix_bytes, total, "bytes");
+        }
+        for (const OpTraffic& t : gu.graph->traffic(gu.bindings)) {
+            const OpInfo& op = *t.op;
+            const bool matrix = (op.kind == OpKind::Matmul || op.kind == OpKind::Attention) && t.flops > 0;
+            // fp8 weights run at the fp8 rate; int4 weights are dequantised to the compute dtype.
+            const bool fp8 = op.weight.coef && op.weight_dtype == DtypeRole::Weight && r.fp8_rate > 0 &&
+                             e.workload.weight_dtype->bits == 8;
+            const double compute = matrix ? static_cast<double>(t.flops) / (fp8 ? r.fp8_rate : r.act_rate) : 0.0;
+            const double memory = static_cast<double>(t.bytes) / r.bw;
+            const double c = static_cast<double>(count);
+            KindTime& row = kind_row(st.kinds, to_string(op.group));
+            row.ops += count;
+            row.flops = checked_add(row.flops, checked_mul(t.flops, count, "flops"), "flops");
+            row.bytes = checked_add(row.bytes, checked_mul(t.bytes, count, "bytes"), "bytes");
+            const double op_s = std::max(compute, memory);
+            if (compute > memory) row.compute_s += c * op_s;
+            else row.memory_s += c * op_s;
+            row.launch_s += c * r.launch;
+            row.seconds += c * (op_s + r.launch);
+            st.weight_bytes = checked_add(st.weight_bytes, checked_mul(t.weight_bytes, count, "bytes"), "bytes");
+            st.kv_bytes = checked_add(st.kv_bytes, checked_mul(t.kv_bytes, count, "bytes"), "bytes");
+            st.attention_matrix_bytes =
+                checked_add(st.attention_matrix_bytes, checked_mul(t.attention_matrix_bytes, count, "bytes"), "bytes");
+        }
+    }
+    // The embedding gathers one row per token (read and write).
+    {
+        KindTime& row = kind_row(st.kinds, "embedding");
+        row.ops = 1;
+        row.bytes = checked_mul(2, tokens_hidden_bytes, "embedding");
+        row.memory_s = static_cast<double>(row.bytes) / r.bw;
+        row.launch_s = r.launch;
+        row.seconds = row.memory_s + row.launch_s;
+    }
+    // Communication.
+    const u64 tp = e.deployment.tp, pp = e.deployment.pp;
+    if (tp * pp > topo.gpus())
+        throw InputError(SourcePos{topo.spec().file, 0, 0}, "--cluster",
+                         fmt::format("{} has {} GPUs; one replica needs TP {} × PP {} = {}", topo.spec().name, topo.gpus(), tp, pp, tp * pp));
+    if (tp > 1) {
+        std::vector<u64> ranks;
+        for (u64 i = 0; i < tp; ++i) ranks.push_back(i);
+        const PathCost ring = topo.ring(ranks);
+        KindTime& ar = kind_row(st.kinds, "tp all-reduce");
+        const u64 n = checked_add(checked_mul(2, m.num_layers, "all-reduces"), 1, "all-reduces");  // + the embedding's
+        ar.ops = n;
+        ar.bytes = checked_mul(n, tokens_hidden_bytes, "all-reduce");
+        ar.seconds = static_cast<double>(n) * all_reduce_seconds(tokens_hidden_bytes, tp, ring);
+        KindTime& ag = kind_row(st.kinds, "logits all-gather");
+        const u64 logits = e.workload.logits_dtype->bytes(
+            checked_product({e.vllm ? e.batch_per_replica : e.batch_per_replica, e.logits_kept, m.vocab_size}, "logits"), "logits");
+        ag.ops = 1;
+        ag.bytes = logits;
+        ag.seconds = all_gather_seconds(logits, tp, ring);
+    }
+    if (pp > 1) {
+        KindTime& p2p = kind_row(st.kinds, "pp transfer");
+        p2p.ops = pp - 1;
+        p2p.bytes = checked_mul(pp - 1, tokens_hidden_bytes, "pp transfer");
+        for (u64 s = 0; s + 1 < pp; ++s) p2p.seconds += p2p_seconds(tokens_hidden_bytes, topo.path(s * tp, (s + 1) * tp));
+    }
+    for (auto& row : st.kinds) {
+        const bool comm = row.kind == "tp all-reduce" || row.kind == "logits all-gather" || row.kind == "pp transfer";
+        if (comm) {
+            row.bound = "communication";
+            st.communication_s += row.seconds;
+        } else {
+            st.flops = checked_add(st.flops, row.flops, "flops");
+            st.bytes = checked_add(st.bytes, row.bytes, "bytes");
+            row.bound = row.launch_s > std::max(row.compute_s, row.memory_s) ? "launch"
+                        : row.compute_s > row.memory_s                       ? "compute"
+                                                                             : "memory";
+        }
+        st.seconds += row.seconds;
+    }
+    st.attention_matrix_s = static_cast<double>(st.attention_matrix_bytes) / r.bw;
+    st.achieved_flops_per_s = st.seconds > 0 ? static_cast<double>(st.flops) / st.seconds : 0;
+    st.compute_utilisation = r.peak_act > 0 ? st.achieved_flops_per_s / r.peak_act : 0;
+    st.arithmetic_intensity = st.bytes ? static_cast<double>(st.flops) / static_cast<double>(st.bytes) : 0;
+    return st;
+}
+
+}  // namespace
+
+TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, const Topology& topo) {
+    TimeEstimate t;
+    const Rates r = rates_for(prefill);
+    if (r.bw <= 0 || r.act_rate <= 0) throw InputError(SourcePos{prefill.gpu.file, 0, 0}, "hbm_bandwidth_bytes_per_s", "needs a bandwidth and a matrix rate for the time model");
+    t.bandwidth_bytes_per_s = r.bw;
+    t.matmul_flops_per_s = r.act_rate;
+    t.peak_matmul_flops_per_s = r.peak_act;
+    t.launch_overhead_s = r.launch;
+    t.rate_dtype = r.act_name;
+    t.calibrated = prefill.gpu.calibrated;
+    t.ridge_flops_per_byte = r.act_rate / r.bw;
+    // A weight matmul over T tokens performs 2·T FLOPs per weight element read: compute-bound
+    // once 2·T / bytes-per-element reaches the ridge point.
+    const DType& wd = *prefill.workload.weight_dtype;
+    const double bytes_per_weight = static_cast<double>(wd.bits) / 8.0;
+    t.crossover_tokens = static_cast<u64>(std::ceil(t.ridge_flops_per_byte * bytes_per_weight / 2.0));
+    t.topology = topo.spec().name;
+    t.prefill = step_time(prefill, topo, r);
+    t.decode = step_time(decode, topo, r);
+    t.ttft_s = t.prefill.seconds;
+    t.tpot_s = t.decode.seconds;
+    const double batch = static_cast<double>(decode.batch_per_replica * decode.replicas);
+    t.tokens_per_s = t.tpot_s > 0 ? batch / t.tpot_s : 0;
+    return t;
+}
+
+std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) {
+    std::vector<std::string> out;
+    const GpuSpec& g = e.gpu;
+    out.push_back(fmt::format("achievable bandwidth = {:.3g} B/s peak × {} efficiency = {:.4g} B/s{}", g.hbm_bandwidth.value,
+                              g.bandwidth_efficiency, t.bandwidth_bytes_per_s, t.calibrated ? " (calibrated)" : " (assumed, uncalibrated)"));
+    out.push_back(fmt::format("achievable {} matrix rate = {:.4g} FLOP/s peak × {} = {:.4g} FLOP/s", t.rate_dtype, t.peak_matmul_flops_per_s,
+                              g.matmul_efficiency, t.matmul_flops_per_s));
+    out.push_back(fmt::format("op time = max(FLOPs / {:.4g}, bytes / {:.4g}) + launch {:.3g} s; elementwise ops memory-bound", t.matmul_flops_per_s,
+                              t.bandwidth_bytes_per_s, t.launch_overhead_s));
+    out.push_back(fmt::format("ridge point = {:.4g} / {:.4g} = {:.1f} FLOP/B; weight matmuls compute-bound from 2·T / {} B ≥ ridge: T ≥ {} tokens per step",
+                              t.matmul_flops_per_s, t.bandwidth_bytes_per_s, t.ridge_flops_per_byte,
+                              static_cast<double>(e.workload.weight_dtype->bits) / 8.0, t.crossover_tokens));
+    out.push_back(fmt::format("TTFT = Σ prefill op times = {:.6g} s ({} FLOPs, {} B); TPOT = Σ decode op times = {:.6g} s ({} FLOPs, {} B)",
+                              t.ttft_s, group_digits(t.prefill.flops), group_digits(t.prefill.bytes), t.tpot_s, group_digits(t.decode.flops),
+                              group_digits(t.decode.bytes)));
+    out.push_back(fmt::format("tokens/s = batch {} / TPOT = {:.6g}", e.workload.batch, t.tokens_per_s));
+    if (e.deployment.tp > 1)
+        out.push_back(fmt::format("TP all-reduce (ring, {}): 2(n-1)/n · message / bus bandwidth + 2(n-1) · latency, n = {}, 2 per layer + 1 for the embedding",
+                                  t.topology, e.deployment.tp));
+    if (e.deployment.pp > 1)
+        out.push_back(fmt::format("PP transfer ({}): message / path bandwidth + path latency, {} boundaries", t.topology, e.deployment.pp - 1));
+    return out;
+}
+
+}  // namespace memtax

@@ -1,0 +1,65 @@
+#pragma once
+// Bandwidth and time: the roofline of every op of a step. Each op moves at least its inputs
+// once, its outputs once and its weight once, and performs its FLOPs; its time is
+// max(FLOPs / achievable matrix rate, bytes / achievable bandwidth) + one kernel launch, with
+// achievable = peak × the GPU profile's efficiency. Elementwise ops (norms, rotary, softmax,
+// residuals, copies) are taken as memory-bound: a few FLOPs per element, far below any GPU's
+// ridge point. Tensor parallelism adds a ring all-reduce after the attention output and the
+// MLP down projection of every layer (Megatron row-parallel layers), one for the vocab-parallel
+// embedding and an all-gather of the logits; pipeline stages add a point-to-point transfer of
+// the hidden states per stage boundary. Prefill gives the time to first token, one decode
+// step the time per output token.
+#include <string>
+#include <vector>
+
+#include "model/memory_model.hpp"
+#include "topology/topology.hpp"
+
+namespace memtax {
+
+struct KindTime {
+    std::string kind;  // an op group ("mlp", "attention core", ...), "embedding" or a collective
+    u64 ops = 0;       // kernel launches
+    u64 flops = 0;
+    u64 bytes = 0;
+    double compute_s = 0, memory_s = 0, launch_s = 0;
+    double seconds = 0;
+    std::string bound;  // compute | memory | communication | launch
+};
+
+struct StepTime {
+    double seconds = 0;
+    u64 flops = 0, bytes = 0;
+    u64 weight_bytes = 0, kv_bytes = 0;
+    u64 attention_matrix_bytes = 0;    // S×S tensors written and re-read (eager)
+    double attention_matrix_s = 0;     // their share of the step at the achievable bandwidth
+    double communication_s = 0;
+    double achieved_flops_per_s = 0;
+    double compute_utilisation = 0;    // achieved FLOP/s ÷ peak matrix FLOP/s
+    double arithmetic_intensity = 0;   // FLOPs per byte of the whole step
+    std::vector<KindTime> kinds;
+};
+
+struct TimeEstimate {
+    double bandwidth_bytes_per_s = 0;   // achievable
+    double matmul_flops_per_s = 0;      // achievable, in the compute dtype
+    double peak_matmul_flops_per_s = 0;
+    double launch_overhead_s = 0;
+    std::string rate_dtype;
+    bool calibrated = false;
+    double ridge_flops_per_byte = 0;    // achievable rate ÷ achievable bandwidth
+    u64 crossover_tokens = 0;           // tokens per step from which the weight matmuls are compute-bound
+    std::string topology;               // the cluster the communication used
+    StepTime prefill;                   // the prompt of `context` tokens: TTFT
+    StepTime decode;                    // one token at KV length `context`: TPOT
+    double ttft_s = 0, tpot_s = 0;
+    double tokens_per_s = 0;            // decode throughput of the whole deployment: batch / TPOT
+};
+
+// `prefill` and `decode` are estimates of the same deployment and workload in each mode.
+TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, const Topology& topology);
+
+// The formula behind each time number, for --explain.
+std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e);
+
+}  // namespace memtax

@@ -1,0 +1,116 @@
+#include "topology/topology.hpp"
+
+#include <boost/graph/adjacency_list.hpp>
+#include <boost/graph/dijkstra_shortest_paths.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "core/error.hpp"
+
+namespace memtax {
+namespace {
+
+struct EdgeProps {
+    double bandwidth = 0;
+    double latency = 0;
+};
+using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::undirectedS, boost::no_property, EdgeProps>;
+
+}  // namespace
+
+Topology::Topology(const ClusterSpec& c) : spec_(c), gpus_(checked_mul(c.nodes, c.gpus_per_node, "cluster GPUs")) {
+    if (gpus_ > 1'000'000) throw InputError(SourcePos{c.file, 0, 0}, "nodes", "more than 1,000,000 GPUs");
+}
+
+PathCost Topology::path(u64 a, u64 b) const {
+    if (a >= gpus_ || b >= gpus_)
+        throw InternalError(fmt::format("topology {}: GPU {} or {} beyond its {}", spec_.name, a, b, gpus_));
+    if (a == b) return PathCost{std::numeric_limits<double>::infinity(), 0, 0};
+    // Only the two nodes involved matter: build that subgraph (2 switches, their GPUs, the
+    // fabric) so a path query on a large cluster stays small.
+    const u64 per = spec_.gpus_per_node, na = a / per, nb = b / per;
+    std::vector<u64> nodes = {na};
+    if (nb != na) nodes.push_back(nb);
+    Graph g;
+    auto gpu_vertex = [&](u64 node_slot, u64 local) { return node_slot * (per + 1) + local; };
+    auto switch_vertex = [&](u64 node_slot) { return node_slot * (per + 1) + per; };
+    const u64 fabric = nodes.size() * (per + 1);
+    for (u64 i = 0; i <= fabric; ++i) boost::add_vertex(g);
+    for (u64 slot = 0; slot < nodes.size(); ++slot)
+        for (u64 l = 0; l < per; ++l) {
+            boost::add_edge(gpu_vertex(slot, l), switch_vertex(slot),
+                            EdgeProps{spec_.intra_node.bandwidth_bytes_per_s, spec_.intra_node.latency_s / 2}, g);
+            if (spec_.nodes > 1)
+                boost::add_edge(gpu_vertex(slot, l), fabric,
+                                EdgeProps{spec_.inter_node.bandwidth_bytes_per_s, spec_.inter_node.latency_s / 2}, g);
+        }
+    const u64 src = gpu_vertex(0, a % per), dst = gpu_vertex(nodes.size() - 1, b % per);
+    std::vector<Graph::vertex_descriptor> pred(boost::num_vertices(g));
+    std::vector<double> dist(boost::num_vertices(g));
+    boost::dijkstra_shortest_paths(g, src,
+                                   boost::weight_map(boost::get(&EdgeProps::latency, g))
+                                       .predecessor_map(boost::make_iterator_property_map(pred.begin(), boost::get(boost::vertex_index, g)))
+                                       .distance_map(boost::make_iterator_property_map(dist.begin(), boost::get(boost::vertex_index, g))));
+    PathCost r{std::numeric_limits<double>::infinity(), dist[dst], 0};
+    for (auto v = dst; v != src; v = pred[v]) {
+        if (pred[v] == v) throw InternalError(fmt::format("topology {}: no path from GPU {} to {}", spec_.name, a, b));
+        auto [e, ok] = boost::edge(pred[v], v, g);
+        r.bandwidth_bytes_per_s = std::min(r.bandwidth_bytes_per_s, g[e].bandwidth);
+        ++r.hops;
+    }
+    return r;
+}
+
+PathCost Topology::ring(const std::vector<u64>& ranks) const {
+    PathCost r{std::numeric_limits<double>::infinity(), 0, 0};
+    if (ranks.size() < 2) return r;
+    for (size_t i = 0; i < ranks.size(); ++i) {
+        PathCost p = path(ranks[i], ranks[(i + 1) % ranks.size()]);
+        r.bandwidth_bytes_per_s = std::min(r.bandwidth_bytes_per_s, p.bandwidth_bytes_per_s);
+        r.latency_s = std::max(r.latency_s, p.latency_s);
+        r.hops = std::max(r.hops, p.hops);
+    }
+    return r;
+}
+
+ClusterSpec single_node_cluster(const GpuSpec& gpu, u64 gpus) {
+    ClusterSpec c;
+    c.name = fmt::format("{}x {} (from the GPU profile)", gpus, gpu.name);
+    c.description = "one node joined by the GPU profile's interconnect";
+    c.gpu = gpu.name;
+    c.nodes = 1;
+    c.gpus_per_node = gpus;
+    if (gpus > 1 && gpu.interconnect_bandwidth.value <= 0)
+        throw InputError(SourcePos{gpu.file, 0, 0}, "--cluster",
+                         fmt::format("{} states no interconnect bandwidth; pass --cluster (a cluster profile) for {} GPUs", gpu.name, gpus));
+    // Vendors state NVLink bandwidth for both directions together.
+    c.intra_node = Link{gpu.interconnect, gpu.interconnect_bandwidth.value / 2, 0.0};
+    c.sources["intra_node"] = "half the GPU profile's interconnect_bandwidth_bytes_per_s (stated for both directions); latency not known without a cluster profile";
+    return c;
+}
+
+double all_reduce_seconds(u64 bytes, u64 n, const PathCost& ring) {
+    if (n < 2 || bytes == 0) return 0;
+    const double steps = 2.0 * static_cast<double>(n - 1);
+    return steps / static_cast<double>(n) * static_cast<double>(bytes) / ring.bandwidth_bytes_per_s + steps * ring.latency_s;
+}
+
+double all_gather_seconds(u64 total_bytes, u64 n, const PathCost& ring) {
+    if (n < 2 || total_bytes == 0) return 0;
+    const double steps = static_cast<double>(n - 1);
+    return steps / static_cast<double>(n) * static_cast<double>(total_bytes) / ring.bandwidth_bytes_per_s + steps * ring.latency_s;
+}
+
+double all_to_all_seconds(u64 bytes_per_rank, u64 n, const PathCost& ring) {
+    // Each rank keeps 1/n of its data and sends the rest, one peer after another.
+    return all_gather_seconds(bytes_per_rank, n, ring);
+}
+
+double p2p_seconds(u64 bytes, const PathCost& path) {
+    if (bytes == 0) return 0;
+    return static_cast<double>(bytes) / path.bandwidth_bytes_per_s + path.latency_s;
+}
+
+}  // namespace memtax

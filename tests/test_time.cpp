@@ -1,0 +1,160 @@
+// The roofline time model and the cluster topology, against hand derivations.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/time_model.hpp"
+#include "spec/loaders.hpp"
+#include "topology/topology.hpp"
+
+using namespace memtax;
+
+namespace {
+
+struct Pair {
+    Estimate prefill, decode;
+};
+
+Pair both(const std::string& model, const std::string& gpu, const std::string& runtime, u64 batch, u64 context, Deployment dep = {}) {
+    Workload w;
+    w.batch = batch;
+    w.context = context;
+    w.runtime = resolve_runtime(runtime);
+    Workload d = w;
+    d.mode = Mode::Decode;
+    ModelSpec m = resolve_model(model);
+    GpuSpec g = resolve_gpu(gpu);
+    return {estimate(m, g, dep, w), estimate(m, g, dep, d)};
+}
+
+const KindTime* kind(const StepTime& st, const std::string& name) {
+    for (const auto& k : st.kinds)
+        if (k.kind == name) return &k;
+    return nullptr;
+}
+
+}  // namespace
+
+TEST(Time, DecodeStepIsWeightsPlusKvOverBandwidth) {
+    // Llama-3.1-8B, batch 1, KV length 8,192, one H100, vLLM (paged KV read once per step).
+    // Bytes a decode step must move: every layer's weights, the final norm and the LM head
+    // (the embedding table is only gathered: one row) = 16,060,522,496 - 1,050,673,152, and the
+    // KV cache 2 · 32 layers · 8,192 tokens · 1,024 · 2 B = 1,073,741,824.
+    Pair p = both("llama-3.1-8b", "h100-sxm", "vllm", 1, 8192);
+    Topology topo(single_node_cluster(p.prefill.gpu, 1));
+    TimeEstimate t = estimate_time(p.prefill, p.decode, topo);
+    const double weights_read = 16060522496.0 - 1050673152.0, kv = 1073741824.0;
+    const double bw = 3.35e12 * 0.90;  // H100 profile: peak × assumed efficiency
+    EXPECT_DOUBLE_EQ(t.bandwidth_bytes_per_s, bw);
+    EXPECT_EQ(t.decode.weight_bytes, static_cast<u64>(weights_read));
+    EXPECT_EQ(t.decode.kv_bytes, static_cast<u64>(kv));
+    // 260 kernels: 32 layers × 8 (two norms, QKV, attention, O, gate_up, SiLU·mul, down),
+    // final norm, LM head, logits cast, embedding; 4 µs each.
+    u64 kernels = 0;
+    for (const auto& k : t.decode.kinds) kernels += k.ops;
+    EXPECT_EQ(kernels, 260u);
+    const double expected = (weights_read + kv) / bw + 260 * 4.0e-6;
+    // Within rounding: the activations of one token add well under 0.1%.
+    EXPECT_NEAR(t.tpot_s, expected, expected * 1e-3);
+    EXPECT_NEAR(t.tokens_per_s, 1.0 / t.tpot_s, 1e-9);
+    // Memory-bound: the step uses a sliver of the matrix peak.
+    EXPECT_LT(t.decode.compute_utilisation, 0.01);
+    for (const auto& k : t.decode.kinds) EXPECT_NE(k.bound, "compute") << k.kind;
+}
+
+TEST(Time, TensorParallelHalvesBytesAndAddsTheAllReduce) {
+    Pair one = both("llama-3.1-8b", "h100-sxm", "vllm", 1, 8192);
+    Pair two = both("llama-3.1-8b", "h100-sxm", "vllm", 1, 8192, Deployment{2, 2});
+    const ClusterSpec c = resolve_cluster("hgx-h100-8");
+    Topology topo(c);
+    TimeEstimate t1 = estimate_time(one.prefill, one.decode, Topology(single_node_cluster(one.prefill.gpu, 1)));
+    TimeEstimate t2 = estimate_time(two.prefill, two.decode, topo);
+    // Norm weights (2 per layer + the final one, 4,096 bf16 each) are replicated; every
+    // matrix, the vocab-parallel head and the KV heads split in two.
+    const u64 norms = (2 * 32 + 1) * 4096 * 2;
+    EXPECT_EQ(t2.decode.weight_bytes, (t1.decode.weight_bytes - norms) / 2 + norms);
+    EXPECT_EQ(t2.decode.kv_bytes, t1.decode.kv_bytes / 2);
+    // Ring all-reduce of one token's hidden state (4,096 · 2 B) between 2 GPUs over NVSwitch
+    // (450 GB/s each way, 3 µs): 2(n-1)/n · 8,192 / 450e9 + 2(n-1) · 3e-6, twice per layer
+    // and once for the vocab-parallel embedding: 65 times.
+    const double ar = 2.0 * 1 / 2 * 8192 / 450e9 + 2.0 * 1 * 3.0e-6;
+    const KindTime* all_reduce = kind(t2.decode, "tp all-reduce");
+    ASSERT_NE(all_reduce, nullptr);
+    EXPECT_EQ(all_reduce->ops, 65u);
+    EXPECT_NEAR(all_reduce->seconds, 65 * ar, 1e-15);
+    // The fp32 logits (128,256 · 4 B) are gathered: (n-1)/n · 513,024 / 450e9 + 3 µs.
+    const KindTime* gather = kind(t2.decode, "logits all-gather");
+    ASSERT_NE(gather, nullptr);
+    EXPECT_NEAR(gather->seconds, 0.5 * 513024 / 450e9 + 3.0e-6, 1e-15);
+    EXPECT_NEAR(t2.decode.communication_s, 65 * ar + 0.5 * 513024 / 450e9 + 3.0e-6, 1e-12);
+    EXPECT_EQ(kind(t1.decode, "tp all-reduce"), nullptr);
+}
+
+TEST(Time, EagerScoreMatrixTrafficIsItsOwnTermAndGrowsQuadratically) {
+    Pair e4 = both("llama-3.1-8b", "h100-sxm", "hf-eager", 1, 4096);
+    Pair e8 = both("llama-3.1-8b", "h100-sxm", "hf-eager", 1, 8192);
+    Pair f8 = both("llama-3.1-8b", "h100-sxm", "hf-sdpa", 1, 8192);
+    Topology topo(single_node_cluster(e4.prefill.gpu, 1));
+    TimeEstimate t4 = estimate_time(e4.prefill, e4.decode, topo), t8 = estimate_time(e8.prefill, e8.decode, topo);
+    TimeEstimate f = estimate_time(f8.prefill, f8.decode, topo);
+    // S×S traffic per layer: scores written (2 B), read and written scaled (2+2), masked (2+2),
+    // softmax reads 2, writes its fp32 copy and reads it back (4+4), writes fp32 probs (4),
+    // the cast reads 4 and writes 2, P·V reads 2: 32 bytes per element, 32 heads.
+    const u64 per_layer_4k = 32ull * 32 * 4096 * 4096;
+    // Plus the additive mask [1,1,S,S] in bf16, read once per layer.
+    EXPECT_EQ(t4.prefill.attention_matrix_bytes, 32 * (per_layer_4k + 2ull * 4096 * 4096));
+    EXPECT_EQ(t8.prefill.attention_matrix_bytes, 4 * t4.prefill.attention_matrix_bytes);
+    EXPECT_EQ(f.prefill.attention_matrix_bytes, 0u);
+    EXPECT_GT(t8.ttft_s, f.ttft_s);
+}
+
+TEST(Time, RidgePointAndCrossover) {
+    Pair p = both("llama-3.1-8b", "h100-sxm", "hf-sdpa", 1, 1024);
+    TimeEstimate t = estimate_time(p.prefill, p.decode, Topology(single_node_cluster(p.prefill.gpu, 1)));
+    // 989.4e12 · 0.75 / (3.35e12 · 0.90) = 246.12 FLOP/B; bf16 weights (2 B): 2T/2 >= 246.12.
+    EXPECT_NEAR(t.ridge_flops_per_byte, 989.4e12 * 0.75 / (3.35e12 * 0.90), 1e-9);
+    EXPECT_EQ(t.crossover_tokens, 247u);
+    // A 1,024-token prefill is past the crossover: its matrix work is compute-bound.
+    EXPECT_EQ(kind(t.prefill, "mlp")->bound, "compute");
+    EXPECT_EQ(kind(t.decode, "mlp")->bound, "memory");
+    EXPECT_GT(t.prefill.compute_utilisation, 0.3);
+    EXPECT_LE(t.prefill.compute_utilisation, 0.75);
+}
+
+TEST(Topology, PathsRingsAndCollectives) {
+    Topology t(resolve_cluster("dgx-h100-2x8-ib"));
+    EXPECT_EQ(t.gpus(), 16u);
+    PathCost in = t.path(0, 7);
+    EXPECT_DOUBLE_EQ(in.bandwidth_bytes_per_s, 450e9);
+    EXPECT_NEAR(in.latency_s, 3.0e-6, 1e-18);
+    EXPECT_EQ(in.hops, 2);
+    PathCost across = t.path(3, 12);  // through the NICs and the fabric
+    EXPECT_DOUBLE_EQ(across.bandwidth_bytes_per_s, 50e9);
+    EXPECT_NEAR(across.latency_s, 6.0e-6, 1e-18);
+    std::vector<u64> node0 = {0, 1, 2, 3, 4, 5, 6, 7}, all;
+    for (u64 i = 0; i < 16; ++i) all.push_back(i);
+    EXPECT_DOUBLE_EQ(t.ring(node0).bandwidth_bytes_per_s, 450e9);
+    EXPECT_DOUBLE_EQ(t.ring(all).bandwidth_bytes_per_s, 50e9);  // the slowest hop decides
+    // nccl-tests bus-bandwidth factors: all-reduce 2(n-1)/n, all-gather and all-to-all (n-1)/n.
+    PathCost ring{100e9, 1e-6, 1};
+    EXPECT_DOUBLE_EQ(all_reduce_seconds(1000000000, 8, ring), 2.0 * 7 / 8 * 1e9 / 100e9 + 14e-6);
+    EXPECT_DOUBLE_EQ(all_gather_seconds(1000000000, 8, ring), 7.0 / 8 * 1e9 / 100e9 + 7e-6);
+    EXPECT_DOUBLE_EQ(all_to_all_seconds(1000000000, 8, ring), 7.0 / 8 * 1e9 / 100e9 + 7e-6);
+    EXPECT_DOUBLE_EQ(p2p_seconds(1000000000, ring), 1e9 / 100e9 + 1e-6);
+    EXPECT_EQ(all_reduce_seconds(1000, 1, ring), 0.0);
+}
+
+TEST(Time, PipelineStagesAddTransfersAndRunEveryLayer) {
+    // Llama-3.1-70B, TP 8 × PP 2 over two DGX H100 nodes: one stage per node; the hidden state
+    // of an 8,192-token prompt (8,192 · 8,192 · 2 B) crosses InfiniBand once.
+    Pair p = both("llama-3.1-70b", "h100-sxm", "hf-sdpa", 1, 8192, Deployment{16, 8, 2});
+    EXPECT_EQ(p.prefill.detail.stage_layers, 40u);
+    TimeEstimate t = estimate_time(p.prefill, p.decode, Topology(resolve_cluster("dgx-h100-2x8-ib")));
+    const KindTime* pp = kind(t.prefill, "pp transfer");
+    ASSERT_NE(pp, nullptr);
+    EXPECT_NEAR(pp->seconds, 8192.0 * 8192 * 2 / 50e9 + 6.0e-6, 1e-12);
+    // Every one of the 80 layers runs in the step: 2 all-reduces each + the embedding's.
+    EXPECT_EQ(kind(t.prefill, "tp all-reduce")->ops, 161u);
+    // One replica needs 16 GPUs: a single 8-GPU node is refused.
+    EXPECT_THROW(estimate_time(p.prefill, p.decode, Topology(resolve_cluster("hgx-h100-8"))), InputError);
+}
