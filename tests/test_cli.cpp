@@ -191,6 +191,8 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"runtime_eager_native_gqa.yaml", 10, "gqa: eager attention multiplies per query head: use repeat"},
         {"runtime_missing_source.yaml", 15, "allocator_round_bytes: has no citation"},
         {"runtime_vllm_bad_util.yaml", 18, "vllm.gpu_memory_utilization: \"1.5\" must be a decimal in (0, 1]"},
+        {"cluster_bad_fabric.yaml", 8, "intra_node.fabric: unknown value \"nvlinc\" (did you mean \"nvlink\"?)"},
+        {"cluster_missing_source.yaml", 7, "intra_node: has no citation"},
         {"meas_bad_mode.json", 15, "cases[0].mode: \"train\"; valid: prefill, decode"},
         {"meas_misspelt.json", 23, "cases[0].measured.forward_peek_bytes: unknown key (did you mean \"forward_peak_bytes\"?)"},
         {"meas_negative_batch.json", 16, "cases[0].batch: must not be negative, got -1"},
@@ -205,7 +207,8 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         std::string path = bad(c.file);
         bool gpu = c.file.rfind("gpu_", 0) == 0;
         bool runtime = c.file.rfind("runtime_", 0) == 0;
-        Result r = c.file.rfind("meas_", 0) == 0 ? cli({"validate", "--measurements", path})
+        Result r = c.file.rfind("meas_", 0) == 0      ? cli({"validate", "--measurements", path})
+                   : c.file.rfind("cluster_", 0) == 0 ? cli({"estimate", "--time", "--cluster", path})
                    : cli({"estimate", gpu ? "--gpu" : runtime ? "--runtime" : "--model", path});
         EXPECT_EQ(r.code, 2) << c.file;
         std::string where = c.line ? path + ":" + std::to_string(c.line) + ": " : path + ": ";
@@ -250,4 +253,23 @@ TEST(Cli, ValidateRuntimesAndVllm) {
     EXPECT_EQ(e["inputs"]["runtime"]["name"], "vllm");
     EXPECT_EQ(e["vllm"]["num_blocks"], 28019);
     EXPECT_EQ(e["vllm"]["blocks_per_request"], 8192);
+}
+
+TEST(Cli, TimeJsonHasStableKeys) {
+    Result r = cli({"estimate", "--model", "llama-3.1-8b", "--tp", "2", "--time", "--cluster", "hgx-h100-8", "--format", "json", "--explain"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto j = nlohmann::json::parse(r.out)["time"];
+    for (const char* k : {"ttft_s", "tpot_s", "tokens_per_s", "ridge_flops_per_byte", "crossover_tokens", "achievable", "prefill", "decode", "explain"})
+        EXPECT_TRUE(j.contains(k)) << k;
+    bool all_reduce = false;
+    for (const auto& k : j["decode"]["kinds"]) {
+        for (const char* f : {"kind", "kernels", "flops", "bytes", "seconds", "bound"}) EXPECT_TRUE(k.contains(f)) << f;
+        all_reduce |= k["kind"] == "tp all-reduce" && k["bound"] == "communication";
+    }
+    EXPECT_TRUE(all_reduce);
+    EXPECT_GT(j["ttft_s"].get<double>(), j["tpot_s"].get<double>());
+    // --cluster without --time is a mistake worth saying.
+    EXPECT_EQ(cli({"estimate", "--cluster", "hgx-h100-8"}).code, 2);
+    // A replica larger than the cluster is refused.
+    EXPECT_EQ(cli({"estimate", "--model", "llama-3.1-70b", "--tp", "8", "--pp", "2", "--time", "--cluster", "hgx-h100-8"}).code, 2);
 }
