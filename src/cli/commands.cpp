@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <filesystem>
 #include <optional>
 #include <ostream>
 
@@ -49,10 +50,10 @@ RuntimeSpec runtime_from(const std::string& runtime, const std::string& attentio
     return r;
 }
 
-Workload workload_from(const EstimateArgs& a, const ModelSpec& m) {
+Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeSpec* resolved = nullptr) {
     Workload w;
     w.mode = a.mode == "decode" ? Mode::Decode : Mode::Prefill;
-    w.runtime = runtime_from(a.runtime, a.attention);
+    w.runtime = resolved ? *resolved : runtime_from(a.runtime, a.attention);
     w.batch = a.batch;
     w.context = a.context;
     if (!a.weight_dtype.empty()) w.weight_dtype = dtype_arg("--weight-dtype", a.weight_dtype);
@@ -111,9 +112,26 @@ void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
 
 ToolInfo tool_info() { return ToolInfo{MEMTAX_VERSION, MEMTAX_GIT_SHA}; }
 
-void emit(const std::string& text, const std::string& output, std::ostream& out) {
-    if (output.empty()) out << text;
-    else write_file_atomically(output, text);
+// Refuses an --output that is one of the run's own input files (a typo away from destroying
+// a profile or a measurement file).
+void refuse_overwriting_inputs(const std::string& output, const std::vector<std::string>& inputs) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (output.empty() || !fs::exists(output, ec)) return;
+    for (const auto& in : inputs) {
+        if (in.empty() || !fs::exists(in, ec)) continue;
+        if (fs::equivalent(output, in, ec))
+            throw InputError(SourcePos{}, "--output", fmt::format("\"{}\" is an input of this run ({}); refusing to overwrite it", output, in));
+    }
+}
+
+void emit(const std::string& text, const std::string& output, std::ostream& out, const std::vector<std::string>& inputs = {}) {
+    if (output.empty()) {
+        out << text;
+        return;
+    }
+    refuse_overwriting_inputs(output, inputs);
+    write_file_atomically(output, text);
 }
 
 int cmd_estimate(const EstimateArgs& a, std::ostream& out) {
@@ -139,7 +157,7 @@ int cmd_estimate(const EstimateArgs& a, std::ostream& out) {
     std::string text = a.format == "json" ? render_json(e, tool_info(), a.explain, tp)
                        : a.format == "csv" ? render_csv(e)
                                            : render_table(e, a.explain, tp);
-    emit(text, a.output, out);
+    emit(text, a.output, out, {a.model, a.gpu, a.runtime, a.cluster});
     return a.require_fit && !e.fits ? 1 : 0;
 }
 
@@ -154,6 +172,8 @@ struct WhatifArgs {
 
 int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
     std::vector<Estimate> rows;
+    const RuntimeSpec runtime = runtime_from(a.runtime, a.attention);
+    std::vector<std::string> inputs = {a.runtime};
     for (const auto& setup : a.setups) {
         // MODEL@NxGPU, tensor parallel over the N GPUs of one replica.
         auto at = setup.find('@');
@@ -166,6 +186,8 @@ int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
             throw InputError(SourcePos{}, "--setup", fmt::format("expected MODEL@NxGPU (e.g. llama-3.1-70b@4xh200), got \"{}\"", setup));
         ModelSpec m = resolve_model(setup.substr(0, at));
         GpuSpec g = resolve_gpu(setup.substr(x + 1));
+        inputs.push_back(setup.substr(0, at));
+        inputs.push_back(setup.substr(x + 1));
         for (const auto& mode : a.modes)
         for (const auto& kv : a.kv_dtypes)
             for (u64 ctx : a.contexts)
@@ -177,13 +199,13 @@ int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
                     ea.batch = batch;
                     ea.context = ctx;
                     ea.kv_dtype = kv;
-                    rows.push_back(estimate(m, g, Deployment{n, n}, workload_from(ea, m)));
+                    rows.push_back(estimate(m, g, Deployment{n, n}, workload_from(ea, m, &runtime)));
                 }
     }
     std::string text = a.format == "json" ? render_whatif_json(rows, tool_info())
                        : a.format == "csv" ? render_whatif_csv(rows)
                                            : render_whatif_table(rows);
-    emit(text, a.output, out);
+    emit(text, a.output, out, inputs);
     return 0;
 }
 
@@ -263,7 +285,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         if (*val) {
             Validation v = validate_measurements(meas_file, meas_gpu, meas_tolerance / 100.0,
                                                  checked_mul(meas_slack_mib, kMiB, "--slack-mib"));
-            emit(meas_format == "json" ? render_validation_json(v, tool_info()) : render_validation_table(v), meas_output, out);
+            emit(meas_format == "json" ? render_validation_json(v, tool_info()) : render_validation_table(v), meas_output, out,
+                 {meas_file, meas_gpu});
             return v.all_ok ? 0 : 1;
         }
         if (*models) {

@@ -85,8 +85,9 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
             const double c = static_cast<double>(count);
             KindTime& row = kind_row(st.kinds, to_string(op.group));
             row.ops += count;
-            row.flops = checked_add(row.flops, checked_mul(t.flops, count, "flops"), "flops");
-            row.bytes = checked_add(row.bytes, checked_mul(t.bytes, count, "bytes"), "bytes");
+            const std::string& term = op.name;  // named in an overflow error
+            row.flops = checked_add(row.flops, checked_mul(t.flops, count, term), term);
+            row.bytes = checked_add(row.bytes, checked_mul(t.bytes, count, term), term);
             const double op_s = std::max(compute, memory);
             if (compute > memory) row.compute_s += c * op_s;
             else row.memory_s += c * op_s;
@@ -140,8 +141,8 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
             row.bound = "communication";
             st.communication_s += row.seconds;
         } else {
-            st.flops = checked_add(st.flops, row.flops, "flops");
-            st.bytes = checked_add(st.bytes, row.bytes, "bytes");
+            st.flops = checked_add(st.flops, row.flops, "step FLOPs (" + row.kind + ")");
+            st.bytes = checked_add(st.bytes, row.bytes, "step bytes (" + row.kind + ")");
             row.bound = row.launch_s > std::max(row.compute_s, row.memory_s) ? "launch"
                         : row.compute_s > row.memory_s                       ? "compute"
                                                                              : "memory";

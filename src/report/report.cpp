@@ -1,6 +1,7 @@
 #include "report/report.hpp"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -447,25 +448,45 @@ std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {
+    // A temporary file in the target's directory, flushed to disk, then renamed over the target:
+    // a reader (or a run killed half-way) sees the old report or the new one, never a mix.
+    // std::ofstream cannot fsync, so the POSIX calls are used directly.
     namespace fs = std::filesystem;
     fs::path target(path);
-    fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-    std::string tmp = (dir / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid())).string();
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw InputError(SourcePos{path}, "--output", fmt::format("cannot write: {}", std::strerror(errno)));
-        out << text;
-        out.flush();
-        if (!out) {
-            std::remove(tmp.c_str());
-            throw InputError(SourcePos{path}, "--output", "write failed");
-        }
-    }
     std::error_code ec;
-    fs::rename(tmp, target, ec);
-    if (ec) {
-        std::remove(tmp.c_str());
-        throw InputError(SourcePos{path}, "--output", fmt::format("cannot replace: {}", ec.message()));
+    if (fs::is_directory(target, ec)) throw InputError(SourcePos{path}, "--output", "is a directory, expected a file path");
+    fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    const std::string tmp = (dir / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid())).string();
+    auto fail = [&](const std::string& what) {
+        const std::string msg = fmt::format("{}: {}", what, std::strerror(errno));
+        ::unlink(tmp.c_str());
+        throw InputError(SourcePos{path}, "--output", msg);
+    };
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw InputError(SourcePos{path}, "--output", fmt::format("cannot write: {}", std::strerror(errno)));
+    const char* p = text.data();
+    size_t left = text.size();
+    while (left > 0) {
+        const ssize_t n = ::write(fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            ::close(fd);
+            fail("write failed");
+        }
+        p += n;
+        left -= static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0) {
+        ::close(fd);
+        fail("fsync failed");
+    }
+    if (::close(fd) != 0) fail("close failed");
+    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot replace");
+    // Make the rename itself durable.
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
     }
 }
 

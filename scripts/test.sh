@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The whole test job (CI runs it through the README's test command):
+#   1. the GoogleTest suite and the binary checks on the Release build in ./build;
+#   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer (./build-asan);
+#   3. each libFuzzer harness for MEMTAX_FUZZ_SECONDS (default 60) on a seed corpus made from
+#      the shipped profiles and test inputs (./build-fuzz); any crash, hang (>10 s), leak or
+#      sanitizer report fails the job. Execution counts go to build-fuzz/fuzz-summary.txt.
+# MEMTAX_QUICK=1 runs stage 1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+echo "== 1/3 test suite (Release)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+[ "${MEMTAX_QUICK:-0}" = 1 ] && exit 0
+
+echo "== 2/3 test suite under ASan + UBSan"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMEMTAX_SANITIZE=ON -DMEMTAX_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS="-O1" >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== 3/3 fuzzing (libFuzzer, ${MEMTAX_FUZZ_SECONDS:-60} s per harness)"
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_C_COMPILER=clang-14 \
+  -DMEMTAX_FUZZ=ON -DMEMTAX_BUILD_TESTS=OFF -DMEMTAX_BUILD_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j "$jobs" --target fuzz_yaml_profiles fuzz_hf_config fuzz_measurements fuzz_cli
+corpus=build-fuzz/corpus
+rm -rf "$corpus" && mkdir -p "$corpus"/{yaml_profiles,hf_config,measurements,cli}
+# Seeds: every shipped profile (prefixed with the byte that picks its loader), the configs and
+# measurement files, and every hand-written bad input (their regressions stay covered).
+i=0
+seed() { i=$((i + 1)); { printf '%s' "$2"; cat "$3"; } > "$corpus/$1/seed-$i"; }
+for f in models/*.yaml tests/data/good_model.yaml tests/data/bad/model_*.yaml; do seed yaml_profiles m "$f"; done
+for f in hardware/*.yaml tests/data/bad/gpu_*.yaml; do seed yaml_profiles g "$f"; done
+for f in runtimes/*.yaml tests/data/bad/runtime_*.yaml; do seed yaml_profiles r "$f"; done
+for f in hardware/clusters/*.yaml tests/data/bad/cluster_*.yaml; do seed yaml_profiles c "$f"; done
+for f in tests/data/measured/*.config.json tests/data/*.json tests/data/bad/hf_*.json; do seed hf_config "" "$f"; done
+for f in tests/data/measured/h*.json tests/data/bad/meas_*.json; do seed measurements "" "$f"; done
+printf 'estimate\n--model\nllama-3.1-70b\n--tp\n4\n--time\n' > "$corpus/cli/seed-estimate"
+printf 'whatif\n--contexts\n1024,8192\n--runtime\nvllm\n' > "$corpus/cli/seed-whatif"
+printf 'estimate\n--runtime\nhf-eager\n--mode\ndecode\n--context\n32768\n--explain\n--format\njson\n' > "$corpus/cli/seed-eager"
+printf 'runtimes\n--format\njson\n' > "$corpus/cli/seed-list"
+summary=build-fuzz/fuzz-summary.txt
+: > "$summary"
+for h in yaml_profiles hf_config measurements cli; do
+  max_len=65536; [ "$h" = cli ] && max_len=512
+  log=build-fuzz/fuzz_$h.log
+  # -fork would hide the first crash's stack; one process, stop at the first finding.
+  if ! ASAN_OPTIONS=detect_leaks=1 build-fuzz/fuzz_$h "$corpus/$h" -max_total_time="${MEMTAX_FUZZ_SECONDS:-60}" \
+       -timeout=10 -rss_limit_mb=2048 -max_len=$max_len -print_final_stats=1 -artifact_prefix=build-fuzz/crash-$h- \
+       > "$log" 2>&1; then
+    echo "fuzz_$h FAILED:"; tail -40 "$log"; exit 1
+  fi
+  runs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
+  echo "fuzz_$h: $runs executions, no crash" | tee -a "$summary"
+done
+echo "all stages passed in ${SECONDS} s"

@@ -1,0 +1,57 @@
+// libFuzzer harness: the YAML profile loaders (model, GPU, runtime, cluster; the first byte
+// picks one), and the engine on whatever loads: an estimate, vLLM sizing, the time model.
+#include <string>
+
+#include "fuzz_common.hpp"
+#include "model/memory_model.hpp"
+#include "model/time_model.hpp"
+#include "spec/loaders.hpp"
+
+using namespace memtax;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size < 1) return 0;
+    const char which = static_cast<char>(data[0]);
+    const std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
+    fuzz::expect_clean([&] {
+        static const GpuSpec h100 = resolve_gpu("h100-sxm");
+        static const ModelSpec small = resolve_model("llama-3.1-8b");
+        static const RuntimeSpec sdpa = resolve_runtime("hf-sdpa"), vllm = resolve_runtime("vllm");
+        Workload w;
+        w.context = 4096;
+        w.batch = 2;
+        switch (which % 4) {
+            case 0: {
+                ModelSpec m = load_model_yaml(text, "fuzz.yaml");
+                for (const RuntimeSpec* rt : {&sdpa, &vllm}) {
+                    w.runtime = *rt;
+                    Estimate e = estimate(m, h100, {}, w);
+                    if (e.total < e.weights) std::abort();
+                }
+                break;
+            }
+            case 1: {
+                GpuSpec g = load_gpu_yaml(text, "fuzz.yaml");
+                w.runtime = sdpa;
+                Estimate p = estimate(small, g, {}, w);
+                Workload d = w;
+                d.mode = Mode::Decode;
+                Estimate q = estimate(small, g, {}, d);
+                TimeEstimate t = estimate_time(p, q, Topology(single_node_cluster(g, 1)));
+                if (!(t.ttft_s >= 0) || !(t.tpot_s >= 0)) std::abort();  // NaN fails both
+                break;
+            }
+            case 2: {
+                w.runtime = load_runtime_yaml(text, "fuzz.yaml");
+                estimate(small, h100, {}, w);
+                break;
+            }
+            case 3: {
+                Topology topo(load_cluster_yaml(text, "fuzz.yaml"));
+                if (topo.gpus() > 1) topo.ring({0, topo.gpus() - 1});
+                break;
+            }
+        }
+    });
+    return 0;
+}
