@@ -135,6 +135,11 @@ TEST(Cli, BadCommandLinesExitTwo) {
         {{"estimate", "--frobnicate"}, "memtax: error: The following argument was not expected: --frobnicate"},
         {{"whatif", "--setup", "llama-3.1-8b"}, "memtax: error: --setup: expected MODEL@NxGPU"},
         {{}, "memtax: error: A subcommand is required"},
+        {{"estimate", "--runtime", "hf-sdp"}, "memtax: error: --runtime: unknown runtime \"hf-sdp\" (did you mean \"hf-sdpa\"?)"},
+        {{"estimate", "--pp", "0"}, "memtax: error: --pp: expected a positive integer, got \"0\""},
+        {{"estimate", "--pp", "33"}, "memtax: error: --pp: 33 stages leave the last of llama-3.1-8b's 32 layers empty"},
+        {{"estimate", "--time", "--cluster", "hgx-h100"}, "memtax: error: --cluster: unknown cluster \"hgx-h100\" (did you mean"},
+        {{"validate"}, "memtax: error: --measurements is required"},
     };
     for (const auto& c : cases) {
         Result r = cli(c.args);
