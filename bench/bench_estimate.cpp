@@ -2,6 +2,7 @@
 #include <benchmark/benchmark.h>
 
 #include "model/memory_model.hpp"
+#include "model/time_model.hpp"
 #include "spec/loaders.hpp"
 
 namespace {
@@ -23,6 +24,27 @@ void BM_Estimate80Layers(benchmark::State& state) {
     }
 }
 BENCHMARK(BM_Estimate80Layers)->Arg(0)->Arg(1)->Arg(2)->ArgName("runtime");
+
+// The roofline of both steps (prefill and decode) of the same 80-layer deployment over an
+// 8-GPU NVSwitch node: per-op traffic of every graph, the per-kind table, the TP all-reduces.
+void BM_TimeModel80Layers(benchmark::State& state) {
+    memtax::ModelSpec m = memtax::resolve_model("llama-3.1-70b");
+    memtax::GpuSpec g = memtax::resolve_gpu("h200");
+    memtax::Workload w;
+    w.batch = 16;
+    w.context = 32768;
+    w.runtime = memtax::resolve_runtime("hf-sdpa");
+    memtax::Workload d = w;
+    d.mode = memtax::Mode::Decode;
+    const memtax::Estimate p = memtax::estimate(m, g, memtax::Deployment{4, 4}, w);
+    const memtax::Estimate q = memtax::estimate(m, g, memtax::Deployment{4, 4}, d);
+    const memtax::Topology topo(memtax::resolve_cluster("hgx-h200-8"));
+    for (auto _ : state) {
+        memtax::TimeEstimate t = memtax::estimate_time(p, q, topo);
+        benchmark::DoNotOptimize(t.tpot_s);
+    }
+}
+BENCHMARK(BM_TimeModel80Layers);
 
 }  // namespace
 
