@@ -28,19 +28,26 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
                                  did_you_mean(arg, names), fmt::join(names, ", ")));
 }
 
+// Every embedded profile of one kind, loaded with its loader.
+template <typename Spec>
+std::vector<Spec> load_all(const std::vector<EmbeddedFile>& files, Spec (*load)(const std::string&, const std::string&)) {
+    std::vector<Spec> out;
+    for (const auto& f : files) out.push_back(load(f.text, f.path));
+    return out;
+}
+
+// A YAML profile from a path.
+template <typename Spec>
+auto from_file(Spec (*load)(const std::string&, const std::string&)) {
+    return [load](const std::string& path) { return load(read_input_file(path), path); };
+}
+
 }  // namespace
 
-std::vector<ModelSpec> catalog_models() {
-    std::vector<ModelSpec> out;
-    for (const auto& f : embedded_models()) out.push_back(load_model_yaml(f.text, f.path));
-    return out;
-}
-
-std::vector<GpuSpec> catalog_gpus() {
-    std::vector<GpuSpec> out;
-    for (const auto& f : embedded_gpus()) out.push_back(load_gpu_yaml(f.text, f.path));
-    return out;
-}
+std::vector<ModelSpec> catalog_models() { return load_all(embedded_models(), &load_model_yaml); }
+std::vector<GpuSpec> catalog_gpus() { return load_all(embedded_gpus(), &load_gpu_yaml); }
+std::vector<RuntimeSpec> catalog_runtimes() { return load_all(embedded_runtimes(), &load_runtime_yaml); }
+std::vector<ClusterSpec> catalog_clusters() { return load_all(embedded_clusters(), &load_cluster_yaml); }
 
 ModelSpec resolve_model(const std::string& arg) {
     static const std::vector<ModelSpec> catalog = catalog_models();
@@ -50,34 +57,17 @@ ModelSpec resolve_model(const std::string& arg) {
     });
 }
 
-std::vector<RuntimeSpec> catalog_runtimes() {
-    std::vector<RuntimeSpec> out;
-    for (const auto& f : embedded_runtimes()) out.push_back(load_runtime_yaml(f.text, f.path));
-    return out;
-}
-
 RuntimeSpec resolve_runtime(const std::string& arg) {
     static const std::vector<RuntimeSpec> catalog = catalog_runtimes();
-    return resolve<RuntimeSpec>("runtime", arg, catalog,
-                                [](const std::string& path) { return load_runtime_yaml(read_input_file(path), path); });
-}
-
-std::vector<ClusterSpec> catalog_clusters() {
-    std::vector<ClusterSpec> out;
-    for (const auto& f : embedded_clusters()) out.push_back(load_cluster_yaml(f.text, f.path));
-    return out;
+    return resolve<RuntimeSpec>("runtime", arg, catalog, from_file(&load_runtime_yaml));
 }
 
 ClusterSpec resolve_cluster(const std::string& arg) {
     static const std::vector<ClusterSpec> catalog = catalog_clusters();
-    return resolve<ClusterSpec>("cluster", arg, catalog,
-                                [](const std::string& path) { return load_cluster_yaml(read_input_file(path), path); });
+    return resolve<ClusterSpec>("cluster", arg, catalog, from_file(&load_cluster_yaml));
 }
 
 GpuSpec resolve_gpu(const std::string& arg) {
     static const std::vector<GpuSpec> catalog = catalog_gpus();
-    return resolve<GpuSpec>("gpu", arg, catalog,
-                            [](const std::string& path) { return load_gpu_yaml(read_input_file(path), path); });
+    return resolve<GpuSpec>("gpu", arg, catalog, from_file(&load_gpu_yaml));
 }
-
-}  // namespace memtax
