@@ -71,3 +71,5 @@ GpuSpec resolve_gpu(const std::string& arg) {
     static const std::vector<GpuSpec> catalog = catalog_gpus();
     return resolve<GpuSpec>("gpu", arg, catalog, from_file(&load_gpu_yaml));
 }
+
+}  // namespace memtax
