@@ -298,7 +298,6 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool 
     const u64 S = wl.context;
     const bool prefill = wl.mode == Mode::Prefill;
     const u64 Sq = prefill ? S : 1;
-    const u64 W = model.sliding_window;
     const u64 round = rt.allocator_round_bytes;
     e.logits_kept = *wl.logits_kept == 0 ? Sq : std::min(*wl.logits_kept, Sq);
     Bindings b = base_bindings(e, s, fp32);
@@ -306,17 +305,12 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool 
     b[Dim::Kept] = e.logits_kept;
 
     const TfGeometry geo{model, rt, prefill, S};
-    auto visible = [&](LayerKind k, u64 tokens) { return geo.visible(k, tokens); };
-    auto storage_after = [&](LayerKind k) { return geo.storage_after(k); };
-    auto storage_before = [&](LayerKind k) { return geo.storage_before(k); };
-    auto needs_mask = [&](LayerKind k) { return geo.needs_mask(k); };
-
     bool has_kind[2] = {false, false};
     for (auto k : model.layer_kinds) has_kind[static_cast<int>(k)] = true;
     u64 mask_elems = 0;
     for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention})
-        if (has_kind[static_cast<int>(k)] && needs_mask(k))
-            mask_elems = checked_add(mask_elems, checked_product({B, Sq, storage_after(k)}, "attention mask"), "attention mask");
+        if (has_kind[static_cast<int>(k)] && geo.needs_mask(k))
+            mask_elems = checked_add(mask_elems, checked_product({B, Sq, geo.storage_after(k)}, "attention mask"), "attention mask");
     b[Dim::MaskElems] = mask_elems;
     b[DtypeRole::Mask] = rt.mask == MaskKind::Additive ? model.dtype : b[DtypeRole::Bool];
     b[Dim::TableElems] = checked_product({2, Sq, model.head_dim}, "rotary tables");
@@ -329,9 +323,9 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool 
     auto kv_bytes = [&](u64 tokens) { return kv_layer_bytes(kvd, B, tokens, s); };
     u64 kv_before = 0;
     for (auto k : model.layer_kinds) {
-        e.kv_cache = checked_add(e.kv_cache, kv_bytes(storage_after(k)), "kv cache");
-        e.kv_cache_visible = checked_add(e.kv_cache_visible, kv_bytes(visible(k, S)), "kv cache");
-        kv_before = checked_add(kv_before, kv_bytes(storage_before(k)), "kv cache");
+        e.kv_cache = checked_add(e.kv_cache, kv_bytes(geo.storage_after(k)), "kv cache");
+        e.kv_cache_visible = checked_add(e.kv_cache_visible, kv_bytes(geo.visible(k, S)), "kv cache");
+        kv_before = checked_add(kv_before, kv_bytes(geo.storage_before(k)), "kv cache");
     }
     e.resident_before = checked_add(e.weights, kv_before, "resident");
 
@@ -395,10 +389,10 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool 
     e.activation_peak = checked_add(best[Category::Activation], kv_excess, "activation");
     e.total = checked_add(checked_add(checked_add(e.weights, e.kv_cache, "total"), checked_add(e.attention_matrix, e.activation_peak, "total"), "total"),
                           checked_add(e.logits, e.runtime_overhead, "total"), "total");
-    add_layer_rows(e, ev, has_kind, [&](LayerKind k) { return kv_bytes(storage_after(k)); });
+    add_layer_rows(e, ev, has_kind, [&](LayerKind k) { return kv_bytes(geo.storage_after(k)); });
     e.detail.mask_bytes = mask_bytes;
     e.detail.kv_excess = kv_excess;
-    e.detail.skv = storage_after(model.layer_kinds.front());
+    e.detail.skv = geo.storage_after(model.layer_kinds.front());
     e.fits = e.total <= e.capacity;
 }
 
