@@ -37,6 +37,12 @@ inline u64 checked_product(std::initializer_list<u64> factors, std::string_view 
 }
 
 inline u64 ceil_div(u64 a, u64 b) { return a / b + (a % b != 0); }
+// floor(a · b / c) without overflowing the product (128-bit intermediate; c > 0). The result
+// fits whenever b <= c, which is how callers use it (a fraction of a count).
+inline u64 mul_frac(u64 a, u64 b, u64 c) {
+    __extension__ using u128 = unsigned __int128;
+    return static_cast<u64>(static_cast<u128>(a) * b / c);
+}
 
 // 1 GiB = 2^30 bytes; memtax prints binary units and says so in every header.
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;

@@ -455,7 +455,7 @@ void estimate_vllm(Estimate& e, const Shard& s, const DType& fp32, bool has_head
     plan.cudagraph_pool_bytes = p.cudagraph_max_capture_size ? forward_peak(p.cudagraph_max_capture_size, nullptr) : 0;
     plan.non_torch_bytes = e.runtime_overhead;
     // requested = total × utilisation, in exact integer arithmetic (ppm).
-    plan.requested_bytes = static_cast<u64>(static_cast<unsigned __int128>(e.capacity) * p.gpu_memory_utilization_ppm / 1000000);
+    plan.requested_bytes = mul_frac(e.capacity, p.gpu_memory_utilization_ppm, 1000000);
     const u64 non_kv = checked_add(checked_add(e.weights, act_peak, "vllm non-kv"),
                                    checked_add(plan.non_torch_bytes, plan.cudagraph_pool_bytes, "vllm non-kv"), "vllm non-kv");
     plan.kv_memory_positive = plan.requested_bytes > non_kv;
@@ -479,16 +479,16 @@ void estimate_vllm(Estimate& e, const Shard& s, const DType& fp32, bool has_head
     if (n_full) per_request = checked_add(per_request, checked_mul(ceil_div(n_full, group), full_blocks, "blocks"), "blocks");
     if (n_slide) per_request = checked_add(per_request, checked_mul(ceil_div(n_slide, group), slide_blocks, "blocks"), "blocks");
     plan.blocks_per_request = per_request;
-    plan.max_concurrency_milli = static_cast<u64>(static_cast<unsigned __int128>(plan.num_blocks) * 1000 / per_request);
+    // num_blocks / per_request can exceed 2^64 / 1000 only with absurd pools; checked.
+    plan.max_concurrency_milli = checked_mul(plan.num_blocks / per_request, 1000, "max concurrency") +
+                                 mul_frac(plan.num_blocks % per_request, 1000, per_request);
     plan.max_concurrency = plan.num_blocks / per_request;
 
     e.kv_cache = checked_product({plan.num_blocks, plan.page_bytes, group}, "kv pool");
     // Per sequence at the workload's context (the cache the step reads).
     u64 visible = 0;
     for (auto k : model.layer_kinds)
-        visible = checked_add(visible, kv_layer_bytes(kvd, e.batch_per_replica,
-                                                       k == LayerKind::SlidingAttention ? std::min(max_len, model.sliding_window) : max_len, s),
-                              "kv cache");
+        visible = checked_add(visible, kv_layer_bytes(kvd, e.batch_per_replica, kept_tokens(model, k, max_len), s), "kv cache");
     e.kv_cache_visible = visible;
     e.runtime_overhead = checked_add(plan.non_torch_bytes, plan.cudagraph_pool_bytes, "overhead");
     e.total = checked_add(checked_add(checked_add(e.weights, e.kv_cache, "total"), checked_add(e.activation_peak, e.logits, "total"), "total"),
