@@ -88,6 +88,7 @@ struct Cost {
 };
 
 struct OpInfo {
+    OpInfo(std::string n, OpKind k, std::vector<Workspace> ws = {}) : name(std::move(n)), kind(k), workspace(std::move(ws)) {}
     std::string name;
     OpKind kind;
     std::vector<Workspace> workspace;  // temporaries that live only during the op

@@ -38,7 +38,9 @@ Rates rates_for(const Estimate& e) {
 KindTime& kind_row(std::vector<KindTime>& rows, const std::string& name) {
     for (auto& r : rows)
         if (r.kind == name) return r;
-    rows.push_back(KindTime{name});
+    KindTime row;
+    row.kind = name;
+    rows.push_back(row);
     return rows.back();
 }
 
