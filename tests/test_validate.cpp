@@ -53,6 +53,37 @@ TEST(Validate, CommittedH100MeasurementsWithinFivePercentAndKvExact) {
     EXPECT_LE(by_slack, 4u);
 }
 
+// The same harness on an NVIDIA H200 (driver 580.159.04, same software, 2026-11-26): the
+// engine's predictions do not depend on the card beyond its capacity, and hold there too.
+TEST(Validate, CommittedH200Measurements) {
+    size_t cases = 0, fragmented = 0;
+    for (const char* f : {"h200_hf_memory.json", "h200_hf_memory_full.json"}) {
+        Validation v = check(f);
+        SCOPED_TRACE(f);
+        EXPECT_EQ(v.gpu, "h200");
+        EXPECT_TRUE(v.all_ok);
+        for (const auto& r : v.cases) {
+            SCOPED_TRACE(r.c.id);
+            if (r.c.status == "oom") {
+                // Where the engine says it fits, PyTorch's own message must show fragmentation:
+                // what was allocated plus the failed request within the predicted allocation.
+                if (r.predicted_fits) {
+                    EXPECT_TRUE(r.oom_explained);
+                    EXPECT_GT(r.oom_stranded, 20.0 * (1ull << 30));
+                    EXPECT_GE(static_cast<double>(r.predicted_allocation), 0.95 * (r.oom_allocated + r.oom_request));
+                    ++fragmented;
+                }
+                continue;
+            }
+            ++cases;
+            EXPECT_EQ(*r.predicted_kv, *r.c.measured.kv_cache_bytes);
+            if (!r.peak_by_slack_only) EXPECT_LE(std::fabs(r.peak_error), 0.05);
+        }
+    }
+    EXPECT_EQ(cases, 198u + 54u);
+    EXPECT_EQ(fragmented, 6u);
+}
+
 TEST(Validate, FullSizeModelsArePredictedToTheByteInPrefill) {
     // Llama-3.1-8B (32 layers) prefill, eager and SDPA, batch 1 and 4, 1k-64k: the op-graph
     // liveness gives max_memory_allocated exactly.

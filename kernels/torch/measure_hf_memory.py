@@ -173,8 +173,11 @@ def main():
                                         after_step_bytes=torch.cuda.memory_allocated() - before_d)))
                                 del out2
                             del out, cache
-                        except torch.OutOfMemoryError:
-                            case.update(status="oom", reason="torch.OutOfMemoryError in the prefill forward")
+                        except torch.OutOfMemoryError as err:
+                            # PyTorch's message says what it tried to allocate, what was allocated
+                            # and what was reserved but unallocated (fragmentation).
+                            msg = " ".join(str(err).split())[:600]
+                            case.update(status="oom", reason="torch.OutOfMemoryError in the prefill forward: " + msg)
                         cases.append(case)
                         del ids
                         torch.cuda.empty_cache()

@@ -308,9 +308,12 @@ void estimate_transformers(Estimate& e, const Shard& s, const DType& fp32, bool 
     bool has_kind[2] = {false, false};
     for (auto k : model.layer_kinds) has_kind[static_cast<int>(k)] = true;
     u64 mask_elems = 0;
+    // The eager additive mask is materialised per sequence; SDPA's bool mask is one [1,1,Sq,Skv]
+    // tensor expanded (stride 0) over the batch (measured: Mistral-7B, batch 4, 32k on H200).
+    const u64 mask_batch = rt.mask == MaskKind::Additive ? B : 1;
     for (auto k : {LayerKind::FullAttention, LayerKind::SlidingAttention})
         if (has_kind[static_cast<int>(k)] && geo.needs_mask(k))
-            mask_elems = checked_add(mask_elems, checked_product({B, Sq, geo.storage_after(k)}, "attention mask"), "attention mask");
+            mask_elems = checked_add(mask_elems, checked_product({mask_batch, Sq, geo.storage_after(k)}, "attention mask"), "attention mask");
     b[Dim::MaskElems] = mask_elems;
     b[DtypeRole::Mask] = rt.mask == MaskKind::Additive ? model.dtype : b[DtypeRole::Bool];
     b[Dim::TableElems] = checked_product({2, Sq, model.head_dim}, "rotary tables");

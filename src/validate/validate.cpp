@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "model/memory_model.hpp"
@@ -27,6 +29,31 @@ GpuSpec gpu_for(const MeasurementFile& f, const std::string& gpu) {
 }
 
 double rel(double pred, double meas) { return meas == 0 ? (pred == 0 ? 0.0 : 1.0) : (pred - meas) / meas; }
+
+// "12.50 GiB" -> bytes (PyTorch's format_size: bytes, KiB, MiB, GiB with two decimals).
+double size_of(const std::string& number, const std::string& unit) {
+    const double v = std::stod(number);
+    if (unit == "GiB") return v * 1073741824.0;
+    if (unit == "MiB") return v * 1048576.0;
+    if (unit == "KiB") return v * 1024.0;
+    return v;
+}
+
+struct OomMessage {
+    double request = 0, allocated = 0, stranded = 0;
+};
+
+// Reads CUDACachingAllocator's out-of-memory message (c10/cuda/CUDACachingAllocator.cpp):
+// "Tried to allocate X. ... Of the allocated memory Y is allocated by PyTorch, and Z is
+// reserved by PyTorch but unallocated."
+std::optional<OomMessage> parse_oom(const std::string& reason) {
+    static const std::regex tried(R"(Tried to allocate ([0-9.]+) (GiB|MiB|KiB|bytes))");
+    static const std::regex held(
+        R"(Of the allocated memory ([0-9.]+) (GiB|MiB|KiB|bytes) is allocated by PyTorch, and ([0-9.]+) (GiB|MiB|KiB|bytes) is reserved by PyTorch but unallocated)");
+    std::smatch a, b;
+    if (!std::regex_search(reason, a, tried) || !std::regex_search(reason, b, held)) return std::nullopt;
+    return OomMessage{size_of(a[1], a[2]), size_of(b[1], b[2]), size_of(b[3], b[4])};
+}
 
 }  // namespace
 
@@ -82,10 +109,20 @@ Validation validate_measurements(const std::string& path, const std::string& gpu
         r.predicted_peak = e.forward_peak;
         r.peak_at = e.peak_at;
         if (c.status == "oom") {
-            // The device ran out of memory: the engine must say it does not fit, or come within
-            // the tolerance of the limit (where allocator fragmentation decides).
-            r.ok = !e.fits || static_cast<double>(e.total) >= (1.0 - tolerance) * static_cast<double>(e.capacity);
-            r.oom_borderline = e.fits && r.ok;
+            r.predicted_allocation = e.resident_before + e.forward_peak;
+            if (!e.fits) {
+                r.ok = true;
+            } else if (auto oom = parse_oom(c.reason)) {
+                r.oom_request = oom->request;
+                r.oom_allocated = oom->allocated;
+                r.oom_stranded = oom->stranded;
+                const double wanted = oom->allocated + oom->request;
+                r.ok = static_cast<double>(r.predicted_allocation) >= (1.0 - tolerance) * wanted && oom->stranded > 0;
+                r.oom_explained = r.ok;
+            } else {
+                r.ok = static_cast<double>(e.total) >= (1.0 - tolerance) * static_cast<double>(e.capacity);
+                r.oom_borderline = r.ok;
+            }
         } else {
             const auto& m = c.measured;
             r.peak_error = rel(static_cast<double>(e.forward_peak), static_cast<double>(*m.forward_peak_bytes));
@@ -148,15 +185,20 @@ std::string render_validation_table(const Validation& v) {
                                   v.provenance.count("driver") ? v.provenance.at("driver") : "?", v.provenance.at("date"), v.gpu);
     out += fmt::format("{:<46} {:>16} {:>16} {:>8}  {:<5} {:<6} {}\n", "case", "predicted peak", "measured peak", "error", "KV",
                        "logits", "result");
-    size_t ok_cases = 0, ooms = 0, oom_agree = 0;
+    size_t ok_cases = 0, ooms = 0, oom_agree = 0, oom_fragmented = 0;
     for (const auto& r : v.cases) {
         if (r.c.status == "oom") {
             ++ooms;
-            if (r.ok && !r.oom_borderline) ++oom_agree;
+            if (r.ok && !r.oom_borderline && !r.oom_explained) ++oom_agree;
+            if (r.oom_explained) ++oom_fragmented;
+            std::string verdict = !r.ok ? "FAIL (predicted to fit)"
+                                  : r.oom_borderline ? "ok (predicted total within the tolerance of capacity)"
+                                  : r.oom_explained
+                                      ? fmt::format("ok: fragmentation — allocated {:.2f} + request {:.2f} GiB within the predicted {:.2f} GiB; {:.2f} GiB reserved but unallocated",
+                                                    r.oom_allocated / kGiB, r.oom_request / kGiB, to_gib(r.predicted_allocation), r.oom_stranded / kGiB)
+                                      : "ok (predicted: does not fit)";
             out += fmt::format("{:<46} {:>16} {:>16} {:>8}  {:<5} {:<6} {}\n", r.c.id, group_digits(r.predicted_peak), "OOM", "",
-                               "", "", !r.ok ? "FAIL (predicted to fit)"
-                                       : r.oom_borderline ? "ok (predicted total within the tolerance of capacity)"
-                                                          : "ok (predicted: does not fit)");
+                               "", "", verdict);
             continue;
         }
         ++ok_cases;
@@ -181,8 +223,11 @@ std::string render_validation_table(const Validation& v) {
                        by_slack ? fmt::format(" (+{} within the {} B absolute slack)", by_slack, group_digits(v.slack_bytes)) : "",
                        kv_exact, kv_n);
     if (ooms)
-        out += fmt::format("; {} out-of-memory cases, {} predicted not to fit{}", ooms, oom_agree,
-                           ooms - oom_agree ? fmt::format(", {} within {:.0f}% of capacity", ooms - oom_agree, v.tolerance * 100) : "");
+        out += fmt::format("; {} out-of-memory cases, {} predicted not to fit{}{}", ooms, oom_agree,
+                           oom_fragmented ? fmt::format(", {} the allocator's fragmentation (the allocated bytes within the prediction)", oom_fragmented) : "",
+                           ooms - oom_agree - oom_fragmented
+                               ? fmt::format(", {} within {:.0f}% of capacity", ooms - oom_agree - oom_fragmented, v.tolerance * 100)
+                               : "");
     out += "\n";
     if (ok_cases) {
         const auto& w = v.cases[v.worst];
@@ -205,7 +250,11 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
     ojson cases = ojson::array();
     for (const auto& r : v.cases) {
         ojson c = {{"id", r.c.id}, {"status", r.c.status}, {"predicted_fits", r.predicted_fits},
+                   {"predicted_allocation_bytes", r.predicted_allocation},
                    {"predicted_forward_peak_bytes", r.predicted_peak}, {"peak_at", r.peak_at}, {"ok", r.ok}};
+        if (r.oom_explained)
+            c["oom"] = {{"fragmentation", true}, {"request_bytes", r.oom_request}, {"allocated_bytes", r.oom_allocated},
+                        {"reserved_unallocated_bytes", r.oom_stranded}};
         if (r.c.status == "ok") {
             c["measured_forward_peak_bytes"] = *r.c.measured.forward_peak_bytes;
             c["forward_peak_error"] = r.peak_error;
