@@ -258,6 +258,15 @@ TEST(Cli, ValidateRuntimesAndVllm) {
     EXPECT_EQ(e["inputs"]["runtime"]["name"], "vllm");
     EXPECT_EQ(e["vllm"]["num_blocks"], 28019);
     EXPECT_EQ(e["vllm"]["blocks_per_request"], 8192);
+    // 16 sequences of 128k do not fit in 3.42 sequences' worth of blocks, yet memory is left:
+    // the headroom stays a true (positive) number and the grid says what the pool holds.
+    Result v16 = cli({"estimate", "--runtime", "vllm", "--context", "131072", "--batch", "16", "--format", "json"});
+    auto e16 = nlohmann::json::parse(v16.out);
+    EXPECT_EQ(e16["per_gpu"]["fits"], false);
+    EXPECT_EQ(e16["per_gpu"]["headroom_bytes"], 85017493504 - e16["per_gpu"]["total_bytes"].get<std::int64_t>());
+    Result grid = cli({"whatif", "--runtime", "vllm", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "131072", "--batches", "16",
+                       "--kv-dtypes", "bf16", "--modes", "decode"});
+    EXPECT_NE(grid.out.find("no (3.42 sequences)"), std::string::npos) << grid.out;
 }
 
 TEST(Cli, TimeJsonHasStableKeys) {

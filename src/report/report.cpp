@@ -135,8 +135,10 @@ ojson per_gpu_json(const Estimate& e) {
             {"forward_peak_bytes", e.forward_peak},
             {"resident_before_step_bytes", e.resident_before},
             {"capacity_bytes", e.capacity},
-            {"headroom_bytes", e.fits ? static_cast<std::int64_t>(e.capacity - e.total)
-                                      : -static_cast<std::int64_t>(e.total - e.capacity)},
+            // Signed: usable memory left (negative: missing). Not the verdict itself — under vLLM a
+            // step can leave memory free and still not hold the sequences wanted.
+            {"headroom_bytes", e.capacity >= e.total ? static_cast<std::int64_t>(e.capacity - e.total)
+                                                     : -static_cast<std::int64_t>(e.total - e.capacity)},
             {"fits", e.fits},
             {"peak_at", e.peak_at},
             {"parameters", e.parameters_per_gpu}};
@@ -318,14 +320,18 @@ std::string render_csv(const Estimate& e) {
 
 std::string render_whatif_table(const std::vector<Estimate>& rows) {
     std::string out = "memtax what-if: per-GPU memory of an inference step (1 GiB = 2^30 bytes)\n\n";
-    out += fmt::format("{:<15} {:<14} {:>3} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", "model", "gpus",
-                       "tp", "mode", "batch", "context", "kv", "weights", "KV", "act+attn", "total", "usable", "fits");
+    out += fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", "model", "gpus",
+                       "tp", "runtime", "mode", "batch", "context", "kv", "weights", "KV", "act+attn", "total", "usable", "fits");
     for (const auto& e : rows) {
-        out += fmt::format("{:<15} {:<14} {:>3} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model.name,
-                           fmt::format("{}x {}", e.deployment.gpus, e.gpu.name), e.deployment.tp, to_string(e.workload.mode),
+        out += fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model.name,
+                           fmt::format("{}x {}", e.deployment.gpus, e.gpu.name), e.deployment.tp, e.workload.runtime.name,
+                           to_string(e.workload.mode),
                            e.workload.batch, e.workload.context, e.workload.kv_dtype->name, gib(e.weights), gib(e.kv_cache),
                            gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity),
-                           e.fits ? "yes" : fmt::format("no (+{})", format_bytes_gib(e.total - e.capacity)));
+                           e.fits                   ? "yes"
+                           : e.vllm                 ? fmt::format("no ({:.2f} sequences)", static_cast<double>(e.vllm->max_concurrency_milli) / 1000.0)
+                           : e.total > e.capacity   ? fmt::format("no (+{})", format_bytes_gib(e.total - e.capacity))
+                                                    : "no");
     }
     return out;
 }
