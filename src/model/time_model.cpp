@@ -126,7 +126,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         ar.seconds = static_cast<double>(n) * all_reduce_seconds(tokens_hidden_bytes, tp, ring);
         KindTime& ag = kind_row(st.kinds, "logits all-gather");
         const u64 logits = e.workload.logits_dtype->bytes(
-            checked_product({e.vllm ? e.batch_per_replica : e.batch_per_replica, e.logits_kept, m.vocab_size}, "logits"), "logits");
+            checked_product({e.batch_per_replica, e.logits_kept, m.vocab_size}, "logits"), "logits");
         ag.ops = 1;
         ag.bytes = logits;
         ag.seconds = all_gather_seconds(logits, tp, ring);
