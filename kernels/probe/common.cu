@@ -179,6 +179,17 @@ TimeStats time_runs(const std::function<void(cudaStream_t)>& run, const std::fun
     return s;
 }
 
+StageTimes time_stages(const std::vector<Stage>& stages, const std::function<void(cudaStream_t)>& before, cudaStream_t stream,
+                       int warmup, int min_runs, int max_runs, double target_s) {
+    StageTimes r;
+    r.total = time_runs([&](cudaStream_t s) { for (const auto& st : stages) st.run(s); }, before, stream, warmup, min_runs, max_runs,
+                        target_s);
+    if (stages.size() > 1)
+        for (const auto& st : stages)
+            r.stages.emplace_back(st.name, time_runs(st.run, before, stream, 1, min_runs, max_runs, target_s / 2));
+    return r;
+}
+
 // ---- fills and checks ----------------------------------------------------------------------
 __device__ __forceinline__ float hash_uniform(std::uint64_t i, std::uint32_t seed) {
     std::uint64_t x = i * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(seed) << 32 | seed);
@@ -277,7 +288,8 @@ Json Case::to_json() const {
     return j;
 }
 
-void record(Case& c, const Arena& a, const TimeStats& t, std::uint64_t unwritten) {
+void record(Case& c, const Arena& a, const StageTimes& st, std::uint64_t unwritten) {
+    const TimeStats& t = st.total;
     c.measured.set("allocated_bytes", Json::integer(a.allocated()));
     std::int64_t delta = a.driver_delta();
     c.measured.set("driver_bytes", Json::integer(delta > 0 ? static_cast<std::uint64_t>(delta) : 0));
@@ -286,6 +298,13 @@ void record(Case& c, const Arena& a, const TimeStats& t, std::uint64_t unwritten
     c.measured.set("time_p10_s", Json::num(t.p10));
     c.measured.set("time_p90_s", Json::num(t.p90));
     c.measured.set("runs", Json::integer(static_cast<std::uint64_t>(t.runs)));
+    if (!st.stages.empty()) {
+        Json k = Json::array();
+        for (const auto& s : st.stages)
+            k.push(Json::object().set("name", Json::str(s.first)).set("time_s", Json::num(s.second.median))
+                       .set("runs", Json::integer(static_cast<std::uint64_t>(s.second.runs))));
+        c.measured.set("kernels", k);
+    }
     c.measured.set("unwritten_outputs", Json::integer(unwritten));
     if (unwritten) {
         c.status = "failed";

@@ -92,6 +92,19 @@ TimeStats time_runs(const std::function<void(cudaStream_t)>& run, const std::fun
 // run starts with a cold L2, as a layer's weights and KV are when the model comes back to them.
 void init_l2_flush(std::size_t l2_bytes);
 
+// A case's kernels in order; the case is timed whole, then each kernel alone (same warm-up,
+// L2 flush and poisoning), so a prediction can be checked kernel by kernel.
+struct Stage {
+    std::string name;
+    std::function<void(cudaStream_t)> run;
+};
+struct StageTimes {
+    TimeStats total;
+    std::vector<std::pair<std::string, TimeStats>> stages;  // empty for a one-kernel case
+};
+StageTimes time_stages(const std::vector<Stage>& stages, const std::function<void(cudaStream_t)>& before, cudaStream_t stream,
+                       int warmup = 3, int min_runs = 10, int max_runs = 200, double target_s = 0.25);
+
 // Deterministic pseudo-random fill in [-scale, scale) (never zeros: they hide unwritten outputs).
 void fill_random(void* p, std::size_t count, DT dt, std::uint32_t seed, float scale, cudaStream_t s);
 // Fills every byte with 0xFF: NaN in fp32, bf16, fp16 and fp8 e4m3.
@@ -139,7 +152,7 @@ struct Results {
 };
 
 // Fills a case's measured block: allocation, driver delta, time, outputs written.
-void record(Case& c, const Arena& a, const TimeStats& t, std::uint64_t unwritten);
+void record(Case& c, const Arena& a, const StageTimes& t, std::uint64_t unwritten);
 // A case that needs more than the device has free is skipped with the reason.
 bool skip_if_too_big(Case& c, std::uint64_t need);
 

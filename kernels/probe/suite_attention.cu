@@ -174,61 +174,57 @@ __global__ void __launch_bounds__(kFlashThreads) k_flash(const __nv_bfloat16* __
 
 constexpr std::size_t kFlashSmem = (BM + 2 * BN) * LDS * sizeof(__nv_bfloat16);
 
-// Causal softmax of one row of fp32 scores (already scaled) into bf16 probabilities; keys after
-// the query are written as zeros and never read. The row lives in registers: one read pass.
+// Causal softmax of fp32 scores (already scaled) into bf16 probabilities, one warp per row:
+// pass 1 reads keys 0..i once (online max and sum), pass 2 re-reads them (a row is at most
+// 128 KiB, so from L2) and writes the whole row, zeros after the query.
 constexpr int kSmThreads = 256;
-constexpr int kSmMaxVec = 32;  // float4 per thread: rows up to 32,768 keys
-__global__ void __launch_bounds__(kSmThreads) k_causal_softmax(const float* __restrict__ Sc, __nv_bfloat16* __restrict__ P, int S) {
-    const std::size_t row = blockIdx.x;  // over batch · heads · S
-    const int i = static_cast<int>(row % S);
+constexpr int kSmRows = kSmThreads / 32;
+__global__ void __launch_bounds__(kSmThreads) k_causal_softmax(const float* __restrict__ Sc, __nv_bfloat16* __restrict__ P,
+                                                                std::uint64_t rows, int S) {
+    const std::uint64_t row = static_cast<std::uint64_t>(blockIdx.x) * kSmRows + (threadIdx.x >> 5);
+    if (row >= rows) return;
+    const int lane = threadIdx.x & 31, i = static_cast<int>(row % S), nvec = (i + 1 + 3) / 4;
     const float4* src = reinterpret_cast<const float4*>(Sc + row * S);
-    const int nvec = (i + 1 + 3) / 4;  // float4s holding keys 0..i
-    float4 v[kSmMaxVec];
-    float mx = -INFINITY;
+    auto masked = [&](float4 v, int c) {
+        const int k = 4 * c;
+        if (k + 1 > i) v.y = -INFINITY;
+        if (k + 2 > i) v.z = -INFINITY;
+        if (k + 3 > i) v.w = -INFINITY;
+        return v;
+    };
+    float m = -INFINITY, l = 0.f;
+    for (int c0 = lane; c0 < nvec; c0 += 4 * 32) {
+        float4 v[4];
 #pragma unroll
-    for (int u = 0; u < kSmMaxVec; ++u) {
-        const int c = u * kSmThreads + threadIdx.x;
-        if (c < nvec) {
-            v[u] = src[c];
-            const int k = 4 * c;
-            if (k + 1 > i) v[u].y = -INFINITY;
-            if (k + 2 > i) v[u].z = -INFINITY;
-            if (k + 3 > i) v[u].w = -INFINITY;
-            mx = fmaxf(mx, fmaxf(fmaxf(v[u].x, v[u].y), fmaxf(v[u].z, v[u].w)));
+        for (int u = 0; u < 4; ++u) {
+            const int c = c0 + u * 32;
+            v[u] = c < nvec ? masked(src[c], c) : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            const float mx = fmaxf(fmaxf(v[u].x, v[u].y), fmaxf(v[u].z, v[u].w));
+            if (mx > m) {
+                l *= __expf(m - mx);
+                m = mx;
+            }
+            if (mx > -INFINITY) l += __expf(v[u].x - m) + __expf(v[u].y - m) + __expf(v[u].z - m) + __expf(v[u].w - m);
         }
     }
-    __shared__ float red[kSmThreads / 32];
-    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = mx;
-    __syncthreads();
-    mx = red[0];
-    for (int w = 1; w < kSmThreads / 32; ++w) mx = fmaxf(mx, red[w]);
-    __syncthreads();
-    float sum = 0.f;
-#pragma unroll
-    for (int u = 0; u < kSmMaxVec; ++u) {
-        const int c = u * kSmThreads + threadIdx.x;
+    float M = m;
+    for (int o = 16; o; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    l = m > -INFINITY ? l * __expf(m - M) : 0.f;
+    for (int o = 16; o; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    const float inv = 1.f / l;
+    uint2* dst = reinterpret_cast<uint2*>(P + row * S);
+    for (int c = lane; c < S / 4; c += 32) {
+        uint2 w = make_uint2(0u, 0u);
         if (c < nvec) {
-            v[u].x = __expf(v[u].x - mx); v[u].y = __expf(v[u].y - mx);
-            v[u].z = __expf(v[u].z - mx); v[u].w = __expf(v[u].w - mx);
-            sum += v[u].x + v[u].y + v[u].z + v[u].w;
+            const float4 v = masked(src[c], c);
+            __nv_bfloat162 lo = __floats2bfloat162_rn(__expf(v.x - M) * inv, __expf(v.y - M) * inv);
+            __nv_bfloat162 hi = __floats2bfloat162_rn(__expf(v.z - M) * inv, __expf(v.w - M) * inv);
+            w = make_uint2(*reinterpret_cast<unsigned*>(&lo), *reinterpret_cast<unsigned*>(&hi));
         }
-    }
-    for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sum;
-    __syncthreads();
-    sum = 0.f;
-    for (int w = 0; w < kSmThreads / 32; ++w) sum += red[w];
-    const float inv = 1.f / sum;
-    __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(P + row * S);
-#pragma unroll
-    for (int u = 0; u < kSmMaxVec; ++u) {
-        const int c = u * kSmThreads + threadIdx.x;
-        if (c < S / 4) {
-            const float4 p = c < nvec ? v[u] : make_float4(0.f, 0.f, 0.f, 0.f);
-            dst[2 * c] = __floats2bfloat162_rn(p.x * inv, p.y * inv);
-            dst[2 * c + 1] = __floats2bfloat162_rn(p.z * inv, p.w * inv);
-        }
+        dst[c] = w;
     }
 }
 
@@ -260,7 +256,8 @@ AttnBuffers attn_alloc(Arena& a, const AttnShape& s, bool eager) {
     return b;
 }
 
-void attn_run(Device& d, const AttnShape& s, const AttnBuffers& b, bool eager, cudaStream_t st) {
+// stage: 0 = all, 1 = scores (or the flash kernel), 2 = softmax, 3 = P·V.
+void attn_run(Device& d, const AttnShape& s, const AttnBuffers& b, bool eager, cudaStream_t st, int stage = 0) {
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
     if (!eager) {
         static bool set = false;
@@ -276,16 +273,21 @@ void attn_run(Device& d, const AttnShape& s, const AttnBuffers& b, bool eager, c
     CKB(cublasSetWorkspace(d.blas, b.ws, kLtWorkspace));
     const long long sd = static_cast<long long>(s.S) * D, ss = static_cast<long long>(s.S) * s.S;
     const float one = 1.0f, zero = 0.0f;
-    // Row-major scores[i][j] = Σ_d q[i][d]·k[j][d] is column-major scoresᵀ = kᵀ(D×S)ᵀ·q: gemm(T, N).
-    CKB(cublasGemmStridedBatchedEx(d.blas, CUBLAS_OP_T, CUBLAS_OP_N, s.S, s.S, D, &scale, b.k, CUDA_R_16BF, D, sd, b.q,
-                                   CUDA_R_16BF, D, sd, &zero, b.scores, CUDA_R_32F, s.S, ss, s.B * s.H,
-                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    k_causal_softmax<<<static_cast<unsigned>(static_cast<std::uint64_t>(s.B) * s.H * s.S), kSmThreads, 0, st>>>(b.scores, b.probs, s.S);
-    CK_LAUNCH();
-    // Row-major out[i][d] = Σ_j p[i][j]·v[j][d] is column-major outᵀ = vᵀ(D×S)·pᵀ(S×S): gemm(N, N).
-    CKB(cublasGemmStridedBatchedEx(d.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, s.S, s.S, &one, b.v, CUDA_R_16BF, D, sd, b.probs,
-                                   CUDA_R_16BF, s.S, ss, &zero, b.o, CUDA_R_16BF, D, sd, s.B * s.H, CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT));
+    if (stage == 0 || stage == 1)
+        // Row-major scores[i][j] = Σ_d q[i][d]·k[j][d] is column-major scoresᵀ = kᵀ(D×S)ᵀ·q: gemm(T, N).
+        CKB(cublasGemmStridedBatchedEx(d.blas, CUBLAS_OP_T, CUBLAS_OP_N, s.S, s.S, D, &scale, b.k, CUDA_R_16BF, D, sd, b.q,
+                                       CUDA_R_16BF, D, sd, &zero, b.scores, CUDA_R_32F, s.S, ss, s.B * s.H,
+                                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (stage == 0 || stage == 2) {
+        const std::uint64_t rows = static_cast<std::uint64_t>(s.B) * s.H * s.S;
+        k_causal_softmax<<<static_cast<unsigned>((rows + kSmRows - 1) / kSmRows), kSmThreads, 0, st>>>(b.scores, b.probs, rows, s.S);
+        CK_LAUNCH();
+    }
+    if (stage == 0 || stage == 3)
+        // Row-major out[i][d] = Σ_j p[i][j]·v[j][d] is column-major outᵀ = vᵀ(D×S)·pᵀ(S×S): gemm(N, N).
+        CKB(cublasGemmStridedBatchedEx(d.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, s.S, s.S, &one, b.v, CUDA_R_16BF, D, sd, b.probs,
+                                       CUDA_R_16BF, s.S, ss, &zero, b.o, CUDA_R_16BF, D, sd, s.B * s.H, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT));
 }
 
 void attn_init(const AttnShape& s, const AttnBuffers& b, std::uint32_t seed, cudaStream_t st) {
@@ -351,8 +353,14 @@ void suite_attention(Device& d, Results& r, bool eager_suite, bool flash_suite) 
             Arena a;
             AttnBuffers b = attn_alloc(a, s, eager);
             attn_init(s, b, 7, d.stream);
-            TimeStats t = time_runs([&](cudaStream_t st) { attn_run(d, s, b, eager, st); },
-                                    [&](cudaStream_t st) { poison(b.o, elems(s) * 2, st); }, d.stream, 2, 5, 50, 0.1);
+            std::vector<Stage> stages;
+            if (eager)
+                stages = {{"scores", [&](cudaStream_t st) { attn_run(d, s, b, true, st, 1); }},
+                          {"softmax", [&](cudaStream_t st) { attn_run(d, s, b, true, st, 2); }},
+                          {"pv", [&](cudaStream_t st) { attn_run(d, s, b, true, st, 3); }}};
+            else
+                stages = {{"flash", [&](cudaStream_t st) { attn_run(d, s, b, false, st); }}};
+            StageTimes t = time_stages(stages, [&](cudaStream_t st) { poison(b.o, elems(s) * 2, st); }, d.stream, 2, 5, 50, 0.1);
             record(c, a, t, count_poison(b.o, elems(s), DT::BF16, d.stream));
             r.cases.push_back(c);
         }

@@ -121,13 +121,18 @@ struct Mlp {
         out = a.alloc("out", T * H * 2);
         ws = a.alloc("workspace", kLtWorkspace);
     }
-    void run(Device& d, cudaStream_t s) {
-        up.run(d, x, wgu, gu, ws, s);
+    void gate_up(Device& d, cudaStream_t s) { up.run(d, x, wgu, gu, ws, s); }
+    void silu_mul(cudaStream_t s) {
         const std::uint64_t n = T * I / 8;
         const int grid = static_cast<int>(std::min<std::uint64_t>((n + 255) / 256, 65535));
         k_silu_mul<<<grid, 256, 0, s>>>(static_cast<const __nv_bfloat16*>(gu), static_cast<__nv_bfloat16*>(act), T, I);
         CK_LAUNCH();
-        down.run(d, act, wd, out, ws, s);
+    }
+    void down_proj(Device& d, cudaStream_t s) { down.run(d, act, wd, out, ws, s); }
+    void run(Device& d, cudaStream_t s) {
+        gate_up(d, s);
+        silu_mul(s);
+        down_proj(d, s);
     }
 };
 
@@ -207,8 +212,8 @@ void suite_gemm(Device& d, Results& r) {
                 void* ws = a.alloc("workspace", kLtWorkspace);
                 fill_random(A, M * nk.K, dt, 1, 1.0f, d.stream);
                 fill_random(W, nk.N * nk.K, dt, 2, 1.0f, d.stream);
-                TimeStats t = time_runs([&](cudaStream_t s) { g.run(d, A, W, C, ws, s); },
-                                        [&](cudaStream_t s) { poison(C, M * nk.N * dt_size(g.out), s); }, d.stream);
+                StageTimes t = time_stages({{"gemm", [&](cudaStream_t s) { g.run(d, A, W, C, ws, s); }}},
+                                           [&](cudaStream_t s) { poison(C, M * nk.N * dt_size(g.out), s); }, d.stream);
                 record(c, a, t, count_poison(C, M * nk.N, g.out, d.stream));
                 r.cases.push_back(c);
             }
@@ -238,8 +243,10 @@ void suite_mlp(Device& d, Results& r) {
         fill_random(m.x, T * H, DT::BF16, 41, 1.0f, d.stream);
         fill_random(m.wgu, 2 * I * H, DT::BF16, 42, 0.05f, d.stream);
         fill_random(m.wd, H * I, DT::BF16, 43, 0.05f, d.stream);
-        TimeStats t = time_runs([&](cudaStream_t s) { m.run(d, s); }, [&](cudaStream_t s) { poison(m.out, T * H * 2, s); },
-                                d.stream);
+        StageTimes t = time_stages({{"gate_up", [&](cudaStream_t s) { m.gate_up(d, s); }},
+                                    {"silu_mul", [&](cudaStream_t s) { m.silu_mul(s); }},
+                                    {"down", [&](cudaStream_t s) { m.down_proj(d, s); }}},
+                                   [&](cudaStream_t s) { poison(m.out, T * H * 2, s); }, d.stream);
         record(c, a, t, count_poison(m.out, T * H, DT::BF16, d.stream));
         r.cases.push_back(c);
     }

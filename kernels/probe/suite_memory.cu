@@ -111,9 +111,9 @@ void stream_check(Device& d, Results& r) {
 // ---- decode-paged ----------------------------------------------------------------------------
 constexpr int kBlock = 16;        // tokens per KV page (vLLM's default block_size)
 constexpr int kHeadDim = 128;
-constexpr int kSplitTokens = 512; // tokens per split (flash-decoding): enough CTAs at batch 1
+constexpr int kSplitTokens = 256; // tokens per split (flash-decoding): enough CTAs at batch 1
 constexpr int kDecThreads = 128;  // 8 half-warps; a half-warp reads one token's 256-byte row
-constexpr int kDecUnroll = 4;     // tokens in flight per half-warp
+constexpr int kDecUnroll = 8;     // tokens in flight per half-warp
 
 __device__ __forceinline__ void unpack8(const uint4& v, float* f) {
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
@@ -262,7 +262,7 @@ struct DecodeShape {
 
 template <int G>
 void launch_decode(const DecodeShape& s, const __nv_bfloat16* q, const __nv_bfloat16* kc, const __nv_bfloat16* vc,
-                   const int* table, float* po, float* pm, float* pl, __nv_bfloat16* out, cudaStream_t st) {
+                   const int* table, float* po, float* pm, float* pl, __nv_bfloat16* out, cudaStream_t st, int which) {
     const int splits = (s.L + kSplitTokens - 1) / kSplitTokens, max_blocks = (s.L + kBlock - 1) / kBlock;
     const std::size_t smem = (static_cast<std::size_t>(G) * kSplitTokens + 8 * G * kHeadDim + 2 * G) * sizeof(float);
     static bool set = false;
@@ -271,8 +271,11 @@ void launch_decode(const DecodeShape& s, const __nv_bfloat16* q, const __nv_bflo
         set = true;
     }
     const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim));
-    k_decode_split<G><<<dim3(splits, s.Hkv, s.B), kDecThreads, smem, st>>>(q, kc, vc, table, max_blocks, s.L, s.Hkv, scale_log2, po, pm, pl, splits);
-    CK_LAUNCH();
+    if (which & 1) {
+        k_decode_split<G><<<dim3(splits, s.Hkv, s.B), kDecThreads, smem, st>>>(q, kc, vc, table, max_blocks, s.L, s.Hkv, scale_log2, po, pm, pl, splits);
+        CK_LAUNCH();
+    }
+    if (!(which & 2)) return;
     k_decode_combine<<<dim3(s.Hkv * G, s.B), kHeadDim, 0, st>>>(po, pm, pl, out, s.Hkv, G, splits);
     CK_LAUNCH();
 }
@@ -323,17 +326,18 @@ void decode_init(const DecodeShape& s, DecodeBuffers& d, std::uint32_t seed, cud
     CK(cudaStreamSynchronize(st));
 }
 
-void decode_run(const DecodeShape& s, const DecodeBuffers& d, cudaStream_t st) {
+// which: 1 = the split kernel, 2 = the combine kernel, 3 = both.
+void decode_run(const DecodeShape& s, const DecodeBuffers& d, cudaStream_t st, int which = 3) {
     switch (s.G) {
-        case 1: launch_decode<1>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st); break;
-        case 4: launch_decode<4>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st); break;
-        case 8: launch_decode<8>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st); break;
+        case 1: launch_decode<1>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st, which); break;
+        case 4: launch_decode<4>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st, which); break;
+        case 8: launch_decode<8>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st, which); break;
         default: throw ProbeError("decode-paged: query heads per KV head must be 1, 4 or 8");
     }
 }
 
 void decode_check(Device& dev, Results& r) {
-    const DecodeShape s{2, 1100, 2, 4};  // 1100 tokens: three splits, a partial last page
+    const DecodeShape s{2, 1100, 2, 4};  // 1100 tokens: five splits, a partial last page
     Arena a;
     DecodeBuffers d = decode_alloc(a, s);
     decode_init(s, d, 77, dev.stream);
@@ -411,7 +415,7 @@ void suite_stream(Device& d, Results& r) {
                 else CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
                 CK_LAUNCH();
             };
-            TimeStats t = time_runs(run, [&](cudaStream_t s) { poison(out, out_bytes, s); }, d.stream);
+            StageTimes t = time_stages({{o, run}}, [&](cudaStream_t s) { poison(out, out_bytes, s); }, d.stream);
             record(c, a, t, count_poison(out, out_bytes / 4, DT::F32, d.stream));
             r.cases.push_back(c);
         }
@@ -440,8 +444,9 @@ void suite_decode_paged(Device& dev, Results& r) {
         DecodeBuffers d = decode_alloc(a, s);
         decode_init(s, d, 3, dev.stream);
         const std::size_t out_n = static_cast<std::size_t>(s.B) * s.Hkv * s.G * kHeadDim;
-        TimeStats t = time_runs([&](cudaStream_t st) { decode_run(s, d, st); },
-                                [&](cudaStream_t st) { poison(d.out, out_n * 2, st); }, dev.stream);
+        StageTimes t = time_stages({{"split", [&](cudaStream_t st) { decode_run(s, d, st, 1); }},
+                                    {"combine", [&](cudaStream_t st) { decode_run(s, d, st, 2); }}},
+                                   [&](cudaStream_t st) { poison(d.out, out_n * 2, st); }, dev.stream);
         record(c, a, t, count_poison(d.out, out_n, DT::BF16, dev.stream));
         r.cases.push_back(c);
     }
