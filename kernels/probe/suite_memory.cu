@@ -240,20 +240,25 @@ __global__ void __launch_bounds__(kDecThreads) k_decode_split(
     }
 }
 
-// One CTA per (query head, sequence): merges the splits' partial results.
-__global__ void k_decode_combine(const float* __restrict__ po, const float* __restrict__ pm, const float* __restrict__ pl,
-                                 __nv_bfloat16* __restrict__ out, int Hkv, int G, int splits) {
-    const int hq = blockIdx.x, b = blockIdx.y, kvh = hq / G, g = hq % G;
+// One 32-thread CTA per (query head, sequence, 32 of the head's dimensions): merges the
+// splits' partial results (loops unrolled so that many loads are in flight at batch 1).
+constexpr int kCombineThreads = 32;
+__global__ void __launch_bounds__(kCombineThreads) k_decode_combine(const float* __restrict__ po, const float* __restrict__ pm,
+                                                                     const float* __restrict__ pl, __nv_bfloat16* __restrict__ out,
+                                                                     int Hkv, int G, int splits) {
+    const int hq = blockIdx.x, b = blockIdx.y, kvh = hq / G, g = hq % G, d = blockIdx.z * kCombineThreads + threadIdx.x;
     const std::size_t base = (static_cast<std::size_t>(b) * Hkv + kvh) * splits;
     float M = -INFINITY;
+#pragma unroll 8
     for (int s = 0; s < splits; ++s) M = fmaxf(M, pm[(base + s) * G + g]);
     float num = 0, den = 0;
+#pragma unroll 8
     for (int s = 0; s < splits; ++s) {
         const float w = exp2f(pm[(base + s) * G + g] - M);
-        num += w * po[((base + s) * G + g) * kHeadDim + threadIdx.x];
+        num += w * po[((base + s) * G + g) * kHeadDim + d];
         den += w * pl[(base + s) * G + g];
     }
-    out[(static_cast<std::size_t>(b) * Hkv * G + hq) * kHeadDim + threadIdx.x] = __float2bfloat16(num / den);
+    out[(static_cast<std::size_t>(b) * Hkv * G + hq) * kHeadDim + d] = __float2bfloat16(num / den);
 }
 
 struct DecodeShape {
@@ -276,7 +281,7 @@ void launch_decode(const DecodeShape& s, const __nv_bfloat16* q, const __nv_bflo
         CK_LAUNCH();
     }
     if (!(which & 2)) return;
-    k_decode_combine<<<dim3(s.Hkv * G, s.B), kHeadDim, 0, st>>>(po, pm, pl, out, s.Hkv, G, splits);
+    k_decode_combine<<<dim3(s.Hkv * G, s.B, kHeadDim / kCombineThreads), kCombineThreads, 0, st>>>(po, pm, pl, out, s.Hkv, G, splits);
     CK_LAUNCH();
 }
 
