@@ -125,22 +125,23 @@ __device__ __forceinline__ void unpack8(const uint4& v, float* f) {
     }
 }
 
-// One CTA per (split, kv head, sequence): scores of its G query heads over the split's tokens,
-// softmax statistics, P·V; partial results for the combine kernel.
-template <int G>
+// One CTA per (split, kv head, sequence). Each half-warp takes every 8th token of the split and
+// keeps an online softmax (running max, sum and P·V) for the G query heads that share the KV
+// head, with U tokens' K and V rows in flight at once; the 8 half-warps merge through shared
+// memory and write the split's partial result. The split's page-table entries are read once.
+template <int G, int U>
 __global__ void __launch_bounds__(kDecThreads) k_decode_split(
     const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ kc, const __nv_bfloat16* __restrict__ vc,
     const int* __restrict__ table, int max_blocks, int L, int Hkv, float scale_log2, float* __restrict__ po,
     float* __restrict__ pm, float* __restrict__ pl, int splits) {
-    extern __shared__ float smem[];
-    float* sc = smem;                          // [G][kSplitTokens]
-    float* red = smem + G * kSplitTokens;      // [8][G][kHeadDim]
-    float* stat = red + 8 * G * kHeadDim;      // [2][G]
+    __shared__ int tab_s[kSplitTokens / kBlock];
+    __shared__ float red_acc[8][G][kHeadDim];
+    __shared__ float red_m[8][G], red_l[8][G];
     const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
     const int t0 = split * kSplitTokens, nt = min(kSplitTokens, L - t0);
     const int hw = threadIdx.x >> 4, hl = threadIdx.x & 15;
-    const int* tab = table + static_cast<std::size_t>(b) * max_blocks;
-
+    if (threadIdx.x < (nt + kBlock - 1) / kBlock)
+        tab_s[threadIdx.x] = table[static_cast<std::size_t>(b) * max_blocks + t0 / kBlock + threadIdx.x];
     float qv[G][8];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
@@ -149,94 +150,102 @@ __global__ void __launch_bounds__(kDecThreads) k_decode_split(
 #pragma unroll
         for (int j = 0; j < 8; ++j) qv[g][j] *= scale_log2;
     }
-    auto row = [&](const __nv_bfloat16* cache, int tt) {
-        const int pos = t0 + tt;
-        const std::size_t page = static_cast<std::size_t>(tab[pos / kBlock]);
-        return *reinterpret_cast<const uint4*>(cache + ((page * Hkv + kvh) * kBlock + pos % kBlock) * kHeadDim + hl * 8);
-    };
-    // Pass 1: scores (already in log2 units).
-    for (int base = 0; base < nt; base += 8 * kDecUnroll) {
-        uint4 kv[kDecUnroll];
+    __syncthreads();
+    float m[G], l[G], acc[G][8];
 #pragma unroll
-        for (int u = 0; u < kDecUnroll; ++u) {
+    for (int g = 0; g < G; ++g) {
+        m[g] = -INFINITY;
+        l[g] = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[g][j] = 0.f;
+    }
+    for (int base = 0; base < nt; base += 8 * U) {
+        uint4 kr[U], vr[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
             const int tt = base + u * 8 + hw;
-            kv[u] = tt < nt ? row(kc, tt) : make_uint4(0, 0, 0, 0);
+            if (tt < nt) {
+                const std::size_t page = static_cast<std::size_t>(tab_s[tt / kBlock]);
+                const std::size_t off = ((page * Hkv + kvh) * kBlock + tt % kBlock) * kHeadDim + hl * 8;
+                kr[u] = *reinterpret_cast<const uint4*>(kc + off);
+                vr[u] = *reinterpret_cast<const uint4*>(vc + off);
+            } else {
+                kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+            }
         }
+        float s[U][G];
 #pragma unroll
-        for (int u = 0; u < kDecUnroll; ++u) {
-            const int tt = base + u * 8 + hw;
+        for (int u = 0; u < U; ++u) {
             float kf[8];
-            unpack8(kv[u], kf);
+            unpack8(kr[u], kf);
+            const bool valid = base + u * 8 + hw < nt;
 #pragma unroll
             for (int g = 0; g < G; ++g) {
-                float s = 0;
+                float x = 0;
 #pragma unroll
-                for (int j = 0; j < 8; ++j) s += qv[g][j] * kf[j];
+                for (int j = 0; j < 8; ++j) x += qv[g][j] * kf[j];
 #pragma unroll
-                for (int o = 8; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-                if (hl == 0 && tt < nt) sc[g * kSplitTokens + tt] = s;
+                for (int o = 8; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+                s[u][g] = valid ? x : -INFINITY;
             }
         }
-    }
-    __syncthreads();
-    // Pass 2: max and sum per query head (one warp per head).
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int g = warp; g < G; g += kDecThreads / 32) {
-        float m = -INFINITY;
-        for (int t = lane; t < nt; t += 32) m = fmaxf(m, sc[g * kSplitTokens + t]);
-        for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        float l = 0;
-        for (int t = lane; t < nt; t += 32) {
-            float p = exp2f(sc[g * kSplitTokens + t] - m);
-            sc[g * kSplitTokens + t] = p;
-            l += p;
-        }
-        for (int o = 16; o; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0) { stat[g] = m; stat[G + g] = l; }
-    }
-    __syncthreads();
-    // Pass 3: P·V.
-    float acc[G][8];
 #pragma unroll
-    for (int g = 0; g < G; ++g)
+        for (int g = 0; g < G; ++g) {
+            float cm = -INFINITY;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) acc[g][j] = 0;
-    for (int base = 0; base < nt; base += 8 * kDecUnroll) {
-        uint4 vv[kDecUnroll];
+            for (int u = 0; u < U; ++u) cm = fmaxf(cm, s[u][g]);
+            if (cm == -INFINITY) continue;  // no token of this half-warp left in the split
+            const float m_new = fmaxf(m[g], cm), alpha = exp2f(m[g] - m_new);
+            m[g] = m_new;
+            l[g] *= alpha;
 #pragma unroll
-        for (int u = 0; u < kDecUnroll; ++u) {
-            const int tt = base + u * 8 + hw;
-            vv[u] = tt < nt ? row(vc, tt) : make_uint4(0, 0, 0, 0);
+            for (int j = 0; j < 8; ++j) acc[g][j] *= alpha;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                s[u][g] = exp2f(s[u][g] - m_new);
+                l[g] += s[u][g];
+            }
         }
 #pragma unroll
-        for (int u = 0; u < kDecUnroll; ++u) {
-            const int tt = base + u * 8 + hw;
-            if (tt >= nt) continue;
+        for (int u = 0; u < U; ++u) {
             float vf[8];
-            unpack8(vv[u], vf);
+            unpack8(vr[u], vf);
 #pragma unroll
-            for (int g = 0; g < G; ++g) {
-                const float p = sc[g * kSplitTokens + tt];
+            for (int g = 0; g < G; ++g)
+                if (s[u][g] > 0.f)
 #pragma unroll
-                for (int j = 0; j < 8; ++j) acc[g][j] += p * vf[j];
-            }
+                    for (int j = 0; j < 8; ++j) acc[g][j] += s[u][g] * vf[j];
         }
     }
 #pragma unroll
-    for (int g = 0; g < G; ++g)
+    for (int g = 0; g < G; ++g) {
+        if (hl == 0) {
+            red_m[hw][g] = m[g];
+            red_l[hw][g] = l[g];
+        }
 #pragma unroll
-        for (int j = 0; j < 8; ++j) red[(hw * G + g) * kHeadDim + hl * 8 + j] = acc[g][j];
+        for (int j = 0; j < 8; ++j) red_acc[hw][g][hl * 8 + j] = acc[g][j];
+    }
     __syncthreads();
     const std::size_t base_out = ((static_cast<std::size_t>(b) * Hkv + kvh) * splits + split) * G;
-    for (int g = 0; g < G; ++g) {
-        float s = 0;
+    const int d = threadIdx.x;
 #pragma unroll
-        for (int w = 0; w < 8; ++w) s += red[(w * G + g) * kHeadDim + threadIdx.x];
-        po[(base_out + g) * kHeadDim + threadIdx.x] = s;
-    }
-    if (threadIdx.x < G) {
-        pm[base_out + threadIdx.x] = stat[threadIdx.x];
-        pl[base_out + threadIdx.x] = stat[G + threadIdx.x];
+    for (int g = 0; g < G; ++g) {
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < 8; ++w) M = fmaxf(M, red_m[w][g]);
+        float o = 0.f, sum = 0.f;
+#pragma unroll
+        for (int w = 0; w < 8; ++w) {
+            const float f = red_m[w][g] == -INFINITY ? 0.f : exp2f(red_m[w][g] - M);
+            o += f * red_acc[w][g][d];
+            sum += f * red_l[w][g];
+        }
+        po[(base_out + g) * kHeadDim + d] = o;
+        if (d == 0) {
+            pm[base_out + g] = M;
+            pl[base_out + g] = sum;
+        }
     }
 }
 
@@ -269,15 +278,9 @@ template <int G>
 void launch_decode(const DecodeShape& s, const __nv_bfloat16* q, const __nv_bfloat16* kc, const __nv_bfloat16* vc,
                    const int* table, float* po, float* pm, float* pl, __nv_bfloat16* out, cudaStream_t st, int which) {
     const int splits = (s.L + kSplitTokens - 1) / kSplitTokens, max_blocks = (s.L + kBlock - 1) / kBlock;
-    const std::size_t smem = (static_cast<std::size_t>(G) * kSplitTokens + 8 * G * kHeadDim + 2 * G) * sizeof(float);
-    static bool set = false;
-    if (!set) {
-        CK(cudaFuncSetAttribute(k_decode_split<G>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-        set = true;
-    }
     const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim));
     if (which & 1) {
-        k_decode_split<G><<<dim3(splits, s.Hkv, s.B), kDecThreads, smem, st>>>(q, kc, vc, table, max_blocks, s.L, s.Hkv, scale_log2, po, pm, pl, splits);
+        k_decode_split<G, (G > 4 ? 4 : kDecUnroll)><<<dim3(splits, s.Hkv, s.B), kDecThreads, 0, st>>>(q, kc, vc, table, max_blocks, s.L, s.Hkv, scale_log2, po, pm, pl, splits);
         CK_LAUNCH();
     }
     if (!(which & 2)) return;
