@@ -2,7 +2,7 @@
 # catalog works from any directory. Run at build time (see CMakeLists.txt).
 # Inputs: SRC_DIR, OUT_FILE.
 file(GLOB model_files RELATIVE "${SRC_DIR}" "${SRC_DIR}/models/*.yaml")
-file(GLOB gpu_files RELATIVE "${SRC_DIR}" "${SRC_DIR}/hardware/*.yaml")
+file(GLOB gpu_files RELATIVE "${SRC_DIR}" "${SRC_DIR}/hardware/*.yaml" "${SRC_DIR}/hardware/calibrated/*.yaml")
 file(GLOB runtime_files RELATIVE "${SRC_DIR}" "${SRC_DIR}/runtimes/*.yaml")
 file(GLOB cluster_files RELATIVE "${SRC_DIR}" "${SRC_DIR}/hardware/clusters/*.yaml")
 list(SORT cluster_files)

@@ -284,7 +284,7 @@ Json Case::to_json() const {
     Json j = Json::object();
     j.set("id", Json::str(id)).set("kind", Json::str(kind)).set("params", params).set("status", Json::str(status));
     if (!reason.empty()) j.set("reason", Json::str(reason));
-    if (status == "ok") j.set("measured", measured);
+    if (status != "skipped") j.set("measured", measured);
     return j;
 }
 

@@ -3,12 +3,17 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <charconv>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <ostream>
 
 #include "report/report.hpp"
+#include "validate/calibrate.hpp"
 #include "validate/validate.hpp"
 #include "spec/loaders.hpp"
 
@@ -111,6 +116,78 @@ void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
 }
 
 ToolInfo tool_info() { return ToolInfo{MEMTAX_VERSION, MEMTAX_GIT_SHA}; }
+std::string tool_line() { return fmt::format("memtax {} ({})", MEMTAX_VERSION, MEMTAX_GIT_SHA); }
+
+struct CalibrateArgs {
+    std::string measurements, gpu, output, format = "table";
+};
+
+std::string default_calibrated_path(const std::string& base) { return "hardware/calibrated/" + base + ".yaml"; }
+
+void write_profile(const std::string& path, const std::string& text, const std::vector<std::string>& inputs);
+void refuse_overwriting_inputs(const std::string& output, const std::vector<std::string>& inputs);
+
+int cmd_calibrate(const CalibrateArgs& a, std::ostream& out) {
+    CalibrationResult c = calibrate(a.measurements, a.gpu, tool_line());
+    const std::string path = a.output.empty() ? default_calibrated_path(c.base.name) : a.output;
+    write_profile(path, c.yaml, {a.measurements, a.gpu});
+    out << (a.format == "json" ? render_calibration_json(c, path) : render_calibration_table(c, path));
+    return 0;
+}
+
+struct ProbeArgs {
+    std::string probe, suites, measurements = "memtax-probe.json", calibrated, gpu, format = "table";
+    bool quick = false, no_calibrate = false;
+};
+
+// The probe next to this executable (the root build puts memtax-probe beside memtax).
+std::string default_probe_path() {
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string("memtax-probe") : (self.parent_path() / "memtax-probe").string();
+}
+
+std::string shell_quote(const std::string& s) {
+    std::string q = "'";
+    for (char ch : s) q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+    return q + "'";
+}
+
+int cmd_probe(const ProbeArgs& a, std::ostream& out, std::ostream& err) {
+    const std::string probe = a.probe.empty() ? default_probe_path() : a.probe;
+    if (!std::filesystem::exists(probe))
+        throw InputError(SourcePos{}, "--probe",
+                         fmt::format("{} not found: memtax-probe is built next to memtax when CMake finds nvcc (the CUDA toolkit), "
+                                     "or standalone with `cmake -S kernels -B build-probe`; pass --probe PATH", probe));
+    refuse_overwriting_inputs(a.measurements, {probe});
+    std::string cmd = shell_quote(probe) + " --output " + shell_quote(a.measurements);
+    if (!a.suites.empty()) cmd += " --suites " + shell_quote(a.suites);
+    if (a.quick) cmd += " --quick";
+    err << "memtax probe: running " << cmd << "\n";
+    err.flush();
+    const int status = std::system(cmd.c_str());
+    const int rc = status == -1 ? 3 : WIFEXITED(status) ? WEXITSTATUS(status) : 3;
+    if (rc >= 2) {
+        err << "memtax probe: memtax-probe failed (exit " << rc << "); no report\n";
+        return 3;
+    }
+    MeasurementFile f = load_measurements(a.measurements);
+    GpuSpec gpu;
+    std::string calibration_text;
+    if (a.no_calibrate) {
+        gpu = a.gpu.empty() ? GpuSpec{} : resolve_gpu(a.gpu);
+        if (a.gpu.empty()) throw InputError(SourcePos{}, "--gpu", "--no-calibrate needs the GPU profile to predict with");
+    } else {
+        CalibrationResult c = calibrate(a.measurements, a.gpu, tool_line());
+        const std::string path = a.calibrated.empty() ? default_calibrated_path(c.base.name) : a.calibrated;
+        write_profile(path, c.yaml, {a.measurements, probe});
+        calibration_text = render_calibration_table(c, path) + "\n";
+        gpu = c.calibrated;
+    }
+    Validation v = validate_file(f, gpu, 0.05, 4 * kMiB);
+    out << (a.format == "json" ? render_validation_json(v, tool_info()) : calibration_text + render_validation_table(v));
+    return v.all_ok && rc == 0 ? 0 : 1;
+}
 
 // Refuses an --output that is one of the run's own input files (a typo away from destroying
 // a profile or a measurement file).
@@ -123,6 +200,14 @@ void refuse_overwriting_inputs(const std::string& output, const std::vector<std:
         if (fs::equivalent(output, in, ec))
             throw InputError(SourcePos{}, "--output", fmt::format("\"{}\" is an input of this run ({}); refusing to overwrite it", output, in));
     }
+}
+
+void write_profile(const std::string& path, const std::string& text, const std::vector<std::string>& inputs) {
+    refuse_overwriting_inputs(path, inputs);
+    const auto dir = std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+    write_file_atomically(path, text);
 }
 
 void emit(const std::string& text, const std::string& output, std::ostream& out, const std::vector<std::string>& inputs = {}) {
@@ -258,6 +343,24 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     val->add_option("--format", meas_format, "table | json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
     val->add_option("--output,-o", meas_output, "write the report to this file (atomically)");
 
+    CalibrateArgs ca;
+    auto* cal = app.add_subcommand("calibrate", "fit the probe's measurements to kernel rates; write a calibrated GPU profile");
+    cal->add_option("--measurements", ca.measurements, "a memtax-probe measurement file")->required();
+    cal->add_option("--gpu", ca.gpu, "the datasheet profile to refine (default: matched from provenance.gpu)");
+    cal->add_option("--output,-o", ca.output, "where to write the profile (default: hardware/calibrated/<gpu>.yaml)");
+    cal->add_option("--format", ca.format, "table | json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+
+    ProbeArgs pa;
+    auto* prb = app.add_subcommand("probe", "run memtax-probe on this host's GPU, calibrate, and validate every case (exit 1 on a failure)");
+    prb->add_option("--probe", pa.probe, "the memtax-probe executable (default: next to memtax)");
+    prb->add_option("--suites", pa.suites, "comma-separated: stream, gemm, attention-eager, attention-flash, decode-paged, mlp (default: all)");
+    prb->add_flag("--quick", pa.quick, "fewer shapes (a smoke test)");
+    prb->add_option("--measurements", pa.measurements, "where the probe writes its measurement file")->capture_default_str();
+    prb->add_option("--calibrated", pa.calibrated, "where to write the calibrated profile (default: hardware/calibrated/<gpu>.yaml)");
+    prb->add_option("--gpu", pa.gpu, "the datasheet profile to refine (default: matched from the device's name)");
+    prb->add_flag("--no-calibrate", pa.no_calibrate, "validate with --gpu as it is, without fitting");
+    prb->add_option("--format", pa.format, "table | json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+
     std::string list_format = "table";
     auto* models = app.add_subcommand("models", "list the built-in model profiles");
     auto* gpus = app.add_subcommand("gpus", "list the built-in GPU profiles");
@@ -289,6 +392,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
                  {meas_file, meas_gpu});
             return v.all_ok ? 0 : 1;
         }
+        if (*cal) return cmd_calibrate(ca, out);
+        if (*prb) return cmd_probe(pa, out, err);
         if (*models) {
             out << (list_format == "json" ? render_models_json(catalog_models(), tool_info()) : render_models_table(catalog_models()));
             return 0;

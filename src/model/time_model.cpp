@@ -8,30 +8,34 @@
 namespace memtax {
 namespace {
 
+double peak_rate(const GpuSpec& g, const std::string& dtype, std::string* name = nullptr) {
+    auto rate = [&](const std::string& d) -> double {
+        auto it = g.peak_flops.find(d);
+        return it == g.peak_flops.end() ? 0.0 : it->second.value;
+    };
+    if (rate(dtype) > 0) {
+        if (name) *name = dtype;
+        return rate(dtype);
+    }
+    const bool bf = rate("bf16") > 0;
+    if (name) *name = bf ? "bf16" : "fp16";
+    return bf ? rate("bf16") : rate("fp16");
+}
+
 struct Rates {
-    double bw = 0, act_rate = 0, fp8_rate = 0, peak_act = 0, launch = 0;
+    double bw = 0, act_rate = 0, peak_act = 0, launch = 0;
     std::string act_name;
 };
 
 Rates rates_for(const Estimate& e) {
     const GpuSpec& g = e.gpu;
     Rates r;
-    r.bw = g.hbm_bandwidth.value * g.bandwidth_efficiency;
-    // The matrix rate of the compute dtype (bf16 and fp16 share it where only one is stated).
-    const std::string act = e.model.dtype.name;
-    auto rate = [&](const std::string& d) -> double {
-        auto it = g.peak_flops.find(d);
-        return it == g.peak_flops.end() ? 0.0 : it->second.value;
-    };
-    r.peak_act = rate(act);
-    r.act_name = act;
-    if (r.peak_act == 0) {
-        r.peak_act = rate("bf16") ? rate("bf16") : rate("fp16");
-        r.act_name = rate("bf16") ? "bf16" : "fp16";
-    }
-    r.act_rate = r.peak_act * g.matmul_efficiency;
-    r.fp8_rate = rate(e.workload.weight_dtype->name) * g.matmul_efficiency;
-    r.launch = g.launch_overhead_s;
+    r.peak_act = peak_rate(g, e.model.dtype.name, &r.act_name);
+    const ClassRates stream = class_rates(g, KernelClass::Stream, r.act_name);
+    const ClassRates gemm = class_rates(g, KernelClass::Gemm, r.act_name);
+    r.bw = stream.bandwidth;
+    r.launch = stream.overhead_s;
+    r.act_rate = gemm.flops;
     return r;
 }
 
@@ -78,23 +82,25 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         }
         for (const OpTraffic& t : gu.graph->traffic(gu.bindings)) {
             const OpInfo& op = *t.op;
-            const bool matrix = (op.kind == OpKind::Matmul || op.kind == OpKind::Attention) && t.flops > 0;
             // fp8 weights run at the fp8 rate; int4 weights are dequantised to the compute dtype.
-            const bool fp8 = op.weight.coef && op.weight_dtype == DtypeRole::Weight && r.fp8_rate > 0 &&
-                             e.workload.weight_dtype->bits == 8;
-            const double compute = matrix ? static_cast<double>(t.flops) / (fp8 ? r.fp8_rate : r.act_rate) : 0.0;
-            const double memory = static_cast<double>(t.bytes) / r.bw;
+            const bool fp8 = op.weight.coef && op.weight_dtype == DtypeRole::Weight && e.workload.weight_dtype->bits == 8 &&
+                             e.gpu.peak_flops.count(e.workload.weight_dtype->name);
+            KernelClass cls = KernelClass::Stream;
+            if (op.kind == OpKind::Matmul && t.flops > 0) cls = KernelClass::Gemm;
+            if (op.kind == OpKind::Attention && t.flops > 0)
+                cls = gu.bindings[Dim::Sq] == 1 ? KernelClass::AttentionDecode : KernelClass::AttentionPrefill;
+            const KernelTime kt = kernel_time(e.gpu, cls, fp8 ? e.workload.weight_dtype->name : r.act_name, t.flops, t.bytes);
             const double c = static_cast<double>(count);
             KindTime& row = kind_row(st.kinds, to_string(op.group));
             row.ops += count;
             const std::string& term = op.name;  // named in an overflow error
             row.flops = checked_add(row.flops, checked_mul(t.flops, count, term), term);
             row.bytes = checked_add(row.bytes, checked_mul(t.bytes, count, term), term);
-            const double op_s = std::max(compute, memory);
-            if (compute > memory) row.compute_s += c * op_s;
+            const double op_s = std::max(kt.compute_s, kt.memory_s);
+            if (kt.compute_s > kt.memory_s) row.compute_s += c * op_s;
             else row.memory_s += c * op_s;
-            row.launch_s += c * r.launch;
-            row.seconds += c * (op_s + r.launch);
+            row.launch_s += c * kt.overhead_s;
+            row.seconds += c * kt.seconds;
             st.weight_bytes = checked_add(st.weight_bytes, checked_mul(t.weight_bytes, count, "bytes"), "bytes");
             st.kv_bytes = checked_add(st.kv_bytes, checked_mul(t.kv_bytes, count, "bytes"), "bytes");
             st.attention_matrix_bytes =
@@ -159,6 +165,61 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
 }
 
 }  // namespace
+
+std::string kernel_class_key(KernelClass c, const std::string& dtype) {
+    switch (c) {
+        case KernelClass::Stream: return "stream";
+        case KernelClass::Gemm: return "gemm_" + dtype;
+        case KernelClass::AttentionPrefill: return "attention_prefill";
+        case KernelClass::AttentionDecode: return "attention_decode";
+        case KernelClass::Launch: return "launch";
+    }
+    return "stream";
+}
+
+ClassRates class_rates(const GpuSpec& g, KernelClass c, const std::string& dtype) {
+    std::string rate_dtype;
+    const double peak = peak_rate(g, dtype, &rate_dtype);
+    ClassRates base;  // the assumed efficiencies, or the calibrated stream class for bandwidth and overhead
+    base.overhead_s = g.launch_overhead_s;
+    base.bandwidth = g.hbm_bandwidth.value * g.bandwidth_efficiency;
+    base.flops = peak * g.matmul_efficiency;
+    if (auto it = g.kernel_rates.find("stream"); it != g.kernel_rates.end()) {
+        if (it->second.bandwidth > 0) base.bandwidth = it->second.bandwidth;
+        base.overhead_s = it->second.overhead_s;
+    }
+    if (auto it = g.kernel_rates.find(kernel_class_key(KernelClass::Gemm, rate_dtype)); it != g.kernel_rates.end() && it->second.flops > 0)
+        base.flops = it->second.flops;
+    if (c == KernelClass::Stream || c == KernelClass::Launch) {
+        if (auto it = g.kernel_rates.find("launch"); c == KernelClass::Launch && it != g.kernel_rates.end()) {
+            base.overhead_s = it->second.overhead_s;
+            base.calibrated = true;
+            return base;
+        }
+        base.calibrated = g.kernel_rates.count("stream") > 0;
+        return base;
+    }
+    const std::string key = c == KernelClass::Gemm ? kernel_class_key(c, rate_dtype) : kernel_class_key(c, dtype);
+    auto it = g.kernel_rates.find(key);
+    if (it == g.kernel_rates.end()) return base;
+    ClassRates r = base;
+    r.calibrated = true;
+    r.overhead_s = it->second.overhead_s;
+    if (it->second.bandwidth > 0) r.bandwidth = it->second.bandwidth;
+    if (it->second.flops > 0) r.flops = it->second.flops;
+    return r;
+}
+
+KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype, u64 flops, u64 bytes) {
+    KernelTime k;
+    k.rates = class_rates(g, c, dtype);
+    k.overhead_s = k.rates.overhead_s;
+    k.memory_s = k.rates.bandwidth > 0 ? static_cast<double>(bytes) / k.rates.bandwidth : 0.0;
+    k.compute_s = c != KernelClass::Stream && c != KernelClass::Launch && k.rates.flops > 0 ? static_cast<double>(flops) / k.rates.flops : 0.0;
+    k.seconds = k.overhead_s + std::max(k.memory_s, k.compute_s);
+    k.bound = k.overhead_s > std::max(k.memory_s, k.compute_s) ? "overhead" : k.compute_s > k.memory_s ? "compute" : "memory";
+    return k;
+}
 
 TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, const Topology& topo) {
     TimeEstimate t;

@@ -17,6 +17,29 @@
 
 namespace memtax {
 
+// The classes of kernel the probe calibrates. Matrix products run at a dtype's matrix rate;
+// fused attention at its own rate in prefill and at its own bandwidth in decode (paged KV
+// through a block table); everything else streams at the copy bandwidth.
+enum class KernelClass : std::uint8_t { Stream, Gemm, AttentionPrefill, AttentionDecode, Launch };
+// "stream", "gemm_bf16", ..., "attention_prefill", "attention_decode": GpuSpec::kernel_rates keys.
+std::string kernel_class_key(KernelClass c, const std::string& dtype);
+
+struct ClassRates {
+    double overhead_s = 0, bandwidth = 0, flops = 0;
+    bool calibrated = false;  // from the GPU's calibration, not the assumed efficiencies
+};
+// The rates a kernel of this class runs at on `g`: the calibrated class where the profile has
+// one, else peak × the profile's efficiencies (dtype: the matrix rate's dtype; bf16/fp16 share).
+ClassRates class_rates(const GpuSpec& g, KernelClass c, const std::string& dtype);
+
+struct KernelTime {
+    double seconds = 0, overhead_s = 0, compute_s = 0, memory_s = 0;
+    std::string bound;  // compute | memory | overhead
+    ClassRates rates;
+};
+// One kernel: overhead + max(FLOPs / rate, bytes / bandwidth); stream kernels have no compute term.
+KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype, u64 flops, u64 bytes);
+
 struct KindTime {
     std::string kind;  // an op group ("mlp", "attention core", ...), "embedding" or a collective
     u64 ops = 0;       // kernel launches

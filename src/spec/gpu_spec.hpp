@@ -10,6 +10,18 @@
 
 namespace memtax {
 
+// What `memtax calibrate` measured for one class of kernel on this GPU (from the probe): a
+// fixed cost per kernel, the achievable bandwidth and the achievable FLOP rate. 0 = not fitted
+// (the time model falls back to the profile's efficiencies).
+struct KernelRates {
+    double overhead_s = 0;
+    double bandwidth = 0;  // bytes/s
+    double flops = 0;      // FLOP/s
+    double queued_s = 0;   // "launch" class: cost of a kernel queued right behind another
+    u64 cases = 0;         // kernels the fit used
+    double rms_error = 0;  // relative, of the fit on those kernels
+};
+
 struct GpuSpec {
     std::string name;          // catalog key, e.g. "h100-sxm"
     std::string display_name;  // e.g. "NVIDIA H100 SXM5 80GB"
@@ -33,6 +45,11 @@ struct GpuSpec {
     double matmul_efficiency = 1.0;
     double launch_overhead_s = 0.0;
     bool calibrated = false;
+    // Calibrated kernel classes ("stream", "gemm_bf16", "gemm_fp16", "gemm_fp8_e4m3",
+    // "attention_prefill", "attention_decode") and where they came from (measurements, gpu,
+    // driver, date, command); empty for a datasheet profile.
+    std::map<std::string, KernelRates> kernel_rates;
+    std::map<std::string, std::string> calibration;
     std::map<std::string, std::string> sources;  // field -> citation
     std::string file;
 };

@@ -10,10 +10,12 @@ namespace {
 const std::vector<std::string> kGpuKeys = {
     "name", "display_name", "vendor", "source", "memory_bytes", "usable_memory_bytes",
     "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes", "sm_count", "interconnect",
-    "interconnect_bandwidth_bytes_per_s", "device_names", "efficiency", "sources"};
+    "interconnect_bandwidth_bytes_per_s", "device_names", "efficiency", "calibration", "sources"};
 const std::vector<std::string> kNumericKeys = {
     "memory_bytes", "usable_memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-    "sm_count", "interconnect_bandwidth_bytes_per_s", "efficiency"};
+    "sm_count", "interconnect_bandwidth_bytes_per_s", "efficiency", "calibration"};
+const std::vector<std::string> kKernelClasses = {"stream", "gemm_bf16", "gemm_fp16", "gemm_fp8_e4m3", "attention_prefill",
+                                                 "attention_decode", "launch"};
 
 }  // namespace
 
@@ -68,6 +70,36 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
         g.launch_overhead_s = eff->has("launch_overhead_s") ? eff->required_rate("launch_overhead_s") : 0.0;
         if (g.launch_overhead_s > 1e-3) eff->fail("launch_overhead_s", fmt::format("{} s per kernel is implausible; valid: up to 1e-3", g.launch_overhead_s));
         g.calibrated = eff->optional_bool("calibrated").value_or(false);
+    }
+
+    // calibration: written by `memtax calibrate` (hardware/calibrated/): provenance strings and
+    // the fitted kernel classes.
+    if (auto cal = map.optional_map("calibration")) {
+        const std::vector<std::string> prov = {"measurements", "gpu", "driver", "date", "command", "tool"};
+        std::vector<std::string> keys = prov;
+        keys.push_back("kernels");
+        cal->finish(keys);
+        for (const auto& k : prov)
+            if (cal->has(k)) g.calibration[k] = cal->required_string(k);
+        if (!cal->has("measurements")) cal->fail("measurements", "required: the measurement file the fit used");
+        YamlMap kernels = cal->required_map("kernels");
+        kernels.finish(kKernelClasses);
+        for (const auto& k : kKernelClasses) {
+            if (!kernels.has(k)) continue;
+            YamlMap c = kernels.required_map(k);
+            c.finish({"overhead_s", "bandwidth_bytes_per_s", "flops_per_s", "queued_s", "cases", "rms_error"});
+            KernelRates r;
+            r.overhead_s = c.has("overhead_s") ? c.required_rate("overhead_s") : 0.0;
+            if (r.overhead_s > 1e-3) c.fail("overhead_s", fmt::format("{} s per kernel is implausible; valid: up to 1e-3", r.overhead_s));
+            r.bandwidth = c.has("bandwidth_bytes_per_s") ? c.required_rate("bandwidth_bytes_per_s") : 0.0;
+            r.flops = c.has("flops_per_s") ? c.required_rate("flops_per_s") : 0.0;
+            r.queued_s = c.has("queued_s") ? c.required_rate("queued_s") : 0.0;
+            if (k == "launch" ? r.overhead_s == 0 : r.bandwidth == 0 && r.flops == 0)
+                c.fail(k, k == "launch" ? "needs overhead_s" : "needs bandwidth_bytes_per_s or flops_per_s");
+            r.cases = c.optional_u64("cases").value_or(0);
+            r.rms_error = c.has("rms_error") ? c.required_rate("rms_error") : 0.0;
+            g.kernel_rates[k] = r;
+        }
     }
 
     YamlMap sources = map.required_map("sources");

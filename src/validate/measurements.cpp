@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "spec/json_reader.hpp"
@@ -45,6 +46,125 @@ u64 uint(const JsonDoc& doc, const json& obj, const std::string& path, const std
     return unsigned_value(doc, member(doc, obj, path, key), path + "." + key);
 }
 
+double number(const JsonDoc& doc, const json& obj, const std::string& path, const std::string& key) {
+    const json& v = member(doc, obj, path, key);
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
+        doc.fail(path + "." + key, fmt::format("expected a finite number >= 0, got {}", json_repr(v)));
+    return v.get<double>();
+}
+
+std::string choice(const JsonDoc& doc, const json& obj, const std::string& path, const std::string& key,
+                   const std::vector<std::string>& valid) {
+    std::string v = str(doc, obj, path, key);
+    if (std::find(valid.begin(), valid.end(), v) == valid.end())
+        doc.fail(path + "." + key, fmt::format("\"{}\"{}; valid: {}", v, did_you_mean(v, valid), fmt::join(valid, ", ")));
+    return v;
+}
+
+u64 positive(const JsonDoc& doc, const json& obj, const std::string& path, const std::string& key) {
+    u64 v = uint(doc, obj, path, key);
+    if (v == 0) doc.fail(path + "." + key, "must be at least 1");
+    return v;
+}
+
+// The params of a probe case, strictly per kind (kernels/probe/ writes them).
+ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at, const std::string& kind) {
+    ProbeShape s;
+    if (!p.is_object()) doc.fail(at, "expected an object of the case's shape");
+    const std::vector<std::string> half = {"bf16", "fp16"};
+    if (kind == "stream") {
+        s.op = choice(doc, p, at, "op", {"copy", "read", "write", "memcpy", "launch"});
+        if (s.op == "launch") {
+            only_keys(doc, p, at, {"op", "kernels"});
+            s.kernels = positive(doc, p, at, "kernels");
+            return s;
+        }
+        only_keys(doc, p, at, {"op", "bytes", "partials"});
+        s.bytes = positive(doc, p, at, "bytes");
+        if (s.bytes % 16) doc.fail(at + ".bytes", fmt::format("{} is not a multiple of 16 (the kernels move 16-byte vectors)", s.bytes));
+        if (s.op == "read") s.partials = positive(doc, p, at, "partials");
+        else if (p.contains("partials")) doc.fail(at + ".partials", "only a read has per-block partial sums");
+    } else if (kind == "gemm") {
+        only_keys(doc, p, at, {"dtype", "m", "n", "k", "out_dtype", "workspace_bytes"});
+        s.dtype = choice(doc, p, at, "dtype", {"bf16", "fp16", "fp8_e4m3"});
+        s.m = positive(doc, p, at, "m");
+        s.n = positive(doc, p, at, "n");
+        s.k = positive(doc, p, at, "k");
+        s.out_dtype = choice(doc, p, at, "out_dtype", half);
+        s.workspace_bytes = uint(doc, p, at, "workspace_bytes");
+    } else if (kind == "mlp") {
+        only_keys(doc, p, at, {"tokens", "hidden", "intermediate", "dtype", "workspace_bytes"});
+        s.tokens = positive(doc, p, at, "tokens");
+        s.hidden = positive(doc, p, at, "hidden");
+        s.intermediate = positive(doc, p, at, "intermediate");
+        s.dtype = choice(doc, p, at, "dtype", {"bf16"});
+        s.workspace_bytes = uint(doc, p, at, "workspace_bytes");
+    } else if (kind == "attention-eager" || kind == "attention-flash") {
+        const bool eager = kind == "attention-eager";
+        std::vector<std::string> keys = {"batch", "heads", "context", "head_dim", "causal", "dtype"};
+        for (const char* k : eager ? std::vector<const char*>{"scores_dtype", "workspace_bytes"} : std::vector<const char*>{"block_m", "block_n"})
+            keys.push_back(k);
+        only_keys(doc, p, at, keys);
+        s.batch = positive(doc, p, at, "batch");
+        s.heads = positive(doc, p, at, "heads");
+        s.context = positive(doc, p, at, "context");
+        s.head_dim = positive(doc, p, at, "head_dim");
+        const json& c = member(doc, p, at, "causal");
+        if (!c.is_boolean()) doc.fail(at + ".causal", fmt::format("expected true or false, got {}", json_repr(c)));
+        s.causal = c.get<bool>();
+        if (eager && !s.causal) doc.fail(at + ".causal", "the eager kernel is causal only");
+        s.dtype = choice(doc, p, at, "dtype", {"bf16"});
+        if (eager) {
+            s.scores_dtype = choice(doc, p, at, "scores_dtype", {"fp32"});
+            s.workspace_bytes = uint(doc, p, at, "workspace_bytes");
+        } else {
+            s.block_m = positive(doc, p, at, "block_m");
+            s.block_n = positive(doc, p, at, "block_n");
+            if (s.block_m != s.block_n) doc.fail(at + ".block_n", "the flash kernel's tiles are square (block_m = block_n)");
+        }
+    } else if (kind == "decode-paged") {
+        only_keys(doc, p, at, {"batch", "context", "kv_heads", "q_heads", "head_dim", "block_size", "tokens_per_split", "dtype"});
+        s.batch = positive(doc, p, at, "batch");
+        s.context = positive(doc, p, at, "context");
+        s.kv_heads = positive(doc, p, at, "kv_heads");
+        s.q_heads = positive(doc, p, at, "q_heads");
+        if (s.q_heads % s.kv_heads) doc.fail(at + ".q_heads", fmt::format("{} is not a multiple of kv_heads = {}", s.q_heads, s.kv_heads));
+        s.head_dim = positive(doc, p, at, "head_dim");
+        s.block_size = positive(doc, p, at, "block_size");
+        s.tokens_per_split = positive(doc, p, at, "tokens_per_split");
+        s.dtype = choice(doc, p, at, "dtype", {"bf16"});
+    }
+    return s;
+}
+
+MeasuredProbe probe_measured(const JsonDoc& doc, const json& ms, const std::string& mp) {
+    MeasuredProbe r;
+    if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
+    only_keys(doc, ms, mp, {"allocated_bytes", "driver_bytes", "buffers", "time_s", "time_p10_s", "time_p90_s", "runs",
+                            "unwritten_outputs", "kernels"});
+    r.allocated_bytes = uint(doc, ms, mp, "allocated_bytes");
+    r.driver_bytes = uint(doc, ms, mp, "driver_bytes");
+    const json& bufs = member(doc, ms, mp, "buffers");
+    if (!bufs.is_object()) doc.fail(mp + ".buffers", "expected an object of buffer name -> bytes");
+    for (const auto& [k, v] : bufs.items()) r.buffers.emplace_back(k, unsigned_value(doc, v, mp + ".buffers." + k));
+    r.time_s = number(doc, ms, mp, "time_s");
+    if (r.time_s <= 0) doc.fail(mp + ".time_s", "must be positive");
+    r.time_p10_s = ms.contains("time_p10_s") ? number(doc, ms, mp, "time_p10_s") : r.time_s;
+    r.time_p90_s = ms.contains("time_p90_s") ? number(doc, ms, mp, "time_p90_s") : r.time_s;
+    r.runs = positive(doc, ms, mp, "runs");
+    r.unwritten_outputs = ms.contains("unwritten_outputs") ? uint(doc, ms, mp, "unwritten_outputs") : 0;
+    if (ms.contains("kernels")) {
+        const json& ks = ms["kernels"];
+        if (!ks.is_array()) doc.fail(mp + ".kernels", "expected a list of {name, time_s, runs}");
+        for (size_t i = 0; i < ks.size(); ++i) {
+            const std::string kp = fmt::format("{}.kernels[{}]", mp, i);
+            only_keys(doc, ks[i], kp, {"name", "time_s", "runs"});
+            r.kernels.emplace_back(str(doc, ks[i], kp, "name"), number(doc, ks[i], kp, "time_s"));
+        }
+    }
+    return r;
+}
+
 }  // namespace
 
 MeasurementFile parse_measurements(const std::string& text, const std::string& file) {
@@ -53,7 +173,7 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
     if (!root.is_object()) doc.fail("(document)", "expected a JSON object with schema, provenance and cases");
     MeasurementFile m;
     m.file = file;
-    only_keys(doc, root, "", {"schema", "source", "provenance", "note", "runtime_overhead_bytes", "runtime_overhead_detail", "cases"});
+    only_keys(doc, root, "", {"schema", "source", "provenance", "note", "runtime_overhead_bytes", "runtime_overhead_detail", "checks", "cases"});
     m.schema = str(doc, root, "", "schema");
     if (m.schema != kMeasurementSchema)
         doc.fail("schema", fmt::format("\"{}\" is not supported; valid: {} (docs/measurement-schema.md)", m.schema, kMeasurementSchema));
@@ -65,6 +185,28 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         if (!m.provenance.count(need)) doc.fail("provenance", fmt::format("required field \"{}\" is missing", need));
     if (root.contains("runtime_overhead_bytes"))
         m.runtime_overhead_bytes = unsigned_value(doc, root["runtime_overhead_bytes"], "runtime_overhead_bytes");
+    if (root.contains("checks")) {
+        const json& checks = root["checks"];
+        if (!checks.is_array()) doc.fail("checks", "expected a list of correctness checks");
+        for (size_t i = 0; i < checks.size(); ++i) {
+            const std::string at = fmt::format("checks[{}]", i);
+            const json& c = checks[i];
+            if (!c.is_object()) doc.fail(at, "expected an object");
+            only_keys(doc, c, at, {"suite", "what", "rel_error", "tolerance", "unwritten_outputs", "passed"});
+            ProbeCheck pc;
+            pc.suite = str(doc, c, at, "suite");
+            pc.what = str(doc, c, at, "what");
+            const json& re = member(doc, c, at, "rel_error");
+            // A non-finite error is written as null by the probe: it failed.
+            pc.rel_error = re.is_null() ? INFINITY : number(doc, c, at, "rel_error");
+            pc.tolerance = number(doc, c, at, "tolerance");
+            pc.unwritten = uint(doc, c, at, "unwritten_outputs");
+            const json& pass = member(doc, c, at, "passed");
+            if (!pass.is_boolean()) doc.fail(at + ".passed", fmt::format("expected true or false, got {}", json_repr(pass)));
+            pc.passed = pass.get<bool>();
+            m.checks.push_back(pc);
+        }
+    }
     const json& cases = member(doc, root, "", "cases");
     if (!cases.is_array()) doc.fail("cases", "expected a list of cases");
     const std::filesystem::path dir = std::filesystem::path(file).parent_path();
@@ -75,10 +217,24 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         MeasuredCase mc;
         mc.line = doc.pos(at).line;
         mc.kind = str(doc, c, at, "kind");
-        if (mc.kind != "forward")
-            doc.fail(at + ".kind", fmt::format("\"{}\" is not a case kind this version validates; valid: forward", mc.kind));
-        only_keys(doc, c, at, {"id", "kind", "model", "model_config", "runtime", "mode", "batch", "context", "logits_kept", "status",
-                               "reason", "measured"});
+        const auto& kinds = probe_kinds();
+        const bool probe = std::find(kinds.begin(), kinds.end(), mc.kind) != kinds.end();
+        if (mc.kind != "forward" && !probe) {
+            std::vector<std::string> valid = {"forward"};
+            valid.insert(valid.end(), kinds.begin(), kinds.end());
+            doc.fail(at + ".kind", fmt::format("\"{}\"{}; valid: {}", mc.kind, did_you_mean(mc.kind, valid), fmt::join(valid, ", ")));
+        }
+        if (probe) {
+            only_keys(doc, c, at, {"id", "kind", "params", "status", "reason", "measured"});
+            mc.id = str(doc, c, at, "id");
+            mc.shape = probe_shape(doc, member(doc, c, at, "params"), at + ".params", mc.kind);
+            mc.status = choice(doc, c, at, "status", {"ok", "skipped", "failed"});
+            if (c.contains("reason")) mc.reason = str(doc, c, at, "reason");
+            if (mc.status != "skipped") mc.probe = probe_measured(doc, member(doc, c, at, "measured"), at + ".measured");
+            else if (c.contains("measured")) doc.fail(at + ".measured", "a skipped case has no measured values");
+            m.cases.push_back(std::move(mc));
+            continue;
+        }
         mc.id = str(doc, c, at, "id");
         if (c.contains("model_config") == c.contains("model"))
             doc.fail(at, "needs exactly one of model (a built-in name) or model_config (a config.json path relative to this file)");

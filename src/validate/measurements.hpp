@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/bytes.hpp"
+#include "model/kernel_model.hpp"
 
 namespace memtax {
 
@@ -19,16 +20,36 @@ struct MeasuredForward {
     std::optional<std::int64_t> after_step_bytes;  // allocated after - before (can be negative)
 };
 
+// What memtax-probe measured for one of its cases (docs/measurement-schema.md).
+struct MeasuredProbe {
+    u64 allocated_bytes = 0;   // Σ of the case's cudaMalloc sizes (one tracking allocator)
+    u64 driver_bytes = 0;      // cudaMemGetInfo free before − after the allocations
+    std::vector<std::pair<std::string, u64>> buffers;
+    double time_s = 0, time_p10_s = 0, time_p90_s = 0;  // median and spread of the runs
+    u64 runs = 0, unwritten_outputs = 0;
+    std::vector<std::pair<std::string, double>> kernels;  // each kernel timed alone (median), multi-kernel cases
+};
+
+// A correctness check of the probe at a small size against a float64 reference.
+struct ProbeCheck {
+    std::string suite, what;
+    double rel_error = 0, tolerance = 0;
+    u64 unwritten = 0;
+    bool passed = false;
+};
+
 struct MeasuredCase {
     std::string id;
-    std::string kind;          // "forward"
+    std::string kind;          // "forward" or a probe kind (probe_kinds())
     std::string model;         // resolved: a path (model_config, relative to the file) or a catalog name
     std::string runtime;       // a runtime profile name, e.g. "hf-sdpa"
     std::string mode;          // prefill | decode
     u64 batch = 0, context = 0, logits_kept = 1;  // logits_kept 0 = all positions
-    std::string status;        // ok | oom | skipped
+    std::string status;        // ok | oom | skipped | failed (probe: outputs left unwritten)
     std::string reason;
     MeasuredForward measured;
+    ProbeShape shape;                    // probe kinds: the case's params
+    std::optional<MeasuredProbe> probe;  // probe kinds with status ok or failed
     int line = 0;
 };
 
@@ -39,6 +60,7 @@ struct MeasurementFile {
     std::map<std::string, std::string> provenance;  // gpu, driver, date, command, ...
     std::optional<u64> runtime_overhead_bytes;
     std::vector<MeasuredCase> cases;
+    std::vector<ProbeCheck> checks;  // the probe's correctness checks
 };
 
 inline constexpr const char* kMeasurementSchema = "memtax.measurements/1";

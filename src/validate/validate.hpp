@@ -33,6 +33,29 @@ struct CaseResult {
     std::string peak_at;
 };
 
+// One memtax-probe case predicted: the buffers the kernel model lists against the tracking
+// allocator's count, the driver's view within its 2 MiB granularity, and the time.
+struct ProbeKernelResult {
+    std::string name;
+    double predicted_s = 0;
+    std::optional<double> measured_s;  // multi-kernel cases time each kernel alone
+    std::string bound;                 // compute | memory | overhead
+};
+struct ProbeResult {
+    MeasuredCase c;
+    u64 predicted_allocated = 0;
+    bool allocated_exact = true;
+    std::string buffer_diff;  // the first buffer that differs, if any
+    u64 driver_low = 0, driver_high = 0;
+    bool driver_ok = true;
+    double predicted_s = 0, time_error = 0, time_tolerance = 0;
+    std::string bound;
+    bool time_ok = true;
+    bool time_by_slack_only = false;  // passed by the 1 us absolute floor only
+    std::vector<ProbeKernelResult> kernels;
+    bool ok = true;
+};
+
 struct DoublingClaim {
     std::string runtime;
     int pairs = 0;
@@ -53,6 +76,19 @@ struct Validation {
     bool overhead_exact = true;
     std::vector<DoublingClaim> claims;
     size_t worst = 0;  // index of the worst forward-peak error (ok cases)
+    // Probe cases (kernels/probe/) and the probe's correctness checks.
+    std::vector<ProbeResult> probe;
+    std::vector<ProbeCheck> checks;
+    double bandwidth_tolerance = 0.10, compute_tolerance = 0.15;
+    bool gpu_calibrated = false;
+    // The probe's own performance read off its measurements (the card's ceilings measured in
+    // the same run): name, value, and a sentence.
+    struct Claim {
+        std::string name;
+        double value = 0;
+        std::string text;
+    };
+    std::vector<Claim> probe_claims;
     bool all_ok = true;
 };
 
@@ -65,7 +101,14 @@ struct Validation {
 // engine predicts the step allocates (within the tolerance), while memory sat reserved but
 // unallocated — or, without a message, if the predicted total is within the tolerance of the
 // usable memory.
-Validation validate_measurements(const std::string& path, const std::string& gpu, double tolerance, u64 slack_bytes);
+// Probe cases: allocated bytes must equal the kernel model's buffers exactly; the time must be
+// within `bandwidth_tolerance` of the prediction for memory- and overhead-bound cases and
+// `compute_tolerance` for compute-bound ones (the bound is the prediction's dominant term).
+Validation validate_measurements(const std::string& path, const std::string& gpu, double tolerance, u64 slack_bytes,
+                                 double bandwidth_tolerance = 0.10, double compute_tolerance = 0.15);
+// The same on a file already read, with a GPU profile already resolved.
+Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double tolerance, u64 slack_bytes,
+                         double bandwidth_tolerance = 0.10, double compute_tolerance = 0.15);
 std::string render_validation_table(const Validation& v);
 std::string render_validation_json(const Validation& v, const ToolInfo& tool);
 

@@ -1,0 +1,272 @@
+#include "validate/calibrate.hpp"
+
+#include <Eigen/Dense>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include "core/error.hpp"
+#include "model/kernel_model.hpp"
+#include "model/time_model.hpp"
+#include "report/report.hpp"
+#include "spec/loaders.hpp"
+#include "spec/yaml_reader.hpp"
+
+namespace memtax {
+namespace {
+
+struct Sample {
+    std::string id;
+    double flops = 0, bytes = 0, t = 0;
+};
+
+enum class Form { Memory, Compute, Roofline };
+
+// Solves min Σ ((a + x·cols - t) / t)² for the columns in `use` (a: overhead, then the
+// per-byte and per-FLOP times); `intercept` false pins a to 0. Eigen's column-pivoting QR.
+Eigen::VectorXd solve(const std::vector<Sample>& s, const std::vector<int>& regime, bool intercept) {
+    // Columns: [1, bytes (memory regime), flops (compute regime)], each row divided by t.
+    const int n = static_cast<int>(s.size());
+    Eigen::MatrixXd A = Eigen::MatrixXd::Zero(n, 3);
+    Eigen::VectorXd b = Eigen::VectorXd::Ones(n);
+    for (int i = 0; i < n; ++i) {
+        A(i, 0) = intercept ? 1.0 / s[i].t : 0.0;
+        if (regime[i] == 0) A(i, 1) = s[i].bytes / s[i].t;
+        else A(i, 2) = s[i].flops / s[i].t;
+    }
+    // Unused columns (no sample in a regime) are dropped, then put back as zeros.
+    std::vector<int> cols;
+    for (int c = 0; c < 3; ++c)
+        if (A.col(c).cwiseAbs().maxCoeff() > 0) cols.push_back(c);
+    Eigen::MatrixXd Ar(n, static_cast<Eigen::Index>(cols.size()));
+    for (size_t j = 0; j < cols.size(); ++j) Ar.col(static_cast<Eigen::Index>(j)) = A.col(cols[j]);
+    Eigen::VectorXd xr = Ar.colPivHouseholderQr().solve(b);
+    Eigen::VectorXd x = Eigen::VectorXd::Zero(3);
+    for (size_t j = 0; j < cols.size(); ++j) x(cols[j]) = xr(static_cast<Eigen::Index>(j));
+    return x;
+}
+
+double predict(const Eigen::VectorXd& x, const Sample& s) { return x(0) + std::max(x(1) * s.bytes, x(2) * s.flops); }
+
+std::optional<ClassFit> fit(const std::string& key, const std::vector<Sample>& s, Form form, double ridge) {
+    if (s.size() < 2) return std::nullopt;
+    std::vector<int> regime(s.size());
+    for (size_t i = 0; i < s.size(); ++i)
+        regime[i] = form == Form::Memory ? 0 : form == Form::Compute ? 1 : (s[i].flops / std::max(s[i].bytes, 1.0) > ridge ? 1 : 0);
+    Eigen::VectorXd x;
+    for (int iter = 0; iter < 20; ++iter) {
+        x = solve(s, regime, true);
+        if (x(0) < 0) x = solve(s, regime, false);  // a negative overhead is no overhead
+        if (form != Form::Roofline) break;
+        bool changed = false;
+        for (size_t i = 0; i < s.size(); ++i) {
+            // A regime with no sample has no fitted coefficient: keep its samples where they are.
+            if (x(1) <= 0 || x(2) <= 0) break;
+            const int r = x(2) * s[i].flops > x(1) * s[i].bytes ? 1 : 0;
+            changed = changed || r != regime[i];
+            regime[i] = r;
+        }
+        if (!changed) break;
+    }
+    if ((form != Form::Compute && x(1) <= 0) || (form != Form::Memory && x(2) <= 0)) return std::nullopt;
+    ClassFit f;
+    f.key = key;
+    f.rates.overhead_s = x(0);
+    f.rates.bandwidth = x(1) > 0 ? 1.0 / x(1) : 0.0;
+    f.rates.flops = x(2) > 0 ? 1.0 / x(2) : 0.0;
+    f.rates.cases = s.size();
+    double sq = 0;
+    for (const auto& p : s) {
+        const double e = (predict(x, p) - p.t) / p.t;
+        sq += e * e;
+        f.kernels.push_back(p.id);
+    }
+    f.rates.rms_error = std::sqrt(sq / static_cast<double>(s.size()));
+    return f;
+}
+
+std::string base_text(const GpuSpec& g) {
+    if (std::filesystem::exists(g.file)) return read_input_file(g.file);
+    for (const auto& e : embedded_gpus())
+        if (g.file == e.path) return e.text;
+    throw InternalError(fmt::format("no text for GPU profile {}", g.file));
+}
+
+GpuSpec base_for(const MeasurementFile& f, const std::string& gpu) {
+    if (!gpu.empty()) return resolve_gpu(gpu);
+    const std::string device = f.provenance.at("gpu");
+    for (const auto& g : catalog_gpus())
+        if (!g.calibrated)
+            for (const auto& n : g.device_names)
+                if (n == device) return g;
+    throw InputError(SourcePos{f.file, 0, 0}, "provenance.gpu",
+                     fmt::format("\"{}\" matches no uncalibrated GPU profile's device_names; pass --gpu", device));
+}
+
+std::string g6(double v) { return fmt::format("{:.6g}", v); }
+
+}  // namespace
+
+CalibrationResult calibrate(const std::string& path, const std::string& gpu, const std::string& tool) {
+    const MeasurementFile f = load_measurements(path);
+    CalibrationResult c;
+    c.measurements = path;
+    c.provenance = f.provenance;
+    c.base = base_for(f, gpu);
+    if (c.base.calibrated)
+        throw InputError(SourcePos{}, "--gpu", fmt::format("{} is already a calibrated profile; pass the datasheet profile it refines", c.base.name));
+
+    std::map<std::string, std::vector<Sample>> samples;
+    for (const auto& mc : f.cases) {
+        if (mc.kind == "forward" || mc.status != "ok" || !mc.probe) continue;
+        if (mc.kind != "stream" && mc.kind != "gemm" && mc.kind != "attention-flash" && mc.kind != "decode-paged") continue;
+        if (mc.kind == "stream" && mc.shape.op == "memcpy") continue;  // the library's copy is the ceiling, not a fit point
+        if (mc.kind == "stream" && mc.shape.op == "launch") {
+            samples["launch"].push_back({mc.id, 0, static_cast<double>(mc.shape.kernels - 1), mc.probe->time_s});
+            continue;
+        }
+        const ProbeModel m = model_probe_case(mc.kind, mc.shape, c.base);
+        for (const auto& k : m.kernels) {
+            double t = m.kernels.size() == 1 ? mc.probe->time_s : 0.0;
+            for (const auto& [name, secs] : mc.probe->kernels)
+                if (name == k.name) t = secs;
+            if (t <= 0) continue;
+            if (mc.kind == "decode-paged" && k.cls != KernelClass::AttentionDecode) continue;  // the combine is predicted
+            samples[kernel_class_key(k.cls, k.dtype)].push_back(
+                {mc.id + (m.kernels.size() > 1 ? "/" + k.name : ""), static_cast<double>(k.flops), static_cast<double>(k.bytes), t});
+        }
+    }
+    // Launch: t(N empty kernels) = isolated + (N − 1) · queued.
+    if (auto it = samples.find("launch"); it != samples.end()) {
+        std::vector<Sample> s = it->second;
+        samples.erase(it);
+        if (s.size() >= 2) {
+            Eigen::MatrixXd A(static_cast<Eigen::Index>(s.size()), 2);
+            Eigen::VectorXd b(static_cast<Eigen::Index>(s.size()));
+            for (size_t i = 0; i < s.size(); ++i) {
+                A(static_cast<Eigen::Index>(i), 0) = 1.0 / s[i].t;
+                A(static_cast<Eigen::Index>(i), 1) = s[i].bytes / s[i].t;  // bytes holds N − 1
+                b(static_cast<Eigen::Index>(i)) = 1.0;
+            }
+            Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+            if (x(0) > 0 && x(1) > 0) {
+                ClassFit f;
+                f.key = "launch";
+                f.rates.overhead_s = x(0);
+                f.rates.queued_s = x(1);
+                f.rates.cases = s.size();
+                for (const auto& p : s) f.kernels.push_back(p.id);
+                c.fits.push_back(f);
+            }
+        }
+    }
+    if (!samples.count("stream"))
+        throw InputError(SourcePos{path, 0, 0}, "cases", "no stream cases with status ok: run the probe's stream suite (it calibrates bandwidth and overhead)");
+    const double peak_bw = c.base.hbm_bandwidth.value;
+    for (const auto& [key, s] : samples) {
+        Form form = Form::Memory;
+        double ridge = 0;
+        if (key.starts_with("gemm_")) {
+            form = Form::Roofline;
+            auto it = c.base.peak_flops.find(key.substr(5));
+            ridge = (it == c.base.peak_flops.end() ? 0.0 : it->second.value) / peak_bw;
+        } else if (key == "attention_prefill") {
+            form = Form::Compute;
+        }
+        if (auto fitted = fit(key, s, form, ridge)) c.fits.push_back(*fitted);
+    }
+
+    // The calibrated profile: the datasheet profile with the fitted classes, the efficiencies
+    // they imply, and where they came from.
+    YAML::Node root = YAML::Load(base_text(c.base));
+    const std::string name = c.base.name + "-calibrated";
+    root["name"] = name;
+    root["display_name"] = c.base.display_name + " (calibrated)";
+    std::map<std::string, KernelRates> rates;
+    for (const auto& fit : c.fits) rates[fit.key] = fit.rates;
+    const KernelRates& stream = rates.at("stream");
+    YAML::Node eff;
+    eff["bandwidth"] = g6(std::min(1.0, stream.bandwidth / peak_bw));
+    double matmul = c.base.matmul_efficiency;
+    for (const char* d : {"bf16", "fp16"})
+        if (rates.count(std::string("gemm_") + d) && c.base.peak_flops.count(d)) {
+            matmul = std::min(1.0, rates.at(std::string("gemm_") + d).flops / c.base.peak_flops.at(d).value);
+            break;
+        }
+    eff["matmul"] = g6(matmul);
+    if (stream.overhead_s > 0) eff["launch_overhead_s"] = g6(stream.overhead_s);
+    eff["calibrated"] = true;
+    root["efficiency"] = eff;
+    YAML::Node cal;
+    cal["measurements"] = path;
+    for (const char* k : {"gpu", "driver", "date", "command"})
+        if (f.provenance.count(k)) cal[k] = f.provenance.at(k);
+    cal["tool"] = tool;
+    YAML::Node kernels;
+    for (const auto& fit : c.fits) {
+        YAML::Node k;
+        if (fit.rates.overhead_s > 0) k["overhead_s"] = g6(fit.rates.overhead_s);
+        if (fit.rates.bandwidth > 0) k["bandwidth_bytes_per_s"] = g6(fit.rates.bandwidth);
+        if (fit.rates.flops > 0) k["flops_per_s"] = g6(fit.rates.flops);
+        if (fit.rates.queued_s > 0) k["queued_s"] = g6(fit.rates.queued_s);
+        k["cases"] = fit.rates.cases;
+        if (fit.rates.rms_error > 0) k["rms_error"] = g6(fit.rates.rms_error);
+        kernels[fit.key] = k;
+    }
+    cal["kernels"] = kernels;
+    root["calibration"] = cal;
+    const std::string from = fmt::format("{} on {} (driver {}, {})", path, f.provenance.at("gpu"),
+                                         f.provenance.count("driver") ? f.provenance.at("driver") : "?", f.provenance.at("date"));
+    root["sources"]["efficiency"] = fmt::format(
+        "measured: memtax calibrate from {}: bandwidth = the stream fit's bandwidth / the datasheet peak, matmul = the bf16 "
+        "gemm fit's rate / the datasheet peak, launch overhead = the stream fit's fixed cost per kernel", from);
+    root["sources"]["calibration"] = fmt::format(
+        "measured: memtax-probe kernels, least squares on the relative error per kernel class (src/validate/calibrate.hpp), from {}", from);
+    YAML::Emitter out;
+    out << root;
+    c.yaml = fmt::format("# Generated by `memtax calibrate --measurements {}`: the profile {} with the kernel rates\n"
+                         "# measured on the device. Regenerate it rather than editing it.\n{}\n",
+                         path, c.base.name, out.c_str());
+    c.calibrated = load_gpu_yaml(c.yaml, "hardware/calibrated/" + c.base.name + ".yaml");
+    return c;
+}
+
+std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to) {
+    std::string out = fmt::format("memtax calibrate: {} measured on {} (driver {}, {})\nrefines {} -> {}\n\n", c.measurements,
+                                  c.provenance.at("gpu"), c.provenance.count("driver") ? c.provenance.at("driver") : "?",
+                                  c.provenance.at("date"), c.base.name, c.calibrated.name);
+    out += fmt::format("{:<20} {:>6} {:>12} {:>16} {:>18} {:>10}\n", "kernel class", "fits", "overhead", "bandwidth", "rate", "rms error");
+    for (const auto& f : c.fits) {
+        if (f.key == "launch") {
+            out += fmt::format("{:<20} {:>6} {:>9.2f} us   alone; {:.2f} us queued behind another kernel\n", f.key, f.rates.cases,
+                               f.rates.overhead_s * 1e6, f.rates.queued_s * 1e6);
+            continue;
+        }
+        out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s {:>13.1f} TF/s {:>9.1f}%\n", f.key, f.rates.cases,
+                           f.rates.overhead_s * 1e6, f.rates.bandwidth / 1e12, f.rates.flops / 1e12, f.rates.rms_error * 100);
+    }
+    out += fmt::format("\nefficiency: bandwidth {:.4g} of {:.3g} B/s, matmul {:.4g}, launch overhead {:.3g} s\n",
+                       c.calibrated.bandwidth_efficiency, c.base.hbm_bandwidth.value, c.calibrated.matmul_efficiency,
+                       c.calibrated.launch_overhead_s);
+    if (!written_to.empty()) out += "wrote " + written_to + "\n";
+    return out;
+}
+
+std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to) {
+    nlohmann::ordered_json fits = nlohmann::ordered_json::array();
+    for (const auto& f : c.fits)
+        fits.push_back({{"class", f.key}, {"cases", f.rates.cases}, {"overhead_s", f.rates.overhead_s},
+                        {"bandwidth_bytes_per_s", f.rates.bandwidth}, {"flops_per_s", f.rates.flops}, {"queued_s", f.rates.queued_s},
+                        {"rms_error", f.rates.rms_error},
+                        {"kernels", f.kernels}});
+    nlohmann::ordered_json j = {{"schema", "memtax.calibration/1"}, {"measurements", c.measurements}, {"base_profile", c.base.name},
+                                {"calibrated_profile", c.calibrated.name}, {"written_to", written_to}, {"fits", fits}};
+    return j.dump(2) + "\n";
+}
+
+}  // namespace memtax

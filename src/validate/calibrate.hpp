@@ -1,0 +1,43 @@
+#pragma once
+// `memtax calibrate`: fits the probe's measurements to the time model's kernel classes and
+// writes a calibrated GPU profile (hardware/calibrated/<gpu>.yaml).
+//
+// Each class is fitted by least squares on the relative error (every kernel weighs the same
+// whatever its duration) over the sizes the probe ran:
+//   stream              t = overhead + bytes / bandwidth          (copy, read, write; not cudaMemcpy)
+//   gemm_<dtype>        t = overhead + max(FLOPs / rate, bytes / bandwidth)  (cuBLASLt products;
+//                       each product is assigned to the term that dominates, refitted until stable)
+//   attention_prefill   t = overhead + FLOPs / rate               (the tiled flash kernel)
+//   attention_decode    t = overhead + bytes / bandwidth          (the paged decode split kernel)
+// The eager attention, the MLP block and the decode combine are not fitted: `memtax validate`
+// predicts them from these classes.
+#include <string>
+#include <vector>
+
+#include "spec/gpu_spec.hpp"
+#include "validate/measurements.hpp"
+
+namespace memtax {
+
+struct ClassFit {
+    std::string key;  // kernel_rates key
+    KernelRates rates;
+    std::vector<std::string> kernels;  // "case id/kernel" the fit used
+};
+
+struct CalibrationResult {
+    std::string measurements;  // the file, as given
+    std::map<std::string, std::string> provenance;
+    GpuSpec base;                // the datasheet profile the calibration refines
+    std::vector<ClassFit> fits;
+    GpuSpec calibrated;          // the written profile, loaded back
+    std::string yaml;            // its text
+};
+
+// `gpu`: the profile to refine (name or path); empty = the uncalibrated profile whose
+// device_names has the file's provenance.gpu. `tool`: "memtax <version> (<sha>)".
+CalibrationResult calibrate(const std::string& measurements, const std::string& gpu, const std::string& tool);
+std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to);
+std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to);
+
+}  // namespace memtax
