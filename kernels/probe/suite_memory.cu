@@ -255,36 +255,45 @@ __global__ void __launch_bounds__(kDecThreads) k_decode_split(
 // go through shared memory once, then each thread sums its dimension over the splits with the
 // loads unrolled (independent addresses, many in flight).
 constexpr int kMaxSplits = 1024;
-__global__ void __launch_bounds__(kHeadDim) k_decode_combine(const float* __restrict__ po, const float* __restrict__ pm,
+constexpr int kCombineParts = 4;
+__global__ void __launch_bounds__(kHeadDim * kCombineParts) k_decode_combine(const float* __restrict__ po, const float* __restrict__ pm,
                                                              const float* __restrict__ pl, __nv_bfloat16* __restrict__ out,
                                                              int Hkv, int G, int splits) {
     __shared__ float w[kMaxSplits];
-    __shared__ float red[kHeadDim / 32];
+    __shared__ float red[kHeadDim * kCombineParts / 32];
     const int hq = blockIdx.x, b = blockIdx.y, kvh = hq / G, g = hq % G, d = threadIdx.x;
     const std::size_t base = (static_cast<std::size_t>(b) * Hkv + kvh) * splits;
+    const int t = threadIdx.y * kHeadDim + d, nt = kHeadDim * kCombineParts;
     float M = -INFINITY;
-    for (int s = d; s < splits; s += kHeadDim) {
-        w[s] = pm[(base + s) * G + g];
-        M = fmaxf(M, w[s]);
-    }
+    for (int s = t; s < splits; s += nt) M = fmaxf(M, pm[(base + s) * G + g]);
     for (int o = 16; o; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-    if ((d & 31) == 0) red[d >> 5] = M;
+    if ((t & 31) == 0) red[t >> 5] = M;
     __syncthreads();
-    M = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+    M = red[0];
+    for (int i = 1; i < nt / 32; ++i) M = fmaxf(M, red[i]);
+    __syncthreads();
     float den = 0.f;
-    for (int s = d; s < splits; s += kHeadDim) {
-        w[s] = exp2f(w[s] - M);
+    for (int s = t; s < splits; s += nt) {
+        w[s] = exp2f(pm[(base + s) * G + g] - M);
         den += w[s] * pl[(base + s) * G + g];
     }
     for (int o = 16; o; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
+    if ((t & 31) == 0) red[t >> 5] = den;
     __syncthreads();
-    if ((d & 31) == 0) red[d >> 5] = den;
-    __syncthreads();
-    den = red[0] + red[1] + red[2] + red[3];
+    den = 0.f;
+    for (int i = 0; i < nt / 32; ++i) den += red[i];
+    // Four thread groups (blockDim = 4 · 128) each sum a quarter of the splits: a short chain of
+    // loads per thread even at batch 1 with hundreds of splits.
+    const int part = threadIdx.y;
     float num = 0.f;
-#pragma unroll 16
-    for (int s = 0; s < splits; ++s) num += w[s] * po[((base + s) * G + g) * kHeadDim + d];
-    out[(static_cast<std::size_t>(b) * Hkv * G + hq) * kHeadDim + d] = __float2bfloat16(num / den);
+#pragma unroll 8
+    for (int s = part; s < splits; s += kCombineParts) num += w[s] * po[((base + s) * G + g) * kHeadDim + d];
+    __shared__ float acc[kCombineParts][kHeadDim];
+    acc[part][d] = num;
+    __syncthreads();
+    if (part == 0)
+        out[(static_cast<std::size_t>(b) * Hkv * G + hq) * kHeadDim + d] =
+            __float2bfloat16((acc[0][d] + acc[1][d] + acc[2][d] + acc[3][d]) / den);
 }
 
 struct DecodeShape {
@@ -302,7 +311,7 @@ void launch_decode(const DecodeShape& s, const __nv_bfloat16* q, const __nv_bflo
         CK_LAUNCH();
     }
     if (!(which & 2)) return;
-    k_decode_combine<<<dim3(s.Hkv * G, s.B), kHeadDim, 0, st>>>(po, pm, pl, out, s.Hkv, G, splits);
+    k_decode_combine<<<dim3(s.Hkv * G, s.B), dim3(kHeadDim, kCombineParts), 0, st>>>(po, pm, pl, out, s.Hkv, G, splits);
     CK_LAUNCH();
 }
 
