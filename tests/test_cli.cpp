@@ -9,6 +9,7 @@
 
 #include "cli/commands.hpp"
 #include "core/bytes.hpp"
+#include "spec/loaders.hpp"
 
 using namespace memtax;
 
@@ -81,7 +82,7 @@ TEST(Cli, ListsAndWhatif) {
     EXPECT_EQ(mj["schema"], "memtax.models/1");
     EXPECT_GE(mj["models"].size(), 7u);
     auto gj = nlohmann::json::parse(cli({"gpus", "--format", "json"}).out);
-    EXPECT_EQ(gj["gpus"].size(), 9u);
+    EXPECT_EQ(gj["gpus"].size(), 10u);  // 9 datasheet profiles + hardware/calibrated/h100-sxm.yaml
     for (const auto& g : gj["gpus"]) EXPECT_TRUE(g["sources"].contains("memory_bytes")) << g["name"];
     Result w = cli({"whatif"});
     ASSERT_EQ(w.code, 0) << w.err;
@@ -204,7 +205,7 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"meas_no_gpu.json", 4, "provenance: required field \"gpu\" is missing"},
         {"meas_old_schema.json", 2, "schema: \"memtax.measurements/0\" is not supported; valid: memtax.measurements/1"},
         {"meas_truncated.json", 17, "(syntax): syntax error"},
-        {"meas_unknown_kind.json", 12, "cases[0].kind: \"gemm\" is not a case kind this version validates; valid: forward"},
+        {"meas_unknown_kind.json", 12, "cases[0].kind: \"gemv\" (did you mean \"gemm\"?); valid: forward, stream, gemm, attention-eager, attention-flash, decode-paged, mlp"},
         {"meas_unknown_runtime.json", 10, "cases[0].runtime: unknown runtime \"hf-sdap\" (did you mean \"hf-sdpa\"?)"},
     };
     ASSERT_GE(cases.size(), 15u);
@@ -286,4 +287,29 @@ TEST(Cli, TimeJsonHasStableKeys) {
     EXPECT_EQ(cli({"estimate", "--cluster", "hgx-h100-8"}).code, 2);
     // A replica larger than the cluster is refused.
     EXPECT_EQ(cli({"estimate", "--model", "llama-3.1-70b", "--tp", "8", "--pp", "2", "--time", "--cluster", "hgx-h100-8"}).code, 2);
+}
+
+// calibrate writes the profile atomically where told and reports the fit; probe needs its binary.
+TEST(Cli, CalibrateAndProbe) {
+    const std::string probe_file = std::string(MEMTAX_TEST_DATA) + "/measured/probe_h100.json";
+    const std::string out = testing::TempDir() + "memtax-calibrated-h100.yaml";
+    std::remove(out.c_str());
+    Result r = cli({"calibrate", "--measurements", probe_file, "--output", out});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("gemm_bf16"), std::string::npos);
+    EXPECT_NE(r.out.find("wrote " + out), std::string::npos);
+    EXPECT_EQ(resolve_gpu(out).name, "h100-sxm-calibrated");
+    // Validating the probe file against the written profile runs every case (exit 1: the known
+    // mid-size decode misses beyond 10%).
+    r = cli({"validate", "--measurements", probe_file, "--gpu", out});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.out.find("148 probe cases: allocated bytes exact in 148"), std::string::npos) << r.out;
+    // Refuses to overwrite its input.
+    r = cli({"calibrate", "--measurements", probe_file, "--output", probe_file});
+    EXPECT_EQ(r.code, 2);
+    r = cli({"probe", "--probe", "/nonexistent/memtax-probe"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.err.rfind("memtax: error: --probe: /nonexistent/memtax-probe not found", 0), 0u) << r.err;
+    r = cli({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory.json"});
+    EXPECT_EQ(r.code, 2);  // no stream cases to fit
 }
