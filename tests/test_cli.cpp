@@ -312,4 +312,18 @@ TEST(Cli, CalibrateAndProbe) {
     EXPECT_EQ(r.err.rfind("memtax: error: --probe: /nonexistent/memtax-probe not found", 0), 0u) << r.err;
     r = cli({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory.json"});
     EXPECT_EQ(r.code, 2);  // no stream cases to fit
+    // `probe` end to end with a stand-in for memtax-probe that writes the recorded H100 run:
+    // probe, calibrate, validate in one step (exit 1: the recorded decode misses).
+    const std::string fake = testing::TempDir() + "memtax-fake-probe.sh";
+    {
+        std::ofstream f(fake);
+        f << "#!/bin/sh\n# memtax-probe --output FILE ...\ncp '" << probe_file << "' \"$2\"\n";
+    }
+    std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+    const std::string meas = testing::TempDir() + "memtax-probe-out.json", cal = testing::TempDir() + "memtax-probe-cal.yaml";
+    r = cli({"probe", "--probe", fake, "--measurements", meas, "--calibrated", cal});
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.out.find("wrote " + cal), std::string::npos);
+    EXPECT_NE(r.out.find("148 probe cases: allocated bytes exact in 148"), std::string::npos);
+    EXPECT_EQ(resolve_gpu(cal).kernel_rates.count("gemm_fp8_e4m3"), 1u);
 }
