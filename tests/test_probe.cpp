@@ -131,7 +131,7 @@ TEST(ProbeValidate, RecordedH100Ceilings) {
 }
 
 TEST(Calibrate, FitsTheRecordedRunAndWritesALoadableProfile) {
-    CalibrationResult c = calibrate(measured("probe_h100.json"), "", "memtax test");
+    CalibrationResult c = calibrate({measured("probe_h100.json")}, "", "memtax test");
     EXPECT_EQ(c.base.name, "h100-sxm");
     std::map<std::string, KernelRates> r;
     for (const auto& f : c.fits) r[f.key] = f.rates;
@@ -160,8 +160,8 @@ TEST(Calibrate, FitsTheRecordedRunAndWritesALoadableProfile) {
         EXPECT_NEAR(committed.kernel_rates.at(k).bandwidth, rates.bandwidth, 1e-5 * rates.bandwidth) << k;
         EXPECT_NEAR(committed.kernel_rates.at(k).flops, rates.flops, 1e-5 * rates.flops) << k;
     }
-    EXPECT_THROW(calibrate(measured("probe_h100.json"), "h100-sxm-calibrated", "t"), InputError);
-    EXPECT_THROW(calibrate(measured("h100_hf_memory.json"), "", "t"), InputError);  // no stream cases
+    EXPECT_THROW(calibrate({measured("probe_h100.json")}, "h100-sxm-calibrated", "t"), InputError);
+    EXPECT_THROW(calibrate({measured("h100_hf_memory.json")}, "", "t"), InputError);  // no stream cases
 }
 
 // The time model picks the calibrated classes up: a stream kernel runs at the fitted bandwidth.

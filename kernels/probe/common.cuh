@@ -162,6 +162,7 @@ void suite_decode_paged(Device& d, Results& r);
 void suite_gemm(Device& d, Results& r);
 void suite_mlp(Device& d, Results& r);
 void suite_attention(Device& d, Results& r, bool eager, bool flash);
+void suite_allreduce(Device& d, Results& r);
 
 // cuBLASLt C[M×N] = A[M×K] · W[N×K]ᵀ (row-major, nn.Linear's layout), fp32 accumulation.
 // Output bf16 for bf16/fp8 inputs, fp16 for fp16.

@@ -20,13 +20,14 @@
 
 namespace {
 
-const std::vector<std::string> kSuites = {"stream", "gemm", "attention-eager", "attention-flash", "decode-paged", "mlp"};
+const std::vector<std::string> kSuites = {"stream", "gemm", "attention-eager", "attention-flash", "decode-paged", "mlp", "allreduce"};
 
 int usage(const char* msg) {
     if (msg) std::fprintf(stderr, "memtax-probe: %s\n", msg);
     std::fprintf(stderr,
                  "usage: memtax-probe [--suites LIST] [--output FILE] [--quick] [--device N] [--list]\n"
-                 "  suites: stream, gemm, attention-eager, attention-flash, decode-paged, mlp (default: all)\n");
+                 "  suites: stream, gemm, attention-eager, attention-flash, decode-paged, mlp, allreduce (default: all;\n"
+                 "  allreduce uses every GPU of the host through NCCL)\n");
     return 2;
 }
 
@@ -150,6 +151,7 @@ int main(int argc, char** argv) {
             else if (s == "attention-flash") probe::suite_attention(dev, res, false, true);
             else if (s == "decode-paged") probe::suite_decode_paged(dev, res);
             else if (s == "mlp") probe::suite_mlp(dev, res);
+            else if (s == "allreduce") probe::suite_allreduce(dev, res);
             for (std::size_t i = before; i < res.cases.size(); ++i) {
                 const auto& c = res.cases[i];
                 std::fprintf(stderr, "  %-44s %s%s%s\n", c.id.c_str(), c.status.c_str(), c.reason.empty() ? "" : ": ",

@@ -119,7 +119,8 @@ ToolInfo tool_info() { return ToolInfo{MEMTAX_VERSION, MEMTAX_GIT_SHA}; }
 std::string tool_line() { return fmt::format("memtax {} ({})", MEMTAX_VERSION, MEMTAX_GIT_SHA); }
 
 struct CalibrateArgs {
-    std::string measurements, gpu, output, format = "table";
+    std::vector<std::string> measurements;
+    std::string gpu, output, format = "table";
 };
 
 std::string default_calibrated_path(const std::string& base) { return "hardware/calibrated/" + base + ".yaml"; }
@@ -130,7 +131,9 @@ void refuse_overwriting_inputs(const std::string& output, const std::vector<std:
 int cmd_calibrate(const CalibrateArgs& a, std::ostream& out) {
     CalibrationResult c = calibrate(a.measurements, a.gpu, tool_line());
     const std::string path = a.output.empty() ? default_calibrated_path(c.base.name) : a.output;
-    write_profile(path, c.yaml, {a.measurements, a.gpu});
+    std::vector<std::string> inputs = a.measurements;
+    inputs.push_back(a.gpu);
+    write_profile(path, c.yaml, inputs);
     out << (a.format == "json" ? render_calibration_json(c, path) : render_calibration_table(c, path));
     return 0;
 }
@@ -178,7 +181,7 @@ int cmd_probe(const ProbeArgs& a, std::ostream& out, std::ostream& err) {
         gpu = a.gpu.empty() ? GpuSpec{} : resolve_gpu(a.gpu);
         if (a.gpu.empty()) throw InputError(SourcePos{}, "--gpu", "--no-calibrate needs the GPU profile to predict with");
     } else {
-        CalibrationResult c = calibrate(a.measurements, a.gpu, tool_line());
+        CalibrationResult c = calibrate({a.measurements}, a.gpu, tool_line());
         const std::string path = a.calibrated.empty() ? default_calibrated_path(c.base.name) : a.calibrated;
         write_profile(path, c.yaml, {a.measurements, probe});
         calibration_text = render_calibration_table(c, path) + "\n";
@@ -345,7 +348,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
 
     CalibrateArgs ca;
     auto* cal = app.add_subcommand("calibrate", "fit the probe's measurements to kernel rates; write a calibrated GPU profile");
-    cal->add_option("--measurements", ca.measurements, "a memtax-probe measurement file")->required();
+    cal->add_option("--measurements", ca.measurements, "memtax-probe measurement files of one device (repeat, e.g. the one-GPU run and a multi-GPU allreduce run)")->required();
     cal->add_option("--gpu", ca.gpu, "the datasheet profile to refine (default: matched from provenance.gpu)");
     cal->add_option("--output,-o", ca.output, "where to write the profile (default: hardware/calibrated/<gpu>.yaml)");
     cal->add_option("--format", ca.format, "table | json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();

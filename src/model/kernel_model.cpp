@@ -130,6 +130,12 @@ ProbeModel model_probe_case(const std::string& kind, const ProbeShape& s, const 
         b.kernel("split", KernelClass::AttentionDecode, s.dtype, mul({4, B, Hq, L, D}, "decode FLOPs"),
                  add(add(add(q, kv_rows, "split bytes"), table, "split bytes"), partials, "split bytes"));
         b.kernel("combine", KernelClass::Stream, "", 0, add(partials, out, "combine bytes"));
+    } else if (kind == "allreduce") {
+        // Out of place on every rank; a ring moves 2(n−1)/n of the message through each GPU's link.
+        b.buffer("send", s.bytes);
+        b.buffer("recv", s.bytes);
+        const u64 n = std::max<u64>(s.gpus, 1);
+        b.kernel("allreduce", KernelClass::AllReduce, "", 0, mul({2, n - 1, s.bytes}, "allreduce bytes") / n);
     } else {
         throw InternalError(fmt::format("no probe model for kind {}", kind));
     }

@@ -129,7 +129,13 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         const u64 n = checked_add(checked_mul(2, m.num_layers, "all-reduces"), 1, "all-reduces");  // + the embedding's
         ar.ops = n;
         ar.bytes = checked_mul(n, tokens_hidden_bytes, "all-reduce");
-        ar.seconds = static_cast<double>(n) * all_reduce_seconds(tokens_hidden_bytes, tp, ring);
+        // A GPU profile calibrated with the probe's NCCL all-reduce (measured on such GPUs' own
+        // node) gives the ring its measured bus bandwidth and fixed cost; else the topology's.
+        if (e.gpu.kernel_rates.count("allreduce"))
+            ar.seconds = static_cast<double>(n) *
+                         kernel_time(e.gpu, KernelClass::AllReduce, "", 0, checked_mul(2 * (tp - 1), tokens_hidden_bytes, "all-reduce") / tp).seconds;
+        else
+            ar.seconds = static_cast<double>(n) * all_reduce_seconds(tokens_hidden_bytes, tp, ring);
         KindTime& ag = kind_row(st.kinds, "logits all-gather");
         const u64 logits = e.workload.logits_dtype->bytes(
             checked_product({e.batch_per_replica, e.logits_kept, m.vocab_size}, "logits"), "logits");
@@ -173,6 +179,7 @@ std::string kernel_class_key(KernelClass c, const std::string& dtype) {
         case KernelClass::AttentionPrefill: return "attention_prefill";
         case KernelClass::AttentionDecode: return "attention_decode";
         case KernelClass::Launch: return "launch";
+        case KernelClass::AllReduce: return "allreduce";
     }
     return "stream";
 }
@@ -190,6 +197,19 @@ ClassRates class_rates(const GpuSpec& g, KernelClass c, const std::string& dtype
     }
     if (auto it = g.kernel_rates.find(kernel_class_key(KernelClass::Gemm, rate_dtype)); it != g.kernel_rates.end() && it->second.flops > 0)
         base.flops = it->second.flops;
+    if (c == KernelClass::AllReduce) {
+        // Uncalibrated: the per-direction interconnect bandwidth (half the bidirectional figure
+        // vendors state) at the profile's bandwidth efficiency.
+        ClassRates a;
+        a.overhead_s = g.launch_overhead_s;
+        a.bandwidth = g.interconnect_bandwidth.value / 2 * g.bandwidth_efficiency;
+        if (auto it = g.kernel_rates.find("allreduce"); it != g.kernel_rates.end()) {
+            a.overhead_s = it->second.overhead_s;
+            a.bandwidth = it->second.bandwidth;
+            a.calibrated = true;
+        }
+        return a;
+    }
     if (c == KernelClass::Stream || c == KernelClass::Launch) {
         if (auto it = g.kernel_rates.find("launch"); c == KernelClass::Launch && it != g.kernel_rates.end()) {
             base.overhead_s = it->second.overhead_s;
@@ -215,7 +235,7 @@ KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype
     k.rates = class_rates(g, c, dtype);
     k.overhead_s = k.rates.overhead_s;
     k.memory_s = k.rates.bandwidth > 0 ? static_cast<double>(bytes) / k.rates.bandwidth : 0.0;
-    k.compute_s = c != KernelClass::Stream && c != KernelClass::Launch && k.rates.flops > 0 ? static_cast<double>(flops) / k.rates.flops : 0.0;
+    k.compute_s = c != KernelClass::Stream && c != KernelClass::Launch && c != KernelClass::AllReduce && k.rates.flops > 0 ? static_cast<double>(flops) / k.rates.flops : 0.0;
     k.seconds = k.overhead_s + std::max(k.memory_s, k.compute_s);
     k.bound = k.overhead_s > std::max(k.memory_s, k.compute_s) ? "overhead" : k.compute_s > k.memory_s ? "compute" : "memory";
     return k;

@@ -20,7 +20,8 @@ namespace memtax {
 // The classes of kernel the probe calibrates. Matrix products run at a dtype's matrix rate;
 // fused attention at its own rate in prefill and at its own bandwidth in decode (paged KV
 // through a block table); everything else streams at the copy bandwidth.
-enum class KernelClass : std::uint8_t { Stream, Gemm, AttentionPrefill, AttentionDecode, Launch };
+// AllReduce: an NCCL ring all-reduce; its bytes are the bus bytes, 2(n−1)/n × the message.
+enum class KernelClass : std::uint8_t { Stream, Gemm, AttentionPrefill, AttentionDecode, Launch, AllReduce };
 // "stream", "gemm_bf16", ..., "attention_prefill", "attention_decode": GpuSpec::kernel_rates keys.
 std::string kernel_class_key(KernelClass c, const std::string& dtype);
 

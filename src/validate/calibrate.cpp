@@ -112,8 +112,17 @@ std::string g6(double v) { return fmt::format("{:.6g}", v); }
 
 }  // namespace
 
-CalibrationResult calibrate(const std::string& path, const std::string& gpu, const std::string& tool) {
-    const MeasurementFile f = load_measurements(path);
+CalibrationResult calibrate(const std::vector<std::string>& paths, const std::string& gpu, const std::string& tool) {
+    if (paths.empty()) throw InputError(SourcePos{}, "--measurements", "needs at least one measurement file");
+    std::vector<MeasurementFile> files;
+    for (const auto& p : paths) files.push_back(load_measurements(p));
+    const MeasurementFile& f = files.front();
+    const std::string path = fmt::format("{}", fmt::join(paths, ", "));
+    for (const auto& other : files)
+        if (other.provenance.at("gpu") != f.provenance.at("gpu"))
+            throw InputError(SourcePos{other.file, 0, 0}, "provenance.gpu",
+                             fmt::format("\"{}\" differs from {}'s \"{}\": calibrate one device at a time", other.provenance.at("gpu"),
+                                         f.file, f.provenance.at("gpu")));
     CalibrationResult c;
     c.measurements = path;
     c.provenance = f.provenance;
@@ -122,9 +131,11 @@ CalibrationResult calibrate(const std::string& path, const std::string& gpu, con
         throw InputError(SourcePos{}, "--gpu", fmt::format("{} is already a calibrated profile; pass the datasheet profile it refines", c.base.name));
 
     std::map<std::string, std::vector<Sample>> samples;
-    for (const auto& mc : f.cases) {
+    for (const auto& file : files)
+    for (const auto& mc : file.cases) {
         if (mc.kind == "forward" || mc.status != "ok" || !mc.probe) continue;
-        if (mc.kind != "stream" && mc.kind != "gemm" && mc.kind != "attention-flash" && mc.kind != "decode-paged") continue;
+        if (mc.kind != "stream" && mc.kind != "gemm" && mc.kind != "attention-flash" && mc.kind != "decode-paged" && mc.kind != "allreduce")
+            continue;
         if (mc.kind == "stream" && mc.shape.op == "memcpy") continue;  // the library's copy is the ceiling, not a fit point
         if (mc.kind == "stream" && mc.shape.op == "launch") {
             samples["launch"].push_back({mc.id, 0, static_cast<double>(mc.shape.kernels - 1), mc.probe->time_s});
@@ -166,7 +177,7 @@ CalibrationResult calibrate(const std::string& path, const std::string& gpu, con
         }
     }
     if (!samples.count("stream"))
-        throw InputError(SourcePos{path, 0, 0}, "cases", "no stream cases with status ok: run the probe's stream suite (it calibrates bandwidth and overhead)");
+        throw InputError(SourcePos{f.file, 0, 0}, "cases", "no stream cases with status ok: run the probe's stream suite (it calibrates bandwidth and overhead)");
     const double peak_bw = c.base.hbm_bandwidth.value;
     for (const auto& [key, s] : samples) {
         Form form = Form::Memory;

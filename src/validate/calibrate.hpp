@@ -26,7 +26,7 @@ struct ClassFit {
 };
 
 struct CalibrationResult {
-    std::string measurements;  // the file, as given
+    std::string measurements;  // the files, as given, comma-separated
     std::map<std::string, std::string> provenance;
     GpuSpec base;                // the datasheet profile the calibration refines
     std::vector<ClassFit> fits;
@@ -36,7 +36,8 @@ struct CalibrationResult {
 
 // `gpu`: the profile to refine (name or path); empty = the uncalibrated profile whose
 // device_names has the file's provenance.gpu. `tool`: "memtax <version> (<sha>)".
-CalibrationResult calibrate(const std::string& measurements, const std::string& gpu, const std::string& tool);
+// Several files (e.g. the one-GPU suites and a multi-GPU allreduce run) must come from the same device.
+CalibrationResult calibrate(const std::vector<std::string>& measurements, const std::string& gpu, const std::string& tool);
 std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to);
 std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to);
 

@@ -92,6 +92,11 @@ ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at,
         s.k = positive(doc, p, at, "k");
         s.out_dtype = choice(doc, p, at, "out_dtype", half);
         s.workspace_bytes = uint(doc, p, at, "workspace_bytes");
+    } else if (kind == "allreduce") {
+        only_keys(doc, p, at, {"gpus", "bytes", "dtype"});
+        s.gpus = uint(doc, p, at, "gpus");
+        s.bytes = uint(doc, p, at, "bytes");
+        s.dtype = choice(doc, p, at, "dtype", {"bf16"});
     } else if (kind == "mlp") {
         only_keys(doc, p, at, {"tokens", "hidden", "intermediate", "dtype", "workspace_bytes"});
         s.tokens = positive(doc, p, at, "tokens");
