@@ -131,11 +131,11 @@ TEST(ProbeValidate, RecordedH100Ceilings) {
 }
 
 TEST(Calibrate, FitsTheRecordedRunAndWritesALoadableProfile) {
-    CalibrationResult c = calibrate({measured("probe_h100.json")}, "", "memtax test");
+    CalibrationResult c = calibrate({measured("probe_h100.json"), measured("probe_h100x2_allreduce.json")}, "", "memtax test");
     EXPECT_EQ(c.base.name, "h100-sxm");
     std::map<std::string, KernelRates> r;
     for (const auto& f : c.fits) r[f.key] = f.rates;
-    for (const char* k : {"stream", "gemm_bf16", "gemm_fp16", "gemm_fp8_e4m3", "attention_prefill", "attention_decode", "launch"})
+    for (const char* k : {"stream", "gemm_bf16", "gemm_fp16", "gemm_fp8_e4m3", "attention_prefill", "attention_decode", "launch", "allreduce"})
         EXPECT_TRUE(r.count(k)) << k;
     // The stream fit lies between the slowest and fastest large streams measured: copy 2.84,
     // write 3.19 TB/s (read + written bytes; 4 GiB buffers).
@@ -203,4 +203,28 @@ TEST(ProbeFiles, MalformedProbeCasesNameTheField) {
     EXPECT_EQ(message(R"({"op":"copy","bytes":16})"), "no error");
     // A line number: the params object is on line 4.
     EXPECT_EQ(message(R"({"op":"copy","bytes":100})").rfind("f.json:4: cases[0].params.bytes:", 0), 0u) << message(R"({"op":"copy","bytes":100})");
+}
+
+// NCCL all-reduce across the 2 NVLink-connected H100s of one host (NV18; driver 580.159.04,
+// 2026-11-26; `bash scripts/probe-device.sh $OUT --suites allreduce`). The allreduce class of the
+// calibrated profile is fitted on these seven sizes (two protocol lines, four parameters).
+TEST(ProbeValidate, RecordedH100AllReduce) {
+    Validation v = validate_measurements(measured("probe_h100x2_allreduce.json"), "", 0.05, 4ull << 20);
+    ASSERT_EQ(v.probe.size(), 7u);
+    EXPECT_TRUE(v.all_ok);
+    for (const auto& r : v.probe) {
+        SCOPED_TRACE(r.c.id);
+        EXPECT_EQ(r.c.shape.gpus, 2u);
+        EXPECT_EQ(r.predicted_allocated, 2 * r.c.shape.bytes);  // send + recv on each rank
+        EXPECT_TRUE(r.allocated_exact);
+        EXPECT_LE(std::fabs(r.time_error), 0.10);
+    }
+    // The time model's TP term: a 16 KiB message (Llama-3.1-70B decode, batch 1) takes the
+    // low-latency line, a 1 GiB one the bus-bandwidth line; with n = 2 the ring moves the message once.
+    GpuSpec g = resolve_gpu("h100-sxm-calibrated");
+    const KernelRates& a = g.kernel_rates.at("allreduce");
+    EXPECT_DOUBLE_EQ(kernel_time(g, KernelClass::AllReduce, "", 0, 16384).seconds, a.ll_overhead_s + 16384 / a.ll_bandwidth);
+    EXPECT_DOUBLE_EQ(kernel_time(g, KernelClass::AllReduce, "", 0, 1ull << 30).seconds, a.overhead_s + (1ull << 30) / a.bandwidth);
+    EXPECT_GT(a.bandwidth, 300e9);  // bus bandwidth at 1 GiB measured 332 GB/s
+    EXPECT_LT(a.bandwidth, 360e9);
 }

@@ -206,6 +206,8 @@ ClassRates class_rates(const GpuSpec& g, KernelClass c, const std::string& dtype
         if (auto it = g.kernel_rates.find("allreduce"); it != g.kernel_rates.end()) {
             a.overhead_s = it->second.overhead_s;
             a.bandwidth = it->second.bandwidth;
+            a.ll_overhead_s = it->second.ll_overhead_s;
+            a.ll_bandwidth = it->second.ll_bandwidth;
             a.calibrated = true;
         }
         return a;
@@ -237,6 +239,14 @@ KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype
     k.memory_s = k.rates.bandwidth > 0 ? static_cast<double>(bytes) / k.rates.bandwidth : 0.0;
     k.compute_s = c != KernelClass::Stream && c != KernelClass::Launch && c != KernelClass::AllReduce && k.rates.flops > 0 ? static_cast<double>(flops) / k.rates.flops : 0.0;
     k.seconds = k.overhead_s + std::max(k.memory_s, k.compute_s);
+    if (c == KernelClass::AllReduce && k.rates.ll_bandwidth > 0) {
+        const double ll_memory = static_cast<double>(bytes) / k.rates.ll_bandwidth;
+        if (k.rates.ll_overhead_s + ll_memory < k.seconds) {  // the low-latency protocol wins
+            k.overhead_s = k.rates.ll_overhead_s;
+            k.memory_s = ll_memory;
+            k.seconds = k.overhead_s + k.memory_s;
+        }
+    }
     k.bound = k.overhead_s > std::max(k.memory_s, k.compute_s) ? "overhead" : k.compute_s > k.memory_s ? "compute" : "memory";
     return k;
 }

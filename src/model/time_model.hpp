@@ -27,6 +27,7 @@ std::string kernel_class_key(KernelClass c, const std::string& dtype);
 
 struct ClassRates {
     double overhead_s = 0, bandwidth = 0, flops = 0;
+    double ll_overhead_s = 0, ll_bandwidth = 0;  // allreduce: the low-latency protocol's line (0 = none)
     bool calibrated = false;  // from the GPU's calibration, not the assumed efficiencies
 };
 // The rates a kernel of this class runs at on `g`: the calibrated class where the profile has

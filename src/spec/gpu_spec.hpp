@@ -18,6 +18,9 @@ struct KernelRates {
     double bandwidth = 0;  // bytes/s
     double flops = 0;      // FLOP/s
     double queued_s = 0;   // "launch" class: cost of a kernel queued right behind another
+    // "allreduce" class: NCCL's low-latency protocol line (fixed cost, bus bandwidth); the
+    // collective takes the faster of it and the bandwidth line above, as NCCL's tuner picks.
+    double ll_overhead_s = 0, ll_bandwidth = 0;
     u64 cases = 0;         // kernels the fit used
     double rms_error = 0;  // relative, of the fit on those kernels
 };

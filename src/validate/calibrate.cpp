@@ -176,6 +176,56 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
             }
         }
     }
+    // All-reduce: NCCL picks per message size the faster protocol, so the time is the lower of
+    // two lines (low-latency: small fixed cost, lower bandwidth; simple: the bus bandwidth).
+    // Fitted like the roofline's regimes: assign each size to the line that predicts it
+    // faster, refit both, until stable.
+    if (auto it = samples.find("allreduce"); it != samples.end()) {
+        std::vector<Sample> s = it->second;
+        samples.erase(it);
+        std::sort(s.begin(), s.end(), [](const Sample& a, const Sample& b) { return a.bytes < b.bytes; });
+        std::vector<int> simple(s.size());
+        for (size_t i = 0; i < s.size(); ++i) simple[i] = i >= s.size() / 2;
+        Eigen::VectorXd line[2];
+        bool ok = false;
+        for (int iter = 0; iter < 20; ++iter) {
+            ok = true;
+            for (int p = 0; p < 2; ++p) {
+                std::vector<Sample> part;
+                for (size_t i = 0; i < s.size(); ++i)
+                    if (simple[i] == p) part.push_back(s[i]);
+                if (part.size() < 2) { ok = false; break; }
+                line[p] = solve(part, std::vector<int>(part.size(), 0), true);
+                if (line[p](0) < 0) line[p] = solve(part, std::vector<int>(part.size(), 0), false);
+                if (line[p](1) <= 0) ok = false;
+            }
+            if (!ok) break;
+            bool changed = false;
+            for (size_t i = 0; i < s.size(); ++i) {
+                const int p = predict(line[1], s[i]) < predict(line[0], s[i]) ? 1 : 0;
+                changed = changed || p != simple[i];
+                simple[i] = p;
+            }
+            if (!changed) break;
+        }
+        if (ok) {
+            ClassFit f;
+            f.key = "allreduce";
+            f.rates.overhead_s = line[1](0);
+            f.rates.bandwidth = 1.0 / line[1](1);
+            f.rates.ll_overhead_s = line[0](0);
+            f.rates.ll_bandwidth = 1.0 / line[0](1);
+            f.rates.cases = s.size();
+            double sq = 0;
+            for (const auto& p : s) {
+                const double e = (std::min(predict(line[0], p), predict(line[1], p)) - p.t) / p.t;
+                sq += e * e;
+                f.kernels.push_back(p.id);
+            }
+            f.rates.rms_error = std::sqrt(sq / static_cast<double>(s.size()));
+            c.fits.push_back(f);
+        }
+    }
     if (!samples.count("stream"))
         throw InputError(SourcePos{f.file, 0, 0}, "cases", "no stream cases with status ok: run the probe's stream suite (it calibrates bandwidth and overhead)");
     const double peak_bw = c.base.hbm_bandwidth.value;
@@ -225,6 +275,8 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
         if (fit.rates.bandwidth > 0) k["bandwidth_bytes_per_s"] = g6(fit.rates.bandwidth);
         if (fit.rates.flops > 0) k["flops_per_s"] = g6(fit.rates.flops);
         if (fit.rates.queued_s > 0) k["queued_s"] = g6(fit.rates.queued_s);
+        if (fit.rates.ll_overhead_s > 0) k["ll_overhead_s"] = g6(fit.rates.ll_overhead_s);
+        if (fit.rates.ll_bandwidth > 0) k["ll_bandwidth_bytes_per_s"] = g6(fit.rates.ll_bandwidth);
         k["cases"] = fit.rates.cases;
         if (fit.rates.rms_error > 0) k["rms_error"] = g6(fit.rates.rms_error);
         kernels[fit.key] = k;
@@ -253,6 +305,13 @@ std::string render_calibration_table(const CalibrationResult& c, const std::stri
                                   c.provenance.at("date"), c.base.name, c.calibrated.name);
     out += fmt::format("{:<20} {:>6} {:>12} {:>16} {:>18} {:>10}\n", "kernel class", "fits", "overhead", "bandwidth", "rate", "rms error");
     for (const auto& f : c.fits) {
+        if (f.key == "allreduce") {
+            out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s (bus) {:>13} {:>9.1f}%\n", f.key, f.rates.cases, f.rates.overhead_s * 1e6,
+                               f.rates.bandwidth / 1e12, "", f.rates.rms_error * 100);
+            out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s (bus)\n", "  low-latency line", "", f.rates.ll_overhead_s * 1e6,
+                               f.rates.ll_bandwidth / 1e12);
+            continue;
+        }
         if (f.key == "launch") {
             out += fmt::format("{:<20} {:>6} {:>9.2f} us   alone; {:.2f} us queued behind another kernel\n", f.key, f.rates.cases,
                                f.rates.overhead_s * 1e6, f.rates.queued_s * 1e6);
