@@ -1,9 +1,12 @@
 // Benchmarks of the engine's hot paths. Run: build/memtax_bench
 #include <benchmark/benchmark.h>
 
+#include "model/kernel_model.hpp"
 #include "model/memory_model.hpp"
 #include "model/time_model.hpp"
 #include "spec/loaders.hpp"
+#include "validate/calibrate.hpp"
+#include "validate/validate.hpp"
 
 namespace {
 
@@ -45,6 +48,39 @@ void BM_TimeModel80Layers(benchmark::State& state) {
     }
 }
 BENCHMARK(BM_TimeModel80Layers);
+
+// One probe case predicted: the kernel model's buffers and kernels, and their times on the
+// calibrated H100 (the eager attention: three kernels, the L2 re-read rule).
+void BM_ProbeCasePrediction(benchmark::State& state) {
+    const memtax::GpuSpec g = memtax::resolve_gpu("h100-sxm-calibrated");
+    memtax::ProbeShape s;
+    s.batch = 1, s.heads = 32, s.context = 16384, s.head_dim = 128, s.workspace_bytes = 33554432;
+    for (auto _ : state) {
+        memtax::ProbeModel m = memtax::model_probe_case("attention-eager", s, g);
+        benchmark::DoNotOptimize(memtax::probe_time(m, g).seconds);
+    }
+}
+BENCHMARK(BM_ProbeCasePrediction);
+
+// `memtax validate` and `memtax calibrate` on the recorded H100 run (148 cases, 10 checks):
+// reading the file, every prediction / every least-squares fit and the profile it writes.
+void BM_ValidateRecordedProbeRun(benchmark::State& state) {
+    const std::string f = std::string(MEMTAX_SOURCE_DIR) + "/tests/data/measured/probe_h100.json";
+    for (auto _ : state) {
+        memtax::Validation v = memtax::validate_measurements(f, "", 0.05, 4ull << 20);
+        benchmark::DoNotOptimize(v.all_ok);
+    }
+}
+BENCHMARK(BM_ValidateRecordedProbeRun)->Unit(benchmark::kMillisecond);
+
+void BM_CalibrateRecordedProbeRun(benchmark::State& state) {
+    const std::string f = std::string(MEMTAX_SOURCE_DIR) + "/tests/data/measured/probe_h100.json";
+    for (auto _ : state) {
+        memtax::CalibrationResult c = memtax::calibrate({f}, "", "bench");
+        benchmark::DoNotOptimize(c.yaml.size());
+    }
+}
+BENCHMARK(BM_CalibrateRecordedProbeRun)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cmath>
+#include <optional>
 #include <map>
 
 namespace memtax {
@@ -52,6 +54,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     StepTime st;
     const ModelSpec& m = e.model;
     u64 tokens_hidden_bytes = 0;  // one activation message: batch · tokens · hidden · act bytes
+    std::array<std::optional<ClassRates>, 12> rates_cache;
     for (const GraphUse& gu : e.step_graphs) {
         // A pipeline estimate holds one stage's layers; one step runs every layer once.
         u64 count = gu.count;
@@ -89,7 +92,11 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
             if (op.kind == OpKind::Matmul && t.flops > 0) cls = KernelClass::Gemm;
             if (op.kind == OpKind::Attention && t.flops > 0)
                 cls = gu.bindings[Dim::Sq] == 1 ? KernelClass::AttentionDecode : KernelClass::AttentionPrefill;
-            const KernelTime kt = kernel_time(e.gpu, cls, fp8 ? e.workload.weight_dtype->name : r.act_name, t.flops, t.bytes);
+            // The class's rates, looked up once per class (and the fp8 weights' dtype) per step.
+            const size_t slot = static_cast<size_t>(cls) * 2 + (fp8 ? 1 : 0);
+            if (!rates_cache[slot])
+                rates_cache[slot] = class_rates(e.gpu, cls, fp8 ? e.workload.weight_dtype->name : r.act_name);
+            const KernelTime kt = kernel_time(*rates_cache[slot], cls, t.flops, t.bytes);
             const double c = static_cast<double>(count);
             KindTime& row = kind_row(st.kinds, to_string(op.group));
             row.ops += count;
@@ -233,8 +240,12 @@ ClassRates class_rates(const GpuSpec& g, KernelClass c, const std::string& dtype
 }
 
 KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype, u64 flops, u64 bytes) {
+    return kernel_time(class_rates(g, c, dtype), c, flops, bytes);
+}
+
+KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 bytes) {
     KernelTime k;
-    k.rates = class_rates(g, c, dtype);
+    k.rates = rates;
     k.overhead_s = k.rates.overhead_s;
     k.memory_s = k.rates.bandwidth > 0 ? static_cast<double>(bytes) / k.rates.bandwidth : 0.0;
     k.compute_s = c != KernelClass::Stream && c != KernelClass::Launch && c != KernelClass::AllReduce && k.rates.flops > 0 ? static_cast<double>(flops) / k.rates.flops : 0.0;

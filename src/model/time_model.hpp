@@ -41,6 +41,8 @@ struct KernelTime {
 };
 // One kernel: overhead + max(FLOPs / rate, bytes / bandwidth); stream kernels have no compute term.
 KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype, u64 flops, u64 bytes);
+// The same with the class's rates already looked up (hot loops).
+KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 bytes);
 
 struct KindTime {
     std::string kind;  // an op group ("mlp", "attention core", ...), "embedding" or a collective
