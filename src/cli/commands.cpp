@@ -174,13 +174,18 @@ int cmd_probe(const ProbeArgs& a, std::ostream& out, std::ostream& err) {
         err << "memtax probe: memtax-probe failed (exit " << rc << "); no report\n";
         return 3;
     }
+    // Calibration needs the stream suite (bandwidth and overhead); a run of other suites only is
+    // validated with the profile as it stands (--gpu, else the device's calibrated profile).
+    const bool has_stream = a.suites.empty() || ("," + a.suites + ",").find(",stream,") != std::string::npos;
+    if (a.no_calibrate || !has_stream) {
+        Validation v = validate_measurements(a.measurements, a.gpu, 0.05, 4 * kMiB);
+        out << (a.format == "json" ? render_validation_json(v, tool_info()) : render_validation_table(v));
+        return v.all_ok && rc == 0 ? 0 : 1;
+    }
     MeasurementFile f = load_measurements(a.measurements);
     GpuSpec gpu;
     std::string calibration_text;
-    if (a.no_calibrate) {
-        gpu = a.gpu.empty() ? GpuSpec{} : resolve_gpu(a.gpu);
-        if (a.gpu.empty()) throw InputError(SourcePos{}, "--gpu", "--no-calibrate needs the GPU profile to predict with");
-    } else {
+    {
         CalibrationResult c = calibrate({a.measurements}, a.gpu, tool_line());
         const std::string path = a.calibrated.empty() ? default_calibrated_path(c.base.name) : a.calibrated;
         write_profile(path, c.yaml, {a.measurements, probe});
@@ -361,7 +366,9 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     prb->add_option("--measurements", pa.measurements, "where the probe writes its measurement file")->capture_default_str();
     prb->add_option("--calibrated", pa.calibrated, "where to write the calibrated profile (default: hardware/calibrated/<gpu>.yaml)");
     prb->add_option("--gpu", pa.gpu, "the datasheet profile to refine (default: matched from the device's name)");
-    prb->add_flag("--no-calibrate", pa.no_calibrate, "validate with --gpu as it is, without fitting");
+    prb->add_flag("--no-calibrate", pa.no_calibrate,
+                  "validate with the profile as it stands (--gpu, else the device's calibrated profile), without fitting; "
+                  "implied when --suites leaves out stream");
     prb->add_option("--format", pa.format, "table | json")->check(CLI::IsMember({"table", "json"}))->capture_default_str();
 
     std::string list_format = "table";
