@@ -136,6 +136,7 @@ ProbeModel model_probe_case(const std::string& kind, const ProbeShape& s, const 
         b.buffer("recv", s.bytes);
         const u64 n = std::max<u64>(s.gpus, 1);
         b.kernel("allreduce", KernelClass::AllReduce, "", 0, mul({2, n - 1, s.bytes}, "allreduce bytes") / n);
+        b.m.kernels.back().steps = 2 * (n - 1);
     } else {
         throw InternalError(fmt::format("no probe model for kind {}", kind));
     }
@@ -151,7 +152,7 @@ ProbeTime probe_time(const ProbeModel& m, const GpuSpec& gpu) {
         hidden = std::max(0.0, it->second.overhead_s - it->second.queued_s);
     for (size_t i = 0; i < m.kernels.size(); ++i) {
         const auto& k = m.kernels[i];
-        KernelTime kt = kernel_time(gpu, k.cls, k.dtype.empty() ? "bf16" : k.dtype, k.flops, k.bytes);
+        KernelTime kt = kernel_time(gpu, k.cls, k.dtype.empty() ? "bf16" : k.dtype, k.flops, k.bytes, k.steps);
         if (i > 0 && hidden > 0) {
             const double cut = std::min(hidden, kt.overhead_s);
             kt.overhead_s -= cut;

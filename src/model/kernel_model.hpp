@@ -36,6 +36,7 @@ struct ProbeKernel {
     std::string dtype;  // the matrix rate's dtype (gemm, attention)
     u64 flops = 0;
     u64 bytes = 0;
+    u64 steps = 0;  // allreduce: ring steps, 2(n−1)
 };
 
 struct ProbeModel {

@@ -140,7 +140,8 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         // node) gives the ring its measured bus bandwidth and fixed cost; else the topology's.
         if (e.gpu.kernel_rates.count("allreduce"))
             ar.seconds = static_cast<double>(n) *
-                         kernel_time(e.gpu, KernelClass::AllReduce, "", 0, checked_mul(2 * (tp - 1), tokens_hidden_bytes, "all-reduce") / tp).seconds;
+                         kernel_time(e.gpu, KernelClass::AllReduce, "", 0, checked_mul(2 * (tp - 1), tokens_hidden_bytes, "all-reduce") / tp,
+                                     2 * (tp - 1)).seconds;
         else
             ar.seconds = static_cast<double>(n) * all_reduce_seconds(tokens_hidden_bytes, tp, ring);
         KindTime& ag = kind_row(st.kinds, "logits all-gather");
@@ -215,6 +216,8 @@ ClassRates class_rates(const GpuSpec& g, KernelClass c, const std::string& dtype
             a.bandwidth = it->second.bandwidth;
             a.ll_overhead_s = it->second.ll_overhead_s;
             a.ll_bandwidth = it->second.ll_bandwidth;
+            a.step_s = it->second.step_s;
+            a.ll_step_s = it->second.ll_step_s;
             a.calibrated = true;
         }
         return a;
@@ -239,21 +242,23 @@ ClassRates class_rates(const GpuSpec& g, KernelClass c, const std::string& dtype
     return r;
 }
 
-KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype, u64 flops, u64 bytes) {
-    return kernel_time(class_rates(g, c, dtype), c, flops, bytes);
+KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype, u64 flops, u64 bytes, u64 steps) {
+    return kernel_time(class_rates(g, c, dtype), c, flops, bytes, steps);
 }
 
-KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 bytes) {
+KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 bytes, u64 steps) {
     KernelTime k;
     k.rates = rates;
     k.overhead_s = k.rates.overhead_s;
     k.memory_s = k.rates.bandwidth > 0 ? static_cast<double>(bytes) / k.rates.bandwidth : 0.0;
     k.compute_s = c != KernelClass::Stream && c != KernelClass::Launch && c != KernelClass::AllReduce && k.rates.flops > 0 ? static_cast<double>(flops) / k.rates.flops : 0.0;
+    if (c == KernelClass::AllReduce) k.overhead_s += static_cast<double>(steps) * k.rates.step_s;
     k.seconds = k.overhead_s + std::max(k.memory_s, k.compute_s);
     if (c == KernelClass::AllReduce && k.rates.ll_bandwidth > 0) {
         const double ll_memory = static_cast<double>(bytes) / k.rates.ll_bandwidth;
-        if (k.rates.ll_overhead_s + ll_memory < k.seconds) {  // the low-latency protocol wins
-            k.overhead_s = k.rates.ll_overhead_s;
+        const double ll_overhead = k.rates.ll_overhead_s + static_cast<double>(steps) * k.rates.ll_step_s;
+        if (ll_overhead + ll_memory < k.seconds) {  // the low-latency protocol wins
+            k.overhead_s = ll_overhead;
             k.memory_s = ll_memory;
             k.seconds = k.overhead_s + k.memory_s;
         }

@@ -28,6 +28,7 @@ std::string kernel_class_key(KernelClass c, const std::string& dtype);
 struct ClassRates {
     double overhead_s = 0, bandwidth = 0, flops = 0;
     double ll_overhead_s = 0, ll_bandwidth = 0;  // allreduce: the low-latency protocol's line (0 = none)
+    double step_s = 0, ll_step_s = 0;            // allreduce: latency per ring step, per line
     bool calibrated = false;  // from the GPU's calibration, not the assumed efficiencies
 };
 // The rates a kernel of this class runs at on `g`: the calibrated class where the profile has
@@ -40,9 +41,10 @@ struct KernelTime {
     ClassRates rates;
 };
 // One kernel: overhead + max(FLOPs / rate, bytes / bandwidth); stream kernels have no compute term.
-KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype, u64 flops, u64 bytes);
+// `steps`: ring steps of an all-reduce (2(n−1) over n GPUs); 0 for other kernels.
+KernelTime kernel_time(const GpuSpec& g, KernelClass c, const std::string& dtype, u64 flops, u64 bytes, u64 steps = 0);
 // The same with the class's rates already looked up (hot loops).
-KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 bytes);
+KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 bytes, u64 steps = 0);
 
 struct KindTime {
     std::string kind;  // an op group ("mlp", "attention core", ...), "embedding" or a collective

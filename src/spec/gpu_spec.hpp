@@ -21,6 +21,8 @@ struct KernelRates {
     // "allreduce" class: NCCL's low-latency protocol line (fixed cost, bus bandwidth); the
     // collective takes the faster of it and the bandwidth line above, as NCCL's tuner picks.
     double ll_overhead_s = 0, ll_bandwidth = 0;
+    // "allreduce": latency per ring step (a ring all-reduce over n GPUs takes 2(n−1) steps), per line.
+    double step_s = 0, ll_step_s = 0;
     u64 cases = 0;         // kernels the fit used
     double rms_error = 0;  // relative, of the fit on those kernels
 };

@@ -88,10 +88,12 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
             if (!kernels.has(k)) continue;
             YamlMap c = kernels.required_map(k);
             c.finish({"overhead_s", "bandwidth_bytes_per_s", "flops_per_s", "queued_s", "ll_overhead_s", "ll_bandwidth_bytes_per_s",
-                      "cases", "rms_error"});
+                      "step_s", "ll_step_s", "cases", "rms_error"});
             KernelRates r;
             r.ll_overhead_s = c.has("ll_overhead_s") ? c.required_rate("ll_overhead_s") : 0.0;
             r.ll_bandwidth = c.has("ll_bandwidth_bytes_per_s") ? c.required_rate("ll_bandwidth_bytes_per_s") : 0.0;
+            r.step_s = c.has("step_s") ? c.required_rate("step_s") : 0.0;
+            r.ll_step_s = c.has("ll_step_s") ? c.required_rate("ll_step_s") : 0.0;
             r.overhead_s = c.has("overhead_s") ? c.required_rate("overhead_s") : 0.0;
             if (r.overhead_s > 1e-3) c.fail("overhead_s", fmt::format("{} s per kernel is implausible; valid: up to 1e-3", r.overhead_s));
             r.bandwidth = c.has("bandwidth_bytes_per_s") ? c.required_rate("bandwidth_bytes_per_s") : 0.0;

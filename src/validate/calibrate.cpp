@@ -23,7 +23,27 @@ namespace {
 struct Sample {
     std::string id;
     double flops = 0, bytes = 0, t = 0;
+    double steps = 0;  // allreduce: ring steps
 };
+
+// One all-reduce protocol line: t = a + steps·α + bus bytes / bandwidth (relative least
+// squares; α only when the samples span more than one ring size). Returns (a, α, 1/bw).
+Eigen::Vector3d solve_line(const std::vector<Sample>& s) {
+    bool several_rings = false;
+    for (const auto& p : s) several_rings = several_rings || p.steps != s.front().steps;
+    const Eigen::Index cols = several_rings ? 3 : 2;
+    Eigen::MatrixXd A(static_cast<Eigen::Index>(s.size()), cols);
+    Eigen::VectorXd b = Eigen::VectorXd::Ones(static_cast<Eigen::Index>(s.size()));
+    for (size_t i = 0; i < s.size(); ++i) {
+        const auto r = static_cast<Eigen::Index>(i);
+        A(r, 0) = 1.0 / s[i].t;
+        A(r, 1) = s[i].bytes / s[i].t;
+        if (several_rings) A(r, 2) = s[i].steps / s[i].t;
+    }
+    Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
+    return {x(0), several_rings ? x(2) : 0.0, x(1)};
+}
+double predict_line(const Eigen::Vector3d& l, const Sample& s) { return l(0) + l(1) * s.steps + l(2) * s.bytes; }
 
 enum class Form { Memory, Compute, Roofline };
 
@@ -148,8 +168,9 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
                 if (name == k.name) t = secs;
             if (t <= 0) continue;
             if (mc.kind == "decode-paged" && k.cls != KernelClass::AttentionDecode) continue;  // the combine is predicted
-            samples[kernel_class_key(k.cls, k.dtype)].push_back(
-                {mc.id + (m.kernels.size() > 1 ? "/" + k.name : ""), static_cast<double>(k.flops), static_cast<double>(k.bytes), t});
+            samples[kernel_class_key(k.cls, k.dtype)].push_back({mc.id + (m.kernels.size() > 1 ? "/" + k.name : ""),
+                                                                 static_cast<double>(k.flops), static_cast<double>(k.bytes), t,
+                                                                 static_cast<double>(k.steps)});
         }
     }
     // Launch: t(N empty kernels) = isolated + (N − 1) · queued.
@@ -186,7 +207,7 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
         std::sort(s.begin(), s.end(), [](const Sample& a, const Sample& b) { return a.bytes < b.bytes; });
         std::vector<int> simple(s.size());
         for (size_t i = 0; i < s.size(); ++i) simple[i] = i >= s.size() / 2;
-        Eigen::VectorXd line[2];
+        Eigen::Vector3d line[2];
         bool ok = false;
         for (int iter = 0; iter < 20; ++iter) {
             ok = true;
@@ -194,15 +215,14 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
                 std::vector<Sample> part;
                 for (size_t i = 0; i < s.size(); ++i)
                     if (simple[i] == p) part.push_back(s[i]);
-                if (part.size() < 2) { ok = false; break; }
-                line[p] = solve(part, std::vector<int>(part.size(), 0), true);
-                if (line[p](0) < 0) line[p] = solve(part, std::vector<int>(part.size(), 0), false);
-                if (line[p](1) <= 0) ok = false;
+                if (part.size() < 3) { ok = false; break; }
+                line[p] = solve_line(part);
+                if (line[p](2) <= 0) ok = false;
             }
             if (!ok) break;
             bool changed = false;
             for (size_t i = 0; i < s.size(); ++i) {
-                const int p = predict(line[1], s[i]) < predict(line[0], s[i]) ? 1 : 0;
+                const int p = predict_line(line[1], s[i]) < predict_line(line[0], s[i]) ? 1 : 0;
                 changed = changed || p != simple[i];
                 simple[i] = p;
             }
@@ -211,14 +231,16 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
         if (ok) {
             ClassFit f;
             f.key = "allreduce";
-            f.rates.overhead_s = line[1](0);
-            f.rates.bandwidth = 1.0 / line[1](1);
-            f.rates.ll_overhead_s = line[0](0);
-            f.rates.ll_bandwidth = 1.0 / line[0](1);
+            f.rates.overhead_s = std::max(0.0, line[1](0));
+            f.rates.step_s = std::max(0.0, line[1](1));
+            f.rates.bandwidth = 1.0 / line[1](2);
+            f.rates.ll_overhead_s = std::max(0.0, line[0](0));
+            f.rates.ll_step_s = std::max(0.0, line[0](1));
+            f.rates.ll_bandwidth = 1.0 / line[0](2);
             f.rates.cases = s.size();
             double sq = 0;
             for (const auto& p : s) {
-                const double e = (std::min(predict(line[0], p), predict(line[1], p)) - p.t) / p.t;
+                const double e = (std::min(predict_line(line[0], p), predict_line(line[1], p)) - p.t) / p.t;
                 sq += e * e;
                 f.kernels.push_back(p.id);
             }
@@ -277,6 +299,8 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
         if (fit.rates.queued_s > 0) k["queued_s"] = g6(fit.rates.queued_s);
         if (fit.rates.ll_overhead_s > 0) k["ll_overhead_s"] = g6(fit.rates.ll_overhead_s);
         if (fit.rates.ll_bandwidth > 0) k["ll_bandwidth_bytes_per_s"] = g6(fit.rates.ll_bandwidth);
+        if (fit.rates.step_s > 0) k["step_s"] = g6(fit.rates.step_s);
+        if (fit.rates.ll_step_s > 0) k["ll_step_s"] = g6(fit.rates.ll_step_s);
         k["cases"] = fit.rates.cases;
         if (fit.rates.rms_error > 0) k["rms_error"] = g6(fit.rates.rms_error);
         kernels[fit.key] = k;
@@ -306,10 +330,10 @@ std::string render_calibration_table(const CalibrationResult& c, const std::stri
     out += fmt::format("{:<20} {:>6} {:>12} {:>16} {:>18} {:>10}\n", "kernel class", "fits", "overhead", "bandwidth", "rate", "rms error");
     for (const auto& f : c.fits) {
         if (f.key == "allreduce") {
-            out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s (bus) {:>13} {:>9.1f}%\n", f.key, f.rates.cases, f.rates.overhead_s * 1e6,
-                               f.rates.bandwidth / 1e12, "", f.rates.rms_error * 100);
-            out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s (bus)\n", "  low-latency line", "", f.rates.ll_overhead_s * 1e6,
-                               f.rates.ll_bandwidth / 1e12);
+            out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s (bus) + {:.2f} us per ring step {:>4.1f}%\n", f.key, f.rates.cases,
+                               f.rates.overhead_s * 1e6, f.rates.bandwidth / 1e12, f.rates.step_s * 1e6, f.rates.rms_error * 100);
+            out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s (bus) + {:.2f} us per ring step\n", "  low-latency line", "",
+                               f.rates.ll_overhead_s * 1e6, f.rates.ll_bandwidth / 1e12, f.rates.ll_step_s * 1e6);
             continue;
         }
         if (f.key == "launch") {
