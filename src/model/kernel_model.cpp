@@ -107,7 +107,7 @@ ProbeModel model_probe_case(const std::string& kind, const ProbeShape& s, const 
             const u64 qb = cdiv(S, s.block_m), kb = cdiv(S, s.block_n);
             const u64 tiles = s.causal ? qb * (qb + 1) / 2 : qb * kb;
             const u64 flops = mul({4, BH, tiles, s.block_m, s.block_n, D}, "flash FLOPs");
-            b.kernel("flash", KernelClass::AttentionPrefill, s.dtype, flops, mul({4, qkvo}, "flash bytes"));
+            b.kernel("flash", KernelClass::MemtaxFlash, s.dtype, flops, mul({4, qkvo}, "flash bytes"));
         }
     } else if (kind == "decode-paged") {
         const u64 B = s.batch, L = s.context, Hkv = s.kv_heads, Hq = s.q_heads, D = s.head_dim, e = dtype_bytes(s.dtype);
@@ -127,9 +127,18 @@ ProbeModel model_probe_case(const std::string& kind, const ProbeShape& s, const 
         // The split kernel reads q, the K and V rows of the context's tokens (not the unused tail
         // of the last page), the page table, and writes the partial results.
         const u64 kv_rows = mul({2, B, L, Hkv, D, e}, "kv rows");
-        b.kernel("split", KernelClass::AttentionDecode, s.dtype, mul({4, B, Hq, L, D}, "decode FLOPs"),
+        b.kernel("split", KernelClass::MemtaxPagedDecode, s.dtype, mul({4, B, Hq, L, D}, "decode FLOPs"),
                  add(add(add(q, kv_rows, "split bytes"), table, "split bytes"), partials, "split bytes"));
         b.kernel("combine", KernelClass::Stream, "", 0, add(partials, out, "combine bytes"));
+    } else if (kind == "attention-sdpa") {
+        // PyTorch's fused attention: it returns `out`; the kernel reads q, k, v and writes out.
+        // Causal prefill computes the S(S+1)/2 query-key pairs on and below the diagonal.
+        const u64 e = dtype_bytes(s.dtype), D = s.head_dim;
+        const u64 q = mul({s.batch, s.heads, s.q_len, D, e}, "sdpa q"), kv = mul({s.batch, s.kv_heads, s.context, D, e}, "sdpa kv");
+        b.buffer("out", q);
+        const u64 pairs = s.causal ? mul({s.q_len, s.q_len + 1}, "sdpa pairs") / 2 : mul({s.q_len, s.context}, "sdpa pairs");
+        b.kernel("sdpa", s.q_len > 1 ? KernelClass::AttentionPrefill : KernelClass::AttentionDecode, s.dtype,
+                 mul({4, s.batch, s.heads, pairs, D}, "sdpa FLOPs"), add(add(mul({2, q}, "sdpa bytes"), mul({2, kv}, "sdpa bytes"), "sdpa bytes"), 0, "sdpa"));
     } else if (kind == "allreduce") {
         // Out of place on every rank; a ring moves 2(n−1)/n of the message through each GPU's link.
         b.buffer("send", s.bytes);

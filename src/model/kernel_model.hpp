@@ -20,6 +20,7 @@ struct ProbeShape {
     u64 bytes = 0, partials = 0;              // stream: bytes per buffer; read: per-CTA partial sums
     u64 kernels = 0;                          // stream launch: empty kernels back to back
     u64 gpus = 0;                             // allreduce: ranks (bytes: the message per GPU)
+    u64 q_len = 0;                            // attention-sdpa: query tokens (context = KV tokens)
     std::string dtype = "bf16", out_dtype = "bf16", scores_dtype = "fp32";
     u64 m = 0, n = 0, k = 0;                  // gemm: C[m×n] = A[m×k]·W[n×k]ᵀ
     u64 workspace_bytes = 0;                  // cuBLAS(Lt) workspace the case allocates
@@ -46,7 +47,7 @@ struct ProbeModel {
 };
 
 inline const std::vector<std::string>& probe_kinds() {
-    static const std::vector<std::string> k = {"stream", "gemm", "attention-eager", "attention-flash", "decode-paged", "mlp", "allreduce"};
+    static const std::vector<std::string> k = {"stream", "gemm", "attention-eager", "attention-flash", "decode-paged", "mlp", "allreduce", "attention-sdpa"};
     return k;
 }
 

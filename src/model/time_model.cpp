@@ -54,7 +54,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     StepTime st;
     const ModelSpec& m = e.model;
     u64 tokens_hidden_bytes = 0;  // one activation message: batch · tokens · hidden · act bytes
-    std::array<std::optional<ClassRates>, 12> rates_cache;
+    std::array<std::optional<ClassRates>, 16> rates_cache;
     for (const GraphUse& gu : e.step_graphs) {
         // A pipeline estimate holds one stage's layers; one step runs every layer once.
         u64 count = gu.count;
@@ -188,6 +188,8 @@ std::string kernel_class_key(KernelClass c, const std::string& dtype) {
         case KernelClass::AttentionDecode: return "attention_decode";
         case KernelClass::Launch: return "launch";
         case KernelClass::AllReduce: return "allreduce";
+        case KernelClass::MemtaxFlash: return "memtax_flash";
+        case KernelClass::MemtaxPagedDecode: return "memtax_paged_decode";
     }
     return "stream";
 }
@@ -232,6 +234,9 @@ ClassRates class_rates(const GpuSpec& g, KernelClass c, const std::string& dtype
         return base;
     }
     const std::string key = c == KernelClass::Gemm ? kernel_class_key(c, rate_dtype) : kernel_class_key(c, dtype);
+    // Our own kernels fall back to the runtime attention classes where those are calibrated.
+    if (!g.kernel_rates.count(key) && (c == KernelClass::MemtaxFlash || c == KernelClass::MemtaxPagedDecode))
+        return class_rates(g, c == KernelClass::MemtaxFlash ? KernelClass::AttentionPrefill : KernelClass::AttentionDecode, dtype);
     auto it = g.kernel_rates.find(key);
     if (it == g.kernel_rates.end()) return base;
     ClassRates r = base;

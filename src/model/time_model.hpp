@@ -21,8 +21,12 @@ namespace memtax {
 // fused attention at its own rate in prefill and at its own bandwidth in decode (paged KV
 // through a block table); everything else streams at the copy bandwidth.
 // AllReduce: an NCCL ring all-reduce; its bytes are the bus bytes, 2(n−1)/n × the message.
-enum class KernelClass : std::uint8_t { Stream, Gemm, AttentionPrefill, AttentionDecode, Launch, AllReduce };
-// "stream", "gemm_bf16", ..., "attention_prefill", "attention_decode": GpuSpec::kernel_rates keys.
+// AttentionPrefill / AttentionDecode: the runtime's fused attention (PyTorch's SDPA, measured by
+// kernels/torch/measure_sdpa_time.py); MemtaxFlash / MemtaxPagedDecode: the probe's own kernels,
+// which calibrate only themselves (PyTorch's Hopper kernels run 2× faster than our flash).
+enum class KernelClass : std::uint8_t { Stream, Gemm, AttentionPrefill, AttentionDecode, Launch, AllReduce, MemtaxFlash, MemtaxPagedDecode };
+// "stream", "gemm_bf16", ..., "attention_prefill", "attention_decode", "memtax_flash",
+// "memtax_paged_decode", "launch", "allreduce": GpuSpec::kernel_rates keys.
 std::string kernel_class_key(KernelClass c, const std::string& dtype);
 
 struct ClassRates {

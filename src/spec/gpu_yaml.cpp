@@ -15,7 +15,7 @@ const std::vector<std::string> kNumericKeys = {
     "memory_bytes", "usable_memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
     "sm_count", "interconnect_bandwidth_bytes_per_s", "efficiency", "calibration"};
 const std::vector<std::string> kKernelClasses = {"stream", "gemm_bf16", "gemm_fp16", "gemm_fp8_e4m3", "attention_prefill",
-                                                 "attention_decode", "launch", "allreduce"};
+                                                 "attention_decode", "memtax_flash", "memtax_paged_decode", "launch", "allreduce"};
 
 }  // namespace
 

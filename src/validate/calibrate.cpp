@@ -154,7 +154,8 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
     for (const auto& file : files)
     for (const auto& mc : file.cases) {
         if (mc.kind == "forward" || mc.status != "ok" || !mc.probe) continue;
-        if (mc.kind != "stream" && mc.kind != "gemm" && mc.kind != "attention-flash" && mc.kind != "decode-paged" && mc.kind != "allreduce")
+        if (mc.kind != "stream" && mc.kind != "gemm" && mc.kind != "attention-flash" && mc.kind != "decode-paged" && mc.kind != "allreduce" &&
+            mc.kind != "attention-sdpa")
             continue;
         if (mc.kind == "stream" && mc.shape.op == "memcpy") continue;  // the library's copy is the ceiling, not a fit point
         if (mc.kind == "stream" && mc.shape.op == "launch") {
@@ -167,7 +168,7 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
             for (const auto& [name, secs] : mc.probe->kernels)
                 if (name == k.name) t = secs;
             if (t <= 0) continue;
-            if (mc.kind == "decode-paged" && k.cls != KernelClass::AttentionDecode) continue;  // the combine is predicted
+            if (mc.kind == "decode-paged" && k.cls != KernelClass::MemtaxPagedDecode) continue;  // the combine is predicted
             samples[kernel_class_key(k.cls, k.dtype)].push_back({mc.id + (m.kernels.size() > 1 ? "/" + k.name : ""),
                                                                  static_cast<double>(k.flops), static_cast<double>(k.bytes), t,
                                                                  static_cast<double>(k.steps)});
@@ -258,7 +259,7 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
             form = Form::Roofline;
             auto it = c.base.peak_flops.find(key.substr(5));
             ridge = (it == c.base.peak_flops.end() ? 0.0 : it->second.value) / peak_bw;
-        } else if (key == "attention_prefill") {
+        } else if (key == "attention_prefill" || key == "memtax_flash") {
             form = Form::Compute;
         }
         if (auto fitted = fit(key, s, form, ridge)) c.fits.push_back(*fitted);

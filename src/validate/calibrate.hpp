@@ -7,8 +7,11 @@
 //   stream              t = overhead + bytes / bandwidth          (copy, read, write; not cudaMemcpy)
 //   gemm_<dtype>        t = overhead + max(FLOPs / rate, bytes / bandwidth)  (cuBLASLt products;
 //                       each product is assigned to the term that dominates, refitted until stable)
-//   attention_prefill   t = overhead + FLOPs / rate               (the tiled flash kernel)
-//   attention_decode    t = overhead + bytes / bandwidth          (the paged decode split kernel)
+//   attention_prefill   t = overhead + FLOPs / rate               (PyTorch's SDPA, causal prefill)
+//   attention_decode    t = overhead + bytes / bandwidth          (PyTorch's SDPA, one query over the cache)
+//   memtax_flash        t = overhead + FLOPs / rate               (the probe's tiled flash kernel)
+//   memtax_paged_decode t = overhead + bytes / bandwidth          (the probe's paged decode split kernel)
+//   launch, allreduce   (see the .cpp)
 // The eager attention, the MLP block and the decode combine are not fitted: `memtax validate`
 // predicts them from these classes.
 #include <string>

@@ -92,6 +92,20 @@ ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at,
         s.k = positive(doc, p, at, "k");
         s.out_dtype = choice(doc, p, at, "out_dtype", half);
         s.workspace_bytes = uint(doc, p, at, "workspace_bytes");
+    } else if (kind == "attention-sdpa") {
+        only_keys(doc, p, at, {"batch", "heads", "kv_heads", "context", "q_len", "head_dim", "causal", "dtype"});
+        s.batch = positive(doc, p, at, "batch");
+        s.heads = positive(doc, p, at, "heads");
+        s.kv_heads = positive(doc, p, at, "kv_heads");
+        if (s.heads % s.kv_heads) doc.fail(at + ".heads", fmt::format("{} is not a multiple of kv_heads = {}", s.heads, s.kv_heads));
+        s.context = positive(doc, p, at, "context");
+        s.q_len = positive(doc, p, at, "q_len");
+        s.head_dim = positive(doc, p, at, "head_dim");
+        const json& c = member(doc, p, at, "causal");
+        if (!c.is_boolean()) doc.fail(at + ".causal", fmt::format("expected true or false, got {}", json_repr(c)));
+        s.causal = c.get<bool>();
+        if (s.causal && s.q_len != s.context) doc.fail(at + ".q_len", "a causal case attends a prompt to itself: q_len = context");
+        s.dtype = choice(doc, p, at, "dtype", {"bf16", "fp16"});
     } else if (kind == "allreduce") {
         only_keys(doc, p, at, {"gpus", "bytes", "dtype"});
         s.gpus = uint(doc, p, at, "gpus");
@@ -148,7 +162,8 @@ MeasuredProbe probe_measured(const JsonDoc& doc, const json& ms, const std::stri
     only_keys(doc, ms, mp, {"allocated_bytes", "driver_bytes", "buffers", "time_s", "time_p10_s", "time_p90_s", "runs",
                             "unwritten_outputs", "kernels"});
     r.allocated_bytes = uint(doc, ms, mp, "allocated_bytes");
-    r.driver_bytes = uint(doc, ms, mp, "driver_bytes");
+    if (ms.contains("driver_bytes")) r.driver_bytes = uint(doc, ms, mp, "driver_bytes");
+    r.has_driver_bytes = ms.contains("driver_bytes");
     const json& bufs = member(doc, ms, mp, "buffers");
     if (!bufs.is_object()) doc.fail(mp + ".buffers", "expected an object of buffer name -> bytes");
     for (const auto& [k, v] : bufs.items()) r.buffers.emplace_back(k, unsigned_value(doc, v, mp + ".buffers." + k));

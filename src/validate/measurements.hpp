@@ -24,6 +24,7 @@ struct MeasuredForward {
 struct MeasuredProbe {
     u64 allocated_bytes = 0;   // Σ of the case's cudaMalloc sizes (one tracking allocator)
     u64 driver_bytes = 0;      // cudaMemGetInfo free before − after the allocations
+    bool has_driver_bytes = false;  // the PyTorch harnesses do not record it
     std::vector<std::pair<std::string, u64>> buffers;
     double time_s = 0, time_p10_s = 0, time_p90_s = 0;  // median and spread of the runs
     u64 runs = 0, unwritten_outputs = 0;

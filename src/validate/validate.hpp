@@ -44,7 +44,9 @@ struct ProbeKernelResult {
 struct ProbeResult {
     MeasuredCase c;
     u64 predicted_allocated = 0;
-    bool allocated_exact = true;
+    bool allocated_exact = true;       // every buffer exact (attention-sdpa: the output exact + ≤ 1 MiB workspace)
+    bool allocated_within_workspace = false;  // attention-sdpa: checked against the output + workspace
+    u64 workspace_bytes = 0;
     std::string buffer_diff;  // the first buffer that differs, if any
     u64 driver_low = 0, driver_high = 0;
     bool driver_ok = true;
