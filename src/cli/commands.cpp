@@ -182,17 +182,11 @@ int cmd_probe(const ProbeArgs& a, std::ostream& out, std::ostream& err) {
         out << (a.format == "json" ? render_validation_json(v, tool_info()) : render_validation_table(v));
         return v.all_ok && rc == 0 ? 0 : 1;
     }
-    MeasurementFile f = load_measurements(a.measurements);
-    GpuSpec gpu;
-    std::string calibration_text;
-    {
-        CalibrationResult c = calibrate({a.measurements}, a.gpu, tool_line());
-        const std::string path = a.calibrated.empty() ? default_calibrated_path(c.base.name) : a.calibrated;
-        write_profile(path, c.yaml, {a.measurements, probe});
-        calibration_text = render_calibration_table(c, path) + "\n";
-        gpu = c.calibrated;
-    }
-    Validation v = validate_file(f, gpu, 0.05, 4 * kMiB);
+    CalibrationResult c = calibrate({a.measurements}, a.gpu, tool_line());
+    const std::string path = a.calibrated.empty() ? default_calibrated_path(c.base.name) : a.calibrated;
+    write_profile(path, c.yaml, {a.measurements, probe});
+    const std::string calibration_text = render_calibration_table(c, path) + "\n";
+    Validation v = validate_file(load_measurements(a.measurements), c.calibrated, 0.05, 4 * kMiB);
     out << (a.format == "json" ? render_validation_json(v, tool_info()) : calibration_text + render_validation_table(v));
     return v.all_ok && rc == 0 ? 0 : 1;
 }

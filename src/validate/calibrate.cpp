@@ -179,19 +179,12 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
         std::vector<Sample> s = it->second;
         samples.erase(it);
         if (s.size() >= 2) {
-            Eigen::MatrixXd A(static_cast<Eigen::Index>(s.size()), 2);
-            Eigen::VectorXd b(static_cast<Eigen::Index>(s.size()));
-            for (size_t i = 0; i < s.size(); ++i) {
-                A(static_cast<Eigen::Index>(i), 0) = 1.0 / s[i].t;
-                A(static_cast<Eigen::Index>(i), 1) = s[i].bytes / s[i].t;  // bytes holds N − 1
-                b(static_cast<Eigen::Index>(i)) = 1.0;
-            }
-            Eigen::VectorXd x = A.colPivHouseholderQr().solve(b);
-            if (x(0) > 0 && x(1) > 0) {
+            const Eigen::Vector3d x = solve_line(s);  // the line's "bytes" hold N − 1
+            if (x(0) > 0 && x(2) > 0) {
                 ClassFit f;
                 f.key = "launch";
                 f.rates.overhead_s = x(0);
-                f.rates.queued_s = x(1);
+                f.rates.queued_s = x(2);
                 f.rates.cases = s.size();
                 for (const auto& p : s) f.kernels.push_back(p.id);
                 c.fits.push_back(f);

@@ -67,6 +67,19 @@ u64 positive(const JsonDoc& doc, const json& obj, const std::string& path, const
     return v;
 }
 
+bool boolean(const JsonDoc& doc, const json& obj, const std::string& path, const std::string& key) {
+    const json& v = member(doc, obj, path, key);
+    if (!v.is_boolean()) doc.fail(path + "." + key, fmt::format("expected true or false, got {}", json_repr(v)));
+    return v.get<bool>();
+}
+
+// A head count that must be a whole number of KV heads (grouped-query attention).
+u64 heads_per_kv(const JsonDoc& doc, const json& obj, const std::string& path, const std::string& key, u64 kv_heads) {
+    const u64 v = positive(doc, obj, path, key);
+    if (v % kv_heads) doc.fail(path + "." + key, fmt::format("{} is not a multiple of kv_heads = {}", v, kv_heads));
+    return v;
+}
+
 // The params of a probe case, strictly per kind (kernels/probe/ writes them).
 ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at, const std::string& kind) {
     ProbeShape s;
@@ -95,15 +108,12 @@ ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at,
     } else if (kind == "attention-sdpa") {
         only_keys(doc, p, at, {"batch", "heads", "kv_heads", "context", "q_len", "head_dim", "causal", "dtype"});
         s.batch = positive(doc, p, at, "batch");
-        s.heads = positive(doc, p, at, "heads");
         s.kv_heads = positive(doc, p, at, "kv_heads");
-        if (s.heads % s.kv_heads) doc.fail(at + ".heads", fmt::format("{} is not a multiple of kv_heads = {}", s.heads, s.kv_heads));
+        s.heads = heads_per_kv(doc, p, at, "heads", s.kv_heads);
         s.context = positive(doc, p, at, "context");
         s.q_len = positive(doc, p, at, "q_len");
         s.head_dim = positive(doc, p, at, "head_dim");
-        const json& c = member(doc, p, at, "causal");
-        if (!c.is_boolean()) doc.fail(at + ".causal", fmt::format("expected true or false, got {}", json_repr(c)));
-        s.causal = c.get<bool>();
+        s.causal = boolean(doc, p, at, "causal");
         if (s.causal && s.q_len != s.context) doc.fail(at + ".q_len", "a causal case attends a prompt to itself: q_len = context");
         s.dtype = choice(doc, p, at, "dtype", {"bf16", "fp16"});
     } else if (kind == "allreduce") {
@@ -128,9 +138,7 @@ ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at,
         s.heads = positive(doc, p, at, "heads");
         s.context = positive(doc, p, at, "context");
         s.head_dim = positive(doc, p, at, "head_dim");
-        const json& c = member(doc, p, at, "causal");
-        if (!c.is_boolean()) doc.fail(at + ".causal", fmt::format("expected true or false, got {}", json_repr(c)));
-        s.causal = c.get<bool>();
+        s.causal = boolean(doc, p, at, "causal");
         if (eager && !s.causal) doc.fail(at + ".causal", "the eager kernel is causal only");
         s.dtype = choice(doc, p, at, "dtype", {"bf16"});
         if (eager) {
@@ -146,8 +154,7 @@ ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at,
         s.batch = positive(doc, p, at, "batch");
         s.context = positive(doc, p, at, "context");
         s.kv_heads = positive(doc, p, at, "kv_heads");
-        s.q_heads = positive(doc, p, at, "q_heads");
-        if (s.q_heads % s.kv_heads) doc.fail(at + ".q_heads", fmt::format("{} is not a multiple of kv_heads = {}", s.q_heads, s.kv_heads));
+        s.q_heads = heads_per_kv(doc, p, at, "q_heads", s.kv_heads);
         s.head_dim = positive(doc, p, at, "head_dim");
         s.block_size = positive(doc, p, at, "block_size");
         s.tokens_per_split = positive(doc, p, at, "tokens_per_split");
@@ -221,9 +228,7 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             pc.rel_error = re.is_null() ? INFINITY : number(doc, c, at, "rel_error");
             pc.tolerance = number(doc, c, at, "tolerance");
             pc.unwritten = uint(doc, c, at, "unwritten_outputs");
-            const json& pass = member(doc, c, at, "passed");
-            if (!pass.is_boolean()) doc.fail(at + ".passed", fmt::format("expected true or false, got {}", json_repr(pass)));
-            pc.passed = pass.get<bool>();
+            pc.passed = boolean(doc, c, at, "passed");
             m.checks.push_back(pc);
         }
     }
