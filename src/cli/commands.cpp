@@ -55,7 +55,7 @@ RuntimeSpec runtime_from(const std::string& runtime, const std::string& attentio
     return r;
 }
 
-Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeSpec* resolved = nullptr) {
+Workload workload_from(const EstimateArgs& a, const RuntimeSpec* resolved = nullptr) {
     Workload w;
     w.mode = a.mode == "decode" ? Mode::Decode : Mode::Prefill;
     w.runtime = resolved ? *resolved : runtime_from(a.runtime, a.attention);
@@ -77,10 +77,7 @@ Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeS
             w.logits_kept = k;
         }
     }
-    if (a.context > m.max_context && !a.allow_long_context)
-        throw InputError(SourcePos{}, "--context",
-                         fmt::format("{} exceeds {}'s max_context {} ({}); pass --allow-long-context to size it anyway",
-                                     a.context, m.name, m.max_context, m.file));
+    w.allow_long_context = a.allow_long_context;
     return w;
 }
 
@@ -225,18 +222,13 @@ int cmd_estimate(const EstimateArgs& a, std::ostream& out) {
     ModelSpec m = resolve_model(a.model);
     GpuSpec g = resolve_gpu(a.gpu);
     const Deployment dep{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp};
-    const Workload w = workload_from(a, m);
-    Estimate e = estimate(m, g, dep, w);
+    const Workload w = workload_from(a);
+    const Plan plan = Plan::compile(m, g, dep, w);
+    Estimate e = plan.estimate(plan.point_of(w));
     std::optional<TimeEstimate> time;
     if (a.time) {
-        // Both steps of the workload: the prompt (TTFT) and a decode step at that KV length.
-        Workload pw = w, dw = w;
-        pw.mode = Mode::Prefill;
-        dw.mode = Mode::Decode;
-        const Estimate pe = w.mode == Mode::Prefill ? e : estimate(m, g, dep, pw);
-        const Estimate de = w.mode == Mode::Decode ? e : estimate(m, g, dep, dw);
         const Topology topo(a.cluster.empty() ? single_node_cluster(g, a.tp * a.pp) : resolve_cluster(a.cluster));
-        time = estimate_time(pe, de, topo);
+        time = estimate_time(plan, plan.point_of(w), topo);
     } else if (!a.cluster.empty()) {
         throw InputError(SourcePos{}, "--cluster", "only used by --time; add --time");
     }
@@ -286,7 +278,7 @@ int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
                     ea.batch = batch;
                     ea.context = ctx;
                     ea.kv_dtype = kv;
-                    rows.push_back(estimate(m, g, Deployment{n, n}, workload_from(ea, m, &runtime)));
+                    rows.push_back(estimate(m, g, Deployment{n, n}, workload_from(ea, &runtime)));
                 }
     }
     std::string text = a.format == "json" ? render_whatif_json(rows, tool_info())
@@ -294,6 +286,25 @@ int cmd_whatif(const WhatifArgs& a, std::ostream& out) {
                                            : render_whatif_table(rows);
     emit(text, a.output, out, inputs);
     return 0;
+}
+
+// Engine errors name field paths (a scenario file's keys); on the command line they are flags.
+InputError as_flags(const InputError& e) {
+    static const std::pair<const char*, const char*> paths[] = {
+        {"workload.allow_long_context", "--allow-long-context"}, {"workload.batch", "--batch"}, {"workload.context", "--context"},
+        {"workload.kv_dtype", "--kv-dtype"}, {"workload.softmax_dtype", "--softmax-dtype"}, {"workload.logits_dtype", "--logits-dtype"},
+        {"deployment.tp", "--tp"}, {"deployment.pp", "--pp"}, {"deployment.gpus", "--gpus"}, {"runtime", "--runtime"}};
+    auto map = [&](std::string text, bool whole) {
+        for (const auto& [path, flag] : paths) {
+            if (whole) {
+                if (text == path) return std::string(flag);
+                continue;
+            }
+            for (size_t at; (at = text.find(path)) != std::string::npos;) text.replace(at, std::string(path).size(), flag);
+        }
+        return text;
+    };
+    return InputError(e.pos(), map(e.field(), true), map(e.message(), false));
 }
 
 }  // namespace
@@ -412,7 +423,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
             return 0;
         }
     } catch (const InputError& e) {
-        err << "memtax: error: " << e.what() << "\n";
+        err << "memtax: error: " << as_flags(e).what() << "\n";
         return 2;
     } catch (const OverflowError& e) {
         err << "memtax: error: " << e.what() << "\n";

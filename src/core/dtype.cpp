@@ -12,6 +12,16 @@ u64 DType::bytes(u64 n, std::string_view term) const {
     return checked_add(payload, checked_mul(ceil_div(n, group_size), scale_bytes, term), term);
 }
 
+bool DType::try_bytes(u64 n, u64& out) const noexcept {
+    u64 bits_total;
+    if (__builtin_mul_overflow(n, bits, &bits_total)) return false;
+    out = ceil_div(bits_total, 8);
+    if (group_size == 0) return true;
+    u64 scales;
+    if (__builtin_mul_overflow(ceil_div(n, group_size), scale_bytes, &scales)) return false;
+    return !__builtin_add_overflow(out, scales, &out);
+}
+
 const std::vector<std::string>& dtype_names() {
     static const std::vector<std::string> names = {"fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2",
                                                    "int8", "int4", "int4-gN"};

@@ -17,6 +17,9 @@ struct DType {
 
     // Exact bytes to store n elements: ceil(n*bits/8) + ceil(n/group)*scale_bytes.
     u64 bytes(u64 n, std::string_view term) const;
+    // The same without throwing: false when the count does not fit 64 bits (hot paths report
+    // the overflow as a status instead).
+    bool try_bytes(u64 n, u64& out) const noexcept;
     // Whole bytes per element, for dtypes that have one (fp32..fp8/int8); throws for int4.
     bool whole_bytes() const { return bits % 8 == 0 && group_size == 0; }
     friend bool operator==(const DType& a, const DType& b) { return a.name == b.name; }

@@ -1,56 +1,26 @@
 #include "graph/op_graph.hpp"
 
-#include <boost/graph/topological_sort.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <iterator>
 
 namespace memtax {
 
-Shape::Shape(std::initializer_list<Dim> d) {
-    if (d.size() > dims.size()) throw InternalError("Shape: rank above 6");
-    for (Dim x : d) dims[rank++] = x;
-}
-
-u64 Composition::total() const {
-    u64 t = 0;
-    for (u64 b : bytes) t = checked_add(t, b, "live bytes");
-    return t;
-}
-
-int OpGraph::input(TensorInfo t) {
-    t.lifetime = Lifetime::Preexisting;
-    tensors_.push_back(std::move(t));
-    tensor_vertex_.push_back(boost::add_vertex(Vertex{false, static_cast<int>(tensors_.size() - 1)}, graph_));
-    return static_cast<int>(tensors_.size() - 1);
-}
-
-std::vector<int> OpGraph::op(OpInfo info, const std::vector<int>& inputs, std::vector<TensorInfo> outputs,
-                             const std::vector<int>& holds) {
-    ops_.push_back(std::move(info));
-    int op_index = static_cast<int>(ops_.size() - 1);
-    auto v = boost::add_vertex(Vertex{true, op_index}, graph_);
-    op_vertex_.push_back(v);
-    for (int in : inputs) boost::add_edge(tensor_vertex_.at(static_cast<size_t>(in)), v, Edge{false}, graph_);
-    for (int in : holds) boost::add_edge(tensor_vertex_.at(static_cast<size_t>(in)), v, Edge{true}, graph_);
-    std::vector<int> ids;
-    for (auto& t : outputs) {
-        tensors_.push_back(std::move(t));
-        ids.push_back(static_cast<int>(tensors_.size() - 1));
-        tensor_vertex_.push_back(boost::add_vertex(Vertex{false, ids.back()}, graph_));
-        boost::add_edge(v, tensor_vertex_.back(), graph_);
+const char* to_string(Sym s) {
+    switch (s) {
+        case Sym::Batch: return "B";
+        case Sym::Sq: return "Sq";
+        case Sym::Skv: return "Skv";
+        case Sym::SkvOld: return "Skv_old";
+        case Sym::SkvNew: return "Skv_new";
+        case Sym::AttnKeys: return "keys";
+        case Sym::Kept: return "kept";
+        case Sym::Repeat: return "repeat";
+        case Sym::MaskConv: return "mask_conv";
+        case Sym::MaskElems: return "mask_elems";
+        case Sym::Count: break;
     }
-    finalized_ = false;
-    return ids;
-}
-
-std::vector<int> OpGraph::reads(int op_index) const {
-    std::vector<int> out;
-    auto v = op_vertex_.at(static_cast<size_t>(op_index));
-    for (auto [it, end] = boost::in_edges(v, graph_); it != end; ++it)
-        if (!graph_[*it].hold) out.push_back(graph_[boost::source(*it, graph_)].index);
-    return out;
+    return "?";
 }
 
 const char* to_string(OpGroup g) {
@@ -64,67 +34,111 @@ const char* to_string(OpGroup g) {
         case OpGroup::Residual: return "residual adds";
         case OpGroup::LmHead: return "lm head";
         case OpGroup::Sampler: return "sampler";
+        case OpGroup::Embedding: return "embedding";
         case OpGroup::Count: break;
     }
     return "?";
 }
 
-void OpGraph::annotate(const std::string& op_name, OpGroup group, Cost flops, Cost weight, DtypeRole weight_dtype) {
-    for (auto& o : ops_) {
-        if (o.name != op_name) continue;
-        o.group = group;
-        o.flops = flops;
-        o.weight = weight;
-        o.weight_dtype = weight_dtype;
-        return;
+Size::Size(u64 c, std::initializer_list<Sym> s) : coef(c) {
+    if (s.size() > syms.size()) throw InternalError("Size: more than 4 symbols");
+    for (Sym x : s) syms[n++] = x;
+}
+
+std::array<std::uint8_t, kSyms> Size::powers() const {
+    std::array<std::uint8_t, kSyms> p{};
+    for (std::uint8_t i = 0; i < n; ++i) ++p[static_cast<size_t>(syms[i])];
+    return p;
+}
+
+u64 Composition::total() const {
+    u64 t = 0;
+    for (u64 b : bytes) t += b;
+    return t;
+}
+
+OpGraph::OpGraph(std::string name, const std::array<DType, kDtypeRoles>& dtypes, u64 round_to)
+    : name_(std::move(name)), dtypes_(dtypes), round_to_(round_to ? round_to : 1) {}
+
+int OpGraph::input(TensorInfo t) {
+    t.lifetime = Lifetime::Preexisting;
+    tensors_.push_back(t);
+    finalized_ = false;
+    return static_cast<int>(tensors_.size() - 1);
+}
+
+std::vector<int> OpGraph::op(OpInfo info, std::initializer_list<int> inputs, std::vector<TensorInfo> outputs,
+                             std::initializer_list<int> holds) {
+    ops_.push_back(std::move(info));
+    for (int in : inputs) read_.push_back(in);
+    read_begin_.push_back(static_cast<int>(read_.size()));
+    for (int h : holds)
+        if (h >= 0) hold_.push_back(h);
+    hold_begin_.push_back(static_cast<int>(hold_.size()));
+    std::vector<int> ids;
+    for (auto& t : outputs) {
+        tensors_.push_back(t);
+        ids.push_back(static_cast<int>(tensors_.size() - 1));
     }
-    throw InternalError(fmt::format("op graph {}: no op {} to annotate", name_, op_name));
+    // Outputs remember their producer through the order of production (finalize rebuilds it).
+    producer_.resize(tensors_.size(), -2);
+    for (int id : ids) producer_[static_cast<size_t>(id)] = static_cast<int>(ops_.size() - 1);
+    finalized_ = false;
+    return ids;
+}
+
+int OpGraph::op1h(OpInfo info, std::initializer_list<int> inputs, TensorInfo output, const std::vector<int>& holds) {
+    int id = op1(std::move(info), inputs, output);
+    const auto o = ops_.size() - 1;
+    hold_.resize(static_cast<size_t>(hold_begin_[o]));
+    for (int h : holds)
+        if (h >= 0) hold_.push_back(h);
+    hold_begin_[o + 1] = static_cast<int>(hold_.size());
+    return id;
+}
+
+std::vector<int> OpGraph::reads(int o) const {
+    return {read_.begin() + read_begin_[static_cast<size_t>(o)], read_.begin() + read_begin_[static_cast<size_t>(o) + 1]};
 }
 
 void OpGraph::finalize() {
-    // A cycle is a bug in a graph definition; topological_sort throws not_a_dag.
-    std::vector<Graph::vertex_descriptor> order;
-    try {
-        boost::topological_sort(graph_, std::back_inserter(order));
-    } catch (const boost::not_a_dag&) {
-        throw InternalError(fmt::format("op graph {} has a cycle", name_));
+    const size_t n = tensors_.size();
+    if (n > kMaxTensors) throw InternalError(fmt::format("op graph {}: {} tensors, above {}", name_, n, kMaxTensors));
+    producer_.resize(n, -2);
+    for (size_t t = 0; t < n; ++t) {
+        if (tensors_[t].lifetime == Lifetime::Preexisting) producer_[t] = -1;
+        else if (producer_[t] < 0) throw InternalError(fmt::format("op graph {}: tensor {} has no producer", name_, tensors_[t].name));
     }
-    size_t n = tensors_.size();
-    producer_.assign(n, -1);
-    // Names for overflow errors, built once so evaluation allocates no strings.
-    tensor_terms_.clear();
-    for (const auto& t : tensors_) tensor_terms_.push_back(fmt::format("{}.{}", name_, t.name));
-    workspace_terms_.clear();
-    for (const auto& o : ops_) workspace_terms_.push_back(fmt::format("{}.{}.workspace", name_, o.name));
-    produced_.assign(ops_.size(), {});
+    produced_.clear();
+    produced_begin_.assign(ops_.size() + 1, 0);
+    for (size_t o = 0; o < ops_.size(); ++o) {
+        for (size_t t = 0; t < n; ++t)
+            if (producer_[t] == static_cast<int>(o)) produced_.push_back(static_cast<int>(t));
+        produced_begin_[o + 1] = static_cast<int>(produced_.size());
+    }
+    // The schedule must respect every edge: an op reads or holds only tensors produced by an
+    // earlier op (or alive before the graph). Program order is then a topological order, so
+    // this check is also the acyclicity check.
     last_use_.assign(n, -1);
+    for (size_t o = 0; o < ops_.size(); ++o) {
+        auto check = [&](int t, const char* what) {
+            if (t < 0 || static_cast<size_t>(t) >= n)
+                throw InternalError(fmt::format("op graph {}: {} {} of {} is not a tensor", name_, what, t, ops_[o].name));
+            if (producer_[static_cast<size_t>(t)] >= static_cast<int>(o))
+                throw InternalError(fmt::format("op graph {}: {} {}s {} before it is produced", name_, ops_[o].name, what,
+                                                tensors_[static_cast<size_t>(t)].name));
+            last_use_[static_cast<size_t>(t)] = std::max(last_use_[static_cast<size_t>(t)], static_cast<int>(o));
+        };
+        for (int i = read_begin_[o]; i < read_begin_[o + 1]; ++i) check(read_[static_cast<size_t>(i)], "read");
+        for (int i = hold_begin_[o]; i < hold_begin_[o + 1]; ++i) check(hold_[static_cast<size_t>(i)], "hold");
+    }
     alias_of_.assign(n, -1);
     for (size_t t = 0; t < n; ++t) {
-        auto tv = tensor_vertex_[t];
-        for (auto [it, end] = boost::in_edges(tv, graph_); it != end; ++it) {
-            producer_[t] = graph_[boost::source(*it, graph_)].index;
-            produced_[static_cast<size_t>(producer_[t])].push_back(static_cast<int>(t));
-        }
-        for (auto [it, end] = boost::out_edges(tv, graph_); it != end; ++it)
-            last_use_[t] = std::max(last_use_[t], graph_[boost::target(*it, graph_)].index);
-        if (tensors_[t].lifetime != Lifetime::Preexisting && producer_[t] < 0)
-            throw InternalError(fmt::format("op graph {}: tensor {} has no producer", name_, tensors_[t].name));
-    }
-    // The schedule (insertion order) must respect every edge: inputs are produced earlier.
-    for (size_t o = 0; o < ops_.size(); ++o) {
-        for (auto [it, end] = boost::in_edges(op_vertex_[o], graph_); it != end; ++it) {
-            int t = graph_[boost::source(*it, graph_)].index;
-            if (producer_[t] >= static_cast<int>(o))
-                throw InternalError(fmt::format("op graph {}: {} reads {} before it is produced", name_,
-                                                ops_[o].name, tensors_[t].name));
-        }
-    }
-    for (size_t t = 0; t < n; ++t) {
         if (tensors_[t].alias == AliasRule::None) continue;
-        // An alias-capable output may share the storage of its producer's first input.
-        std::vector<int> in = reads(producer_[t]);
-        if (in.empty()) throw InternalError(fmt::format("op graph {}: alias tensor {} reads nothing", name_, tensors_[t].name));
-        alias_of_[t] = in.front();
+        const int p = producer_[t];
+        if (p < 0 || read_begin_[static_cast<size_t>(p)] == read_begin_[static_cast<size_t>(p) + 1])
+            throw InternalError(fmt::format("op graph {}: alias tensor {} reads nothing", name_, tensors_[t].name));
+        alias_of_[t] = read_[static_cast<size_t>(read_begin_[static_cast<size_t>(p)])];
     }
     finalized_ = true;
 }
@@ -134,47 +148,79 @@ namespace {
 bool alias_active(AliasRule r, const Bindings& b) {
     switch (r) {
         case AliasRule::None: return false;
-        case AliasRule::IfSoftmaxIsAct: return b[DtypeRole::Softmax] == b[DtypeRole::Act];
-        case AliasRule::IfKvIsAct: return b[DtypeRole::Kv] == b[DtypeRole::Act];
-        case AliasRule::IfNoGqa: return b[Dim::HeadsQ] == b[Dim::HeadsKv];
-        case AliasRule::IfLogitsIsAct: return b[DtypeRole::Logits] == b[DtypeRole::Act];
-        case AliasRule::IfFreshCache: return b[DtypeRole::Kv] == b[DtypeRole::Act] && b[Dim::SkvOld] == 0;
+        case AliasRule::View:
         case AliasRule::Always: return true;
+        case AliasRule::IfFreshCache: return b[Sym::SkvOld] == 0;
     }
     return false;
 }
 
-bool skipped(SkipRule r, const Bindings& b) {
-    switch (r) {
-        case SkipRule::Never: return false;
-        case SkipRule::UnlessSoftmaxUpcastCopies:
-            return b[DtypeRole::Softmax] == b[DtypeRole::Act] || b[DtypeRole::Act].name == "fp16";
+// coef · Π syms, false on overflow.
+bool size_value(const Size& s, const Bindings& b, u64& out) noexcept {
+    u64 v = s.coef;
+    for (std::uint8_t i = 0; i < s.n; ++i)
+        if (__builtin_mul_overflow(v, b[s.syms[i]], &v)) return false;
+    out = v;
+    return true;
+}
+
+bool sized_bytes(const Size& s, const DType& d, u64 round_to, const Bindings& b, u64& out) noexcept {
+    u64 n;
+    if (!size_value(s, b, n) || !d.try_bytes(n, out)) return false;
+    if (round_to > 1 && out % round_to) return !__builtin_add_overflow(out, round_to - out % round_to, &out);
+    return true;
+}
+
+}  // namespace
+
+u64 OpGraph::tensor_bytes(int t, const Bindings& b) const {
+    const TensorInfo& ti = tensors_.at(static_cast<size_t>(t));
+    u64 out;
+    if (!sized_bytes(ti.size, dtype(ti.dtype), 1, b, out)) throw OverflowError(item_name(t));
+    return out;
+}
+
+std::string OpGraph::item_name(int i) const {
+    if (i >= 0) return fmt::format("{}.{}", name_, tensors_.at(static_cast<size_t>(i)).name);
+    return fmt::format("{}.{}.workspace", name_, ops_.at(static_cast<size_t>(-1 - i)).name);
+}
+
+u64 OpGraph::weight_bytes() const {
+    u64 total = 0;
+    for (const auto& o : ops_)
+        for (const auto& w : o.weights)
+            if (!w.shared) total = checked_add(total, dtype(w.dtype).bytes(w.elements, w.name), w.name);
+    return total;
+}
+
+u64 OpGraph::weight_elements() const {
+    u64 total = 0;
+    for (const auto& o : ops_)
+        for (const auto& w : o.weights)
+            if (!w.shared) total = checked_add(total, w.elements, "parameters");
+    return total;
+}
+
+u64 OpGraph::cache_bytes(const Bindings& b) const {
+    u64 total = 0;
+    for (size_t t = 0; t < tensors_.size(); ++t)
+        if (tensors_[t].category == Category::KvCache && tensors_[t].lifetime == Lifetime::Persistent)
+            total = checked_add(total, tensor_bytes(static_cast<int>(t), b), item_name(static_cast<int>(t)));
+    return total;
+}
+
+bool OpGraph::try_cache_bytes(const Bindings& b, u64& out) const noexcept {
+    out = 0;
+    for (const auto& t : tensors_) {
+        if (t.category != Category::KvCache || t.lifetime != Lifetime::Persistent) continue;
+        u64 v;
+        if (!sized_bytes(t.size, dtype(t.dtype), 1, b, v) || __builtin_add_overflow(out, v, &out)) return false;
     }
-    return false;
+    return true;
 }
 
-u64 shape_bytes(const Shape& s, DtypeRole role, const Bindings& b, std::string_view name) {
-    u64 n = 1;
-    for (std::uint8_t i = 0; i < s.rank; ++i) n = checked_mul(n, b[s.dims[i]], name);
-    u64 bytes = b[role].bytes(n, name);
-    if (b.round_to > 1 && bytes % b.round_to) bytes = checked_add(bytes, b.round_to - bytes % b.round_to, name);
-    return bytes;
-}
-
-}  // namespace
-
-namespace {
-u64 cost_value(const Cost& c, const Bindings& b, std::string_view term) {
-    u64 n = c.coef;
-    for (std::uint8_t i = 0; i < c.dims.rank; ++i) n = checked_mul(n, b[c.dims.dims[i]], term);
-    return n;
-}
-}  // namespace
-
-std::vector<OpTraffic> OpGraph::traffic(const Bindings& b_in) const {
+std::vector<OpTraffic> OpGraph::traffic(const Bindings& b) const {
     if (!finalized_) throw InternalError("OpGraph::traffic before finalize");
-    Bindings b = b_in;
-    b.round_to = 1;  // traffic counts the bytes moved, not the allocator's blocks
     std::vector<u64> bytes(tensors_.size());
     for (size_t t = 0; t < tensors_.size(); ++t) bytes[t] = tensor_bytes(static_cast<int>(t), b);
     std::vector<OpTraffic> out(ops_.size());
@@ -182,26 +228,25 @@ std::vector<OpTraffic> OpGraph::traffic(const Bindings& b_in) const {
         OpTraffic& r = out[o];
         const OpInfo& op = ops_[o];
         r.op = &op;
-        const std::string& term = workspace_terms_[o];
-        r.flops = cost_value(op.flops, b, term);
-        if (op.weight.coef) r.weight_bytes = b[op.weight_dtype].bytes(cost_value(op.weight, b, term), term);
+        const std::string term = item_name(-1 - static_cast<int>(o));
+        if (!size_value(op.flops, b, r.flops)) throw OverflowError(term);
+        for (const auto& w : op.weights) r.weight_bytes = checked_add(r.weight_bytes, dtype(w.dtype).bytes(w.elements, term), term);
         auto count = [&](int t, bool write) {
             const TensorInfo& ti = tensors_[static_cast<size_t>(t)];
             // An output that is its input's storage without an in-place write moves nothing.
-            if (write && alias_of_[static_cast<size_t>(t)] >= 0 && ti.alias != AliasRule::Always &&
-                alias_active(ti.alias, b))
-                return;
+            if (write && alias_of_[static_cast<size_t>(t)] >= 0 && ti.alias != AliasRule::Always && alias_active(ti.alias, b)) return;
             const u64 v = bytes[static_cast<size_t>(t)];
             r.bytes = checked_add(r.bytes, v, term);
             if (ti.category == Category::KvCache) r.kv_bytes = checked_add(r.kv_bytes, v, term);
             if (ti.category == Category::AttentionMatrix) r.attention_matrix_bytes = checked_add(r.attention_matrix_bytes, v, term);
         };
-        for (int t : reads(static_cast<int>(o))) count(t, false);
-        for (int t : produced_[o]) count(t, true);
+        for (int i = read_begin_[o]; i < read_begin_[o + 1]; ++i) count(read_[static_cast<size_t>(i)], false);
+        for (int i = produced_begin_[o]; i < produced_begin_[o + 1]; ++i) count(produced_[static_cast<size_t>(i)], true);
         for (const auto& w : op.workspace) {
-            if (skipped(w.skip, b)) continue;
+            u64 v;
+            if (!sized_bytes(w.size, dtype(w.dtype), 1, b, v)) throw OverflowError(term);
             // A temporary is written once and read once.
-            const u64 v = checked_mul(2, shape_bytes(w.shape, w.dtype, b, term), term);
+            v = checked_mul(2, v, term);
             r.bytes = checked_add(r.bytes, v, term);
             if (w.category == Category::AttentionMatrix) r.attention_matrix_bytes = checked_add(r.attention_matrix_bytes, v, term);
         }
@@ -210,82 +255,99 @@ std::vector<OpTraffic> OpGraph::traffic(const Bindings& b_in) const {
     return out;
 }
 
-u64 OpGraph::tensor_bytes(int t, const Bindings& b) const {
-    const TensorInfo& ti = tensors_.at(static_cast<size_t>(t));
-    return shape_bytes(ti.shape, ti.dtype, b, tensor_terms_.at(static_cast<size_t>(t)));
-}
-
-GraphEval OpGraph::evaluate(const Bindings& b) const {
-    if (!finalized_) throw InternalError("OpGraph::evaluate before finalize");
+GraphEval OpGraph::evaluate(const Bindings& b) const noexcept {
+    GraphEval r;
+    if (!finalized_) {  // a bug, reported as an overflow of nothing rather than a crash
+        r.overflow = true;
+        return r;
+    }
     const size_t n = tensors_.size();
     constexpr int kForever = 1 << 30;
-    // Effective storage: an active alias costs nothing and extends its source's lifetime;
-    // a persistent alias makes its source persistent and gives it its category.
-    std::vector<u64> bytes(n);
-    std::vector<int> free_after(n);
-    std::vector<Category> cat(n);
+    // Scratch on the stack: evaluation must not allocate (a planner calls it millions of times).
+    std::array<u64, kMaxTensors> bytes;
+    std::array<int, kMaxTensors> free_after;
+    std::array<Category, kMaxTensors> cat;
     for (size_t t = 0; t < n; ++t) {
-        bytes[t] = tensor_bytes(static_cast<int>(t), b);
-        cat[t] = tensors_[t].category;
-        switch (tensors_[t].lifetime) {
+        const TensorInfo& ti = tensors_[t];
+        if (!sized_bytes(ti.size, dtypes_[static_cast<size_t>(ti.dtype)], round_to_, b, bytes[t])) {
+            r.overflow = true;
+            r.overflow_tensor = static_cast<int>(t);
+            return r;
+        }
+        cat[t] = ti.category;
+        switch (ti.lifetime) {
             case Lifetime::Transient: free_after[t] = std::max(last_use_[t], producer_[t]); break;
             case Lifetime::Persistent: free_after[t] = kForever; break;
             // An input (the residual stream entering a layer) dies after its last reader.
             case Lifetime::Preexisting: free_after[t] = last_use_[t] >= 0 ? last_use_[t] : kForever; break;
         }
     }
-    // Aliases point backwards in the schedule, so one reverse pass settles chains.
+    // Effective storage: an active alias costs nothing and extends its source's lifetime; a
+    // persistent alias makes its source persistent and gives it its category. Aliases point
+    // backwards in the schedule, so one reverse pass settles chains.
     for (size_t i = n; i-- > 0;) {
         if (alias_of_[i] < 0 || !alias_active(tensors_[i].alias, b)) continue;
-        auto src = static_cast<size_t>(alias_of_[i]);
+        const auto src = static_cast<size_t>(alias_of_[i]);
         bytes[i] = 0;
         free_after[src] = std::max(free_after[src], free_after[i]);
         if (free_after[i] == kForever) cat[src] = cat[i];
     }
-
-    GraphEval r;
-    Composition live;
-    auto add = [&](Composition& c, Category k, u64 v) {
-        auto& slot = c.bytes[static_cast<size_t>(k)];
-        slot = checked_add(slot, v, name_ + " live bytes");
-    };
-    for (size_t t = 0; t < n; ++t) {
-        if (tensors_[t].lifetime == Lifetime::Preexisting) {
-            add(live, cat[t], bytes[t]);
-            r.preexisting = checked_add(r.preexisting, bytes[t], "preexisting");
-            if (cat[t] == Category::KvCache) r.preexisting_kv = checked_add(r.preexisting_kv, bytes[t], "preexisting");
+    // Sums below stay within Σ bytes, checked once here.
+    u64 sum = 0;
+    for (size_t t = 0; t < n; ++t)
+        if (__builtin_add_overflow(sum, bytes[t], &sum)) {
+            r.overflow = true;
+            r.overflow_tensor = static_cast<int>(t);
+            return r;
         }
+    Composition live;
+    for (size_t t = 0; t < n; ++t) {
+        if (tensors_[t].lifetime != Lifetime::Preexisting) continue;
+        live[cat[t]] += bytes[t];
+        r.preexisting += bytes[t];
+        if (cat[t] == Category::KvCache) r.preexisting_kv += bytes[t];
     }
-    // Tensors freed after each op, bucketed by a counting sort (one flat array, no per-op lists).
+    // Tensors freed after each op, bucketed by a counting sort.
     const size_t n_ops = ops_.size();
-    std::vector<std::uint32_t> first(n_ops + 1, 0), order(n);
+    std::array<std::uint16_t, kMaxTensors + 1> first{};
+    std::array<std::uint16_t, kMaxTensors> order;
     for (size_t t = 0; t < n; ++t)
         if (free_after[t] >= 0 && free_after[t] != kForever) ++first[static_cast<size_t>(free_after[t]) + 1];
-    for (size_t o = 0; o < n_ops; ++o) first[o + 1] += first[o];
+    for (size_t o = 0; o < n_ops; ++o) first[o + 1] = static_cast<std::uint16_t>(first[o + 1] + first[o]);
     {
-        std::vector<std::uint32_t> fill(first.begin(), first.end() - 1);
+        std::array<std::uint16_t, kMaxTensors + 1> fill = first;
         for (size_t t = 0; t < n; ++t)
-            if (free_after[t] >= 0 && free_after[t] != kForever) order[fill[static_cast<size_t>(free_after[t])]++] = static_cast<std::uint32_t>(t);
+            if (free_after[t] >= 0 && free_after[t] != kForever) order[fill[static_cast<size_t>(free_after[t])]++] = static_cast<std::uint16_t>(t);
     }
     for (size_t o = 0; o < n_ops; ++o) {
-        for (int t : produced_[o]) add(live, cat[static_cast<size_t>(t)], bytes[static_cast<size_t>(t)]);
+        for (int i = produced_begin_[o]; i < produced_begin_[o + 1]; ++i) {
+            const auto t = static_cast<size_t>(produced_[static_cast<size_t>(i)]);
+            live[cat[t]] += bytes[t];
+        }
         Composition during = live;
-        for (const auto& w : ops_[o].workspace)
-            if (!skipped(w.skip, b))
-                add(during, w.category, shape_bytes(w.shape, w.dtype, b, workspace_terms_[o]));
-        u64 total = during.total();
+        for (const auto& w : ops_[o].workspace) {
+            u64 v;
+            if (!sized_bytes(w.size, dtypes_[static_cast<size_t>(w.dtype)], round_to_, b, v) ||
+                __builtin_add_overflow(during[w.category], v, &during[w.category]) ||
+                __builtin_add_overflow(sum, v, &sum)) {
+                r.overflow = true;
+                r.overflow_tensor = -1 - static_cast<int>(o);
+                return r;
+            }
+        }
+        const u64 total = during.total();
         if (total > r.peak_bytes) {
             r.peak_bytes = total;
-            r.peak_op = ops_[o].name;
+            r.peak_op = static_cast<int>(o);
             r.at_peak = during;
         }
         r.attention_matrix_max = std::max(r.attention_matrix_max, during[Category::AttentionMatrix]);
-        for (std::uint32_t i = first[o]; i < first[o + 1]; ++i) live.bytes[static_cast<size_t>(cat[order[i]])] -= bytes[order[i]];
+        for (std::uint16_t i = first[o]; i < first[o + 1]; ++i) live[cat[order[i]]] -= bytes[order[i]];
     }
     for (size_t t = 0; t < n; ++t) {
         if (free_after[t] != kForever || tensors_[t].lifetime == Lifetime::Preexisting) continue;
-        if (cat[t] == Category::KvCache) r.kv_written = checked_add(r.kv_written, bytes[t], "kv written");
-        else r.persistent_other = checked_add(r.persistent_other, bytes[t], "persistent");
+        if (cat[t] == Category::KvCache) r.kv_written += bytes[t];
+        else r.persistent_other += bytes[t];
     }
     return r;
 }

@@ -1,12 +1,19 @@
 #pragma once
-// A layer as a dataflow graph of ops and tensors (Boost.Graph), with symbolic tensor shapes.
-// The graph is built once per (layer kind, attention kernel, mode); a workload binds the
-// symbols to numbers and `evaluate` runs liveness over the schedule (program order, as
-// PyTorch executes it): a tensor lives from the op that produces it to its last consumer,
-// or forever if it is persistent (the KV it writes, the layer's output).
-#include <boost/graph/adjacency_list.hpp>
-
+// A dataflow graph of ops and tensors with symbolic sizes, and liveness over its schedule.
+//
+// A graph is built once per compiled plan (one model shard, runtime and dtype policy), so
+// every size is a constant coefficient times a product of a few point symbols: batch, query
+// tokens, key tokens, cache tokens before/after the step, ... (`Sym`). Binding the symbols to
+// numbers and evaluating runs liveness over the schedule (program order, as the runtime
+// executes it): a tensor lives from the op that produces it to its last reader or holder, or
+// forever when persistent (the cache it writes, the layer's output). Evaluation allocates
+// nothing and throws nothing: an overflow is a flag naming the tensor.
+//
+// Each op carries its FLOPs, the weight tensors it reads and its temporaries, declared where
+// the op is created; weights and cached state are read back from the same graph.
 #include <array>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -15,181 +22,185 @@
 
 namespace memtax {
 
-// Symbols a workload binds (all per GPU, after tensor parallelism).
-enum class Dim : std::uint8_t {
-    Batch, Sq, Skv, Hidden, QDim, KvDim, Inter, HeadsQ, HeadsKv, HeadDim, Vocab, Kept,
-    MaskElems,   // elements of the materialised attention masks, kept for the whole forward
-    TableElems,  // elements of the rotary cos/sin tables, kept for the whole forward
-    SkvOld,      // tokens in a layer's cache storage before the step
-    SkvNew,      // tokens in a layer's cache storage after the step
-    RepHeads,    // query heads when K/V are repeated per query head before the kernel, else 0
-    MaskConvElems,  // elements of a bool mask SDPA converts to the compute dtype in this layer, else 0
-    QkvDim,      // q_dim + 2 kv_dim (merged projection)
-    GateUp,      // 2 · intermediate (merged gate/up projection)
-    VocabShard,  // vocab / tp: this GPU's rows of the LM head
-    AttnKeys,    // keys each query attends on average (causal fused prefill skips the upper half)
+// The point symbols a size may depend on. Everything else (widths, heads, vocabulary) is a
+// constant of the graph, folded into coefficients when it is built.
+enum class Sym : std::uint8_t {
+    Batch,      // sequences in the step (vLLM flattens: 1)
+    Sq,         // query tokens per sequence in the step
+    Skv,        // key tokens the attention reads
+    SkvOld,     // tokens in the layer's cache storage before the step
+    SkvNew,     // tokens in the layer's cache storage after the step
+    AttnKeys,   // keys each query attends on average (a causal fused prefill skips the upper half)
+    Kept,       // positions whose logits are computed
+    Repeat,     // 1 when K/V are repeated per query head before a fused kernel, else 0
+    MaskConv,   // 1 when this layer's bool mask is converted to the compute dtype, else 0
+    MaskElems,  // elements of the attention masks kept for the whole forward
     Count
 };
+constexpr size_t kSyms = static_cast<size_t>(Sym::Count);
+const char* to_string(Sym s);
+
+// coef · Π syms: elements of a tensor, or FLOPs of an op.
+struct Size {
+    u64 coef = 0;
+    std::array<Sym, 4> syms{};
+    std::uint8_t n = 0;
+    Size() = default;
+    Size(u64 c, std::initializer_list<Sym> s);
+    // The exponents of each symbol (a product of powers of the point symbols).
+    std::array<std::uint8_t, kSyms> powers() const;
+};
+
 enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Bool, Mask, Weight, Count };
+constexpr size_t kDtypeRoles = static_cast<size_t>(DtypeRole::Count);
 // What a tensor is, for the breakdown.
 enum class Category : std::uint8_t { Activation, AttentionMatrix, KvCache, Logits, Count };
+constexpr size_t kCategories = static_cast<size_t>(Category::Count);
 enum class Lifetime : std::uint8_t { Transient, Persistent, Preexisting };
-// When a tensor is the same storage as its (single) input, so costs nothing extra.
+// When a tensor is the same storage as its producer's first input, so costs nothing extra.
 enum class AliasRule : std::uint8_t {
     None,
-    IfSoftmaxIsAct,  // .to(act dtype) of a tensor already in act dtype returns it
-    IfKvIsAct,       // the cache keeps the projection's own tensor (no quantising copy)
-    IfNoGqa,         // repeat_kv with one query head per KV head returns its input
-    IfLogitsIsAct,   // logits.to(logits dtype) when already in that dtype
-    IfFreshCache,    // an empty cache stores the new K/V tensor itself (no cat, no quantising copy)
-    Always,          // an in-place op: the output is its input's storage
-};
-// When an op's temporary is not needed.
-enum class SkipRule : std::uint8_t {
-    Never,
-    // softmax(x, dtype=fp32) converts a bf16 input to an fp32 copy first; only a CUDA fp16
-    // input takes the fused half-to-float path (ATen SoftMax.cpp, softmax()), and nothing is
-    // converted when the dtypes already agree.
-    UnlessSoftmaxUpcastCopies,
+    View,          // always the input's storage, nothing written (a no-op .to(), repeat_kv without GQA)
+    Always,        // an in-place op: the input's storage, written
+    IfFreshCache,  // an empty cache stores the new tensor itself: active when SkvOld = 0
 };
 enum class OpKind : std::uint8_t { Embedding, Norm, Matmul, Rotary, Elementwise, Copy, Softmax, Attention, Sort };
-
-struct Shape {
-    std::array<Dim, 6> dims{};
-    std::uint8_t rank = 0;
-    Shape() = default;
-    Shape(std::initializer_list<Dim> d);
-};
+// What an op is for, in the time model's per-kind table.
+enum class OpGroup : std::uint8_t { Projection, Attention, KvCache, Mlp, Norm, Rotary, Residual, LmHead, Sampler, Embedding, Count };
+const char* to_string(OpGroup g);
 
 struct TensorInfo {
-    std::string name;
-    Shape shape;
+    const char* name = "";
+    Size size;
     DtypeRole dtype = DtypeRole::Act;
     Category category = Category::Activation;
     Lifetime lifetime = Lifetime::Transient;
     AliasRule alias = AliasRule::None;
 };
 
+// A temporary that lives only while its op runs.
 struct Workspace {
-    Shape shape;
-    DtypeRole dtype;
-    SkipRule skip = SkipRule::Never;
+    Size size;
+    DtypeRole dtype = DtypeRole::Act;
     Category category = Category::Activation;
 };
 
-// What an op is for, in the time model's per-kind table.
-enum class OpGroup : std::uint8_t { Projection, Attention, KvCache, Mlp, Norm, Rotary, Residual, LmHead, Sampler, Count };
-const char* to_string(OpGroup g);
-
-// coef · Π dims (FLOPs of an op, or elements of its weight).
-struct Cost {
-    u64 coef = 0;
-    Shape dims;
+// A parameter tensor an op reads: constant elements in a dtype (group scales are per tensor).
+struct WeightTensor {
+    const char* name = "";
+    u64 elements = 0;
+    DtypeRole dtype = DtypeRole::Weight;
+    bool shared = false;  // the storage of another weight (a tied LM head): read, not stored again
 };
 
 struct OpInfo {
-    OpInfo(std::string n, OpKind k, std::vector<Workspace> ws = {}) : name(std::move(n)), kind(k), workspace(std::move(ws)) {}
-    std::string name;
-    OpKind kind;
-    std::vector<Workspace> workspace;  // temporaries that live only during the op
-    // Traffic model (set by annotate after the graph is built): the op's group, its FLOPs,
-    // and the weight it reads (elements, in `weight_dtype`).
+    const char* name = "";
+    OpKind kind = OpKind::Elementwise;
     OpGroup group = OpGroup::Residual;
-    Cost flops;
-    Cost weight;
-    DtypeRole weight_dtype = DtypeRole::Weight;
+    Size flops;                          // multiply-add = 2 FLOPs
+    std::vector<WeightTensor> weights;   // read once per run
+    std::vector<Workspace> workspace;
 };
 
-// The minimum traffic of one op: each input read once, each output (and workspace) written
-// once, its weight read once.
+// The minimum traffic of one op: each input read once, each output (and temporary) written
+// once, its weights read once.
 struct OpTraffic {
     const OpInfo* op = nullptr;
     u64 flops = 0;
-    u64 bytes = 0;               // all of the below and activations
+    u64 bytes = 0;                   // all of the below and activations
     u64 weight_bytes = 0;
-    u64 kv_bytes = 0;            // KV cache tensors read or written
+    u64 kv_bytes = 0;                // cache tensors read or written
     u64 attention_matrix_bytes = 0;  // S×S tensors read or written
 };
 
 struct Bindings {
-    std::array<u64, static_cast<size_t>(Dim::Count)> dim{};
-    std::array<DType, static_cast<size_t>(DtypeRole::Count)> dtype{};
-    // The caching allocator rounds every block up to this many bytes (PyTorch: 512).
-    u64 round_to = 1;
-    u64& operator[](Dim d) { return dim[static_cast<size_t>(d)]; }
-    u64 operator[](Dim d) const { return dim[static_cast<size_t>(d)]; }
-    DType& operator[](DtypeRole r) { return dtype[static_cast<size_t>(r)]; }
-    const DType& operator[](DtypeRole r) const { return dtype[static_cast<size_t>(r)]; }
+    std::array<u64, kSyms> v{};
+    u64& operator[](Sym s) { return v[static_cast<size_t>(s)]; }
+    u64 operator[](Sym s) const { return v[static_cast<size_t>(s)]; }
 };
 
-// The bytes of a layer at one moment, by category.
+// The bytes of a graph at one moment, by category.
 struct Composition {
-    std::array<u64, static_cast<size_t>(Category::Count)> bytes{};
-    u64 total() const;
+    std::array<u64, kCategories> bytes{};
+    u64 total() const;  // the categories never sum past what evaluate checked
     u64 operator[](Category c) const { return bytes[static_cast<size_t>(c)]; }
+    u64& operator[](Category c) { return bytes[static_cast<size_t>(c)]; }
 };
 
 struct GraphEval {
+    bool overflow = false;         // a size did not fit 64 bits; `overflow_tensor` names it
+    int overflow_tensor = -1;      // tensor index, or -1 - op index for a temporary
     u64 peak_bytes = 0;            // max live bytes over the schedule (preexisting inputs included)
-    std::string peak_op;           // the op at which the peak occurs
+    int peak_op = -1;              // the op at which the peak occurs
     Composition at_peak;           // what is live at the peak
     u64 attention_matrix_max = 0;  // most S×S bytes live at any op
-    u64 kv_written = 0;            // persistent KV bytes this graph writes
+    u64 kv_written = 0;            // persistent cache bytes this graph writes
     u64 persistent_other = 0;      // other persistent bytes (the layer output)
     u64 preexisting = 0;           // bytes of the inputs alive before the graph runs
-    u64 preexisting_kv = 0;        // of which KV cache storage (freed when replaced)
+    u64 preexisting_kv = 0;        // of which cache storage (freed when replaced)
 };
 
 class OpGraph {
 public:
-    explicit OpGraph(std::string name) : name_(std::move(name)) {}
+    // `dtypes`: the dtype of each role under this graph's policy; `round_to`: the caching
+    // allocator's block granularity (PyTorch: 512), applied to every tensor and temporary.
+    OpGraph(std::string name, const std::array<DType, kDtypeRoles>& dtypes, u64 round_to);
+
     int input(TensorInfo t);  // a tensor alive before the graph (Lifetime::Preexisting)
-    // Appends an op to the schedule; returns the ids of its outputs. `holds` are tensors the
-    // op does not read but that stay referenced until it finishes (a Python variable in the
-    // calling module that is rebound only after the call returns).
-    std::vector<int> op(OpInfo op, const std::vector<int>& inputs, std::vector<TensorInfo> outputs,
-                        const std::vector<int>& holds = {});
-    int op1(OpInfo op, const std::vector<int>& inputs, TensorInfo output, const std::vector<int>& holds = {}) {
-        return this->op(std::move(op), inputs, {std::move(output)}, holds)[0];
+    // Appends an op to the schedule; returns the ids of its outputs. `holds` are tensors the op
+    // does not read but that stay referenced until it finishes (a Python variable in the calling
+    // module that is rebound only after the call returns).
+    std::vector<int> op(OpInfo op, std::initializer_list<int> inputs, std::vector<TensorInfo> outputs,
+                        std::initializer_list<int> holds = {});
+    int op1(OpInfo op, std::initializer_list<int> inputs, TensorInfo output, std::initializer_list<int> holds = {}) {
+        return this->op(std::move(op), inputs, {output}, holds)[0];
     }
-    // Inputs the op reads (excluding holds), for traffic models.
-    std::vector<int> reads(int op_index) const;
-    // Sets an op's traffic annotations by name (InternalError if no op has that name).
-    void annotate(const std::string& op_name, OpGroup group, Cost flops, Cost weight = {},
-                  DtypeRole weight_dtype = DtypeRole::Weight);
-    // Per-op FLOPs and minimum bytes under the bindings (no allocator rounding).
-    std::vector<OpTraffic> traffic(const Bindings& b) const;
-    // Checks the graph is a DAG whose schedule respects every edge and computes last uses.
+    // The same with a hold list built at run time (entries < 0 are ignored).
+    int op1h(OpInfo op, std::initializer_list<int> inputs, TensorInfo output, const std::vector<int>& holds);
+
+    // Checks the schedule (every input produced earlier, which also makes the graph acyclic),
+    // resolves aliases and last uses. Throws InternalError for a malformed graph.
     void finalize();
 
-    GraphEval evaluate(const Bindings& b) const;
+    // Liveness at one point. Never throws, never allocates.
+    GraphEval evaluate(const Bindings& b) const noexcept;
+    // Per-op FLOPs and minimum bytes (no allocator rounding), for the time model.
+    std::vector<OpTraffic> traffic(const Bindings& b) const;
+    // Bytes of one tensor, unrounded (throws OverflowError naming it).
     u64 tensor_bytes(int tensor, const Bindings& b) const;
+    // Every weight tensor's bytes, and elements (parameters); shared weights count once, where
+    // they are stored.
+    u64 weight_bytes() const;
+    u64 weight_elements() const;
+    // Bytes of the persistent cache tensors the graph writes (state kept after the step),
+    // unrounded: what a layer's cache holds for these bindings.
+    u64 cache_bytes(const Bindings& b) const;
+    bool try_cache_bytes(const Bindings& b, u64& out) const noexcept;
+    // "graph.tensor" / "graph.op.workspace" for an overflow report.
+    std::string item_name(int overflow_tensor) const;
 
     const std::string& name() const { return name_; }
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     const std::vector<OpInfo>& ops() const { return ops_; }
+    const DType& dtype(DtypeRole r) const { return dtypes_[static_cast<size_t>(r)]; }
+    std::vector<int> reads(int op_index) const;
+
+    // The largest graph evaluate handles (its scratch lives on the stack).
+    static constexpr size_t kMaxTensors = 160;
 
 private:
-    struct Vertex {
-        bool is_op = false;
-        int index = 0;
-    };
-    struct Edge {
-        bool hold = false;  // keeps the tensor alive; no data is read
-    };
-    using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, Vertex, Edge>;
-
     std::string name_;
-    Graph graph_;
+    std::array<DType, kDtypeRoles> dtypes_;
+    u64 round_to_ = 1;
     std::vector<TensorInfo> tensors_;
     std::vector<OpInfo> ops_;
-    std::vector<Graph::vertex_descriptor> tensor_vertex_, op_vertex_;
-    // Compiled schedule (filled by finalize).
-    std::vector<int> producer_;   // op index that produces each tensor (-1 = preexisting)
-    std::vector<std::vector<int>> produced_;  // tensors each op produces
-    std::vector<std::string> tensor_terms_, workspace_terms_;
-    std::vector<int> last_use_;   // last op index reading each tensor (-1 = none)
-    std::vector<int> alias_of_;   // for alias-capable tensors, the input they may alias (-1 = none)
+    // Edges in flat form: op o reads read_[read_begin_[o] .. read_begin_[o+1]), holds likewise.
+    std::vector<int> read_, read_begin_{0}, hold_, hold_begin_{0};
+    // Filled by finalize.
+    std::vector<int> producer_;   // op that produces each tensor (-1 = preexisting)
+    std::vector<int> produced_, produced_begin_;  // tensors each op produces, flat
+    std::vector<int> last_use_;   // last op reading or holding each tensor (-1 = none)
+    std::vector<int> alias_of_;   // the input an alias-capable tensor may share (-1 = none)
     bool finalized_ = false;
 };
 

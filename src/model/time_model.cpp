@@ -56,26 +56,12 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     u64 tokens_hidden_bytes = 0;  // one activation message: batch · tokens · hidden · act bytes
     std::array<std::optional<ClassRates>, 16> rates_cache;
     for (const GraphUse& gu : e.step_graphs) {
-        // A pipeline estimate holds one stage's layers; one step runs every layer once.
-        u64 count = gu.count;
-        if (gu.is_layer) {
-            count = static_cast<u64>(std::count(m.layer_kinds.begin(), m.layer_kinds.end(), gu.kind));
-            if (e.vllm) count = m.num_layers;
-            const Bindings& b = gu.bindings;
-            tokens_hidden_bytes = b[DtypeRole::Act].bytes(checked_product({b[Dim::Batch], b[Dim::Sq], b[Dim::Hidden]}, "message"), "message");
-        }
-        // The attention mask is built once per forward (outside the layer graph) and read by
-        // every layer: eager adds the additive [B,1,Sq,Skv] mask to its scores; SDPA reads the
-        // bool mask to convert it.
-        u64 mask_read = 0;
-        if (gu.is_layer && !e.vllm) {
-            const Bindings& b = gu.bindings;
-            if (e.workload.runtime.mask == MaskKind::Additive)
-                mask_read = b[DtypeRole::Act].bytes(checked_product({b[Dim::Batch], b[Dim::Sq], b[Dim::Skv]}, "mask"), "mask");
-            else
-                mask_read = b[Dim::MaskConvElems];  // one byte per bool
-        }
-        if (mask_read) {
+        // `count`: the times the graph runs in a step of the whole model (a pipeline estimate
+        // describes one stage; one step runs every layer once).
+        const u64 count = gu.count;
+        if (gu.is_layer) tokens_hidden_bytes = gu.hidden_bytes;
+        // A mask built once per forward outside the layer graph is read by every layer.
+        if (const u64 mask_read = gu.mask_read_bytes) {
             KindTime& row = kind_row(st.kinds, to_string(OpGroup::Attention));
             const u64 total = checked_mul(mask_read, count, "mask");
             row.bytes = checked_add(row.bytes, total, "bytes");
@@ -86,12 +72,12 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         for (const OpTraffic& t : gu.graph->traffic(gu.bindings)) {
             const OpInfo& op = *t.op;
             // fp8 weights run at the fp8 rate; int4 weights are dequantised to the compute dtype.
-            const bool fp8 = op.weight.coef && op.weight_dtype == DtypeRole::Weight && e.workload.weight_dtype->bits == 8 &&
+            const bool fp8 = !op.weights.empty() && op.weights.front().dtype == DtypeRole::Weight && e.workload.weight_dtype->bits == 8 &&
                              e.gpu.peak_flops.count(e.workload.weight_dtype->name);
             KernelClass cls = KernelClass::Stream;
             if (op.kind == OpKind::Matmul && t.flops > 0) cls = KernelClass::Gemm;
             if (op.kind == OpKind::Attention && t.flops > 0)
-                cls = gu.bindings[Dim::Sq] == 1 ? KernelClass::AttentionDecode : KernelClass::AttentionPrefill;
+                cls = gu.bindings[Sym::Sq] == 1 ? KernelClass::AttentionDecode : KernelClass::AttentionPrefill;
             // The class's rates, looked up once per class (and the fp8 weights' dtype) per step.
             const size_t slot = static_cast<size_t>(cls) * 2 + (fp8 ? 1 : 0);
             if (!rates_cache[slot])
@@ -272,7 +258,13 @@ KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 by
     return k;
 }
 
+TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& topo) {
+    return estimate_time(plan.estimate(Point{Mode::Prefill, p.batch, p.context}), plan.estimate(Point{Mode::Decode, p.batch, p.context}), topo);
+}
+
 TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, const Topology& topo) {
+    if (prefill.workload.mode != Mode::Prefill || decode.workload.mode != Mode::Decode)
+        throw InternalError("estimate_time needs a prefill and a decode estimate");
     TimeEstimate t;
     const Rates r = rates_for(prefill);
     if (r.bw <= 0 || r.act_rate <= 0) throw InputError(SourcePos{prefill.gpu.file, 0, 0}, "hbm_bandwidth_bytes_per_s", "needs a bandwidth and a matrix rate for the time model");

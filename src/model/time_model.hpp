@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "model/memory_model.hpp"
+#include "model/plan.hpp"
 #include "topology/topology.hpp"
 
 namespace memtax {
@@ -89,8 +89,12 @@ struct TimeEstimate {
     double tokens_per_s = 0;            // decode throughput of the whole deployment: batch / TPOT
 };
 
-// `prefill` and `decode` are estimates of the same deployment and workload in each mode.
+// `prefill` and `decode` are estimates of the same deployment and workload in each mode (a time
+// needs both: InternalError otherwise).
 TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, const Topology& topology);
+// Both steps of a point's workload from one plan: the prompt (TTFT) and a decode step at that KV
+// length (TPOT).
+TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& topology);
 
 // The formula behind each time number, for --explain.
 std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e);

@@ -11,6 +11,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <type_traits>
+#include <variant>
+
 namespace memtax {
 
 namespace {
@@ -21,19 +24,13 @@ std::string gib(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
 
 std::string headline(const Estimate& e) {
     const auto& w = e.workload;
-    if (e.vllm)
-        return fmt::format("{} on {}× {} (TP {}, {} replica{}), runtime {}: start-up KV sizing, max_model_len {}, {} concurrent sequence{} wanted per replica",
-                           e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp, e.replicas,
-                           e.replicas == 1 ? "" : "s", w.runtime.name, group_digits(w.context), e.batch_per_replica,
-                           e.batch_per_replica == 1 ? "" : "s");
     return fmt::format("{} on {}× {} (TP {}{}, {} replica{}), {}, batch {} ({} per replica), context {}, runtime {} ({} attention)",
                        e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp,
-                       e.deployment.pp > 1 ? fmt::format(", PP {}: stage {} with layers {}-{} reported", e.deployment.pp, e.detail.pp_stage,
-                                                         e.detail.stage_first_layer, e.detail.stage_first_layer + e.detail.stage_layers - 1)
+                       e.deployment.pp > 1 ? fmt::format(", PP {}: stage {} with layers {}-{} reported", e.deployment.pp, e.pp_stage,
+                                                         e.stage_first_layer, e.stage_first_layer + e.stage_layers - 1)
                                            : "",
-                       e.replicas,
-                       e.replicas == 1 ? "" : "s", to_string(w.mode), w.batch, e.batch_per_replica,
-                       group_digits(w.context), w.runtime.name, to_string(w.runtime.attention));
+                       e.replicas, e.replicas == 1 ? "" : "s", to_string(w.mode), w.batch, e.batch_per_replica, group_digits(w.context),
+                       w.runtime.name, to_string(w.runtime.attention));
 }
 
 // A model or GPU profile as JSON: the same object in an estimate's resolved inputs and in
@@ -97,29 +94,30 @@ ojson inputs_json(const Estimate& e) {
                       {"softmax_dtype", w.softmax_dtype->name},
                       {"logits_dtype", w.logits_dtype->name},
                       {"logits_kept", e.logits_kept}};
-    ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp},         {"pp", e.deployment.pp},
-                 {"replicas", e.replicas},     {"pp_stage", e.detail.pp_stage}, {"stage_first_layer", e.detail.stage_first_layer},
-                 {"stage_layers", e.detail.stage_layers}};
+    ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp},  {"pp", e.deployment.pp},
+                 {"replicas", e.replicas},     {"pp_stage", e.pp_stage}, {"stage_first_layer", e.stage_first_layer},
+                 {"stage_layers", e.stage_layers}};
     return {{"model", model_json(e.model, e.parameters)}, {"gpu", gpu_json(e.gpu)}, {"runtime", runtime_json(w.runtime)},
             {"deployment", dep}, {"workload", workload}};
 }
 
-ojson vllm_json(const VllmPlan& p) {
-    return {{"requested_bytes", p.requested_bytes},
-            {"profile_tokens", p.profile_tokens},
-            {"sampler_requests", p.sampler_requests},
-            {"profile_forward_peak_bytes", p.forward_peak_bytes},
-            {"profile_sampler_peak_bytes", p.sampler_peak_bytes},
-            {"cudagraph_pool_bytes", p.cudagraph_pool_bytes},
-            {"non_torch_bytes", p.non_torch_bytes},
-            {"available_kv_bytes", p.available_kv_bytes},
-            {"block_size", p.block_size},
-            {"page_bytes", p.page_bytes},
-            {"layers_per_block", p.layers_per_block},
-            {"num_blocks", p.num_blocks},
-            {"blocks_per_request", p.blocks_per_request},
-            {"max_concurrency", static_cast<double>(p.max_concurrency_milli) / 1000.0},
-            {"max_concurrent_requests", p.max_concurrency}};
+// A runtime family's section as a JSON object, its fields in order.
+ojson section_json(const Section& sec) {
+    ojson j = ojson::object();
+    for (const auto& f : sec.fields) std::visit([&](const auto& v) { j[f.key] = v; }, f.value);
+    return j;
+}
+
+std::string field_text(const SectionField& f) {
+    return std::visit(
+        [](const auto& v) -> std::string {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, u64>) return group_digits(v);
+            else if constexpr (std::is_same_v<T, double>) return fmt::format("{:.2f}", v);
+            else if constexpr (std::is_same_v<T, bool>) return v ? "yes" : "no";
+            else return v;
+        },
+        f.value);
 }
 
 ojson per_gpu_json(const Estimate& e) {
@@ -236,59 +234,54 @@ std::string render_table(const Estimate& e, bool explain, const TimeEstimate* ti
     row("usable capacity", e.capacity);
     row("forward peak", e.forward_peak);
     out += fmt::format("forward peak at: {}\n", e.peak_at);
-    if (e.kv_cache_visible != e.kv_cache && !e.vllm)
-        out += fmt::format("KV the cache exposes: {} B ({} GiB); the rest is storage a view keeps alive\n",
-                           group_digits(e.kv_cache_visible), gib(e.kv_cache_visible));
-    if (e.vllm) {
-        const VllmPlan& p = *e.vllm;
-        out += fmt::format("\nvLLM start-up (gpu_memory_utilization × usable = {} B)\n", group_digits(p.requested_bytes));
-        auto vrow = [&](const char* name, u64 v) { out += fmt::format("  {:<34} {:>18}\n", name, group_digits(v)); };
-        vrow("profile forward peak (tokens)", p.profile_tokens);
-        vrow("profile forward peak (bytes)", p.forward_peak_bytes);
-        vrow("profile sampler peak (bytes)", p.sampler_peak_bytes);
-        vrow("CUDA-graph pool (bytes)", p.cudagraph_pool_bytes);
-        vrow("non-torch memory (bytes)", p.non_torch_bytes);
-        vrow("available for KV (bytes)", p.available_kv_bytes);
-        vrow("page: one block of one layer (bytes)", p.page_bytes);
-        vrow("KV blocks", p.num_blocks);
-        vrow("blocks per request at max_model_len", p.blocks_per_request);
-        out += fmt::format("  {:<34} {:>18.2f}x\n", "maximum concurrency", static_cast<double>(p.max_concurrency_milli) / 1000.0);
+    if (!e.kv_note.empty()) out += e.kv_note + "\n";
+    for (const auto& sec : e.sections) {
+        out += fmt::format("\n{}\n", sec.title);
+        for (const auto& f : sec.fields) out += fmt::format("  {:<38} {:>18}\n", f.label.empty() ? f.key : f.label, field_text(f));
     }
-    out += "\nPer layer kind (per layer, GiB)\n";
-    out += fmt::format("{:<18} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", "kind", "layers", "weights", "KV", "attn matrix",
-                       "layer peak", "peak op");
-    for (const auto& r : e.layer_kinds)
-        out += fmt::format("{:<18} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", to_string(r.kind), r.count, gib(r.weights_bytes),
-                           gib(r.kv_cache_bytes), gib(r.attention_matrix_bytes), gib(r.transient_peak_bytes), r.peak_op);
-    out += fmt::format("\n{}\n", fit_verdict(e));
+    out += "\nPer layer type (per layer, GiB)\n";
+    out += fmt::format("{:<18} {:<10} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", "token mixer", "channel", "layers", "weights", "KV",
+                       "attn matrix", "layer peak", "peak op");
+    for (const auto& r : e.layers)
+        out += fmt::format("{:<18} {:<10} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", r.token_mixer, r.channel_mixer, r.count,
+                           gib(r.weights_bytes), gib(r.kv_cache_bytes), gib(r.attention_matrix_bytes), gib(r.transient_peak_bytes), r.peak_op);
+    out += fmt::format("\n{}\n", e.verdict);
     if (explain) {
         out += "\nHow each number is computed\n";
-        for (const auto& t : explain_terms(e)) out += fmt::format("  {:<26} {:>18} B  = {}\n", t.name, group_digits(t.bytes), t.formula);
+        for (const auto& t : e.components) out += fmt::format("  {:<26} {:>18} B  = {}\n", t.name, group_digits(t.bytes), t.formula);
     }
     if (time) out += time_table(*time, e, explain);
     return out;
 }
 
+namespace {
+ojson layers_json(const Estimate& e) {
+    ojson rows = ojson::array();
+    for (const auto& r : e.layers)
+        rows.push_back({{"kind", r.token_mixer},
+                        {"channel_mixer", r.channel_mixer},
+                        {"layers", r.count},
+                        {"weights_bytes", r.weights_bytes},
+                        {"kv_cache_bytes", r.kv_cache_bytes},
+                        {"attention_matrix_bytes", r.attention_matrix_bytes},
+                        {"transient_peak_bytes", r.transient_peak_bytes},
+                        {"peak_op", r.peak_op}});
+    return rows;
+}
+}  // namespace
+
 std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, const TimeEstimate* time) {
-    ojson kinds = ojson::array();
-    for (const auto& r : e.layer_kinds)
-        kinds.push_back({{"kind", to_string(r.kind)},
-                         {"layers", r.count},
-                         {"weights_bytes", r.weights_bytes},
-                         {"kv_cache_bytes", r.kv_cache_bytes},
-                         {"attention_matrix_bytes", r.attention_matrix_bytes},
-                         {"transient_peak_bytes", r.transient_peak_bytes},
-                         {"peak_op", r.peak_op}});
     ojson j = {{"schema", "memtax.estimate/1"}, {"tool", tool_json(tool)}, {"inputs", inputs_json(e)},
-               {"per_gpu", per_gpu_json(e)},     {"layer_kinds", kinds},     {"verdict", fit_verdict(e)}};
-    if (e.vllm) j["vllm"] = vllm_json(*e.vllm);
+               {"per_gpu", per_gpu_json(e)},     {"layer_kinds", layers_json(e)}, {"verdict", e.verdict}};
+    for (const auto& sec : e.sections) j[sec.name] = section_json(sec);
     if (time) {
         j["time"] = time_json(*time);
         if (explain) j["time"]["explain"] = explain_time(*time, e);
     }
     if (explain) {
         ojson terms = ojson::array();
-        for (const auto& t : explain_terms(e)) terms.push_back({{"name", t.name}, {"bytes", t.bytes}, {"formula", t.formula}});
+        for (const auto& t : e.components)
+            terms.push_back({{"name", t.name}, {"category", t.category}, {"bytes", t.bytes}, {"formula", t.formula}});
         j["explain"] = terms;
     }
     return j.dump(2) + "\n";
@@ -296,9 +289,7 @@ std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, c
 
 std::string render_csv(const Estimate& e) {
     std::string out = "section,name,bytes,gib\n";
-    auto row = [&](const char* sec, const std::string& name, u64 v) {
-        out += fmt::format("{},{},{},{:.6f}\n", sec, name, v, to_gib(v));
-    };
+    auto row = [&](const std::string& sec, const std::string& name, u64 v) { out += fmt::format("{},{},{},{:.6f}\n", sec, name, v, to_gib(v)); };
     row("per_gpu", "weights", e.weights);
     row("per_gpu", "kv_cache", e.kv_cache);
     row("per_gpu", "attention_matrix", e.attention_matrix);
@@ -308,13 +299,16 @@ std::string render_csv(const Estimate& e) {
     row("per_gpu", "total", e.total);
     row("per_gpu", "forward_peak", e.forward_peak);
     row("per_gpu", "capacity", e.capacity);
-    for (const auto& r : e.layer_kinds) {
-        std::string k = to_string(r.kind);
+    for (const auto& r : e.layers) {
+        const std::string k = r.token_mixer + "+" + r.channel_mixer;
         row("per_layer", k + ".weights", r.weights_bytes);
         row("per_layer", k + ".kv_cache", r.kv_cache_bytes);
         row("per_layer", k + ".attention_matrix", r.attention_matrix_bytes);
         row("per_layer", k + ".transient_peak", r.transient_peak_bytes);
     }
+    for (const auto& sec : e.sections)
+        for (const auto& f : sec.fields)
+            if (const u64* v = std::get_if<u64>(&f.value)) row(sec.name, f.key, *v);
     return out;
 }
 
@@ -329,7 +323,7 @@ std::string render_whatif_table(const std::vector<Estimate>& rows) {
                            e.workload.batch, e.workload.context, e.workload.kv_dtype->name, gib(e.weights), gib(e.kv_cache),
                            gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity),
                            e.fits                   ? "yes"
-                           : e.vllm                 ? fmt::format("no ({:.2f} sequences)", static_cast<double>(e.vllm->max_concurrency_milli) / 1000.0)
+                           : e.max_concurrency_milli ? fmt::format("no ({:.2f} sequences)", static_cast<double>(e.max_concurrency_milli) / 1000.0)
                            : e.total > e.capacity   ? fmt::format("no (+{})", format_bytes_gib(e.total - e.capacity))
                                                     : "no");
     }
@@ -338,7 +332,7 @@ std::string render_whatif_table(const std::vector<Estimate>& rows) {
 
 std::string render_whatif_json(const std::vector<Estimate>& rows, const ToolInfo& tool) {
     ojson arr = ojson::array();
-    for (const auto& e : rows) arr.push_back({{"inputs", inputs_json(e)}, {"per_gpu", per_gpu_json(e)}, {"verdict", fit_verdict(e)}});
+    for (const auto& e : rows) arr.push_back({{"inputs", inputs_json(e)}, {"per_gpu", per_gpu_json(e)}, {"verdict", e.verdict}});
     ojson j = {{"schema", "memtax.whatif/1"}, {"tool", tool_json(tool)}, {"rows", arr}};
     return j.dump(2) + "\n";
 }

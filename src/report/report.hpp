@@ -4,8 +4,9 @@
 #include <string>
 #include <vector>
 
-#include "model/memory_model.hpp"
 #include "model/time_model.hpp"
+#include "validate/calibrate.hpp"
+#include "validate/validate.hpp"
 
 namespace memtax {
 
@@ -30,6 +31,11 @@ std::string render_models_json(const std::vector<ModelSpec>& models, const ToolI
 std::string render_gpus_json(const std::vector<GpuSpec>& gpus, const ToolInfo& tool);
 std::string render_runtimes_table(const std::vector<RuntimeSpec>& runtimes);
 std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const ToolInfo& tool);
+
+std::string render_validation_table(const Validation& v);
+std::string render_validation_json(const Validation& v, const ToolInfo& tool);
+std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to);
+std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to);
 
 // Writes `text` to `path` atomically (temporary file in the same directory, then rename), so
 // a reader never sees half a report. Throws InputError when the directory is not writable.

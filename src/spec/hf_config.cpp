@@ -143,21 +143,22 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
         if (applies && window == 0) r.fail("sliding_window", "must be positive or null");
     }
     m.sliding_window = window;
+    const std::string mlp = m.gated_mlp ? "gated_mlp" : "mlp";
     if (r.has("layer_types")) {
         const json& lt = r.root()["layer_types"];
         if (!lt.is_array()) r.fail("layer_types", "expected a list of \"full_attention\"|\"sliding_attention\"");
         for (size_t i = 0; i < lt.size(); ++i) {
             std::string s = lt[i].is_string() ? lt[i].get<std::string>() : lt[i].dump();
-            if (s == "full_attention") m.layer_kinds.push_back(LayerKind::FullAttention);
-            else if (s == "sliding_attention") m.layer_kinds.push_back(LayerKind::SlidingAttention);
+            if (s == "full_attention") m.layers.push_back({"full_attention", mlp});
+            else if (s == "sliding_attention") m.layers.push_back({"sliding_attention", mlp});
             else r.fail("layer_types", fmt::format("entry {} is \"{}\"; valid: full_attention, sliding_attention", i, s));
         }
     } else if (type == "qwen2" && window) {
         u64 first_sliding = r.opt_u64("max_window_layers").value_or(m.num_layers);
         for (u64 i = 0; i < m.num_layers; ++i)
-            m.layer_kinds.push_back(i >= first_sliding ? LayerKind::SlidingAttention : LayerKind::FullAttention);
+            m.layers.push_back({i >= first_sliding ? "sliding_attention" : "full_attention", mlp});
     } else {
-        m.layer_kinds.assign(m.num_layers, window ? LayerKind::SlidingAttention : LayerKind::FullAttention);
+        m.layers.assign(m.num_layers, LayerSpec{window ? "sliding_attention" : "full_attention", mlp});
     }
     validate_model(m);
     return m;

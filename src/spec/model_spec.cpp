@@ -5,9 +5,6 @@
 namespace memtax {
 
 const char* to_string(NormKind k) { return k == NormKind::RMSNorm ? "rmsnorm" : "layernorm"; }
-const char* to_string(LayerKind k) {
-    return k == LayerKind::FullAttention ? "full_attention" : "sliding_attention";
-}
 
 SourcePos ModelSpec::pos_of(const std::string& field) const {
     auto it = positions.find(field);
@@ -41,11 +38,11 @@ void validate_model(const ModelSpec& m) {
              fmt::format("{} does not divide num_attention_heads = {} (grouped-query attention needs "
                          "a whole number of query heads per KV head)",
                          m.num_key_value_heads, m.num_attention_heads));
-    if (m.layer_kinds.size() != m.num_layers)
-        fail("layer_types", fmt::format("lists {} layers but num_layers = {}", m.layer_kinds.size(),
+    if (m.layers.size() != m.num_layers)
+        fail("layer_types", fmt::format("lists {} layers but num_layers = {}", m.layers.size(),
                                         m.num_layers));
     bool any_sliding = false;
-    for (auto k : m.layer_kinds) any_sliding |= (k == LayerKind::SlidingAttention);
+    for (const auto& l : m.layers) any_sliding |= (l.token_mixer == "sliding_attention");
     if (any_sliding && m.sliding_window == 0)
         fail("sliding_window", "sliding_attention layers need a positive sliding_window");
 }

@@ -12,9 +12,15 @@
 namespace memtax {
 
 enum class NormKind { RMSNorm, LayerNorm };
-enum class LayerKind { FullAttention, SlidingAttention };
 const char* to_string(NormKind k);
-const char* to_string(LayerKind k);
+
+// One decoder layer: a token mixer and a channel mixer, each named by its block variant
+// (src/blocks/; the engine checks the names against its registry).
+struct LayerSpec {
+    std::string token_mixer = "full_attention";  // full_attention | sliding_attention | ...
+    std::string channel_mixer = "gated_mlp";     // gated_mlp | mlp | ...
+    friend bool operator==(const LayerSpec&, const LayerSpec&) = default;
+};
 
 struct ModelSpec {
     std::string name;          // catalog key, e.g. "llama-3.1-8b"
@@ -38,7 +44,7 @@ struct ModelSpec {
     bool o_bias = false;
     bool mlp_bias = false;
     u64 sliding_window = 0;  // tokens; 0 = none
-    std::vector<LayerKind> layer_kinds;  // one per layer
+    std::vector<LayerSpec> layers;  // one per layer, in order
     DType dtype;
 
     u64 stated_parameter_count = 0;  // the officially stated count (0 = not given)
@@ -56,7 +62,7 @@ constexpr u64 kMaxLayers = 1'000'000;
 void check_layer_count(u64 num_layers, const SourcePos& pos, const std::string& field);
 
 // Cross-field checks shared by every loader: heads divide hidden when head_dim is implied,
-// kv heads divide heads, layer_kinds match num_layers, window only with sliding layers.
+// kv heads divide heads, layers match num_layers, window only with sliding layers.
 void validate_model(const ModelSpec& m);
 
 }  // namespace memtax

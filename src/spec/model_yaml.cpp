@@ -69,21 +69,22 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
     if (m.stated_parameter_count != 0 && m.stated_parameter_source.empty())
         map.fail("stated_parameter_source", "required when stated_parameter_count is given (cite it)");
 
+    const std::string mlp = m.gated_mlp ? "gated_mlp" : "mlp";
     YAML::Node types = map.node("layer_types");
     if (types.IsDefined() && !types.IsNull()) {
         if (!types.IsSequence()) map.fail("layer_types", "expected a list of full_attention|sliding_attention");
         for (size_t i = 0; i < types.size(); ++i) {
             const YAML::Node& t = types[i];
             std::string s = t.IsScalar() ? t.Scalar() : "";
-            if (s == "full_attention") m.layer_kinds.push_back(LayerKind::FullAttention);
-            else if (s == "sliding_attention") m.layer_kinds.push_back(LayerKind::SlidingAttention);
+            if (s == "full_attention") m.layers.push_back({"full_attention", mlp});
+            else if (s == "sliding_attention") m.layers.push_back({"sliding_attention", mlp});
             else
                 throw InputError(map.pos_of(t), fmt::format("layer_types[{}]", i),
                                  fmt::format("unknown layer type \"{}\"; valid: full_attention, sliding_attention", s));
         }
     } else {
         // Without layer_types, a sliding_window applies to every layer (Mistral-7B-v0.1).
-        m.layer_kinds.assign(m.num_layers, m.sliding_window ? LayerKind::SlidingAttention : LayerKind::FullAttention);
+        m.layers.assign(m.num_layers, LayerSpec{m.sliding_window ? "sliding_attention" : "full_attention", mlp});
     }
     validate_model(m);
     return m;

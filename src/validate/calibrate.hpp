@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "spec/gpu_spec.hpp"
-#include "validate/measurements.hpp"
+#include "spec/measurements.hpp"
 
 namespace memtax {
 
@@ -41,7 +41,5 @@ struct CalibrationResult {
 // device_names has the file's provenance.gpu. `tool`: "memtax <version> (<sha>)".
 // Several files (e.g. the one-GPU suites and a multi-GPU allreduce run) must come from the same device.
 CalibrationResult calibrate(const std::vector<std::string>& measurements, const std::string& gpu, const std::string& tool);
-std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to);
-std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to);
 
 }  // namespace memtax

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "report/report.hpp"
-#include "validate/measurements.hpp"
+#include "spec/gpu_spec.hpp"
+#include "spec/measurements.hpp"
 
 namespace memtax {
 
@@ -111,7 +111,7 @@ Validation validate_measurements(const std::string& path, const std::string& gpu
 // The same on a file already read, with a GPU profile already resolved.
 Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double tolerance, u64 slack_bytes,
                          double bandwidth_tolerance = 0.10, double compute_tolerance = 0.15);
-std::string render_validation_table(const Validation& v);
-std::string render_validation_json(const Validation& v, const ToolInfo& tool);
+// (predicted - measured) / measured; 0 when both are 0, 1 when only the measurement is.
+double relative_error(double predicted, double measured);
 
 }  // namespace memtax

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/bytes.hpp"
-#include "model/kernel_model.hpp"
+#include "spec/probe_shape.hpp"
 
 namespace memtax {
 

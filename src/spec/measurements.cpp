@@ -1,4 +1,4 @@
-#include "validate/measurements.hpp"
+#include "spec/measurements.hpp"
 
 #include <fmt/format.h>
 

@@ -1,0 +1,176 @@
+// Multi-head / grouped-query / multi-query attention with rotary embeddings, over every key
+// (full_attention) or over the last `sliding_window` keys (sliding_attention: Mistral, Qwen2's
+// upper layers). Per sequence it caches K and V: 2 · kv_heads · head_dim elements per token.
+#include "blocks/block.hpp"
+
+namespace memtax {
+namespace {
+
+using S = Sym;
+using R = DtypeRole;
+using C = Category;
+using blk::act;
+using blk::tokens;
+
+u64 kv_heads(const ModelSpec& m) { return m.num_key_value_heads; }
+
+CacheSpec kv_cache(const BlockEnv& env, u64 window) {
+    return CacheSpec{checked_mul(2, env.shard.kv_dim, "kv cache"), 2, window};
+}
+
+// transformers' LlamaAttention / MistralAttention / Qwen2Attention in eager PyTorch.
+// `joint_update`: DynamicSlidingWindowLayer.update concatenates K and V before releasing either
+// old tensor, and always copies (onto empty tensors in prefill); DynamicLayer.update rebinds K
+// before V's cat, and an empty cache keeps the new tensors themselves.
+int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool joint_update) {
+    const ModelSpec& m = env.model;
+    const ShardSizes& s = env.shard;
+    const RuntimeSpec& rt = env.runtime;
+    const KeepsAlive& keep = rt.keeps;
+    const u64 h = m.hidden_size, d = m.head_dim;
+    const Size q_size = tokens(s.q_dim), kv_size = tokens(s.kv_dim);
+    const int xn = io.x;
+    // The layer's cache storage before the step (empty in prefill).
+    const Size old_size(s.kv_dim, {S::Batch, S::SkvOld});
+    int k_old = g.input(TensorInfo{"k_cache_old", old_size, R::Kv, C::KvCache});
+    int v_old = g.input(TensorInfo{"v_cache_old", old_size, R::Kv, C::KvCache});
+    int q = g.op1(blk::linear("q_proj", OpGroup::Projection, h, s.q_dim, "q_proj", m.qkv_bias ? "q_bias" : nullptr), {xn}, act("q", q_size));
+    int k = g.op1(blk::linear("k_proj", OpGroup::Projection, h, s.kv_dim, "k_proj", m.qkv_bias ? "k_bias" : nullptr), {xn}, act("k", kv_size));
+    int v = g.op1(blk::linear("v_proj", OpGroup::Projection, h, s.kv_dim, "v_proj", m.qkv_bias ? "v_bias" : nullptr), {xn}, act("v", kv_size));
+    // Rotary embedding: q*cos and rotate_half(q)*sin are live beside input and output; 3 FLOPs
+    // an element. apply_rotary_pos_emb returns both rotated tensors before q and k are rebound.
+    int qr = g.op1({"rotary_q", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.q_dim, {S::Batch, S::Sq}), {}, {{q_size, R::Act}, {q_size, R::Act}}},
+                   {q}, act("q_rot", q_size));
+    int kr = g.op1({"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.kv_dim, {S::Batch, S::Sq}), {}, {{kv_size, R::Act}, {kv_size, R::Act}}},
+                   {k}, act("k_rot", kv_size), {q});
+    // The cache update: torch.cat makes the layer's new storage while the old one is still
+    // referenced; the old is released when the cache attribute is rebound.
+    const Size new_size(s.kv_dim, {S::Batch, S::SkvNew});
+    int kc, vc;
+    if (joint_update) {
+        auto copy = [&](const char* name) { return TensorInfo{name, new_size, R::Kv, C::KvCache, Lifetime::Persistent, AliasRule::None}; };
+        auto out = g.op({"kv_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {kr, v, k_old, v_old}, {copy("k_cache"), copy("v_cache")});
+        kc = out[0];
+        vc = out[1];
+    } else {
+        // Without a quantising copy (cache dtype = compute dtype) an empty cache keeps the tensor.
+        const AliasRule fresh = env.dtype(R::Kv) == env.dtype(R::Act) ? AliasRule::IfFreshCache : AliasRule::None;
+        auto cache_out = [&](const char* name) { return TensorInfo{name, new_size, R::Kv, C::KvCache, Lifetime::Persistent, fresh}; };
+        kc = g.op1({"k_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {kr, k_old}, cache_out("k_cache"));
+        vc = g.op1({"v_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {v, v_old}, cache_out("v_cache"));
+    }
+    // repeat_kv with one query head per KV head returns its input.
+    const AliasRule no_gqa = s.heads_q == s.heads_kv ? AliasRule::View : AliasRule::None;
+    int attn_out;
+    int probs_held = -1;
+    if (rt.attention == AttentionKernel::Eager) {
+        // eager_attention_forward: repeat_kv materialises K and V per query head (GQA),
+        // scores = (Q Kᵀ) · scale + mask, softmax in the softmax dtype, cast back, P V.
+        const Size rep(s.heads_q * d, {S::Batch, S::Skv});
+        const Size ss(s.heads_q, {S::Batch, S::Sq, S::Skv});
+        const Size qk_flops(checked_product({2, s.heads_q, d}, "scores"), {S::Batch, S::Sq, S::Skv});
+        int krep = g.op1({"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kc},
+                         TensorInfo{"k_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
+        int vrep = g.op1({"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {vc},
+                         TensorInfo{"v_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
+        int s0 = g.op1({"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {qr, krep}, act("scores", ss, C::AttentionMatrix));
+        int s1 = g.op1({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix));
+        int s2 = g.op1({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix));
+        // softmax(x, dtype=fp32) converts a bf16 input to an fp32 copy first; only a CUDA fp16
+        // input takes the fused half-to-float path (ATen SoftMax.cpp, softmax()), and nothing is
+        // converted when the dtypes already agree. 5 FLOPs an element (max, sub, exp, sum, div).
+        OpInfo softmax{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::Skv}), {}, {}};
+        if (!(env.dtype(R::Softmax) == env.dtype(R::Act)) && env.dtype(R::Act).name != "fp16")
+            softmax.workspace.push_back({ss, R::Softmax, C::AttentionMatrix});
+        int p32 = g.op1(std::move(softmax), {s2}, TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix});
+        // `attn_weights = softmax(attn_weights, dtype=fp32).to(q.dtype)`: the masked scores stay
+        // referenced until the whole right-hand side is done.
+        const AliasRule same = env.dtype(R::Softmax) == env.dtype(R::Act) ? AliasRule::View : AliasRule::None;
+        int p = g.op1({"probs_cast", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {p32},
+                      TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, same}, {s2});
+        int oh = g.op1({"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {p, vrep}, act("attn_heads", tokens(s.q_dim)));
+        // repeat_kv's results are locals of eager_attention_forward, alive until it returns.
+        attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", q_size), {krep, vrep});
+        if (keep.attn_weights) probs_held = p;
+    } else {
+        // SDPA/flash: no S×S tensor, only per-row softmax statistics (fp32 log-sum-exp). When
+        // the runtime repeats K/V for the kernel (Repeat = 1) the copies are made first; a bool
+        // mask is turned into an additive one in the compute dtype (ATen
+        // convert_boolean_attn_mask: where(mask, 0, -inf), no temporary besides the result).
+        const Size rep(s.heads_q * d, {S::Batch, S::Skv, S::Repeat});
+        int krep = g.op1({"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kc},
+                         TensorInfo{"k_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
+        int vrep = g.op1({"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {vc},
+                         TensorInfo{"v_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
+        int mask_add = g.op1({"mask_to_additive", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {},
+                             act("mask_additive", Size(1, {S::Batch, S::Sq, S::Skv, S::MaskConv}), C::AttentionMatrix));
+        // Q·Kᵀ and P·V over the keys each query attends: 4 FLOPs per query, key and channel.
+        attn_out = g.op1({"fused_attention", OpKind::Attention, OpGroup::Attention,
+                          Size(checked_product({4, s.heads_q, d}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+                          {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}},
+                         {qr, krep, vrep, mask_add}, act("attn_out", q_size));
+    }
+    // Until self_attn returns, the decoder layer's variable keeps the normed input and the
+    // attention module's `query_states` keeps the rotated queries.
+    std::vector<int> holds = io.holds_last;
+    holds.push_back(keep.normed_input ? xn : -1);
+    holds.push_back(keep.query_states ? qr : -1);
+    holds.push_back(probs_held);
+    return g.op1h(blk::linear("o_proj", OpGroup::Projection, s.q_dim, h, "o_proj", m.o_bias ? "o_bias" : nullptr), {attn_out},
+                  act("o", tokens(h)), holds);
+}
+
+// vLLM's attention layer: one merged QKV projection; rotary in place on the q and k views; the
+// attention kernel writes its output buffer and the new K/V into the preallocated pool.
+int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+    const ModelSpec& m = env.model;
+    const ShardSizes& s = env.shard;
+    const u64 h = m.hidden_size;
+    // The paged KV the attention reads (SkvOld tokens in all; 0 in the start-up profile run,
+    // which has no cache yet).
+    const Size pool(s.kv_dim, {S::Batch, S::SkvOld});
+    int kv_k = g.input(TensorInfo{"kv_pool_k", pool, R::Kv, C::KvCache});
+    int kv_v = g.input(TensorInfo{"kv_pool_v", pool, R::Kv, C::KvCache});
+    const u64 qkv_dim = checked_add(s.q_dim, checked_mul(2, s.kv_dim, "qkv"), "qkv");
+    int qkv = g.op1(blk::linear("qkv_proj", OpGroup::Projection, h, qkv_dim, "qkv_proj", m.qkv_bias ? "qkv_bias" : nullptr), {io.x},
+                    act("qkv", tokens(qkv_dim)));
+    int attn = g.op1({"attention", OpKind::Attention, OpGroup::Attention,
+                      Size(checked_product({4, s.heads_q, m.head_dim}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+                      {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}},
+                     {qkv, kv_k, kv_v}, act("attn_out", tokens(s.q_dim)));
+    // `qkv` and its views are locals of the attention module until it returns.
+    std::vector<int> holds = io.holds_last;
+    holds.push_back(qkv);
+    return g.op1h(blk::linear("o_proj", OpGroup::Projection, s.q_dim, h, "o_proj", m.o_bias ? "o_bias" : nullptr), {attn},
+                  act("o", tokens(h)), holds);
+}
+
+int build(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool sliding) {
+    if (env.exec == Execution::Vllm) return build_vllm(g, env, io);
+    return build_transformers(g, env, io, sliding);
+}
+
+std::vector<ParamDecl> params(bool sliding) {
+    std::vector<ParamDecl> p = {
+        {"num_attention_heads", "query heads", [](const ModelSpec& m) { return m.num_attention_heads; }},
+        {"num_key_value_heads", "KV heads (= query heads: MHA; 1: MQA)", kv_heads},
+        {"head_dim", "channels per head", [](const ModelSpec& m) { return m.head_dim; }},
+    };
+    if (sliding) p.push_back({"sliding_window", "tokens each query attends", [](const ModelSpec& m) { return m.sliding_window; }});
+    return p;
+}
+
+}  // namespace
+
+void register_attention(BlockRegistry& r) {
+    r.add(TokenMixer{"full_attention", "multi-head / grouped-query attention over every key, with rotary embeddings; caches K and V",
+                     params(false), [](const BlockEnv& env) { return kv_cache(env, 0); },
+                     [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, false); },
+                     {Execution::Transformers, Execution::Vllm}});
+    r.add(TokenMixer{"sliding_attention", "grouped-query attention over the last sliding_window keys; caches K and V of at most the window",
+                     params(true), [](const BlockEnv& env) { return kv_cache(env, env.model.sliding_window); },
+                     [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, true); },
+                     {Execution::Transformers, Execution::Vllm}});
+}
+
+}  // namespace memtax

@@ -1,0 +1,119 @@
+#pragma once
+// Blocks: the parts a decoder layer is made of. A layer is a token mixer (attention variants;
+// later state-space and others) plus a channel mixer (dense MLP; later MoE). Each variant is
+// one file in this folder that declares its parameters, its per-sequence cached state and its
+// op graph (every op with its FLOPs, weights and temporaries, written where the op is
+// created), for each runtime execution it supports; `registry.cpp` lists the built-in ones.
+// The weights and cache bytes of a model are read back from these graphs (graph/op_graph.hpp:
+// weight_bytes, cache_bytes), the same graphs the liveness pass and the time model use.
+// TEMPLATE.md shows how to add one.
+#include <string>
+#include <vector>
+
+#include "graph/op_graph.hpp"
+#include "spec/model_spec.hpp"
+#include "spec/runtime_spec.hpp"
+
+namespace memtax {
+
+// Per-GPU widths under tensor parallelism (Megatron column/row splits).
+struct ShardSizes {
+    u64 tp = 1;
+    u64 heads_q = 0, heads_kv = 0, q_dim = 0, kv_dim = 0, inter = 0, vocab = 0;
+};
+
+// Whose modules execute the block: transformers' eager PyTorch modules (eager or SDPA
+// attention, a DynamicCache), or vLLM's fused layers (merged projections, in-place norms and
+// rotary, a paged KV pool written inside the attention kernel).
+enum class Execution { Transformers, Vllm };
+
+// What a block builder sees. The runtime's knobs (kernel, keep-alive references, GQA and mask
+// handling) are in `runtime`.
+struct BlockEnv {
+    const ModelSpec& model;
+    const ShardSizes& shard;
+    const RuntimeSpec& runtime;
+    Execution exec;
+    // The dtypes the graph is built with (constant conditions such as "the softmax is already
+    // in the compute dtype" are decided when the graph is built).
+    const std::array<DType, kDtypeRoles>& dtypes;
+    const DType& dtype(DtypeRole r) const { return dtypes[static_cast<size_t>(r)]; }
+};
+
+// Where a mixer sits in its layer.
+struct MixerIO {
+    int x = -1;                    // its input: the normed hidden states [B, Sq, hidden]
+    std::vector<int> holds_last;   // tensors the layer keeps referenced until the mixer's last op
+    bool output_is_layer_output = false;  // its output is the layer's (persistent) output
+};
+
+// The state a token mixer keeps per sequence between steps. Its tensors in the graph have
+// size elements_per_token · B · tokens; the runtime's cache layout decides the tokens.
+struct CacheSpec {
+    u64 elements_per_token = 0;  // per GPU, summed over its tensors (K and V: 2 · kv_dim)
+    u64 tensors = 0;             // tensors sharing it evenly (K, V: 2)
+    u64 window = 0;              // tokens kept; 0 = every token
+};
+
+// A parameter a variant reads, for its documentation and the check that the model has it.
+struct ParamDecl {
+    const char* name;
+    const char* description;
+    u64 (*value)(const ModelSpec&);  // 0 = missing
+};
+
+struct TokenMixer {
+    const char* name;     // as in model profiles and HF layer_types
+    const char* summary;
+    std::vector<ParamDecl> params;
+    CacheSpec (*cache)(const BlockEnv&);
+    // Appends the mixer's ops to `g`; returns its output [B, Sq, hidden].
+    int (*build)(OpGraph& g, const BlockEnv& env, const MixerIO& io);
+    // Executions it has a graph for.
+    std::vector<Execution> executions;
+};
+
+struct ChannelMixer {
+    const char* name;
+    const char* summary;
+    std::vector<ParamDecl> params;
+    int (*build)(OpGraph& g, const BlockEnv& env, const MixerIO& io);
+    std::vector<Execution> executions;
+};
+
+// The variants an engine can build. `builtin()` holds every variant in this folder; a copy can
+// be extended (a test's toy variant, a plug-in).
+class BlockRegistry {
+public:
+    static const BlockRegistry& builtin();
+    void add(TokenMixer m);
+    void add(ChannelMixer m);
+    // InputError naming `field` (e.g. "layers[3].token_mixer") with the valid names.
+    const TokenMixer& token_mixer(const std::string& name, const std::string& field) const;
+    const ChannelMixer& channel_mixer(const std::string& name, const std::string& field) const;
+    const std::vector<TokenMixer>& token_mixers() const { return token_; }
+    const std::vector<ChannelMixer>& channel_mixers() const { return channel_; }
+
+private:
+    std::vector<TokenMixer> token_;
+    std::vector<ChannelMixer> channel_;
+};
+
+// Checks a layer's variants exist, support the execution and find their parameters.
+void check_layer(const BlockRegistry& reg, const ModelSpec& m, size_t layer, Execution exec);
+
+// Helpers for variant files.
+namespace blk {
+// [B, Sq, width] activations.
+inline Size tokens(u64 width) { return Size(width, {Sym::Batch, Sym::Sq}); }
+inline TensorInfo act(const char* name, Size s, Category c = Category::Activation) { return TensorInfo{name, s, DtypeRole::Act, c}; }
+// A projection [B, Sq, in] → [B, Sq, out]: 2 FLOPs per multiply-add, its matrix in the weight
+// dtype and, when present, its bias in the model's dtype.
+OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weight, const char* bias = nullptr);
+}  // namespace blk
+
+// The variants in this folder (one function per file, called by BlockRegistry::builtin).
+void register_attention(BlockRegistry& r);
+void register_mlp(BlockRegistry& r);
+
+}  // namespace memtax

@@ -1,0 +1,69 @@
+// Dense MLPs: the gated MLP of Llama/Mistral/Qwen2, act(gate_proj(x)) · up_proj(x) → down_proj
+// (gated_mlp), and the plain up → act → down MLP (mlp). No cached state.
+#include "blocks/block.hpp"
+
+namespace memtax {
+namespace {
+
+using S = Sym;
+using blk::act;
+using blk::tokens;
+
+// transformers' LlamaMLP: act_fn(gate_proj(x)) * up_proj(x); gate dies once activated. The
+// activation costs ~4 FLOPs an element (SiLU), the product 1.
+int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+    const ModelSpec& m = env.model;
+    const u64 h = m.hidden_size, i = env.shard.inter;
+    const char* bias_gate = m.mlp_bias ? "gate_bias" : nullptr;
+    int gate = g.op1(blk::linear("gate_proj", OpGroup::Mlp, h, i, "gate_proj", bias_gate), {io.x}, act("gate", tokens(i)));
+    int a = g.op1({"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gate}, act("gate_act", tokens(i)));
+    int up = g.op1(blk::linear("up_proj", OpGroup::Mlp, h, i, "up_proj", m.mlp_bias ? "up_bias" : nullptr), {io.x}, act("up", tokens(i)));
+    int prod = g.op1({"gate_mul_up", OpKind::Elementwise, OpGroup::Mlp, Size(i, {S::Batch, S::Sq}), {}, {}}, {a, up}, act("mlp_hidden", tokens(i)));
+    std::vector<int> holds = io.holds_last;
+    holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
+    TensorInfo out = act("down", tokens(h));
+    if (io.output_is_layer_output) out.lifetime = Lifetime::Persistent;
+    return g.op1h(blk::linear("down_proj", OpGroup::Mlp, i, h, "down_proj", m.mlp_bias ? "down_bias" : nullptr), {prod}, out, holds);
+}
+
+// vLLM's merged gate/up projection and SiluAndMul (a new tensor; `x` is rebound, freeing gate_up).
+int gated_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+    const ModelSpec& m = env.model;
+    const u64 h = m.hidden_size, i = env.shard.inter, i2 = checked_mul(2, i, "gate_up");
+    int gu = g.op1(blk::linear("gate_up_proj", OpGroup::Mlp, h, i2, "gate_up_proj", m.mlp_bias ? "gate_up_bias" : nullptr), {io.x},
+                   act("gate_up", tokens(i2)));
+    int a = g.op1({"silu_and_mul", OpKind::Elementwise, OpGroup::Mlp, Size(5 * i, {S::Batch, S::Sq}), {}, {}}, {gu}, act("mlp_hidden", tokens(i)));
+    TensorInfo out = act("hidden_out", tokens(h));
+    if (io.output_is_layer_output) out.lifetime = Lifetime::Persistent;
+    return g.op1h(blk::linear("down_proj", OpGroup::Mlp, i, h, "down_proj", m.mlp_bias ? "down_bias" : nullptr), {a}, out, io.holds_last);
+}
+
+// A plain MLP: up_proj, the activation, down_proj (the up output dies once activated).
+int plain(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+    const ModelSpec& m = env.model;
+    const u64 h = m.hidden_size, i = env.shard.inter;
+    int up = g.op1(blk::linear("up_proj", OpGroup::Mlp, h, i, "up_proj", m.mlp_bias ? "up_bias" : nullptr), {io.x}, act("up", tokens(i)));
+    int a = g.op1({"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {up}, act("up_act", tokens(i)));
+    std::vector<int> holds = io.holds_last;
+    if (env.exec == Execution::Transformers) holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
+    TensorInfo out = act("down", tokens(h));
+    if (io.output_is_layer_output) out.lifetime = Lifetime::Persistent;
+    return g.op1h(blk::linear("down_proj", OpGroup::Mlp, i, h, "down_proj", m.mlp_bias ? "down_bias" : nullptr), {a}, out, holds);
+}
+
+std::vector<ParamDecl> params() {
+    return {{"intermediate_size", "the MLP's hidden width", [](const ModelSpec& m) { return m.intermediate_size; }}};
+}
+
+}  // namespace
+
+void register_mlp(BlockRegistry& r) {
+    r.add(ChannelMixer{"gated_mlp", "gated MLP: act(gate_proj(x)) · up_proj(x) → down_proj", params(),
+                       [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+                           return env.exec == Execution::Vllm ? gated_vllm(g, env, io) : gated_transformers(g, env, io);
+                       },
+                       {Execution::Transformers, Execution::Vllm}});
+    r.add(ChannelMixer{"mlp", "plain MLP: up_proj → act → down_proj", params(), plain, {Execution::Transformers, Execution::Vllm}});
+}
+
+}  // namespace memtax

@@ -1,0 +1,208 @@
+#include "model/plan.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace memtax {
+
+struct Plan::Impl {
+    ModelSpec model;  // the whole model
+    GpuSpec gpu;
+    Deployment dep;
+    Workload wl;  // resolved choices
+    ShardSizes shard;
+    u64 replicas = 1;
+    // One stage, or the first and the last of a pipeline (a middle stage has as many layers as
+    // the first and neither embedding nor head, so these two bound every other).
+    struct Stage {
+        ModelSpec model;
+        u64 index = 0, first_layer = 0;
+        std::unique_ptr<RuntimePlan> runtime;
+        u64 parameters = 0;
+    };
+    std::vector<Stage> stages;
+    u64 parameters = 0;
+};
+
+namespace {
+
+ShardSizes shard(const ModelSpec& m, u64 tp) {
+    auto fail = [&](const std::string& msg) { throw InputError(SourcePos{}, "deployment.tp", msg); };
+    if (tp == 0) fail("must be at least 1");
+    if (m.num_attention_heads % tp != 0)
+        fail(fmt::format("{} does not divide num_attention_heads = {} ({}); valid: a divisor of {}", tp, m.num_attention_heads, m.file,
+                         m.num_attention_heads));
+    if (m.num_key_value_heads % tp != 0 && tp % m.num_key_value_heads != 0)
+        fail(fmt::format("{} and num_key_value_heads = {} ({}) must divide one another", tp, m.num_key_value_heads, m.file));
+    if (m.intermediate_size % tp != 0) fail(fmt::format("{} does not divide intermediate_size = {} ({})", tp, m.intermediate_size, m.file));
+    ShardSizes s;
+    s.tp = tp;
+    s.heads_q = m.num_attention_heads / tp;
+    // Fewer KV heads than GPUs: each GPU keeps a replica of one KV head (vLLM, Megatron).
+    s.heads_kv = m.num_key_value_heads >= tp ? m.num_key_value_heads / tp : 1;
+    s.q_dim = checked_mul(s.heads_q, m.head_dim, "q_dim");
+    s.kv_dim = checked_mul(s.heads_kv, m.head_dim, "kv_dim");
+    s.inter = m.intermediate_size / tp;
+    s.vocab = ceil_div(m.vocab_size, tp);  // vocab-parallel embedding and LM head
+    return s;
+}
+
+ModelSpec stage_model(const ModelSpec& m, u64 first, u64 count) {
+    ModelSpec s = m;
+    s.num_layers = count;
+    s.layers.assign(m.layers.begin() + static_cast<std::ptrdiff_t>(first), m.layers.begin() + static_cast<std::ptrdiff_t>(first + count));
+    return s;
+}
+
+DtypePolicy policy(const Workload& wl) {
+    DtypePolicy p;
+    p.weight = *wl.weight_dtype;
+    p.kv = *wl.kv_dtype;
+    p.softmax = *wl.softmax_dtype;
+    p.logits = *wl.logits_dtype;
+    p.logits_kept = *wl.logits_kept;
+    return p;
+}
+
+}  // namespace
+
+Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl_in, const BlockRegistry& blocks) {
+    auto impl = std::make_shared<Impl>();
+    Impl& p = *impl;
+    p.model = model;
+    p.gpu = gpu;
+    p.dep = dep;
+    p.wl = wl_in;
+    Workload& wl = p.wl;
+    const RuntimeSpec& rt = wl.runtime;
+    if (rt.context_overhead.find("default") == rt.context_overhead.end())
+        throw InputError(SourcePos{rt.file, 0, 0}, "runtime", "runtime profile has no context_overhead.default entry");
+    if (!wl.weight_dtype) wl.weight_dtype = model.dtype;
+    if (!wl.kv_dtype) wl.kv_dtype = model.dtype;
+    if (!wl.softmax_dtype) wl.softmax_dtype = rt.softmax_dtype;
+    if (!wl.logits_dtype) wl.logits_dtype = rt.logits_dtype.value_or(model.dtype);
+    if (!wl.logits_kept) wl.logits_kept = 1;
+    if (dep.pp == 0) throw InputError(SourcePos{}, "deployment.pp", "must be at least 1");
+    const u64 per_replica = checked_mul(dep.tp, dep.pp, "deployment.tp · deployment.pp");
+    if (dep.gpus == 0 || dep.tp == 0 || dep.gpus % per_replica != 0)
+        throw InputError(SourcePos{}, "deployment.gpus",
+                         fmt::format("{} GPUs cannot hold whole replicas of TP {} × PP {}; use a multiple of {}", dep.gpus, dep.tp, dep.pp, per_replica));
+    for (const DType* d : {&*wl.softmax_dtype, &*wl.logits_dtype})
+        if (!d->whole_bytes())
+            throw InputError(SourcePos{}, d == &*wl.softmax_dtype ? "workload.softmax_dtype" : "workload.logits_dtype",
+                             fmt::format("{} cannot hold activations; use fp32, bf16 or fp16", d->name));
+    p.shard = shard(model, dep.tp);
+    p.replicas = dep.gpus / per_replica;
+    const DtypePolicy dt = policy(wl);
+
+    const u64 L = model.num_layers;
+    const u64 per = ceil_div(L, dep.pp);
+    if (dep.pp > 1 && per * (dep.pp - 1) >= L)
+        throw InputError(SourcePos{}, "deployment.pp",
+                         fmt::format("{} stages leave the last of {}'s {} layers empty; use at most {}", dep.pp, model.name, L, ceil_div(L, per)));
+    auto add_stage = [&](u64 index, u64 first, u64 count, bool embed, bool head) {
+        Impl::Stage s;
+        s.model = dep.pp > 1 ? stage_model(model, first, count) : model;
+        s.index = index;
+        s.first_layer = first;
+        const CompileInput in{s.model, gpu, rt, dep, dt, p.shard, blocks, embed, head, model};
+        s.runtime = compile_runtime(in);
+        s.parameters = s.runtime->parameters();
+        p.stages.push_back(std::move(s));
+    };
+    if (dep.pp <= 1) {
+        add_stage(0, 0, L, true, true);
+    } else {
+        add_stage(0, 0, per, true, false);
+        add_stage(dep.pp - 1, per * (dep.pp - 1), L - per * (dep.pp - 1), false, true);
+    }
+    p.parameters = parameter_count(model);
+    Plan plan;
+    plan.impl_ = std::move(impl);
+    return plan;
+}
+
+const Workload& Plan::workload() const { return impl_->wl; }
+
+PointResult Plan::evaluate(const Point& pt) const noexcept {
+    PointResult r;
+    if (pt.batch == 0) {
+        r.status = PointStatus::BadBatch;
+        return r;
+    }
+    if (pt.context == 0) {
+        r.status = PointStatus::BadContext;
+        return r;
+    }
+    if (pt.context > impl_->model.max_context && !impl_->wl.allow_long_context) {
+        r.status = PointStatus::BeyondMaxContext;
+        return r;
+    }
+    Point local = pt;
+    local.batch = ceil_div(pt.batch, impl_->replicas);
+    for (std::uint32_t i = 0; i < impl_->stages.size(); ++i) {
+        PointResult s;
+        s.batch_per_replica = local.batch;
+        impl_->stages[i].runtime->evaluate(local, s);
+        s.batch_per_replica = local.batch;
+        s.stage = i;
+        if (s.status != PointStatus::Ok) return s;
+        // The stage needing the most memory is reported (the first on a tie).
+        if (i == 0 || s.total > r.total) r = s;
+    }
+    return r;
+}
+
+Estimate Plan::estimate(const Point& pt) const {
+    const Impl& p = *impl_;
+    const PointResult r = evaluate(pt);
+    switch (r.status) {
+        case PointStatus::Ok: break;
+        case PointStatus::BadBatch: throw InputError(SourcePos{}, "workload.batch", "must be at least 1");
+        case PointStatus::BadContext: throw InputError(SourcePos{}, "workload.context", "must be at least 1 token");
+        case PointStatus::BeyondMaxContext:
+            throw InputError(SourcePos{}, "workload.context",
+                             fmt::format("{} exceeds {}'s max_context {} ({}); set workload.allow_long_context to size it anyway", pt.context,
+                                         p.model.name, p.model.max_context, p.model.file));
+        case PointStatus::Overflow: throw OverflowError(p.stages.at(r.stage).runtime->overflow_term(r));
+    }
+    const Impl::Stage& stage = p.stages[r.stage];
+    Estimate e;
+    static_cast<PointResult&>(e) = r;
+    e.model = p.model;
+    e.gpu = p.gpu;
+    e.deployment = p.dep;
+    e.workload = p.wl;
+    e.workload.mode = pt.mode;
+    e.workload.batch = pt.batch;
+    e.workload.context = pt.context;
+    e.replicas = p.replicas;
+    e.parameters = p.parameters;
+    e.parameters_per_gpu = stage.parameters;
+    e.pp_stage = stage.index;
+    e.stage_first_layer = stage.first_layer;
+    e.stage_layers = stage.model.num_layers;
+    e.shard = p.shard;
+    Point local = pt;
+    local.batch = r.batch_per_replica;
+    stage.runtime->describe(local, r, e);
+    e.plan = impl_;
+    return e;
+}
+
+Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl) {
+    return Plan::compile(model, gpu, dep, wl).estimate(Point{wl.mode, wl.batch, wl.context});
+}
+
+u64 parameter_count(const ModelSpec& model) {
+    // The whole model on one GPU under transformers: the blocks' weight tensors, unsharded.
+    RuntimeSpec rt;
+    rt.context_overhead["default"] = ContextOverhead{0, "none"};
+    DtypePolicy dt{model.dtype, model.dtype, model.dtype, model.dtype, 1};
+    const ShardSizes s = shard(model, 1);
+    const CompileInput in{model, GpuSpec{}, rt, Deployment{}, dt, s, BlockRegistry::builtin(), true, true, model};
+    return compile_runtime(in)->parameters();
+}
+
+}  // namespace memtax

@@ -1,0 +1,77 @@
+#pragma once
+// Compile, then evaluate. A Plan is one (model, GPU, runtime, deployment, dtype policy)
+// compiled once: shards checked, every layer type's op graph built from its blocks, the
+// runtime family's fixed costs (start-up pools, weights) computed. Evaluating a (mode, batch,
+// context) point returns plain numbers and a status: no exceptions, no allocations, no strings.
+// The full Estimate (named components with formulas, family sections, where the peak is, the
+// step's graphs for the time model) is built only for rows someone prints, and its numbers are
+// the point's own.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtimes/runtime.hpp"
+
+namespace memtax {
+
+// The workload and runtime choices of an estimate. Engine errors name these fields by path
+// (`workload.context`, `deployment.tp`), so a scenario file and the command line share them.
+struct Workload {
+    Mode mode = Mode::Prefill;
+    u64 batch = 1;    // sequences in total (split over data-parallel replicas)
+    u64 context = 0;  // prefill: prompt tokens; decode: KV length after the step (vLLM: max_model_len)
+    RuntimeSpec runtime;  // the inference stack (runtimes/*.yaml)
+    std::optional<DType> weight_dtype;   // linear layers; default: the model's dtype
+    std::optional<DType> kv_dtype;       // default: the model's dtype
+    std::optional<DType> softmax_dtype;  // eager softmax; default: the runtime's (PyTorch upcasts to fp32)
+    std::optional<DType> logits_dtype;   // default: the runtime's (transformers: the model's dtype)
+    std::optional<u64> logits_kept;      // positions whose logits are computed; 0 = all; default 1
+    bool allow_long_context = false;     // size a context beyond the model's max_context
+};
+
+// Every per-GPU number of a point, and the description of it.
+struct Estimate : PointResult, Breakdown {
+    // Resolved inputs.
+    ModelSpec model;
+    GpuSpec gpu;
+    Deployment deployment;
+    Workload workload;  // all optionals filled
+    u64 replicas = 1;
+    u64 parameters = 0;          // whole model
+    u64 parameters_per_gpu = 0;  // this GPU's stage and shards
+    // Pipeline parallelism: the stage described (the one needing the most memory: the first
+    // holds the embedding, the last the LM head) and its layers.
+    u64 pp_stage = 0, stage_first_layer = 0, stage_layers = 0;
+    ShardSizes shard;
+    std::shared_ptr<const void> plan;  // keeps the graphs of step_graphs alive
+};
+
+class Plan {
+public:
+    // Throws InputError (naming the field path) for an impossible deployment or dtype policy.
+    // The workload's mode, batch and context are not part of a plan.
+    static Plan compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl,
+                        const BlockRegistry& blocks = BlockRegistry::builtin());
+
+    // One point: plain numbers and a status. Never throws, never allocates.
+    PointResult evaluate(const Point& p) const noexcept;
+    // The full description of a point (throws InputError/OverflowError where evaluate returns a
+    // bad status, naming the field or the term).
+    Estimate estimate(const Point& p) const;
+
+    const Workload& workload() const;  // the resolved choices (dtypes filled)
+    Point point_of(const Workload& wl) const { return Point{wl.mode, wl.batch, wl.context}; }
+
+private:
+    struct Impl;
+    std::shared_ptr<const Impl> impl_;
+};
+
+// compile + estimate of the workload's own point.
+Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl);
+
+// Whole-model parameter count (no sharding), read off the blocks' graphs.
+u64 parameter_count(const ModelSpec& model);
+
+}  // namespace memtax

@@ -1,0 +1,258 @@
+// Printers of validation and calibration results (memtax validate, calibrate, probe).
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "report/report.hpp"
+
+namespace memtax {
+
+namespace {
+
+std::string secs(double s) {
+    if (s >= 1e-3) return fmt::format("{:.3f} ms", s * 1e3);
+    return fmt::format("{:.1f} us", s * 1e6);
+}
+
+std::string render_probe(const Validation& v) {
+    std::string out = fmt::format("probe cases (time predicted with {} rates of {}; memory-bound and overhead-bound within {:.0f}%, compute-bound within {:.0f}%)\n",
+                                  v.gpu_calibrated ? "calibrated" : "ASSUMED (uncalibrated)", v.gpu, v.bandwidth_tolerance * 100,
+                                  v.compute_tolerance * 100);
+    out += fmt::format("{:<38} {:>15} {:>15} {:>6} {:>12} {:>12} {:>8} {:<8} {}\n", "case", "alloc predicted", "alloc measured", "memory",
+                       "time pred", "time meas", "error", "bound", "result");
+    size_t exact = 0, n = 0, worst = 0;
+    std::map<std::string, std::pair<size_t, size_t>> by_bound;
+    for (size_t i = 0; i < v.probe.size(); ++i) {
+        const auto& r = v.probe[i];
+        const auto& p = *r.c.probe;
+        ++n;
+        exact += r.allocated_exact && !r.allocated_within_workspace;
+        auto& b = by_bound[r.bound];
+        ++b.second;
+        b.first += r.time_ok;
+        if (std::fabs(r.time_error) > std::fabs(v.probe[worst].time_error)) worst = i;
+        std::string result = r.ok ? (r.time_by_slack_only ? "ok (within 1 us)" : "ok") : "FAIL";
+        if (r.c.status == "failed") result += " (" + r.c.reason + ")";
+        else if (!r.buffer_diff.empty()) result += " (" + r.buffer_diff + ")";
+        else if (!r.driver_ok) result += fmt::format(" (driver took {} B, less than the {} B of 2 MiB pages)", group_digits(p.driver_bytes), group_digits(r.driver_low));
+        else if (p.driver_bytes > r.driver_high) result += fmt::format(" (driver +{} B: module load)", group_digits(p.driver_bytes - r.driver_high));
+        if (r.allocated_within_workspace && r.allocated_exact && r.workspace_bytes)
+            result += fmt::format(" (+{} B kernel workspace)", group_digits(r.workspace_bytes));
+        out += fmt::format("{:<38} {:>15} {:>15} {:>6} {:>12} {:>12} {:>+7.1f}% {:<8} {}\n", r.c.id, group_digits(r.predicted_allocated),
+                           group_digits(p.allocated_bytes), r.allocated_exact ? (r.allocated_within_workspace ? "ok" : "exact") : "DIFF",
+                           secs(r.predicted_s), secs(p.time_s),
+                           r.time_error * 100, r.bound, result);
+        if (!p.kernels.empty())
+            for (const auto& k : r.kernels)
+                out += fmt::format("    {:<34} {:>47} {:>12} {:>8} {}\n", "· " + k.name, secs(k.predicted_s),
+                                   k.measured_s ? secs(*k.measured_s) : "-",
+                                   k.measured_s ? fmt::format("{:+.1f}%", relative_error(k.predicted_s, *k.measured_s) * 100) : "", k.bound);
+    }
+    if (n) {
+        size_t sdpa = 0;
+        for (const auto& r : v.probe) sdpa += r.allocated_within_workspace && r.allocated_exact;
+        out += fmt::format("\n{} probe cases: allocated bytes exact in {}{}; time within tolerance:", n, exact,
+                           sdpa ? fmt::format(" (+{} PyTorch SDPA cases: the output exact, a workspace of at most 1 MiB beside it)", sdpa) : "");
+        for (const auto& [bound, c] : by_bound) out += fmt::format(" {}-bound {}/{}", bound, c.first, c.second);
+        out += fmt::format("; worst {} {:+.1f}%\n", v.probe[worst].c.id, v.probe[worst].time_error * 100);
+    }
+    for (const auto& c : v.checks)
+        out += fmt::format("check {:<16} {:<44} rel error {:.2e} (tolerance {:.0e}){} {}\n", c.suite, c.what, c.rel_error, c.tolerance,
+                           c.unwritten ? fmt::format(", {} outputs unwritten", c.unwritten) : "", c.passed ? "passed" : "FAILED");
+    for (const auto& c : v.probe_claims)
+        if (!c.text.empty()) out += "ceiling: " + c.text + "\n";
+    out += "\n";
+    return out;
+}
+
+}  // namespace
+
+std::string render_validation_table(const Validation& v) {
+    std::string out = fmt::format("memtax validate: {} ({}; source {})\nmeasured on {} (driver {}), {}; predicted with GPU profile {}\n\n",
+                                  v.file, v.schema, v.source, v.provenance.at("gpu"),
+                                  v.provenance.count("driver") ? v.provenance.at("driver") : "?", v.provenance.at("date"), v.gpu);
+    if (!v.probe.empty() || !v.checks.empty()) out += render_probe(v);
+    if (v.cases.empty()) {
+        out += v.all_ok ? "result: every check passed\n" : "result: FAILED (see the cases marked FAIL)\n";
+        return out;
+    }
+    out += fmt::format("{:<46} {:>16} {:>16} {:>8}  {:<5} {:<6} {}\n", "case", "predicted peak", "measured peak", "error", "KV",
+                       "logits", "result");
+    size_t ok_cases = 0, ooms = 0, oom_agree = 0, oom_fragmented = 0;
+    for (const auto& r : v.cases) {
+        if (r.c.status == "oom") {
+            ++ooms;
+            if (r.ok && !r.oom_borderline && !r.oom_explained) ++oom_agree;
+            if (r.oom_explained) ++oom_fragmented;
+            std::string verdict = !r.ok ? "FAIL (predicted to fit)"
+                                  : r.oom_borderline ? "ok (predicted total within the tolerance of capacity)"
+                                  : r.oom_explained
+                                      ? fmt::format("ok: fragmentation — allocated {:.2f} + request {:.2f} GiB within the predicted {:.2f} GiB; {:.2f} GiB reserved but unallocated",
+                                                    r.oom_allocated / kGiB, r.oom_request / kGiB, to_gib(r.predicted_allocation), r.oom_stranded / kGiB)
+                                      : "ok (predicted: does not fit)";
+            out += fmt::format("{:<46} {:>16} {:>16} {:>8}  {:<5} {:<6} {}\n", r.c.id, group_digits(r.predicted_peak), "OOM", "",
+                               "", "", verdict);
+            continue;
+        }
+        ++ok_cases;
+        out += fmt::format("{:<46} {:>16} {:>16} {:>+7.2f}%  {:<5} {:<6} {}\n", r.c.id, group_digits(r.predicted_peak),
+                           group_digits(*r.c.measured.forward_peak_bytes), r.peak_error * 100,
+                           !r.predicted_kv ? "-" : r.kv_exact ? "exact" : "DIFF", !r.predicted_logits ? "-" : r.logits_exact ? "exact" : "DIFF",
+                           !r.ok ? "FAIL" : r.peak_by_slack_only ? "ok (within the absolute slack)" : "ok");
+    }
+    size_t within = 0, kv_exact = 0, kv_n = 0;
+    for (const auto& r : v.cases) {
+        if (r.c.status != "ok") continue;
+        within += r.peak_ok;
+        if (r.predicted_kv) {
+            ++kv_n;
+            kv_exact += r.kv_exact;
+        }
+    }
+    size_t by_slack = 0;
+    for (const auto& r : v.cases) by_slack += r.peak_by_slack_only;
+    out += fmt::format("\n{} measured cases: forward peak within {:.0f}% in {}{}, KV bytes exact in {} of {}", ok_cases, v.tolerance * 100,
+                       within - by_slack,
+                       by_slack ? fmt::format(" (+{} within the {} B absolute slack)", by_slack, group_digits(v.slack_bytes)) : "",
+                       kv_exact, kv_n);
+    if (ooms)
+        out += fmt::format("; {} out-of-memory cases, {} predicted not to fit{}{}", ooms, oom_agree,
+                           oom_fragmented ? fmt::format(", {} the allocator's fragmentation (the allocated bytes within the prediction)", oom_fragmented) : "",
+                           ooms - oom_agree - oom_fragmented
+                               ? fmt::format(", {} within {:.0f}% of capacity", ooms - oom_agree - oom_fragmented, v.tolerance * 100)
+                               : "");
+    out += "\n";
+    if (ok_cases) {
+        const auto& w = v.cases[v.worst];
+        out += fmt::format("worst case: {} {:+.2f}% (predicted {}, measured {}; peak at {})\n", w.c.id, w.peak_error * 100,
+                           group_digits(w.predicted_peak), group_digits(*w.c.measured.forward_peak_bytes), w.peak_at);
+    }
+    if (v.measured_overhead)
+        for (const auto& [rt, pred] : v.predicted_overhead)
+            out += fmt::format("runtime overhead: measured {} B, runtime {} states {} B for {}: {}\n", group_digits(*v.measured_overhead), rt,
+                               group_digits(pred), v.gpu, pred == *v.measured_overhead ? "exact" : "DIFF");
+    for (const auto& d : v.claims)
+        out += fmt::format("per doubling of the prompt under {}: forward peak ×{:.2f} measured, ×{:.2f} predicted ({} pairs)\n", d.runtime,
+                           d.measured_ratio, d.predicted_ratio, d.pairs);
+    out += v.all_ok ? "result: every check passed\n" : "result: FAILED (see the cases marked FAIL)\n";
+    return out;
+}
+
+std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
+    using ojson = nlohmann::ordered_json;
+    ojson cases = ojson::array();
+    for (const auto& r : v.cases) {
+        ojson c = {{"id", r.c.id}, {"status", r.c.status}, {"predicted_fits", r.predicted_fits},
+                   {"predicted_allocation_bytes", r.predicted_allocation},
+                   {"predicted_forward_peak_bytes", r.predicted_peak}, {"peak_at", r.peak_at}, {"ok", r.ok}};
+        if (r.oom_explained)
+            c["oom"] = {{"fragmentation", true}, {"request_bytes", r.oom_request}, {"allocated_bytes", r.oom_allocated},
+                        {"reserved_unallocated_bytes", r.oom_stranded}};
+        if (r.c.status == "ok") {
+            c["measured_forward_peak_bytes"] = *r.c.measured.forward_peak_bytes;
+            c["forward_peak_error"] = r.peak_error;
+            if (r.predicted_kv) {
+                c["predicted_kv_cache_bytes"] = *r.predicted_kv;
+                c["measured_kv_cache_bytes"] = *r.c.measured.kv_cache_bytes;
+            }
+            if (r.predicted_logits) {
+                c["predicted_logits_bytes"] = *r.predicted_logits;
+                c["measured_logits_bytes"] = *r.c.measured.logits_bytes;
+            }
+            if (r.predicted_after) {
+                c["predicted_after_step_bytes"] = *r.predicted_after;
+                c["measured_after_step_bytes"] = *r.c.measured.after_step_bytes;
+            }
+        }
+        cases.push_back(c);
+    }
+    ojson probe = ojson::array();
+    for (const auto& r : v.probe) {
+        ojson ks = ojson::array();
+        for (const auto& k : r.kernels) {
+            ojson kj = {{"name", k.name}, {"predicted_s", k.predicted_s}, {"bound", k.bound}};
+            if (k.measured_s) kj["measured_s"] = *k.measured_s;
+            ks.push_back(kj);
+        }
+        probe.push_back({{"id", r.c.id}, {"kind", r.c.kind}, {"status", r.c.status}, {"predicted_allocated_bytes", r.predicted_allocated},
+                         {"measured_allocated_bytes", r.c.probe->allocated_bytes}, {"allocated_exact", r.allocated_exact},
+                         {"driver_bytes", r.c.probe->driver_bytes}, {"driver_bytes_expected", {r.driver_low, r.driver_high}},
+                         {"predicted_s", r.predicted_s}, {"measured_s", r.c.probe->time_s}, {"time_error", r.time_error},
+                         {"bound", r.bound}, {"time_tolerance", r.time_tolerance}, {"kernels", ks}, {"ok", r.ok}});
+    }
+    ojson checks = ojson::array();
+    for (const auto& c : v.checks)
+        checks.push_back({{"suite", c.suite}, {"what", c.what}, {"rel_error", std::isfinite(c.rel_error) ? ojson(c.rel_error) : ojson(nullptr)},
+                          {"tolerance", c.tolerance}, {"passed", c.passed}});
+    ojson ceilings = ojson::object();
+    for (const auto& c : v.probe_claims) ceilings[c.name] = c.value;
+    ojson claims = ojson::array();
+    for (const auto& d : v.claims)
+        claims.push_back({{"runtime", d.runtime}, {"pairs", d.pairs}, {"measured_ratio_per_doubling", d.measured_ratio},
+                          {"predicted_ratio_per_doubling", d.predicted_ratio}});
+    ojson prov = ojson::object();
+    for (const auto& [k, val] : v.provenance) prov[k] = val;
+    ojson j = {{"schema", "memtax.validation/1"},
+               {"tool", {{"name", "memtax"}, {"version", tool.version}, {"git_sha", tool.git_sha}}},
+               {"measurements", {{"file", v.file}, {"schema", v.schema}, {"source", v.source}, {"provenance", prov}}},
+               {"gpu_profile", v.gpu},
+               {"tolerance", v.tolerance},
+               {"slack_bytes", v.slack_bytes},
+               {"all_ok", v.all_ok},
+               {"cases", cases},
+               {"doubling", claims},
+               {"gpu_calibrated", v.gpu_calibrated},
+               {"bandwidth_tolerance", v.bandwidth_tolerance},
+               {"compute_tolerance", v.compute_tolerance},
+               {"probe_cases", probe},
+               {"checks", checks},
+               {"ceilings", ceilings}};
+    if (!v.cases.empty() && v.cases[v.worst].c.status == "ok")
+        j["worst"] = {{"id", v.cases[v.worst].c.id}, {"forward_peak_error", v.cases[v.worst].peak_error}};
+    return j.dump(2) + "\n";
+}
+
+std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to) {
+    std::string out = fmt::format("memtax calibrate: {} measured on {} (driver {}, {})\nrefines {} -> {}\n\n", c.measurements,
+                                  c.provenance.at("gpu"), c.provenance.count("driver") ? c.provenance.at("driver") : "?",
+                                  c.provenance.at("date"), c.base.name, c.calibrated.name);
+    out += fmt::format("{:<20} {:>6} {:>12} {:>16} {:>18} {:>10}\n", "kernel class", "fits", "overhead", "bandwidth", "rate", "rms error");
+    for (const auto& f : c.fits) {
+        if (f.key == "allreduce") {
+            out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s (bus) + {:.2f} us per ring step {:>4.1f}%\n", f.key, f.rates.cases,
+                               f.rates.overhead_s * 1e6, f.rates.bandwidth / 1e12, f.rates.step_s * 1e6, f.rates.rms_error * 100);
+            out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s (bus) + {:.2f} us per ring step\n", "  low-latency line", "",
+                               f.rates.ll_overhead_s * 1e6, f.rates.ll_bandwidth / 1e12, f.rates.ll_step_s * 1e6);
+            continue;
+        }
+        if (f.key == "launch") {
+            out += fmt::format("{:<20} {:>6} {:>9.2f} us   alone; {:.2f} us queued behind another kernel\n", f.key, f.rates.cases,
+                               f.rates.overhead_s * 1e6, f.rates.queued_s * 1e6);
+            continue;
+        }
+        out += fmt::format("{:<20} {:>6} {:>9.2f} us {:>11.3f} TB/s {:>13.1f} TF/s {:>9.1f}%\n", f.key, f.rates.cases,
+                           f.rates.overhead_s * 1e6, f.rates.bandwidth / 1e12, f.rates.flops / 1e12, f.rates.rms_error * 100);
+    }
+    out += fmt::format("\nefficiency: bandwidth {:.4g} of {:.3g} B/s, matmul {:.4g}, launch overhead {:.3g} s\n",
+                       c.calibrated.bandwidth_efficiency, c.base.hbm_bandwidth.value, c.calibrated.matmul_efficiency,
+                       c.calibrated.launch_overhead_s);
+    if (!written_to.empty()) out += "wrote " + written_to + "\n";
+    return out;
+}
+
+std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to) {
+    nlohmann::ordered_json fits = nlohmann::ordered_json::array();
+    for (const auto& f : c.fits)
+        fits.push_back({{"class", f.key}, {"cases", f.rates.cases}, {"overhead_s", f.rates.overhead_s},
+                        {"bandwidth_bytes_per_s", f.rates.bandwidth}, {"flops_per_s", f.rates.flops}, {"queued_s", f.rates.queued_s},
+                        {"rms_error", f.rates.rms_error},
+                        {"kernels", f.kernels}});
+    nlohmann::ordered_json j = {{"schema", "memtax.calibration/1"}, {"measurements", c.measurements}, {"base_profile", c.base.name},
+                                {"calibrated_profile", c.calibrated.name}, {"written_to", written_to}, {"fits", fits}};
+    return j.dump(2) + "\n";
+}
+
+}  // namespace memtax

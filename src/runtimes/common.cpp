@@ -1,0 +1,141 @@
+// What every runtime family shares: the dispatch to a family, the dtype of each graph role, and
+// the graphs of the parts around the decoder layers (the embedding, the head).
+#include <fmt/format.h>
+
+#include "runtimes/runtime.hpp"
+#include "runtimes/shared.hpp"
+
+#include <algorithm>
+
+namespace memtax {
+
+const char* to_string(Mode m) { return m == Mode::Prefill ? "prefill" : "decode"; }
+
+std::unique_ptr<RuntimePlan> compile_runtime(const CompileInput& in) {
+    // One entry per family; a new family is a file in this folder and a line here.
+    switch (in.runtime.family) {
+        case RuntimeFamily::Transformers: return compile_transformers(in);
+        case RuntimeFamily::Vllm: return compile_vllm(in);
+    }
+    throw InternalError("compile_runtime: unknown runtime family");
+}
+
+std::array<DType, kDtypeRoles> graph_dtypes(const ModelSpec& m, const DtypePolicy& p, const DType& mask) {
+    std::array<DType, kDtypeRoles> d;
+    auto set = [&](DtypeRole r, const DType& v) { d[static_cast<size_t>(r)] = v; };
+    DType fp32;
+    parse_dtype("fp32", fp32);
+    set(DtypeRole::Act, m.dtype);
+    set(DtypeRole::Softmax, p.softmax);
+    set(DtypeRole::Kv, p.kv);
+    set(DtypeRole::Logits, p.logits);
+    set(DtypeRole::Fp32, fp32);
+    set(DtypeRole::Index, DType{"int64", 64, 0, 0});
+    set(DtypeRole::Bool, DType{"bool", 8, 0, 0});
+    set(DtypeRole::Mask, mask);
+    set(DtypeRole::Weight, p.weight);
+    return d;
+}
+
+u64 norm_width(const ModelSpec& m) { return m.norm == NormKind::RMSNorm ? m.hidden_size : checked_mul(2, m.hidden_size, "norm"); }
+
+OpGraph build_embedding_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt) {
+    OpGraph g("embedding", dt, in.runtime.allocator_round_bytes);
+    const u64 h = in.model.hidden_size;
+    int ids = g.input(TensorInfo{"input_ids", Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Index});
+    // The vocab-parallel embedding: this GPU's rows, in the model's dtype.
+    OpInfo op{"embed_tokens", OpKind::Embedding, OpGroup::Embedding, {}, {}, {}};
+    op.weights.push_back({"embed_tokens", checked_mul(in.shard.vocab, h, "embedding"), DtypeRole::Act});
+    TensorInfo out = blk::act("inputs_embeds", blk::tokens(h));
+    out.lifetime = Lifetime::Persistent;
+    g.op1(std::move(op), {ids}, out);
+    g.finalize();
+    return g;
+}
+
+OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt, bool model_locals) {
+    OpGraph g(model_locals ? "head/locals" : "head", dt, in.runtime.allocator_round_bytes);
+    const ModelSpec& m = in.model;
+    const u64 h = m.hidden_size;
+    const Size bsh = blk::tokens(h);
+    int x = g.input(blk::act("x_last", bsh));
+    std::vector<int> holds;
+    if (model_locals) {
+        // The base model's locals live until it returns, after the final norm: the masks, the
+        // rotary tables (cos and sin: 2 · Sq · head_dim), the token positions (int64) and the
+        // embedding output (`inputs_embeds`).
+        holds.push_back(g.input(TensorInfo{"attention_masks", Size(1, {Sym::MaskElems}), DtypeRole::Mask, Category::AttentionMatrix}));
+        holds.push_back(g.input(blk::act("rotary_tables", Size(checked_mul(2, m.head_dim, "rotary"), {Sym::Sq}))));
+        holds.push_back(g.input(TensorInfo{"cache_position", Size(1, {Sym::Sq}), DtypeRole::Index}));
+        holds.push_back(g.input(blk::act("inputs_embeds", bsh)));
+    }
+    OpInfo norm{"final_norm", OpKind::Norm, OpGroup::Norm, Size(4 * h, {Sym::Batch, Sym::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
+    norm.weights.push_back({"final_norm", norm_width(m), DtypeRole::Act});
+    int xf = g.op1h(std::move(norm), {x}, blk::act("x_final", bsh), holds);
+    // The vocab-parallel head: this GPU's rows; the logits are then gathered onto one GPU. A
+    // tied head reads the embedding's storage where the stage holds the embedding.
+    const Size logits(m.vocab_size, {Sym::Batch, Sym::Kept});
+    OpInfo head{"lm_head", OpKind::Matmul, OpGroup::LmHead, Size(checked_product({2, h, in.shard.vocab}, "lm_head"), {Sym::Batch, Sym::Kept}), {}, {}};
+    head.weights.push_back({"lm_head", checked_mul(h, in.shard.vocab, "lm_head"), DtypeRole::Act, m.tie_word_embeddings && in.has_embedding});
+    int l = g.op1(std::move(head), {xf}, blk::act("logits_act", logits, Category::Logits));
+    const AliasRule same = dt[static_cast<size_t>(DtypeRole::Logits)] == dt[static_cast<size_t>(DtypeRole::Act)] ? AliasRule::View : AliasRule::None;
+    g.op1({"logits_cast", OpKind::Copy, OpGroup::LmHead, {}, {}, {}}, {l},
+          TensorInfo{"logits", logits, DtypeRole::Logits, Category::Logits, Lifetime::Persistent, same});
+    g.finalize();
+    return g;
+}
+
+namespace {
+// "q_proj 4,096·4,096 bf16 + ..." for the weights of a graph.
+std::string weight_list(const OpGraph& g) {
+    std::string out;
+    for (const auto& op : g.ops())
+        for (const auto& w : op.weights) {
+            if (w.shared) continue;
+            out += fmt::format("{}{} {} {}", out.empty() ? "" : " + ", w.name, group_digits(w.elements), g.dtype(w.dtype).name);
+        }
+    return out.empty() ? "none" : out;
+}
+}  // namespace
+
+void add_weight_components(Breakdown& out, const ModelSpec& m, const OpGraph* embedding, const OpGraph* head,
+                           const std::vector<LayerGraphRef>& layers, u64 weights) {
+    if (embedding)
+        out.components.push_back({"weights.embedding", "weights", embedding->weight_bytes(),
+                                  fmt::format("vocab/tp · hidden in {}: {}", m.dtype.name, weight_list(*embedding))});
+    if (head)
+        out.components.push_back({"weights.head", "weights", head->weight_bytes(),
+                                  fmt::format("final norm and LM head{}: {}", m.tie_word_embeddings && embedding ? " (tied: the embedding's storage)" : "",
+                                              weight_list(*head))});
+    for (const auto& l : layers)
+        out.components.push_back({fmt::format("weights.layer[{}+{}]", l.spec->token_mixer, l.spec->channel_mixer), "weights",
+                                  checked_mul(l.graph->weight_bytes(), l.count, "weights"),
+                                  fmt::format("{} layers × {} B: {}", l.count, group_digits(l.graph->weight_bytes()), weight_list(*l.graph))});
+    out.components.push_back({"weights", "weights", weights, "embedding + head + Σ layers, each read off the blocks' weight tensors"});
+}
+
+std::string sum_verdict(const PointResult& r) {
+    // Components in decreasing size, so the sentence leads with what decided it.
+    std::vector<std::pair<std::string, u64>> parts = {{"weights", r.weights},          {"KV", r.kv_cache},
+                                                      {"attention matrix", r.attention_matrix}, {"activations", r.activation_peak},
+                                                      {"logits", r.logits},            {"overhead", r.runtime_overhead}};
+    std::stable_sort(parts.begin(), parts.end(), [](const auto& a, const auto& c) { return a.second > c.second; });
+    // Terms that would print as 0.0 GiB are summed into one "other" term in MiB.
+    std::string sum;
+    u64 small = 0;
+    for (const auto& [name, v] : parts) {
+        if (v < (1ull << 30) / 20) {
+            small += v;
+            continue;
+        }
+        sum += fmt::format("{}{} {}", sum.empty() ? "" : " + ", name, format_bytes_gib(v));
+    }
+    if (small) sum += fmt::format("{}other {:.1f} MiB", sum.empty() ? "" : " + ", static_cast<double>(small) / kMiB);
+    if (r.fits)
+        return fmt::format("fits: {} = {} of {} usable, {} free", sum, format_bytes_gib(r.total), format_bytes_gib(r.capacity),
+                           format_bytes_gib(r.capacity - r.total));
+    return fmt::format("does not fit: {} = {} exceeds {} usable by {}", sum, format_bytes_gib(r.total), format_bytes_gib(r.capacity),
+                       format_bytes_gib(r.total - r.capacity));
+}
+
+}  // namespace memtax

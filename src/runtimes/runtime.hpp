@@ -1,0 +1,172 @@
+#pragma once
+// Runtime families behind one interface. A family (transformers' eager PyTorch, vLLM, ...)
+// decides how a model executes on one GPU: which graph each layer's blocks build, which
+// tensors stay alive, how the cache is laid out and how its pools are sized. It compiles a
+// (model, GPU, runtime, deployment, dtypes) into a RuntimePlan once; the plan evaluates a
+// (mode, batch, context) point into plain numbers without allocating or throwing, and
+// describes a point in full (named components, family sections, where the peak is) only for
+// rows someone prints. A new family is one file in this folder plus its table entry in
+// runtime.cpp.
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "blocks/block.hpp"
+#include "core/format.hpp"
+#include "spec/gpu_spec.hpp"
+
+namespace memtax {
+
+enum class Mode : std::uint8_t { Prefill, Decode };
+const char* to_string(Mode m);
+
+struct Deployment {
+    u64 gpus = 1;  // GPUs in total; data-parallel replicas = gpus / (tp · pp)
+    u64 tp = 1;    // tensor-parallel degree
+    u64 pp = 1;    // pipeline stages (layers split evenly, ceil(L / pp) per stage)
+};
+
+// The dtype policy of a plan, every choice resolved.
+struct DtypePolicy {
+    DType weight, kv, softmax, logits;
+    u64 logits_kept = 1;  // positions whose logits are computed; 0 = all
+};
+
+// One point of a sweep.
+struct Point {
+    Mode mode = Mode::Prefill;
+    u64 batch = 1;    // sequences in total (split over data-parallel replicas)
+    u64 context = 0;  // prefill: prompt tokens; decode: KV length after the step (vLLM: max_model_len)
+};
+
+enum class PointStatus : std::uint8_t {
+    Ok,
+    Overflow,      // a count does not fit 64 bits (the full estimate names the term)
+    BadBatch,      // workload.batch is 0
+    BadContext,    // workload.context is 0
+    BeyondMaxContext,  // workload.context exceeds the model's max_context (and it was not allowed)
+};
+
+// Per GPU, bytes: what a planner reads for one point. Plain numbers, no strings.
+struct PointResult {
+    PointStatus status = PointStatus::Ok;
+    u64 weights = 0, kv_cache = 0, attention_matrix = 0, activation_peak = 0, logits = 0;
+    // KV bytes the cache exposes (its tensors' sizes): below kv_cache when a view keeps a larger
+    // storage alive (transformers' sliding-window slice of the prompt's K/V).
+    u64 kv_cache_visible = 0;
+    u64 logits_output = 0;  // the logits tensor the step returns: batch · kept · vocab · dtype
+    u64 runtime_overhead = 0, total = 0, forward_peak = 0;
+    u64 resident_before = 0;  // allocated before the step: weights (+ the existing KV in decode)
+    u64 capacity = 0;
+    bool fits = false;
+    u64 batch_per_replica = 1;
+    u64 logits_kept = 1;
+    // Requests the runtime can serve at once at this context (paged pools), ×1000; 0 when the
+    // family has no such limit.
+    u64 max_concurrency_milli = 0;
+    // Where the peak is: the pipeline stage, the layer (-1: before the layers or after them),
+    // and an index the family's describe() turns into a name.
+    std::uint32_t stage = 0;
+    std::int32_t peak_layer = -1;
+    std::int32_t peak_site = -1;
+    std::int32_t peak_op = -1;
+    std::int32_t overflow_graph = -1, overflow_item = 0;  // for the overflow message
+};
+
+// One named part of a GPU's memory, with the formula behind it (--explain).
+struct Component {
+    std::string name;      // "weights", "kv_cache", ...
+    std::string category;  // weights | kv_cache | attention_matrix | activations | logits | overhead | total
+    u64 bytes = 0;
+    std::string formula;
+};
+
+// A family's own numbers, discovered by the printers: key, value, and what it means.
+struct SectionField {
+    std::string key;
+    std::variant<u64, double, bool, std::string> value;
+    std::string label;  // for tables; empty = key
+};
+struct Section {
+    std::string name;   // JSON key, e.g. "vllm"
+    std::string title;  // table heading
+    std::vector<SectionField> fields;
+};
+
+// A layer type's numbers in the breakdown (layers with the same blocks share a row).
+struct LayerRow {
+    std::string token_mixer, channel_mixer;
+    u64 count = 0;
+    u64 weights_bytes = 0;           // per layer
+    u64 kv_cache_bytes = 0;          // per layer, after the step
+    u64 attention_matrix_bytes = 0;  // most S×S bytes live at once in the layer
+    u64 transient_peak_bytes = 0;    // the layer's own peak, excluding the cache it writes
+    std::string peak_op;
+};
+
+// A graph of the step as bound for this point, for the traffic and time model.
+struct GraphUse {
+    const OpGraph* graph = nullptr;
+    Bindings bindings;
+    u64 count = 0;             // times it runs in one whole-model step (every stage)
+    bool is_layer = true;
+    u64 mask_read_bytes = 0;   // a mask built outside the layer that each run reads
+    u64 hidden_bytes = 0;      // one activation message (batch · tokens · hidden), for collectives
+};
+
+// The full description of a point: built only for rows that are printed.
+struct Breakdown {
+    std::vector<Component> components;
+    std::vector<Section> sections;
+    std::vector<LayerRow> layers;
+    std::vector<GraphUse> step_graphs;
+    std::string peak_at;
+    std::string verdict;
+    std::string kv_note;  // what the cache keeps beyond what it exposes, if anything
+};
+
+struct CompileInput {
+    const ModelSpec& model;  // this stage's layers
+    const GpuSpec& gpu;
+    const RuntimeSpec& runtime;
+    const Deployment& deployment;
+    const DtypePolicy& dtypes;
+    const ShardSizes& shard;
+    const BlockRegistry& blocks;
+    bool has_embedding = true, has_head = true;  // the pipeline stage's ends
+    const ModelSpec& full_model;                 // every layer (a step runs them all)
+};
+
+class RuntimePlan {
+public:
+    virtual ~RuntimePlan() = default;
+    // Memory of one point. Fills everything but capacity-independent inputs; never throws.
+    virtual void evaluate(const Point& p, PointResult& r) const noexcept = 0;
+    // Names, formulas, sections, rows and the step's graphs for a point evaluate() returned.
+    virtual void describe(const Point& p, const PointResult& r, Breakdown& out) const = 0;
+    // Weight bytes held by this GPU, and the parameters behind them.
+    virtual u64 weights() const = 0;
+    virtual u64 parameters() const = 0;
+    // The term a point with PointStatus::Overflow overflowed in ("graph.tensor").
+    virtual std::string overflow_term(const PointResult& r) const = 0;
+};
+
+// The compiler of a runtime family.
+std::unique_ptr<RuntimePlan> compile_runtime(const CompileInput& in);
+
+// Families (one file each).
+std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in);
+std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in);
+
+// Shared by the families: the dtype of every graph role under a policy, and the graphs of the
+// embedding, the head (final norm + LM head) and of one decoder layer, pre-norm residual.
+std::array<DType, kDtypeRoles> graph_dtypes(const ModelSpec& m, const DtypePolicy& p, const DType& mask);
+OpGraph build_embedding_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt);
+// The head's preexisting inputs are what the base model keeps for the whole forward (masks,
+// rotary tables, positions, inputs_embeds) when `model_locals`, freed once the final norm is done.
+OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt, bool model_locals);
+u64 norm_width(const ModelSpec& m);
+
+}  // namespace memtax

@@ -1,0 +1,440 @@
+// Hugging Face transformers on eager PyTorch (eager or SDPA attention) with a DynamicCache: the
+// forward walks the layers in order, each layer a pre-norm residual block of a token mixer and
+// a channel mixer executed as transformers' modules, every tensor freed when its last reader
+// finishes or the Python variable holding it is rebound (the runtime's `keeps`). The forward
+// peak is taken over that walk, above what was allocated before the step.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "runtimes/runtime.hpp"
+#include "runtimes/shared.hpp"
+
+namespace memtax {
+namespace {
+
+using S = Sym;
+using i128 = __int128;
+
+class TransformersPlan final : public RuntimePlan {
+public:
+    explicit TransformersPlan(const CompileInput& in);
+    void evaluate(const Point& p, PointResult& r) const noexcept override;
+    void describe(const Point& p, const PointResult& r, Breakdown& out) const override;
+    u64 weights() const override { return weights_; }
+    u64 parameters() const override { return parameters_; }
+    std::string overflow_term(const PointResult& r) const override;
+
+private:
+    struct Type {
+        LayerSpec spec;
+        CacheSpec cache;
+        OpGraph graph;
+        u64 count = 0;        // layers of this type in the stage
+        u64 model_count = 0;  // in the whole model
+    };
+    // A run of consecutive layers of one type (the walk's unit).
+    struct Run {
+        std::uint32_t type, start, len;
+    };
+    // The cache geometry of a point for one layer type.
+    struct Geometry {
+        u64 before = 0, after = 0, visible = 0;
+        bool masked = false;
+    };
+    Geometry geometry(const Type& t, bool prefill, u64 S) const noexcept;
+    Bindings layer_bindings(const Type& t, const Geometry& g, bool prefill, u64 B, u64 Sq, u64 kept, u64 mask_elems) const noexcept;
+    // Everything evaluate computes, kept for describe (which reruns it once).
+    struct Walk;
+    bool walk(const Point& p, PointResult& r, Walk* w) const noexcept;
+
+    ModelSpec model_;
+    RuntimeSpec rt_;
+    ShardSizes shard_;
+    DtypePolicy dt_;
+    std::array<DType, kDtypeRoles> dtypes_;
+    bool has_head_, has_embedding_;
+    std::vector<Type> types_;
+    std::vector<Run> runs_;
+    std::vector<u64> windows_;  // distinct windows among the layer types (one mask each)
+    OpGraph embedding_, head_;
+    u64 parameters_ = 0;
+    u64 weights_ = 0, overhead_ = 0, capacity_ = 0;
+    std::string overhead_source_;
+};
+
+// The decoder layer as transformers' LlamaDecoderLayer runs it: RMSNorm (which upcasts to fp32
+// and casts back: one fp32 and one compute-dtype temporary beside input and output), the token
+// mixer, the residual add, RMSNorm, the channel mixer, the residual add. The model's loop
+// variable keeps the layer input alive until the layer returns.
+OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixer& cm, u64 round_to) {
+    OpGraph g(fmt::format("decoder_layer/{}+{}", tm.name, cm.name), env.dtypes, round_to);
+    const u64 h = env.model.hidden_size;
+    const Size bsh = blk::tokens(h);
+    auto norm = [&](const char* name) {
+        OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(4 * h, {S::Batch, S::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
+        op.weights.push_back({name, norm_width(env.model), DtypeRole::Act});
+        return op;
+    };
+    int x = g.input(blk::act("x_in", bsh));
+    int xn = g.op1(norm("input_norm"), {x}, blk::act("x_norm", bsh));
+    int o = tm.build(g, env, MixerIO{xn, {}, false});
+    int x2 = g.op1({"residual_attn", OpKind::Elementwise, OpGroup::Residual, Size(h, {S::Batch, S::Sq}), {}, {}}, {x, o}, blk::act("x_mid", bsh));
+    int xn2 = g.op1(norm("post_attention_norm"), {x2}, blk::act("x_norm2", bsh));
+    int down = cm.build(g, env, MixerIO{xn2, {}, false});
+    TensorInfo out = blk::act("x_out", bsh);
+    out.lifetime = Lifetime::Persistent;
+    g.op1h({"residual_mlp", OpKind::Elementwise, OpGroup::Residual, Size(h, {S::Batch, S::Sq}), {}, {}}, {x2, down}, out,
+           {env.runtime.keeps.layer_input ? x : -1});
+    g.finalize();
+    return g;
+}
+
+u64 round_up(u64 v, u64 to, bool& ovf) noexcept {
+    if (to <= 1 || v % to == 0) return v;
+    u64 r;
+    ovf |= __builtin_add_overflow(v, to - v % to, &r);
+    return r;
+}
+
+u64 mul(u64 a, u64 b, bool& ovf) noexcept {
+    u64 r;
+    ovf |= __builtin_mul_overflow(a, b, &r);
+    return r;
+}
+
+u64 add(u64 a, u64 b, bool& ovf) noexcept {
+    u64 r;
+    ovf |= __builtin_add_overflow(a, b, &r);
+    return r;
+}
+
+u64 bytes_of(const DType& d, u64 n, bool& ovf) noexcept {
+    u64 r = 0;
+    ovf |= !d.try_bytes(n, r);
+    return r;
+}
+
+TransformersPlan::TransformersPlan(const CompileInput& in)
+    : model_(in.model), rt_(in.runtime), shard_(in.shard), dt_(in.dtypes),
+      dtypes_(graph_dtypes(in.model, in.dtypes, in.runtime.mask == MaskKind::Additive ? in.model.dtype : DType{"bool", 8, 0, 0})),
+      has_head_(in.has_head), has_embedding_(in.has_embedding), embedding_(build_embedding_graph(in, dtypes_)),
+      head_(build_head_graph(in, dtypes_, in.runtime.keeps.model_locals)) {
+    const BlockEnv env{model_, shard_, rt_, Execution::Transformers, dtypes_};
+    std::vector<std::uint32_t> type_of;
+    for (size_t i = 0; i < model_.layers.size(); ++i) {
+        const LayerSpec& l = model_.layers[i];
+        auto it = std::find_if(types_.begin(), types_.end(), [&](const Type& t) { return t.spec == l; });
+        if (it == types_.end()) {
+            check_layer(in.blocks, model_, i, Execution::Transformers);
+            const TokenMixer& tm = in.blocks.token_mixer(l.token_mixer, "");
+            const ChannelMixer& cm = in.blocks.channel_mixer(l.channel_mixer, "");
+            types_.push_back(Type{l, tm.cache(env), build_decoder_layer(env, tm, cm, rt_.allocator_round_bytes), 0, 0});
+            it = types_.end() - 1;
+        }
+        ++it->count;
+        type_of.push_back(static_cast<std::uint32_t>(it - types_.begin()));
+    }
+    // The walk keeps one evaluation per layer type on the stack.
+    if (types_.size() > 8)
+        throw InputError(model_.pos_of("layer_types"), "model.layers",
+                         fmt::format("{} distinct layer types; this engine walks at most 8", types_.size()));
+    for (auto& t : types_) {
+        t.model_count = static_cast<u64>(std::count(in.full_model.layers.begin(), in.full_model.layers.end(), t.spec));
+        if (std::find(windows_.begin(), windows_.end(), t.cache.window) == windows_.end()) windows_.push_back(t.cache.window);
+    }
+    // Layer 0 is a run of its own: past it the base model's `inputs_embeds` is a separate tensor.
+    for (std::uint32_t i = 0; i < type_of.size(); ++i) {
+        if (i > 1 && runs_.back().type == type_of[i]) ++runs_.back().len;
+        else runs_.push_back(Run{type_of[i], i, 1});
+    }
+    for (const auto& t : types_) weights_ = checked_add(weights_, checked_mul(t.graph.weight_bytes(), t.count, "weights"), "weights");
+    if (has_embedding_) weights_ = checked_add(weights_, embedding_.weight_bytes(), "weights");
+    if (has_head_) weights_ = checked_add(weights_, head_.weight_bytes(), "weights");
+    // Parameters this GPU holds: its layers, the embedding on the first stage, the head (a tied
+    // head being a copy of the embedding once they live apart) on the last.
+    for (const auto& t : types_) parameters_ = checked_add(parameters_, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
+    if (has_embedding_) parameters_ = checked_add(parameters_, embedding_.weight_elements(), "parameters");
+    if (has_head_) parameters_ = checked_add(parameters_, head_.weight_elements(), "parameters");
+    const ContextOverhead& oh = rt_.overhead_for(in.gpu.name);
+    overhead_ = oh.bytes;
+    overhead_source_ = oh.source;
+    capacity_ = in.gpu.usable_memory_bytes;
+}
+
+// A full layer grows by concatenation. A windowed layer keeps the last W - drop tokens as a
+// *view*: after a prefill the whole prompt's storage stays referenced; a decode step's cat
+// makes fresh storage of the kept tokens + 1. Decode is the first step after a prefill of
+// S - 1 tokens (generate()). The causal flag cannot express a window once the keys reach it
+// (transformers masking_utils._ignore_causal_mask_sdpa: kv_length >= local_attention_size);
+// padding-free batches otherwise skip the mask.
+TransformersPlan::Geometry TransformersPlan::geometry(const Type& t, bool prefill, u64 S) const noexcept {
+    const u64 W = t.cache.window, keep = W ? W - rt_.sliding_window_drop : 0;
+    Geometry g;
+    g.before = prefill ? 0 : S - 1;
+    g.after = !W || prefill ? S : std::min(S - 1, keep) + 1;
+    g.visible = W ? std::min(S, keep) : S;
+    g.masked = rt_.mask == MaskKind::Additive || (rt_.mask == MaskKind::BoolWhenNeeded && W && g.after >= W);
+    return g;
+}
+
+Bindings TransformersPlan::layer_bindings(const Type&, const Geometry& g, bool prefill, u64 B, u64 Sq, u64 kept, u64 mask_elems) const noexcept {
+    Bindings b;
+    b[S::Batch] = B;
+    b[S::Sq] = Sq;
+    b[S::Kept] = kept;
+    b[S::MaskElems] = mask_elems;
+    b[S::SkvOld] = g.before;
+    b[S::SkvNew] = g.after;
+    b[S::Skv] = g.after;  // the cat's result is what attention reads
+    b[S::Repeat] = rt_.gqa == GqaKind::Repeat || (rt_.gqa == GqaKind::NativeUnlessMasked && g.masked) ? 1 : 0;
+    b[S::MaskConv] = rt_.attention == AttentionKernel::Fused && rt_.mask == MaskKind::BoolWhenNeeded && g.masked ? 1 : 0;
+    // A causal flash kernel skips the blocks above the diagonal: (S + 1) / 2 keys per query on
+    // average; with a mask or one query it reads every key.
+    b[S::AttnKeys] = prefill && !g.masked ? (g.after + 1) / 2 : g.after;
+    return b;
+}
+
+struct TransformersPlan::Walk {
+    std::array<GraphEval, 8> ev;  // per layer type (the first 8; more are evaluated on the fly)
+    Composition best;
+    u64 mask_bytes = 0, kv_before = 0, kv_excess = 0;
+    Bindings base;
+};
+
+bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexcept {
+    bool ovf = false;
+    const u64 B = p.batch, S = p.context;
+    const bool prefill = p.mode == Mode::Prefill;
+    const u64 Sq = prefill ? S : 1;
+    const u64 round = rt_.allocator_round_bytes;
+    r.logits_kept = dt_.logits_kept == 0 ? Sq : std::min(dt_.logits_kept, Sq);
+    // The eager additive mask is materialised per sequence; SDPA's bool mask is one [1,1,Sq,Skv]
+    // tensor expanded (stride 0) over the batch (measured: Mistral-7B, batch 4, 32k on H200).
+    const u64 mask_batch = rt_.mask == MaskKind::Additive ? B : 1;
+    u64 mask_elems = 0;
+    for (u64 W : windows_) {
+        const Type* t = nullptr;
+        for (const auto& x : types_)
+            if (x.cache.window == W) t = &x;
+        const Geometry g = geometry(*t, prefill, S);
+        if (g.masked) mask_elems = add(mask_elems, mul(mul(mask_batch, Sq, ovf), g.after, ovf), ovf);
+    }
+    const DType& md = model_.dtype;
+    const u64 mask_bytes = round_up(bytes_of(dtypes_[static_cast<size_t>(DtypeRole::Mask)], mask_elems, ovf), round, ovf);
+    // Forward-level tensors besides the masks: rotary tables (cos, sin) and int64 token positions.
+    const u64 table_bytes = add(round_up(bytes_of(md, mul(mul(2, Sq, ovf), model_.head_dim, ovf), ovf), round, ovf),
+                                round_up(mul(Sq, 8, ovf), round, ovf), ovf);
+    const u64 x_bytes = round_up(bytes_of(md, mul(mul(B, Sq, ovf), model_.hidden_size, ovf), ovf), round, ovf);
+    if (ovf) {
+        r.status = PointStatus::Overflow;
+        return false;
+    }
+
+    // Cache bytes per layer type, read off the graph's persistent cache tensors.
+    std::array<GraphEval, 8> ev_local;
+    std::array<GraphEval, 8>& ev = w ? w->ev : ev_local;
+    u64 kv_before = 0;
+    r.kv_cache = r.kv_cache_visible = 0;
+    for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
+        const Type& t = types_[ti];
+        const Geometry g = geometry(t, prefill, S);
+        Bindings b = layer_bindings(t, g, prefill, B, Sq, r.logits_kept, mask_elems);
+        ev[ti] = t.graph.evaluate(b);
+        if (ev[ti].overflow) {
+            r.status = PointStatus::Overflow;
+            r.overflow_graph = static_cast<std::int32_t>(ti);
+            r.overflow_item = ev[ti].overflow_tensor;
+            return false;
+        }
+        u64 after, visible, before;
+        ovf |= !t.graph.try_cache_bytes(b, after);
+        b[S::SkvNew] = g.visible;
+        ovf |= !t.graph.try_cache_bytes(b, visible);
+        b[S::SkvNew] = g.before;
+        ovf |= !t.graph.try_cache_bytes(b, before);
+        r.kv_cache = add(r.kv_cache, mul(after, t.count, ovf), ovf);
+        r.kv_cache_visible = add(r.kv_cache_visible, mul(visible, t.count, ovf), ovf);
+        kv_before = add(kv_before, mul(before, t.count, ovf), ovf);
+    }
+    r.resident_before = add(weights_, kv_before, ovf);
+
+    // Prologue: embeddings out, masks and rotary tables built.
+    Composition best;
+    best[Category::Activation] = x_bytes + table_bytes;
+    best[Category::AttentionMatrix] = mask_bytes;
+    i128 peak = static_cast<i128>(x_bytes) + table_bytes + mask_bytes;
+    r.peak_layer = -1;
+    r.peak_site = -1;  // the embedding
+    r.peak_op = -1;
+    i128 kv_delta = 0;  // change of cache storage so far in this step
+    for (const Run& run : runs_) {
+        const GraphEval& g = ev[run.type];
+        // Every layer reads the masks and rotary tables. Past layer 0 the embedding output is no
+        // longer the layer's input, but the base model's `inputs_embeds` may still reference it.
+        const u64 held_act = table_bytes + (rt_.keeps.model_locals && run.start > 0 ? x_bytes : 0);
+        // The layer's old cache is already counted before the step.
+        const i128 c = static_cast<i128>(g.peak_bytes) - g.preexisting_kv + held_act + mask_bytes;
+        const i128 d = static_cast<i128>(g.kv_written) - g.preexisting_kv;
+        // here_i = kv_delta + (i - start)·d + c: the run's first peak is its largest unless the
+        // cache grows layer by layer, then its last.
+        const std::uint32_t at = d > 0 ? run.len - 1 : 0;
+        const i128 here = kv_delta + static_cast<i128>(at) * d + c;
+        if (here > peak) {
+            peak = here;
+            best = g.at_peak;
+            best[Category::AttentionMatrix] += mask_bytes;
+            best[Category::Activation] += held_act;
+            // Old storage counted in the graph is resident; report only the step's change.
+            const i128 kv_here = static_cast<i128>(best[Category::KvCache]) - g.preexisting_kv + kv_delta + static_cast<i128>(at) * d;
+            best[Category::KvCache] = kv_here > 0 ? static_cast<u64>(kv_here) : 0;
+            r.peak_layer = static_cast<std::int32_t>(run.start + at);
+            r.peak_site = static_cast<std::int32_t>(run.type);
+            r.peak_op = g.peak_op;
+        }
+        kv_delta += static_cast<i128>(run.len) * d;
+    }
+    if (has_head_) {
+        Bindings bh = layer_bindings(types_.front(), geometry(types_.front(), prefill, S), prefill, B, Sq, r.logits_kept, mask_elems);
+        bh[S::Skv] = 0;  // the head has no attention
+        const GraphEval head = head_.evaluate(bh);
+        if (head.overflow) {
+            r.status = PointStatus::Overflow;
+            r.overflow_graph = -2;
+            r.overflow_item = head.overflow_tensor;
+            return false;
+        }
+        if (const i128 here = static_cast<i128>(head.peak_bytes) + kv_delta; here > peak) {
+            peak = here;
+            best = head.at_peak;
+            best[Category::KvCache] += kv_delta > 0 ? static_cast<u64>(kv_delta) : 0;
+            r.peak_layer = -1;
+            r.peak_site = -2;  // the head
+            r.peak_op = head.peak_op;
+        }
+        r.logits_output = bytes_of(dt_.logits, mul(mul(B, r.logits_kept, ovf), model_.vocab_size, ovf), ovf);
+    } else {
+        r.logits_output = 0;
+    }
+    if (peak > static_cast<i128>(~u64{0})) ovf = true;
+    r.forward_peak = peak > 0 ? static_cast<u64>(peak) : 0;
+    // Components at the peak. The KV part is reported as the cache after the step; KV held at the
+    // peak beyond that (old storage not yet released) is transient, so activation.
+    const u64 kv_live = add(kv_before, best[Category::KvCache], ovf);
+    const u64 kv_excess = kv_live > r.kv_cache ? kv_live - r.kv_cache : 0;
+    r.attention_matrix = best[Category::AttentionMatrix];
+    r.logits = best[Category::Logits];
+    r.activation_peak = add(best[Category::Activation], kv_excess, ovf);
+    r.weights = weights_;
+    r.runtime_overhead = overhead_;
+    r.capacity = capacity_;
+    r.total = add(add(add(weights_, r.kv_cache, ovf), add(r.attention_matrix, r.activation_peak, ovf), ovf),
+                  add(r.logits, overhead_, ovf), ovf);
+    r.fits = r.total <= capacity_;
+    r.max_concurrency_milli = 0;
+    if (ovf) {
+        r.status = PointStatus::Overflow;
+        return false;
+    }
+    if (w) {
+        w->best = best;
+        w->mask_bytes = mask_bytes;
+        w->kv_before = kv_before;
+        w->kv_excess = kv_excess;
+        w->base = layer_bindings(types_.front(), geometry(types_.front(), prefill, S), prefill, B, Sq, r.logits_kept, mask_elems);
+    }
+    r.status = PointStatus::Ok;
+    return true;
+}
+
+void TransformersPlan::evaluate(const Point& p, PointResult& r) const noexcept { walk(p, r, nullptr); }
+
+std::string TransformersPlan::overflow_term(const PointResult& r) const {
+    if (r.overflow_graph >= 0) return types_.at(static_cast<size_t>(r.overflow_graph)).graph.item_name(r.overflow_item);
+    if (r.overflow_graph == -2) return head_.item_name(r.overflow_item);
+    return "per-GPU bytes of the forward (masks, rotary tables, cache, total)";
+}
+
+void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown& out) const {
+    Walk w;
+    PointResult again = r;
+    walk(p, again, &w);
+    const bool prefill = p.mode == Mode::Prefill;
+    const u64 B = p.batch, S = p.context, Sq = prefill ? S : 1;
+    // Where the peak is.
+    if (r.peak_site == -1) out.peak_at = "embedding";
+    else if (r.peak_site == -2) out.peak_at = std::string("head ") + head_.ops().at(static_cast<size_t>(r.peak_op)).name;
+    else
+        out.peak_at = fmt::format("layer {} ({}) {}", r.peak_layer, types_.at(static_cast<size_t>(r.peak_site)).spec.token_mixer,
+                                  r.peak_op >= 0 ? types_[static_cast<size_t>(r.peak_site)].graph.ops().at(static_cast<size_t>(r.peak_op)).name : "");
+    // Layer rows and the step's graphs.
+    for (size_t ti = 0; ti < types_.size(); ++ti) {
+        const Type& t = types_[ti];
+        const Geometry g = geometry(t, prefill, S);
+        const Bindings b = layer_bindings(t, g, prefill, B, Sq, r.logits_kept, w.base[S::MaskElems]);
+        const GraphEval& ev = w.ev[ti];
+        LayerRow row;
+        row.token_mixer = t.spec.token_mixer;
+        row.channel_mixer = t.spec.channel_mixer;
+        row.count = t.count;
+        row.weights_bytes = t.graph.weight_bytes();
+        row.kv_cache_bytes = t.graph.cache_bytes(b);
+        row.attention_matrix_bytes = ev.attention_matrix_max;
+        row.transient_peak_bytes = ev.peak_bytes - ev.at_peak[Category::KvCache];
+        row.peak_op = ev.peak_op >= 0 ? t.graph.ops()[static_cast<size_t>(ev.peak_op)].name : "";
+        out.layers.push_back(row);
+        GraphUse use{&t.graph, b, t.model_count, true, 0, 0};
+        // The attention mask is built once per forward (outside the layer graph) and read by
+        // every layer: eager adds the additive [B,1,Sq,Skv] mask to its scores; SDPA reads the
+        // bool mask (one byte an element) to convert it.
+        use.mask_read_bytes = rt_.mask == MaskKind::Additive ? model_.dtype.bytes(checked_product({B, Sq, g.after}, "mask"), "mask")
+                                                             : (b[S::MaskConv] ? checked_product({B, Sq, g.after}, "mask") : 0);
+        use.hidden_bytes = model_.dtype.bytes(checked_product({B, Sq, model_.hidden_size}, "message"), "message");
+        out.step_graphs.push_back(use);
+    }
+    if (has_head_) {
+        Bindings bh = w.base;
+        bh[S::Skv] = 0;
+        out.step_graphs.push_back(GraphUse{&head_, bh, 1, false, 0, 0});
+    }
+    // Components with their formulas.
+    std::vector<LayerGraphRef> refs;
+    for (const auto& t : types_) refs.push_back({&t.spec, &t.graph, t.count});
+    add_weight_components(out, model_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, refs, weights_);
+    const u64 skv = geometry(types_.front(), prefill, S).after;
+    std::string windows;
+    for (const auto& t : types_)
+        if (t.cache.window) windows = fmt::format(" ({} layers keep ≤ {} tokens)", t.spec.token_mixer, t.cache.window);
+    out.components.push_back({"kv_cache", "kv_cache", r.kv_cache,
+                              fmt::format("Σ layers state per token · batch · tokens kept = 2 · {} · {} · {} · {} · {} B × {} layers{}",
+                                          B, S, shard_.heads_kv, model_.head_dim, dt_.kv.bits / 8.0, model_.num_layers, windows)});
+    out.components.push_back(
+        {"attention_matrix", "attention_matrix", r.attention_matrix,
+         rt_.attention == AttentionKernel::Eager
+             ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} elements (scores in {}, softmax in {}), + masks {} B",
+                           B, shard_.heads_q, Sq, skv, model_.dtype.name, dt_.softmax.name, group_digits(w.mask_bytes))
+             : std::string("fused kernel: no S×S tensor (its O(S) softmax statistics count as activations)")});
+    out.components.push_back({"activation_peak", "activations", r.activation_peak,
+                              fmt::format("live non-KV, non-S×S tensors at the forward peak ({}) by op-graph liveness{}", out.peak_at,
+                                          w.kv_excess ? fmt::format(", incl. {} B of old cache storage not yet released", group_digits(w.kv_excess)) : "")});
+    out.components.push_back({"logits", "logits", r.logits,
+                              fmt::format("batch · positions kept · vocab · {} = {} · {} · {} · {} B, if live at the peak", dt_.logits.name, B,
+                                          r.logits_kept, group_digits(model_.vocab_size), dt_.logits.bits / 8)});
+    out.components.push_back({"runtime_overhead", "overhead", r.runtime_overhead,
+                              fmt::format("CUDA context + library workspaces of {} ({})", rt_.name, overhead_source_)});
+    out.components.push_back({"forward_peak", "peak", r.forward_peak,
+                              fmt::format("peak during the step above what was allocated before it, at {}", out.peak_at)});
+    out.components.push_back({"total", "total", r.total, "weights + kv_cache + attention_matrix + activation_peak + logits + runtime_overhead"});
+    if (r.kv_cache_visible != r.kv_cache)
+        out.kv_note = fmt::format("KV the cache exposes: {} B ({:.2f} GiB); the rest is storage a view keeps alive",
+                                  group_digits(r.kv_cache_visible), to_gib(r.kv_cache_visible));
+    out.verdict = sum_verdict(r);
+}
+
+}  // namespace
+
+std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in) {
+    return std::make_unique<TransformersPlan>(in);
+}
+
+}  // namespace memtax

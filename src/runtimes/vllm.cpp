@@ -1,0 +1,350 @@
+// vLLM (V1 engine): at start-up it runs a dummy forward of max_num_batched_tokens flattened
+// tokens and a dummy sampler pass, captures CUDA graphs, and gives whatever remains of
+// gpu_memory_utilization × total memory to a pool of KV blocks (vllm/v1/worker/gpu_worker.py
+// determine_available_memory, vllm/v1/core/kv_cache_utils.py, vllm/v1/kv_cache_interface.py).
+// Everything but the pool's use depends on the engine's settings, not on the point: it is
+// computed once, when the plan is compiled; a point only asks how many sequences of its
+// context the pool holds.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "runtimes/runtime.hpp"
+#include "runtimes/shared.hpp"
+
+namespace memtax {
+namespace {
+
+using S = Sym;
+using blk::act;
+
+// vLLM's decoder layer: the residual stream is two tensors (hidden, residual) updated in place
+// by fused_add_rms_norm; the layer returns new ones from its MLP.
+OpGraph build_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixer& cm, u64 round_to) {
+    OpGraph g(fmt::format("vllm_layer/{}+{}", tm.name, cm.name), env.dtypes, round_to);
+    const u64 h = env.model.hidden_size;
+    const Size th = blk::tokens(h);
+    int x = g.input(act("hidden", th));
+    int res = g.input(act("residual", th));
+    auto norm = [&](const char* name) {
+        OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(4 * h, {S::Batch, S::Sq}), {}, {}};
+        op.weights.push_back({name, norm_width(env.model), DtypeRole::Act});
+        return op;
+    };
+    auto in_place = [&](const char* name) { return TensorInfo{name, th, DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::Always}; };
+    int xn = g.op1(norm("input_norm"), {x, res}, in_place("hidden_normed"));
+    int o = tm.build(g, env, MixerIO{xn, {}, false});
+    int on = g.op1(norm("post_attention_norm"), {o, res}, in_place("o_normed"));
+    cm.build(g, env, MixerIO{on, {res}, true});
+    g.finalize();
+    return g;
+}
+
+// vLLM's sampler on its start-up dummy run: logits for Kept requests upcast to fp32, top-k/
+// top-p by sorting (fp32 values + int64 indices), softmax, the exponential race of random
+// sampling (vllm/v1/sample/ops/topk_topp_sampler.py). Batch = 1; Kept = requests sampled; the
+// hidden states of the profile run stay referenced.
+OpGraph build_sampler(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt) {
+    using R = DtypeRole;
+    using C = Category;
+    OpGraph g("vllm_sampler", dt, in.runtime.allocator_round_bytes);
+    const u64 h = in.model.hidden_size;
+    const Size nv(in.model.vocab_size, {S::Batch, S::Kept});
+    auto t = [&](const char* name, R r, Lifetime life = Lifetime::Transient) { return TensorInfo{name, nv, r, C::Logits, life}; };
+    auto op = [](const char* name, OpKind k) { return OpInfo{name, k, OpGroup::Sampler, {}, {}, {}}; };
+    int hidden = g.input(act("last_hidden_states", blk::tokens(h)));
+    int hs = g.op1(op("select_logit_rows", OpKind::Copy), {hidden}, act("sample_hidden", Size(h, {S::Batch, S::Kept})));
+    int l = g.op1(op("lm_head", OpKind::Matmul), {hs}, act("logits_act", nv, C::Logits), {hidden});
+    int l32 = g.op1(op("logits_fp32", OpKind::Copy), {l}, t("logits", R::Fp32), {hidden});
+    // apply_top_k_top_p: sort, mask below the k-th value, softmax + cumsum (in place), mask
+    // above p, scatter back; its locals live until it returns.
+    auto sorted = g.op(op("sort", OpKind::Sort), {l32}, {t("logits_sorted", R::Fp32), t("sort_index", R::Index)}, {l});
+    int topk = g.op1(op("top_k_mask", OpKind::Elementwise), {sorted[0]}, t("top_k_mask", R::Bool), {l, l32, sorted[1]});
+    int probs_sort = g.op1(op("top_p_softmax", OpKind::Softmax), {sorted[0], topk}, t("probs_sort", R::Fp32), {l, l32, sorted[1]});
+    int topp = g.op1(op("top_p_mask", OpKind::Elementwise), {probs_sort}, t("top_p_mask", R::Bool), {l, l32, sorted[0], sorted[1]});
+    int filtered = g.op1(op("scatter", OpKind::Copy), {sorted[0], sorted[1], topp}, t("logits_filtered", R::Fp32), {l, l32, probs_sort});
+    // random_sample: probs = softmax(logits); q = empty_like(probs).exponential_(); argmax(probs / q).
+    int probs = g.op1(op("softmax", OpKind::Softmax), {filtered}, t("probs", R::Fp32), {l, l32});
+    int q = g.op1(op("exponential", OpKind::Elementwise), {}, t("exp_noise", R::Fp32), {l, l32, probs});
+    g.op1(op("argmax", OpKind::Elementwise), {probs, q}, TensorInfo{"sampled", Size(1, {S::Batch, S::Kept}), R::Index, C::Logits, Lifetime::Persistent},
+          {l, l32});
+    g.finalize();
+    return g;
+}
+
+class VllmPlan final : public RuntimePlan {
+public:
+    explicit VllmPlan(const CompileInput& in);
+    void evaluate(const Point& p, PointResult& r) const noexcept override;
+    void describe(const Point& p, const PointResult& r, Breakdown& out) const override;
+    u64 weights() const override { return weights_; }
+    u64 parameters() const override { return parameters_; }
+    std::string overflow_term(const PointResult& r) const override;
+
+private:
+    struct Type {
+        LayerSpec spec;
+        CacheSpec cache;
+        OpGraph graph;
+        u64 count = 0, model_count = 0;
+    };
+    // The profile forward over `tokens` flattened tokens: ids and positions (int64), then one
+    // layer's peak (the residual stream enters each layer, which returns new ones).
+    u64 forward_peak(u64 tokens, size_t* type = nullptr, GraphEval* out = nullptr) const;
+    u64 blocks_per_request(u64 max_len) const noexcept;
+
+    ModelSpec model_;
+    RuntimeSpec rt_;
+    VllmParams p_;
+    ShardSizes shard_;
+    DtypePolicy dt_;
+    std::array<DType, kDtypeRoles> dtypes_;
+    bool has_head_, has_embedding_;
+    std::vector<Type> types_;
+    OpGraph embedding_, head_, sampler_;
+    u64 parameters_ = 0;
+    u64 weights_ = 0, capacity_ = 0;
+    std::string overhead_source_;
+    // Start-up results, per GPU.
+    u64 requested_ = 0, forward_peak_ = 0, sampler_peak_ = 0, sampler_requests_ = 0, graph_pool_ = 0, non_torch_ = 0;
+    u64 logits_ = 0, available_ = 0, page_ = 0, group_ = 0, num_blocks_ = 0, n_full_ = 0, n_window_ = 0, window_ = 0;
+    bool kv_positive_ = false;
+    std::string peak_at_;
+};
+
+VllmPlan::VllmPlan(const CompileInput& in)
+    : model_(in.model), rt_(in.runtime), p_(*in.runtime.vllm), shard_(in.shard), dt_(in.dtypes),
+      dtypes_(graph_dtypes(in.model, in.dtypes, in.model.dtype)), has_head_(in.has_head), has_embedding_(in.has_embedding),
+      embedding_(build_embedding_graph(in, dtypes_)), head_(build_head_graph(in, dtypes_, false)), sampler_(build_sampler(in, dtypes_)) {
+    if (!dt_.kv.whole_bytes())
+        throw InputError(SourcePos{}, "workload.kv_dtype", fmt::format("vLLM has no {} KV cache; use bf16, fp16 or fp8_e4m3", dt_.kv.name));
+    const BlockEnv env{model_, shard_, rt_, Execution::Vllm, dtypes_};
+    for (size_t i = 0; i < model_.layers.size(); ++i) {
+        const LayerSpec& l = model_.layers[i];
+        auto it = std::find_if(types_.begin(), types_.end(), [&](const Type& t) { return t.spec == l; });
+        if (it == types_.end()) {
+            check_layer(in.blocks, model_, i, Execution::Vllm);
+            const TokenMixer& tm = in.blocks.token_mixer(l.token_mixer, "");
+            const ChannelMixer& cm = in.blocks.channel_mixer(l.channel_mixer, "");
+            types_.push_back(Type{l, tm.cache(env), build_layer(env, tm, cm, rt_.allocator_round_bytes), 0, 0});
+            it = types_.end() - 1;
+        }
+        ++it->count;
+    }
+    for (auto& t : types_) {
+        t.model_count = static_cast<u64>(std::count(in.full_model.layers.begin(), in.full_model.layers.end(), t.spec));
+        weights_ = checked_add(weights_, checked_mul(t.graph.weight_bytes(), t.count, "weights"), "weights");
+        (t.cache.window ? n_window_ : n_full_) += t.count;
+        if (t.cache.window) window_ = t.cache.window;
+    }
+    if (has_embedding_) weights_ = checked_add(weights_, embedding_.weight_bytes(), "weights");
+    if (has_head_) weights_ = checked_add(weights_, head_.weight_bytes(), "weights");
+    // Parameters this GPU holds: its layers, the embedding on the first stage, the head (a tied
+    // head being a copy of the embedding once they live apart) on the last.
+    for (const auto& t : types_) parameters_ = checked_add(parameters_, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
+    if (has_embedding_) parameters_ = checked_add(parameters_, embedding_.weight_elements(), "parameters");
+    if (has_head_) parameters_ = checked_add(parameters_, head_.weight_elements(), "parameters");
+    capacity_ = in.gpu.usable_memory_bytes;
+    const ContextOverhead& oh = rt_.overhead_for(in.gpu.name);
+    overhead_source_ = oh.source;
+    non_torch_ = oh.bytes;
+
+    size_t peak_type = 0;
+    GraphEval lev;
+    forward_peak_ = forward_peak(p_.max_num_batched_tokens, &peak_type, &lev);
+    sampler_requests_ = std::min(p_.max_num_seqs, p_.max_num_batched_tokens);
+    peak_at_ = std::string("profile forward ") + (lev.peak_op >= 0 ? types_[peak_type].graph.ops()[static_cast<size_t>(lev.peak_op)].name : "");
+    if (has_head_) {  // only the last pipeline stage samples
+        Bindings b;
+        b[S::Batch] = 1;
+        b[S::Sq] = p_.max_num_batched_tokens;
+        b[S::Kept] = sampler_requests_;
+        const GraphEval g = sampler_.evaluate(b);
+        if (g.overflow) throw OverflowError(sampler_.item_name(g.overflow_tensor));
+        sampler_peak_ = g.peak_bytes;
+        if (sampler_peak_ > forward_peak_) {
+            logits_ = g.at_peak[Category::Logits];
+            peak_at_ = std::string("sampler ") + sampler_.ops()[static_cast<size_t>(g.peak_op)].name;
+        }
+    }
+    const u64 act_peak = std::max(forward_peak_, sampler_peak_);
+    graph_pool_ = p_.cudagraph_max_capture_size ? forward_peak(p_.cudagraph_max_capture_size) : 0;
+    // requested = total × utilisation, in exact integer arithmetic (ppm).
+    requested_ = mul_frac(capacity_, p_.gpu_memory_utilization_ppm, 1000000);
+    const u64 non_kv = checked_add(checked_add(weights_, act_peak, "vllm non-kv"), checked_add(non_torch_, graph_pool_, "vllm non-kv"), "vllm non-kv");
+    kv_positive_ = requested_ > non_kv;
+    available_ = kv_positive_ ? requested_ - non_kv : 0;
+    // One page = one block of one layer, all of its cached tensors.
+    const CacheSpec& cache = types_.front().cache;
+    page_ = checked_mul(dt_.kv.bytes(checked_mul(p_.block_size, cache.elements_per_token, "kv page"), "kv page"), 1, "kv page");
+    // Hybrid models: layers are grouped so every group has the same size (the smaller count); a
+    // block id spans one layer of each group, so num_blocks divides by the group size.
+    group_ = n_full_ && n_window_ ? std::min(n_full_, n_window_) : model_.num_layers;
+    num_blocks_ = available_ / checked_mul(page_, group_, "kv page");
+}
+
+u64 VllmPlan::forward_peak(u64 tokens, size_t* type, GraphEval* out) const {
+    Bindings b;
+    b[S::Batch] = 1;
+    b[S::Sq] = tokens;
+    b[S::Skv] = tokens;
+    b[S::Kept] = 1;
+    u64 best = 0;
+    for (size_t i = 0; i < types_.size(); ++i) {
+        const GraphEval g = types_[i].graph.evaluate(b);
+        if (g.overflow) throw OverflowError(types_[i].graph.item_name(g.overflow_tensor));
+        if (i == 0 || g.peak_bytes > best) {
+            best = g.peak_bytes;
+            if (type) *type = i;
+            if (out) *out = g;
+        }
+    }
+    u64 ids = checked_mul(tokens, 8, "token ids");
+    if (rt_.allocator_round_bytes > 1 && ids % rt_.allocator_round_bytes) ids += rt_.allocator_round_bytes - ids % rt_.allocator_round_bytes;
+    return checked_add(best, checked_mul(2, ids, "token ids"), "vllm forward");
+}
+
+u64 VllmPlan::blocks_per_request(u64 max_len) const noexcept {
+    const u64 full_blocks = ceil_div(max_len, p_.block_size);
+    // A windowed layer keeps window - 1 + the tokens of one step, plus one block of slack.
+    const u64 window_blocks = ceil_div(std::min(window_ - (window_ ? 1 : 0) + p_.max_num_batched_tokens, max_len), p_.block_size) + 1;
+    u64 per_request = 0;
+    if (n_full_) per_request += ceil_div(n_full_, group_) * full_blocks;
+    if (n_window_) per_request += ceil_div(n_window_, group_) * window_blocks;
+    return per_request;
+}
+
+void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
+    bool ovf = false;
+    const u64 max_len = p.context, B = p.batch;
+    r.logits_kept = 1;
+    r.weights = weights_;
+    r.resident_before = weights_;
+    r.capacity = capacity_;
+    r.attention_matrix = 0;
+    r.logits = logits_;
+    r.forward_peak = std::max(forward_peak_, sampler_peak_);
+    r.activation_peak = r.forward_peak - logits_;
+    r.logits_output = 0;
+    r.peak_layer = -1;
+    r.peak_site = -1;
+    r.peak_op = -1;
+    const u64 per_request = blocks_per_request(max_len);
+    // num_blocks / per_request, ×1000, floored; the product is checked.
+    u64 milli;
+    ovf |= __builtin_mul_overflow(num_blocks_ / per_request, 1000, &milli);
+    r.max_concurrency_milli = milli + mul_frac(num_blocks_ % per_request, 1000, per_request);
+    u64 pool;
+    ovf |= __builtin_mul_overflow(num_blocks_, page_, &pool) || __builtin_mul_overflow(pool, group_, &pool);
+    r.kv_cache = pool;
+    // Per sequence at the workload's context (the cache the step reads); a windowed layer keeps
+    // at most its window.
+    u64 visible = 0;
+    for (const auto& t : types_) {
+        const u64 tokens = t.cache.window ? std::min(max_len, t.cache.window) : max_len;
+        u64 n, per_tensor, layer;
+        ovf |= __builtin_mul_overflow(B, tokens, &n) || __builtin_mul_overflow(n, t.cache.elements_per_token / t.cache.tensors, &n) ||
+               !dt_.kv.try_bytes(n, per_tensor) || __builtin_mul_overflow(per_tensor, t.cache.tensors * t.count, &layer) ||
+               __builtin_add_overflow(visible, layer, &visible);
+    }
+    r.kv_cache_visible = visible;
+    r.runtime_overhead = non_torch_ + graph_pool_;
+    u64 total = 0;
+    for (u64 v : {weights_, r.kv_cache, r.activation_peak, r.logits, r.runtime_overhead}) ovf |= __builtin_add_overflow(total, v, &total);
+    r.total = total;
+    // vLLM refuses to start without KV memory, and serves `batch` sequences of `context` tokens at
+    // once only if the pool holds them.
+    r.fits = kv_positive_ && num_blocks_ > 0 && num_blocks_ / per_request >= B;
+    r.status = ovf ? PointStatus::Overflow : PointStatus::Ok;
+}
+
+std::string VllmPlan::overflow_term(const PointResult&) const { return "vLLM KV pool and the cache the sequences read"; }
+
+void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) const {
+    const u64 B = p.batch, max_len = p.context;
+    const bool prefill = p.mode == Mode::Prefill;
+    out.peak_at = peak_at_;
+    const u64 per_request = blocks_per_request(max_len);
+    const u64 full_blocks = ceil_div(max_len, p_.block_size);
+    // The workload's own step, for the time model: B sequences flattened into one batch of
+    // tokens; decode reads every sequence's KV from the pool.
+    Bindings b;
+    b[S::Batch] = 1;
+    b[S::Sq] = prefill ? checked_mul(B, max_len, "tokens") : B;
+    b[S::Skv] = max_len;
+    b[S::SkvOld] = prefill ? 0 : checked_mul(B, max_len, "kv read");
+    b[S::AttnKeys] = prefill ? (max_len + 1) / 2 : max_len;
+    b[S::Kept] = B;
+    Bindings profile;
+    profile[S::Batch] = 1;
+    profile[S::Sq] = p_.max_num_batched_tokens;
+    profile[S::Skv] = p_.max_num_batched_tokens;
+    profile[S::Kept] = 1;
+    for (const auto& t : types_) {
+        const GraphEval ev = t.graph.evaluate(profile);
+        LayerRow row{t.spec.token_mixer, t.spec.channel_mixer, t.count, t.graph.weight_bytes(), checked_mul(page_, full_blocks, "kv"),
+                     ev.attention_matrix_max, ev.peak_bytes - ev.at_peak[Category::KvCache],
+                     ev.peak_op >= 0 ? t.graph.ops()[static_cast<size_t>(ev.peak_op)].name : ""};
+        out.layers.push_back(row);
+        out.step_graphs.push_back(GraphUse{&t.graph, b, t.model_count, true, 0,
+                                           model_.dtype.bytes(checked_product({1, b[S::Sq], model_.hidden_size}, "message"), "message")});
+    }
+    if (has_head_) out.step_graphs.push_back(GraphUse{&head_, b, 1, false, 0, 0});
+
+    Section s{"vllm", fmt::format("vLLM start-up (gpu_memory_utilization × usable = {} B)", group_digits(requested_)), {}};
+    auto f = [&](const char* key, auto v, const char* label) { s.fields.push_back({key, v, label}); };
+    f("requested_bytes", requested_, "requested (bytes)");
+    f("profile_tokens", p_.max_num_batched_tokens, "profile forward peak (tokens)");
+    f("sampler_requests", sampler_requests_, "profile sampler requests");
+    f("profile_forward_peak_bytes", forward_peak_, "profile forward peak (bytes)");
+    f("profile_sampler_peak_bytes", sampler_peak_, "profile sampler peak (bytes)");
+    f("cudagraph_pool_bytes", graph_pool_, "CUDA-graph pool (bytes)");
+    f("non_torch_bytes", non_torch_, "non-torch memory (bytes)");
+    f("available_kv_bytes", available_, "available for KV (bytes)");
+    f("block_size", p_.block_size, "block size (tokens)");
+    f("page_bytes", page_, "page: one block of one layer (bytes)");
+    f("layers_per_block", group_, "layers per block id");
+    f("num_blocks", num_blocks_, "KV blocks");
+    f("blocks_per_request", per_request, "blocks per request at max_model_len");
+    f("max_concurrency", static_cast<double>(r.max_concurrency_milli) / 1000.0, "maximum concurrency");
+    f("max_concurrent_requests", num_blocks_ / per_request, "maximum concurrent requests");
+    out.sections.push_back(std::move(s));
+
+    std::vector<LayerGraphRef> refs;
+    for (const auto& t : types_) refs.push_back({&t.spec, &t.graph, t.count});
+    add_weight_components(out, model_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, refs, weights_);
+    out.components.push_back({"kv_cache", "kv_cache", r.kv_cache,
+                              fmt::format("vLLM pool: num_blocks · page · layers per block = {} · {} · {}, page = block {} · state per token {} · {} B; "
+                                          "num_blocks = available {} B // (page · layers)",
+                                          group_digits(num_blocks_), group_digits(page_), group_, p_.block_size,
+                                          types_.front().cache.elements_per_token, dt_.kv.bits / 8, group_digits(available_))});
+    out.components.push_back({"attention_matrix", "attention_matrix", 0, "fused paged attention: no S×S tensor"});
+    out.components.push_back({"activation_peak", "activations", r.activation_peak,
+                              fmt::format("the start-up profile's peak ({}) by op-graph liveness, less its logits", out.peak_at)});
+    out.components.push_back({"logits", "logits", r.logits,
+                              fmt::format("vLLM sampler tensors live at the profile peak ({} requests · vocab {}: logits in {} and fp32, sorted values and int64 indices, masks, probabilities)",
+                                          sampler_requests_, group_digits(model_.vocab_size), model_.dtype.name)});
+    out.components.push_back({"runtime_overhead", "overhead", r.runtime_overhead,
+                              fmt::format("CUDA context + library workspaces of {} ({}) + CUDA-graph pool {} B", rt_.name, overhead_source_,
+                                          group_digits(graph_pool_))});
+    out.components.push_back({"forward_peak", "peak", r.forward_peak, fmt::format("the start-up profile's peak, at {}", out.peak_at)});
+    out.components.push_back({"total", "total", r.total, "weights + kv_cache + activation_peak + logits + runtime_overhead"});
+
+    if (!kv_positive_)
+        out.verdict = fmt::format("does not fit: weights {} + activation peak {} + non-torch {} + CUDA graphs {} exceed the {} vLLM may use; no memory for the KV cache",
+                                  format_bytes_gib(weights_), format_bytes_gib(std::max(forward_peak_, sampler_peak_)), format_bytes_gib(non_torch_),
+                                  format_bytes_gib(graph_pool_), format_bytes_gib(requested_));
+    else
+        out.verdict = fmt::format("{}: {} KV blocks of {} tokens ({}) hold {:.2f} sequences of {} tokens; {} wanted", r.fits ? "fits" : "does not fit",
+                                  group_digits(num_blocks_), p_.block_size, format_bytes_gib(r.kv_cache),
+                                  static_cast<double>(r.max_concurrency_milli) / 1000.0, group_digits(max_len), B);
+}
+
+}  // namespace
+
+std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in) {
+    if (!in.runtime.vllm) throw InputError(SourcePos{in.runtime.file, 0, 0}, "vllm", "a vllm runtime profile needs its vllm: block");
+    return std::make_unique<VllmPlan>(in);
+}
+
+}  // namespace memtax
