@@ -2,7 +2,7 @@
 #include <benchmark/benchmark.h>
 
 #include "model/kernel_model.hpp"
-#include "model/memory_model.hpp"
+#include "model/plan.hpp"
 #include "model/time_model.hpp"
 #include "spec/loaders.hpp"
 #include "validate/calibrate.hpp"
@@ -27,6 +27,30 @@ void BM_Estimate80Layers(benchmark::State& state) {
     }
 }
 BENCHMARK(BM_Estimate80Layers)->Arg(0)->Arg(1)->Arg(2)->ArgName("runtime");
+
+// A planner's inner loop: the compiled plan of the same 80-layer deployment evaluated over a
+// grid of points (prefill and decode × batch 1…128 × context 1k…128k, 128 points, cycled).
+// items_per_second = points per second. Arg: 0 hf-sdpa, 1 hf-eager, 2 vllm.
+void BM_Sweep(benchmark::State& state) {
+    memtax::ModelSpec m = memtax::resolve_model("llama-3.1-70b");
+    memtax::GpuSpec g = memtax::resolve_gpu("h200");
+    memtax::Workload w;
+    const char* names[] = {"hf-sdpa", "hf-eager", "vllm"};
+    w.runtime = memtax::resolve_runtime(names[state.range(0)]);
+    const memtax::Plan plan = memtax::Plan::compile(m, g, memtax::Deployment{4, 4}, w);
+    std::vector<memtax::Point> grid;
+    for (auto mode : {memtax::Mode::Prefill, memtax::Mode::Decode})
+        for (std::uint64_t b = 1; b <= 128; b *= 2)
+            for (std::uint64_t c = 1024; c <= 131072; c *= 2) grid.push_back({mode, b, c});
+    size_t i = 0;
+    for (auto _ : state) {
+        const memtax::PointResult r = plan.evaluate(grid[i]);
+        benchmark::DoNotOptimize(r.total);
+        if (++i == grid.size()) i = 0;
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_Sweep)->Arg(0)->Arg(1)->Arg(2)->ArgName("runtime");
 
 // The roofline of both steps (prefill and decode) of the same 80-layer deployment over an
 // 8-GPU NVSwitch node: per-op traffic of every graph, the per-kind table, the TP all-reduces.

@@ -4,7 +4,7 @@
 #include "core/bytes.hpp"
 #include "core/dtype.hpp"
 #include "core/units.hpp"
-#include "model/memory_model.hpp"
+#include "model/plan.hpp"
 
 using namespace memtax;
 

@@ -3,7 +3,7 @@
 
 #include <random>
 
-#include "model/memory_model.hpp"
+#include "model/plan.hpp"
 #include "spec/loaders.hpp"
 
 using namespace memtax;
@@ -12,6 +12,7 @@ namespace {
 
 Estimate at(const ModelSpec& m, const GpuSpec& g, u64 batch, u64 ctx, Mode mode, AttentionKernel k, u64 tp = 1) {
     Workload w;
+    w.allow_long_context = true;  // properties hold past max_context too
     w.batch = batch;
     w.context = ctx;
     w.mode = mode;
@@ -28,7 +29,7 @@ TEST(Properties, MonotoneLinearQuadraticAndTpNeverGrows) {
     int cases = 0;
     for (const ModelSpec& m : catalog_models()) {
         bool all_full = true;
-        for (auto k : m.layer_kinds) all_full &= k == LayerKind::FullAttention;
+        for (const auto& l : m.layers) all_full &= l.token_mixer == "full_attention";
         for (int i = 0; i < 6; ++i) {
             const u64 ctx = 256 + rng() % 16384;
             const u64 batch = 1 + rng() % 8;
@@ -51,8 +52,8 @@ TEST(Properties, MonotoneLinearQuadraticAndTpNeverGrows) {
                     {
                         // ×4 per doubling, up to the allocator's rounding of each S×S tensor to 512 B
                         // (at most 4 tensors live at once, each off by < 512 B before and after).
-                        const double quad = 4.0 * static_cast<double>(base.layer_kinds[0].attention_matrix_bytes);
-                        EXPECT_NEAR(static_cast<double>(longer.layer_kinds[0].attention_matrix_bytes), quad, 5.0 * 4 * 512);
+                        const double quad = 4.0 * static_cast<double>(base.layers[0].attention_matrix_bytes);
+                        EXPECT_NEAR(static_cast<double>(longer.layers[0].attention_matrix_bytes), quad, 5.0 * 4 * 512);
                     }
                     // The fused kernel has no score matrix; with a sliding window SDPA still gets a
                     // bool mask and its additive copy, which count as attention matrix.

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <map>
 
-#include "model/memory_model.hpp"
+#include "model/plan.hpp"
 #include "spec/loaders.hpp"
 #include "spec/yaml_reader.hpp"
 
@@ -93,7 +93,7 @@ TEST(Catalog, RuntimesStateTheirMechanismsAndCiteThem) {
 TEST(Catalog, SlidingWindowAndBiases) {
     ModelSpec mistral = resolve_model("mistral-7b-v0.1");
     EXPECT_EQ(mistral.sliding_window, 4096u);
-    for (auto k : mistral.layer_kinds) EXPECT_EQ(k, LayerKind::SlidingAttention);
+    for (const auto& l : mistral.layers) EXPECT_EQ(l.token_mixer, "sliding_attention");
     ModelSpec qwen = resolve_model("qwen2.5-72b");
     EXPECT_TRUE(qwen.qkv_bias);
     EXPECT_EQ(qwen.head_dim, 128u);  // implied: 8192 / 64
@@ -147,7 +147,8 @@ TEST(HfConfig, Qwen2AndMistralDispatch) {
       "max_position_embeddings": 32768, "sliding_window": 4096, "torch_dtype": "bfloat16"})";
     ModelSpec m = load_hf_config(mistral, "mistral.json");
     EXPECT_EQ(m.sliding_window, 4096u);
-    EXPECT_EQ(m.layer_kinds.front(), LayerKind::SlidingAttention);
+    EXPECT_EQ(m.layers.front().token_mixer, "sliding_attention");
+    EXPECT_EQ(m.layers.front().channel_mixer, "gated_mlp");
     EXPECT_EQ(parameter_count(m), 7241732096ull);
 }
 
@@ -165,7 +166,7 @@ TEST(YamlSpec, UnknownKeyNamesLineAndSuggestion) {
 TEST(YamlSpec, GoodProfileLoads) {
     ModelSpec m = load_model_yaml(read_input_file(data("good_model.yaml")), "good_model.yaml");
     EXPECT_EQ(m.head_dim, 64u);
-    EXPECT_EQ(m.layer_kinds.size(), 2u);
+    EXPECT_EQ(m.layers.size(), 2u);
 }
 
 TEST(InputFiles, MissingDirectoryAndBinary) {

@@ -17,6 +17,7 @@ struct Pair {
 
 Pair both(const std::string& model, const std::string& gpu, const std::string& runtime, u64 batch, u64 context, Deployment dep = {}) {
     Workload w;
+    w.allow_long_context = true;  // properties hold past max_context too
     w.batch = batch;
     w.context = context;
     w.runtime = resolve_runtime(runtime);
@@ -148,7 +149,7 @@ TEST(Time, PipelineStagesAddTransfersAndRunEveryLayer) {
     // Llama-3.1-70B, TP 8 × PP 2 over two DGX H100 nodes: one stage per node; the hidden state
     // of an 8,192-token prompt (8,192 · 8,192 · 2 B) crosses InfiniBand once.
     Pair p = both("llama-3.1-70b", "h100-sxm", "hf-sdpa", 1, 8192, Deployment{16, 8, 2});
-    EXPECT_EQ(p.prefill.detail.stage_layers, 40u);
+    EXPECT_EQ(p.prefill.stage_layers, 40u);
     TimeEstimate t = estimate_time(p.prefill, p.decode, Topology(resolve_cluster("dgx-h100-2x8-ib")));
     const KindTime* pp = kind(t.prefill, "pp transfer");
     ASSERT_NE(pp, nullptr);

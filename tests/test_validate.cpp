@@ -2,7 +2,9 @@
 // (peak within 5%, KV exact), and vLLM's start-up arithmetic derived by hand.
 #include <gtest/gtest.h>
 
-#include "model/memory_model.hpp"
+#include <cmath>
+
+#include "model/plan.hpp"
 #include "spec/loaders.hpp"
 #include "validate/validate.hpp"
 
@@ -126,30 +128,33 @@ TEST(Vllm, StartupSizingDerivedByHand) {
     w.batch = 4;
     w.runtime = resolve_runtime("vllm");
     Estimate e = estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
-    ASSERT_TRUE(e.vllm.has_value());
-    const VllmPlan& p = *e.vllm;
+    auto V = [&](const char* key) {
+        const auto v = section_u64(e, "vllm", key);
+        EXPECT_TRUE(v.has_value()) << key;
+        return v.value_or(0);
+    };
     // requested = floor(85,017,493,504 · 0.9).
-    EXPECT_EQ(p.requested_bytes, 76515744153u);
+    EXPECT_EQ(V("requested_bytes"), 76515744153u);
     // Profile forward, T = 8,192 tokens (MiB): hidden + residual 64 + 64; merged QKV 96;
     // gate_up [T, 28,672] 448 alive with its SiluAndMul output 224 and the residual 64:
     // 736 MiB, plus int64 token ids and positions 2 · 64 KiB.
-    EXPECT_EQ(p.forward_peak_bytes, 736ull * 1048576 + 2 * 65536);
+    EXPECT_EQ(V("profile_forward_peak_bytes"), 736ull * 1048576 + 2 * 65536);
     // Sampler, 256 requests × 128,256 vocab = 32,833,536 elements: at the scatter, bf16
     // logits (2) + fp32 logits (4) + sorted (4) + indices (8) + probs_sort (4) + top-p mask (1)
     // + scatter output (4) = 27 bytes per element.
-    EXPECT_EQ(p.sampler_peak_bytes, 27ull * 32833536);
-    EXPECT_EQ(e.forward_peak, p.sampler_peak_bytes);
+    EXPECT_EQ(V("profile_sampler_peak_bytes"), 27ull * 32833536);
+    EXPECT_EQ(e.forward_peak, V("profile_sampler_peak_bytes"));
     // CUDA-graph pool: the same forward at 512 tokens: 46 MiB + ids 2 · 4 KiB.
-    EXPECT_EQ(p.cudagraph_pool_bytes, 46ull * 1048576 + 2 * 4096);
+    EXPECT_EQ(V("cudagraph_pool_bytes"), 46ull * 1048576 + 2 * 4096);
     // Page: 2 · 16 tokens · 8 KV heads · 128 · 2 B = 65,536; 32 layers per block id.
-    EXPECT_EQ(p.page_bytes, 65536u);
-    EXPECT_EQ(p.layers_per_block, 32u);
+    EXPECT_EQ(V("page_bytes"), 65536u);
+    EXPECT_EQ(V("layers_per_block"), 32u);
     const u64 available = 76515744153ull - 16060522496ull - 27ull * 32833536 - 760020992ull - (46ull * 1048576 + 8192);
-    EXPECT_EQ(p.available_kv_bytes, available);
-    EXPECT_EQ(p.num_blocks, available / (65536ull * 32));
-    EXPECT_EQ(p.blocks_per_request, 131072u / 16);
-    EXPECT_EQ(p.max_concurrency, p.num_blocks / 8192);  // 28,019 blocks: 3 whole requests
-    EXPECT_EQ(p.num_blocks, 28019u);
+    EXPECT_EQ(V("available_kv_bytes"), available);
+    EXPECT_EQ(V("num_blocks"), available / (65536ull * 32));
+    EXPECT_EQ(V("blocks_per_request"), 131072u / 16);
+    EXPECT_EQ(V("max_concurrent_requests"), V("num_blocks") / 8192);  // 28,019 blocks: 3 whole requests
+    EXPECT_EQ(V("num_blocks"), 28019u);
     EXPECT_FALSE(e.fits);  // 4 sequences of 128k wanted
     w.batch = 3;
     EXPECT_TRUE(estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w).fits);
@@ -162,11 +167,11 @@ TEST(Vllm, SlidingWindowLayersHoldWindowPlusBatchedTokens) {
     w.context = 32768;
     w.runtime = resolve_runtime("vllm");
     Estimate e = estimate(resolve_model("mistral-7b-v0.1"), resolve_gpu("h100-sxm"), {}, w);
-    EXPECT_EQ(e.vllm->blocks_per_request, 769u);
+    EXPECT_EQ(*section_u64(e, "vllm", "blocks_per_request"), 769u);
     // Below the window plus batch, a request needs its whole length: cdiv(8,000, 16) + 1.
     w.context = 8000;
     e = estimate(resolve_model("mistral-7b-v0.1"), resolve_gpu("h100-sxm"), {}, w);
-    EXPECT_EQ(e.vllm->blocks_per_request, 501u);
+    EXPECT_EQ(*section_u64(e, "vllm", "blocks_per_request"), 501u);
 }
 
 TEST(Vllm, Fp8KvDoublesTheBlocks) {
@@ -176,8 +181,8 @@ TEST(Vllm, Fp8KvDoublesTheBlocks) {
     Estimate bf = estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
     parse_dtype("fp8_e4m3", w.kv_dtype.emplace());
     Estimate f8 = estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
-    EXPECT_EQ(f8.vllm->page_bytes * 2, bf.vllm->page_bytes);
-    EXPECT_EQ(f8.vllm->num_blocks, bf.vllm->available_kv_bytes / (32768ull * 32));
+    EXPECT_EQ(*section_u64(f8, "vllm", "page_bytes") * 2, *section_u64(bf, "vllm", "page_bytes"));
+    EXPECT_EQ(*section_u64(f8, "vllm", "num_blocks"), *section_u64(bf, "vllm", "available_kv_bytes") / (32768ull * 32));
     // int4 KV has no vLLM kernel.
     parse_dtype("int4", w.kv_dtype.emplace());
     EXPECT_THROW(estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w), InputError);

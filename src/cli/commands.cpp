@@ -300,7 +300,11 @@ InputError as_flags(const InputError& e) {
                 if (text == path) return std::string(flag);
                 continue;
             }
-            for (size_t at; (at = text.find(path)) != std::string::npos;) text.replace(at, std::string(path).size(), flag);
+            // Only dotted paths inside a message (a bare word such as "runtime" is prose there).
+            const std::string p = path;
+            if (p.find('.') == std::string::npos) continue;
+            for (size_t at = 0; (at = text.find(p, at)) != std::string::npos; at += std::string(flag).size())
+                text.replace(at, p.size(), flag);
         }
         return text;
     };

@@ -37,6 +37,15 @@ std::array<DType, kDtypeRoles> graph_dtypes(const ModelSpec& m, const DtypePolic
     return d;
 }
 
+std::optional<u64> section_u64(const Breakdown& b, const std::string& section, const std::string& key) {
+    for (const auto& s : b.sections)
+        if (s.name == section)
+            for (const auto& f : s.fields)
+                if (f.key == key)
+                    if (const u64* v = std::get_if<u64>(&f.value)) return *v;
+    return std::nullopt;
+}
+
 u64 norm_width(const ModelSpec& m) { return m.norm == NormKind::RMSNorm ? m.hidden_size : checked_mul(2, m.hidden_size, "norm"); }
 
 OpGraph build_embedding_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt) {

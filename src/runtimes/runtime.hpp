@@ -127,6 +127,10 @@ struct Breakdown {
     std::string kv_note;  // what the cache keeps beyond what it exposes, if anything
 };
 
+// The value of a family section's integer field, for callers that know the family (tests, a
+// planner reading vLLM's concurrency); nullopt when absent.
+std::optional<u64> section_u64(const Breakdown& b, const std::string& section, const std::string& key);
+
 struct CompileInput {
     const ModelSpec& model;  // this stage's layers
     const GpuSpec& gpu;

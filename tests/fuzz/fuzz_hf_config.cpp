@@ -2,7 +2,7 @@
 #include <string>
 
 #include "fuzz_common.hpp"
-#include "model/memory_model.hpp"
+#include "model/plan.hpp"
 #include "spec/loaders.hpp"
 
 using namespace memtax;

@@ -5,7 +5,7 @@
 #include "fuzz_common.hpp"
 #include "model/kernel_model.hpp"
 #include "spec/loaders.hpp"
-#include "validate/measurements.hpp"
+#include "spec/measurements.hpp"
 
 using namespace memtax;
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "fuzz_common.hpp"
-#include "model/memory_model.hpp"
+#include "model/plan.hpp"
 #include "model/time_model.hpp"
 #include "spec/loaders.hpp"
 
