@@ -10,9 +10,10 @@
 
 namespace {
 
-// A full per-layer estimate of an 80-layer model (Llama-3.1-70B, prefill, TP 4): weights, KV,
-// liveness of the layer graph, the 80-layer walk, the head and the verdict. Arg: 0 hf-sdpa,
-// 1 hf-eager, 2 vllm (start-up sizing: profile forward, sampler, CUDA-graph pool, KV blocks).
+// The full estimate of one point of an 80-layer model (Llama-3.1-70B, prefill, batch 16, 32k,
+// TP 4) from its compiled plan: the point's numbers, the walk again for where the peak is, the
+// layer rows, the step's graphs for the time model, every component with its formula, the
+// verdict. Arg: 0 hf-sdpa, 1 hf-eager, 2 vllm.
 void BM_Estimate80Layers(benchmark::State& state) {
     memtax::ModelSpec m = memtax::resolve_model("llama-3.1-70b");
     memtax::GpuSpec g = memtax::resolve_gpu("h200");
@@ -21,12 +22,28 @@ void BM_Estimate80Layers(benchmark::State& state) {
     w.context = 32768;
     const char* names[] = {"hf-sdpa", "hf-eager", "vllm"};
     w.runtime = memtax::resolve_runtime(names[state.range(0)]);
+    const memtax::Plan plan = memtax::Plan::compile(m, g, memtax::Deployment{4, 4}, w);
     for (auto _ : state) {
-        memtax::Estimate e = memtax::estimate(m, g, memtax::Deployment{4, 4}, w);
+        memtax::Estimate e = plan.estimate(plan.point_of(w));
         benchmark::DoNotOptimize(e.total);
     }
 }
 BENCHMARK(BM_Estimate80Layers)->Arg(0)->Arg(1)->Arg(2)->ArgName("runtime");
+
+// Compiling that plan: shards, every layer type's graph from its blocks, the head, the
+// runtime's fixed costs (vLLM: the start-up profile run, sampler, CUDA-graph pool, KV pool).
+void BM_Compile80Layers(benchmark::State& state) {
+    memtax::ModelSpec m = memtax::resolve_model("llama-3.1-70b");
+    memtax::GpuSpec g = memtax::resolve_gpu("h200");
+    memtax::Workload w;
+    const char* names[] = {"hf-sdpa", "hf-eager", "vllm"};
+    w.runtime = memtax::resolve_runtime(names[state.range(0)]);
+    for (auto _ : state) {
+        const memtax::Plan plan = memtax::Plan::compile(m, g, memtax::Deployment{4, 4}, w);
+        benchmark::DoNotOptimize(&plan);
+    }
+}
+BENCHMARK(BM_Compile80Layers)->Arg(0)->Arg(1)->Arg(2)->ArgName("runtime");
 
 // A planner's inner loop: the compiled plan of the same 80-layer deployment evaluated over a
 // grid of points (prefill and decode × batch 1…128 × context 1k…128k, 128 points, cycled).

@@ -42,7 +42,7 @@ TEST(Time, DecodeStepIsWeightsPlusKvOverBandwidth) {
     // (the embedding table is only gathered: one row) = 16,060,522,496 - 1,050,673,152, and the
     // KV cache 2 · 32 layers · 8,192 tokens · 1,024 · 2 B = 1,073,741,824.
     Pair p = both("llama-3.1-8b", "h100-sxm", "vllm", 1, 8192);
-    Topology topo(single_node_cluster(p.prefill.gpu, 1));
+    Topology topo(single_node_cluster(p.prefill.gpu(), 1));
     TimeEstimate t = estimate_time(p.prefill, p.decode, topo);
     const double weights_read = 16060522496.0 - 1050673152.0, kv = 1073741824.0;
     const double bw = 3.35e12 * 0.90;  // H100 profile: peak × assumed efficiency
@@ -68,7 +68,7 @@ TEST(Time, TensorParallelHalvesBytesAndAddsTheAllReduce) {
     Pair two = both("llama-3.1-8b", "h100-sxm", "vllm", 1, 8192, Deployment{2, 2});
     const ClusterSpec c = resolve_cluster("hgx-h100-8");
     Topology topo(c);
-    TimeEstimate t1 = estimate_time(one.prefill, one.decode, Topology(single_node_cluster(one.prefill.gpu, 1)));
+    TimeEstimate t1 = estimate_time(one.prefill, one.decode, Topology(single_node_cluster(one.prefill.gpu(), 1)));
     TimeEstimate t2 = estimate_time(two.prefill, two.decode, topo);
     // Norm weights (2 per layer + the final one, 4,096 bf16 each) are replicated; every
     // matrix, the vocab-parallel head and the KV heads split in two.
@@ -95,7 +95,7 @@ TEST(Time, EagerScoreMatrixTrafficIsItsOwnTermAndGrowsQuadratically) {
     Pair e4 = both("llama-3.1-8b", "h100-sxm", "hf-eager", 1, 4096);
     Pair e8 = both("llama-3.1-8b", "h100-sxm", "hf-eager", 1, 8192);
     Pair f8 = both("llama-3.1-8b", "h100-sxm", "hf-sdpa", 1, 8192);
-    Topology topo(single_node_cluster(e4.prefill.gpu, 1));
+    Topology topo(single_node_cluster(e4.prefill.gpu(), 1));
     TimeEstimate t4 = estimate_time(e4.prefill, e4.decode, topo), t8 = estimate_time(e8.prefill, e8.decode, topo);
     TimeEstimate f = estimate_time(f8.prefill, f8.decode, topo);
     // S×S traffic per layer: scores written (2 B), read and written scaled (2+2), masked (2+2),
@@ -111,7 +111,7 @@ TEST(Time, EagerScoreMatrixTrafficIsItsOwnTermAndGrowsQuadratically) {
 
 TEST(Time, RidgePointAndCrossover) {
     Pair p = both("llama-3.1-8b", "h100-sxm", "hf-sdpa", 1, 1024);
-    TimeEstimate t = estimate_time(p.prefill, p.decode, Topology(single_node_cluster(p.prefill.gpu, 1)));
+    TimeEstimate t = estimate_time(p.prefill, p.decode, Topology(single_node_cluster(p.prefill.gpu(), 1)));
     // 989.4e12 · 0.75 / (3.35e12 · 0.90) = 246.12 FLOP/B; bf16 weights (2 B): 2T/2 >= 246.12.
     EXPECT_NEAR(t.ridge_flops_per_byte, 989.4e12 * 0.75 / (3.35e12 * 0.90), 1e-9);
     EXPECT_EQ(t.crossover_tokens, 247u);

@@ -132,14 +132,31 @@ void OpGraph::finalize() {
         for (int i = read_begin_[o]; i < read_begin_[o + 1]; ++i) check(read_[static_cast<size_t>(i)], "read");
         for (int i = hold_begin_[o]; i < hold_begin_[o + 1]; ++i) check(hold_[static_cast<size_t>(i)], "hold");
     }
+    if (ops_.size() > kMaxTensors) throw InternalError(fmt::format("op graph {}: {} ops, above {}", name_, ops_.size(), kMaxTensors));
+    ws_.clear();
+    ws_begin_.assign(1, 0);
+    for (size_t o = 0; o < ops_.size(); ++o) {
+        for (const auto& w : ops_[o].workspace) ws_.push_back(WsSlot{w.size, w.dtype, w.category, static_cast<std::uint16_t>(o)});
+        ws_begin_.push_back(static_cast<int>(ws_.size()));
+    }
+    if (ws_.size() > kMaxTensors) throw InternalError(fmt::format("op graph {}: {} temporaries, above {}", name_, ws_.size(), kMaxTensors));
+    cache_tensors_.clear();
+    for (size_t t = 0; t < n; ++t) {
+        if (tensors_[t].category == Category::KvCache && tensors_[t].lifetime == Lifetime::Persistent) cache_tensors_.push_back(static_cast<int>(t));
+    }
     alias_of_.assign(n, -1);
+    has_fresh_alias_ = false;
     for (size_t t = 0; t < n; ++t) {
         if (tensors_[t].alias == AliasRule::None) continue;
         const int p = producer_[t];
         if (p < 0 || read_begin_[static_cast<size_t>(p)] == read_begin_[static_cast<size_t>(p) + 1])
             throw InternalError(fmt::format("op graph {}: alias tensor {} reads nothing", name_, tensors_[t].name));
         alias_of_[t] = read_[static_cast<size_t>(read_begin_[static_cast<size_t>(p)])];
+        has_fresh_alias_ |= tensors_[t].alias == AliasRule::IfFreshCache;
     }
+    build_variant(variants_[0], false);
+    build_variant(variants_[1], true);
+    prepare_fast_sizes();
     finalized_ = true;
 }
 
@@ -172,6 +189,33 @@ bool sized_bytes(const Size& s, const DType& d, u64 round_to, const Bindings& b,
 }
 
 }  // namespace
+
+std::uint8_t OpGraph::combo_index(const Size& s) {
+    Combo c;
+    c.n = s.n;
+    c.syms = s.syms;
+    std::sort(c.syms.begin(), c.syms.begin() + c.n);
+    for (size_t i = 0; i < combos_.size(); ++i)
+        if (combos_[i].n == c.n && std::equal(c.syms.begin(), c.syms.begin() + c.n, combos_[i].syms.begin())) return static_cast<std::uint8_t>(i);
+    combos_.push_back(c);
+    return static_cast<std::uint8_t>(combos_.size() - 1);
+}
+
+void OpGraph::prepare_fast_sizes() {
+    combos_.clear();
+    combo_of_.clear();
+    coef_bytes_.clear();
+    auto add = [&](const Size& s, DtypeRole r) {
+        const DType& d = dtype(r);
+        u64 cb = 0;
+        if (d.whole_bytes() && __builtin_mul_overflow(s.coef, d.bits / 8, &cb)) cb = 0;  // the general path reports it
+        combo_of_.push_back(combo_index(s));
+        coef_bytes_.push_back(cb);
+    };
+    for (const auto& t : tensors_) add(t.size, t.dtype);
+    for (const auto& w : ws_) add(w.size, w.dtype);
+    if (combos_.size() > 32) throw InternalError(fmt::format("op graph {}: {} distinct size products, above 32", name_, combos_.size()));
+}
 
 u64 OpGraph::tensor_bytes(int t, const Bindings& b) const {
     const TensorInfo& ti = tensors_.at(static_cast<size_t>(t));
@@ -211,10 +255,18 @@ u64 OpGraph::cache_bytes(const Bindings& b) const {
 
 bool OpGraph::try_cache_bytes(const Bindings& b, u64& out) const noexcept {
     out = 0;
-    for (const auto& t : tensors_) {
-        if (t.category != Category::KvCache || t.lifetime != Lifetime::Persistent) continue;
+    for (int t : cache_tensors_) {
         u64 v;
-        if (!sized_bytes(t.size, dtype(t.dtype), 1, b, v) || __builtin_add_overflow(out, v, &out)) return false;
+        const TensorInfo& ti = tensors_[static_cast<size_t>(t)];
+        if (const u64 cb = coef_bytes_[static_cast<size_t>(t)]) {  // whole-byte dtype: coef · bytes × Π syms
+            v = cb;
+            bool ovf = false;
+            for (std::uint8_t i = 0; i < ti.size.n; ++i) ovf |= __builtin_mul_overflow(v, b[ti.size.syms[i]], &v);
+            if (ovf) return false;
+        } else if (!sized_bytes(ti.size, dtype(ti.dtype), 1, b, v)) {
+            return false;
+        }
+        if (__builtin_add_overflow(out, v, &out)) return false;
     }
     return true;
 }
@@ -255,27 +307,17 @@ std::vector<OpTraffic> OpGraph::traffic(const Bindings& b) const {
     return out;
 }
 
-GraphEval OpGraph::evaluate(const Bindings& b) const noexcept {
-    GraphEval r;
-    if (!finalized_) {  // a bug, reported as an overflow of nothing rather than a crash
-        r.overflow = true;
-        return r;
-    }
+// The schedule of one alias variant: which tensors cost nothing, each tensor's category and
+// the op after which it is freed, bucketed per op; what stays. Computed once per variant.
+void OpGraph::build_variant(Variant& v, bool fresh_active) const {
     const size_t n = tensors_.size();
     constexpr int kForever = 1 << 30;
-    // Scratch on the stack: evaluation must not allocate (a planner calls it millions of times).
-    std::array<u64, kMaxTensors> bytes;
-    std::array<int, kMaxTensors> free_after;
-    std::array<Category, kMaxTensors> cat;
+    std::vector<int> free_after(n);
+    v.cat.resize(n);
+    v.zero.assign(n, 0);
     for (size_t t = 0; t < n; ++t) {
-        const TensorInfo& ti = tensors_[t];
-        if (!sized_bytes(ti.size, dtypes_[static_cast<size_t>(ti.dtype)], round_to_, b, bytes[t])) {
-            r.overflow = true;
-            r.overflow_tensor = static_cast<int>(t);
-            return r;
-        }
-        cat[t] = ti.category;
-        switch (ti.lifetime) {
+        v.cat[t] = tensors_[t].category;
+        switch (tensors_[t].lifetime) {
             case Lifetime::Transient: free_after[t] = std::max(last_use_[t], producer_[t]); break;
             case Lifetime::Persistent: free_after[t] = kForever; break;
             // An input (the residual stream entering a layer) dies after its last reader.
@@ -286,69 +328,124 @@ GraphEval OpGraph::evaluate(const Bindings& b) const noexcept {
     // persistent alias makes its source persistent and gives it its category. Aliases point
     // backwards in the schedule, so one reverse pass settles chains.
     for (size_t i = n; i-- > 0;) {
-        if (alias_of_[i] < 0 || !alias_active(tensors_[i].alias, b)) continue;
+        const AliasRule a = tensors_[i].alias;
+        const bool active = a == AliasRule::View || a == AliasRule::Always || (a == AliasRule::IfFreshCache && fresh_active);
+        if (alias_of_[i] < 0 || !active) continue;
         const auto src = static_cast<size_t>(alias_of_[i]);
-        bytes[i] = 0;
+        v.zero[i] = 1;
         free_after[src] = std::max(free_after[src], free_after[i]);
-        if (free_after[i] == kForever) cat[src] = cat[i];
+        if (free_after[i] == kForever) v.cat[src] = v.cat[i];
     }
+    v.free_begin.assign(ops_.size() + 1, 0);
+    v.freed.clear();
+    for (size_t o = 0; o < ops_.size(); ++o) {
+        for (size_t t = 0; t < n; ++t)
+            if (!v.zero[t] && free_after[t] == static_cast<int>(o)) v.freed.push_back(static_cast<std::uint16_t>(t));
+        v.free_begin[o + 1] = static_cast<int>(v.freed.size());
+    }
+    v.preexisting.clear();
+    v.kept_kv.clear();
+    v.kept_other.clear();
+    for (size_t t = 0; t < n; ++t) {
+        if (v.zero[t]) continue;
+        if (tensors_[t].lifetime == Lifetime::Preexisting) v.preexisting.push_back(static_cast<std::uint16_t>(t));
+        else if (free_after[t] == kForever) (v.cat[t] == Category::KvCache ? v.kept_kv : v.kept_other).push_back(static_cast<std::uint16_t>(t));
+    }
+}
+
+GraphEval OpGraph::evaluate(const Bindings& b) const noexcept {
+    GraphEval r;
+    if (!finalized_) {  // a bug, reported as an overflow of nothing rather than a crash
+        r.overflow = true;
+        return r;
+    }
+    const Variant& v = variants_[has_fresh_alias_ && b[Sym::SkvOld] == 0 ? 1 : 0];
+    const size_t n = tensors_.size();
+    // Scratch on the stack: evaluation must not allocate (a planner calls it millions of times).
+    // Each distinct product of symbols once; a product past 2^64 is only an error if a tensor of
+    // non-zero size uses it (the general path below decides).
+    std::array<u64, 32> cv;
+    std::array<bool, 32> cv_ok;
+    for (size_t c = 0; c < combos_.size(); ++c) {
+        u64 x = 1;
+        bool ok = true;
+        for (std::uint8_t i = 0; i < combos_[c].n; ++i) ok &= !__builtin_mul_overflow(x, b[combos_[c].syms[i]], &x);
+        cv[c] = x;
+        cv_ok[c] = ok;
+    }
+    const u64 round = round_to_;
+    // The caching allocator's granularity is a power of two (PyTorch: 512): a mask, not a division.
+    const bool pow2 = (round & (round - 1)) == 0;
+    const u64 mask = round - 1;
+    auto size_slot = [&](size_t k, const Size& sz, DtypeRole role, u64& out) {
+        const u64 cb = coef_bytes_[k];
+        const std::uint8_t c = combo_of_[k];
+        if (cb && cv_ok[c] && pow2) {
+            if (__builtin_mul_overflow(cb, cv[c], &out)) return false;
+            return !__builtin_add_overflow(out, mask, &out) ? (out &= ~mask, true) : false;
+        }
+        return sized_bytes(sz, dtypes_[static_cast<size_t>(role)], round, b, out);
+    };
+    std::array<u64, kMaxTensors> bytes;
     // Sums below stay within Σ bytes, checked once here.
     u64 sum = 0;
-    for (size_t t = 0; t < n; ++t)
-        if (__builtin_add_overflow(sum, bytes[t], &sum)) {
+    for (size_t t = 0; t < n; ++t) {
+        if (v.zero[t]) {
+            bytes[t] = 0;
+            continue;
+        }
+        if (!size_slot(t, tensors_[t].size, tensors_[t].dtype, bytes[t]) || __builtin_add_overflow(sum, bytes[t], &sum)) {
             r.overflow = true;
             r.overflow_tensor = static_cast<int>(t);
             return r;
         }
+    }
+    // Temporaries of every op, sized once.
+    std::array<u64, kMaxTensors> ws;
+    for (size_t k = 0; k < ws_.size(); ++k) {
+        const WsSlot& w = ws_[k];
+        if (!size_slot(n + k, w.size, w.dtype, ws[k]) || __builtin_add_overflow(sum, ws[k], &sum)) {
+            r.overflow = true;
+            r.overflow_tensor = -1 - static_cast<int>(w.op);
+            return r;
+        }
+    }
     Composition live;
-    for (size_t t = 0; t < n; ++t) {
-        if (tensors_[t].lifetime != Lifetime::Preexisting) continue;
-        live[cat[t]] += bytes[t];
-        r.preexisting += bytes[t];
-        if (cat[t] == Category::KvCache) r.preexisting_kv += bytes[t];
+    u64 live_total = 0;
+    for (std::uint16_t t : v.preexisting) {
+        live[v.cat[t]] += bytes[t];
+        live_total += bytes[t];
+        if (v.cat[t] == Category::KvCache) r.preexisting_kv += bytes[t];
     }
-    // Tensors freed after each op, bucketed by a counting sort.
+    r.preexisting = live_total;
     const size_t n_ops = ops_.size();
-    std::array<std::uint16_t, kMaxTensors + 1> first{};
-    std::array<std::uint16_t, kMaxTensors> order;
-    for (size_t t = 0; t < n; ++t)
-        if (free_after[t] >= 0 && free_after[t] != kForever) ++first[static_cast<size_t>(free_after[t]) + 1];
-    for (size_t o = 0; o < n_ops; ++o) first[o + 1] = static_cast<std::uint16_t>(first[o + 1] + first[o]);
-    {
-        std::array<std::uint16_t, kMaxTensors + 1> fill = first;
-        for (size_t t = 0; t < n; ++t)
-            if (free_after[t] >= 0 && free_after[t] != kForever) order[fill[static_cast<size_t>(free_after[t])]++] = static_cast<std::uint16_t>(t);
-    }
     for (size_t o = 0; o < n_ops; ++o) {
         for (int i = produced_begin_[o]; i < produced_begin_[o + 1]; ++i) {
             const auto t = static_cast<size_t>(produced_[static_cast<size_t>(i)]);
-            live[cat[t]] += bytes[t];
+            live[v.cat[t]] += bytes[t];
+            live_total += bytes[t];
         }
-        Composition during = live;
-        for (const auto& w : ops_[o].workspace) {
-            u64 v;
-            if (!sized_bytes(w.size, dtypes_[static_cast<size_t>(w.dtype)], round_to_, b, v) ||
-                __builtin_add_overflow(during[w.category], v, &during[w.category]) ||
-                __builtin_add_overflow(sum, v, &sum)) {
-                r.overflow = true;
-                r.overflow_tensor = -1 - static_cast<int>(o);
-                return r;
-            }
+        u64 ws_total = 0, ws_am = 0;
+        for (int k = ws_begin_[o]; k < ws_begin_[o + 1]; ++k) {
+            ws_total += ws[static_cast<size_t>(k)];
+            if (ws_[static_cast<size_t>(k)].category == Category::AttentionMatrix) ws_am += ws[static_cast<size_t>(k)];
         }
-        const u64 total = during.total();
+        const u64 total = live_total + ws_total;
         if (total > r.peak_bytes) {
             r.peak_bytes = total;
             r.peak_op = static_cast<int>(o);
-            r.at_peak = during;
+            r.at_peak = live;
+            for (int k = ws_begin_[o]; k < ws_begin_[o + 1]; ++k) r.at_peak[ws_[static_cast<size_t>(k)].category] += ws[static_cast<size_t>(k)];
         }
-        r.attention_matrix_max = std::max(r.attention_matrix_max, during[Category::AttentionMatrix]);
-        for (std::uint16_t i = first[o]; i < first[o + 1]; ++i) live[cat[order[i]]] -= bytes[order[i]];
+        r.attention_matrix_max = std::max(r.attention_matrix_max, live[Category::AttentionMatrix] + ws_am);
+        for (int i = v.free_begin[o]; i < v.free_begin[o + 1]; ++i) {
+            const std::uint16_t t = v.freed[static_cast<size_t>(i)];
+            live[v.cat[t]] -= bytes[t];
+            live_total -= bytes[t];
+        }
     }
-    for (size_t t = 0; t < n; ++t) {
-        if (free_after[t] != kForever || tensors_[t].lifetime == Lifetime::Preexisting) continue;
-        if (cat[t] == Category::KvCache) r.kv_written += bytes[t];
-        else r.persistent_other += bytes[t];
-    }
+    for (std::uint16_t t : v.kept_kv) r.kv_written += bytes[t];
+    for (std::uint16_t t : v.kept_other) r.persistent_other += bytes[t];
     return r;
 }
 

@@ -201,6 +201,37 @@ private:
     std::vector<int> produced_, produced_begin_;  // tensors each op produces, flat
     std::vector<int> last_use_;   // last op reading or holding each tensor (-1 = none)
     std::vector<int> alias_of_;   // the input an alias-capable tensor may share (-1 = none)
+    // The fast path of sizing: every distinct product of symbols is computed once per point; a
+    // tensor in a whole-byte dtype is then coef · bytes-per-element × that product.
+    struct Combo {
+        std::array<Sym, 4> syms{};
+        std::uint8_t n = 0;
+    };
+    std::vector<Combo> combos_;
+    std::vector<std::uint8_t> combo_of_;  // per tensor, then per temporary (ws_ order)
+    std::vector<u64> coef_bytes_;         // per tensor, then per temporary; 0: the general path
+    std::uint8_t combo_index(const Size& s);
+    void prepare_fast_sizes();
+    std::vector<int> cache_tensors_;        // the persistent cache tensors
+    struct WsSlot {
+        Size size;
+        DtypeRole dtype;
+        Category category;
+        std::uint16_t op;
+    };
+    std::vector<WsSlot> ws_;         // every op's temporaries, flat
+    std::vector<int> ws_begin_;      // op o's are ws_[ws_begin_[o] .. ws_begin_[o+1])
+    // The schedule with IfFreshCache aliases inactive [0] and active [1] (the rest are constant).
+    struct Variant {
+        std::vector<Category> cat;            // effective category (a persistent alias lends its own)
+        std::vector<std::uint8_t> zero;       // an active alias: no storage of its own
+        std::vector<std::uint16_t> freed;     // tensors freed after each op, flat
+        std::vector<int> free_begin;
+        std::vector<std::uint16_t> preexisting, kept_kv, kept_other;
+    };
+    std::array<Variant, 2> variants_;
+    bool has_fresh_alias_ = false;
+    void build_variant(Variant& v, bool fresh_active) const;
     bool finalized_ = false;
 };
 

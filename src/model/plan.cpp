@@ -7,8 +7,12 @@
 namespace memtax {
 
 struct Plan::Impl {
-    ModelSpec model;  // the whole model
-    GpuSpec gpu;
+    std::shared_ptr<const ModelSpec> model_spec;  // the whole model
+    std::shared_ptr<const GpuSpec> gpu_spec;
+    const ModelSpec& model;
+    const GpuSpec& gpu;
+    Impl(const ModelSpec& m, const GpuSpec& g)
+        : model_spec(std::make_shared<const ModelSpec>(m)), gpu_spec(std::make_shared<const GpuSpec>(g)), model(*model_spec), gpu(*gpu_spec) {}
     Deployment dep;
     Workload wl;  // resolved choices
     ShardSizes shard;
@@ -68,10 +72,8 @@ DtypePolicy policy(const Workload& wl) {
 }  // namespace
 
 Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl_in, const BlockRegistry& blocks) {
-    auto impl = std::make_shared<Impl>();
+    auto impl = std::make_shared<Impl>(model, gpu);
     Impl& p = *impl;
-    p.model = model;
-    p.gpu = gpu;
     p.dep = dep;
     p.wl = wl_in;
     Workload& wl = p.wl;
@@ -170,8 +172,8 @@ Estimate Plan::estimate(const Point& pt) const {
     const Impl::Stage& stage = p.stages[r.stage];
     Estimate e;
     static_cast<PointResult&>(e) = r;
-    e.model = p.model;
-    e.gpu = p.gpu;
+    e.model_spec = p.model_spec;
+    e.gpu_spec = p.gpu_spec;
     e.deployment = p.dep;
     e.workload = p.wl;
     e.workload.mode = pt.mode;

@@ -32,9 +32,11 @@ struct Workload {
 
 // Every per-GPU number of a point, and the description of it.
 struct Estimate : PointResult, Breakdown {
-    // Resolved inputs.
-    ModelSpec model;
-    GpuSpec gpu;
+    // Resolved inputs (the model and GPU are the plan's, shared rather than copied per row).
+    const ModelSpec& model() const { return *model_spec; }
+    const GpuSpec& gpu() const { return *gpu_spec; }
+    std::shared_ptr<const ModelSpec> model_spec;
+    std::shared_ptr<const GpuSpec> gpu_spec;
     Deployment deployment;
     Workload workload;  // all optionals filled
     u64 replicas = 1;

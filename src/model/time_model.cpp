@@ -30,9 +30,9 @@ struct Rates {
 };
 
 Rates rates_for(const Estimate& e) {
-    const GpuSpec& g = e.gpu;
+    const GpuSpec& g = e.gpu();
     Rates r;
-    r.peak_act = peak_rate(g, e.model.dtype.name, &r.act_name);
+    r.peak_act = peak_rate(g, e.model().dtype.name, &r.act_name);
     const ClassRates stream = class_rates(g, KernelClass::Stream, r.act_name);
     const ClassRates gemm = class_rates(g, KernelClass::Gemm, r.act_name);
     r.bw = stream.bandwidth;
@@ -52,7 +52,7 @@ KindTime& kind_row(std::vector<KindTime>& rows, const std::string& name) {
 
 StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     StepTime st;
-    const ModelSpec& m = e.model;
+    const ModelSpec& m = e.model();
     u64 tokens_hidden_bytes = 0;  // one activation message: batch · tokens · hidden · act bytes
     std::array<std::optional<ClassRates>, 16> rates_cache;
     for (const GraphUse& gu : e.step_graphs) {
@@ -73,7 +73,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
             const OpInfo& op = *t.op;
             // fp8 weights run at the fp8 rate; int4 weights are dequantised to the compute dtype.
             const bool fp8 = !op.weights.empty() && op.weights.front().dtype == DtypeRole::Weight && e.workload.weight_dtype->bits == 8 &&
-                             e.gpu.peak_flops.count(e.workload.weight_dtype->name);
+                             e.gpu().peak_flops.count(e.workload.weight_dtype->name);
             KernelClass cls = KernelClass::Stream;
             if (op.kind == OpKind::Matmul && t.flops > 0) cls = KernelClass::Gemm;
             if (op.kind == OpKind::Attention && t.flops > 0)
@@ -81,7 +81,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
             // The class's rates, looked up once per class (and the fp8 weights' dtype) per step.
             const size_t slot = static_cast<size_t>(cls) * 2 + (fp8 ? 1 : 0);
             if (!rates_cache[slot])
-                rates_cache[slot] = class_rates(e.gpu, cls, fp8 ? e.workload.weight_dtype->name : r.act_name);
+                rates_cache[slot] = class_rates(e.gpu(), cls, fp8 ? e.workload.weight_dtype->name : r.act_name);
             const KernelTime kt = kernel_time(*rates_cache[slot], cls, t.flops, t.bytes);
             const double c = static_cast<double>(count);
             KindTime& row = kind_row(st.kinds, to_string(op.group));
@@ -124,9 +124,9 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         ar.bytes = checked_mul(n, tokens_hidden_bytes, "all-reduce");
         // A GPU profile calibrated with the probe's NCCL all-reduce (measured on such GPUs' own
         // node) gives the ring its measured bus bandwidth and fixed cost; else the topology's.
-        if (e.gpu.kernel_rates.count("allreduce"))
+        if (e.gpu().kernel_rates.count("allreduce"))
             ar.seconds = static_cast<double>(n) *
-                         kernel_time(e.gpu, KernelClass::AllReduce, "", 0, checked_mul(2 * (tp - 1), tokens_hidden_bytes, "all-reduce") / tp,
+                         kernel_time(e.gpu(), KernelClass::AllReduce, "", 0, checked_mul(2 * (tp - 1), tokens_hidden_bytes, "all-reduce") / tp,
                                      2 * (tp - 1)).seconds;
         else
             ar.seconds = static_cast<double>(n) * all_reduce_seconds(tokens_hidden_bytes, tp, ring);
@@ -267,13 +267,13 @@ TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, cons
         throw InternalError("estimate_time needs a prefill and a decode estimate");
     TimeEstimate t;
     const Rates r = rates_for(prefill);
-    if (r.bw <= 0 || r.act_rate <= 0) throw InputError(SourcePos{prefill.gpu.file, 0, 0}, "hbm_bandwidth_bytes_per_s", "needs a bandwidth and a matrix rate for the time model");
+    if (r.bw <= 0 || r.act_rate <= 0) throw InputError(SourcePos{prefill.gpu().file, 0, 0}, "hbm_bandwidth_bytes_per_s", "needs a bandwidth and a matrix rate for the time model");
     t.bandwidth_bytes_per_s = r.bw;
     t.matmul_flops_per_s = r.act_rate;
     t.peak_matmul_flops_per_s = r.peak_act;
     t.launch_overhead_s = r.launch;
     t.rate_dtype = r.act_name;
-    t.calibrated = prefill.gpu.calibrated;
+    t.calibrated = prefill.gpu().calibrated;
     t.ridge_flops_per_byte = r.act_rate / r.bw;
     // A weight matmul over T tokens performs 2·T FLOPs per weight element read: compute-bound
     // once 2·T / bytes-per-element reaches the ridge point.
@@ -292,7 +292,7 @@ TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, cons
 
 std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) {
     std::vector<std::string> out;
-    const GpuSpec& g = e.gpu;
+    const GpuSpec& g = e.gpu();
     out.push_back(fmt::format("achievable bandwidth = {:.3g} B/s peak × {} efficiency = {:.4g} B/s{}", g.hbm_bandwidth.value,
                               g.bandwidth_efficiency, t.bandwidth_bytes_per_s, t.calibrated ? " (calibrated)" : " (assumed, uncalibrated)"));
     out.push_back(fmt::format("achievable {} matrix rate = {:.4g} FLOP/s peak × {} = {:.4g} FLOP/s", t.rate_dtype, t.peak_matmul_flops_per_s,

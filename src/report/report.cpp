@@ -25,7 +25,7 @@ std::string gib(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
 std::string headline(const Estimate& e) {
     const auto& w = e.workload;
     return fmt::format("{} on {}× {} (TP {}{}, {} replica{}), {}, batch {} ({} per replica), context {}, runtime {} ({} attention)",
-                       e.model.display_name, e.deployment.gpus, e.gpu.display_name, e.deployment.tp,
+                       e.model().display_name, e.deployment.gpus, e.gpu().display_name, e.deployment.tp,
                        e.deployment.pp > 1 ? fmt::format(", PP {}: stage {} with layers {}-{} reported", e.deployment.pp, e.pp_stage,
                                                          e.stage_first_layer, e.stage_first_layer + e.stage_layers - 1)
                                            : "",
@@ -97,7 +97,7 @@ ojson inputs_json(const Estimate& e) {
     ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp},  {"pp", e.deployment.pp},
                  {"replicas", e.replicas},     {"pp_stage", e.pp_stage}, {"stage_first_layer", e.stage_first_layer},
                  {"stage_layers", e.stage_layers}};
-    return {{"model", model_json(e.model, e.parameters)}, {"gpu", gpu_json(e.gpu)}, {"runtime", runtime_json(w.runtime)},
+    return {{"model", model_json(e.model(), e.parameters)}, {"gpu", gpu_json(e.gpu())}, {"runtime", runtime_json(w.runtime)},
             {"deployment", dep}, {"workload", workload}};
 }
 
@@ -155,7 +155,7 @@ std::string seconds(double s) {
 }
 
 std::string time_table(const TimeEstimate& t, const Estimate& e, bool explain) {
-    std::string out = fmt::format("\nTime (roofline; {} {}: {:.3g} B/s, {} {:.4g} FLOP/s, launch {}; {})\n", e.gpu.name,
+    std::string out = fmt::format("\nTime (roofline; {} {}: {:.3g} B/s, {} {:.4g} FLOP/s, launch {}; {})\n", e.gpu().name,
                                   t.calibrated ? "calibrated" : "assumed efficiencies", t.bandwidth_bytes_per_s, t.rate_dtype,
                                   t.matmul_flops_per_s, seconds(t.launch_overhead_s), t.topology);
     out += fmt::format("  TTFT (prefill of {} tokens × batch {})   {}\n", group_digits(e.workload.context), e.batch_per_replica, seconds(t.ttft_s));
@@ -317,8 +317,8 @@ std::string render_whatif_table(const std::vector<Estimate>& rows) {
     out += fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", "model", "gpus",
                        "tp", "runtime", "mode", "batch", "context", "kv", "weights", "KV", "act+attn", "total", "usable", "fits");
     for (const auto& e : rows) {
-        out += fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model.name,
-                           fmt::format("{}x {}", e.deployment.gpus, e.gpu.name), e.deployment.tp, e.workload.runtime.name,
+        out += fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model().name,
+                           fmt::format("{}x {}", e.deployment.gpus, e.gpu().name), e.deployment.tp, e.workload.runtime.name,
                            to_string(e.workload.mode),
                            e.workload.batch, e.workload.context, e.workload.kv_dtype->name, gib(e.weights), gib(e.kv_cache),
                            gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity),
@@ -342,7 +342,7 @@ std::string render_whatif_csv(const std::vector<Estimate>& rows) {
         "model,gpu,gpus,tp,mode,batch,context,runtime,kv_dtype,weights_bytes,kv_cache_bytes,attention_matrix_bytes,"
         "activation_peak_bytes,logits_bytes,runtime_overhead_bytes,total_bytes,capacity_bytes,fits\n";
     for (const auto& e : rows)
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.model.name, e.gpu.name, e.deployment.gpus,
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.model().name, e.gpu().name, e.deployment.gpus,
                            e.deployment.tp, to_string(e.workload.mode), e.workload.batch, e.workload.context,
                            e.workload.runtime.name, e.workload.kv_dtype->name, e.weights, e.kv_cache, e.attention_matrix,
                            e.activation_peak, e.logits, e.runtime_overhead, e.total, e.capacity, e.fits ? "true" : "false");

@@ -56,9 +56,10 @@ private:
     bool has_head_, has_embedding_;
     std::vector<Type> types_;
     std::vector<Run> runs_;
-    std::vector<u64> windows_;  // distinct windows among the layer types (one mask each)
+    std::vector<std::uint32_t> window_types_;  // one layer type per distinct window (one mask each)
     OpGraph embedding_, head_;
     u64 parameters_ = 0;
+    std::vector<Component> weight_components_;
     u64 weights_ = 0, overhead_ = 0, capacity_ = 0;
     std::string overhead_source_;
 };
@@ -141,7 +142,9 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
                          fmt::format("{} distinct layer types; this engine walks at most 8", types_.size()));
     for (auto& t : types_) {
         t.model_count = static_cast<u64>(std::count(in.full_model.layers.begin(), in.full_model.layers.end(), t.spec));
-        if (std::find(windows_.begin(), windows_.end(), t.cache.window) == windows_.end()) windows_.push_back(t.cache.window);
+        bool seen = false;
+        for (std::uint32_t w : window_types_) seen |= types_[w].cache.window == t.cache.window;
+        if (!seen) window_types_.push_back(static_cast<std::uint32_t>(&t - types_.data()));
     }
     // Layer 0 is a run of its own: past it the base model's `inputs_embeds` is a separate tensor.
     for (std::uint32_t i = 0; i < type_of.size(); ++i) {
@@ -156,6 +159,14 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
     for (const auto& t : types_) parameters_ = checked_add(parameters_, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
     if (has_embedding_) parameters_ = checked_add(parameters_, embedding_.weight_elements(), "parameters");
     if (has_head_) parameters_ = checked_add(parameters_, head_.weight_elements(), "parameters");
+    {
+        // The weight components do not depend on the point: described once.
+        Breakdown wb;
+        std::vector<LayerGraphRef> refs;
+        for (const auto& t : types_) refs.push_back({&t.spec, &t.graph, t.count});
+        add_weight_components(wb, model_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, refs, weights_);
+        weight_components_ = std::move(wb.components);
+    }
     const ContextOverhead& oh = rt_.overhead_for(in.gpu.name);
     overhead_ = oh.bytes;
     overhead_source_ = oh.source;
@@ -212,14 +223,12 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
     // The eager additive mask is materialised per sequence; SDPA's bool mask is one [1,1,Sq,Skv]
     // tensor expanded (stride 0) over the batch (measured: Mistral-7B, batch 4, 32k on H200).
     const u64 mask_batch = rt_.mask == MaskKind::Additive ? B : 1;
+    // One mask per distinct window (its first layer type stands for it).
+    std::array<Geometry, 8> geo;
+    for (size_t ti = 0; ti < types_.size(); ++ti) geo[ti] = geometry(types_[ti], prefill, S);
     u64 mask_elems = 0;
-    for (u64 W : windows_) {
-        const Type* t = nullptr;
-        for (const auto& x : types_)
-            if (x.cache.window == W) t = &x;
-        const Geometry g = geometry(*t, prefill, S);
-        if (g.masked) mask_elems = add(mask_elems, mul(mul(mask_batch, Sq, ovf), g.after, ovf), ovf);
-    }
+    for (std::uint32_t ti : window_types_)
+        if (geo[ti].masked) mask_elems = add(mask_elems, mul(mul(mask_batch, Sq, ovf), geo[ti].after, ovf), ovf);
     const DType& md = model_.dtype;
     const u64 mask_bytes = round_up(bytes_of(dtypes_[static_cast<size_t>(DtypeRole::Mask)], mask_elems, ovf), round, ovf);
     // Forward-level tensors besides the masks: rotary tables (cos, sin) and int64 token positions.
@@ -238,7 +247,7 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
     r.kv_cache = r.kv_cache_visible = 0;
     for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
         const Type& t = types_[ti];
-        const Geometry g = geometry(t, prefill, S);
+        const Geometry& g = geo[ti];
         Bindings b = layer_bindings(t, g, prefill, B, Sq, r.logits_kept, mask_elems);
         ev[ti] = t.graph.evaluate(b);
         if (ev[ti].overflow) {
@@ -295,7 +304,7 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
         kv_delta += static_cast<i128>(run.len) * d;
     }
     if (has_head_) {
-        Bindings bh = layer_bindings(types_.front(), geometry(types_.front(), prefill, S), prefill, B, Sq, r.logits_kept, mask_elems);
+        Bindings bh = layer_bindings(types_.front(), geo[0], prefill, B, Sq, r.logits_kept, mask_elems);
         bh[S::Skv] = 0;  // the head has no attention
         const GraphEval head = head_.evaluate(bh);
         if (head.overflow) {
@@ -398,9 +407,7 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
         out.step_graphs.push_back(GraphUse{&head_, bh, 1, false, 0, 0});
     }
     // Components with their formulas.
-    std::vector<LayerGraphRef> refs;
-    for (const auto& t : types_) refs.push_back({&t.spec, &t.graph, t.count});
-    add_weight_components(out, model_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, refs, weights_);
+    out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
     const u64 skv = geometry(types_.front(), prefill, S).after;
     std::string windows;
     for (const auto& t : types_)

@@ -103,6 +103,7 @@ private:
     std::vector<Type> types_;
     OpGraph embedding_, head_, sampler_;
     u64 parameters_ = 0;
+    std::vector<Component> weight_components_;
     u64 weights_ = 0, capacity_ = 0;
     std::string overhead_source_;
     // Start-up results, per GPU.
@@ -144,6 +145,14 @@ VllmPlan::VllmPlan(const CompileInput& in)
     for (const auto& t : types_) parameters_ = checked_add(parameters_, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
     if (has_embedding_) parameters_ = checked_add(parameters_, embedding_.weight_elements(), "parameters");
     if (has_head_) parameters_ = checked_add(parameters_, head_.weight_elements(), "parameters");
+    {
+        // The weight components do not depend on the point: described once.
+        Breakdown wb;
+        std::vector<LayerGraphRef> refs;
+        for (const auto& t : types_) refs.push_back({&t.spec, &t.graph, t.count});
+        add_weight_components(wb, model_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, refs, weights_);
+        weight_components_ = std::move(wb.components);
+    }
     capacity_ = in.gpu.usable_memory_bytes;
     const ContextOverhead& oh = rt_.overhead_for(in.gpu.name);
     overhead_source_ = oh.source;
@@ -310,9 +319,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     f("max_concurrent_requests", num_blocks_ / per_request, "maximum concurrent requests");
     out.sections.push_back(std::move(s));
 
-    std::vector<LayerGraphRef> refs;
-    for (const auto& t : types_) refs.push_back({&t.spec, &t.graph, t.count});
-    add_weight_components(out, model_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, refs, weights_);
+    out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
     out.components.push_back({"kv_cache", "kv_cache", r.kv_cache,
                               fmt::format("vLLM pool: num_blocks · page · layers per block = {} · {} · {}, page = block {} · state per token {} · {} B; "
                                           "num_blocks = available {} B // (page · layers)",
