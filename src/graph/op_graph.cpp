@@ -348,8 +348,13 @@ void OpGraph::build_variant(Variant& v, bool fresh_active) const {
     v.kept_other.clear();
     for (size_t t = 0; t < n; ++t) {
         if (v.zero[t]) continue;
-        if (tensors_[t].lifetime == Lifetime::Preexisting) v.preexisting.push_back(static_cast<std::uint16_t>(t));
-        else if (free_after[t] == kForever) (v.cat[t] == Category::KvCache ? v.kept_kv : v.kept_other).push_back(static_cast<std::uint16_t>(t));
+        const bool pre = tensors_[t].lifetime == Lifetime::Preexisting;
+        if (pre) v.preexisting.push_back(static_cast<std::uint16_t>(t));
+        // What the graph leaves behind. Cache storage updated in place (a recurrent state) is
+        // preexisting and stays: it counts as written, so the step's change of cache is nil.
+        if (free_after[t] != kForever) continue;
+        if (v.cat[t] == Category::KvCache) v.kept_kv.push_back(static_cast<std::uint16_t>(t));
+        else if (!pre) v.kept_other.push_back(static_cast<std::uint16_t>(t));
     }
 }
 

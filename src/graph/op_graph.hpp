@@ -134,7 +134,7 @@ struct GraphEval {
     int peak_op = -1;              // the op at which the peak occurs
     Composition at_peak;           // what is live at the peak
     u64 attention_matrix_max = 0;  // most S×S bytes live at any op
-    u64 kv_written = 0;            // persistent cache bytes this graph writes
+    u64 kv_written = 0;            // cache bytes the graph leaves behind (new storage, or old updated in place)
     u64 persistent_other = 0;      // other persistent bytes (the layer output)
     u64 preexisting = 0;           // bytes of the inputs alive before the graph runs
     u64 preexisting_kv = 0;        // of which cache storage (freed when replaced)

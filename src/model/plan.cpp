@@ -119,7 +119,8 @@ Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment&
         add_stage(0, 0, per, true, false);
         add_stage(dep.pp - 1, per * (dep.pp - 1), L - per * (dep.pp - 1), false, true);
     }
-    p.parameters = parameter_count(model);
+    // The whole model's parameters: the single stage's own, else the model compiled whole.
+    p.parameters = dep.pp <= 1 && dep.tp == 1 ? p.stages.front().parameters : parameter_count(model, blocks);
     Plan plan;
     plan.impl_ = std::move(impl);
     return plan;
@@ -197,13 +198,13 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     return Plan::compile(model, gpu, dep, wl).estimate(Point{wl.mode, wl.batch, wl.context});
 }
 
-u64 parameter_count(const ModelSpec& model) {
+u64 parameter_count(const ModelSpec& model, const BlockRegistry& blocks) {
     // The whole model on one GPU under transformers: the blocks' weight tensors, unsharded.
     RuntimeSpec rt;
     rt.context_overhead["default"] = ContextOverhead{0, "none"};
     DtypePolicy dt{model.dtype, model.dtype, model.dtype, model.dtype, 1};
     const ShardSizes s = shard(model, 1);
-    const CompileInput in{model, GpuSpec{}, rt, Deployment{}, dt, s, BlockRegistry::builtin(), true, true, model};
+    const CompileInput in{model, GpuSpec{}, rt, Deployment{}, dt, s, blocks, true, true, model};
     return compile_runtime(in)->parameters();
 }
 

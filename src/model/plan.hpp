@@ -74,6 +74,6 @@ private:
 Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl);
 
 // Whole-model parameter count (no sharding), read off the blocks' graphs.
-u64 parameter_count(const ModelSpec& model);
+u64 parameter_count(const ModelSpec& model, const BlockRegistry& blocks = BlockRegistry::builtin());
 
 }  // namespace memtax
