@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -326,4 +327,42 @@ TEST(Cli, CalibrateAndProbe) {
     EXPECT_NE(r.out.find("wrote " + cal), std::string::npos);
     EXPECT_NE(r.out.find("148 probe cases: allocated bytes exact in 148"), std::string::npos);
     EXPECT_EQ(resolve_gpu(cal).kernel_rates.count("gemm_fp8_e4m3"), 1u);
+}
+
+// Input strings are checked where they are read: a profile with bytes that are not UTF-8, a
+// number too large for its field, a probe on a host without a GPU: each a one-line input error,
+// exit 2, never the internal-error exit 3.
+TEST(Cli, BadStringsNumbersAndNoGpuAreInputErrors) {
+    const std::string dir = testing::TempDir();
+    const std::string yaml = dir + "memtax-latin1.yaml";
+    {
+        std::ifstream in(std::string(MEMTAX_TEST_DATA) + "/good_model.yaml");
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        text.replace(text.find("name: bad"), 9, "name: caf\xe9");  // Latin-1 é
+        std::ofstream(yaml) << text;
+    }
+    Result r = cli({"estimate", "--model", yaml, "--format", "json"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.err, "memtax: error: " + yaml + ":1: (encoding): byte 0xE9 is not valid UTF-8; profiles are UTF-8 text\n");
+    EXPECT_TRUE(r.out.empty());
+    const std::string cfg = dir + "memtax-huge.config.json";
+    {
+        std::ifstream in(std::string(MEMTAX_TEST_DATA) + "/measured/gqa-2l.config.json");
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const auto at = text.find("\"vocab_size\": ");
+        ASSERT_NE(at, std::string::npos);
+        const auto end = text.find_first_of(",\n}", at + 14);
+        text.replace(at, end - at, "\"vocab_size\": 1e400");
+        std::ofstream(cfg) << text;
+    }
+    r = cli({"estimate", "--model", cfg});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find(": vocab_size: the number 1e400 is out of range"), std::string::npos) << r.err;
+    // A stand-in for memtax-probe on a host without a GPU (its exit 4).
+    const std::string fake = dir + "memtax-nogpu-probe.sh";
+    std::ofstream(fake) << "#!/bin/sh\necho 'memtax-probe: no usable CUDA device (none found)' >&2\nexit 4\n";
+    std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+    r = cli({"probe", "--probe", fake, "--measurements", dir + "memtax-nogpu.json"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("memtax: error: --probe: this host has no usable CUDA GPU"), std::string::npos) << r.err;
 }

@@ -3,7 +3,7 @@
 // `memtax validate` read.
 //   memtax-probe [--suites stream,gemm,...] [--output FILE] [--quick] [--device N] [--list]
 // Exit: 0 every case ran and every correctness check passed; 1 a check or case failed;
-// 2 bad command line; 3 no usable CUDA device or a CUDA error.
+// 2 bad command line; 3 a CUDA error; 4 no usable CUDA device on this host (none, or older than sm_80).
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
         cudaError_t e = cudaGetDeviceCount(&n);
         if (e != cudaSuccess || n == 0) {
             std::fprintf(stderr, "memtax-probe: no usable CUDA device (%s)\n", e == cudaSuccess ? "none found" : cudaGetErrorString(e));
-            return 3;
+            return 4;
         }
         if (dev.index >= n) {
             std::fprintf(stderr, "memtax-probe: --device %d: only %d device(s)\n", dev.index, n);
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
         if (dev.sm < 80) {
             std::fprintf(stderr, "memtax-probe: %s has compute capability %d.%d; the kernels need 8.0 or newer\n", dev.prop.name,
                          dev.prop.major, dev.prop.minor);
-            return 3;
+            return 4;
         }
         std::size_t free0 = 0;
         CK(cudaMemGetInfo(&free0, &dev.total));

@@ -167,6 +167,11 @@ int cmd_probe(const ProbeArgs& a, std::ostream& out, std::ostream& err) {
     err.flush();
     const int status = std::system(cmd.c_str());
     const int rc = status == -1 ? 3 : WIFEXITED(status) ? WEXITSTATUS(status) : 3;
+    // The probe's exit 4: this host has no GPU it can run on. Not an internal error: say so.
+    if (rc == 4)
+        throw InputError(SourcePos{}, "--probe",
+                         "this host has no usable CUDA GPU (memtax-probe exit 4, its message above); run memtax probe on a host with an "
+                         "NVIDIA GPU of compute capability 8.0 or newer");
     if (rc >= 2) {
         err << "memtax probe: memtax-probe failed (exit " << rc << "); no report\n";
         return 3;

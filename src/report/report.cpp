@@ -284,7 +284,7 @@ std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, c
             terms.push_back({{"name", t.name}, {"category", t.category}, {"bytes", t.bytes}, {"formula", t.formula}});
         j["explain"] = terms;
     }
-    return j.dump(2) + "\n";
+    return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 std::string render_csv(const Estimate& e) {
@@ -334,7 +334,7 @@ std::string render_whatif_json(const std::vector<Estimate>& rows, const ToolInfo
     ojson arr = ojson::array();
     for (const auto& e : rows) arr.push_back({{"inputs", inputs_json(e)}, {"per_gpu", per_gpu_json(e)}, {"verdict", e.verdict}});
     ojson j = {{"schema", "memtax.whatif/1"}, {"tool", tool_json(tool)}, {"rows", arr}};
-    return j.dump(2) + "\n";
+    return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 std::string render_whatif_csv(const std::vector<Estimate>& rows) {
@@ -379,13 +379,13 @@ std::string render_models_table(const std::vector<ModelSpec>& models) {
 std::string render_models_json(const std::vector<ModelSpec>& models, const ToolInfo& tool) {
     ojson arr = ojson::array();
     for (const auto& m : models) arr.push_back(model_json(m, parameter_count(m)));
-    return ojson{{"schema", "memtax.models/1"}, {"tool", tool_json(tool)}, {"models", arr}}.dump(2) + "\n";
+    return ojson{{"schema", "memtax.models/1"}, {"tool", tool_json(tool)}, {"models", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 std::string render_gpus_json(const std::vector<GpuSpec>& gpus, const ToolInfo& tool) {
     ojson arr = ojson::array();
     for (const auto& g : gpus) arr.push_back(gpu_json(g));
-    return ojson{{"schema", "memtax.gpus/1"}, {"tool", tool_json(tool)}, {"gpus", arr}}.dump(2) + "\n";
+    return ojson{{"schema", "memtax.gpus/1"}, {"tool", tool_json(tool)}, {"gpus", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 std::string render_gpus_table(const std::vector<GpuSpec>& gpus) {
@@ -444,7 +444,7 @@ std::string render_runtimes_table(const std::vector<RuntimeSpec>& runtimes) {
 std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const ToolInfo& tool) {
     ojson arr = ojson::array();
     for (const auto& r : runtimes) arr.push_back(runtime_json(r));
-    return ojson{{"schema", "memtax.runtimes/1"}, {"tool", tool_json(tool)}, {"runtimes", arr}}.dump(2) + "\n";
+    return ojson{{"schema", "memtax.runtimes/1"}, {"tool", tool_json(tool)}, {"runtimes", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 void write_file_atomically(const std::string& path, const std::string& text) {

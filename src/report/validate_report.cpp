@@ -212,7 +212,7 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
                {"ceilings", ceilings}};
     if (!v.cases.empty() && v.cases[v.worst].c.status == "ok")
         j["worst"] = {{"id", v.cases[v.worst].c.id}, {"forward_peak_error", v.cases[v.worst].peak_error}};
-    return j.dump(2) + "\n";
+    return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to) {
@@ -252,7 +252,7 @@ std::string render_calibration_json(const CalibrationResult& c, const std::strin
                         {"kernels", f.kernels}});
     nlohmann::ordered_json j = {{"schema", "memtax.calibration/1"}, {"measurements", c.measurements}, {"base_profile", c.base.name},
                                 {"calibrated_profile", c.calibrated.name}, {"written_to", written_to}, {"fits", fits}};
-    return j.dump(2) + "\n";
+    return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace memtax

@@ -1,5 +1,7 @@
 #include "spec/json_reader.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <iterator>
 #include <vector>
@@ -86,7 +88,15 @@ struct LineSax : nlohmann::json_sax<json> {
     bool number_float(number_float_t, const string_t&) override { value(); return true; }
     bool string(string_t&) override { value(); return true; }
     bool binary(binary_t&) override { value(); return true; }
-    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+    // Where the parser gave up (a number out of range comes here with its position).
+    std::string error_path, error_token;
+    int error_line = 0;
+    bool parse_error(std::size_t, const std::string& token, const nlohmann::detail::exception&) override {
+        error_path = path();
+        error_line = current_line();
+        error_token = token;
+        return false;
+    }
 };
 
 }  // namespace
@@ -118,7 +128,17 @@ JsonDoc parse_json(const std::string& text, const std::string& file) {
         auto colon = what.find("syntax error");
         throw InputError(SourcePos{file, line, 0}, "(syntax)", colon == std::string::npos ? what : what.substr(colon));
     } catch (const json::exception& e) {
-        // e.g. out_of_range: a number too large for a double (1e400).
+        // e.g. out_of_range: a number too large for a double (1e400). The SAX pass stops at the
+        // same place and knows the field it was reading.
+        const char* cursor = text.data();
+        LineSax sax;
+        sax.begin = text.data();
+        sax.cursor = &cursor;
+        CountingIter first{text.data(), &cursor}, last{text.data() + text.size(), &cursor};
+        json::sax_parse(first, last, &sax);
+        if (!sax.error_path.empty())
+            throw InputError(SourcePos{file, sax.error_line, 0}, sax.error_path,
+                             fmt::format("the number {} is out of range (a finite number below 1.8e308)", sax.error_token));
         std::string what = e.what();
         auto bracket = what.find("] ");
         throw InputError(SourcePos{file, 0, 0}, "(syntax)", bracket == std::string::npos ? what : what.substr(bracket + 2));

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -155,7 +156,38 @@ void YamlMap::finish(const std::vector<std::string>& known) const {
     }
 }
 
+namespace {
+// The offset of the first byte that does not belong to a well-formed UTF-8 sequence (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF), or npos. Hand-written: yaml-cpp
+// passes bytes through unchecked and none of the project's libraries validates UTF-8 on its own.
+size_t invalid_utf8(const std::string& s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const size_t n = s.size();
+    for (size_t i = 0; i < n;) {
+        const unsigned c = p[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (len == 0 || i + len > n) return i;
+        unsigned cp = len == 1 ? c : c & (0x7F >> len);
+        for (size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) return i;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        static constexpr unsigned kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+        i += len;
+    }
+    return std::string::npos;
+}
+}  // namespace
+
 YAML::Node parse_yaml(const std::string& text, const std::string& file) {
+    // Every string read from a profile ends up in reports (JSON must be UTF-8): refuse bad bytes
+    // here, where the file is read, with the line they are on.
+    if (const size_t at = invalid_utf8(text); at != std::string::npos) {
+        const int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+        throw InputError(SourcePos{file, line, 0}, "(encoding)",
+                         fmt::format("byte 0x{:02X} is not valid UTF-8; profiles are UTF-8 text", static_cast<unsigned char>(text[at])));
+    }
     try {
         YAML::Node root = YAML::Load(text);
         if (!root.IsDefined() || root.IsNull())

@@ -5,6 +5,7 @@
 #include "fuzz_common.hpp"
 #include "model/plan.hpp"
 #include "model/time_model.hpp"
+#include "report/report.hpp"
 #include "spec/loaders.hpp"
 
 using namespace memtax;
@@ -25,8 +26,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 ModelSpec m = load_model_yaml(text, "fuzz.yaml");
                 for (const RuntimeSpec* rt : {&sdpa, &vllm}) {
                     w.runtime = *rt;
+                    w.allow_long_context = true;
                     Estimate e = estimate(m, h100, {}, w);
                     if (e.total < e.weights) std::abort();
+                    // Whatever loads renders (a string that is not UTF-8 was refused at reading).
+                    (void)render_json(e, ToolInfo{"fuzz", "fuzz"}, true);
+                    // The compiled plan: points are statuses, never exceptions, and equal the estimate.
+                    const Plan plan = Plan::compile(m, h100, {}, w);
+                    for (u64 ctx : {u64{1}, u64{4096}, u64{1} << 40})
+                        for (Mode mode : {Mode::Prefill, Mode::Decode}) {
+                            const PointResult r = plan.evaluate(Point{mode, 3, ctx});
+                            if (r.status == PointStatus::Ok && ctx == 4096 && mode == Mode::Prefill && r.total != e.total) std::abort();
+                        }
                 }
                 break;
             }
