@@ -191,7 +191,7 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"hf_kv_not_dividing.json", 8, "num_key_value_heads: 3 does not divide num_attention_heads = 4"},
         {"hf_bad_dtype.json", 12, "torch_dtype: unsupported dtype \"float8\"; valid: bfloat16, float16, float32"},
         {"hf_not_object.json", 1, "(document): expected a JSON object"},
-        {"hf_number_overflow.json", 0, "(syntax): number overflow parsing '1e400'"},
+        {"hf_number_overflow.json", 9, "vocab_size: the number 1e400 is out of range (a finite number below 1.8e308)"},
         {"runtime_unknown_key.yaml", 11, "gqa_mode: unknown key"},
         {"runtime_bad_mask.yaml", 9, "mask: unknown value \"boolean\"; valid: none, additive, bool-when-needed"},
         {"runtime_no_default_overhead.yaml", 16, "context_overhead: needs a \"default\" entry"},

@@ -174,3 +174,12 @@ TEST(InputFiles, MissingDirectoryAndBinary) {
     EXPECT_THROW(read_input_file(MEMTAX_TEST_DATA), InputError);
     EXPECT_THROW(read_input_file(data("bad/model_empty.yaml")), InputError);
 }
+
+// A CLI call parses only the profile it names: every built-in profile is found by the name it
+// declares, and the profile it resolves to carries that name.
+TEST(Catalog, EveryProfileResolvesByItsDeclaredName) {
+    for (const auto& m : catalog_models()) EXPECT_EQ(resolve_model(m.name).name, m.name);
+    for (const auto& g : catalog_gpus()) EXPECT_EQ(resolve_gpu(g.name).name, g.name);
+    for (const auto& r : catalog_runtimes()) EXPECT_EQ(resolve_runtime(r.name).name, r.name);
+    for (const auto& c : catalog_clusters()) EXPECT_EQ(resolve_cluster(c.name).name, c.name);
+}

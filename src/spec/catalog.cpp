@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <string_view>
 
 #include "spec/loaders.hpp"
 #include "spec/yaml_reader.hpp"
@@ -14,14 +16,39 @@ bool looks_like_path(const std::string& s) {
     return s.find('/') != std::string::npos || s.ends_with(".yaml") || s.ends_with(".yml") || s.ends_with(".json");
 }
 
-template <typename Spec, typename Load>
-Spec resolve(const std::string& what, const std::string& arg, const std::vector<Spec>& catalog, Load load) {
+// The value of a profile's top-level `name:` line, read without parsing the document: a CLI
+// call parses only the profiles it uses. (Every catalog profile states its name on one line;
+// the full parse of the one picked checks it.)
+std::string declared_name(const char* text) {
+    std::string_view t(text);
+    for (size_t at = 0; at < t.size();) {
+        size_t end = t.find('\n', at);
+        if (end == std::string_view::npos) end = t.size();
+        std::string_view line = t.substr(at, end - at);
+        if (line.substr(0, 5) == "name:") {
+            line.remove_prefix(5);
+            while (!line.empty() && (line.front() == ' ' || line.front() == '"' || line.front() == '\'')) line.remove_prefix(1);
+            while (!line.empty() && (line.back() == ' ' || line.back() == '"' || line.back() == '\'' || line.back() == '\r')) line.remove_suffix(1);
+            return std::string(line);
+        }
+        at = end + 1;
+    }
+    return {};
+}
+
+template <typename Spec>
+Spec resolve(const std::string& what, const std::string& arg, const std::vector<EmbeddedFile>& files,
+             Spec (*load_text)(const std::string&, const std::string&), const std::function<Spec(const std::string&)>& load_path) {
     // A file path overrides the catalog.
-    if (std::filesystem::exists(arg) || looks_like_path(arg)) return load(arg);
+    if (std::filesystem::exists(arg) || looks_like_path(arg)) return load_path(arg);
     std::vector<std::string> names;
-    for (const auto& s : catalog) {
-        if (s.name == arg) return s;
-        names.push_back(s.name);
+    for (const auto& f : files) {
+        names.push_back(declared_name(f.text));
+        if (names.back() == arg) {
+            Spec s = load_text(f.text, f.path);
+            if (s.name != arg) throw InternalError(fmt::format("catalog profile {} declares name {}", f.path, s.name));
+            return s;
+        }
     }
     throw InputError(SourcePos{}, "--" + what,
                      fmt::format("unknown {} \"{}\"{}; built-in: {} (or give a file path)", what, arg,
@@ -50,26 +77,22 @@ std::vector<RuntimeSpec> catalog_runtimes() { return load_all(embedded_runtimes(
 std::vector<ClusterSpec> catalog_clusters() { return load_all(embedded_clusters(), &load_cluster_yaml); }
 
 ModelSpec resolve_model(const std::string& arg) {
-    static const std::vector<ModelSpec> catalog = catalog_models();
-    return resolve<ModelSpec>("model", arg, catalog, [](const std::string& path) {
+    return resolve<ModelSpec>("model", arg, embedded_models(), &load_model_yaml, [](const std::string& path) {
         std::string text = read_input_file(path);
         return path.ends_with(".json") ? load_hf_config(text, path) : load_model_yaml(text, path);
     });
 }
 
 RuntimeSpec resolve_runtime(const std::string& arg) {
-    static const std::vector<RuntimeSpec> catalog = catalog_runtimes();
-    return resolve<RuntimeSpec>("runtime", arg, catalog, from_file(&load_runtime_yaml));
+    return resolve<RuntimeSpec>("runtime", arg, embedded_runtimes(), &load_runtime_yaml, from_file(&load_runtime_yaml));
 }
 
 ClusterSpec resolve_cluster(const std::string& arg) {
-    static const std::vector<ClusterSpec> catalog = catalog_clusters();
-    return resolve<ClusterSpec>("cluster", arg, catalog, from_file(&load_cluster_yaml));
+    return resolve<ClusterSpec>("cluster", arg, embedded_clusters(), &load_cluster_yaml, from_file(&load_cluster_yaml));
 }
 
 GpuSpec resolve_gpu(const std::string& arg) {
-    static const std::vector<GpuSpec> catalog = catalog_gpus();
-    return resolve<GpuSpec>("gpu", arg, catalog, from_file(&load_gpu_yaml));
+    return resolve<GpuSpec>("gpu", arg, embedded_gpus(), &load_gpu_yaml, from_file(&load_gpu_yaml));
 }
 
 }  // namespace memtax
