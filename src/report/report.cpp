@@ -1,4 +1,5 @@
 #include "report/report.hpp"
+#include "report/printer.hpp"
 
 #include <fmt/format.h>
 #include <fcntl.h>
@@ -143,6 +144,9 @@ ojson per_gpu_json(const Estimate& e) {
 }
 
 ojson tool_json(const ToolInfo& t) { return {{"name", "memtax"}, {"version", t.version}, {"git_sha", t.git_sha}}; }
+
+// Compact JSON that never throws on encoding (every input string was checked where it was read).
+std::string dump_json(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
 
 }  // namespace
 
@@ -312,41 +316,44 @@ std::string render_csv(const Estimate& e) {
     return out;
 }
 
-std::string render_whatif_table(const std::vector<Estimate>& rows) {
-    std::string out = "memtax what-if: per-GPU memory of an inference step (1 GiB = 2^30 bytes)\n\n";
-    out += fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", "model", "gpus",
-                       "tp", "runtime", "mode", "batch", "context", "kv", "weights", "KV", "act+attn", "total", "usable", "fits");
-    for (const auto& e : rows) {
-        out += fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model().name,
-                           fmt::format("{}x {}", e.deployment.gpus, e.gpu().name), e.deployment.tp, e.workload.runtime.name,
-                           to_string(e.workload.mode),
-                           e.workload.batch, e.workload.context, e.workload.kv_dtype->name, gib(e.weights), gib(e.kv_cache),
-                           gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity),
-                           e.fits                   ? "yes"
-                           : e.max_concurrency_milli ? fmt::format("no ({:.2f} sequences)", static_cast<double>(e.max_concurrency_milli) / 1000.0)
-                           : e.total > e.capacity   ? fmt::format("no (+{})", format_bytes_gib(e.total - e.capacity))
-                                                    : "no");
-    }
-    return out;
+std::string whatif_table_header() {
+    return "memtax what-if: per-GPU memory of an inference step (1 GiB = 2^30 bytes)\n\n" +
+           fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", "model", "gpus", "tp",
+                       "runtime", "mode", "batch", "context", "kv", "weights", "KV", "act+attn", "total", "usable", "fits");
 }
 
-std::string render_whatif_json(const std::vector<Estimate>& rows, const ToolInfo& tool) {
-    ojson arr = ojson::array();
-    for (const auto& e : rows) arr.push_back({{"inputs", inputs_json(e)}, {"per_gpu", per_gpu_json(e)}, {"verdict", e.verdict}});
-    ojson j = {{"schema", "memtax.whatif/1"}, {"tool", tool_json(tool)}, {"rows", arr}};
-    return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+std::string whatif_table_row(const Estimate& e) {
+    return fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model().name,
+                       fmt::format("{}x {}", e.deployment.gpus, e.gpu().name), e.deployment.tp, e.workload.runtime.name,
+                       to_string(e.workload.mode), e.workload.batch, e.workload.context, e.workload.kv_dtype->name, gib(e.weights),
+                       gib(e.kv_cache), gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity),
+                       e.fits                    ? "yes"
+                       : e.max_concurrency_milli ? fmt::format("no ({:.2f} sequences)", static_cast<double>(e.max_concurrency_milli) / 1000.0)
+                       : e.total > e.capacity    ? fmt::format("no (+{})", format_bytes_gib(e.total - e.capacity))
+                                                 : "no");
 }
 
-std::string render_whatif_csv(const std::vector<Estimate>& rows) {
-    std::string out =
-        "model,gpu,gpus,tp,mode,batch,context,runtime,kv_dtype,weights_bytes,kv_cache_bytes,attention_matrix_bytes,"
-        "activation_peak_bytes,logits_bytes,runtime_overhead_bytes,total_bytes,capacity_bytes,fits\n";
-    for (const auto& e : rows)
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.model().name, e.gpu().name, e.deployment.gpus,
-                           e.deployment.tp, to_string(e.workload.mode), e.workload.batch, e.workload.context,
-                           e.workload.runtime.name, e.workload.kv_dtype->name, e.weights, e.kv_cache, e.attention_matrix,
-                           e.activation_peak, e.logits, e.runtime_overhead, e.total, e.capacity, e.fits ? "true" : "false");
-    return out;
+std::string whatif_json_header(const ToolInfo& tool) {
+    return fmt::format("{{\n  \"schema\": \"memtax.whatif/1\",\n  \"tool\": {},\n  \"rows\": [", dump_json(tool_json(tool)));
+}
+
+std::string whatif_json_row(const Estimate& e, bool first) {
+    const ojson row = {{"inputs", inputs_json(e)}, {"per_gpu", per_gpu_json(e)}, {"verdict", e.verdict}};
+    return (first ? "\n    " : ",\n    ") + dump_json(row);
+}
+
+std::string whatif_json_footer() { return "\n  ]\n}\n"; }
+
+std::string whatif_csv_header() {
+    return "model,gpu,gpus,tp,mode,batch,context,runtime,kv_dtype,weights_bytes,kv_cache_bytes,attention_matrix_bytes,"
+           "activation_peak_bytes,logits_bytes,runtime_overhead_bytes,total_bytes,capacity_bytes,fits\n";
+}
+
+std::string whatif_csv_row(const Estimate& e) {
+    return fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.model().name, e.gpu().name, e.deployment.gpus,
+                       e.deployment.tp, to_string(e.workload.mode), e.workload.batch, e.workload.context, e.workload.runtime.name,
+                       e.workload.kv_dtype->name, e.weights, e.kv_cache, e.attention_matrix, e.activation_peak, e.logits,
+                       e.runtime_overhead, e.total, e.capacity, e.fits ? "true" : "false");
 }
 
 namespace {
@@ -447,7 +454,7 @@ std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const
     return ojson{{"schema", "memtax.runtimes/1"}, {"tool", tool_json(tool)}, {"runtimes", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
+AtomicFile::AtomicFile(const std::string& path) : path_(path) {
     // A temporary file in the target's directory, flushed to disk, then renamed over the target:
     // a reader (or a run killed half-way) sees the old report or the new one, never a mix.
     // std::ofstream cannot fsync, so the POSIX calls are used directly.
@@ -456,38 +463,53 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     std::error_code ec;
     if (fs::is_directory(target, ec)) throw InputError(SourcePos{path}, "--output", "is a directory, expected a file path");
     fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-    const std::string tmp = (dir / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid())).string();
-    auto fail = [&](const std::string& what) {
-        const std::string msg = fmt::format("{}: {}", what, std::strerror(errno));
-        ::unlink(tmp.c_str());
-        throw InputError(SourcePos{path}, "--output", msg);
-    };
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw InputError(SourcePos{path}, "--output", fmt::format("cannot write: {}", std::strerror(errno)));
+    tmp_ = (dir / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid())).string();
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw InputError(SourcePos{path}, "--output", fmt::format("cannot write: {}", std::strerror(errno)));
+}
+
+AtomicFile::~AtomicFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+void AtomicFile::write(const std::string& text) {
     const char* p = text.data();
     size_t left = text.size();
     while (left > 0) {
-        const ssize_t n = ::write(fd, p, left);
+        const ssize_t n = ::write(fd_, p, left);
         if (n < 0) {
             if (errno == EINTR) continue;
-            ::close(fd);
-            fail("write failed");
+            throw InputError(SourcePos{path_}, "--output", fmt::format("write failed: {}", std::strerror(errno)));
         }
         p += n;
         left -= static_cast<size_t>(n);
     }
-    if (::fsync(fd) != 0) {
-        ::close(fd);
-        fail("fsync failed");
-    }
+}
+
+void AtomicFile::commit() {
+    auto fail = [&](const char* what) { throw InputError(SourcePos{path_}, "--output", fmt::format("{}: {}", what, std::strerror(errno))); };
+    if (::fsync(fd_) != 0) fail("fsync failed");
+    const int fd = fd_;
+    fd_ = -1;
     if (::close(fd) != 0) fail("close failed");
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot replace");
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot replace");
+    tmp_.clear();
     // Make the rename itself durable.
+    namespace fs = std::filesystem;
+    const fs::path target(path_);
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
     const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         ::fsync(dfd);
         ::close(dfd);
     }
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+    AtomicFile f(path);
+    f.write(text);
+    f.commit();
 }
 
 }  // namespace memtax

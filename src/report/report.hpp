@@ -20,10 +20,14 @@ std::string render_table(const Estimate& e, bool explain, const TimeEstimate* ti
 std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, const TimeEstimate* time = nullptr);
 std::string render_csv(const Estimate& e);
 
-// The what-if grid (the main job on built-in defaults).
-std::string render_whatif_table(const std::vector<Estimate>& rows);
-std::string render_whatif_json(const std::vector<Estimate>& rows, const ToolInfo& tool);
-std::string render_whatif_csv(const std::vector<Estimate>& rows);
+// The what-if grid, rendered a row at a time (the rows stream to the output).
+std::string whatif_table_header();
+std::string whatif_table_row(const Estimate& e);
+std::string whatif_json_header(const ToolInfo& tool);
+std::string whatif_json_row(const Estimate& e, bool first);
+std::string whatif_json_footer();
+std::string whatif_csv_header();
+std::string whatif_csv_row(const Estimate& e);
 
 std::string render_models_table(const std::vector<ModelSpec>& models);
 std::string render_gpus_table(const std::vector<GpuSpec>& gpus);

@@ -1,0 +1,51 @@
+#pragma once
+// Printers behind one interface, discovered by format name: every command renders through
+// `printer(format)`, so a new format is one class here and every command gets it. Results are
+// data (engine structs); a printer only renders them. Grids stream: a row is rendered and
+// written as soon as it is estimated, so a sweep's memory does not grow with its length.
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "report/report.hpp"
+
+namespace memtax {
+
+class Printer {
+public:
+    virtual ~Printer() = default;
+    virtual const char* format() const = 0;
+    virtual std::string estimate(const Estimate& e, const ToolInfo& tool, bool explain, const TimeEstimate* time) const = 0;
+    virtual std::string grid_header(const ToolInfo& tool) const = 0;
+    virtual std::string grid_row(const Estimate& e, bool first) const = 0;
+    virtual std::string grid_footer() const = 0;
+    virtual std::string models(const std::vector<ModelSpec>& m, const ToolInfo& tool) const = 0;
+    virtual std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo& tool) const = 0;
+    virtual std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo& tool) const = 0;
+    virtual std::string validation(const Validation& v, const ToolInfo& tool) const = 0;
+    virtual std::string calibration(const CalibrationResult& c, const std::string& written_to) const = 0;
+};
+
+// "table", "json", "csv". InputError (field `--format`) naming the valid ones otherwise.
+const Printer& printer(const std::string& format);
+std::vector<std::string> printer_formats();
+
+// A file written atomically while it streams: a temporary file in the target's directory,
+// flushed to disk and renamed over the target by commit(); destroyed uncommitted (an error, a
+// kill), it leaves the old file as it was.
+class AtomicFile {
+public:
+    explicit AtomicFile(const std::string& path);
+    ~AtomicFile();
+    AtomicFile(const AtomicFile&) = delete;
+    AtomicFile& operator=(const AtomicFile&) = delete;
+    void write(const std::string& text);
+    void commit();
+
+private:
+    std::string path_, tmp_;
+    int fd_ = -1;
+};
+
+}  // namespace memtax
