@@ -366,3 +366,24 @@ TEST(Cli, BadStringsNumbersAndNoGpuAreInputErrors) {
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("memtax: error: --probe: this host has no usable CUDA GPU"), std::string::npos) << r.err;
 }
+
+// Every command renders through the printer registry: each format works for each of them.
+TEST(Cli, EveryCommandHasEveryFormat) {
+    const std::string meas = std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory_mistral_7b.json";
+    for (const std::string format : {"table", "json", "csv"}) {
+        SCOPED_TRACE(format);
+        for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
+                 {"estimate"}, {"whatif", "--contexts", "1024", "--batches", "1"}, {"models"}, {"gpus"}, {"runtimes"},
+                 {"validate", "--measurements", meas}}) {
+            args.push_back("--format");
+            args.push_back(format);
+            const Result r = cli(args);
+            EXPECT_LE(r.code, 1) << args[0] << ": " << r.err;
+            EXPECT_FALSE(r.out.empty()) << args[0];
+            if (format == "json") EXPECT_NO_THROW((void)nlohmann::json::parse(r.out)) << args[0];
+            if (format == "csv") EXPECT_NE(r.out.find(','), std::string::npos) << args[0];
+        }
+    }
+    const Result bad = cli({"estimate", "--format", "xml"});
+    EXPECT_EQ(bad.code, 2);
+}

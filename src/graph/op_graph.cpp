@@ -157,6 +157,9 @@ void OpGraph::finalize() {
     build_variant(variants_[0], false);
     build_variant(variants_[1], true);
     prepare_fast_sizes();
+    // Names for overflow errors of the traffic model, built once (never on a hot path).
+    op_terms_.clear();
+    for (size_t o = 0; o < ops_.size(); ++o) op_terms_.push_back(fmt::format("{}.{}", name_, ops_[o].name));
     finalized_ = true;
 }
 
@@ -249,7 +252,7 @@ u64 OpGraph::cache_bytes(const Bindings& b) const {
     u64 total = 0;
     for (size_t t = 0; t < tensors_.size(); ++t)
         if (tensors_[t].category == Category::KvCache && tensors_[t].lifetime == Lifetime::Persistent)
-            total = checked_add(total, tensor_bytes(static_cast<int>(t), b), item_name(static_cast<int>(t)));
+            if (__builtin_add_overflow(total, tensor_bytes(static_cast<int>(t), b), &total)) throw OverflowError(item_name(static_cast<int>(t)));
     return total;
 }
 
@@ -280,7 +283,7 @@ std::vector<OpTraffic> OpGraph::traffic(const Bindings& b) const {
         OpTraffic& r = out[o];
         const OpInfo& op = ops_[o];
         r.op = &op;
-        const std::string term = item_name(-1 - static_cast<int>(o));
+        const std::string& term = op_terms_[o];
         if (!size_value(op.flops, b, r.flops)) throw OverflowError(term);
         for (const auto& w : op.weights) r.weight_bytes = checked_add(r.weight_bytes, dtype(w.dtype).bytes(w.elements, term), term);
         auto count = [&](int t, bool write) {

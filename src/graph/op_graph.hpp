@@ -213,6 +213,7 @@ private:
     std::uint8_t combo_index(const Size& s);
     void prepare_fast_sizes();
     std::vector<int> cache_tensors_;        // the persistent cache tensors
+    std::vector<std::string> op_terms_;     // "graph.op", for overflow errors
     struct WsSlot {
         Size size;
         DtypeRole dtype;
