@@ -290,28 +290,4 @@ TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, cons
     return t;
 }
 
-std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) {
-    std::vector<std::string> out;
-    const GpuSpec& g = e.gpu();
-    out.push_back(fmt::format("achievable bandwidth = {:.3g} B/s peak × {} efficiency = {:.4g} B/s{}", g.hbm_bandwidth.value,
-                              g.bandwidth_efficiency, t.bandwidth_bytes_per_s, t.calibrated ? " (calibrated)" : " (assumed, uncalibrated)"));
-    out.push_back(fmt::format("achievable {} matrix rate = {:.4g} FLOP/s peak × {} = {:.4g} FLOP/s", t.rate_dtype, t.peak_matmul_flops_per_s,
-                              g.matmul_efficiency, t.matmul_flops_per_s));
-    out.push_back(fmt::format("op time = max(FLOPs / {:.4g}, bytes / {:.4g}) + launch {:.3g} s; elementwise ops memory-bound", t.matmul_flops_per_s,
-                              t.bandwidth_bytes_per_s, t.launch_overhead_s));
-    out.push_back(fmt::format("ridge point = {:.4g} / {:.4g} = {:.1f} FLOP/B; weight matmuls compute-bound from 2·T / {} B ≥ ridge: T ≥ {} tokens per step",
-                              t.matmul_flops_per_s, t.bandwidth_bytes_per_s, t.ridge_flops_per_byte,
-                              static_cast<double>(e.workload.weight_dtype->bits) / 8.0, t.crossover_tokens));
-    out.push_back(fmt::format("TTFT = Σ prefill op times = {:.6g} s ({} FLOPs, {} B); TPOT = Σ decode op times = {:.6g} s ({} FLOPs, {} B)",
-                              t.ttft_s, group_digits(t.prefill.flops), group_digits(t.prefill.bytes), t.tpot_s, group_digits(t.decode.flops),
-                              group_digits(t.decode.bytes)));
-    out.push_back(fmt::format("tokens/s = batch {} / TPOT = {:.6g}", e.workload.batch, t.tokens_per_s));
-    if (e.deployment.tp > 1)
-        out.push_back(fmt::format("TP all-reduce (ring, {}): 2(n-1)/n · message / bus bandwidth + 2(n-1) · latency, n = {}, 2 per layer + 1 for the embedding",
-                                  t.topology, e.deployment.tp));
-    if (e.deployment.pp > 1)
-        out.push_back(fmt::format("PP transfer ({}): message / path bandwidth + path latency, {} boundaries", t.topology, e.deployment.pp - 1));
-    return out;
-}
-
 }  // namespace memtax

@@ -96,7 +96,4 @@ TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, cons
 // length (TPOT).
 TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& topology);
 
-// The formula behind each time number, for --explain.
-std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e);
-
 }  // namespace memtax

@@ -32,7 +32,7 @@ std::string gpus_csv(const std::vector<GpuSpec>& gpus) {
 std::string runtimes_csv(const std::vector<RuntimeSpec>& runtimes) {
     std::string out = "name,family,attention,mask,gqa,kv_layout,allocator_round_bytes\n";
     for (const auto& r : runtimes)
-        out += fmt::format("{},{},{},{},{},{},{}\n", r.name, r.family == RuntimeFamily::Vllm ? "vllm" : "transformers", to_string(r.attention),
+        out += fmt::format("{},{},{},{},{},{},{}\n", r.name, to_string(r.family), to_string(r.attention),
                            to_string(r.mask), to_string(r.gqa), to_string(r.kv_layout), r.allocator_round_bytes);
     return out;
 }

@@ -81,6 +81,7 @@ struct RuntimeSpec {
 };
 
 const char* to_string(AttentionKernel k);
+const char* to_string(RuntimeFamily f);  // "transformers" | "vllm"
 const char* to_string(KvLayout k);
 const char* to_string(MaskKind k);
 const char* to_string(GqaKind k);

@@ -9,6 +9,7 @@
 namespace memtax {
 
 const char* to_string(AttentionKernel k) { return k == AttentionKernel::Eager ? "eager" : "fused"; }
+const char* to_string(RuntimeFamily f) { return f == RuntimeFamily::Vllm ? "vllm" : "transformers"; }
 const char* to_string(KvLayout k) {
     return k == KvLayout::Concat ? "concat" : k == KvLayout::InPlace ? "in-place" : "paged";
 }
