@@ -380,7 +380,7 @@ TEST(Cli, EveryCommandHasEveryFormat) {
             const Result r = cli(args);
             EXPECT_LE(r.code, 1) << args[0] << ": " << r.err;
             EXPECT_FALSE(r.out.empty()) << args[0];
-            if (format == "json") EXPECT_NO_THROW((void)nlohmann::json::parse(r.out)) << args[0];
+            if (format == "json") EXPECT_TRUE(nlohmann::json::accept(r.out)) << args[0];
             if (format == "csv") EXPECT_NE(r.out.find(','), std::string::npos) << args[0];
         }
     }
