@@ -107,20 +107,50 @@ std::string weight_list(const OpGraph& g) {
 }
 }  // namespace
 
-void add_weight_components(Breakdown& out, const ModelSpec& m, const OpGraph* embedding, const OpGraph* head,
-                           const std::vector<LayerGraphRef>& layers, u64 weights) {
+std::vector<LayerType> build_layer_types(const CompileInput& in, const BlockEnv& env, LayerBuilder build,
+                                         std::vector<std::uint32_t>* type_of) {
+    std::vector<LayerType> types;
+    for (size_t i = 0; i < in.model.layers.size(); ++i) {
+        const LayerSpec& l = in.model.layers[i];
+        auto it = std::find_if(types.begin(), types.end(), [&](const LayerType& t) { return t.spec == l; });
+        if (it == types.end()) {
+            check_layer(in.blocks, in.model, i, env.exec);
+            const TokenMixer& tm = in.blocks.token_mixer(l.token_mixer, "");
+            const ChannelMixer& cm = in.blocks.channel_mixer(l.channel_mixer, "");
+            types.push_back(LayerType{l, tm.cache(env), build(env, tm, cm, in.runtime.allocator_round_bytes), 0, 0});
+            it = types.end() - 1;
+        }
+        ++it->count;
+        if (type_of) type_of->push_back(static_cast<std::uint32_t>(it - types.begin()));
+    }
+    for (auto& t : types) t.model_count = static_cast<u64>(std::count(in.full_model.layers.begin(), in.full_model.layers.end(), t.spec));
+    return types;
+}
+
+StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& types, const OpGraph* embedding, const OpGraph* head) {
+    StageWeights w;
+    for (const auto& t : types) {
+        w.bytes = checked_add(w.bytes, checked_mul(t.graph.weight_bytes(), t.count, "weights"), "weights");
+        w.parameters = checked_add(w.parameters, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
+    }
+    for (const OpGraph* g : {embedding, head})
+        if (g) {
+            w.bytes = checked_add(w.bytes, g->weight_bytes(), "weights");
+            w.parameters = checked_add(w.parameters, g->weight_elements(), "parameters");
+        }
     if (embedding)
-        out.components.push_back({"weights.embedding", "weights", embedding->weight_bytes(),
-                                  fmt::format("vocab/tp · hidden in {}: {}", m.dtype.name, weight_list(*embedding))});
+        w.components.push_back({"weights.embedding", "weights", embedding->weight_bytes(),
+                                fmt::format("vocab/tp · hidden in {}: {}", m.dtype.name, weight_list(*embedding))});
     if (head)
-        out.components.push_back({"weights.head", "weights", head->weight_bytes(),
-                                  fmt::format("final norm and LM head{}: {}", m.tie_word_embeddings && embedding ? " (tied: the embedding's storage)" : "",
-                                              weight_list(*head))});
-    for (const auto& l : layers)
-        out.components.push_back({fmt::format("weights.layer[{}+{}]", l.spec->token_mixer, l.spec->channel_mixer), "weights",
-                                  checked_mul(l.graph->weight_bytes(), l.count, "weights"),
-                                  fmt::format("{} layers × {} B: {}", l.count, group_digits(l.graph->weight_bytes()), weight_list(*l.graph))});
-    out.components.push_back({"weights", "weights", weights, "embedding + head + Σ layers, each read off the blocks' weight tensors"});
+        w.components.push_back({"weights.head", "weights", head->weight_bytes(),
+                                fmt::format("final norm and LM head{}: {}", m.tie_word_embeddings && embedding ? " (tied: the embedding's storage)" : "",
+                                            weight_list(*head))});
+    for (const auto& t : types)
+        w.components.push_back({fmt::format("weights.layer[{}+{}]", t.spec.token_mixer, t.spec.channel_mixer), "weights",
+                                checked_mul(t.graph.weight_bytes(), t.count, "weights"),
+                                fmt::format("{} layers × {} B: {}", t.count, group_digits(t.graph.weight_bytes()), weight_list(t.graph))});
+    w.components.push_back({"weights", "weights", w.bytes, "embedding + head + Σ layers, each read off the blocks' weight tensors"});
+    return w;
 }
 
 std::string sum_verdict(const PointResult& r) {

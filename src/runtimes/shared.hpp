@@ -7,16 +7,31 @@
 
 namespace memtax {
 
-struct LayerGraphRef {
-    const LayerSpec* spec;
-    const OpGraph* graph;
-    u64 count;
+// One distinct layer of a stage (its blocks), the graph the family built for it, and how often it
+// occurs in the stage and in the whole model.
+struct LayerType {
+    LayerSpec spec;
+    CacheSpec cache;
+    OpGraph graph;
+    u64 count = 0, model_count = 0;
 };
 
-// weights.embedding, weights.lm_head, weights.final_norm, weights.layer[...] per layer type, and
-// weights: each with the weight tensors behind it, read off the graphs.
-void add_weight_components(Breakdown& out, const ModelSpec& m, const OpGraph* embedding, const OpGraph* head,
-                           const std::vector<LayerGraphRef>& layers, u64 weights);
+// A family's decoder-layer skeleton around a token mixer and a channel mixer.
+using LayerBuilder = OpGraph (*)(const BlockEnv& env, const TokenMixer& tm, const ChannelMixer& cm, u64 round_to);
+
+// The stage's layer types in order of first appearance, each layer's blocks checked against the
+// registry and built once; `type_of` (optional) gets each layer's type index.
+std::vector<LayerType> build_layer_types(const CompileInput& in, const BlockEnv& env, LayerBuilder build,
+                                         std::vector<std::uint32_t>* type_of = nullptr);
+
+// What a stage holds: weight bytes and parameters read off its graphs (the embedding on the first
+// stage, the head on the last; a tied head counts where it is stored), and the weight components
+// with the tensors behind them (described once, at compile time).
+struct StageWeights {
+    u64 bytes = 0, parameters = 0;
+    std::vector<Component> components;
+};
+StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& types, const OpGraph* embedding, const OpGraph* head);
 // "fits: weights 16.1 GiB + KV 4.0 GiB + ... = 21.0 GiB of 79.2 GiB usable, 58.2 GiB free": the
 // verdict with the numbers that decided it.
 std::string sum_verdict(const PointResult& r);

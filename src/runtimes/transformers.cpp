@@ -26,13 +26,7 @@ public:
     std::string overflow_term(const PointResult& r) const override;
 
 private:
-    struct Type {
-        LayerSpec spec;
-        CacheSpec cache;
-        OpGraph graph;
-        u64 count = 0;        // layers of this type in the stage
-        u64 model_count = 0;  // in the whole model
-    };
+    using Type = LayerType;
     // A run of consecutive layers of one type (the walk's unit).
     struct Run {
         std::uint32_t type, start, len;
@@ -123,25 +117,12 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
       head_(build_head_graph(in, dtypes_, in.runtime.keeps.model_locals)) {
     const BlockEnv env{model_, shard_, rt_, Execution::Transformers, dtypes_};
     std::vector<std::uint32_t> type_of;
-    for (size_t i = 0; i < model_.layers.size(); ++i) {
-        const LayerSpec& l = model_.layers[i];
-        auto it = std::find_if(types_.begin(), types_.end(), [&](const Type& t) { return t.spec == l; });
-        if (it == types_.end()) {
-            check_layer(in.blocks, model_, i, Execution::Transformers);
-            const TokenMixer& tm = in.blocks.token_mixer(l.token_mixer, "");
-            const ChannelMixer& cm = in.blocks.channel_mixer(l.channel_mixer, "");
-            types_.push_back(Type{l, tm.cache(env), build_decoder_layer(env, tm, cm, rt_.allocator_round_bytes), 0, 0});
-            it = types_.end() - 1;
-        }
-        ++it->count;
-        type_of.push_back(static_cast<std::uint32_t>(it - types_.begin()));
-    }
+    types_ = build_layer_types(in, env, build_decoder_layer, &type_of);
     // The walk keeps one evaluation per layer type on the stack.
     if (types_.size() > 8)
         throw InputError(model_.pos_of("layer_types"), "model.layers",
                          fmt::format("{} distinct layer types; this engine walks at most 8", types_.size()));
-    for (auto& t : types_) {
-        t.model_count = static_cast<u64>(std::count(in.full_model.layers.begin(), in.full_model.layers.end(), t.spec));
+    for (const auto& t : types_) {
         bool seen = false;
         for (std::uint32_t w : window_types_) seen |= types_[w].cache.window == t.cache.window;
         if (!seen) window_types_.push_back(static_cast<std::uint32_t>(&t - types_.data()));
@@ -151,22 +132,10 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
         if (i > 1 && runs_.back().type == type_of[i]) ++runs_.back().len;
         else runs_.push_back(Run{type_of[i], i, 1});
     }
-    for (const auto& t : types_) weights_ = checked_add(weights_, checked_mul(t.graph.weight_bytes(), t.count, "weights"), "weights");
-    if (has_embedding_) weights_ = checked_add(weights_, embedding_.weight_bytes(), "weights");
-    if (has_head_) weights_ = checked_add(weights_, head_.weight_bytes(), "weights");
-    // Parameters this GPU holds: its layers, the embedding on the first stage, the head (a tied
-    // head being a copy of the embedding once they live apart) on the last.
-    for (const auto& t : types_) parameters_ = checked_add(parameters_, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
-    if (has_embedding_) parameters_ = checked_add(parameters_, embedding_.weight_elements(), "parameters");
-    if (has_head_) parameters_ = checked_add(parameters_, head_.weight_elements(), "parameters");
-    {
-        // The weight components do not depend on the point: described once.
-        Breakdown wb;
-        std::vector<LayerGraphRef> refs;
-        for (const auto& t : types_) refs.push_back({&t.spec, &t.graph, t.count});
-        add_weight_components(wb, model_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, refs, weights_);
-        weight_components_ = std::move(wb.components);
-    }
+    StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr);
+    weights_ = w.bytes;
+    parameters_ = w.parameters;
+    weight_components_ = std::move(w.components);
     const ContextOverhead& oh = rt_.overhead_for(in.gpu.name);
     overhead_ = oh.bytes;
     overhead_source_ = oh.source;

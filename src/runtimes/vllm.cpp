@@ -82,12 +82,7 @@ public:
     std::string overflow_term(const PointResult& r) const override;
 
 private:
-    struct Type {
-        LayerSpec spec;
-        CacheSpec cache;
-        OpGraph graph;
-        u64 count = 0, model_count = 0;
-    };
+    using Type = LayerType;
     // The profile forward over `tokens` flattened tokens: ids and positions (int64), then one
     // layer's peak (the residual stream enters each layer, which returns new ones).
     u64 forward_peak(u64 tokens, size_t* type = nullptr, GraphEval* out = nullptr) const;
@@ -120,39 +115,15 @@ VllmPlan::VllmPlan(const CompileInput& in)
     if (!dt_.kv.whole_bytes())
         throw InputError(SourcePos{}, "workload.kv_dtype", fmt::format("vLLM has no {} KV cache; use bf16, fp16 or fp8_e4m3", dt_.kv.name));
     const BlockEnv env{model_, shard_, rt_, Execution::Vllm, dtypes_};
-    for (size_t i = 0; i < model_.layers.size(); ++i) {
-        const LayerSpec& l = model_.layers[i];
-        auto it = std::find_if(types_.begin(), types_.end(), [&](const Type& t) { return t.spec == l; });
-        if (it == types_.end()) {
-            check_layer(in.blocks, model_, i, Execution::Vllm);
-            const TokenMixer& tm = in.blocks.token_mixer(l.token_mixer, "");
-            const ChannelMixer& cm = in.blocks.channel_mixer(l.channel_mixer, "");
-            types_.push_back(Type{l, tm.cache(env), build_layer(env, tm, cm, rt_.allocator_round_bytes), 0, 0});
-            it = types_.end() - 1;
-        }
-        ++it->count;
-    }
-    for (auto& t : types_) {
-        t.model_count = static_cast<u64>(std::count(in.full_model.layers.begin(), in.full_model.layers.end(), t.spec));
-        weights_ = checked_add(weights_, checked_mul(t.graph.weight_bytes(), t.count, "weights"), "weights");
+    types_ = build_layer_types(in, env, build_layer);
+    for (const auto& t : types_) {
         (t.cache.window ? n_window_ : n_full_) += t.count;
         if (t.cache.window) window_ = t.cache.window;
     }
-    if (has_embedding_) weights_ = checked_add(weights_, embedding_.weight_bytes(), "weights");
-    if (has_head_) weights_ = checked_add(weights_, head_.weight_bytes(), "weights");
-    // Parameters this GPU holds: its layers, the embedding on the first stage, the head (a tied
-    // head being a copy of the embedding once they live apart) on the last.
-    for (const auto& t : types_) parameters_ = checked_add(parameters_, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
-    if (has_embedding_) parameters_ = checked_add(parameters_, embedding_.weight_elements(), "parameters");
-    if (has_head_) parameters_ = checked_add(parameters_, head_.weight_elements(), "parameters");
-    {
-        // The weight components do not depend on the point: described once.
-        Breakdown wb;
-        std::vector<LayerGraphRef> refs;
-        for (const auto& t : types_) refs.push_back({&t.spec, &t.graph, t.count});
-        add_weight_components(wb, model_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, refs, weights_);
-        weight_components_ = std::move(wb.components);
-    }
+    StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr);
+    weights_ = w.bytes;
+    parameters_ = w.parameters;
+    weight_components_ = std::move(w.components);
     capacity_ = in.gpu.usable_memory_bytes;
     const ContextOverhead& oh = rt_.overhead_for(in.gpu.name);
     overhead_source_ = oh.source;

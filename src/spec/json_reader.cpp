@@ -99,6 +99,18 @@ struct LineSax : nlohmann::json_sax<json> {
     }
 };
 
+// Re-reads text for the lines of its values (and where a parse stopped).
+LineSax sax_pass(const std::string& text) {
+    const char* cursor = text.data();
+    LineSax sax;
+    sax.begin = text.data();
+    sax.cursor = &cursor;
+    CountingIter first{text.data(), &cursor}, last{text.data() + text.size(), &cursor};
+    json::sax_parse(first, last, &sax);
+    sax.cursor = nullptr;  // pointed at this frame's cursor
+    return sax;
+}
+
 }  // namespace
 
 SourcePos JsonDoc::pos(const std::string& path) const {
@@ -130,12 +142,7 @@ JsonDoc parse_json(const std::string& text, const std::string& file) {
     } catch (const json::exception& e) {
         // e.g. out_of_range: a number too large for a double (1e400). The SAX pass stops at the
         // same place and knows the field it was reading.
-        const char* cursor = text.data();
-        LineSax sax;
-        sax.begin = text.data();
-        sax.cursor = &cursor;
-        CountingIter first{text.data(), &cursor}, last{text.data() + text.size(), &cursor};
-        json::sax_parse(first, last, &sax);
+        const LineSax sax = sax_pass(text);
         if (!sax.error_path.empty())
             throw InputError(SourcePos{file, sax.error_line, 0}, sax.error_path,
                              fmt::format("the number {} is out of range (a finite number below 1.8e308)", sax.error_token));
@@ -144,13 +151,7 @@ JsonDoc parse_json(const std::string& text, const std::string& file) {
         throw InputError(SourcePos{file, 0, 0}, "(syntax)", bracket == std::string::npos ? what : what.substr(bracket + 2));
     }
     // The SAX pass re-reads text that json::parse already accepted; it only collects lines.
-    const char* cursor = text.data();
-    LineSax sax;
-    sax.begin = text.data();
-    sax.cursor = &cursor;
-    CountingIter first{text.data(), &cursor}, last{text.data() + text.size(), &cursor};
-    json::sax_parse(first, last, &sax);
-    doc.lines = std::move(sax.lines);
+    doc.lines = sax_pass(text).lines;
     return doc;
 }
 
