@@ -6,13 +6,6 @@
 
 #include "cli/common.hpp"
 
-#ifndef MEMTAX_VERSION
-#define MEMTAX_VERSION "0.0.0"
-#endif
-#ifndef MEMTAX_GIT_SHA
-#define MEMTAX_GIT_SHA "unknown"
-#endif
-
 namespace memtax {
 namespace {
 
@@ -43,7 +36,7 @@ InputError as_flags(const InputError& e) {
 
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
     CLI::App app{"memtax: memory-cost simulator and capacity planner for long-context transformers"};
-    app.set_version_flag("--version", std::string("memtax ") + MEMTAX_VERSION + " (" + MEMTAX_GIT_SHA + ")");
+    app.set_version_flag("--version", cli::tool_line());
     app.require_subcommand(1);
     // One file per subcommand (cmd_*.cpp); each registers its own flags.
     std::vector<std::unique_ptr<cli::Command>> commands;

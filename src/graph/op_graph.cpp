@@ -97,10 +97,6 @@ int OpGraph::op1h(OpInfo info, std::initializer_list<int> inputs, TensorInfo out
     return id;
 }
 
-std::vector<int> OpGraph::reads(int o) const {
-    return {read_.begin() + read_begin_[static_cast<size_t>(o)], read_.begin() + read_begin_[static_cast<size_t>(o) + 1]};
-}
-
 void OpGraph::finalize() {
     const size_t n = tensors_.size();
     if (n > kMaxTensors) throw InternalError(fmt::format("op graph {}: {} tensors, above {}", name_, n, kMaxTensors));

@@ -183,7 +183,6 @@ public:
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     const std::vector<OpInfo>& ops() const { return ops_; }
     const DType& dtype(DtypeRole r) const { return dtypes_[static_cast<size_t>(r)]; }
-    std::vector<int> reads(int op_index) const;
 
     // The largest graph evaluate handles (its scratch lives on the stack).
     static constexpr size_t kMaxTensors = 160;

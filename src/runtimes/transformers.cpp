@@ -319,7 +319,7 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
         w->mask_bytes = mask_bytes;
         w->kv_before = kv_before;
         w->kv_excess = kv_excess;
-        w->base = layer_bindings(types_.front(), geometry(types_.front(), prefill, S), prefill, B, Sq, r.logits_kept, mask_elems);
+        w->base = layer_bindings(types_.front(), geo[0], prefill, B, Sq, r.logits_kept, mask_elems);
     }
     r.status = PointStatus::Ok;
     return true;

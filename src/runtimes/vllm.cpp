@@ -163,12 +163,18 @@ VllmPlan::VllmPlan(const CompileInput& in)
     num_blocks_ = available_ / checked_mul(page_, group_, "kv page");
 }
 
-u64 VllmPlan::forward_peak(u64 tokens, size_t* type, GraphEval* out) const {
+// The dummy forward's point: `tokens` flattened tokens attending to themselves, no cache yet.
+Bindings profile_bindings(u64 tokens) {
     Bindings b;
     b[S::Batch] = 1;
     b[S::Sq] = tokens;
     b[S::Skv] = tokens;
     b[S::Kept] = 1;
+    return b;
+}
+
+u64 VllmPlan::forward_peak(u64 tokens, size_t* type, GraphEval* out) const {
+    const Bindings b = profile_bindings(tokens);
     u64 best = 0;
     for (size_t i = 0; i < types_.size(); ++i) {
         const GraphEval g = types_[i].graph.evaluate(b);
@@ -255,11 +261,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     b[S::SkvOld] = prefill ? 0 : checked_mul(B, max_len, "kv read");
     b[S::AttnKeys] = prefill ? (max_len + 1) / 2 : max_len;
     b[S::Kept] = B;
-    Bindings profile;
-    profile[S::Batch] = 1;
-    profile[S::Sq] = p_.max_num_batched_tokens;
-    profile[S::Skv] = p_.max_num_batched_tokens;
-    profile[S::Kept] = 1;
+    const Bindings profile = profile_bindings(p_.max_num_batched_tokens);
     for (const auto& t : types_) {
         const GraphEval ev = t.graph.evaluate(profile);
         LayerRow row{t.spec.token_mixer, t.spec.channel_mixer, t.count, t.graph.weight_bytes(), checked_mul(page_, full_blocks, "kv"),
