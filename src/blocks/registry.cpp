@@ -72,7 +72,7 @@ namespace blk {
 OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weight, const char* bias) {
     OpInfo op{name, OpKind::Matmul, group, Size(checked_product({2, in, out}, name), {Sym::Batch, Sym::Sq}), {}, {}};
     op.weights.push_back({weight, checked_mul(in, out, weight), DtypeRole::Weight});
-    if (bias) op.weights.push_back({bias, out, DtypeRole::Act});
+    if (bias) op.weights.push_back({bias, out, DtypeRole::Param});
     return op;
 }
 }  // namespace blk

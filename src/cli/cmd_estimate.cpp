@@ -14,10 +14,11 @@ public:
     CLI::App* add(CLI::App& app) override {
         auto* est = app.add_subcommand("estimate", "per-GPU memory of one inference step, with the fit verdict");
         add_workload_options(est, a_);
-        est->add_option("--batch", a_.batch, "sequences (split over replicas)")->check(positive_int())->capture_default_str();
-        est->add_option("--context", a_.context, "prefill: prompt tokens; decode: KV length after the step")
-            ->check(positive_int())
-            ->capture_default_str();
+        est->add_option("--batch", a_.batch, "sequences (split over replicas)")->transform(positive_int())->capture_default_str();
+        est->add_option("--context", a_.context,
+                        "prefill: prompt tokens; decode: KV length after the step; 32k = 32,768, 1M = 1,048,576 "
+                        "(default: 8192, or the model's max context if smaller)")
+            ->transform(token_count());
         add_format_option(est, a_.format);
         est->add_option("--output,-o", a_.output, "write the report to this file (atomically) instead of stdout");
         est->add_flag("--explain", a_.explain, "print each term's formula with its numbers");
@@ -28,17 +29,18 @@ public:
         return est;
     }
 
-    int run(std::ostream& out, std::ostream&) override {
+    int run(std::ostream& out, std::ostream& err) override {
         const EstimateArgs& a = a_;
         const Printer& print = printer(a.format);
-        const ModelSpec m = resolve_model(a.model);
+        const ModelSpec m = model_from(a.model, a.dtype);
         const GpuSpec g = resolve_gpu(a.gpu);
         const Deployment dep{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp};
-        const Workload w = workload_from(a);
+        const Workload w = workload_from(a, m);
         const Plan plan = Plan::compile(m, g, dep, w);
         const memtax::Estimate e = plan.estimate(plan.point_of(w));
         std::optional<TimeEstimate> time;
         if (a.time) {
+            warn_about(g, err);
             const Topology topo(a.cluster.empty() ? single_node_cluster(g, a.tp * a.pp) : resolve_cluster(a.cluster));
             time = estimate_time(plan, plan.point_of(w), topo);
         } else if (!a.cluster.empty()) {

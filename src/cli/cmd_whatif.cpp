@@ -13,25 +13,41 @@ namespace {
 
 struct WhatifArgs {
     std::vector<std::string> setups = {"llama-3.1-8b@1xh100-sxm", "llama-3.1-70b@4xh200"};
-    std::vector<u64> contexts = {8192, 32768, 131072};
+    std::vector<u64> contexts;  // empty: 8k, 32k and 128k, those within each model's max context
+
     std::vector<u64> batches = {1, 16};
     std::vector<std::string> kv_dtypes = {"bf16", "fp8_e4m3"};
     std::vector<std::string> modes = {"prefill", "decode"};
-    std::string attention, runtime, format = "table", output;
+    std::string attention, runtime, dtype, format = "table", output;
+    VllmArgs vllm;
 };
+
+// The default contexts of a model: 8k, 32k, 128k where the model reaches them, else its maximum.
+std::vector<u64> default_contexts(const ModelSpec& m) {
+    std::vector<u64> out;
+    for (u64 c : {u64{8192}, u64{32768}, u64{131072}})
+        if (c <= m.max_context) out.push_back(c);
+    if (out.empty()) out.push_back(m.max_context);
+    return out;
+}
 
 class Whatif final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
         auto* wi = app.add_subcommand("whatif", "a grid of estimates (the main job; built-in defaults)");
         wi->add_option("--setup", a_.setups, "MODEL@NxGPU, repeatable (tensor parallel over the N GPUs)")->capture_default_str();
-        wi->add_option("--contexts", a_.contexts, "context lengths")->delimiter(',')->check(positive_int())->capture_default_str();
-        wi->add_option("--batches", a_.batches, "batch sizes")->delimiter(',')->check(positive_int())->capture_default_str();
+        wi->add_option("--contexts", a_.contexts,
+                       "context lengths, e.g. 8k,32k,128k (k = 1,024, M = 1,048,576; default: 8k,32k,128k up to each model's max context)")
+            ->delimiter(',')
+            ->transform(token_count());
+        wi->add_option("--batches", a_.batches, "batch sizes")->delimiter(',')->transform(positive_int())->capture_default_str();
         wi->add_option("--kv-dtypes", a_.kv_dtypes, "KV cache dtypes")->delimiter(',')->capture_default_str();
         wi->add_option("--modes", a_.modes, "prefill and/or decode")->delimiter(',')->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
         wi->add_option("--runtime", a_.runtime, "hf-sdpa (default) | hf-eager | vllm | a runtime YAML profile");
         wi->add_option("--attention", a_.attention, "eager | fused: shorthand for --runtime hf-eager | hf-sdpa")
             ->check(CLI::IsMember({"eager", "fused"}));
+        wi->add_option("--dtype", a_.dtype, "the models' dtype (default: each config's)");
+        add_vllm_options(wi, a_.vllm);
         add_format_option(wi, a_.format);
         wi->add_option("--output,-o", a_.output, "write the report to this file (atomically)");
         return wi;
@@ -40,11 +56,12 @@ public:
     int run(std::ostream& out, std::ostream&) override {
         const WhatifArgs& a = a_;
         const Printer& print = printer(a.format);
-        const RuntimeSpec runtime = runtime_from(a.runtime, a.attention);
+        const RuntimeSpec runtime = runtime_from(a.runtime, a.attention, a.vllm);
         struct Setup {
             ModelSpec model;
             GpuSpec gpu;
             u64 n;
+            std::vector<u64> contexts;
         };
         std::vector<Setup> setups;
         std::vector<std::string> inputs = {a.runtime};
@@ -58,7 +75,9 @@ public:
             auto [p, ec] = std::from_chars(first, last, n);
             if (at == std::string::npos || x == std::string::npos || ec != std::errc() || p != last || n == 0)
                 throw InputError(SourcePos{}, "--setup", fmt::format("expected MODEL@NxGPU (e.g. llama-3.1-70b@4xh200), got \"{}\"", setup));
-            setups.push_back({resolve_model(setup.substr(0, at)), resolve_gpu(setup.substr(x + 1)), n});
+            ModelSpec m = model_from(setup.substr(0, at), a.dtype);
+            std::vector<u64> contexts = a.contexts.empty() ? default_contexts(m) : a.contexts;
+            setups.push_back({std::move(m), resolve_gpu(setup.substr(x + 1)), n, std::move(contexts)});
             inputs.push_back(setup.substr(0, at));
             inputs.push_back(setup.substr(x + 1));
         }
@@ -71,15 +90,15 @@ public:
                 ea.attention = a.attention;
                 ea.runtime = a.runtime;
                 ea.kv_dtype = kv;
-                plans.back().push_back(Plan::compile(s.model, s.gpu, Deployment{s.n, s.n}, workload_from(ea, &runtime)));
+                plans.back().push_back(Plan::compile(s.model, s.gpu, Deployment{s.n, s.n}, workload_from(ea, s.model, &runtime)));
             }
         }
         auto point = [](const std::string& mode, u64 batch, u64 ctx) { return Point{mode == "decode" ? Mode::Decode : Mode::Prefill, batch, ctx}; };
         // Every point is checked before the first row is written: bad input leaves no output.
-        for (const auto& per_setup : plans)
-            for (const Plan& plan : per_setup)
+        for (size_t si = 0; si < plans.size(); ++si)
+            for (const Plan& plan : plans[si])
                 for (const auto& mode : a.modes)
-                    for (u64 ctx : a.contexts)
+                    for (u64 ctx : setups[si].contexts)
                         for (u64 batch : a.batches)
                             if (plan.evaluate(point(mode, batch, ctx)).status != PointStatus::Ok) (void)plan.estimate(point(mode, batch, ctx));
         std::unique_ptr<AtomicFile> file;
@@ -93,10 +112,10 @@ public:
         };
         write(print.grid_header(tool_info()));
         bool first = true;
-        for (const auto& per_setup : plans)
+        for (size_t si = 0; si < plans.size(); ++si)
             for (const auto& mode : a.modes)
-                for (const Plan& plan : per_setup)
-                    for (u64 ctx : a.contexts)
+                for (const Plan& plan : plans[si])
+                    for (u64 ctx : setups[si].contexts)
                         for (u64 batch : a.batches) {
                             write(print.grid_row(plan.estimate(point(mode, batch, ctx)), first));
                             first = false;

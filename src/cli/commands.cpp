@@ -2,6 +2,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <ostream>
 
 #include "cli/common.hpp"
@@ -32,6 +35,33 @@ InputError as_flags(const InputError& e) {
     return InputError(e.pos(), map(e.field(), true), map(e.message(), false));
 }
 
+// A misspelt subcommand or flag, found before CLI11 parses (it would say "A subcommand is
+// required" or list the extras without a suggestion). Returns the error line, or "".
+std::string misspelling(const std::vector<std::string>& args, const std::vector<CLI::App*>& subs) {
+    if (args.empty() || args[0].empty() || args[0][0] == '-') return {};
+    std::vector<std::string> names;
+    CLI::App* sub = nullptr;
+    for (CLI::App* s : subs) {
+        names.push_back(s->get_name());
+        if (s->get_name() == args[0]) sub = s;
+    }
+    if (!sub)
+        return fmt::format("unknown command \"{}\"{}; commands: {} (see memtax --help)", args[0], did_you_mean(args[0], names),
+                           fmt::join(names, ", "));
+    std::vector<std::string> flags;
+    for (const CLI::Option* o : sub->get_options())
+        for (const auto& l : o->get_lnames()) flags.push_back("--" + l);
+    for (size_t i = 1; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "--") break;
+        if (a.size() < 3 || a.compare(0, 2, "--") != 0) continue;
+        const std::string flag = a.substr(0, a.find('='));
+        if (std::find(flags.begin(), flags.end(), flag) == flags.end())
+            return fmt::format("{}: unknown flag {}{} (see memtax {} --help)", sub->get_name(), flag, did_you_mean(flag, flags), sub->get_name());
+    }
+    return {};
+}
+
 }  // namespace
 
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -45,9 +75,17 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     commands.push_back(cli::make_validate());
     commands.push_back(cli::make_calibrate());
     commands.push_back(cli::make_probe());
-    for (const char* list : {"models", "gpus", "runtimes"}) commands.push_back(cli::make_listing(list));
+    for (const char* list : {"models", "gpus", "runtimes", "clusters"}) commands.push_back(cli::make_listing(list));
     std::vector<std::pair<CLI::App*, cli::Command*>> subcommands;
-    for (auto& c : commands) subcommands.emplace_back(c->add(app), c.get());
+    std::vector<CLI::App*> subs;
+    for (auto& c : commands) {
+        subcommands.emplace_back(c->add(app), c.get());
+        subs.push_back(subcommands.back().first);
+    }
+    if (const std::string typo = misspelling(args, subs); !typo.empty()) {
+        err << "memtax: error: " << typo << "\n";
+        return 2;
+    }
 
     std::vector<std::string> argv_rev(args.rbegin(), args.rend());
     try {

@@ -2,9 +2,10 @@
 
 #include <fmt/format.h>
 
-#include <charconv>
+#include <algorithm>
 #include <filesystem>
 
+#include "core/number.hpp"
 #include "spec/loaders.hpp"
 
 #ifndef MEMTAX_VERSION
@@ -22,23 +23,47 @@ DType dtype_arg(const std::string& flag, const std::string& text) {
     return d;
 }
 
-// --runtime names the stack; --attention eager|fused is shorthand for hf-eager|hf-sdpa.
-RuntimeSpec runtime_from(const std::string& runtime, const std::string& attention) {
-    if (runtime.empty()) return resolve_runtime(attention == "eager" ? "hf-eager" : "hf-sdpa");
-    RuntimeSpec r = resolve_runtime(runtime);
-    if (!attention.empty() && attention != to_string(r.attention))
+u64 default_context(const ModelSpec& m) { return std::min(kDefaultContext, m.max_context); }
+
+RuntimeSpec runtime_from(const std::string& runtime, const std::string& attention, const VllmArgs& v) {
+    RuntimeSpec r = runtime.empty() ? resolve_runtime(attention == "eager" ? "hf-eager" : "hf-sdpa") : resolve_runtime(runtime);
+    if (!runtime.empty() && !attention.empty() && attention != to_string(r.attention))
         throw InputError(SourcePos{}, "--attention",
                          fmt::format("\"{}\" contradicts runtime {} (its attention is {}); drop --attention or pick another runtime",
                                      attention, r.name, to_string(r.attention)));
+    const std::pair<const char*, bool> given[] = {{"--gpu-memory-utilization", !v.gpu_memory_utilization.empty()},
+                                                  {"--max-num-seqs", v.max_num_seqs != 0},
+                                                  {"--max-num-batched-tokens", v.max_num_batched_tokens != 0},
+                                                  {"--block-size", v.block_size != 0}};
+    for (const auto& [flag, set] : given)
+        if (set && !r.vllm)
+            throw InputError(SourcePos{}, flag, fmt::format("is a vLLM engine argument; runtime {} is not vLLM (add --runtime vllm)", r.name));
+    if (!r.vllm) return r;
+    if (!v.gpu_memory_utilization.empty()) {
+        const auto ppm = parse_ppm(v.gpu_memory_utilization);
+        if (!ppm || *ppm == 0 || *ppm > 1000000)
+            throw InputError(SourcePos{}, "--gpu-memory-utilization",
+                             fmt::format("\"{}\" must be a decimal in (0, 1] with at most 6 digits (vLLM's default: 0.9)", v.gpu_memory_utilization));
+        r.vllm->gpu_memory_utilization_ppm = *ppm;
+    }
+    if (v.max_num_seqs) r.vllm->max_num_seqs = v.max_num_seqs;
+    if (v.max_num_batched_tokens) r.vllm->max_num_batched_tokens = v.max_num_batched_tokens;
+    if (v.block_size) r.vllm->block_size = v.block_size;
     return r;
 }
 
-Workload workload_from(const EstimateArgs& a, const RuntimeSpec* resolved) {
+ModelSpec model_from(const std::string& model, const std::string& dtype) {
+    ModelSpec m = resolve_model(model);
+    if (!dtype.empty()) m.dtype = dtype_arg("--dtype", dtype);
+    return m;
+}
+
+Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeSpec* resolved) {
     Workload w;
     w.mode = a.mode == "decode" ? Mode::Decode : Mode::Prefill;
-    w.runtime = resolved ? *resolved : runtime_from(a.runtime, a.attention);
+    w.runtime = resolved ? *resolved : runtime_from(a.runtime, a.attention, a.vllm);
     w.batch = a.batch;
-    w.context = a.context;
+    w.context = a.context ? a.context : default_context(m);
     if (!a.weight_dtype.empty()) w.weight_dtype = dtype_arg("--weight-dtype", a.weight_dtype);
     if (!a.kv_dtype.empty()) w.kv_dtype = dtype_arg("--kv-dtype", a.kv_dtype);
     if (!a.softmax_dtype.empty()) w.softmax_dtype = dtype_arg("--softmax-dtype", a.softmax_dtype);
@@ -48,8 +73,7 @@ Workload workload_from(const EstimateArgs& a, const RuntimeSpec* resolved) {
             w.logits_kept = 0;
         } else {
             u64 k = 0;
-            auto [p, ec] = std::from_chars(a.logits_kept.data(), a.logits_kept.data() + a.logits_kept.size(), k);
-            if (ec != std::errc() || p != a.logits_kept.data() + a.logits_kept.size() || k == 0)
+            if (parse_exact_integer(a.logits_kept, k) != NumberParse::Ok || k == 0)
                 throw InputError(SourcePos{}, "--logits-kept",
                                  fmt::format("expected a positive number of positions or \"all\", got \"{}\"", a.logits_kept));
             w.logits_kept = k;
@@ -59,43 +83,66 @@ Workload workload_from(const EstimateArgs& a, const RuntimeSpec* resolved) {
     return w;
 }
 
-// CLI11's own range validators print the whole double range; this one says what is valid.
-const CLI::Validator kPositiveIntImpl(
-    [](std::string& text) -> std::string {
-        u64 v = 0;
-        auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-        if (ec != std::errc() || p != text.data() + text.size() || v == 0)
-            return fmt::format("expected a positive integer, got \"{}\"", text);
-        return {};
-    },
-    "POSITIVE");
+namespace {
+CLI::Validator count_validator(bool tokens) {
+    return CLI::Validator(
+        [tokens](std::string& text) -> std::string {
+            u64 v = 0;
+            const NumberParse p = tokens ? parse_token_count(text, v) : parse_exact_integer(text, v);
+            if (p != NumberParse::Ok) return number_problem(p, text, tokens);
+            if (v == 0) return fmt::format("must be positive, got \"{}\"", text);
+            text = std::to_string(v);
+            return {};
+        },
+        tokens ? "TOKENS" : "POSITIVE");
+}
+const CLI::Validator kPositiveInt = count_validator(false);
+const CLI::Validator kTokenCount = count_validator(true);
+}  // namespace
+
+const CLI::Validator& positive_int() { return kPositiveInt; }
+const CLI::Validator& token_count() { return kTokenCount; }
 
 void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
-    cmd->add_option("--model", a.model, "built-in model name, a memtax YAML profile, or a HF config.json")->capture_default_str();
-    cmd->add_option("--gpu", a.gpu, "built-in GPU name or a GPU YAML profile")->capture_default_str();
-    cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / (tp · pp); default: tp · pp)")->check(positive_int());
-    cmd->add_option("--tp", a.tp, "tensor-parallel degree")->check(positive_int())->capture_default_str();
+    cmd->add_option("--model", a.model, "built-in model (name, alias or HF id), a memtax YAML profile, or a HF config.json")->capture_default_str();
+    cmd->add_option("--gpu", a.gpu, "built-in GPU (name or alias; a family such as h100 lists its members) or a GPU YAML profile")
+        ->capture_default_str();
+    cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / (tp · pp); default: tp · pp)")->transform(positive_int());
+    cmd->add_option("--tp", a.tp, "tensor-parallel degree")->transform(positive_int())->capture_default_str();
     cmd->add_option("--pp", a.pp, "pipeline stages (layers split evenly; the fullest stage is reported)")
-        ->check(positive_int())
+        ->transform(positive_int())
         ->capture_default_str();
     cmd->add_option("--mode", a.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
     cmd->add_option("--runtime", a.runtime, "hf-sdpa (default) | hf-eager | vllm | a runtime YAML profile");
     cmd->add_option("--attention", a.attention, "eager | fused: shorthand for --runtime hf-eager | hf-sdpa")
         ->check(CLI::IsMember({"eager", "fused"}));
-    cmd->add_option("--weight-dtype", a.weight_dtype, "dtype of the linear layers (default: the model's)");
+    cmd->add_option("--dtype", a.dtype, "the model's dtype: weights, activations and, by default, KV and logits (default: the config's)");
+    cmd->add_option("--weight-dtype", a.weight_dtype,
+                    "dtype of the linear layers' weights; 16/32-bit also casts embeddings, norms and head (default: the model's)");
     cmd->add_option("--kv-dtype", a.kv_dtype, "KV cache dtype (default: the model's)");
     cmd->add_option("--softmax-dtype", a.softmax_dtype, "eager softmax dtype (default fp32, PyTorch's upcast)");
     cmd->add_option("--logits-dtype", a.logits_dtype, "logits dtype (default: the model's)");
     cmd->add_option("--logits-kept", a.logits_kept, "positions whose logits are computed: N or all (default 1)");
     cmd->add_flag("--allow-long-context", a.allow_long_context, "size a context beyond the model's max_context");
+    add_vllm_options(cmd, a.vllm);
 }
 
-const CLI::Validator& positive_int() { return kPositiveIntImpl; }
+void add_vllm_options(CLI::App* cmd, VllmArgs& v) {
+    cmd->add_option("--gpu-memory-utilization", v.gpu_memory_utilization, "vLLM: fraction of GPU memory vLLM may use (vLLM default 0.9)");
+    cmd->add_option("--max-num-seqs", v.max_num_seqs, "vLLM: sequences scheduled at once (vLLM default 256)")->transform(positive_int());
+    cmd->add_option("--max-num-batched-tokens", v.max_num_batched_tokens, "vLLM: tokens per engine step, sizes the profile run (vLLM default 8192)")
+        ->transform(token_count());
+    cmd->add_option("--block-size", v.block_size, "vLLM: tokens per KV block (vLLM default 16)")->transform(positive_int());
+}
 
 void add_format_option(CLI::App* cmd, std::string& format) {
     cmd->add_option("--format", format, fmt::format("{} (every command has every printer)", fmt::join(printer_formats(), " | ")))
         ->check(CLI::IsMember(printer_formats()))
         ->capture_default_str();
+}
+
+void warn_about(const GpuSpec& g, std::ostream& err) {
+    for (const auto& w : g.warnings) err << "memtax: warning: " << w << "\n";
 }
 
 ToolInfo tool_info() { return ToolInfo{MEMTAX_VERSION, MEMTAX_GIT_SHA}; }

@@ -14,27 +14,50 @@
 
 namespace memtax::cli {
 
+// vLLM's own engine arguments, with vLLM's names; unset (empty / 0) keeps the runtime profile's
+// values (vLLM's defaults in the shipped `vllm` profile).
+struct VllmArgs {
+    std::string gpu_memory_utilization;
+    u64 max_num_seqs = 0, max_num_batched_tokens = 0, block_size = 0;
+};
+
 // Flags that describe a deployment and a workload (estimate; what-if reuses them per row).
 struct EstimateArgs {
     std::string model = "llama-3.1-8b";
     std::string gpu = "h100-sxm";
-    u64 gpus = 0, tp = 1, pp = 1, batch = 1, context = 8192;  // gpus 0: one replica (= tp · pp)
+    u64 gpus = 0, tp = 1, pp = 1, batch = 1;  // gpus 0: one replica (= tp · pp)
+    u64 context = 0;                          // 0: min(8192, the model's max context)
     std::string mode = "prefill", attention, runtime;
-    std::string weight_dtype, kv_dtype, softmax_dtype, logits_dtype, logits_kept;
+    std::string dtype, weight_dtype, kv_dtype, softmax_dtype, logits_dtype, logits_kept;
     std::string format = "table", output;
     bool explain = false, allow_long_context = false, require_fit = false, time = false;
     std::string cluster;
+    VllmArgs vllm;
 };
 
+// The context a workload gets when none is given: 8192 tokens, or the model's maximum if smaller.
+constexpr u64 kDefaultContext = 8192;
+u64 default_context(const ModelSpec& m);
+
 DType dtype_arg(const std::string& flag, const std::string& text);
-// --runtime names the stack; --attention eager|fused is shorthand for hf-eager|hf-sdpa.
-RuntimeSpec runtime_from(const std::string& runtime, const std::string& attention);
-Workload workload_from(const EstimateArgs& a, const RuntimeSpec* resolved = nullptr);
-// CLI11's own range validators print the whole double range; this one says what is valid.
+// --runtime names the stack; --attention eager|fused is shorthand for hf-eager|hf-sdpa; vLLM's
+// engine arguments edit a vllm runtime (an error for another runtime).
+RuntimeSpec runtime_from(const std::string& runtime, const std::string& attention, const VllmArgs& vllm = {});
+// The model with --dtype applied (the model's own dtype: weights, activations, KV by default).
+ModelSpec model_from(const std::string& model, const std::string& dtype);
+Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeSpec* resolved = nullptr);
+// A positive integer, in exponent notation too ("1e3"); a transform: the flag's value becomes
+// the plain decimal. CLI11's own range validators print the whole double range; this one says
+// what is valid.
 const CLI::Validator& positive_int();
+// A positive token count: 8192, 32k (= 32,768), 1M (= 1,048,576), 1e5.
+const CLI::Validator& token_count();
 void add_workload_options(CLI::App* cmd, EstimateArgs& a);
+void add_vllm_options(CLI::App* cmd, VllmArgs& v);
 // --format FORMAT: one of the printer registry's formats.
 void add_format_option(CLI::App* cmd, std::string& format);
+// Non-fatal notes about the inputs (a GPU profile without efficiencies), one line each.
+void warn_about(const GpuSpec& g, std::ostream& err);
 
 ToolInfo tool_info();
 std::string tool_line();

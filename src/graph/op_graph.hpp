@@ -51,7 +51,10 @@ struct Size {
     std::array<std::uint8_t, kSyms> powers() const;
 };
 
-enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Bool, Mask, Weight, Count };
+// Weight: the linear layers' weights (quantizable). Param: the other parameters (embeddings, norms,
+// head, biases): a 16/32-bit --weight-dtype casts them too; an 8-bit or smaller one leaves them
+// in the model's dtype, as quantization recipes do.
+enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Bool, Mask, Weight, Param, Count };
 constexpr size_t kDtypeRoles = static_cast<size_t>(DtypeRole::Count);
 // What a tensor is, for the breakdown.
 enum class Category : std::uint8_t { Activation, AttentionMatrix, KvCache, Logits, Count };

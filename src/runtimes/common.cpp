@@ -34,6 +34,7 @@ std::array<DType, kDtypeRoles> graph_dtypes(const ModelSpec& m, const DtypePolic
     set(DtypeRole::Bool, DType{"bool", 8, 0, 0});
     set(DtypeRole::Mask, mask);
     set(DtypeRole::Weight, p.weight);
+    set(DtypeRole::Param, p.weight.bits >= 16 ? p.weight : m.dtype);
     return d;
 }
 
@@ -54,7 +55,7 @@ OpGraph build_embedding_graph(const CompileInput& in, const std::array<DType, kD
     int ids = g.input(TensorInfo{"input_ids", Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Index});
     // The vocab-parallel embedding: this GPU's rows, in the model's dtype.
     OpInfo op{"embed_tokens", OpKind::Embedding, OpGroup::Embedding, {}, {}, {}};
-    op.weights.push_back({"embed_tokens", checked_mul(in.shard.vocab, h, "embedding"), DtypeRole::Act});
+    op.weights.push_back({"embed_tokens", checked_mul(in.shard.vocab, h, "embedding"), DtypeRole::Param});
     TensorInfo out = blk::act("inputs_embeds", blk::tokens(h));
     out.lifetime = Lifetime::Persistent;
     g.op1(std::move(op), {ids}, out);
@@ -79,13 +80,13 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
         holds.push_back(g.input(blk::act("inputs_embeds", bsh)));
     }
     OpInfo norm{"final_norm", OpKind::Norm, OpGroup::Norm, Size(4 * h, {Sym::Batch, Sym::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
-    norm.weights.push_back({"final_norm", norm_width(m), DtypeRole::Act});
+    norm.weights.push_back({"final_norm", norm_width(m), DtypeRole::Param});
     int xf = g.op1h(std::move(norm), {x}, blk::act("x_final", bsh), holds);
     // The vocab-parallel head: this GPU's rows; the logits are then gathered onto one GPU. A
     // tied head reads the embedding's storage where the stage holds the embedding.
     const Size logits(m.vocab_size, {Sym::Batch, Sym::Kept});
     OpInfo head{"lm_head", OpKind::Matmul, OpGroup::LmHead, Size(checked_product({2, h, in.shard.vocab}, "lm_head"), {Sym::Batch, Sym::Kept}), {}, {}};
-    head.weights.push_back({"lm_head", checked_mul(h, in.shard.vocab, "lm_head"), DtypeRole::Act, m.tie_word_embeddings && in.has_embedding});
+    head.weights.push_back({"lm_head", checked_mul(h, in.shard.vocab, "lm_head"), DtypeRole::Param, m.tie_word_embeddings && in.has_embedding});
     int l = g.op1(std::move(head), {xf}, blk::act("logits_act", logits, Category::Logits));
     const AliasRule same = dt[static_cast<size_t>(DtypeRole::Logits)] == dt[static_cast<size_t>(DtypeRole::Act)] ? AliasRule::View : AliasRule::None;
     g.op1({"logits_cast", OpKind::Copy, OpGroup::LmHead, {}, {}, {}}, {l},

@@ -14,7 +14,7 @@ namespace memtax {
 namespace {
 
 using S = Sym;
-using i128 = __int128;
+__extension__ typedef __int128 i128;
 
 class TransformersPlan final : public RuntimePlan {
 public:
@@ -68,7 +68,7 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
     const Size bsh = blk::tokens(h);
     auto norm = [&](const char* name) {
         OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(4 * h, {S::Batch, S::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
-        op.weights.push_back({name, norm_width(env.model), DtypeRole::Act});
+        op.weights.push_back({name, norm_width(env.model), DtypeRole::Param});
         return op;
     };
     int x = g.input(blk::act("x_in", bsh));

@@ -28,7 +28,7 @@ OpGraph build_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixe
     int res = g.input(act("residual", th));
     auto norm = [&](const char* name) {
         OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(4 * h, {S::Batch, S::Sq}), {}, {}};
-        op.weights.push_back({name, norm_width(env.model), DtypeRole::Act});
+        op.weights.push_back({name, norm_width(env.model), DtypeRole::Param});
         return op;
     };
     auto in_place = [&](const char* name) { return TensorInfo{name, th, DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::Always}; };
@@ -240,7 +240,8 @@ void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
     r.total = total;
     // vLLM refuses to start without KV memory, and serves `batch` sequences of `context` tokens at
     // once only if the pool holds them.
-    r.fits = kv_positive_ && num_blocks_ > 0 && num_blocks_ / per_request >= B;
+    // vLLM schedules at most max_num_seqs sequences at once; the rest wait.
+    r.fits = kv_positive_ && num_blocks_ > 0 && num_blocks_ / per_request >= B && B <= p_.max_num_seqs;
     r.status = ovf ? PointStatus::Overflow : PointStatus::Ok;
 }
 
@@ -290,6 +291,8 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     f("blocks_per_request", per_request, "blocks per request at max_model_len");
     f("max_concurrency", static_cast<double>(r.max_concurrency_milli) / 1000.0, "maximum concurrency");
     f("max_concurrent_requests", num_blocks_ / per_request, "maximum concurrent requests");
+    f("max_num_seqs", p_.max_num_seqs, "max_num_seqs (sequences scheduled at once)");
+    f("gpu_memory_utilization", static_cast<double>(p_.gpu_memory_utilization_ppm) / 1e6, "gpu_memory_utilization");
     out.sections.push_back(std::move(s));
 
     out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
@@ -310,7 +313,12 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     out.components.push_back({"forward_peak", "peak", r.forward_peak, fmt::format("the start-up profile's peak, at {}", out.peak_at)});
     out.components.push_back({"total", "total", r.total, "weights + kv_cache + activation_peak + logits + runtime_overhead"});
 
-    if (!kv_positive_)
+    if (B > p_.max_num_seqs && kv_positive_)
+        out.verdict = fmt::format("does not fit: {} sequences wanted at once, but max_num_seqs is {}: vLLM schedules at most {} and queues the rest "
+                                  "(raise --max-num-seqs, or add replicas with --gpus); the KV pool ({} blocks) holds {:.2f} sequences of {} tokens",
+                                  B, p_.max_num_seqs, p_.max_num_seqs, group_digits(num_blocks_),
+                                  static_cast<double>(r.max_concurrency_milli) / 1000.0, group_digits(max_len));
+    else if (!kv_positive_)
         out.verdict = fmt::format("does not fit: weights {} + activation peak {} + non-torch {} + CUDA graphs {} exceed the {} vLLM may use; no memory for the KV cache",
                                   format_bytes_gib(weights_), format_bytes_gib(std::max(forward_peak_, sampler_peak_)), format_bytes_gib(non_torch_),
                                   format_bytes_gib(graph_pool_), format_bytes_gib(requested_));

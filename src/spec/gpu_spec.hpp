@@ -27,9 +27,17 @@ struct KernelRates {
     double rms_error = 0;  // relative, of the fit on those kernels
 };
 
+// The time model's efficiencies for a GPU profile that states none: what memtax's probe measured
+// on an H100 SXM (a 2 GiB device copy at 90% of peak bandwidth, an 8192³ bf16 GEMM at 76% of the
+// dense peak; docs/accuracy.md) and PyTorch eager's per-kernel launch cost.
+inline constexpr double kDefaultBandwidthEfficiency = 0.90;
+inline constexpr double kDefaultMatmulEfficiency = 0.75;
+inline constexpr double kDefaultLaunchOverheadS = 4.0e-6;
+
 struct GpuSpec {
     std::string name;          // catalog key, e.g. "h100-sxm"
     std::string display_name;  // e.g. "NVIDIA H100 SXM5 80GB"
+    std::vector<std::string> aliases;  // other names it resolves from
     std::string vendor;
     std::string source;
 
@@ -56,6 +64,8 @@ struct GpuSpec {
     std::map<std::string, KernelRates> kernel_rates;
     std::map<std::string, std::string> calibration;
     std::map<std::string, std::string> sources;  // field -> citation
+    // Non-fatal notes about the profile (no efficiency: block, so the defaults below apply).
+    std::vector<std::string> warnings;
     std::string file;
 };
 

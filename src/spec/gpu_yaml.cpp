@@ -8,7 +8,7 @@ namespace memtax {
 namespace {
 
 const std::vector<std::string> kGpuKeys = {
-    "name", "display_name", "vendor", "source", "memory_bytes", "usable_memory_bytes",
+    "name", "display_name", "aliases", "vendor", "source", "memory_bytes", "usable_memory_bytes",
     "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes", "sm_count", "interconnect",
     "interconnect_bandwidth_bytes_per_s", "device_names", "efficiency", "calibration", "sources"};
 const std::vector<std::string> kNumericKeys = {
@@ -27,6 +27,7 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
     g.file = file;
     g.name = map.required_string("name");
     g.display_name = map.optional_string("display_name").value_or(g.name);
+    g.aliases = map.optional_strings("aliases");
     g.vendor = map.required_choice("vendor", {"nvidia", "amd"});
     g.source = map.required_string("source");
     g.memory_bytes = map.required_u64("memory_bytes");
@@ -70,6 +71,13 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
         g.launch_overhead_s = eff->has("launch_overhead_s") ? eff->required_rate("launch_overhead_s") : 0.0;
         if (g.launch_overhead_s > 1e-3) eff->fail("launch_overhead_s", fmt::format("{} s per kernel is implausible; valid: up to 1e-3", g.launch_overhead_s));
         g.calibrated = eff->optional_bool("calibrated").value_or(false);
+    } else {
+        g.bandwidth_efficiency = kDefaultBandwidthEfficiency;
+        g.matmul_efficiency = kDefaultMatmulEfficiency;
+        g.launch_overhead_s = kDefaultLaunchOverheadS;
+        g.warnings.push_back(fmt::format("{}: GPU profile {} has no efficiency: block; times assume bandwidth {:.2f} and matmul {:.2f} of peak and {:g} µs "
+                                         "per kernel launch (memtax's H100 SXM measurement); `memtax probe` + `memtax calibrate` measure this GPU",
+                                         file, g.name, kDefaultBandwidthEfficiency, kDefaultMatmulEfficiency, kDefaultLaunchOverheadS * 1e6));
     }
 
     // calibration: written by `memtax calibrate` (hardware/calibrated/): provenance strings and

@@ -5,6 +5,8 @@
 // are refused rather than silently ignored.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -38,6 +40,12 @@ public:
     u64 get_u64(const std::string& key) const {
         if (!has(key)) fail(key, "required field is missing");
         const json& v = root_[key];
+        // 1e5 or 131072.0: a float that is exactly a whole number below 2^53 is that integer.
+        if (v.is_number_float()) {
+            const double d = v.get<double>();
+            if (std::isfinite(d) && d >= 0 && d <= 9007199254740992.0 && d == std::floor(d)) return static_cast<u64>(d);
+            fail(key, fmt::format("expected a non-negative integer, got {} (not a whole number)", v.dump()));
+        }
         if (!v.is_number_unsigned()) {
             if (v.is_number_integer()) fail(key, fmt::format("must be positive, got {}", v.dump()));
             fail(key, fmt::format("expected a non-negative integer, got {}", type_of(v)));

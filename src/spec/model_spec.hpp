@@ -25,6 +25,7 @@ struct LayerSpec {
 struct ModelSpec {
     std::string name;          // catalog key, e.g. "llama-3.1-8b"
     std::string display_name;  // e.g. "Llama-3.1-8B"
+    std::vector<std::string> aliases;  // other names it resolves from (HF ids, older spellings)
     std::string family;        // llama | mistral | qwen2
     std::string source;        // where the config values come from
 

@@ -8,7 +8,7 @@ namespace memtax {
 namespace {
 
 const std::vector<std::string> kModelKeys = {
-    "name", "display_name", "family", "source", "num_layers", "hidden_size", "num_attention_heads",
+    "name", "display_name", "aliases", "family", "source", "num_layers", "hidden_size", "num_attention_heads",
     "num_key_value_heads", "head_dim", "intermediate_size", "vocab_size", "max_context",
     "tie_word_embeddings", "norm", "activation", "mlp", "qkv_bias", "o_bias", "mlp_bias",
     "sliding_window", "layer_types", "dtype", "stated_parameter_count", "stated_parameter_source"};
@@ -32,6 +32,7 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
 
     m.name = map.required_string("name");
     m.display_name = map.optional_string("display_name").value_or(m.name);
+    m.aliases = map.optional_strings("aliases");
     m.family = map.required_choice("family", {"llama", "mistral", "qwen2"});
     m.source = map.required_string("source");
     m.num_layers = map.required_u64("num_layers");

@@ -5,6 +5,7 @@
 
 #include "spec/loaders.hpp"
 #include "spec/yaml_reader.hpp"
+#include "core/number.hpp"
 
 namespace memtax {
 
@@ -31,20 +32,6 @@ namespace {
 const std::vector<std::string> kRuntimeKeys = {
     "name", "description", "family", "attention", "softmax_dtype", "logits_dtype", "mask", "gqa",
     "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "sources"};
-
-// "0.9" -> 900000 parts per million, exactly (no binary floating point).
-std::optional<u64> parse_ppm(const std::string& s) {
-    if (s.empty()) return std::nullopt;
-    auto dot = s.find('.');
-    std::string whole = s.substr(0, dot), frac = dot == std::string::npos ? "" : s.substr(dot + 1);
-    if (whole.empty()) whole = "0";
-    if (frac.size() > 6 || whole.size() > 1) return std::nullopt;
-    for (char c : whole + frac)
-        if (c < '0' || c > '9') return std::nullopt;
-    frac.resize(6, '0');
-    u64 v = static_cast<u64>(whole[0] - '0') * 1000000 + std::stoull(frac);
-    return v;
-}
 
 }  // namespace
 
@@ -124,7 +111,7 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         p.block_size = v.required_u64("block_size");
         if (p.block_size == 0) v.fail("block_size", "must be positive (vLLM uses 16 by default)");
         std::string util = v.required_string("gpu_memory_utilization");
-        auto ppm = parse_ppm(util);
+        auto ppm = parse_ppm(util);  // core/number.hpp
         if (!ppm || *ppm == 0 || *ppm > 1000000)
             v.fail("gpu_memory_utilization", fmt::format("\"{}\" must be a decimal in (0, 1] with at most 6 digits", util));
         p.gpu_memory_utilization_ppm = *ppm;

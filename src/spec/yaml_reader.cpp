@@ -1,4 +1,5 @@
 #include "spec/yaml_reader.hpp"
+#include "core/number.hpp"
 
 #include <fmt/format.h>
 
@@ -76,13 +77,12 @@ std::optional<u64> YamlMap::optional_u64(const std::string& key) {
     if (!n.IsDefined() || n.IsNull()) return std::nullopt;
     const std::string& s = n.IsScalar() ? n.Scalar() : std::string();
     u64 v = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (!n.IsScalar() || n.Tag() == "!" || s.empty() || ec != std::errc() || ptr != s.data() + s.size()) {
-        if (ec == std::errc::result_out_of_range)
-            throw InputError(pos_of(n), field(key), fmt::format("{} does not fit in 64 bits", s));
-        throw InputError(pos_of(n), field(key),
-                         fmt::format("expected a non-negative integer, got {}", describe(n)));
-    }
+    // Exponent notation is accepted exactly when the value is an integer (memory_bytes: 186e9).
+    const NumberParse p = n.IsScalar() && n.Tag() != "!" ? parse_exact_integer(s, v) : NumberParse::Invalid;
+    if (p == NumberParse::Overflow) throw InputError(pos_of(n), field(key), fmt::format("{} does not fit in 64 bits", s));
+    if (p == NumberParse::NotInteger) throw InputError(pos_of(n), field(key), fmt::format("expected an integer, got {} (not a whole number)", s));
+    if (p != NumberParse::Ok)
+        throw InputError(pos_of(n), field(key), fmt::format("expected a non-negative integer (e.g. 80000000000 or 80e9), got {}", describe(n)));
     return v;
 }
 
@@ -100,6 +100,18 @@ double YamlMap::required_rate(const std::string& key) {
         !std::isfinite(v) || v <= 0)
         throw InputError(pos_of(n), field(key), fmt::format("expected a positive number, got {}", describe(n)));
     return v;
+}
+
+std::vector<std::string> YamlMap::optional_strings(const std::string& key) {
+    YAML::Node n = get(key, false);
+    std::vector<std::string> out;
+    if (!n.IsDefined() || n.IsNull()) return out;
+    if (!n.IsSequence()) throw InputError(pos_of(n), field(key), fmt::format("expected a list of text, got {}", describe(n)));
+    for (size_t i = 0; i < n.size(); ++i) {
+        if (!n[i].IsScalar()) throw InputError(pos_of(n[i]), fmt::format("{}[{}]", field(key), i), fmt::format("expected text, got {}", describe(n[i])));
+        out.push_back(n[i].Scalar());
+    }
+    return out;
 }
 
 std::optional<std::string> YamlMap::optional_string(const std::string& key) {

@@ -26,6 +26,7 @@ public:
     std::string required_string(const std::string& key);
     std::optional<std::string> optional_string(const std::string& key);
     std::optional<bool> optional_bool(const std::string& key);
+    std::vector<std::string> optional_strings(const std::string& key);  // a list of text; [] when absent
     std::string required_choice(const std::string& key, const std::vector<std::string>& valid);
     YamlMap required_map(const std::string& key);
     std::optional<YamlMap> optional_map(const std::string& key);
