@@ -82,6 +82,6 @@ std::unique_ptr<Command> make_whatif();
 std::unique_ptr<Command> make_validate();
 std::unique_ptr<Command> make_calibrate();
 std::unique_ptr<Command> make_probe();
-std::unique_ptr<Command> make_listing(const std::string& what);  // models | gpus | runtimes
+std::unique_ptr<Command> make_listing(const std::string& what);  // models | gpus | runtimes | clusters
 
 }  // namespace memtax::cli

@@ -23,6 +23,17 @@ const char* to_string(Sym s) {
     return "?";
 }
 
+const char* to_string(Category c) {
+    switch (c) {
+        case Category::Activation: return "activation";
+        case Category::AttentionMatrix: return "attention matrix";
+        case Category::KvCache: return "KV cache";
+        case Category::Logits: return "logits";
+        case Category::Count: break;
+    }
+    return "?";
+}
+
 const char* to_string(OpGroup g) {
     switch (g) {
         case OpGroup::Projection: return "attention projections";
@@ -451,6 +462,36 @@ GraphEval OpGraph::evaluate(const Bindings& b) const noexcept {
     for (std::uint16_t t : v.kept_kv) r.kv_written += bytes[t];
     for (std::uint16_t t : v.kept_other) r.persistent_other += bytes[t];
     return r;
+}
+
+std::vector<LiveTensor> OpGraph::live_at(const Bindings& b, int op) const {
+    std::vector<LiveTensor> out;
+    if (!finalized_ || op < 0 || static_cast<size_t>(op) >= ops_.size()) return out;
+    const Variant& v = variants_[has_fresh_alias_ && b[Sym::SkvOld] == 0 ? 1 : 0];
+    auto bytes_of = [&](const Size& sz, DtypeRole role, const std::string& name) {
+        u64 x = 0;
+        if (!sized_bytes(sz, dtypes_[static_cast<size_t>(role)], round_to_, b, x)) throw OverflowError(name_ + "." + name);
+        return x;
+    };
+    std::vector<bool> live(tensors_.size(), false);
+    for (std::uint16_t t : v.preexisting) live[t] = true;
+    for (size_t o = 0; o <= static_cast<size_t>(op); ++o) {
+        for (int i = produced_begin_[o]; i < produced_begin_[o + 1]; ++i) live[static_cast<size_t>(produced_[static_cast<size_t>(i)])] = true;
+        if (o == static_cast<size_t>(op)) break;
+        for (int i = v.free_begin[o]; i < v.free_begin[o + 1]; ++i) live[v.freed[static_cast<size_t>(i)]] = false;
+    }
+    for (size_t t = 0; t < tensors_.size(); ++t) {
+        if (!live[t] || v.zero[t]) continue;
+        const u64 n = bytes_of(tensors_[t].size, tensors_[t].dtype, tensors_[t].name);
+        if (n) out.push_back({tensors_[t].name, n, v.cat[t]});
+    }
+    for (int k = ws_begin_[static_cast<size_t>(op)]; k < ws_begin_[static_cast<size_t>(op) + 1]; ++k) {
+        const WsSlot& w = ws_[static_cast<size_t>(k)];
+        const std::string name = std::string(ops_[static_cast<size_t>(op)].name) + " temporary";
+        if (const u64 n = bytes_of(w.size, w.dtype, name)) out.push_back({name, n, w.category});
+    }
+    std::stable_sort(out.begin(), out.end(), [](const LiveTensor& a, const LiveTensor& c) { return a.bytes > c.bytes; });
+    return out;
 }
 
 }  // namespace memtax

@@ -59,6 +59,7 @@ constexpr size_t kDtypeRoles = static_cast<size_t>(DtypeRole::Count);
 // What a tensor is, for the breakdown.
 enum class Category : std::uint8_t { Activation, AttentionMatrix, KvCache, Logits, Count };
 constexpr size_t kCategories = static_cast<size_t>(Category::Count);
+const char* to_string(Category c);  // "activation" | "attention matrix" | "KV cache" | "logits"
 enum class Lifetime : std::uint8_t { Transient, Persistent, Preexisting };
 // When a tensor is the same storage as its producer's first input, so costs nothing extra.
 enum class AliasRule : std::uint8_t {
@@ -143,6 +144,13 @@ struct GraphEval {
     u64 preexisting_kv = 0;        // of which cache storage (freed when replaced)
 };
 
+// One tensor live at a chosen op, with its allocated (rounded) bytes.
+struct LiveTensor {
+    std::string name;  // the tensor, or "<op> temporary" for an op's workspace
+    u64 bytes = 0;
+    Category category = Category::Activation;
+};
+
 class OpGraph {
 public:
     // `dtypes`: the dtype of each role under this graph's policy; `round_to`: the caching
@@ -167,6 +175,9 @@ public:
 
     // Liveness at one point. Never throws, never allocates.
     GraphEval evaluate(const Bindings& b) const noexcept;
+    // The tensors live while op `op` runs (its temporaries included), largest first: what makes
+    // up a peak, for --explain. Allocates; not for sweeps. Throws OverflowError.
+    std::vector<LiveTensor> live_at(const Bindings& b, int op) const;
     // Per-op FLOPs and minimum bytes (no allocator rounding), for the time model.
     std::vector<OpTraffic> traffic(const Bindings& b) const;
     // Bytes of one tensor, unrounded (throws OverflowError naming it).

@@ -1,4 +1,5 @@
 #include "report/printer.hpp"
+#include "report/table.hpp"
 
 #include <fmt/format.h>
 
@@ -7,36 +8,7 @@ namespace {
 
 std::string opt(const std::optional<u64>& v) { return v ? std::to_string(*v) : ""; }
 
-// CSV of the listings, validation and calibration (the estimate and grid CSVs are in report.cpp).
-std::string models_csv(const std::vector<ModelSpec>& models) {
-    std::string out = "name,family,layers,hidden_size,num_attention_heads,num_key_value_heads,head_dim,intermediate_size,vocab_size,"
-                      "max_context,sliding_window,dtype,parameters,stated_parameter_count\n";
-    for (const auto& m : models)
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", m.name, m.family, m.num_layers, m.hidden_size,
-                           m.num_attention_heads, m.num_key_value_heads, m.head_dim, m.intermediate_size, m.vocab_size, m.max_context,
-                           m.sliding_window, m.dtype.name, parameter_count(m), m.stated_parameter_count);
-    return out;
-}
-
-std::string gpus_csv(const std::vector<GpuSpec>& gpus) {
-    std::string out = "name,vendor,memory_bytes,usable_memory_bytes,hbm_bandwidth_bytes_per_s,bf16_flops_per_s,sm_count,interconnect,calibrated\n";
-    for (const auto& g : gpus) {
-        const auto it = g.peak_flops.count("bf16") ? g.peak_flops.find("bf16") : g.peak_flops.find("fp16");
-        out += fmt::format("{},{},{},{},{:.6g},{:.6g},{},{},{}\n", g.name, g.vendor, g.memory_bytes, g.usable_memory_bytes,
-                           g.hbm_bandwidth.value, it == g.peak_flops.end() ? 0.0 : it->second.value, g.sm_count, g.interconnect,
-                           g.calibrated ? "true" : "false");
-    }
-    return out;
-}
-
-std::string runtimes_csv(const std::vector<RuntimeSpec>& runtimes) {
-    std::string out = "name,family,attention,mask,gqa,kv_layout,allocator_round_bytes\n";
-    for (const auto& r : runtimes)
-        out += fmt::format("{},{},{},{},{},{},{}\n", r.name, to_string(r.family), to_string(r.attention),
-                           to_string(r.mask), to_string(r.gqa), to_string(r.kv_layout), r.allocator_round_bytes);
-    return out;
-}
-
+// CSV of validation and calibration (the listings, estimate and grid render their Tables).
 std::string validation_csv(const Validation& v) {
     std::string out = "id,kind,status,ok,predicted_bytes,measured_bytes,predicted_s,measured_s\n";
     for (const auto& r : v.cases)
@@ -65,9 +37,10 @@ public:
     std::string grid_header(const ToolInfo&) const override { return whatif_table_header(); }
     std::string grid_row(const Estimate& e, bool) const override { return whatif_table_row(e); }
     std::string grid_footer() const override { return ""; }
-    std::string models(const std::vector<ModelSpec>& m, const ToolInfo&) const override { return render_models_table(m); }
-    std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override { return render_gpus_table(g); }
-    std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo&) const override { return render_runtimes_table(r); }
+    std::string models(const std::vector<ModelSpec>& m, const ToolInfo&) const override { return table_text(models_table(m)); }
+    std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override { return table_text(gpus_table(g)); }
+    std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo&) const override { return table_text(runtimes_table(r)); }
+    std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo&) const override { return table_text(clusters_table(c)); }
     std::string validation(const Validation& v, const ToolInfo&) const override { return render_validation_table(v); }
     std::string calibration(const CalibrationResult& c, const std::string& to) const override { return render_calibration_table(c, to); }
 };
@@ -84,6 +57,7 @@ public:
     std::string models(const std::vector<ModelSpec>& m, const ToolInfo& tool) const override { return render_models_json(m, tool); }
     std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo& tool) const override { return render_gpus_json(g, tool); }
     std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo& tool) const override { return render_runtimes_json(r, tool); }
+    std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo& tool) const override { return render_clusters_json(c, tool); }
     std::string validation(const Validation& v, const ToolInfo& tool) const override { return render_validation_json(v, tool); }
     std::string calibration(const CalibrationResult& c, const std::string& to) const override { return render_calibration_json(c, to); }
 };
@@ -91,15 +65,39 @@ public:
 class CsvPrinter final : public Printer {
 public:
     const char* format() const override { return "csv"; }
-    std::string estimate(const Estimate& e, const ToolInfo&, bool, const TimeEstimate*) const override { return render_csv(e); }
+    std::string estimate(const Estimate& e, const ToolInfo&, bool explain, const TimeEstimate* time) const override {
+        return render_csv(e, explain, time);
+    }
     std::string grid_header(const ToolInfo&) const override { return whatif_csv_header(); }
     std::string grid_row(const Estimate& e, bool) const override { return whatif_csv_row(e); }
     std::string grid_footer() const override { return ""; }
-    std::string models(const std::vector<ModelSpec>& m, const ToolInfo&) const override { return models_csv(m); }
-    std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override { return gpus_csv(g); }
-    std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo&) const override { return runtimes_csv(r); }
+    std::string models(const std::vector<ModelSpec>& m, const ToolInfo&) const override { return table_csv(models_table(m)); }
+    std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override { return table_csv(gpus_table(g)); }
+    std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo&) const override { return table_csv(runtimes_table(r)); }
+    std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo&) const override { return table_csv(clusters_table(c)); }
     std::string validation(const Validation& v, const ToolInfo&) const override { return validation_csv(v); }
     std::string calibration(const CalibrationResult& c, const std::string&) const override { return calibration_csv(c); }
+};
+
+class MarkdownPrinter final : public Printer {
+public:
+    const char* format() const override { return "markdown"; }
+    std::string estimate(const Estimate& e, const ToolInfo&, bool explain, const TimeEstimate* time) const override {
+        return render_markdown(e, explain, time);
+    }
+    std::string grid_header(const ToolInfo&) const override { return whatif_markdown_header(); }
+    std::string grid_row(const Estimate& e, bool) const override { return whatif_markdown_row(e); }
+    std::string grid_footer() const override { return ""; }
+    std::string models(const std::vector<ModelSpec>& m, const ToolInfo&) const override { return "## Models\n\n" + table_markdown(models_table(m)); }
+    std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override { return "## GPUs\n\n" + table_markdown(gpus_table(g)); }
+    std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo&) const override {
+        return "## Runtimes\n\n" + table_markdown(runtimes_table(r));
+    }
+    std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo&) const override {
+        return "## Clusters\n\n" + table_markdown(clusters_table(c));
+    }
+    std::string validation(const Validation& v, const ToolInfo&) const override { return render_validation_markdown(v); }
+    std::string calibration(const CalibrationResult& c, const std::string& to) const override { return render_calibration_markdown(c, to); }
 };
 
 }  // namespace
@@ -108,12 +106,14 @@ const Printer& printer(const std::string& format) {
     static const TablePrinter table;
     static const JsonPrinter json;
     static const CsvPrinter csv;
-    for (const Printer* p : {static_cast<const Printer*>(&table), static_cast<const Printer*>(&json), static_cast<const Printer*>(&csv)})
+    static const MarkdownPrinter markdown;
+    for (const Printer* p : {static_cast<const Printer*>(&table), static_cast<const Printer*>(&json), static_cast<const Printer*>(&csv),
+                             static_cast<const Printer*>(&markdown)})
         if (format == p->format()) return *p;
     throw InputError(SourcePos{}, "--format",
                      fmt::format("unknown format \"{}\"{}; valid: {}", format, did_you_mean(format, printer_formats()), fmt::join(printer_formats(), ", ")));
 }
 
-std::vector<std::string> printer_formats() { return {"table", "json", "csv"}; }
+std::vector<std::string> printer_formats() { return {"table", "json", "csv", "markdown"}; }
 
 }  // namespace memtax

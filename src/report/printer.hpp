@@ -23,11 +23,12 @@ public:
     virtual std::string models(const std::vector<ModelSpec>& m, const ToolInfo& tool) const = 0;
     virtual std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo& tool) const = 0;
     virtual std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo& tool) const = 0;
+    virtual std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo& tool) const = 0;
     virtual std::string validation(const Validation& v, const ToolInfo& tool) const = 0;
     virtual std::string calibration(const CalibrationResult& c, const std::string& written_to) const = 0;
 };
 
-// "table", "json", "csv". InputError (field `--format`) naming the valid ones otherwise.
+// "table", "json", "csv", "markdown". InputError (field `--format`) naming the valid ones otherwise.
 const Printer& printer(const std::string& format);
 std::vector<std::string> printer_formats();
 

@@ -1,5 +1,6 @@
 #include "report/report.hpp"
 #include "report/printer.hpp"
+#include "report/table.hpp"
 
 #include <fmt/format.h>
 #include <fcntl.h>
@@ -12,6 +13,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <initializer_list>
+#include <tuple>
 #include <type_traits>
 #include <variant>
 
@@ -158,6 +161,21 @@ std::string seconds(double s) {
     return fmt::format("{:.1f} µs", s * 1e6);
 }
 
+// What TTFT and TPOT mean under the workload's runtime (docs/time-model.md).
+std::string ttft_meaning(const Estimate& e) {
+    if (e.workload.runtime.vllm)
+        return fmt::format("time to first token of one request: vLLM continuous batching, chunked prefill of at most {} tokens per step, "
+                           "the {} requests arriving together (ttft_s: the whole batch's prompt tokens as one forward)",
+                           e.workload.runtime.vllm->max_num_batched_tokens, e.batch_per_replica);
+    return fmt::format("time to first token: a static batch prefills its {} prompts of {} tokens in one forward, so every request's first token "
+                       "comes after the whole batch's prefill",
+                       e.batch_per_replica, group_digits(e.workload.context));
+}
+
+std::string tpot_meaning(const Estimate& e) {
+    return fmt::format("time per output token: one decode step of {} sequences at KV length {}", e.batch_per_replica, group_digits(e.workload.context));
+}
+
 // The formula behind each time number, for --explain.
 std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) {
     std::vector<std::string> out;
@@ -171,7 +189,11 @@ std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) 
     out.push_back(fmt::format("ridge point = {:.4g} / {:.4g} = {:.1f} FLOP/B; weight matmuls compute-bound from 2·T / {} B ≥ ridge: T ≥ {} tokens per step",
                               t.matmul_flops_per_s, t.bandwidth_bytes_per_s, t.ridge_flops_per_byte,
                               static_cast<double>(e.workload.weight_dtype->bits) / 8.0, t.crossover_tokens));
-    out.push_back(fmt::format("TTFT = Σ prefill op times = {:.6g} s ({} FLOPs, {} B); TPOT = Σ decode op times = {:.6g} s ({} FLOPs, {} B)",
+    if (t.first_token.schedule != "static batch")
+        out.push_back(fmt::format("vLLM TTFT: step by step, running requests first (1 token each), then prompt chunks in arrival order, "
+                                  "≤ {} tokens a step; step time = max(tokens · ttft_s / prompt tokens, one decode step of 1 sequence)",
+                                  t.first_token.step_tokens));
+    out.push_back(fmt::format("ttft_s = Σ prefill op times = {:.6g} s ({} FLOPs, {} B); TPOT = Σ decode op times = {:.6g} s ({} FLOPs, {} B)",
                               t.ttft_s, group_digits(t.prefill.flops), group_digits(t.prefill.bytes), t.tpot_s, group_digits(t.decode.flops),
                               group_digits(t.decode.bytes)));
     out.push_back(fmt::format("tokens/s = batch {} / TPOT = {:.6g}", e.workload.batch, t.tokens_per_s));
@@ -188,8 +210,18 @@ std::string time_table(const TimeEstimate& t, const Estimate& e, bool explain) {
     std::string out = fmt::format("\nTime (roofline; {} {}: {:.3g} B/s, {} {:.4g} FLOP/s, launch {}; {})\n", e.gpu().name,
                                   t.calibrated ? "calibrated" : "assumed efficiencies", t.bandwidth_bytes_per_s, t.rate_dtype,
                                   t.matmul_flops_per_s, seconds(t.launch_overhead_s), t.topology);
-    out += fmt::format("  TTFT (prefill of {} tokens × batch {})   {}\n", group_digits(e.workload.context), e.batch_per_replica, seconds(t.ttft_s));
-    out += fmt::format("  TPOT (decode at KV length {})          {}\n", group_digits(e.workload.context), seconds(t.tpot_s));
+    const FirstToken& f = t.first_token;
+    if (f.schedule == "static batch") {
+        out += fmt::format("  TTFT (static batch: every request waits for the prefill of {} prompts × {} tokens)   {}\n", e.batch_per_replica,
+                           group_digits(e.workload.context), seconds(t.ttft_s));
+    } else {
+        out += fmt::format("  TTFT ({}, ≤ {} tokens a step; {} requests arriving together)\n", f.schedule, group_digits(f.step_tokens), f.requests);
+        out += fmt::format("    first request {}   mean {}   last request {}   ({} steps)\n", seconds(f.first_s), seconds(f.mean_s), seconds(f.last_s),
+                           f.steps);
+        out += fmt::format("  prefill of the whole batch as one forward (ttft_s)   {}\n", seconds(t.ttft_s));
+    }
+    out += fmt::format("  TPOT (one decode step of {} sequences at KV length {})   {}\n", e.batch_per_replica, group_digits(e.workload.context),
+                       seconds(t.tpot_s));
     out += fmt::format("  decode throughput                     {:.1f} tokens/s (batch {})\n", t.tokens_per_s, e.workload.batch);
     out += fmt::format("  ridge point                           {:.1f} FLOP/B; weight matmuls compute-bound from {} tokens per step\n",
                        t.ridge_flops_per_byte, t.crossover_tokens);
@@ -231,8 +263,11 @@ ojson step_json(const StepTime& st) {
 }
 
 ojson time_json(const TimeEstimate& t) {
+    const FirstToken& f = t.first_token;
     return {{"ttft_s", t.ttft_s},
             {"tpot_s", t.tpot_s},
+            {"first_token", {{"schedule", f.schedule}, {"requests", f.requests}, {"step_tokens", f.step_tokens}, {"steps", f.steps},
+                             {"first_s", f.first_s}, {"mean_s", f.mean_s}, {"last_s", f.last_s}}},
             {"tokens_per_s", t.tokens_per_s},
             {"ridge_flops_per_byte", t.ridge_flops_per_byte},
             {"crossover_tokens", t.crossover_tokens},
@@ -279,6 +314,10 @@ std::string render_table(const Estimate& e, bool explain, const TimeEstimate* ti
     if (explain) {
         out += "\nHow each number is computed\n";
         for (const auto& t : e.components) out += fmt::format("  {:<26} {:>18} B  = {}\n", t.name, group_digits(t.bytes), t.formula);
+        if (!e.live_at_peak.empty()) {
+            out += fmt::format("\nTensors live at the forward peak ({}), besides the resident weights and KV cache\n", e.peak_at);
+            for (const auto& l : e.live_at_peak) out += fmt::format("  {:<40} {:>18} B  {}\n", l.name, group_digits(l.bytes), l.where);
+        }
     }
     if (time) out += time_table(*time, e, explain);
     return out;
@@ -313,33 +352,181 @@ std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, c
         for (const auto& t : e.components)
             terms.push_back({{"name", t.name}, {"category", t.category}, {"bytes", t.bytes}, {"formula", t.formula}});
         j["explain"] = terms;
+        ojson live = ojson::array();
+        for (const auto& l : e.live_at_peak) live.push_back({{"name", l.name}, {"bytes", l.bytes}, {"where", l.where}});
+        j["live_at_peak"] = live;
     }
     return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
-std::string render_csv(const Estimate& e) {
-    std::string out = "section,name,bytes,gib\n";
-    auto row = [&](const std::string& sec, const std::string& name, u64 v) { out += fmt::format("{},{},{},{:.6f}\n", sec, name, v, to_gib(v)); };
-    row("per_gpu", "weights", e.weights);
-    row("per_gpu", "kv_cache", e.kv_cache);
-    row("per_gpu", "attention_matrix", e.attention_matrix);
-    row("per_gpu", "activation_peak", e.activation_peak);
-    row("per_gpu", "logits", e.logits);
-    row("per_gpu", "runtime_overhead", e.runtime_overhead);
-    row("per_gpu", "total", e.total);
-    row("per_gpu", "forward_peak", e.forward_peak);
-    row("per_gpu", "capacity", e.capacity);
+namespace {
+
+std::string fits_text(const Estimate& e) {
+    return e.fits                    ? "yes"
+           : e.max_concurrency_milli ? fmt::format("no ({:.2f} sequences)", static_cast<double>(e.max_concurrency_milli) / 1000.0)
+           : e.total > e.capacity    ? fmt::format("no (+{})", format_bytes_gib(e.total - e.capacity))
+                                     : "no";
+}
+
+std::string raw_value(const SectionField& f) {
+    return std::visit(
+        [](const auto& v) -> std::string {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, u64>) return std::to_string(v);
+            else if constexpr (std::is_same_v<T, double>) return fmt::format("{:.9g}", v);
+            else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
+            else return v;
+        },
+        f.value);
+}
+
+// Every number of an estimate as (section, name, shown, exact, unit, note) rows: the CSV and the
+// Markdown printers both render these, so neither can drop what the other shows.
+Table estimate_rows(const Estimate& e, bool explain, const TimeEstimate* time) {
+    Table t;
+    t.add_column("section", "section");
+    t.add_column("name", "name");
+    t.add_column("value", "value", true);
+    t.add_column("unit", "unit");
+    t.add_column("note", "note");
+    auto add = [&](const std::string& sec, const std::string& name, const std::string& shown, const std::string& exact, const std::string& unit,
+                   const std::string& note = {}) {
+        t.row();
+        t.cell(sec);
+        t.cell(name);
+        t.cell(shown, exact);
+        t.cell(unit);
+        t.cell(note);
+    };
+    auto bytes = [&](const std::string& sec, const std::string& name, u64 v, const std::string& note = {}) {
+        add(sec, name, group_digits(v), std::to_string(v), "B", note.empty() ? fmt::format("{} GiB", gib(v)) : note);
+    };
+    const auto& w = e.workload;
+    add("inputs", "model", e.model().name, "", "");
+    add("inputs", "gpu", e.gpu().name, "", "");
+    add("inputs", "gpus", std::to_string(e.deployment.gpus), "", "");
+    add("inputs", "tp", std::to_string(e.deployment.tp), "", "");
+    add("inputs", "pp", std::to_string(e.deployment.pp), "", "");
+    add("inputs", "replicas", std::to_string(e.replicas), "", "");
+    add("inputs", "runtime", w.runtime.name, "", "");
+    add("inputs", "mode", to_string(w.mode), "", "");
+    add("inputs", "batch", std::to_string(w.batch), "", "sequences");
+    add("inputs", "batch_per_replica", std::to_string(e.batch_per_replica), "", "sequences");
+    add("inputs", "context", group_digits(w.context), std::to_string(w.context), "tokens");
+    add("inputs", "weight_dtype", w.weight_dtype->name, "", "");
+    add("inputs", "kv_dtype", w.kv_dtype->name, "", "");
+    add("inputs", "logits_kept", std::to_string(e.logits_kept), "", "positions", e.logits_kept ? "" : "0 = all");
+    bytes("per_gpu", "weights", e.weights);
+    bytes("per_gpu", "kv_cache", e.kv_cache);
+    bytes("per_gpu", "attention_matrix", e.attention_matrix);
+    bytes("per_gpu", "activation_peak", e.activation_peak);
+    bytes("per_gpu", "logits", e.logits);
+    bytes("per_gpu", "runtime_overhead", e.runtime_overhead);
+    bytes("per_gpu", "total", e.total);
+    bytes("per_gpu", "capacity", e.capacity);
+    bytes("per_gpu", "forward_peak", e.forward_peak, "at " + e.peak_at);
+    add("per_gpu", "headroom", e.capacity >= e.total ? group_digits(e.capacity - e.total) : "-" + group_digits(e.total - e.capacity),
+        e.capacity >= e.total ? std::to_string(e.capacity - e.total) : "-" + std::to_string(e.total - e.capacity), "B");
+    add("per_gpu", "parameters", group_digits(e.parameters_per_gpu), std::to_string(e.parameters_per_gpu), "parameters");
+    add("result", "fits", e.fits ? "true" : "false", "", "", fits_text(e));
+    add("result", "verdict", e.verdict, "", "");
+    for (const auto& sec : e.sections)
+        for (const auto& f : sec.fields) add(sec.name, f.key, field_text(f), raw_value(f), f.key.ends_with("_bytes") ? "B" : "", f.label);
     for (const auto& r : e.layers) {
         const std::string k = r.token_mixer + "+" + r.channel_mixer;
-        row("per_layer", k + ".weights", r.weights_bytes);
-        row("per_layer", k + ".kv_cache", r.kv_cache_bytes);
-        row("per_layer", k + ".attention_matrix", r.attention_matrix_bytes);
-        row("per_layer", k + ".transient_peak", r.transient_peak_bytes);
+        add("per_layer", k + ".layers", std::to_string(r.count), "", "layers");
+        bytes("per_layer", k + ".weights", r.weights_bytes);
+        bytes("per_layer", k + ".kv_cache", r.kv_cache_bytes);
+        bytes("per_layer", k + ".attention_matrix", r.attention_matrix_bytes);
+        bytes("per_layer", k + ".transient_peak", r.transient_peak_bytes, "at " + r.peak_op);
     }
-    for (const auto& sec : e.sections)
-        for (const auto& f : sec.fields)
-            if (const u64* v = std::get_if<u64>(&f.value)) row(sec.name, f.key, *v);
+    if (time) {
+        const TimeEstimate& tm = *time;
+        auto secs = [&](const std::string& name, double v, const std::string& note) { add("time", name, seconds(v), fmt::format("{:.9g}", v), "s", note); };
+        secs("ttft_s", tm.ttft_s, ttft_meaning(e));
+        secs("tpot_s", tm.tpot_s, tpot_meaning(e));
+        add("time", "tokens_per_s", fmt::format("{:.1f}", tm.tokens_per_s), fmt::format("{:.9g}", tm.tokens_per_s), "tokens/s", "batch / TPOT");
+        add("time", "ridge_flops_per_byte", fmt::format("{:.1f}", tm.ridge_flops_per_byte), fmt::format("{:.9g}", tm.ridge_flops_per_byte), "FLOP/B");
+        add("time", "crossover_tokens", std::to_string(tm.crossover_tokens), "", "tokens", "weight matmuls compute-bound from this many tokens per step");
+        for (const auto* st : {&tm.prefill, &tm.decode}) {
+            const std::string step = st == &tm.prefill ? "prefill" : "decode";
+            secs(step + ".seconds", st->seconds, "");
+            add("time", step + ".flops", group_digits(st->flops), std::to_string(st->flops), "FLOP");
+            add("time", step + ".bytes", group_digits(st->bytes), std::to_string(st->bytes), "B");
+            add("time", step + ".compute_utilisation", fmt::format("{:.1f}%", st->compute_utilisation * 100),
+                fmt::format("{:.6g}", st->compute_utilisation), "fraction");
+            for (const auto& k : st->kinds) secs(step + "." + k.kind, k.seconds, fmt::format("{} kernels, {}-bound", k.ops, k.bound));
+        }
+        if (explain)
+            for (const auto& line : explain_time(tm, e)) add("explain_time", "formula", line, "", "");
+    }
+    if (explain) {
+        for (const auto& c : e.components) bytes("explain", c.name, c.bytes, c.formula);
+        for (const auto& l : e.live_at_peak) bytes("live_at_peak", l.name, l.bytes, l.where);
+    }
+    return t;
+}
+
+}  // namespace
+
+std::string render_csv(const Estimate& e, bool explain, const TimeEstimate* time) { return table_csv(estimate_rows(e, explain, time)); }
+
+std::string render_markdown(const Estimate& e, bool explain, const TimeEstimate* time) {
+    std::string out = fmt::format("## memtax estimate\n\n{}\n\n**Verdict:** {}\n\n", markdown_cell(headline(e)), markdown_cell(e.verdict));
+    Table t = estimate_rows(e, explain, time);
+    // The inputs are the headline; the rest as one table per section.
+    std::string current;
+    Table part;
+    auto flush = [&]() {
+        if (!part.text.empty()) out += fmt::format("### {}\n\n{}\n", current, table_markdown(part));
+        part = Table{};
+        part.add_column("name", "name");
+        part.add_column("value", "value", true);
+        part.add_column("unit", "unit");
+        part.add_column("note", "note");
+    };
+    flush();
+    for (size_t r = 0; r < t.text.size(); ++r) {
+        const std::string& sec = t.text[r][0];
+        if (sec == "inputs" || (sec == "result" && t.text[r][1] == "verdict")) continue;
+        if (sec != current) {
+            flush();
+            current = sec;
+        }
+        part.row();
+        for (size_t c = 1; c < 5; ++c) part.cell(t.text[r][c]);
+    }
+    flush();
     return out;
+}
+
+Table grid_table() {
+    Table t;
+    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+             {"model", "model", false}, {"gpu", "gpu", false}, {"gpus", "gpus", true}, {"tp", "tp", true}, {"runtime", "runtime", false},
+             {"mode", "mode", false}, {"batch", "batch", true}, {"context", "context", true}, {"kv_dtype", "kv", false},
+             {"weights_bytes", "weights GiB", true}, {"kv_cache_bytes", "KV GiB", true}, {"attention_matrix_bytes", "attn GiB", true},
+             {"activation_peak_bytes", "act GiB", true}, {"logits_bytes", "logits GiB", true}, {"runtime_overhead_bytes", "overhead GiB", true},
+             {"total_bytes", "total GiB", true}, {"capacity_bytes", "usable GiB", true}, {"fits", "fits", false}, {"verdict", "verdict", false}})
+        t.add_column(k, title, right);
+    return t;
+}
+
+void grid_cells(Table& t, const Estimate& e) {
+    t.row();
+    t.cell(e.model().name);
+    t.cell(e.gpu().name);
+    t.cell(std::to_string(e.deployment.gpus));
+    t.cell(std::to_string(e.deployment.tp));
+    t.cell(e.workload.runtime.name);
+    t.cell(to_string(e.workload.mode));
+    t.cell(std::to_string(e.workload.batch));
+    t.cell(group_digits(e.workload.context), std::to_string(e.workload.context));
+    t.cell(e.workload.kv_dtype->name);
+    for (u64 v : {e.weights, e.kv_cache, e.attention_matrix, e.activation_peak, e.logits, e.runtime_overhead, e.total, e.capacity})
+        t.cell(gib(v), std::to_string(v));
+    t.cell(fits_text(e), e.fits ? "true" : "false");
+    t.cell(e.verdict);
 }
 
 std::string whatif_table_header() {
@@ -352,11 +539,7 @@ std::string whatif_table_row(const Estimate& e) {
     return fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model().name,
                        fmt::format("{}x {}", e.deployment.gpus, e.gpu().name), e.deployment.tp, e.workload.runtime.name,
                        to_string(e.workload.mode), e.workload.batch, e.workload.context, e.workload.kv_dtype->name, gib(e.weights),
-                       gib(e.kv_cache), gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity),
-                       e.fits                    ? "yes"
-                       : e.max_concurrency_milli ? fmt::format("no ({:.2f} sequences)", static_cast<double>(e.max_concurrency_milli) / 1000.0)
-                       : e.total > e.capacity    ? fmt::format("no (+{})", format_bytes_gib(e.total - e.capacity))
-                                                 : "no");
+                       gib(e.kv_cache), gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity), fits_text(e));
 }
 
 std::string whatif_json_header(const ToolInfo& tool) {
@@ -370,16 +553,20 @@ std::string whatif_json_row(const Estimate& e, bool first) {
 
 std::string whatif_json_footer() { return "\n  ]\n}\n"; }
 
-std::string whatif_csv_header() {
-    return "model,gpu,gpus,tp,mode,batch,context,runtime,kv_dtype,weights_bytes,kv_cache_bytes,attention_matrix_bytes,"
-           "activation_peak_bytes,logits_bytes,runtime_overhead_bytes,total_bytes,capacity_bytes,fits\n";
-}
+std::string whatif_csv_header() { return table_csv(grid_table()); }
 
 std::string whatif_csv_row(const Estimate& e) {
-    return fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.model().name, e.gpu().name, e.deployment.gpus,
-                       e.deployment.tp, to_string(e.workload.mode), e.workload.batch, e.workload.context, e.workload.runtime.name,
-                       e.workload.kv_dtype->name, e.weights, e.kv_cache, e.attention_matrix, e.activation_peak, e.logits,
-                       e.runtime_overhead, e.total, e.capacity, e.fits ? "true" : "false");
+    Table t = grid_table();
+    grid_cells(t, e);
+    return table_csv(t, false);
+}
+
+std::string whatif_markdown_header() { return "## memtax what-if: per-GPU memory of an inference step (1 GiB = 2^30 bytes)\n\n" + table_markdown(grid_table()); }
+
+std::string whatif_markdown_row(const Estimate& e) {
+    Table t = grid_table();
+    grid_cells(t, e);
+    return table_markdown(t, false);
 }
 
 namespace {
@@ -394,19 +581,31 @@ std::string stated_vs_derived(const ModelSpec& m, u64 derived) {
 
 }  // namespace
 
-std::string render_models_table(const std::vector<ModelSpec>& models) {
-    std::string out = fmt::format("{:<16} {:>6} {:>6} {:>5} {:>3} {:>8} {:>6} {:>7} {:>7} {:>6} {:>16} {:>16} {:>7}\n", "name",
-                                  "layers", "hidden", "heads", "kv", "head_dim", "inter", "vocab", "max_ctx", "window",
-                                  "parameters", "stated", "diff");
+Table models_table(const std::vector<ModelSpec>& models) {
+    Table t;
+    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+             {"name", "name", false}, {"display_name", "display name", false}, {"layers", "layers", true}, {"hidden_size", "hidden", true},
+             {"num_attention_heads", "heads", true}, {"num_key_value_heads", "kv heads", true}, {"head_dim", "head_dim", true},
+             {"intermediate_size", "inter", true}, {"vocab_size", "vocab", true}, {"max_context", "max context", true},
+             {"sliding_window", "window", true}, {"dtype", "dtype", false}, {"parameters", "parameters", true},
+             {"stated_parameter_count", "stated", true}, {"stated_vs_derived", "diff", true}, {"aliases", "aliases", false}})
+        t.add_column(k, title, right);
     for (const auto& m : models) {
         const u64 params = parameter_count(m);
-        out += fmt::format("{:<16} {:>6} {:>6} {:>5} {:>3} {:>8} {:>6} {:>7} {:>7} {:>6} {:>16} {:>16} {:>7}\n", m.name,
-                           m.num_layers, m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim,
-                           m.intermediate_size, m.vocab_size, m.max_context,
-                           m.sliding_window ? std::to_string(m.sliding_window) : "-", group_digits(params),
-                           m.stated_parameter_count ? group_digits(m.stated_parameter_count) : "-", stated_vs_derived(m, params));
+        t.row();
+        t.cell(m.name);
+        t.cell(m.display_name);
+        for (u64 v : {m.num_layers, m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim, m.intermediate_size, m.vocab_size})
+            t.cell(std::to_string(v));
+        t.cell(group_digits(m.max_context), std::to_string(m.max_context));
+        t.cell(m.sliding_window ? group_digits(m.sliding_window) : "-", std::to_string(m.sliding_window));
+        t.cell(m.dtype.name);
+        t.cell(group_digits(params), std::to_string(params));
+        t.cell(m.stated_parameter_count ? group_digits(m.stated_parameter_count) : "-", std::to_string(m.stated_parameter_count));
+        t.cell(stated_vs_derived(m, params));
+        t.cell(fmt::format("{}", fmt::join(m.aliases, " ")));
     }
-    return out;
+    return t;
 }
 
 std::string render_models_json(const std::vector<ModelSpec>& models, const ToolInfo& tool) {
@@ -421,16 +620,71 @@ std::string render_gpus_json(const std::vector<GpuSpec>& gpus, const ToolInfo& t
     return ojson{{"schema", "memtax.gpus/1"}, {"tool", tool_json(tool)}, {"gpus", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
-std::string render_gpus_table(const std::vector<GpuSpec>& gpus) {
-    std::string out = fmt::format("{:<11} {:<30} {:>11} {:>11} {:>9} {:>11} {:>5}  {}\n", "name", "display name", "memory GiB",
-                                  "usable GiB", "HBM TB/s", "bf16 TFLOP/s", "SMs", "interconnect");
+Table gpus_table(const std::vector<GpuSpec>& gpus) {
+    Table t;
+    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+             {"name", "name", false}, {"display_name", "display name", false}, {"memory_bytes", "memory GiB", true},
+             {"usable_memory_bytes", "usable GiB", true}, {"hbm_bandwidth_bytes_per_s", "mem TB/s", true},
+             {"bf16_flops_per_s", "bf16 TFLOP/s", true}, {"fp8_flops_per_s", "fp8 TFLOP/s", true}, {"sm_count", "SMs/CUs", true},
+             {"interconnect", "interconnect", false}, {"time_rates", "time rates", false}})
+        t.add_column(k, title, right);
     for (const auto& g : gpus) {
-        double bf16 = (g.peak_flops.count("bf16") ? g.peak_flops.at("bf16") : g.peak_flops.at("fp16")).value;
-        out += fmt::format("{:<11} {:<30} {:>11.2f} {:>11.2f} {:>9.2f} {:>12.1f} {:>5}  {}\n", g.name, g.display_name,
-                           to_gib(g.memory_bytes), to_gib(g.usable_memory_bytes), g.hbm_bandwidth.value / 1e12, bf16 / 1e12,
-                           g.sm_count ? std::to_string(g.sm_count) : "-", g.interconnect);
+        const double bf16 = (g.peak_flops.count("bf16") ? g.peak_flops.at("bf16") : g.peak_flops.at("fp16")).value;
+        const auto fp8 = g.peak_flops.find("fp8_e4m3");
+        t.row();
+        t.cell(g.name);
+        t.cell(g.display_name);
+        t.cell(fmt::format("{:.2f}", to_gib(g.memory_bytes)), std::to_string(g.memory_bytes));
+        t.cell(fmt::format("{:.2f}", to_gib(g.usable_memory_bytes)), std::to_string(g.usable_memory_bytes));
+        t.cell(fmt::format("{:.2f}", g.hbm_bandwidth.value / 1e12), fmt::format("{:.6g}", g.hbm_bandwidth.value));
+        t.cell(fmt::format("{:.1f}", bf16 / 1e12), fmt::format("{:.6g}", bf16));
+        t.cell(fp8 == g.peak_flops.end() ? "-" : fmt::format("{:.1f}", fp8->second.value / 1e12),
+               fp8 == g.peak_flops.end() ? "" : fmt::format("{:.6g}", fp8->second.value));
+        t.cell(g.sm_count ? std::to_string(g.sm_count) : "-", std::to_string(g.sm_count));
+        t.cell(g.interconnect);
+        t.cell(g.calibrated ? "calibrated" : g.warnings.empty() ? "assumed" : "defaults");
     }
-    return out;
+    return t;
+}
+
+Table clusters_table(const std::vector<ClusterSpec>& clusters) {
+    Table t;
+    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+             {"name", "name", false}, {"gpu", "gpu", false}, {"nodes", "nodes", true}, {"gpus_per_node", "GPUs/node", true},
+             {"intra_node_fabric", "intra-node", false}, {"intra_node_bandwidth_bytes_per_s", "GB/s", true},
+             {"intra_node_latency_s", "latency µs", true}, {"inter_node_fabric", "inter-node", false},
+             {"inter_node_bandwidth_bytes_per_s", "GB/s", true}, {"inter_node_latency_s", "latency µs", true}, {"description", "description", false}})
+        t.add_column(k, title, right);
+    for (const auto& c : clusters) {
+        t.row();
+        t.cell(c.name);
+        t.cell(c.gpu);
+        t.cell(std::to_string(c.nodes));
+        t.cell(std::to_string(c.gpus_per_node));
+        for (const Link* l : {&c.intra_node, &c.inter_node}) {
+            const bool used = l == &c.intra_node || c.nodes > 1;
+            t.cell(used ? l->fabric : "-", used ? l->fabric : "");
+            t.cell(used ? fmt::format("{:.0f}", l->bandwidth_bytes_per_s / 1e9) : "-", used ? fmt::format("{:.6g}", l->bandwidth_bytes_per_s) : "");
+            t.cell(used ? fmt::format("{:.2f}", l->latency_s * 1e6) : "-", used ? fmt::format("{:.6g}", l->latency_s) : "");
+        }
+        t.cell(c.description);
+    }
+    return t;
+}
+
+std::string render_clusters_json(const std::vector<ClusterSpec>& clusters, const ToolInfo& tool) {
+    ojson arr = ojson::array();
+    for (const auto& c : clusters) {
+        auto link = [](const Link& l) { return ojson{{"fabric", l.fabric}, {"bandwidth_bytes_per_s", l.bandwidth_bytes_per_s}, {"latency_s", l.latency_s}}; };
+        ojson sources = ojson::object();
+        for (const auto& [k, v] : c.sources) sources[k] = v;
+        ojson j = {{"name", c.name}, {"description", c.description}, {"gpu", c.gpu}, {"nodes", c.nodes}, {"gpus_per_node", c.gpus_per_node},
+                   {"intra_node", link(c.intra_node)}};
+        if (c.nodes > 1) j["inter_node"] = link(c.inter_node);
+        j["sources"] = sources;
+        arr.push_back(j);
+    }
+    return ojson{{"schema", "memtax.clusters/1"}, {"tool", tool_json(tool)}, {"clusters", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
 namespace {
@@ -464,14 +718,24 @@ ojson runtime_json(const RuntimeSpec& r) {
 
 }  // namespace
 
-std::string render_runtimes_table(const std::vector<RuntimeSpec>& runtimes) {
-    std::string out = fmt::format("{:<9} {:<12} {:<9} {:<17} {:<21} {:<9}  {}\n", "name", "family", "attention", "mask", "gqa", "kv cache",
-                                  "description");
-    for (const auto& r : runtimes)
-        out += fmt::format("{:<9} {:<12} {:<9} {:<17} {:<21} {:<9}  {}\n", r.name,
-                           to_string(r.family), to_string(r.attention), to_string(r.mask),
-                           to_string(r.gqa), to_string(r.kv_layout), r.description);
-    return out;
+Table runtimes_table(const std::vector<RuntimeSpec>& runtimes) {
+    Table t;
+    for (auto [k, title] : std::initializer_list<std::pair<const char*, const char*>>{
+             {"name", "name"}, {"family", "family"}, {"attention", "attention"}, {"mask", "mask"}, {"gqa", "gqa"}, {"kv_layout", "kv cache"},
+             {"engine_arguments", "engine arguments"}, {"description", "description"}})
+        t.add_column(k, title);
+    for (const auto& r : runtimes) {
+        t.row();
+        for (const std::string& v : {r.name, std::string(to_string(r.family)), std::string(to_string(r.attention)), std::string(to_string(r.mask)),
+                                     std::string(to_string(r.gqa)), std::string(to_string(r.kv_layout))})
+            t.cell(v);
+        t.cell(r.vllm ? fmt::format("block_size {} · gpu_memory_utilization {:g} · max_num_seqs {} · max_num_batched_tokens {}", r.vllm->block_size,
+                                    static_cast<double>(r.vllm->gpu_memory_utilization_ppm) / 1e6, r.vllm->max_num_seqs,
+                                    r.vllm->max_num_batched_tokens)
+                      : "-");
+        t.cell(r.description);
+    }
+    return t;
 }
 
 std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const ToolInfo& tool) {

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "model/time_model.hpp"
+#include "report/table.hpp"
+#include "spec/cluster_spec.hpp"
 #include "validate/calibrate.hpp"
 #include "validate/validate.hpp"
 
@@ -18,7 +20,8 @@ struct ToolInfo {
 // `time`: the roofline of the workload's prefill and decode steps (estimate --time), or null.
 std::string render_table(const Estimate& e, bool explain, const TimeEstimate* time = nullptr);
 std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, const TimeEstimate* time = nullptr);
-std::string render_csv(const Estimate& e);
+std::string render_csv(const Estimate& e, bool explain, const TimeEstimate* time);
+std::string render_markdown(const Estimate& e, bool explain, const TimeEstimate* time);
 
 // The what-if grid, rendered a row at a time (the rows stream to the output).
 std::string whatif_table_header();
@@ -28,16 +31,23 @@ std::string whatif_json_row(const Estimate& e, bool first);
 std::string whatif_json_footer();
 std::string whatif_csv_header();
 std::string whatif_csv_row(const Estimate& e);
+std::string whatif_markdown_header();
+std::string whatif_markdown_row(const Estimate& e);
 
-std::string render_models_table(const std::vector<ModelSpec>& models);
-std::string render_gpus_table(const std::vector<GpuSpec>& gpus);
+// The listings as tables (every printer but JSON renders these).
+Table models_table(const std::vector<ModelSpec>& models);
+Table gpus_table(const std::vector<GpuSpec>& gpus);
+Table runtimes_table(const std::vector<RuntimeSpec>& runtimes);
+Table clusters_table(const std::vector<ClusterSpec>& clusters);
+std::string render_clusters_json(const std::vector<ClusterSpec>& clusters, const ToolInfo& tool);
 std::string render_models_json(const std::vector<ModelSpec>& models, const ToolInfo& tool);
 std::string render_gpus_json(const std::vector<GpuSpec>& gpus, const ToolInfo& tool);
-std::string render_runtimes_table(const std::vector<RuntimeSpec>& runtimes);
 std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const ToolInfo& tool);
 
 std::string render_validation_table(const Validation& v);
 std::string render_validation_json(const Validation& v, const ToolInfo& tool);
+std::string render_validation_markdown(const Validation& v);
+std::string render_calibration_markdown(const CalibrationResult& c, const std::string& written_to);
 std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to);
 std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to);
 

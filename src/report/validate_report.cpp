@@ -7,6 +7,10 @@
 #include <map>
 
 #include "report/report.hpp"
+#include "report/table.hpp"
+
+#include <initializer_list>
+#include <tuple>
 
 namespace memtax {
 
@@ -17,127 +21,188 @@ std::string secs(double s) {
     return fmt::format("{:.1f} us", s * 1e6);
 }
 
-std::string render_probe(const Validation& v) {
-    std::string out = fmt::format("probe cases (time predicted with {} rates of {}; memory-bound and overhead-bound within {:.0f}%, compute-bound within {:.0f}%)\n",
-                                  v.gpu_calibrated ? "calibrated" : "ASSUMED (uncalibrated)", v.gpu, v.bandwidth_tolerance * 100,
-                                  v.compute_tolerance * 100);
-    out += fmt::format("{:<38} {:>15} {:>15} {:>6} {:>12} {:>12} {:>8} {:<8} {}\n", "case", "alloc predicted", "alloc measured", "memory",
-                       "time pred", "time meas", "error", "bound", "result");
-    size_t exact = 0, n = 0, worst = 0;
-    std::map<std::string, std::pair<size_t, size_t>> by_bound;
-    for (size_t i = 0; i < v.probe.size(); ++i) {
-        const auto& r = v.probe[i];
-        const auto& p = *r.c.probe;
-        ++n;
-        exact += r.allocated_exact && !r.allocated_within_workspace;
-        auto& b = by_bound[r.bound];
-        ++b.second;
-        b.first += r.time_ok;
-        if (std::fabs(r.time_error) > std::fabs(v.probe[worst].time_error)) worst = i;
-        std::string result = r.ok ? (r.time_by_slack_only ? "ok (within 1 us)" : "ok") : "FAIL";
-        if (r.c.status == "failed") result += " (" + r.c.reason + ")";
-        else if (!r.buffer_diff.empty()) result += " (" + r.buffer_diff + ")";
-        else if (!r.driver_ok) result += fmt::format(" (driver took {} B, less than the {} B of 2 MiB pages)", group_digits(p.driver_bytes), group_digits(r.driver_low));
-        else if (p.driver_bytes > r.driver_high) result += fmt::format(" (driver +{} B: module load)", group_digits(p.driver_bytes - r.driver_high));
-        if (r.allocated_within_workspace && r.allocated_exact && r.workspace_bytes)
-            result += fmt::format(" (+{} B kernel workspace)", group_digits(r.workspace_bytes));
-        out += fmt::format("{:<38} {:>15} {:>15} {:>6} {:>12} {:>12} {:>+7.1f}% {:<8} {}\n", r.c.id, group_digits(r.predicted_allocated),
-                           group_digits(p.allocated_bytes), r.allocated_exact ? (r.allocated_within_workspace ? "ok" : "exact") : "DIFF",
-                           secs(r.predicted_s), secs(p.time_s),
-                           r.time_error * 100, r.bound, result);
-        if (!p.kernels.empty())
-            for (const auto& k : r.kernels)
-                out += fmt::format("    {:<34} {:>47} {:>12} {:>8} {}\n", "· " + k.name, secs(k.predicted_s),
-                                   k.measured_s ? secs(*k.measured_s) : "-",
-                                   k.measured_s ? fmt::format("{:+.1f}%", relative_error(k.predicted_s, *k.measured_s) * 100) : "", k.bound);
+// A validation as data: a header, the probe's table and notes, the forward cases' table and
+// notes. The text and Markdown printers render the same document.
+struct ValidationDoc {
+    std::vector<std::string> header;
+    std::string probe_title;
+    Table probe;
+    std::vector<std::string> probe_notes;
+    Table cases;
+    std::vector<std::string> notes;
+};
+
+ValidationDoc validation_doc(const Validation& v) {
+    ValidationDoc d;
+    d.header.push_back(fmt::format("memtax validate: {} ({}; source {})", v.file, v.schema, v.source));
+    d.header.push_back(fmt::format("measured on {} (driver {}), {}; predicted with GPU profile {}", v.provenance.at("gpu"),
+                                   v.provenance.count("driver") ? v.provenance.at("driver") : "?", v.provenance.at("date"), v.gpu));
+    if (!v.probe.empty() || !v.checks.empty()) {
+        d.probe_title = fmt::format("probe cases (time predicted with {} rates of {}; memory-bound and overhead-bound within {:.0f}%, compute-bound within {:.0f}%)",
+                                    v.gpu_calibrated ? "calibrated" : "ASSUMED (uncalibrated)", v.gpu, v.bandwidth_tolerance * 100,
+                                    v.compute_tolerance * 100);
+        Table& t = d.probe;
+        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+                 {"case", "case", false}, {"predicted_allocated_bytes", "alloc predicted", true}, {"measured_allocated_bytes", "alloc measured", true},
+                 {"memory", "memory", false}, {"predicted_s", "time pred", true}, {"measured_s", "time meas", true}, {"time_error", "error", true},
+                 {"bound", "bound", false}, {"result", "result", false}})
+            t.add_column(k, title, right);
+        size_t exact = 0, n = 0, worst = 0;
+        std::map<std::string, std::pair<size_t, size_t>> by_bound;
+        for (size_t i = 0; i < v.probe.size(); ++i) {
+            const auto& r = v.probe[i];
+            const auto& p = *r.c.probe;
+            ++n;
+            exact += r.allocated_exact && !r.allocated_within_workspace;
+            auto& b = by_bound[r.bound];
+            ++b.second;
+            b.first += r.time_ok;
+            if (std::fabs(r.time_error) > std::fabs(v.probe[worst].time_error)) worst = i;
+            std::string result = r.ok ? (r.time_by_slack_only ? "ok (within 1 us)" : "ok") : "FAIL";
+            if (r.c.status == "failed") result += " (" + r.c.reason + ")";
+            else if (!r.buffer_diff.empty()) result += " (" + r.buffer_diff + ")";
+            else if (!r.driver_ok) result += fmt::format(" (driver took {} B, less than the {} B of 2 MiB pages)", group_digits(p.driver_bytes), group_digits(r.driver_low));
+            else if (p.driver_bytes > r.driver_high) result += fmt::format(" (driver +{} B: module load)", group_digits(p.driver_bytes - r.driver_high));
+            if (r.allocated_within_workspace && r.allocated_exact && r.workspace_bytes)
+                result += fmt::format(" (+{} B kernel workspace)", group_digits(r.workspace_bytes));
+            t.row();
+            t.cell(r.c.id);
+            t.cell(group_digits(r.predicted_allocated), std::to_string(r.predicted_allocated));
+            t.cell(group_digits(p.allocated_bytes), std::to_string(p.allocated_bytes));
+            t.cell(r.allocated_exact ? (r.allocated_within_workspace ? "ok" : "exact") : "DIFF");
+            t.cell(secs(r.predicted_s), fmt::format("{:.6g}", r.predicted_s));
+            t.cell(secs(p.time_s), fmt::format("{:.6g}", p.time_s));
+            t.cell(fmt::format("{:+.1f}%", r.time_error * 100), fmt::format("{:.6g}", r.time_error));
+            t.cell(r.bound);
+            t.cell(result);
+            for (const auto& k : r.kernels) {
+                t.row();
+                t.cell("· " + k.name, r.c.id + "/" + k.name);
+                t.cell("");
+                t.cell("");
+                t.cell("");
+                t.cell(secs(k.predicted_s), fmt::format("{:.6g}", k.predicted_s));
+                t.cell(k.measured_s ? secs(*k.measured_s) : "-", k.measured_s ? fmt::format("{:.6g}", *k.measured_s) : "");
+                t.cell(k.measured_s ? fmt::format("{:+.1f}%", relative_error(k.predicted_s, *k.measured_s) * 100) : "",
+                       k.measured_s ? fmt::format("{:.6g}", relative_error(k.predicted_s, *k.measured_s)) : "");
+                t.cell(k.bound);
+                t.cell("");
+            }
+        }
+        if (n) {
+            size_t sdpa = 0;
+            for (const auto& r : v.probe) sdpa += r.allocated_within_workspace && r.allocated_exact;
+            std::string line = fmt::format("{} probe cases: allocated bytes exact in {}{}; time within tolerance:", n, exact,
+                                           sdpa ? fmt::format(" (+{} PyTorch SDPA cases: the output exact, a workspace of at most 1 MiB beside it)", sdpa) : "");
+            for (const auto& [bound, c] : by_bound) line += fmt::format(" {}-bound {}/{}", bound, c.first, c.second);
+            line += fmt::format("; worst {} {:+.1f}%", v.probe[worst].c.id, v.probe[worst].time_error * 100);
+            d.probe_notes.push_back(line);
+        }
+        for (const auto& c : v.checks)
+            d.probe_notes.push_back(fmt::format("check {} {}: rel error {:.2e} (tolerance {:.0e}){} {}", c.suite, c.what, c.rel_error, c.tolerance,
+                                                c.unwritten ? fmt::format(", {} outputs unwritten", c.unwritten) : "", c.passed ? "passed" : "FAILED"));
+        for (const auto& c : v.probe_claims)
+            if (!c.text.empty()) d.probe_notes.push_back("ceiling: " + c.text);
     }
-    if (n) {
-        size_t sdpa = 0;
-        for (const auto& r : v.probe) sdpa += r.allocated_within_workspace && r.allocated_exact;
-        out += fmt::format("\n{} probe cases: allocated bytes exact in {}{}; time within tolerance:", n, exact,
-                           sdpa ? fmt::format(" (+{} PyTorch SDPA cases: the output exact, a workspace of at most 1 MiB beside it)", sdpa) : "");
-        for (const auto& [bound, c] : by_bound) out += fmt::format(" {}-bound {}/{}", bound, c.first, c.second);
-        out += fmt::format("; worst {} {:+.1f}%\n", v.probe[worst].c.id, v.probe[worst].time_error * 100);
+    Table& t = d.cases;
+    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+             {"case", "case", false}, {"predicted_forward_peak_bytes", "predicted peak", true}, {"measured_forward_peak_bytes", "measured peak", true},
+             {"forward_peak_error", "error", true}, {"kv", "KV", false}, {"logits", "logits", false}, {"result", "result", false}})
+        t.add_column(k, title, right);
+    size_t ok_cases = 0, ooms = 0, oom_agree = 0, oom_fragmented = 0;
+    for (const auto& r : v.cases) {
+        t.row();
+        t.cell(r.c.id);
+        t.cell(group_digits(r.predicted_peak), std::to_string(r.predicted_peak));
+        if (r.c.status == "oom") {
+            ++ooms;
+            if (r.ok && !r.oom_borderline && !r.oom_explained) ++oom_agree;
+            if (r.oom_explained) ++oom_fragmented;
+            t.cell("OOM");
+            t.cell("");
+            t.cell("");
+            t.cell("");
+            t.cell(!r.ok ? "FAIL (predicted to fit)"
+                   : r.oom_borderline ? "ok (predicted total within the tolerance of capacity)"
+                   : r.oom_explained
+                       ? fmt::format("ok: fragmentation — allocated {:.2f} + request {:.2f} GiB within the predicted {:.2f} GiB; {:.2f} GiB reserved but unallocated",
+                                     r.oom_allocated / kGiB, r.oom_request / kGiB, to_gib(r.predicted_allocation), r.oom_stranded / kGiB)
+                       : "ok (predicted: does not fit)");
+            continue;
+        }
+        ++ok_cases;
+        t.cell(group_digits(*r.c.measured.forward_peak_bytes), std::to_string(*r.c.measured.forward_peak_bytes));
+        t.cell(fmt::format("{:+.2f}%", r.peak_error * 100), fmt::format("{:.6g}", r.peak_error));
+        t.cell(!r.predicted_kv ? "-" : r.kv_exact ? "exact" : "DIFF");
+        t.cell(!r.predicted_logits ? "-" : r.logits_exact ? "exact" : "DIFF");
+        t.cell(!r.ok ? "FAIL" : r.peak_by_slack_only ? "ok (within the absolute slack)" : "ok");
     }
-    for (const auto& c : v.checks)
-        out += fmt::format("check {:<16} {:<44} rel error {:.2e} (tolerance {:.0e}){} {}\n", c.suite, c.what, c.rel_error, c.tolerance,
-                           c.unwritten ? fmt::format(", {} outputs unwritten", c.unwritten) : "", c.passed ? "passed" : "FAILED");
-    for (const auto& c : v.probe_claims)
-        if (!c.text.empty()) out += "ceiling: " + c.text + "\n";
-    out += "\n";
-    return out;
+    if (!v.cases.empty()) {
+        size_t within = 0, kv_exact = 0, kv_n = 0, by_slack = 0;
+        for (const auto& r : v.cases) {
+            by_slack += r.peak_by_slack_only;
+            if (r.c.status != "ok") continue;
+            within += r.peak_ok;
+            if (r.predicted_kv) {
+                ++kv_n;
+                kv_exact += r.kv_exact;
+            }
+        }
+        std::string line = fmt::format("{} measured cases: forward peak within {:.0f}% in {}{}, KV bytes exact in {} of {}", ok_cases, v.tolerance * 100,
+                                       within - by_slack,
+                                       by_slack ? fmt::format(" (+{} within the {} B absolute slack)", by_slack, group_digits(v.slack_bytes)) : "",
+                                       kv_exact, kv_n);
+        if (ooms)
+            line += fmt::format("; {} out-of-memory cases, {} predicted not to fit{}{}", ooms, oom_agree,
+                                oom_fragmented ? fmt::format(", {} the allocator's fragmentation (the allocated bytes within the prediction)", oom_fragmented) : "",
+                                ooms - oom_agree - oom_fragmented
+                                    ? fmt::format(", {} within {:.0f}% of capacity", ooms - oom_agree - oom_fragmented, v.tolerance * 100)
+                                    : "");
+        d.notes.push_back(line);
+        if (ok_cases) {
+            const auto& w = v.cases[v.worst];
+            d.notes.push_back(fmt::format("worst case: {} {:+.2f}% (predicted {}, measured {}; peak at {})", w.c.id, w.peak_error * 100,
+                                          group_digits(w.predicted_peak), group_digits(*w.c.measured.forward_peak_bytes), w.peak_at));
+        }
+        if (v.measured_overhead)
+            for (const auto& [rt, pred] : v.predicted_overhead)
+                d.notes.push_back(fmt::format("runtime overhead: measured {} B, runtime {} states {} B for {}: {}", group_digits(*v.measured_overhead), rt,
+                                              group_digits(pred), v.gpu, pred == *v.measured_overhead ? "exact" : "DIFF"));
+        for (const auto& c : v.claims)
+            d.notes.push_back(fmt::format("per doubling of the prompt under {}: forward peak ×{:.2f} measured, ×{:.2f} predicted ({} pairs)", c.runtime,
+                                          c.measured_ratio, c.predicted_ratio, c.pairs));
+    }
+    d.notes.push_back(v.all_ok ? "result: every check passed" : "result: FAILED (see the cases marked FAIL)");
+    return d;
 }
 
 }  // namespace
 
 std::string render_validation_table(const Validation& v) {
-    std::string out = fmt::format("memtax validate: {} ({}; source {})\nmeasured on {} (driver {}), {}; predicted with GPU profile {}\n\n",
-                                  v.file, v.schema, v.source, v.provenance.at("gpu"),
-                                  v.provenance.count("driver") ? v.provenance.at("driver") : "?", v.provenance.at("date"), v.gpu);
-    if (!v.probe.empty() || !v.checks.empty()) out += render_probe(v);
-    if (v.cases.empty()) {
-        out += v.all_ok ? "result: every check passed\n" : "result: FAILED (see the cases marked FAIL)\n";
-        return out;
-    }
-    out += fmt::format("{:<46} {:>16} {:>16} {:>8}  {:<5} {:<6} {}\n", "case", "predicted peak", "measured peak", "error", "KV",
-                       "logits", "result");
-    size_t ok_cases = 0, ooms = 0, oom_agree = 0, oom_fragmented = 0;
-    for (const auto& r : v.cases) {
-        if (r.c.status == "oom") {
-            ++ooms;
-            if (r.ok && !r.oom_borderline && !r.oom_explained) ++oom_agree;
-            if (r.oom_explained) ++oom_fragmented;
-            std::string verdict = !r.ok ? "FAIL (predicted to fit)"
-                                  : r.oom_borderline ? "ok (predicted total within the tolerance of capacity)"
-                                  : r.oom_explained
-                                      ? fmt::format("ok: fragmentation — allocated {:.2f} + request {:.2f} GiB within the predicted {:.2f} GiB; {:.2f} GiB reserved but unallocated",
-                                                    r.oom_allocated / kGiB, r.oom_request / kGiB, to_gib(r.predicted_allocation), r.oom_stranded / kGiB)
-                                      : "ok (predicted: does not fit)";
-            out += fmt::format("{:<46} {:>16} {:>16} {:>8}  {:<5} {:<6} {}\n", r.c.id, group_digits(r.predicted_peak), "OOM", "",
-                               "", "", verdict);
-            continue;
-        }
-        ++ok_cases;
-        out += fmt::format("{:<46} {:>16} {:>16} {:>+7.2f}%  {:<5} {:<6} {}\n", r.c.id, group_digits(r.predicted_peak),
-                           group_digits(*r.c.measured.forward_peak_bytes), r.peak_error * 100,
-                           !r.predicted_kv ? "-" : r.kv_exact ? "exact" : "DIFF", !r.predicted_logits ? "-" : r.logits_exact ? "exact" : "DIFF",
-                           !r.ok ? "FAIL" : r.peak_by_slack_only ? "ok (within the absolute slack)" : "ok");
-    }
-    size_t within = 0, kv_exact = 0, kv_n = 0;
-    for (const auto& r : v.cases) {
-        if (r.c.status != "ok") continue;
-        within += r.peak_ok;
-        if (r.predicted_kv) {
-            ++kv_n;
-            kv_exact += r.kv_exact;
-        }
-    }
-    size_t by_slack = 0;
-    for (const auto& r : v.cases) by_slack += r.peak_by_slack_only;
-    out += fmt::format("\n{} measured cases: forward peak within {:.0f}% in {}{}, KV bytes exact in {} of {}", ok_cases, v.tolerance * 100,
-                       within - by_slack,
-                       by_slack ? fmt::format(" (+{} within the {} B absolute slack)", by_slack, group_digits(v.slack_bytes)) : "",
-                       kv_exact, kv_n);
-    if (ooms)
-        out += fmt::format("; {} out-of-memory cases, {} predicted not to fit{}{}", ooms, oom_agree,
-                           oom_fragmented ? fmt::format(", {} the allocator's fragmentation (the allocated bytes within the prediction)", oom_fragmented) : "",
-                           ooms - oom_agree - oom_fragmented
-                               ? fmt::format(", {} within {:.0f}% of capacity", ooms - oom_agree - oom_fragmented, v.tolerance * 100)
-                               : "");
+    const ValidationDoc d = validation_doc(v);
+    std::string out;
+    for (const auto& h : d.header) out += h + "\n";
     out += "\n";
-    if (ok_cases) {
-        const auto& w = v.cases[v.worst];
-        out += fmt::format("worst case: {} {:+.2f}% (predicted {}, measured {}; peak at {})\n", w.c.id, w.peak_error * 100,
-                           group_digits(w.predicted_peak), group_digits(*w.c.measured.forward_peak_bytes), w.peak_at);
+    if (!d.probe_title.empty()) {
+        out += d.probe_title + "\n" + table_text(d.probe) + "\n";
+        for (const auto& l : d.probe_notes) out += l + "\n";
+        out += "\n";
     }
-    if (v.measured_overhead)
-        for (const auto& [rt, pred] : v.predicted_overhead)
-            out += fmt::format("runtime overhead: measured {} B, runtime {} states {} B for {}: {}\n", group_digits(*v.measured_overhead), rt,
-                               group_digits(pred), v.gpu, pred == *v.measured_overhead ? "exact" : "DIFF");
-    for (const auto& d : v.claims)
-        out += fmt::format("per doubling of the prompt under {}: forward peak ×{:.2f} measured, ×{:.2f} predicted ({} pairs)\n", d.runtime,
-                           d.measured_ratio, d.predicted_ratio, d.pairs);
-    out += v.all_ok ? "result: every check passed\n" : "result: FAILED (see the cases marked FAIL)\n";
+    if (!d.cases.text.empty()) out += table_text(d.cases) + "\n";
+    for (const auto& l : d.notes) out += l + "\n";
+    return out;
+}
+
+std::string render_validation_markdown(const Validation& v) {
+    const ValidationDoc d = validation_doc(v);
+    std::string out = "## " + markdown_cell(d.header[0]) + "\n\n" + markdown_cell(d.header[1]) + "\n\n";
+    if (!d.probe_title.empty()) {
+        out += markdown_cell(d.probe_title) + "\n\n" + table_markdown(d.probe) + "\n";
+        for (const auto& l : d.probe_notes) out += "- " + markdown_cell(l) + "\n";
+        out += "\n";
+    }
+    if (!d.cases.text.empty()) out += table_markdown(d.cases) + "\n";
+    for (const auto& l : d.notes) out += "- " + markdown_cell(l) + "\n";
     return out;
 }
 
@@ -240,6 +305,34 @@ std::string render_calibration_table(const CalibrationResult& c, const std::stri
                        c.calibrated.bandwidth_efficiency, c.base.hbm_bandwidth.value, c.calibrated.matmul_efficiency,
                        c.calibrated.launch_overhead_s);
     if (!written_to.empty()) out += "wrote " + written_to + "\n";
+    return out;
+}
+
+std::string render_calibration_markdown(const CalibrationResult& c, const std::string& written_to) {
+    std::string out = fmt::format("## memtax calibrate\n\n{} measured on {} (driver {}, {}); refines {} into {}\n\n", markdown_cell(c.measurements),
+                                  c.provenance.at("gpu"), c.provenance.count("driver") ? c.provenance.at("driver") : "?", c.provenance.at("date"),
+                                  c.base.name, c.calibrated.name);
+    Table t;
+    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+             {"class", "kernel class", false}, {"cases", "fits", true}, {"overhead_s", "overhead µs", true},
+             {"bandwidth_bytes_per_s", "bandwidth TB/s", true}, {"flops_per_s", "rate TFLOP/s", true}, {"queued_s", "queued µs", true},
+             {"step_s", "ring step µs", true}, {"rms_error", "rms error", true}})
+        t.add_column(k, title, right);
+    for (const auto& f : c.fits) {
+        t.row();
+        t.cell(f.key);
+        t.cell(std::to_string(f.rates.cases));
+        t.cell(fmt::format("{:.2f}", f.rates.overhead_s * 1e6));
+        t.cell(fmt::format("{:.3f}", f.rates.bandwidth / 1e12));
+        t.cell(fmt::format("{:.1f}", f.rates.flops / 1e12));
+        t.cell(fmt::format("{:.2f}", f.rates.queued_s * 1e6));
+        t.cell(fmt::format("{:.2f}", f.rates.step_s * 1e6));
+        t.cell(fmt::format("{:.1f}%", f.rates.rms_error * 100));
+    }
+    out += table_markdown(t);
+    out += fmt::format("\nefficiency: bandwidth {:.4g} of {:.3g} B/s, matmul {:.4g}, launch overhead {:.3g} s\n", c.calibrated.bandwidth_efficiency,
+                       c.base.hbm_bandwidth.value, c.calibrated.matmul_efficiency, c.calibrated.launch_overhead_s);
+    if (!written_to.empty()) out += "\nwrote " + markdown_cell(written_to) + "\n";
     return out;
 }
 

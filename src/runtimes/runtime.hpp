@@ -117,8 +117,17 @@ struct GraphUse {
 };
 
 // The full description of a point: built only for rows that are printed.
+// A tensor live at the forward peak (--explain): the peak's graph tensors and the per-forward
+// tensors held beside it; the resident weights and KV cache are components of their own.
+struct LiveItem {
+    std::string name;
+    u64 bytes = 0;
+    std::string where;  // category and site: "activation, layer 31 (full_attention)"
+};
+
 struct Breakdown {
     std::vector<Component> components;
+    std::vector<LiveItem> live_at_peak;
     std::vector<Section> sections;
     std::vector<LayerRow> layers;
     std::vector<GraphUse> step_graphs;

@@ -369,10 +369,17 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
                                                              : (b[S::MaskConv] ? checked_product({B, Sq, g.after}, "mask") : 0);
         use.hidden_bytes = model_.dtype.bytes(checked_product({B, Sq, model_.hidden_size}, "message"), "message");
         out.step_graphs.push_back(use);
+        if (static_cast<std::int32_t>(ti) == r.peak_site && r.peak_op >= 0) {
+            const std::string site = fmt::format("layer {} ({})", r.peak_layer, t.spec.token_mixer);
+            for (const auto& l : t.graph.live_at(b, r.peak_op)) out.live_at_peak.push_back({l.name, l.bytes, fmt::format("{}, {}", to_string(l.category), site)});
+            if (w.mask_bytes) out.live_at_peak.push_back({"attention masks", w.mask_bytes, "attention matrix, built once per forward"});
+        }
     }
     if (has_head_) {
         Bindings bh = w.base;
         bh[S::Skv] = 0;
+        if (r.peak_site == -2 && r.peak_op >= 0)
+            for (const auto& l : head_.live_at(bh, r.peak_op)) out.live_at_peak.push_back({l.name, l.bytes, fmt::format("{}, head", to_string(l.category))});
         out.step_graphs.push_back(GraphUse{&head_, bh, 1, false, 0, 0});
     }
     // Components with their formulas.

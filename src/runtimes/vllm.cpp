@@ -106,7 +106,10 @@ private:
     u64 logits_ = 0, available_ = 0, page_ = 0, group_ = 0, num_blocks_ = 0, n_full_ = 0, n_window_ = 0, window_ = 0;
     bool kv_positive_ = false;
     std::string peak_at_;
+    std::vector<LiveItem> live_at_peak_;
 };
+
+Bindings profile_bindings(u64 tokens);
 
 VllmPlan::VllmPlan(const CompileInput& in)
     : model_(in.model), rt_(in.runtime), p_(*in.runtime.vllm), shard_(in.shard), dt_(in.dtypes),
@@ -134,6 +137,9 @@ VllmPlan::VllmPlan(const CompileInput& in)
     forward_peak_ = forward_peak(p_.max_num_batched_tokens, &peak_type, &lev);
     sampler_requests_ = std::min(p_.max_num_seqs, p_.max_num_batched_tokens);
     peak_at_ = std::string("profile forward ") + (lev.peak_op >= 0 ? types_[peak_type].graph.ops()[static_cast<size_t>(lev.peak_op)].name : "");
+    if (lev.peak_op >= 0)
+        for (const auto& l : types_[peak_type].graph.live_at(profile_bindings(p_.max_num_batched_tokens), lev.peak_op))
+            live_at_peak_.push_back({l.name, l.bytes, fmt::format("{}, profile forward ({})", to_string(l.category), types_[peak_type].spec.token_mixer)});
     if (has_head_) {  // only the last pipeline stage samples
         Bindings b;
         b[S::Batch] = 1;
@@ -145,6 +151,8 @@ VllmPlan::VllmPlan(const CompileInput& in)
         if (sampler_peak_ > forward_peak_) {
             logits_ = g.at_peak[Category::Logits];
             peak_at_ = std::string("sampler ") + sampler_.ops()[static_cast<size_t>(g.peak_op)].name;
+            live_at_peak_.clear();
+            for (const auto& l : sampler_.live_at(b, g.peak_op)) live_at_peak_.push_back({l.name, l.bytes, fmt::format("{}, profile sampler", to_string(l.category))});
         }
     }
     const u64 act_peak = std::max(forward_peak_, sampler_peak_);
@@ -251,6 +259,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     const u64 B = p.batch, max_len = p.context;
     const bool prefill = p.mode == Mode::Prefill;
     out.peak_at = peak_at_;
+    out.live_at_peak = live_at_peak_;
     const u64 per_request = blocks_per_request(max_len);
     const u64 full_blocks = ceil_div(max_len, p_.block_size);
     // The workload's own step, for the time model: B sequences flattened into one batch of
