@@ -69,8 +69,8 @@ TEST(Cli, TableCsvAndExplain) {
     EXPECT_NE(t.out.find("kv_cache"), std::string::npos);
     Result c = cli({"estimate", "--format", "csv"});
     ASSERT_EQ(c.code, 0);
-    EXPECT_EQ(c.out.rfind("section,name,bytes,gib\n", 0), 0u);
-    EXPECT_NE(c.out.find("per_gpu,kv_cache,1073741824,"), std::string::npos);
+    EXPECT_EQ(c.out.rfind("section,name,value,unit,note\n", 0), 0u);
+    EXPECT_NE(c.out.find("per_gpu,kv_cache,1073741824,B,"), std::string::npos);
 }
 
 TEST(Cli, ListsAndWhatif) {
@@ -123,7 +123,7 @@ TEST(Cli, BadCommandLinesExitTwo) {
     };
     const std::vector<Case> cases = {
         {{"estimate", "--model", "llama-3.1-8"}, "memtax: error: --model: unknown model \"llama-3.1-8\" (did you mean \"llama-3.1-8b\"?)"},
-        {{"estimate", "--gpu", "h100"}, "memtax: error: --gpu: unknown gpu \"h100\" (did you mean \"h200\"?)"},
+        {{"estimate", "--gpu", "h100-smx"}, "memtax: error: --gpu: unknown gpu \"h100-smx\" (did you mean \"h100-sxm\"?)"},
         {{"estimate", "--tp", "3"}, "memtax: error: --tp: 3 does not divide num_attention_heads = 32"},
         {{"estimate", "--gpus", "6", "--tp", "4"}, "memtax: error: --gpus: 6 GPUs cannot hold whole replicas of TP 4"},
         {{"estimate", "--context", "200000"}, "memtax: error: --context: 200000 exceeds llama-3.1-8b's max_context 131072"},
@@ -133,14 +133,14 @@ TEST(Cli, BadCommandLinesExitTwo) {
         {{"estimate", "--softmax-dtype", "int4"}, "memtax: error: --softmax-dtype: int4-g128 cannot hold activations"},
         {{"estimate", "--mode", "train"}, "memtax: error: --mode"},
         {{"estimate", "--batch", "-1"}, "memtax: error: --batch: expected a positive integer, got \"-1\""},
-        {{"estimate", "--context", "0"}, "memtax: error: --context: expected a positive integer, got \"0\""},
-        {{"estimate", "--frobnicate"}, "memtax: error: The following argument was not expected: --frobnicate"},
+        {{"estimate", "--context", "0"}, "memtax: error: --context: expected a positive number of tokens, got \"0\""},
+        {{"estimate", "--frobnicate"}, "memtax: error: estimate: unknown flag --frobnicate (see memtax estimate --help)"},
         {{"whatif", "--setup", "llama-3.1-8b"}, "memtax: error: --setup: expected MODEL@NxGPU"},
         {{}, "memtax: error: A subcommand is required"},
         {{"estimate", "--runtime", "hf-sdp"}, "memtax: error: --runtime: unknown runtime \"hf-sdp\" (did you mean \"hf-sdpa\"?)"},
         {{"estimate", "--pp", "0"}, "memtax: error: --pp: expected a positive integer, got \"0\""},
         {{"estimate", "--pp", "33"}, "memtax: error: --pp: 33 stages leave the last of llama-3.1-8b's 32 layers empty"},
-        {{"estimate", "--time", "--cluster", "hgx-h100"}, "memtax: error: --cluster: unknown cluster \"hgx-h100\" (did you mean"},
+        {{"estimate", "--time", "--cluster", "hgx-h10"}, "memtax: error: --cluster: unknown cluster \"hgx-h10\" (did you mean"},
         {{"validate"}, "memtax: error: --measurements is required"},
     };
     for (const auto& c : cases) {

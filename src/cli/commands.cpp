@@ -97,7 +97,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e, out, err);
     } catch (const CLI::ParseError& e) {
-        err << "memtax: error: " << e.what() << " (see memtax --help)\n";
+        std::string help = "memtax --help";
+        for (CLI::App* sub : subs)
+            if (!args.empty() && sub->get_name() == args[0]) help = "memtax " + args[0] + " --help";
+        err << "memtax: error: " << e.what() << " (see " << help << ")\n";
         return 2;
     }
     try {

@@ -90,7 +90,8 @@ CLI::Validator count_validator(bool tokens) {
             u64 v = 0;
             const NumberParse p = tokens ? parse_token_count(text, v) : parse_exact_integer(text, v);
             if (p != NumberParse::Ok) return number_problem(p, text, tokens);
-            if (v == 0) return fmt::format("must be positive, got \"{}\"", text);
+            if (v == 0) return tokens ? fmt::format("expected a positive number of tokens, got \"{}\"", text)
+                                      : fmt::format("expected a positive integer, got \"{}\"", text);
             text = std::to_string(v);
             return {};
         },

@@ -102,8 +102,8 @@ std::string number_problem(NumberParse p, std::string_view text, bool tokens) {
         case NumberParse::Overflow: return fmt::format("\"{}\" does not fit in 64 bits", text);
         case NumberParse::Invalid: break;
     }
-    return tokens ? fmt::format("expected a whole number of tokens (e.g. 8192, 32k = 32,768, 1M = 1,048,576, 1e5), got \"{}\"", text)
-                  : fmt::format("expected a non-negative integer (e.g. 80000000000 or 80e9), got \"{}\"", text);
+    return tokens ? fmt::format("expected a positive number of tokens (8192, 32k = 32,768, 1M = 1,048,576, 1e5), got \"{}\"", text)
+                  : fmt::format("expected a positive integer, got \"{}\"", text);
 }
 
 }  // namespace memtax

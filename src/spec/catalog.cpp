@@ -93,11 +93,18 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
             if (a == arg || fold(a) == key) return load(e);
     for (const auto& e : entries)
         if (fold(e.name) == key) return load(e);
+    // A family prefix ends where a word of the name ends: "h100" names h100-sxm and h100-pcie,
+    // but "llama-3.1-8" is a typo of llama-3.1-8b, not its family.
+    auto family_of = [&](const std::string& name) {
+        for (size_t cut = 1; cut <= name.size(); ++cut)
+            if ((cut == name.size() || !std::isalnum(static_cast<unsigned char>(name[cut]))) && fold(name.substr(0, cut)) == key) return true;
+        return false;
+    };
     std::vector<const Entry*> family;
     if (!key.empty())
         for (const auto& e : entries) {
-            bool hit = fold(e.name).starts_with(key);
-            for (const auto& a : e.aliases) hit = hit || fold(a).starts_with(key);
+            bool hit = family_of(e.name);
+            for (const auto& a : e.aliases) hit = hit || family_of(a);
             if (hit) family.push_back(&e);
         }
     if (family.size() == 1) return load(*family.front());
