@@ -629,7 +629,8 @@ Table gpus_table(const std::vector<GpuSpec>& gpus) {
              {"interconnect", "interconnect", false}, {"time_rates", "time rates", false}})
         t.add_column(k, title, right);
     for (const auto& g : gpus) {
-        const double bf16 = (g.peak_flops.count("bf16") ? g.peak_flops.at("bf16") : g.peak_flops.at("fp16")).value;
+        const auto rate = g.peak_flops.count("bf16") ? g.peak_flops.find("bf16") : g.peak_flops.find("fp16");
+        const double bf16 = rate == g.peak_flops.end() ? 0.0 : rate->second.value;
         const auto fp8 = g.peak_flops.find("fp8_e4m3");
         t.row();
         t.cell(g.name);
@@ -637,7 +638,7 @@ Table gpus_table(const std::vector<GpuSpec>& gpus) {
         t.cell(fmt::format("{:.2f}", to_gib(g.memory_bytes)), std::to_string(g.memory_bytes));
         t.cell(fmt::format("{:.2f}", to_gib(g.usable_memory_bytes)), std::to_string(g.usable_memory_bytes));
         t.cell(fmt::format("{:.2f}", g.hbm_bandwidth.value / 1e12), fmt::format("{:.6g}", g.hbm_bandwidth.value));
-        t.cell(fmt::format("{:.1f}", bf16 / 1e12), fmt::format("{:.6g}", bf16));
+        t.cell(bf16 ? fmt::format("{:.1f}", bf16 / 1e12) : "-", bf16 ? fmt::format("{:.6g}", bf16) : "");
         t.cell(fp8 == g.peak_flops.end() ? "-" : fmt::format("{:.1f}", fp8->second.value / 1e12),
                fp8 == g.peak_flops.end() ? "" : fmt::format("{:.6g}", fp8->second.value));
         t.cell(g.sm_count ? std::to_string(g.sm_count) : "-", std::to_string(g.sm_count));

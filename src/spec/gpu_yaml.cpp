@@ -37,13 +37,16 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
         map.fail("usable_memory_bytes",
                  fmt::format("{} must be positive and at most memory_bytes = {}", g.usable_memory_bytes, g.memory_bytes));
     g.hbm_bandwidth = {map.required_rate("hbm_bandwidth_bytes_per_s")};
-    YamlMap flops = map.required_map("peak_flops_per_s");
-    std::vector<std::string> dtypes = {"fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4"};
-    flops.finish(dtypes);
-    for (const auto& d : dtypes)
-        if (flops.has(d)) g.peak_flops[d] = {flops.required_rate(d)};
-    if (!g.peak_flops.count("bf16") && !g.peak_flops.count("fp16"))
-        map.fail("peak_flops_per_s", "needs at least bf16 or fp16 (dense, without 2:4 sparsity)");
+    // Optional: a GPU whose matrix rates have no source gives none (memory estimates need none;
+    // --time then says what is missing).
+    if (auto flops = map.optional_map("peak_flops_per_s")) {
+        std::vector<std::string> dtypes = {"fp32", "tf32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4"};
+        flops->finish(dtypes);
+        for (const auto& d : dtypes)
+            if (flops->has(d)) g.peak_flops[d] = {flops->required_rate(d)};
+        if (!g.peak_flops.count("bf16") && !g.peak_flops.count("fp16"))
+            map.fail("peak_flops_per_s", "needs at least bf16 or fp16 (dense, without 2:4 sparsity)");
+    }
     g.l2_bytes = map.optional_u64("l2_bytes").value_or(0);
     g.sm_count = map.optional_u64("sm_count").value_or(0);
     if (map.has("sm_count") && g.sm_count == 0) map.fail("sm_count", "must be positive (omit it when unknown)");

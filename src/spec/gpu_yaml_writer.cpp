@@ -12,6 +12,8 @@ std::string write_calibrated_gpu_yaml(const CalibratedGpu& c) {
     YAML::Node root = YAML::Load(c.base_text);
     root["name"] = c.name;
     root["display_name"] = c.display_name;
+    // The base profile keeps its aliases: a calibrated copy is chosen by its own name only.
+    root.remove("aliases");
     YAML::Node eff;
     eff["bandwidth"] = g6(c.bandwidth_efficiency);
     eff["matmul"] = g6(c.matmul_efficiency);
