@@ -13,8 +13,10 @@
 namespace memtax {
 namespace {
 
+// A file argument: it exists, names a profile extension, or starts like a path. (A slash alone
+// is not enough: Hugging Face ids such as meta-llama/Llama-3.1-8B are catalog aliases.)
 bool looks_like_path(const std::string& s) {
-    return s.find('/') != std::string::npos || s.ends_with(".yaml") || s.ends_with(".yml") || s.ends_with(".json");
+    return s.ends_with(".yaml") || s.ends_with(".yml") || s.ends_with(".json") || s.starts_with("/") || s.starts_with("./") || s.starts_with("../");
 }
 
 // The value of a profile's top-level `key:` line, read without parsing the document: a CLI
