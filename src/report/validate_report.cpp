@@ -195,7 +195,7 @@ std::string render_validation_table(const Validation& v) {
 
 std::string render_validation_markdown(const Validation& v) {
     const ValidationDoc d = validation_doc(v);
-    std::string out = "## " + markdown_cell(d.header[0]) + "\n\n" + markdown_cell(d.header[1]) + "\n\n";
+    std::string out = "**" + markdown_cell(d.header[0]) + "**\n\n" + markdown_cell(d.header[1]) + "\n\n";
     if (!d.probe_title.empty()) {
         out += markdown_cell(d.probe_title) + "\n\n" + table_markdown(d.probe) + "\n";
         for (const auto& l : d.probe_notes) out += "- " + markdown_cell(l) + "\n";
