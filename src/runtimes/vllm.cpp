@@ -300,7 +300,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     f("blocks_per_request", per_request, "blocks per request at max_model_len");
     f("max_concurrency", static_cast<double>(r.max_concurrency_milli) / 1000.0, "maximum concurrency");
     f("max_concurrent_requests", num_blocks_ / per_request, "maximum concurrent requests");
-    f("max_num_seqs", p_.max_num_seqs, "max_num_seqs (sequences scheduled at once)");
+    f("max_num_seqs", p_.max_num_seqs, "max_num_seqs");
     f("gpu_memory_utilization", static_cast<double>(p_.gpu_memory_utilization_ppm) / 1e6, "gpu_memory_utilization");
     out.sections.push_back(std::move(s));
 
