@@ -289,7 +289,7 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
         v.cases.push_back(std::move(r));
     }
     v.probe_claims = probe_claims(v.probe);
-    // The seed's claim: per doubling of the prompt, how the forward peak grows, per runtime.
+    // The quadratic tax of eager attention: per doubling of the prompt, how the forward peak grows, per runtime.
     std::map<std::string, std::map<std::string, std::map<u64, const CaseResult*>>> series;
     for (const auto& r : v.cases)
         if (r.c.status == "ok" && r.c.mode == "prefill" && r.c.logits_kept == 1)

@@ -1,6 +1,6 @@
 #pragma once
 // Predicted vs measured: every case of a measurement file predicted by the engine, with the
-// error per case, the worst case, and the seed's claim (forward peak per doubling of context)
+// error per case, the worst case, and the growth of the forward peak per doubling of context
 // read off the measured numbers.
 #include <optional>
 #include <string>
