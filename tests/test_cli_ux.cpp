@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <clocale>
+#include <filesystem>
 #include <locale>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -246,8 +247,35 @@ TEST(CliUx, EveryCommandHasEveryFormat) {
             }
             if ((args[0] == "estimate" || args[0] == "whatif") && format != "json") EXPECT_NE(r.out.find("fits"), std::string::npos) << args[0];
         }
+    // calibrate writes a profile; its report comes in every format too.
+    const auto dir = std::filesystem::temp_directory_path() / "memtax_ux_calibrate";
+    std::filesystem::create_directories(dir);
+    for (const std::string format : {"table", "json", "csv", "markdown"}) {
+        Result r = cli({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/probe_h100.json", "--gpu", "h100-sxm", "-o",
+                        (dir / "cal.yaml").string(), "--format", format});
+        ASSERT_EQ(r.code, 0) << format << ": " << r.err;
+        EXPECT_NE(r.out.find("gemm_bf16"), std::string::npos) << format;
+    }
+    std::filesystem::remove_all(dir);
+}
+
+// The JSON printer's golden: the hgx-h100-8 cluster as its profile states it, written out by hand.
+TEST(CliUx, ClustersJsonGolden) {
     Result c = cli({"clusters", "--format", "json"});
-    EXPECT_EQ(nlohmann::json::parse(c.out)["schema"], "memtax.clusters/1");
+    ASSERT_EQ(c.code, 0);
+    const auto all = nlohmann::json::parse(c.out);
+    EXPECT_EQ(all["schema"], "memtax.clusters/1");
+    nlohmann::json hgx;
+    for (const auto& x : all["clusters"])
+        if (x["name"] == "hgx-h100-8") hgx = x;
+    ASSERT_FALSE(hgx.is_null());
+    EXPECT_EQ(hgx["gpu"], "h100-sxm");
+    EXPECT_EQ(hgx["nodes"], 1);
+    EXPECT_EQ(hgx["gpus_per_node"], 8);
+    EXPECT_EQ(hgx["intra_node"]["fabric"], "nvswitch");
+    EXPECT_DOUBLE_EQ(hgx["intra_node"]["bandwidth_bytes_per_s"].get<double>(), 450e9);  // 900 GB/s both ways, each way
+    EXPECT_FALSE(hgx.contains("inter_node"));  // one node: no inter-node fabric
+    EXPECT_TRUE(hgx["sources"].contains("intra_node"));
 }
 
 // The printers' goldens: one hand-written table, its three renderings written out by hand.
