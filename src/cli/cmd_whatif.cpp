@@ -3,7 +3,6 @@
 // a time, so a grid of any length holds one row in memory.
 #include <fmt/format.h>
 
-#include <charconv>
 
 #include "cli/common.hpp"
 #include "spec/loaders.hpp"
@@ -14,6 +13,7 @@ namespace {
 struct WhatifArgs {
     std::vector<std::string> setups = {"llama-3.1-8b@1xh100-sxm", "llama-3.1-70b@4xh200"};
     std::vector<u64> contexts;  // empty: 8k, 32k and 128k, those within each model's max context
+    std::vector<u64> tps;       // empty: each setup's own TP
 
     std::vector<u64> batches = {1, 16};
     std::vector<std::string> kv_dtypes = {"bf16", "fp8_e4m3"};
@@ -35,7 +35,8 @@ class Whatif final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
         auto* wi = app.add_subcommand("whatif", "a grid of estimates (the main job; built-in defaults)");
-        wi->add_option("--setup", a_.setups, "MODEL@NxGPU, repeatable (tensor parallel over the N GPUs)")->capture_default_str();
+        wi->add_option("--setup", a_.setups, "MODEL@NxGPU[:tpT][:ppP], repeatable (default TP N within an 8-GPU node)")->capture_default_str();
+        wi->add_option("--tps", a_.tps, "tensor-parallel degrees to vary over each setup's GPUs (the rest replicas)")->delimiter(',')->transform(positive_int());
         wi->add_option("--contexts", a_.contexts,
                        "context lengths, e.g. 8k,32k,128k (k = 1,024, M = 1,048,576; default: 8k,32k,128k up to each model's max context)")
             ->delimiter(',')
@@ -60,26 +61,25 @@ public:
         struct Setup {
             ModelSpec model;
             GpuSpec gpu;
-            u64 n;
+            Deployment dep;
             std::vector<u64> contexts;
         };
         std::vector<Setup> setups;
         std::vector<std::string> inputs = {a.runtime};
         for (const auto& setup : a.setups) {
-            // MODEL@NxGPU, tensor parallel over the N GPUs of one replica.
-            auto at = setup.find('@');
-            auto x = setup.find('x', at == std::string::npos ? 0 : at);
-            u64 n = 0;
-            const char* first = setup.data() + (at == std::string::npos ? 0 : at + 1);
-            const char* last = setup.data() + (x == std::string::npos ? setup.size() : x);
-            auto [p, ec] = std::from_chars(first, last, n);
-            if (at == std::string::npos || x == std::string::npos || ec != std::errc() || p != last || n == 0)
-                throw InputError(SourcePos{}, "--setup", fmt::format("expected MODEL@NxGPU (e.g. llama-3.1-70b@4xh200), got \"{}\"", setup));
-            ModelSpec m = model_from(setup.substr(0, at), a.dtype);
+            const SetupArg sa = parse_setup(setup);
+            ModelSpec m = model_from(sa.model, a.dtype);
             std::vector<u64> contexts = a.contexts.empty() ? default_contexts(m) : a.contexts;
-            setups.push_back({std::move(m), resolve_gpu(setup.substr(x + 1)), n, std::move(contexts)});
-            inputs.push_back(setup.substr(0, at));
-            inputs.push_back(setup.substr(x + 1));
+            GpuSpec g = resolve_gpu(sa.gpu);
+            // --tps varies TP over the same GPUs (the rest data-parallel replicas).
+            std::vector<u64> tps = a.tps.empty() ? std::vector<u64>{sa.tp} : a.tps;
+            for (u64 tp : tps) {
+                if (sa.gpus % (tp * sa.pp))
+                    throw InputError(SourcePos{}, "--tps", fmt::format("TP {} × PP {} does not divide the {} GPUs of {}", tp, sa.pp, sa.gpus, setup));
+                setups.push_back({m, g, Deployment{sa.gpus, tp, sa.pp}, contexts});
+            }
+            inputs.push_back(sa.model);
+            inputs.push_back(sa.gpu);
         }
         // One plan per setup and KV dtype.
         std::vector<std::vector<Plan>> plans;
@@ -90,7 +90,7 @@ public:
                 ea.attention = a.attention;
                 ea.runtime = a.runtime;
                 ea.kv_dtype = kv;
-                plans.back().push_back(Plan::compile(s.model, s.gpu, Deployment{s.n, s.n}, workload_from(ea, s.model, &runtime)));
+                plans.back().push_back(Plan::compile(s.model, s.gpu, s.dep, workload_from(ea, s.model, &runtime)));
             }
         }
         auto point = [](const std::string& mode, u64 batch, u64 ctx) { return Point{mode == "decode" ? Mode::Decode : Mode::Prefill, batch, ctx}; };

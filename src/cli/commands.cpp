@@ -75,6 +75,11 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     commands.push_back(cli::make_validate());
     commands.push_back(cli::make_calibrate());
     commands.push_back(cli::make_probe());
+    commands.push_back(cli::make_plan());
+    commands.push_back(cli::make_sweep());
+    commands.push_back(cli::make_max_batch());
+    commands.push_back(cli::make_max_context());
+    commands.push_back(cli::make_vs());
     for (const char* list : {"models", "gpus", "runtimes", "clusters"}) commands.push_back(cli::make_listing(list));
     std::vector<std::pair<CLI::App*, cli::Command*>> subcommands;
     std::vector<CLI::App*> subs;
@@ -96,6 +101,12 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         return app.exit(e, out, err);
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e, out, err);
+    } catch (const CLI::RequiredError& e) {
+        std::string help = "memtax --help";
+        for (CLI::App* sub : subs)
+            if (!args.empty() && sub->get_name() == args[0]) help = "memtax " + args[0] + " --help";
+        err << "memtax: error: " << e.what() << " (see " << help << ")\n";
+        return 2;
     } catch (const CLI::ParseError& e) {
         std::string help = "memtax --help";
         for (CLI::App* sub : subs)

@@ -146,6 +146,46 @@ void warn_about(const GpuSpec& g, std::ostream& err) {
     for (const auto& w : g.warnings) err << "memtax: warning: " << w << "\n";
 }
 
+SetupArg parse_setup(const std::string& text, u64 gpus_per_node) {
+    auto bad = [&](const std::string& why) {
+        return InputError(SourcePos{}, "--setup", fmt::format("\"{}\": {}; expected MODEL@NxGPU[:tpT][:ppP] (e.g. llama-3.1-70b@4xh200, llama-3.1-405b@16xh100-sxm:tp8:pp2)", text, why));
+    };
+    const size_t at = text.rfind('@');
+    if (at == std::string::npos || at == 0) throw bad("no MODEL@");
+    SetupArg s;
+    s.model = text.substr(0, at);
+    std::string rest = text.substr(at + 1);
+    std::vector<std::string> parts;
+    for (size_t i = 0; i <= rest.size();) {
+        const size_t c = std::min(rest.find(':', i), rest.size());
+        parts.push_back(rest.substr(i, c - i));
+        i = c + 1;
+    }
+    const size_t x = parts[0].find('x');
+    if (x == std::string::npos || x == 0 || x + 1 >= parts[0].size()) throw bad("no NxGPU");
+    if (parse_exact_integer(parts[0].substr(0, x), s.gpus) != NumberParse::Ok || s.gpus == 0) throw bad("N must be a positive integer");
+    s.gpu = parts[0].substr(x + 1);
+    bool tp_given = false;
+    for (size_t i = 1; i < parts.size(); ++i) {
+        u64 v = 0;
+        const std::string& p = parts[i];
+        if (p.size() > 2 && (p.starts_with("tp") || p.starts_with("pp")) && parse_exact_integer(p.substr(2), v) == NumberParse::Ok && v > 0) {
+            (p[0] == 't' ? s.tp : s.pp) = v;
+            tp_given |= p[0] == 't';
+        } else {
+            throw bad(fmt::format("unknown part \"{}\" (valid: tpT, ppP)", p));
+        }
+    }
+    if (!tp_given) {
+        if (s.gpus / s.pp > gpus_per_node)
+            throw bad(fmt::format("TP {} would cross a node of {} GPUs; say how to lay it out, e.g. :tp{} ({} replicas) or :tp{}:pp{}", s.gpus / s.pp,
+                                  gpus_per_node, gpus_per_node, s.gpus / gpus_per_node, gpus_per_node, s.gpus / gpus_per_node));
+        s.tp = s.gpus / s.pp;
+    }
+    if (s.gpus % (s.tp * s.pp)) throw bad(fmt::format("{} GPUs do not split into replicas of TP {} × PP {}", s.gpus, s.tp, s.pp));
+    return s;
+}
+
 ToolInfo tool_info() { return ToolInfo{MEMTAX_VERSION, MEMTAX_GIT_SHA}; }
 std::string tool_line() { return fmt::format("memtax {} ({})", MEMTAX_VERSION, MEMTAX_GIT_SHA); }
 

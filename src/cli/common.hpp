@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "core/number.hpp"
 #include "model/plan.hpp"
+#include "spec/scenario_spec.hpp"
 #include "report/printer.hpp"
 
 namespace memtax::cli {
@@ -83,5 +85,19 @@ std::unique_ptr<Command> make_validate();
 std::unique_ptr<Command> make_calibrate();
 std::unique_ptr<Command> make_probe();
 std::unique_ptr<Command> make_listing(const std::string& what);  // models | gpus | runtimes | clusters
+std::unique_ptr<Command> make_plan();
+std::unique_ptr<Command> make_sweep();
+std::unique_ptr<Command> make_max_batch();
+std::unique_ptr<Command> make_max_context();
+std::unique_ptr<Command> make_vs();
+
+// MODEL@NxGPU[:tpT][:ppP]: N GPUs of one kind, TP T (default N) and PP P (default 1); the rest
+// data-parallel replicas. TP defaults to N only within one 8-GPU node: past it the setup must
+// say how it is laid out.
+struct SetupArg {
+    std::string model, gpu;
+    u64 gpus = 1, tp = 1, pp = 1;
+};
+SetupArg parse_setup(const std::string& text, u64 gpus_per_node = 8);
 
 }  // namespace memtax::cli

@@ -41,6 +41,7 @@ public:
     std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override { return table_text(gpus_table(g)); }
     std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo&) const override { return table_text(runtimes_table(r)); }
     std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo&) const override { return table_text(clusters_table(c)); }
+    std::string document(const Document& d, const ToolInfo&) const override { return document_text(d); }
     std::string validation(const Validation& v, const ToolInfo&) const override { return render_validation_table(v); }
     std::string calibration(const CalibrationResult& c, const std::string& to) const override { return render_calibration_table(c, to); }
 };
@@ -58,6 +59,9 @@ public:
     std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo& tool) const override { return render_gpus_json(g, tool); }
     std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo& tool) const override { return render_runtimes_json(r, tool); }
     std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo& tool) const override { return render_clusters_json(c, tool); }
+    std::string document(const Document& d, const ToolInfo& tool) const override {
+        return document_json(d, fmt::format("{{\"name\": \"memtax\", \"version\": \"{}\", \"git_sha\": \"{}\"}}", tool.version, tool.git_sha));
+    }
     std::string validation(const Validation& v, const ToolInfo& tool) const override { return render_validation_json(v, tool); }
     std::string calibration(const CalibrationResult& c, const std::string& to) const override { return render_calibration_json(c, to); }
 };
@@ -75,6 +79,7 @@ public:
     std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override { return table_csv(gpus_table(g)); }
     std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo&) const override { return table_csv(runtimes_table(r)); }
     std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo&) const override { return table_csv(clusters_table(c)); }
+    std::string document(const Document& d, const ToolInfo&) const override { return document_csv(d); }
     std::string validation(const Validation& v, const ToolInfo&) const override { return validation_csv(v); }
     std::string calibration(const CalibrationResult& c, const std::string&) const override { return calibration_csv(c); }
 };
@@ -96,6 +101,7 @@ public:
     std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo&) const override {
         return "## Clusters\n\n" + table_markdown(clusters_table(c));
     }
+    std::string document(const Document& d, const ToolInfo&) const override { return document_markdown(d); }
     std::string validation(const Validation& v, const ToolInfo&) const override { return render_validation_markdown(v); }
     std::string calibration(const CalibrationResult& c, const std::string& to) const override { return render_calibration_markdown(c, to); }
 };

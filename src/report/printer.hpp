@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "report/document.hpp"
 #include "report/report.hpp"
 
 namespace memtax {
@@ -24,6 +25,8 @@ public:
     virtual std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo& tool) const = 0;
     virtual std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo& tool) const = 0;
     virtual std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo& tool) const = 0;
+    // Notes and tables: plans, sweeps, comparisons.
+    virtual std::string document(const Document& d, const ToolInfo& tool) const = 0;
     virtual std::string validation(const Validation& v, const ToolInfo& tool) const = 0;
     virtual std::string calibration(const CalibrationResult& c, const std::string& written_to) const = 0;
 };

@@ -1,0 +1,309 @@
+#include "planner/planner.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+#include "core/number.hpp"
+#include "spec/loaders.hpp"
+#include "topology/topology.hpp"
+
+namespace memtax {
+namespace {
+
+DType dtype_named(const std::string& field, const std::string& name, const ScenarioSpec& s) {
+    DType d;
+    if (!parse_dtype(name, d)) throw InputError(SourcePos{s.file, 0, 0}, field, unknown_dtype_message(name));
+    return d;
+}
+
+RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name) {
+    RuntimeSpec r = resolve_runtime(name);
+    const bool settings = !s.gpu_memory_utilization.empty() || s.max_num_seqs || s.max_num_batched_tokens || s.block_size;
+    if (!r.vllm) {
+        if (settings) throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings", fmt::format("vLLM engine arguments, but runtime {} is not vLLM", r.name));
+        return r;
+    }
+    if (!s.gpu_memory_utilization.empty()) {
+        const auto ppm = parse_ppm(s.gpu_memory_utilization);
+        if (!ppm || *ppm == 0 || *ppm > 1000000)
+            throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings.gpu_memory_utilization",
+                             fmt::format("\"{}\" must be a decimal in (0, 1]", s.gpu_memory_utilization));
+        r.vllm->gpu_memory_utilization_ppm = *ppm;
+    }
+    if (s.max_num_seqs) r.vllm->max_num_seqs = s.max_num_seqs;
+    if (s.max_num_batched_tokens) r.vllm->max_num_batched_tokens = s.max_num_batched_tokens;
+    if (s.block_size) r.vllm->block_size = s.block_size;
+    return r;
+}
+
+// The GPUs of one replica: one node joined by the GPU's interconnect, or several nodes joined by
+// one 400 Gb/s InfiniBand NIC per GPU (the figures of the dgx-h100-2x8-ib cluster profile).
+Topology replica_topology(const GpuSpec& g, u64 gpus, u64 per_node) {
+    if (gpus <= per_node) return Topology(single_node_cluster(g, gpus));
+    ClusterSpec c = single_node_cluster(g, per_node);
+    c.name = fmt::format("{}x {} in nodes of {}", gpus, g.name, per_node);
+    c.nodes = (gpus + per_node - 1) / per_node;
+    c.inter_node = Link{"infiniband", 50e9, 6.0e-6};
+    c.sources["inter_node"] = "assumed: one 400 Gb/s InfiniBand NIC per GPU, 6 µs (the dgx-h100-2x8-ib cluster profile)";
+    return Topology(c);
+}
+
+std::vector<u64> powers_of_two_upto(u64 limit) {
+    std::vector<u64> v;
+    for (u64 x = 1; x <= limit; x *= 2) v.push_back(x);
+    return v;
+}
+
+// Of two steps, the one that decides the verdict: a failed status, else one that does not fit,
+// else the larger.
+const PointResult& worse(const PointResult& a, const PointResult& b) {
+    if (a.status != PointStatus::Ok) return a;
+    if (b.status != PointStatus::Ok) return b;
+    if (a.fits != b.fits) return a.fits ? b : a;
+    return a.total >= b.total ? a : b;
+}
+
+void count_reason(PlanReport& r, const std::string& kind) {
+    for (auto& [k, n] : r.rejected_by)
+        if (k == kind) {
+            ++n;
+            return;
+        }
+    r.rejected_by.emplace_back(kind, 1);
+}
+
+bool better(const Candidate& a, const Candidate& b, Objective o) {
+    switch (o) {
+        case Objective::FewestGpus:
+            return std::tie(a.gpus, b.tokens_per_s) < std::tie(b.gpus, a.tokens_per_s);
+        case Objective::LowestCost:
+            return std::tie(a.cost_per_million_tokens, a.gpus) < std::tie(b.cost_per_million_tokens, b.gpus);
+        case Objective::HighestThroughput:
+            return std::tie(b.tokens_per_s, a.gpus) < std::tie(a.tokens_per_s, b.gpus);
+    }
+    return false;
+}
+
+}  // namespace
+
+u64 max_batch(const Plan& plan, Mode mode, u64 context, u64 limit) {
+    auto fits = [&](u64 b) {
+        const PointResult r = plan.evaluate(Point{mode, b, context});
+        return r.status == PointStatus::Ok && r.fits;
+    };
+    if (limit == 0 || !fits(1)) return 0;
+    u64 lo = 1, hi = 2;  // fits(lo), hi unknown
+    while (hi <= limit && fits(hi)) {
+        lo = hi;
+        if (hi > limit / 2) {
+            hi = limit + 1;
+            break;
+        }
+        hi *= 2;
+    }
+    hi = std::min(hi, limit + 1);
+    while (hi - lo > 1) {
+        const u64 mid = lo + (hi - lo) / 2;
+        (fits(mid) ? lo : hi) = mid;
+    }
+    return lo;
+}
+
+u64 max_context(const Plan& plan, Mode mode, u64 batch, u64 limit) {
+    auto fits = [&](u64 c) {
+        const PointResult r = plan.evaluate(Point{mode, batch, c});
+        return r.status == PointStatus::Ok && r.fits;
+    };
+    if (limit == 0 || !fits(1)) return 0;
+    u64 lo = 1, hi = limit + 1;
+    if (fits(limit)) return limit;
+    hi = limit;
+    while (hi - lo > 1) {
+        const u64 mid = lo + (hi - lo) / 2;
+        (fits(mid) ? lo : hi) = mid;
+    }
+    return lo;
+}
+
+PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress) {
+    PlanReport rep;
+    rep.scenario = s;
+    const ModelSpec model = resolve_model(s.model);
+    rep.model_name = model.name;
+    if (s.context > model.max_context)
+        throw InputError(SourcePos{s.file, 0, 0}, "workload.context",
+                         fmt::format("{} tokens exceed {}'s max context {}", s.context, model.name, model.max_context));
+    // Runtimes: the scenario's, or one per attention kernel allowed (transformers).
+    std::vector<RuntimeSpec> runtimes;
+    const RuntimeSpec base = scenario_runtime(s, s.runtime);
+    if (s.attention.empty()) {
+        runtimes.push_back(base);
+    } else {
+        if (base.family != RuntimeFamily::Transformers)
+            throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention", fmt::format("only for the transformers runtimes, not {}", base.name));
+        for (const auto& a : s.attention) runtimes.push_back(scenario_runtime(s, a == "eager" ? "hf-eager" : "hf-sdpa"));
+    }
+    std::vector<GpuSpec> gpus;
+    for (const auto& g : s.gpus) gpus.push_back(resolve_gpu(g));
+    std::vector<std::string> weight_dtypes = s.weight_dtypes.empty() ? std::vector<std::string>{model.dtype.name} : s.weight_dtypes;
+    for (const auto& w : weight_dtypes) (void)dtype_named("constraints.weight_dtypes", w, s);
+    for (const auto& k : s.kv_dtypes) (void)dtype_named("constraints.kv_dtypes", k, s);
+
+    const std::vector<u64> tps = powers_of_two_upto(s.max_gpus), pps = powers_of_two_upto(std::min<u64>(s.max_gpus, model.num_layers));
+    u64 total = 0;
+    for (u64 tp : tps)
+        for (u64 pp : pps)
+            if (tp * pp <= s.max_gpus) total += s.max_gpus / (tp * pp);
+    total *= gpus.size() * runtimes.size() * weight_dtypes.size() * s.kv_dtypes.size();
+    u64 done = 0;
+    auto tick = [&](u64 n) {
+        done += n;
+        if (progress) progress(done, total);
+    };
+
+    std::vector<Candidate> rejected;
+    for (const GpuSpec& g : gpus)
+        for (const RuntimeSpec& rt : runtimes)
+            for (const auto& wd : weight_dtypes)
+                for (const auto& kv : s.kv_dtypes)
+                    for (u64 tp : tps)
+                        for (u64 pp : pps) {
+                            if (tp * pp > s.max_gpus) continue;
+                            const u64 replicas_max = s.max_gpus / (tp * pp);
+                            Candidate proto;
+                            proto.gpu = g.name;
+                            proto.kv_dtype = kv;
+                            proto.weight_dtype = wd;
+                            proto.runtime = rt.name;
+                            proto.tp = tp;
+                            proto.pp = pp;
+                            auto reject_all = [&](const std::string& kind, const std::string& why) {
+                                rep.considered += replicas_max;
+                                for (u64 i = 0; i < replicas_max; ++i) count_reason(rep, kind);
+                                (void)why;
+                                tick(replicas_max);
+                            };
+                            if (tp > s.gpus_per_node && !s.tp_across_nodes) {
+                                reject_all("TP crosses a node", "");
+                                continue;
+                            }
+                            Workload wl;
+                            wl.runtime = rt;
+                            wl.weight_dtype = dtype_named("constraints.weight_dtypes", wd, s);
+                            wl.kv_dtype = dtype_named("constraints.kv_dtypes", kv, s);
+                            wl.context = s.context;
+                            std::optional<Plan> plan;
+                            try {
+                                plan.emplace(Plan::compile(model, g, Deployment{tp * pp, tp, pp}, wl));
+                            } catch (const InputError&) {
+                                reject_all("deployment not valid for the model", "");
+                                continue;
+                            }
+                            const bool vllm = rt.vllm.has_value();
+                            const Topology topo = replica_topology(g, tp * pp, s.gpus_per_node);
+                            std::map<u64, TimeEstimate> times;  // per batch per replica
+                            std::optional<double> held;
+                            for (u64 dp = 1; dp <= replicas_max; ++dp) {
+                                Candidate c = proto;
+                                c.dp = dp;
+                                c.gpus = tp * pp * dp;
+                                c.batch_per_replica = (s.concurrency + dp - 1) / dp;
+                                const u64 b = c.batch_per_replica;
+                                ++rep.considered;
+                                tick(1);
+                                // Memory: vLLM sizes its pool at start-up for `b` sequences of the promised context;
+                                // a static batch must hold the longest prompts' prefill and the decode at the context.
+                                PointResult mem = plan->evaluate(Point{vllm ? Mode::Prefill : Mode::Decode, b, s.context});
+                                if (!vllm) mem = worse(mem, plan->evaluate(Point{Mode::Prefill, b, s.prompt.max}));
+                                c.memory = mem;
+                                if (mem.status != PointStatus::Ok) {
+                                    c.binding = "arithmetic";
+                                    c.reason = "a count exceeds 64 bits";
+                                    count_reason(rep, "overflow");
+                                    continue;
+                                }
+                                c.budget_bytes = mem.capacity - mul_frac(mem.capacity, s.memory_headroom_ppm, 1000000);
+                                if (!held)
+                                    held = vllm ? static_cast<double>(mem.max_concurrency_milli) / 1000.0
+                                                : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
+                                c.concurrency_held = *held;
+                                // How much of the memory the candidate uses: the bytes against the budget, and under vLLM
+                                // (whose pool always fills its share) the sequences against those the pool holds.
+                                double mem_ratio = static_cast<double>(mem.total) / static_cast<double>(c.budget_bytes);
+                                if (vllm) mem_ratio = mem.max_concurrency_milli ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli) : 2.0;
+                                c.binding = "memory";
+                                c.binding_ratio = mem.fits ? mem_ratio : std::max(mem_ratio, 1.0 + 1e-9);
+                                if (!mem.fits || mem.total > c.budget_bytes) {
+                                    c.reason = vllm && b > rt.vllm->max_num_seqs
+                                                   ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, rt.vllm->max_num_seqs)
+                                               : vllm ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted", *held, s.context, b)
+                                                      : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total), format_bytes_gib(c.budget_bytes));
+                                    count_reason(rep, "memory");
+                                    rejected.push_back(std::move(c));
+                                    continue;
+                                }
+                                // Time, once per batch size of this plan.
+                                auto it = times.find(b);
+                                if (it == times.end()) it = times.emplace(b, estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, topo)).first;
+                                const TimeEstimate& t = it->second;
+                                c.timed = true;
+                                c.ttft_s = vllm ? t.first_token.mean_s : t.ttft_s;
+                                c.tpot_s = t.tpot_s;
+                                c.tokens_per_s = t.tpot_s > 0 ? static_cast<double>(dp * b) / t.tpot_s : 0;
+                                if (auto p = s.price_per_gpu_hour.find(g.name); p != s.price_per_gpu_hour.end() && c.tokens_per_s > 0)
+                                    c.cost_per_million_tokens = static_cast<double>(c.gpus) * p->second / (c.tokens_per_s * 3600.0) * 1e6;
+                                std::vector<std::tuple<std::string, double, double>> slos;
+                                if (s.ttft_s) slos.emplace_back("TTFT", c.ttft_s, *s.ttft_s);
+                                if (s.tpot_s) slos.emplace_back("TPOT", c.tpot_s, *s.tpot_s);
+                                for (const auto& [name, v, limit] : slos) {
+                                    const double ratio = v / limit;
+                                    if (ratio > c.binding_ratio) {
+                                        c.binding = name;
+                                        c.binding_ratio = ratio;
+                                    }
+                                    if (ratio > 1 && c.reason.empty()) {
+                                        c.reason = fmt::format("{} {:.3f} s exceeds the SLO {:.3f} s", name, v, limit);
+                                        count_reason(rep, name);
+                                    }
+                                }
+                                if (!c.reason.empty()) {
+                                    rejected.push_back(std::move(c));
+                                    continue;
+                                }
+                                c.feasible = true;
+                                rep.ranked.push_back(std::move(c));
+                            }
+                        }
+    std::stable_sort(rep.ranked.begin(), rep.ranked.end(), [&](const Candidate& a, const Candidate& b) { return better(a, b, s.objective); });
+    if (rep.ranked.empty() && !rejected.empty())
+        rep.closest = *std::min_element(rejected.begin(), rejected.end(),
+                                        [](const Candidate& a, const Candidate& b) { return a.binding_ratio < b.binding_ratio; });
+
+    // The CI gates, on the best plan.
+    const Candidate* best = rep.ranked.empty() ? nullptr : &rep.ranked.front();
+    auto gate = [&](const std::string& name, bool passed, const std::string& detail) {
+        rep.gates.push_back({name, detail, passed});
+        rep.gates_passed &= passed;
+    };
+    if (s.gate_must_fit) gate("must_fit", best != nullptr, best ? "a plan meets every constraint" : "no candidate meets the constraints");
+    if (s.gate_max_bytes_per_gpu)
+        gate("max_bytes_per_gpu", best && best->memory.total <= *s.gate_max_bytes_per_gpu,
+             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->memory.total), group_digits(*s.gate_max_bytes_per_gpu)) : "no plan");
+    if (s.gate_min_headroom_ppm) {
+        const double h = best ? 1.0 - static_cast<double>(best->memory.total) / static_cast<double>(best->memory.capacity) : 0;
+        gate("min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
+             best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
+    }
+    if (s.gate_max_tpot_s)
+        gate("max_tpot_s", best && best->tpot_s <= *s.gate_max_tpot_s,
+             best ? fmt::format("TPOT {:.4f} s, at most {:.4f} s", best->tpot_s, *s.gate_max_tpot_s) : "no plan");
+    if (s.gate_max_ttft_s)
+        gate("max_ttft_s", best && best->ttft_s <= *s.gate_max_ttft_s,
+             best ? fmt::format("TTFT {:.3f} s, at most {:.3f} s", best->ttft_s, *s.gate_max_ttft_s) : "no plan");
+    return rep;
+}
+
+}  // namespace memtax

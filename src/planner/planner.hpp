@@ -1,0 +1,61 @@
+#pragma once
+// The capacity planner: a scenario's search space (GPU kind × count × TP × PP × DP × dtypes ×
+// attention kernel), each candidate checked for memory, SLOs and node boundaries, the feasible
+// ranked by the scenario's objective; the rejected counted by reason, and when nothing is
+// feasible, the closest candidate with the constraint that binds. Plans are compiled once per
+// (GPU, TP, PP, dtypes, kernel) and evaluated for every DP: the count of GPUs only changes how
+// the concurrency splits over replicas. Also the one-call answers: the largest batch or
+// context that fits, and setups side by side.
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/plan.hpp"
+#include "model/time_model.hpp"
+#include "spec/scenario_spec.hpp"
+
+namespace memtax {
+
+struct Candidate {
+    std::string gpu, kv_dtype, weight_dtype, runtime;
+    u64 gpus = 0, tp = 1, pp = 1, dp = 1;
+    u64 batch_per_replica = 0;   // ceil(concurrency / dp)
+    // Memory, per GPU, of the step that needs most (transformers: the prefill of the longest
+    // prompt or the decode at the promised context; vLLM: its start-up sizing).
+    PointResult memory;
+    u64 budget_bytes = 0;        // usable capacity less the scenario's headroom
+    double concurrency_held = 0; // sequences at the promised context one replica holds
+    bool timed = false;
+    double ttft_s = 0, tpot_s = 0, tokens_per_s = 0, cost_per_million_tokens = 0;
+    bool feasible = false;
+    std::string binding;         // the constraint that rejects it (or binds it most, when feasible)
+    double binding_ratio = 0;    // what / limit for that constraint: > 1 is over
+    std::string reason;          // one line: why it is rejected
+};
+
+struct GateResult {
+    std::string gate, detail;
+    bool passed = false;
+};
+
+struct PlanReport {
+    ScenarioSpec scenario;
+    std::string model_name;
+    u64 considered = 0;
+    std::vector<Candidate> ranked;                // feasible, best first
+    std::vector<std::pair<std::string, u64>> rejected_by;  // reason kind -> count, in order of appearance
+    std::optional<Candidate> closest;             // when nothing is feasible: the least violation
+    std::vector<GateResult> gates;
+    bool gates_passed = true;
+};
+
+// `progress(done, total)` is called as candidates are evaluated (may be empty).
+PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress = {});
+
+// The largest batch (mode at `context`) or context (at `batch`) that fits the plan, by
+// bisection over Plan::evaluate (memory grows with both). 0 when even 1 does not fit.
+u64 max_batch(const Plan& plan, Mode mode, u64 context, u64 limit = u64{1} << 20);
+u64 max_context(const Plan& plan, Mode mode, u64 batch, u64 limit);
+
+}  // namespace memtax

@@ -1,0 +1,61 @@
+#pragma once
+// A capacity question as data (scenarios/*.yaml): the model, the workload, the runtime and its
+// settings, what may be bought and how it may be laid out, the service-level objectives, the
+// objective to rank by, and the gates a CI pipeline checks.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/bytes.hpp"
+
+namespace memtax {
+
+// Tokens of a request: a fixed count, or a distribution summarised by its mean and maximum.
+// Memory is sized for the maximum; time and throughput use the mean.
+struct TokenCount {
+    u64 mean = 0, max = 0;
+};
+
+enum class Objective { FewestGpus, LowestCost, HighestThroughput };
+const char* to_string(Objective o);  // "fewest_gpus" | "lowest_cost" | "highest_throughput"
+
+struct ScenarioSpec {
+    std::string name, description, file;
+    std::string model;    // a profile name, a YAML path, or a Hugging Face config.json
+    std::string runtime;  // a runtime name or path (default hf-sdpa)
+    // vLLM engine arguments ("" / 0: the runtime profile's).
+    std::string gpu_memory_utilization;
+    u64 max_num_seqs = 0, max_num_batched_tokens = 0, block_size = 0;
+
+    TokenCount prompt, output;
+    u64 concurrency = 1;  // sequences served at once
+    u64 context = 0;      // the context to promise (max_model_len): default prompt.max + output.max
+
+    // Constraints: the search space and what a candidate must meet.
+    std::vector<std::string> gpus;       // GPU kinds allowed (names or paths)
+    u64 max_gpus = 8;
+    u64 gpus_per_node = 8;               // a node's NVLink domain
+    bool tp_across_nodes = false;
+    u64 memory_headroom_ppm = 0;         // of usable capacity kept free, parts per million
+    std::optional<double> ttft_s, tpot_s;  // SLOs
+    std::vector<std::string> kv_dtypes = {"bf16"};
+    std::vector<std::string> weight_dtypes;  // empty: the model's
+    std::vector<std::string> attention;      // transformers runtimes: eager | fused; empty: the runtime's
+
+    Objective objective = Objective::FewestGpus;
+    std::map<std::string, double> price_per_gpu_hour;  // GPU name -> $ per GPU-hour
+    std::string price_source;
+
+    // CI gates on the chosen plan.
+    bool gate_must_fit = false;
+    std::optional<u64> gate_max_bytes_per_gpu;
+    std::optional<u64> gate_min_headroom_ppm;
+    std::optional<double> gate_max_tpot_s, gate_max_ttft_s;
+};
+
+// Strict: unknown keys, bad values and missing fields are InputErrors with file:line: field.
+ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file);
+ScenarioSpec load_scenario_file(const std::string& path);
+
+}  // namespace memtax

@@ -1,0 +1,159 @@
+// scenarios/*.yaml -> ScenarioSpec. Same strictness as the profiles: every key known, every
+// value checked, every error `file:line: field: message`.
+#include <fmt/format.h>
+
+#include "core/number.hpp"
+#include "spec/scenario_spec.hpp"
+#include "spec/yaml_reader.hpp"
+
+namespace memtax {
+namespace {
+
+u64 tokens_at(YamlMap& m, const std::string& key, const YAML::Node& n) {
+    const std::string s = n.IsScalar() ? n.Scalar() : std::string();
+    u64 v = 0;
+    const NumberParse p = n.IsScalar() ? parse_token_count(s, v) : NumberParse::Invalid;
+    if (p != NumberParse::Ok) throw InputError(m.pos_of(n), m.field(key), number_problem(p, s, true));
+    return v;
+}
+
+// `key: 32k` or `key: {mean: 12k, max: 30k}`.
+TokenCount token_count(YamlMap& parent, const std::string& key) {
+    YAML::Node n = parent.node(key);
+    if (!n.IsDefined() || n.IsNull()) parent.fail(key, "required field is missing");
+    TokenCount t;
+    if (n.IsMap()) {
+        YamlMap m = parent.required_map(key);
+        m.finish({"mean", "max"});
+        t.mean = tokens_at(m, "mean", m.node("mean"));
+        t.max = tokens_at(m, "max", m.node("max"));
+        if (t.mean > t.max) m.fail("mean", fmt::format("{} exceeds max {}", t.mean, t.max));
+    } else {
+        t.mean = t.max = tokens_at(parent, key, n);
+    }
+    if (t.max == 0) parent.fail(key, "must be positive");
+    return t;
+}
+
+std::vector<std::string> names(YamlMap& m, const std::string& key, bool required) {
+    std::vector<std::string> v = m.optional_strings(key);
+    if (required && v.empty()) m.fail(key, "required: a non-empty list");
+    return v;
+}
+
+double seconds(YamlMap& m, const std::string& key) {
+    const double v = m.required_rate(key);
+    if (v > 3600) m.fail(key, fmt::format("{} s is implausible; valid: up to 3600", v));
+    return v;
+}
+
+u64 percent_ppm(YamlMap& m, const std::string& key) {
+    // A percentage with up to 4 decimals, 0 <= p < 100, as parts per million, exactly: 12.5 -> 125,000.
+    const std::string s = m.required_string(key);
+    u64 whole = 0, frac = 0, frac_digits = 0;
+    size_t i = 0;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) whole = whole * 10 + static_cast<u64>(s[i] - '0');
+    bool ok = i > 0 && i <= 2;
+    if (ok && i < s.size() && s[i] == '.') {
+        for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9' && frac_digits < 4; ++i, ++frac_digits) frac = frac * 10 + static_cast<u64>(s[i] - '0');
+    }
+    ok = ok && i == s.size();
+    if (!ok) m.fail(key, fmt::format("\"{}\" must be a percentage from 0 to 99.9999", s));
+    for (; frac_digits < 4; ++frac_digits) frac *= 10;
+    return whole * 10000 + frac;
+}
+
+}  // namespace
+
+const char* to_string(Objective o) {
+    switch (o) {
+        case Objective::FewestGpus: return "fewest_gpus";
+        case Objective::LowestCost: return "lowest_cost";
+        case Objective::HighestThroughput: return "highest_throughput";
+    }
+    return "?";
+}
+
+ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file) {
+    YAML::Node root = parse_yaml(text, file);
+    YamlMap map(root, file, "");
+    map.finish({"name", "description", "model", "runtime", "runtime_settings", "workload", "constraints", "objective", "prices", "gates"});
+    ScenarioSpec s;
+    s.file = file;
+    s.name = map.required_string("name");
+    s.description = map.optional_string("description").value_or("");
+    s.model = map.required_string("model");
+    s.runtime = map.optional_string("runtime").value_or("hf-sdpa");
+
+    if (auto rs = map.optional_map("runtime_settings")) {
+        rs->finish({"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "block_size"});
+        s.gpu_memory_utilization = rs->optional_string("gpu_memory_utilization").value_or("");
+        s.max_num_seqs = rs->optional_u64("max_num_seqs").value_or(0);
+        if (rs->has("max_num_batched_tokens")) s.max_num_batched_tokens = tokens_at(*rs, "max_num_batched_tokens", rs->node("max_num_batched_tokens"));
+        s.block_size = rs->optional_u64("block_size").value_or(0);
+        if (rs->has("max_num_seqs") && s.max_num_seqs == 0) rs->fail("max_num_seqs", "must be positive");
+        if (rs->has("block_size") && s.block_size == 0) rs->fail("block_size", "must be positive");
+    }
+
+    YamlMap w = map.required_map("workload");
+    w.finish({"mode", "prompt_tokens", "output_tokens", "concurrency", "context"});
+    const std::string mode = w.optional_string("mode").value_or("inference");
+    if (mode == "training")
+        w.fail("mode", "training scenarios need the training memory model, which memtax does not have yet; valid today: inference");
+    if (mode != "inference") w.fail("mode", fmt::format("unknown value \"{}\"; valid: inference", mode));
+    s.prompt = token_count(w, "prompt_tokens");
+    s.output = token_count(w, "output_tokens");
+    s.concurrency = w.required_u64("concurrency");
+    if (s.concurrency == 0 || s.concurrency > 1'000'000) w.fail("concurrency", fmt::format("{}; valid: 1 to 1000000", s.concurrency));
+    s.context = w.has("context") ? tokens_at(w, "context", w.node("context")) : checked_add(s.prompt.max, s.output.max, "context");
+    if (s.context == 0) w.fail("context", "must be positive");
+
+    YamlMap c = map.required_map("constraints");
+    c.finish({"gpus", "max_gpus", "gpus_per_node", "tp_across_nodes", "memory_headroom_percent", "ttft_s", "tpot_s", "kv_dtypes",
+              "weight_dtypes", "attention"});
+    s.gpus = names(c, "gpus", true);
+    s.max_gpus = c.optional_u64("max_gpus").value_or(8);
+    if (s.max_gpus == 0 || s.max_gpus > 4096) c.fail("max_gpus", fmt::format("{}; valid: 1 to 4096", s.max_gpus));
+    s.gpus_per_node = c.optional_u64("gpus_per_node").value_or(8);
+    if (s.gpus_per_node == 0 || s.gpus_per_node > 72) c.fail("gpus_per_node", fmt::format("{}; valid: 1 to 72", s.gpus_per_node));
+    s.tp_across_nodes = c.optional_bool("tp_across_nodes").value_or(false);
+    if (c.has("memory_headroom_percent")) s.memory_headroom_ppm = percent_ppm(c, "memory_headroom_percent");
+    if (c.has("ttft_s")) s.ttft_s = seconds(c, "ttft_s");
+    if (c.has("tpot_s")) s.tpot_s = seconds(c, "tpot_s");
+    if (c.has("kv_dtypes")) s.kv_dtypes = names(c, "kv_dtypes", true);
+    s.weight_dtypes = names(c, "weight_dtypes", false);
+    s.attention = names(c, "attention", false);
+    for (const auto& a : s.attention)
+        if (a != "eager" && a != "fused") c.fail("attention", fmt::format("unknown value \"{}\"; valid: eager, fused", a));
+
+    if (map.has("objective")) {
+        const std::string o = map.required_choice("objective", {"fewest_gpus", "lowest_cost", "highest_throughput"});
+        s.objective = o == "lowest_cost" ? Objective::LowestCost : o == "highest_throughput" ? Objective::HighestThroughput : Objective::FewestGpus;
+    }
+    if (auto p = map.optional_map("prices")) {
+        p->finish({"per_gpu_hour", "source"});
+        YamlMap per = p->required_map("per_gpu_hour");
+        for (const auto& k : per.keys()) s.price_per_gpu_hour[k] = per.required_rate(k);
+        s.price_source = p->required_string("source");
+    }
+    if (s.objective == Objective::LowestCost) {
+        if (s.price_per_gpu_hour.empty()) map.fail("objective", "lowest_cost needs prices.per_gpu_hour for every GPU in constraints.gpus");
+        for (const auto& g : s.gpus)
+            if (!s.price_per_gpu_hour.count(g))
+                map.fail("prices", fmt::format("no per_gpu_hour price for \"{}\" (constraints.gpus lists it)", g));
+    }
+
+    if (auto g = map.optional_map("gates")) {
+        g->finish({"must_fit", "max_bytes_per_gpu", "min_headroom_percent", "max_tpot_s", "max_ttft_s"});
+        s.gate_must_fit = g->optional_bool("must_fit").value_or(false);
+        s.gate_max_bytes_per_gpu = g->optional_u64("max_bytes_per_gpu");
+        if (g->has("min_headroom_percent")) s.gate_min_headroom_ppm = percent_ppm(*g, "min_headroom_percent");
+        if (g->has("max_tpot_s")) s.gate_max_tpot_s = seconds(*g, "max_tpot_s");
+        if (g->has("max_ttft_s")) s.gate_max_ttft_s = seconds(*g, "max_ttft_s");
+    }
+    return s;
+}
+
+ScenarioSpec load_scenario_file(const std::string& path) { return load_scenario_yaml(read_input_file(path), path); }
+
+}  // namespace memtax
