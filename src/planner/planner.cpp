@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <tuple>
 
@@ -205,12 +206,40 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             const bool vllm = rt.vllm.has_value();
                             const Topology topo = replica_topology(g, tp * pp, s.gpus_per_node);
                             std::map<u64, TimeEstimate> times;  // per batch per replica
+                            auto time_at = [&](u64 b) -> const TimeEstimate& {
+                                auto it = times.find(b);
+                                if (it == times.end()) it = times.emplace(b, estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, topo)).first;
+                                return it->second;
+                            };
+                            // vLLM: a burst of `concurrency` requests arriving together is answered on average after
+                            // first_token.mean_s; a steady stream of arrivals (request_rate) meets the step of a request
+                            // that arrives among running ones, first_token.first_s. A static batch: the batch's prefill.
+                            auto ttft_of = [&](const TimeEstimate& t) {
+                                return vllm ? (s.request_rate_per_s ? t.first_token.first_s : t.first_token.mean_s) : t.ttft_s;
+                            };
                             std::optional<double> held;
                             for (u64 dp = 1; dp <= replicas_max; ++dp) {
                                 Candidate c = proto;
                                 c.dp = dp;
                                 c.gpus = tp * pp * dp;
                                 c.batch_per_replica = (s.concurrency + dp - 1) / dp;
+                                if (s.request_rate_per_s) {
+                                    // Little's law per replica: its share of the arrivals × how long each request stays
+                                    // (first token, then the mean output at the decode step's time), at the batch that results.
+                                    u64 b = 1;
+                                    for (int it = 0; it < 32; ++it) {
+                                        const TimeEstimate& t = time_at(b);
+                                        const double stay = ttft_of(t) + static_cast<double>(s.output.mean) * t.tpot_s;
+                                        const double conc = *s.request_rate_per_s / static_cast<double>(dp) * stay;
+                                        const u64 next = conc >= 1e6 ? u64{1000000} : std::max<u64>(1, static_cast<u64>(std::ceil(conc)));
+                                        if (next == b || next >= 1000000) {
+                                            b = next;
+                                            break;
+                                        }
+                                        b = next;
+                                    }
+                                    c.batch_per_replica = b;
+                                }
                                 const u64 b = c.batch_per_replica;
                                 ++rep.considered;
                                 tick(1);
@@ -246,11 +275,9 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     continue;
                                 }
                                 // Time, once per batch size of this plan.
-                                auto it = times.find(b);
-                                if (it == times.end()) it = times.emplace(b, estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, topo)).first;
-                                const TimeEstimate& t = it->second;
+                                const TimeEstimate& t = time_at(b);
                                 c.timed = true;
-                                c.ttft_s = vllm ? t.first_token.mean_s : t.ttft_s;
+                                c.ttft_s = ttft_of(t);
                                 c.tpot_s = t.tpot_s;
                                 c.tokens_per_s = t.tpot_s > 0 ? static_cast<double>(dp * b) / t.tpot_s : 0;
                                 if (auto p = s.price_per_gpu_hour.find(g.name); p != s.price_per_gpu_hour.end() && c.tokens_per_s > 0)

@@ -53,8 +53,10 @@ Document plan_document(const PlanReport& r, size_t top) {
     Document d;
     d.schema = "memtax.plan/1";
     d.title = fmt::format("memtax plan {}: {}", s.name, s.description);
-    d.notes.push_back(fmt::format("model {}, runtime {}, {} sequences at once, prompts {} tokens (max {}), outputs {} (max {}), context {}", r.model_name,
-                                  s.runtime, s.concurrency, group_digits(s.prompt.mean), group_digits(s.prompt.max), group_digits(s.output.mean),
+    d.notes.push_back(fmt::format("model {}, runtime {}, {}, prompts {} tokens (max {}), outputs {} (max {}), context {}", r.model_name,
+                                  s.runtime,
+                                  s.request_rate_per_s ? fmt::format("{} requests/s (concurrency by Little's law per plan)", *s.request_rate_per_s)
+                                                       : fmt::format("{} sequences at once", s.concurrency), group_digits(s.prompt.mean), group_digits(s.prompt.max), group_digits(s.output.mean),
                                   group_digits(s.output.max), group_digits(s.context)));
     d.notes.push_back(fmt::format("objective {}; memory headroom {:.1f}%{}{}", to_string(s.objective), static_cast<double>(s.memory_headroom_ppm) / 1e4,
                                   s.ttft_s ? fmt::format(", TTFT ≤ {} s", *s.ttft_s) : "", s.tpot_s ? fmt::format(", TPOT ≤ {} s", *s.tpot_s) : ""));

@@ -30,6 +30,9 @@ struct ScenarioSpec {
 
     TokenCount prompt, output;
     u64 concurrency = 1;  // sequences served at once
+    // Or requests arriving per second: each candidate's concurrency then follows by Little's law,
+    // concurrency = rate × (TTFT + mean output × TPOT), solved for that candidate's own times.
+    std::optional<double> request_rate_per_s;
     u64 context = 0;      // the context to promise (max_model_len): default prompt.max + output.max
 
     // Constraints: the search space and what a candidate must meet.

@@ -96,15 +96,22 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     }
 
     YamlMap w = map.required_map("workload");
-    w.finish({"mode", "prompt_tokens", "output_tokens", "concurrency", "context"});
+    w.finish({"mode", "prompt_tokens", "output_tokens", "concurrency", "request_rate_per_s", "context"});
     const std::string mode = w.optional_string("mode").value_or("inference");
     if (mode == "training")
         w.fail("mode", "training scenarios need the training memory model, which memtax does not have yet; valid today: inference");
     if (mode != "inference") w.fail("mode", fmt::format("unknown value \"{}\"; valid: inference", mode));
     s.prompt = token_count(w, "prompt_tokens");
     s.output = token_count(w, "output_tokens");
-    s.concurrency = w.required_u64("concurrency");
-    if (s.concurrency == 0 || s.concurrency > 1'000'000) w.fail("concurrency", fmt::format("{}; valid: 1 to 1000000", s.concurrency));
+    if (w.has("concurrency") == w.has("request_rate_per_s"))
+        w.fail("concurrency", "give exactly one of concurrency (sequences at once) and request_rate_per_s");
+    if (w.has("concurrency")) {
+        s.concurrency = w.required_u64("concurrency");
+        if (s.concurrency == 0 || s.concurrency > 1'000'000) w.fail("concurrency", fmt::format("{}; valid: 1 to 1000000", s.concurrency));
+    } else {
+        s.request_rate_per_s = w.required_rate("request_rate_per_s");
+        if (*s.request_rate_per_s > 1e6) w.fail("request_rate_per_s", fmt::format("{} requests/s is implausible; valid: up to 1e6", *s.request_rate_per_s));
+    }
     s.context = w.has("context") ? tokens_at(w, "context", w.node("context")) : checked_add(s.prompt.max, s.output.max, "context");
     if (s.context == 0) w.fail("context", "must be positive");
 

@@ -1,0 +1,266 @@
+// The capacity planner, the scenario reader, sweeps and the one-call answers. The best plans
+// below are known by construction (stated in each test), not read off the planner.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "planner/planner.hpp"
+#include "planner/sweep.hpp"
+#include "spec/loaders.hpp"
+
+using namespace memtax;
+
+namespace {
+
+ScenarioSpec scenario(const std::string& yaml) { return load_scenario_yaml(yaml, "test.yaml"); }
+
+struct Result {
+    int code;
+    std::string out, err;
+};
+Result run(std::vector<std::string> args) {
+    std::ostringstream out, err;
+    int code = run_cli(args, out, err);
+    return {code, out.str(), err.str()};
+}
+
+const char* kBase = R"(
+name: t
+model: MODEL
+workload:
+  prompt_tokens: 1k
+  output_tokens: 128
+  concurrency: 1
+constraints:
+  gpus: [h100-sxm]
+  max_gpus: 4
+)";
+
+std::string with_model(const std::string& model) {
+    std::string s = kBase;
+    s.replace(s.find("MODEL"), 5, model);
+    return s;
+}
+
+}  // namespace
+
+TEST(Scenario, ReadsEveryField) {
+    const ScenarioSpec s = scenario(R"(
+name: chat
+description: "d"
+model: llama-3.1-70b
+runtime: vllm
+runtime_settings: {max_num_seqs: 128, gpu_memory_utilization: "0.85"}
+workload:
+  prompt_tokens: {mean: 12k, max: 30k}
+  output_tokens: 2k
+  concurrency: 64
+constraints:
+  gpus: [h100-sxm, h200]
+  max_gpus: 16
+  gpus_per_node: 8
+  memory_headroom_percent: 12.5
+  ttft_s: 2
+  tpot_s: 0.05
+  kv_dtypes: [bf16, fp8_e4m3]
+objective: lowest_cost
+prices:
+  per_gpu_hour: {h100-sxm: 2.5, h200: 3.5}
+  source: "test"
+gates: {must_fit: true, max_bytes_per_gpu: 140e9, min_headroom_percent: 5, max_tpot_s: 0.05}
+)");
+    EXPECT_EQ(s.prompt.mean, 12u * 1024);
+    EXPECT_EQ(s.prompt.max, 30u * 1024);
+    EXPECT_EQ(s.output.mean, 2048u);
+    EXPECT_EQ(s.context, 30u * 1024 + 2048);  // the longest prompt plus the longest output
+    EXPECT_EQ(s.memory_headroom_ppm, 125000u);
+    EXPECT_EQ(s.max_num_seqs, 128u);
+    EXPECT_EQ(s.objective, Objective::LowestCost);
+    EXPECT_EQ(*s.gate_max_bytes_per_gpu, 140000000000u);
+    EXPECT_EQ(*s.gate_min_headroom_ppm, 50000u);
+    EXPECT_DOUBLE_EQ(s.price_per_gpu_hour.at("h200"), 3.5);
+}
+
+TEST(Scenario, MalformedFilesAreOneLineErrors) {
+    struct Case {
+        std::string file;
+        int line;
+        std::string text;
+    };
+    const std::vector<Case> cases = {
+        {"scenario_unknown_key.yaml", 6, "workload.concurency: unknown key (did you mean \"concurrency\"?)"},
+        {"scenario_both_rates.yaml", 6, "workload.concurrency: give exactly one of concurrency"},
+        {"scenario_training.yaml", 4, "workload.mode: training scenarios need the training memory model"},
+        {"scenario_bad_tokens.yaml", 4, "workload.prompt_tokens.mean: expected a positive number of tokens"},
+        {"scenario_mean_over_max.yaml", 4, "workload.prompt_tokens.mean: 32768 exceeds max 30720"},
+        {"scenario_cost_no_price.yaml", 10, "prices: no per_gpu_hour price for \"h200\""},
+        {"scenario_bad_percent.yaml", 9, "constraints.memory_headroom_percent: \"150\" must be a percentage from 0 to 99.9999"},
+        {"scenario_no_gpus.yaml", 8, "constraints.gpus: required: a non-empty list"},
+    };
+    for (const auto& c : cases) {
+        const std::string path = std::string(MEMTAX_TEST_DATA) + "/bad/" + c.file;
+        Result r = run({"plan", path});
+        EXPECT_EQ(r.code, 2) << c.file;
+        EXPECT_EQ(r.err.rfind(fmt::format("memtax: error: {}:{}: {}", path, c.line, c.text), 0), 0u) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_TRUE(r.out.empty());
+    }
+}
+
+TEST(Planner, OneGpuWhenOneHoldsIt) {
+    // Llama-3.1-8B (16 GB of bf16 weights) with one 1k conversation fits one H100 (79 GiB): no plan
+    // can use fewer GPUs, so the best is 1 GPU, TP 1, PP 1, DP 1.
+    const PlanReport r = plan_scenario(scenario(with_model("llama-3.1-8b")));
+    ASSERT_FALSE(r.ranked.empty());
+    const Candidate& b = r.ranked.front();
+    EXPECT_EQ(b.gpus, 1u);
+    EXPECT_EQ(b.tp, 1u);
+    EXPECT_EQ(b.dp, 1u);
+    EXPECT_TRUE(r.gates_passed);
+}
+
+TEST(Planner, TwoGpusWhenWeightsNeedThem) {
+    // Llama-3.1-70B: 70,553,706,496 parameters × 2 B = 141 GB of weights > one H100's 79.2 GiB usable;
+    // over 2 GPUs 65.7 GiB each plus 0.7 GiB of context fits: the fewest is 2.
+    const PlanReport r = plan_scenario(scenario(with_model("llama-3.1-70b")));
+    ASSERT_FALSE(r.ranked.empty());
+    EXPECT_EQ(r.ranked.front().gpus, 2u);
+    for (const auto& c : r.ranked) EXPECT_GE(c.gpus, 2u);
+    // Every 1-GPU candidate was rejected for memory.
+    bool memory_rejections = false;
+    for (const auto& [kind, n] : r.rejected_by) memory_rejections |= kind == "memory" && n > 0;
+    EXPECT_TRUE(memory_rejections);
+}
+
+TEST(Planner, CheapestFollowsThePrices) {
+    // The same plans on two GPU kinds; the objective is the price of the tokens. With the H200 priced
+    // 100× the H100 the cheapest plan is on H100s, and the other way round.
+    auto best_gpu = [](const std::string& h100, const std::string& h200) {
+        std::string y = with_model("llama-3.1-8b");
+        y.replace(y.find("gpus: [h100-sxm]"), 16, "gpus: [h100-sxm, h200]");
+        y += "objective: lowest_cost\nprices:\n  per_gpu_hour: {h100-sxm: " + h100 + ", h200: " + h200 + "}\n  source: test\n";
+        const PlanReport r = plan_scenario(scenario(y));
+        return r.ranked.front().gpu;
+    };
+    EXPECT_EQ(best_gpu("1", "100"), "h100-sxm");
+    EXPECT_EQ(best_gpu("100", "1"), "h200");
+}
+
+TEST(Planner, InfeasibleNamesTheBindingConstraint) {
+    // Llama-3.1-405B in bf16 is 811 GB of weights: two H100s (2 × 79.2 GiB) cannot hold it.
+    std::string y = with_model("llama-3.1-405b");
+    y.replace(y.find("max_gpus: 4"), 11, "max_gpus: 2");
+    const PlanReport r = plan_scenario(scenario(y));
+    EXPECT_TRUE(r.ranked.empty());
+    ASSERT_TRUE(r.closest.has_value());
+    EXPECT_EQ(r.closest->binding, "memory");
+    EXPECT_GT(r.closest->binding_ratio, 2.0);  // 811 GB over at most 2 × 85 GB: more than twice the budget
+    // The closest is the 2-GPU split (the least memory per GPU).
+    EXPECT_EQ(r.closest->gpus, 2u);
+    Result cl = run({"plan", "--check", std::string(MEMTAX_SOURCE_DIR) + "/tests/data/scenarios/tiny-8b.yaml"});
+    EXPECT_EQ(cl.code, 0) << cl.err;
+}
+
+TEST(Planner, SlosRejectAndBind) {
+    std::string y = with_model("llama-3.1-8b");
+    y.replace(y.find("max_gpus: 4"), 11, "max_gpus: 2\n  tpot_s: 0.000001");
+    const PlanReport r = plan_scenario(scenario(y));
+    EXPECT_TRUE(r.ranked.empty());
+    ASSERT_TRUE(r.closest);
+    EXPECT_EQ(r.closest->binding, "TPOT");
+    EXPECT_NE(r.closest->reason.find("exceeds the SLO"), std::string::npos);
+}
+
+TEST(Planner, TensorParallelStaysInANode) {
+    std::string y = with_model("llama-3.1-70b");
+    y.replace(y.find("max_gpus: 4"), 11, "max_gpus: 4\n  gpus_per_node: 2");
+    const PlanReport r = plan_scenario(scenario(y));
+    for (const auto& c : r.ranked) EXPECT_LE(c.tp, 2u);
+    bool crossed = false;
+    for (const auto& [kind, n] : r.rejected_by) crossed |= kind == "TP crosses a node";
+    EXPECT_TRUE(crossed);
+}
+
+TEST(Planner, EveryShippedScenarioIsAnswered) {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(std::string(MEMTAX_SOURCE_DIR) + "/scenarios")) {
+        if (e.path().extension() != ".yaml") continue;
+        const PlanReport r = plan_scenario(load_scenario_file(e.path().string()));
+        EXPECT_FALSE(r.ranked.empty()) << e.path();
+        EXPECT_TRUE(r.gates_passed) << e.path();
+        ++n;
+    }
+    EXPECT_GE(n, 3);
+    Result j = run({"plan", std::string(MEMTAX_SOURCE_DIR) + "/scenarios/rag-128k-8b.yaml", "--format", "json"});
+    ASSERT_EQ(j.code, 0) << j.err;
+    const auto doc = nlohmann::json::parse(j.out);
+    EXPECT_EQ(doc["schema"], "memtax.plan/1");
+    EXPECT_EQ(doc["sections"]["plans"]["rows"][0]["rank"], 1);
+}
+
+TEST(Planner, MaxBatchAndContextAreTheLastThatFit) {
+    const ModelSpec m = resolve_model("llama-3.1-8b");
+    const GpuSpec g = resolve_gpu("h100-sxm");
+    Workload w;
+    w.runtime = resolve_runtime("hf-sdpa");
+    w.context = 32768;
+    const Plan plan = Plan::compile(m, g, Deployment{1, 1, 1}, w);
+    const u64 b = max_batch(plan, Mode::Prefill, 32768);
+    ASSERT_GT(b, 0u);
+    EXPECT_TRUE(plan.evaluate(Point{Mode::Prefill, b, 32768}).fits);
+    EXPECT_FALSE(plan.evaluate(Point{Mode::Prefill, b + 1, 32768}).fits);
+    const u64 c = max_context(plan, Mode::Prefill, 16, m.max_context);
+    ASSERT_GT(c, 0u);
+    EXPECT_TRUE(plan.evaluate(Point{Mode::Prefill, 16, c}).fits);
+    EXPECT_FALSE(plan.evaluate(Point{Mode::Prefill, 16, c + 1}).fits);
+    Result r = run({"max-batch", "--context", "32k"});
+    EXPECT_EQ(r.out.rfind(fmt::format("largest batch at context 32,768: {} sequences", b), 0), 0u) << r.out;
+}
+
+TEST(Sweep, EagerAttentionIsQuadraticWithTheHandCoefficient) {
+    // Llama-3.1-8B under eager attention: at the peak the S×S tensors are the bf16 scores (2 B), their
+    // fp32 copy (4 B) and the fp32 probabilities (4 B) for 32 heads, plus the bf16 additive mask
+    // [1,1,S,S] (2 B): 10 · 32 + 2 = 322 bytes per token². The KV cache: 2 · 32 layers · 8 heads · 128 ·
+    // 2 B = 131,072 bytes per token.
+    SweepSpec s{resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, parse_context_range("1k..32k"), {1}, {1}};
+    s.workload.runtime = resolve_runtime("hf-eager");
+    const SweepReport r = run_sweep(s);
+    EXPECT_EQ(r.points.size(), 6u);  // 1k, 2k, 4k, 8k, 16k, 32k
+    std::map<std::string, GrowthFit> f;
+    for (const auto& x : r.fits) f[x.component] = x;
+    EXPECT_NEAR(f.at("attention_matrix").c2, 322.0, 1e-6);
+    EXPECT_NEAR(f.at("attention_matrix").per_doubling, 4.0, 1e-9);
+    EXPECT_NEAR(f.at("kv_cache").c1, 131072.0, 1e-6);
+    EXPECT_EQ(f.at("kv_cache").c2, 0.0);
+    EXPECT_NEAR(f.at("kv_cache").per_doubling, 2.0, 1e-12);
+    EXPECT_EQ(f.at("weights").c1, 0.0);
+    EXPECT_THROW(parse_context_range("32k..1k"), InputError);
+    EXPECT_EQ(parse_context_range("1k,3k"), (std::vector<u64>{1024, 3072}));
+}
+
+TEST(Setup, LayoutIsExplicitPastANode) {
+    const cli::SetupArg a = cli::parse_setup("llama-3.1-70b@4xh200");
+    EXPECT_EQ(a.tp, 4u);
+    const cli::SetupArg b = cli::parse_setup("llama-3.1-405b@16xh100-sxm:tp8:pp2");
+    EXPECT_EQ(b.tp, 8u);
+    EXPECT_EQ(b.pp, 2u);
+    EXPECT_THROW(cli::parse_setup("llama-3.1-70b@16xh200"), InputError);  // TP 16 would cross a node
+    EXPECT_THROW(cli::parse_setup("llama-3.1-70b@6xh200:tp4"), InputError);
+    Result w = run({"whatif", "--setup", "llama-3.1-70b@16xh200:tp8", "--tps", "4,8", "--contexts", "8k", "--batches", "1", "--kv-dtypes",
+                    "bf16", "--modes", "decode", "--format", "csv"});
+    ASSERT_EQ(w.code, 0) << w.err;
+    EXPECT_NE(w.out.find("llama-3.1-70b,h200,16,4,"), std::string::npos) << w.out;
+    EXPECT_NE(w.out.find("llama-3.1-70b,h200,16,8,"), std::string::npos) << w.out;
+    Result v = run({"vs", "--setup", "llama-3.1-8b@1xh100-sxm", "--setup", "llama-3.1-8b@1xh200", "--format", "json"});
+    ASSERT_EQ(v.code, 0) << v.err;
+    const auto rows = nlohmann::json::parse(v.out)["sections"]["setups"]["rows"];
+    ASSERT_EQ(rows.size(), 2u);
+    // The same model and workload: the H200's larger memory holds a larger batch.
+    EXPECT_GT(rows[1]["max_batch"].get<u64>(), rows[0]["max_batch"].get<u64>());
+}
