@@ -135,7 +135,7 @@ TEST(Cli, BadCommandLinesExitTwo) {
         {{"estimate", "--batch", "-1"}, "memtax: error: --batch: expected a positive integer, got \"-1\""},
         {{"estimate", "--context", "0"}, "memtax: error: --context: expected a positive number of tokens, got \"0\""},
         {{"estimate", "--frobnicate"}, "memtax: error: estimate: unknown flag --frobnicate (see memtax estimate --help)"},
-        {{"whatif", "--setup", "llama-3.1-8b"}, "memtax: error: --setup: expected MODEL@NxGPU"},
+        {{"whatif", "--setup", "llama-3.1-8b"}, "memtax: error: --setup: \"llama-3.1-8b\": no MODEL@; expected MODEL@NxGPU"},
         {{}, "memtax: error: A subcommand is required"},
         {{"estimate", "--runtime", "hf-sdp"}, "memtax: error: --runtime: unknown runtime \"hf-sdp\" (did you mean \"hf-sdpa\"?)"},
         {{"estimate", "--pp", "0"}, "memtax: error: --pp: expected a positive integer, got \"0\""},
