@@ -25,9 +25,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== 3/3 fuzzing (libFuzzer, ${MEMTAX_FUZZ_SECONDS:-60} s per harness)"
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_C_COMPILER=clang-14 \
   -DMEMTAX_FUZZ=ON -DMEMTAX_BUILD_TESTS=OFF -DMEMTAX_BUILD_BENCH=OFF >/dev/null
-cmake --build build-fuzz -j "$jobs" --target fuzz_yaml_profiles fuzz_hf_config fuzz_measurements fuzz_cli
+cmake --build build-fuzz -j "$jobs" --target fuzz_yaml_profiles fuzz_hf_config fuzz_measurements fuzz_cli fuzz_scenario
 corpus=build-fuzz/corpus
-rm -rf "$corpus" && mkdir -p "$corpus"/{yaml_profiles,hf_config,measurements,cli}
+rm -rf "$corpus" && mkdir -p "$corpus"/{yaml_profiles,hf_config,measurements,cli,scenario}
 # Seeds: every shipped profile (prefixed with the byte that picks its loader), the configs and
 # measurement files, and every hand-written bad input (their regressions stay covered).
 i=0
@@ -38,13 +38,14 @@ for f in runtimes/*.yaml tests/data/bad/runtime_*.yaml; do seed yaml_profiles r 
 for f in hardware/clusters/*.yaml tests/data/bad/cluster_*.yaml; do seed yaml_profiles c "$f"; done
 for f in tests/data/measured/*.config.json tests/data/*.json tests/data/bad/hf_*.json; do seed hf_config "" "$f"; done
 for f in tests/data/measured/h*.json tests/data/bad/meas_*.json; do seed measurements "" "$f"; done
+for f in scenarios/*.yaml tests/data/scenarios/*.yaml tests/data/bad/scenario_*.yaml; do seed scenario "" "$f"; done
 printf 'estimate\n--model\nllama-3.1-70b\n--tp\n4\n--time\n' > "$corpus/cli/seed-estimate"
 printf 'whatif\n--contexts\n1024,8192\n--runtime\nvllm\n' > "$corpus/cli/seed-whatif"
 printf 'estimate\n--runtime\nhf-eager\n--mode\ndecode\n--context\n32768\n--explain\n--format\njson\n' > "$corpus/cli/seed-eager"
 printf 'runtimes\n--format\njson\n' > "$corpus/cli/seed-list"
 summary=build-fuzz/fuzz-summary.txt
 : > "$summary"
-for h in yaml_profiles hf_config measurements cli; do
+for h in yaml_profiles hf_config measurements cli scenario; do
   max_len=65536; [ "$h" = cli ] && max_len=512
   log=build-fuzz/fuzz_$h.log
   # -fork would hide the first crash's stack; one process, stop at the first finding.

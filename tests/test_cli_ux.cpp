@@ -238,7 +238,7 @@ TEST(CliUx, EveryCommandHasEveryFormat) {
             Result r = cli(args);
             ASSERT_EQ(r.code, 0) << args[0] << " " << format << ": " << r.err;
             ASSERT_FALSE(r.out.empty()) << args[0] << " " << format;
-            if (format == "json") EXPECT_NO_THROW((void)nlohmann::json::parse(r.out)) << args[0];
+            if (format == "json") EXPECT_TRUE(nlohmann::json::accept(r.out)) << args[0];
             if (format == "markdown") EXPECT_NE(r.out.find("| --- |"), std::string::npos) << args[0];
             if (format == "csv") {
                 // Every line has the header's number of fields (none of the fields here holds a quoted comma
