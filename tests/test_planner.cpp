@@ -187,6 +187,25 @@ TEST(Planner, TensorParallelStaysInANode) {
     EXPECT_TRUE(crossed);
 }
 
+TEST(Planner, ClustersBringTheirNodesAndSize) {
+    // dgx-h100-2x8-ib: 2 nodes of 8 H100s. A plan there never exceeds its 16 GPUs (even with max_gpus
+    // 64) and keeps TP within a node of 8.
+    const PlanReport r = plan_scenario(scenario(R"(
+name: c
+model: llama-3.1-70b
+workload: {prompt_tokens: 4k, output_tokens: 256, concurrency: 8}
+constraints: {clusters: [dgx-h100-2x8-ib], max_gpus: 64}
+objective: highest_throughput
+)"));
+    ASSERT_FALSE(r.ranked.empty());
+    for (const auto& c : r.ranked) {
+        EXPECT_LE(c.gpus, 16u);
+        EXPECT_LE(c.tp, 8u);
+        EXPECT_EQ(c.cluster, "dgx-h100-2x8-ib");
+        EXPECT_EQ(c.gpu, "h100-sxm");
+    }
+}
+
 TEST(Planner, EveryShippedScenarioIsAnswered) {
     int n = 0;
     for (const auto& e : std::filesystem::directory_iterator(std::string(MEMTAX_SOURCE_DIR) + "/scenarios")) {

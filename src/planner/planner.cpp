@@ -147,18 +147,37 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
             throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention", fmt::format("only for the transformers runtimes, not {}", base.name));
         for (const auto& a : s.attention) runtimes.push_back(scenario_runtime(s, a == "eager" ? "hf-eager" : "hf-sdpa"));
     }
-    std::vector<GpuSpec> gpus;
-    for (const auto& g : s.gpus) gpus.push_back(resolve_gpu(g));
+    // Where GPUs come from: a GPU kind in nodes of gpus_per_node (joined by its interconnect, nodes by
+    // InfiniBand), or a cluster profile with its own nodes, fabric and size.
+    struct Pool {
+        GpuSpec gpu;
+        u64 per_node, max_gpus;
+        std::optional<ClusterSpec> cluster;
+    };
+    std::vector<Pool> pools;
+    for (const auto& g : s.gpus) pools.push_back({resolve_gpu(g), s.gpus_per_node, s.max_gpus, std::nullopt});
+    for (const auto& name : s.clusters) {
+        ClusterSpec c = resolve_cluster(name);
+        pools.push_back({resolve_gpu(c.gpu), c.gpus_per_node, std::min(s.max_gpus, c.gpus()), c});
+    }
+    // Prices by the GPU profile's own name (a scenario may write an alias).
+    std::map<std::string, double> price;
+    for (const auto& [name, v] : s.price_per_gpu_hour) price[resolve_gpu(name).name] = v;
+    if (s.objective == Objective::LowestCost)
+        for (const auto& p : pools)
+            if (!price.count(p.gpu.name))
+                throw InputError(SourcePos{s.file, 0, 0}, "prices", fmt::format("no per_gpu_hour price for \"{}\"{}", p.gpu.name,
+                                                                              p.cluster ? fmt::format(" (the GPU of cluster {})", p.cluster->name) : ""));
     std::vector<std::string> weight_dtypes = s.weight_dtypes.empty() ? std::vector<std::string>{model.dtype.name} : s.weight_dtypes;
     for (const auto& w : weight_dtypes) (void)dtype_named("constraints.weight_dtypes", w, s);
     for (const auto& k : s.kv_dtypes) (void)dtype_named("constraints.kv_dtypes", k, s);
 
-    const std::vector<u64> tps = powers_of_two_upto(s.max_gpus), pps = powers_of_two_upto(std::min<u64>(s.max_gpus, model.num_layers));
     u64 total = 0;
-    for (u64 tp : tps)
-        for (u64 pp : pps)
-            if (tp * pp <= s.max_gpus) total += s.max_gpus / (tp * pp);
-    total *= gpus.size() * runtimes.size() * weight_dtypes.size() * s.kv_dtypes.size();
+    for (const Pool& p : pools)
+        for (u64 tp : powers_of_two_upto(p.max_gpus))
+            for (u64 pp : powers_of_two_upto(std::min<u64>(p.max_gpus, model.num_layers)))
+                if (tp * pp <= p.max_gpus) total += p.max_gpus / (tp * pp);
+    total *= runtimes.size() * weight_dtypes.size() * s.kv_dtypes.size();
     u64 done = 0;
     auto tick = [&](u64 n) {
         done += n;
@@ -166,16 +185,18 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
     };
 
     std::vector<Candidate> rejected;
-    for (const GpuSpec& g : gpus)
+    for (const Pool& pool : pools)
         for (const RuntimeSpec& rt : runtimes)
             for (const auto& wd : weight_dtypes)
                 for (const auto& kv : s.kv_dtypes)
-                    for (u64 tp : tps)
-                        for (u64 pp : pps) {
-                            if (tp * pp > s.max_gpus) continue;
-                            const u64 replicas_max = s.max_gpus / (tp * pp);
+                    for (u64 tp : powers_of_two_upto(pool.max_gpus))
+                        for (u64 pp : powers_of_two_upto(std::min<u64>(pool.max_gpus, model.num_layers))) {
+                            if (tp * pp > pool.max_gpus) continue;
+                            const GpuSpec& g = pool.gpu;
+                            const u64 replicas_max = pool.max_gpus / (tp * pp);
                             Candidate proto;
                             proto.gpu = g.name;
+                            proto.cluster = pool.cluster ? pool.cluster->name : "";
                             proto.kv_dtype = kv;
                             proto.weight_dtype = wd;
                             proto.runtime = rt.name;
@@ -187,7 +208,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 (void)why;
                                 tick(replicas_max);
                             };
-                            if (tp > s.gpus_per_node && !s.tp_across_nodes) {
+                            if (tp > pool.per_node && !s.tp_across_nodes) {
                                 reject_all("TP crosses a node", "");
                                 continue;
                             }
@@ -204,7 +225,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 continue;
                             }
                             const bool vllm = rt.vllm.has_value();
-                            const Topology topo = replica_topology(g, tp * pp, s.gpus_per_node);
+                            const Topology topo = pool.cluster ? Topology(*pool.cluster) : replica_topology(g, tp * pp, pool.per_node);
                             std::map<u64, TimeEstimate> times;  // per batch per replica
                             auto time_at = [&](u64 b) -> const TimeEstimate& {
                                 auto it = times.find(b);
@@ -280,7 +301,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 c.ttft_s = ttft_of(t);
                                 c.tpot_s = t.tpot_s;
                                 c.tokens_per_s = t.tpot_s > 0 ? static_cast<double>(dp * b) / t.tpot_s : 0;
-                                if (auto p = s.price_per_gpu_hour.find(g.name); p != s.price_per_gpu_hour.end() && c.tokens_per_s > 0)
+                                if (auto p = price.find(g.name); p != price.end() && c.tokens_per_s > 0)
                                     c.cost_per_million_tokens = static_cast<double>(c.gpus) * p->second / (c.tokens_per_s * 3600.0) * 1e6;
                                 std::vector<std::tuple<std::string, double, double>> slos;
                                 if (s.ttft_s) slos.emplace_back("TTFT", c.ttft_s, *s.ttft_s);

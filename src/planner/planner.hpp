@@ -19,6 +19,7 @@ namespace memtax {
 
 struct Candidate {
     std::string gpu, kv_dtype, weight_dtype, runtime;
+    std::string cluster;         // the cluster profile the GPUs belong to, if the scenario named one
     u64 gpus = 0, tp = 1, pp = 1, dp = 1;
     u64 batch_per_replica = 0;   // ceil(concurrency / dp)
     // Memory, per GPU, of the step that needs most (transformers: the prefill of the longest

@@ -25,7 +25,7 @@ void candidate_columns(Table& t) {
 void candidate_row(Table& t, const Candidate& c, size_t rank) {
     t.row();
     t.cell(rank ? std::to_string(rank) : "-");
-    t.cell(c.gpu);
+    t.cell(c.cluster.empty() ? c.gpu : fmt::format("{} ({})", c.gpu, c.cluster), c.gpu);
     t.cell(std::to_string(c.gpus));
     t.cell(std::to_string(c.tp));
     t.cell(std::to_string(c.pp));

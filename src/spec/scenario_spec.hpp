@@ -36,7 +36,8 @@ struct ScenarioSpec {
     u64 context = 0;      // the context to promise (max_model_len): default prompt.max + output.max
 
     // Constraints: the search space and what a candidate must meet.
-    std::vector<std::string> gpus;       // GPU kinds allowed (names or paths)
+    std::vector<std::string> gpus;       // GPU kinds allowed (names or paths), in nodes of gpus_per_node
+    std::vector<std::string> clusters;   // clusters allowed (names or paths): their GPU, nodes and fabric
     u64 max_gpus = 8;
     u64 gpus_per_node = 8;               // a node's NVLink domain
     bool tp_across_nodes = false;

@@ -116,9 +116,11 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     if (s.context == 0) w.fail("context", "must be positive");
 
     YamlMap c = map.required_map("constraints");
-    c.finish({"gpus", "max_gpus", "gpus_per_node", "tp_across_nodes", "memory_headroom_percent", "ttft_s", "tpot_s", "kv_dtypes",
+    c.finish({"gpus", "clusters", "max_gpus", "gpus_per_node", "tp_across_nodes", "memory_headroom_percent", "ttft_s", "tpot_s", "kv_dtypes",
               "weight_dtypes", "attention"});
-    s.gpus = names(c, "gpus", true);
+    s.gpus = names(c, "gpus", false);
+    s.clusters = names(c, "clusters", false);
+    if (s.gpus.empty() && s.clusters.empty()) c.fail("gpus", "required: a non-empty list (or clusters)");
     s.max_gpus = c.optional_u64("max_gpus").value_or(8);
     if (s.max_gpus == 0 || s.max_gpus > 4096) c.fail("max_gpus", fmt::format("{}; valid: 1 to 4096", s.max_gpus));
     s.gpus_per_node = c.optional_u64("gpus_per_node").value_or(8);
@@ -143,6 +145,8 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
         for (const auto& k : per.keys()) s.price_per_gpu_hour[k] = per.required_rate(k);
         s.price_source = p->required_string("source");
     }
+    if (s.objective == Objective::LowestCost && !s.clusters.empty() && s.price_per_gpu_hour.empty())
+        map.fail("objective", "lowest_cost needs prices.per_gpu_hour for the GPU of every cluster in constraints.clusters");
     if (s.objective == Objective::LowestCost) {
         if (s.price_per_gpu_hour.empty()) map.fail("objective", "lowest_cost needs prices.per_gpu_hour for every GPU in constraints.gpus");
         for (const auto& g : s.gpus)
