@@ -90,6 +90,8 @@ std::unique_ptr<Command> make_sweep();
 std::unique_ptr<Command> make_max_batch();
 std::unique_ptr<Command> make_max_context();
 std::unique_ptr<Command> make_vs();
+std::unique_ptr<Command> make_report();
+std::unique_ptr<Command> make_check();
 
 // MODEL@NxGPU[:tpT][:ppP]: N GPUs of one kind, TP T (default N) and PP P (default 1); the rest
 // data-parallel replicas. TP defaults to N only within one 8-GPU node: past it the setup must

@@ -47,7 +47,7 @@ SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& p
     for (u64 tp : s.tps) {
         Workload wl = s.workload;
         wl.context = s.contexts.front();
-        const Plan plan = Plan::compile(s.model, s.gpu, Deployment{tp, tp, 1}, wl);
+        const Plan plan = Plan::compile(s.model, s.gpu, Deployment{tp * s.pp, tp, s.pp}, wl);
         for (u64 b : s.batches)
             for (u64 c : s.contexts) {
                 const Point p{s.workload.mode, b, c};

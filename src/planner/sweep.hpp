@@ -35,6 +35,7 @@ struct SweepSpec {
     GpuSpec gpu;
     Workload workload;  // runtime and dtypes; mode
     std::vector<u64> contexts, batches, tps;
+    u64 pp = 1;  // pipeline stages (the fullest stage is reported)
 };
 
 // Points whose context exceeds the model's maximum (without allow_long_context) or whose TP

@@ -11,7 +11,7 @@ using ojson = nlohmann::ordered_json;
 
 // A CSV value as JSON: an integer or a number where it is one exactly as written, else text.
 ojson typed(const std::string& s) {
-    if (s.empty()) return nullptr;
+    if (s.empty() || s == "-") return nullptr;  // "-": no value (a plan without a price, an untimed candidate)
     if (s == "true" || s == "false") return s == "true";
     unsigned long long u = 0;
     if (auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), u); ec == std::errc() && p == s.data() + s.size()) return u;

@@ -1,0 +1,82 @@
+// memtax report [SCENARIO...] [--out DIR]: each scenario's capacity report as HTML (inline SVG),
+// Markdown (tables and Mermaid), JSON, CSV and JUnit XML, plus an index; every file written
+// atomically, the same inputs giving the same bytes. Without files: scenarios/*.yaml into reports/.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "cli/common.hpp"
+#include "cli/progress.hpp"
+#include "report/capacity_report.hpp"
+
+namespace memtax::cli {
+
+std::vector<std::string> scenario_files(const std::vector<std::string>& given) {
+    if (!given.empty()) return given;
+    namespace fs = std::filesystem;
+    std::vector<std::string> out;
+    std::error_code ec;
+    if (fs::is_directory("scenarios", ec))
+        for (const auto& e : fs::directory_iterator("scenarios", ec))
+            if (e.path().extension() == ".yaml") out.push_back(e.path().generic_string());
+    std::sort(out.begin(), out.end());
+    if (out.empty()) throw InputError(SourcePos{}, "scenarios", "no scenario files given and no scenarios/*.yaml here; name the files");
+    return out;
+}
+
+namespace {
+
+class ReportCommand final : public Command {
+public:
+    CLI::App* add(CLI::App& app) override {
+        auto* r = app.add_subcommand("report", "capacity reports (HTML, Markdown, JSON, CSV, JUnit) for scenarios (default: scenarios/*.yaml)");
+        r->add_option("scenarios", files_, "scenario files (default: scenarios/*.yaml)");
+        r->add_option("--out", out_dir_, "the folder to write into")->capture_default_str();
+        return r;
+    }
+    int run(std::ostream& out, std::ostream& err) override {
+        const std::vector<std::string> files = scenario_files(files_);
+        std::vector<ScenarioSpec> scenarios;
+        for (const auto& f : files) scenarios.push_back(load_scenario_file(f));  // every file checked before any is written
+        for (size_t i = 0; i < scenarios.size(); ++i)
+            for (size_t k = 0; k < i; ++k)
+                if (scenarios[i].name == scenarios[k].name)
+                    throw InputError(SourcePos{scenarios[i].file, 0, 0}, "name", fmt::format("\"{}\" is also the name of {}", scenarios[i].name, scenarios[k].file));
+        std::vector<CapacityReport> reports;
+        for (const auto& s : scenarios) {
+            Progress bar(err, "report " + s.name);
+            reports.push_back(build_capacity_report(s, bar.callback()));
+            bar.done();
+        }
+        std::error_code ec;
+        std::filesystem::create_directories(out_dir_, ec);
+        if (!std::filesystem::is_directory(out_dir_)) throw InputError(SourcePos{}, "--out", fmt::format("\"{}\" is not a folder that can be created", out_dir_));
+        bool all_pass = true;
+        for (const auto& r : reports) {
+            const CapacityFiles f = render_capacity_report(r, tool_info().version);
+            const std::string base = (std::filesystem::path(out_dir_) / r.plan.scenario.name).string();
+            for (const auto& [ext, text] : {std::pair<const char*, const std::string*>{".html", &f.html}, {".md", &f.markdown}, {".json", &f.json},
+                                            {".csv", &f.csv}, {".junit.xml", &f.junit}})
+                write_profile(base + ext, *text, files);
+            all_pass &= r.plan.gates_passed && !r.plan.ranked.empty();
+            out << fmt::format("{}: {} ({}.html, .md, .json, .csv, .junit.xml)\n", r.plan.scenario.name,
+                               r.plan.ranked.empty() ? "nothing satisfies it" : r.plan.gates_passed ? "gates pass" : "gates FAIL", base);
+        }
+        write_profile((std::filesystem::path(out_dir_) / "index.md").string(), capacity_index_markdown(reports), files);
+        write_profile((std::filesystem::path(out_dir_) / "index.html").string(), capacity_index_html(reports), files);
+        out << fmt::format("wrote {} reports and the index to {}\n", reports.size(), out_dir_);
+        (void)all_pass;  // `memtax check` is the gate; a report is written either way
+        return 0;
+    }
+
+private:
+    std::vector<std::string> files_;
+    std::string out_dir_ = "reports";
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_report() { return std::make_unique<ReportCommand>(); }
+
+}  // namespace memtax::cli

@@ -1,0 +1,52 @@
+#include "planner/capacity.hpp"
+
+#include "core/number.hpp"
+
+#include "spec/loaders.hpp"
+#include "topology/topology.hpp"
+
+namespace memtax {
+
+CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress) {
+    CapacityReport r;
+    r.plan = plan_scenario(s, progress);
+    if (r.plan.ranked.empty()) return r;
+    const Candidate& best = r.plan.ranked.front();
+    const ModelSpec model = resolve_model(s.model);
+    const GpuSpec gpu = resolve_gpu(best.gpu);
+    DType wd, kv;
+    parse_dtype(best.weight_dtype, wd);
+    parse_dtype(best.kv_dtype, kv);
+    std::vector<u64> contexts;
+    for (u64 c = 1024; c <= model.max_context; c *= 2) contexts.push_back(c);
+    if (contexts.size() >= 3) {
+        for (const char* rt : {"hf-sdpa", "hf-eager"}) {
+            SweepSpec sw{model, gpu, {}, contexts, {best.batch_per_replica}, {best.tp}};
+            sw.pp = best.pp;
+            sw.workload.runtime = resolve_runtime(rt);
+            sw.workload.weight_dtype = wd;
+            sw.workload.kv_dtype = kv;
+            (rt == std::string("hf-sdpa") ? r.fused : r.eager) = run_sweep(sw);
+        }
+    }
+    // The best plan's steps, as the planner timed them.
+    Workload w;
+    w.runtime = resolve_runtime(best.runtime);
+    if (w.runtime.vllm) {
+        if (!s.gpu_memory_utilization.empty()) {
+            if (auto ppm = parse_ppm(s.gpu_memory_utilization)) w.runtime.vllm->gpu_memory_utilization_ppm = *ppm;
+        }
+        if (s.max_num_seqs) w.runtime.vllm->max_num_seqs = s.max_num_seqs;
+        if (s.max_num_batched_tokens) w.runtime.vllm->max_num_batched_tokens = s.max_num_batched_tokens;
+        if (s.block_size) w.runtime.vllm->block_size = s.block_size;
+    }
+    w.weight_dtype = wd;
+    w.kv_dtype = kv;
+    w.context = s.context;
+    const Plan plan = Plan::compile(model, gpu, Deployment{best.tp * best.pp, best.tp, best.pp}, w);
+    r.time = estimate_time(plan, Point{Mode::Prefill, best.batch_per_replica, s.prompt.mean},
+                           Topology(single_node_cluster(gpu, std::min<u64>(best.tp * best.pp, s.gpus_per_node))));
+    return r;
+}
+
+}  // namespace memtax

@@ -1,0 +1,23 @@
+#pragma once
+// What a capacity report shows for one scenario: the plan, the best plan's memory over context
+// (fused and eager attention side by side: the linear and the quadratic terms), its step times
+// per op kind (the roofline), and the top plans' components.
+#include <functional>
+#include <optional>
+
+#include "planner/planner.hpp"
+#include "planner/sweep.hpp"
+
+namespace memtax {
+
+struct CapacityReport {
+    PlanReport plan;
+    // The best plan's model, GPU and layout at its sequences per replica, prefill over contexts
+    // 1k … the model's maximum (doubling): under fused attention (hf-sdpa) and eager (hf-eager).
+    std::optional<SweepReport> fused, eager;
+    std::optional<TimeEstimate> time;  // the best plan's prefill and decode steps
+};
+
+CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress = {});
+
+}  // namespace memtax

@@ -1,0 +1,240 @@
+// Capacity reports and the CI gate: the SVG module against hand-computed coordinates, the
+// report's numbers against hand counts, determinism (twice, and under a decimal-comma locale),
+// the committed reports/ being current, the page rendered by headless Chromium, JUnit, and
+// `memtax check` against a baseline.
+#include <gtest/gtest.h>
+
+#include <cairo.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <locale>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "report/capacity_report.hpp"
+#include "report/svg.hpp"
+#include "spec/loaders.hpp"
+
+using namespace memtax;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+    int code;
+    std::string out, err;
+};
+Result run(std::vector<std::string> args) {
+    std::ostringstream out, err;
+    int code = run_cli(args, out, err);
+    return {code, out.str(), err.str()};
+}
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream b;
+    b << in.rdbuf();
+    return b.str();
+}
+
+fs::path temp_dir(const std::string& name) {
+    const fs::path d = fs::temp_directory_path() / ("memtax_" + name + "_" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+}
+
+std::string src(const std::string& rel) { return (fs::path(MEMTAX_SOURCE_DIR) / rel).string(); }
+
+}  // namespace
+
+// --- the SVG module -----------------------------------------------------------------------------
+
+TEST(Svg, LinearAxesPlaceValuesByHand) {
+    // Plot area: x from 70 to 960 − 250 = 710 px, y from 380 − 44 = 336 px (bottom) to 34 px (top).
+    // x over [0, 10]: 5 sits at 70 + 0.5 · 640 = 390; y over [0, 4]: 2 at 336 − 0.5 · 302 = 185.
+    const std::string s = svg::line_chart("t", {"x", false, nullptr}, {"y", false, nullptr}, {{"a", {{0, 0}, {5, 2}, {10, 4}}, "#ff0000", false}});
+    EXPECT_NE(s.find("d=\"M70.00,336.00 L390.00,185.00 L710.00,34.00\""), std::string::npos) << s;
+    EXPECT_NE(s.find("<title>a</title>"), std::string::npos);
+    EXPECT_EQ(s.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u);
+    EXPECT_EQ(s.substr(s.size() - 7), "</svg>\n");
+}
+
+TEST(Svg, LogAxesAndZeros) {
+    // A log x axis over [1024, 4096]: 2048 sits half-way, 70 + 0.5 · 640 = 390. y on a log axis is
+    // widened to whole decades, [1, 100]: 10 sits half-way, 336 − 0.5 · 302 = 185. A zero y is left out.
+    const std::string s = svg::line_chart("t", {"x", true, nullptr}, {"y", true, nullptr},
+                                          {{"kv", {{1024, 1}, {2048, 10}, {4096, 100}}, "#0000ff", false}, {"none", {{1024, 0}}, "#000000", true}});
+    EXPECT_NE(s.find("L390.00,185.00"), std::string::npos) << s;
+    EXPECT_EQ(s.find("<title>none</title>"), std::string::npos);  // nothing left to draw
+}
+
+TEST(Svg, StackedBarsAreProportional) {
+    // Bars from x = 200 to 710 (510 px) over [0, 10]: parts 2 and 3 are 102 px and 153 px wide.
+    const std::string s = svg::stacked_bars("t", "GiB", {"a", "b"}, {"#111111", "#222222"}, {{"plan", {2, 3}, 10}});
+    EXPECT_NE(s.find("x=\"200.00\" y=\"34\" width=\"102.00\""), std::string::npos) << s;
+    EXPECT_NE(s.find("x=\"302.00\" y=\"34\" width=\"153.00\""), std::string::npos) << s;
+    EXPECT_NE(s.find("<title>usable 10.00 GiB</title>"), std::string::npos);
+}
+
+TEST(Svg, RooflineBendsAtTheRidge) {
+    // Peak 1e15 FLOP/s over 1e12 B/s: the ridge at 1,000 FLOP/B; the roof has three corners.
+    const std::string s = svg::roofline("t", 1e15, 1e12, {{"mlp", 100, 1e14}});
+    const size_t roof = s.find("class=\"roof\" d=\"M");
+    ASSERT_NE(roof, std::string::npos);
+    const std::string d = s.substr(roof + 17, s.find('"', roof + 17) - roof - 17);
+    EXPECT_EQ(std::count(d.begin(), d.end(), 'L'), 2) << d;
+    EXPECT_NE(s.find("<title>mlp: 100 FLOP/B, 1e+14 FLOP/s</title>"), std::string::npos) << s;
+    EXPECT_EQ(svg::escape("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
+}
+
+// --- the report --------------------------------------------------------------------------------
+
+TEST(Report, NumbersMatchTheHandCount) {
+    // tiny-8b: one 1k conversation on Llama-3.1-8B, best plan 1× H100, 1 sequence. At 1,024 tokens
+    // the KV cache is 131,072 B · 1,024 = 134,217,728 B and eager attention's S×S tensors
+    // 322 B · 1,024² = 337,641,472 B (see Sweep.EagerAttentionIsQuadraticWithTheHandCoefficient).
+    const CapacityReport r = build_capacity_report(load_scenario_file(src("tests/data/scenarios/tiny-8b.yaml")));
+    const CapacityFiles f = render_capacity_report(r, "test");
+    const auto j = nlohmann::json::parse(f.json);
+    EXPECT_EQ(j["schema"], "memtax.report/1");
+    const auto& fused = j["memory_vs_context"]["fused"]["points"][0];
+    const auto& eager = j["memory_vs_context"]["eager"]["points"][0];
+    EXPECT_EQ(fused["context"], 1024);
+    EXPECT_EQ(fused["kv_cache_bytes"], 134217728u);
+    EXPECT_EQ(eager["attention_matrix_bytes"], 337641472u);
+    EXPECT_EQ(fused["attention_matrix_bytes"], 0u);
+    EXPECT_EQ(j["plan"]["plans"]["rows"][0]["gpus"], 1);
+    // Each form carries the same best plan.
+    EXPECT_NE(f.markdown.find("| 1 | h100-sxm | 1 | 1 | 1 | 1 |"), std::string::npos) << f.markdown;
+    EXPECT_NE(f.csv.find("plans,1,h100-sxm,1,1,1,1,"), std::string::npos) << f.csv;
+    EXPECT_NE(f.html.find("<td class=\"l\">h100-sxm</td>"), std::string::npos);
+    EXPECT_EQ(std::count(f.html.begin(), f.html.end(), '<') - std::count(f.html.begin(), f.html.end(), '>'), 0);
+    // Three charts inline, no external resource.
+    size_t svgs = 0;
+    for (size_t at = f.html.find("<svg"); at != std::string::npos; at = f.html.find("<svg", at + 1)) ++svgs;
+    EXPECT_EQ(svgs, 3u);
+    EXPECT_EQ(f.html.find("http://"), f.html.find("http://www.w3.org/2000/svg"));  // the SVG namespace only
+    EXPECT_EQ(f.html.find("https://"), std::string::npos);
+    EXPECT_NE(f.markdown.find("```mermaid\nxychart-beta"), std::string::npos);
+    // JUnit: the feasibility case plus the two gates, none failed.
+    EXPECT_NE(f.junit.find("<testsuite name=\"tiny-8b\" tests=\"3\" failures=\"0\">"), std::string::npos) << f.junit;
+}
+
+namespace {
+struct CommaDecimal : std::numpunct<char> {
+    char do_decimal_point() const override { return ','; }
+    char do_thousands_sep() const override { return '.'; }
+    std::string do_grouping() const override { return "\3"; }
+};
+}  // namespace
+
+TEST(Report, SameInputsSameBytesInAnyLocale) {
+    const ScenarioSpec s = load_scenario_file(src("scenarios/rag-128k-8b.yaml"));
+    const CapacityFiles a = render_capacity_report(build_capacity_report(s), "test");
+    const std::locale old = std::locale::global(std::locale(std::locale::classic(), new CommaDecimal));
+    const CapacityFiles b = render_capacity_report(build_capacity_report(s), "test");
+    std::locale::global(old);
+    EXPECT_EQ(a.html, b.html);
+    EXPECT_EQ(a.markdown, b.markdown);
+    EXPECT_EQ(a.json, b.json);
+    EXPECT_EQ(a.csv, b.csv);
+    EXPECT_EQ(a.junit, b.junit);
+}
+
+TEST(Report, TheCommittedReportsAreCurrent) {
+    // `memtax report` (the README's main job) writes scenarios/*.yaml into reports/; rerun into a
+    // temporary folder from the repository root and compare every file byte for byte.
+    const fs::path out = temp_dir("reports");
+    const auto cwd = fs::current_path();
+    fs::current_path(MEMTAX_SOURCE_DIR);
+    Result r = run({"report", "--out", out.string()});
+    fs::current_path(cwd);
+    ASSERT_EQ(r.code, 0) << r.err;
+    size_t files = 0;
+    for (const auto& e : fs::directory_iterator(out)) {
+        const fs::path committed = fs::path(MEMTAX_SOURCE_DIR) / "reports" / e.path().filename();
+        ASSERT_TRUE(fs::exists(committed)) << committed << ": run `build/memtax report` and commit reports/";
+        EXPECT_EQ(slurp(e.path()), slurp(committed)) << committed << " is stale: run `build/memtax report` and commit reports/";
+        ++files;
+    }
+    EXPECT_GE(files, 3u * 5 + 2);
+    fs::remove_all(out);
+}
+
+TEST(Report, HeadlessChromiumRendersThePage) {
+    // Debian's chromium (installed by scripts/setup.sh) renders the committed page; the screenshot
+    // must not be blank and the DOM must hold the three charts.
+    const std::string page = src("reports/long-context-chat-70b.html");
+    ASSERT_TRUE(fs::exists(page));
+    const fs::path dir = temp_dir("chromium");
+    const std::string shot = (dir / "shot.png").string();
+    const std::string flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir=" + (dir / "profile").string();
+    const std::string cmd = "chromium " + flags + " --window-size=1280,2400 --screenshot=" + shot + " file://" + page + " > " +
+                            (dir / "log").string() + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << "chromium failed (is it installed? scripts/setup.sh installs it): " << slurp(dir / "log");
+    cairo_surface_t* img = cairo_image_surface_create_from_png(shot.c_str());
+    ASSERT_EQ(cairo_surface_status(img), CAIRO_STATUS_SUCCESS) << "no screenshot";
+    const int w = cairo_image_surface_get_width(img), h = cairo_image_surface_get_height(img), stride = cairo_image_surface_get_stride(img);
+    const unsigned char* px = cairo_image_surface_get_data(img);
+    size_t ink = 0, coloured = 0;
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            const unsigned char* p = px + y * stride + x * 4;  // BGRA
+            ink += p[0] < 200 || p[1] < 200 || p[2] < 200;
+            coloured += std::abs(int(p[0]) - int(p[2])) > 60 || std::abs(int(p[1]) - int(p[2])) > 60;
+        }
+    cairo_surface_destroy(img);
+    EXPECT_GT(ink, static_cast<size_t>(w) * h / 100) << "the screenshot is (nearly) blank";
+    EXPECT_GT(coloured, 2000u) << "no coloured chart lines or bars in the screenshot";
+    const std::string dom_cmd = "chromium " + flags + " --dump-dom file://" + page + " 2>/dev/null";
+    std::string dom;
+    if (FILE* p = ::popen(dom_cmd.c_str(), "r")) {
+        char buf[65536];
+        for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) dom.append(buf, n);
+        ::pclose(p);
+    }
+    size_t svgs = 0;
+    for (size_t at = dom.find("<svg"); at != std::string::npos; at = dom.find("<svg", at + 1)) ++svgs;
+    EXPECT_EQ(svgs, 3u);
+    EXPECT_NE(dom.find("class=\"series\""), std::string::npos);
+    EXPECT_NE(dom.find("class=\"part\""), std::string::npos);
+    EXPECT_NE(dom.find("class=\"op\""), std::string::npos);
+    fs::remove_all(dir);
+}
+
+// --- the CI gate ---------------------------------------------------------------------------------
+
+TEST(Check, PassesAgainstTheCommittedBaselineAndCatchesARegression) {
+    const auto cwd = fs::current_path();
+    fs::current_path(MEMTAX_SOURCE_DIR);
+    Result ok = run({"check", "--baseline", "reports"});
+    EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
+    EXPECT_NE(ok.out.find("result: pass"), std::string::npos);
+    // A baseline that promised twice the throughput: now is 50% worse, past the 2% tolerance.
+    const fs::path dir = temp_dir("baseline");
+    auto j = nlohmann::json::parse(slurp("reports/rag-128k-8b.json"));
+    j["plan"]["plans"]["rows"][0]["tokens_per_s"] = j["plan"]["plans"]["rows"][0]["tokens_per_s"].get<double>() * 2;
+    std::ofstream(dir / "rag-128k-8b.json") << j.dump();
+    Result bad = run({"check", "scenarios/rag-128k-8b.yaml", "--baseline", (dir / "rag-128k-8b.json").string()});
+    EXPECT_EQ(bad.code, 1) << bad.out << bad.err;
+    EXPECT_NE(bad.out.find("REGRESSED"), std::string::npos) << bad.out;
+    EXPECT_NE(bad.out.find("-50.00%"), std::string::npos) << bad.out;
+    // A failing gate fails the check: the scenario's max_tpot_s tightened below any plan.
+    std::string y = slurp("scenarios/long-context-chat-70b.yaml");
+    y.replace(y.find("  max_tpot_s: 0.06"), 17, "  max_tpot_s: 0.000001");
+    std::ofstream(dir / "tight.yaml") << y;
+    Result gate = run({"check", (dir / "tight.yaml").string()});
+    EXPECT_EQ(gate.code, 1) << gate.out << gate.err;
+    EXPECT_NE(gate.out.find("FAIL"), std::string::npos);
+    // A file that is not a report is bad input.
+    std::ofstream(dir / "x.json") << "{}";
+    Result input = run({"check", "scenarios/rag-128k-8b.yaml", "--baseline", (dir / "x.json").string()});
+    EXPECT_EQ(input.code, 2);
+    EXPECT_NE(input.err.find("not a memtax report"), std::string::npos) << input.err;
+    fs::current_path(cwd);
+    fs::remove_all(dir);
+}
