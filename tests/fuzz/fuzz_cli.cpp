@@ -22,11 +22,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
     if (!cur.empty()) args.push_back(cur);
-    // Commands that run programs or write profiles (probe, calibrate) are not the harness's to run.
-    if (!args.empty() && (args[0] == "probe" || args[0] == "calibrate")) return 0;
+    // Commands that run programs or write files (probe, calibrate, report) are not the harness's to run.
+    if (!args.empty() && (args[0] == "probe" || args[0] == "calibrate" || args[0] == "report")) return 0;
     std::size_t list_items = 0;
     for (const auto& a : args) {
-        if (a.rfind("--output", 0) == 0 || a.rfind("-o", 0) == 0) return 0;
+        if (a.rfind("--output", 0) == 0 || a.rfind("-o", 0) == 0 || a.rfind("--out", 0) == 0) return 0;
         for (char ch : a) list_items += ch == ',';
     }
     // A what-if grid multiplies its lists; keep one input's work bounded (no false "hangs").
