@@ -83,7 +83,7 @@ TEST(Cli, ListsAndWhatif) {
     EXPECT_EQ(mj["schema"], "memtax.models/1");
     EXPECT_GE(mj["models"].size(), 7u);
     auto gj = nlohmann::json::parse(cli({"gpus", "--format", "json"}).out);
-    EXPECT_EQ(gj["gpus"].size(), 16u);  // 15 datasheet profiles + hardware/calibrated/h100-sxm.yaml
+    EXPECT_EQ(gj["gpus"].size(), 17u);  // 15 datasheet profiles + hardware/calibrated/h100-sxm.yaml and h200.yaml
     for (const auto& g : gj["gpus"]) EXPECT_TRUE(g["sources"].contains("memory_bytes")) << g["name"];
     Result w = cli({"whatif"});
     ASSERT_EQ(w.code, 0) << w.err;

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Time whole steps of full-size models under PyTorch + transformers, as a caller waits for them.
+
+For each shape and attention implementation (eager, sdpa): the prefill of `batch` prompts of
+`context` tokens (logits of the last position, use_cache=True: the first step of generate())
+and one decode step over a cache that holds `kv` tokens per sequence (the cache is filled with
+random K/V, so no long prefill is needed first). Each time is host wall clock around the call
+with torch.cuda.synchronize() before and after — what a caller of generate() waits, host
+dispatch included — the median of RUNS runs after WARMUP runs, with the 10th and 90th
+percentiles. Writes OUT_DIR/FILE in schema memtax.measurements/1, cases of kind "step_time".
+
+Usage: python3 kernels/torch/measure_hf_steps.py OUT_DIR [--shapes llama-3.1-8b,gqa-2l]
+           [--prefill B:S,...] [--decode B:KV,...] [--runs 7] [--warmup 2] [--name FILE]
+"""
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def smi(query):
+    try:
+        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
+    except Exception as e:  # provenance only
+        return f"unavailable: {e}"
+
+
+SHAPES = {
+    "llama-3.1-8b": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                         intermediate_size=14336, num_hidden_layers=32, vocab_size=128256),
+    "gqa-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=4, head_dim=128,
+                   intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
+}
+
+
+def main():
+    out_dir = sys.argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    args = sys.argv[2:]
+
+    def opt(name, default):
+        return args[args.index(name) + 1].split(",") if name in args else default
+
+    shapes = opt("--shapes", ["llama-3.1-8b"])
+    prefill = [tuple(int(x) for x in p.split(":")) for p in opt("--prefill", ["1:1024", "1:4096", "1:16384", "4:4096", "8:2048"])]
+    decode = [tuple(int(x) for x in p.split(":")) for p in opt("--decode", ["1:1024", "1:8192", "1:32768", "8:1024", "8:8192", "8:32768",
+                                                                         "32:1024", "32:8192", "64:1024", "64:4096"])]
+    runs = int(opt("--runs", ["7"])[0])
+    warmup = int(opt("--warmup", ["2"])[0])
+    file_name = opt("--name", ["hf_steps.json"])[0]
+
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig
+
+    dev = torch.device("cuda")
+
+    def timed(fn):
+        ts = []
+        for i in range(warmup + runs):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            if i >= warmup:
+                ts.append(time.perf_counter() - t0)
+        ts.sort()
+        q = lambda p: ts[min(len(ts) - 1, int(round(p * (len(ts) - 1))))]
+        return dict(seconds=statistics.median(ts), p10_seconds=q(0.1), p90_seconds=q(0.9), runs=len(ts))
+
+    cases = []
+    for shape in shapes:
+        cfg = LlamaConfig(max_position_embeddings=131072, tie_word_embeddings=False, **SHAPES[shape])
+        cfg_dict = cfg.to_dict()
+        cfg_dict["dtype"] = "bfloat16"
+        cfg_dict.pop("torch_dtype", None)
+        with open(os.path.join(out_dir, f"{shape}.config.json"), "w") as f:
+            json.dump(cfg_dict, f, indent=2, sort_keys=True)
+        for impl in ["eager", "sdpa"]:
+            torch.manual_seed(0)
+            with torch.device(dev):
+                model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=impl)
+            model.eval()
+            runtime = "hf-" + impl
+            for b, s in prefill:
+                case = dict(id=f"{shape}/{runtime}/b{b}/s{s}/prefill/time", kind="step_time", model_config=f"{shape}.config.json",
+                            runtime=runtime, mode="prefill", batch=b, context=s, logits_kept=1)
+                try:
+                    ids = torch.randint(0, cfg.vocab_size, (b, s), device=dev)
+
+                    def step():
+                        with torch.inference_mode():
+                            model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                    case.update(status="ok", measured=timed(step))
+                    del ids
+                except torch.OutOfMemoryError as err:
+                    case.update(status="oom", reason="torch.OutOfMemoryError: " + " ".join(str(err).split())[:300])
+                torch.cuda.empty_cache()
+                cases.append(case)
+                print(json.dumps(case), flush=True)
+            kvh, hd = cfg.num_key_value_heads, cfg.head_dim
+            for b, kv in decode:
+                case = dict(id=f"{shape}/{runtime}/b{b}/s{kv + 1}/decode/time", kind="step_time", model_config=f"{shape}.config.json",
+                            runtime=runtime, mode="decode", batch=b, context=kv + 1, logits_kept=1)
+                try:
+                    # A cache of `kv` random tokens per sequence; each timed step appends one token to a
+                    # fresh copy, so every run sees the same length.
+                    base = [(torch.randn(b, kvh, kv, hd, device=dev, dtype=torch.bfloat16),
+                             torch.randn(b, kvh, kv, hd, device=dev, dtype=torch.bfloat16)) for _ in range(cfg.num_hidden_layers)]
+                    nxt = torch.randint(0, cfg.vocab_size, (b, 1), device=dev)
+                    pos = torch.full((b, 1), kv, device=dev, dtype=torch.long)
+                    cache = [None]
+
+                    def fresh():
+                        c = DynamicCache()
+                        for i, (k, v) in enumerate(base):
+                            c.update(k, v, i)
+                        cache[0] = c
+
+                    def step():
+                        with torch.inference_mode():
+                            model(input_ids=nxt, past_key_values=cache[0], position_ids=pos, use_cache=True)
+                    ts = []
+                    for i in range(warmup + runs):
+                        fresh()
+                        torch.cuda.synchronize()
+                        t0 = time.perf_counter()
+                        step()
+                        torch.cuda.synchronize()
+                        if i >= warmup:
+                            ts.append(time.perf_counter() - t0)
+                    ts.sort()
+                    q = lambda p: ts[min(len(ts) - 1, int(round(p * (len(ts) - 1))))]
+                    case.update(status="ok", measured=dict(seconds=statistics.median(ts), p10_seconds=q(0.1), p90_seconds=q(0.9), runs=len(ts)))
+                    del base, cache
+                except torch.OutOfMemoryError as err:
+                    case.update(status="oom", reason="torch.OutOfMemoryError: " + " ".join(str(err).split())[:300])
+                torch.cuda.empty_cache()
+                cases.append(case)
+                print(json.dumps(case), flush=True)
+            del model
+            torch.cuda.empty_cache()
+
+    doc = {
+        "schema": "memtax.measurements/1",
+        "source": "torch-hf-steps",
+        "provenance": {
+            "gpu": torch.cuda.get_device_name(0),
+            "driver": smi("driver_version"),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cuda": torch.version.cuda,
+            "cpu": subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python3 " + " ".join(["kernels/torch/measure_hf_steps.py", "$OUT"] + sys.argv[2:]),
+        },
+        "cases": cases,
+    }
+    with open(os.path.join(out_dir, file_name), "w") as f:
+        json.dump(doc, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
