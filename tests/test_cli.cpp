@@ -206,7 +206,7 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"meas_no_gpu.json", 4, "provenance: required field \"gpu\" is missing"},
         {"meas_old_schema.json", 2, "schema: \"memtax.measurements/0\" is not supported; valid: memtax.measurements/1"},
         {"meas_truncated.json", 17, "(syntax): syntax error"},
-        {"meas_unknown_kind.json", 12, "cases[0].kind: \"gemv\" (did you mean \"gemm\"?); valid: forward, stream, gemm, attention-eager, attention-flash, decode-paged, mlp, allreduce, attention-sdpa"},
+        {"meas_unknown_kind.json", 12, "cases[0].kind: \"gemv\" (did you mean \"gemm\"?); valid: forward, step_time, stream, gemm, attention-eager, attention-flash, decode-paged, mlp, allreduce, attention-sdpa"},
         {"meas_unknown_runtime.json", 10, "cases[0].runtime: unknown runtime \"hf-sdap\" (did you mean \"hf-sdpa\"?)"},
     };
     ASSERT_GE(cases.size(), 15u);

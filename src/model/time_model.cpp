@@ -26,6 +26,7 @@ double peak_rate(const GpuSpec& g, const std::string& dtype, std::string* name =
 
 struct Rates {
     double bw = 0, act_rate = 0, peak_act = 0, launch = 0;
+    double host_op = 0, host_step = 0;  // the runtime's host dispatch (0: not modelled)
     std::string act_name;
 };
 
@@ -38,6 +39,10 @@ Rates rates_for(const Estimate& e) {
     r.bw = stream.bandwidth;
     r.launch = stream.overhead_s;
     r.act_rate = gemm.flops;
+    if (const auto& h = e.workload.runtime.host) {
+        r.host_op = h->per_op_s;
+        r.host_step = h->per_step_s;
+    }
     return r;
 }
 
@@ -55,7 +60,17 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     const ModelSpec& m = e.model();
     u64 tokens_hidden_bytes = 0;  // one activation message: batch · tokens · hidden · act bytes
     std::array<std::optional<ClassRates>, 16> rates_cache;
+    // The host and the GPU as two clocks: the host queues op after op (per_op_s each, after
+    // per_step_s of input preparation); the GPU starts an op once it is queued and the one
+    // before has finished. Without a host cost this is the plain sum of the GPU times.
+    double host_clock = r.host_step, gpu_clock = 0;
+    auto run_op = [&](double gpu_s) {
+        host_clock += r.host_op;
+        gpu_clock = std::max(gpu_clock, host_clock) + gpu_s;
+    };
+    std::vector<double> op_seconds;
     for (const GraphUse& gu : e.step_graphs) {
+        op_seconds.clear();
         // `count`: the times the graph runs in a step of the whole model (a pipeline estimate
         // describes one stage; one step runs every layer once).
         const u64 count = gu.count;
@@ -94,11 +109,17 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
             else row.memory_s += c * op_s;
             row.launch_s += c * kt.overhead_s;
             row.seconds += c * kt.seconds;
+            op_seconds.push_back(kt.seconds);
             st.weight_bytes = checked_add(st.weight_bytes, checked_mul(t.weight_bytes, count, "bytes"), "bytes");
             st.kv_bytes = checked_add(st.kv_bytes, checked_mul(t.kv_bytes, count, "bytes"), "bytes");
             st.attention_matrix_bytes =
                 checked_add(st.attention_matrix_bytes, checked_mul(t.attention_matrix_bytes, count, "bytes"), "bytes");
         }
+        // The graph's ops in schedule order, `count` times (a mask read joins its layer's first op).
+        const double mask_s = gu.mask_read_bytes ? static_cast<double>(gu.mask_read_bytes) / r.bw : 0;
+        for (u64 i = 0; i < count; ++i)
+            for (size_t k = 0; k < op_seconds.size(); ++k) run_op(op_seconds[k] + (k == 0 ? mask_s : 0));
+        st.host_ops += count * op_seconds.size();
     }
     // The embedding gathers one row per token (read and write).
     {
@@ -108,6 +129,8 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         row.memory_s = static_cast<double>(row.bytes) / r.bw;
         row.launch_s = r.launch;
         row.seconds = row.memory_s + row.launch_s;
+        run_op(row.seconds);
+        ++st.host_ops;
     }
     // Communication.
     const u64 tp = e.deployment.tp, pp = e.deployment.pp;
@@ -156,6 +179,11 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
                                                                              : "memory";
         }
         st.seconds += row.seconds;
+    }
+    st.gpu_s = st.seconds - st.communication_s;
+    if (r.host_op > 0 || r.host_step > 0) {
+        st.host_s = host_clock;
+        st.seconds = std::max(gpu_clock, host_clock) + st.communication_s;
     }
     st.attention_matrix_s = static_cast<double>(st.attention_matrix_bytes) / r.bw;
     st.achieved_flops_per_s = st.seconds > 0 ? static_cast<double>(st.flops) / st.seconds : 0;

@@ -67,6 +67,11 @@ struct StepTime {
     u64 attention_matrix_bytes = 0;    // S×S tensors written and re-read (eager)
     double attention_matrix_s = 0;     // their share of the step at the achievable bandwidth
     double communication_s = 0;
+    // The host's dispatch (runtime profiles with a `host` cost): every op queued from Python
+    // while the GPU runs the ones before it. `seconds` is then the later of the two clocks at the
+    // last op, plus the communication; gpu_s is the GPU's busy time alone.
+    double host_s = 0, gpu_s = 0;
+    u64 host_ops = 0;
     double achieved_flops_per_s = 0;
     double compute_utilisation = 0;    // achieved FLOP/s ÷ peak matrix FLOP/s
     double arithmetic_intensity = 0;   // FLOPs per byte of the whole step

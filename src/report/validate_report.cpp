@@ -30,6 +30,8 @@ struct ValidationDoc {
     std::vector<std::string> probe_notes;
     Table cases;
     std::vector<std::string> notes;
+    Table steps;
+    std::vector<std::string> step_notes;
 };
 
 ValidationDoc validation_doc(const Validation& v) {
@@ -103,6 +105,28 @@ ValidationDoc validation_doc(const Validation& v) {
                                                 c.unwritten ? fmt::format(", {} outputs unwritten", c.unwritten) : "", c.passed ? "passed" : "FAILED"));
         for (const auto& c : v.probe_claims)
             if (!c.text.empty()) d.probe_notes.push_back("ceiling: " + c.text);
+    }
+    if (!v.steps.empty()) {
+        Table& st = d.steps;
+        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+                 {"case", "case", false}, {"predicted_s", "predicted", true}, {"host_s", "host", true}, {"gpu_s", "GPU", true},
+                 {"measured_s", "measured", true}, {"error", "error", true}, {"result", "result", false}})
+            st.add_column(k, title, right);
+        for (const auto& r : v.steps) {
+            st.row();
+            st.cell(r.c.id);
+            st.cell(secs(r.predicted_s), fmt::format("{:.6g}", r.predicted_s));
+            st.cell(r.host_s > 0 ? secs(r.host_s) : "-", r.host_s > 0 ? fmt::format("{:.6g}", r.host_s) : "");
+            st.cell(secs(r.gpu_s), fmt::format("{:.6g}", r.gpu_s));
+            st.cell(secs(r.c.step->seconds), fmt::format("{:.6g}", r.c.step->seconds));
+            st.cell(fmt::format("{:+.1f}%", r.error * 100), fmt::format("{:.6g}", r.error));
+            st.cell(r.ok ? "ok" : "FAIL");
+        }
+        size_t within = 0;
+        for (const auto& r : v.steps) within += std::fabs(r.error) <= v.step_tolerance;
+        d.step_notes.push_back(fmt::format("{} step times: {} within {:.0f}%; median |error| {:.1f}% (at most {:.0f}%), worst {:.1f}% (at most {:.0f}%)",
+                                           v.steps.size(), within, v.step_tolerance * 100, v.step_median_error * 100, v.step_tolerance * 100,
+                                           v.step_worst_error * 100, v.step_worst_tolerance * 100));
     }
     Table& t = d.cases;
     for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
@@ -188,6 +212,11 @@ std::string render_validation_table(const Validation& v) {
         for (const auto& l : d.probe_notes) out += l + "\n";
         out += "\n";
     }
+    if (!d.steps.text.empty()) {
+        out += "step times (host wall clock of whole steps; predicted by the host/GPU pipeline of the time model)\n" + table_text(d.steps) + "\n";
+        for (const auto& l : d.step_notes) out += l + "\n";
+        out += "\n";
+    }
     if (!d.cases.text.empty()) out += table_text(d.cases) + "\n";
     for (const auto& l : d.notes) out += l + "\n";
     return out;
@@ -199,6 +228,11 @@ std::string render_validation_markdown(const Validation& v) {
     if (!d.probe_title.empty()) {
         out += markdown_cell(d.probe_title) + "\n\n" + table_markdown(d.probe) + "\n";
         for (const auto& l : d.probe_notes) out += "- " + markdown_cell(l) + "\n";
+        out += "\n";
+    }
+    if (!d.steps.text.empty()) {
+        out += "Step times (host wall clock of whole steps; predicted by the host/GPU pipeline of the time model)\n\n" + table_markdown(d.steps) + "\n";
+        for (const auto& l : d.step_notes) out += "- " + markdown_cell(l) + "\n";
         out += "\n";
     }
     if (!d.cases.text.empty()) out += table_markdown(d.cases) + "\n";
@@ -252,6 +286,10 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
     for (const auto& c : v.checks)
         checks.push_back({{"suite", c.suite}, {"what", c.what}, {"rel_error", std::isfinite(c.rel_error) ? ojson(c.rel_error) : ojson(nullptr)},
                           {"tolerance", c.tolerance}, {"passed", c.passed}});
+    ojson steps = ojson::array();
+    for (const auto& r : v.steps)
+        steps.push_back({{"id", r.c.id}, {"predicted_s", r.predicted_s}, {"host_s", r.host_s}, {"gpu_s", r.gpu_s},
+                         {"measured_s", r.c.step->seconds}, {"error", r.error}, {"ok", r.ok}});
     ojson ceilings = ojson::object();
     for (const auto& c : v.probe_claims) ceilings[c.name] = c.value;
     ojson claims = ojson::array();
@@ -274,6 +312,9 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
                {"compute_tolerance", v.compute_tolerance},
                {"probe_cases", probe},
                {"checks", checks},
+               {"step_cases", steps},
+               {"step_median_error", v.step_median_error},
+               {"step_worst_error", v.step_worst_error},
                {"ceilings", ceilings}};
     if (!v.cases.empty() && v.cases[v.worst].c.status == "ok")
         j["worst"] = {{"id", v.cases[v.worst].c.id}, {"forward_peak_error", v.cases[v.worst].peak_error}};

@@ -244,8 +244,8 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         mc.kind = str(doc, c, at, "kind");
         const auto& kinds = probe_kinds();
         const bool probe = std::find(kinds.begin(), kinds.end(), mc.kind) != kinds.end();
-        if (mc.kind != "forward" && !probe) {
-            std::vector<std::string> valid = {"forward"};
+        if (mc.kind != "forward" && mc.kind != "step_time" && !probe) {
+            std::vector<std::string> valid = {"forward", "step_time"};
             valid.insert(valid.end(), kinds.begin(), kinds.end());
             doc.fail(at + ".kind", fmt::format("\"{}\"{}; valid: {}", mc.kind, did_you_mean(mc.kind, valid), fmt::join(valid, ", ")));
         }
@@ -281,7 +281,19 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         if (mc.status != "ok" && mc.status != "oom" && mc.status != "skipped")
             doc.fail(at + ".status", fmt::format("\"{}\"; valid: ok, oom, skipped", mc.status));
         if (c.contains("reason")) mc.reason = str(doc, c, at, "reason");
-        if (mc.status == "ok") {
+        if (mc.status == "ok" && mc.kind == "step_time") {
+            const json& ms = member(doc, c, at, "measured");
+            const std::string mp = at + ".measured";
+            if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
+            only_keys(doc, ms, mp, {"seconds", "p10_seconds", "p90_seconds", "runs"});
+            MeasuredStep st;
+            st.seconds = number(doc, ms, mp, "seconds");
+            if (!(st.seconds > 0) || st.seconds > 3600) doc.fail(mp + ".seconds", fmt::format("{}; valid: a positive time up to 3600 s", st.seconds));
+            if (ms.contains("p10_seconds")) st.p10_seconds = number(doc, ms, mp, "p10_seconds");
+            if (ms.contains("p90_seconds")) st.p90_seconds = number(doc, ms, mp, "p90_seconds");
+            if (ms.contains("runs")) st.runs = uint(doc, ms, mp, "runs");
+            mc.step = st;
+        } else if (mc.status == "ok") {
             const json& ms = member(doc, c, at, "measured");
             const std::string mp = at + ".measured";
             if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");

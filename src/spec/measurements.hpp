@@ -39,9 +39,16 @@ struct ProbeCheck {
     bool passed = false;
 };
 
+// A whole step's time as a caller waits for it (kind "step_time"): host wall clock with the
+// device synchronised before and after, the median of `runs` after warm-up.
+struct MeasuredStep {
+    double seconds = 0, p10_seconds = 0, p90_seconds = 0;
+    u64 runs = 0;
+};
+
 struct MeasuredCase {
     std::string id;
-    std::string kind;          // "forward" or a probe kind (probe_kinds())
+    std::string kind;          // "forward", "step_time" or a probe kind (probe_kinds())
     std::string model;         // resolved: a path (model_config, relative to the file) or a catalog name
     std::string runtime;       // a runtime profile name, e.g. "hf-sdpa"
     std::string mode;          // prefill | decode
@@ -51,6 +58,7 @@ struct MeasuredCase {
     MeasuredForward measured;
     ProbeShape shape;                    // probe kinds: the case's params
     std::optional<MeasuredProbe> probe;  // probe kinds with status ok or failed
+    std::optional<MeasuredStep> step;    // kind step_time with status ok
     int line = 0;
 };
 

@@ -73,6 +73,15 @@ struct RuntimeSpec {
     u64 allocator_round_bytes = 1;  // the caching allocator's block granularity (PyTorch: 512)
     std::map<std::string, ContextOverhead> context_overhead;  // GPU profile name (or "default")
     std::optional<VllmParams> vllm;
+    // The host's side of a step: eager PyTorch dispatches every op from Python (module call, ATen
+    // dispatch, kernel launch) while the GPU runs the ones already queued, and prepares each
+    // forward's inputs first. Calibrated per runtime and host; absent: the host is never the
+    // bottleneck.
+    struct HostCost {
+        double per_op_s = 0, per_step_s = 0;
+        std::string source;
+    };
+    std::optional<HostCost> host;
     std::map<std::string, std::string> sources;
     std::string file;
 

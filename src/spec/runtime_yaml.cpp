@@ -31,7 +31,7 @@ namespace {
 
 const std::vector<std::string> kRuntimeKeys = {
     "name", "description", "family", "attention", "softmax_dtype", "logits_dtype", "mask", "gqa",
-    "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "sources"};
+    "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "host", "sources"};
 
 }  // namespace
 
@@ -101,6 +101,17 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
     }
     if (!r.context_overhead.count("default"))
         map.fail("context_overhead", "needs a \"default\" entry (used for GPUs not listed)");
+
+    if (auto h = map.optional_map("host")) {
+        h->finish({"per_op_s", "per_step_s", "source"});
+        RuntimeSpec::HostCost c;
+        c.per_op_s = h->required_rate("per_op_s");
+        c.per_step_s = h->required_rate("per_step_s");
+        if (c.per_op_s > 1e-3) h->fail("per_op_s", fmt::format("{} s per op is implausible; valid: up to 1e-3", c.per_op_s));
+        if (c.per_step_s > 1.0) h->fail("per_step_s", fmt::format("{} s per step is implausible; valid: up to 1", c.per_step_s));
+        c.source = h->required_string("source");
+        r.host = c;
+    }
 
     if (r.family == RuntimeFamily::Vllm) {
         if (r.kv_layout != KvLayout::Paged) kv.fail("layout", "vllm uses a paged KV cache: layout: paged");

@@ -11,6 +11,8 @@
 
 #include "model/kernel_model.hpp"
 #include "model/plan.hpp"
+#include "model/time_model.hpp"
+#include "topology/topology.hpp"
 #include "spec/loaders.hpp"
 
 namespace memtax {
@@ -198,7 +200,7 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
     std::map<std::string, RuntimeSpec> runtimes;
     for (size_t i = 0; i < f.cases.size(); ++i) {
         const auto& c = f.cases[i];
-        if (c.kind != "forward") continue;
+        if (c.kind != "forward" && c.kind != "step_time") continue;
         // A name the catalog does not know is an error in this file, at this case.
         auto at_case = [&](const char* field, auto resolve) {
             try {
@@ -222,6 +224,26 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
     }
     double worst = -1;
     for (const auto& c : f.cases) {
+        if (c.kind == "step_time") {
+            if (c.status != "ok" || !c.step) continue;
+            StepResult sr;
+            sr.c = c;
+            Workload w;
+            w.runtime = runtimes.at(c.runtime);
+            w.context = c.context;
+            w.batch = c.batch;
+            w.logits_kept = c.logits_kept;
+            const Plan plan = Plan::compile(models.at(c.model), gpu, Deployment{}, w);
+            const TimeEstimate t = estimate_time(plan, Point{Mode::Prefill, c.batch, c.context}, Topology(single_node_cluster(gpu, 1)));
+            const StepTime& st = c.mode == "prefill" ? t.prefill : t.decode;
+            sr.predicted_s = st.seconds;
+            sr.host_s = st.host_s;
+            sr.gpu_s = st.gpu_s;
+            sr.error = (sr.predicted_s - c.step->seconds) / c.step->seconds;
+            sr.ok = std::fabs(sr.error) <= v.step_worst_tolerance;
+            v.steps.push_back(std::move(sr));
+            continue;
+        }
         if (c.kind != "forward") {
             if (c.status == "skipped") continue;
             ProbeResult pr = predict_probe(c, gpu, bandwidth_tolerance, compute_tolerance);
@@ -311,6 +333,17 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
         d.measured_ratio = std::exp(lm / d.pairs);
         d.predicted_ratio = std::exp(lp / d.pairs);
         v.claims.push_back(d);
+    }
+    if (!v.steps.empty()) {
+        std::vector<double> errs;
+        for (const auto& s : v.steps) {
+            errs.push_back(std::fabs(s.error));
+            v.step_worst_error = std::max(v.step_worst_error, std::fabs(s.error));
+        }
+        std::sort(errs.begin(), errs.end());
+        const size_t n = errs.size();
+        v.step_median_error = n % 2 ? errs[n / 2] : (errs[n / 2 - 1] + errs[n / 2]) / 2;
+        if (v.step_median_error > v.step_tolerance || v.step_worst_error > v.step_worst_tolerance) v.all_ok = false;
     }
     return v;
 }

@@ -58,6 +58,15 @@ struct ProbeResult {
     bool ok = true;
 };
 
+// A whole step timed as a caller waits for it (kind step_time), predicted by the time model:
+// the host's dispatch and the GPU's kernels as the runtime profile and GPU profile give them.
+struct StepResult {
+    MeasuredCase c;
+    double predicted_s = 0, host_s = 0, gpu_s = 0;
+    double error = 0;  // (predicted - measured) / measured
+    bool ok = true;    // within step_worst_tolerance
+};
+
 struct DoublingClaim {
     std::string runtime;
     int pairs = 0;
@@ -91,6 +100,10 @@ struct Validation {
         std::string text;
     };
     std::vector<Claim> probe_claims;
+    // Step times: each case within step_worst_tolerance and the median within step_tolerance.
+    std::vector<StepResult> steps;
+    double step_tolerance = 0.10, step_worst_tolerance = 0.20;
+    double step_median_error = 0, step_worst_error = 0;
     bool all_ok = true;
 };
 
