@@ -197,6 +197,10 @@ std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) 
                               t.ttft_s, group_digits(t.prefill.flops), group_digits(t.prefill.bytes), t.tpot_s, group_digits(t.decode.flops),
                               group_digits(t.decode.bytes)));
     out.push_back(fmt::format("tokens/s = batch {} / TPOT = {:.6g}", e.workload.batch, t.tokens_per_s));
+    if (const auto& h = e.workload.runtime.host)
+        out.push_back(fmt::format("host dispatch ({}): {:.4g} s per step + {:.4g} s per op; a step ends at the later of the host's clock and the GPU's, "
+                                  "an op starting once queued and once the op before it has finished",
+                                  e.workload.runtime.name, h->per_step_s, h->per_op_s));
     if (e.deployment.tp > 1)
         out.push_back(fmt::format("TP all-reduce (ring, {}): 2(n-1)/n · message / bus bandwidth + 2(n-1) · latency, n = {}, 2 per layer + 1 for the embedding",
                                   t.topology, e.deployment.tp));
@@ -232,6 +236,9 @@ std::string time_table(const TimeEstimate& t, const Estimate& e, bool explain) {
                            st->attention_matrix_bytes
                                ? fmt::format("; S×S tensors move {} B ({})", group_digits(st->attention_matrix_bytes), seconds(st->attention_matrix_s))
                                : "");
+        if (st->host_s > 0)
+            out += fmt::format("  the host dispatches {} ops in {}, the GPU is busy {}: {}-bound\n", st->host_ops, seconds(st->host_s),
+                               seconds(st->gpu_s), st->host_s > st->gpu_s ? "host" : "GPU");
         out += fmt::format("  {:<22} {:>7} {:>22} {:>20} {:>11}  {}\n", "op kind", "kernels", "FLOPs", "bytes", "time", "bound");
         for (const auto& k : st->kinds)
             out += fmt::format("  {:<22} {:>7} {:>22} {:>20} {:>11}  {}\n", k.kind, k.ops, group_digits(k.flops), group_digits(k.bytes),
@@ -454,6 +461,10 @@ Table estimate_rows(const Estimate& e, bool explain, const TimeEstimate* time) {
         for (const auto* st : {&tm.prefill, &tm.decode}) {
             const std::string step = st == &tm.prefill ? "prefill" : "decode";
             secs(step + ".seconds", st->seconds, "");
+            if (st->host_s > 0) {
+                secs(step + ".host_seconds", st->host_s, fmt::format("the host's dispatch of {} ops", st->host_ops));
+                secs(step + ".gpu_seconds", st->gpu_s, "the GPU's kernels alone");
+            }
             add("time", step + ".flops", group_digits(st->flops), std::to_string(st->flops), "FLOP");
             add("time", step + ".bytes", group_digits(st->bytes), std::to_string(st->bytes), "B");
             add("time", step + ".compute_utilisation", fmt::format("{:.1f}%", st->compute_utilisation * 100),
