@@ -173,7 +173,8 @@ TEST(Report, HeadlessChromiumRendersThePage) {
     const fs::path dir = temp_dir("chromium");
     const std::string shot = (dir / "shot.png").string();
     const std::string flags = "--headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir=" + (dir / "profile").string();
-    const std::string cmd = "chromium " + flags + " --window-size=1280,2400 --screenshot=" + shot + " file://" + page + " > " +
+    // `timeout`: a browser that hangs fails the test instead of the job.
+    const std::string cmd = "timeout 120 chromium " + flags + " --window-size=1280,2400 --screenshot=" + shot + " file://" + page + " > " +
                             (dir / "log").string() + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << "chromium failed (is it installed? scripts/setup.sh installs it): " << slurp(dir / "log");
     cairo_surface_t* img = cairo_image_surface_create_from_png(shot.c_str());
@@ -190,7 +191,7 @@ TEST(Report, HeadlessChromiumRendersThePage) {
     cairo_surface_destroy(img);
     EXPECT_GT(ink, static_cast<size_t>(w) * h / 100) << "the screenshot is (nearly) blank";
     EXPECT_GT(coloured, 2000u) << "no coloured chart lines or bars in the screenshot";
-    const std::string dom_cmd = "chromium " + flags + " --dump-dom file://" + page + " 2>/dev/null";
+    const std::string dom_cmd = "timeout 120 chromium " + flags + " --dump-dom file://" + page + " 2>/dev/null";
     std::string dom;
     if (FILE* p = ::popen(dom_cmd.c_str(), "r")) {
         char buf[65536];
