@@ -381,3 +381,11 @@ TEST(CliUx, ADecimalCommaLocaleGivesTheSameBytes) {
     for (size_t i = 0; i < runs.size(); ++i) EXPECT_EQ(before[i], after[i]) << runs[i][0] << " " << runs[i].back();
     if (!c_comma) GTEST_LOG_(INFO) << "de_DE.UTF-8 not installed: the C library's locale part was not exercised";
 }
+
+// Found by the scenario fuzzer: a name longer than a path may be is an unknown name (exit 2), not
+// a filesystem error out of the catalog (exit 3).
+TEST(CliUx, AnOverlongNameIsAnUnknownName) {
+    Result r = cli({"estimate", "--gpu", "h" + std::string(300, 'x') + "200-sxm"});
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_NE(r.err.find("unknown gpu"), std::string::npos) << r.err;
+}

@@ -51,7 +51,7 @@ public:
         const ProbeArgs& a = a_;
         const Printer& print = printer(a.format);
         const std::string probe = a.probe.empty() ? default_probe_path() : a.probe;
-        if (!std::filesystem::exists(probe))
+        if (std::error_code ec; !std::filesystem::exists(probe, ec))
             throw InputError(SourcePos{}, "--probe",
                              fmt::format("{} not found: memtax-probe is built next to memtax when CMake finds nvcc (the CUDA toolkit), "
                                          "or standalone with `cmake -S kernels -B build-probe`; pass --probe PATH", probe));

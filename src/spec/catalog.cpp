@@ -77,7 +77,9 @@ template <typename Spec>
 Spec resolve(const std::string& what, const std::string& arg, const std::vector<EmbeddedFile>& files,
              Spec (*load_text)(const std::string&, const std::string&), const std::function<Spec(const std::string&)>& load_path) {
     // A file path overrides the catalog.
-    if (std::filesystem::exists(arg) || looks_like_path(arg)) return load_path(arg);
+    // The error_code form: a name too long for a path (or unreadable) is a catalog name, not a crash.
+    std::error_code ec;
+    if (std::filesystem::exists(arg, ec) || looks_like_path(arg)) return load_path(arg);
     std::vector<Entry> entries;
     for (const auto& f : files) entries.push_back({top_level_value(f.text, "name"), top_level_value(f.text, "display_name"), declared_aliases(f.text), &f});
     auto load = [&](const Entry& e) {

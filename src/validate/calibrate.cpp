@@ -110,7 +110,7 @@ std::optional<ClassFit> fit(const std::string& key, const std::vector<Sample>& s
 }
 
 std::string base_text(const GpuSpec& g) {
-    if (std::filesystem::exists(g.file)) return read_input_file(g.file);
+    if (std::error_code ec; std::filesystem::exists(g.file, ec)) return read_input_file(g.file);
     for (const auto& e : embedded_gpus())
         if (g.file == e.path) return e.text;
     throw InternalError(fmt::format("no text for GPU profile {}", g.file));
