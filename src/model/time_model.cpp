@@ -310,6 +310,15 @@ TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& top
         // Running requests first: one decode token each (at most C of them), then prompt chunks.
         u64 budget = C > decoding ? C - decoding : 0, tokens = std::min(decoding, C), finished = 0;
         if (budget == 0) break;  // decodes fill every step (max_num_batched_tokens <= running requests): the rest wait on outputs we do not model
+        // Steps that only advance the current prompt (none finishes) are alike — the running
+        // decodes plus `budget` prompt tokens — so they are taken at once: the loop runs about
+        // twice per request, not once per step (a small token budget would mean billions).
+        if (left > budget) {
+            const u64 k = (left - 1) / budget;
+            now += static_cast<double>(k) * std::max(static_cast<double>(C) * per_token, floor_s);
+            f.steps += k;
+            left -= k * budget;
+        }
         while (budget > 0 && next < B) {
             const u64 take = std::min(budget, left);
             budget -= take;
