@@ -59,8 +59,16 @@ int main(int argc, char** argv) {
     std::set<std::string> suites;
     std::string output = "memtax-probe.json";
     probe::Device dev;
+    // The command as provenance: the output's folder is this host's, so it is written as $OUT.
     std::string command = "memtax-probe";
-    for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (i > 1 && std::string(argv[i - 1]) == "--output") {
+            const size_t slash = a.rfind('/');
+            a = "$OUT/" + (slash == std::string::npos ? a : a.substr(slash + 1));
+        }
+        command += " " + a;
+    }
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };

@@ -85,7 +85,7 @@ def main():
     doc = {"schema": "memtax.measurements/1", "source": "torch-sdpa",
            "provenance": {"gpu": torch.cuda.get_device_name(dev), "driver": driver, "torch": torch.__version__,
                           "cuda": torch.version.cuda or "", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                          "command": "python3 kernels/torch/measure_sdpa_time.py " + " ".join(sys.argv[1:]),
+                          "command": " ".join(["python3 kernels/torch/measure_sdpa_time.py", "$OUT"] + sys.argv[2:]),
                           "timing": "CUDA events, L2 flushed before each call, 3 warm-ups, median of 20"},
            "cases": cases}
     path = os.path.join(args.out, args.name)
