@@ -103,12 +103,6 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         return app.exit(e, out, err);
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e, out, err);
-    } catch (const CLI::RequiredError& e) {
-        std::string help = "memtax --help";
-        for (CLI::App* sub : subs)
-            if (!args.empty() && sub->get_name() == args[0]) help = "memtax " + args[0] + " --help";
-        err << "memtax: error: " << e.what() << " (see " << help << ")\n";
-        return 2;
     } catch (const CLI::ParseError& e) {
         std::string help = "memtax --help";
         for (CLI::App* sub : subs)

@@ -1,6 +1,5 @@
 #include "planner/capacity.hpp"
 
-#include "core/number.hpp"
 
 #include "spec/loaders.hpp"
 #include "topology/topology.hpp"
@@ -31,15 +30,7 @@ CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<
     }
     // The best plan's steps, as the planner timed them.
     Workload w;
-    w.runtime = resolve_runtime(best.runtime);
-    if (w.runtime.vllm) {
-        if (!s.gpu_memory_utilization.empty()) {
-            if (auto ppm = parse_ppm(s.gpu_memory_utilization)) w.runtime.vllm->gpu_memory_utilization_ppm = *ppm;
-        }
-        if (s.max_num_seqs) w.runtime.vllm->max_num_seqs = s.max_num_seqs;
-        if (s.max_num_batched_tokens) w.runtime.vllm->max_num_batched_tokens = s.max_num_batched_tokens;
-        if (s.block_size) w.runtime.vllm->block_size = s.block_size;
-    }
+    w.runtime = scenario_runtime(s, best.runtime);
     w.weight_dtype = wd;
     w.kv_dtype = kv;
     w.context = s.context;

@@ -20,26 +20,6 @@ DType dtype_named(const std::string& field, const std::string& name, const Scena
     return d;
 }
 
-RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name) {
-    RuntimeSpec r = resolve_runtime(name);
-    const bool settings = !s.gpu_memory_utilization.empty() || s.max_num_seqs || s.max_num_batched_tokens || s.block_size;
-    if (!r.vllm) {
-        if (settings) throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings", fmt::format("vLLM engine arguments, but runtime {} is not vLLM", r.name));
-        return r;
-    }
-    if (!s.gpu_memory_utilization.empty()) {
-        const auto ppm = parse_ppm(s.gpu_memory_utilization);
-        if (!ppm || *ppm == 0 || *ppm > 1000000)
-            throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings.gpu_memory_utilization",
-                             fmt::format("\"{}\" must be a decimal in (0, 1]", s.gpu_memory_utilization));
-        r.vllm->gpu_memory_utilization_ppm = *ppm;
-    }
-    if (s.max_num_seqs) r.vllm->max_num_seqs = s.max_num_seqs;
-    if (s.max_num_batched_tokens) r.vllm->max_num_batched_tokens = s.max_num_batched_tokens;
-    if (s.block_size) r.vllm->block_size = s.block_size;
-    return r;
-}
-
 // The GPUs of one replica: one node joined by the GPU's interconnect, or several nodes joined by
 // one 400 Gb/s InfiniBand NIC per GPU (the figures of the dgx-h100-2x8-ib cluster profile).
 Topology replica_topology(const GpuSpec& g, u64 gpus, u64 per_node) {
@@ -89,6 +69,26 @@ bool better(const Candidate& a, const Candidate& b, Objective o) {
 }
 
 }  // namespace
+
+RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name) {
+    RuntimeSpec r = resolve_runtime(name);
+    const bool settings = !s.gpu_memory_utilization.empty() || s.max_num_seqs || s.max_num_batched_tokens || s.block_size;
+    if (!r.vllm) {
+        if (settings) throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings", fmt::format("vLLM engine arguments, but runtime {} is not vLLM", r.name));
+        return r;
+    }
+    if (!s.gpu_memory_utilization.empty()) {
+        const auto ppm = parse_ppm(s.gpu_memory_utilization);
+        if (!ppm || *ppm == 0 || *ppm > 1000000)
+            throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings.gpu_memory_utilization",
+                             fmt::format("\"{}\" must be a decimal in (0, 1]", s.gpu_memory_utilization));
+        r.vllm->gpu_memory_utilization_ppm = *ppm;
+    }
+    if (s.max_num_seqs) r.vllm->max_num_seqs = s.max_num_seqs;
+    if (s.max_num_batched_tokens) r.vllm->max_num_batched_tokens = s.max_num_batched_tokens;
+    if (s.block_size) r.vllm->block_size = s.block_size;
+    return r;
+}
 
 u64 max_batch(const Plan& plan, Mode mode, u64 context, u64 limit) {
     auto fits = [&](u64 b) {

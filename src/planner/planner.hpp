@@ -51,6 +51,10 @@ struct PlanReport {
     bool gates_passed = true;
 };
 
+// The runtime a scenario names, with its vLLM engine settings applied (InputError naming
+// runtime_settings.* when they are bad or the runtime is not vLLM).
+RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name);
+
 // `progress(done, total)` is called as candidates are evaluated (may be empty).
 PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress = {});
 
