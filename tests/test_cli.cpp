@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli_run.hpp"
 #include "core/bytes.hpp"
 #include "spec/loaders.hpp"
 
@@ -16,23 +17,12 @@ using namespace memtax;
 
 namespace {
 
-struct Result {
-    int code;
-    std::string out, err;
-};
-
-Result cli(std::vector<std::string> args) {
-    std::ostringstream out, err;
-    int code = run_cli(args, out, err);
-    return {code, out.str(), err.str()};
-}
-
 std::string bad(const std::string& f) { return std::string(MEMTAX_TEST_DATA) + "/bad/" + f; }
 
 }  // namespace
 
 TEST(Cli, AcceptanceJsonReportsExactKvBytes) {
-    Result r = cli({"estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch", "1", "--context", "8192",
+    Result r = run_command({"estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch", "1", "--context", "8192",
                     "--format", "json"});
     ASSERT_EQ(r.code, 0) << r.err;
     auto j = nlohmann::json::parse(r.out);
@@ -47,7 +37,7 @@ TEST(Cli, AcceptanceJsonReportsExactKvBytes) {
 }
 
 TEST(Cli, ExplainTermsCarryTheSameBytes) {
-    auto j = nlohmann::json::parse(cli({"estimate", "--attention", "eager", "--format", "json", "--explain"}).out);
+    auto j = nlohmann::json::parse(run_command({"estimate", "--attention", "eager", "--format", "json", "--explain"}).out);
     std::map<std::string, u64> terms;
     for (const auto& t : j["explain"]) terms[t["name"]] = t["bytes"];
     for (const char* key : {"kv_cache", "attention_matrix", "activation_peak", "logits", "runtime_overhead", "total",
@@ -56,55 +46,55 @@ TEST(Cli, ExplainTermsCarryTheSameBytes) {
 }
 
 TEST(Cli, SameInputSameBytes) {
-    auto a = cli({"estimate", "--format", "json", "--explain"});
-    auto b = cli({"estimate", "--format", "json", "--explain"});
+    auto a = run_command({"estimate", "--format", "json", "--explain"});
+    auto b = run_command({"estimate", "--format", "json", "--explain"});
     EXPECT_EQ(a.out, b.out);
 }
 
 TEST(Cli, TableCsvAndExplain) {
-    Result t = cli({"estimate", "--model", "llama-3.1-8b", "--context", "4096", "--attention", "eager", "--explain"});
+    Result t = run_command({"estimate", "--model", "llama-3.1-8b", "--context", "4096", "--attention", "eager", "--explain"});
     ASSERT_EQ(t.code, 0) << t.err;
     EXPECT_NE(t.out.find("1 GiB = 2^30 bytes"), std::string::npos);
     EXPECT_NE(t.out.find("How each number is computed"), std::string::npos);
     EXPECT_NE(t.out.find("kv_cache"), std::string::npos);
-    Result c = cli({"estimate", "--format", "csv"});
+    Result c = run_command({"estimate", "--format", "csv"});
     ASSERT_EQ(c.code, 0);
     EXPECT_EQ(c.out.rfind("section,name,value,unit,note\n", 0), 0u);
     EXPECT_NE(c.out.find("per_gpu,kv_cache,1073741824,B,"), std::string::npos);
 }
 
 TEST(Cli, ListsAndWhatif) {
-    Result m = cli({"models"});
+    Result m = run_command({"models"});
     EXPECT_EQ(m.code, 0);
     EXPECT_NE(m.out.find("8,030,261,248"), std::string::npos);
-    Result g = cli({"gpus"});
+    Result g = run_command({"gpus"});
     EXPECT_NE(g.out.find("h100-sxm"), std::string::npos);
-    auto mj = nlohmann::json::parse(cli({"models", "--format", "json"}).out);
+    auto mj = nlohmann::json::parse(run_command({"models", "--format", "json"}).out);
     EXPECT_EQ(mj["schema"], "memtax.models/1");
     EXPECT_GE(mj["models"].size(), 7u);
-    auto gj = nlohmann::json::parse(cli({"gpus", "--format", "json"}).out);
+    auto gj = nlohmann::json::parse(run_command({"gpus", "--format", "json"}).out);
     EXPECT_EQ(gj["gpus"].size(), 17u);  // 15 datasheet profiles + hardware/calibrated/h100-sxm.yaml and h200.yaml
     for (const auto& g : gj["gpus"]) EXPECT_TRUE(g["sources"].contains("memory_bytes")) << g["name"];
-    Result w = cli({"whatif"});
+    Result w = run_command({"whatif"});
     ASSERT_EQ(w.code, 0) << w.err;
     // 2 setups x 2 modes x 2 KV dtypes x 3 contexts x 2 batches.
     EXPECT_EQ(std::count(w.out.begin(), w.out.end(), '\n'), 3 + 48);
-    Result wj = cli({"whatif", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "1024,2048", "--batches", "1",
+    Result wj = run_command({"whatif", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "1024,2048", "--batches", "1",
                      "--kv-dtypes", "bf16", "--modes", "decode", "--format", "json"});
     ASSERT_EQ(wj.code, 0) << wj.err;
     EXPECT_EQ(nlohmann::json::parse(wj.out)["rows"].size(), 2u);
 }
 
 TEST(Cli, RequireFitGate) {
-    EXPECT_EQ(cli({"estimate", "--model", "llama-3.1-70b", "--require-fit"}).code, 1);
-    EXPECT_EQ(cli({"estimate", "--model", "llama-3.1-8b", "--require-fit"}).code, 0);
+    EXPECT_EQ(run_command({"estimate", "--model", "llama-3.1-70b", "--require-fit"}).code, 1);
+    EXPECT_EQ(run_command({"estimate", "--model", "llama-3.1-8b", "--require-fit"}).code, 0);
 }
 
 TEST(Cli, OutputIsWrittenAtomically) {
     auto dir = std::filesystem::temp_directory_path() / "memtax_cli_test";
     std::filesystem::create_directories(dir);
     auto path = (dir / "report.json").string();
-    Result r = cli({"estimate", "--format", "json", "--output", path});
+    Result r = run_command({"estimate", "--format", "json", "--output", path});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_TRUE(r.out.empty());
     std::ifstream in(path);
@@ -112,7 +102,7 @@ TEST(Cli, OutputIsWrittenAtomically) {
     for (const auto& e : std::filesystem::directory_iterator(dir))
         EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
     std::filesystem::remove_all(dir);
-    Result no_dir = cli({"estimate", "--output", "/nonexistent-dir/x.json"});
+    Result no_dir = run_command({"estimate", "--output", "/nonexistent-dir/x.json"});
     EXPECT_EQ(no_dir.code, 2);
 }
 
@@ -144,7 +134,7 @@ TEST(Cli, BadCommandLinesExitTwo) {
         {{"validate"}, "memtax: error: --measurements is required"},
     };
     for (const auto& c : cases) {
-        Result r = cli(c.args);
+        Result r = run_command(c.args);
         EXPECT_EQ(r.code, 2) << c.expected;
         EXPECT_EQ(r.err.rfind(c.expected, 0), 0u) << "got: " << r.err;
         EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
@@ -214,9 +204,9 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         std::string path = bad(c.file);
         bool gpu = c.file.rfind("gpu_", 0) == 0;
         bool runtime = c.file.rfind("runtime_", 0) == 0;
-        Result r = c.file.rfind("meas_", 0) == 0      ? cli({"validate", "--measurements", path})
-                   : c.file.rfind("cluster_", 0) == 0 ? cli({"estimate", "--time", "--cluster", path})
-                   : cli({"estimate", gpu ? "--gpu" : runtime ? "--runtime" : "--model", path});
+        Result r = c.file.rfind("meas_", 0) == 0      ? run_command({"validate", "--measurements", path})
+                   : c.file.rfind("cluster_", 0) == 0 ? run_command({"estimate", "--time", "--cluster", path})
+                   : run_command({"estimate", gpu ? "--gpu" : runtime ? "--runtime" : "--model", path});
         EXPECT_EQ(r.code, 2) << c.file;
         std::string where = c.line ? path + ":" + std::to_string(c.line) + ": " : path + ": ";
         EXPECT_EQ(r.err.rfind("memtax: error: " + where + c.field, 0), 0u) << "got: " << r.err;
@@ -226,53 +216,53 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
 }
 
 TEST(Cli, HelpAndVersionExitZero) {
-    Result h = cli({"--help"});
+    Result h = run_command({"--help"});
     EXPECT_EQ(h.code, 0);
     EXPECT_NE(h.out.find("estimate"), std::string::npos);
-    Result e = cli({"estimate", "--help"});
+    Result e = run_command({"estimate", "--help"});
     EXPECT_EQ(e.code, 0);
     EXPECT_NE(e.out.find("--kv-dtype"), std::string::npos);
-    EXPECT_EQ(cli({"--version"}).code, 0);
+    EXPECT_EQ(run_command({"--version"}).code, 0);
 }
 
 TEST(Cli, ValidateRuntimesAndVllm) {
     const std::string file = std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory_mistral_7b.json";
-    Result ok = cli({"validate", "--measurements", file});
+    Result ok = run_command({"validate", "--measurements", file});
     EXPECT_EQ(ok.code, 0) << ok.err;
     EXPECT_NE(ok.out.find("result: every check passed"), std::string::npos);
     EXPECT_NE(ok.out.find("NVIDIA H100 80GB HBM3"), std::string::npos);
     // A tolerance no model meets: some case fails, exit 1 (a CI gate), report still printed.
-    Result strict = cli({"validate", "--measurements", file, "--tolerance", "0.0001", "--slack-mib", "0"});
+    Result strict = run_command({"validate", "--measurements", file, "--tolerance", "0.0001", "--slack-mib", "0"});
     EXPECT_EQ(strict.code, 1);
     EXPECT_NE(strict.out.find("FAIL"), std::string::npos);
-    Result j = cli({"validate", "--measurements", file, "--format", "json"});
+    Result j = run_command({"validate", "--measurements", file, "--format", "json"});
     auto doc = nlohmann::json::parse(j.out);
     EXPECT_EQ(doc["schema"], "memtax.validation/1");
     EXPECT_EQ(doc["all_ok"], true);
     EXPECT_EQ(doc["cases"].size(), 17u);
 
-    Result list = cli({"runtimes", "--format", "json"});
+    Result list = run_command({"runtimes", "--format", "json"});
     EXPECT_EQ(nlohmann::json::parse(list.out)["runtimes"].size(), 3u);
     // --attention is shorthand for the transformers runtimes; contradicting --runtime is an error.
-    EXPECT_EQ(cli({"estimate", "--runtime", "hf-sdpa", "--attention", "eager"}).code, 2);
-    Result v = cli({"estimate", "--runtime", "vllm", "--context", "131072", "--format", "json"});
+    EXPECT_EQ(run_command({"estimate", "--runtime", "hf-sdpa", "--attention", "eager"}).code, 2);
+    Result v = run_command({"estimate", "--runtime", "vllm", "--context", "131072", "--format", "json"});
     auto e = nlohmann::json::parse(v.out);
     EXPECT_EQ(e["inputs"]["runtime"]["name"], "vllm");
     EXPECT_EQ(e["vllm"]["num_blocks"], 28019);
     EXPECT_EQ(e["vllm"]["blocks_per_request"], 8192);
     // 16 sequences of 128k do not fit in 3.42 sequences' worth of blocks, yet memory is left:
     // the headroom stays a true (positive) number and the grid says what the pool holds.
-    Result v16 = cli({"estimate", "--runtime", "vllm", "--context", "131072", "--batch", "16", "--format", "json"});
+    Result v16 = run_command({"estimate", "--runtime", "vllm", "--context", "131072", "--batch", "16", "--format", "json"});
     auto e16 = nlohmann::json::parse(v16.out);
     EXPECT_EQ(e16["per_gpu"]["fits"], false);
     EXPECT_EQ(e16["per_gpu"]["headroom_bytes"], 85017493504 - e16["per_gpu"]["total_bytes"].get<std::int64_t>());
-    Result grid = cli({"whatif", "--runtime", "vllm", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "131072", "--batches", "16",
+    Result grid = run_command({"whatif", "--runtime", "vllm", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "131072", "--batches", "16",
                        "--kv-dtypes", "bf16", "--modes", "decode"});
     EXPECT_NE(grid.out.find("no (3.42 sequences)"), std::string::npos) << grid.out;
 }
 
 TEST(Cli, TimeJsonHasStableKeys) {
-    Result r = cli({"estimate", "--model", "llama-3.1-8b", "--tp", "2", "--time", "--cluster", "hgx-h100-8", "--format", "json", "--explain"});
+    Result r = run_command({"estimate", "--model", "llama-3.1-8b", "--tp", "2", "--time", "--cluster", "hgx-h100-8", "--format", "json", "--explain"});
     ASSERT_EQ(r.code, 0) << r.err;
     auto j = nlohmann::json::parse(r.out)["time"];
     for (const char* k : {"ttft_s", "tpot_s", "tokens_per_s", "ridge_flops_per_byte", "crossover_tokens", "achievable", "prefill", "decode", "explain"})
@@ -285,9 +275,9 @@ TEST(Cli, TimeJsonHasStableKeys) {
     EXPECT_TRUE(all_reduce);
     EXPECT_GT(j["ttft_s"].get<double>(), j["tpot_s"].get<double>());
     // --cluster without --time is a mistake worth saying.
-    EXPECT_EQ(cli({"estimate", "--cluster", "hgx-h100-8"}).code, 2);
+    EXPECT_EQ(run_command({"estimate", "--cluster", "hgx-h100-8"}).code, 2);
     // A replica larger than the cluster is refused.
-    EXPECT_EQ(cli({"estimate", "--model", "llama-3.1-70b", "--tp", "8", "--pp", "2", "--time", "--cluster", "hgx-h100-8"}).code, 2);
+    EXPECT_EQ(run_command({"estimate", "--model", "llama-3.1-70b", "--tp", "8", "--pp", "2", "--time", "--cluster", "hgx-h100-8"}).code, 2);
 }
 
 // calibrate writes the profile atomically where told and reports the fit; probe needs its binary.
@@ -295,23 +285,23 @@ TEST(Cli, CalibrateAndProbe) {
     const std::string probe_file = std::string(MEMTAX_TEST_DATA) + "/measured/probe_h100.json";
     const std::string out = testing::TempDir() + "memtax-calibrated-h100.yaml";
     std::remove(out.c_str());
-    Result r = cli({"calibrate", "--measurements", probe_file, "--output", out});
+    Result r = run_command({"calibrate", "--measurements", probe_file, "--output", out});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("gemm_bf16"), std::string::npos);
     EXPECT_NE(r.out.find("wrote " + out), std::string::npos);
     EXPECT_EQ(resolve_gpu(out).name, "h100-sxm-calibrated");
     // Validating the probe file against the written profile runs every case (exit 1: the known
     // mid-size decode misses beyond 10%).
-    r = cli({"validate", "--measurements", probe_file, "--gpu", out});
+    r = run_command({"validate", "--measurements", probe_file, "--gpu", out});
     EXPECT_EQ(r.code, 1);
     EXPECT_NE(r.out.find("148 probe cases: allocated bytes exact in 148"), std::string::npos) << r.out;
     // Refuses to overwrite its input.
-    r = cli({"calibrate", "--measurements", probe_file, "--output", probe_file});
+    r = run_command({"calibrate", "--measurements", probe_file, "--output", probe_file});
     EXPECT_EQ(r.code, 2);
-    r = cli({"probe", "--probe", "/nonexistent/memtax-probe"});
+    r = run_command({"probe", "--probe", "/nonexistent/memtax-probe"});
     EXPECT_EQ(r.code, 2);
     EXPECT_EQ(r.err.rfind("memtax: error: --probe: /nonexistent/memtax-probe not found", 0), 0u) << r.err;
-    r = cli({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory.json"});
+    r = run_command({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory.json"});
     EXPECT_EQ(r.code, 2);  // no stream cases to fit
     // `probe` end to end with a stand-in for memtax-probe that writes the recorded H100 run:
     // probe, calibrate, validate in one step (exit 1: the recorded decode misses).
@@ -322,7 +312,7 @@ TEST(Cli, CalibrateAndProbe) {
     }
     std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
     const std::string meas = testing::TempDir() + "memtax-probe-out.json", cal = testing::TempDir() + "memtax-probe-cal.yaml";
-    r = cli({"probe", "--probe", fake, "--measurements", meas, "--calibrated", cal});
+    r = run_command({"probe", "--probe", fake, "--measurements", meas, "--calibrated", cal});
     EXPECT_EQ(r.code, 1) << r.err;
     EXPECT_NE(r.out.find("wrote " + cal), std::string::npos);
     EXPECT_NE(r.out.find("148 probe cases: allocated bytes exact in 148"), std::string::npos);
@@ -341,7 +331,7 @@ TEST(Cli, BadStringsNumbersAndNoGpuAreInputErrors) {
         text.replace(text.find("name: bad"), 9, "name: caf\xe9");  // Latin-1 é
         std::ofstream(yaml) << text;
     }
-    Result r = cli({"estimate", "--model", yaml, "--format", "json"});
+    Result r = run_command({"estimate", "--model", yaml, "--format", "json"});
     EXPECT_EQ(r.code, 2);
     EXPECT_EQ(r.err, "memtax: error: " + yaml + ":1: (encoding): byte 0xE9 is not valid UTF-8; profiles are UTF-8 text\n");
     EXPECT_TRUE(r.out.empty());
@@ -355,14 +345,14 @@ TEST(Cli, BadStringsNumbersAndNoGpuAreInputErrors) {
         text.replace(at, end - at, "\"vocab_size\": 1e400");
         std::ofstream(cfg) << text;
     }
-    r = cli({"estimate", "--model", cfg});
+    r = run_command({"estimate", "--model", cfg});
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find(": vocab_size: the number 1e400 is out of range"), std::string::npos) << r.err;
     // A stand-in for memtax-probe on a host without a GPU (its exit 4).
     const std::string fake = dir + "memtax-nogpu-probe.sh";
     std::ofstream(fake) << "#!/bin/sh\necho 'memtax-probe: no usable CUDA device (none found)' >&2\nexit 4\n";
     std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
-    r = cli({"probe", "--probe", fake, "--measurements", dir + "memtax-nogpu.json"});
+    r = run_command({"probe", "--probe", fake, "--measurements", dir + "memtax-nogpu.json"});
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("memtax: error: --probe: this host has no usable CUDA GPU"), std::string::npos) << r.err;
 }
@@ -377,13 +367,13 @@ TEST(Cli, EveryCommandHasEveryFormat) {
                  {"validate", "--measurements", meas}}) {
             args.push_back("--format");
             args.push_back(format);
-            const Result r = cli(args);
+            const Result r = run_command(args);
             EXPECT_LE(r.code, 1) << args[0] << ": " << r.err;
             EXPECT_FALSE(r.out.empty()) << args[0];
             if (format == "json") EXPECT_TRUE(nlohmann::json::accept(r.out)) << args[0];
             if (format == "csv") EXPECT_NE(r.out.find(','), std::string::npos) << args[0];
         }
     }
-    const Result bad = cli({"estimate", "--format", "xml"});
+    const Result bad = run_command({"estimate", "--format", "xml"});
     EXPECT_EQ(bad.code, 2);
 }

@@ -11,23 +11,13 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli_run.hpp"
 #include "core/number.hpp"
 #include "report/table.hpp"
 
 using namespace memtax;
 
 namespace {
-
-struct Result {
-    int code;
-    std::string out, err;
-};
-
-Result cli(std::vector<std::string> args) {
-    std::ostringstream out, err;
-    int code = run_cli(args, out, err);
-    return {code, out.str(), err.str()};
-}
 
 std::string ux(const std::string& f) { return std::string(MEMTAX_TEST_DATA) + "/ux/" + f; }
 
@@ -46,35 +36,35 @@ std::string csv_value(const std::string& csv, const std::string& section, const 
 // --- names -----------------------------------------------------------------------------------
 
 TEST(CliUx, AGpuFamilyListsItsMembers) {
-    Result r = cli({"estimate", "--gpu", "h100"});
+    Result r = run_command({"estimate", "--gpu", "h100"});
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("\"h100\" names"), std::string::npos) << r.err;
     for (const char* g : {"h100-sxm ", "h100-pcie "}) EXPECT_NE(r.err.find(g), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("h200"), std::string::npos) << r.err;
     // A full name or an alias picks one.
-    EXPECT_EQ(cli({"estimate", "--gpu", "h100-sxm5", "--format", "json"}).code, 0);
+    EXPECT_EQ(run_command({"estimate", "--gpu", "h100-sxm5", "--format", "json"}).code, 0);
 }
 
 TEST(CliUx, ModelAliasesResolve) {
     for (const char* name : {"llama3-8b", "llama-3-8b", "meta-llama/Llama-3.1-8B", "Llama-3.1-8B", "llama3.1-8b"}) {
-        Result r = cli({"estimate", "--model", name, "--format", "json"});
+        Result r = run_command({"estimate", "--model", name, "--format", "json"});
         ASSERT_EQ(r.code, 0) << name << ": " << r.err;
         EXPECT_EQ(nlohmann::json::parse(r.out)["inputs"]["model"]["name"], "llama-3.1-8b") << name;
     }
     // A typo is not a family: "llama-3.1-8" is one letter short of llama-3.1-8b.
-    Result typo = cli({"estimate", "--model", "llama-3.1-8"});
+    Result typo = run_command({"estimate", "--model", "llama-3.1-8"});
     EXPECT_EQ(typo.code, 2);
     EXPECT_NE(typo.err.find("did you mean \"llama-3.1-8b\""), std::string::npos) << typo.err;
 }
 
 TEST(CliUx, MisspeltCommandsAndFlagsGetSuggestions) {
-    Result cmd = cli({"estmate"});
+    Result cmd = run_command({"estmate"});
     EXPECT_EQ(cmd.code, 2);
     EXPECT_EQ(cmd.err.rfind("memtax: error: unknown command \"estmate\" (did you mean \"estimate\"?)", 0), 0u) << cmd.err;
-    Result flag = cli({"estimate", "--contxt", "32k"});
+    Result flag = run_command({"estimate", "--contxt", "32k"});
     EXPECT_EQ(flag.code, 2);
     EXPECT_EQ(flag.err.rfind("memtax: error: estimate: unknown flag --contxt (did you mean \"--context\"?)", 0), 0u) << flag.err;
-    Result eq = cli({"whatif", "--batchs=1"});
+    Result eq = run_command({"whatif", "--batchs=1"});
     EXPECT_NE(eq.err.find("did you mean \"--batches\"?"), std::string::npos) << eq.err;
     EXPECT_TRUE(flag.out.empty());
 }
@@ -92,11 +82,11 @@ TEST(CliUx, TokenCountsTakeBinarySuffixes) {
     EXPECT_EQ(v, 1536u);
     EXPECT_EQ(parse_token_count("0.1k", v), NumberParse::NotInteger);  // 102.4 tokens
     EXPECT_EQ(parse_token_count("32kk", v), NumberParse::Invalid);
-    Result r = cli({"estimate", "--context", "32k", "--format", "json"});
+    Result r = run_command({"estimate", "--context", "32k", "--format", "json"});
     ASSERT_EQ(r.code, 0) << r.err;
     // KV of Llama-3.1-8B: 2 · 32 layers · 8 heads · 128 · 2 B = 131,072 B per token; × 32,768.
     EXPECT_EQ(nlohmann::json::parse(r.out)["per_gpu"]["kv_cache_bytes"], 131072ull * 32768);
-    Result w = cli({"whatif", "--contexts", "8k,1e4", "--batches", "1", "--modes", "prefill", "--kv-dtypes", "bf16", "--setup",
+    Result w = run_command({"whatif", "--contexts", "8k,1e4", "--batches", "1", "--modes", "prefill", "--kv-dtypes", "bf16", "--setup",
                     "llama-3.1-8b@1xh100-sxm", "--format", "csv"});
     ASSERT_EQ(w.code, 0) << w.err;
     EXPECT_NE(w.out.find(",8192,bf16,"), std::string::npos) << w.out;
@@ -121,23 +111,23 @@ TEST(CliUx, ExponentNotationExactlyWhenInteger) {
     EXPECT_EQ(parse_exact_integer("e9", v), NumberParse::Invalid);
     EXPECT_EQ(parse_exact_integer("1e", v), NumberParse::Invalid);
     // The CLI takes the same notation: --batch 1e1 is 10 sequences.
-    Result r = cli({"estimate", "--batch", "1e1", "--format", "json"});
+    Result r = run_command({"estimate", "--batch", "1e1", "--format", "json"});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(nlohmann::json::parse(r.out)["inputs"]["workload"]["batch"], 10);
-    EXPECT_EQ(cli({"estimate", "--batch", "1.5e0"}).code, 2);
+    EXPECT_EQ(run_command({"estimate", "--batch", "1.5e0"}).code, 2);
 }
 
 // --- defaults that follow the model ------------------------------------------------------------
 
 TEST(CliUx, DefaultContextNeverExceedsTheModel) {
     // Llama-2-7B's max_position_embeddings is 4,096 < 8,192.
-    Result r = cli({"estimate", "--model", "llama-2-7b", "--format", "json"});
+    Result r = run_command({"estimate", "--model", "llama-2-7b", "--format", "json"});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(nlohmann::json::parse(r.out)["inputs"]["workload"]["context"], 4096);
-    Result l = cli({"estimate", "--model", "llama-3.1-8b", "--format", "json"});
+    Result l = run_command({"estimate", "--model", "llama-3.1-8b", "--format", "json"});
     EXPECT_EQ(nlohmann::json::parse(l.out)["inputs"]["workload"]["context"], 8192);
     // The what-if grid's default contexts stop at each model's maximum too.
-    Result w = cli({"whatif", "--setup", "llama-2-7b@1xh100-sxm", "--batches", "1", "--kv-dtypes", "bf16", "--modes", "prefill", "--format", "csv"});
+    Result w = run_command({"whatif", "--setup", "llama-2-7b@1xh100-sxm", "--batches", "1", "--kv-dtypes", "bf16", "--modes", "prefill", "--format", "csv"});
     ASSERT_EQ(w.code, 0) << w.err;
     EXPECT_NE(w.out.find(",4096,bf16,"), std::string::npos) << w.out;
     EXPECT_EQ(w.out.find(",8192,"), std::string::npos) << w.out;
@@ -150,26 +140,26 @@ TEST(CliUx, DtypeAndWeightDtypeCastTheWholeModel) {
     for (const std::vector<std::string> flag : {std::vector<std::string>{"--weight-dtype", "bf16"}, std::vector<std::string>{"--dtype", "bf16"}}) {
         std::vector<std::string> args = {"estimate", "--model", ux("fp32_model.yaml"), "--format", "json", "--context", "128"};
         args.insert(args.end(), flag.begin(), flag.end());
-        Result r = cli(args);
+        Result r = run_command(args);
         ASSERT_EQ(r.code, 0) << r.err;
         const auto j = nlohmann::json::parse(r.out);
         EXPECT_EQ(j["per_gpu"]["parameters"], 1692928);
         EXPECT_EQ(j["per_gpu"]["weights_bytes"], 2 * 1692928) << flag[0];  // embeddings and norms in bf16 too
     }
     // Without a cast the fp32 config stays fp32.
-    Result f = cli({"estimate", "--model", ux("fp32_model.yaml"), "--format", "json", "--context", "128"});
+    Result f = run_command({"estimate", "--model", ux("fp32_model.yaml"), "--format", "json", "--context", "128"});
     EXPECT_EQ(nlohmann::json::parse(f.out)["per_gpu"]["weights_bytes"], 4 * 1692928);
 }
 
 // --- vLLM's engine arguments --------------------------------------------------------------------
 
 TEST(CliUx, VllmEngineArgumentsAndMaxNumSeqs) {
-    Result over = cli({"estimate", "--runtime", "vllm", "--batch", "300", "--format", "json"});
+    Result over = run_command({"estimate", "--runtime", "vllm", "--batch", "300", "--format", "json"});
     ASSERT_EQ(over.code, 0) << over.err;
     auto j = nlohmann::json::parse(over.out);
     EXPECT_FALSE(j["per_gpu"]["fits"]);  // vLLM's default max_num_seqs is 256
     EXPECT_NE(j["verdict"].get<std::string>().find("max_num_seqs is 256"), std::string::npos) << j["verdict"];
-    Result args = cli({"estimate", "--runtime", "vllm", "--batch", "2", "--gpu-memory-utilization", "0.5", "--max-num-seqs", "300",
+    Result args = run_command({"estimate", "--runtime", "vllm", "--batch", "2", "--gpu-memory-utilization", "0.5", "--max-num-seqs", "300",
                        "--max-num-batched-tokens", "4k", "--block-size", "32", "--format", "json"});
     ASSERT_EQ(args.code, 0) << args.err;
     j = nlohmann::json::parse(args.out);
@@ -180,16 +170,16 @@ TEST(CliUx, VllmEngineArgumentsAndMaxNumSeqs) {
     EXPECT_EQ(j["vllm"]["requested_bytes"], 42508746752u);
     // One page = 32 tokens · 2 · 8 heads · 128 · 2 B = 131,072 B per layer.
     EXPECT_EQ(j["vllm"]["page_bytes"], 32u * 2 * 8 * 128 * 2);
-    Result wrong = cli({"estimate", "--max-num-seqs", "8"});
+    Result wrong = run_command({"estimate", "--max-num-seqs", "8"});
     EXPECT_EQ(wrong.code, 2);
     EXPECT_NE(wrong.err.find("--max-num-seqs: is a vLLM engine argument"), std::string::npos) << wrong.err;
-    EXPECT_EQ(cli({"estimate", "--runtime", "vllm", "--gpu-memory-utilization", "1.2"}).code, 2);
+    EXPECT_EQ(run_command({"estimate", "--runtime", "vllm", "--gpu-memory-utilization", "1.2"}).code, 2);
 }
 
 // --- GPU profiles ---------------------------------------------------------------------------------
 
 TEST(CliUx, GpuFileWithoutEfficienciesWarnsAndStatesTheDefault) {
-    Result r = cli({"estimate", "--gpu", ux("gpu_no_efficiency.yaml"), "--time", "--format", "json"});
+    Result r = run_command({"estimate", "--gpu", ux("gpu_no_efficiency.yaml"), "--time", "--format", "json"});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.err.find("memtax: warning:"), std::string::npos);
     EXPECT_NE(r.err.find("no efficiency: block"), std::string::npos) << r.err;
@@ -200,7 +190,7 @@ TEST(CliUx, GpuFileWithoutEfficienciesWarnsAndStatesTheDefault) {
 }
 
 TEST(CliUx, CapacityIsWhatTheCardReports) {
-    Result r = cli({"gpus", "--format", "json"});
+    Result r = run_command({"gpus", "--format", "json"});
     ASSERT_EQ(r.code, 0);
     std::map<std::string, nlohmann::json> g;
     const auto all = nlohmann::json::parse(r.out);
@@ -214,7 +204,7 @@ TEST(CliUx, CapacityIsWhatTheCardReports) {
 // --- output ----------------------------------------------------------------------------------------
 
 TEST(CliUx, CsvCarriesVerdictTimeAndVllm) {
-    Result r = cli({"estimate", "--runtime", "vllm", "--batch", "4", "--time", "--format", "csv"});
+    Result r = run_command({"estimate", "--runtime", "vllm", "--batch", "4", "--time", "--format", "csv"});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_EQ(r.out.rfind("section,name,value,unit,note\n", 0), 0u);
     EXPECT_EQ(csv_value(r.out, "result", "fits"), "true");
@@ -235,7 +225,7 @@ TEST(CliUx, EveryCommandHasEveryFormat) {
         for (auto args : commands) {
             args.push_back("--format");
             args.push_back(format);
-            Result r = cli(args);
+            Result r = run_command(args);
             ASSERT_EQ(r.code, 0) << args[0] << " " << format << ": " << r.err;
             ASSERT_FALSE(r.out.empty()) << args[0] << " " << format;
             if (format == "json") EXPECT_TRUE(nlohmann::json::accept(r.out)) << args[0];
@@ -251,7 +241,7 @@ TEST(CliUx, EveryCommandHasEveryFormat) {
     const auto dir = std::filesystem::temp_directory_path() / "memtax_ux_calibrate";
     std::filesystem::create_directories(dir);
     for (const std::string format : {"table", "json", "csv", "markdown"}) {
-        Result r = cli({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/probe_h100.json", "--gpu", "h100-sxm", "-o",
+        Result r = run_command({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/probe_h100.json", "--gpu", "h100-sxm", "-o",
                         (dir / "cal.yaml").string(), "--format", format});
         ASSERT_EQ(r.code, 0) << format << ": " << r.err;
         EXPECT_NE(r.out.find("gemm_bf16"), std::string::npos) << format;
@@ -261,7 +251,7 @@ TEST(CliUx, EveryCommandHasEveryFormat) {
 
 // The JSON printer's golden: the hgx-h100-8 cluster as its profile states it, written out by hand.
 TEST(CliUx, ClustersJsonGolden) {
-    Result c = cli({"clusters", "--format", "json"});
+    Result c = run_command({"clusters", "--format", "json"});
     ASSERT_EQ(c.code, 0);
     const auto all = nlohmann::json::parse(c.out);
     EXPECT_EQ(all["schema"], "memtax.clusters/1");
@@ -311,12 +301,12 @@ TEST(CliUx, PrinterGoldens) {
 TEST(CliUx, EstimateMarkdownAndCsvAgreeWithTheHandCount) {
     // Llama-3.1-8B, bf16, 8,192 tokens: KV = 2 · 32 · 8 · 128 · 2 B · 8,192 = 1,073,741,824 B; weights =
     // 2 B × 8,030,261,248 parameters = 16,060,522,496 B.
-    Result md = cli({"estimate", "--format", "markdown"});
+    Result md = run_command({"estimate", "--format", "markdown"});
     ASSERT_EQ(md.code, 0);
     EXPECT_NE(md.out.find("| kv_cache | 1,073,741,824 | B |"), std::string::npos) << md.out;
     EXPECT_NE(md.out.find("| weights | 16,060,522,496 | B |"), std::string::npos);
     EXPECT_NE(md.out.find("**Verdict:** fits"), std::string::npos);
-    Result csv = cli({"estimate", "--format", "csv"});
+    Result csv = run_command({"estimate", "--format", "csv"});
     EXPECT_EQ(csv_value(csv.out, "per_gpu", "kv_cache"), "1073741824");
     EXPECT_EQ(csv_value(csv.out, "per_gpu", "weights"), "16060522496");
 }
@@ -324,10 +314,10 @@ TEST(CliUx, EstimateMarkdownAndCsvAgreeWithTheHandCount) {
 // --- words ---------------------------------------------------------------------------------------
 
 TEST(CliUx, TtftSaysWhatItMeasuresPerRuntime) {
-    Result hf = cli({"estimate", "--batch", "4", "--time"});
+    Result hf = run_command({"estimate", "--batch", "4", "--time"});
     ASSERT_EQ(hf.code, 0) << hf.err;
     EXPECT_NE(hf.out.find("static batch: every request waits for the prefill of 4 prompts"), std::string::npos) << hf.out;
-    Result v = cli({"estimate", "--runtime", "vllm", "--batch", "4", "--context", "4k", "--time", "--format", "json"});
+    Result v = run_command({"estimate", "--runtime", "vllm", "--batch", "4", "--context", "4k", "--time", "--format", "json"});
     ASSERT_EQ(v.code, 0) << v.err;
     const auto f = nlohmann::json::parse(v.out)["time"]["first_token"];
     EXPECT_EQ(f["schedule"], "continuous batching, chunked prefill");
@@ -340,11 +330,11 @@ TEST(CliUx, TtftSaysWhatItMeasuresPerRuntime) {
 }
 
 TEST(CliUx, ExplainListsLiveTensorsAndNoWindowForAFullAttentionModel) {
-    Result r = cli({"estimate", "--explain"});
+    Result r = run_command({"estimate", "--explain"});
     ASSERT_EQ(r.code, 0);
     EXPECT_NE(r.out.find("Tensors live at the forward peak"), std::string::npos);
     EXPECT_EQ(r.out.find("window"), std::string::npos) << "Llama-3.1-8B has no sliding window";
-    Result j = cli({"estimate", "--explain", "--format", "json"});
+    Result j = run_command({"estimate", "--explain", "--format", "json"});
     const auto live = nlohmann::json::parse(j.out)["live_at_peak"];
     ASSERT_FALSE(live.empty());
     // The tensors live at the peak add up to at most the forward peak (the rest is the resident cache).
@@ -369,13 +359,13 @@ TEST(CliUx, ADecimalCommaLocaleGivesTheSameBytes) {
         {"estimate", "--runtime", "vllm", "--time", "--format", "markdown"}, {"gpus", "--format", "csv"},
         {"whatif", "--format", "csv"}, {"estimate", "--gpu", ux("gpu_no_efficiency.yaml"), "--time"}};
     std::vector<std::string> before;
-    for (const auto& a : runs) before.push_back(cli(a).out);
+    for (const auto& a : runs) before.push_back(run_command(a).out);
     const std::locale old = std::locale::global(std::locale(std::locale::classic(), new CommaDecimal));
     // The C library's numeric locale too, where the machine has a decimal-comma locale installed.
     const std::string c_old = std::setlocale(LC_NUMERIC, nullptr);
     const bool c_comma = std::setlocale(LC_NUMERIC, "de_DE.UTF-8") != nullptr;
     std::vector<std::string> after;
-    for (const auto& a : runs) after.push_back(cli(a).out);
+    for (const auto& a : runs) after.push_back(run_command(a).out);
     std::setlocale(LC_NUMERIC, c_old.c_str());
     std::locale::global(old);
     for (size_t i = 0; i < runs.size(); ++i) EXPECT_EQ(before[i], after[i]) << runs[i][0] << " " << runs[i].back();
@@ -385,7 +375,7 @@ TEST(CliUx, ADecimalCommaLocaleGivesTheSameBytes) {
 // Found by the scenario fuzzer: a name longer than a path may be is an unknown name (exit 2), not
 // a filesystem error out of the catalog (exit 3).
 TEST(CliUx, AnOverlongNameIsAnUnknownName) {
-    Result r = cli({"estimate", "--gpu", "h" + std::string(300, 'x') + "200-sxm"});
+    Result r = run_command({"estimate", "--gpu", "h" + std::string(300, 'x') + "200-sxm"});
     EXPECT_EQ(r.code, 2) << r.err;
     EXPECT_NE(r.err.find("unknown gpu"), std::string::npos) << r.err;
 }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli_run.hpp"
 #include "cli/common.hpp"
 #include "planner/planner.hpp"
 #include "planner/sweep.hpp"
@@ -19,16 +20,6 @@ using namespace memtax;
 namespace {
 
 ScenarioSpec scenario(const std::string& yaml) { return load_scenario_yaml(yaml, "test.yaml"); }
-
-struct Result {
-    int code;
-    std::string out, err;
-};
-Result run(std::vector<std::string> args) {
-    std::ostringstream out, err;
-    int code = run_cli(args, out, err);
-    return {code, out.str(), err.str()};
-}
 
 const char* kBase = R"(
 name: t
@@ -105,7 +96,7 @@ TEST(Scenario, MalformedFilesAreOneLineErrors) {
     };
     for (const auto& c : cases) {
         const std::string path = std::string(MEMTAX_TEST_DATA) + "/bad/" + c.file;
-        Result r = run({"plan", path});
+        Result r = run_command({"plan", path});
         EXPECT_EQ(r.code, 2) << c.file;
         EXPECT_EQ(r.err.rfind(fmt::format("memtax: error: {}:{}: {}", path, c.line, c.text), 0), 0u) << r.err;
         EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
@@ -163,7 +154,7 @@ TEST(Planner, InfeasibleNamesTheBindingConstraint) {
     EXPECT_GT(r.closest->binding_ratio, 2.0);  // 811 GB over at most 2 × 85 GB: more than twice the budget
     // The closest is the 2-GPU split (the least memory per GPU).
     EXPECT_EQ(r.closest->gpus, 2u);
-    Result cl = run({"plan", "--check", std::string(MEMTAX_SOURCE_DIR) + "/tests/data/scenarios/tiny-8b.yaml"});
+    Result cl = run_command({"plan", "--check", std::string(MEMTAX_SOURCE_DIR) + "/tests/data/scenarios/tiny-8b.yaml"});
     EXPECT_EQ(cl.code, 0) << cl.err;
 }
 
@@ -216,7 +207,7 @@ TEST(Planner, EveryShippedScenarioIsAnswered) {
         ++n;
     }
     EXPECT_GE(n, 3);
-    Result j = run({"plan", std::string(MEMTAX_SOURCE_DIR) + "/scenarios/rag-128k-8b.yaml", "--format", "json"});
+    Result j = run_command({"plan", std::string(MEMTAX_SOURCE_DIR) + "/scenarios/rag-128k-8b.yaml", "--format", "json"});
     ASSERT_EQ(j.code, 0) << j.err;
     const auto doc = nlohmann::json::parse(j.out);
     EXPECT_EQ(doc["schema"], "memtax.plan/1");
@@ -238,7 +229,7 @@ TEST(Planner, MaxBatchAndContextAreTheLastThatFit) {
     ASSERT_GT(c, 0u);
     EXPECT_TRUE(plan.evaluate(Point{Mode::Prefill, 16, c}).fits);
     EXPECT_FALSE(plan.evaluate(Point{Mode::Prefill, 16, c + 1}).fits);
-    Result r = run({"max-batch", "--context", "32k"});
+    Result r = run_command({"max-batch", "--context", "32k"});
     EXPECT_EQ(r.out.rfind(fmt::format("largest batch at context 32,768: {} sequences", b), 0), 0u) << r.out;
 }
 
@@ -271,12 +262,12 @@ TEST(Setup, LayoutIsExplicitPastANode) {
     EXPECT_EQ(b.pp, 2u);
     EXPECT_THROW(cli::parse_setup("llama-3.1-70b@16xh200"), InputError);  // TP 16 would cross a node
     EXPECT_THROW(cli::parse_setup("llama-3.1-70b@6xh200:tp4"), InputError);
-    Result w = run({"whatif", "--setup", "llama-3.1-70b@16xh200:tp8", "--tps", "4,8", "--contexts", "8k", "--batches", "1", "--kv-dtypes",
+    Result w = run_command({"whatif", "--setup", "llama-3.1-70b@16xh200:tp8", "--tps", "4,8", "--contexts", "8k", "--batches", "1", "--kv-dtypes",
                     "bf16", "--modes", "decode", "--format", "csv"});
     ASSERT_EQ(w.code, 0) << w.err;
     EXPECT_NE(w.out.find("llama-3.1-70b,h200,16,4,"), std::string::npos) << w.out;
     EXPECT_NE(w.out.find("llama-3.1-70b,h200,16,8,"), std::string::npos) << w.out;
-    Result v = run({"vs", "--setup", "llama-3.1-8b@1xh100-sxm", "--setup", "llama-3.1-8b@1xh200", "--format", "json"});
+    Result v = run_command({"vs", "--setup", "llama-3.1-8b@1xh100-sxm", "--setup", "llama-3.1-8b@1xh200", "--format", "json"});
     ASSERT_EQ(v.code, 0) << v.err;
     const auto rows = nlohmann::json::parse(v.out)["sections"]["setups"]["rows"];
     ASSERT_EQ(rows.size(), 2u);

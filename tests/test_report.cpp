@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli_run.hpp"
 #include "report/capacity_report.hpp"
 #include "report/svg.hpp"
 #include "spec/loaders.hpp"
@@ -22,16 +23,6 @@ using namespace memtax;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Result {
-    int code;
-    std::string out, err;
-};
-Result run(std::vector<std::string> args) {
-    std::ostringstream out, err;
-    int code = run_cli(args, out, err);
-    return {code, out.str(), err.str()};
-}
 
 std::string slurp(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
@@ -151,7 +142,7 @@ TEST(Report, TheCommittedReportsAreCurrent) {
     const fs::path out = temp_dir("reports");
     const auto cwd = fs::current_path();
     fs::current_path(MEMTAX_SOURCE_DIR);
-    Result r = run({"report", "--out", out.string()});
+    Result r = run_command({"report", "--out", out.string()});
     fs::current_path(cwd);
     ASSERT_EQ(r.code, 0) << r.err;
     size_t files = 0;
@@ -212,7 +203,7 @@ TEST(Report, HeadlessChromiumRendersThePage) {
 TEST(Check, PassesAgainstTheCommittedBaselineAndCatchesARegression) {
     const auto cwd = fs::current_path();
     fs::current_path(MEMTAX_SOURCE_DIR);
-    Result ok = run({"check", "--baseline", "reports"});
+    Result ok = run_command({"check", "--baseline", "reports"});
     EXPECT_EQ(ok.code, 0) << ok.out << ok.err;
     EXPECT_NE(ok.out.find("result: pass"), std::string::npos);
     // A baseline that promised twice the throughput: now is 50% worse, past the 2% tolerance.
@@ -220,7 +211,7 @@ TEST(Check, PassesAgainstTheCommittedBaselineAndCatchesARegression) {
     auto j = nlohmann::json::parse(slurp("reports/rag-128k-8b.json"));
     j["plan"]["plans"]["rows"][0]["tokens_per_s"] = j["plan"]["plans"]["rows"][0]["tokens_per_s"].get<double>() * 2;
     std::ofstream(dir / "rag-128k-8b.json") << j.dump();
-    Result bad = run({"check", "scenarios/rag-128k-8b.yaml", "--baseline", (dir / "rag-128k-8b.json").string()});
+    Result bad = run_command({"check", "scenarios/rag-128k-8b.yaml", "--baseline", (dir / "rag-128k-8b.json").string()});
     EXPECT_EQ(bad.code, 1) << bad.out << bad.err;
     EXPECT_NE(bad.out.find("REGRESSED"), std::string::npos) << bad.out;
     EXPECT_NE(bad.out.find("-50.00%"), std::string::npos) << bad.out;
@@ -228,12 +219,12 @@ TEST(Check, PassesAgainstTheCommittedBaselineAndCatchesARegression) {
     std::string y = slurp("scenarios/long-context-chat-70b.yaml");
     y.replace(y.find("  max_tpot_s: 0.06"), 17, "  max_tpot_s: 0.000001");
     std::ofstream(dir / "tight.yaml") << y;
-    Result gate = run({"check", (dir / "tight.yaml").string()});
+    Result gate = run_command({"check", (dir / "tight.yaml").string()});
     EXPECT_EQ(gate.code, 1) << gate.out << gate.err;
     EXPECT_NE(gate.out.find("FAIL"), std::string::npos);
     // A file that is not a report is bad input.
     std::ofstream(dir / "x.json") << "{}";
-    Result input = run({"check", "scenarios/rag-128k-8b.yaml", "--baseline", (dir / "x.json").string()});
+    Result input = run_command({"check", "scenarios/rag-128k-8b.yaml", "--baseline", (dir / "x.json").string()});
     EXPECT_EQ(input.code, 2);
     EXPECT_NE(input.err.find("not a memtax report"), std::string::npos) << input.err;
     fs::current_path(cwd);
