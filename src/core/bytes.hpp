@@ -1,6 +1,7 @@
 #pragma once
 // Exact, overflow-checked unsigned 64-bit arithmetic for byte, element and FLOP counts.
 // Every multiply and add names the term it computes so an overflow error says which one.
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -47,6 +48,14 @@ inline u64 mul_frac(u64 a, u64 b, u64 c) {
 // 1 GiB = 2^30 bytes; memtax prints binary units and says so in every header.
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr double kMiB = 1024.0 * 1024.0;
+// A non-negative real rounded up to a count, saturating at 2^64-1 (a converted double past the
+// u64 range is undefined behaviour); NaN and negatives give 0.
+inline u64 ceil_to_u64_saturating(double v) {
+    if (!(v > 0)) return 0;
+    if (v >= 18446744073709551615.0) return ~u64{0};
+    return static_cast<u64>(std::ceil(v));
+}
+
 inline double to_gib(u64 b) { return static_cast<double>(b) / kGiB; }
 
 }  // namespace memtax

@@ -361,7 +361,7 @@ TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, cons
     // once 2·T / bytes-per-element reaches the ridge point.
     const DType& wd = *prefill.workload.weight_dtype;
     const double bytes_per_weight = static_cast<double>(wd.bits) / 8.0;
-    t.crossover_tokens = static_cast<u64>(std::ceil(t.ridge_flops_per_byte * bytes_per_weight / 2.0));
+    t.crossover_tokens = ceil_to_u64_saturating(t.ridge_flops_per_byte * bytes_per_weight / 2.0);
     t.topology = topo.spec().name;
     t.prefill = step_time(prefill, topo, r);
     t.decode = step_time(decode, topo, r);

@@ -252,7 +252,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                         const TimeEstimate& t = time_at(b);
                                         const double stay = ttft_of(t) + static_cast<double>(s.output.mean) * t.tpot_s;
                                         const double conc = *s.request_rate_per_s / static_cast<double>(dp) * stay;
-                                        const u64 next = conc >= 1e6 ? u64{1000000} : std::max<u64>(1, static_cast<u64>(std::ceil(conc)));
+                                        const u64 next = std::clamp<u64>(ceil_to_u64_saturating(conc), 1, 1000000);
                                         if (next == b || next >= 1000000) {
                                             b = next;
                                             break;

@@ -14,7 +14,7 @@ namespace {
 using ojson = nlohmann::ordered_json;
 
 std::string tokens_label(double v) {
-    const u64 n = static_cast<u64>(std::llround(v));
+    const u64 n = ceil_to_u64_saturating(std::round(v));
     if (n >= (u64{1} << 20) && n % (u64{1} << 20) == 0) return fmt::format("{}M", n >> 20);
     if (n >= 1024 && n % 1024 == 0) return fmt::format("{}k", n >> 10);
     return std::to_string(n);
