@@ -1,6 +1,10 @@
 // Multi-head / grouped-query / multi-query attention with rotary embeddings, over every key
-// (full_attention) or over the last `sliding_window` keys (sliding_attention: Mistral, Qwen2's
-// upper layers). Per sequence it caches K and V: 2 · kv_heads · head_dim elements per token.
+// (full_attention), over the last `sliding_window` keys (sliding_attention: Mistral, Qwen2's
+// upper layers, Gemma-2/3 and gpt-oss local layers), or over a sparse pattern of local, global
+// and random-block keys (sparse_attention: Longformer, arXiv 2004.05150; BigBird, arXiv
+// 2007.14062). Per sequence it caches K and V: 2 · kv_heads · head_dim elements per token.
+// Variants read from the model: per-head q/k RMSNorm (Qwen3, Gemma-3), tanh soft-capping of the
+// scores (Gemma-2), a learned sink logit per head in the softmax (gpt-oss).
 #include "blocks/block.hpp"
 
 namespace memtax {
@@ -18,11 +22,17 @@ CacheSpec kv_cache(const BlockEnv& env, u64 window) {
     return CacheSpec{checked_mul(2, env.shard.kv_dim, "kv cache"), 2, window};
 }
 
+// Keys a sparse query attends at most: its local window, the global tokens, the random blocks.
+u64 sparse_keys(const ModelSpec& m) {
+    return checked_add(checked_add(m.attn.sparse_local, m.attn.sparse_global, "sparse keys"),
+                       checked_mul(m.attn.sparse_random_blocks, m.attn.sparse_block, "sparse keys"), "sparse keys");
+}
+
 // transformers' LlamaAttention / MistralAttention / Qwen2Attention in eager PyTorch.
 // `joint_update`: DynamicSlidingWindowLayer.update concatenates K and V before releasing either
 // old tensor, and always copies (onto empty tensors in prefill); DynamicLayer.update rebinds K
 // before V's cat, and an empty cache keeps the new tensors themselves.
-int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool joint_update) {
+int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool joint_update, bool sparse) {
     const ModelSpec& m = env.model;
     const ShardSizes& s = env.shard;
     const RuntimeSpec& rt = env.runtime;
@@ -37,12 +47,27 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
     int q = g.op1(blk::linear("q_proj", OpGroup::Projection, h, s.q_dim, "q_proj", m.qkv_bias ? "q_bias" : nullptr), {xn}, act("q", q_size));
     int k = g.op1(blk::linear("k_proj", OpGroup::Projection, h, s.kv_dim, "k_proj", m.qkv_bias ? "k_bias" : nullptr), {xn}, act("k", kv_size));
     int v = g.op1(blk::linear("v_proj", OpGroup::Projection, h, s.kv_dim, "v_proj", m.qkv_bias ? "v_bias" : nullptr), {xn}, act("v", kv_size));
+    if (m.attn.qk_norm) {
+        // q_norm / k_norm over each head's channels (Qwen3Attention, Gemma3Attention).
+        q = g.op1(blk::rms_norm("q_norm", s.heads_q, d), {q}, act("q_normed", q_size));
+        k = g.op1(blk::rms_norm("k_norm", s.heads_kv, d), {k}, act("k_normed", kv_size));
+    }
     // Rotary embedding: q*cos and rotate_half(q)*sin are live beside input and output; 3 FLOPs
     // an element. apply_rotary_pos_emb returns both rotated tensors before q and k are rebound.
     int qr = g.op1({"rotary_q", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.q_dim, {S::Batch, S::Sq}), {}, {{q_size, R::Act}, {q_size, R::Act}}},
                    {q}, act("q_rot", q_size));
     int kr = g.op1({"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.kv_dim, {S::Batch, S::Sq}), {}, {{kv_size, R::Act}, {kv_size, R::Act}}},
                    {k}, act("k_rot", kv_size), {q});
+    // Until self_attn returns, the decoder layer's variable keeps the normed input and the
+    // attention module's `query_states` keeps the rotated queries.
+    auto finish = [&](int attn_out, int probs_held) {
+        std::vector<int> holds = io.holds_last;
+        holds.push_back(keep.normed_input ? xn : -1);
+        holds.push_back(keep.query_states ? qr : -1);
+        holds.push_back(probs_held);
+        return g.op1h(blk::linear("o_proj", OpGroup::Projection, s.q_dim, h, "o_proj", m.o_bias ? "o_bias" : nullptr), {attn_out},
+                      act("o", tokens(h)), holds);
+    };
     // The cache update: torch.cat makes the layer's new storage while the old one is still
     // referenced; the old is released when the cache attribute is rebound.
     const Size new_size(s.kv_dim, {S::Batch, S::SkvNew});
@@ -67,15 +92,39 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // eager_attention_forward: repeat_kv materialises K and V per query head (GQA),
         // scores = (Q Kᵀ) · scale + mask, softmax in the softmax dtype, cast back, P V.
         const Size rep(s.heads_q * d, {S::Batch, S::Skv});
-        const Size ss(s.heads_q, {S::Batch, S::Sq, S::Skv});
-        const Size qk_flops(checked_product({2, s.heads_q, d}, "scores"), {S::Batch, S::Sq, S::Skv});
+        // A sparse layer's kernel keeps only the scores of the keys each query attends.
+        const Size ss(s.heads_q, {S::Batch, S::Sq, sparse ? S::AttnKeys : S::Skv});
+        const Size qk_flops(checked_product({2, s.heads_q, d}, "scores"), {S::Batch, S::Sq, sparse ? S::AttnKeys : S::Skv});
         int krep = g.op1({"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kc},
                          TensorInfo{"k_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
         int vrep = g.op1({"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {vc},
                          TensorInfo{"v_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
         int s0 = g.op1({"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {qr, krep}, act("scores", ss, C::AttentionMatrix));
         int s1 = g.op1({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix));
+        if (m.attn.softcap) {
+            // Gemma-2: scores / cap, tanh, × cap, each a new S×S tensor.
+            s1 = g.op1({"softcap_div", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_div", ss, C::AttentionMatrix));
+            s1 = g.op1({"softcap_tanh", OpKind::Elementwise, OpGroup::Attention, Size(4 * s.heads_q, {S::Batch, S::Sq, S::Skv}), {}, {}}, {s1},
+                       act("scores_tanh", ss, C::AttentionMatrix));
+            s1 = g.op1({"softcap_mul", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_capped", ss, C::AttentionMatrix));
+        }
         int s2 = g.op1({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix));
+        if (m.attn.sinks) {
+            // gpt-oss eager_attention_forward: the sink logit of each head is appended as one more
+            // column (cat), the row max subtracted (a new tensor), softmax in the compute dtype;
+            // the probabilities drop the sink column as a view.
+            const Size sk(s.heads_q, {S::Batch, S::Sq, S::SkvSink});
+            OpInfo cat{"sinks_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
+            cat.weights.push_back({"sinks", s.heads_q, DtypeRole::Param});
+            int c = g.op1(std::move(cat), {s2}, act("scores_with_sink", sk, C::AttentionMatrix));
+            int c2 = g.op1({"sinks_sub_max", OpKind::Elementwise, OpGroup::Attention, sk, {}, {}}, {c}, act("scores_shifted", sk, C::AttentionMatrix));
+            int pr = g.op1({"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::SkvSink}), {}, {}}, {c2},
+                           act("probs_with_sink", sk, C::AttentionMatrix));
+            int oh = g.op1({"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {pr, vrep}, act("attn_heads", tokens(s.q_dim)));
+            attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", q_size), {krep, vrep});
+            if (keep.attn_weights) probs_held = pr;
+            return finish(attn_out, probs_held);
+        }
         // softmax(x, dtype=fp32) converts a bf16 input to an fp32 copy first; only a CUDA fp16
         // input takes the fused half-to-float path (ATen SoftMax.cpp, softmax()), and nothing is
         // converted when the dtypes already agree. 5 FLOPs an element (max, sub, exp, sum, div).
@@ -105,19 +154,14 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         int mask_add = g.op1({"mask_to_additive", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {},
                              act("mask_additive", Size(1, {S::Batch, S::Sq, S::Skv, S::MaskConv}), C::AttentionMatrix));
         // Q·Kᵀ and P·V over the keys each query attends: 4 FLOPs per query, key and channel.
-        attn_out = g.op1({"fused_attention", OpKind::Attention, OpGroup::Attention,
-                          Size(checked_product({4, s.heads_q, d}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
-                          {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}},
-                         {qr, krep, vrep, mask_add}, act("attn_out", q_size));
+        OpInfo fused{"fused_attention", OpKind::Attention, OpGroup::Attention,
+                     Size(checked_product({4, s.heads_q, d}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+                     {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}};
+        // A sink-aware kernel (FlashAttention-3 with sinks) reads the per-head sink logits.
+        if (m.attn.sinks) fused.weights.push_back({"sinks", s.heads_q, DtypeRole::Param});
+        attn_out = g.op1(std::move(fused), {qr, krep, vrep, mask_add}, act("attn_out", q_size));
     }
-    // Until self_attn returns, the decoder layer's variable keeps the normed input and the
-    // attention module's `query_states` keeps the rotated queries.
-    std::vector<int> holds = io.holds_last;
-    holds.push_back(keep.normed_input ? xn : -1);
-    holds.push_back(keep.query_states ? qr : -1);
-    holds.push_back(probs_held);
-    return g.op1h(blk::linear("o_proj", OpGroup::Projection, s.q_dim, h, "o_proj", m.o_bias ? "o_bias" : nullptr), {attn_out},
-                  act("o", tokens(h)), holds);
+    return finish(attn_out, probs_held);
 }
 
 // vLLM's attention layer: one merged QKV projection; rotary in place on the q and k views; the
@@ -134,10 +178,11 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const u64 qkv_dim = checked_add(s.q_dim, checked_mul(2, s.kv_dim, "qkv"), "qkv");
     int qkv = g.op1(blk::linear("qkv_proj", OpGroup::Projection, h, qkv_dim, "qkv_proj", m.qkv_bias ? "qkv_bias" : nullptr), {io.x},
                     act("qkv", tokens(qkv_dim)));
-    int attn = g.op1({"attention", OpKind::Attention, OpGroup::Attention,
-                      Size(checked_product({4, s.heads_q, m.head_dim}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
-                      {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}},
-                     {qkv, kv_k, kv_v}, act("attn_out", tokens(s.q_dim)));
+    OpInfo op{"attention", OpKind::Attention, OpGroup::Attention,
+              Size(checked_product({4, s.heads_q, m.head_dim}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+              {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}};
+    if (m.attn.sinks) op.weights.push_back({"sinks", s.heads_q, DtypeRole::Param});
+    int attn = g.op1(std::move(op), {qkv, kv_k, kv_v}, act("attn_out", tokens(s.q_dim)));
     // `qkv` and its views are locals of the attention module until it returns.
     std::vector<int> holds = io.holds_last;
     holds.push_back(qkv);
@@ -145,18 +190,19 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                   act("o", tokens(h)), holds);
 }
 
-int build(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool sliding) {
+int build(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool sliding, bool sparse = false) {
     if (env.exec == Execution::Vllm) return build_vllm(g, env, io);
-    return build_transformers(g, env, io, sliding);
+    return build_transformers(g, env, io, sliding, sparse);
 }
 
-std::vector<ParamDecl> params(bool sliding) {
+std::vector<ParamDecl> params(bool sliding, bool sparse = false) {
     std::vector<ParamDecl> p = {
         {"num_attention_heads", "query heads", [](const ModelSpec& m) { return m.num_attention_heads; }},
         {"num_key_value_heads", "KV heads (= query heads: MHA; 1: MQA)", kv_heads},
         {"head_dim", "channels per head", [](const ModelSpec& m) { return m.head_dim; }},
     };
     if (sliding) p.push_back({"sliding_window", "tokens each query attends", [](const ModelSpec& m) { return m.sliding_window; }});
+    if (sparse) p.push_back({"attention.sparse_local", "keys each query attends: local window + global tokens + random blocks", sparse_keys});
     return p;
 }
 
@@ -171,6 +217,16 @@ void register_attention(BlockRegistry& r) {
                      params(true), [](const BlockEnv& env) { return kv_cache(env, env.model.sliding_window); },
                      [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, true); },
                      {Execution::Transformers, Execution::Vllm}});
+    r.add(TokenMixer{"sparse_attention",
+                     "block-sparse attention: each query attends local + global + random-block keys (scores and reads scale with the non-zeros); caches every token's K and V",
+                     params(false, true),
+                     [](const BlockEnv& env) {
+                         CacheSpec c = kv_cache(env, 0);
+                         c.attend_cap = sparse_keys(env.model);
+                         return c;
+                     },
+                     [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, false, true); },
+                     {Execution::Transformers}});
 }
 
 }  // namespace memtax

@@ -20,6 +20,11 @@ namespace memtax {
 struct ShardSizes {
     u64 tp = 1;
     u64 heads_q = 0, heads_kv = 0, q_dim = 0, kv_dim = 0, inter = 0, vocab = 0;
+    // Mixture of experts: routed experts held by this GPU (all of them unless expert-parallel),
+    // each expert's width on this GPU (TP-split unless expert-parallel), the shared expert's width.
+    u64 ep = 1, experts = 0, moe_inter = 0, shared_inter = 0;
+    // State-space layers: heads, inner width and conv channels per GPU.
+    u64 ssm_heads = 0, ssm_inner = 0, ssm_conv_dim = 0, ssm_groups = 0;
 };
 
 // Whose modules execute the block: transformers' eager PyTorch modules (eager or SDPA
@@ -53,6 +58,15 @@ struct CacheSpec {
     u64 elements_per_token = 0;  // per GPU, summed over its tensors (K and V: 2 · kv_dim)
     u64 tensors = 0;             // tensors sharing it evenly (K, V: 2)
     u64 window = 0;              // tokens kept; 0 = every token
+    // A fixed state per sequence instead of per-token entries (state-space layers): elements
+    // per GPU, summed over its tensors, whatever the context.
+    u64 elements_per_sequence = 0;
+    // Keys each query attends at most (sparse attention: local + global + random blocks); 0 =
+    // every cached key. The cache still keeps every token.
+    u64 attend_cap = 0;
+    // How the cache is kept, for listings and vLLM's spec: "kv" (K and V per head), "latent"
+    // (MLA's compressed latent + rotary key), "state" (conv + SSM state).
+    const char* layout = "kv";
 };
 
 // A parameter a variant reads, for its documentation and the check that the model has it.
@@ -110,10 +124,16 @@ inline TensorInfo act(const char* name, Size s, Category c = Category::Activatio
 // A projection [B, Sq, in] → [B, Sq, out]: 2 FLOPs per multiply-add, its matrix in the weight
 // dtype and, when present, its bias in the model's dtype.
 OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weight, const char* bias = nullptr);
+// transformers' RMSNorm over `width` channels of [B, Sq, rows·width] (fp32 upcast and a cast back
+// live beside input and output), with its weight.
+OpInfo rms_norm(const char* name, u64 rows, u64 width);
 }  // namespace blk
 
 // The variants in this folder (one function per file, called by BlockRegistry::builtin).
 void register_attention(BlockRegistry& r);
+void register_mla(BlockRegistry& r);
+void register_ssm(BlockRegistry& r);
 void register_mlp(BlockRegistry& r);
+void register_moe(BlockRegistry& r);
 
 }  // namespace memtax

@@ -64,6 +64,14 @@ void register_mlp(BlockRegistry& r) {
                        },
                        {Execution::Transformers, Execution::Vllm}});
     r.add(ChannelMixer{"mlp", "plain MLP: up_proj → act → down_proj", params(), plain, {Execution::Transformers, Execution::Vllm}});
+    // A block without a channel mixer (Mamba-2 models): the runtimes' layer skeletons skip the
+    // second half of the layer; built alone it passes its input through.
+    r.add(ChannelMixer{"none", "no channel mixer: the block is norm → token mixer → residual (Mamba-2)", {},
+                       [](OpGraph& g, const BlockEnv&, const MixerIO& io) {
+                           return g.op1({"identity", OpKind::Copy, OpGroup::Residual, {}, {}, {}}, {io.x},
+                                        TensorInfo{"passthrough", blk::tokens(0), DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::View});
+                       },
+                       {Execution::Transformers, Execution::Vllm}});
 }
 
 }  // namespace memtax

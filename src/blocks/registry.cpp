@@ -11,7 +11,10 @@ const BlockRegistry& BlockRegistry::builtin() {
     static const BlockRegistry reg = [] {
         BlockRegistry r;
         register_attention(r);
+        register_mla(r);
+        register_ssm(r);
         register_mlp(r);
+        register_moe(r);
         return r;
     }();
     return reg;
@@ -71,8 +74,17 @@ void check_layer(const BlockRegistry& reg, const ModelSpec& m, size_t i, Executi
 namespace blk {
 OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weight, const char* bias) {
     OpInfo op{name, OpKind::Matmul, group, Size(checked_product({2, in, out}, name), {Sym::Batch, Sym::Sq}), {}, {}};
-    op.weights.push_back({weight, checked_mul(in, out, weight), DtypeRole::Weight});
+    WeightTensor w{weight, checked_mul(in, out, weight), DtypeRole::Weight};
+    w.in = in;
+    op.weights.push_back(w);
     if (bias) op.weights.push_back({bias, out, DtypeRole::Param});
+    return op;
+}
+
+OpInfo rms_norm(const char* name, u64 rows, u64 width) {
+    const Size s(checked_mul(rows, width, name), {Sym::Batch, Sym::Sq});
+    OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(checked_mul(4 * rows, width, name), {Sym::Batch, Sym::Sq}), {}, {{s, DtypeRole::Fp32}, {s, DtypeRole::Act}}};
+    op.weights.push_back({name, width, DtypeRole::Param});
     return op;
 }
 }  // namespace blk

@@ -22,9 +22,16 @@ bool DType::try_bytes(u64 n, u64& out) const noexcept {
     return !__builtin_add_overflow(out, scales, &out);
 }
 
+u64 DType::matrix_bytes(u64 rows, u64 cols, std::string_view term) const {
+    const u64 n = checked_mul(rows, cols, term);
+    if (block2d == 0) return bytes(n, term);
+    const u64 blocks = checked_mul(ceil_div(rows, block2d), ceil_div(cols, block2d), term);
+    return checked_add(ceil_div(checked_mul(n, bits, term), 8), checked_mul(blocks, scale_bytes, term), term);
+}
+
 const std::vector<std::string>& dtype_names() {
     static const std::vector<std::string> names = {"fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2",
-                                                   "int8", "int4", "int4-gN"};
+                                                   "int8", "int4", "int4-gN", "int8-gN", "mxfp4", "fp8-b128"};
     return names;
 }
 
@@ -43,11 +50,20 @@ bool parse_dtype(const std::string& text, DType& out) {
             return true;
         }
     }
+    if (text == "mxfp4") {
+        out = DType{"mxfp4", 4, 32, 1};
+        return true;
+    }
+    if (text == "fp8-b128") {
+        out = DType{"fp8-b128", 8, 128 * 128, 4, 128};
+        return true;
+    }
     // int4: two values per byte, one fp16 scale per group (default 128, as GPTQ/AWQ ship).
     u64 group = 0;
+    const bool int8 = text.rfind("int8-g", 0) == 0;
     if (text == "int4") {
         group = 128;
-    } else if (text.rfind("int4-g", 0) == 0 && text.size() > 6) {
+    } else if ((int8 || text.rfind("int4-g", 0) == 0) && text.size() > 6) {
         const char* first = text.data() + 6;
         const char* last = text.data() + text.size();
         auto [ptr, ec] = std::from_chars(first, last, group);
@@ -55,7 +71,7 @@ bool parse_dtype(const std::string& text, DType& out) {
     } else {
         return false;
     }
-    out = DType{"int4-g" + std::to_string(group), 4, group, 2};
+    out = DType{(int8 ? "int8-g" : "int4-g") + std::to_string(group), int8 ? 8u : 4u, group, 2};
     return true;
 }
 

@@ -14,19 +14,28 @@ struct DType {
     unsigned bits = 16;     // bits per element
     u64 group_size = 0;     // values per scale group; 0 = no group scales
     unsigned scale_bytes = 0;  // bytes per group scale
+    // > 0: scales per block2d × block2d tile of a matrix, not per run of values (DeepSeek-V3's
+    // fp8 weights: one fp32 scale per 128×128 block, partial blocks padded). A count of values
+    // without its matrix shape is then costed as runs of block2d² values.
+    u64 block2d = 0;
 
     // Exact bytes to store n elements: ceil(n*bits/8) + ceil(n/group)*scale_bytes.
     u64 bytes(u64 n, std::string_view term) const;
     // The same without throwing: false when the count does not fit 64 bits (hot paths report
     // the overflow as a status instead).
     bool try_bytes(u64 n, u64& out) const noexcept;
+    // Bytes of a rows × cols matrix: with block2d, ceil(rows/b)·ceil(cols/b) scales.
+    u64 matrix_bytes(u64 rows, u64 cols, std::string_view term) const;
     // Whole bytes per element, for dtypes that have one (fp32..fp8/int8); throws for int4.
     bool whole_bytes() const { return bits % 8 == 0 && group_size == 0; }
     friend bool operator==(const DType& a, const DType& b) { return a.name == b.name; }
 };
 
-// Parses "fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4" (= int4-g128) or
-// "int4-gN". Returns false for anything else.
+// Parses "fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4" (= int4-g128),
+// "int4-gN" and "int8-gN" (one fp16 scale per N values: group-quantised KV caches, KIVI-style),
+// "mxfp4" (OCP microscaling: 4-bit E2M1 values, one 1-byte E8M0 scale per 32; gpt-oss experts)
+// and "fp8-b128" (e4m3 values, one fp32 scale per 128×128 block; DeepSeek-V3 weights).
+// Returns false for anything else.
 bool parse_dtype(const std::string& text, DType& out);
 // The names parse_dtype accepts, for error messages.
 const std::vector<std::string>& dtype_names();

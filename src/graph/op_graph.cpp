@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace memtax {
 
@@ -18,6 +19,10 @@ const char* to_string(Sym s) {
         case Sym::Repeat: return "repeat";
         case Sym::MaskConv: return "mask_conv";
         case Sym::MaskElems: return "mask_elems";
+        case Sym::SkvSink: return "Skv+1";
+        case Sym::Cached: return "cached";
+        case Sym::StateLive: return "state";
+        case Sym::Prefilling: return "prefilling";
         case Sym::Count: break;
     }
     return "?";
@@ -159,7 +164,7 @@ void OpGraph::finalize() {
         if (p < 0 || read_begin_[static_cast<size_t>(p)] == read_begin_[static_cast<size_t>(p) + 1])
             throw InternalError(fmt::format("op graph {}: alias tensor {} reads nothing", name_, tensors_[t].name));
         alias_of_[t] = read_[static_cast<size_t>(read_begin_[static_cast<size_t>(p)])];
-        has_fresh_alias_ |= tensors_[t].alias == AliasRule::IfFreshCache;
+        has_fresh_alias_ |= tensors_[t].alias == AliasRule::IfFreshCache || tensors_[t].alias == AliasRule::IfCached;
     }
     build_variant(variants_[0], false);
     build_variant(variants_[1], true);
@@ -178,6 +183,7 @@ bool alias_active(AliasRule r, const Bindings& b) {
         case AliasRule::View:
         case AliasRule::Always: return true;
         case AliasRule::IfFreshCache: return b[Sym::SkvOld] == 0;
+        case AliasRule::IfCached: return b[Sym::SkvOld] != 0;
     }
     return false;
 }
@@ -239,11 +245,19 @@ std::string OpGraph::item_name(int i) const {
     return fmt::format("{}.{}.workspace", name_, ops_.at(static_cast<size_t>(-1 - i)).name);
 }
 
+u64 WeightTensor::bytes(const DType& d, std::string_view term) const {
+    if (in == 0 || d.block2d == 0) return d.bytes(elements, term);
+    // A bank of experts is `experts` matrices of elements / experts values each.
+    const u64 banks = experts ? experts : 1;
+    const u64 per = elements / banks;
+    return checked_mul(d.matrix_bytes(per / in, in, term), banks, term);
+}
+
 u64 OpGraph::weight_bytes() const {
     u64 total = 0;
     for (const auto& o : ops_)
         for (const auto& w : o.weights)
-            if (!w.shared) total = checked_add(total, dtype(w.dtype).bytes(w.elements, w.name), w.name);
+            if (!w.shared) total = checked_add(total, w.bytes(dtype(w.dtype), w.name), w.name);
     return total;
 }
 
@@ -292,7 +306,18 @@ std::vector<OpTraffic> OpGraph::traffic(const Bindings& b) const {
         r.op = &op;
         const std::string& term = op_terms_[o];
         if (!size_value(op.flops, b, r.flops)) throw OverflowError(term);
-        for (const auto& w : op.weights) r.weight_bytes = checked_add(r.weight_bytes, dtype(w.dtype).bytes(w.elements, term), term);
+        for (const auto& w : op.weights) {
+            u64 wb = w.bytes(dtype(w.dtype), term);
+            if (w.experts) {
+                // T routed tokens each pick topk of E experts: E·(1 − (1 − k/E)^T) distinct experts
+                // are expected to be hit (uniform routing), each read once.
+                const double T = static_cast<double>(b[Sym::Batch]) * static_cast<double>(b[Sym::Sq]);
+                const double E = static_cast<double>(w.experts), k = static_cast<double>(std::min(w.topk, w.experts));
+                const double hit = E * (1.0 - std::pow(1.0 - k / E, T));
+                wb = ceil_to_u64_saturating(static_cast<double>(wb) * std::min(1.0, hit / E));
+            }
+            r.weight_bytes = checked_add(r.weight_bytes, wb, term);
+        }
         auto count = [&](int t, bool write) {
             const TensorInfo& ti = tensors_[static_cast<size_t>(t)];
             // An output that is its input's storage without an in-place write moves nothing.
@@ -339,7 +364,8 @@ void OpGraph::build_variant(Variant& v, bool fresh_active) const {
     // backwards in the schedule, so one reverse pass settles chains.
     for (size_t i = n; i-- > 0;) {
         const AliasRule a = tensors_[i].alias;
-        const bool active = a == AliasRule::View || a == AliasRule::Always || (a == AliasRule::IfFreshCache && fresh_active);
+        const bool active = a == AliasRule::View || a == AliasRule::Always || (a == AliasRule::IfFreshCache && fresh_active) ||
+                            (a == AliasRule::IfCached && !fresh_active);
         if (alias_of_[i] < 0 || !active) continue;
         const auto src = static_cast<size_t>(alias_of_[i]);
         v.zero[i] = 1;

@@ -35,6 +35,10 @@ enum class Sym : std::uint8_t {
     Repeat,     // 1 when K/V are repeated per query head before a fused kernel, else 0
     MaskConv,   // 1 when this layer's bool mask is converted to the compute dtype, else 0
     MaskElems,  // elements of the attention masks kept for the whole forward
+    SkvSink,    // Skv + 1: a row of scores with a learned sink logit appended (gpt-oss)
+    Cached,     // 1 when the step starts from an existing cache (decode), else 0
+    Prefilling, // 1 − Cached: tensors only a prefill's code path makes
+    StateLive,  // 1 where a fixed per-sequence state exists (0 only when sizing the cache before a prefill)
     Count
 };
 constexpr size_t kSyms = static_cast<size_t>(Sym::Count);
@@ -54,7 +58,8 @@ struct Size {
 // Weight: the linear layers' weights (quantizable). Param: the other parameters (embeddings, norms,
 // head, biases): a 16/32-bit --weight-dtype casts them too; an 8-bit or smaller one leaves them
 // in the model's dtype, as quantization recipes do.
-enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Bool, Mask, Weight, Param, Count };
+// ExpertWeight: a mixture of experts' routed expert matrices (their own dtype when shipped so).
+enum class DtypeRole : std::uint8_t { Act, Softmax, Kv, Logits, Fp32, Index, Bool, Mask, Weight, Param, ExpertWeight, Count };
 constexpr size_t kDtypeRoles = static_cast<size_t>(DtypeRole::Count);
 // What a tensor is, for the breakdown.
 enum class Category : std::uint8_t { Activation, AttentionMatrix, KvCache, Logits, Count };
@@ -67,6 +72,7 @@ enum class AliasRule : std::uint8_t {
     View,          // always the input's storage, nothing written (a no-op .to(), repeat_kv without GQA)
     Always,        // an in-place op: the input's storage, written
     IfFreshCache,  // an empty cache stores the new tensor itself: active when SkvOld = 0
+    IfCached,      // an existing state updated in place: active when SkvOld > 0
 };
 enum class OpKind : std::uint8_t { Embedding, Norm, Matmul, Rotary, Elementwise, Copy, Softmax, Attention, Sort };
 // What an op is for, in the time model's per-kind table.
@@ -95,6 +101,11 @@ struct WeightTensor {
     u64 elements = 0;
     DtypeRole dtype = DtypeRole::Weight;
     bool shared = false;  // the storage of another weight (a tied LM head): read, not stored again
+    u64 in = 0;           // input features of a matrix (block-scaled dtypes cost scales per tile); 0 = not a matrix
+    // An expert bank: `experts` equal matrices of which a step reads those its tokens are routed to
+    // (each token picks `topk`); 0 = an ordinary weight, read whole.
+    u64 experts = 0, topk = 0;
+    u64 bytes(const DType& d, std::string_view term) const;
 };
 
 struct OpInfo {

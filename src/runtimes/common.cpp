@@ -34,7 +34,8 @@ std::array<DType, kDtypeRoles> graph_dtypes(const ModelSpec& m, const DtypePolic
     set(DtypeRole::Bool, DType{"bool", 8, 0, 0});
     set(DtypeRole::Mask, mask);
     set(DtypeRole::Weight, p.weight);
-    set(DtypeRole::Param, p.weight.bits >= 16 ? p.weight : m.dtype);
+    set(DtypeRole::Param, p.weight.bits >= 16 && p.weight.group_size == 0 ? p.weight : m.dtype);
+    set(DtypeRole::ExpertWeight, p.expert_weight.name.empty() ? p.weight : p.expert_weight);
     return d;
 }
 
@@ -75,7 +76,7 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
         // rotary tables (cos and sin: 2 · Sq · head_dim), the token positions (int64) and the
         // embedding output (`inputs_embeds`).
         holds.push_back(g.input(TensorInfo{"attention_masks", Size(1, {Sym::MaskElems}), DtypeRole::Mask, Category::AttentionMatrix}));
-        holds.push_back(g.input(blk::act("rotary_tables", Size(checked_mul(2, m.head_dim, "rotary"), {Sym::Sq}))));
+        holds.push_back(g.input(blk::act("rotary_tables", Size(checked_mul(2, m.rotary_width(), "rotary"), {Sym::Sq}))));
         holds.push_back(g.input(TensorInfo{"cache_position", Size(1, {Sym::Sq}), DtypeRole::Index}));
         holds.push_back(g.input(blk::act("inputs_embeds", bsh)));
     }
@@ -88,6 +89,12 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
     OpInfo head{"lm_head", OpKind::Matmul, OpGroup::LmHead, Size(checked_product({2, h, in.shard.vocab}, "lm_head"), {Sym::Batch, Sym::Kept}), {}, {}};
     head.weights.push_back({"lm_head", checked_mul(h, in.shard.vocab, "lm_head"), DtypeRole::Param, m.tie_word_embeddings && in.has_embedding});
     int l = g.op1(std::move(head), {xf}, blk::act("logits_act", logits, Category::Logits));
+    if (m.attn.final_softcap) {
+        // Gemma-2: logits / cap, tanh, × cap, each a new tensor of the logits' size.
+        l = g.op1({"final_softcap_div", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l}, blk::act("logits_div", logits, Category::Logits));
+        l = g.op1({"final_softcap_tanh", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l}, blk::act("logits_tanh", logits, Category::Logits));
+        l = g.op1({"final_softcap_mul", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l}, blk::act("logits_capped", logits, Category::Logits));
+    }
     const AliasRule same = dt[static_cast<size_t>(DtypeRole::Logits)] == dt[static_cast<size_t>(DtypeRole::Act)] ? AliasRule::View : AliasRule::None;
     g.op1({"logits_cast", OpKind::Copy, OpGroup::LmHead, {}, {}, {}}, {l},
           TensorInfo{"logits", logits, DtypeRole::Logits, Category::Logits, Lifetime::Persistent, same});

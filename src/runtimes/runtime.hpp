@@ -26,12 +26,14 @@ struct Deployment {
     u64 gpus = 1;  // GPUs in total; data-parallel replicas = gpus / (tp · pp)
     u64 tp = 1;    // tensor-parallel degree
     u64 pp = 1;    // pipeline stages (layers split evenly, ceil(L / pp) per stage)
+    u64 ep = 1;    // expert-parallel degree: routed experts spread over ep GPUs of a replica (≤ tp)
 };
 
 // The dtype policy of a plan, every choice resolved.
 struct DtypePolicy {
     DType weight, kv, softmax, logits;
     u64 logits_kept = 1;  // positions whose logits are computed; 0 = all
+    DType expert_weight;  // routed experts' weights (gpt-oss ships them in mxfp4); empty name = weight
 };
 
 // One point of a sweep.

@@ -66,21 +66,36 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
     OpGraph g(fmt::format("decoder_layer/{}+{}", tm.name, cm.name), env.dtypes, round_to);
     const u64 h = env.model.hidden_size;
     const Size bsh = blk::tokens(h);
+    const bool sandwich = env.model.attn.sandwich_norm;
     auto norm = [&](const char* name) {
         OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(4 * h, {S::Batch, S::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
         op.weights.push_back({name, norm_width(env.model), DtypeRole::Param});
         return op;
     };
+    auto add = [&](const char* name, int a, int b, TensorInfo out, std::vector<int> holds) {
+        return g.op1h({name, OpKind::Elementwise, OpGroup::Residual, Size(h, {S::Batch, S::Sq}), {}, {}}, {a, b}, out, holds);
+    };
     int x = g.input(blk::act("x_in", bsh));
     int xn = g.op1(norm("input_norm"), {x}, blk::act("x_norm", bsh));
     int o = tm.build(g, env, MixerIO{xn, {}, false});
-    int x2 = g.op1({"residual_attn", OpKind::Elementwise, OpGroup::Residual, Size(h, {S::Batch, S::Sq}), {}, {}}, {x, o}, blk::act("x_mid", bsh));
-    int xn2 = g.op1(norm("post_attention_norm"), {x2}, blk::act("x_norm2", bsh));
+    // Gemma-2/3 norm each mixer's output too before the residual add (4 norms a layer).
+    if (sandwich) o = g.op1(norm("post_attention_norm"), {o}, blk::act("o_normed", bsh));
+    const int keep_x = env.runtime.keeps.layer_input ? x : -1;
+    if (cm.name == std::string("none")) {
+        // A mixer-only block (Mamba-2): norm, mixer, residual.
+        TensorInfo out = blk::act("x_out", bsh);
+        out.lifetime = Lifetime::Persistent;
+        add("residual_mixer", x, o, out, {keep_x});
+        g.finalize();
+        return g;
+    }
+    int x2 = add("residual_attn", x, o, blk::act("x_mid", bsh), {});
+    int xn2 = g.op1(norm(sandwich ? "pre_feedforward_norm" : "post_attention_norm"), {x2}, blk::act("x_norm2", bsh));
     int down = cm.build(g, env, MixerIO{xn2, {}, false});
+    if (sandwich) down = g.op1h(norm("post_feedforward_norm"), {down}, blk::act("mlp_normed", bsh), {keep_x});
     TensorInfo out = blk::act("x_out", bsh);
     out.lifetime = Lifetime::Persistent;
-    g.op1h({"residual_mlp", OpKind::Elementwise, OpGroup::Residual, Size(h, {S::Batch, S::Sq}), {}, {}}, {x2, down}, out,
-           {env.runtime.keeps.layer_input ? x : -1});
+    add("residual_mlp", x2, down, out, {keep_x});
     g.finalize();
     return g;
 }
@@ -158,7 +173,7 @@ TransformersPlan::Geometry TransformersPlan::geometry(const Type& t, bool prefil
     return g;
 }
 
-Bindings TransformersPlan::layer_bindings(const Type&, const Geometry& g, bool prefill, u64 B, u64 Sq, u64 kept, u64 mask_elems) const noexcept {
+Bindings TransformersPlan::layer_bindings(const Type& t, const Geometry& g, bool prefill, u64 B, u64 Sq, u64 kept, u64 mask_elems) const noexcept {
     Bindings b;
     b[S::Batch] = B;
     b[S::Sq] = Sq;
@@ -167,11 +182,21 @@ Bindings TransformersPlan::layer_bindings(const Type&, const Geometry& g, bool p
     b[S::SkvOld] = g.before;
     b[S::SkvNew] = g.after;
     b[S::Skv] = g.after;  // the cat's result is what attention reads
+    b[S::SkvSink] = g.after + 1;
+    b[S::Cached] = g.before > 0 ? 1 : 0;
+    b[S::Prefilling] = g.before > 0 ? 0 : 1;
+    b[S::StateLive] = 1;
     b[S::Repeat] = rt_.gqa == GqaKind::Repeat || (rt_.gqa == GqaKind::NativeUnlessMasked && g.masked) ? 1 : 0;
     b[S::MaskConv] = rt_.attention == AttentionKernel::Fused && rt_.mask == MaskKind::BoolWhenNeeded && g.masked ? 1 : 0;
     // A causal flash kernel skips the blocks above the diagonal: (S + 1) / 2 keys per query on
     // average; with a mask or one query it reads every key.
     b[S::AttnKeys] = prefill && !g.masked ? (g.after + 1) / 2 : g.after;
+    if (const u64 c = t.cache.attend_cap; c && c < g.after) {
+        // A sparse layer: query i attends min(i, c) keys; in prefill the mean over i = 1..S is
+        // (c(c+1)/2 + (S − c)·c) / S, rounded up; one query attends c.
+        const unsigned __int128 n = g.after, cc = c;
+        b[S::AttnKeys] = prefill ? static_cast<u64>((cc * (cc + 1) / 2 + (n - cc) * cc + n - 1) / n) : c;
+    }
     return b;
 }
 
@@ -201,7 +226,7 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
     const DType& md = model_.dtype;
     const u64 mask_bytes = round_up(bytes_of(dtypes_[static_cast<size_t>(DtypeRole::Mask)], mask_elems, ovf), round, ovf);
     // Forward-level tensors besides the masks: rotary tables (cos, sin) and int64 token positions.
-    const u64 table_bytes = add(round_up(bytes_of(md, mul(mul(2, Sq, ovf), model_.head_dim, ovf), ovf), round, ovf),
+    const u64 table_bytes = add(round_up(bytes_of(md, mul(mul(2, Sq, ovf), model_.rotary_width(), ovf), ovf), round, ovf),
                                 round_up(mul(Sq, 8, ovf), round, ovf), ovf);
     const u64 x_bytes = round_up(bytes_of(md, mul(mul(B, Sq, ovf), model_.hidden_size, ovf), ovf), round, ovf);
     if (ovf) {
@@ -230,6 +255,7 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
         b[S::SkvNew] = g.visible;
         ovf |= !t.graph.try_cache_bytes(b, visible);
         b[S::SkvNew] = g.before;
+        b[S::StateLive] = g.before > 0 ? 1 : 0;
         ovf |= !t.graph.try_cache_bytes(b, before);
         r.kv_cache = add(r.kv_cache, mul(after, t.count, ovf), ovf);
         r.kv_cache_visible = add(r.kv_cache_visible, mul(visible, t.count, ovf), ovf);
@@ -239,9 +265,11 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
 
     // Prologue: embeddings out, masks and rotary tables built.
     Composition best;
-    best[Category::Activation] = x_bytes + table_bytes;
+    // Gemma scales the embeddings (a new tensor); the base model keeps `inputs_embeds` too.
+    const bool scaled = model_.attn.scale_embeddings && has_embedding_;
+    best[Category::Activation] = add(add(x_bytes, scaled ? x_bytes : 0, ovf), table_bytes, ovf);
     best[Category::AttentionMatrix] = mask_bytes;
-    i128 peak = static_cast<i128>(x_bytes) + table_bytes + mask_bytes;
+    i128 peak = static_cast<i128>(x_bytes) * (scaled ? 2 : 1) + table_bytes + mask_bytes;
     r.peak_layer = -1;
     r.peak_site = -1;  // the embedding
     r.peak_op = -1;
@@ -250,7 +278,7 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
         const GraphEval& g = ev[run.type];
         // Every layer reads the masks and rotary tables. Past layer 0 the embedding output is no
         // longer the layer's input, but the base model's `inputs_embeds` may still reference it.
-        const u64 held_act = table_bytes + (rt_.keeps.model_locals && run.start > 0 ? x_bytes : 0);
+        const u64 held_act = table_bytes + (rt_.keeps.model_locals && (run.start > 0 || scaled) ? x_bytes : 0);
         // The layer's old cache is already counted before the step.
         const i128 c = static_cast<i128>(g.peak_bytes) - g.preexisting_kv + held_act + mask_bytes;
         const i128 d = static_cast<i128>(g.kv_written) - g.preexisting_kv;

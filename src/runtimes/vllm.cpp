@@ -34,7 +34,25 @@ OpGraph build_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixe
     auto in_place = [&](const char* name) { return TensorInfo{name, th, DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::Always}; };
     int xn = g.op1(norm("input_norm"), {x, res}, in_place("hidden_normed"));
     int o = tm.build(g, env, MixerIO{xn, {}, false});
-    int on = g.op1(norm("post_attention_norm"), {o, res}, in_place("o_normed"));
+    if (cm.name == std::string("none")) {
+        // A mixer-only block: the residual is added by the next layer's fused norm.
+        TensorInfo out = act("hidden_out", th);
+        out.lifetime = Lifetime::Persistent;
+        out.alias = AliasRule::View;
+        g.op1({"mixer_out", OpKind::Copy, OpGroup::Residual, {}, {}, {}}, {o}, out, {res});
+        g.finalize();
+        return g;
+    }
+    if (env.model.attn.sandwich_norm) o = g.op1(norm("post_attention_norm"), {o}, act("o_normed", th));
+    int on = g.op1(norm(env.model.attn.sandwich_norm ? "pre_feedforward_norm" : "post_attention_norm"), {o, res}, in_place("o_normed"));
+    if (env.model.attn.sandwich_norm) {
+        int d = cm.build(g, env, MixerIO{on, {res}, false});
+        TensorInfo out = act("hidden_out", th);
+        out.lifetime = Lifetime::Persistent;
+        g.op1(norm("post_feedforward_norm"), {d}, out, {res});
+        g.finalize();
+        return g;
+    }
     cm.build(g, env, MixerIO{on, {res}, true});
     g.finalize();
     return g;
@@ -104,6 +122,9 @@ private:
     // Start-up results, per GPU.
     u64 requested_ = 0, forward_peak_ = 0, sampler_peak_ = 0, sampler_requests_ = 0, graph_pool_ = 0, non_torch_ = 0;
     u64 logits_ = 0, available_ = 0, page_ = 0, group_ = 0, num_blocks_ = 0, n_full_ = 0, n_window_ = 0, window_ = 0;
+    // KV groups (vLLM's hybrid allocator): state layers (Mamba) keep one page per request; the
+    // attention block size may be raised so one attention page holds a state page.
+    u64 n_state_ = 0, block_ = 0, groups_full_ = 0, groups_window_ = 0, groups_state_ = 0, state_bytes_ = 0, padding_layers_ = 0;
     bool kv_positive_ = false;
     std::string peak_at_;
     std::vector<LiveItem> live_at_peak_;
@@ -162,12 +183,42 @@ VllmPlan::VllmPlan(const CompileInput& in)
     const u64 non_kv = checked_add(checked_add(weights_, act_peak, "vllm non-kv"), checked_add(non_torch_, graph_pool_, "vllm non-kv"), "vllm non-kv");
     kv_positive_ = requested_ > non_kv;
     available_ = kv_positive_ ? requested_ - non_kv : 0;
-    // One page = one block of one layer, all of its cached tensors.
-    const CacheSpec& cache = types_.front().cache;
-    page_ = checked_mul(dt_.kv.bytes(checked_mul(p_.block_size, cache.elements_per_token, "kv page"), "kv page"), 1, "kv page");
-    // Hybrid models: layers are grouped so every group has the same size (the smaller count); a
-    // block id spans one layer of each group, so num_blocks divides by the group size.
-    group_ = n_full_ && n_window_ ? std::min(n_full_, n_window_) : model_.num_layers;
+    // Pages (vLLM kv_cache_interface.py): an attention page is block_size tokens of one layer's
+    // cached tensors (K and V, or MLA's one latent); a Mamba page is one sequence's conv + SSM
+    // state (in the model's dtype: mamba_cache_dtype "auto").
+    u64 per_token = 0;
+    for (const auto& t : types_) {
+        if (t.cache.elements_per_sequence) {
+            n_state_ += t.count;
+            state_bytes_ = std::max(state_bytes_, model_.dtype.bytes(t.cache.elements_per_sequence, "mamba page"));
+        } else {
+            per_token = std::max(per_token, t.cache.elements_per_token);
+        }
+    }
+    n_full_ = n_window_ = 0;
+    for (const auto& t : types_)
+        if (!t.cache.elements_per_sequence) (t.cache.window ? n_window_ : n_full_) += t.count;
+    const u64 token_bytes = per_token ? dt_.kv.bytes(per_token, "kv page") : 0;
+    block_ = p_.block_size;
+    if (n_state_ && token_bytes) {
+        // Attention + Mamba (model_executor/models/config.py): the attention block grows to a
+        // multiple of 16 tokens whose page holds a Mamba page; the Mamba page is padded up to it.
+        block_ = checked_mul(16, ceil_div(state_bytes_, checked_mul(16, token_bytes, "kv page")), "kv block");
+        block_ = std::max(block_, p_.block_size);
+    }
+    page_ = token_bytes ? checked_mul(block_, token_bytes, "kv page") : state_bytes_;
+    // Hybrid grouping (kv_cache_utils.py): layers bucketed by spec; a group has as many layers
+    // as the smallest bucket (the largest, when it is under 1.5× the smallest); each bucket
+    // fills whole groups (the last padded); a block id spans one layer of every group.
+    std::vector<u64> buckets;
+    for (u64 n : {n_full_, n_window_, n_state_})
+        if (n) buckets.push_back(n);
+    const u64 lo = *std::min_element(buckets.begin(), buckets.end()), hi = *std::max_element(buckets.begin(), buckets.end());
+    group_ = buckets.size() == 1 ? hi : (hi * 2 < lo * 3 ? hi : lo);
+    groups_full_ = ceil_div(n_full_, group_);
+    groups_window_ = ceil_div(n_window_, group_);
+    groups_state_ = ceil_div(n_state_, group_);
+    padding_layers_ = (groups_full_ + groups_window_ + groups_state_) * group_ - model_.num_layers;
     num_blocks_ = available_ / checked_mul(page_, group_, "kv page");
 }
 
@@ -199,13 +250,11 @@ u64 VllmPlan::forward_peak(u64 tokens, size_t* type, GraphEval* out) const {
 }
 
 u64 VllmPlan::blocks_per_request(u64 max_len) const noexcept {
-    const u64 full_blocks = ceil_div(max_len, p_.block_size);
-    // A windowed layer keeps window - 1 + the tokens of one step, plus one block of slack.
-    const u64 window_blocks = ceil_div(std::min(window_ - (window_ ? 1 : 0) + p_.max_num_batched_tokens, max_len), p_.block_size) + 1;
-    u64 per_request = 0;
-    if (n_full_) per_request += ceil_div(n_full_, group_) * full_blocks;
-    if (n_window_) per_request += ceil_div(n_window_, group_) * window_blocks;
-    return per_request;
+    const u64 full_blocks = ceil_div(max_len, block_);
+    // A windowed layer keeps window - 1 + the tokens of one step, plus one block of slack; a
+    // Mamba layer one page per request.
+    const u64 window_blocks = ceil_div(std::min(window_ - (window_ ? 1 : 0) + p_.max_num_batched_tokens, max_len), block_) + 1;
+    return groups_full_ * full_blocks + groups_window_ * window_blocks + groups_state_;
 }
 
 void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
@@ -235,6 +284,12 @@ void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
     // at most its window.
     u64 visible = 0;
     for (const auto& t : types_) {
+        if (t.cache.elements_per_sequence) {
+            u64 layer;
+            ovf |= __builtin_mul_overflow(state_bytes_, B, &layer) || __builtin_mul_overflow(layer, t.count, &layer) ||
+                   __builtin_add_overflow(visible, layer, &visible);
+            continue;
+        }
         const u64 tokens = t.cache.window ? std::min(max_len, t.cache.window) : max_len;
         u64 n, per_tensor, layer;
         ovf |= __builtin_mul_overflow(B, tokens, &n) || __builtin_mul_overflow(n, t.cache.elements_per_token / t.cache.tensors, &n) ||
@@ -261,7 +316,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     out.peak_at = peak_at_;
     out.live_at_peak = live_at_peak_;
     const u64 per_request = blocks_per_request(max_len);
-    const u64 full_blocks = ceil_div(max_len, p_.block_size);
+    const u64 full_blocks = ceil_div(max_len, block_);
     // The workload's own step, for the time model: B sequences flattened into one batch of
     // tokens; decode reads every sequence's KV from the pool.
     Bindings b;
@@ -274,7 +329,8 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     const Bindings profile = profile_bindings(p_.max_num_batched_tokens);
     for (const auto& t : types_) {
         const GraphEval ev = t.graph.evaluate(profile);
-        LayerRow row{t.spec.token_mixer, t.spec.channel_mixer, t.count, t.graph.weight_bytes(), checked_mul(page_, full_blocks, "kv"),
+        LayerRow row{t.spec.token_mixer, t.spec.channel_mixer, t.count, t.graph.weight_bytes(),
+                     t.cache.elements_per_sequence ? page_ : checked_mul(page_, t.cache.window ? std::min(full_blocks, ceil_div(t.cache.window, block_) + 1) : full_blocks, "kv"),
                      ev.attention_matrix_max, ev.peak_bytes - ev.at_peak[Category::KvCache],
                      ev.peak_op >= 0 ? t.graph.ops()[static_cast<size_t>(ev.peak_op)].name : ""};
         out.layers.push_back(row);
@@ -293,7 +349,10 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     f("cudagraph_pool_bytes", graph_pool_, "CUDA-graph pool (bytes)");
     f("non_torch_bytes", non_torch_, "non-torch memory (bytes)");
     f("available_kv_bytes", available_, "available for KV (bytes)");
-    f("block_size", p_.block_size, "block size (tokens)");
+    f("block_size", block_, "block size (tokens)");
+    f("kv_groups", groups_full_ + groups_window_ + groups_state_, "KV groups (full + sliding + Mamba)");
+    f("padding_layers", padding_layers_, "padding layers in the last groups");
+    if (state_bytes_) f("mamba_state_bytes", state_bytes_, "Mamba state per sequence per layer (bytes)");
     f("page_bytes", page_, "page: one block of one layer (bytes)");
     f("layers_per_block", group_, "layers per block id");
     f("num_blocks", num_blocks_, "KV blocks");
@@ -306,10 +365,13 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
 
     out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
     out.components.push_back({"kv_cache", "kv_cache", r.kv_cache,
-                              fmt::format("vLLM pool: num_blocks · page · layers per block = {} · {} · {}, page = block {} · state per token {} · {} B; "
-                                          "num_blocks = available {} B // (page · layers)",
-                                          group_digits(num_blocks_), group_digits(page_), group_, p_.block_size,
-                                          types_.front().cache.elements_per_token, dt_.kv.bits / 8, group_digits(available_))});
+                              fmt::format("vLLM pool: num_blocks · page · layers per block = {} · {} · {}, page = block {} tokens of a layer's cache "
+                                          "({} per token: {}){}; num_blocks = available {} B // (page · layers)",
+                                          group_digits(num_blocks_), group_digits(page_), group_, block_, types_.front().cache.layout,
+                                          types_.front().cache.elements_per_token ? fmt::format("{} elements in {}", types_.front().cache.elements_per_token, dt_.kv.name)
+                                                                                  : std::string("state"),
+                                          state_bytes_ ? fmt::format(", Mamba state {} B per sequence per layer", group_digits(state_bytes_)) : std::string(),
+                                          group_digits(available_))});
     out.components.push_back({"attention_matrix", "attention_matrix", 0, "fused paged attention: no S×S tensor"});
     out.components.push_back({"activation_peak", "activations", r.activation_peak,
                               fmt::format("the start-up profile's peak ({}) by op-graph liveness, less its logits", out.peak_at)});
@@ -333,7 +395,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
                                   format_bytes_gib(graph_pool_), format_bytes_gib(requested_));
     else
         out.verdict = fmt::format("{}: {} KV blocks of {} tokens ({}) hold {:.2f} sequences of {} tokens; {} wanted", r.fits ? "fits" : "does not fit",
-                                  group_digits(num_blocks_), p_.block_size, format_bytes_gib(r.kv_cache),
+                                  group_digits(num_blocks_), block_, format_bytes_gib(r.kv_cache),
                                   static_cast<double>(r.max_concurrency_milli) / 1000.0, group_digits(max_len), B);
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// Plain, validated description of a dense decoder-only transformer, read from a memtax YAML
-// profile or a Hugging Face config.json. No model logic lives here.
+// Plain, validated description of a decoder-only model (dense or mixture-of-experts; attention,
+// latent attention, state-space or hybrid layers), read from a memtax YAML profile or a Hugging
+// Face config.json. No model logic lives here.
 #include <map>
 #include <string>
 #include <vector>
@@ -17,9 +18,76 @@ const char* to_string(NormKind k);
 // One decoder layer: a token mixer and a channel mixer, each named by its block variant
 // (src/blocks/; the engine checks the names against its registry).
 struct LayerSpec {
-    std::string token_mixer = "full_attention";  // full_attention | sliding_attention | ...
-    std::string channel_mixer = "gated_mlp";     // gated_mlp | mlp | ...
+    std::string token_mixer = "full_attention";  // full_attention | sliding_attention | mla | sparse_attention | mamba2 | mamba
+    std::string channel_mixer = "gated_mlp";     // gated_mlp | mlp | moe | none
     friend bool operator==(const LayerSpec&, const LayerSpec&) = default;
+};
+
+// Multi-head latent attention (DeepSeek-V2, arXiv 2405.04434 §2.1): K and V are rebuilt from a
+// compressed latent of kv_lora_rank channels plus one shared rotary key of qk_rope_head_dim.
+struct MlaSpec {
+    u64 q_lora_rank = 0;  // 0: queries are projected directly (DeepSeek-V2-Lite)
+    u64 kv_lora_rank = 0;
+    u64 qk_rope_head_dim = 0;
+    u64 qk_nope_head_dim = 0;
+    u64 v_head_dim = 0;
+    bool enabled() const { return kv_lora_rank != 0; }
+    u64 qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+    friend bool operator==(const MlaSpec&, const MlaSpec&) = default;
+};
+
+// Mixture of experts: each token is routed to experts_per_token of num_experts gated MLPs of
+// intermediate_size; shared experts see every token.
+struct MoeSpec {
+    u64 num_experts = 0;
+    u64 experts_per_token = 0;
+    u64 intermediate_size = 0;          // per routed expert
+    u64 shared_intermediate_size = 0;   // the shared expert MLP's width (DeepSeek: n_shared · moe width); 0 = none
+    bool router_bias = false;           // gpt-oss
+    bool expert_bias = false;           // gpt-oss: biases on every expert's projections
+    bool score_correction_bias = false; // DeepSeek-V3: e_score_correction_bias, fp32 [E]
+    bool shared_expert_gate = false;    // Qwen2-MoE: a sigmoid gate [1, hidden] on the shared expert
+    std::string router_score = "softmax";  // softmax | sigmoid
+    // How transformers executes the routed experts: "loop" (a Python loop over the experts hit,
+    // gathering their tokens) or "grouped" (one grouped GEMM over tokens sorted by expert).
+    std::string dispatch = "loop";
+    // Which layers are MoE: from first_dense_layers on, those with index % layer_period ==
+    // layer_offset (DeepSeek: first_k_dense_replace; Jamba: expert_layer_period/offset).
+    u64 first_dense_layers = 0, layer_period = 1, layer_offset = 0;
+    bool enabled() const { return num_experts != 0; }
+    friend bool operator==(const MoeSpec&, const MoeSpec&) = default;
+};
+
+// A selective state-space mixer (Mamba-1: arXiv 2312.00752; Mamba-2: arXiv 2405.21060).
+struct SsmSpec {
+    std::string kind;    // "mamba2" | "mamba"
+    u64 state_size = 0;  // d_state
+    u64 conv_kernel = 0; // d_conv
+    u64 inner_size = 0;  // d_inner = expand · hidden
+    u64 num_heads = 0;   // Mamba-2 heads (d_inner / head_dim)
+    u64 head_dim = 0;
+    u64 n_groups = 1;    // Mamba-2 B/C groups
+    u64 chunk_size = 256;
+    u64 dt_rank = 0;     // Mamba-1
+    bool conv_bias = true, proj_bias = false;
+    bool enabled() const { return !kind.empty(); }
+    // Channels the causal conv runs over: x, B and C (Mamba-2) or x (Mamba-1).
+    u64 conv_dim() const { return kind == "mamba2" ? inner_size + 2 * n_groups * state_size : inner_size; }
+    friend bool operator==(const SsmSpec&, const SsmSpec&) = default;
+};
+
+// Attention details that change tensors or parameters without changing what is cached.
+struct AttentionExtras {
+    bool qk_norm = false;          // an RMSNorm over head_dim on q and k (Qwen3, Gemma-3)
+    u64 softcap = 0;               // tanh soft-capping of the scores, cap value (Gemma-2: 50); 0 = none
+    u64 final_softcap = 0;         // of the logits (Gemma-2: 30)
+    bool sinks = false;            // a learned sink logit per head joins the softmax (gpt-oss)
+    bool sandwich_norm = false;    // norms after the mixers too: 4 per layer (Gemma-2/3)
+    bool scale_embeddings = false; // embeddings × sqrt(hidden) (Gemma)
+    // Sparse attention (sparse_attention layers): each query attends `local` recent keys, the
+    // first `global` keys, and `random_blocks` blocks of `block` keys (BigBird, Longformer).
+    u64 sparse_local = 0, sparse_global = 0, sparse_random_blocks = 0, sparse_block = 64;
+    friend bool operator==(const AttentionExtras&, const AttentionExtras&) = default;
 };
 
 struct ModelSpec {
@@ -47,20 +115,39 @@ struct ModelSpec {
     u64 sliding_window = 0;  // tokens; 0 = none
     std::vector<LayerSpec> layers;  // one per layer, in order
     DType dtype;
+    MlaSpec mla;
+    MoeSpec moe;
+    SsmSpec ssm;
+    AttentionExtras attn;
+    // Weights as the checkpoint ships them, when not in `dtype`: the linear layers' (DeepSeek-V3:
+    // fp8-b128) and the routed experts' (gpt-oss: mxfp4). Empty = dtype. --weight-dtype overrides.
+    std::string shipped_linear_dtype, shipped_expert_dtype;
 
     u64 stated_parameter_count = 0;  // the officially stated count (0 = not given)
     std::string stated_parameter_source;
+    u64 stated_active_parameter_count = 0;  // MoE: parameters a token uses (same source)
 
     // Where each field came from, so a later check (e.g. --tp vs heads) can cite file:line.
     std::string file;
     std::map<std::string, SourcePos> positions;
     SourcePos pos_of(const std::string& field) const;
+    // Any layer with a token mixer that attends (uses heads, head_dim, rotary tables).
+    bool has_attention() const;
+    bool uses_channel(const std::string& name) const;
+    // Channels of the rotary cos/sin tables a forward builds (per position, each of cos and
+    // sin): the rotary slice of MLA, Gemma-3's two tables (local and global), none without
+    // attention.
+    u64 rotary_width() const;
 };
 
 // The engine walks layers one by one; no real model is within a thousandth of this.
 constexpr u64 kMaxLayers = 1'000'000;
 // Throws InputError unless 0 < num_layers <= kMaxLayers (checked before per-layer lists are built).
 void check_layer_count(u64 num_layers, const SourcePos& pos, const std::string& field);
+
+// The channel mixer of layer i: "moe" where the MoE placement says so, else the dense MLP
+// (`dense`: gated_mlp | mlp | none).
+std::string channel_mixer_for(const ModelSpec& m, u64 i, const std::string& dense);
 
 // Cross-field checks shared by every loader: heads divide hidden when head_dim is implied,
 // kv heads divide heads, layers match num_layers, window only with sliding layers.

@@ -1,0 +1,169 @@
+// Multi-head latent attention (DeepSeek-V2, arXiv 2405.04434 §2.1; DeepSeek-V3). Keys and
+// values are rebuilt per head from a compressed latent c_KV of kv_lora_rank channels, and one
+// rotary key of qk_rope_head_dim is shared by all heads; queries may go through their own
+// low-rank path (q_lora_rank). Two cache layouts exist and each runtime keeps one:
+//   - transformers (DeepseekV3Attention) caches the expanded per-head key (qk_nope + qk_rope
+//     channels) and value (v_head_dim): heads · (qk_head_dim + v_head_dim) elements per token;
+//   - vLLM (MLAAttentionSpec) caches the latent and the rotary key once: kv_lora_rank +
+//     qk_rope_head_dim elements per token (576 for DeepSeek-V3), one tensor, no K/V pair.
+#include "blocks/block.hpp"
+
+namespace memtax {
+namespace {
+
+using S = Sym;
+using R = DtypeRole;
+using C = Category;
+using blk::act;
+using blk::tokens;
+
+u64 latent(const ModelSpec& m) { return checked_add(m.mla.kv_lora_rank, m.mla.qk_rope_head_dim, "mla latent"); }
+
+CacheSpec cache(const BlockEnv& env) {
+    const MlaSpec& a = env.model.mla;
+    if (env.exec == Execution::Vllm) {
+        CacheSpec c{latent(env.model), 1, 0};
+        c.layout = "latent";
+        return c;
+    }
+    const u64 per_head = checked_add(a.qk_head_dim(), a.v_head_dim, "mla kv");
+    return CacheSpec{checked_mul(env.shard.heads_q, per_head, "mla kv"), 2, 0};
+}
+
+// The query path: q_a_proj → q_a_layernorm → q_b_proj with a q_lora_rank, else q_proj.
+int queries(OpGraph& g, const BlockEnv& env, int x) {
+    const ModelSpec& m = env.model;
+    const u64 h = m.hidden_size, qd = checked_mul(env.shard.heads_q, m.mla.qk_head_dim(), "q");
+    if (m.mla.q_lora_rank == 0) return g.op1(blk::linear("q_proj", OpGroup::Projection, h, qd, "q_proj"), {x}, act("q", tokens(qd)));
+    const u64 r = m.mla.q_lora_rank;
+    int qa = g.op1(blk::linear("q_a_proj", OpGroup::Projection, h, r, "q_a_proj"), {x}, act("q_a", tokens(r)));
+    int qn = g.op1(blk::rms_norm("q_a_layernorm", 1, r), {qa}, act("q_a_normed", tokens(r)));
+    return g.op1(blk::linear("q_b_proj", OpGroup::Projection, r, qd, "q_b_proj"), {qn}, act("q", tokens(qd)));
+}
+
+// transformers' DeepseekV3Attention, eager or SDPA.
+int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+    const ModelSpec& m = env.model;
+    const MlaSpec& a = m.mla;
+    const RuntimeSpec& rt = env.runtime;
+    const u64 H = env.shard.heads_q, h = m.hidden_size;
+    const u64 qk = a.qk_head_dim(), rope = a.qk_rope_head_dim, nope = a.qk_nope_head_dim, vd = a.v_head_dim;
+    const u64 q_dim = checked_mul(H, qk, "q"), v_dim = checked_mul(H, vd, "v"), kvb = checked_mul(H, nope + vd, "kv_b");
+    const int xn = io.x;
+    const Size k_old_size(q_dim, {S::Batch, S::SkvOld}), v_old_size(v_dim, {S::Batch, S::SkvOld});
+    int k_old = g.input(TensorInfo{"k_cache_old", k_old_size, R::Kv, C::KvCache});
+    int v_old = g.input(TensorInfo{"v_cache_old", v_old_size, R::Kv, C::KvCache});
+    int q = queries(g, env, xn);
+    // kv_a_proj_with_mqa → [latent | rotary key]; the latent slice is normed (a new tensor).
+    int ckv = g.op1(blk::linear("kv_a_proj_with_mqa", OpGroup::Projection, h, latent(m), "kv_a_proj_with_mqa"), {xn},
+                    act("compressed_kv", tokens(latent(m))));
+    int ckn = g.op1(blk::rms_norm("kv_a_layernorm", 1, a.kv_lora_rank), {ckv}, act("kv_latent_normed", tokens(a.kv_lora_rank)));
+    // kv_b_proj: per head [k_nope | v]; value_states is a view of it.
+    int kv = g.op1(blk::linear("kv_b_proj", OpGroup::Projection, a.kv_lora_rank, kvb, "kv_b_proj"), {ckn}, act("kv_expanded", tokens(kvb)));
+    // Rotary on the rope slices of q (every head) and k (one shared head): q·cos + rotate_half(q)·sin.
+    const Size qr_size(checked_mul(H, rope, "q_rot"), {S::Batch, S::Sq}), kr_size(rope, {S::Batch, S::Sq});
+    int qr = g.op1({"rotary_q", OpKind::Rotary, OpGroup::Rotary, Size(checked_mul(3 * H, rope, "rotary"), {S::Batch, S::Sq}), {},
+                    {{qr_size, R::Act}, {qr_size, R::Act}}},
+                   {q}, act("q_rot", qr_size));
+    int kr = g.op1({"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * rope, {S::Batch, S::Sq}), {}, {{kr_size, R::Act}, {kr_size, R::Act}}},
+                   {ckv}, act("k_rot", kr_size), {qr});
+    // query_states = cat(q_pass, q_rot); key_states = cat(k_pass, k_rot expanded over heads).
+    const Size q_size = tokens(q_dim);
+    int qs = g.op1({"query_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {q, qr}, act("query_states", q_size));
+    int ks = g.op1({"key_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv, kr}, act("key_states", q_size), {qs});
+    // DynamicLayer.update: cat onto the old storage; an empty cache keeps the tensors themselves
+    // (the value then is a view that keeps all of kv_b_proj's output alive).
+    const AliasRule fresh = env.dtype(R::Kv) == env.dtype(R::Act) ? AliasRule::IfFreshCache : AliasRule::None;
+    int kc = g.op1({"k_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {ks, k_old},
+                   TensorInfo{"k_cache", Size(q_dim, {S::Batch, S::SkvNew}), R::Kv, C::KvCache, Lifetime::Persistent, fresh});
+    int vc = g.op1({"v_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {kv, v_old},
+                   TensorInfo{"v_cache", Size(v_dim, {S::Batch, S::SkvNew}), R::Kv, C::KvCache, Lifetime::Persistent, fresh});
+    int attn_out;
+    int probs_held = -1;
+    const Size ss(H, {S::Batch, S::Sq, S::Skv});
+    const Size qk_flops(checked_product({2, H, qk}, "scores"), {S::Batch, S::Sq, S::Skv});
+    if (rt.attention == AttentionKernel::Eager) {
+        int s0 = g.op1({"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {qs, kc}, act("scores", ss, C::AttentionMatrix));
+        int s1 = g.op1({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix));
+        int s2 = g.op1({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix));
+        OpInfo softmax{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * H, {S::Batch, S::Sq, S::Skv}), {}, {}};
+        if (!(env.dtype(R::Softmax) == env.dtype(R::Act)) && env.dtype(R::Act).name != "fp16")
+            softmax.workspace.push_back({ss, R::Softmax, C::AttentionMatrix});
+        int p32 = g.op1(std::move(softmax), {s2}, TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix});
+        const AliasRule same = env.dtype(R::Softmax) == env.dtype(R::Act) ? AliasRule::View : AliasRule::None;
+        int p = g.op1({"probs_cast", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {p32},
+                      TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, same}, {s2});
+        int oh = g.op1({"probs_v", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, H, vd}, "pv"), {S::Batch, S::Sq, S::Skv}), {}, {}},
+                       {p, vc}, act("attn_heads", tokens(v_dim)));
+        attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", tokens(v_dim)));
+        if (rt.keeps.attn_weights) probs_held = p;
+    } else {
+        int mask_add = g.op1({"mask_to_additive", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {},
+                             act("mask_additive", Size(1, {S::Batch, S::Sq, S::Skv, S::MaskConv}), C::AttentionMatrix));
+        attn_out = g.op1({"fused_attention", OpKind::Attention, OpGroup::Attention,
+                          Size(checked_product({2, H, qk + vd}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+                          {{Size(H, {S::Batch, S::Sq}), R::Fp32}}},
+                         {qs, kc, vc, mask_add}, act("attn_out", tokens(v_dim)));
+    }
+    std::vector<int> holds = io.holds_last;
+    holds.push_back(rt.keeps.normed_input ? xn : -1);
+    holds.push_back(rt.keeps.query_states ? qs : -1);
+    holds.push_back(probs_held);
+    return g.op1h(blk::linear("o_proj", OpGroup::Projection, v_dim, h, "o_proj"), {attn_out}, act("o", tokens(h)), holds);
+}
+
+// vLLM's MLA layer: the fused q_a / kv_a projection (one GEMM when q_lora_rank is set), the
+// norms, q_b_proj; the latent and rotary key written to the paged cache inside the attention
+// op; prefill expands K/V per head with kv_b_proj, decode absorbs it into the query (the
+// profile run is a prefill).
+int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+    const ModelSpec& m = env.model;
+    const MlaSpec& a = m.mla;
+    const u64 H = env.shard.heads_q, h = m.hidden_size;
+    const u64 qk = a.qk_head_dim(), vd = a.v_head_dim;
+    const u64 q_dim = checked_mul(H, qk, "q"), v_dim = checked_mul(H, vd, "v"), kvb = checked_mul(H, a.qk_nope_head_dim + vd, "kv_b");
+    int pool = g.input(TensorInfo{"kv_pool_latent", Size(latent(m), {S::Batch, S::SkvOld}), R::Kv, C::KvCache});
+    const u64 qa = a.q_lora_rank ? a.q_lora_rank : 0;
+    const u64 fused = checked_add(qa, latent(m), "qkv_a");
+    int qkv_a = g.op1(blk::linear(qa ? "fused_qkv_a_proj" : "kv_a_proj_with_mqa", OpGroup::Projection, h, fused, qa ? "fused_qkv_a_proj" : "kv_a_proj_with_mqa"),
+                      {io.x}, act("qkv_a", tokens(fused)));
+    int q;
+    if (qa) {
+        int qn = g.op1(blk::rms_norm("q_a_layernorm", 1, qa), {qkv_a}, act("q_a_normed", tokens(qa)));
+        q = g.op1(blk::linear("q_b_proj", OpGroup::Projection, qa, q_dim, "q_b_proj"), {qn}, act("q", tokens(q_dim)));
+    } else {
+        q = g.op1(blk::linear("q_proj", OpGroup::Projection, h, q_dim, "q_proj"), {io.x}, act("q", tokens(q_dim)));
+    }
+    int ckn = g.op1(blk::rms_norm("kv_a_layernorm", 1, a.kv_lora_rank), {qkv_a}, act("kv_latent_normed", tokens(a.kv_lora_rank)));
+    int kv = g.op1(blk::linear("kv_b_proj", OpGroup::Projection, a.kv_lora_rank, kvb, "kv_b_proj"), {ckn}, act("kv_expanded", tokens(kvb)));
+    int k = g.op1({"key_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv, qkv_a}, act("key_states", tokens(q_dim)));
+    int attn = g.op1({"attention", OpKind::Attention, OpGroup::Attention,
+                      Size(checked_product({2, H, qk + vd}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+                      {{Size(H, {S::Batch, S::Sq}), R::Fp32}}},
+                     {q, k, kv, pool}, act("attn_out", tokens(v_dim)));
+    std::vector<int> holds = io.holds_last;
+    holds.push_back(qkv_a);
+    return g.op1h(blk::linear("o_proj", OpGroup::Projection, v_dim, h, "o_proj"), {attn}, act("o", tokens(h)), holds);
+}
+
+u64 mla_param(const ModelSpec& m) { return m.mla.kv_lora_rank; }
+
+}  // namespace
+
+void register_mla(BlockRegistry& r) {
+    r.add(TokenMixer{"mla",
+                     "multi-head latent attention: K/V rebuilt from a kv_lora_rank latent + a shared rotary key; transformers caches "
+                     "per-head K and V, vLLM the latent (kv_lora_rank + qk_rope_head_dim per token)",
+                     {{"num_attention_heads", "query heads", [](const ModelSpec& m) { return m.num_attention_heads; }},
+                      {"mla.kv_lora_rank", "latent channels d_c", mla_param},
+                      {"mla.qk_rope_head_dim", "rotary key channels d_h^R", [](const ModelSpec& m) { return m.mla.qk_rope_head_dim; }},
+                      {"mla.qk_nope_head_dim", "per-head key channels without rotary", [](const ModelSpec& m) { return m.mla.qk_nope_head_dim; }},
+                      {"mla.v_head_dim", "per-head value channels", [](const ModelSpec& m) { return m.mla.v_head_dim; }}},
+                     cache,
+                     [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+                         return env.exec == Execution::Vllm ? build_vllm(g, env, io) : build_transformers(g, env, io);
+                     },
+                     {Execution::Transformers, Execution::Vllm}});
+}
+
+}  // namespace memtax

@@ -1,0 +1,201 @@
+// Mixture-of-experts channel mixer (Switch/GShard-style top-k routing; Mixtral arXiv 2401.04088,
+// DeepSeekMoE arXiv 2401.06066, Qwen3-MoE, gpt-oss, Jamba): a router scores every expert for
+// each token, the top experts_per_token gated MLPs of moe.intermediate_size run on it and their
+// outputs are summed with the routing weights; shared experts (DeepSeek) see every token. No
+// cached state. Weights: every expert is stored; a step reads only the experts its tokens hit
+// (the time model counts E·(1 − (1 − k/E)^T) of them).
+//
+// Activations follow the runtime's dispatch:
+//   transformers "loop": the eager experts forward, a Python loop over the experts hit, each
+//     gathering its ~T·k/E tokens (one iteration's tensors are alive at a time), summed into an
+//     output with index_add_; the one-hot routing mask [E, k, T] is int64;
+//   transformers "grouped": grouped_mm_experts_forward, all T·k (token, expert) rows gathered,
+//     sorted by expert and run as one grouped GEMM; its locals live until it returns;
+//   vLLM: the fused MoE kernel with its intermediate caches of T·k rows.
+#include "blocks/block.hpp"
+
+namespace memtax {
+namespace {
+
+using S = Sym;
+using R = DtypeRole;
+using C = Category;
+using blk::act;
+using blk::tokens;
+
+// Rows of `width` for the tokens one expert gets on average: T·k/E of them (coefficient rounded
+// up when k·width is not a multiple of E).
+Size per_expert(const MoeSpec& e, u64 width) {
+    return Size(ceil_div(checked_mul(e.experts_per_token, width, "moe rows"), e.num_experts), {S::Batch, S::Sq});
+}
+// The T·k routed rows.
+Size routed(const MoeSpec& e, u64 width) { return Size(checked_mul(e.experts_per_token, width, "moe rows"), {S::Batch, S::Sq}); }
+
+// The expert bank's weights, declared on its first GEMM: gate/up [E, h, 2i] and down [E, i, h]
+// (+ biases), E = experts on this GPU.
+void expert_weights(OpInfo& up, OpInfo& down, const BlockEnv& env) {
+    const MoeSpec& e = env.model.moe;
+    const u64 h = env.model.hidden_size, i = env.shard.moe_inter, E = env.shard.experts, k = e.experts_per_token;
+    WeightTensor gu{"experts.gate_up_proj", checked_product({E, h, 2 * i}, "experts"), R::ExpertWeight};
+    gu.in = h;
+    gu.experts = E;
+    gu.topk = k;
+    WeightTensor dn{"experts.down_proj", checked_product({E, i, h}, "experts"), R::ExpertWeight};
+    dn.in = i;
+    dn.experts = E;
+    dn.topk = k;
+    up.weights.push_back(gu);
+    down.weights.push_back(dn);
+    if (e.expert_bias) {
+        up.weights.push_back({"experts.gate_up_proj_bias", checked_mul(E, 2 * i, "experts"), R::Param, false, 0, E, k});
+        down.weights.push_back({"experts.down_proj_bias", checked_mul(E, h, "experts"), R::Param, false, 0, E, k});
+    }
+    // Routed-expert FLOPs per token: k experts × (2·h·2i + 2·i·h).
+    up.flops = Size(checked_product({k, 2, h, 2 * i}, "experts"), {S::Batch, S::Sq});
+    down.flops = Size(checked_product({k, 2, i, h}, "experts"), {S::Batch, S::Sq});
+}
+
+// The router: logits [T, E] (DeepSeek-V3 upcasts the hidden states and weight to fp32 first),
+// scores in fp32, top-k weights and int64 indices. Returns {weights, indices}.
+std::pair<int, int> router(OpGraph& g, const BlockEnv& env, int x) {
+    const MoeSpec& e = env.model.moe;
+    const u64 h = env.model.hidden_size, E = e.num_experts, k = e.experts_per_token;
+    OpInfo gate{"router", OpKind::Matmul, OpGroup::Mlp, Size(checked_product({2, h, E}, "router"), {S::Batch, S::Sq}), {}, {}};
+    gate.weights.push_back({"router", checked_mul(h, E, "router"), R::Param});
+    if (e.router_bias) gate.weights.push_back({"router_bias", E, R::Param});
+    if (e.score_correction_bias) gate.weights.push_back({"e_score_correction_bias", E, R::Fp32});
+    const bool fp32 = e.router_score == "sigmoid";  // DeepSeekV3TopkRouter: F.linear(x.float(), w.float())
+    if (fp32) {
+        gate.workspace.push_back({tokens(h), R::Fp32});
+        gate.workspace.push_back({Size(checked_mul(h, E, "router"), {}), R::Fp32});
+    }
+    int logits = g.op1(std::move(gate), {x}, TensorInfo{"router_logits", Size(E, {S::Batch, S::Sq}), fp32 ? R::Fp32 : R::Act});
+    int scores = g.op1({"router_scores", OpKind::Softmax, OpGroup::Mlp, Size(5 * E, {S::Batch, S::Sq}), {}, {}}, {logits},
+                       TensorInfo{"router_probs", Size(E, {S::Batch, S::Sq}), R::Fp32});
+    auto top = g.op({"router_topk", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {scores},
+                    {TensorInfo{"topk_weights", Size(k, {S::Batch, S::Sq}), R::Fp32}, TensorInfo{"topk_index", Size(k, {S::Batch, S::Sq}), R::Index}},
+                    {logits});
+    int w = g.op1({"topk_normalise", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {top[0]}, act("routing_weights", Size(k, {S::Batch, S::Sq})),
+                  {logits, scores});
+    return {w, top[1]};
+}
+
+int shared_expert(OpGraph& g, const BlockEnv& env, int x) {
+    const u64 h = env.model.hidden_size, i = env.shard.shared_inter;
+    int gate = g.op1(blk::linear("shared_gate_proj", OpGroup::Mlp, h, i, "shared_experts.gate_proj"), {x}, act("shared_gate", tokens(i)));
+    int a = g.op1({"shared_activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gate}, act("shared_gate_act", tokens(i)));
+    int up = g.op1(blk::linear("shared_up_proj", OpGroup::Mlp, h, i, "shared_experts.up_proj"), {x}, act("shared_up", tokens(i)));
+    int prod = g.op1({"shared_mul", OpKind::Elementwise, OpGroup::Mlp, Size(i, {S::Batch, S::Sq}), {}, {}}, {a, up}, act("shared_hidden", tokens(i)));
+    return g.op1(blk::linear("shared_down_proj", OpGroup::Mlp, i, h, "shared_experts.down_proj"), {prod}, act("shared_out", tokens(h)));
+}
+
+int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+    const ModelSpec& m = env.model;
+    const MoeSpec& e = m.moe;
+    const u64 h = m.hidden_size, i = env.shard.moe_inter, E = e.num_experts, k = e.experts_per_token;
+    auto [w, idx] = router(g, env, io.x);
+    // DeepSeek accumulates in the routing weights' dtype (fp32), the others in the compute dtype.
+    const R acc = e.router_score == "sigmoid" ? R::Fp32 : R::Act;
+    int out;
+    OpInfo up{"experts_gate_up", OpKind::Matmul, OpGroup::Mlp, {}, {}, {}};
+    OpInfo down{"experts_down", OpKind::Matmul, OpGroup::Mlp, {}, {}, {}};
+    expert_weights(up, down, env);
+    if (e.dispatch == "grouped") {
+        // grouped_mm_experts_forward: gather T·k rows, argsort by expert (perm, inv_perm int64),
+        // sorted copies, one grouped GEMM each way, weight, unsort, sum over k.
+        int sel = g.op1({"gather_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {io.x, idx}, act("selected_hidden", routed(e, h)));
+        auto perm = g.op({"argsort_experts", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {idx},
+                         {TensorInfo{"perm", Size(k, {S::Batch, S::Sq}), R::Index}, TensorInfo{"inv_perm", Size(k, {S::Batch, S::Sq}), R::Index}});
+        int sorted = g.op1({"sort_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {sel, perm[0]}, act("selected_sorted", routed(e, h)),
+                           {perm[1], w});
+        int gu = g.op1(std::move(up), {sorted}, act("gate_up_out", routed(e, 2 * i)), {sel, perm[0], perm[1], w});
+        int ga = g.op1({"experts_act", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
+                        {{routed(e, i), R::Act}}},
+                       {gu}, act("gated_out", routed(e, i)), {sel, sorted, perm[0], perm[1], w});
+        int dn = g.op1(std::move(down), {ga}, act("down_out", routed(e, h)), {sel, sorted, perm[0], perm[1], w, gu});
+        int wt = g.op1({"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, w}, act("weighted_out", routed(e, h)),
+                       {sel, sorted, perm[0], perm[1], gu, ga});
+        int un = g.op1({"unsort_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {wt, perm[1]}, act("unsorted_out", routed(e, h)),
+                       {sel, sorted, perm[0], gu, ga, dn});
+        out = g.op1({"sum_topk", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {un}, TensorInfo{"experts_out", tokens(h), acc},
+                    {sel, sorted, perm[0], perm[1], gu, ga, dn, wt});
+    } else {
+        // The eager loop: zeros for the sum, the int64 one-hot mask [E, k, T], then per expert
+        // hit: gather its rows, gate_up, act(gate)·up, down, × weights, index_add_ into the sum.
+        int sum = g.op1({"zeros_like", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {}, TensorInfo{"experts_sum", tokens(h), acc});
+        int mask = g.op1({"one_hot_mask", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {idx},
+                         TensorInfo{"expert_mask", Size(checked_mul(k, E, "mask"), {S::Batch, S::Sq}), R::Index}, {sum});
+        int cur = g.op1({"gather_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {io.x, mask}, act("current_state", per_expert(e, h)), {sum, w});
+        // One iteration's GEMMs stand for all: their FLOPs and weights are the whole bank's.
+        int gu = g.op1(std::move(up), {cur}, act("gate_up", per_expert(e, 2 * i)), {sum, w, mask});
+        int ga = g.op1({"experts_act", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
+                        {{per_expert(e, i), R::Act}}},
+                       {gu}, act("current_hidden", per_expert(e, i)), {sum, w, mask});
+        int dn = g.op1(std::move(down), {ga}, act("expert_out", per_expert(e, h)), {sum, w, mask});
+        int wt = g.op1({"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, w}, act("weighted", per_expert(e, h)), {sum, mask});
+        out = g.op1({"index_add", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {sum, wt},
+                    TensorInfo{"experts_out", tokens(h), acc, C::Activation, Lifetime::Transient, AliasRule::Always}, {mask, w});
+    }
+    // Back to the compute dtype (a copy when the sum was fp32), then the shared expert's output added.
+    if (acc == R::Fp32) out = g.op1({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("moe_out", tokens(h)));
+    std::vector<int> holds = io.holds_last;
+    holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
+    TensorInfo res = act("moe_output", tokens(h));
+    if (io.output_is_layer_output) res.lifetime = Lifetime::Persistent;
+    if (env.shard.shared_inter) {
+        int sh = shared_expert(g, env, io.x);
+        return g.op1h({"add_shared", OpKind::Elementwise, OpGroup::Mlp, Size(h, {S::Batch, S::Sq}), {}, {}}, {out, sh}, res, holds);
+    }
+    return g.op1h({"moe_view", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out},
+                  TensorInfo{res.name, res.size, R::Act, C::Activation, res.lifetime, AliasRule::View}, holds);
+}
+
+// vLLM FusedMoE: router logits, top-k (fp32 weights, int32 ids), the fused kernel's caches
+// (gate/up rows T·k·2i, activated T·k·i, down rows T·k·h) and the reduced output.
+int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+    const ModelSpec& m = env.model;
+    const MoeSpec& e = m.moe;
+    const u64 h = m.hidden_size, i = env.shard.moe_inter, E = e.num_experts, k = e.experts_per_token;
+    OpInfo gate{"router", OpKind::Matmul, OpGroup::Mlp, Size(checked_product({2, h, E}, "router"), {S::Batch, S::Sq}), {}, {}};
+    gate.weights.push_back({"router", checked_mul(h, E, "router"), R::Param});
+    if (e.router_bias) gate.weights.push_back({"router_bias", E, R::Param});
+    if (e.score_correction_bias) gate.weights.push_back({"e_score_correction_bias", E, R::Fp32});
+    int logits = g.op1(std::move(gate), {io.x}, act("router_logits", Size(E, {S::Batch, S::Sq})));
+    auto top = g.op({"topk", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {logits},
+                    {TensorInfo{"topk_weights", Size(k, {S::Batch, S::Sq}), R::Fp32},
+                     TensorInfo{"topk_ids", Size(ceil_div(k, 2), {S::Batch, S::Sq}), R::Index}});
+    OpInfo up{"fused_moe_gate_up", OpKind::Matmul, OpGroup::Mlp, {}, {}, {}};
+    OpInfo down{"fused_moe_down", OpKind::Matmul, OpGroup::Mlp, {}, {}, {}};
+    expert_weights(up, down, env);
+    int gu = g.op1(std::move(up), {io.x, top[0], top[1]}, act("intermediate_cache1", routed(e, 2 * i)), {logits});
+    int ga = g.op1({"silu_and_mul", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {}, {}}, {gu},
+                   act("intermediate_cache2", routed(e, i)));
+    int dn = g.op1(std::move(down), {ga}, act("intermediate_cache3", routed(e, h)), {gu});
+    int out = g.op1({"moe_sum", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn}, act("experts_out", tokens(h)));
+    std::vector<int> holds = io.holds_last;
+    TensorInfo res = act("moe_output", tokens(h));
+    if (io.output_is_layer_output) res.lifetime = Lifetime::Persistent;
+    if (env.shard.shared_inter) {
+        int sh = shared_expert(g, env, io.x);
+        return g.op1h({"add_shared", OpKind::Elementwise, OpGroup::Mlp, Size(h, {S::Batch, S::Sq}), {}, {}}, {out, sh}, res, holds);
+    }
+    return g.op1h({"moe_view", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out},
+                  TensorInfo{res.name, res.size, R::Act, C::Activation, res.lifetime, AliasRule::View}, holds);
+}
+
+}  // namespace
+
+void register_moe(BlockRegistry& r) {
+    r.add(ChannelMixer{"moe",
+                       "mixture of experts: a router picks experts_per_token of num_experts gated MLPs per token (+ shared experts); every "
+                       "expert is stored, the hit ones are read",
+                       {{"moe.num_experts", "routed experts", [](const ModelSpec& m) { return m.moe.num_experts; }},
+                        {"moe.experts_per_token", "experts each token is routed to", [](const ModelSpec& m) { return m.moe.experts_per_token; }},
+                        {"moe.intermediate_size", "each expert's hidden width", [](const ModelSpec& m) { return m.moe.intermediate_size; }}},
+                       [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+                           return env.exec == Execution::Vllm ? build_vllm(g, env, io) : build_transformers(g, env, io);
+                       },
+                       {Execution::Transformers, Execution::Vllm}});
+}
+
+}  // namespace memtax
