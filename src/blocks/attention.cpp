@@ -44,9 +44,24 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
     const Size old_size(s.kv_dim, {S::Batch, S::SkvOld});
     int k_old = g.input(TensorInfo{"k_cache_old", old_size, R::Kv, C::KvCache});
     int v_old = g.input(TensorInfo{"v_cache_old", old_size, R::Kv, C::KvCache});
-    int q = g.op1(blk::linear("q_proj", OpGroup::Projection, h, s.q_dim, "q_proj", m.qkv_bias ? "q_bias" : nullptr), {xn}, act("q", q_size));
-    int k = g.op1(blk::linear("k_proj", OpGroup::Projection, h, s.kv_dim, "k_proj", m.qkv_bias ? "k_bias" : nullptr), {xn}, act("k", kv_size));
-    int v = g.op1(blk::linear("v_proj", OpGroup::Projection, h, s.kv_dim, "v_proj", m.qkv_bias ? "v_bias" : nullptr), {xn}, act("v", kv_size));
+    int q, k, v, qkv = -1;
+    if (m.fused_projections) {
+        // Phi-3: one qkv_proj; q, k, v are slices of its output, which the method's `qkv` local
+        // keeps alive until it returns.
+        const u64 all = checked_add(s.q_dim, checked_mul(2, s.kv_dim, "qkv"), "qkv");
+        qkv = g.op1(blk::linear("qkv_proj", OpGroup::Projection, h, all, "qkv_proj", m.qkv_bias ? "qkv_bias" : nullptr), {xn}, act("qkv", tokens(all)));
+        auto view = [&](const char* name, Size sz) {
+            return g.op1({name, OpKind::Copy, OpGroup::Projection, {}, {}, {}}, {qkv},
+                         TensorInfo{name, sz, R::Act, C::Activation, Lifetime::Transient, AliasRule::View});
+        };
+        q = view("q", q_size);
+        k = view("k", kv_size);
+        v = view("v", kv_size);
+    } else {
+        q = g.op1(blk::linear("q_proj", OpGroup::Projection, h, s.q_dim, "q_proj", m.qkv_bias ? "q_bias" : nullptr), {xn}, act("q", q_size));
+        k = g.op1(blk::linear("k_proj", OpGroup::Projection, h, s.kv_dim, "k_proj", m.qkv_bias ? "k_bias" : nullptr), {xn}, act("k", kv_size));
+        v = g.op1(blk::linear("v_proj", OpGroup::Projection, h, s.kv_dim, "v_proj", m.qkv_bias ? "v_bias" : nullptr), {xn}, act("v", kv_size));
+    }
     if (m.attn.qk_norm) {
         // q_norm / k_norm over each head's channels (Qwen3Attention, Gemma3Attention).
         q = g.op1(blk::rms_norm("q_norm", s.heads_q, d), {q}, act("q_normed", q_size));
@@ -65,6 +80,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         holds.push_back(keep.normed_input ? xn : -1);
         holds.push_back(keep.query_states ? qr : -1);
         holds.push_back(probs_held);
+        holds.push_back(qkv);
         return g.op1h(blk::linear("o_proj", OpGroup::Projection, s.q_dim, h, "o_proj", m.o_bias ? "o_bias" : nullptr), {attn_out},
                       act("o", tokens(h)), holds);
     };
@@ -117,9 +133,10 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
             OpInfo cat{"sinks_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
             cat.weights.push_back({"sinks", s.heads_q, DtypeRole::Param});
             int c = g.op1(std::move(cat), {s2}, act("scores_with_sink", sk, C::AttentionMatrix));
-            int c2 = g.op1({"sinks_sub_max", OpKind::Elementwise, OpGroup::Attention, sk, {}, {}}, {c}, act("scores_shifted", sk, C::AttentionMatrix));
+            // `attn_weights` (the masked scores) stays referenced until it is rebound after the softmax.
+            int c2 = g.op1({"sinks_sub_max", OpKind::Elementwise, OpGroup::Attention, sk, {}, {}}, {c}, act("scores_shifted", sk, C::AttentionMatrix), {s2});
             int pr = g.op1({"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::SkvSink}), {}, {}}, {c2},
-                           act("probs_with_sink", sk, C::AttentionMatrix));
+                           act("probs_with_sink", sk, C::AttentionMatrix), {s2});
             int oh = g.op1({"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {pr, vrep}, act("attn_heads", tokens(s.q_dim)));
             attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", q_size), {krep, vrep});
             if (keep.attn_weights) probs_held = pr;

@@ -1,11 +1,13 @@
 // Multi-head latent attention (DeepSeek-V2, arXiv 2405.04434 §2.1; DeepSeek-V3). Keys and
 // values are rebuilt per head from a compressed latent c_KV of kv_lora_rank channels, and one
 // rotary key of qk_rope_head_dim is shared by all heads; queries may go through their own
-// low-rank path (q_lora_rank). Two cache layouts exist and each runtime keeps one:
-//   - transformers (DeepseekV3Attention) caches the expanded per-head key (qk_nope + qk_rope
-//     channels) and value (v_head_dim): heads · (qk_head_dim + v_head_dim) elements per token;
-//   - vLLM (MLAAttentionSpec) caches the latent and the rotary key once: kv_lora_rank +
-//     qk_rope_head_dim elements per token (576 for DeepSeek-V3), one tensor, no K/V pair.
+// low-rank path (q_lora_rank). Two cache layouts exist: the expanded per-head key (qk_nope +
+// qk_rope channels) and value (v_head_dim), heads · (qk_head_dim + v_head_dim) elements per token
+// (what transformers 4.x kept: 81,920 B per token per layer for DeepSeek-V3 in bf16), and the
+// latent with the rotary key, kv_lora_rank + qk_rope_head_dim elements per token (576 for
+// DeepSeek-V3). Both runtimes modelled here keep the latent: vLLM's MLAAttentionSpec (one
+// tensor) and transformers 5 (DeepseekV3Attention caches kv_nope and k_rot before expanding,
+// measured on an H200 with transformers 5.17).
 #include "blocks/block.hpp"
 
 namespace memtax {
@@ -19,15 +21,11 @@ using blk::tokens;
 
 u64 latent(const ModelSpec& m) { return checked_add(m.mla.kv_lora_rank, m.mla.qk_rope_head_dim, "mla latent"); }
 
+// Both runtimes keep the latent: vLLM as one tensor, transformers as two (latent, rotary key).
 CacheSpec cache(const BlockEnv& env) {
-    const MlaSpec& a = env.model.mla;
-    if (env.exec == Execution::Vllm) {
-        CacheSpec c{latent(env.model), 1, 0};
-        c.layout = "latent";
-        return c;
-    }
-    const u64 per_head = checked_add(a.qk_head_dim(), a.v_head_dim, "mla kv");
-    return CacheSpec{checked_mul(env.shard.heads_q, per_head, "mla kv"), 2, 0};
+    CacheSpec c{latent(env.model), env.exec == Execution::Vllm ? 1u : 2u, 0};
+    c.layout = "latent";
+    return c;
 }
 
 // The query path: q_a_proj → q_a_layernorm → q_b_proj with a q_lora_rank, else q_proj.
@@ -41,74 +39,77 @@ int queries(OpGraph& g, const BlockEnv& env, int x) {
     return g.op1(blk::linear("q_b_proj", OpGroup::Projection, r, qd, "q_b_proj"), {qn}, act("q", tokens(qd)));
 }
 
-// transformers' DeepseekV3Attention, eager or SDPA.
+// transformers' DeepseekV3Attention (5.x), eager or SDPA. The cache keeps the compressed
+// latent: the normed kv_lora_rank slice and the rotated shared key, as two single-head tensors
+// (an empty cache keeps the tensors themselves). Every step then re-expands all cached tokens
+// with kv_b_proj into per-head keys (a new tensor) and values (a view of the projection).
+// The method's locals (queries, the projections, the expanded K/V) live until it returns.
 int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MlaSpec& a = m.mla;
     const RuntimeSpec& rt = env.runtime;
     const u64 H = env.shard.heads_q, h = m.hidden_size;
-    const u64 qk = a.qk_head_dim(), rope = a.qk_rope_head_dim, nope = a.qk_nope_head_dim, vd = a.v_head_dim;
-    const u64 q_dim = checked_mul(H, qk, "q"), v_dim = checked_mul(H, vd, "v"), kvb = checked_mul(H, nope + vd, "kv_b");
+    const u64 qk = a.qk_head_dim(), rope = a.qk_rope_head_dim, vd = a.v_head_dim, lora = a.kv_lora_rank;
+    const u64 q_dim = checked_mul(H, qk, "q"), v_dim = checked_mul(H, vd, "v"), kvb = checked_mul(H, a.qk_nope_head_dim + vd, "kv_b");
     const int xn = io.x;
-    const Size k_old_size(q_dim, {S::Batch, S::SkvOld}), v_old_size(v_dim, {S::Batch, S::SkvOld});
-    int k_old = g.input(TensorInfo{"k_cache_old", k_old_size, R::Kv, C::KvCache});
-    int v_old = g.input(TensorInfo{"v_cache_old", v_old_size, R::Kv, C::KvCache});
+    int nope_old = g.input(TensorInfo{"latent_cache_old", Size(lora, {S::Batch, S::SkvOld}), R::Kv, C::KvCache});
+    int rot_old = g.input(TensorInfo{"rope_key_cache_old", Size(rope, {S::Batch, S::SkvOld}), R::Kv, C::KvCache});
     int q = queries(g, env, xn);
-    // kv_a_proj_with_mqa → [latent | rotary key]; the latent slice is normed (a new tensor).
     int ckv = g.op1(blk::linear("kv_a_proj_with_mqa", OpGroup::Projection, h, latent(m), "kv_a_proj_with_mqa"), {xn},
                     act("compressed_kv", tokens(latent(m))));
-    int ckn = g.op1(blk::rms_norm("kv_a_layernorm", 1, a.kv_lora_rank), {ckv}, act("kv_latent_normed", tokens(a.kv_lora_rank)));
-    // kv_b_proj: per head [k_nope | v]; value_states is a view of it.
-    int kv = g.op1(blk::linear("kv_b_proj", OpGroup::Projection, a.kv_lora_rank, kvb, "kv_b_proj"), {ckn}, act("kv_expanded", tokens(kvb)));
-    // Rotary on the rope slices of q (every head) and k (one shared head): q·cos + rotate_half(q)·sin.
+    int ckn = g.op1(blk::rms_norm("kv_a_layernorm", 1, lora), {ckv}, act("kv_latent_normed", tokens(lora)));
+    // Rotary on the rope slices (interleaved layout: each slice is first copied contiguous).
     const Size qr_size(checked_mul(H, rope, "q_rot"), {S::Batch, S::Sq}), kr_size(rope, {S::Batch, S::Sq});
     int qr = g.op1({"rotary_q", OpKind::Rotary, OpGroup::Rotary, Size(checked_mul(3 * H, rope, "rotary"), {S::Batch, S::Sq}), {},
-                    {{qr_size, R::Act}, {qr_size, R::Act}}},
+                    {{qr_size, R::Act}, {qr_size, R::Act}, {qr_size, R::Act}}},
                    {q}, act("q_rot", qr_size));
-    int kr = g.op1({"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * rope, {S::Batch, S::Sq}), {}, {{kr_size, R::Act}, {kr_size, R::Act}}},
+    int kr = g.op1({"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * rope, {S::Batch, S::Sq}), {}, {{kr_size, R::Act}, {kr_size, R::Act}, {kr_size, R::Act}}},
                    {ckv}, act("k_rot", kr_size), {qr});
-    // query_states = cat(q_pass, q_rot); key_states = cat(k_pass, k_rot expanded over heads).
-    const Size q_size = tokens(q_dim);
-    int qs = g.op1({"query_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {q, qr}, act("query_states", q_size));
-    int ks = g.op1({"key_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv, kr}, act("key_states", q_size), {qs});
-    // DynamicLayer.update: cat onto the old storage; an empty cache keeps the tensors themselves
-    // (the value then is a view that keeps all of kv_b_proj's output alive).
     const AliasRule fresh = env.dtype(R::Kv) == env.dtype(R::Act) ? AliasRule::IfFreshCache : AliasRule::None;
-    int kc = g.op1({"k_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {ks, k_old},
-                   TensorInfo{"k_cache", Size(q_dim, {S::Batch, S::SkvNew}), R::Kv, C::KvCache, Lifetime::Persistent, fresh});
-    int vc = g.op1({"v_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {kv, v_old},
-                   TensorInfo{"v_cache", Size(v_dim, {S::Batch, S::SkvNew}), R::Kv, C::KvCache, Lifetime::Persistent, fresh});
+    int lc = g.op1({"latent_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {ckn, nope_old},
+                   TensorInfo{"latent_cache", Size(lora, {S::Batch, S::SkvNew}), R::Kv, C::KvCache, Lifetime::Persistent, fresh});
+    int rc = g.op1({"rope_key_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {kr, rot_old},
+                   TensorInfo{"rope_key_cache", Size(rope, {S::Batch, S::SkvNew}), R::Kv, C::KvCache, Lifetime::Persistent, fresh});
+    int qs = g.op1({"query_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {q, qr}, act("query_states", tokens(q_dim)));
+    // expand_kv over every cached token.
+    int kv = g.op1({"kv_b_proj", OpKind::Matmul, OpGroup::Projection, Size(checked_product({2, lora, kvb}, "kv_b"), {S::Batch, S::Skv}),
+                    {{"kv_b_proj", checked_mul(lora, kvb, "kv_b"), R::Weight, false, lora}}, {}},
+                   {lc}, act("kv_expanded", Size(kvb, {S::Batch, S::Skv})), {qs});
+    int ks = g.op1({"key_states", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv, rc}, act("key_states", Size(q_dim, {S::Batch, S::Skv})), {qs});
+    std::vector<int> locals = {q, ckv, ckn, qr, kr, qs, kv, ks};
     int attn_out;
     int probs_held = -1;
     const Size ss(H, {S::Batch, S::Sq, S::Skv});
     const Size qk_flops(checked_product({2, H, qk}, "scores"), {S::Batch, S::Sq, S::Skv});
     if (rt.attention == AttentionKernel::Eager) {
-        int s0 = g.op1({"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {qs, kc}, act("scores", ss, C::AttentionMatrix));
-        int s1 = g.op1({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix));
-        int s2 = g.op1({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix));
+        int s0 = g.op1h({"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {qs, ks}, act("scores", ss, C::AttentionMatrix), locals);
+        int s1 = g.op1h({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix), locals);
+        int s2 = g.op1h({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix), locals);
         OpInfo softmax{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * H, {S::Batch, S::Sq, S::Skv}), {}, {}};
         if (!(env.dtype(R::Softmax) == env.dtype(R::Act)) && env.dtype(R::Act).name != "fp16")
             softmax.workspace.push_back({ss, R::Softmax, C::AttentionMatrix});
-        int p32 = g.op1(std::move(softmax), {s2}, TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix});
+        int p32 = g.op1h(std::move(softmax), {s2}, TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix}, locals);
         const AliasRule same = env.dtype(R::Softmax) == env.dtype(R::Act) ? AliasRule::View : AliasRule::None;
-        int p = g.op1({"probs_cast", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {p32},
-                      TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, same}, {s2});
-        int oh = g.op1({"probs_v", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, H, vd}, "pv"), {S::Batch, S::Sq, S::Skv}), {}, {}},
-                       {p, vc}, act("attn_heads", tokens(v_dim)));
-        attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", tokens(v_dim)));
+        std::vector<int> hold = locals;
+        hold.push_back(s2);
+        int p = g.op1h({"probs_cast", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {p32},
+                       TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, same}, hold);
+        int oh = g.op1h({"probs_v", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, H, vd}, "pv"), {S::Batch, S::Sq, S::Skv}), {}, {}},
+                        {p, kv}, act("attn_heads", tokens(v_dim)), locals);
+        attn_out = g.op1h({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", tokens(v_dim)), locals);
         if (rt.keeps.attn_weights) probs_held = p;
     } else {
         int mask_add = g.op1({"mask_to_additive", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {},
                              act("mask_additive", Size(1, {S::Batch, S::Sq, S::Skv, S::MaskConv}), C::AttentionMatrix));
-        attn_out = g.op1({"fused_attention", OpKind::Attention, OpGroup::Attention,
-                          Size(checked_product({2, H, qk + vd}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
-                          {{Size(H, {S::Batch, S::Sq}), R::Fp32}}},
-                         {qs, kc, vc, mask_add}, act("attn_out", tokens(v_dim)));
+        attn_out = g.op1h({"fused_attention", OpKind::Attention, OpGroup::Attention,
+                           Size(checked_product({2, H, qk + vd}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+                           {{Size(H, {S::Batch, S::Sq}), R::Fp32}}},
+                          {qs, ks, kv, mask_add}, act("attn_out", tokens(v_dim)), locals);
     }
     std::vector<int> holds = io.holds_last;
     holds.push_back(rt.keeps.normed_input ? xn : -1);
-    holds.push_back(rt.keeps.query_states ? qs : -1);
     holds.push_back(probs_held);
+    holds.insert(holds.end(), locals.begin(), locals.end());
     return g.op1h(blk::linear("o_proj", OpGroup::Projection, v_dim, h, "o_proj"), {attn_out}, act("o", tokens(h)), holds);
 }
 

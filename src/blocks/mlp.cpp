@@ -15,6 +15,20 @@ int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const u64 h = m.hidden_size, i = env.shard.inter;
     const char* bias_gate = m.mlp_bias ? "gate_bias" : nullptr;
+    if (m.fused_projections) {
+        // Phi3MLP: gate_up_proj, then gate and up are halves of its output (the `gate` local keeps
+        // it alive until the method returns); up = up · act(gate), down_proj.
+        int gu = g.op1(blk::linear("gate_up_proj", OpGroup::Mlp, h, 2 * i, "gate_up_proj", m.mlp_bias ? "gate_up_bias" : nullptr), {io.x},
+                       act("gate_up", tokens(2 * i)));
+        int a = g.op1({"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gu}, act("gate_act", tokens(i)));
+        int prod = g.op1({"gate_mul_up", OpKind::Elementwise, OpGroup::Mlp, Size(i, {S::Batch, S::Sq}), {}, {}}, {a, gu}, act("mlp_hidden", tokens(i)));
+        std::vector<int> holds = io.holds_last;
+        holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
+        holds.push_back(gu);
+        TensorInfo out = act("down", tokens(h));
+        if (io.output_is_layer_output) out.lifetime = Lifetime::Persistent;
+        return g.op1h(blk::linear("down_proj", OpGroup::Mlp, i, h, "down_proj", m.mlp_bias ? "down_bias" : nullptr), {prod}, out, holds);
+    }
     int gate = g.op1(blk::linear("gate_proj", OpGroup::Mlp, h, i, "gate_proj", bias_gate), {io.x}, act("gate", tokens(i)));
     int a = g.op1({"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gate}, act("gate_act", tokens(i)));
     int up = g.op1(blk::linear("up_proj", OpGroup::Mlp, h, i, "up_proj", m.mlp_bias ? "up_bias" : nullptr), {io.x}, act("up", tokens(i)));

@@ -55,27 +55,37 @@ void expert_weights(OpInfo& up, OpInfo& down, const BlockEnv& env) {
     down.flops = Size(checked_product({k, 2, i, h}, "experts"), {S::Batch, S::Sq});
 }
 
-// The router: logits [T, E] (DeepSeek-V3 upcasts the hidden states and weight to fp32 first),
-// scores in fp32, top-k weights and int64 indices. Returns {weights, indices}.
+// The router: logits [T, E] (DeepSeek-V3 upcasts the hidden states and the weight to fp32 first;
+// Mixtral-style routers upcast the logits for the softmax), scores in fp32, top-k weights
+// (normalised in place) and int64 indices; gpt-oss's router stays in the compute dtype.
+// Returns {weights, indices}.
 std::pair<int, int> router(OpGraph& g, const BlockEnv& env, int x) {
     const MoeSpec& e = env.model.moe;
     const u64 h = env.model.hidden_size, E = e.num_experts, k = e.experts_per_token;
+    const bool act_router = e.expert_bias;  // gpt-oss: logits, top-k and softmax in the compute dtype
     OpInfo gate{"router", OpKind::Matmul, OpGroup::Mlp, Size(checked_product({2, h, E}, "router"), {S::Batch, S::Sq}), {}, {}};
     gate.weights.push_back({"router", checked_mul(h, E, "router"), R::Param});
     if (e.router_bias) gate.weights.push_back({"router_bias", E, R::Param});
     if (e.score_correction_bias) gate.weights.push_back({"e_score_correction_bias", E, R::Fp32});
-    const bool fp32 = e.router_score == "sigmoid";  // DeepSeekV3TopkRouter: F.linear(x.float(), w.float())
-    if (fp32) {
+    const bool fp32_in = e.router_score == "sigmoid";  // DeepSeekV3TopkRouter: F.linear(x.float(), w.float())
+    if (fp32_in) {
         gate.workspace.push_back({tokens(h), R::Fp32});
         gate.workspace.push_back({Size(checked_mul(h, E, "router"), {}), R::Fp32});
     }
-    int logits = g.op1(std::move(gate), {x}, TensorInfo{"router_logits", Size(E, {S::Batch, S::Sq}), fp32 ? R::Fp32 : R::Act});
-    int scores = g.op1({"router_scores", OpKind::Softmax, OpGroup::Mlp, Size(5 * E, {S::Batch, S::Sq}), {}, {}}, {logits},
-                       TensorInfo{"router_probs", Size(E, {S::Batch, S::Sq}), R::Fp32});
+    const Size te(E, {S::Batch, S::Sq});
+    int logits = g.op1(std::move(gate), {x}, TensorInfo{"router_logits", te, fp32_in ? R::Fp32 : R::Act});
+    OpInfo sc{"router_scores", OpKind::Softmax, OpGroup::Mlp, Size(5 * E, {S::Batch, S::Sq}), {}, {}};
+    if (!fp32_in && !act_router) sc.workspace.push_back({te, R::Fp32});  // logits.float()
+    int scores = g.op1(std::move(sc), {logits}, TensorInfo{"router_probs", te, act_router ? R::Act : R::Fp32});
+    const R wdt = act_router ? R::Act : R::Fp32;
+    const R out_dt = e.fp32_routing_weights ? R::Fp32 : R::Act;
     auto top = g.op({"router_topk", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {scores},
-                    {TensorInfo{"topk_weights", Size(k, {S::Batch, S::Sq}), R::Fp32}, TensorInfo{"topk_index", Size(k, {S::Batch, S::Sq}), R::Index}},
+                    {TensorInfo{"topk_weights", Size(k, {S::Batch, S::Sq}), wdt}, TensorInfo{"topk_index", Size(k, {S::Batch, S::Sq}), R::Index}},
                     {logits});
-    int w = g.op1({"topk_normalise", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {top[0]}, act("routing_weights", Size(k, {S::Batch, S::Sq})),
+    // Normalised in place; a cast to the compute dtype is a new (small) tensor.
+    int w = g.op1({"topk_normalise", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {top[0]},
+                  TensorInfo{"routing_weights", Size(k, {S::Batch, S::Sq}), out_dt, C::Activation, Lifetime::Transient,
+                             out_dt == wdt ? AliasRule::Always : AliasRule::None},
                   {logits, scores});
     return {w, top[1]};
 }
@@ -101,24 +111,58 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     OpInfo down{"experts_down", OpKind::Matmul, OpGroup::Mlp, {}, {}, {}};
     expert_weights(up, down, env);
     if (e.dispatch == "grouped") {
-        // grouped_mm_experts_forward: gather T·k rows, argsort by expert (perm, inv_perm int64),
-        // sorted copies, one grouped GEMM each way, weight, unsort, sum over k.
-        int sel = g.op1({"gather_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {io.x, idx}, act("selected_hidden", routed(e, h)));
-        auto perm = g.op({"argsort_experts", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {idx},
-                         {TensorInfo{"perm", Size(k, {S::Batch, S::Sq}), R::Index}, TensorInfo{"inv_perm", Size(k, {S::Batch, S::Sq}), R::Index}});
-        int sorted = g.op1({"sort_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {sel, perm[0]}, act("selected_sorted", routed(e, h)),
-                           {perm[1], w});
-        int gu = g.op1(std::move(up), {sorted}, act("gate_up_out", routed(e, 2 * i)), {sel, perm[0], perm[1], w});
-        int ga = g.op1({"experts_act", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
-                        {{routed(e, i), R::Act}}},
-                       {gu}, act("gated_out", routed(e, i)), {sel, sorted, perm[0], perm[1], w});
-        int dn = g.op1(std::move(down), {ga}, act("down_out", routed(e, h)), {sel, sorted, perm[0], perm[1], w, gu});
-        int wt = g.op1({"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, w}, act("weighted_out", routed(e, h)),
-                       {sel, sorted, perm[0], perm[1], gu, ga});
-        int un = g.op1({"unsort_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {wt, perm[1]}, act("unsorted_out", routed(e, h)),
-                       {sel, sorted, perm[0], gu, ga, dn});
-        out = g.op1({"sum_topk", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {un}, TensorInfo{"experts_out", tokens(h), acc},
-                    {sel, sorted, perm[0], perm[1], gu, ga, dn, wt});
+        // grouped_mm_experts_forward (transformers 5): sort the S = T·k (token, expert) pairs by
+        // expert (values and int64 permutation), gather the hidden rows in that order and the
+        // routing weights, one grouped GEMM up (+ gathered biases), gate, one down, weight (in the
+        // routing weights' dtype: fp32 unless the router works in the compute dtype, gpt-oss),
+        // unsort with an int64 inverse permutation, sum over k. Locals live until it returns.
+        const R wdt = e.fp32_routing_weights ? R::Fp32 : R::Act;
+        const Size s1(k, {S::Batch, S::Sq});
+        auto srt = g.op({"sort_experts", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {idx},
+                        {TensorInfo{"expert_ids_sorted", s1, R::Index}, TensorInfo{"perm", s1, R::Index}});
+        int sel = g.op1({"gather_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {{s1, R::Index}}}, {io.x, srt[1]}, act("selected_hidden_sorted", routed(e, h)));
+        int sw = g.op1({"gather_weights", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {w, srt[1]}, TensorInfo{"sample_weights_sorted", s1, wdt});
+        std::vector<int> locals = {srt[0], srt[1], sel, sw};
+        int bias_up = -1;
+        if (e.expert_bias) {
+            bias_up = g.op1h({"gather_up_bias", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {srt[0]}, act("selected_up_bias", routed(e, 2 * i)), locals);
+            locals.push_back(bias_up);
+        }
+        int gu = g.op1h(std::move(up), {sel}, act("proj_out", routed(e, 2 * i)), locals);
+        if (e.expert_bias) gu = g.op1h({"add_up_bias", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu, bias_up}, act("proj_out_bias", routed(e, 2 * i)), locals);
+        gu = g.op1h({"mask_rows", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu}, act("proj_out_masked", routed(e, 2 * i)), locals);
+        int ga;
+        if (e.expert_bias) {
+            // gpt-oss's clamped SwiGLU: gate and up clamped (new tensors), glu = gate·σ(α·gate)
+            // (α·gate and σ temporaries), (up + 1) · glu.
+            int gc = g.op1h({"gate_clamp", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu}, act("gate_clamped", routed(e, i)), locals);
+            int uc = g.op1h({"up_clamp", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu}, act("up_clamped", routed(e, i)), {gc});
+            int glu = g.op1h({"glu", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(4 * k, i, "glu"), {S::Batch, S::Sq}), {},
+                              {{routed(e, i), R::Act}, {routed(e, i), R::Act}}},
+                             {gc}, act("glu", routed(e, i)), {uc, gu});
+            ga = g.op1h({"gated_output", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(2 * k, i, "glu"), {S::Batch, S::Sq}), {},
+                         {{routed(e, i), R::Act}}},
+                        {uc, glu}, act("gated_out", routed(e, i)), {gc, gu});
+        } else {
+            ga = g.op1h({"experts_act", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
+                         {{routed(e, i), R::Act}}},
+                        {gu}, act("gated_out", routed(e, i)), locals);
+        }
+        int bias_dn = -1;
+        if (e.expert_bias) {
+            bias_dn = g.op1h({"gather_down_bias", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {srt[0]}, act("selected_down_bias", routed(e, h)), locals);
+            locals.push_back(bias_dn);
+        }
+        int dn = g.op1h(std::move(down), {ga}, act("down_out", routed(e, h)), locals);
+        if (e.expert_bias) dn = g.op1h({"add_down_bias", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, bias_dn}, act("down_out_bias", routed(e, h)), locals);
+        dn = g.op1h({"mask_rows_down", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn}, act("down_out_masked", routed(e, h)), locals);
+        locals.push_back(dn);
+        int wt = g.op1h({"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, sw}, TensorInfo{"weighted_out", routed(e, h), wdt}, locals);
+        int inv = g.op1h({"inverse_perm", OpKind::Copy, OpGroup::Mlp, {}, {}, {{s1, R::Index}}}, {srt[1]}, TensorInfo{"inv_perm", s1, R::Index}, locals);
+        locals.push_back(inv);
+        int un = g.op1h({"unsort_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {wt, inv}, TensorInfo{"weighted_unsorted", routed(e, h), wdt}, locals);
+        out = g.op1h({"sum_topk", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {un}, TensorInfo{"experts_sum", tokens(h), wdt}, locals);
+        if (wdt == R::Fp32) out = g.op1h({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("experts_out", tokens(h)), locals);
     } else {
         // The eager loop: zeros for the sum, the int64 one-hot mask [E, k, T], then per expert
         // hit: gather its rows, gate_up, act(gate)·up, down, × weights, index_add_ into the sum.
@@ -136,8 +180,8 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         out = g.op1({"index_add", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {sum, wt},
                     TensorInfo{"experts_out", tokens(h), acc, C::Activation, Lifetime::Transient, AliasRule::Always}, {mask, w});
     }
-    // Back to the compute dtype (a copy when the sum was fp32), then the shared expert's output added.
-    if (acc == R::Fp32) out = g.op1({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("moe_out", tokens(h)));
+    // Back to the compute dtype (a copy when the loop summed in fp32), then the shared expert's output added.
+    if (e.dispatch != "grouped" && acc == R::Fp32) out = g.op1({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("moe_out", tokens(h)));
     std::vector<int> holds = io.holds_last;
     holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
     TensorInfo res = act("moe_output", tokens(h));

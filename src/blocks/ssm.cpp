@@ -37,16 +37,18 @@ CacheSpec cache(const BlockEnv& env) {
 }
 
 // The state tensors a step leaves. A decode step updates the existing ones in place; a prefill
-// creates them inside the forward. (vLLM's live in its preallocated pool, outside the graph.)
+// creates them inside the forward. transformers keeps the conv state in the model's dtype and
+// the SSM state in fp32 (measured: transformers 5.17 on an H200, tests/data/measured/
+// h200_hf_arch.json). vLLM's live in its preallocated pool, outside the graph.
 void state_outputs(OpGraph& g, const BlockEnv& env, int after) {
     if (env.exec == Execution::Vllm) return;
     const u64 conv = checked_mul(env.shard.ssm_conv_dim, conv_columns(env), "conv state"), ssm = ssm_elements(env);
-    int conv_old = g.input(TensorInfo{"conv_state_old", Size(conv, {S::Batch, S::Cached}), R::Kv, C::KvCache});
-    int ssm_old = g.input(TensorInfo{"ssm_state_old", Size(ssm, {S::Batch, S::Cached}), R::Kv, C::KvCache});
+    int conv_old = g.input(TensorInfo{"conv_state_old", Size(conv, {S::Batch, S::Cached}), R::Act, C::KvCache});
+    int ssm_old = g.input(TensorInfo{"ssm_state_old", Size(ssm, {S::Batch, S::Cached}), R::Fp32, C::KvCache});
     g.op1({"conv_state_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {conv_old, after},
-          TensorInfo{"conv_state", Size(conv, {S::Batch, S::StateLive}), R::Kv, C::KvCache, Lifetime::Persistent, AliasRule::IfCached});
+          TensorInfo{"conv_state", Size(conv, {S::Batch, S::StateLive}), R::Act, C::KvCache, Lifetime::Persistent, AliasRule::IfCached});
     g.op1({"ssm_state_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {ssm_old, after},
-          TensorInfo{"ssm_state", Size(ssm, {S::Batch, S::StateLive}), R::Kv, C::KvCache, Lifetime::Persistent, AliasRule::IfCached});
+          TensorInfo{"ssm_state", Size(ssm, {S::Batch, S::StateLive}), R::Fp32, C::KvCache, Lifetime::Persistent, AliasRule::IfCached});
 }
 
 OpInfo weighted(const char* name, OpKind kind, u64 flops_per_token, std::vector<WeightTensor> w = {}) {
@@ -91,14 +93,17 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                         f32("C_heads", checked_mul(H, N, "C")));
         int dres = g.op1({"D_residual", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {x32}, f32("D_residual", inner));
         int xdt = g.op1({"x_times_dt", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {x32}, f32("hidden_dt", inner));
-        int lseg = g.op1({"segment_sum_exp", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{Size(checked_mul(H, cs, "L"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
+        // L = exp(segment_sum(A)): [.., H, chunks, chunk, chunk] (masked_fill and cumsum copies).
+        const Size chunkH(checked_mul(H, cs, "L"), {S::Batch, S::Sq, S::Prefilling});
+        int lseg = g.op1({"segment_sum_exp", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{chunkH, R::Fp32}, {chunkH, R::Fp32}}},
                          {xbc}, f32("L", checked_mul(H, cs, "L")));
-        int gint = g.op1({"G_intermediate", OpKind::Elementwise, OpGroup::Attention, Size(checked_product({cs, H, N}, "G"), {S::Batch, S::Sq}), {}, {}},
-                         {c32, b32}, f32("G_intermediate", checked_product({cs, H, N}, "G")));
-        int gsum = g.op1({"G", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {gint}, f32("G", checked_mul(cs, H, "G")));
-        int mint = g.op1({"M_intermediate", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {gsum, lseg}, f32("M_intermediate", checked_mul(cs, H, "M")));
-        int msum = g.op1({"M", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {mint}, f32("M", checked_mul(cs, H, "M")));
-        locals.insert(locals.end(), {x32, b32, c32, dres, xdt, lseg, gint, gsum, mint, msum});
+        // G = Σ_n C·B over a [.., chunk, chunk, H, N] product (a temporary), M = G·L likewise.
+        int gsum = g.op1({"G", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, cs, H, N}, "G"), {S::Batch, S::Sq}), {},
+                          {{Size(checked_product({cs, H, N}, "G"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
+                         {c32, b32}, f32("G", checked_mul(cs, H, "G")));
+        int msum = g.op1({"M", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{chunkH, R::Fp32}}}, {gsum, lseg}, f32("M", checked_mul(cs, H, "M")));
+        locals.insert(locals.end(), {x32, b32, c32, dres, xdt, lseg, gsum, msum});
+        // Y_diag = Σ over the chunk of M·x: a [.., chunk, chunk, H, P] product (a temporary).
         int ydiag = g.op1h({"Y_diag", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, cs, H, P}, "Y"), {S::Batch, S::Sq}), {},
                             {{Size(checked_product({cs, H, P}, "Y"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
                            {msum, xdt}, f32("Y_diag", inner), locals);
@@ -171,12 +176,14 @@ int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         locals.push_back(sp);
         int db = g.op1h({"discrete_B", OpKind::Elementwise, OpGroup::Attention, Size(IN, {S::Batch, S::Sq}), {}, {}}, {sp, bn}, f32("discrete_B", IN), locals);
         locals.push_back(da);
-        int dbu = g.op1h({"deltaB_u", OpKind::Elementwise, OpGroup::Attention, Size(IN, {S::Batch, S::Sq}), {}, {}}, {db, xc}, f32("deltaB_u", IN), locals);
+        // x.float() is a temporary of the product.
+        int dbu = g.op1h({"deltaB_u", OpKind::Elementwise, OpGroup::Attention, Size(IN, {S::Batch, S::Sq}), {}, {{Size(inner, {S::Batch, S::Sq}), R::Fp32}}},
+                         {db, xc}, f32("deltaB_u", IN), locals);
         locals.push_back(db);
-        // The scan appends one [B, inner] output per token and stacks them.
+        // The recurrent loop appends one [B, inner] output per token (compute dtype) and stacks them.
         y = g.op1h({"scan", OpKind::Elementwise, OpGroup::Attention, Size(checked_mul(4, IN, "scan"), {S::Batch, S::Sq}), {},
-                    {{Size(inner, {S::Batch, S::Sq}), R::Fp32}}},
-                   {da, dbu, cn}, f32("scan_output", inner), locals);
+                    {{Size(inner, {S::Batch, S::Sq}), R::Act}}},
+                   {da, dbu, cn}, act("scan_output", tokens(inner)), locals);
         locals.push_back(dbu);
     }
     state_outputs(g, env, y);

@@ -120,7 +120,11 @@ Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment&
     }
     if (!wl.kv_dtype) wl.kv_dtype = model.dtype;
     if (!wl.softmax_dtype) wl.softmax_dtype = rt.softmax_dtype;
-    if (!wl.logits_dtype) wl.logits_dtype = rt.logits_dtype.value_or(model.dtype);
+    if (!wl.logits_dtype) {
+        DType fp32;
+        parse_dtype("fp32", fp32);
+        wl.logits_dtype = model.fp32_logits ? fp32 : rt.logits_dtype.value_or(model.dtype);
+    }
     if (!wl.logits_kept) wl.logits_kept = 1;
     if (dep.pp == 0) throw InputError(SourcePos{}, "deployment.pp", "must be at least 1");
     const u64 per_replica = checked_mul(dep.tp, dep.pp, "deployment.tp · deployment.pp");

@@ -89,7 +89,7 @@ const std::vector<TypeInfo>& types() {
         {"mistral", {"sliding_window", "layer_types"}},
         {"qwen2", {"sliding_window", "use_sliding_window", "max_window_layers", "layer_types"}},
         {"qwen3", {"sliding_window", "use_sliding_window", "max_window_layers", "layer_types", "attention_bias"}},
-        {"qwen3_moe", {"sliding_window", "use_sliding_window", "max_window_layers", "num_experts", "num_experts_per_tok",
+        {"qwen3_moe", {"sliding_window", "use_sliding_window", "max_window_layers", "num_experts", "num_local_experts", "num_experts_per_tok",
                        "moe_intermediate_size", "decoder_sparse_step", "mlp_only_layers", "norm_topk_prob", "attention_bias",
                        "router_aux_loss_coef", "output_router_logits"}},
         {"mixtral", {"sliding_window", "layer_types", "num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits",
@@ -111,7 +111,7 @@ const std::vector<TypeInfo>& types() {
         {"phi3", {"sliding_window", "attention_bias", "layer_types"}},
         {"mamba2", {"num_heads", "state_size", "expand", "conv_kernel", "n_groups", "chunk_size", "use_conv_bias", "use_bias",
                     "time_step_rank", "time_step_min", "time_step_max", "time_step_limit", "rescale_prenorm_residual", "residual_in_fp32"}},
-        {"jamba", {"num_experts", "num_experts_per_tok", "expert_layer_period", "expert_layer_offset", "attn_layer_period",
+        {"jamba", {"num_experts", "num_local_experts", "num_experts_per_tok", "expert_layer_period", "expert_layer_offset", "attn_layer_period",
                    "attn_layer_offset", "mamba_d_state", "mamba_d_conv", "mamba_expand", "mamba_dt_rank", "mamba_conv_bias",
                    "mamba_proj_bias", "use_mamba_kernels", "router_aux_loss_coef", "output_router_logits", "sliding_window"}},
     };
@@ -155,8 +155,38 @@ std::vector<std::string> read_layer_types(const HfReader& r, u64 layers) {
 
 }  // namespace
 
+// Python's json module writes float('inf') and NaN as bare Infinity / -Infinity / NaN (transformers
+// saves Mamba-2's time_step_limit so); standard JSON has no such literals. Outside strings they
+// become null (same length kept short: line numbers stay right), which the fields memtax reads
+// never hold.
+static std::string python_json_literals(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            out += c;
+            if (c == '\\' && i + 1 < text.size()) out += text[++i];
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        for (const char* lit : {"-Infinity", "Infinity", "NaN"}) {
+            const size_t n = std::char_traits<char>::length(lit);
+            if (text.compare(i, n, lit) == 0) {
+                out += "null";
+                i += n;
+                break;
+            }
+        }
+        if (i < text.size()) out += text[i];
+    }
+    return out;
+}
+
 ModelSpec load_hf_config(const std::string& text, const std::string& file) {
-    JsonDoc doc = parse_json(text, file);
+    JsonDoc doc = parse_json(python_json_literals(text), file);
     if (!doc.root.is_object()) throw InputError(SourcePos{file, 1, 0}, "(document)", "expected a JSON object");
     // Gemma-3 (multimodal) nests the language model's config in text_config.
     const bool nested = doc.root.contains("text_config") && doc.root["text_config"].is_object() &&
@@ -220,6 +250,8 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
     m.qkv_bias = type == "qwen2" || (type != "mistral" && type != "mixtral" && attention_bias);
     m.o_bias = (type == "llama" || type == "gpt_oss" || type == "qwen3" || type == "qwen3_moe" || gemma) && attention_bias;
     m.mlp_bias = type == "llama" ? r.get_bool("mlp_bias", false) : false;
+    m.fused_projections = type == "phi3";
+    m.fp32_logits = type == "mamba2";
     // transformers 5 writes "dtype"; older files "torch_dtype".
     const json& dtroot = doc.root;
     std::string dt = dtroot.contains("dtype") && dtroot["dtype"].is_string() ? dtroot["dtype"].get<std::string>()
@@ -279,7 +311,8 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
         m.moe.dispatch = "grouped";
     }
     if (type == "qwen3_moe") {
-        experts("num_experts", "num_experts_per_tok", "moe_intermediate_size");
+        // transformers 5 writes num_local_experts; Qwen's own configs num_experts.
+        experts(r.has("num_local_experts") ? "num_local_experts" : "num_experts", "num_experts_per_tok", "moe_intermediate_size");
         m.moe.layer_period = r.opt_u64("decoder_sparse_step").value_or(1);
         if (m.moe.layer_period == 0) r.fail("decoder_sparse_step", "must be a positive integer, got 0");
         // Qwen3MoeDecoderLayer: layer i is MoE when (i + 1) % decoder_sparse_step == 0.
@@ -299,12 +332,14 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
         m.moe.score_correction_bias = type == "deepseek_v3" && r.get_string("topk_method", "noaux_tc") == "noaux_tc";
     }
     if (type == "jamba") {
-        experts("num_experts", "num_experts_per_tok", "intermediate_size");
+        experts(r.has("num_local_experts") ? "num_local_experts" : "num_experts", "num_experts_per_tok", "intermediate_size");
         m.moe.layer_period = r.opt_u64("expert_layer_period").value_or(2);
         m.moe.layer_offset = r.opt_u64("expert_layer_offset").value_or(1);
         if (m.moe.layer_period == 0) r.fail("expert_layer_period", "must be a positive integer, got 0");
         if (m.moe.num_experts == 1) m.moe = MoeSpec{};  // one expert: a dense MLP
     }
+    // Qwen3-MoE, Jamba and gpt-oss cast the routing weights to the compute dtype.
+    m.moe.fp32_routing_weights = type == "mixtral" || type.rfind("deepseek", 0) == 0;
     if (m.moe.enabled() && (m.moe.experts_per_token == 0 || m.moe.experts_per_token > m.moe.num_experts))
         r.fail("num_experts_per_tok", fmt::format("{} must be from 1 to the {} experts", m.moe.experts_per_token, m.moe.num_experts));
 

@@ -297,10 +297,11 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             const json& ms = member(doc, c, at, "measured");
             const std::string mp = at + ".measured";
             if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
-            only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "logits_bytes", "after_step_bytes"});
+            only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "kv_cache_storage_bytes", "logits_bytes", "after_step_bytes"});
             if (ms.contains("forward_peak_bytes")) mc.measured.forward_peak_bytes = uint(doc, ms, mp, "forward_peak_bytes");
             if (ms.contains("kv_cache_bytes")) mc.measured.kv_cache_bytes = uint(doc, ms, mp, "kv_cache_bytes");
             if (ms.contains("logits_bytes")) mc.measured.logits_bytes = uint(doc, ms, mp, "logits_bytes");
+            if (ms.contains("kv_cache_storage_bytes")) mc.measured.kv_cache_storage_bytes = uint(doc, ms, mp, "kv_cache_storage_bytes");
             if (ms.contains("after_step_bytes")) {
                 const json& v = ms["after_step_bytes"];
                 if (!v.is_number_integer()) doc.fail(mp + ".after_step_bytes", fmt::format("expected an integer, got {}", json_repr(v)));

@@ -17,6 +17,7 @@ struct MeasuredForward {
     std::optional<u64> forward_peak_bytes;  // max_memory_allocated() - allocated before the step
     std::optional<u64> kv_cache_bytes;      // sizes of the cache's K/V tensors after the step
     std::optional<u64> logits_bytes;        // size of the logits the step returned
+    std::optional<u64> kv_cache_storage_bytes;  // storages behind the cache's tensors (a view may keep more)
     std::optional<std::int64_t> after_step_bytes;  // allocated after - before (can be negative)
 };
 

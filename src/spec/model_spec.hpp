@@ -50,7 +50,11 @@ struct MoeSpec {
     std::string router_score = "softmax";  // softmax | sigmoid
     // How transformers executes the routed experts: "loop" (a Python loop over the experts hit,
     // gathering their tokens) or "grouped" (one grouped GEMM over tokens sorted by expert).
-    std::string dispatch = "loop";
+    std::string dispatch = "grouped";
+    // The dtype of the routing weights the experts are scaled by: fp32 (Mixtral, DeepSeek keep the
+    // router's fp32 scores) or the compute dtype (Qwen3-MoE, Jamba, gpt-oss cast them back); the
+    // weighted expert outputs take that dtype.
+    bool fp32_routing_weights = true;
     // Which layers are MoE: from first_dense_layers on, those with index % layer_period ==
     // layer_offset (DeepSeek: first_k_dense_replace; Jamba: expert_layer_period/offset).
     u64 first_dense_layers = 0, layer_period = 1, layer_offset = 0;
@@ -112,6 +116,11 @@ struct ModelSpec {
     bool qkv_bias = false;   // biases on q/k/v projections (Qwen2)
     bool o_bias = false;
     bool mlp_bias = false;
+    // One fused q/k/v projection and one fused gate/up projection (Phi-3): q, k, v (and gate, up)
+    // are views of one output, which stays alive while any of them is referenced.
+    bool fused_projections = false;
+    // The LM head's output is upcast to fp32 by the model itself (Mamba2ForCausalLM: .float()).
+    bool fp32_logits = false;
     u64 sliding_window = 0;  // tokens; 0 = none
     std::vector<LayerSpec> layers;  // one per layer, in order
     DType dtype;

@@ -15,7 +15,7 @@ const std::vector<std::string> kModelKeys = {
     "num_key_value_heads", "head_dim", "intermediate_size", "vocab_size", "max_context",
     "tie_word_embeddings", "norm", "activation", "mlp", "qkv_bias", "o_bias", "mlp_bias",
     "sliding_window", "layer_types", "dtype", "stated_parameter_count", "stated_parameter_source", "mla", "moe", "ssm",
-    "attention", "shipped_weights", "stated_active_parameter_count"};
+    "attention", "shipped_weights", "stated_active_parameter_count", "fused_projections", "fp32_logits"};
 
 const std::vector<std::string> kTokenMixers = {"full_attention", "sliding_attention", "mla", "sparse_attention", "mamba2", "mamba"};
 
@@ -70,6 +70,8 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
     m.qkv_bias = map.optional_bool("qkv_bias").value_or(false);
     m.o_bias = map.optional_bool("o_bias").value_or(false);
     m.mlp_bias = map.optional_bool("mlp_bias").value_or(false);
+    m.fused_projections = map.optional_bool("fused_projections").value_or(false);
+    m.fp32_logits = map.optional_bool("fp32_logits").value_or(false);
     m.sliding_window = map.optional_u64("sliding_window").value_or(0);
     if (map.has("sliding_window") && m.sliding_window == 0)
         map.fail("sliding_window", "must be a positive number of tokens (omit it for none)");
@@ -94,7 +96,7 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
     if (auto moe = map.optional_map("moe")) {
         moe->finish({"num_experts", "experts_per_token", "intermediate_size", "shared_intermediate_size", "router_bias", "expert_bias",
                      "score_correction_bias", "shared_expert_gate", "router_score", "dispatch", "first_dense_layers", "layer_period",
-                     "layer_offset"});
+                     "layer_offset", "routing_weights"});
         m.moe.num_experts = moe->required_u64("num_experts");
         m.moe.experts_per_token = moe->required_u64("experts_per_token");
         m.moe.intermediate_size = moe->required_u64("intermediate_size");
@@ -104,8 +106,9 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
         m.moe.score_correction_bias = moe->optional_bool("score_correction_bias").value_or(false);
         m.moe.shared_expert_gate = moe->optional_bool("shared_expert_gate").value_or(false);
         m.moe.router_score = moe->has("router_score") ? moe->required_choice("router_score", {"softmax", "sigmoid"}) : "softmax";
-        m.moe.dispatch = moe->has("dispatch") ? moe->required_choice("dispatch", {"loop", "grouped"}) : "loop";
+        m.moe.dispatch = moe->has("dispatch") ? moe->required_choice("dispatch", {"loop", "grouped"}) : "grouped";
         m.moe.first_dense_layers = moe->optional_u64("first_dense_layers").value_or(0);
+        m.moe.fp32_routing_weights = !moe->has("routing_weights") || moe->required_choice("routing_weights", {"fp32", "compute"}) == "fp32";
         m.moe.layer_period = moe->optional_u64("layer_period").value_or(1);
         m.moe.layer_offset = moe->optional_u64("layer_offset").value_or(0);
         if (m.moe.layer_period == 0) moe->fail("layer_period", "must be a positive integer, got 0");
