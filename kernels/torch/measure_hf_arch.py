@@ -192,8 +192,11 @@ def main():
                         cases.append(case)
                         print(json.dumps(case), flush=True)
                         nxt = torch.randint(0, cfg.vocab_size, (batch, 1), device=dev)
+                        # Blocks the prefill freed while a kernel still used them are released
+                        # lazily; settle them so the decode's baseline holds only live tensors.
                         gc.collect()
                         torch.cuda.synchronize()
+                        torch.cuda.empty_cache()
                         torch.cuda.reset_peak_memory_stats()
                         before_d = torch.cuda.memory_allocated()
                         kwargs = dict(input_ids=nxt, use_cache=True)
