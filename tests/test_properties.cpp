@@ -48,7 +48,8 @@ TEST(Properties, MonotoneLinearQuadraticAndTpNeverGrows) {
                     EXPECT_EQ(base.total, base.weights + base.kv_cache + base.attention_matrix + base.activation_peak +
                                               base.logits + base.runtime_overhead);
                     if (all_full) EXPECT_EQ(longer.kv_cache, 2 * base.kv_cache);
-                    if (kernel == AttentionKernel::Eager && mode == Mode::Prefill)
+                    // (A learned sink adds a column: gpt-oss's scores are S·(S+1), not exactly ×4.)
+                    if (kernel == AttentionKernel::Eager && mode == Mode::Prefill && !m.attn.sinks)
                     {
                         // ×4 per doubling, up to the allocator's rounding of each S×S tensor to 512 B
                         // (at most 4 tensors live at once, each off by < 512 B before and after).
@@ -69,5 +70,5 @@ TEST(Properties, MonotoneLinearQuadraticAndTpNeverGrows) {
                 }
         }
     }
-    EXPECT_EQ(cases, 8 * 6 * 4);
+    EXPECT_EQ(cases, static_cast<int>(catalog_models().size()) * 6 * 4);
 }

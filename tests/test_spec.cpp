@@ -1,6 +1,8 @@
 // Spec loaders and the built-in catalog, checked against published configs and counts.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <map>
 
@@ -24,14 +26,20 @@ TEST(Catalog, ParameterCountsMatchReferenceArithmetic) {
     for (const auto& [name, count] : expected) EXPECT_EQ(parameter_count(resolve_model(name)), count) << name;
 }
 
-TEST(Catalog, EveryModelWithinHalfAPercentOfItsStatedCount) {
+// Within half a percent, or within the stated figure's own precision when it is coarser ("3.8B"
+// is 3.75B to 3.85B).
+TEST(Catalog, EveryModelMatchesItsStatedCountToItsPrecision) {
     auto models = catalog_models();
-    ASSERT_GE(models.size(), 7u);
+    ASSERT_GE(models.size(), 18u);
     for (const auto& m : models) {
         ASSERT_GT(m.stated_parameter_count, 0u) << m.name << " has no stated count";
-        double rel = std::fabs(static_cast<double>(parameter_count(m)) - static_cast<double>(m.stated_parameter_count)) /
-                     static_cast<double>(m.stated_parameter_count);
-        EXPECT_LT(rel, 0.005) << m.name << ": " << parameter_count(m) << " vs stated " << m.stated_parameter_count;
+        u64 unit = 1;
+        while (m.stated_parameter_count % (unit * 10) == 0) unit *= 10;
+        const double diff = std::fabs(static_cast<double>(parameter_count(m)) - static_cast<double>(m.stated_parameter_count));
+        const double allowed = std::max(0.005 * static_cast<double>(m.stated_parameter_count), static_cast<double>(unit) / 2);
+        EXPECT_LE(diff, allowed) << m.name << ": " << parameter_count(m) << " vs stated " << m.stated_parameter_count;
+        // Stated "active" counts differ in convention (with or without the input embedding); tests/test_arch.cpp
+        // checks the derived ones.
         EXPECT_FALSE(m.source.empty()) << m.name;
     }
 }

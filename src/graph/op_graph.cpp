@@ -269,6 +269,14 @@ u64 OpGraph::weight_elements() const {
     return total;
 }
 
+u64 OpGraph::active_weight_elements() const {
+    u64 total = 0;
+    for (const auto& o : ops_)
+        for (const auto& w : o.weights)
+            if (!w.shared) total = checked_add(total, w.experts ? mul_frac(w.elements, std::min(w.topk, w.experts), w.experts) : w.elements, "parameters");
+    return total;
+}
+
 u64 OpGraph::cache_bytes(const Bindings& b) const {
     u64 total = 0;
     for (size_t t = 0; t < tensors_.size(); ++t)

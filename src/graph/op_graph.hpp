@@ -197,6 +197,8 @@ public:
     // they are stored.
     u64 weight_bytes() const;
     u64 weight_elements() const;
+    // Parameters one token uses: an expert bank counts topk of its experts.
+    u64 active_weight_elements() const;
     // Bytes of the persistent cache tensors the graph writes (state kept after the step),
     // unrounded: what a layer's cache holds for these bindings.
     u64 cache_bytes(const Bindings& b) const;

@@ -240,14 +240,25 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
     return Plan::compile(model, gpu, dep, wl).estimate(Point{wl.mode, wl.batch, wl.context});
 }
 
-u64 parameter_count(const ModelSpec& model, const BlockRegistry& blocks) {
+namespace {
+std::unique_ptr<RuntimePlan> whole_model(const ModelSpec& model, const BlockRegistry& blocks) {
     // The whole model on one GPU under transformers: the blocks' weight tensors, unsharded.
-    RuntimeSpec rt;
-    rt.context_overhead["default"] = ContextOverhead{0, "none"};
+    static const RuntimeSpec rt = [] {
+        RuntimeSpec r;
+        r.context_overhead["default"] = ContextOverhead{0, "none"};
+        return r;
+    }();
     DtypePolicy dt{model.dtype, model.dtype, model.dtype, model.dtype, 1};
     const ShardSizes s = shard(model, 1, 1);
-    const CompileInput in{model, GpuSpec{}, rt, Deployment{}, dt, s, blocks, true, true, model};
-    return compile_runtime(in)->parameters();
+    static const GpuSpec gpu{};
+    static const Deployment dep{};
+    const CompileInput in{model, gpu, rt, dep, dt, s, blocks, true, true, model};
+    return compile_runtime(in);
 }
+}  // namespace
+
+u64 parameter_count(const ModelSpec& model, const BlockRegistry& blocks) { return whole_model(model, blocks)->parameters(); }
+
+u64 active_parameter_count(const ModelSpec& model, const BlockRegistry& blocks) { return whole_model(model, blocks)->active_parameters(); }
 
 }  // namespace memtax

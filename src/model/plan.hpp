@@ -75,5 +75,8 @@ Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& 
 
 // Whole-model parameter count (no sharding), read off the blocks' graphs.
 u64 parameter_count(const ModelSpec& model, const BlockRegistry& blocks = BlockRegistry::builtin());
+// Parameters one token uses: the routed experts count experts_per_token of num_experts (the
+// embedding and head count whole, as model cards state "active" counts).
+u64 active_parameter_count(const ModelSpec& model, const BlockRegistry& blocks = BlockRegistry::builtin());
 
 }  // namespace memtax

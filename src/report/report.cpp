@@ -3,6 +3,8 @@
 #include "report/table.hpp"
 
 #include <fmt/format.h>
+
+#include <map>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -37,6 +39,32 @@ std::string headline(const Estimate& e) {
                        w.runtime.name, to_string(w.runtime.attention));
 }
 
+}  // namespace
+
+std::string architecture_summary(const ModelSpec& m) {
+    std::map<std::string, u64> mixers;
+    for (const auto& l : m.layers) ++mixers[l.token_mixer];
+    std::string out;
+    for (const auto& [name, n] : mixers) {
+        std::string label = name == "full_attention" ? (m.num_key_value_heads == m.num_attention_heads ? "MHA" : m.num_key_value_heads == 1 ? "MQA" : "GQA")
+                            : name == "sliding_attention" ? fmt::format("sliding {}", m.sliding_window)
+                            : name == "mla"               ? "MLA"
+                            : name == "mamba2"            ? "Mamba-2"
+                            : name == "mamba"             ? "Mamba"
+                                                          : name;
+        out += fmt::format("{}{}×{}", out.empty() ? "" : " + ", n, label);
+    }
+    if (m.moe.enabled()) {
+        u64 moe_layers = 0;
+        for (const auto& l : m.layers) moe_layers += l.channel_mixer == "moe";
+        out += fmt::format("; MoE {}/{} layers, {} experts top-{}{}", moe_layers, m.num_layers, m.moe.num_experts, m.moe.experts_per_token,
+                           m.moe.shared_intermediate_size ? " + shared" : "");
+    }
+    return out;
+}
+
+namespace {
+
 // A model or GPU profile as JSON: the same object in an estimate's resolved inputs and in
 // the `models`/`gpus` listings.
 ojson model_json(const ModelSpec& m, u64 parameters) {
@@ -58,7 +86,10 @@ ojson model_json(const ModelSpec& m, u64 parameters) {
             {"sliding_window", m.sliding_window},
             {"dtype", m.dtype.name},
             {"parameters", parameters},
+            {"active_parameters", active_parameter_count(m)},
+            {"architecture", architecture_summary(m)},
             {"stated_parameter_count", m.stated_parameter_count},
+            {"stated_active_parameter_count", m.stated_active_parameter_count},
             {"stated_parameter_source", m.stated_parameter_source}};
 }
 
@@ -602,7 +633,8 @@ Table models_table(const std::vector<ModelSpec>& models) {
              {"num_attention_heads", "heads", true}, {"num_key_value_heads", "kv heads", true}, {"head_dim", "head_dim", true},
              {"intermediate_size", "inter", true}, {"vocab_size", "vocab", true}, {"max_context", "max context", true},
              {"sliding_window", "window", true}, {"dtype", "dtype", false}, {"parameters", "parameters", true},
-             {"stated_parameter_count", "stated", true}, {"stated_vs_derived", "diff", true}, {"aliases", "aliases", false}})
+             {"active_parameters", "active", true}, {"stated_parameter_count", "stated", true}, {"stated_vs_derived", "diff", true},
+             {"architecture", "layers", false}, {"aliases", "aliases", false}})
         t.add_column(k, title, right);
     for (const auto& m : models) {
         const u64 params = parameter_count(m);
@@ -615,8 +647,11 @@ Table models_table(const std::vector<ModelSpec>& models) {
         t.cell(m.sliding_window ? group_digits(m.sliding_window) : "-", std::to_string(m.sliding_window));
         t.cell(m.dtype.name);
         t.cell(group_digits(params), std::to_string(params));
+        const u64 active = active_parameter_count(m);
+        t.cell(group_digits(active), std::to_string(active));
         t.cell(m.stated_parameter_count ? group_digits(m.stated_parameter_count) : "-", std::to_string(m.stated_parameter_count));
         t.cell(stated_vs_derived(m, params));
+        t.cell(architecture_summary(m));
         t.cell(fmt::format("{}", fmt::join(m.aliases, " ")));
     }
     return t;

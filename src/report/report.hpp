@@ -12,6 +12,9 @@
 
 namespace memtax {
 
+// "20×Mamba + 4×GQA; MoE 16/32 layers, 16 experts top-2": the layer mix of a model.
+std::string architecture_summary(const ModelSpec& m);
+
 struct ToolInfo {
     std::string version;
     std::string git_sha;

@@ -140,11 +140,13 @@ StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& typ
     for (const auto& t : types) {
         w.bytes = checked_add(w.bytes, checked_mul(t.graph.weight_bytes(), t.count, "weights"), "weights");
         w.parameters = checked_add(w.parameters, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
+        w.active_parameters = checked_add(w.active_parameters, checked_mul(t.graph.active_weight_elements(), t.count, "parameters"), "parameters");
     }
     for (const OpGraph* g : {embedding, head})
         if (g) {
             w.bytes = checked_add(w.bytes, g->weight_bytes(), "weights");
             w.parameters = checked_add(w.parameters, g->weight_elements(), "parameters");
+            w.active_parameters = checked_add(w.active_parameters, g->active_weight_elements(), "parameters");
         }
     if (embedding)
         w.components.push_back({"weights.embedding", "weights", embedding->weight_bytes(),

@@ -164,6 +164,8 @@ public:
     // Weight bytes held by this GPU, and the parameters behind them.
     virtual u64 weights() const = 0;
     virtual u64 parameters() const = 0;
+    // Parameters one token uses (routed experts: experts_per_token of them; the rest whole).
+    virtual u64 active_parameters() const = 0;
     // The term a point with PointStatus::Overflow overflowed in ("graph.tensor").
     virtual std::string overflow_term(const PointResult& r) const = 0;
 };

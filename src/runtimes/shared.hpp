@@ -28,7 +28,7 @@ std::vector<LayerType> build_layer_types(const CompileInput& in, const BlockEnv&
 // stage, the head on the last; a tied head counts where it is stored), and the weight components
 // with the tensors behind them (described once, at compile time).
 struct StageWeights {
-    u64 bytes = 0, parameters = 0;
+    u64 bytes = 0, parameters = 0, active_parameters = 0;
     std::vector<Component> components;
 };
 StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& types, const OpGraph* embedding, const OpGraph* head);

@@ -23,6 +23,7 @@ public:
     void describe(const Point& p, const PointResult& r, Breakdown& out) const override;
     u64 weights() const override { return weights_; }
     u64 parameters() const override { return parameters_; }
+    u64 active_parameters() const override { return active_parameters_; }
     std::string overflow_term(const PointResult& r) const override;
 
 private:
@@ -52,7 +53,7 @@ private:
     std::vector<Run> runs_;
     std::vector<std::uint32_t> window_types_;  // one layer type per distinct window (one mask each)
     OpGraph embedding_, head_;
-    u64 parameters_ = 0;
+    u64 parameters_ = 0, active_parameters_ = 0;
     std::vector<Component> weight_components_;
     u64 weights_ = 0, overhead_ = 0, capacity_ = 0;
     std::string overhead_source_;
@@ -150,6 +151,7 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
     StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr);
     weights_ = w.bytes;
     parameters_ = w.parameters;
+    active_parameters_ = w.active_parameters;
     weight_components_ = std::move(w.components);
     const ContextOverhead& oh = rt_.overhead_for(in.gpu.name);
     overhead_ = oh.bytes;

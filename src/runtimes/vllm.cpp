@@ -97,6 +97,7 @@ public:
     void describe(const Point& p, const PointResult& r, Breakdown& out) const override;
     u64 weights() const override { return weights_; }
     u64 parameters() const override { return parameters_; }
+    u64 active_parameters() const override { return active_parameters_; }
     std::string overflow_term(const PointResult& r) const override;
 
 private:
@@ -115,7 +116,7 @@ private:
     bool has_head_, has_embedding_;
     std::vector<Type> types_;
     OpGraph embedding_, head_, sampler_;
-    u64 parameters_ = 0;
+    u64 parameters_ = 0, active_parameters_ = 0;
     std::vector<Component> weight_components_;
     u64 weights_ = 0, capacity_ = 0;
     std::string overhead_source_;
@@ -147,6 +148,7 @@ VllmPlan::VllmPlan(const CompileInput& in)
     StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr);
     weights_ = w.bytes;
     parameters_ = w.parameters;
+    active_parameters_ = w.active_parameters;
     weight_components_ = std::move(w.components);
     capacity_ = in.gpu.usable_memory_bytes;
     const ContextOverhead& oh = rt_.overhead_for(in.gpu.name);

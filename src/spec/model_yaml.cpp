@@ -39,7 +39,9 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
     m.name = map.required_string("name");
     m.display_name = map.optional_string("display_name").value_or(m.name);
     m.aliases = map.optional_strings("aliases");
-    m.family = map.required_string("family");
+    // The architecture family (what transformers calls model_type), for listings and reports.
+    m.family = map.required_choice("family", {"llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3",
+                                              "gemma2", "gemma3_text", "gpt_oss", "phi3", "mamba2", "jamba", "custom"});
     m.source = map.required_string("source");
     m.num_layers = map.required_u64("num_layers");
     check_layer_count(m.num_layers, map.pos("num_layers"), "num_layers");
