@@ -189,8 +189,8 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
     JsonDoc doc = parse_json(python_json_literals(text), file);
     if (!doc.root.is_object()) throw InputError(SourcePos{file, 1, 0}, "(document)", "expected a JSON object");
     // Gemma-3 (multimodal) nests the language model's config in text_config.
-    const bool nested = doc.root.contains("text_config") && doc.root["text_config"].is_object() &&
-                        doc.root.value("model_type", "") == "gemma3";
+    const bool nested = doc.root.contains("text_config") && doc.root["text_config"].is_object() && doc.root.contains("model_type") &&
+                        doc.root["model_type"].is_string() && doc.root["model_type"].get<std::string>() == "gemma3";
     const json& root = nested ? doc.root["text_config"] : doc.root;
     HfReader r(root, file, doc.lines);
 
@@ -273,14 +273,14 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
     m.attn.sinks = type == "gpt_oss";
     if (r.has("attn_logit_softcapping")) {
         const json& v = root["attn_logit_softcapping"];
-        if (!v.is_number() || v.get<double>() <= 0 || v.get<double>() != std::floor(v.get<double>()))
-            r.fail("attn_logit_softcapping", "expected a positive whole number or null");
+        if (!v.is_number() || !(v.get<double>() > 0) || v.get<double>() > 1e6 || v.get<double>() != std::floor(v.get<double>()))
+            r.fail("attn_logit_softcapping", "expected a positive whole number up to 1,000,000, or null");
         m.attn.softcap = static_cast<u64>(v.get<double>());
     }
     if (r.has("final_logit_softcapping")) {
         const json& v = root["final_logit_softcapping"];
-        if (!v.is_number() || v.get<double>() <= 0 || v.get<double>() != std::floor(v.get<double>()))
-            r.fail("final_logit_softcapping", "expected a positive whole number or null");
+        if (!v.is_number() || !(v.get<double>() > 0) || v.get<double>() > 1e6 || v.get<double>() != std::floor(v.get<double>()))
+            r.fail("final_logit_softcapping", "expected a positive whole number up to 1,000,000, or null");
         m.attn.final_softcap = static_cast<u64>(v.get<double>());
     }
 
