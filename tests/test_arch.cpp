@@ -190,3 +190,53 @@ TEST(Arch, MeasuredPrefillPeaksWithinFivePercentAndKvExact) {
         EXPECT_GE(prefill, 36u) << f;
     }
 }
+
+// Expert parallelism over the TP group: each of 2 GPUs holds 4 whole experts of Mixtral's 8
+// instead of half of every expert (the same bytes), and every MoE layer's step adds a dispatch
+// and a combine all-to-all of T·k·hidden: prefill of 8 × 4,096 tokens, k = 2, hidden 4,096,
+// bf16 = 536,870,912 B each, 2 × 32 layers.
+TEST(Arch, ExpertParallelismShardsWholeExpertsAndAddsAllToAll) {
+    Result with_ep = run_command({"estimate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--tp", "2", "--ep", "2", "--batch", "8", "--context",
+                                  "4096", "--time", "--format", "json"});
+    Result tp_only = run_command({"estimate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--tp", "2", "--batch", "8", "--context", "4096",
+                                  "--format", "json"});
+    ASSERT_EQ(with_ep.code, 0) << with_ep.err;
+    ASSERT_EQ(tp_only.code, 0) << tp_only.err;
+    auto weights = [](const std::string& out) {
+        const size_t at = out.find("\"weights_bytes\": ");
+        return out.substr(at, out.find(',', at) - at);
+    };
+    EXPECT_EQ(weights(with_ep.out), weights(tp_only.out));
+    EXPECT_NE(with_ep.out.find("\"kind\": \"ep all-to-all\",\n"), std::string::npos);
+    EXPECT_NE(with_ep.out.find("\"bytes\": 34359738368"), std::string::npos);
+    Result bad = run_command({"estimate", "--model", "llama-3.1-8b", "--tp", "2", "--ep", "2"});
+    EXPECT_EQ(bad.code, 2);
+    EXPECT_NE(bad.err.find("deployment.ep: llama-3.1-8b has no experts to spread"), std::string::npos) << bad.err;
+}
+
+// compare: MQA keeps 1/8 of GQA-8's KV per token and MLA (d_c = 4·d_h, d_h^R = d_h/2) 4.5 of
+// 16 elements per head-dim unit against GQA's 16 (2 · 8 KV heads): Llama-3.1-8B, bf16, 32 layers:
+// GQA 2·8·128·2·32 = 131,072 B/token, MQA 16,384, MLA (512 + 64)·2·32 = 36,864; a 4,096 window
+// stops growing; a Mamba-2 layer never does.
+TEST(Arch, CompareMakesTheLinearTermsExplicit) {
+    Result r = run_command({"compare", "--model", "llama-3.1-8b", "--gpu", "h200", "--context", "8192", "--technique", "gqa,mqa,mla,sliding-4096,ssm",
+                            "--format", "csv"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto per_token = [&](const std::string& name) {
+        const size_t at = r.out.find("\nrows," + name + ",");
+        if (at == std::string::npos) return std::string("missing");
+        std::string line = r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1);
+        // rows, technique, kv_bytes, kv_bytes_per_token, ...
+        size_t c = 0;
+        for (int i = 0; i < 3; ++i) c = line.find(',', c) + 1;
+        return line.substr(c, line.find(',', c) - c);
+    };
+    EXPECT_EQ(per_token("gqa"), "131072");
+    EXPECT_EQ(per_token("mqa"), "16384");
+    EXPECT_EQ(per_token("mla"), "36864");
+    EXPECT_EQ(per_token("sliding-4096"), "0");
+    EXPECT_EQ(per_token("ssm"), "0");
+    Result bad = run_command({"compare", "--technique", "mlq"});
+    EXPECT_EQ(bad.code, 2);
+    EXPECT_NE(bad.err.find("unknown technique \"mlq\" (did you mean \"mla\"?)"), std::string::npos) << bad.err;
+}

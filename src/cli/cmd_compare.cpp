@@ -124,8 +124,9 @@ class CompareCommand final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
         auto* c = app.add_subcommand("compare", "one workload across memory-saving techniques or models: KV/state, S×S, peak, largest context");
-        c->add_option("--model", models_, "model(s); with one model, --technique variants of it (default: llama-3.1-8b)");
-        c->add_option("--technique", techniques_, fmt::format("variants of the first model: {} (default: all)", fmt::join(kTechniques, ", ")));
+        c->add_option("--model", models_, "model(s); with one model, --technique variants of it (default: llama-3.1-8b)")->delimiter(',');
+        c->add_option("--technique", techniques_, fmt::format("variants of the first model: {} (default: all)", fmt::join(kTechniques, ", ")))
+            ->delimiter(',');
         c->add_option("--gpu", a_.gpu, "GPU profile")->capture_default_str();
         c->add_option("--context", a_.context, "context (default: 8192, or the model's max if smaller)")->transform(token_count());
         c->add_option("--batch", a_.batch, "sequences")->transform(positive_int())->capture_default_str();

@@ -34,7 +34,7 @@ public:
         const Printer& print = printer(a.format);
         const ModelSpec m = model_from(a.model, a.dtype);
         const GpuSpec g = resolve_gpu(a.gpu);
-        const Deployment dep{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp};
+        const Deployment dep{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp, a.ep};
         const Workload w = workload_from(a, m);
         const Plan plan = Plan::compile(m, g, dep, w);
         const memtax::Estimate e = plan.estimate(plan.point_of(w));

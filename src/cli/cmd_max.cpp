@@ -33,7 +33,7 @@ public:
         const Printer& print = printer(a_.format);
         const ModelSpec m = model_from(a_.model, a_.dtype);
         const GpuSpec g = resolve_gpu(a_.gpu);
-        const Deployment dep{a_.gpus ? a_.gpus : a_.tp * a_.pp, a_.tp, a_.pp};
+        const Deployment dep{a_.gpus ? a_.gpus : a_.tp * a_.pp, a_.tp, a_.pp, a_.ep};
         Workload w = workload_from(a_, m);
         const Plan plan = Plan::compile(m, g, dep, w);
         const u64 replicas = dep.gpus / (dep.tp * dep.pp);

@@ -110,6 +110,9 @@ void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
         ->capture_default_str();
     cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / (tp · pp); default: tp · pp)")->transform(positive_int());
     cmd->add_option("--tp", a.tp, "tensor-parallel degree")->transform(positive_int())->capture_default_str();
+    cmd->add_option("--ep", a.ep, "expert-parallel degree: routed experts spread over this many of the TP group's GPUs (MoE models)")
+        ->transform(positive_int())
+        ->capture_default_str();
     cmd->add_option("--pp", a.pp, "pipeline stages (layers split evenly; the fullest stage is reported)")
         ->transform(positive_int())
         ->capture_default_str();

@@ -135,6 +135,9 @@ Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment&
         if (!d->whole_bytes())
             throw InputError(SourcePos{}, d == &*wl.softmax_dtype ? "workload.softmax_dtype" : "workload.logits_dtype",
                              fmt::format("{} cannot hold activations; use fp32, bf16 or fp16", d->name));
+    if (dep.ep == 0 || dep.tp % dep.ep != 0)
+        throw InputError(SourcePos{}, "deployment.ep",
+                         fmt::format("{} must divide the tensor-parallel degree {} (experts are spread over GPUs of the TP group)", dep.ep, dep.tp));
     p.shard = shard(model, dep.tp, dep.ep);
     p.replicas = dep.gpus / per_replica;
     DtypePolicy dt = policy(wl);

@@ -160,6 +160,21 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         ag.bytes = logits;
         ag.seconds = all_gather_seconds(logits, tp, ring);
     }
+    if (const u64 ep = e.deployment.ep; ep > 1 && m.moe.enabled()) {
+        // Expert parallelism: each MoE layer sends every token's hidden state to the ranks of its
+        // k experts and gathers the results back (dispatch + combine), two all-to-alls over the
+        // ep GPUs, each rank's share T·k·hidden.
+        std::vector<u64> ranks;
+        for (u64 i = 0; i < ep; ++i) ranks.push_back(i);
+        const PathCost ring = topo.ring(ranks);
+        u64 moe_layers = 0;
+        for (const auto& l : m.layers) moe_layers += l.channel_mixer == "moe";
+        KindTime& a2a = kind_row(st.kinds, "ep all-to-all");
+        const u64 per_rank = checked_mul(tokens_hidden_bytes, m.moe.experts_per_token, "all-to-all");
+        a2a.ops = checked_mul(2, moe_layers, "all-to-alls");
+        a2a.bytes = checked_mul(a2a.ops, per_rank, "all-to-all");
+        a2a.seconds = static_cast<double>(a2a.ops) * all_to_all_seconds(per_rank, ep, ring);
+    }
     if (pp > 1) {
         KindTime& p2p = kind_row(st.kinds, "pp transfer");
         p2p.ops = pp - 1;
@@ -167,7 +182,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         for (u64 s = 0; s + 1 < pp; ++s) p2p.seconds += p2p_seconds(tokens_hidden_bytes, topo.path(s * tp, (s + 1) * tp));
     }
     for (auto& row : st.kinds) {
-        const bool comm = row.kind == "tp all-reduce" || row.kind == "logits all-gather" || row.kind == "pp transfer";
+        const bool comm = row.kind == "tp all-reduce" || row.kind == "logits all-gather" || row.kind == "pp transfer" || row.kind == "ep all-to-all";
         if (comm) {
             row.bound = "communication";
             st.communication_s += row.seconds;
