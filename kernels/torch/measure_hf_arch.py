@@ -13,7 +13,9 @@ what the step leaves allocated. Also records which experts implementation transf
 and what the cache keeps per layer (tensor shapes), so the mechanism can be read, not assumed.
 
 Usage: python3 kernels/torch/measure_hf_arch.py OUT_DIR [--shapes a,b] [--contexts 1024,4096]
-           [--batches 1,2] [--name FILE]
+           [--batches 1,2] [--name FILE] [--trace-decode]
+--trace-decode records the allocator's history during each shape's first decode step
+(OUT_DIR/decode_trace.json: every alloc and free with its Python frames).
 Writes OUT_DIR/FILE (default hf_arch.json; schema memtax.measurements/1) and
 OUT_DIR/<shape>.config.json, which the cases name.
 """
@@ -132,7 +134,7 @@ def main():
     contexts = [int(c) for c in opt("--contexts", ["1024", "4096"])]
     batches = [int(b) for b in opt("--batches", ["1", "2"])]
     file_name = opt("--name", ["hf_arch.json"])[0]
-    cases, notes = [], {}
+    cases, notes, traced = [], {}, {}
     for shape in names:
         kw = dict(SHAPES[shape])
         mt = kw.pop("model_type")
@@ -199,6 +201,9 @@ def main():
                         torch.cuda.empty_cache()
                         torch.cuda.reset_peak_memory_stats()
                         before_d = torch.cuda.memory_allocated()
+                        tracing = "--trace-decode" in args and not traced.get(shape)
+                        if tracing:
+                            torch.cuda.memory._record_memory_history(max_entries=200000)
                         kwargs = dict(input_ids=nxt, use_cache=True)
                         if mt == "mamba2":
                             kwargs.update(cache_params=cache, cache_position=torch.tensor([ctx], device=dev))
@@ -207,6 +212,17 @@ def main():
                         with torch.inference_mode():
                             out2 = model(**kwargs)
                         torch.cuda.synchronize()
+                        if tracing:
+                            snap = torch.cuda.memory._snapshot()
+                            torch.cuda.memory._record_memory_history(enabled=None)
+                            ev = []
+                            for tr in snap.get("device_traces", []):
+                                for e in tr:
+                                    if e["action"] in ("alloc", "free_completed", "free_requested"):
+                                        ev.append([e["action"], e["size"], [f"{f['filename'].split('/')[-1]}:{f['line']}:{f['name']}"
+                                                                            for f in e.get("frames", [])][:6]])
+                            traced[shape] = dict(before=before_d, peak=torch.cuda.max_memory_allocated() - before_d,
+                                                 after=torch.cuda.memory_allocated() - before_d, events=ev[:600])
                         cache2 = out2.past_key_values if hasattr(out2, "past_key_values") else getattr(out2, "cache_params", None)
                         vis2, sto2, _ = cache_bytes(cache2)
                         dec = dict(base, id=f"{shape}/{runtime}/b{batch}/s{ctx + 1}/decode", mode="decode", context=ctx + 1, logits_kept=1,
@@ -244,6 +260,9 @@ def main():
     }
     with open(os.path.join(out_dir, file_name), "w") as f:
         json.dump(doc, f, indent=1)
+    if traced:
+        with open(os.path.join(out_dir, "decode_trace.json"), "w") as f:
+            json.dump(traced, f)
 
 
 if __name__ == "__main__":
