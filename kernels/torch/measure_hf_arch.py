@@ -201,7 +201,7 @@ def main():
                         torch.cuda.empty_cache()
                         torch.cuda.reset_peak_memory_stats()
                         before_d = torch.cuda.memory_allocated()
-                        tracing = "--trace-decode" in args and not traced.get(shape)
+                        tracing = "--trace-decode" in args and not traced.get(f"{shape}/{impl}")
                         if tracing:
                             torch.cuda.memory._record_memory_history(max_entries=200000)
                         kwargs = dict(input_ids=nxt, use_cache=True)
@@ -221,7 +221,7 @@ def main():
                                     if e["action"] in ("alloc", "free_completed", "free_requested"):
                                         ev.append([e["action"], e["size"], [f"{f['filename'].split('/')[-1]}:{f['line']}:{f['name']}"
                                                                             for f in e.get("frames", [])][:6]])
-                            traced[shape] = dict(before=before_d, peak=torch.cuda.max_memory_allocated() - before_d,
+                            traced[f"{shape}/{impl}"] = dict(before=before_d, peak=torch.cuda.max_memory_allocated() - before_d,
                                                  after=torch.cuda.memory_allocated() - before_d, events=ev[:600])
                         cache2 = out2.past_key_values if hasattr(out2, "past_key_values") else getattr(out2, "cache_params", None)
                         vis2, sto2, _ = cache_bytes(cache2)
