@@ -1,6 +1,6 @@
 #pragma once
-// Blocks: the parts a decoder layer is made of. A layer is a token mixer (attention variants;
-// later state-space and others) plus a channel mixer (dense MLP; later MoE). Each variant is
+// Blocks: the parts a decoder layer is made of. A layer is a token mixer (attention variants,
+// latent attention, state-space layers) plus a channel mixer (dense MLP, mixture of experts, none). Each variant is
 // one file in this folder that declares its parameters, its per-sequence cached state and its
 // op graph (every op with its FLOPs, weights and temporaries, written where the op is
 // created), for each runtime execution it supports; `registry.cpp` lists the built-in ones.
