@@ -99,6 +99,20 @@ int shared_expert(OpGraph& g, const BlockEnv& env, int x) {
     return g.op1(blk::linear("shared_down_proj", OpGroup::Mlp, i, h, "shared_experts.down_proj"), {prod}, act("shared_out", tokens(h)));
 }
 
+// The block's output: the routed experts' sum plus the shared expert's output when there is one
+// (else the sum itself, as a view), alive as the layer needs it.
+int moe_output(OpGraph& g, const BlockEnv& env, const MixerIO& io, int routed_out, const std::vector<int>& holds) {
+    TensorInfo res = act("moe_output", tokens(env.model.hidden_size));
+    if (io.output_is_layer_output) res.lifetime = Lifetime::Persistent;
+    if (env.shard.shared_inter) {
+        int sh = shared_expert(g, env, io.x);
+        return g.op1h({"add_shared", OpKind::Elementwise, OpGroup::Mlp, Size(env.model.hidden_size, {S::Batch, S::Sq}), {}, {}}, {routed_out, sh},
+                      res, holds);
+    }
+    res.alias = AliasRule::View;
+    return g.op1h({"moe_view", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {routed_out}, res, holds);
+}
+
 int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MoeSpec& e = m.moe;
@@ -184,14 +198,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     if (e.dispatch != "grouped" && acc == R::Fp32) out = g.op1({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("moe_out", tokens(h)));
     std::vector<int> holds = io.holds_last;
     holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
-    TensorInfo res = act("moe_output", tokens(h));
-    if (io.output_is_layer_output) res.lifetime = Lifetime::Persistent;
-    if (env.shard.shared_inter) {
-        int sh = shared_expert(g, env, io.x);
-        return g.op1h({"add_shared", OpKind::Elementwise, OpGroup::Mlp, Size(h, {S::Batch, S::Sq}), {}, {}}, {out, sh}, res, holds);
-    }
-    return g.op1h({"moe_view", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out},
-                  TensorInfo{res.name, res.size, R::Act, C::Activation, res.lifetime, AliasRule::View}, holds);
+    return moe_output(g, env, io, out, holds);
 }
 
 // vLLM FusedMoE: router logits, top-k (fp32 weights, int32 ids), the fused kernel's caches
@@ -216,15 +223,7 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                    act("intermediate_cache2", routed(e, i)));
     int dn = g.op1(std::move(down), {ga}, act("intermediate_cache3", routed(e, h)), {gu});
     int out = g.op1({"moe_sum", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn}, act("experts_out", tokens(h)));
-    std::vector<int> holds = io.holds_last;
-    TensorInfo res = act("moe_output", tokens(h));
-    if (io.output_is_layer_output) res.lifetime = Lifetime::Persistent;
-    if (env.shard.shared_inter) {
-        int sh = shared_expert(g, env, io.x);
-        return g.op1h({"add_shared", OpKind::Elementwise, OpGroup::Mlp, Size(h, {S::Batch, S::Sq}), {}, {}}, {out, sh}, res, holds);
-    }
-    return g.op1h({"moe_view", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out},
-                  TensorInfo{res.name, res.size, R::Act, C::Activation, res.lifetime, AliasRule::View}, holds);
+    return moe_output(g, env, io, out, io.holds_last);
 }
 
 }  // namespace

@@ -251,7 +251,7 @@ std::unique_ptr<RuntimePlan> whole_model(const ModelSpec& model, const BlockRegi
         r.context_overhead["default"] = ContextOverhead{0, "none"};
         return r;
     }();
-    DtypePolicy dt{model.dtype, model.dtype, model.dtype, model.dtype, 1};
+    DtypePolicy dt{model.dtype, model.dtype, model.dtype, model.dtype, 1, DType{}};
     const ShardSizes s = shard(model, 1, 1);
     static const GpuSpec gpu{};
     static const Deployment dep{};

@@ -15,6 +15,7 @@ namespace {
 
 using S = Sym;
 __extension__ typedef __int128 i128;
+__extension__ typedef unsigned __int128 u128;
 
 class TransformersPlan final : public RuntimePlan {
 public:
@@ -196,7 +197,7 @@ Bindings TransformersPlan::layer_bindings(const Type& t, const Geometry& g, bool
     if (const u64 c = t.cache.attend_cap; c && c < g.after) {
         // A sparse layer: query i attends min(i, c) keys; in prefill the mean over i = 1..S is
         // (c(c+1)/2 + (S − c)·c) / S, rounded up; one query attends c.
-        const unsigned __int128 n = g.after, cc = c;
+        const u128 n = g.after, cc = c;
         b[S::AttnKeys] = prefill ? static_cast<u64>((cc * (cc + 1) / 2 + (n - cc) * cc + n - 1) / n) : c;
     }
     return b;
