@@ -110,6 +110,20 @@ def cache_bytes(cache):
     return visible, sum(storages.values()), [list(t.shape) for t in ts[:8]]
 
 
+def settle(torch, dev):
+    """Let the caching allocator finish the frees it deferred: a block freed while a stream still
+    used it is released only when the allocator next processes its events (on a later
+    allocation). Without this, a step's baseline still counts the previous case's freed cache and
+    the step's own allocations are hidden behind those late frees (traced on the H200: the first
+    events of a decode were frees of the previous case's 1,025-token K/V blocks)."""
+    import gc
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.empty(1, device=dev)  # an allocation processes the completed events
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -171,10 +185,8 @@ def main():
             for batch in batches:
                 for ctx in contexts:
                     base = dict(kind="forward", model_config=f"{shape}.config.json", runtime=runtime, batch=batch)
-                    gc.collect()
                     ids = torch.randint(0, cfg.vocab_size, (batch, ctx), device=dev)
-                    torch.cuda.synchronize()
-                    torch.cuda.empty_cache()
+                    settle(torch, dev)
                     torch.cuda.reset_peak_memory_stats()
                     before = torch.cuda.memory_allocated()
                     case = dict(base, id=f"{shape}/{runtime}/b{batch}/s{ctx}/prefill/kept-1", mode="prefill", context=ctx, logits_kept=1)
@@ -196,9 +208,7 @@ def main():
                         nxt = torch.randint(0, cfg.vocab_size, (batch, 1), device=dev)
                         # Blocks the prefill freed while a kernel still used them are released
                         # lazily; settle them so the decode's baseline holds only live tensors.
-                        gc.collect()
-                        torch.cuda.synchronize()
-                        torch.cuda.empty_cache()
+                        settle(torch, dev)
                         torch.cuda.reset_peak_memory_stats()
                         before_d = torch.cuda.memory_allocated()
                         tracing = "--trace-decode" in args and not traced.get(f"{shape}/{impl}")
