@@ -634,7 +634,7 @@ Table models_table(const std::vector<ModelSpec>& models) {
              {"intermediate_size", "inter", true}, {"vocab_size", "vocab", true}, {"max_context", "max context", true},
              {"sliding_window", "window", true}, {"dtype", "dtype", false}, {"parameters", "parameters", true},
              {"active_parameters", "active", true}, {"stated_parameter_count", "stated", true}, {"stated_vs_derived", "diff", true},
-             {"architecture", "layers", false}, {"aliases", "aliases", false}})
+             {"architecture", "layer mix", false}, {"aliases", "aliases", false}})
         t.add_column(k, title, right);
     for (const auto& m : models) {
         const u64 params = parameter_count(m);
