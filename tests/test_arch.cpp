@@ -178,7 +178,7 @@ TEST(Arch, AConfigWithKeysItsTypeLacksIsRefusedByName) {
 // harness's decode baseline is not yet trusted; see docs/accuracy.md).
 TEST(Arch, MeasuredPrefillPeaksWithinFivePercentAndKvExact) {
     for (const char* f : {"h200_hf_arch.json", "h200_hf_arch_oos.json"}) {
-        const Validation v = validate_file(load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + f), resolve_gpu("h200"), 5.0,
+        const Validation v = validate_file(load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + f), resolve_gpu("h200"), 0.05,
                                            4ull << 20);
         size_t prefill = 0;
         for (const auto& r : v.cases) {

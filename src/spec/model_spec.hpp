@@ -75,8 +75,6 @@ struct SsmSpec {
     u64 dt_rank = 0;     // Mamba-1
     bool conv_bias = true, proj_bias = false;
     bool enabled() const { return !kind.empty(); }
-    // Channels the causal conv runs over: x, B and C (Mamba-2) or x (Mamba-1).
-    u64 conv_dim() const { return kind == "mamba2" ? inner_size + 2 * n_groups * state_size : inner_size; }
     friend bool operator==(const SsmSpec&, const SsmSpec&) = default;
 };
 
