@@ -55,6 +55,18 @@ void expert_weights(OpInfo& up, OpInfo& down, const BlockEnv& env) {
     down.flops = Size(checked_product({k, 2, i, h}, "experts"), {S::Batch, S::Sq});
 }
 
+// The router's GEMM hidden → experts and its parameters (a bias for gpt-oss, DeepSeek-V3's fp32
+// score-correction bias), as both runtimes run it.
+OpInfo router_op(const BlockEnv& env) {
+    const MoeSpec& e = env.model.moe;
+    const u64 h = env.model.hidden_size, E = e.num_experts;
+    OpInfo gate{"router", OpKind::Matmul, OpGroup::Mlp, Size(checked_product({2, h, E}, "router"), {S::Batch, S::Sq}), {}, {}};
+    gate.weights.push_back({"router", checked_mul(h, E, "router"), R::Param});
+    if (e.router_bias) gate.weights.push_back({"router_bias", E, R::Param});
+    if (e.score_correction_bias) gate.weights.push_back({"e_score_correction_bias", E, R::Fp32});
+    return gate;
+}
+
 // The router: logits [T, E] (DeepSeek-V3 upcasts the hidden states and the weight to fp32 first;
 // Mixtral-style routers upcast the logits for the softmax), scores in fp32, top-k weights
 // (normalised in place) and int64 indices; gpt-oss's router stays in the compute dtype.
@@ -63,10 +75,7 @@ std::pair<int, int> router(OpGraph& g, const BlockEnv& env, int x) {
     const MoeSpec& e = env.model.moe;
     const u64 h = env.model.hidden_size, E = e.num_experts, k = e.experts_per_token;
     const bool act_router = e.expert_bias;  // gpt-oss: logits, top-k and softmax in the compute dtype
-    OpInfo gate{"router", OpKind::Matmul, OpGroup::Mlp, Size(checked_product({2, h, E}, "router"), {S::Batch, S::Sq}), {}, {}};
-    gate.weights.push_back({"router", checked_mul(h, E, "router"), R::Param});
-    if (e.router_bias) gate.weights.push_back({"router_bias", E, R::Param});
-    if (e.score_correction_bias) gate.weights.push_back({"e_score_correction_bias", E, R::Fp32});
+    OpInfo gate = router_op(env);
     const bool fp32_in = e.router_score == "sigmoid";  // DeepSeekV3TopkRouter: F.linear(x.float(), w.float())
     if (fp32_in) {
         gate.workspace.push_back({tokens(h), R::Fp32});
@@ -207,10 +216,7 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MoeSpec& e = m.moe;
     const u64 h = m.hidden_size, i = env.shard.moe_inter, E = e.num_experts, k = e.experts_per_token;
-    OpInfo gate{"router", OpKind::Matmul, OpGroup::Mlp, Size(checked_product({2, h, E}, "router"), {S::Batch, S::Sq}), {}, {}};
-    gate.weights.push_back({"router", checked_mul(h, E, "router"), R::Param});
-    if (e.router_bias) gate.weights.push_back({"router_bias", E, R::Param});
-    if (e.score_correction_bias) gate.weights.push_back({"e_score_correction_bias", E, R::Fp32});
+    OpInfo gate = router_op(env);
     int logits = g.op1(std::move(gate), {io.x}, act("router_logits", Size(E, {S::Batch, S::Sq})));
     auto top = g.op({"topk", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {logits},
                     {TensorInfo{"topk_weights", Size(k, {S::Batch, S::Sq}), R::Fp32},

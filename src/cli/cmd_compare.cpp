@@ -173,12 +173,14 @@ public:
                  {"what", "what", false}})
             t.add_column(k, title, right);
         u64 context = 0;
+        std::string runtime_name;
         for (const auto& v : rows) {
             EstimateArgs ea = a_;
             ea.model = v.model.name;
             if (!v.kv_dtype.empty()) ea.kv_dtype = v.kv_dtype;
             const Workload w = workload_from(ea, v.model);
             context = w.context;
+            runtime_name = w.runtime.name;
             const Plan plan = Plan::compile(v.model, g, Deployment{}, w);
             const Point p = plan.point_of(w);
             const PointResult r = plan.evaluate(p);
@@ -215,7 +217,7 @@ public:
             t.cell(v.what);
         }
         d.title = fmt::format("memtax compare: {} on {}, {} batch {} at {} tokens ({})", models_.size() > 1 ? "models" : rows.front().model.name,
-                              g.name, a_.mode, a_.batch, group_digits(context), workload_from(a_, rows.front().model).runtime.name);
+                              g.name, a_.mode, a_.batch, group_digits(context), runtime_name);
         d.notes.push_back("per GPU. KV/state: the cache the sequences keep (a window or an eviction budget caps it; a state-space layer keeps a "
                           "fixed state). KV B/token is its linear growth per token of context, state B/seq the part that does not grow.");
         d.notes.push_back("S×S: the attention-matrix bytes live at the peak (eager attention materialises them; fused kernels do not); "

@@ -55,6 +55,13 @@ KindTime& kind_row(std::vector<KindTime>& rows, const std::string& name) {
     return rows.back();
 }
 
+// A collective's row: communication-bound by what it is, whatever its name.
+KindTime& communication_row(std::vector<KindTime>& rows, const std::string& name) {
+    KindTime& row = kind_row(rows, name);
+    row.bound = "communication";
+    return row;
+}
+
 StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     StepTime st;
     const ModelSpec& m = e.model();
@@ -141,7 +148,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         std::vector<u64> ranks;
         for (u64 i = 0; i < tp; ++i) ranks.push_back(i);
         const PathCost ring = topo.ring(ranks);
-        KindTime& ar = kind_row(st.kinds, "tp all-reduce");
+        KindTime& ar = communication_row(st.kinds, "tp all-reduce");
         const u64 n = checked_add(checked_mul(2, m.num_layers, "all-reduces"), 1, "all-reduces");  // + the embedding's
         ar.ops = n;
         ar.bytes = checked_mul(n, tokens_hidden_bytes, "all-reduce");
@@ -153,7 +160,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
                                      2 * (tp - 1)).seconds;
         else
             ar.seconds = static_cast<double>(n) * all_reduce_seconds(tokens_hidden_bytes, tp, ring);
-        KindTime& ag = kind_row(st.kinds, "logits all-gather");
+        KindTime& ag = communication_row(st.kinds, "logits all-gather");
         const u64 logits = e.workload.logits_dtype->bytes(
             checked_product({e.batch_per_replica, e.logits_kept, m.vocab_size}, "logits"), "logits");
         ag.ops = 1;
@@ -169,22 +176,20 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         const PathCost ring = topo.ring(ranks);
         u64 moe_layers = 0;
         for (const auto& l : m.layers) moe_layers += l.channel_mixer == "moe";
-        KindTime& a2a = kind_row(st.kinds, "ep all-to-all");
+        KindTime& a2a = communication_row(st.kinds, "ep all-to-all");
         const u64 per_rank = checked_mul(tokens_hidden_bytes, m.moe.experts_per_token, "all-to-all");
         a2a.ops = checked_mul(2, moe_layers, "all-to-alls");
         a2a.bytes = checked_mul(a2a.ops, per_rank, "all-to-all");
         a2a.seconds = static_cast<double>(a2a.ops) * all_to_all_seconds(per_rank, ep, ring);
     }
     if (pp > 1) {
-        KindTime& p2p = kind_row(st.kinds, "pp transfer");
+        KindTime& p2p = communication_row(st.kinds, "pp transfer");
         p2p.ops = pp - 1;
         p2p.bytes = checked_mul(pp - 1, tokens_hidden_bytes, "pp transfer");
         for (u64 s = 0; s + 1 < pp; ++s) p2p.seconds += p2p_seconds(tokens_hidden_bytes, topo.path(s * tp, (s + 1) * tp));
     }
     for (auto& row : st.kinds) {
-        const bool comm = row.kind == "tp all-reduce" || row.kind == "logits all-gather" || row.kind == "pp transfer" || row.kind == "ep all-to-all";
-        if (comm) {
-            row.bound = "communication";
+        if (row.bound == "communication") {
             st.communication_s += row.seconds;
         } else {
             st.flops = checked_add(st.flops, row.flops, "step FLOPs (" + row.kind + ")");

@@ -141,9 +141,18 @@ VllmPlan::VllmPlan(const CompileInput& in)
         throw InputError(SourcePos{}, "workload.kv_dtype", fmt::format("vLLM has no {} KV cache; use bf16, fp16 or fp8_e4m3", dt_.kv.name));
     const BlockEnv env{model_, shard_, rt_, Execution::Vllm, dtypes_};
     types_ = build_layer_types(in, env, build_layer);
+    // Layers by kind of cache: full attention, windowed, or a fixed state (Mamba); the largest
+    // per-token entry and per-sequence state size the pages.
+    u64 per_token = 0;
     for (const auto& t : types_) {
+        if (t.cache.elements_per_sequence) {
+            n_state_ += t.count;
+            state_bytes_ = std::max(state_bytes_, model_.dtype.bytes(t.cache.elements_per_sequence, "mamba page"));
+            continue;
+        }
         (t.cache.window ? n_window_ : n_full_) += t.count;
         if (t.cache.window) window_ = t.cache.window;
+        per_token = std::max(per_token, t.cache.elements_per_token);
     }
     StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr);
     weights_ = w.bytes;
@@ -188,18 +197,6 @@ VllmPlan::VllmPlan(const CompileInput& in)
     // Pages (vLLM kv_cache_interface.py): an attention page is block_size tokens of one layer's
     // cached tensors (K and V, or MLA's one latent); a Mamba page is one sequence's conv + SSM
     // state (in the model's dtype: mamba_cache_dtype "auto").
-    u64 per_token = 0;
-    for (const auto& t : types_) {
-        if (t.cache.elements_per_sequence) {
-            n_state_ += t.count;
-            state_bytes_ = std::max(state_bytes_, model_.dtype.bytes(t.cache.elements_per_sequence, "mamba page"));
-        } else {
-            per_token = std::max(per_token, t.cache.elements_per_token);
-        }
-    }
-    n_full_ = n_window_ = 0;
-    for (const auto& t : types_)
-        if (!t.cache.elements_per_sequence) (t.cache.window ? n_window_ : n_full_) += t.count;
     const u64 token_bytes = per_token ? dt_.kv.bytes(per_token, "kv page") : 0;
     block_ = p_.block_size;
     if (n_state_ && token_bytes) {
