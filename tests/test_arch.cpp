@@ -172,23 +172,36 @@ TEST(Arch, AConfigWithKeysItsTypeLacksIsRefusedByName) {
 }
 
 // transformers 5.17 on an H200 (2026-12-02): 10 families, eager and SDPA, prefill at 1k/4k
-// (batch 1, 2) and 2k/8k (batch 3, out of sample). Every prefill peak within 5% and every
-// cache's bytes exact. Decode steps are reported by `memtax validate` but not asserted here:
-// their measured peaks sit at or below the step's starting allocation for most families (the
-// harness's decode baseline is not yet trusted; see docs/accuracy.md).
-TEST(Arch, MeasuredPrefillPeaksWithinFivePercentAndKvExact) {
+// (batch 1, 2) and 2k/8k (batch 3, out of sample). Every cache's bytes exact. Every peak within
+// 5% or the 4 MiB absolute slack, and every one of at least 80 MiB (where the slack is under 5%)
+// within 5%. Below that the caching allocator's block reuse and library workspaces are of the
+// order of the slack: the
+// same Phi-3 1k SDPA prefill measured 41,165,824 B and 42,738,688 B in two runs on the same
+// H200. Decode steps are the second after the prefill (the steady state of a generate() loop).
+TEST(Arch, MeasuredPrefillAndDecodePeaksWithinFivePercentAndKvExact) {
+    size_t large_decode = 0;
     for (const char* f : {"h200_hf_arch.json", "h200_hf_arch_oos.json"}) {
         const Validation v = validate_file(load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + f), resolve_gpu("h200"), 0.05,
                                            4ull << 20);
-        size_t prefill = 0;
+        EXPECT_TRUE(v.all_ok) << f;
+        size_t prefill = 0, decode = 0;
         for (const auto& r : v.cases) {
             EXPECT_TRUE(r.kv_exact) << r.c.id;
-            if (r.c.mode != "prefill") continue;
-            ++prefill;
-            EXPECT_LE(std::abs(r.peak_error), 0.05) << r.c.id;
+            EXPECT_TRUE(r.peak_ok) << r.c.id;
+            const bool large = *r.c.measured.forward_peak_bytes >= (80ull << 20);
+            if (large) EXPECT_LE(std::abs(r.peak_error), 0.05) << r.c.id;
+            if (r.c.mode == "prefill") {
+                ++prefill;
+            } else {
+                ++decode;
+                large_decode += large;
+                EXPECT_EQ(r.c.decode_step, 2u) << r.c.id;
+            }
         }
         EXPECT_GE(prefill, 36u) << f;
+        EXPECT_GE(decode, 36u) << f;
     }
+    EXPECT_GE(large_decode, 8u);
 }
 
 // Expert parallelism over the TP group: each of 2 GPUs holds 4 whole experts of Mixtral's 8

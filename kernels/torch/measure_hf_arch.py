@@ -6,7 +6,9 @@ bf16, no downloads): DeepSeek-V3 / V2 (MLA + MoE with shared experts), Mixtral, 
 gpt-oss (sinks, alternating sliding/full, experts with biases), Gemma-2 (soft-capping, sandwich
 norms), Gemma-3 (q/k norm, local/global), Phi-3, Mamba-2 and Jamba (Mamba-1 + attention + MoE).
 For every attention implementation the model accepts (eager, sdpa), batch and context: one
-prefill (logits of the last position) and one decode step over its cache. Recorded relative to
+prefill (logits of the last position), then one unrecorded decode step and a recorded second one
+(the steady state of a generate() loop: the first call after a case releases what the model still
+referenced from the previous one). Recorded relative to
 the bytes allocated before the step: forward_peak_bytes (torch.cuda.max_memory_allocated), the
 cache's bytes (every tensor the cache object holds: K/V, conv and SSM states), the logits, and
 what the step leaves allocated. Also records which experts implementation transformers chose
@@ -14,7 +16,7 @@ and what the cache keeps per layer (tensor shapes), so the mechanism can be read
 
 Usage: python3 kernels/torch/measure_hf_arch.py OUT_DIR [--shapes a,b] [--contexts 1024,4096]
            [--batches 1,2] [--name FILE] [--trace-decode]
---trace-decode records the allocator's history during each shape's first decode step
+--trace-decode records the allocator's history during each shape's first recorded decode step
 (OUT_DIR/decode_trace.json: every alloc and free with its Python frames).
 Writes OUT_DIR/FILE (default hf_arch.json; schema memtax.measurements/1) and
 OUT_DIR/<shape>.config.json, which the cases name.
@@ -206,8 +208,19 @@ def main():
                         cases.append(case)
                         print(json.dumps(case), flush=True)
                         nxt = torch.randint(0, cfg.vocab_size, (batch, 1), device=dev)
-                        # Blocks the prefill freed while a kernel still used them are released
-                        # lazily; settle them so the decode's baseline holds only live tensors.
+                        # One unrecorded decode step first: the first call after a case frees what
+                        # the model still referenced from the previous case (traced on the H200:
+                        # a decode began by freeing the previous case's K/V), which would hide this
+                        # step's own allocations. The recorded step is the second, as every step of
+                        # a generate() loop after the first is.
+                        kwargs = dict(input_ids=nxt, use_cache=True)
+                        if mt == "mamba2":
+                            kwargs.update(cache_params=cache, cache_position=torch.tensor([ctx], device=dev))
+                        else:
+                            kwargs.update(past_key_values=cache)
+                        with torch.inference_mode():
+                            out1 = model(**kwargs)
+                        del out1
                         settle(torch, dev)
                         torch.cuda.reset_peak_memory_stats()
                         before_d = torch.cuda.memory_allocated()
@@ -216,7 +229,7 @@ def main():
                             torch.cuda.memory._record_memory_history(max_entries=200000)
                         kwargs = dict(input_ids=nxt, use_cache=True)
                         if mt == "mamba2":
-                            kwargs.update(cache_params=cache, cache_position=torch.tensor([ctx], device=dev))
+                            kwargs.update(cache_params=cache, cache_position=torch.tensor([ctx + 1], device=dev))
                         else:
                             kwargs.update(past_key_values=cache)
                         with torch.inference_mode():
@@ -235,7 +248,7 @@ def main():
                                                  after=torch.cuda.memory_allocated() - before_d, events=ev[:600])
                         cache2 = out2.past_key_values if hasattr(out2, "past_key_values") else getattr(out2, "cache_params", None)
                         vis2, sto2, _ = cache_bytes(cache2)
-                        dec = dict(base, id=f"{shape}/{runtime}/b{batch}/s{ctx + 1}/decode", mode="decode", context=ctx + 1, logits_kept=1,
+                        dec = dict(base, id=f"{shape}/{runtime}/b{batch}/s{ctx + 2}/decode", mode="decode", context=ctx + 2, decode_step=2, logits_kept=1,
                                    status="ok", measured=dict(forward_peak_bytes=torch.cuda.max_memory_allocated() - before_d,
                                                               kv_cache_bytes=vis2, kv_cache_storage_bytes=sto2,
                                                               logits_bytes=out2.logits.numel() * out2.logits.element_size(),

@@ -94,8 +94,14 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         hold.push_back(s2);
         int p = g.op1h({"probs_cast", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {p32},
                        TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, same}, hold);
+        // The values are a view of kv_b_proj's [B, S, H, ·] output transposed to [B, H, S, ·]:
+        // matmul folds B and H into one batch dimension, which needs a contiguous copy once
+        // there is more than one sequence (measured on the H200: batch 1 exact, batch 2-3 short
+        // by exactly this copy without it).
+        int vcopy = g.op1h({"value_contiguous", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv},
+                           act("value_copy", Size(v_dim, {S::Batch, S::Skv, S::MultiSeq})), locals);
         int oh = g.op1h({"probs_v", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, H, vd}, "pv"), {S::Batch, S::Sq, S::Skv}), {}, {}},
-                        {p, kv}, act("attn_heads", tokens(v_dim)), locals);
+                        {p, vcopy}, act("attn_heads", tokens(v_dim)), locals);
         attn_out = g.op1h({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", tokens(v_dim)), locals);
         if (rt.keeps.attn_weights) probs_held = p;
     } else {

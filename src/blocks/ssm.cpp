@@ -118,16 +118,20 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                            {{Size(checked_product({H, P, N}, "C_states"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
                           {c32, st}, f32("Y_off", inner), locals);
         locals.push_back(yoff);
-        // A decode step (cache_position > 0) takes the recurrent path instead: dA = exp(dt·A),
-        // dB = dt·B, dBx = dB·x, each [B, H, P, N] fp32, and the new state state·dA + dBx.
+        // A decode step (cache_position > 0) takes the recurrent path instead: dA = exp(dt·A)
+        // in fp32 (A is fp32; dt·A a temporary), dB = dt·B and dBx = dB·x in the compute dtype
+        // (dt, B and x are), each [B, H, P, N], and the new state state·dA + dBx in fp32.
         const Size hpn(checked_product({H, P, N}, "decode state"), {S::Batch, S::Cached});
-        int da = g.op1h({"decode_dA", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {}}, {xbc}, TensorInfo{"dA", hpn, R::Fp32}, locals);
-        int db = g.op1h({"decode_dB", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {}}, {xbc}, TensorInfo{"dB", hpn, R::Fp32}, locals);
-        int dbx = g.op1h({"decode_dBx", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {}}, {db, xbc}, TensorInfo{"dBx", hpn, R::Fp32}, locals);
+        int da = g.op1h({"decode_dA", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {{hpn, R::Fp32}}}, {xbc}, TensorInfo{"dA", hpn, R::Fp32}, locals);
+        int db = g.op1h({"decode_dB", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {}}, {xbc}, TensorInfo{"dB", hpn, R::Act}, locals);
+        int dbx = g.op1h({"decode_dBx", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {}}, {db, xbc}, TensorInfo{"dBx", hpn, R::Act}, locals);
         int ns = g.op1h({"decode_new_state", OpKind::Elementwise, OpGroup::Attention, Size(2 * hpn.coef, {S::Batch, S::Cached}), {}, {{hpn, R::Fp32}}},
                         {da, dbx}, TensorInfo{"new_state", hpn, R::Fp32}, locals);
         locals.insert(locals.end(), {da, db, dbx, ns});
-        y = g.op1h({"y", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{Size(inner, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}}, {ydiag, yoff, dres, ns},
+        // y: a prefill sums its fp32 parts; a decode multiplies C by a copy of the new state in
+        // the compute dtype (ssm_states.to(C.dtype)).
+        y = g.op1h({"y", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{Size(inner, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}, {hpn, R::Act}}},
+                   {ydiag, yoff, dres, ns},
                    act("y", tokens(inner)), locals);
     } else {
         y = -1;

@@ -23,6 +23,7 @@ const char* to_string(Sym s) {
         case Sym::Cached: return "cached";
         case Sym::StateLive: return "state";
         case Sym::Prefilling: return "prefilling";
+        case Sym::MultiSeq: return "multi_seq";
         case Sym::Count: break;
     }
     return "?";

@@ -240,7 +240,7 @@ Estimate Plan::estimate(const Point& pt) const {
 }
 
 Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl) {
-    return Plan::compile(model, gpu, dep, wl).estimate(Point{wl.mode, wl.batch, wl.context});
+    return Plan::compile(model, gpu, dep, wl).estimate(Point{wl.mode, wl.batch, wl.context, wl.decode_step});
 }
 
 namespace {

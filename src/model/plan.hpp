@@ -21,6 +21,7 @@ struct Workload {
     Mode mode = Mode::Prefill;
     u64 batch = 1;    // sequences in total (split over data-parallel replicas)
     u64 context = 0;  // prefill: prompt tokens; decode: KV length after the step (vLLM: max_model_len)
+    u64 decode_step = 1;  // decode: 1 = the first step after the prefill, ≥ 2 = a later one (Point)
     RuntimeSpec runtime;  // the inference stack (runtimes/*.yaml)
     std::optional<DType> weight_dtype;   // linear layers; default: the model's dtype
     std::optional<DType> kv_dtype;       // default: the model's dtype
@@ -63,7 +64,7 @@ public:
     Estimate estimate(const Point& p) const;
 
     const Workload& workload() const;  // the resolved choices (dtypes filled)
-    Point point_of(const Workload& wl) const { return Point{wl.mode, wl.batch, wl.context}; }
+    Point point_of(const Workload& wl) const { return Point{wl.mode, wl.batch, wl.context, wl.decode_step}; }
 
 private:
     struct Impl;

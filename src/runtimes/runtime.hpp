@@ -41,6 +41,9 @@ struct Point {
     Mode mode = Mode::Prefill;
     u64 batch = 1;    // sequences in total (split over data-parallel replicas)
     u64 context = 0;  // prefill: prompt tokens; decode: KV length after the step (vLLM: max_model_len)
+    // decode: which step after the prefill. 1: the first, whose windowed layers still hold the
+    // prompt's whole storage; 2 or more: the steady state of a generate() loop.
+    u64 decode_step = 1;
 };
 
 enum class PointStatus : std::uint8_t {

@@ -38,7 +38,7 @@ private:
         u64 before = 0, after = 0, visible = 0;
         bool masked = false;
     };
-    Geometry geometry(const Type& t, bool prefill, u64 S) const noexcept;
+    Geometry geometry(const Type& t, bool prefill, u64 S, u64 step) const noexcept;
     Bindings layer_bindings(const Type& t, const Geometry& g, bool prefill, u64 B, u64 Sq, u64 kept, u64 mask_elems) const noexcept;
     // Everything evaluate computes, kept for describe (which reruns it once).
     struct Walk;
@@ -162,14 +162,15 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
 
 // A full layer grows by concatenation. A windowed layer keeps the last W - drop tokens as a
 // *view*: after a prefill the whole prompt's storage stays referenced; a decode step's cat
-// makes fresh storage of the kept tokens + 1. Decode is the first step after a prefill of
-// S - 1 tokens (generate()). The causal flag cannot express a window once the keys reach it
-// (transformers masking_utils._ignore_causal_mask_sdpa: kv_length >= local_attention_size);
-// padding-free batches otherwise skip the mask.
-TransformersPlan::Geometry TransformersPlan::geometry(const Type& t, bool prefill, u64 S) const noexcept {
+// makes fresh storage of the kept tokens + 1. The first decode step after a prefill of S - 1
+// tokens releases the prompt's storage; every later step releases the previous step's
+// (kept + 1 tokens: measured on the H200, h200_hf_arch.json). The causal flag cannot express a
+// window once the keys reach it (transformers masking_utils._ignore_causal_mask_sdpa:
+// kv_length >= local_attention_size); padding-free batches otherwise skip the mask.
+TransformersPlan::Geometry TransformersPlan::geometry(const Type& t, bool prefill, u64 S, u64 step) const noexcept {
     const u64 W = t.cache.window, keep = W ? W - rt_.sliding_window_drop : 0;
     Geometry g;
-    g.before = prefill ? 0 : S - 1;
+    g.before = prefill ? 0 : W && step > 1 ? std::min(S - 1, keep + 1) : S - 1;
     g.after = !W || prefill ? S : std::min(S - 1, keep) + 1;
     g.visible = W ? std::min(S, keep) : S;
     g.masked = rt_.mask == MaskKind::Additive || (rt_.mask == MaskKind::BoolWhenNeeded && W && g.after >= W);
@@ -189,6 +190,7 @@ Bindings TransformersPlan::layer_bindings(const Type& t, const Geometry& g, bool
     b[S::Cached] = g.before > 0 ? 1 : 0;
     b[S::Prefilling] = g.before > 0 ? 0 : 1;
     b[S::StateLive] = 1;
+    b[S::MultiSeq] = B > 1 ? 1 : 0;
     b[S::Repeat] = rt_.gqa == GqaKind::Repeat || (rt_.gqa == GqaKind::NativeUnlessMasked && g.masked) ? 1 : 0;
     b[S::MaskConv] = rt_.attention == AttentionKernel::Fused && rt_.mask == MaskKind::BoolWhenNeeded && g.masked ? 1 : 0;
     // A causal flash kernel skips the blocks above the diagonal: (S + 1) / 2 keys per query on
@@ -222,7 +224,7 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
     const u64 mask_batch = rt_.mask == MaskKind::Additive ? B : 1;
     // One mask per distinct window (its first layer type stands for it).
     std::array<Geometry, 8> geo;
-    for (size_t ti = 0; ti < types_.size(); ++ti) geo[ti] = geometry(types_[ti], prefill, S);
+    for (size_t ti = 0; ti < types_.size(); ++ti) geo[ti] = geometry(types_[ti], prefill, S, p.decode_step);
     u64 mask_elems = 0;
     for (std::uint32_t ti : window_types_)
         if (geo[ti].masked) mask_elems = add(mask_elems, mul(mul(mask_batch, Sq, ovf), geo[ti].after, ovf), ovf);
@@ -379,7 +381,7 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
     // Layer rows and the step's graphs.
     for (size_t ti = 0; ti < types_.size(); ++ti) {
         const Type& t = types_[ti];
-        const Geometry g = geometry(t, prefill, S);
+        const Geometry g = geometry(t, prefill, S, p.decode_step);
         const Bindings b = layer_bindings(t, g, prefill, B, Sq, r.logits_kept, w.base[S::MaskElems]);
         const GraphEval& ev = w.ev[ti];
         LayerRow row;
@@ -415,7 +417,7 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
     }
     // Components with their formulas.
     out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
-    const u64 skv = geometry(types_.front(), prefill, S).after;
+    const u64 skv = geometry(types_.front(), prefill, S, p.decode_step).after;
     std::string windows;
     for (const auto& t : types_)
         if (t.cache.window) windows = fmt::format(" ({} layers keep ≤ {} tokens)", t.spec.token_mixer, t.cache.window);

@@ -277,6 +277,9 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         if (mc.batch == 0) doc.fail(at + ".batch", "must be at least 1");
         if (mc.context == 0) doc.fail(at + ".context", "must be at least 1");
         mc.logits_kept = c.contains("logits_kept") ? uint(doc, c, at, "logits_kept") : 1;
+        mc.decode_step = c.contains("decode_step") ? uint(doc, c, at, "decode_step") : 1;
+        if (mc.decode_step == 0) doc.fail(at + ".decode_step", "must be at least 1 (1: the first decode step after the prefill)");
+        if (mc.decode_step != 1 && mc.mode != "decode") doc.fail(at + ".decode_step", "only a decode case has a decode step");
         mc.status = str(doc, c, at, "status");
         if (mc.status != "ok" && mc.status != "oom" && mc.status != "skipped")
             doc.fail(at + ".status", fmt::format("\"{}\"; valid: ok, oom, skipped", mc.status));

@@ -54,6 +54,7 @@ struct MeasuredCase {
     std::string runtime;       // a runtime profile name, e.g. "hf-sdpa"
     std::string mode;          // prefill | decode
     u64 batch = 0, context = 0, logits_kept = 1;  // logits_kept 0 = all positions
+    u64 decode_step = 1;  // decode: 1 = the first step after the prefill, 2 = the second
     std::string status;        // ok | oom | skipped | failed (probe: outputs left unwritten)
     std::string reason;
     MeasuredForward measured;

@@ -260,6 +260,7 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
         w.context = c.context;
         w.runtime = runtimes.at(c.runtime);
         w.logits_kept = c.logits_kept;
+        w.decode_step = c.decode_step;
         w.allow_long_context = true;  // the harness ran what it ran
         Estimate e = estimate(models.at(c.model), gpu, Deployment{1, 1}, w);
         r.predicted_fits = e.fits;
@@ -299,7 +300,12 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             if (m.after_step_bytes && w.mode == Mode::Prefill) {
                 r.predicted_after = static_cast<std::int64_t>(e.kv_cache + e.logits_output);
                 r.after_error = rel(static_cast<double>(*r.predicted_after), static_cast<double>(*m.after_step_bytes));
-                r.after_ok = std::fabs(r.after_error) <= tolerance;
+                // The same absolute slack as the peak: the first call at a new shape can create
+                // and keep a library workspace (0.5-1.5 MiB seen on the H200 after MoE and SSM
+                // prefills, h200_hf_arch*.json), which is not the model's.
+                const u64 pa = static_cast<u64>(*r.predicted_after);
+                const u64 ma = static_cast<u64>(std::max<std::int64_t>(*m.after_step_bytes, 0));
+                r.after_ok = std::fabs(r.after_error) <= tolerance || (pa > ma ? pa - ma : ma - pa) <= slack_bytes;
             }
             r.ok = r.peak_ok && r.kv_exact && r.logits_exact && r.after_ok;
             if (std::fabs(r.peak_error) > worst) {

@@ -109,7 +109,8 @@ struct Validation {
 
 // `gpu`: a GPU profile name or path; empty = the profile whose device_names has the file's
 // provenance.gpu.
-// A forward peak passes when |predicted - measured| <= max(tolerance · measured, slack_bytes).
+// A forward peak passes when |predicted - measured| <= max(tolerance · measured, slack_bytes);
+// so do a prefill's after-step bytes (the cache and the logits).
 // An out-of-memory case passes when the engine predicts that the step does not fit. When it
 // predicts a fit, the case passes only if PyTorch's message shows the failure was the caching
 // allocator's fragmentation — the allocated bytes plus the failed request stay within what the
