@@ -115,13 +115,16 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
                          TensorInfo{"k_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
         int vrep = g.op1({"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {vc},
                          TensorInfo{"v_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
-        int s0 = g.op1({"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {qr, krep}, act("scores", ss, C::AttentionMatrix));
+        OpInfo qk{"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}};
+        qk.saves_inputs = 0b11;
+        int s0 = g.op1(std::move(qk), {qr, krep}, act("scores", ss, C::AttentionMatrix));
         int s1 = g.op1({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix));
         if (m.attn.softcap) {
             // Gemma-2: scores / cap, tanh, × cap, each a new S×S tensor.
             s1 = g.op1({"softcap_div", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_div", ss, C::AttentionMatrix));
-            s1 = g.op1({"softcap_tanh", OpKind::Elementwise, OpGroup::Attention, Size(4 * s.heads_q, {S::Batch, S::Sq, S::Skv}), {}, {}}, {s1},
-                       act("scores_tanh", ss, C::AttentionMatrix));
+            OpInfo th{"softcap_tanh", OpKind::Elementwise, OpGroup::Attention, Size(4 * s.heads_q, {S::Batch, S::Sq, S::Skv}), {}, {}};
+            th.saves_output = true;
+            s1 = g.op1(std::move(th), {s1}, act("scores_tanh", ss, C::AttentionMatrix));
             s1 = g.op1({"softcap_mul", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_capped", ss, C::AttentionMatrix));
         }
         int s2 = g.op1({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix));
@@ -135,9 +138,12 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
             int c = g.op1(std::move(cat), {s2}, act("scores_with_sink", sk, C::AttentionMatrix));
             // `attn_weights` (the masked scores) stays referenced until it is rebound after the softmax.
             int c2 = g.op1({"sinks_sub_max", OpKind::Elementwise, OpGroup::Attention, sk, {}, {}}, {c}, act("scores_shifted", sk, C::AttentionMatrix), {s2});
-            int pr = g.op1({"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::SkvSink}), {}, {}}, {c2},
-                           act("probs_with_sink", sk, C::AttentionMatrix), {s2});
-            int oh = g.op1({"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {pr, vrep}, act("attn_heads", tokens(s.q_dim)));
+            OpInfo sm{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::SkvSink}), {}, {}};
+            sm.saves_output = true;
+            int pr = g.op1(std::move(sm), {c2}, act("probs_with_sink", sk, C::AttentionMatrix), {s2});
+            OpInfo pv{"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}};
+            pv.saves_inputs = 0b11;
+            int oh = g.op1(std::move(pv), {pr, vrep}, act("attn_heads", tokens(s.q_dim)));
             attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", q_size), {krep, vrep});
             if (keep.attn_weights) probs_held = pr;
             return finish(attn_out, probs_held);
@@ -146,6 +152,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // input takes the fused half-to-float path (ATen SoftMax.cpp, softmax()), and nothing is
         // converted when the dtypes already agree. 5 FLOPs an element (max, sub, exp, sum, div).
         OpInfo softmax{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::Skv}), {}, {}};
+        softmax.saves_output = true;
         if (!(env.dtype(R::Softmax) == env.dtype(R::Act)) && env.dtype(R::Act).name != "fp16")
             softmax.workspace.push_back({ss, R::Softmax, C::AttentionMatrix});
         int p32 = g.op1(std::move(softmax), {s2}, TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix});
@@ -154,7 +161,9 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         const AliasRule same = env.dtype(R::Softmax) == env.dtype(R::Act) ? AliasRule::View : AliasRule::None;
         int p = g.op1({"probs_cast", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {p32},
                       TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, same}, {s2});
-        int oh = g.op1({"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {p, vrep}, act("attn_heads", tokens(s.q_dim)));
+        OpInfo pv{"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}};
+        pv.saves_inputs = 0b11;
+        int oh = g.op1(std::move(pv), {p, vrep}, act("attn_heads", tokens(s.q_dim)));
         // repeat_kv's results are locals of eager_attention_forward, alive until it returns.
         attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", q_size), {krep, vrep});
         if (keep.attn_weights) probs_held = p;
@@ -176,6 +185,10 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
                      {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}};
         // A sink-aware kernel (FlashAttention-3 with sinks) reads the per-head sink logits.
         if (m.attn.sinks) fused.weights.push_back({"sinks", s.heads_q, DtypeRole::Param});
+        // Training: the kernel keeps q, k, v, its output and the fp32 log-sum-exp per query and head.
+        fused.saves_inputs = 0b111;
+        fused.saves_output = true;
+        fused.saved.push_back({Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32});
         attn_out = g.op1(std::move(fused), {qr, krep, vrep, mask_add}, act("attn_out", q_size));
     }
     return finish(attn_out, probs_held);

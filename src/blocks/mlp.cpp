@@ -9,6 +9,20 @@ using S = Sym;
 using blk::act;
 using blk::tokens;
 
+// The activation (SiLU/GELU: ~4 FLOPs an element); autograd keeps its input.
+OpInfo activation(u64 i) {
+    OpInfo op{"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}};
+    op.saves_inputs = 1;
+    return op;
+}
+
+// act(gate) · up: autograd keeps both factors.
+OpInfo gate_mul_up(u64 i) {
+    OpInfo op{"gate_mul_up", OpKind::Elementwise, OpGroup::Mlp, Size(i, {S::Batch, S::Sq}), {}, {}};
+    op.saves_inputs = 0b11;
+    return op;
+}
+
 // transformers' LlamaMLP: act_fn(gate_proj(x)) * up_proj(x); gate dies once activated. The
 // activation costs ~4 FLOPs an element (SiLU), the product 1.
 int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
@@ -20,8 +34,8 @@ int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         // it alive until the method returns); up = up · act(gate), down_proj.
         int gu = g.op1(blk::linear("gate_up_proj", OpGroup::Mlp, h, 2 * i, "gate_up_proj", m.mlp_bias ? "gate_up_bias" : nullptr), {io.x},
                        act("gate_up", tokens(2 * i)));
-        int a = g.op1({"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gu}, act("gate_act", tokens(i)));
-        int prod = g.op1({"gate_mul_up", OpKind::Elementwise, OpGroup::Mlp, Size(i, {S::Batch, S::Sq}), {}, {}}, {a, gu}, act("mlp_hidden", tokens(i)));
+        int a = g.op1(activation(i), {gu}, act("gate_act", tokens(i)));
+        int prod = g.op1(gate_mul_up(i), {a, gu}, act("mlp_hidden", tokens(i)));
         std::vector<int> holds = io.holds_last;
         holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
         holds.push_back(gu);
@@ -30,9 +44,9 @@ int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         return g.op1h(blk::linear("down_proj", OpGroup::Mlp, i, h, "down_proj", m.mlp_bias ? "down_bias" : nullptr), {prod}, out, holds);
     }
     int gate = g.op1(blk::linear("gate_proj", OpGroup::Mlp, h, i, "gate_proj", bias_gate), {io.x}, act("gate", tokens(i)));
-    int a = g.op1({"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gate}, act("gate_act", tokens(i)));
+    int a = g.op1(activation(i), {gate}, act("gate_act", tokens(i)));
     int up = g.op1(blk::linear("up_proj", OpGroup::Mlp, h, i, "up_proj", m.mlp_bias ? "up_bias" : nullptr), {io.x}, act("up", tokens(i)));
-    int prod = g.op1({"gate_mul_up", OpKind::Elementwise, OpGroup::Mlp, Size(i, {S::Batch, S::Sq}), {}, {}}, {a, up}, act("mlp_hidden", tokens(i)));
+    int prod = g.op1(gate_mul_up(i), {a, up}, act("mlp_hidden", tokens(i)));
     std::vector<int> holds = io.holds_last;
     holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
     TensorInfo out = act("down", tokens(h));
@@ -57,7 +71,7 @@ int plain(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const u64 h = m.hidden_size, i = env.shard.inter;
     int up = g.op1(blk::linear("up_proj", OpGroup::Mlp, h, i, "up_proj", m.mlp_bias ? "up_bias" : nullptr), {io.x}, act("up", tokens(i)));
-    int a = g.op1({"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {up}, act("up_act", tokens(i)));
+    int a = g.op1(activation(i), {up}, act("up_act", tokens(i)));
     std::vector<int> holds = io.holds_last;
     if (env.exec == Execution::Transformers) holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
     TensorInfo out = act("down", tokens(h));

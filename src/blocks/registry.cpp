@@ -74,6 +74,7 @@ void check_layer(const BlockRegistry& reg, const ModelSpec& m, size_t i, Executi
 namespace blk {
 OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weight, const char* bias) {
     OpInfo op{name, OpKind::Matmul, group, Size(checked_product({2, in, out}, name), {Sym::Batch, Sym::Sq}), {}, {}};
+    op.saves_inputs = 1;  // autograd keeps the input for the weight's gradient
     WeightTensor w{weight, checked_mul(in, out, weight), DtypeRole::Weight};
     w.in = in;
     op.weights.push_back(w);
@@ -85,6 +86,9 @@ OpInfo rms_norm(const char* name, u64 rows, u64 width) {
     const Size s(checked_mul(rows, width, name), {Sym::Batch, Sym::Sq});
     OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(checked_mul(4 * rows, width, name), {Sym::Batch, Sym::Sq}), {}, {{s, DtypeRole::Fp32}, {s, DtypeRole::Act}}};
     op.weights.push_back({name, width, DtypeRole::Param});
+    // Training: pow and mul keep the fp32 copy, rsqrt its [rows] result, the weight's mul the
+    // normalized values cast back (the output is kept by whoever reads it).
+    op.saved = {{s, DtypeRole::Fp32}, {s, DtypeRole::Act}, {Size(rows, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
     return op;
 }
 }  // namespace blk

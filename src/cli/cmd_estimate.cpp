@@ -1,9 +1,13 @@
 // memtax estimate: per-GPU memory of one step, with the fit verdict; --time adds the roofline of
 // both steps of the workload.
+#include <fmt/format.h>
+
 #include <optional>
 
 #include "cli/common.hpp"
 #include "model/time_model.hpp"
+#include "model/training.hpp"
+#include "report/train_report.hpp"
 #include "spec/loaders.hpp"
 
 namespace memtax::cli {
@@ -26,10 +30,25 @@ public:
         est->add_flag("--time", a_.time, "add the roofline: TTFT, TPOT, tokens/s and the bound per op kind");
         est->add_option("--cluster", a_.cluster, "cluster profile for communication (--time): built-in name or YAML path; "
                                                  "default: one node joined by the GPU's interconnect");
+        est->add_option("--recompute", a_.recompute, "--mode train: none (default) | selective | full (checkpoint every layer)")
+            ->check(CLI::IsMember({"none", "selective", "full"}));
+        est->add_option("--zero", a_.zero, "--mode train: ZeRO stage 0-3 over the data-parallel replicas (--gpus / (tp · pp))")
+            ->check(CLI::Range(0, 3));
+        est->add_option("--micro-batches", a_.micro_batches, "--mode train: micro-batches per optimizer step (accumulation, or the pipeline's)")
+            ->transform(positive_int());
+        est->add_option("--optimizer", a_.optimizer, "--mode train: adamw (default) | adam | sgd | sgd-momentum")
+            ->check(CLI::IsMember({"adamw", "adam", "sgd", "sgd-momentum"}));
+        est->add_option("--precision", a_.precision,
+                        "--mode train: bf16 (default: parameters, gradients and states in the model's dtype) | mixed (fp32 master weights and states)")
+            ->check(CLI::IsMember({"bf16", "mixed"}));
         return est;
     }
 
     int run(std::ostream& out, std::ostream& err) override {
+        if (a_.mode == "train") return run_train(out);
+        for (const auto& [flag, set] : {std::pair<const char*, bool>{"--recompute", !a_.recompute.empty()}, {"--optimizer", !a_.optimizer.empty()},
+                                        {"--precision", !a_.precision.empty()}, {"--zero", a_.zero != 0}, {"--micro-batches", a_.micro_batches != 1}})
+            if (set) throw InputError(SourcePos{}, flag, "only with --mode train");
         const EstimateArgs& a = a_;
         const Printer& print = printer(a.format);
         const ModelSpec m = model_from(a.model, a.dtype);
@@ -51,6 +70,33 @@ public:
     }
 
 private:
+    // One training step: --batch is the micro-batch (sequences per data-parallel replica).
+    int run_train(std::ostream& out) {
+        EstimateArgs a = a_;
+        if (a.time) throw InputError(SourcePos{}, "--time", "not modelled for --mode train yet (memory only)");
+        if (a.runtime.empty()) a.runtime = a.attention == "eager" ? "hf-train-eager" : "hf-train";
+        a.attention.clear();
+        a.mode = "prefill";
+        const ModelSpec m = model_from(a.model, a.dtype);
+        const GpuSpec g = resolve_gpu(a.gpu);
+        const Deployment dep{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp, a.ep};
+        const Workload w = workload_from(a, m);
+        if (w.runtime.family != RuntimeFamily::Transformers)
+            throw InputError(SourcePos{}, "--runtime", fmt::format("{} serves inference; training runs under hf-train or hf-train-eager", w.runtime.name));
+        TrainSpec spec;
+        spec.recompute = a.recompute == "full" ? Recompute::Full : a.recompute == "selective" ? Recompute::Selective : Recompute::None;
+        spec.zero = a.zero;
+        spec.micro_batches = a.micro_batches;
+        spec.optimizer = a.optimizer == "adam"           ? Optimizer::Adam
+                         : a.optimizer == "sgd"          ? Optimizer::Sgd
+                         : a.optimizer == "sgd-momentum" ? Optimizer::SgdMomentum
+                                                         : Optimizer::AdamW;
+        spec.precision = a.precision == "mixed" ? Precision::Mixed : Precision::ModelDtype;
+        const TrainEstimate e = estimate_train(m, g, dep, w, spec);
+        emit(train_report(e, tool_info(), a.format), a.output, out, {a.model, a.gpu, a.runtime});
+        return a.require_fit && !e.fits ? 1 : 0;
+    }
+
     EstimateArgs a_;
 };
 

@@ -59,6 +59,7 @@ ModelSpec model_from(const std::string& model, const std::string& dtype) {
 }
 
 Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeSpec* resolved) {
+    if (a.mode == "train") throw InputError(SourcePos{}, "--mode", "train is answered by `memtax estimate --mode train`");
     Workload w;
     w.mode = a.mode == "decode" ? Mode::Decode : Mode::Prefill;
     w.runtime = resolved ? *resolved : runtime_from(a.runtime, a.attention, a.vllm);
@@ -116,7 +117,9 @@ void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
     cmd->add_option("--pp", a.pp, "pipeline stages (layers split evenly; the fullest stage is reported)")
         ->transform(positive_int())
         ->capture_default_str();
-    cmd->add_option("--mode", a.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
+    cmd->add_option("--mode", a.mode, "prefill | decode | train (estimate: one training step)")
+        ->check(CLI::IsMember({"prefill", "decode", "train"}))
+        ->capture_default_str();
     cmd->add_option("--runtime", a.runtime, "hf-sdpa (default) | hf-eager | vllm | a runtime YAML profile");
     cmd->add_option("--attention", a.attention, "eager | fused: shorthand for --runtime hf-eager | hf-sdpa")
         ->check(CLI::IsMember({"eager", "fused"}));

@@ -35,6 +35,10 @@ struct EstimateArgs {
     bool explain = false, allow_long_context = false, require_fit = false, time = false;
     std::string cluster;
     VllmArgs vllm;
+    // --mode train (estimate)
+    std::string recompute, optimizer, precision;
+    u64 zero = 0, micro_batches = 1;
+    bool zero_set = false;
 };
 
 // The context a workload gets when none is given: 8192 tokens, or the model's maximum if smaller.

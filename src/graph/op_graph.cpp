@@ -530,3 +530,132 @@ std::vector<LiveTensor> OpGraph::live_at(const Bindings& b, int op) const {
 }
 
 }  // namespace memtax
+
+namespace memtax {
+
+// Autograd's view of one layer: what the forward leaves for the backward, then the backward
+// pass in reverse schedule. Gradients live per storage (a view's gradient flows into its
+// base's); an input's gradient is made by the first op to be back-propagated that reads it and
+// released when its producer has been back-propagated; a saved storage is released after the
+// earliest op that saves it; weight gradients stay.
+TrainGraphEval OpGraph::train(const Bindings& b) const noexcept {
+    TrainGraphEval r;
+    if (!finalized_) {
+        r.overflow = true;
+        return r;
+    }
+    const Variant& v = variants_[has_fresh_alias_ && b[Sym::SkvOld] == 0 ? 1 : 0];
+    const size_t n = tensors_.size();
+    std::array<u64, kMaxTensors> bytes{};
+    for (size_t t = 0; t < n; ++t) {
+        if (v.zero[t]) continue;
+        if (!sized_bytes(tensors_[t].size, dtype(tensors_[t].dtype), round_to_, b, bytes[t])) {
+            r.overflow = true;
+            return r;
+        }
+    }
+    auto base = [&](int t) {
+        while (t >= 0 && v.zero[static_cast<size_t>(t)] && alias_of_[static_cast<size_t>(t)] >= 0) t = alias_of_[static_cast<size_t>(t)];
+        return t;
+    };
+    auto differentiable = [&](int t) {
+        const TensorInfo& ti = tensors_[static_cast<size_t>(t)];
+        if (ti.lifetime == Lifetime::Preexisting && ti.category == Category::KvCache) return false;
+        const DtypeRole d = ti.dtype;
+        return d != DtypeRole::Index && d != DtypeRole::Bool && d != DtypeRole::Mask;
+    };
+    // The earliest op that saves each storage (it is released once that op is back-propagated).
+    constexpr int kNone = 1 << 30;
+    std::array<int, kMaxTensors> first_saver;
+    first_saver.fill(kNone);
+    std::array<u64, kMaxTensors> internal{};  // per op: its internal saved bytes
+    u64 sum = 0;
+    for (size_t o = 0; o < ops_.size(); ++o) {
+        const OpInfo& op = ops_[o];
+        const int nin = read_begin_[o + 1] - read_begin_[o];
+        for (int i = 0; i < nin && i < 8; ++i) {
+            if (!(op.saves_inputs & (1u << i))) continue;
+            const int t = base(read_[static_cast<size_t>(read_begin_[o] + i)]);
+            if (t < 0 || !differentiable(t)) continue;
+            first_saver[static_cast<size_t>(t)] = std::min(first_saver[static_cast<size_t>(t)], static_cast<int>(o));
+        }
+        if (op.saves_output && produced_begin_[o] < produced_begin_[o + 1]) {
+            const int t = base(produced_[static_cast<size_t>(produced_begin_[o])]);
+            if (t >= 0) first_saver[static_cast<size_t>(t)] = std::min(first_saver[static_cast<size_t>(t)], static_cast<int>(o));
+        }
+        for (const auto& w : op.saved) {
+            u64 x;
+            if (!sized_bytes(w.size, dtype(w.dtype), round_to_, b, x) || __builtin_add_overflow(internal[o], x, &internal[o])) {
+                r.overflow = true;
+                return r;
+            }
+        }
+        if (__builtin_add_overflow(sum, internal[o], &sum)) {
+            r.overflow = true;
+            return r;
+        }
+    }
+    for (size_t t = 0; t < n; ++t)
+        if (first_saver[t] != kNone && __builtin_add_overflow(sum, bytes[t], &sum)) {
+            r.overflow = true;
+            return r;
+        }
+    r.saved = sum;
+    // The backward pass. `live` counts from the saved bytes (live before it starts) upwards.
+    std::array<bool, kMaxTensors> grad{};
+    u64 live = sum, peak = sum;
+    bool ovf = false;
+    auto add = [&](u64 x) { ovf |= __builtin_add_overflow(live, x, &live); };
+    // The gradient of the layer's output arrives from the layer above.
+    for (std::uint16_t t : v.kept_other) {
+        grad[t] = true;
+        add(bytes[t]);
+    }
+    for (size_t o = ops_.size(); o-- > 0;) {
+        const OpInfo& op = ops_[o];
+        for (int i = read_begin_[o]; i < read_begin_[o + 1]; ++i) {
+            const int t = base(read_[static_cast<size_t>(i)]);
+            if (t < 0 || grad[static_cast<size_t>(t)] || !differentiable(t) || !dtype(tensors_[static_cast<size_t>(t)].dtype).whole_bytes()) continue;
+            grad[static_cast<size_t>(t)] = true;
+            add(bytes[static_cast<size_t>(t)]);
+        }
+        for (const auto& w : op.weights) {
+            if (w.shared) continue;
+            u64 x = 0;
+            ovf |= !dtype(w.dtype).try_bytes(w.elements, x);
+            ovf |= __builtin_add_overflow(r.weight_grads, x, &r.weight_grads);
+            add(x);
+        }
+        u64 transient = 0;
+        for (const auto& w : op.workspace) {
+            if (w.dtype != DtypeRole::Fp32) continue;
+            u64 x;
+            ovf |= !sized_bytes(w.size, dtype(w.dtype), round_to_, b, x);
+            transient += x;
+        }
+        u64 at = 0;
+        ovf |= __builtin_add_overflow(live, transient, &at);
+        peak = std::max(peak, at);
+        // Released: the gradients of what this op produced, what it alone still kept, its internals.
+        for (int i = produced_begin_[o]; i < produced_begin_[o + 1]; ++i) {
+            const auto t = static_cast<size_t>(base(produced_[static_cast<size_t>(i)]));
+            if (producer_[t] == static_cast<int>(o) && grad[t]) {
+                grad[t] = false;
+                live -= bytes[t];
+            }
+        }
+        for (size_t t = 0; t < n; ++t)
+            if (first_saver[t] == static_cast<int>(o)) live -= bytes[t];
+        live -= internal[o];
+    }
+    if (ovf) {
+        r.overflow = true;
+        return r;
+    }
+    for (size_t t = 0; t < n; ++t)
+        if (grad[t] && tensors_[t].lifetime == Lifetime::Preexisting) r.input_grad += bytes[t];
+    r.backward_peak = peak - sum;
+    return r;
+}
+
+}  // namespace memtax

@@ -116,6 +116,26 @@ struct OpInfo {
     Size flops;                          // multiply-add = 2 FLOPs
     std::vector<WeightTensor> weights;   // read once per run
     std::vector<Workspace> workspace;
+    // Training: what autograd keeps from this op for the backward pass. Bit i of saves_inputs:
+    // the op's i-th input; saves_output: its first output; saved: tensors the op makes
+    // internally that autograd keeps (an RMSNorm's fp32 copy and normalized values, a fused
+    // kernel's log-sum-exp). Its backward also makes a gradient for each upcast temporary in
+    // `workspace` (a gradient in the temporary's dtype) besides those of its inputs.
+    std::uint8_t saves_inputs = 0;
+    bool saves_output = false;
+    std::vector<Workspace> saved;
+};
+
+// What a training step keeps and allocates for one graph (one layer), relative to before its
+// forward, at a point: the bytes autograd keeps after the forward, and the highest live bytes
+// while its backward runs on top of them (gradients of activations, weight gradients, upcast
+// gradients), with the weight gradients it leaves.
+struct TrainGraphEval {
+    bool overflow = false;
+    u64 saved = 0;             // distinct storage kept for backward (aliases counted once)
+    u64 backward_peak = 0;     // above the bytes live before the layer's backward (its saved included)
+    u64 weight_grads = 0;      // gradients of its weights, in the weights' dtype
+    u64 input_grad = 0;        // the gradient it hands to the layer below (its input's size)
 };
 
 // The minimum traffic of one op: each input read once, each output (and temporary) written
@@ -192,6 +212,8 @@ public:
     std::vector<LiveTensor> live_at(const Bindings& b, int op) const;
     // Per-op FLOPs and minimum bytes (no allocator rounding), for the time model.
     std::vector<OpTraffic> traffic(const Bindings& b) const;
+    // Training: saved bytes and the backward walk at a point (never throws).
+    TrainGraphEval train(const Bindings& b) const noexcept;
     // Bytes of one tensor, unrounded (throws OverflowError naming it).
     u64 tensor_bytes(int tensor, const Bindings& b) const;
     // Every weight tensor's bytes, and elements (parameters); shared weights count once, where

@@ -239,6 +239,34 @@ Estimate Plan::estimate(const Point& pt) const {
     return e;
 }
 
+std::vector<Plan::StageTrain> Plan::train(const TrainPoint& mb) const {
+    const Impl& p = *impl_;
+    if (mb.batch == 0) throw InputError(SourcePos{}, "train.micro_batch", "must be at least 1");
+    if (mb.context == 0) throw InputError(SourcePos{}, "workload.context", "must be at least 1 token");
+    if (mb.context > p.model.max_context && !p.wl.allow_long_context)
+        throw InputError(SourcePos{}, "workload.context",
+                         fmt::format("{} exceeds {}'s max_context {} ({}); set workload.allow_long_context to size it anyway", mb.context,
+                                     p.model.name, p.model.max_context, p.model.file));
+    std::vector<StageTrain> out;
+    for (const auto& s : p.stages) {
+        StageTrain t;
+        t.stage = s.index;
+        t.first_layer = s.first_layer;
+        t.layers = s.model.num_layers;
+        t.parameters = s.parameters;
+        t.weights = s.runtime->weights();
+        t.has_embedding = s.index == 0;
+        t.has_head = s.index + 1 == p.dep.pp;
+        t.act = s.runtime->train(mb);
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+u64 Plan::replicas() const { return impl_->replicas; }
+const GpuSpec& Plan::gpu() const { return impl_->gpu; }
+const Deployment& Plan::deployment() const { return impl_->dep; }
+
 Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl) {
     return Plan::compile(model, gpu, dep, wl).estimate(Point{wl.mode, wl.batch, wl.context, wl.decode_step});
 }

@@ -64,6 +64,19 @@ public:
     Estimate estimate(const Point& p) const;
 
     const Workload& workload() const;  // the resolved choices (dtypes filled)
+
+    // Training: each pipeline stage compiled (one, or the first and last: a middle stage has the
+    // first's layers and neither end), with one micro-batch's activation memory.
+    struct StageTrain {
+        u64 stage = 0, first_layer = 0, layers = 0;
+        u64 parameters = 0, weights = 0;  // this GPU's shard of the stage
+        bool has_embedding = false, has_head = false;
+        TrainActivations act;
+    };
+    std::vector<StageTrain> train(const TrainPoint& micro_batch) const;
+    u64 replicas() const;
+    const GpuSpec& gpu() const;
+    const Deployment& deployment() const;
     Point point_of(const Workload& wl) const { return Point{wl.mode, wl.batch, wl.context, wl.decode_step}; }
 
 private:

@@ -11,6 +11,12 @@ namespace memtax {
 
 const char* to_string(Mode m) { return m == Mode::Prefill ? "prefill" : "decode"; }
 
+const char* to_string(Recompute r) { return r == Recompute::None ? "none" : r == Recompute::Selective ? "selective" : "full"; }
+
+TrainActivations RuntimePlan::train(const TrainPoint&) const {
+    throw InputError({}, "workload.mode", "this runtime family does not model training; use a transformers runtime (hf-train, hf-train-eager)");
+}
+
 std::unique_ptr<RuntimePlan> compile_runtime(const CompileInput& in) {
     // One entry per family; a new family is a file in this folder and a line here.
     switch (in.runtime.family) {
@@ -82,11 +88,13 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
     }
     OpInfo norm{"final_norm", OpKind::Norm, OpGroup::Norm, Size(4 * h, {Sym::Batch, Sym::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
     norm.weights.push_back({"final_norm", norm_width(m), DtypeRole::Param});
+    norm.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
     int xf = g.op1h(std::move(norm), {x}, blk::act("x_final", bsh), holds);
     // The vocab-parallel head: this GPU's rows; the logits are then gathered onto one GPU. A
     // tied head reads the embedding's storage where the stage holds the embedding.
     const Size logits(m.vocab_size, {Sym::Batch, Sym::Kept});
     OpInfo head{"lm_head", OpKind::Matmul, OpGroup::LmHead, Size(checked_product({2, h, in.shard.vocab}, "lm_head"), {Sym::Batch, Sym::Kept}), {}, {}};
+    head.saves_inputs = 1;
     head.weights.push_back({"lm_head", checked_mul(h, in.shard.vocab, "lm_head"), DtypeRole::Param, m.tie_word_embeddings && in.has_embedding});
     int l = g.op1(std::move(head), {xf}, blk::act("logits_act", logits, Category::Logits));
     if (m.attn.final_softcap) {

@@ -157,6 +157,26 @@ struct CompileInput {
     const ModelSpec& full_model;                 // every layer (a step runs them all)
 };
 
+// Training (`--mode train`): one micro-batch's forward with a loss over every position, then
+// its backward. Recompute::Full checkpoints every decoder layer (non-reentrant: its inputs are
+// kept and it runs again in the backward); Selective recomputes the attention core.
+enum class Recompute : std::uint8_t { None, Selective, Full };
+const char* to_string(Recompute r);
+struct TrainPoint {
+    u64 batch = 1;    // sequences in the micro-batch
+    u64 context = 0;  // tokens per sequence
+    Recompute recompute = Recompute::None;
+};
+// Per GPU, bytes, relative to what was allocated before the forward.
+struct TrainActivations {
+    u64 saved = 0;          // allocated after the forward: what backward reads, the loss's included
+    u64 forward_peak = 0;   // the forward's highest
+    u64 backward_peak = 0;  // the highest through forward and backward, gradients included
+    u64 weight_grads = 0;   // gradients of this GPU's parameters, in their dtype
+    u64 layer_saved = 0;    // one decoder layer's saved bytes (the largest type), without recomputation
+    std::string peak_at;    // where backward_peak is
+};
+
 class RuntimePlan {
 public:
     virtual ~RuntimePlan() = default;
@@ -171,6 +191,9 @@ public:
     virtual u64 active_parameters() const = 0;
     // The term a point with PointStatus::Overflow overflowed in ("graph.tensor").
     virtual std::string overflow_term(const PointResult& r) const = 0;
+    // Training memory of one micro-batch. Families that do not train throw InputError;
+    // OverflowError names a term past 64 bits.
+    virtual TrainActivations train(const TrainPoint& p) const;
 };
 
 // The compiler of a runtime family.

@@ -26,6 +26,7 @@ public:
     u64 parameters() const override { return parameters_; }
     u64 active_parameters() const override { return active_parameters_; }
     std::string overflow_term(const PointResult& r) const override;
+    TrainActivations train(const TrainPoint& p) const override;
 
 private:
     using Type = LayerType;
@@ -72,6 +73,8 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
     auto norm = [&](const char* name) {
         OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(4 * h, {S::Batch, S::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
         op.weights.push_back({name, norm_width(env.model), DtypeRole::Param});
+        // Training: the fp32 copy, the [B, Sq, 1] fp32 rsqrt and the normalized values cast back.
+        op.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {S::Batch, S::Sq}), DtypeRole::Fp32}};
         return op;
     };
     auto add = [&](const char* name, int a, int b, TensorInfo out, std::vector<int> holds) {
@@ -448,6 +451,136 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
 }
 
 }  // namespace
+
+
+// A training step as transformers runs it (model.train(), use_cache=False, labels given): each
+// layer's forward keeps what its ops' autograd nodes save (OpGraph::train), the loss keeps the
+// fp32 log-softmax of every position; the backward then walks the graphs in reverse (the loss:
+// two fp32 [tokens, vocab] gradients; each graph: OpGraph::train's walk), weight gradients
+// accumulating. With Recompute::Full (gradient_checkpointing_enable, use_reentrant=False) a
+// layer keeps only its inputs (and an eager model's additive mask, an argument of the
+// checkpointed call) and runs its forward again just before its backward. The embedding's
+// backward ends the pass: a tied embedding's gradient is formed and added out of place to the
+// LM head's (two [vocab, hidden] tensors beside every other gradient; measured on the H200).
+TrainActivations TransformersPlan::train(const TrainPoint& p) const {
+    for (const auto& t : types_) {
+        const std::string& tm = t.spec.token_mixer;
+        const std::string& cm = t.spec.channel_mixer;
+        if (tm != "full_attention" && tm != "sliding_attention")
+            throw InputError(model_.pos_of("layer_types"), "model.layers",
+                             fmt::format("training memory is modelled for full_attention and sliding_attention layers; {} has {} layers", model_.name, tm));
+        if (cm != "gated_mlp" && cm != "mlp")
+            throw InputError(model_.pos_of("layer_types"), "model.layers",
+                             fmt::format("training memory is modelled for gated_mlp and mlp channel mixers; {} has {} layers", model_.name, cm));
+    }
+    if (p.recompute == Recompute::Selective)
+        throw InputError({}, "train.recompute",
+                         "transformers checkpoints whole layers (gradient_checkpointing_enable); valid here: none, full (selective: see docs/training.md)");
+    bool ovf = false;
+    const u64 B = p.batch, S = p.context, T = mul(B, S, ovf);
+    const u64 round = rt_.allocator_round_bytes;
+    const DType& md = model_.dtype;
+    auto rb = [&](const DType& d, u64 n) { return round_up(bytes_of(d, n, ovf), round, ovf); };
+    const u64 x_bytes = rb(md, mul(T, model_.hidden_size, ovf));
+    // Masks: one per distinct window that needs one (eager: an additive [B,1,S,S] per sequence).
+    std::array<Geometry, 8> geo;
+    for (size_t ti = 0; ti < types_.size() && ti < geo.size(); ++ti) geo[ti] = geometry(types_[ti], true, S, 1);
+    const u64 mask_batch = rt_.mask == MaskKind::Additive ? B : 1;
+    u64 mask_elems = 0;
+    for (std::uint32_t ti : window_types_)
+        if (geo[ti].masked) mask_elems = add(mask_elems, mul(mul(mask_batch, S, ovf), geo[ti].after, ovf), ovf);
+    const u64 mask_bytes = round_up(bytes_of(dtypes_[static_cast<size_t>(DtypeRole::Mask)], mask_elems, ovf), round, ovf);
+    // The rotary tables (cos, sin) every layer's rotary multiplications keep.
+    const u64 tables = rb(md, mul(mul(2, S, ovf), model_.rotary_width(), ovf));
+    if (ovf) throw OverflowError("train.tokens");
+    std::array<TrainGraphEval, 8> ev;
+    std::array<GraphEval, 8> fwd;
+    for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
+        const Bindings b = layer_bindings(types_[ti], geo[ti], true, B, S, S, mask_elems);
+        ev[ti] = types_[ti].graph.train(b);
+        fwd[ti] = types_[ti].graph.evaluate(b);
+        if (ev[ti].overflow || fwd[ti].overflow) throw OverflowError(types_[ti].graph.name() + ".train");
+    }
+    TrainActivations out;
+    for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) out.layer_saved = std::max(out.layer_saved, ev[ti].saved);
+    std::vector<std::uint32_t> order;  // layer → type
+    for (const Run& r : runs_)
+        for (std::uint32_t i = 0; i < r.len; ++i) order.push_back(r.type);
+    const bool full = p.recompute == Recompute::Full;
+    // The head (final norm, LM head over every position) and the loss.
+    TrainGraphEval head{};
+    u64 loss_saved = 0, loss_fwd = 0, loss_bwd = 0;
+    if (has_head_) {
+        Bindings bh;
+        bh[S::Batch] = B;
+        bh[S::Sq] = S;
+        bh[S::Kept] = S;
+        bh[S::MaskElems] = mask_elems;
+        head = head_.train(bh);
+        if (head.overflow) throw OverflowError("head.train");
+        // ForCausalLMLoss: logits.float(), cross_entropy = log_softmax (kept, fp32) + nll_loss
+        // (keeps the int64 shifted labels).
+        const DType f32{"fp32", 32, 0, 0};
+        const u64 vocab = shard_.vocab;
+        const u64 logits = rb(dtypes_[static_cast<size_t>(DtypeRole::Logits)], mul(T, vocab, ovf));
+        const u64 f32_tv = rb(f32, mul(T, vocab, ovf));
+        loss_saved = add(f32_tv, round_up(mul(T, 8, ovf), round, ovf), ovf);
+        loss_fwd = add(add(logits, f32_tv, ovf), loss_saved, ovf);  // logits, their fp32 copy, the log-softmax
+        loss_bwd = mul(2, f32_tv, ovf);                               // d(log-softmax) and d(logits.float())
+    }
+    // Forward: what the layers keep, and the peak of each layer's own forward above it.
+    u64 kept = add(tables, full ? mask_bytes : 0, ovf), fpeak = 0;
+    for (std::uint32_t ti : order) {
+        const u64 before = kept;
+        fpeak = std::max(fpeak, add(before, fwd[ti].peak_bytes, ovf));
+        kept = add(kept, full ? x_bytes : ev[ti].saved, ovf);
+    }
+    if (has_head_) {
+        fpeak = std::max(fpeak, add(add(kept, head.saved, ovf), loss_fwd, ovf));
+        kept = add(add(kept, head.saved, ovf), loss_saved, ovf);
+    }
+    out.saved = kept;
+    out.forward_peak = std::max(fpeak, kept);
+    // Backward, in reverse. R: saved bytes not yet released; G: weight gradients so far.
+    u64 R = kept, G = 0, peak = out.forward_peak;
+    out.peak_at = "forward";
+    auto candidate = [&](u64 v, std::string where) {
+        if (v > peak) {
+            peak = v;
+            out.peak_at = std::move(where);
+        }
+    };
+    const u64 emb = has_embedding_ ? embedding_.weight_bytes() : 0;
+    const bool tied = model_.tie_word_embeddings && has_embedding_;
+    if (has_head_) {
+        candidate(add(R, loss_bwd, ovf), "loss backward");
+        R -= loss_saved;
+        candidate(add(add(R, G, ovf), head.backward_peak, ovf), "LM head backward");
+        R -= head.saved;
+        G = add(add(G, head.weight_grads, ovf), tied ? emb : 0, ovf);
+    }
+    for (size_t l = order.size(); l-- > 0;) {
+        const std::uint32_t ti = order[l];
+        const std::string where = fmt::format("layer {} backward", l);
+        if (full) {
+            // The recomputed forward runs with the gradient of its output waiting.
+            candidate(add(add(add(R, G, ovf), x_bytes, ovf), fwd[ti].peak_bytes - std::min(fwd[ti].peak_bytes, fwd[ti].preexisting), ovf),
+                      fmt::format("layer {} recomputation", l));
+            R = add(R, ev[ti].saved, ovf);
+        }
+        candidate(add(add(R, G, ovf), ev[ti].backward_peak, ovf), where);
+        R -= ev[ti].saved + (full ? x_bytes : 0);
+        G = add(G, ev[ti].weight_grads, ovf);
+    }
+    if (has_embedding_) {
+        candidate(add(add(add(R, G, ovf), x_bytes, ovf), tied ? mul(2, emb, ovf) : emb, ovf), "embedding backward");
+        if (!tied) G = add(G, emb, ovf);
+    }
+    if (ovf) throw OverflowError("train.backward");
+    out.backward_peak = peak;
+    out.weight_grads = G;
+    return out;
+}
 
 std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in) {
     return std::make_unique<TransformersPlan>(in);
