@@ -153,6 +153,11 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // converted when the dtypes already agree. 5 FLOPs an element (max, sub, exp, sum, div).
         OpInfo softmax{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::Skv}), {}, {}};
         softmax.saves_output = true;
+        // Its backward (SoftmaxBackward0 into the structured CUDA kernel) holds two buffers of the
+        // output's size in the softmax dtype beside the incoming gradient, before the upcast's
+        // backward makes the input's gradient (allocator trace on the H200,
+        // kernels/torch/trace_train_peak.py).
+        softmax.backward_workspace = {{ss, R::Softmax, C::AttentionMatrix}, {ss, R::Softmax, C::AttentionMatrix}};
         if (!(env.dtype(R::Softmax) == env.dtype(R::Act)) && env.dtype(R::Act).name != "fp16")
             softmax.workspace.push_back({ss, R::Softmax, C::AttentionMatrix});
         int p32 = g.op1(std::move(softmax), {s2}, TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix});

@@ -613,6 +613,17 @@ TrainGraphEval OpGraph::train(const Bindings& b) const noexcept {
     }
     for (size_t o = ops_.size(); o-- > 0;) {
         const OpInfo& op = ops_[o];
+        if (!op.backward_workspace.empty()) {
+            u64 bw = 0;
+            for (const auto& w : op.backward_workspace) {
+                u64 x;
+                ovf |= !sized_bytes(w.size, dtype(w.dtype), round_to_, b, x);
+                bw += x;
+            }
+            u64 at = 0;
+            ovf |= __builtin_add_overflow(live, bw, &at);
+            peak = std::max(peak, at);
+        }
         for (int i = read_begin_[o]; i < read_begin_[o + 1]; ++i) {
             const int t = base(read_[static_cast<size_t>(i)]);
             if (t < 0 || grad[static_cast<size_t>(t)] || !differentiable(t) || !dtype(tensors_[static_cast<size_t>(t)].dtype).whole_bytes()) continue;
@@ -628,7 +639,7 @@ TrainGraphEval OpGraph::train(const Bindings& b) const noexcept {
         }
         u64 transient = 0;
         for (const auto& w : op.workspace) {
-            if (w.dtype != DtypeRole::Fp32) continue;
+            if (w.dtype != DtypeRole::Fp32 || !op.backward_workspace.empty()) continue;
             u64 x;
             ovf |= !sized_bytes(w.size, dtype(w.dtype), round_to_, b, x);
             transient += x;

@@ -124,6 +124,9 @@ struct OpInfo {
     std::uint8_t saves_inputs = 0;
     bool saves_output = false;
     std::vector<Workspace> saved;
+    // Temporaries its backward holds before the gradients of its inputs exist (then released):
+    // when set, they replace the upcast gradients of `workspace`.
+    std::vector<Workspace> backward_workspace;
 };
 
 // What a training step keeps and allocates for one graph (one layer), relative to before its
