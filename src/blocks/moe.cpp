@@ -64,6 +64,7 @@ OpInfo router_op(const BlockEnv& env) {
     gate.weights.push_back({"router", checked_mul(h, E, "router"), R::Param});
     if (e.router_bias) gate.weights.push_back({"router_bias", E, R::Param});
     if (e.score_correction_bias) gate.weights.push_back({"e_score_correction_bias", E, R::Fp32});
+    gate.saves_inputs = 1;  // training: the hidden states, for the router weight's gradient
     return gate;
 }
 
@@ -85,6 +86,7 @@ std::pair<int, int> router(OpGraph& g, const BlockEnv& env, int x) {
     int logits = g.op1(std::move(gate), {x}, TensorInfo{"router_logits", te, fp32_in ? R::Fp32 : R::Act});
     OpInfo sc{"router_scores", OpKind::Softmax, OpGroup::Mlp, Size(5 * E, {S::Batch, S::Sq}), {}, {}};
     if (!fp32_in && !act_router) sc.workspace.push_back({te, R::Fp32});  // logits.float()
+    sc.saves_output = true;
     int scores = g.op1(std::move(sc), {logits}, TensorInfo{"router_probs", te, act_router ? R::Act : R::Fp32});
     const R wdt = act_router ? R::Act : R::Fp32;
     const R out_dt = e.fp32_routing_weights ? R::Fp32 : R::Act;
@@ -92,7 +94,9 @@ std::pair<int, int> router(OpGraph& g, const BlockEnv& env, int x) {
                     {TensorInfo{"topk_weights", Size(k, {S::Batch, S::Sq}), wdt}, TensorInfo{"topk_index", Size(k, {S::Batch, S::Sq}), R::Index}},
                     {logits});
     // Normalised in place; a cast to the compute dtype is a new (small) tensor.
-    int w = g.op1({"topk_normalise", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {top[0]},
+    OpInfo norm{"topk_normalise", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}};
+    norm.saves_inputs = 1;
+    int w = g.op1(std::move(norm), {top[0]},
                   TensorInfo{"routing_weights", Size(k, {S::Batch, S::Sq}), out_dt, C::Activation, Lifetime::Transient,
                              out_dt == wdt ? AliasRule::Always : AliasRule::None},
                   {logits, scores});
@@ -133,6 +137,10 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     OpInfo up{"experts_gate_up", OpKind::Matmul, OpGroup::Mlp, {}, {}, {}};
     OpInfo down{"experts_down", OpKind::Matmul, OpGroup::Mlp, {}, {}, {}};
     expert_weights(up, down, env);
+    // Training: each grouped GEMM keeps its input rows; the activation its input (gate and up
+    // halves) and act(gate); the weighting both factors.
+    up.saves_inputs = 1;
+    down.saves_inputs = 1;
     if (e.dispatch == "grouped") {
         // grouped_mm_experts_forward (transformers 5): sort the S = T·k (token, expert) pairs by
         // expert (values and int64 permutation), gather the hidden rows in that order and the
@@ -167,9 +175,11 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                          {{routed(e, i), R::Act}}},
                         {uc, glu}, act("gated_out", routed(e, i)), {gc, gu});
         } else {
-            ga = g.op1h({"experts_act", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
-                         {{routed(e, i), R::Act}}},
-                        {gu}, act("gated_out", routed(e, i)), locals);
+            OpInfo ea{"experts_act", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
+                      {{routed(e, i), R::Act}}};
+            ea.saves_inputs = 1;
+            ea.saved.push_back({routed(e, i), R::Act});
+            ga = g.op1h(std::move(ea), {gu}, act("gated_out", routed(e, i)), locals);
         }
         int bias_dn = -1;
         if (e.expert_bias) {
@@ -180,7 +190,9 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         if (e.expert_bias) dn = g.op1h({"add_down_bias", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, bias_dn}, act("down_out_bias", routed(e, h)), locals);
         dn = g.op1h({"mask_rows_down", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn}, act("down_out_masked", routed(e, h)), locals);
         locals.push_back(dn);
-        int wt = g.op1h({"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, sw}, TensorInfo{"weighted_out", routed(e, h), wdt}, locals);
+        OpInfo aw{"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}};
+        aw.saves_inputs = 0b11;
+        int wt = g.op1h(std::move(aw), {dn, sw}, TensorInfo{"weighted_out", routed(e, h), wdt}, locals);
         int inv = g.op1h({"inverse_perm", OpKind::Copy, OpGroup::Mlp, {}, {}, {{s1, R::Index}}}, {srt[1]}, TensorInfo{"inv_perm", s1, R::Index}, locals);
         locals.push_back(inv);
         int un = g.op1h({"unsort_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {wt, inv}, TensorInfo{"weighted_unsorted", routed(e, h), wdt}, locals);

@@ -469,9 +469,11 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         if (tm != "full_attention" && tm != "sliding_attention")
             throw InputError(model_.pos_of("layer_types"), "model.layers",
                              fmt::format("training memory is modelled for full_attention and sliding_attention layers; {} has {} layers", model_.name, tm));
-        if (cm != "gated_mlp" && cm != "mlp")
+        if (cm != "gated_mlp" && cm != "mlp" && !(cm == "moe" && model_.moe.dispatch == "grouped" && !model_.moe.expert_bias && model_.moe.shared_intermediate_size == 0))
             throw InputError(model_.pos_of("layer_types"), "model.layers",
-                             fmt::format("training memory is modelled for gated_mlp and mlp channel mixers; {} has {} layers", model_.name, cm));
+                             fmt::format("training memory is modelled for gated_mlp, mlp and moe (grouped_mm dispatch, no shared experts or expert biases) "
+                                         "channel mixers; {} has {} layers",
+                                         model_.name, cm));
     }
     if (p.recompute == Recompute::Selective)
         throw InputError({}, "train.recompute",
