@@ -77,7 +77,7 @@ def main():
             for ckpt in [False, True]:
                 for b in batches:
                     for s in seqs:
-                        runtime = "hf-train-" + impl
+                        runtime = "hf-train" if impl == "sdpa" else "hf-train-eager"
                         case = dict(id=f"{shape}/{runtime}/b{b}/s{s}/recompute-{'full' if ckpt else 'none'}", kind="train",
                                     model_config=f"{shape}.config.json", runtime=runtime, mode="train", batch=b, context=s,
                                     recompute="full" if ckpt else "none", optimizer="adamw", dtype="bf16")

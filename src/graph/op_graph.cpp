@@ -24,6 +24,7 @@ const char* to_string(Sym s) {
         case Sym::StateLive: return "state";
         case Sym::Prefilling: return "prefilling";
         case Sym::MultiSeq: return "multi_seq";
+        case Sym::NativeGqa: return "native_gqa";
         case Sym::Count: break;
     }
     return "?";

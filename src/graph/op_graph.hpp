@@ -40,6 +40,7 @@ enum class Sym : std::uint8_t {
     Prefilling, // 1 − Cached: tensors only a prefill's code path makes
     StateLive,  // 1 where a fixed per-sequence state exists (0 only when sizing the cache before a prefill)
     MultiSeq,   // 1 when the step has more than one sequence, else 0 (a permuted [B, heads] view then cannot be merged without a copy)
+    NativeGqa,  // 1 − repeat: the fused kernel reads the un-repeated K/V heads itself
     Count
 };
 constexpr size_t kSyms = static_cast<size_t>(Sym::Count);

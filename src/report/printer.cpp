@@ -17,6 +17,11 @@ std::string validation_csv(const Validation& v) {
     for (const auto& r : v.probe)
         out += fmt::format("{},{},{},{},{},{},{:.6g},{:.6g}\n", r.c.id, r.c.kind, r.c.status, r.ok ? "true" : "false", r.predicted_allocated,
                            r.c.probe ? std::to_string(r.c.probe->allocated_bytes) : "", r.predicted_s, r.c.probe ? r.c.probe->time_s : 0.0);
+    for (const auto& r : v.steps)
+        out += fmt::format("{},step_time,{},{},,,{:.6g},{:.6g}\n", r.c.id, r.c.status, r.ok ? "true" : "false", r.predicted_s, r.c.step->seconds);
+    // Training steps: the backward peak (saved activations in the JSON and table outputs).
+    for (const auto& r : v.train)
+        out += fmt::format("{},train,{},{},{},{},,\n", r.c.id, r.c.status, r.ok ? "true" : "false", r.backward_peak, r.c.train->backward_peak_bytes);
     return out;
 }
 

@@ -32,6 +32,8 @@ struct ValidationDoc {
     std::vector<std::string> notes;
     Table steps;
     std::vector<std::string> step_notes;
+    Table train;
+    std::vector<std::string> train_notes;
 };
 
 ValidationDoc validation_doc(const Validation& v) {
@@ -128,6 +130,37 @@ ValidationDoc validation_doc(const Validation& v) {
                                            v.steps.size(), within, v.step_tolerance * 100, v.step_median_error * 100, v.step_tolerance * 100,
                                            v.step_worst_error * 100, v.step_worst_tolerance * 100));
     }
+    if (!v.train.empty()) {
+        Table& tt = d.train;
+        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
+                 {"case", "case", false}, {"predicted_saved_bytes", "predicted saved", true}, {"measured_saved_bytes", "measured saved", true},
+                 {"saved_error", "error", true}, {"predicted_backward_peak_bytes", "predicted backward peak", true},
+                 {"measured_backward_peak_bytes", "measured backward peak", true}, {"backward_error", "error", true},
+                 {"gradient_error", "gradients", true}, {"optimizer_error", "optimizer", true}, {"train_peak_error", "step peak", true},
+                 {"result", "result", false}})
+            tt.add_column(k, title, right);
+        size_t both = 0;
+        double worst = 0;
+        for (const auto& r : v.train) {
+            const MeasuredTrain& m = *r.c.train;
+            tt.row();
+            tt.cell(r.c.id);
+            tt.cell(group_digits(r.saved), std::to_string(r.saved));
+            tt.cell(group_digits(m.saved_activation_bytes), std::to_string(m.saved_activation_bytes));
+            tt.cell(fmt::format("{:+.2f}%", r.saved_error * 100), fmt::format("{:.6g}", r.saved_error));
+            tt.cell(group_digits(r.backward_peak), std::to_string(r.backward_peak));
+            tt.cell(group_digits(m.backward_peak_bytes), std::to_string(m.backward_peak_bytes));
+            tt.cell(fmt::format("{:+.2f}%", r.backward_error * 100), fmt::format("{:.6g}", r.backward_error));
+            tt.cell(fmt::format("{:+.2f}%", r.gradient_error * 100), fmt::format("{:.6g}", r.gradient_error));
+            tt.cell(fmt::format("{:+.2f}%", r.optimizer_error * 100), fmt::format("{:.6g}", r.optimizer_error));
+            tt.cell(fmt::format("{:+.2f}%", r.train_peak_error * 100), fmt::format("{:.6g}", r.train_peak_error));
+            tt.cell(r.ok ? "ok" : "FAIL");
+            both += std::fabs(r.saved_error) <= v.tolerance && std::fabs(r.backward_error) <= v.tolerance;
+            worst = std::max({worst, std::fabs(r.saved_error), std::fabs(r.backward_error)});
+        }
+        d.train_notes.push_back(fmt::format("{} training steps: saved activations and backward peak both within {:.0f}% in {}; worst {:.2f}%", v.train.size(),
+                                            v.tolerance * 100, both, worst * 100));
+    }
     Table& t = d.cases;
     for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
              {"case", "case", false}, {"predicted_forward_peak_bytes", "predicted peak", true}, {"measured_forward_peak_bytes", "measured peak", true},
@@ -217,6 +250,11 @@ std::string render_validation_table(const Validation& v) {
         for (const auto& l : d.step_notes) out += l + "\n";
         out += "\n";
     }
+    if (!d.train.text.empty()) {
+        out += "training steps (bytes above what was allocated before the forward)\n" + table_text(d.train) + "\n";
+        for (const auto& l : d.train_notes) out += l + "\n";
+        out += "\n";
+    }
     if (!d.cases.text.empty()) out += table_text(d.cases) + "\n";
     for (const auto& l : d.notes) out += l + "\n";
     return out;
@@ -233,6 +271,11 @@ std::string render_validation_markdown(const Validation& v) {
     if (!d.steps.text.empty()) {
         out += "Step times (host wall clock of whole steps; predicted by the host/GPU pipeline of the time model)\n\n" + table_markdown(d.steps) + "\n";
         for (const auto& l : d.step_notes) out += "- " + markdown_cell(l) + "\n";
+        out += "\n";
+    }
+    if (!d.train.text.empty()) {
+        out += "Training steps (bytes above what was allocated before the forward)\n\n" + table_markdown(d.train) + "\n";
+        for (const auto& l : d.train_notes) out += "- " + markdown_cell(l) + "\n";
         out += "\n";
     }
     if (!d.cases.text.empty()) out += table_markdown(d.cases) + "\n";
@@ -290,6 +333,14 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
     for (const auto& r : v.steps)
         steps.push_back({{"id", r.c.id}, {"predicted_s", r.predicted_s}, {"host_s", r.host_s}, {"gpu_s", r.gpu_s},
                          {"measured_s", r.c.step->seconds}, {"error", r.error}, {"ok", r.ok}});
+    ojson train = ojson::array();
+    for (const auto& r : v.train)
+        train.push_back({{"id", r.c.id}, {"predicted_saved_activation_bytes", r.saved}, {"measured_saved_activation_bytes", r.c.train->saved_activation_bytes},
+                         {"saved_error", r.saved_error}, {"predicted_backward_peak_bytes", r.backward_peak},
+                         {"measured_backward_peak_bytes", r.c.train->backward_peak_bytes}, {"backward_error", r.backward_error},
+                         {"predicted_gradient_bytes", r.gradients}, {"gradient_error", r.gradient_error}, {"predicted_optimizer_bytes", r.optimizer},
+                         {"optimizer_error", r.optimizer_error}, {"predicted_train_peak_bytes", r.train_peak}, {"train_peak_error", r.train_peak_error},
+                         {"peak_at", r.peak_at}, {"ok", r.ok}});
     ojson ceilings = ojson::object();
     for (const auto& c : v.probe_claims) ceilings[c.name] = c.value;
     ojson claims = ojson::array();
@@ -313,6 +364,7 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
                {"probe_cases", probe},
                {"checks", checks},
                {"step_cases", steps},
+               {"train_cases", train},
                {"step_median_error", v.step_median_error},
                {"step_worst_error", v.step_worst_error},
                {"ceilings", ceilings}};

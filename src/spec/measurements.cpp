@@ -244,8 +244,8 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         mc.kind = str(doc, c, at, "kind");
         const auto& kinds = probe_kinds();
         const bool probe = std::find(kinds.begin(), kinds.end(), mc.kind) != kinds.end();
-        if (mc.kind != "forward" && mc.kind != "step_time" && !probe) {
-            std::vector<std::string> valid = {"forward", "step_time"};
+        if (mc.kind != "forward" && mc.kind != "step_time" && mc.kind != "train" && !probe) {
+            std::vector<std::string> valid = {"forward", "step_time", "train"};
             valid.insert(valid.end(), kinds.begin(), kinds.end());
             doc.fail(at + ".kind", fmt::format("\"{}\"{}; valid: {}", mc.kind, did_you_mean(mc.kind, valid), fmt::join(valid, ", ")));
         }
@@ -271,7 +271,11 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         }
         mc.runtime = str(doc, c, at, "runtime");
         mc.mode = str(doc, c, at, "mode");
-        if (mc.mode != "prefill" && mc.mode != "decode") doc.fail(at + ".mode", fmt::format("\"{}\"; valid: prefill, decode", mc.mode));
+        if (mc.kind == "train") {
+            if (mc.mode != "train") doc.fail(at + ".mode", fmt::format("\"{}\"; valid for a train case: train", mc.mode));
+        } else if (mc.mode != "prefill" && mc.mode != "decode") {
+            doc.fail(at + ".mode", fmt::format("\"{}\"; valid: prefill, decode", mc.mode));
+        }
         mc.batch = uint(doc, c, at, "batch");
         mc.context = uint(doc, c, at, "context");
         if (mc.batch == 0) doc.fail(at + ".batch", "must be at least 1");
@@ -284,7 +288,30 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         if (mc.status != "ok" && mc.status != "oom" && mc.status != "skipped")
             doc.fail(at + ".status", fmt::format("\"{}\"; valid: ok, oom, skipped", mc.status));
         if (c.contains("reason")) mc.reason = str(doc, c, at, "reason");
-        if (mc.status == "ok" && mc.kind == "step_time") {
+        if (mc.kind == "train") {
+            if (c.contains("recompute")) mc.recompute = str(doc, c, at, "recompute");
+            if (mc.recompute != "none" && mc.recompute != "selective" && mc.recompute != "full")
+                doc.fail(at + ".recompute", fmt::format("\"{}\"; valid: none, selective, full", mc.recompute));
+            if (c.contains("optimizer")) mc.optimizer = str(doc, c, at, "optimizer");
+            if (mc.optimizer != "adamw" && mc.optimizer != "adam" && mc.optimizer != "sgd" && mc.optimizer != "sgd-momentum")
+                doc.fail(at + ".optimizer", fmt::format("\"{}\"; valid: adamw, adam, sgd, sgd-momentum", mc.optimizer));
+        }
+        if (mc.status == "ok" && mc.kind == "train") {
+            const json& ms = member(doc, c, at, "measured");
+            const std::string mp = at + ".measured";
+            if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
+            only_keys(doc, ms, mp, {"saved_activation_bytes", "backward_peak_bytes", "gradient_bytes", "train_peak_bytes", "optimizer_state_bytes",
+                                    "resident_before_bytes", "weight_bytes"});
+            MeasuredTrain t;
+            t.saved_activation_bytes = uint(doc, ms, mp, "saved_activation_bytes");
+            t.backward_peak_bytes = uint(doc, ms, mp, "backward_peak_bytes");
+            if (ms.contains("gradient_bytes")) t.gradient_bytes = uint(doc, ms, mp, "gradient_bytes");
+            if (ms.contains("train_peak_bytes")) t.train_peak_bytes = uint(doc, ms, mp, "train_peak_bytes");
+            if (ms.contains("optimizer_state_bytes")) t.optimizer_state_bytes = uint(doc, ms, mp, "optimizer_state_bytes");
+            if (ms.contains("resident_before_bytes")) t.resident_before_bytes = uint(doc, ms, mp, "resident_before_bytes");
+            if (ms.contains("weight_bytes")) t.weight_bytes = uint(doc, ms, mp, "weight_bytes");
+            mc.train = t;
+        } else if (mc.status == "ok" && mc.kind == "step_time") {
             const json& ms = member(doc, c, at, "measured");
             const std::string mp = at + ".measured";
             if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");

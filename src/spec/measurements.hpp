@@ -47,9 +47,20 @@ struct MeasuredStep {
     u64 runs = 0;
 };
 
+// One training step (kind "train", kernels/torch/measure_hf_train.py): bytes relative to what was
+// allocated before the step's forward, the optimizer's states already created.
+struct MeasuredTrain {
+    u64 saved_activation_bytes = 0;  // allocated after the forward
+    u64 backward_peak_bytes = 0;     // highest through forward + backward
+    u64 gradient_bytes = 0;          // allocated after the backward (loss released)
+    u64 train_peak_bytes = 0;        // highest with the optimizer step
+    u64 optimizer_state_bytes = 0;   // the states, measured after the first step
+    u64 resident_before_bytes = 0, weight_bytes = 0;
+};
+
 struct MeasuredCase {
     std::string id;
-    std::string kind;          // "forward", "step_time" or a probe kind (probe_kinds())
+    std::string kind;          // "forward", "step_time", "train" or a probe kind (probe_kinds())
     std::string model;         // resolved: a path (model_config, relative to the file) or a catalog name
     std::string runtime;       // a runtime profile name, e.g. "hf-sdpa"
     std::string mode;          // prefill | decode
@@ -61,6 +72,8 @@ struct MeasuredCase {
     ProbeShape shape;                    // probe kinds: the case's params
     std::optional<MeasuredProbe> probe;  // probe kinds with status ok or failed
     std::optional<MeasuredStep> step;    // kind step_time with status ok
+    std::optional<MeasuredTrain> train;  // kind train with status ok
+    std::string recompute = "none", optimizer = "adamw";  // kind train
     int line = 0;
 };
 

@@ -11,6 +11,7 @@
 
 #include "model/kernel_model.hpp"
 #include "model/plan.hpp"
+#include "model/training.hpp"
 #include "model/time_model.hpp"
 #include "topology/topology.hpp"
 #include "spec/loaders.hpp"
@@ -200,7 +201,7 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
     std::map<std::string, RuntimeSpec> runtimes;
     for (size_t i = 0; i < f.cases.size(); ++i) {
         const auto& c = f.cases[i];
-        if (c.kind != "forward" && c.kind != "step_time") continue;
+        if (c.kind != "forward" && c.kind != "step_time" && c.kind != "train") continue;
         // A name the catalog does not know is an error in this file, at this case.
         auto at_case = [&](const char* field, auto resolve) {
             try {
@@ -224,6 +225,42 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
     }
     double worst = -1;
     for (const auto& c : f.cases) {
+        if (c.kind == "train") {
+            if (c.status != "ok" || !c.train) continue;
+            TrainResult tr;
+            tr.c = c;
+            Workload w;
+            w.runtime = runtimes.at(c.runtime);
+            w.batch = c.batch;
+            w.context = c.context;
+            w.allow_long_context = true;
+            TrainSpec spec;
+            spec.recompute = c.recompute == "full" ? Recompute::Full : c.recompute == "selective" ? Recompute::Selective : Recompute::None;
+            spec.optimizer = c.optimizer == "adam" ? Optimizer::Adam : c.optimizer == "sgd" ? Optimizer::Sgd
+                             : c.optimizer == "sgd-momentum" ? Optimizer::SgdMomentum : Optimizer::AdamW;
+            const TrainEstimate e = estimate_train(models.at(c.model), gpu, Deployment{}, w, spec);
+            const MeasuredTrain& m = *c.train;
+            tr.saved = e.saved_activation_bytes;
+            tr.backward_peak = e.backward_peak_bytes;
+            tr.gradients = e.gradient_bytes;
+            tr.optimizer = e.optimizer_bytes;
+            tr.train_peak = e.train_peak_bytes;
+            tr.peak_at = e.peak_at;
+            auto err = [](u64 p, u64 meas) { return meas ? (static_cast<double>(p) - static_cast<double>(meas)) / static_cast<double>(meas) : 0.0; };
+            auto within = [&](u64 p, u64 meas) {
+                const u64 d = p > meas ? p - meas : meas - p;
+                return std::fabs(err(p, meas)) <= tolerance || d <= slack_bytes;
+            };
+            tr.saved_error = err(tr.saved, m.saved_activation_bytes);
+            tr.backward_error = err(tr.backward_peak, m.backward_peak_bytes);
+            tr.gradient_error = err(tr.gradients, m.gradient_bytes);
+            tr.optimizer_error = err(tr.optimizer, m.optimizer_state_bytes);
+            tr.train_peak_error = err(tr.train_peak, m.train_peak_bytes);
+            tr.ok = within(tr.saved, m.saved_activation_bytes) && within(tr.backward_peak, m.backward_peak_bytes);
+            if (!tr.ok) v.all_ok = false;
+            v.train.push_back(std::move(tr));
+            continue;
+        }
         if (c.kind == "step_time") {
             if (c.status != "ok" || !c.step) continue;
             StepResult sr;

@@ -67,6 +67,16 @@ struct StepResult {
     bool ok = true;    // within step_worst_tolerance
 };
 
+// A training step (kind "train"): saved activations and the backward peak are checked within the
+// tolerance (or the absolute slack); gradients, optimizer states and the step's peak reported.
+struct TrainResult {
+    MeasuredCase c;
+    u64 saved = 0, backward_peak = 0, gradients = 0, optimizer = 0, train_peak = 0;
+    double saved_error = 0, backward_error = 0, gradient_error = 0, optimizer_error = 0, train_peak_error = 0;
+    std::string peak_at;
+    bool ok = true;
+};
+
 struct DoublingClaim {
     std::string runtime;
     int pairs = 0;
@@ -102,6 +112,7 @@ struct Validation {
     std::vector<Claim> probe_claims;
     // Step times: each case within step_worst_tolerance and the median within step_tolerance.
     std::vector<StepResult> steps;
+    std::vector<TrainResult> train;
     double step_tolerance = 0.10, step_worst_tolerance = 0.20;
     double step_median_error = 0, step_worst_error = 0;
     bool all_ok = true;
