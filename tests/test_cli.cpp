@@ -121,7 +121,8 @@ TEST(Cli, BadCommandLinesExitTwo) {
         {{"estimate", "--kv-dtype", "fp7"}, "memtax: error: --kv-dtype: unknown dtype \"fp7\""},
         {{"estimate", "--logits-kept", "some"}, "memtax: error: --logits-kept: expected a positive number of positions or \"all\""},
         {{"estimate", "--softmax-dtype", "int4"}, "memtax: error: --softmax-dtype: int4-g128 cannot hold activations"},
-        {{"estimate", "--mode", "train"}, "memtax: error: --mode"},
+        {{"estimate", "--mode", "serve"}, "memtax: error: --mode"},
+        {{"whatif", "--modes", "train"}, "memtax: error: --mode"},
         {{"estimate", "--batch", "-1"}, "memtax: error: --batch: expected a positive integer, got \"-1\""},
         {{"estimate", "--context", "0"}, "memtax: error: --context: expected a positive number of tokens, got \"0\""},
         {{"estimate", "--frobnicate"}, "memtax: error: estimate: unknown flag --frobnicate (see memtax estimate --help)"},
@@ -196,7 +197,7 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"meas_no_gpu.json", 4, "provenance: required field \"gpu\" is missing"},
         {"meas_old_schema.json", 2, "schema: \"memtax.measurements/0\" is not supported; valid: memtax.measurements/1"},
         {"meas_truncated.json", 17, "(syntax): syntax error"},
-        {"meas_unknown_kind.json", 12, "cases[0].kind: \"gemv\" (did you mean \"gemm\"?); valid: forward, step_time, stream, gemm, attention-eager, attention-flash, decode-paged, mlp, allreduce, attention-sdpa"},
+        {"meas_unknown_kind.json", 12, "cases[0].kind: \"gemv\" (did you mean \"gemm\"?); valid: forward, step_time, train, stream, gemm, attention-eager, attention-flash, decode-paged, mlp, allreduce, attention-sdpa"},
         {"meas_unknown_runtime.json", 10, "cases[0].runtime: unknown runtime \"hf-sdap\" (did you mean \"hf-sdpa\"?)"},
     };
     ASSERT_GE(cases.size(), 15u);
@@ -242,7 +243,7 @@ TEST(Cli, ValidateRuntimesAndVllm) {
     EXPECT_EQ(doc["cases"].size(), 17u);
 
     Result list = run_command({"runtimes", "--format", "json"});
-    EXPECT_EQ(nlohmann::json::parse(list.out)["runtimes"].size(), 3u);
+    EXPECT_EQ(nlohmann::json::parse(list.out)["runtimes"].size(), 5u);  // + hf-train, hf-train-eager
     // --attention is shorthand for the transformers runtimes; contradicting --runtime is an error.
     EXPECT_EQ(run_command({"estimate", "--runtime", "hf-sdpa", "--attention", "eager"}).code, 2);
     Result v = run_command({"estimate", "--runtime", "vllm", "--context", "131072", "--format", "json"});

@@ -74,7 +74,11 @@ TEST(Catalog, EveryGpuNumberCitesASource) {
 TEST(Catalog, RuntimesStateTheirMechanismsAndCiteThem) {
     std::map<std::string, RuntimeSpec> rt;
     for (const auto& r : catalog_runtimes()) rt[r.name] = r;
-    ASSERT_EQ(rt.size(), 3u);
+    ASSERT_EQ(rt.size(), 5u);
+    // The training profiles execute as the inference ones (same kernels, masks and GQA handling).
+    EXPECT_EQ(rt.at("hf-train").attention, AttentionKernel::Fused);
+    EXPECT_EQ(rt.at("hf-train-eager").attention, AttentionKernel::Eager);
+    EXPECT_EQ(rt.at("hf-train-eager").mask, MaskKind::Additive);
     const RuntimeSpec& eager = rt.at("hf-eager");
     const RuntimeSpec& sdpa = rt.at("hf-sdpa");
     const RuntimeSpec& vllm = rt.at("vllm");
