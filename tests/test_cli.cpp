@@ -243,7 +243,7 @@ TEST(Cli, ValidateRuntimesAndVllm) {
     EXPECT_EQ(doc["cases"].size(), 17u);
 
     Result list = run_command({"runtimes", "--format", "json"});
-    EXPECT_EQ(nlohmann::json::parse(list.out)["runtimes"].size(), 5u);  // + hf-train, hf-train-eager
+    EXPECT_EQ(nlohmann::json::parse(list.out)["runtimes"].size(), 6u);  // + hf-train, hf-train-eager, megatron-train
     // --attention is shorthand for the transformers runtimes; contradicting --runtime is an error.
     EXPECT_EQ(run_command({"estimate", "--runtime", "hf-sdpa", "--attention", "eager"}).code, 2);
     Result v = run_command({"estimate", "--runtime", "vllm", "--context", "131072", "--format", "json"});

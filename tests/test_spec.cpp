@@ -74,11 +74,13 @@ TEST(Catalog, EveryGpuNumberCitesASource) {
 TEST(Catalog, RuntimesStateTheirMechanismsAndCiteThem) {
     std::map<std::string, RuntimeSpec> rt;
     for (const auto& r : catalog_runtimes()) rt[r.name] = r;
-    ASSERT_EQ(rt.size(), 5u);
+    ASSERT_EQ(rt.size(), 6u);
     // The training profiles execute as the inference ones (same kernels, masks and GQA handling).
     EXPECT_EQ(rt.at("hf-train").attention, AttentionKernel::Fused);
     EXPECT_EQ(rt.at("hf-train-eager").attention, AttentionKernel::Eager);
     EXPECT_EQ(rt.at("hf-train-eager").mask, MaskKind::Additive);
+    EXPECT_TRUE(rt.at("megatron-train").training.dropout && rt.at("megatron-train").training.selective_recompute);
+    EXPECT_FALSE(rt.at("hf-train").training.dropout);
     const RuntimeSpec& eager = rt.at("hf-eager");
     const RuntimeSpec& sdpa = rt.at("hf-sdpa");
     const RuntimeSpec& vllm = rt.at("vllm");

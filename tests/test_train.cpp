@@ -37,6 +37,25 @@ TEST(Train, KorthikantiActivationTableForGpt3) {
     EXPECT_EQ(korthikanti_layer_bytes(2048, 1, 12288, 96, 1, false, false), 25165824ull * (34 + 5 * 96 * 2048 / 12288));
 }
 
+// The same four figures from the op graphs, configured like Megatron (runtimes/megatron-train:
+// fused LayerNorm, 16-bit softmax, dropout masks, selective recomputation, sequence
+// parallelism) on GPT-3 175B's shape (tests/data/gpt3-175b.yaml): within 2%. The graphs also
+// keep what the paper leaves out, each LayerNorm's fp32 mean and rstd: 2 norms · 2 · 4 B · 2048
+// tokens = 32,768 B more per layer.
+TEST(Train, MegatronConfiguredGraphsReproduceKorthikanti) {
+    const ModelSpec m = resolve_model(std::string(MEMTAX_TEST_DATA) + "/gpt3-175b.yaml");
+    for (const bool sp : {false, true})
+        for (const bool selective : {false, true}) {
+            TrainSpec spec;
+            spec.sequence_parallel = sp;
+            spec.recompute = selective ? Recompute::Selective : Recompute::None;
+            const TrainEstimate e = estimate_train(m, resolve_gpu("h200"), Deployment{8, 8, 1, 1}, train_workload("megatron-train", 1, 2048), spec);
+            const u64 paper = korthikanti_layer_bytes(2048, 1, 12288, 96, 8, sp, selective);
+            EXPECT_LE(std::abs(static_cast<double>(e.layer_saved_bytes) / static_cast<double>(paper) - 1), 0.02) << sp << selective;
+            EXPECT_EQ(e.layer_saved_bytes, paper + 32768) << sp << selective;
+        }
+}
+
 // Mixed-precision Adam: 2 (bf16 weights) + 2 (bf16 gradients) + 4 (fp32 master) + 4 + 4 (fp32
 // moments) = 16 bytes per parameter; ZeRO-1 divides the 12 optimizer bytes by DP, ZeRO-2 the
 // gradients too, ZeRO-3 the weights too (Rajbhandari et al. 2020, §5). DP = 4 here.
@@ -132,6 +151,9 @@ TEST(Train, CliAnswersAndRefusesWhatItDoesNotModel) {
     EXPECT_NE(stray.err.find("--recompute: only with --mode train"), std::string::npos) << stray.err;
     Result sel = run_command({"estimate", "--model", "llama-3.1-8b", "--mode", "train", "--recompute", "selective"});
     EXPECT_EQ(sel.code, 2);
+    EXPECT_NE(sel.err.find("hf-train checkpoints whole layers"), std::string::npos) << sel.err;
+    Result sp = run_command({"estimate", "--model", "llama-3.1-8b", "--mode", "train", "--tp", "2", "--sequence-parallel"});
+    EXPECT_EQ(sp.code, 2);
     Result vllm = run_command({"estimate", "--model", "llama-3.1-8b", "--mode", "train", "--runtime", "vllm"});
     EXPECT_EQ(vllm.code, 2);
 }

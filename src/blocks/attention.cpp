@@ -166,6 +166,12 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         const AliasRule same = env.dtype(R::Softmax) == env.dtype(R::Act) ? AliasRule::View : AliasRule::None;
         int p = g.op1({"probs_cast", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {p32},
                       TensorInfo{"probs_act", ss, R::Act, C::AttentionMatrix, Lifetime::Transient, same}, {s2});
+        if (rt.training.dropout) {
+            // Attention dropout (training): a new tensor and its 1-byte mask, kept for backward.
+            OpInfo drop{"attn_dropout", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}};
+            drop.saved = {{ss, R::Bool, C::AttentionMatrix}};
+            p = g.op1(std::move(drop), {p}, act("probs_dropped", ss, C::AttentionMatrix));
+        }
         OpInfo pv{"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}};
         pv.saves_inputs = 0b11;
         int oh = g.op1(std::move(pv), {p, vrep}, act("attn_heads", tokens(s.q_dim)));

@@ -30,6 +30,7 @@ public:
         est->add_flag("--time", a_.time, "add the roofline: TTFT, TPOT, tokens/s and the bound per op kind");
         est->add_option("--cluster", a_.cluster, "cluster profile for communication (--time): built-in name or YAML path; "
                                                  "default: one node joined by the GPU's interconnect");
+        est->add_flag("--sequence-parallel", a_.sequence_parallel, "--mode train: Megatron sequence parallelism over the TP group (megatron-train)");
         est->add_option("--recompute", a_.recompute, "--mode train: none (default) | selective | full (checkpoint every layer)")
             ->check(CLI::IsMember({"none", "selective", "full"}));
         est->add_option("--zero", a_.zero, "--mode train: ZeRO stage 0-3 over the data-parallel replicas (--gpus / (tp · pp))")
@@ -47,7 +48,8 @@ public:
     int run(std::ostream& out, std::ostream& err) override {
         if (a_.mode == "train") return run_train(out);
         for (const auto& [flag, set] : {std::pair<const char*, bool>{"--recompute", !a_.recompute.empty()}, {"--optimizer", !a_.optimizer.empty()},
-                                        {"--precision", !a_.precision.empty()}, {"--zero", a_.zero != 0}, {"--micro-batches", a_.micro_batches != 1}})
+                                        {"--precision", !a_.precision.empty()}, {"--zero", a_.zero != 0}, {"--micro-batches", a_.micro_batches != 1},
+                                        {"--sequence-parallel", a_.sequence_parallel}})
             if (set) throw InputError(SourcePos{}, flag, "only with --mode train");
         const EstimateArgs& a = a_;
         const Printer& print = printer(a.format);
@@ -92,6 +94,7 @@ private:
                          : a.optimizer == "sgd-momentum" ? Optimizer::SgdMomentum
                                                          : Optimizer::AdamW;
         spec.precision = a.precision == "mixed" ? Precision::Mixed : Precision::ModelDtype;
+        spec.sequence_parallel = a.sequence_parallel;
         const TrainEstimate e = estimate_train(m, g, dep, w, spec);
         emit(train_report(e, tool_info(), a.format), a.output, out, {a.model, a.gpu, a.runtime});
         return a.require_fit && !e.fits ? 1 : 0;

@@ -38,7 +38,7 @@ struct EstimateArgs {
     // --mode train (estimate)
     std::string recompute, optimizer, precision;
     u64 zero = 0, micro_batches = 1;
-    bool zero_set = false;
+    bool sequence_parallel = false;
 };
 
 // The context a workload gets when none is given: 8192 tokens, or the model's maximum if smaller.

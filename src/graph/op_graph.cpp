@@ -539,7 +539,7 @@ namespace memtax {
 // base's); an input's gradient is made by the first op to be back-propagated that reads it and
 // released when its producer has been back-propagated; a saved storage is released after the
 // earliest op that saves it; weight gradients stay.
-TrainGraphEval OpGraph::train(const Bindings& b) const noexcept {
+TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
     TrainGraphEval r;
     if (!finalized_) {
         r.overflow = true;
@@ -571,6 +571,10 @@ TrainGraphEval OpGraph::train(const Bindings& b) const noexcept {
     first_saver.fill(kNone);
     std::array<u64, kMaxTensors> internal{};  // per op: its internal saved bytes
     u64 sum = 0;
+    auto is_hidden = [&](const Size& s) {
+        return hidden && s.coef == hidden && s.n == 2 &&
+               ((s.syms[0] == Sym::Batch && s.syms[1] == Sym::Sq) || (s.syms[0] == Sym::Sq && s.syms[1] == Sym::Batch));
+    };
     for (size_t o = 0; o < ops_.size(); ++o) {
         const OpInfo& op = ops_[o];
         const int nin = read_begin_[o + 1] - read_begin_[o];
@@ -590,17 +594,23 @@ TrainGraphEval OpGraph::train(const Bindings& b) const noexcept {
                 r.overflow = true;
                 return r;
             }
+            if (w.category == Category::AttentionMatrix) r.saved_attention_matrix += x;
+            if (is_hidden(w.size)) r.saved_hidden += x;
         }
         if (__builtin_add_overflow(sum, internal[o], &sum)) {
             r.overflow = true;
             return r;
         }
     }
-    for (size_t t = 0; t < n; ++t)
-        if (first_saver[t] != kNone && __builtin_add_overflow(sum, bytes[t], &sum)) {
+    for (size_t t = 0; t < n; ++t) {
+        if (first_saver[t] == kNone) continue;
+        if (__builtin_add_overflow(sum, bytes[t], &sum)) {
             r.overflow = true;
             return r;
         }
+        if (v.cat[t] == Category::AttentionMatrix) r.saved_attention_matrix += bytes[t];
+        if (is_hidden(tensors_[t].size)) r.saved_hidden += bytes[t];
+    }
     r.saved = sum;
     // The backward pass. `live` counts from the saved bytes (live before it starts) upwards.
     std::array<bool, kMaxTensors> grad{};

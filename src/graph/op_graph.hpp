@@ -140,6 +140,8 @@ struct TrainGraphEval {
     u64 backward_peak = 0;     // above the bytes live before the layer's backward (its saved included)
     u64 weight_grads = 0;      // gradients of its weights, in the weights' dtype
     u64 input_grad = 0;        // the gradient it hands to the layer below (its input's size)
+    u64 saved_attention_matrix = 0;  // of `saved`: the S×S tensors (what selective recomputation drops)
+    u64 saved_hidden = 0;            // of `saved`: [B, Sq, hidden] tensors, replicated under TP (sequence parallelism shards them)
 };
 
 // The minimum traffic of one op: each input read once, each output (and temporary) written
@@ -217,7 +219,8 @@ public:
     // Per-op FLOPs and minimum bytes (no allocator rounding), for the time model.
     std::vector<OpTraffic> traffic(const Bindings& b) const;
     // Training: saved bytes and the backward walk at a point (never throws).
-    TrainGraphEval train(const Bindings& b) const noexcept;
+    // `hidden`: the model's hidden size, to tell the TP-replicated [B, Sq, hidden] tensors apart.
+    TrainGraphEval train(const Bindings& b, u64 hidden = 0) const noexcept;
     // Bytes of one tensor, unrounded (throws OverflowError naming it).
     u64 tensor_bytes(int tensor, const Bindings& b) const;
     // Every weight tensor's bytes, and elements (parameters); shared weights count once, where

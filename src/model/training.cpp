@@ -64,7 +64,7 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     const u64 pp = dep.pp, M = spec.micro_batches;
     // Gradient accumulation without a pipeline: from the second micro-batch on the gradients
     // exist before the backward (the first micro-batch's peak is the lower one).
-    TrainPoint tp{wl.batch, wl.context, spec.recompute};
+    TrainPoint tp{wl.batch, wl.context, spec.recompute, spec.sequence_parallel};
     const std::vector<Plan::StageTrain> stages = plan.train(tp);
     const DType& md = model.dtype;
     bool first = true;
@@ -145,12 +145,13 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     add("runtime_overhead", "overhead", e.runtime_overhead, "CUDA context and library workspaces of the runtime");
     add("total", "total", e.total, "runtime overhead + weights + optimizer states (+ master weights) + train peak");
     if (m.has_attention()) {
-        const u64 korth = korthikanti_layer_bytes(wl.context, wl.batch, m.hidden_size, m.num_attention_heads, dep.tp, false,
-                                                  spec.recompute == Recompute::Selective);
+        const bool sel = spec.recompute == Recompute::Selective;
+        const u64 korth = korthikanti_layer_bytes(wl.context, wl.batch, m.hidden_size, m.num_attention_heads, dep.tp, spec.sequence_parallel, sel);
         add("korthikanti_layer", "cross-check", korth,
-            fmt::format("Korthikanti et al. 2022 per layer, sbh(10 + 24/t + 5as/(ht)) with s={} b={} h={} a={} t={} (GPT layer with dropout; "
-                        "this model's graph keeps {} per layer)",
-                        wl.context, wl.batch, m.hidden_size, m.num_attention_heads, dep.tp, group_digits(e.layer_saved_bytes)));
+            fmt::format("Korthikanti et al. 2022 per layer, sbh({}{}) with s={} b={} h={} a={} t={} (a GPT layer with dropout; this model's graph "
+                        "keeps {} per layer)",
+                        spec.sequence_parallel ? "34/t" : "10 + 24/t", sel ? "" : " + 5as/(ht)", wl.context, wl.batch, m.hidden_size,
+                        m.num_attention_heads, dep.tp, group_digits(e.layer_saved_bytes)));
     }
     return e;
 }

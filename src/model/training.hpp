@@ -25,6 +25,7 @@ struct TrainSpec {
     u64 micro_batches = 1;  // per optimizer step (gradient accumulation, or the pipeline's micro-batches)
     Optimizer optimizer = Optimizer::AdamW;
     Precision precision = Precision::ModelDtype;
+    bool sequence_parallel = false;  // Megatron's sequence parallelism over the TP group (runtimes that model it)
 };
 
 // Per GPU, bytes; the stage reported is the one needing the most memory.

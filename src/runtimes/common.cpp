@@ -88,7 +88,12 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
     }
     OpInfo norm{"final_norm", OpKind::Norm, OpGroup::Norm, Size(4 * h, {Sym::Batch, Sym::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
     norm.weights.push_back({"final_norm", norm_width(m), DtypeRole::Param});
-    norm.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
+    if (in.runtime.training.fused_layernorm) {
+        norm.saves_inputs = 1;
+        norm.saved = {{Size(2, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
+    } else {
+        norm.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
+    }
     int xf = g.op1h(std::move(norm), {x}, blk::act("x_final", bsh), holds);
     // The vocab-parallel head: this GPU's rows; the logits are then gathered onto one GPU. A
     // tied head reads the embedding's storage where the stage holds the embedding.

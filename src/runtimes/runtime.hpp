@@ -166,6 +166,7 @@ struct TrainPoint {
     u64 batch = 1;    // sequences in the micro-batch
     u64 context = 0;  // tokens per sequence
     Recompute recompute = Recompute::None;
+    bool sequence_parallel = false;  // shard the TP-replicated [tokens, hidden] activations over the TP group
 };
 // Per GPU, bytes, relative to what was allocated before the forward.
 struct TrainActivations {
@@ -173,7 +174,7 @@ struct TrainActivations {
     u64 forward_peak = 0;   // the forward's highest
     u64 backward_peak = 0;  // the highest through forward and backward, gradients included
     u64 weight_grads = 0;   // gradients of this GPU's parameters, in their dtype
-    u64 layer_saved = 0;    // one decoder layer's saved bytes (the largest type), without recomputation
+    u64 layer_saved = 0;    // one decoder layer's saved bytes (the largest type) under selective or no recomputation
     std::string peak_at;    // where backward_peak is
 };
 

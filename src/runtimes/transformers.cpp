@@ -73,16 +73,30 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
     auto norm = [&](const char* name) {
         OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(4 * h, {S::Batch, S::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
         op.weights.push_back({name, norm_width(env.model), DtypeRole::Param});
-        // Training: the fp32 copy, the [B, Sq, 1] fp32 rsqrt and the normalized values cast back.
-        op.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {S::Batch, S::Sq}), DtypeRole::Fp32}};
+        // Training: the fp32 copy, the [B, Sq, 1] fp32 rsqrt and the normalized values cast back;
+        // a fused LayerNorm kernel keeps its input and the fp32 mean and rstd instead.
+        if (env.runtime.training.fused_layernorm) {
+            op.saves_inputs = 1;
+            op.saved = {{Size(2, {S::Batch, S::Sq}), DtypeRole::Fp32}};
+        } else {
+            op.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {S::Batch, S::Sq}), DtypeRole::Fp32}};
+        }
         return op;
     };
     auto add = [&](const char* name, int a, int b, TensorInfo out, std::vector<int> holds) {
         return g.op1h({name, OpKind::Elementwise, OpGroup::Residual, Size(h, {S::Batch, S::Sq}), {}, {}}, {a, b}, out, holds);
     };
+    // A training runtime with dropout drops each branch before the residual add, keeping the
+    // 1-byte mask for the backward.
+    auto dropout = [&](const char* name, int in) {
+        if (!env.runtime.training.dropout) return in;
+        OpInfo op{name, OpKind::Elementwise, OpGroup::Residual, Size(h, {S::Batch, S::Sq}), {}, {}};
+        op.saved = {{bsh, DtypeRole::Bool}};
+        return g.op1(std::move(op), {in}, blk::act(name, bsh));
+    };
     int x = g.input(blk::act("x_in", bsh));
     int xn = g.op1(norm("input_norm"), {x}, blk::act("x_norm", bsh));
-    int o = tm.build(g, env, MixerIO{xn, {}, false});
+    int o = dropout("attn_dropout_out", tm.build(g, env, MixerIO{xn, {}, false}));
     // Gemma-2/3 norm each mixer's output too before the residual add (4 norms a layer).
     if (sandwich) o = g.op1(norm("post_attention_norm"), {o}, blk::act("o_normed", bsh));
     const int keep_x = env.runtime.keeps.layer_input ? x : -1;
@@ -96,7 +110,7 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
     }
     int x2 = add("residual_attn", x, o, blk::act("x_mid", bsh), {});
     int xn2 = g.op1(norm(sandwich ? "pre_feedforward_norm" : "post_attention_norm"), {x2}, blk::act("x_norm2", bsh));
-    int down = cm.build(g, env, MixerIO{xn2, {}, false});
+    int down = dropout("mlp_dropout_out", cm.build(g, env, MixerIO{xn2, {}, false}));
     if (sandwich) down = g.op1h(norm("post_feedforward_norm"), {down}, blk::act("mlp_normed", bsh), {keep_x});
     TensorInfo out = blk::act("x_out", bsh);
     out.lifetime = Lifetime::Persistent;
@@ -476,9 +490,13 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
                                          "channel mixers; {} has {} layers",
                                          model_.name, cm));
     }
-    if (p.recompute == Recompute::Selective)
+    if (p.recompute == Recompute::Selective && !rt_.training.selective_recompute)
         throw InputError({}, "train.recompute",
-                         "transformers checkpoints whole layers (gradient_checkpointing_enable); valid here: none, full (selective: see docs/training.md)");
+                         fmt::format("{} checkpoints whole layers (gradient_checkpointing_enable); valid here: none, full (selective: a runtime with "
+                                     "training.selective_recompute, e.g. megatron-train)",
+                                     rt_.name));
+    if (p.sequence_parallel && !rt_.training.sequence_parallel)
+        throw InputError({}, "train.sequence_parallel", fmt::format("{} does not shard activations over the sequence (e.g. megatron-train does)", rt_.name));
     bool ovf = false;
     const u64 B = p.batch, S = p.context, T = mul(B, S, ovf);
     const u64 round = rt_.allocator_round_bytes;
@@ -500,16 +518,33 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     std::array<GraphEval, 8> fwd;
     for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
         const Bindings b = layer_bindings(types_[ti], geo[ti], true, B, S, S, mask_elems);
-        ev[ti] = types_[ti].graph.train(b);
+        ev[ti] = types_[ti].graph.train(b, model_.hidden_size);
         fwd[ti] = types_[ti].graph.evaluate(b);
         if (ev[ti].overflow || fwd[ti].overflow) throw OverflowError(types_[ti].graph.name() + ".train");
     }
+    // What each layer type keeps: selective recomputation drops the S×S tensors (recomputed
+    // before the layer's backward); sequence parallelism shards the TP-replicated ones.
+    const u64 tp = shard_.tp;
+    const bool full = p.recompute == Recompute::Full, selective = p.recompute == Recompute::Selective;
+    auto sp_shard = [&](u64 bytes) { return p.sequence_parallel && tp > 1 ? bytes / tp + (bytes % tp != 0) : bytes; };
+    std::array<u64, 8> keep{}, again{};
+    for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
+        const TrainGraphEval& e = ev[ti];
+        u64 k = e.saved - e.saved_hidden + sp_shard(e.saved_hidden);
+        if (selective) k -= e.saved_attention_matrix;
+        keep[ti] = full ? sp_shard(x_bytes) : k;
+        again[ti] = full ? e.saved : selective ? e.saved_attention_matrix : 0;
+    }
     TrainActivations out;
-    for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) out.layer_saved = std::max(out.layer_saved, ev[ti].saved);
+    for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
+        const TrainGraphEval& e = ev[ti];
+        u64 k = e.saved - e.saved_hidden + sp_shard(e.saved_hidden);
+        if (selective) k -= e.saved_attention_matrix;
+        out.layer_saved = std::max(out.layer_saved, k);
+    }
     std::vector<std::uint32_t> order;  // layer → type
     for (const Run& r : runs_)
         for (std::uint32_t i = 0; i < r.len; ++i) order.push_back(r.type);
-    const bool full = p.recompute == Recompute::Full;
     // The head (final norm, LM head over every position) and the loss.
     TrainGraphEval head{};
     u64 loss_saved = 0, loss_fwd = 0, loss_bwd = 0;
@@ -536,7 +571,7 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     for (std::uint32_t ti : order) {
         const u64 before = kept;
         fpeak = std::max(fpeak, add(before, fwd[ti].peak_bytes, ovf));
-        kept = add(kept, full ? x_bytes : ev[ti].saved, ovf);
+        kept = add(kept, keep[ti], ovf);
     }
     if (has_head_) {
         fpeak = std::max(fpeak, add(add(kept, head.saved, ovf), loss_fwd, ovf));
@@ -569,10 +604,12 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
             // The recomputed forward runs with the gradient of its output waiting.
             candidate(add(add(add(R, G, ovf), x_bytes, ovf), fwd[ti].peak_bytes - std::min(fwd[ti].peak_bytes, fwd[ti].preexisting), ovf),
                       fmt::format("layer {} recomputation", l));
-            R = add(R, ev[ti].saved, ovf);
         }
+        // Recomputed tensors are back before the layer's backward (the walk counts a layer's
+        // whole saved set; with sequence parallelism the gathered copies are what it reads).
+        R = add(R, again[ti], ovf);
         candidate(add(add(R, G, ovf), ev[ti].backward_peak, ovf), where);
-        R -= ev[ti].saved + (full ? x_bytes : 0);
+        R -= keep[ti] + again[ti];
         G = add(G, ev[ti].weight_grads, ovf);
     }
     if (has_embedding_) {

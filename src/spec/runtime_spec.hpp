@@ -82,6 +82,15 @@ struct RuntimeSpec {
         std::string source;
     };
     std::optional<HostCost> host;
+    // Training execution (runtimes used by `estimate --mode train`): dropout masks kept for the
+    // backward (attention probabilities and the two residual branches; 1 byte an element), a
+    // fused LayerNorm that keeps only its input and fp32 mean and rstd, and recomputation of the
+    // attention core (Megatron's selective recomputation) as an option.
+    struct Training {
+        bool dropout = false, fused_layernorm = false, selective_recompute = false;
+        bool sequence_parallel = false;  // may shard the TP-replicated activations over the sequence
+    };
+    Training training;
     std::map<std::string, std::string> sources;
     std::string file;
 

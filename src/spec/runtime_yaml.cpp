@@ -31,7 +31,7 @@ namespace {
 
 const std::vector<std::string> kRuntimeKeys = {
     "name", "description", "family", "attention", "softmax_dtype", "logits_dtype", "mask", "gqa",
-    "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "host", "sources"};
+    "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "host", "training", "sources"};
 
 }  // namespace
 
@@ -111,6 +111,15 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         if (c.per_step_s > 1.0) h->fail("per_step_s", fmt::format("{} s per step is implausible; valid: up to 1", c.per_step_s));
         c.source = h->required_string("source");
         r.host = c;
+    }
+
+    if (auto t = map.optional_map("training")) {
+        t->finish({"dropout", "fused_layernorm", "selective_recompute", "sequence_parallel"});
+        r.training.sequence_parallel = t->optional_bool("sequence_parallel").value_or(false);
+        r.training.dropout = t->optional_bool("dropout").value_or(false);
+        r.training.fused_layernorm = t->optional_bool("fused_layernorm").value_or(false);
+        r.training.selective_recompute = t->optional_bool("selective_recompute").value_or(false);
+        if (r.family != RuntimeFamily::Transformers) t->fail("dropout", "training is modelled for the transformers family");
     }
 
     if (r.family == RuntimeFamily::Vllm) {
