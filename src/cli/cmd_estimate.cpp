@@ -86,13 +86,10 @@ private:
         if (w.runtime.family != RuntimeFamily::Transformers)
             throw InputError(SourcePos{}, "--runtime", fmt::format("{} serves inference; training runs under hf-train or hf-train-eager", w.runtime.name));
         TrainSpec spec;
-        spec.recompute = a.recompute == "full" ? Recompute::Full : a.recompute == "selective" ? Recompute::Selective : Recompute::None;
+        spec.recompute = recompute_from(a.recompute.empty() ? "none" : a.recompute, "--recompute");
         spec.zero = a.zero;
         spec.micro_batches = a.micro_batches;
-        spec.optimizer = a.optimizer == "adam"           ? Optimizer::Adam
-                         : a.optimizer == "sgd"          ? Optimizer::Sgd
-                         : a.optimizer == "sgd-momentum" ? Optimizer::SgdMomentum
-                                                         : Optimizer::AdamW;
+        spec.optimizer = optimizer_from(a.optimizer.empty() ? "adamw" : a.optimizer, "--optimizer");
         spec.precision = a.precision == "mixed" ? Precision::Mixed : Precision::ModelDtype;
         spec.sequence_parallel = a.sequence_parallel;
         const TrainEstimate e = estimate_train(m, g, dep, w, spec);

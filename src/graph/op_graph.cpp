@@ -617,6 +617,17 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
     u64 live = sum, peak = sum;
     bool ovf = false;
     auto add = [&](u64 x) { ovf |= __builtin_add_overflow(live, x, &live); };
+    // Bytes of a list of temporaries (those of `fp32_only`'s dtype alone when set).
+    auto temporaries = [&](const std::vector<Workspace>& list, bool fp32_only) {
+        u64 total = 0;
+        for (const auto& w : list) {
+            if (fp32_only && w.dtype != DtypeRole::Fp32) continue;
+            u64 x = 0;
+            ovf |= !sized_bytes(w.size, dtype(w.dtype), round_to_, b, x);
+            ovf |= __builtin_add_overflow(total, x, &total);
+        }
+        return total;
+    };
     // The gradient of the layer's output arrives from the layer above.
     for (std::uint16_t t : v.kept_other) {
         grad[t] = true;
@@ -625,14 +636,8 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
     for (size_t o = ops_.size(); o-- > 0;) {
         const OpInfo& op = ops_[o];
         if (!op.backward_workspace.empty()) {
-            u64 bw = 0;
-            for (const auto& w : op.backward_workspace) {
-                u64 x;
-                ovf |= !sized_bytes(w.size, dtype(w.dtype), round_to_, b, x);
-                bw += x;
-            }
             u64 at = 0;
-            ovf |= __builtin_add_overflow(live, bw, &at);
+            ovf |= __builtin_add_overflow(live, temporaries(op.backward_workspace, false), &at);
             peak = std::max(peak, at);
         }
         for (int i = read_begin_[o]; i < read_begin_[o + 1]; ++i) {
@@ -648,13 +653,8 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
             ovf |= __builtin_add_overflow(r.weight_grads, x, &r.weight_grads);
             add(x);
         }
-        u64 transient = 0;
-        for (const auto& w : op.workspace) {
-            if (w.dtype != DtypeRole::Fp32 || !op.backward_workspace.empty()) continue;
-            u64 x;
-            ovf |= !sized_bytes(w.size, dtype(w.dtype), round_to_, b, x);
-            transient += x;
-        }
+        // The gradients of its upcast temporaries, unless its backward holds its own.
+        const u64 transient = op.backward_workspace.empty() ? temporaries(op.workspace, true) : 0;
         u64 at = 0;
         ovf |= __builtin_add_overflow(live, transient, &at);
         peak = std::max(peak, at);

@@ -21,6 +21,18 @@ const char* to_string(Optimizer o) {
     return "?";
 }
 
+Recompute recompute_from(const std::string& s, const std::string& field) {
+    for (Recompute r : {Recompute::None, Recompute::Selective, Recompute::Full})
+        if (s == to_string(r)) return r;
+    throw InputError(SourcePos{}, field, fmt::format("\"{}\"; valid: none, selective, full", s));
+}
+
+Optimizer optimizer_from(const std::string& s, const std::string& field) {
+    for (Optimizer o : {Optimizer::AdamW, Optimizer::Adam, Optimizer::Sgd, Optimizer::SgdMomentum})
+        if (s == to_string(o)) return o;
+    throw InputError(SourcePos{}, field, fmt::format("\"{}\"; valid: adamw, adam, sgd, sgd-momentum", s));
+}
+
 const char* to_string(Precision p) { return p == Precision::Mixed ? "mixed" : "bf16"; }
 
 u64 korthikanti_layer_bytes(u64 s, u64 b, u64 h, u64 a, u64 t, bool sequence_parallel, bool selective) {

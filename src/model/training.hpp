@@ -19,6 +19,11 @@ const char* to_string(Optimizer o);
 enum class Precision : std::uint8_t { ModelDtype, Mixed };
 const char* to_string(Precision p);
 
+// "none" | "selective" | "full"; "adamw" | "adam" | "sgd" | "sgd-momentum" (InputError naming
+// `field` otherwise).
+Recompute recompute_from(const std::string& s, const std::string& field);
+Optimizer optimizer_from(const std::string& s, const std::string& field);
+
 struct TrainSpec {
     Recompute recompute = Recompute::None;
     u64 zero = 0;           // ZeRO stage 0-3 over the data-parallel replicas

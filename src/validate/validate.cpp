@@ -235,9 +235,8 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             w.context = c.context;
             w.allow_long_context = true;
             TrainSpec spec;
-            spec.recompute = c.recompute == "full" ? Recompute::Full : c.recompute == "selective" ? Recompute::Selective : Recompute::None;
-            spec.optimizer = c.optimizer == "adam" ? Optimizer::Adam : c.optimizer == "sgd" ? Optimizer::Sgd
-                             : c.optimizer == "sgd-momentum" ? Optimizer::SgdMomentum : Optimizer::AdamW;
+            spec.recompute = recompute_from(c.recompute, "recompute");
+            spec.optimizer = optimizer_from(c.optimizer, "optimizer");
             const TrainEstimate e = estimate_train(models.at(c.model), gpu, Deployment{}, w, spec);
             const MeasuredTrain& m = *c.train;
             tr.saved = e.saved_activation_bytes;
