@@ -118,7 +118,7 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         s.backward_peak_bytes = checked_add(others, st.act.backward_peak, "backward peak");
         // Accumulating over micro-batches: the gradients of the earlier ones are there already.
         if (M > 1) s.backward_peak_bytes = checked_add(s.backward_peak_bytes, grads_full, "backward peak");
-        s.peak_at = st.act.peak_at;
+        s.peak_at = s.backward_peak_at = st.act.peak_at;
         // The optimizer step (PyTorch's foreach Adam/AdamW: sqrt of the second moments is a new
         // tensor list, one state's worth, before the in-place updates); SGD updates in place.
         s.optimizer_step_bytes = moments == 2 ? ceil_div_u(checked_mul(P, state_elem, "optimizer step"), spec.zero >= 1 ? dp : 1) : 0;
@@ -151,7 +151,7 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                     "+ the loss's fp32 log-softmax of {} × {} vocab; × {} micro-batch(es) in flight",
                     group_digits(T), wl.batch, wl.context, to_string(spec.recompute), group_digits(T), group_digits(m.vocab_size), e.in_flight));
     add("backward_peak", "activations", e.backward_peak_bytes,
-        fmt::format("the highest allocation through forward and backward above what was allocated before it, gradients included (at {})", e.peak_at));
+        fmt::format("the highest allocation through forward and backward above what was allocated before it, gradients included (at {})", e.backward_peak_at));
     add("optimizer_step", "optimizer", e.optimizer_step_bytes, "the step's temporaries beside the gradients (foreach Adam: one state's worth)");
     add("train_peak", "activations", e.train_peak_bytes, "max(backward peak, gradients + optimizer step)");
     add("runtime_overhead", "overhead", e.runtime_overhead, "CUDA context and library workspaces of the runtime");
