@@ -15,9 +15,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         MeasurementFile f = parse_measurements(text, "fuzz/measurements.json");
         static const GpuSpec gpu = resolve_gpu("h100-sxm-calibrated");
         for (const auto& c : f.cases) {
-            if (c.kind == "forward" || c.kind == "step_time") {
+            if (c.kind == "forward" || c.kind == "step_time" || c.kind == "train") {
                 if (c.batch == 0 || c.context == 0) std::abort();  // the reader must have refused these
                 if (c.kind == "step_time" && c.status == "ok" && !(c.step && c.step->seconds > 0)) std::abort();
+                if (c.kind == "train" && c.status == "ok" && !c.train) std::abort();
                 continue;
             }
             // Whatever shape the reader accepts, the kernel model sizes it exactly or names the
