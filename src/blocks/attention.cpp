@@ -62,17 +62,23 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         k = g.op1(blk::linear("k_proj", OpGroup::Projection, h, s.kv_dim, "k_proj", m.qkv_bias ? "k_bias" : nullptr), {xn}, act("k", kv_size));
         v = g.op1(blk::linear("v_proj", OpGroup::Projection, h, s.kv_dim, "v_proj", m.qkv_bias ? "v_bias" : nullptr), {xn}, act("v", kv_size));
     }
+    const bool upcast = !(env.dtype(R::Act) == env.dtype(R::Fp32));
     if (m.attn.qk_norm) {
         // q_norm / k_norm over each head's channels (Qwen3Attention, Gemma3Attention).
-        q = g.op1(blk::rms_norm("q_norm", s.heads_q, d), {q}, act("q_normed", q_size));
-        k = g.op1(blk::rms_norm("k_norm", s.heads_kv, d), {k}, act("k_normed", kv_size));
+        OpInfo qn = blk::rms_norm("q_norm", s.heads_q, d), kn = blk::rms_norm("k_norm", s.heads_kv, d);
+        blk::eager_rms_norm_launches(qn, s.heads_q, d, upcast);
+        blk::eager_rms_norm_launches(kn, s.heads_kv, d, upcast);
+        q = g.op1(std::move(qn), {q}, act("q_normed", q_size));
+        k = g.op1(std::move(kn), {k}, act("k_normed", kv_size));
     }
     // Rotary embedding: q*cos and rotate_half(q)*sin are live beside input and output; 3 FLOPs
     // an element. apply_rotary_pos_emb returns both rotated tensors before q and k are rebound.
-    int qr = g.op1({"rotary_q", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.q_dim, {S::Batch, S::Sq}), {}, {{q_size, R::Act}, {q_size, R::Act}}},
-                   {q}, act("q_rot", q_size));
-    int kr = g.op1({"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.kv_dim, {S::Batch, S::Sq}), {}, {{kv_size, R::Act}, {kv_size, R::Act}}},
-                   {k}, act("k_rot", kv_size), {q});
+    OpInfo rq{"rotary_q", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.q_dim, {S::Batch, S::Sq}), {}, {{q_size, R::Act}, {q_size, R::Act}}};
+    OpInfo rk{"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.kv_dim, {S::Batch, S::Sq}), {}, {{kv_size, R::Act}, {kv_size, R::Act}}};
+    blk::eager_rotary_launches(rq, s.q_dim);
+    blk::eager_rotary_launches(rk, s.kv_dim);
+    int qr = g.op1(std::move(rq), {q}, act("q_rot", q_size));
+    int kr = g.op1(std::move(rk), {k}, act("k_rot", kv_size), {q});
     // Until self_attn returns, the decoder layer's variable keeps the normed input and the
     // attention module's `query_states` keeps the rotated queries.
     auto finish = [&](int attn_out, int probs_held) {
@@ -87,18 +93,31 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
     // The cache update: torch.cat makes the layer's new storage while the old one is still
     // referenced; the old is released when the cache attribute is rebound.
     const Size new_size(s.kv_dim, {S::Batch, S::SkvNew});
+    // Its kernels: over an existing cache a contiguous cat (old and new read, the new storage
+    // written: vectorized); onto the empty cache of a prefill, a cat of the transposed projection
+    // (a strided gather).
+    auto cache_launches = [&](OpInfo& op, DtypeRole in) {
+        op.launches.push_back({LaunchClass::Vectorized, Size(s.kv_dim, {S::Batch, S::SkvNew, S::Cached}), R::Kv, 1, R::Kv, 1});
+        op.launches.push_back({LaunchClass::Cat, Size(s.kv_dim, {S::Batch, S::Sq, S::Prefilling}), in, 1, R::Kv, 1});
+    };
     int kc, vc;
     if (joint_update) {
         auto copy = [&](const char* name) { return TensorInfo{name, new_size, R::Kv, C::KvCache, Lifetime::Persistent, AliasRule::None}; };
-        auto out = g.op({"kv_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {kr, v, k_old, v_old}, {copy("k_cache"), copy("v_cache")});
+        OpInfo upd{"kv_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}};
+        cache_launches(upd, R::Act);
+        cache_launches(upd, R::Act);
+        auto out = g.op(std::move(upd), {kr, v, k_old, v_old}, {copy("k_cache"), copy("v_cache")});
         kc = out[0];
         vc = out[1];
     } else {
         // Without a quantising copy (cache dtype = compute dtype) an empty cache keeps the tensor.
         const AliasRule fresh = env.dtype(R::Kv) == env.dtype(R::Act) ? AliasRule::IfFreshCache : AliasRule::None;
         auto cache_out = [&](const char* name) { return TensorInfo{name, new_size, R::Kv, C::KvCache, Lifetime::Persistent, fresh}; };
-        kc = g.op1({"k_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {kr, k_old}, cache_out("k_cache"));
-        vc = g.op1({"v_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {v, v_old}, cache_out("v_cache"));
+        OpInfo ku{"k_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, vu{"v_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}};
+        cache_launches(ku, R::Act);
+        cache_launches(vu, R::Act);
+        kc = g.op1(std::move(ku), {kr, k_old}, cache_out("k_cache"));
+        vc = g.op1(std::move(vu), {v, v_old}, cache_out("v_cache"));
     }
     // repeat_kv with one query head per KV head returns its input.
     const AliasRule no_gqa = s.heads_q == s.heads_kv ? AliasRule::View : AliasRule::None;
@@ -111,10 +130,14 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // A sparse layer's kernel keeps only the scores of the keys each query attends.
         const Size ss(s.heads_q, {S::Batch, S::Sq, sparse ? S::AttnKeys : S::Skv});
         const Size qk_flops(checked_product({2, s.heads_q, d}, "scores"), {S::Batch, S::Sq, sparse ? S::AttnKeys : S::Skv});
-        int krep = g.op1({"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kc},
-                         TensorInfo{"k_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
-        int vrep = g.op1({"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {vc},
-                         TensorInfo{"v_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
+        // repeat_kv: expand (a stride-0 view) and reshape, which copies from the broadcast source.
+        OpInfo rk_op{"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, rv_op{"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
+        if (s.heads_q != s.heads_kv) {
+            rk_op.launches.push_back({LaunchClass::StridedCopy, rep, R::Kv, 1, R::Act, 1});
+            rv_op.launches.push_back({LaunchClass::StridedCopy, rep, R::Kv, 1, R::Act, 1});
+        }
+        int krep = g.op1(std::move(rk_op), {kc}, TensorInfo{"k_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
+        int vrep = g.op1(std::move(rv_op), {vc}, TensorInfo{"v_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
         OpInfo qk{"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}};
         qk.saves_inputs = 0b11;
         int s0 = g.op1(std::move(qk), {qr, krep}, act("scores", ss, C::AttentionMatrix));
@@ -127,7 +150,13 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
             s1 = g.op1(std::move(th), {s1}, act("scores_tanh", ss, C::AttentionMatrix));
             s1 = g.op1({"softcap_mul", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_capped", ss, C::AttentionMatrix));
         }
-        int s2 = g.op1({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix));
+        // + the causal mask, broadcast over the heads: a strided kernel.
+        OpInfo mask_op{"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}};
+        mask_op.launches.push_back({LaunchClass::Strided, ss, R::Act, 1, R::Act, 1});
+        int s2 = g.op1(std::move(mask_op), {s1}, act("scores_masked", ss, C::AttentionMatrix));
+        // attn_output.transpose(1, 2).contiguous(): a copy from the transposed heads, except with
+        // one query token, where the transposed view is already contiguous.
+        const Launch transpose_copy{LaunchClass::StridedCopy, Size(s.q_dim, {S::Batch, S::Sq, S::Prefilling}), R::Act, 1, R::Act, 1};
         if (m.attn.sinks) {
             // gpt-oss eager_attention_forward: the sink logit of each head is appended as one more
             // column (cat), the row max subtracted (a new tensor), softmax in the compute dtype;
@@ -140,11 +169,14 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
             int c2 = g.op1({"sinks_sub_max", OpKind::Elementwise, OpGroup::Attention, sk, {}, {}}, {c}, act("scores_shifted", sk, C::AttentionMatrix), {s2});
             OpInfo sm{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::SkvSink}), {}, {}};
             sm.saves_output = true;
+            sm.launches.push_back({LaunchClass::Softmax, sk, R::Act, 1, R::Act, 1});
             int pr = g.op1(std::move(sm), {c2}, act("probs_with_sink", sk, C::AttentionMatrix), {s2});
             OpInfo pv{"probs_v", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}};
             pv.saves_inputs = 0b11;
             int oh = g.op1(std::move(pv), {pr, vrep}, act("attn_heads", tokens(s.q_dim)));
-            attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", q_size), {krep, vrep});
+            OpInfo tr{"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
+            tr.launches.push_back(transpose_copy);
+            attn_out = g.op1(std::move(tr), {oh}, act("attn_out", q_size), {krep, vrep});
             if (keep.attn_weights) probs_held = pr;
             return finish(attn_out, probs_held);
         }
@@ -158,8 +190,13 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // backward makes the input's gradient (allocator trace on the H200,
         // kernels/torch/trace_train_peak.py).
         softmax.backward_workspace = {{ss, R::Softmax, C::AttentionMatrix}, {ss, R::Softmax, C::AttentionMatrix}};
-        if (!(env.dtype(R::Softmax) == env.dtype(R::Act)) && env.dtype(R::Act).name != "fp16")
+        if (!(env.dtype(R::Softmax) == env.dtype(R::Act)) && env.dtype(R::Act).name != "fp16") {
             softmax.workspace.push_back({ss, R::Softmax, C::AttentionMatrix});
+            softmax.launches.push_back({LaunchClass::Strided, ss, R::Act, 1, R::Softmax, 1});  // the converting copy
+            softmax.launches.push_back({LaunchClass::Softmax, ss, R::Softmax, 1, R::Softmax, 1});
+        } else {
+            softmax.launches.push_back({LaunchClass::Softmax, ss, R::Act, 1, R::Softmax, 1});
+        }
         int p32 = g.op1(std::move(softmax), {s2}, TensorInfo{"probs", ss, R::Softmax, C::AttentionMatrix});
         // `attn_weights = softmax(attn_weights, dtype=fp32).to(q.dtype)`: the masked scores stay
         // referenced until the whole right-hand side is done.
@@ -176,7 +213,9 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         pv.saves_inputs = 0b11;
         int oh = g.op1(std::move(pv), {p, vrep}, act("attn_heads", tokens(s.q_dim)));
         // repeat_kv's results are locals of eager_attention_forward, alive until it returns.
-        attn_out = g.op1({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", q_size), {krep, vrep});
+        OpInfo tr{"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
+        tr.launches.push_back(transpose_copy);
+        attn_out = g.op1(std::move(tr), {oh}, act("attn_out", q_size), {krep, vrep});
         if (keep.attn_weights) probs_held = p;
     } else {
         // SDPA/flash: no S×S tensor, only per-row softmax statistics (fp32 log-sum-exp). When
@@ -184,10 +223,13 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // mask is turned into an additive one in the compute dtype (ATen
         // convert_boolean_attn_mask: where(mask, 0, -inf), no temporary besides the result).
         const Size rep(s.heads_q * d, {S::Batch, S::Skv, S::Repeat});
-        int krep = g.op1({"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kc},
-                         TensorInfo{"k_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
-        int vrep = g.op1({"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {vc},
-                         TensorInfo{"v_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
+        OpInfo rk_op{"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, rv_op{"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
+        if (s.heads_q != s.heads_kv) {
+            rk_op.launches.push_back({LaunchClass::StridedCopy, rep, R::Kv, 1, R::Act, 1});
+            rv_op.launches.push_back({LaunchClass::StridedCopy, rep, R::Kv, 1, R::Act, 1});
+        }
+        int krep = g.op1(std::move(rk_op), {kc}, TensorInfo{"k_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
+        int vrep = g.op1(std::move(rv_op), {vc}, TensorInfo{"v_repeated", rep, R::Act, C::Activation, Lifetime::Transient, no_gqa});
         int mask_add = g.op1({"mask_to_additive", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {},
                              act("mask_additive", Size(1, {S::Batch, S::Sq, S::Skv, S::MaskConv}), C::AttentionMatrix));
         // Q·Kᵀ and P·V over the keys each query attends: 4 FLOPs per query, key and channel.

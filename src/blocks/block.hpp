@@ -127,6 +127,13 @@ OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weig
 // transformers' RMSNorm over `width` channels of [B, Sq, rows·width] (fp32 upcast and a cast back
 // live beside input and output), with its weight.
 OpInfo rms_norm(const char* name, u64 rows, u64 width);
+// The kernels of transformers' RMSNorm in eager PyTorch (LlamaRMSNorm.forward), over `rows` rows
+// of `width` per token: the fp32 upcast (when `upcast`), pow, mean, + eps, rsqrt, × rsqrt
+// (broadcast), the cast back (when `upcast`), × weight (broadcast).
+void eager_rms_norm_launches(OpInfo& op, u64 rows, u64 width, bool upcast);
+// The kernels of apply_rotary_pos_emb on [B, heads, Sq, head_dim] of `width` per token:
+// x · cos (cos broadcast over the heads), −x2, cat(−x2, x1), · sin, the sum.
+void eager_rotary_launches(OpInfo& op, u64 width);
 }  // namespace blk
 
 // The variants in this folder (one function per file, called by BlockRegistry::builtin).

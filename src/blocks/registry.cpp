@@ -91,6 +91,33 @@ OpInfo rms_norm(const char* name, u64 rows, u64 width) {
     op.saved = {{s, DtypeRole::Fp32}, {s, DtypeRole::Act}, {Size(rows, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
     return op;
 }
+
+void eager_rms_norm_launches(OpInfo& op, u64 rows, u64 width, bool upcast) {
+    using L = LaunchClass;
+    using R = DtypeRole;
+    const Size e(checked_mul(rows, width, op.name), {Sym::Batch, Sym::Sq}), r(rows, {Sym::Batch, Sym::Sq});
+    if (upcast) op.launches.push_back({L::Strided, e, R::Act, 1, R::Fp32, 1});   // hidden_states.to(float32): a converting copy
+    op.launches.push_back({L::Vectorized, e, R::Fp32, 1, R::Fp32, 1});           // .pow(2)
+    op.launches.push_back({L::Reduce, e, R::Fp32, 1, R::Fp32, 0});               // .mean(-1, keepdim=True)
+    op.launches.push_back({L::Vectorized, r, R::Fp32, 1, R::Fp32, 1});           // + eps
+    op.launches.push_back({L::Vectorized, r, R::Fp32, 1, R::Fp32, 1});           // rsqrt
+    op.launches.push_back({L::Strided, e, R::Fp32, 1, R::Fp32, 1});              // × rsqrt, broadcast over the row
+    if (upcast) op.launches.push_back({L::Vectorized, e, R::Fp32, 1, R::Act, 1});  // .to(input_dtype)
+    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});                // weight ×, broadcast over the rows
+}
+
+void eager_rotary_launches(OpInfo& op, u64 width) {
+    using L = LaunchClass;
+    using R = DtypeRole;
+    // q arrives transposed ([B, Sq, heads, d] viewed as [B, heads, Sq, d]) and cos/sin broadcast
+    // over the heads, so every kernel takes TensorIterator's non-vectorized path.
+    const Size e(width, {Sym::Batch, Sym::Sq}), half(width / 2, {Sym::Batch, Sym::Sq});
+    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});   // q * cos
+    op.launches.push_back({L::Strided, half, R::Act, 1, R::Act, 1});  // -x2
+    op.launches.push_back({L::Cat, e, R::Act, 1, R::Act, 1});       // cat((-x2, x1), dim=-1)
+    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});   // rotate_half(q) * sin
+    op.launches.push_back({L::Strided, e, R::Act, 2, R::Act, 1});   // the sum
+}
 }  // namespace blk
 
 }  // namespace memtax

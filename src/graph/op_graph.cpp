@@ -41,6 +41,18 @@ const char* to_string(Category c) {
     return "?";
 }
 
+const char* to_string(LaunchClass c) {
+    switch (c) {
+        case LaunchClass::Vectorized: return "vectorized";
+        case LaunchClass::Strided: return "strided";
+        case LaunchClass::StridedCopy: return "strided_copy";
+        case LaunchClass::Cat: return "cat";
+        case LaunchClass::Reduce: return "reduce";
+        case LaunchClass::Softmax: return "softmax";
+    }
+    return "?";
+}
+
 const char* to_string(OpGroup g) {
     switch (g) {
         case OpGroup::Projection: return "attention projections";
@@ -117,6 +129,9 @@ int OpGraph::op1h(OpInfo info, std::initializer_list<int> inputs, TensorInfo out
 
 void OpGraph::finalize() {
     const size_t n = tensors_.size();
+    for (const OpInfo& op : ops_)
+        if (op.launches.size() > OpTraffic::kMaxLaunches)
+            throw InternalError(fmt::format("op graph {}: op {} declares {} launches, above {}", name_, op.name, op.launches.size(), OpTraffic::kMaxLaunches));
     if (n > kMaxTensors) throw InternalError(fmt::format("op graph {}: {} tensors, above {}", name_, n, kMaxTensors));
     producer_.resize(n, -2);
     for (size_t t = 0; t < n; ++t) {
@@ -348,6 +363,14 @@ std::vector<OpTraffic> OpGraph::traffic(const Bindings& b) const {
             if (w.category == Category::AttentionMatrix) r.attention_matrix_bytes = checked_add(r.attention_matrix_bytes, v, term);
         }
         r.bytes = checked_add(r.bytes, r.weight_bytes, term);
+        for (const Launch& l : op.launches) {
+            u64 n;
+            if (!size_value(l.elements, b, n)) throw OverflowError(term);
+            if (n == 0) continue;
+            const u64 in = checked_mul(l.inputs, dtype(l.in).bytes(n, term), term);
+            const u64 outb = checked_mul(l.outputs, dtype(l.out).bytes(n, term), term);
+            r.launches[r.n_launches++] = LaunchTraffic{l.cls, n, checked_add(in, outb, term)};
+        }
     }
     return out;
 }

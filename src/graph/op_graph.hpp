@@ -110,6 +110,30 @@ struct WeightTensor {
     u64 bytes(const DType& d, std::string_view term) const;
 };
 
+// The kernels eager PyTorch really launches for an op, for the time model (its memory is the
+// op's tensors). An op without launches is one kernel moving its minimum traffic at the stream
+// bandwidth. Classes (rates in RuntimeSpec::EagerKernels, measured on the GPU):
+//   Vectorized   contiguous elementwise kernels (vectorized loads): the stream bandwidth
+//   Strided      TensorIterator's non-vectorized loop (a broadcast operand, a non-contiguous input,
+//                a dtype conversion): bound by elements per second
+//   StridedCopy  a copy from a broadcast or transposed source into a new tensor (repeat_kv,
+//                transpose().contiguous()): elements per second
+//   Cat          torch.cat of non-contiguous inputs: elements per second
+//   Reduce       a reduction over rows (mean): bytes per second
+//   Softmax      the fp32 softmax over rows: bytes per second
+enum class LaunchClass : std::uint8_t { Vectorized, Strided, StridedCopy, Cat, Reduce, Softmax };
+const char* to_string(LaunchClass c);
+// One kernel: `elements` processed, each reading `inputs` values of `in` and writing `outputs`
+// values of `out` (broadcast operands of a few rows are not counted).
+struct Launch {
+    LaunchClass cls = LaunchClass::Vectorized;
+    Size elements;
+    DtypeRole in = DtypeRole::Act;
+    std::uint8_t inputs = 1;
+    DtypeRole out = DtypeRole::Act;
+    std::uint8_t outputs = 1;
+};
+
 struct OpInfo {
     const char* name = "";
     OpKind kind = OpKind::Elementwise;
@@ -128,6 +152,8 @@ struct OpInfo {
     // Temporaries its backward holds before the gradients of its inputs exist (then released):
     // when set, they replace the upcast gradients of `workspace`.
     std::vector<Workspace> backward_workspace;
+    // Time: the kernels eager PyTorch launches for this op (empty: one kernel, see Launch).
+    std::vector<Launch> launches;
 };
 
 // What a training step keeps and allocates for one graph (one layer), relative to before its
@@ -144,8 +170,14 @@ struct TrainGraphEval {
     u64 saved_hidden = 0;            // of `saved`: [B, Sq, hidden] tensors, replicated under TP (sequence parallelism shards them)
 };
 
+struct LaunchTraffic {
+    LaunchClass cls = LaunchClass::Vectorized;
+    u64 elements = 0, bytes = 0;
+};
+
 // The minimum traffic of one op: each input read once, each output (and temporary) written
-// once, its weights read once.
+// once, its weights read once; and its declared launches at the point (those of zero elements
+// dropped).
 struct OpTraffic {
     const OpInfo* op = nullptr;
     u64 flops = 0;
@@ -153,6 +185,9 @@ struct OpTraffic {
     u64 weight_bytes = 0;
     u64 kv_bytes = 0;                // cache tensors read or written
     u64 attention_matrix_bytes = 0;  // S×S tensors read or written
+    static constexpr size_t kMaxLaunches = 8;
+    std::array<LaunchTraffic, kMaxLaunches> launches{};
+    std::uint8_t n_launches = 0;
 };
 
 struct Bindings {

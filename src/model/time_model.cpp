@@ -27,8 +27,27 @@ double peak_rate(const GpuSpec& g, const std::string& dtype, std::string* name =
 struct Rates {
     double bw = 0, act_rate = 0, peak_act = 0, launch = 0;
     double host_op = 0, host_step = 0;  // the runtime's host dispatch (0: not modelled)
+    double queued = 0;                  // a kernel queued right behind another (declared launches)
+    RuntimeSpec::EagerKernels eager;    // eager PyTorch's kernel classes (ratios 1 when the runtime has none)
+    bool has_eager = false;
     std::string act_name;
 };
+
+// One declared launch: the queued-kernel cost plus the longer of its bytes at its class's
+// bandwidth and its elements at its class's element rate.
+double launch_seconds(const Rates& r, const LaunchTraffic& l) {
+    const double bytes = static_cast<double>(l.bytes), n = static_cast<double>(l.elements);
+    double s = bytes / r.bw;
+    switch (l.cls) {
+        case LaunchClass::Vectorized: break;
+        case LaunchClass::Strided: s = std::max(s, n / (r.eager.strided * r.bw)); break;
+        case LaunchClass::StridedCopy: s = std::max(s, n / (r.eager.strided_copy * r.bw)); break;
+        case LaunchClass::Cat: s = std::max(s, n / (r.eager.cat * r.bw)); break;
+        case LaunchClass::Reduce: s = bytes / (r.eager.reduce * r.bw); break;
+        case LaunchClass::Softmax: s = bytes / (r.eager.softmax * r.bw); break;
+    }
+    return r.queued + s;
+}
 
 Rates rates_for(const Estimate& e) {
     const GpuSpec& g = e.gpu();
@@ -42,6 +61,12 @@ Rates rates_for(const Estimate& e) {
     if (const auto& h = e.workload.runtime.host) {
         r.host_op = h->per_op_s;
         r.host_step = h->per_step_s;
+    }
+    r.queued = r.launch;
+    if (auto it = g.kernel_rates.find("launch"); it != g.kernel_rates.end() && it->second.queued_s > 0) r.queued = it->second.queued_s;
+    if (const auto& k = e.workload.runtime.kernels) {
+        r.eager = *k;
+        r.has_eager = true;
     }
     return r;
 }
@@ -104,19 +129,41 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
             const size_t slot = static_cast<size_t>(cls) * 2 + (fp8 ? 1 : 0);
             if (!rates_cache[slot])
                 rates_cache[slot] = class_rates(e.gpu(), cls, fp8 ? e.workload.weight_dtype->name : r.act_name);
-            const KernelTime kt = kernel_time(*rates_cache[slot], cls, t.flops, t.bytes);
+            // Eager decode's Q·Kᵀ and P·V are cuBLAS batched GEMVs over the keys; with a key count
+            // that is not a multiple of 8 their rows are not 16-byte aligned and they read at the
+            // runtime's unaligned-GEMV rate.
+            ClassRates cr = *rates_cache[slot];
+            if (cls == KernelClass::Gemm && op.weights.empty() && gu.bindings[Sym::Sq] == 1 && r.has_eager && gu.bindings[Sym::Skv] % 8 != 0)
+                cr.bandwidth = r.eager.gemv_unaligned * r.bw;
+            const KernelTime kt = kernel_time(cr, cls, t.flops, t.bytes);
             const double c = static_cast<double>(count);
             KindTime& row = kind_row(st.kinds, to_string(op.group));
-            row.ops += count;
             const std::string& term = op.name;  // named in an overflow error
             row.flops = checked_add(row.flops, checked_mul(t.flops, count, term), term);
-            row.bytes = checked_add(row.bytes, checked_mul(t.bytes, count, term), term);
-            const double op_s = std::max(kt.compute_s, kt.memory_s);
-            if (kt.compute_s > kt.memory_s) row.compute_s += c * op_s;
-            else row.memory_s += c * op_s;
-            row.launch_s += c * kt.overhead_s;
-            row.seconds += c * kt.seconds;
-            op_seconds.push_back(kt.seconds);
+            if (t.n_launches > 0) {
+                // The kernels eager PyTorch launches for the op, each at its class's rate.
+                double op_s = 0;
+                for (u64 i = 0; i < t.n_launches; ++i) {
+                    const LaunchTraffic& l = t.launches[i];
+                    const double ls = launch_seconds(r, l);
+                    op_s += ls;
+                    row.bytes = checked_add(row.bytes, checked_mul(l.bytes, count, term), term);
+                    row.memory_s += c * (ls - r.queued);
+                    row.launch_s += c * r.queued;
+                }
+                row.ops += count * t.n_launches;
+                row.seconds += c * op_s;
+                op_seconds.push_back(op_s);
+            } else {
+                row.ops += count;
+                row.bytes = checked_add(row.bytes, checked_mul(t.bytes, count, term), term);
+                const double op_s = std::max(kt.compute_s, kt.memory_s);
+                if (kt.compute_s > kt.memory_s) row.compute_s += c * op_s;
+                else row.memory_s += c * op_s;
+                row.launch_s += c * kt.overhead_s;
+                row.seconds += c * kt.seconds;
+                op_seconds.push_back(kt.seconds);
+            }
             st.weight_bytes = checked_add(st.weight_bytes, checked_mul(t.weight_bytes, count, "bytes"), "bytes");
             st.kv_bytes = checked_add(st.kv_bytes, checked_mul(t.kv_bytes, count, "bytes"), "bytes");
             st.attention_matrix_bytes =

@@ -93,6 +93,8 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
         norm.saved = {{Size(2, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
     } else {
         norm.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
+        if (in.runtime.family == RuntimeFamily::Transformers && m.norm == NormKind::RMSNorm)
+            blk::eager_rms_norm_launches(norm, 1, h, !(dt[static_cast<size_t>(DtypeRole::Act)] == dt[static_cast<size_t>(DtypeRole::Fp32)]));
     }
     int xf = g.op1h(std::move(norm), {x}, blk::act("x_final", bsh), holds);
     // The vocab-parallel head: this GPU's rows; the logits are then gathered onto one GPU. A

@@ -80,6 +80,8 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
             op.saved = {{Size(2, {S::Batch, S::Sq}), DtypeRole::Fp32}};
         } else {
             op.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {S::Batch, S::Sq}), DtypeRole::Fp32}};
+            // nn.LayerNorm is one fused kernel; transformers' RMSNorm is eight.
+            if (env.model.norm == NormKind::RMSNorm) blk::eager_rms_norm_launches(op, 1, h, !(env.dtype(DtypeRole::Act) == env.dtype(DtypeRole::Fp32)));
         }
         return op;
     };

@@ -82,6 +82,18 @@ struct RuntimeSpec {
         std::string source;
     };
     std::optional<HostCost> host;
+    // Eager PyTorch's own kernels (the time of the launches ops declare, graph/op_graph.hpp), as
+    // ratios to the GPU's stream bandwidth: elements per second per byte per second for the
+    // element-bound classes, bytes per second per byte per second for the others. Measured on
+    // one GPU and taken at the same ratio on others. Absent: every launch streams at the copy
+    // bandwidth.
+    struct EagerKernels {
+        double strided = 1, strided_copy = 1, cat = 1;  // elements/s ÷ stream B/s
+        double reduce = 1, softmax = 1;                 // B/s ÷ stream B/s
+        double gemv_unaligned = 1;  // cuBLAS's batched GEMV (decode's Q·Kᵀ and P·V) over a key count not a multiple of 8
+        std::string source;
+    };
+    std::optional<EagerKernels> kernels;
     // Training execution (runtimes used by `estimate --mode train`): dropout masks kept for the
     // backward (attention probabilities and the two residual branches; 1 byte an element), a
     // fused LayerNorm that keeps only its input and fp32 mean and rstd, and recomputation of the

@@ -31,7 +31,7 @@ namespace {
 
 const std::vector<std::string> kRuntimeKeys = {
     "name", "description", "family", "attention", "softmax_dtype", "logits_dtype", "mask", "gqa",
-    "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "host", "training", "sources"};
+    "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "host", "kernels", "training", "sources"};
 
 }  // namespace
 
@@ -111,6 +111,24 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         if (c.per_step_s > 1.0) h->fail("per_step_s", fmt::format("{} s per step is implausible; valid: up to 1", c.per_step_s));
         c.source = h->required_string("source");
         r.host = c;
+    }
+
+    if (auto k = map.optional_map("kernels")) {
+        k->finish({"strided", "strided_copy", "cat", "reduce", "softmax", "gemv_unaligned", "source"});
+        RuntimeSpec::EagerKernels e;
+        auto ratio = [&](const char* key) {
+            const double v = k->required_rate(key);
+            if (v > 10) k->fail(key, fmt::format("{} is implausible as a ratio to the stream bandwidth; valid: above 0, up to 10", v));
+            return v;
+        };
+        e.strided = ratio("strided");
+        e.strided_copy = ratio("strided_copy");
+        e.cat = ratio("cat");
+        e.reduce = ratio("reduce");
+        e.softmax = ratio("softmax");
+        e.gemv_unaligned = ratio("gemv_unaligned");
+        e.source = k->required_string("source");
+        r.kernels = e;
     }
 
     if (auto t = map.optional_map("training")) {
