@@ -9,8 +9,9 @@ with torch.cuda.synchronize() before and after — what a caller of generate() w
 dispatch included — the median of RUNS runs after WARMUP runs, with the 10th and 90th
 percentiles. Writes OUT_DIR/FILE in schema memtax.measurements/1, cases of kind "step_time".
 
-Usage: python3 kernels/torch/measure_hf_steps.py OUT_DIR [--shapes llama-3.1-8b,gqa-2l]
+Usage: python3 kernels/torch/measure_hf_steps.py OUT_DIR [--shapes llama-3.1-8b,gqa-2l,...]
            [--prefill B:S,...] [--decode B:KV,...] [--runs 7] [--warmup 2] [--name FILE]
+           [--impls eager,sdpa]
 """
 import datetime
 import json
@@ -34,6 +35,13 @@ SHAPES = {
                          intermediate_size=14336, num_hidden_layers=32, vocab_size=128256),
     "gqa-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=4, head_dim=128,
                    intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
+    # Shapes of public models (their config.json's sizes), random weights.
+    "llama-3.2-3b": dict(hidden_size=3072, num_attention_heads=24, num_key_value_heads=8, head_dim=128,
+                         intermediate_size=8192, num_hidden_layers=28, vocab_size=128256, tie_word_embeddings=True),
+    "qwen2.5-7b": dict(config="Qwen2Config", hidden_size=3584, num_attention_heads=28, num_key_value_heads=4,
+                       intermediate_size=18944, num_hidden_layers=28, vocab_size=152064, rms_norm_eps=1e-6),
+    "mistral-7b-v0.1": dict(config="MistralConfig", hidden_size=4096, num_attention_heads=32, num_key_value_heads=8,
+                            head_dim=128, intermediate_size=14336, num_hidden_layers=32, vocab_size=32000, sliding_window=4096),
 }
 
 
@@ -46,12 +54,13 @@ def main():
         return args[args.index(name) + 1].split(",") if name in args else default
 
     shapes = opt("--shapes", ["llama-3.1-8b"])
-    prefill = [tuple(int(x) for x in p.split(":")) for p in opt("--prefill", ["1:1024", "1:4096", "1:16384", "4:4096", "8:2048"])]
+    prefill = [tuple(int(x) for x in p.split(":")) for p in opt("--prefill", ["1:1024", "1:4096", "1:16384", "4:4096", "8:2048"]) if p]
     decode = [tuple(int(x) for x in p.split(":")) for p in opt("--decode", ["1:1024", "1:8192", "1:32768", "8:1024", "8:8192", "8:32768",
-                                                                         "32:1024", "32:8192", "64:1024", "64:4096"])]
+                                                                         "32:1024", "32:8192", "64:1024", "64:4096"]) if p]
     runs = int(opt("--runs", ["7"])[0])
     warmup = int(opt("--warmup", ["2"])[0])
     file_name = opt("--name", ["hf_steps.json"])[0]
+    impls = opt("--impls", ["eager", "sdpa"])
 
     import torch
     import transformers
@@ -73,36 +82,43 @@ def main():
         return dict(seconds=statistics.median(ts), p10_seconds=q(0.1), p90_seconds=q(0.9), runs=len(ts))
 
     cases = []
+
+    def write():
+        # After every case, so a run stopped at its time limit keeps what it measured.
+        prov = {
+            "gpu": torch.cuda.get_device_name(0),
+            "driver": smi("driver_version"),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cuda": torch.version.cuda,
+            "cpu": subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python3 " + " ".join(["kernels/torch/measure_hf_steps.py", "$OUT"] + sys.argv[2:]),
+        }
+        doc = {"schema": "memtax.measurements/1", "source": "torch-hf-steps", "provenance": prov, "cases": cases}
+        with open(os.path.join(out_dir, file_name), "w") as f:
+            json.dump(doc, f, indent=1)
+
     for shape in shapes:
-        cfg = LlamaConfig(max_position_embeddings=131072, tie_word_embeddings=False, **SHAPES[shape])
+        spec = dict(SHAPES[shape])
+        cls = getattr(transformers, spec.pop("config", "LlamaConfig"))
+        spec.setdefault("tie_word_embeddings", False)
+        cfg = cls(max_position_embeddings=131072, **spec)
         cfg_dict = cfg.to_dict()
         cfg_dict["dtype"] = "bfloat16"
         cfg_dict.pop("torch_dtype", None)
         with open(os.path.join(out_dir, f"{shape}.config.json"), "w") as f:
             json.dump(cfg_dict, f, indent=2, sort_keys=True)
-        for impl in ["eager", "sdpa"]:
+        for impl in impls:
             torch.manual_seed(0)
             with torch.device(dev):
                 model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=impl)
             model.eval()
             runtime = "hf-" + impl
-            for b, s in prefill:
-                case = dict(id=f"{shape}/{runtime}/b{b}/s{s}/prefill/time", kind="step_time", model_config=f"{shape}.config.json",
-                            runtime=runtime, mode="prefill", batch=b, context=s, logits_kept=1)
-                try:
-                    ids = torch.randint(0, cfg.vocab_size, (b, s), device=dev)
-
-                    def step():
-                        with torch.inference_mode():
-                            model(input_ids=ids, use_cache=True, logits_to_keep=1)
-                    case.update(status="ok", measured=timed(step))
-                    del ids
-                except torch.OutOfMemoryError as err:
-                    case.update(status="oom", reason="torch.OutOfMemoryError: " + " ".join(str(err).split())[:300])
-                torch.cuda.empty_cache()
-                cases.append(case)
-                print(json.dumps(case), flush=True)
-            kvh, hd = cfg.num_key_value_heads, cfg.head_dim
+            # Decode steps first: a prefill that runs out of memory leaves the process slower for the
+            # steps after it (seen on the H200: a batch-1 decode 2x slower right after an OOM).
+            kvh = cfg.num_key_value_heads
+            hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads  # Qwen2Config has none
             for b, kv in decode:
                 case = dict(id=f"{shape}/{runtime}/b{b}/s{kv + 1}/decode/time", kind="step_time", model_config=f"{shape}.config.json",
                             runtime=runtime, mode="decode", batch=b, context=kv + 1, logits_kept=1)
@@ -116,7 +132,7 @@ def main():
                     cache = [None]
 
                     def fresh():
-                        c = DynamicCache()
+                        c = DynamicCache(config=model.config)  # as generate() makes it: sliding-window layers keep their window
                         for i, (k, v) in enumerate(base):
                             c.update(k, v, i)
                         cache[0] = c
@@ -142,27 +158,28 @@ def main():
                 torch.cuda.empty_cache()
                 cases.append(case)
                 print(json.dumps(case), flush=True)
+                write()
+            for b, s in prefill:
+                case = dict(id=f"{shape}/{runtime}/b{b}/s{s}/prefill/time", kind="step_time", model_config=f"{shape}.config.json",
+                            runtime=runtime, mode="prefill", batch=b, context=s, logits_kept=1)
+                try:
+                    ids = torch.randint(0, cfg.vocab_size, (b, s), device=dev)
+
+                    def step():
+                        with torch.inference_mode():
+                            model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                    case.update(status="ok", measured=timed(step))
+                    del ids
+                except torch.OutOfMemoryError as err:
+                    case.update(status="oom", reason="torch.OutOfMemoryError: " + " ".join(str(err).split())[:300])
+                torch.cuda.empty_cache()
+                cases.append(case)
+                print(json.dumps(case), flush=True)
+                write()
             del model
             torch.cuda.empty_cache()
 
-    doc = {
-        "schema": "memtax.measurements/1",
-        "source": "torch-hf-steps",
-        "provenance": {
-            "gpu": torch.cuda.get_device_name(0),
-            "driver": smi("driver_version"),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "cuda": torch.version.cuda,
-            "cpu": subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python3 " + " ".join(["kernels/torch/measure_hf_steps.py", "$OUT"] + sys.argv[2:]),
-        },
-        "cases": cases,
-    }
-    with open(os.path.join(out_dir, file_name), "w") as f:
-        json.dump(doc, f, indent=1)
-
+    write()
 
 if __name__ == "__main__":
     main()

@@ -6,8 +6,9 @@ For the time model's kernel list: which kernels each module of a decoder layer r
 (median of 5 after 2 warm-ups, synchronised), then one profiled run (torch.profiler): every
 device kernel and memcpy/memset in start order with its duration and the gap before it.
 
-Usage: python3 kernels/torch/profile_hf_kernels.py OUT_DIR [--shape llama-3.1-8b|gqa-2l]
-Writes OUT_DIR/kernel_trace.json.
+Usage: python3 kernels/torch/profile_hf_kernels.py OUT_DIR [--shape NAME (measure_hf_steps.SHAPES)]
+           [--cases impl:mode:batch:tokens,...]
+Writes OUT_DIR/kernel_trace_<shape>.json.
 """
 import datetime
 import json
@@ -19,14 +20,10 @@ import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig
+from transformers import AutoModelForCausalLM, DynamicCache
 
-SHAPES = {
-    "llama-3.1-8b": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                         intermediate_size=14336, num_hidden_layers=32, vocab_size=128256),
-    "gqa-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=4, head_dim=128,
-                   intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure_hf_steps import SHAPES  # noqa: E402  (the same shapes as the timed steps)
 
 
 def smi(q):
@@ -44,19 +41,31 @@ def main():
     shape = args[args.index("--shape") + 1] if "--shape" in args else "llama-3.1-8b"
     cases = [("prefill", 1, 4096), ("prefill", 4, 4096), ("decode", 1, 1024), ("decode", 8, 8192),
              ("decode", 8, 32768), ("decode", 64, 4096)]
+    impls = ["eager", "sdpa"]
+    if "--cases" in args:  # impl:mode:batch:tokens,...
+        picked = [c.split(":") for c in args[args.index("--cases") + 1].split(",")]
+        impls = sorted({p[0] for p in picked})
+        cases = [(p[1], int(p[2]), int(p[3])) for p in picked]
     dev = torch.device("cuda")
-    cfg = LlamaConfig(max_position_embeddings=131072, tie_word_embeddings=False, **SHAPES[shape])
-    L, kvh, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim
+    spec = dict(SHAPES[shape])
+    import transformers
+    cls = getattr(transformers, spec.pop("config", "LlamaConfig"))
+    spec.setdefault("tie_word_embeddings", False)
+    cfg = cls(max_position_embeddings=131072, **spec)
+    L, kvh = cfg.num_hidden_layers, cfg.num_key_value_heads
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     result = dict(schema="memtax.kernel-trace/0", provenance=dict(
         gpu=torch.cuda.get_device_name(0), driver=smi("driver_version"), torch=torch.__version__,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        command=f"python3 kernels/torch/profile_hf_kernels.py $OUT --shape {shape}"), shape=shape, cases=[])
-    for impl in ["eager", "sdpa"]:
+        command="python3 kernels/torch/profile_hf_kernels.py $OUT " + " ".join(args)), shape=shape, cases=[])
+    for impl in impls:
         torch.manual_seed(0)
         with torch.device(dev):
             model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation=impl)
         model.eval()
         for mode, b, n in cases:
+            if "--cases" in args and f"{impl}:{mode}:{b}:{n}" not in args[args.index("--cases") + 1].split(","):
+                continue
             ids = torch.randint(0, cfg.vocab_size, (b, n if mode == "prefill" else 1), device=dev)
             base = []
             if mode == "decode":
@@ -69,7 +78,7 @@ def main():
 
             def fresh():
                 if mode == "decode":
-                    c = DynamicCache()
+                    c = DynamicCache(config=model.config)  # sliding-window layers where the model has them
                     for i, (k, v) in enumerate(base):
                         c.update(k, v, i)
                     cache[0] = c

@@ -210,8 +210,8 @@ Bindings TransformersPlan::layer_bindings(const Type& t, const Geometry& g, bool
     b[S::Prefilling] = g.before > 0 ? 0 : 1;
     b[S::StateLive] = 1;
     b[S::MultiSeq] = B > 1 ? 1 : 0;
-    b[S::NativeGqa] = 1 - b[S::Repeat];
     b[S::Repeat] = rt_.gqa == GqaKind::Repeat || (rt_.gqa == GqaKind::NativeUnlessMasked && g.masked) ? 1 : 0;
+    b[S::NativeGqa] = 1 - b[S::Repeat];
     b[S::MaskConv] = rt_.attention == AttentionKernel::Fused && rt_.mask == MaskKind::BoolWhenNeeded && g.masked ? 1 : 0;
     // A causal flash kernel skips the blocks above the diagonal: (S + 1) / 2 keys per query on
     // average; with a mask or one query it reads every key.
