@@ -8,16 +8,38 @@ batch 1, 4,096 tokens; eager decode, batch 8, 32,768 cached tokens) and checked 
 the elements each processes from the model's shape. Each rate is the median of its kernels'
 elements (or bytes) per second.
 
+The fused-attention kernel given an explicit mask (SDPA past a sliding window) is read off a
+second trace, of Mistral-7B's shape (window 4,096) at an SDPA prefill of batch 1, 8,192 tokens:
+the cuDNN flash kernel of each layer over the full 8,192 x 8,192 scores, as a fraction of the
+GPU's calibrated attention_prefill FLOP/s (hardware/calibrated/h200.yaml).
+
 Usage: python3 kernels/torch/fit_eager_classes.py TRACE.json[.gz] [STREAM_BYTES_PER_S]
-       (python3 kernels/torch/fit_eager_classes.py tests/data/measured/h200_kernel_trace_llama-3.1-8b.json.gz)
+           [--masked MASKED_TRACE.json[.gz] [--attention-flops FLOP_PER_S]]
+       (python3 kernels/torch/fit_eager_classes.py tests/data/measured/h200_kernel_trace_llama-3.1-8b.json.gz
+            --masked tests/data/measured/h200_kernel_trace_mistral-7b-v0.1.json.gz)
 """
 import gzip
 import json
 import statistics
 import sys
 
-trace = json.load(gzip.open(sys.argv[1]) if sys.argv[1].endswith(".gz") else open(sys.argv[1]))
-stream = float(sys.argv[2]) if len(sys.argv) > 2 else 4.27017e12  # hardware/calibrated/h200.yaml stream class
+def load(path):
+    return json.load(gzip.open(path) if path.endswith(".gz") else open(path))
+
+
+argv = sys.argv[1:]
+masked_path = attention_flops = None
+if "--masked" in argv:
+    i = argv.index("--masked")
+    masked_path = argv[i + 1]
+    del argv[i:i + 2]
+attention_flops = 5.98525e14  # hardware/calibrated/h200.yaml attention_prefill flops_per_s
+if "--attention-flops" in argv:
+    i = argv.index("--attention-flops")
+    attention_flops = float(argv[i + 1])
+    del argv[i:i + 2]
+trace = load(argv[0])
+stream = float(argv[1]) if len(argv) > 1 else 4.27017e12  # hardware/calibrated/h200.yaml stream class
 h, hq, hkv, d = 4096, 32, 8, 128
 
 
@@ -86,4 +108,16 @@ for cls, xs in samples.items():
     print(f"{cls:22s} {rate:.4g} {unit}  ratio to stream {rate / stream:.4f}  ({len(xs)} kernels)")
     for r, name, us, amount in xs:
         print(f"    {r:.4g}  {us:9.1f} us  {amount:>12d}  {name}")
-print(json.dumps({k: round(v / stream, 4) for k, v in out.items()}))
+ratios = {k: round(v / stream, 4) for k, v in out.items()}
+
+if masked_path:
+    m = load(masked_path)
+    ks = next(c["kernels"] for c in m["cases"] if (c["impl"], c["mode"], c["batch"], c["tokens"]) == ("sdpa", "prefill", 1, 8192))
+    flops = 4 * 1 * 32 * 8192 * 8192 * 128  # Q·Kᵀ and P·V over every key: Mistral-7B's 32 heads of 128
+    rates = [flops / (x[1] * 1e-6) for x in ks if "sdpa" in x[0] and "fprop" in x[0]]
+    if len(rates) != 32:
+        raise SystemExit(f"expected 32 fused attention kernels (one per layer), found {len(rates)}")
+    rate = statistics.median(rates)
+    print(f"masked_attention       {rate:.4g} FLOP/s  ratio to attention_prefill {rate / attention_flops:.4f}  (32 kernels)")
+    ratios["masked_attention"] = round(rate / attention_flops, 4)
+print(json.dumps(ratios))

@@ -7,11 +7,14 @@ and one decode step over a cache that holds `kv` tokens per sequence (the cache 
 random K/V, so no long prefill is needed first). Each time is host wall clock around the call
 with torch.cuda.synchronize() before and after — what a caller of generate() waits, host
 dispatch included — the median of RUNS runs after WARMUP runs, with the 10th and 90th
-percentiles. Writes OUT_DIR/FILE in schema memtax.measurements/1, cases of kind "step_time".
+percentiles. Next to each case, measured.host_reference_seconds: the median wall clock of a
+batch-1 decode step of a tiny fixed model (all host dispatch), taken just before the case, the
+host's speed at that moment. Writes OUT_DIR/FILE in schema memtax.measurements/1, cases of kind
+"step_time".
 
 Usage: python3 kernels/torch/measure_hf_steps.py OUT_DIR [--shapes llama-3.1-8b,gqa-2l,...]
            [--prefill B:S,...] [--decode B:KV,...] [--runs 7] [--warmup 2] [--name FILE]
-           [--impls eager,sdpa]
+           [--impls eager,sdpa] [--one-process]   (each implementation runs in its own process unless --one-process)
 """
 import datetime
 import json
@@ -62,6 +65,11 @@ def main():
     file_name = opt("--name", ["hf_steps.json"])[0]
     impls = opt("--impls", ["eager", "sdpa"])
 
+    if len(impls) > 1 and "--one-process" not in args:
+        # Each attention implementation in a process of its own: an out-of-memory step in one
+        # (the eager 32k prefill) slows the steps measured after it in the same process.
+        return isolated(out_dir, args, impls, file_name)
+
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig
@@ -99,6 +107,35 @@ def main():
         with open(os.path.join(out_dir, file_name), "w") as f:
             json.dump(doc, f, indent=1)
 
+    # The host's speed, measured next to every case: the median wall clock of a batch-1 decode
+    # step of a tiny fixed model (2 layers of width 256, SDPA, a 16-token cache) whose GPU work
+    # is a few microseconds, so the step is all host dispatch (Python, ATen, kernel launches),
+    # the work that bounds small steps of big models. Hosts differ (and one host drifts), so
+    # `memtax validate` scales the runtime's host cost by this over the fit host's reference.
+    ref_cfg = LlamaConfig(hidden_size=256, num_attention_heads=4, num_key_value_heads=2, head_dim=64, intermediate_size=512,
+                          num_hidden_layers=2, vocab_size=1024, max_position_embeddings=4096, tie_word_embeddings=False)
+    with torch.device(dev):
+        ref_model = AutoModelForCausalLM.from_config(ref_cfg, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
+    ref_kv = [(torch.randn(1, 2, 16, 64, device=dev, dtype=torch.bfloat16), torch.randn(1, 2, 16, 64, device=dev, dtype=torch.bfloat16))
+              for _ in range(2)]
+    ref_ids = torch.zeros((1, 1), dtype=torch.long, device=dev)
+    ref_pos = torch.full((1, 1), 16, dtype=torch.long, device=dev)
+
+    def host_reference():
+        ts = []
+        for i in range(5 + 31):
+            c = DynamicCache(config=ref_model.config)
+            for j, (k, v) in enumerate(ref_kv):
+                c.update(k, v, j)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                ref_model(input_ids=ref_ids, past_key_values=c, position_ids=ref_pos, use_cache=True)
+            torch.cuda.synchronize()
+            if i >= 5:
+                ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
     for shape in shapes:
         spec = dict(SHAPES[shape])
         cls = getattr(transformers, spec.pop("config", "LlamaConfig"))
@@ -122,6 +159,7 @@ def main():
             for b, kv in decode:
                 case = dict(id=f"{shape}/{runtime}/b{b}/s{kv + 1}/decode/time", kind="step_time", model_config=f"{shape}.config.json",
                             runtime=runtime, mode="decode", batch=b, context=kv + 1, logits_kept=1)
+                ref_s = host_reference()
                 try:
                     # A cache of `kv` random tokens per sequence; each timed step appends one token to a
                     # fresh copy, so every run sees the same length.
@@ -151,7 +189,8 @@ def main():
                             ts.append(time.perf_counter() - t0)
                     ts.sort()
                     q = lambda p: ts[min(len(ts) - 1, int(round(p * (len(ts) - 1))))]
-                    case.update(status="ok", measured=dict(seconds=statistics.median(ts), p10_seconds=q(0.1), p90_seconds=q(0.9), runs=len(ts)))
+                    case.update(status="ok", measured=dict(seconds=statistics.median(ts), p10_seconds=q(0.1), p90_seconds=q(0.9), runs=len(ts),
+                                                            host_reference_seconds=ref_s))
                     del base, cache
                 except torch.OutOfMemoryError as err:
                     case.update(status="oom", reason="torch.OutOfMemoryError: " + " ".join(str(err).split())[:300])
@@ -168,7 +207,8 @@ def main():
                     def step():
                         with torch.inference_mode():
                             model(input_ids=ids, use_cache=True, logits_to_keep=1)
-                    case.update(status="ok", measured=timed(step))
+                    ref_s = host_reference()
+                    case.update(status="ok", measured=dict(timed(step), host_reference_seconds=ref_s))
                     del ids
                 except torch.OutOfMemoryError as err:
                     case.update(status="oom", reason="torch.OutOfMemoryError: " + " ".join(str(err).split())[:300])
@@ -180,6 +220,39 @@ def main():
             torch.cuda.empty_cache()
 
     write()
+
+def isolated(out_dir, args, impls, file_name):
+    keep = []
+    skip = False
+    for a in args:  # the arguments without --impls/--name and their values
+        if skip:
+            skip = False
+        elif a in ("--impls", "--name"):
+            skip = True
+        else:
+            keep.append(a)
+    merged = None
+    for impl in impls:
+        part = f".part-{impl}-{file_name}"
+        subprocess.run([sys.executable, os.path.abspath(__file__), out_dir, *keep, "--impls", impl, "--name", part],
+                       check=False)
+        path = os.path.join(out_dir, part)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            doc = json.load(f)
+        os.remove(path)
+        if merged is None:
+            merged = doc
+        else:
+            merged["cases"] += doc["cases"]
+    if merged is None:
+        sys.exit("measure_hf_steps: no implementation produced a result")
+    merged["provenance"]["command"] = "python3 " + " ".join(["kernels/torch/measure_hf_steps.py", "$OUT"] + args)
+    merged["provenance"]["note"] = "each attention implementation measured in a process of its own"
+    with open(os.path.join(out_dir, file_name), "w") as f:
+        json.dump(merged, f, indent=1)
+
 
 if __name__ == "__main__":
     main()

@@ -93,11 +93,12 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
     // The cache update: torch.cat makes the layer's new storage while the old one is still
     // referenced; the old is released when the cache attribute is rebound.
     const Size new_size(s.kv_dim, {S::Batch, S::SkvNew});
-    // Its kernels: over an existing cache a contiguous cat (old and new read, the new storage
-    // written: vectorized); onto the empty cache of a prefill, a cat of the transposed projection
-    // (a strided gather).
+    // Its kernels: over an existing contiguous cache a vectorized cat (old and new read, the new
+    // storage written); over a window layer's sliced view, and onto the empty cache of a prefill
+    // (a cat of the transposed projection), a strided gather.
     auto cache_launches = [&](OpInfo& op, DtypeRole in) {
-        op.launches.push_back({LaunchClass::Vectorized, Size(s.kv_dim, {S::Batch, S::SkvNew, S::Cached}), R::Kv, 1, R::Kv, 1});
+        op.launches.push_back({LaunchClass::Vectorized, Size(s.kv_dim, {S::Batch, S::SkvNew, S::CacheContig}), R::Kv, 1, R::Kv, 1});
+        op.launches.push_back({LaunchClass::Cat, Size(s.kv_dim, {S::Batch, S::SkvNew, S::CacheView}), R::Kv, 1, R::Kv, 1});
         op.launches.push_back({LaunchClass::Cat, Size(s.kv_dim, {S::Batch, S::Sq, S::Prefilling}), in, 1, R::Kv, 1});
     };
     int kc, vc;

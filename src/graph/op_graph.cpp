@@ -25,6 +25,8 @@ const char* to_string(Sym s) {
         case Sym::Prefilling: return "prefilling";
         case Sym::MultiSeq: return "multi_seq";
         case Sym::NativeGqa: return "native_gqa";
+        case Sym::CacheView: return "cache_view";
+        case Sym::CacheContig: return "cache_contig";
         case Sym::Count: break;
     }
     return "?";

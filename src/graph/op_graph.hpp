@@ -41,6 +41,8 @@ enum class Sym : std::uint8_t {
     StateLive,  // 1 where a fixed per-sequence state exists (0 only when sizing the cache before a prefill)
     MultiSeq,   // 1 when the step has more than one sequence, else 0 (a permuted [B, heads] view then cannot be merged without a copy)
     NativeGqa,  // 1 − repeat: the fused kernel reads the un-repeated K/V heads itself
+    CacheView,  // 1 when a decode step's old cache is a slice of a longer storage (a window layer past its window), else 0
+    CacheContig,// Cached − CacheView: the old cache is a whole contiguous tensor
     Count
 };
 constexpr size_t kSyms = static_cast<size_t>(Sym::Count);

@@ -135,6 +135,10 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
             ClassRates cr = *rates_cache[slot];
             if (cls == KernelClass::Gemm && op.weights.empty() && gu.bindings[Sym::Sq] == 1 && r.has_eager && gu.bindings[Sym::Skv] % 8 != 0)
                 cr.bandwidth = r.eager.gemv_unaligned * r.bw;
+            // A fused prefill given an explicit mask (a sliding window shorter than the prompt)
+            // computes every tile, and applies the mask in each, at the runtime's masked rate.
+            if (cls == KernelClass::AttentionPrefill && r.has_eager && gu.bindings[Sym::MaskConv] == 1)
+                cr.flops *= r.eager.masked_attention;
             const KernelTime kt = kernel_time(cr, cls, t.flops, t.bytes);
             const double c = static_cast<double>(count);
             KindTime& row = kind_row(st.kinds, to_string(op.group));

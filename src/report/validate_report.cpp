@@ -111,14 +111,16 @@ ValidationDoc validation_doc(const Validation& v) {
     if (!v.steps.empty()) {
         Table& st = d.steps;
         for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-                 {"case", "case", false}, {"predicted_s", "predicted", true}, {"host_s", "host", true}, {"gpu_s", "GPU", true},
-                 {"measured_s", "measured", true}, {"error", "error", true}, {"result", "result", false}})
+                 {"case", "case", false}, {"predicted_s", "predicted", true}, {"host_s", "host", true}, {"host_scale", "host speed", true},
+                 {"gpu_s", "GPU", true}, {"measured_s", "measured", true}, {"error", "error", true}, {"result", "result", false}})
             st.add_column(k, title, right);
         for (const auto& r : v.steps) {
             st.row();
             st.cell(r.c.id);
             st.cell(secs(r.predicted_s), fmt::format("{:.6g}", r.predicted_s));
             st.cell(r.host_s > 0 ? secs(r.host_s) : "-", r.host_s > 0 ? fmt::format("{:.6g}", r.host_s) : "");
+            // The case's host reference over the fit host's: >1 a slower host (1 when not recorded).
+            st.cell(fmt::format("×{:.2f}", r.host_scale), fmt::format("{:.6g}", r.host_scale));
             st.cell(secs(r.gpu_s), fmt::format("{:.6g}", r.gpu_s));
             st.cell(secs(r.c.step->seconds), fmt::format("{:.6g}", r.c.step->seconds));
             st.cell(fmt::format("{:+.1f}%", r.error * 100), fmt::format("{:.6g}", r.error));

@@ -38,6 +38,7 @@ private:
     struct Geometry {
         u64 before = 0, after = 0, visible = 0;
         bool masked = false;
+        bool view = false;  // the old cache is a slice of a longer storage (DynamicSlidingWindowLayer past W - drop)
     };
     Geometry geometry(const Type& t, bool prefill, u64 S, u64 step) const noexcept;
     Bindings layer_bindings(const Type& t, const Geometry& g, bool prefill, u64 B, u64 Sq, u64 kept, u64 mask_elems) const noexcept;
@@ -193,6 +194,9 @@ TransformersPlan::Geometry TransformersPlan::geometry(const Type& t, bool prefil
     g.after = !W || prefill ? S : std::min(S - 1, keep) + 1;
     g.visible = W ? std::min(S, keep) : S;
     g.masked = rt_.mask == MaskKind::Additive || (rt_.mask == MaskKind::BoolWhenNeeded && W && g.after >= W);
+    // Once more tokens were seen than it keeps, a windowed layer holds `full[:, :, -keep:]`: the
+    // next step's cat reads that strided view (a gather, not a vectorized copy).
+    g.view = !prefill && W && S - 1 > keep;
     return g;
 }
 
@@ -208,6 +212,8 @@ Bindings TransformersPlan::layer_bindings(const Type& t, const Geometry& g, bool
     b[S::SkvSink] = g.after + 1;
     b[S::Cached] = g.before > 0 ? 1 : 0;
     b[S::Prefilling] = g.before > 0 ? 0 : 1;
+    b[S::CacheView] = g.before > 0 && g.view ? 1 : 0;
+    b[S::CacheContig] = b[S::Cached] - b[S::CacheView];
     b[S::StateLive] = 1;
     b[S::MultiSeq] = B > 1 ? 1 : 0;
     b[S::Repeat] = rt_.gqa == GqaKind::Repeat || (rt_.gqa == GqaKind::NativeUnlessMasked && g.masked) ? 1 : 0;

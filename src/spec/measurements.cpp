@@ -315,13 +315,18 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             const json& ms = member(doc, c, at, "measured");
             const std::string mp = at + ".measured";
             if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
-            only_keys(doc, ms, mp, {"seconds", "p10_seconds", "p90_seconds", "runs"});
+            only_keys(doc, ms, mp, {"seconds", "p10_seconds", "p90_seconds", "runs", "host_reference_seconds"});
             MeasuredStep st;
             st.seconds = number(doc, ms, mp, "seconds");
             if (!(st.seconds > 0) || st.seconds > 3600) doc.fail(mp + ".seconds", fmt::format("{}; valid: a positive time up to 3600 s", st.seconds));
             if (ms.contains("p10_seconds")) st.p10_seconds = number(doc, ms, mp, "p10_seconds");
             if (ms.contains("p90_seconds")) st.p90_seconds = number(doc, ms, mp, "p90_seconds");
             if (ms.contains("runs")) st.runs = uint(doc, ms, mp, "runs");
+            if (ms.contains("host_reference_seconds")) {
+                st.host_reference_seconds = number(doc, ms, mp, "host_reference_seconds");
+                if (!(st.host_reference_seconds > 0) || st.host_reference_seconds > 1)
+                    doc.fail(mp + ".host_reference_seconds", fmt::format("{}; valid: a positive time up to 1 s", st.host_reference_seconds));
+            }
             mc.step = st;
         } else if (mc.status == "ok") {
             const json& ms = member(doc, c, at, "measured");

@@ -79,6 +79,10 @@ struct RuntimeSpec {
     // bottleneck.
     struct HostCost {
         double per_op_s = 0, per_step_s = 0;
+        // The fit host's speed: its median batch-1 decode step of the harness's tiny reference
+        // model (kernels/torch/measure_hf_steps.py). A step measured next to a reference r is
+        // predicted with the host costs scaled by r / reference_seconds; 0: not recorded.
+        double reference_seconds = 0;
         std::string source;
     };
     std::optional<HostCost> host;
@@ -91,6 +95,7 @@ struct RuntimeSpec {
         double strided = 1, strided_copy = 1, cat = 1;  // elements/s ÷ stream B/s
         double reduce = 1, softmax = 1;                 // B/s ÷ stream B/s
         double gemv_unaligned = 1;  // cuBLAS's batched GEMV (decode's Q·Kᵀ and P·V) over a key count not a multiple of 8
+        double masked_attention = 1;  // a fused prefill given an explicit mask: FLOP/s ÷ the GPU's attention_prefill FLOP/s
         std::string source;
     };
     std::optional<EagerKernels> kernels;
