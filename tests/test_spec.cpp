@@ -202,3 +202,31 @@ TEST(Catalog, EveryProfileResolvesByItsDeclaredName) {
     for (const auto& r : catalog_runtimes()) EXPECT_EQ(resolve_runtime(r.name).name, r.name);
     for (const auto& c : catalog_clusters()) EXPECT_EQ(resolve_cluster(c.name).name, c.name);
 }
+
+// The runtime's measured kernel and host rates: out-of-range values are one-line errors naming
+// the file, line and field.
+TEST(YamlSpec, RuntimeKernelAndHostRatesAreChecked) {
+    const std::string base = read_input_file(std::string(MEMTAX_SOURCE_DIR) + "/runtimes/hf-sdpa.yaml");
+    auto error_of = [&](const std::string& from, const std::string& to) -> std::string {
+        std::string text = base;
+        const size_t at = text.find(from);
+        if (at == std::string::npos) return "fragment not found: " + from;
+        text.replace(at, from.size(), to);
+        try {
+            load_runtime_yaml(text, "rt.yaml");
+        } catch (const InputError& e) {
+            return e.what();
+        }
+        return "loaded";
+    };
+    EXPECT_EQ(load_runtime_yaml(base, "rt.yaml").kernels->masked_attention, 0.5099);
+    std::string e = error_of("masked_attention: 0.5099", "masked_attention: 1.5");
+    EXPECT_NE(e.find("rt.yaml:"), std::string::npos) << e;
+    EXPECT_NE(e.find("kernels.masked_attention: 1.5 is not a fraction of the fused attention rate; valid: above 0, up to 1"), std::string::npos) << e;
+    e = error_of("masked_attention: 0.5099", "masked_attention: -1");
+    EXPECT_NE(e.find("kernels.masked_attention"), std::string::npos) << e;
+    e = error_of("per_step_s: 0.646e-3", "per_step_s: 0.646e-3\n  reference_seconds: 3");
+    EXPECT_NE(e.find("host.reference_seconds: 3 s for the tiny reference step is implausible"), std::string::npos) << e;
+    e = error_of("cat: 0.0380", "cta: 0.0380");
+    EXPECT_NE(e.find("did you mean \"cat\""), std::string::npos) << e;
+}

@@ -182,3 +182,64 @@ TEST(Time, HostBoundStepsOutOfSampleWithinTenPercent) {
     }
     EXPECT_GE(checked, 5u);
 }
+
+// transformers' DynamicSlidingWindowLayer keeps `full[:, :, -(W-1):]`, a view of the last cat's
+// storage, once more than W - 1 tokens were seen; the next decode step's torch.cat reads that
+// view with strides (CatArrayBatchedCopy), not as one contiguous block. Mistral-7B (W = 4,096,
+// 8 KV heads of 128, 32 layers), batch 1, one H200 (calibrated stream 4.27017e12 B/s, queued
+// launch 2.9087 µs: hardware/calibrated/h200.yaml), hf-sdpa (cat rate 0.0380 elements/s per B/s):
+//  - KV length 4,095 before the step (context 4,096): the cache is the whole tensor; each of the
+//    64 cats (K, V per layer) reads 4,095 + 1 rows of 1,024 and writes 4,096: 2·4,096·1,024·2 B
+//    = 16,777,216 B, at the stream rate.
+//  - context 8,193: the cache is the 4,095-token view; the cat makes W = 4,096 rows, 4,194,304
+//    elements, at the strided-cat rate: 4,194,304 / (0.0380 · 4.27017e12) s.
+TEST(Time, WindowCachePastItsWindowIsCatFromAStridedView) {
+    const double bw = 4.27017e12, queued = 2.9087e-6;
+    auto cache_update = [](u64 context) {
+        Pair p = both("mistral-7b-v0.1", "h200-calibrated", "hf-sdpa", 1, context);
+        TimeEstimate t = estimate_time(p.prefill, p.decode, Topology(single_node_cluster(p.prefill.gpu(), 1)));
+        const KindTime* k = kind(t.decode, "kv cache update");
+        EXPECT_NE(k, nullptr);
+        EXPECT_DOUBLE_EQ(t.bandwidth_bytes_per_s, 4.27017e12);
+        return k ? *k : KindTime{};
+    };
+    const KindTime within = cache_update(4096), past = cache_update(8193);
+    EXPECT_EQ(within.ops, 64u);
+    EXPECT_EQ(past.ops, 64u);
+    EXPECT_EQ(within.bytes, 64ull * 16777216ull);
+    EXPECT_EQ(past.bytes, 64ull * 16777216ull);
+    const double contiguous = 64 * (queued + 16777216.0 / bw);
+    const double strided = 64 * (queued + 4194304.0 / (0.0380 * bw));
+    EXPECT_NEAR(within.seconds, contiguous, contiguous * 1e-9);
+    EXPECT_NEAR(past.seconds, strided, strided * 1e-9);
+}
+
+// Past its window SDPA is given an explicit mask (the causal flag cannot express a window):
+// cuDNN's flash kernel then computes every tile, Q·Kᵀ and P·V over all S keys, at the runtime's
+// masked rate. Mistral-7B, batch 1, prefill of 8,192 tokens: 4·32 heads·8,192²·128 FLOPs per
+// layer, 32 layers. The attention-core row also holds the mask conversion and repeat_kv; the
+// fused kernel alone changes with the rate, by flops · (1/(0.5099·R) − 1/R), R = 5.98525e14
+// FLOP/s (runtimes/hf-sdpa.yaml, hardware/calibrated/h200.yaml).
+TEST(Time, MaskedFusedPrefillComputesEveryTileAtTheMaskedRate) {
+    auto core = [](double masked_rate) {
+        Workload w;
+        w.batch = 1;
+        w.context = 8192;
+        w.runtime = resolve_runtime("hf-sdpa");
+        if (masked_rate > 0) w.runtime.kernels->masked_attention = masked_rate;
+        Workload d = w;
+        d.mode = Mode::Decode;
+        const ModelSpec m = resolve_model("mistral-7b-v0.1");
+        const GpuSpec g = resolve_gpu("h200-calibrated");
+        TimeEstimate t = estimate_time(estimate(m, g, {}, w), estimate(m, g, {}, d), Topology(single_node_cluster(g, 1)));
+        const KindTime* k = kind(t.prefill, "attention core");
+        EXPECT_NE(k, nullptr);
+        return k ? *k : KindTime{};
+    };
+    const KindTime shipped = core(0), unmasked_rate = core(1.0);
+    const double flops = 32 * 4.0 * 32 * 8192.0 * 8192.0 * 128, R = 5.98525e14;
+    EXPECT_EQ(shipped.flops, static_cast<u64>(flops));
+    const double expected = flops * (1 / (0.5099 * R) - 1 / R);
+    EXPECT_NEAR(shipped.seconds - unmasked_rate.seconds, expected, expected * 1e-6);
+    EXPECT_EQ(shipped.bound, "compute");
+}
