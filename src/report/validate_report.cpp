@@ -333,7 +333,7 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
                           {"tolerance", c.tolerance}, {"passed", c.passed}});
     ojson steps = ojson::array();
     for (const auto& r : v.steps)
-        steps.push_back({{"id", r.c.id}, {"predicted_s", r.predicted_s}, {"host_s", r.host_s}, {"gpu_s", r.gpu_s},
+        steps.push_back({{"id", r.c.id}, {"predicted_s", r.predicted_s}, {"host_s", r.host_s}, {"host_scale", r.host_scale}, {"gpu_s", r.gpu_s},
                          {"measured_s", r.c.step->seconds}, {"error", r.error}, {"ok", r.ok}});
     ojson train = ojson::array();
     for (const auto& r : v.train)
