@@ -9,7 +9,7 @@ with torch.cuda.synchronize() before and after — what a caller of generate() w
 dispatch included — the median of RUNS runs after WARMUP runs, with the 10th and 90th
 percentiles. Next to each case, measured.host_reference_seconds: the median wall clock of a
 batch-1 decode step of a tiny fixed model (all host dispatch), taken just before the case, the
-host's speed at that moment. Writes OUT_DIR/FILE in schema memtax.measurements/1, cases of kind
+host's speed at that moment (a diagnostic). Writes OUT_DIR/FILE in schema memtax.measurements/1, cases of kind
 "step_time".
 
 Usage: python3 kernels/torch/measure_hf_steps.py OUT_DIR [--shapes llama-3.1-8b,gqa-2l,...]
@@ -110,8 +110,8 @@ def main():
     # The host's speed, measured next to every case: the median wall clock of a batch-1 decode
     # step of a tiny fixed model (2 layers of width 256, SDPA, a 16-token cache) whose GPU work
     # is a few microseconds, so the step is all host dispatch (Python, ATen, kernel launches),
-    # the work that bounds small steps of big models. Hosts differ (and one host drifts), so
-    # `memtax validate` scales the runtime's host cost by this over the fit host's reference.
+    # the work that bounds small steps of big models. Recorded for diagnosis: on the H200
+    # leases it did not track the slowdowns of 32-layer steps, so no prediction uses it.
     ref_cfg = LlamaConfig(hidden_size=256, num_attention_heads=4, num_key_value_heads=2, head_dim=64, intermediate_size=512,
                           num_hidden_layers=2, vocab_size=1024, max_position_embeddings=4096, tie_word_embeddings=False)
     with torch.device(dev):

@@ -111,16 +111,14 @@ ValidationDoc validation_doc(const Validation& v) {
     if (!v.steps.empty()) {
         Table& st = d.steps;
         for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-                 {"case", "case", false}, {"predicted_s", "predicted", true}, {"host_s", "host", true}, {"host_scale", "host speed", true},
-                 {"gpu_s", "GPU", true}, {"measured_s", "measured", true}, {"error", "error", true}, {"result", "result", false}})
+                 {"case", "case", false}, {"predicted_s", "predicted", true}, {"host_s", "host", true}, {"gpu_s", "GPU", true},
+                 {"measured_s", "measured", true}, {"error", "error", true}, {"result", "result", false}})
             st.add_column(k, title, right);
         for (const auto& r : v.steps) {
             st.row();
             st.cell(r.c.id);
             st.cell(secs(r.predicted_s), fmt::format("{:.6g}", r.predicted_s));
             st.cell(r.host_s > 0 ? secs(r.host_s) : "-", r.host_s > 0 ? fmt::format("{:.6g}", r.host_s) : "");
-            // The case's host reference over the fit host's: >1 a slower host (1 when not recorded).
-            st.cell(fmt::format("×{:.2f}", r.host_scale), fmt::format("{:.6g}", r.host_scale));
             st.cell(secs(r.gpu_s), fmt::format("{:.6g}", r.gpu_s));
             st.cell(secs(r.c.step->seconds), fmt::format("{:.6g}", r.c.step->seconds));
             st.cell(fmt::format("{:+.1f}%", r.error * 100), fmt::format("{:.6g}", r.error));
@@ -333,7 +331,7 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
                           {"tolerance", c.tolerance}, {"passed", c.passed}});
     ojson steps = ojson::array();
     for (const auto& r : v.steps)
-        steps.push_back({{"id", r.c.id}, {"predicted_s", r.predicted_s}, {"host_s", r.host_s}, {"host_scale", r.host_scale}, {"gpu_s", r.gpu_s},
+        steps.push_back({{"id", r.c.id}, {"predicted_s", r.predicted_s}, {"host_s", r.host_s}, {"gpu_s", r.gpu_s},
                          {"measured_s", r.c.step->seconds}, {"error", r.error}, {"ok", r.ok}});
     ojson train = ojson::array();
     for (const auto& r : v.train)

@@ -45,8 +45,8 @@ struct ProbeCheck {
 struct MeasuredStep {
     double seconds = 0, p10_seconds = 0, p90_seconds = 0;
     u64 runs = 0;
-    // The host's speed next to the case: the median step of the harness's tiny reference model
-    // (all host dispatch); 0 when not recorded.
+    // Recorded for diagnosis, not used by the prediction: the median step of the harness's tiny
+    // reference model (all host dispatch) just before the case; 0 when not recorded.
     double host_reference_seconds = 0;
 };
 

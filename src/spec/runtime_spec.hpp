@@ -79,10 +79,6 @@ struct RuntimeSpec {
     // bottleneck.
     struct HostCost {
         double per_op_s = 0, per_step_s = 0;
-        // The fit host's speed: its median batch-1 decode step of the harness's tiny reference
-        // model (kernels/torch/measure_hf_steps.py). A step measured next to a reference r is
-        // predicted with the host costs scaled by r / reference_seconds; 0: not recorded.
-        double reference_seconds = 0;
         std::string source;
     };
     std::optional<HostCost> host;

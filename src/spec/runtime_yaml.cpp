@@ -103,17 +103,12 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         map.fail("context_overhead", "needs a \"default\" entry (used for GPUs not listed)");
 
     if (auto h = map.optional_map("host")) {
-        h->finish({"per_op_s", "per_step_s", "reference_seconds", "source"});
+        h->finish({"per_op_s", "per_step_s", "source"});
         RuntimeSpec::HostCost c;
         c.per_op_s = h->required_rate("per_op_s");
         c.per_step_s = h->required_rate("per_step_s");
         if (c.per_op_s > 1e-3) h->fail("per_op_s", fmt::format("{} s per op is implausible; valid: up to 1e-3", c.per_op_s));
         if (c.per_step_s > 1.0) h->fail("per_step_s", fmt::format("{} s per step is implausible; valid: up to 1", c.per_step_s));
-        if (h->has("reference_seconds")) {
-            c.reference_seconds = h->required_rate("reference_seconds");
-            if (c.reference_seconds > 1.0)
-                h->fail("reference_seconds", fmt::format("{} s for the tiny reference step is implausible; valid: above 0, up to 1", c.reference_seconds));
-        }
         c.source = h->required_string("source");
         r.host = c;
     }

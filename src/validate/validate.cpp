@@ -269,12 +269,6 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             w.context = c.context;
             w.batch = c.batch;
             w.logits_kept = c.logits_kept;
-            // This host's speed at the time, where both it and the fit host's were recorded.
-            if (auto& h = w.runtime.host; h && h->reference_seconds > 0 && c.step->host_reference_seconds > 0) {
-                sr.host_scale = c.step->host_reference_seconds / h->reference_seconds;
-                h->per_op_s *= sr.host_scale;
-                h->per_step_s *= sr.host_scale;
-            }
             const Plan plan = Plan::compile(models.at(c.model), gpu, Deployment{}, w);
             const TimeEstimate t = estimate_time(plan, Point{Mode::Prefill, c.batch, c.context}, Topology(single_node_cluster(gpu, 1)));
             const StepTime& st = c.mode == "prefill" ? t.prefill : t.decode;

@@ -63,7 +63,6 @@ struct ProbeResult {
 struct StepResult {
     MeasuredCase c;
     double predicted_s = 0, host_s = 0, gpu_s = 0;
-    double host_scale = 1;  // the case's host reference over the runtime's fit host's (1: not recorded)
     double error = 0;  // (predicted - measured) / measured
     bool ok = true;    // within step_worst_tolerance
 };
