@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
 
 #include "model/plan.hpp"
 #include "spec/loaders.hpp"
@@ -186,4 +190,46 @@ TEST(Vllm, Fp8KvDoublesTheBlocks) {
     // int4 KV has no vLLM kernel.
     parse_dtype("int4", w.kv_dtype.emplace());
     EXPECT_THROW(estimate(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w), InputError);
+}
+
+// A tensor-parallel run (kernels/torch/measure_hf_tp.py) lists every rank. The KV each rank
+// holds under TP 2 is derived by hand: gqa-2l (2 layers, 4 KV heads of 128, bf16), a prefill of
+// 1,024 tokens, batch 1: 2 layers · (K, V) · 1,024 · 4 · 128 · 2 B = 4,194,304 B in all, and
+// its 4 KV heads split 2 + 2 over the ranks: 2,097,152 B on each. A rank holding the unsharded
+// cache is a failed rank, named; a list that does not match tp is a one-line input error.
+TEST(Validate, ShardedRunsCheckEveryRank) {
+    const std::string dir = std::string(MEMTAX_TEST_DATA) + "/measured/";
+    auto file = [&](u64 kv_rank1, size_t ranks) {
+        std::string rs;
+        for (size_t k = 0; k < ranks; ++k)
+            rs += fmt::format(R"({}{{"rank": {}, "measured": {{"forward_peak_bytes": 50000000, "kv_cache_bytes": {}}}}})", k ? "," : "", k,
+                              k == 1 ? kv_rank1 : 2097152);
+        const std::string text = fmt::format(R"({{"schema": "memtax.measurements/1", "source": "test", "provenance": {{"gpu": "NVIDIA H200", "date": "2026-12-03", "command": "hand-written"}},
+ "cases": [{{"id": "gqa-2l/tp2", "kind": "forward", "model_config": "{}", "runtime": "hf-sdpa", "mode": "prefill",
+  "batch": 1, "context": 1024, "logits_kept": 1, "tp": 2, "status": "ok",
+  "measured": {{"forward_peak_bytes": 50000000, "kv_cache_bytes": 2097152}}, "ranks": [{}]}}]}})", dir + "gqa-2l.config.json", rs);
+        const std::string path = (std::filesystem::temp_directory_path() / "memtax-tp-test.json").string();
+        std::ofstream(path) << text;
+        return path;
+    };
+    Validation even = validate_measurements(file(2097152, 2), "h200", 0.05, 4ull << 20);
+    ASSERT_EQ(even.cases.size(), 1u);
+    const CaseResult& e = even.cases[0];
+    EXPECT_EQ(e.c.tp, 2u);
+    EXPECT_EQ(e.ranks_checked, 2u);
+    ASSERT_TRUE(e.predicted_kv.has_value());
+    EXPECT_EQ(*e.predicted_kv, 2097152u);
+    EXPECT_TRUE(e.kv_exact);
+    EXPECT_EQ(e.ranks_ok, e.peak_ok);  // equal ranks: each as the fullest
+    Validation off = validate_measurements(file(4194304, 2), "h200", 0.05, 4ull << 20);
+    EXPECT_FALSE(off.cases[0].ranks_ok);
+    EXPECT_FALSE(off.cases[0].ok);
+    EXPECT_FALSE(off.all_ok);
+    try {
+        validate_measurements(file(2097152, 3), "h200", 0.05, 4ull << 20);
+        ADD_FAILURE() << "three ranks for tp 2 accepted";
+    } catch (const InputError& err) {
+        EXPECT_NE(std::string(err.what()).find("cases[0].ranks: expected a list of 2 ranks"), std::string::npos) << err.what();
+    }
+    std::filesystem::remove(std::filesystem::temp_directory_path() / "memtax-tp-test.json");
 }

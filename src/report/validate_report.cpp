@@ -216,6 +216,18 @@ ValidationDoc validation_doc(const Validation& v) {
                                     ? fmt::format(", {} within {:.0f}% of capacity", ooms - oom_agree - oom_fragmented, v.tolerance * 100)
                                     : "");
         d.notes.push_back(line);
+        size_t sharded = 0, ranks = 0, ranks_bad = 0;
+        const CaseResult* far = nullptr;
+        for (const auto& r : v.cases)
+            if (r.ranks_checked) {
+                ++sharded;
+                ranks += r.ranks_checked;
+                ranks_bad += !r.ranks_ok;
+                if (!far || std::fabs(r.worst_rank_error) > std::fabs(far->worst_rank_error)) far = &r;
+            }
+        if (far)
+            d.notes.push_back(fmt::format("{} sharded cases, {} ranks: every rank against the per-GPU prediction, {} case(s) with a rank off; furthest: {} rank {} {:+.2f}%",
+                                          sharded, ranks, ranks_bad, far->c.id, far->worst_rank, far->worst_rank_error * 100));
         if (ok_cases) {
             const auto& w = v.cases[v.worst];
             d.notes.push_back(fmt::format("worst case: {} {:+.2f}% (predicted {}, measured {}; peak at {})", w.c.id, w.peak_error * 100,
@@ -290,6 +302,9 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
         ojson c = {{"id", r.c.id}, {"status", r.c.status}, {"predicted_fits", r.predicted_fits},
                    {"predicted_allocation_bytes", r.predicted_allocation},
                    {"predicted_forward_peak_bytes", r.predicted_peak}, {"peak_at", r.peak_at}, {"ok", r.ok}};
+        if (r.c.tp != 1) c["tp"] = r.c.tp;
+        if (r.ranks_checked)
+            c["ranks"] = {{"checked", r.ranks_checked}, {"ok", r.ranks_ok}, {"worst_rank", r.worst_rank}, {"worst_rank_error", r.worst_rank_error}};
         if (r.oom_explained)
             c["oom"] = {{"fragmentation", true}, {"request_bytes", r.oom_request}, {"allocated_bytes", r.oom_allocated},
                         {"reserved_unallocated_bytes", r.oom_stranded}};

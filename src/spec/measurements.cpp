@@ -282,6 +282,10 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
         if (mc.context == 0) doc.fail(at + ".context", "must be at least 1");
         mc.logits_kept = c.contains("logits_kept") ? uint(doc, c, at, "logits_kept") : 1;
         mc.decode_step = c.contains("decode_step") ? uint(doc, c, at, "decode_step") : 1;
+        mc.tp = c.contains("tp") ? uint(doc, c, at, "tp") : 1;
+        if (mc.tp == 0 || mc.tp > 1024) doc.fail(at + ".tp", fmt::format("{}; valid: 1 to 1024 tensor-parallel ranks", mc.tp));
+        if (c.contains("ranks") && mc.kind != "forward") doc.fail(at + ".ranks", "only a forward case lists its ranks");
+        if (mc.tp != 1 && mc.kind == "train") doc.fail(at + ".tp", "a training case runs on one GPU here; valid: 1");
         if (mc.decode_step == 0) doc.fail(at + ".decode_step", "must be at least 1 (1: the first decode step after the prefill)");
         if (mc.decode_step != 1 && mc.mode != "decode") doc.fail(at + ".decode_step", "only a decode case has a decode step");
         mc.status = str(doc, c, at, "status");
@@ -343,6 +347,32 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
                 mc.measured.after_step_bytes = v.get<std::int64_t>();
             }
             if (!mc.measured.forward_peak_bytes) doc.fail(mp, "required field \"forward_peak_bytes\" is missing");
+            if (c.contains("ranks")) {
+                const json& rs = c["ranks"];
+                if (!rs.is_array() || rs.size() != mc.tp)
+                    doc.fail(at + ".ranks", fmt::format("expected a list of {} ranks (one per tensor-parallel rank, tp = {})", mc.tp, mc.tp));
+                for (size_t k = 0; k < rs.size(); ++k) {
+                    const std::string rp = fmt::format("{}.ranks[{}]", at, k);
+                    if (!rs[k].is_object()) doc.fail(rp, "expected an object {rank, measured}");
+                    only_keys(doc, rs[k], rp, {"rank", "measured"});
+                    const u64 rank = uint(doc, rs[k], rp, "rank");
+                    if (rank != k) doc.fail(rp + ".rank", fmt::format("{}; valid: {} (ranks in order)", rank, k));
+                    const json& rm = member(doc, rs[k], rp, "measured");
+                    const std::string rmp = rp + ".measured";
+                    if (!rm.is_object()) doc.fail(rmp, "expected an object of measured values");
+                    only_keys(doc, rm, rmp, {"forward_peak_bytes", "kv_cache_bytes", "logits_bytes", "after_step_bytes"});
+                    MeasuredForward f;
+                    f.forward_peak_bytes = uint(doc, rm, rmp, "forward_peak_bytes");
+                    if (rm.contains("kv_cache_bytes")) f.kv_cache_bytes = uint(doc, rm, rmp, "kv_cache_bytes");
+                    if (rm.contains("logits_bytes")) f.logits_bytes = uint(doc, rm, rmp, "logits_bytes");
+                    if (rm.contains("after_step_bytes")) {
+                        const json& v = rm["after_step_bytes"];
+                        if (!v.is_number_integer()) doc.fail(rmp + ".after_step_bytes", fmt::format("expected an integer, got {}", json_repr(v)));
+                        f.after_step_bytes = v.get<std::int64_t>();
+                    }
+                    mc.ranks.emplace_back(rank, f);
+                }
+            }
         } else if (c.contains("measured")) {
             doc.fail(at + ".measured", fmt::format("a case with status {} has no measured values", mc.status));
         }

@@ -69,6 +69,9 @@ struct MeasuredCase {
     std::string mode;          // prefill | decode
     u64 batch = 0, context = 0, logits_kept = 1;  // logits_kept 0 = all positions
     u64 decode_step = 1;  // decode: 1 = the first step after the prefill, 2 = the second
+    u64 tp = 1;           // tensor-parallel ranks the step ran on (kernels/torch/measure_hf_tp.py)
+    // Forward cases of a sharded run: each rank's own measured values (`measured` is the fullest).
+    std::vector<std::pair<u64, MeasuredForward>> ranks;
     std::string status;        // ok | oom | skipped | failed (probe: outputs left unwritten)
     std::string reason;
     MeasuredForward measured;

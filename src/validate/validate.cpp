@@ -269,8 +269,8 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             w.context = c.context;
             w.batch = c.batch;
             w.logits_kept = c.logits_kept;
-            const Plan plan = Plan::compile(models.at(c.model), gpu, Deployment{}, w);
-            const TimeEstimate t = estimate_time(plan, Point{Mode::Prefill, c.batch, c.context}, Topology(single_node_cluster(gpu, 1)));
+            const Plan plan = Plan::compile(models.at(c.model), gpu, Deployment{c.tp, c.tp}, w);
+            const TimeEstimate t = estimate_time(plan, Point{Mode::Prefill, c.batch, c.context}, Topology(single_node_cluster(gpu, c.tp)));
             const StepTime& st = c.mode == "prefill" ? t.prefill : t.decode;
             sr.predicted_s = st.seconds;
             sr.host_s = st.host_s;
@@ -298,7 +298,7 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
         w.logits_kept = c.logits_kept;
         w.decode_step = c.decode_step;
         w.allow_long_context = true;  // the harness ran what it ran
-        Estimate e = estimate(models.at(c.model), gpu, Deployment{1, 1}, w);
+        Estimate e = estimate(models.at(c.model), gpu, Deployment{c.tp, c.tp}, w);
         r.predicted_fits = e.fits;
         r.predicted_peak = e.forward_peak;
         r.peak_at = e.peak_at;
@@ -343,7 +343,23 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
                 const u64 ma = static_cast<u64>(std::max<std::int64_t>(*m.after_step_bytes, 0));
                 r.after_ok = std::fabs(r.after_error) <= tolerance || (pa > ma ? pa - ma : ma - pa) <= slack_bytes;
             }
-            r.ok = r.peak_ok && r.kv_exact && r.logits_exact && r.after_ok;
+            // Every rank of a sharded run: memtax predicts one per-GPU forward (the ranks of a TP
+            // group hold equal shards), so each rank is held to it.
+            for (const auto& [rank, rm] : c.ranks) {
+                ++r.ranks_checked;
+                const u64 rp = *rm.forward_peak_bytes;
+                const double err = rel(static_cast<double>(e.forward_peak), static_cast<double>(rp));
+                const u64 d = e.forward_peak > rp ? e.forward_peak - rp : rp - e.forward_peak;
+                bool ok = std::fabs(err) <= tolerance || d <= slack_bytes;
+                if (rm.kv_cache_bytes) ok = ok && e.kv_cache_visible == *rm.kv_cache_bytes;
+                if (rm.logits_bytes) ok = ok && e.logits_output == *rm.logits_bytes;
+                if (!ok) r.ranks_ok = false;
+                if (std::fabs(err) >= std::fabs(r.worst_rank_error)) {
+                    r.worst_rank_error = err;
+                    r.worst_rank = rank;
+                }
+            }
+            r.ok = r.peak_ok && r.kv_exact && r.logits_exact && r.after_ok && r.ranks_ok;
             if (std::fabs(r.peak_error) > worst) {
                 worst = std::fabs(r.peak_error);
                 v.worst = v.cases.size();

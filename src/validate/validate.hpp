@@ -31,6 +31,12 @@ struct CaseResult {
     bool after_ok = true;
     bool ok = true;  // every check of the case passed
     std::string peak_at;
+    // A sharded run's ranks (tp > 1 with `ranks`): each rank's peak against the per-GPU
+    // prediction, its KV and logits exactly; the rank furthest off.
+    size_t ranks_checked = 0;
+    bool ranks_ok = true;
+    u64 worst_rank = 0;
+    double worst_rank_error = 0;
 };
 
 // One memtax-probe case predicted: the buffers the kernel model lists against the tracking
