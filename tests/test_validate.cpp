@@ -233,3 +233,20 @@ TEST(Validate, ShardedRunsCheckEveryRank) {
     }
     std::filesystem::remove(std::filesystem::temp_directory_path() / "memtax-tp-test.json");
 }
+
+// The sharded-run harness on one H200 (tp 1, h200_hf_tp1_gqa-2l.json, 2026-12-03): every rank's
+// KV exact and every peak within 5%, but for the process's first prefill, which holds cuBLAS's
+// workspace (recorded before the harness warmed up; tests/data/measured/README.md).
+TEST(Validate, ShardedHarnessOnOneGpu) {
+    const Validation v = check("h200_hf_tp1_gqa-2l.json");
+    ASSERT_EQ(v.cases.size(), 16u);
+    size_t ranks = 0;
+    for (const auto& r : v.cases) {
+        ranks += r.ranks_checked;
+        EXPECT_TRUE(r.kv_exact) << r.c.id;
+        EXPECT_TRUE(r.logits_exact) << r.c.id;
+        const bool first = r.c.id == "gqa-2l/hf-sdpa/tp1/b1/s1024/prefill";
+        EXPECT_EQ(r.ok, !first) << r.c.id;
+    }
+    EXPECT_EQ(ranks, 16u);
+}
