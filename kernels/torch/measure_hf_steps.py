@@ -136,6 +136,12 @@ def main():
                 ts.append(time.perf_counter() - t0)
         return statistics.median(ts)
 
+    def record(case):
+        torch.cuda.empty_cache()
+        cases.append(case)
+        print(json.dumps(case), flush=True)
+        write()
+
     for shape in shapes:
         spec = dict(SHAPES[shape])
         cls = getattr(transformers, spec.pop("config", "LlamaConfig"))
@@ -194,10 +200,7 @@ def main():
                     del base, cache
                 except torch.OutOfMemoryError as err:
                     case.update(status="oom", reason="torch.OutOfMemoryError: " + " ".join(str(err).split())[:300])
-                torch.cuda.empty_cache()
-                cases.append(case)
-                print(json.dumps(case), flush=True)
-                write()
+                record(case)
             for b, s in prefill:
                 case = dict(id=f"{shape}/{runtime}/b{b}/s{s}/prefill/time", kind="step_time", model_config=f"{shape}.config.json",
                             runtime=runtime, mode="prefill", batch=b, context=s, logits_kept=1)
@@ -212,10 +215,7 @@ def main():
                     del ids
                 except torch.OutOfMemoryError as err:
                     case.update(status="oom", reason="torch.OutOfMemoryError: " + " ".join(str(err).split())[:300])
-                torch.cuda.empty_cache()
-                cases.append(case)
-                print(json.dumps(case), flush=True)
-                write()
+                record(case)
             del model
             torch.cuda.empty_cache()
 
