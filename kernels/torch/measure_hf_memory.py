@@ -39,6 +39,17 @@ def cache_bytes(cache):
     return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in pairs)
 
 
+def step_bytes(out, before):
+    """What a step just returned costs (call it after torch.cuda.synchronize(), peak stats reset
+    before the step): its forward peak over `before`, the cache's K/V bytes, the logits' bytes and
+    what stays allocated."""
+    import torch
+    return dict(forward_peak_bytes=torch.cuda.max_memory_allocated() - before,
+                kv_cache_bytes=cache_bytes(out.past_key_values),
+                logits_bytes=out.logits.numel() * out.logits.element_size(),
+                after_step_bytes=torch.cuda.memory_allocated() - before)
+
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -144,13 +155,8 @@ def main():
                                 out = model(input_ids=ids, use_cache=True,
                                             logits_to_keep=1 if kept == "1" else 0)
                             torch.cuda.synchronize()
-                            peak = torch.cuda.max_memory_allocated() - before
+                            case.update(status="ok", measured=step_bytes(out, before))
                             cache = out.past_key_values
-                            kv = cache_bytes(cache)
-                            case.update(status="ok", measured=dict(
-                                forward_peak_bytes=peak, kv_cache_bytes=kv,
-                                logits_bytes=out.logits.numel() * out.logits.element_size(),
-                                after_step_bytes=torch.cuda.memory_allocated() - before))
                             # One decode step over the filled cache.
                             if kept == "1":
                                 nxt = torch.randint(0, cfg.vocab_size, (batch, 1), device=dev)
@@ -160,17 +166,12 @@ def main():
                                 with torch.inference_mode():
                                     out2 = model(input_ids=nxt, past_key_values=cache, use_cache=True)
                                 torch.cuda.synchronize()
-                                kv2 = cache_bytes(out2.past_key_values)
                                 # The decode case's context is the KV length after the step.
                                 cases.append(dict(
                                     id=f"{shape_name}/{runtime}/b{batch}/s{ctx + 1}/decode",
                                     kind="forward", model_config=f"{shape_name}.config.json", runtime=runtime,
                                     mode="decode", batch=batch, context=ctx + 1, logits_kept=1, status="ok",
-                                    measured=dict(
-                                        forward_peak_bytes=torch.cuda.max_memory_allocated() - before_d,
-                                        kv_cache_bytes=kv2,
-                                        logits_bytes=out2.logits.numel() * out2.logits.element_size(),
-                                        after_step_bytes=torch.cuda.memory_allocated() - before_d)))
+                                    measured=step_bytes(out2, before_d)))
                                 del out2
                             del out, cache
                         except torch.OutOfMemoryError as err:

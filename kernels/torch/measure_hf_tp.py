@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_hf_memory import cache_bytes  # noqa: E402  (the same KV accounting)
+from measure_hf_memory import step_bytes  # noqa: E402  (the same byte accounting)
 from measure_hf_steps import SHAPES, smi  # noqa: E402  (the same shapes)
 
 
@@ -111,10 +111,7 @@ def main():
                         with torch.inference_mode():
                             out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
                         torch.cuda.synchronize()
-                        mine["prefill"] = dict(forward_peak_bytes=torch.cuda.max_memory_allocated() - before,
-                                               kv_cache_bytes=cache_bytes(out.past_key_values),
-                                               logits_bytes=out.logits.numel() * out.logits.element_size(),
-                                               after_step_bytes=torch.cuda.memory_allocated() - before)
+                        mine["prefill"] = step_bytes(out, before)
                         cache = out.past_key_values
                         del out
                         torch.cuda.synchronize()
@@ -123,10 +120,7 @@ def main():
                         with torch.inference_mode():
                             out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
                         torch.cuda.synchronize()
-                        mine["decode"] = dict(forward_peak_bytes=torch.cuda.max_memory_allocated() - before,
-                                              kv_cache_bytes=cache_bytes(out.past_key_values),
-                                              logits_bytes=out.logits.numel() * out.logits.element_size(),
-                                              after_step_bytes=torch.cuda.memory_allocated() - before)
+                        mine["decode"] = step_bytes(out, before)
                         del out, cache
 
                         def timed(fn):

@@ -192,6 +192,26 @@ MeasuredProbe probe_measured(const JsonDoc& doc, const json& ms, const std::stri
     return r;
 }
 
+// A forward's measured bytes (a case's, or one rank's of a sharded run; only a case records the
+// storages behind its cache's tensors).
+MeasuredForward forward_measured(const JsonDoc& doc, const json& ms, const std::string& mp, bool with_storage) {
+    if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
+    if (with_storage) only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "kv_cache_storage_bytes", "logits_bytes", "after_step_bytes"});
+    else only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "logits_bytes", "after_step_bytes"});
+    MeasuredForward f;
+    if (ms.contains("forward_peak_bytes")) f.forward_peak_bytes = uint(doc, ms, mp, "forward_peak_bytes");
+    if (ms.contains("kv_cache_bytes")) f.kv_cache_bytes = uint(doc, ms, mp, "kv_cache_bytes");
+    if (ms.contains("logits_bytes")) f.logits_bytes = uint(doc, ms, mp, "logits_bytes");
+    if (ms.contains("kv_cache_storage_bytes")) f.kv_cache_storage_bytes = uint(doc, ms, mp, "kv_cache_storage_bytes");
+    if (ms.contains("after_step_bytes")) {
+        const json& v = ms["after_step_bytes"];
+        if (!v.is_number_integer()) doc.fail(mp + ".after_step_bytes", fmt::format("expected an integer, got {}", json_repr(v)));
+        f.after_step_bytes = v.get<std::int64_t>();
+    }
+    if (!f.forward_peak_bytes) doc.fail(mp, "required field \"forward_peak_bytes\" is missing");
+    return f;
+}
+
 }  // namespace
 
 MeasurementFile parse_measurements(const std::string& text, const std::string& file) {
@@ -333,20 +353,7 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             }
             mc.step = st;
         } else if (mc.status == "ok") {
-            const json& ms = member(doc, c, at, "measured");
-            const std::string mp = at + ".measured";
-            if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
-            only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "kv_cache_storage_bytes", "logits_bytes", "after_step_bytes"});
-            if (ms.contains("forward_peak_bytes")) mc.measured.forward_peak_bytes = uint(doc, ms, mp, "forward_peak_bytes");
-            if (ms.contains("kv_cache_bytes")) mc.measured.kv_cache_bytes = uint(doc, ms, mp, "kv_cache_bytes");
-            if (ms.contains("logits_bytes")) mc.measured.logits_bytes = uint(doc, ms, mp, "logits_bytes");
-            if (ms.contains("kv_cache_storage_bytes")) mc.measured.kv_cache_storage_bytes = uint(doc, ms, mp, "kv_cache_storage_bytes");
-            if (ms.contains("after_step_bytes")) {
-                const json& v = ms["after_step_bytes"];
-                if (!v.is_number_integer()) doc.fail(mp + ".after_step_bytes", fmt::format("expected an integer, got {}", json_repr(v)));
-                mc.measured.after_step_bytes = v.get<std::int64_t>();
-            }
-            if (!mc.measured.forward_peak_bytes) doc.fail(mp, "required field \"forward_peak_bytes\" is missing");
+            mc.measured = forward_measured(doc, member(doc, c, at, "measured"), at + ".measured", true);
             if (c.contains("ranks")) {
                 const json& rs = c["ranks"];
                 if (!rs.is_array() || rs.size() != mc.tp)
@@ -357,20 +364,7 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
                     only_keys(doc, rs[k], rp, {"rank", "measured"});
                     const u64 rank = uint(doc, rs[k], rp, "rank");
                     if (rank != k) doc.fail(rp + ".rank", fmt::format("{}; valid: {} (ranks in order)", rank, k));
-                    const json& rm = member(doc, rs[k], rp, "measured");
-                    const std::string rmp = rp + ".measured";
-                    if (!rm.is_object()) doc.fail(rmp, "expected an object of measured values");
-                    only_keys(doc, rm, rmp, {"forward_peak_bytes", "kv_cache_bytes", "logits_bytes", "after_step_bytes"});
-                    MeasuredForward f;
-                    f.forward_peak_bytes = uint(doc, rm, rmp, "forward_peak_bytes");
-                    if (rm.contains("kv_cache_bytes")) f.kv_cache_bytes = uint(doc, rm, rmp, "kv_cache_bytes");
-                    if (rm.contains("logits_bytes")) f.logits_bytes = uint(doc, rm, rmp, "logits_bytes");
-                    if (rm.contains("after_step_bytes")) {
-                        const json& v = rm["after_step_bytes"];
-                        if (!v.is_number_integer()) doc.fail(rmp + ".after_step_bytes", fmt::format("expected an integer, got {}", json_repr(v)));
-                        f.after_step_bytes = v.get<std::int64_t>();
-                    }
-                    mc.ranks.emplace_back(rank, f);
+                    mc.ranks.emplace_back(rank, forward_measured(doc, member(doc, rs[k], rp, "measured"), rp + ".measured", false));
                 }
             }
         } else if (c.contains("measured")) {

@@ -42,6 +42,13 @@ GpuSpec gpu_for(const MeasurementFile& f, const std::string& gpu) {
 
 double rel(double pred, double meas) { return relative_error(pred, meas); }
 
+// A byte count predicted within the relative tolerance, or within the absolute slack (the caching
+// allocator's unsplit blocks, a library's first-call workspace).
+bool bytes_within(u64 pred, u64 meas, double tolerance, u64 slack_bytes) {
+    const u64 diff = pred > meas ? pred - meas : meas - pred;
+    return std::fabs(rel(static_cast<double>(pred), static_cast<double>(meas))) <= tolerance || diff <= slack_bytes;
+}
+
 // "12.50 GiB" -> bytes (PyTorch's format_size: bytes, KiB, MiB, GiB with two decimals).
 double size_of(const std::string& number, const std::string& unit) {
     const double v = std::stod(number);
@@ -320,9 +327,7 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
         } else {
             const auto& m = c.measured;
             r.peak_error = rel(static_cast<double>(e.forward_peak), static_cast<double>(*m.forward_peak_bytes));
-            const u64 meas = *m.forward_peak_bytes;
-            const u64 diff = e.forward_peak > meas ? e.forward_peak - meas : meas - e.forward_peak;
-            r.peak_ok = std::fabs(r.peak_error) <= tolerance || diff <= slack_bytes;
+            r.peak_ok = bytes_within(e.forward_peak, *m.forward_peak_bytes, tolerance, slack_bytes);
             r.peak_by_slack_only = r.peak_ok && std::fabs(r.peak_error) > tolerance;
             if (m.kv_cache_bytes) {
                 r.predicted_kv = e.kv_cache_visible;
@@ -347,10 +352,8 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             // group hold equal shards), so each rank is held to it.
             for (const auto& [rank, rm] : c.ranks) {
                 ++r.ranks_checked;
-                const u64 rp = *rm.forward_peak_bytes;
-                const double err = rel(static_cast<double>(e.forward_peak), static_cast<double>(rp));
-                const u64 d = e.forward_peak > rp ? e.forward_peak - rp : rp - e.forward_peak;
-                bool ok = std::fabs(err) <= tolerance || d <= slack_bytes;
+                const double err = rel(static_cast<double>(e.forward_peak), static_cast<double>(*rm.forward_peak_bytes));
+                bool ok = bytes_within(e.forward_peak, *rm.forward_peak_bytes, tolerance, slack_bytes);
                 if (rm.kv_cache_bytes) ok = ok && e.kv_cache_visible == *rm.kv_cache_bytes;
                 if (rm.logits_bytes) ok = ok && e.logits_output == *rm.logits_bytes;
                 if (!ok) r.ranks_ok = false;
