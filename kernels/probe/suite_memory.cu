@@ -1,6 +1,7 @@
 // Bandwidth-bound suites: `stream` (copy / read / write / cudaMemcpy over sizes well past L2)
 // and `decode-paged` (one decode step of attention reading a paged KV cache through a block
 // table, grouped-query heads sharing each K/V read).
+#include <cuda/ptx>
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -111,11 +112,21 @@ void stream_check(Device& d, Results& r) {
 }
 
 // ---- decode-paged ----------------------------------------------------------------------------
-constexpr int kBlock = 16;        // tokens per KV page (vLLM's default block_size)
+// One decode step of attention over a paged KV cache, flash-decoding style: a split kernel (one
+// CTA per (split of the context, KV head, sequence)) keeps an online softmax for the G query
+// heads sharing the KV head and writes each split's partial result; a combine kernel merges the
+// splits. On Hopper (sm_90) the split kernel streams whole pages into shared memory with the
+// bulk-copy engine (cp.async.bulk completing on an mbarrier, kStages deep), so the bytes in
+// flight do not depend on registers or on the arithmetic between loads; earlier GPUs run a
+// register-pipelined version. The split size is chosen per shape to fill whole waves of the
+// GPU (`decode_plan`) and is recorded with each case.
+constexpr int kBlock = 16;          // tokens per KV page (vLLM's default block_size)
 constexpr int kHeadDim = 128;
-constexpr int kSplitTokens = 256; // tokens per split (flash-decoding): enough CTAs at batch 1
-constexpr int kDecThreads = 128;  // 8 half-warps; a half-warp reads one token's 256-byte row
-constexpr int kDecUnroll = 8;     // tokens in flight per half-warp
+constexpr int kPageBytes = kBlock * kHeadDim * 2;  // one KV head's page of K (or V): 4 KiB
+constexpr int kDecThreads = 128;
+constexpr int kMinSplitTokens = 256;   // below this a split is all start-up
+constexpr int kMaxSplitTokens = 8192;  // the split's page-table entries stay in shared memory
+constexpr int kMaxSplits = 1024;
 
 __device__ __forceinline__ void unpack8(const uint4& v, float* f) {
     const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
@@ -126,69 +137,59 @@ __device__ __forceinline__ void unpack8(const uint4& v, float* f) {
         f[2 * k + 1] = x.y;
     }
 }
+__device__ __forceinline__ void unpack4(const uint2& v, float* f) {
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+        float2 x = __bfloat1622float2(h[k]);
+        f[2 * k] = x.x;
+        f[2 * k + 1] = x.y;
+    }
+}
 
-// One CTA per (split, kv head, sequence). Each half-warp takes every 8th token of the split and
-// keeps an online softmax (running max, sum and P·V) for the G query heads that share the KV
-// head, with U tokens' K and V rows in flight at once; the 8 half-warps merge through shared
-// memory and write the split's partial result. The split's page-table entries are read once.
-template <int G, int U>
-__global__ void __launch_bounds__(kDecThreads) k_decode_split(
-    const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ kc, const __nv_bfloat16* __restrict__ vc,
-    const int* __restrict__ table, int max_blocks, int L, int Hkv, float scale_log2, float* __restrict__ po,
-    float* __restrict__ pm, float* __restrict__ pl, int splits) {
-    __shared__ int tab_s[kSplitTokens / kBlock];
-    __shared__ float red_acc[8][G][kHeadDim];
-    __shared__ float red_m[8][G], red_l[8][G];
-    const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
-    const int t0 = split * kSplitTokens, nt = min(kSplitTokens, L - t0);
-    const int hw = threadIdx.x >> 4, hl = threadIdx.x & 15;
-    if (threadIdx.x < (nt + kBlock - 1) / kBlock)
-        tab_s[threadIdx.x] = table[static_cast<std::size_t>(b) * max_blocks + t0 / kBlock + threadIdx.x];
-    float qv[G][8];
+// A row of K or V as one lane sees it: T lanes share a token's 128 dimensions, 128/T each.
+template <int T>
+__device__ __forceinline__ void load_row(const __nv_bfloat16* row, int lane, float* f) {
+    if constexpr (T == 16) unpack8(*reinterpret_cast<const uint4*>(row + lane * 8), f);
+    else unpack4(*reinterpret_cast<const uint2*>(row + lane * 4), f);
+}
+
+// The per-lane state of the online softmax over the tokens a lane group sees: for each of the G
+// query heads the running maximum (log2 domain), the running sum and the P·V accumulator.
+template <int G, int T>
+struct Softmax {
+    static constexpr int kDims = kHeadDim / T;
+    float q[G][kDims], m[G], l[G], acc[G][kDims];
+
+    __device__ void init(const __nv_bfloat16* qh, int lane, float scale_log2) {
 #pragma unroll
-    for (int g = 0; g < G; ++g) {
-        uint4 v = *reinterpret_cast<const uint4*>(q + (static_cast<std::size_t>(b) * Hkv * G + kvh * G + g) * kHeadDim + hl * 8);
-        unpack8(v, qv[g]);
+        for (int g = 0; g < G; ++g) {
+            load_row<T>(qh + static_cast<std::size_t>(g) * kHeadDim, lane, q[g]);
 #pragma unroll
-        for (int j = 0; j < 8; ++j) qv[g][j] *= scale_log2;
-    }
-    __syncthreads();
-    float m[G], l[G], acc[G][8];
+            for (int j = 0; j < kDims; ++j) q[g][j] *= scale_log2;
+            m[g] = -INFINITY;
+            l[g] = 0.f;
 #pragma unroll
-    for (int g = 0; g < G; ++g) {
-        m[g] = -INFINITY;
-        l[g] = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[g][j] = 0.f;
-    }
-    for (int base = 0; base < nt; base += 8 * U) {
-        uint4 kr[U], vr[U];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int tt = base + u * 8 + hw;
-            if (tt < nt) {
-                const std::size_t page = static_cast<std::size_t>(tab_s[tt / kBlock]);
-                const std::size_t off = ((page * Hkv + kvh) * kBlock + tt % kBlock) * kHeadDim + hl * 8;
-                kr[u] = *reinterpret_cast<const uint4*>(kc + off);
-                vr[u] = *reinterpret_cast<const uint4*>(vc + off);
-            } else {
-                kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
-            }
+            for (int j = 0; j < kDims; ++j) acc[g][j] = 0.f;
         }
+    }
+    // U tokens at once: kload(u, f) / vload(u, f) give this lane's dimensions of token u's K / V
+    // row (valid[u] false past the context).
+    template <int U, class KLoad, class VLoad>
+    __device__ void step(KLoad kload, VLoad vload, const bool (&valid)[U]) {
         float s[U][G];
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-            float kf[8];
-            unpack8(kr[u], kf);
-            const bool valid = base + u * 8 + hw < nt;
+            float kf[kDims];
+            kload(u, kf);
 #pragma unroll
             for (int g = 0; g < G; ++g) {
                 float x = 0;
 #pragma unroll
-                for (int j = 0; j < 8; ++j) x += qv[g][j] * kf[j];
+                for (int j = 0; j < kDims; ++j) x += q[g][j] * kf[j];
 #pragma unroll
-                for (int o = 8; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-                s[u][g] = valid ? x : -INFINITY;
+                for (int o = T / 2; o; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+                s[u][g] = valid[u] ? x : -INFINITY;
             }
         }
 #pragma unroll
@@ -196,12 +197,12 @@ __global__ void __launch_bounds__(kDecThreads) k_decode_split(
             float cm = -INFINITY;
 #pragma unroll
             for (int u = 0; u < U; ++u) cm = fmaxf(cm, s[u][g]);
-            if (cm == -INFINITY) continue;  // no token of this half-warp left in the split
+            if (cm == -INFINITY) continue;  // none of these tokens is in the context
             const float m_new = fmaxf(m[g], cm), alpha = exp2f(m[g] - m_new);
             m[g] = m_new;
             l[g] *= alpha;
 #pragma unroll
-            for (int j = 0; j < 8; ++j) acc[g][j] *= alpha;
+            for (int j = 0; j < kDims; ++j) acc[g][j] *= alpha;
 #pragma unroll
             for (int u = 0; u < U; ++u) {
                 s[u][g] = exp2f(s[u][g] - m_new);
@@ -210,51 +211,179 @@ __global__ void __launch_bounds__(kDecThreads) k_decode_split(
         }
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-            float vf[8];
-            unpack8(vr[u], vf);
+            if (!valid[u]) continue;
+            float vf[kDims];
+            vload(u, vf);
 #pragma unroll
             for (int g = 0; g < G; ++g)
-                if (s[u][g] > 0.f)
 #pragma unroll
-                    for (int j = 0; j < 8; ++j) acc[g][j] += s[u][g] * vf[j];
+                for (int j = 0; j < kDims; ++j) acc[g][j] += s[u][g] * vf[j];
         }
     }
+    // The CTA's lane groups merge through shared memory (red: groups·G·128 floats, gm/gl:
+    // groups·G) and thread d writes dimension d of the split's partial result for each head.
+    __device__ void merge_and_write(float* red, float* gm, float* gl, int grp, int lane, std::size_t base_out, float* po, float* pm,
+                                    float* pl) {
+        constexpr int kGroups = kDecThreads / T;
 #pragma unroll
-    for (int g = 0; g < G; ++g) {
-        if (hl == 0) {
-            red_m[hw][g] = m[g];
-            red_l[hw][g] = l[g];
+        for (int g = 0; g < G; ++g) {
+            if (lane == 0) {
+                gm[grp * G + g] = m[g];
+                gl[grp * G + g] = l[g];
+            }
+#pragma unroll
+            for (int j = 0; j < kDims; ++j) red[(grp * G + g) * kHeadDim + lane * kDims + j] = acc[g][j];
         }
+        __syncthreads();
+        const int d = threadIdx.x;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) red_acc[hw][g][hl * 8 + j] = acc[g][j];
+        for (int g = 0; g < G; ++g) {
+            float M = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < kGroups; ++w) M = fmaxf(M, gm[w * G + g]);
+            float o = 0.f, sum = 0.f;
+#pragma unroll
+            for (int w = 0; w < kGroups; ++w) {
+                const float f = gm[w * G + g] == -INFINITY ? 0.f : exp2f(gm[w * G + g] - M);
+                o += f * red[(w * G + g) * kHeadDim + d];
+                sum += f * gl[w * G + g];
+            }
+            po[(base_out + g) * kHeadDim + d] = o;
+            if (d == 0) {
+                pm[base_out + g] = M;
+                pl[base_out + g] = sum;
+            }
+        }
+    }
+};
+
+struct DecodeArgs {
+    const __nv_bfloat16 *q, *kc, *vc;
+    const int* table;
+    int max_blocks, L, Hkv, splits, tps;
+    float scale_log2;
+    float *po, *pm, *pl;
+};
+
+// Hopper: the bulk-copy pipeline. A stage is kStagePages pages of K and the same of V (16 KiB);
+// thread 0 issues a stage's copies (one per 4 KiB page) onto the stage's mbarrier, every thread
+// waits for the stage's bytes, computes from shared memory, and after a barrier thread 0 refills
+// the buffer with the stage kStages ahead. The split's page-table entries are read once.
+// Build-time knobs for tuning on a new GPU (scripts/decode-tune.sh builds several).
+#ifndef MEMTAX_DECODE_STAGE_PAGES
+#define MEMTAX_DECODE_STAGE_PAGES 2
+#endif
+#ifndef MEMTAX_DECODE_STAGES
+#define MEMTAX_DECODE_STAGES 4
+#endif
+constexpr int kStagePages = MEMTAX_DECODE_STAGE_PAGES;
+constexpr int kStageTokens = kStagePages * kBlock;
+constexpr int kStages = MEMTAX_DECODE_STAGES;
+constexpr int kStageBytes = 2 * kStagePages * kPageBytes;
+constexpr std::size_t kTmaSmem = static_cast<std::size_t>(kStages) * kStageBytes + kStages * sizeof(std::uint64_t) +
+                                 kMaxSplitTokens / kBlock * sizeof(int);
+
+template <int G, int T>
+__global__ void __launch_bounds__(kDecThreads) k_decode_split_tma(DecodeArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace ptx = cuda::ptx;
+    extern __shared__ __align__(128) unsigned char smem[];
+    auto* bar = reinterpret_cast<std::uint64_t*>(smem + kStages * kStageBytes);
+    int* tab_s = reinterpret_cast<int*>(bar + kStages);
+    const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    const int t0 = split * a.tps, nt = min(a.tps, a.L - t0);
+    const int npages = (nt + kBlock - 1) / kBlock, nstages = (npages + kStagePages - 1) / kStagePages;
+    for (int i = threadIdx.x; i < npages; i += kDecThreads)
+        tab_s[i] = a.table[static_cast<std::size_t>(b) * a.max_blocks + t0 / kBlock + i];
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < kStages; ++s) ptx::mbarrier_init(&bar[s], 1);
+        ptx::fence_mbarrier_init(ptx::sem_release, ptx::scope_cluster);
     }
     __syncthreads();
-    const std::size_t base_out = ((static_cast<std::size_t>(b) * Hkv + kvh) * splits + split) * G;
-    const int d = threadIdx.x;
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-        float M = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < 8; ++w) M = fmaxf(M, red_m[w][g]);
-        float o = 0.f, sum = 0.f;
-#pragma unroll
-        for (int w = 0; w < 8; ++w) {
-            const float f = red_m[w][g] == -INFINITY ? 0.f : exp2f(red_m[w][g] - M);
-            o += f * red_acc[w][g][d];
-            sum += f * red_l[w][g];
+    auto issue = [&](int st) {
+        unsigned char* buf = smem + (st % kStages) * kStageBytes;
+        const int p0 = st * kStagePages, np = min(kStagePages, npages - p0);
+        ptx::mbarrier_arrive_expect_tx(ptx::sem_release, ptx::scope_cta, ptx::space_shared, &bar[st % kStages],
+                                       static_cast<std::uint32_t>(2 * np * kPageBytes));
+        for (int p = 0; p < np; ++p) {
+            const std::size_t off = (static_cast<std::size_t>(tab_s[p0 + p]) * a.Hkv + kvh) * kBlock * kHeadDim;
+            ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, buf + p * kPageBytes, a.kc + off, kPageBytes, &bar[st % kStages]);
+            ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, buf + (kStagePages + p) * kPageBytes, a.vc + off, kPageBytes,
+                               &bar[st % kStages]);
         }
-        po[(base_out + g) * kHeadDim + d] = o;
-        if (d == 0) {
-            pm[base_out + g] = M;
-            pl[base_out + g] = sum;
+    };
+    if (threadIdx.x == 0)
+        for (int st = 0; st < min(kStages, nstages); ++st) issue(st);
+
+    constexpr int kGroups = kDecThreads / T, kPerGroup = kStageTokens / kGroups, U = kPerGroup < 4 ? kPerGroup : 4;
+    static_assert(kPerGroup % U == 0, "a stage's tokens split evenly over the lane groups");
+    const int grp = threadIdx.x / T, lane = threadIdx.x % T;
+    Softmax<G, T> sm;
+    sm.init(a.q + (static_cast<std::size_t>(b) * a.Hkv + kvh) * G * kHeadDim, lane, a.scale_log2);
+    for (int st = 0; st < nstages; ++st) {
+        while (!ptx::mbarrier_try_wait_parity(&bar[st % kStages], static_cast<std::uint32_t>((st / kStages) & 1))) {
         }
+        const auto* kb = reinterpret_cast<const __nv_bfloat16*>(smem + (st % kStages) * kStageBytes);
+        const auto* vb = kb + kStagePages * kBlock * kHeadDim;
+#pragma unroll
+        for (int c = 0; c < kPerGroup; c += U) {
+            bool valid[U];
+#pragma unroll
+            for (int u = 0; u < U; ++u) valid[u] = st * kStageTokens + (c + u) * kGroups + grp < nt;
+            // token (c + u) * kGroups + grp of the stage
+            sm.template step<U>([&](int u, float* f) { load_row<T>(kb + ((c + u) * kGroups + grp) * kHeadDim, lane, f); },
+                                [&](int u, float* f) { load_row<T>(vb + ((c + u) * kGroups + grp) * kHeadDim, lane, f); }, valid);
+        }
+        __syncthreads();  // every thread is done with the buffer before it is refilled
+        if (threadIdx.x == 0 && st + kStages < nstages) issue(st + kStages);
     }
+    // Every issued copy has completed (each stage was waited for): the stage buffers are free.
+    auto* red = reinterpret_cast<float*>(smem);
+    float* gm = red + kGroups * G * kHeadDim;
+    const std::size_t base_out = ((static_cast<std::size_t>(b) * a.Hkv + kvh) * a.splits + split) * G;
+    sm.merge_and_write(red, gm, gm + kGroups * G, grp, lane, base_out, a.po, a.pm, a.pl);
+#else
+    __trap();  // launched only on sm_90 and later (see launch_decode)
+#endif
 }
 
+// Before Hopper: each half-warp loads U tokens' K and V rows into registers, then computes.
+template <int G, int U>
+__global__ void __launch_bounds__(kDecThreads) k_decode_split_regs(DecodeArgs a) {
+    __shared__ int tab_s[kMaxSplitTokens / kBlock];
+    __shared__ float red[(kDecThreads / 16) * G * kHeadDim];
+    __shared__ float gml[2 * (kDecThreads / 16) * G];
+    const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+    const int t0 = split * a.tps, nt = min(a.tps, a.L - t0);
+    const int grp = threadIdx.x >> 4, lane = threadIdx.x & 15;
+    for (int i = threadIdx.x; i < (nt + kBlock - 1) / kBlock; i += kDecThreads)
+        tab_s[i] = a.table[static_cast<std::size_t>(b) * a.max_blocks + t0 / kBlock + i];
+    Softmax<G, 16> sm;
+    sm.init(a.q + (static_cast<std::size_t>(b) * a.Hkv + kvh) * G * kHeadDim, lane, a.scale_log2);
+    __syncthreads();
+    for (int base = 0; base < nt; base += 8 * U) {
+        uint4 kv[2][U];
+        bool valid[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int tt = base + u * 8 + grp;
+            valid[u] = tt < nt;
+            kv[0][u] = kv[1][u] = make_uint4(0, 0, 0, 0);
+            if (valid[u]) {
+                const std::size_t off = ((static_cast<std::size_t>(tab_s[tt / kBlock]) * a.Hkv + kvh) * kBlock + tt % kBlock) * kHeadDim + lane * 8;
+                kv[0][u] = *reinterpret_cast<const uint4*>(a.kc + off);
+                kv[1][u] = *reinterpret_cast<const uint4*>(a.vc + off);
+            }
+        }
+        sm.template step<U>([&](int u, float* f) { unpack8(kv[0][u], f); }, [&](int u, float* f) { unpack8(kv[1][u], f); }, valid);
+    }
+    const std::size_t base_out = ((static_cast<std::size_t>(b) * a.Hkv + kvh) * a.splits + split) * G;
+    sm.merge_and_write(red, gml, gml + (kDecThreads / 16) * G, grp, lane, base_out, a.po, a.pm, a.pl);
+}
 // One CTA per (query head, sequence), a thread per head dimension: the splits' maxima and sums
 // go through shared memory once, then each thread sums its dimension over the splits with the
 // loads unrolled (independent addresses, many in flight).
-constexpr int kMaxSplits = 1024;
+
 constexpr int kCombineParts = 4;
 __global__ void __launch_bounds__(kHeadDim * kCombineParts) k_decode_combine(const float* __restrict__ po, const float* __restrict__ pm,
                                                              const float* __restrict__ pl, __nv_bfloat16* __restrict__ out,
@@ -300,50 +429,102 @@ struct DecodeShape {
     int B, L, Hkv, G;
 };
 
+// How a shape runs: the split size and count, and which split kernel. The bulk-copy kernel
+// holds kTmaSmem of shared memory, so a few CTAs fit on a multiprocessor; splits are sized so
+// that the grid is a whole number of those waves (one wave where a split can hold the context
+// share), between kMinSplitTokens and kMaxSplitTokens tokens, a whole number of stages.
+struct DecodePlan {
+    int tps = 0, splits = 0;
+    bool tma = false;
+    int per_sm = 0;  // resident CTAs per multiprocessor
+};
+
 template <int G>
-void launch_decode(const DecodeShape& s, const __nv_bfloat16* q, const __nv_bfloat16* kc, const __nv_bfloat16* vc,
-                   const int* table, float* po, float* pm, float* pl, __nv_bfloat16* out, cudaStream_t st, int which) {
-    const int splits = (s.L + kSplitTokens - 1) / kSplitTokens, max_blocks = (s.L + kBlock - 1) / kBlock;
-    if (splits > kMaxSplits) throw ProbeError("decode-paged: more than 1024 splits (context above 262,144 tokens)");
-    const float scale_log2 = 1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim));
-    if (which & 1) {
-        k_decode_split<G, (G > 4 ? 4 : kDecUnroll)><<<dim3(splits, s.Hkv, s.B), kDecThreads, 0, st>>>(q, kc, vc, table, max_blocks, s.L, s.Hkv, scale_log2, po, pm, pl, splits);
-        CK_LAUNCH();
+void decode_kernel_setup(bool tma, const void*& fn, std::size_t& smem) {
+    constexpr int T = G > 4 ? 32 : 16, U = G > 4 ? 2 : 8;  // lanes per token; tokens in flight per half-warp
+    fn = tma ? reinterpret_cast<const void*>(&k_decode_split_tma<G, T>) : reinterpret_cast<const void*>(&k_decode_split_regs<G, U>);
+    smem = tma ? kTmaSmem : 0;
+    if (tma) CK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+}
+
+void decode_kernel(int G, bool tma, const void*& fn, std::size_t& smem) {
+    switch (G) {
+        case 1: decode_kernel_setup<1>(tma, fn, smem); break;
+        case 4: decode_kernel_setup<4>(tma, fn, smem); break;
+        case 8: decode_kernel_setup<8>(tma, fn, smem); break;
+        default: throw ProbeError("decode-paged: query heads per KV head must be 1, 4 or 8");
     }
-    if (!(which & 2)) return;
-    k_decode_combine<<<dim3(s.Hkv * G, s.B), dim3(kHeadDim, kCombineParts), 0, st>>>(po, pm, pl, out, s.Hkv, G, splits);
-    CK_LAUNCH();
+}
+
+DecodePlan decode_plan(const Device& dev, const DecodeShape& s) {
+    DecodePlan p;
+    p.tma = dev.sm >= 90;
+    const void* fn = nullptr;
+    std::size_t smem = 0;
+    decode_kernel(s.G, p.tma, fn, smem);
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&p.per_sm, fn, kDecThreads, smem));
+    if (p.per_sm < 1) throw ProbeError("decode-paged: the split kernel does not fit on a multiprocessor");
+    const long slots = static_cast<long>(p.per_sm) * dev.prop.multiProcessorCount, heads = static_cast<long>(s.B) * s.Hkv;
+    const long most = (s.L + kMinSplitTokens - 1) / kMinSplitTokens, least = (s.L + kMaxSplitTokens - 1) / kMaxSplitTokens;
+    long splits = most;
+    for (long waves = 1; waves <= 64; ++waves) {
+        const long fit = waves * slots / heads;  // splits per head that fill `waves` waves
+        if (fit >= least) {
+            splits = std::min(fit, most);
+            break;
+        }
+    }
+    const long tps = ((s.L + splits - 1) / splits + kStageTokens - 1) / kStageTokens * kStageTokens;
+    p.tps = static_cast<int>(tps);
+    p.splits = static_cast<int>((s.L + tps - 1) / tps);
+    if (p.splits > kMaxSplits) throw ProbeError("decode-paged: more than 1024 splits");
+    return p;
 }
 
 struct DecodeBuffers {
     __nv_bfloat16 *q, *kc, *vc, *out;
     int* table;
     float *po, *pm, *pl;
-    std::size_t pages, splits, max_blocks;
+    std::size_t pages, max_blocks;
 };
 
-DecodeBuffers decode_alloc(Arena& a, const DecodeShape& s) {
+// which: 1 = the split kernel, 2 = the combine kernel, 3 = both.
+void decode_run(const DecodeShape& s, const DecodePlan& p, const DecodeBuffers& d, cudaStream_t st, int which = 3) {
+    if (which & 1) {
+        const void* fn = nullptr;
+        std::size_t smem = 0;
+        decode_kernel(s.G, p.tma, fn, smem);
+        DecodeArgs a{d.q, d.kc, d.vc, d.table, static_cast<int>(d.max_blocks), s.L, s.Hkv, p.splits, p.tps,
+                     1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim)), d.po, d.pm, d.pl};
+        void* args[] = {&a};
+        CK(cudaLaunchKernel(fn, dim3(p.splits, s.Hkv, s.B), dim3(kDecThreads), args, smem, st));
+        CK_LAUNCH();
+    }
+    if (!(which & 2)) return;
+    k_decode_combine<<<dim3(s.Hkv * s.G, s.B), dim3(kHeadDim, kCombineParts), 0, st>>>(d.po, d.pm, d.pl, d.out, s.Hkv, s.G, p.splits);
+    CK_LAUNCH();
+}
+
+DecodeBuffers decode_alloc(Arena& a, const DecodeShape& s, const DecodePlan& p) {
     DecodeBuffers d{};
     d.max_blocks = (s.L + kBlock - 1) / kBlock;
     d.pages = static_cast<std::size_t>(s.B) * d.max_blocks;
-    d.splits = (s.L + kSplitTokens - 1) / kSplitTokens;
     const std::size_t hq = static_cast<std::size_t>(s.Hkv) * s.G, row = static_cast<std::size_t>(s.Hkv) * kBlock * kHeadDim;
     d.q = a.get<__nv_bfloat16>("q", s.B * hq * kHeadDim);
     d.kc = a.get<__nv_bfloat16>("k_cache", d.pages * row);
     d.vc = a.get<__nv_bfloat16>("v_cache", d.pages * row);
     d.table = a.get<int>("block_table", static_cast<std::size_t>(s.B) * d.max_blocks);
     d.out = a.get<__nv_bfloat16>("out", s.B * hq * kHeadDim);
-    const std::size_t parts = static_cast<std::size_t>(s.B) * s.Hkv * d.splits * s.G;
+    const std::size_t parts = static_cast<std::size_t>(s.B) * s.Hkv * p.splits * s.G;
     d.po = a.get<float>("partial_out", parts * kHeadDim);
     d.pm = a.get<float>("partial_max", parts);
     d.pl = a.get<float>("partial_sum", parts);
     return d;
 }
 
-std::uint64_t decode_need(const DecodeShape& s) {
-    const std::uint64_t mb = (s.L + kBlock - 1) / kBlock, pages = static_cast<std::uint64_t>(s.B) * mb,
-                        splits = (s.L + kSplitTokens - 1) / kSplitTokens, hq = static_cast<std::uint64_t>(s.Hkv) * s.G;
-    const std::uint64_t parts = static_cast<std::uint64_t>(s.B) * s.Hkv * splits * s.G;
+std::uint64_t decode_need(const DecodeShape& s, const DecodePlan& p) {
+    const std::uint64_t mb = (s.L + kBlock - 1) / kBlock, pages = static_cast<std::uint64_t>(s.B) * mb, hq = static_cast<std::uint64_t>(s.Hkv) * s.G;
+    const std::uint64_t parts = static_cast<std::uint64_t>(s.B) * s.Hkv * p.splits * s.G;
     return 2 * (2 * s.B * hq * kHeadDim) + 2 * 2 * pages * s.Hkv * kBlock * kHeadDim + 4 * s.B * mb + parts * (kHeadDim + 2) * 4;
 }
 
@@ -361,58 +542,61 @@ void decode_init(const DecodeShape& s, DecodeBuffers& d, std::uint32_t seed, cud
     CK(cudaStreamSynchronize(st));
 }
 
-// which: 1 = the split kernel, 2 = the combine kernel, 3 = both.
-void decode_run(const DecodeShape& s, const DecodeBuffers& d, cudaStream_t st, int which = 3) {
-    switch (s.G) {
-        case 1: launch_decode<1>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st, which); break;
-        case 4: launch_decode<4>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st, which); break;
-        case 8: launch_decode<8>(s, d.q, d.kc, d.vc, d.table, d.po, d.pm, d.pl, d.out, st, which); break;
-        default: throw ProbeError("decode-paged: query heads per KV head must be 1, 4 or 8");
-    }
-}
-
+// Against float64 on the host, for each group size, at a context that ends inside a page and
+// inside a stage, with the plan the timed cases use; and, on Hopper, with the register kernel too.
 void decode_check(Device& dev, Results& r) {
-    const DecodeShape s{2, 1100, 2, 4};  // 1100 tokens: five splits, a partial last page
-    Arena a;
-    DecodeBuffers d = decode_alloc(a, s);
-    decode_init(s, d, 77, dev.stream);
-    const std::size_t hq = s.Hkv * s.G;
-    poison(d.out, s.B * hq * kHeadDim * 2, dev.stream);
-    decode_run(s, d, dev.stream);
-    std::uint64_t unwritten = count_poison(d.out, s.B * hq * kHeadDim, DT::BF16, dev.stream);
-    auto out = to_host(d.out, s.B * hq * kHeadDim, DT::BF16);
-    auto q = to_host(d.q, s.B * hq * kHeadDim, DT::BF16);
-    const std::size_t row = static_cast<std::size_t>(s.Hkv) * kBlock * kHeadDim;
-    auto kc = to_host(d.kc, d.pages * row, DT::BF16), vc = to_host(d.vc, d.pages * row, DT::BF16);
-    auto tab = to_host(d.table, d.pages, DT::I32);
-    std::vector<double> ref(out.size());
-    for (int b = 0; b < s.B; ++b)
-        for (std::size_t h = 0; h < hq; ++h) {
-            const int kvh = static_cast<int>(h) / s.G;
-            std::vector<double> sc(s.L);
-            double m = -INFINITY;
-            for (int t = 0; t < s.L; ++t) {
-                const std::size_t page = static_cast<std::size_t>(tab[b * d.max_blocks + t / kBlock]);
-                const std::size_t off = ((page * s.Hkv + kvh) * kBlock + t % kBlock) * kHeadDim;
-                double dot = 0;
-                for (int j = 0; j < kHeadDim; ++j) dot += q[(b * hq + h) * kHeadDim + j] * kc[off + j];
-                sc[t] = dot / std::sqrt(static_cast<double>(kHeadDim));
-                m = std::max(m, sc[t]);
+    for (const DecodeShape s : {DecodeShape{2, 1100, 2, 4}, DecodeShape{1, 2900, 1, 8}, DecodeShape{3, 700, 2, 1}})
+        for (const bool tma : {true, false}) {
+            DecodePlan p = decode_plan(dev, s);
+            if (tma && !p.tma) continue;
+            if (!tma && p.tma) {  // the fallback, as a pre-Hopper GPU would run it
+                p.tma = false;
+                p.tps = kMinSplitTokens;
+                p.splits = (s.L + p.tps - 1) / p.tps;
             }
-            double l = 0;
-            for (auto& x : sc) l += (x = std::exp(x - m));
-            for (int j = 0; j < kHeadDim; ++j) {
-                double acc = 0;
-                for (int t = 0; t < s.L; ++t) {
-                    const std::size_t page = static_cast<std::size_t>(tab[b * d.max_blocks + t / kBlock]);
-                    acc += sc[t] * vc[((page * s.Hkv + kvh) * kBlock + t % kBlock) * kHeadDim + j];
+            Arena a;
+            DecodeBuffers d = decode_alloc(a, s, p);
+            decode_init(s, d, 77 + s.G, dev.stream);
+            const std::size_t hq = s.Hkv * s.G;
+            poison(d.out, s.B * hq * kHeadDim * 2, dev.stream);
+            decode_run(s, p, d, dev.stream);
+            std::uint64_t unwritten = count_poison(d.out, s.B * hq * kHeadDim, DT::BF16, dev.stream);
+            auto out = to_host(d.out, s.B * hq * kHeadDim, DT::BF16);
+            auto q = to_host(d.q, s.B * hq * kHeadDim, DT::BF16);
+            const std::size_t row = static_cast<std::size_t>(s.Hkv) * kBlock * kHeadDim;
+            auto kc = to_host(d.kc, d.pages * row, DT::BF16), vc = to_host(d.vc, d.pages * row, DT::BF16);
+            auto tab = to_host(d.table, d.pages, DT::I32);
+            std::vector<double> ref(out.size());
+            for (int b = 0; b < s.B; ++b)
+                for (std::size_t h = 0; h < hq; ++h) {
+                    const int kvh = static_cast<int>(h) / s.G;
+                    std::vector<double> sc(s.L);
+                    double m = -INFINITY;
+                    for (int t = 0; t < s.L; ++t) {
+                        const std::size_t page = static_cast<std::size_t>(tab[b * d.max_blocks + t / kBlock]);
+                        const std::size_t off = ((page * s.Hkv + kvh) * kBlock + t % kBlock) * kHeadDim;
+                        double dot = 0;
+                        for (int j = 0; j < kHeadDim; ++j) dot += q[(b * hq + h) * kHeadDim + j] * kc[off + j];
+                        sc[t] = dot / std::sqrt(static_cast<double>(kHeadDim));
+                        m = std::max(m, sc[t]);
+                    }
+                    double l = 0;
+                    for (auto& x : sc) l += (x = std::exp(x - m));
+                    for (int j = 0; j < kHeadDim; ++j) {
+                        double acc = 0;
+                        for (int t = 0; t < s.L; ++t) {
+                            const std::size_t page = static_cast<std::size_t>(tab[b * d.max_blocks + t / kBlock]);
+                            acc += sc[t] * vc[((page * s.Hkv + kvh) * kBlock + t % kBlock) * kHeadDim + j];
+                        }
+                        ref[(b * hq + h) * kHeadDim + j] = acc / l;
+                    }
                 }
-                ref[(b * hq + h) * kHeadDim + j] = acc / l;
-            }
+            char what[128];
+            std::snprintf(what, sizeof what, "B=%d L=%d kv_heads=%d group=%d, %s kernel, %d splits, vs float64", s.B, s.L, s.Hkv, s.G,
+                          p.tma ? "bulk-copy" : "register", p.splits);
+            r.checks.push_back({"decode-paged", what, rel_error(out, ref), 1e-2, unwritten});
         }
-    r.checks.push_back({"decode-paged", "B=2 L=1100 kv_heads=2 group=4 vs float64", rel_error(out, ref), 1e-2, unwritten});
 }
-
 }  // namespace
 
 void stream_launch(Device& d, Results& r);
@@ -482,11 +666,11 @@ void stream_launch(Device& d, Results& r) {
 void suite_decode_paged(Device& dev, Results& r) {
     decode_check(dev, r);
     std::vector<DecodeShape> shapes;
-    for (int B : {1, 8, 32})
-        for (int L : {1024, 4096, 16384, 65536}) shapes.push_back({B, L, 8, 4});  // Llama-3.1-8B: 8 KV heads, 32 query heads
-    // Groups of 8 (Llama-3.1-70B) run, and pass the float64 check, but that instantiation needs 254
-    // registers a thread (2 CTAs a multiprocessor) and reaches about half the stream bandwidth:
-    // not part of the recorded suite until it is tuned.
+    // Llama-3.1-8B (8 KV heads, 32 query heads: groups of 4) and Llama-3.1-70B (8 KV heads, 64
+    // query heads: groups of 8), one layer's attention.
+    for (int G : {4, 8})
+        for (int B : {1, 8, 32})
+            for (int L : {1024, 4096, 16384, 65536}) shapes.push_back({B, L, 8, G});
     if (dev.quick) shapes = {{8, 4096, 8, 4}};
     for (const auto& s : shapes) {
         Case c;
@@ -494,17 +678,18 @@ void suite_decode_paged(Device& dev, Results& r) {
         char id[96];
         std::snprintf(id, sizeof id, "decode-paged/b%d/l%d/kv%d/g%d", s.B, s.L, s.Hkv, s.G);
         c.id = id;
+        const DecodePlan p = decode_plan(dev, s);
         c.params.set("batch", Json::integer(s.B)).set("context", Json::integer(s.L)).set("kv_heads", Json::integer(s.Hkv))
             .set("q_heads", Json::integer(s.Hkv * s.G)).set("head_dim", Json::integer(kHeadDim))
-            .set("block_size", Json::integer(kBlock)).set("tokens_per_split", Json::integer(kSplitTokens))
+            .set("block_size", Json::integer(kBlock)).set("tokens_per_split", Json::integer(p.tps))
             .set("dtype", Json::str("bf16"));
-        if (skip_if_too_big(c, decode_need(s))) { r.cases.push_back(c); continue; }
+        if (skip_if_too_big(c, decode_need(s, p))) { r.cases.push_back(c); continue; }
         Arena a;
-        DecodeBuffers d = decode_alloc(a, s);
+        DecodeBuffers d = decode_alloc(a, s, p);
         decode_init(s, d, 3, dev.stream);
         const std::size_t out_n = static_cast<std::size_t>(s.B) * s.Hkv * s.G * kHeadDim;
-        StageTimes t = time_stages({{"split", [&](cudaStream_t st) { decode_run(s, d, st, 1); }},
-                                    {"combine", [&](cudaStream_t st) { decode_run(s, d, st, 2); }}},
+        StageTimes t = time_stages({{"split", [&](cudaStream_t st) { decode_run(s, p, d, st, 1); }},
+                                    {"combine", [&](cudaStream_t st) { decode_run(s, p, d, st, 2); }}},
                                    [&](cudaStream_t st) { poison(d.out, out_n * 2, st); }, dev.stream);
         record(c, a, t, count_poison(d.out, out_n, DT::BF16, dev.stream));
         r.cases.push_back(c);
