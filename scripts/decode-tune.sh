@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# Builds memtax-probe with several decode-paged pipeline shapes (pages per stage x stages) and
-# runs the stream and decode-paged suites with each, on this host's GPU.
-#   bash scripts/decode-tune.sh OUT_DIR "2x4 1x8 4x4"
-# Writes OUT_DIR/probe-PxS.json and OUT_DIR/tune.txt (decode-paged K+V bandwidth per case as a
+# Builds memtax-probe with several depths of the decode-paged split kernel's page pipeline
+# (MEMTAX_DECODE_STAGES, pages per CTA in shared memory) and runs the stream and decode-paged
+# suites with each, on this host's GPU.
+#   bash scripts/decode-tune.sh OUT_DIR "4 6"
+# Writes OUT_DIR/probe-STAGES.json and OUT_DIR/tune.txt (decode-paged K+V bandwidth per case as a
 # share of the stream copy's).
 set -euo pipefail
-out=${1:?usage: decode-tune.sh OUT_DIR "PAGESxSTAGES ..."}
-variants=${2:-"2x4"}
+out=${1:?usage: decode-tune.sh OUT_DIR "STAGES ..."}
+variants=${2:-"4"}
 mkdir -p "$out"
 here=$(cd "$(dirname "$0")/.." && pwd)
 for v in $variants; do
-  p=${v%x*}; s=${v#*x}
-  b=/tmp/memtax-probe-tune-$v
-  cmake -S "$here/kernels" -B "$b" -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DCMAKE_CUDA_FLAGS="-DMEMTAX_DECODE_STAGE_PAGES=$p -DMEMTAX_DECODE_STAGES=$s" >/dev/null &
+  cmake -S "$here/kernels" -B /tmp/memtax-probe-tune-$v -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_FLAGS="-DMEMTAX_DECODE_STAGES=$v" >/dev/null &
 done
 wait
 for v in $variants; do cmake --build /tmp/memtax-probe-tune-$v -j "$(nproc)" >/dev/null & done

@@ -122,7 +122,6 @@ void stream_check(Device& d, Results& r) {
 // GPU (`decode_plan`) and is recorded with each case.
 constexpr int kBlock = 16;          // tokens per KV page (vLLM's default block_size)
 constexpr int kHeadDim = 128;
-constexpr int kPageBytes = kBlock * kHeadDim * 2;  // one KV head's page of K (or V): 4 KiB
 constexpr int kDecThreads = 128;
 constexpr int kMinSplitTokens = 256;   // below this a split is all start-up
 constexpr int kMaxSplitTokens = 8192;  // the split's page-table entries stay in shared memory
@@ -137,34 +136,18 @@ __device__ __forceinline__ void unpack8(const uint4& v, float* f) {
         f[2 * k + 1] = x.y;
     }
 }
-__device__ __forceinline__ void unpack4(const uint2& v, float* f) {
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-        float2 x = __bfloat1622float2(h[k]);
-        f[2 * k] = x.x;
-        f[2 * k + 1] = x.y;
-    }
-}
-
-// A row of K or V as one lane sees it: T lanes share a token's 128 dimensions, 128/T each.
-template <int T>
-__device__ __forceinline__ void load_row(const __nv_bfloat16* row, int lane, float* f) {
-    if constexpr (T == 16) unpack8(*reinterpret_cast<const uint4*>(row + lane * 8), f);
-    else unpack4(*reinterpret_cast<const uint2*>(row + lane * 4), f);
-}
-
-// The per-lane state of the online softmax over the tokens a lane group sees: for each of the G
-// query heads the running maximum (log2 domain), the running sum and the P·V accumulator.
-template <int G, int T>
+// The register kernel's per-lane state of the online softmax over the tokens a half-warp sees
+// (a lane holds 8 of a row's 128 dimensions): for each of the G query heads the running maximum
+// (log2 domain), the running sum and the P·V accumulator.
+template <int G>
 struct Softmax {
-    static constexpr int kDims = kHeadDim / T;
+    static constexpr int T = 16, kDims = kHeadDim / T;
     float q[G][kDims], m[G], l[G], acc[G][kDims];
 
     __device__ void init(const __nv_bfloat16* qh, int lane, float scale_log2) {
 #pragma unroll
         for (int g = 0; g < G; ++g) {
-            load_row<T>(qh + static_cast<std::size_t>(g) * kHeadDim, lane, q[g]);
+            unpack8(*reinterpret_cast<const uint4*>(qh + static_cast<std::size_t>(g) * kHeadDim + lane * 8), q[g]);
 #pragma unroll
             for (int j = 0; j < kDims; ++j) q[g][j] *= scale_log2;
             m[g] = -INFINITY;
@@ -265,88 +248,157 @@ struct DecodeArgs {
     float *po, *pm, *pl;
 };
 
-// Hopper: the bulk-copy pipeline. A stage is kStagePages pages of K and the same of V (16 KiB);
-// thread 0 issues a stage's copies (one per 4 KiB page) onto the stage's mbarrier, every thread
-// waits for the stage's bytes, computes from shared memory, and after a barrier thread 0 refills
-// the buffer with the stage kStages ahead. The split's page-table entries are read once.
-// Build-time knobs for tuning on a new GPU (scripts/decode-tune.sh builds several).
-#ifndef MEMTAX_DECODE_STAGE_PAGES
-#define MEMTAX_DECODE_STAGE_PAGES 2
-#endif
+// Hopper: one warp per CTA streams the split's pages into shared memory with the bulk-copy
+// engine and computes with the tensor cores. Each page (16 tokens of one KV head) arrives as 32
+// row copies of 256 bytes (16 K rows, 16 V rows, a lane each) into rows padded to 272 bytes, so
+// that the ldmatrix reads below hit 8 distinct bank groups; the copies complete on the page
+// buffer's mbarrier, kStages buffers deep, so kStages − 1 pages per CTA are in flight while one
+// is computed. Per page: S = Q·Kᵀ as mma.m16n8k16 (bf16 in, fp32 out) with the G query heads as
+// rows 0..G−1 of M (the rest zero), an online softmax on the accumulators (each row's four lanes
+// share a max through two shuffles), then O += P·V with P in bf16 straight from the score
+// registers and V through ldmatrix.trans. The arithmetic per page is 32 mma and 16 ldmatrix
+// whatever G is (≤ 8).
 #ifndef MEMTAX_DECODE_STAGES
 #define MEMTAX_DECODE_STAGES 4
 #endif
-constexpr int kStagePages = MEMTAX_DECODE_STAGE_PAGES;
-constexpr int kStageTokens = kStagePages * kBlock;
 constexpr int kStages = MEMTAX_DECODE_STAGES;
-constexpr int kStageBytes = 2 * kStagePages * kPageBytes;
-constexpr std::size_t kTmaSmem = static_cast<std::size_t>(kStages) * kStageBytes + kStages * sizeof(std::uint64_t) +
+constexpr int kRowPad = kHeadDim + 8;  // bf16 per shared row: 272 bytes
+constexpr int kPageSmem = 2 * kBlock * kRowPad * 2;
+constexpr int kStageTokens = kBlock;  // splits are whole pages
+constexpr std::size_t kMmaSmem = static_cast<std::size_t>(kStages) * kPageSmem + kStages * sizeof(std::uint64_t) +
                                  kMaxSplitTokens / kBlock * sizeof(int);
 
-template <int G, int T>
-__global__ void __launch_bounds__(kDecThreads) k_decode_split_tma(DecodeArgs a) {
+__device__ __forceinline__ void ldsm_x4(const void* p, std::uint32_t& r0, std::uint32_t& r1, std::uint32_t& r2, std::uint32_t& r3) {
+    const auto a = static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_t(const void* p, std::uint32_t& r0, std::uint32_t& r1, std::uint32_t& r2, std::uint32_t& r3) {
+    const auto a = static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(a));
+}
+// d += a·b for one m16n8k16 tile; rows 8..15 of A are zero here (a1 = a3 = 0).
+__device__ __forceinline__ void mma16816(float (&d)[4], std::uint32_t a0, std::uint32_t a2, std::uint32_t b0, std::uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<std::uint32_t*>(&h);
+}
+
+template <int G>
+__global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a) {
+    static_assert(G >= 1 && G <= 8, "the query heads of a KV head fill rows 0..7 of the tile");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace ptx = cuda::ptx;
     extern __shared__ __align__(128) unsigned char smem[];
-    auto* bar = reinterpret_cast<std::uint64_t*>(smem + kStages * kStageBytes);
+    auto* bar = reinterpret_cast<std::uint64_t*>(smem + kStages * kPageSmem);
     int* tab_s = reinterpret_cast<int*>(bar + kStages);
-    const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
-    const int t0 = split * a.tps, nt = min(a.tps, a.L - t0);
-    const int npages = (nt + kBlock - 1) / kBlock, nstages = (npages + kStagePages - 1) / kStagePages;
-    for (int i = threadIdx.x; i < npages; i += kDecThreads)
-        tab_s[i] = a.table[static_cast<std::size_t>(b) * a.max_blocks + t0 / kBlock + i];
-    if (threadIdx.x == 0) {
+    const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, lane = threadIdx.x;
+    const int t0 = split * a.tps, nt = min(a.tps, a.L - t0), npages = (nt + kBlock - 1) / kBlock;
+    for (int i = lane; i < npages; i += 32) tab_s[i] = a.table[static_cast<std::size_t>(b) * a.max_blocks + t0 / kBlock + i];
+    if (lane == 0) {
         for (int s = 0; s < kStages; ++s) ptx::mbarrier_init(&bar[s], 1);
         ptx::fence_mbarrier_init(ptx::sem_release, ptx::scope_cluster);
     }
-    __syncthreads();
-    auto issue = [&](int st) {
-        unsigned char* buf = smem + (st % kStages) * kStageBytes;
-        const int p0 = st * kStagePages, np = min(kStagePages, npages - p0);
-        ptx::mbarrier_arrive_expect_tx(ptx::sem_release, ptx::scope_cta, ptx::space_shared, &bar[st % kStages],
-                                       static_cast<std::uint32_t>(2 * np * kPageBytes));
-        for (int p = 0; p < np; ++p) {
-            const std::size_t off = (static_cast<std::size_t>(tab_s[p0 + p]) * a.Hkv + kvh) * kBlock * kHeadDim;
-            ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, buf + p * kPageBytes, a.kc + off, kPageBytes, &bar[st % kStages]);
-            ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, buf + (kStagePages + p) * kPageBytes, a.vc + off, kPageBytes,
-                               &bar[st % kStages]);
-        }
+    __syncwarp();
+    // Lanes 0..15 copy the page's K rows, lanes 16..31 its V rows.
+    const __nv_bfloat16* src_base = (lane < 16 ? a.kc : a.vc) + static_cast<std::size_t>(lane & 15) * kHeadDim;
+    auto issue = [&](int pg) {
+        const int s = pg % kStages;
+        if (lane == 0)
+            ptx::mbarrier_arrive_expect_tx(ptx::sem_release, ptx::scope_cta, ptx::space_shared, &bar[s],
+                                           static_cast<std::uint32_t>(2 * kBlock * kHeadDim * 2));
+        __syncwarp();
+        const std::size_t off = (static_cast<std::size_t>(tab_s[pg]) * a.Hkv + kvh) * kBlock * kHeadDim;
+        ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, smem + s * kPageSmem + lane * kRowPad * 2, src_base + off,
+                           kHeadDim * 2, &bar[s]);
     };
-    if (threadIdx.x == 0)
-        for (int st = 0; st < min(kStages, nstages); ++st) issue(st);
+    for (int pg = 0; pg < min(kStages, npages); ++pg) issue(pg);
 
-    constexpr int kGroups = kDecThreads / T, kPerGroup = kStageTokens / kGroups, U = kPerGroup < 4 ? kPerGroup : 4;
-    static_assert(kPerGroup % U == 0, "a stage's tokens split evenly over the lane groups");
-    const int grp = threadIdx.x / T, lane = threadIdx.x % T;
-    Softmax<G, T> sm;
-    sm.init(a.q + (static_cast<std::size_t>(b) * a.Hkv + kvh) * G * kHeadDim, lane, a.scale_log2);
-    for (int st = 0; st < nstages; ++st) {
-        while (!ptx::mbarrier_try_wait_parity(&bar[st % kStages], static_cast<std::uint32_t>((st / kStages) & 1))) {
-        }
-        const auto* kb = reinterpret_cast<const __nv_bfloat16*>(smem + (st % kStages) * kStageBytes);
-        const auto* vb = kb + kStagePages * kBlock * kHeadDim;
+    const int grp = lane >> 2, tig = lane & 3;  // the tile row this lane holds, and its column pair
+    // Q as the A operand, rows = query heads: qa[s][0] dims 16s + 2·tig (+1), qa[s][1] 8 further.
+    std::uint32_t qa[8][2];
+    {
+        const __nv_bfloat16* qh = a.q + ((static_cast<std::size_t>(b) * a.Hkv + kvh) * G + grp) * kHeadDim;
 #pragma unroll
-        for (int c = 0; c < kPerGroup; c += U) {
-            bool valid[U];
+        for (int s = 0; s < 8; ++s)
 #pragma unroll
-            for (int u = 0; u < U; ++u) valid[u] = st * kStageTokens + (c + u) * kGroups + grp < nt;
-            // token (c + u) * kGroups + grp of the stage
-            sm.template step<U>([&](int u, float* f) { load_row<T>(kb + ((c + u) * kGroups + grp) * kHeadDim, lane, f); },
-                                [&](int u, float* f) { load_row<T>(vb + ((c + u) * kGroups + grp) * kHeadDim, lane, f); }, valid);
-        }
-        __syncthreads();  // every thread is done with the buffer before it is refilled
-        if (threadIdx.x == 0 && st + kStages < nstages) issue(st + kStages);
+            for (int h = 0; h < 2; ++h)
+                qa[s][h] = grp < G ? *reinterpret_cast<const std::uint32_t*>(qh + 16 * s + 8 * h + 2 * tig) : 0u;
     }
-    // Every issued copy has completed (each stage was waited for): the stage buffers are free.
-    auto* red = reinterpret_cast<float*>(smem);
-    float* gm = red + kGroups * G * kHeadDim;
-    const std::size_t base_out = ((static_cast<std::size_t>(b) * a.Hkv + kvh) * a.splits + split) * G;
-    sm.merge_and_write(red, gm, gm + kGroups * G, grp, lane, base_out, a.po, a.pm, a.pl);
+    float o[16][4];
+#pragma unroll
+    for (int j = 0; j < 16; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m = -INFINITY, l = 0.f;  // this row's running max (log2 domain) and this lane's share of the sum
+    for (int pg = 0; pg < npages; ++pg) {
+        const int s = pg % kStages;
+        while (!ptx::mbarrier_try_wait_parity(&bar[s], static_cast<std::uint32_t>((pg / kStages) & 1))) {
+        }
+        const auto* kb = reinterpret_cast<const __nv_bfloat16*>(smem + s * kPageSmem);
+        const auto* vb = kb + kBlock * kRowPad;
+        float sc[2][4];
+#pragma unroll
+        for (int t = 0; t < 2; ++t) {  // tokens 8t..8t+7 of the page
+            sc[t][0] = sc[t][1] = sc[t][2] = sc[t][3] = 0.f;
+#pragma unroll
+            for (int s2 = 0; s2 < 8; s2 += 2) {
+                std::uint32_t b0, b1, b2, b3;
+                ldsm_x4(kb + (8 * t + (lane & 7)) * kRowPad + 8 * (2 * s2 + (lane >> 3)), b0, b1, b2, b3);
+                mma16816(sc[t], qa[s2][0], qa[s2][1], b0, b1);
+                mma16816(sc[t], qa[s2 + 1][0], qa[s2 + 1][1], b2, b3);
+            }
+        }
+        const int valid = nt - pg * kBlock;  // tokens of this page inside the context
+        float pmax = -INFINITY;
+#pragma unroll
+        for (int t = 0; t < 2; ++t)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                sc[t][c] = 8 * t + 2 * tig + c < valid ? sc[t][c] * a.scale_log2 : -INFINITY;
+                pmax = fmaxf(pmax, sc[t][c]);
+            }
+        pmax = fmaxf(pmax, __shfl_xor_sync(0xffffffffu, pmax, 1));
+        pmax = fmaxf(pmax, __shfl_xor_sync(0xffffffffu, pmax, 2));
+        const float m_new = fmaxf(m, pmax), alpha = exp2f(m - m_new);
+        m = m_new;
+        float p[2][2];
+#pragma unroll
+        for (int t = 0; t < 2; ++t)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) p[t][c] = exp2f(sc[t][c] - m_new);
+        l = l * alpha + p[0][0] + p[0][1] + p[1][0] + p[1][1];
+        const std::uint32_t pa0 = pack_bf16(p[0][0], p[0][1]), pa2 = pack_bf16(p[1][0], p[1][1]);
+#pragma unroll
+        for (int j = 0; j < 16; j += 2) {  // dims 8j..8j+15
+            std::uint32_t b0, b1, b2, b3;
+            ldsm_x4_t(vb + (8 * ((lane >> 3) & 1) + (lane & 7)) * kRowPad + 8 * (j + (lane >> 4)), b0, b1, b2, b3);
+            o[j][0] *= alpha;
+            o[j][1] *= alpha;
+            o[j + 1][0] *= alpha;
+            o[j + 1][1] *= alpha;
+            mma16816(o[j], pa0, pa2, b0, b1);
+            mma16816(o[j + 1], pa0, pa2, b2, b3);
+        }
+        __syncwarp();  // every lane has read the buffer before it is refilled
+        if (pg + kStages < npages) issue(pg + kStages);
+    }
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (grp < G) {
+        const std::size_t row = ((static_cast<std::size_t>(b) * a.Hkv + kvh) * a.splits + split) * G + grp;
+#pragma unroll
+        for (int j = 0; j < 16; ++j) *reinterpret_cast<float2*>(a.po + row * kHeadDim + 8 * j + 2 * tig) = make_float2(o[j][0], o[j][1]);
+        if (tig == 0) {
+            a.pm[row] = m;
+            a.pl[row] = l;
+        }
+    }
 #else
-    __trap();  // launched only on sm_90 and later (see launch_decode)
+    __trap();  // launched only on sm_90 and later (see decode_plan)
 #endif
 }
-
 // Before Hopper: each half-warp loads U tokens' K and V rows into registers, then computes.
 template <int G, int U>
 __global__ void __launch_bounds__(kDecThreads) k_decode_split_regs(DecodeArgs a) {
@@ -358,7 +410,7 @@ __global__ void __launch_bounds__(kDecThreads) k_decode_split_regs(DecodeArgs a)
     const int grp = threadIdx.x >> 4, lane = threadIdx.x & 15;
     for (int i = threadIdx.x; i < (nt + kBlock - 1) / kBlock; i += kDecThreads)
         tab_s[i] = a.table[static_cast<std::size_t>(b) * a.max_blocks + t0 / kBlock + i];
-    Softmax<G, 16> sm;
+    Softmax<G> sm;
     sm.init(a.q + (static_cast<std::size_t>(b) * a.Hkv + kvh) * G * kHeadDim, lane, a.scale_log2);
     __syncthreads();
     for (int base = 0; base < nt; base += 8 * U) {
@@ -430,39 +482,40 @@ struct DecodeShape {
 };
 
 // How a shape runs: the split size and count, and which split kernel. The bulk-copy kernel
-// holds kTmaSmem of shared memory, so a few CTAs fit on a multiprocessor; splits are sized so
+// holds kMmaSmem of shared memory, so a few CTAs fit on a multiprocessor; splits are sized so
 // that the grid is a whole number of those waves (one wave where a split can hold the context
 // share), between kMinSplitTokens and kMaxSplitTokens tokens, a whole number of stages.
 struct DecodePlan {
-    int tps = 0, splits = 0;
-    bool tma = false;
+    int tps = 0, splits = 0, threads = 0;
+    bool hopper = false;
     int per_sm = 0;  // resident CTAs per multiprocessor
 };
 
 template <int G>
-void decode_kernel_setup(bool tma, const void*& fn, std::size_t& smem) {
-    constexpr int T = G > 4 ? 32 : 16, U = G > 4 ? 2 : 8;  // lanes per token; tokens in flight per half-warp
-    fn = tma ? reinterpret_cast<const void*>(&k_decode_split_tma<G, T>) : reinterpret_cast<const void*>(&k_decode_split_regs<G, U>);
-    smem = tma ? kTmaSmem : 0;
-    if (tma) CK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+void decode_kernel_setup(bool hopper, const void*& fn, std::size_t& smem) {
+    constexpr int U = G > 4 ? 2 : 8;  // tokens in flight per half-warp
+    fn = hopper ? reinterpret_cast<const void*>(&k_decode_split_mma<G>) : reinterpret_cast<const void*>(&k_decode_split_regs<G, U>);
+    smem = hopper ? kMmaSmem : 0;
+    if (hopper) CK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
 }
 
-void decode_kernel(int G, bool tma, const void*& fn, std::size_t& smem) {
+void decode_kernel(int G, bool hopper, const void*& fn, std::size_t& smem) {
     switch (G) {
-        case 1: decode_kernel_setup<1>(tma, fn, smem); break;
-        case 4: decode_kernel_setup<4>(tma, fn, smem); break;
-        case 8: decode_kernel_setup<8>(tma, fn, smem); break;
+        case 1: decode_kernel_setup<1>(hopper, fn, smem); break;
+        case 4: decode_kernel_setup<4>(hopper, fn, smem); break;
+        case 8: decode_kernel_setup<8>(hopper, fn, smem); break;
         default: throw ProbeError("decode-paged: query heads per KV head must be 1, 4 or 8");
     }
 }
 
 DecodePlan decode_plan(const Device& dev, const DecodeShape& s) {
     DecodePlan p;
-    p.tma = dev.sm >= 90;
+    p.hopper = dev.sm >= 90;
+    p.threads = p.hopper ? 32 : kDecThreads;
     const void* fn = nullptr;
     std::size_t smem = 0;
-    decode_kernel(s.G, p.tma, fn, smem);
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&p.per_sm, fn, kDecThreads, smem));
+    decode_kernel(s.G, p.hopper, fn, smem);
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&p.per_sm, fn, p.threads, smem));
     if (p.per_sm < 1) throw ProbeError("decode-paged: the split kernel does not fit on a multiprocessor");
     const long slots = static_cast<long>(p.per_sm) * dev.prop.multiProcessorCount, heads = static_cast<long>(s.B) * s.Hkv;
     const long most = (s.L + kMinSplitTokens - 1) / kMinSplitTokens, least = (s.L + kMaxSplitTokens - 1) / kMaxSplitTokens;
@@ -493,11 +546,11 @@ void decode_run(const DecodeShape& s, const DecodePlan& p, const DecodeBuffers& 
     if (which & 1) {
         const void* fn = nullptr;
         std::size_t smem = 0;
-        decode_kernel(s.G, p.tma, fn, smem);
+        decode_kernel(s.G, p.hopper, fn, smem);
         DecodeArgs a{d.q, d.kc, d.vc, d.table, static_cast<int>(d.max_blocks), s.L, s.Hkv, p.splits, p.tps,
                      1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim)), d.po, d.pm, d.pl};
         void* args[] = {&a};
-        CK(cudaLaunchKernel(fn, dim3(p.splits, s.Hkv, s.B), dim3(kDecThreads), args, smem, st));
+        CK(cudaLaunchKernel(fn, dim3(p.splits, s.Hkv, s.B), dim3(p.threads), args, smem, st));
         CK_LAUNCH();
     }
     if (!(which & 2)) return;
@@ -546,11 +599,12 @@ void decode_init(const DecodeShape& s, DecodeBuffers& d, std::uint32_t seed, cud
 // inside a stage, with the plan the timed cases use; and, on Hopper, with the register kernel too.
 void decode_check(Device& dev, Results& r) {
     for (const DecodeShape s : {DecodeShape{2, 1100, 2, 4}, DecodeShape{1, 2900, 1, 8}, DecodeShape{3, 700, 2, 1}})
-        for (const bool tma : {true, false}) {
+        for (const bool hopper : {true, false}) {
             DecodePlan p = decode_plan(dev, s);
-            if (tma && !p.tma) continue;
-            if (!tma && p.tma) {  // the fallback, as a pre-Hopper GPU would run it
-                p.tma = false;
+            if (hopper && !p.hopper) continue;
+            if (!hopper && p.hopper) {  // the fallback, as a pre-Hopper GPU would run it
+                p.hopper = false;
+                p.threads = kDecThreads;
                 p.tps = kMinSplitTokens;
                 p.splits = (s.L + p.tps - 1) / p.tps;
             }
@@ -593,7 +647,7 @@ void decode_check(Device& dev, Results& r) {
                 }
             char what[128];
             std::snprintf(what, sizeof what, "B=%d L=%d kv_heads=%d group=%d, %s kernel, %d splits, vs float64", s.B, s.L, s.Hkv, s.G,
-                          p.tma ? "bulk-copy" : "register", p.splits);
+                          p.hopper ? "bulk-copy" : "register", p.splits);
             r.checks.push_back({"decode-paged", what, rel_error(out, ref), 1e-2, unwritten});
         }
 }
