@@ -268,6 +268,7 @@ constexpr int kStageTokens = kBlock;  // splits are whole pages
 constexpr std::size_t kMmaSmem = static_cast<std::size_t>(kStages) * kPageSmem + kStages * sizeof(std::uint64_t) +
                                  kMaxSplitTokens / kBlock * sizeof(int);
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // used by the Hopper kernel only
 __device__ __forceinline__ void ldsm_x4(const void* p, std::uint32_t& r0, std::uint32_t& r1, std::uint32_t& r2, std::uint32_t& r3) {
     const auto a = static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(a));
@@ -286,6 +287,7 @@ __device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<std::uint32_t*>(&h);
 }
+#endif
 
 template <int G>
 __global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a) {
@@ -316,6 +318,9 @@ __global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a) {
                            kHeadDim * 2, &bar[s]);
     };
     for (int pg = 0; pg < min(kStages, npages); ++pg) issue(pg);
+    // The combine kernel may be launched once every CTA of this grid has started (it waits for
+    // this grid's end before it reads anything).
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 
     const int grp = lane >> 2, tig = lane & 3;  // the tile row this lane holds, and its column pair
     // Q as the A operand, rows = query heads: qa[s][0] dims 16s + 2·tig (+1), qa[s][1] 8 further.
@@ -442,6 +447,11 @@ __global__ void __launch_bounds__(kHeadDim * kCombineParts) k_decode_combine(con
                                                              int Hkv, int G, int splits) {
     __shared__ float w[kMaxSplits];
     __shared__ float red[kHeadDim * kCombineParts / 32];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // Launched as a programmatic dependent of the split kernel on Hopper: the CTAs can be resident
+    // before the split kernel ends; its partial results are complete and visible after this wait.
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
     const int hq = blockIdx.x, b = blockIdx.y, kvh = hq / G, g = hq % G, d = threadIdx.x;
     const std::size_t base = (static_cast<std::size_t>(b) * Hkv + kvh) * splits;
     const int t = threadIdx.y * kHeadDim + d, nt = kHeadDim * kCombineParts;
@@ -554,7 +564,19 @@ void decode_run(const DecodeShape& s, const DecodePlan& p, const DecodeBuffers& 
         CK_LAUNCH();
     }
     if (!(which & 2)) return;
-    k_decode_combine<<<dim3(s.Hkv * s.G, s.B), dim3(kHeadDim, kCombineParts), 0, st>>>(d.po, d.pm, d.pl, d.out, s.Hkv, s.G, p.splits);
+    // On Hopper the combine is a programmatic dependent launch: its launch and start overlap the
+    // split kernel's last wave instead of following its end.
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(s.Hkv * s.G, s.B);
+    cfg.blockDim = dim3(kHeadDim, kCombineParts);
+    cfg.stream = st;
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = p.hopper ? 1 : 0;
+    CK(cudaLaunchKernelEx(&cfg, k_decode_combine, static_cast<const float*>(d.po), static_cast<const float*>(d.pm),
+                          static_cast<const float*>(d.pl), d.out, s.Hkv, s.G, p.splits));
     CK_LAUNCH();
 }
 
