@@ -11,13 +11,16 @@ variants=${2:-"4"}
 mkdir -p "$out"
 here=$(cd "$(dirname "$0")/.." && pwd)
 for v in $variants; do
-  cmake -S "$here/kernels" -B /tmp/memtax-probe-tune-$v -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_FLAGS="-DMEMTAX_DECODE_STAGES=$v" >/dev/null &
+  # a variant is STAGES or STAGES:FLAG=VALUE (another -D for the probe, e.g. 4:MEMTAX_DECODE_PDL=0)
+  flags="-DMEMTAX_DECODE_STAGES=${v%%:*}"
+  [[ $v == *:* ]] && flags="$flags -D${v#*:}"
+  cmake -S "$here/kernels" -B "/tmp/memtax-probe-tune-$v" -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_FLAGS="$flags" >/dev/null &
 done
 wait
-for v in $variants; do cmake --build /tmp/memtax-probe-tune-$v -j "$(nproc)" >/dev/null & done
+for v in $variants; do cmake --build "/tmp/memtax-probe-tune-$v" -j "$(nproc)" >/dev/null & done
 wait
 for v in $variants; do
-  /tmp/memtax-probe-tune-$v/memtax-probe --suites stream,decode-paged --output "$out/probe-$v.json" >"$out/probe-$v.log" 2>&1 ||
+  "/tmp/memtax-probe-tune-$v/memtax-probe" --suites stream,decode-paged --output "$out/probe-$v.json" >"$out/probe-$v.log" 2>&1 ||
     echo "variant $v: exit $?" | tee -a "$out/tune.txt"
 done
 python3 - "$out" $variants <<'PY' | tee -a "$out/tune.txt"
