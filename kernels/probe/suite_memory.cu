@@ -1,6 +1,8 @@
 // Bandwidth-bound suites: `stream` (copy / read / write / cudaMemcpy over sizes well past L2)
 // and `decode-paged` (one decode step of attention reading a paged KV cache through a block
 // table, grouped-query heads sharing each K/V read).
+#include <cuda.h>  // CUtensorMap (the type only: the encoder comes through the runtime)
+#include <cudaTypedefs.h>
 #include <cuda/ptx>
 #include <cuda_bf16.h>
 
@@ -264,14 +266,25 @@ struct DecodeArgs {
 #ifndef MEMTAX_DECODE_PDL  // 0: the combine waits for the split kernel's end to be launched
 #define MEMTAX_DECODE_PDL 1
 #endif
+#ifndef MEMTAX_DECODE_TMAP  // 0: 32 row copies per page into padded rows instead of 4 tensor copies
+#define MEMTAX_DECODE_TMAP 1
+#endif
 constexpr int kStages = MEMTAX_DECODE_STAGES;
-constexpr int kRowPad = kHeadDim + 8;  // bf16 per shared row: 272 bytes
-constexpr int kPageSmem = 2 * kBlock * kRowPad * 2;
+constexpr int kRowPad = kHeadDim + 8;  // row copies: bf16 per shared row, 272 bytes
+constexpr int kHalfSmem = MEMTAX_DECODE_TMAP ? kBlock * kHeadDim * 2 : kBlock * kRowPad * 2;  // a page's K (or V)
+constexpr int kPageSmem = 2 * kHalfSmem;
 constexpr int kStageTokens = kBlock;  // splits are whole pages
-constexpr std::size_t kMmaSmem = static_cast<std::size_t>(kStages) * kPageSmem + kStages * sizeof(std::uint64_t) +
-                                 kMaxSplitTokens / kBlock * sizeof(int);
+constexpr std::size_t kMmaSmem = 1024 /* alignment of the swizzled buffers */ + static_cast<std::size_t>(kStages) * kPageSmem +
+                                 kStages * sizeof(std::uint64_t) + kMaxSplitTokens / kBlock * sizeof(int);
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // used by the Hopper kernel only
+// Where 16-byte chunk c (dims 8c..8c+7) of row r of a page's K or V lies in shared memory. Tensor
+// copies: two boxes of 16 rows × 64 dims (128 bytes a row), each written with the 128-byte
+// swizzle (chunk c of row r at chunk c XOR r mod 8 of its row); row copies: padded rows.
+__device__ __forceinline__ constexpr int kv_chunk(int r, int c) {
+    return MEMTAX_DECODE_TMAP ? (c >> 3) * (kBlock * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4) : r * kRowPad * 2 + c * 16;
+}
+
 __device__ __forceinline__ void ldsm_x4(const void* p, std::uint32_t& r0, std::uint32_t& r1, std::uint32_t& r2, std::uint32_t& r3) {
     const auto a = static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(a));
@@ -293,11 +306,13 @@ __device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
 #endif
 
 template <int G>
-__global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a) {
+__global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a, const __grid_constant__ CUtensorMap tmk,
+                                                             const __grid_constant__ CUtensorMap tmv) {
     static_assert(G >= 1 && G <= 8, "the query heads of a KV head fill rows 0..7 of the tile");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace ptx = cuda::ptx;
-    extern __shared__ __align__(128) unsigned char smem[];
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char* smem = smem_raw + ((1024 - (static_cast<unsigned>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
     auto* bar = reinterpret_cast<std::uint64_t*>(smem + kStages * kPageSmem);
     int* tab_s = reinterpret_cast<int*>(bar + kStages);
     const int split = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z, lane = threadIdx.x;
@@ -308,17 +323,28 @@ __global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a) {
         ptx::fence_mbarrier_init(ptx::sem_release, ptx::scope_cluster);
     }
     __syncwarp();
+#if !MEMTAX_DECODE_TMAP
     // Lanes 0..15 copy the page's K rows, lanes 16..31 its V rows.
     const __nv_bfloat16* src_base = (lane < 16 ? a.kc : a.vc) + static_cast<std::size_t>(lane & 15) * kHeadDim;
+#endif
     auto issue = [&](int pg) {
         const int s = pg % kStages;
         if (lane == 0)
             ptx::mbarrier_arrive_expect_tx(ptx::sem_release, ptx::scope_cta, ptx::space_shared, &bar[s],
                                            static_cast<std::uint32_t>(2 * kBlock * kHeadDim * 2));
         __syncwarp();
+#if MEMTAX_DECODE_TMAP
+        // Lanes 0..3: K dims 0..63, K dims 64..127, V dims 0..63, V dims 64..127 (16 rows each).
+        if (lane < 4) {
+            const std::int32_t xy[2] = {64 * (lane & 1), (tab_s[pg] * a.Hkv + kvh) * kBlock};
+            ptx::cp_async_bulk_tensor(ptx::space_cluster, ptx::space_global, smem + s * kPageSmem + (lane >> 1) * kHalfSmem + (lane & 1) * kBlock * 128,
+                                      lane < 2 ? &tmk : &tmv, xy, &bar[s]);
+        }
+#else
         const std::size_t off = (static_cast<std::size_t>(tab_s[pg]) * a.Hkv + kvh) * kBlock * kHeadDim;
         ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, smem + s * kPageSmem + lane * kRowPad * 2, src_base + off,
                            kHeadDim * 2, &bar[s]);
+#endif
     };
     for (int pg = 0; pg < min(kStages, npages); ++pg) issue(pg);
     // The combine kernel may be launched once every CTA of this grid has started (it waits for
@@ -346,8 +372,8 @@ __global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a) {
         const int s = pg % kStages;
         while (!ptx::mbarrier_try_wait_parity(&bar[s], static_cast<std::uint32_t>((pg / kStages) & 1))) {
         }
-        const auto* kb = reinterpret_cast<const __nv_bfloat16*>(smem + s * kPageSmem);
-        const auto* vb = kb + kBlock * kRowPad;
+        const unsigned char* kb = smem + s * kPageSmem;
+        const unsigned char* vb = kb + kHalfSmem;
         float sc[2][4];
 #pragma unroll
         for (int t = 0; t < 2; ++t) {  // tokens 8t..8t+7 of the page
@@ -355,7 +381,7 @@ __global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a) {
 #pragma unroll
             for (int s2 = 0; s2 < 8; s2 += 2) {
                 std::uint32_t b0, b1, b2, b3;
-                ldsm_x4(kb + (8 * t + (lane & 7)) * kRowPad + 8 * (2 * s2 + (lane >> 3)), b0, b1, b2, b3);
+                ldsm_x4(kb + kv_chunk(8 * t + (lane & 7), 2 * s2 + (lane >> 3)), b0, b1, b2, b3);
                 mma16816(sc[t], qa[s2][0], qa[s2][1], b0, b1);
                 mma16816(sc[t], qa[s2 + 1][0], qa[s2 + 1][1], b2, b3);
             }
@@ -383,7 +409,7 @@ __global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a) {
 #pragma unroll
         for (int j = 0; j < 16; j += 2) {  // dims 8j..8j+15
             std::uint32_t b0, b1, b2, b3;
-            ldsm_x4_t(vb + (8 * ((lane >> 3) & 1) + (lane & 7)) * kRowPad + 8 * (j + (lane >> 4)), b0, b1, b2, b3);
+            ldsm_x4_t(vb + kv_chunk(8 * ((lane >> 3) & 1) + (lane & 7), j + (lane >> 4)), b0, b1, b2, b3);
             o[j][0] *= alpha;
             o[j][1] *= alpha;
             o[j + 1][0] *= alpha;
@@ -558,7 +584,32 @@ struct DecodeBuffers {
     int* table;
     float *po, *pm, *pl;
     std::size_t pages, max_blocks;
+    CUtensorMap tmk, tmv;  // the Hopper kernel's view of the K and V pools (see kv_map)
 };
+
+// The K (or V) pool as a 2-D tensor for the bulk-copy engine: rows of 128 dims (pages × KV heads
+// × 16 rows), boxes of 16 rows × 64 dims, 128-byte swizzle. The driver's encoder is reached
+// through the runtime (cudaGetDriverEntryPointByVersion), so the probe still links the runtime
+// alone.
+CUtensorMap kv_map(const void* pool, std::uint64_t rows) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+    if (!encode) {
+        void* fn = nullptr;
+        cudaDriverEntryPointQueryResult q{};
+        CK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q));
+        if (q != cudaDriverEntryPointSuccess || !fn) throw ProbeError("decode-paged: the driver has no cuTensorMapEncodeTiled");
+        encode = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+    }
+    CUtensorMap m{};
+    const cuuint64_t dims[2] = {kHeadDim, rows}, strides[1] = {kHeadDim * 2};
+    const cuuint32_t box[2] = {64, kBlock}, step[2] = {1, 1};
+    const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(pool), dims, strides, box, step,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE,
+                              MEMTAX_DECODE_TMAP ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) throw ProbeError("decode-paged: cuTensorMapEncodeTiled failed with CUresult " + std::to_string(static_cast<int>(r)));
+    return m;
+}
 
 // which: 1 = the split kernel, 2 = the combine kernel, 3 = both.
 void decode_run(const DecodeShape& s, const DecodePlan& p, const DecodeBuffers& d, cudaStream_t st, int which = 3) {
@@ -568,7 +619,7 @@ void decode_run(const DecodeShape& s, const DecodePlan& p, const DecodeBuffers& 
         decode_kernel(s.G, p.hopper, fn, smem);
         DecodeArgs a{d.q, d.kc, d.vc, d.table, static_cast<int>(d.max_blocks), s.L, s.Hkv, p.splits, p.tps,
                      1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim)), d.po, d.pm, d.pl};
-        void* args[] = {&a};
+        void* args[] = {&a, const_cast<CUtensorMap*>(&d.tmk), const_cast<CUtensorMap*>(&d.tmv)};
         CK(cudaLaunchKernel(fn, dim3(p.splits, s.Hkv, s.B), dim3(p.threads), args, smem, st));
         CK_LAUNCH();
     }
@@ -603,6 +654,10 @@ DecodeBuffers decode_alloc(Arena& a, const DecodeShape& s, const DecodePlan& p) 
     d.po = a.get<float>("partial_out", parts * kHeadDim);
     d.pm = a.get<float>("partial_max", parts);
     d.pl = a.get<float>("partial_sum", parts);
+    if (p.hopper) {
+        d.tmk = kv_map(d.kc, d.pages * s.Hkv * kBlock);
+        d.tmv = kv_map(d.vc, d.pages * s.Hkv * kBlock);
+    }
     return d;
 }
 
