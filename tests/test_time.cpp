@@ -188,21 +188,21 @@ TEST(Time, HostBoundStepsOutOfSampleWithinTenPercent) {
 // transformers' DynamicSlidingWindowLayer keeps `full[:, :, -(W-1):]`, a view of the last cat's
 // storage, once more than W - 1 tokens were seen; the next decode step's torch.cat reads that
 // view with strides (CatArrayBatchedCopy), not as one contiguous block. Mistral-7B (W = 4,096,
-// 8 KV heads of 128, 32 layers), batch 1, one H200 (calibrated stream 4.27017e12 B/s, queued
-// launch 2.9087 µs: hardware/calibrated/h200.yaml), hf-sdpa (cat rate 0.0380 elements/s per B/s):
+// 8 KV heads of 128, 32 layers), batch 1, one H200 (calibrated stream 4.24137e12 B/s, queued
+// launch 3.68406 µs: hardware/calibrated/h200.yaml), hf-sdpa (cat rate 0.0380 elements/s per B/s):
 //  - KV length 4,095 before the step (context 4,096): the cache is the whole tensor; each of the
 //    64 cats (K, V per layer) reads 4,095 + 1 rows of 1,024 and writes 4,096: 2·4,096·1,024·2 B
 //    = 16,777,216 B, at the stream rate.
 //  - context 8,193: the cache is the 4,095-token view; the cat makes W = 4,096 rows, 4,194,304
-//    elements, at the strided-cat rate: 4,194,304 / (0.0380 · 4.27017e12) s.
+//    elements, at the strided-cat rate: 4,194,304 / (0.0380 · 4.24137e12) s.
 TEST(Time, WindowCachePastItsWindowIsCatFromAStridedView) {
-    const double bw = 4.27017e12, queued = 2.9087e-6;
+    const double bw = 4.24137e12, queued = 3.68406e-6;
     auto cache_update = [](u64 context) {
         Pair p = both("mistral-7b-v0.1", "h200-calibrated", "hf-sdpa", 1, context);
         TimeEstimate t = estimate_time(p.prefill, p.decode, Topology(single_node_cluster(p.prefill.gpu(), 1)));
         const KindTime* k = kind(t.decode, "kv cache update");
         EXPECT_NE(k, nullptr);
-        EXPECT_DOUBLE_EQ(t.bandwidth_bytes_per_s, 4.27017e12);
+        EXPECT_DOUBLE_EQ(t.bandwidth_bytes_per_s, 4.24137e12);
         return k ? *k : KindTime{};
     };
     const KindTime within = cache_update(4096), past = cache_update(8193);
