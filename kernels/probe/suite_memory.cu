@@ -251,11 +251,13 @@ struct DecodeArgs {
 };
 
 // Hopper: one warp per CTA streams the split's pages into shared memory with the bulk-copy
-// engine and computes with the tensor cores. Each page (16 tokens of one KV head) arrives as 32
-// row copies of 256 bytes (16 K rows, 16 V rows, a lane each) into rows padded to 272 bytes, so
+// engine and computes with the tensor cores. Each page (16 tokens of one KV head) arrives as four
+// 2-D tensor copies (K and V, dims 0..63 and 64..127, 16 rows each) with the 128-byte swizzle, so
 // that the ldmatrix reads below hit 8 distinct bank groups; the copies complete on the page
 // buffer's mbarrier, kStages buffers deep, so kStages − 1 pages per CTA are in flight while one
-// is computed. Per page: S = Q·Kᵀ as mma.m16n8k16 (bf16 in, fp32 out) with the G query heads as
+// is computed. (MEMTAX_DECODE_TMAP=0 builds the alternative measured in docs/probe.md: 32 row
+// copies of 256 bytes per page, a lane each, into rows padded to 272 bytes; the issuing warp pays
+// for every copy, a floor of ~28 µs at small shapes on the H200.) Per page: S = Q·Kᵀ as mma.m16n8k16 (bf16 in, fp32 out) with the G query heads as
 // rows 0..G−1 of M (the rest zero), an online softmax on the accumulators (each row's four lanes
 // share a max through two shuffles), then O += P·V with P in bf16 straight from the score
 // registers and V through ldmatrix.trans. The arithmetic per page is 32 mma and 16 ldmatrix
