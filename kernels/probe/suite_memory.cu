@@ -118,7 +118,7 @@ void stream_check(Device& d, Results& r) {
 // CTA per (split of the context, KV head, sequence)) keeps an online softmax for the G query
 // heads sharing the KV head and writes each split's partial result; a combine kernel merges the
 // splits. On Hopper (sm_90) the split kernel streams whole pages into shared memory with the
-// bulk-copy engine (cp.async.bulk completing on an mbarrier, kStages deep), so the bytes in
+// bulk-copy engine (cp.async.bulk.tensor completing on an mbarrier, kStages deep), so the bytes in
 // flight do not depend on registers or on the arithmetic between loads; earlier GPUs run a
 // register-pipelined version. The split size is chosen per shape to fill whole waves of the
 // GPU (`decode_plan`) and is recorded with each case.
@@ -257,8 +257,8 @@ struct DecodeArgs {
 // buffer's mbarrier, kStages buffers deep, so kStages − 1 pages per CTA are in flight while one
 // is computed. (MEMTAX_DECODE_TMAP=0 builds the alternative measured in docs/probe.md: 32 row
 // copies of 256 bytes per page, a lane each, into rows padded to 272 bytes; the issuing warp pays
-// for every copy, a floor of ~28 µs at small shapes on the H200.) Per page: S = Q·Kᵀ as mma.m16n8k16 (bf16 in, fp32 out) with the G query heads as
-// rows 0..G−1 of M (the rest zero), an online softmax on the accumulators (each row's four lanes
+// for every copy, a floor of ~28 µs at small shapes on the H200.) Per page: S = Q·Kᵀ as
+// mma.m16n8k16 (bf16 in, fp32 out) with the G query heads as rows 0..G−1 of M (the rest zero), an online softmax on the accumulators (each row's four lanes
 // share a max through two shuffles), then O += P·V with P in bf16 straight from the score
 // registers and V through ldmatrix.trans. The arithmetic per page is 32 mma and 16 ldmatrix
 // whatever G is (≤ 8).
@@ -527,30 +527,29 @@ struct DecodeShape {
 // How a shape runs: the split size and count, and which split kernel. The bulk-copy kernel
 // holds kMmaSmem of shared memory, so a few CTAs fit on a multiprocessor; splits are sized so
 // that the grid is a whole number of those waves (one wave where a split can hold the context
-// share), between kMinSplitTokens and kMaxSplitTokens tokens, a whole number of stages.
+// share), between kMinSplitTokens and kMaxSplitTokens tokens, a whole number of pages.
 struct DecodePlan {
     int tps = 0, splits = 0, threads = 0;
     bool hopper = false;
-    int per_sm = 0;  // resident CTAs per multiprocessor
+    const void* fn = nullptr;  // the split kernel, set up by decode_kernel
+    std::size_t smem = 0;      // its dynamic shared memory
 };
 
 template <int G>
-void decode_kernel_setup(bool hopper, const void*& fn, std::size_t& smem) {
+void decode_kernel_setup(DecodePlan& p) {
     constexpr int U = G > 4 ? 2 : 8;  // tokens in flight per half-warp
-    fn = hopper ? reinterpret_cast<const void*>(&k_decode_split_mma<G>) : reinterpret_cast<const void*>(&k_decode_split_regs<G, U>);
-    smem = hopper ? kMmaSmem : 0;
-    static bool raised = false;  // once per kernel: a host call in every timed launch would be timed too
-    if (hopper && !raised) {
-        CK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-        raised = true;
-    }
+    p.fn = p.hopper ? reinterpret_cast<const void*>(&k_decode_split_mma<G>) : reinterpret_cast<const void*>(&k_decode_split_regs<G, U>);
+    p.smem = p.hopper ? kMmaSmem : 0;
+    p.threads = p.hopper ? 32 : kDecThreads;
+    if (p.hopper) CK(cudaFuncSetAttribute(p.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(p.smem)));
 }
 
-void decode_kernel(int G, bool hopper, const void*& fn, std::size_t& smem) {
+// Picks the split kernel for p.hopper and the group size G (once per plan, outside any timing).
+void decode_kernel(int G, DecodePlan& p) {
     switch (G) {
-        case 1: decode_kernel_setup<1>(hopper, fn, smem); break;
-        case 4: decode_kernel_setup<4>(hopper, fn, smem); break;
-        case 8: decode_kernel_setup<8>(hopper, fn, smem); break;
+        case 1: decode_kernel_setup<1>(p); break;
+        case 4: decode_kernel_setup<4>(p); break;
+        case 8: decode_kernel_setup<8>(p); break;
         default: throw ProbeError("decode-paged: query heads per KV head must be 1, 4 or 8");
     }
 }
@@ -558,13 +557,11 @@ void decode_kernel(int G, bool hopper, const void*& fn, std::size_t& smem) {
 DecodePlan decode_plan(const Device& dev, const DecodeShape& s) {
     DecodePlan p;
     p.hopper = dev.sm >= 90;
-    p.threads = p.hopper ? 32 : kDecThreads;
-    const void* fn = nullptr;
-    std::size_t smem = 0;
-    decode_kernel(s.G, p.hopper, fn, smem);
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&p.per_sm, fn, p.threads, smem));
-    if (p.per_sm < 1) throw ProbeError("decode-paged: the split kernel does not fit on a multiprocessor");
-    const long slots = static_cast<long>(p.per_sm) * dev.prop.multiProcessorCount, heads = static_cast<long>(s.B) * s.Hkv;
+    decode_kernel(s.G, p);
+    int per_sm = 0;  // resident CTAs per multiprocessor
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p.fn, p.threads, p.smem));
+    if (per_sm < 1) throw ProbeError("decode-paged: the split kernel does not fit on a multiprocessor");
+    const long slots = static_cast<long>(per_sm) * dev.prop.multiProcessorCount, heads = static_cast<long>(s.B) * s.Hkv;
     const long most = (s.L + kMinSplitTokens - 1) / kMinSplitTokens, least = (s.L + kMaxSplitTokens - 1) / kMaxSplitTokens;
     long splits = most;
     for (long waves = 1; waves <= 64; ++waves) {
@@ -586,7 +583,7 @@ struct DecodeBuffers {
     int* table;
     float *po, *pm, *pl;
     std::size_t pages, max_blocks;
-    CUtensorMap tmk, tmv;  // the Hopper kernel's view of the K and V pools (see kv_map)
+    CUtensorMap tmk, tmv;  // the Hopper kernel's view of the K and V pools (see kv_map; tensor copies only)
 };
 
 // The K (or V) pool as a 2-D tensor for the bulk-copy engine: rows of 128 dims (pages × KV heads
@@ -606,9 +603,7 @@ CUtensorMap kv_map(const void* pool, std::uint64_t rows) {
     const cuuint64_t dims[2] = {kHeadDim, rows}, strides[1] = {kHeadDim * 2};
     const cuuint32_t box[2] = {64, kBlock}, step[2] = {1, 1};
     const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(pool), dims, strides, box, step,
-                              CU_TENSOR_MAP_INTERLEAVE_NONE,
-                              MEMTAX_DECODE_TMAP ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
-                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS) throw ProbeError("decode-paged: cuTensorMapEncodeTiled failed with CUresult " + std::to_string(static_cast<int>(r)));
     return m;
 }
@@ -616,13 +611,10 @@ CUtensorMap kv_map(const void* pool, std::uint64_t rows) {
 // which: 1 = the split kernel, 2 = the combine kernel, 3 = both.
 void decode_run(const DecodeShape& s, const DecodePlan& p, const DecodeBuffers& d, cudaStream_t st, int which = 3) {
     if (which & 1) {
-        const void* fn = nullptr;
-        std::size_t smem = 0;
-        decode_kernel(s.G, p.hopper, fn, smem);
         DecodeArgs a{d.q, d.kc, d.vc, d.table, static_cast<int>(d.max_blocks), s.L, s.Hkv, p.splits, p.tps,
                      1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim)), d.po, d.pm, d.pl};
         void* args[] = {&a, const_cast<CUtensorMap*>(&d.tmk), const_cast<CUtensorMap*>(&d.tmv)};
-        CK(cudaLaunchKernel(fn, dim3(p.splits, s.Hkv, s.B), dim3(p.threads), args, smem, st));
+        CK(cudaLaunchKernel(p.fn, dim3(p.splits, s.Hkv, s.B), dim3(p.threads), args, p.smem, st));
         CK_LAUNCH();
     }
     if (!(which & 2)) return;
@@ -656,7 +648,7 @@ DecodeBuffers decode_alloc(Arena& a, const DecodeShape& s, const DecodePlan& p) 
     d.po = a.get<float>("partial_out", parts * kHeadDim);
     d.pm = a.get<float>("partial_max", parts);
     d.pl = a.get<float>("partial_sum", parts);
-    if (p.hopper) {
+    if (p.hopper && MEMTAX_DECODE_TMAP) {
         d.tmk = kv_map(d.kc, d.pages * s.Hkv * kBlock);
         d.tmv = kv_map(d.vc, d.pages * s.Hkv * kBlock);
     }
@@ -692,7 +684,7 @@ void decode_check(Device& dev, Results& r) {
             if (hopper && !p.hopper) continue;
             if (!hopper && p.hopper) {  // the fallback, as a pre-Hopper GPU would run it
                 p.hopper = false;
-                p.threads = kDecThreads;
+                decode_kernel(s.G, p);
                 p.tps = kMinSplitTokens;
                 p.splits = (s.L + p.tps - 1) / p.tps;
             }
