@@ -4,11 +4,11 @@
 set -euo pipefail
 # clang-14 with its runtime (libFuzzer) and GCC's sanitizer runtimes: the fuzzing and
 # ASan+UBSan stages of scripts/test.sh. Chromium, a font and Cairo: the test that renders a
-# capacity report headless and reads the screenshot back.
+# capacity report headless and reads the screenshot back. clang-format: the layout check (tests).
 pkgs=(cmake g++ make pkg-config libeigen3-dev libcli11-dev libyaml-cpp-dev libfmt-dev
       libboost-graph-dev libgtest-dev nlohmann-json3-dev libbenchmark-dev
       clang-14 libclang-rt-14-dev libasan8 libubsan1
-      chromium fonts-dejavu-core libcairo2-dev)
+      chromium fonts-dejavu-core libcairo2-dev clang-format)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

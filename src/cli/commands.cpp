@@ -17,7 +17,12 @@ InputError as_flags(const InputError& e) {
     static const std::pair<const char*, const char*> paths[] = {
         {"workload.allow_long_context", "--allow-long-context"}, {"workload.batch", "--batch"}, {"workload.context", "--context"},
         {"workload.kv_dtype", "--kv-dtype"}, {"workload.softmax_dtype", "--softmax-dtype"}, {"workload.logits_dtype", "--logits-dtype"},
-        {"deployment.tp", "--tp"}, {"deployment.pp", "--pp"}, {"deployment.gpus", "--gpus"}, {"runtime", "--runtime"}};
+        {"deployment.tp", "--tp"}, {"deployment.pp", "--pp"}, {"deployment.ep", "--ep"}, {"deployment.gpus", "--gpus"},
+        {"deployment.cluster", "--cluster"}, {"runtime", "--runtime"}, {"runtime_settings.max_num_seqs", "--max-num-seqs"},
+        {"runtime_settings.max_num_batched_tokens", "--max-num-batched-tokens"}, {"runtime_settings.block_size", "--block-size"},
+        {"runtime_settings.gpu_memory_utilization", "--gpu-memory-utilization"}, {"workload.weight_dtype", "--weight-dtype"}, {"workload.mode", "--mode"},
+        {"sweep.contexts", "--contexts"}, {"validate.gpu", "--gpu"}, {"calibrate.gpu", "--gpu"},
+        {"calibrate.measurements", "--measurements"}, {"output", "--output"}, {"format", "--format"}};
     auto map = [&](std::string text, bool whole) {
         for (const auto& [path, flag] : paths) {
             if (whole) {

@@ -227,7 +227,8 @@ bool sized_bytes(const Size& s, const DType& d, u64 round_to, const Bindings& b,
 
 std::uint8_t OpGraph::combo_index(const Size& s) {
     Combo c;
-    c.n = s.n;
+    // A Size holds at most four symbols; the bound also tells the optimizer so.
+    c.n = static_cast<std::uint8_t>(std::min<size_t>(s.n, c.syms.size()));
     c.syms = s.syms;
     std::sort(c.syms.begin(), c.syms.begin() + c.n);
     for (size_t i = 0; i < combos_.size(); ++i)

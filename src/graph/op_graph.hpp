@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/bytes.hpp"
@@ -137,6 +138,13 @@ struct Launch {
 };
 
 struct OpInfo {
+    // An op is written where it is created as {name, kind, group, flops, weights, workspace};
+    // the training and time fields are set afterwards, where the op has them.
+    OpInfo() = default;
+    OpInfo(const char* name_, OpKind kind_, OpGroup group_, Size flops_ = {}, std::vector<WeightTensor> weights_ = {},
+           std::vector<Workspace> workspace_ = {})
+        : name(name_), kind(kind_), group(group_), flops(flops_), weights(std::move(weights_)), workspace(std::move(workspace_)) {}
+
     const char* name = "";
     OpKind kind = OpKind::Elementwise;
     OpGroup group = OpGroup::Residual;

@@ -193,7 +193,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     // Communication.
     const u64 tp = e.deployment.tp, pp = e.deployment.pp;
     if (tp * pp > topo.gpus())
-        throw InputError(SourcePos{topo.spec().file, 0, 0}, "--cluster",
+        throw InputError(SourcePos{topo.spec().file, 0, 0}, "deployment.cluster",
                          fmt::format("{} has {} GPUs; one replica needs TP {} × PP {} = {}", topo.spec().name, topo.gpus(), tp, pp, tp * pp));
     if (tp > 1) {
         std::vector<u64> ranks;

@@ -14,13 +14,13 @@ std::vector<u64> parse_context_range(const std::string& text) {
     auto tokens = [&](const std::string& t) {
         u64 v = 0;
         const NumberParse p = parse_token_count(t, v);
-        if (p != NumberParse::Ok || v == 0) throw InputError(SourcePos{}, "--contexts", number_problem(p == NumberParse::Ok ? NumberParse::Invalid : p, t, true));
+        if (p != NumberParse::Ok || v == 0) throw InputError(SourcePos{}, "sweep.contexts", number_problem(p == NumberParse::Ok ? NumberParse::Invalid : p, t, true));
         return v;
     };
     std::vector<u64> out;
     if (const size_t dots = text.find(".."); dots != std::string::npos) {
         const u64 lo = tokens(text.substr(0, dots)), hi = tokens(text.substr(dots + 2));
-        if (lo > hi) throw InputError(SourcePos{}, "--contexts", fmt::format("\"{}\": the first bound exceeds the second", text));
+        if (lo > hi) throw InputError(SourcePos{}, "sweep.contexts", fmt::format("\"{}\": the first bound exceeds the second", text));
         for (u64 c = lo; c <= hi; c *= 2) {
             out.push_back(c);
             if (c > hi / 2) break;

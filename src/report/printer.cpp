@@ -121,7 +121,7 @@ const Printer& printer(const std::string& format) {
     for (const Printer* p : {static_cast<const Printer*>(&table), static_cast<const Printer*>(&json), static_cast<const Printer*>(&csv),
                              static_cast<const Printer*>(&markdown)})
         if (format == p->format()) return *p;
-    throw InputError(SourcePos{}, "--format",
+    throw InputError(SourcePos{}, "format",
                      fmt::format("unknown format \"{}\"{}; valid: {}", format, did_you_mean(format, printer_formats()), fmt::join(printer_formats(), ", ")));
 }
 

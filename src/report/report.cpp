@@ -801,11 +801,11 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
     namespace fs = std::filesystem;
     fs::path target(path);
     std::error_code ec;
-    if (fs::is_directory(target, ec)) throw InputError(SourcePos{path}, "--output", "is a directory, expected a file path");
+    if (fs::is_directory(target, ec)) throw InputError(SourcePos{path}, "output", "is a directory, expected a file path");
     fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
     tmp_ = (dir / fmt::format(".{}.tmp.{}", target.filename().string(), ::getpid())).string();
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw InputError(SourcePos{path}, "--output", fmt::format("cannot write: {}", std::strerror(errno)));
+    if (fd_ < 0) throw InputError(SourcePos{path}, "output", fmt::format("cannot write: {}", std::strerror(errno)));
 }
 
 AtomicFile::~AtomicFile() {
@@ -820,7 +820,7 @@ void AtomicFile::write(const std::string& text) {
         const ssize_t n = ::write(fd_, p, left);
         if (n < 0) {
             if (errno == EINTR) continue;
-            throw InputError(SourcePos{path_}, "--output", fmt::format("write failed: {}", std::strerror(errno)));
+            throw InputError(SourcePos{path_}, "output", fmt::format("write failed: {}", std::strerror(errno)));
         }
         p += n;
         left -= static_cast<size_t>(n);
@@ -828,7 +828,7 @@ void AtomicFile::write(const std::string& text) {
 }
 
 void AtomicFile::commit() {
-    auto fail = [&](const char* what) { throw InputError(SourcePos{path_}, "--output", fmt::format("{}: {}", what, std::strerror(errno))); };
+    auto fail = [&](const char* what) { throw InputError(SourcePos{path_}, "output", fmt::format("{}: {}", what, std::strerror(errno))); };
     if (::fsync(fd_) != 0) fail("fsync failed");
     const int fd = fd_;
     fd_ = -1;

@@ -385,7 +385,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
 
     if (B > p_.max_num_seqs && kv_positive_)
         out.verdict = fmt::format("does not fit: {} sequences wanted at once, but max_num_seqs is {}: vLLM schedules at most {} and queues the rest "
-                                  "(raise --max-num-seqs, or add replicas with --gpus); the KV pool ({} blocks) holds {:.2f} sequences of {} tokens",
+                                  "(raise runtime_settings.max_num_seqs, or add replicas with deployment.gpus); the KV pool ({} blocks) holds {:.2f} sequences of {} tokens",
                                   B, p_.max_num_seqs, p_.max_num_seqs, group_digits(num_blocks_),
                                   static_cast<double>(r.max_concurrency_milli) / 1000.0, group_digits(max_len));
     else if (!kv_positive_)

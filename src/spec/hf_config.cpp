@@ -426,7 +426,7 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
             m.shipped_linear_dtype = "fp8-b128";
         } else {
             r.fail("quantization_config", fmt::format("quant_method \"{}\" is not read for {}; valid: mxfp4 (gpt_oss), fp8 with "
-                                                      "128×128 blocks (deepseek_v3); or drop it and pass --weight-dtype", method, type));
+                                                      "128×128 blocks (deepseek_v3); or drop it and set workload.weight_dtype", method, type));
         }
     }
     validate_model(m);

@@ -125,7 +125,7 @@ SourcePos JsonDoc::pos(const std::string& path) const {
 }
 
 std::string json_repr(const nlohmann::json& v) {
-    return v.is_string() ? "\"" + v.get<std::string>() + "\"" : v.dump();
+    return v.is_string() ? fmt::format("\"{}\"", v.get<std::string>()) : v.dump();
 }
 
 JsonDoc parse_json(const std::string& text, const std::string& file) {

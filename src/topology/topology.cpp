@@ -83,8 +83,8 @@ ClusterSpec single_node_cluster(const GpuSpec& gpu, u64 gpus) {
     c.nodes = 1;
     c.gpus_per_node = gpus;
     if (gpus > 1 && gpu.interconnect_bandwidth.value <= 0)
-        throw InputError(SourcePos{gpu.file, 0, 0}, "--cluster",
-                         fmt::format("{} states no interconnect bandwidth; pass --cluster (a cluster profile) for {} GPUs", gpu.name, gpus));
+        throw InputError(SourcePos{gpu.file, 0, 0}, "deployment.cluster",
+                         fmt::format("{} states no interconnect bandwidth; name a cluster profile for {} GPUs", gpu.name, gpus));
     // Vendors state NVLink bandwidth for both directions together.
     c.intra_node = Link{gpu.interconnect, gpu.interconnect_bandwidth.value / 2, 0.0};
     c.sources["intra_node"] = "half the GPU profile's interconnect_bandwidth_bytes_per_s (stated for both directions); latency not known without a cluster profile";

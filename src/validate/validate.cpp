@@ -37,7 +37,7 @@ GpuSpec gpu_for(const MeasurementFile& f, const std::string& gpu) {
     }
     if (found) return *found;
     throw InputError(SourcePos{f.file, 0, 0}, "provenance.gpu",
-                     fmt::format("\"{}\" matches no GPU profile's device_names ({}); pass --gpu", device, fmt::join(known, ", ")));
+                     fmt::format("\"{}\" matches no GPU profile's device_names ({}); pass validate.gpu", device, fmt::join(known, ", ")));
 }
 
 double rel(double pred, double meas) { return relative_error(pred, meas); }
