@@ -52,7 +52,8 @@ constraints:
   attention: [eager, fused]
   tpot_s: 0.1
 objective: fewest_gpus
-)", "bench.yaml");
+)",
+                                                              "bench.yaml");
     for (auto _ : state) {
         const memtax::PlanReport r = memtax::plan_scenario(s);
         benchmark::DoNotOptimize(r.ranked.size());

@@ -43,9 +43,9 @@ std::string text_of(const std::string& path) {
 // norms, biases, routers and DeepSeek-V3's e_score_correction_bias; a tied embedding once; no MTP).
 TEST(Arch, ShippedProfilesHaveTheDerivedParameterCounts) {
     const std::pair<const char*, u64> expected[] = {
-        {"deepseek-v3", 671'026'419'200}, {"deepseek-v2-lite", 15'706'484'224}, {"mixtral-8x7b", 46'702'792'704},
-        {"qwen3-30b-a3b", 30'532'122'624}, {"gpt-oss-20b", 20'914'757'184},    {"gpt-oss-120b", 116'829'156'672},
-        {"gemma-2-27b", 27'227'128'320},   {"gemma-3-27b", 27'009'346'304},    {"phi-3-mini", 3'821'079'552},
+        {"deepseek-v3", 671'026'419'200},  {"deepseek-v2-lite", 15'706'484'224}, {"mixtral-8x7b", 46'702'792'704},
+        {"qwen3-30b-a3b", 30'532'122'624}, {"gpt-oss-20b", 20'914'757'184},      {"gpt-oss-120b", 116'829'156'672},
+        {"gemma-2-27b", 27'227'128'320},   {"gemma-3-27b", 27'009'346'304},      {"phi-3-mini", 3'821'079'552},
         {"mamba2-2.7b", 2'702'599'680},    {"jamba-v0.1", 51'570'323'328}};
     for (const auto& [name, n] : expected) EXPECT_EQ(parameter_count(resolve_model(name)), n) << name;
 }
@@ -72,8 +72,8 @@ TEST(Arch, ActiveParametersCountTheRoutedExpertsATokenUses) {
 // bytes per token. transformers 5 keeps the latent (measured), so the default runtime agrees
 // with vLLM's MLA spec; the per-head layout would be 61 × 128 × (192 + 128) × 2 = 4,997,120.
 TEST(Arch, DeepSeekV3CachesA576ElementLatentPerTokenPerLayer) {
-    Result r = run_command({"estimate", "--model", "deepseek-v3", "--gpu", "h200", "--batch", "1", "--context", "1", "--mode", "decode",
-                            "--format", "json"});
+    Result r = run_command(
+        {"estimate", "--model", "deepseek-v3", "--gpu", "h200", "--batch", "1", "--context", "1", "--mode", "decode", "--format", "json"});
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("\"kv_cache_bytes\": 70272"), std::string::npos) << r.out.substr(0, 2000);
     const ModelSpec m = resolve_model("deepseek-v3");
@@ -146,8 +146,8 @@ TEST(Arch, HfConfigsOfEveryFamilyImport) {
     EXPECT_EQ(ds.mla.kv_lora_rank, 128u);
     const ModelSpec jamba = load_hf_config(text_of(dir + "jamba-4l.config.json"), "jamba-4l.config.json");
     EXPECT_EQ(jamba.layers[0].token_mixer, "mamba");
-    EXPECT_EQ(jamba.layers[1].token_mixer, "full_attention");  // attn period 2, offset 1
-    EXPECT_EQ(jamba.layers[1].channel_mixer, "moe");           // expert period 2, offset 1
+    EXPECT_EQ(jamba.layers[1].token_mixer, "full_attention");                                                 // attn period 2, offset 1
+    EXPECT_EQ(jamba.layers[1].channel_mixer, "moe");                                                          // expert period 2, offset 1
     const ModelSpec mamba = load_hf_config(text_of(dir + "mamba2-2l.config.json"), "mamba2-2l.config.json");  // has a bare Infinity
     EXPECT_EQ(mamba.layers[0].channel_mixer, "none");
     const ModelSpec g2 = load_hf_config(text_of(dir + "gemma2-2l.config.json"), "gemma2-2l.config.json");
@@ -166,7 +166,8 @@ TEST(Arch, AConfigWithKeysItsTypeLacksIsRefusedByName) {
         load_hf_config(text, "renamed.json");
         FAIL() << "accepted";
     } catch (const InputError& e) {
-        EXPECT_NE(std::string(e.what()).find("attn_logit_softcapping: model_type \"llama\" has no attn_logit_softcapping"), std::string::npos)
+        EXPECT_NE(std::string(e.what()).find("attn_logit_softcapping: model_type \"llama\" has no attn_logit_softcapping"),
+                  std::string::npos)
             << e.what();
     }
 }
@@ -181,8 +182,8 @@ TEST(Arch, AConfigWithKeysItsTypeLacksIsRefusedByName) {
 TEST(Arch, MeasuredPrefillAndDecodePeaksWithinFivePercentAndKvExact) {
     size_t large_decode = 0;
     for (const char* f : {"h200_hf_arch.json", "h200_hf_arch_oos.json"}) {
-        const Validation v = validate_file(load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + f), resolve_gpu("h200"), 0.05,
-                                           4ull << 20);
+        const Validation v =
+            validate_file(load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + f), resolve_gpu("h200"), 0.05, 4ull << 20);
         EXPECT_TRUE(v.all_ok) << f;
         size_t prefill = 0, decode = 0;
         for (const auto& r : v.cases) {
@@ -209,10 +210,10 @@ TEST(Arch, MeasuredPrefillAndDecodePeaksWithinFivePercentAndKvExact) {
 // and a combine all-to-all of T·k·hidden: prefill of 8 × 4,096 tokens, k = 2, hidden 4,096,
 // bf16 = 536,870,912 B each, 2 × 32 layers.
 TEST(Arch, ExpertParallelismShardsWholeExpertsAndAddsAllToAll) {
-    Result with_ep = run_command({"estimate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--tp", "2", "--ep", "2", "--batch", "8", "--context",
-                                  "4096", "--time", "--format", "json"});
-    Result tp_only = run_command({"estimate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--tp", "2", "--batch", "8", "--context", "4096",
-                                  "--format", "json"});
+    Result with_ep = run_command({"estimate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--tp", "2", "--ep", "2", "--batch", "8",
+                                  "--context", "4096", "--time", "--format", "json"});
+    Result tp_only = run_command(
+        {"estimate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--tp", "2", "--batch", "8", "--context", "4096", "--format", "json"});
     ASSERT_EQ(with_ep.code, 0) << with_ep.err;
     ASSERT_EQ(tp_only.code, 0) << tp_only.err;
     auto weights = [](const std::string& out) {
@@ -224,7 +225,8 @@ TEST(Arch, ExpertParallelismShardsWholeExpertsAndAddsAllToAll) {
     EXPECT_NE(with_ep.out.find("\"bytes\": 34359738368"), std::string::npos);
     Result bad = run_command({"estimate", "--model", "llama-3.1-8b", "--tp", "2", "--ep", "2"});
     EXPECT_EQ(bad.code, 2);
-    EXPECT_NE(bad.err.find("deployment.ep: llama-3.1-8b has no experts to spread"), std::string::npos) << bad.err;
+    // The engine names the field (deployment.ep); the command line names the flag.
+    EXPECT_NE(bad.err.find("--ep: llama-3.1-8b has no experts to spread"), std::string::npos) << bad.err;
 }
 
 // compare: MQA keeps 1/8 of GQA-8's KV per token and MLA (d_c = 4·d_h, d_h^R = d_h/2) 4.5 of
@@ -232,8 +234,8 @@ TEST(Arch, ExpertParallelismShardsWholeExpertsAndAddsAllToAll) {
 // GQA 2·8·128·2·32 = 131,072 B/token, MQA 16,384, MLA (512 + 64)·2·32 = 36,864; a 4,096 window
 // stops growing; a Mamba-2 layer never does.
 TEST(Arch, CompareMakesTheLinearTermsExplicit) {
-    Result r = run_command({"compare", "--model", "llama-3.1-8b", "--gpu", "h200", "--context", "8192", "--technique", "gqa,mqa,mla,sliding-4096,ssm",
-                            "--format", "csv"});
+    Result r = run_command({"compare", "--model", "llama-3.1-8b", "--gpu", "h200", "--context", "8192", "--technique",
+                            "gqa,mqa,mla,sliding-4096,ssm", "--format", "csv"});
     ASSERT_EQ(r.code, 0) << r.err;
     auto per_token = [&](const std::string& name) {
         const size_t at = r.out.find("\nrows," + name + ",");

@@ -28,9 +28,12 @@ int build_toy(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 }
 
 TokenMixer toy_mixer() {
-    return TokenMixer{"toy_recurrent", "test-only recurrent mixer: hidden² weights, 16·hidden state per sequence",
+    return TokenMixer{"toy_recurrent",
+                      "test-only recurrent mixer: hidden² weights, 16·hidden state per sequence",
                       {{"hidden_size", "channels", [](const ModelSpec& m) { return m.hidden_size; }}},
-                      [](const BlockEnv& env) { return CacheSpec{16 * env.model.hidden_size / env.shard.tp, 1, 0}; },
+                      [](const BlockEnv& env) {
+                          return CacheSpec{16 * env.model.hidden_size / env.shard.tp, 1, 0};
+                      },
                       build_toy,
                       {Execution::Transformers}};
 }
@@ -164,7 +167,9 @@ TEST(Pipeline, ParametersAreTheStagesOwn) {
     Workload w = at("hf-sdpa", 1, 128);
     const u64 layer = 256 * 256 + 2 * 128 * 256 + 256 * 256 + 3 * 256 * 512 + 2 * 256;  // q, k, v, o; MLP; norms
     const Estimate first = Plan::compile(m, resolve_gpu("h100-sxm"), Deployment{2, 1, 2}, w).estimate(Point{Mode::Prefill, 1, 128});
-    if (first.pp_stage == 0) EXPECT_EQ(first.parameters_per_gpu, layer + 1000 * 256);
-    else EXPECT_EQ(first.parameters_per_gpu, layer + 256 + 1000 * 256);
+    if (first.pp_stage == 0)
+        EXPECT_EQ(first.parameters_per_gpu, layer + 1000 * 256);
+    else
+        EXPECT_EQ(first.parameters_per_gpu, layer + 256 + 1000 * 256);
     EXPECT_EQ(first.parameters, 2 * layer + 2 * 1000 * 256 + 256);
 }

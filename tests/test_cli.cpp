@@ -2,9 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <map>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -22,14 +22,14 @@ std::string bad(const std::string& f) { return std::string(MEMTAX_TEST_DATA) + "
 }  // namespace
 
 TEST(Cli, AcceptanceJsonReportsExactKvBytes) {
-    Result r = run_command({"estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch", "1", "--context", "8192",
-                    "--format", "json"});
+    Result r =
+        run_command({"estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--batch", "1", "--context", "8192", "--format", "json"});
     ASSERT_EQ(r.code, 0) << r.err;
     auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["schema"], "memtax.estimate/1");
     EXPECT_EQ(j["per_gpu"]["kv_cache_bytes"], 1073741824u);
-    for (const char* key : {"weights_bytes", "kv_cache_bytes", "attention_matrix_bytes", "activation_peak_bytes",
-                            "logits_bytes", "runtime_overhead_bytes", "total_bytes", "forward_peak_bytes"})
+    for (const char* key : {"weights_bytes", "kv_cache_bytes", "attention_matrix_bytes", "activation_peak_bytes", "logits_bytes",
+                            "runtime_overhead_bytes", "total_bytes", "forward_peak_bytes"})
         EXPECT_TRUE(j["per_gpu"].contains(key)) << key;
     EXPECT_EQ(j["inputs"]["workload"]["context"], 8192);
     EXPECT_TRUE(j["tool"].contains("version"));
@@ -40,8 +40,8 @@ TEST(Cli, ExplainTermsCarryTheSameBytes) {
     auto j = nlohmann::json::parse(run_command({"estimate", "--attention", "eager", "--format", "json", "--explain"}).out);
     std::map<std::string, u64> terms;
     for (const auto& t : j["explain"]) terms[t["name"]] = t["bytes"];
-    for (const char* key : {"kv_cache", "attention_matrix", "activation_peak", "logits", "runtime_overhead", "total",
-                            "forward_peak", "weights"})
+    for (const char* key :
+         {"kv_cache", "attention_matrix", "activation_peak", "logits", "runtime_overhead", "total", "forward_peak", "weights"})
         EXPECT_EQ(terms.at(key), j["per_gpu"][std::string(key) + "_bytes"].get<u64>()) << key;
 }
 
@@ -79,8 +79,8 @@ TEST(Cli, ListsAndWhatif) {
     ASSERT_EQ(w.code, 0) << w.err;
     // 2 setups x 2 modes x 2 KV dtypes x 3 contexts x 2 batches.
     EXPECT_EQ(std::count(w.out.begin(), w.out.end(), '\n'), 3 + 48);
-    Result wj = run_command({"whatif", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "1024,2048", "--batches", "1",
-                     "--kv-dtypes", "bf16", "--modes", "decode", "--format", "json"});
+    Result wj = run_command({"whatif", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "1024,2048", "--batches", "1", "--kv-dtypes",
+                             "bf16", "--modes", "decode", "--format", "json"});
     ASSERT_EQ(wj.code, 0) << wj.err;
     EXPECT_EQ(nlohmann::json::parse(wj.out)["rows"].size(), 2u);
 }
@@ -161,7 +161,8 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"model_zero_layers.yaml", 4, "num_layers: must be a positive integer, got 0"},
         {"model_too_many_layers.yaml", 4, "num_layers: 100000000000 layers is beyond the supported 1000000"},
         {"model_bad_dtype.yaml", 14, "dtype: unknown dtype \"bf61\" (did you mean \"bf16\"?)"},
-        {"model_bad_family.yaml", 2, "family: unknown value \"gpt5\"; valid: llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, deepseek_v2"},
+        {"model_bad_family.yaml", 2,
+         "family: unknown value \"gpt5\"; valid: llama, mistral, qwen2, qwen3, qwen3_moe, mixtral, deepseek_v2"},
         {"model_syntax.yaml", 10, "(syntax): "},
         {"model_layer_types_mismatch.yaml", 15, "layer_types: lists 1 layers but num_layers = 2"},
         {"model_float_int.yaml", 8, "intermediate_size: expected a non-negative integer, got 512.5"},
@@ -197,7 +198,9 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"meas_no_gpu.json", 4, "provenance: required field \"gpu\" is missing"},
         {"meas_old_schema.json", 2, "schema: \"memtax.measurements/0\" is not supported; valid: memtax.measurements/1"},
         {"meas_truncated.json", 17, "(syntax): syntax error"},
-        {"meas_unknown_kind.json", 12, "cases[0].kind: \"gemv\" (did you mean \"gemm\"?); valid: forward, step_time, train, stream, gemm, attention-eager, attention-flash, decode-paged, mlp, allreduce, attention-sdpa"},
+        {"meas_unknown_kind.json", 12,
+         "cases[0].kind: \"gemv\" (did you mean \"gemm\"?); valid: forward, step_time, train, stream, gemm, attention-eager, "
+         "attention-flash, decode-paged, mlp, allreduce, attention-sdpa"},
         {"meas_unknown_runtime.json", 10, "cases[0].runtime: unknown runtime \"hf-sdap\" (did you mean \"hf-sdpa\"?)"},
     };
     ASSERT_GE(cases.size(), 15u);
@@ -207,7 +210,11 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         bool runtime = c.file.rfind("runtime_", 0) == 0;
         Result r = c.file.rfind("meas_", 0) == 0      ? run_command({"validate", "--measurements", path})
                    : c.file.rfind("cluster_", 0) == 0 ? run_command({"estimate", "--time", "--cluster", path})
-                   : run_command({"estimate", gpu ? "--gpu" : runtime ? "--runtime" : "--model", path});
+                                                      : run_command({"estimate",
+                                                                     gpu       ? "--gpu"
+                                                                     : runtime ? "--runtime"
+                                                                               : "--model",
+                                                                     path});
         EXPECT_EQ(r.code, 2) << c.file;
         std::string where = c.line ? path + ":" + std::to_string(c.line) + ": " : path + ": ";
         EXPECT_EQ(r.err.rfind("memtax: error: " + where + c.field, 0), 0u) << "got: " << r.err;
@@ -257,16 +264,18 @@ TEST(Cli, ValidateRuntimesAndVllm) {
     auto e16 = nlohmann::json::parse(v16.out);
     EXPECT_EQ(e16["per_gpu"]["fits"], false);
     EXPECT_EQ(e16["per_gpu"]["headroom_bytes"], 85017493504 - e16["per_gpu"]["total_bytes"].get<std::int64_t>());
-    Result grid = run_command({"whatif", "--runtime", "vllm", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "131072", "--batches", "16",
-                       "--kv-dtypes", "bf16", "--modes", "decode"});
+    Result grid = run_command({"whatif", "--runtime", "vllm", "--setup", "llama-3.1-8b@1xh100-sxm", "--contexts", "131072", "--batches",
+                               "16", "--kv-dtypes", "bf16", "--modes", "decode"});
     EXPECT_NE(grid.out.find("no (3.42 sequences)"), std::string::npos) << grid.out;
 }
 
 TEST(Cli, TimeJsonHasStableKeys) {
-    Result r = run_command({"estimate", "--model", "llama-3.1-8b", "--tp", "2", "--time", "--cluster", "hgx-h100-8", "--format", "json", "--explain"});
+    Result r = run_command(
+        {"estimate", "--model", "llama-3.1-8b", "--tp", "2", "--time", "--cluster", "hgx-h100-8", "--format", "json", "--explain"});
     ASSERT_EQ(r.code, 0) << r.err;
     auto j = nlohmann::json::parse(r.out)["time"];
-    for (const char* k : {"ttft_s", "tpot_s", "tokens_per_s", "ridge_flops_per_byte", "crossover_tokens", "achievable", "prefill", "decode", "explain"})
+    for (const char* k :
+         {"ttft_s", "tpot_s", "tokens_per_s", "ridge_flops_per_byte", "crossover_tokens", "achievable", "prefill", "decode", "explain"})
         EXPECT_TRUE(j.contains(k)) << k;
     bool all_reduce = false;
     for (const auto& k : j["decode"]["kinds"]) {
@@ -363,9 +372,12 @@ TEST(Cli, EveryCommandHasEveryFormat) {
     const std::string meas = std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory_mistral_7b.json";
     for (const std::string format : {"table", "json", "csv"}) {
         SCOPED_TRACE(format);
-        for (std::vector<std::string> args : std::vector<std::vector<std::string>>{
-                 {"estimate"}, {"whatif", "--contexts", "1024", "--batches", "1"}, {"models"}, {"gpus"}, {"runtimes"},
-                 {"validate", "--measurements", meas}}) {
+        for (std::vector<std::string> args : std::vector<std::vector<std::string>>{{"estimate"},
+                                                                                   {"whatif", "--contexts", "1024", "--batches", "1"},
+                                                                                   {"models"},
+                                                                                   {"gpus"},
+                                                                                   {"runtimes"},
+                                                                                   {"validate", "--measurements", meas}}) {
             args.push_back("--format");
             args.push_back(format);
             const Result r = run_command(args);

@@ -87,7 +87,7 @@ TEST(CliUx, TokenCountsTakeBinarySuffixes) {
     // KV of Llama-3.1-8B: 2 · 32 layers · 8 heads · 128 · 2 B = 131,072 B per token; × 32,768.
     EXPECT_EQ(nlohmann::json::parse(r.out)["per_gpu"]["kv_cache_bytes"], 131072ull * 32768);
     Result w = run_command({"whatif", "--contexts", "8k,1e4", "--batches", "1", "--modes", "prefill", "--kv-dtypes", "bf16", "--setup",
-                    "llama-3.1-8b@1xh100-sxm", "--format", "csv"});
+                            "llama-3.1-8b@1xh100-sxm", "--format", "csv"});
     ASSERT_EQ(w.code, 0) << w.err;
     EXPECT_NE(w.out.find(",8192,bf16,"), std::string::npos) << w.out;
     EXPECT_NE(w.out.find(",10000,bf16,"), std::string::npos) << w.out;
@@ -127,7 +127,8 @@ TEST(CliUx, DefaultContextNeverExceedsTheModel) {
     Result l = run_command({"estimate", "--model", "llama-3.1-8b", "--format", "json"});
     EXPECT_EQ(nlohmann::json::parse(l.out)["inputs"]["workload"]["context"], 8192);
     // The what-if grid's default contexts stop at each model's maximum too.
-    Result w = run_command({"whatif", "--setup", "llama-2-7b@1xh100-sxm", "--batches", "1", "--kv-dtypes", "bf16", "--modes", "prefill", "--format", "csv"});
+    Result w = run_command(
+        {"whatif", "--setup", "llama-2-7b@1xh100-sxm", "--batches", "1", "--kv-dtypes", "bf16", "--modes", "prefill", "--format", "csv"});
     ASSERT_EQ(w.code, 0) << w.err;
     EXPECT_NE(w.out.find(",4096,bf16,"), std::string::npos) << w.out;
     EXPECT_EQ(w.out.find(",8192,"), std::string::npos) << w.out;
@@ -137,7 +138,8 @@ TEST(CliUx, DtypeAndWeightDtypeCastTheWholeModel) {
     // tiny-fp32 by hand: per layer q 256·256 + k 256·128 + v 256·128 + o 256·256 + 3 · 256·512 + 2 norms · 256
     // = 65,536 + 32,768 + 32,768 + 65,536 + 393,216 + 512 = 590,336; two layers 1,180,672; embedding and
     // untied head 2 · 1,000 · 256 = 512,000; final norm 256: 1,692,928 parameters.
-    for (const std::vector<std::string> flag : {std::vector<std::string>{"--weight-dtype", "bf16"}, std::vector<std::string>{"--dtype", "bf16"}}) {
+    for (const std::vector<std::string> flag :
+         {std::vector<std::string>{"--weight-dtype", "bf16"}, std::vector<std::string>{"--dtype", "bf16"}}) {
         std::vector<std::string> args = {"estimate", "--model", ux("fp32_model.yaml"), "--format", "json", "--context", "128"};
         args.insert(args.end(), flag.begin(), flag.end());
         Result r = run_command(args);
@@ -160,7 +162,7 @@ TEST(CliUx, VllmEngineArgumentsAndMaxNumSeqs) {
     EXPECT_FALSE(j["per_gpu"]["fits"]);  // vLLM's default max_num_seqs is 256
     EXPECT_NE(j["verdict"].get<std::string>().find("max_num_seqs is 256"), std::string::npos) << j["verdict"];
     Result args = run_command({"estimate", "--runtime", "vllm", "--batch", "2", "--gpu-memory-utilization", "0.5", "--max-num-seqs", "300",
-                       "--max-num-batched-tokens", "4k", "--block-size", "32", "--format", "json"});
+                               "--max-num-batched-tokens", "4k", "--block-size", "32", "--format", "json"});
     ASSERT_EQ(args.code, 0) << args.err;
     j = nlohmann::json::parse(args.out);
     EXPECT_EQ(j["vllm"]["block_size"], 32);
@@ -219,7 +221,12 @@ TEST(CliUx, CsvCarriesVerdictTimeAndVllm) {
 
 TEST(CliUx, EveryCommandHasEveryFormat) {
     const std::vector<std::vector<std::string>> commands = {
-        {"estimate", "--time"}, {"whatif", "--contexts", "1k", "--batches", "1"}, {"models"}, {"gpus"}, {"runtimes"}, {"clusters"},
+        {"estimate", "--time"},
+        {"whatif", "--contexts", "1k", "--batches", "1"},
+        {"models"},
+        {"gpus"},
+        {"runtimes"},
+        {"clusters"},
         {"validate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_memory.json"}};
     for (const std::string format : {"table", "json", "csv", "markdown"})
         for (auto args : commands) {
@@ -235,14 +242,15 @@ TEST(CliUx, EveryCommandHasEveryFormat) {
                 // except the verdict and notes, which are quoted).
                 EXPECT_EQ(r.out.find("\n\n"), std::string::npos) << args[0];
             }
-            if ((args[0] == "estimate" || args[0] == "whatif") && format != "json") EXPECT_NE(r.out.find("fits"), std::string::npos) << args[0];
+            if ((args[0] == "estimate" || args[0] == "whatif") && format != "json")
+                EXPECT_NE(r.out.find("fits"), std::string::npos) << args[0];
         }
     // calibrate writes a profile; its report comes in every format too.
     const auto dir = std::filesystem::temp_directory_path() / "memtax_ux_calibrate";
     std::filesystem::create_directories(dir);
     for (const std::string format : {"table", "json", "csv", "markdown"}) {
-        Result r = run_command({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/probe_h100.json", "--gpu", "h100-sxm", "-o",
-                        (dir / "cal.yaml").string(), "--format", format});
+        Result r = run_command({"calibrate", "--measurements", std::string(MEMTAX_TEST_DATA) + "/measured/probe_h100.json", "--gpu",
+                                "h100-sxm", "-o", (dir / "cal.yaml").string(), "--format", format});
         ASSERT_EQ(r.code, 0) << format << ": " << r.err;
         EXPECT_NE(r.out.find("gemm_bf16"), std::string::npos) << format;
     }
@@ -264,7 +272,7 @@ TEST(CliUx, ClustersJsonGolden) {
     EXPECT_EQ(hgx["gpus_per_node"], 8);
     EXPECT_EQ(hgx["intra_node"]["fabric"], "nvswitch");
     EXPECT_DOUBLE_EQ(hgx["intra_node"]["bandwidth_bytes_per_s"].get<double>(), 450e9);  // 900 GB/s both ways, each way
-    EXPECT_FALSE(hgx.contains("inter_node"));  // one node: no inter-node fabric
+    EXPECT_FALSE(hgx.contains("inter_node"));                                           // one node: no inter-node fabric
     EXPECT_TRUE(hgx["sources"].contains("intra_node"));
 }
 
@@ -354,10 +362,12 @@ struct CommaDecimal : std::numpunct<char> {
 }  // namespace
 
 TEST(CliUx, ADecimalCommaLocaleGivesTheSameBytes) {
-    const std::vector<std::vector<std::string>> runs = {
-        {"estimate", "--time", "--explain", "--format", "json"}, {"estimate", "--time", "--format", "csv"},
-        {"estimate", "--runtime", "vllm", "--time", "--format", "markdown"}, {"gpus", "--format", "csv"},
-        {"whatif", "--format", "csv"}, {"estimate", "--gpu", ux("gpu_no_efficiency.yaml"), "--time"}};
+    const std::vector<std::vector<std::string>> runs = {{"estimate", "--time", "--explain", "--format", "json"},
+                                                        {"estimate", "--time", "--format", "csv"},
+                                                        {"estimate", "--runtime", "vllm", "--time", "--format", "markdown"},
+                                                        {"gpus", "--format", "csv"},
+                                                        {"whatif", "--format", "csv"},
+                                                        {"estimate", "--gpu", ux("gpu_no_efficiency.yaml"), "--time"}};
     std::vector<std::string> before;
     for (const auto& a : runs) before.push_back(run_command(a).out);
     const std::locale old = std::locale::global(std::locale(std::locale::classic(), new CommaDecimal));

@@ -63,7 +63,8 @@ TEST(OpGraph, ActiveAliasCostsNothing) {
         OpGraph g("toy", bf16_dtypes(softmax_fp32), 1);
         int x = g.input(t("x", Size(10, {})));
         int p = g.op1(op("softmax", OpKind::Softmax), {x}, t("p", Size(10, {}), DtypeRole::Softmax));
-        int c = g.op1(op("cast", OpKind::Copy), {p}, TensorInfo{"c", Size(10, {}), DtypeRole::Act, Category::Activation, Lifetime::Transient, cast_alias});
+        int c = g.op1(op("cast", OpKind::Copy), {p},
+                      TensorInfo{"c", Size(10, {}), DtypeRole::Act, Category::Activation, Lifetime::Transient, cast_alias});
         g.op1(op("use"), {c}, t("o", Size(10, {})));
         g.finalize();
         return g.evaluate(Bindings{}).peak_bytes;
@@ -102,7 +103,7 @@ TEST(OpGraph, FreshCacheAliasDependsOnThePoint) {
 
 TEST(OpGraph, AllocatorRoundingAppliesToEveryTensor) {
     OpGraph g("round", bf16_dtypes(), 512);
-    int x = g.input(t("x", Size(1, {})));  // 2 B -> 512
+    int x = g.input(t("x", Size(1, {})));        // 2 B -> 512
     g.op1(op("y"), {x}, t("y", Size(300, {})));  // 600 B -> 1024
     g.finalize();
     EXPECT_EQ(g.evaluate(Bindings{}).peak_bytes, 1536u);

@@ -13,8 +13,8 @@ using namespace memtax;
 
 namespace {
 
-Estimate run(const std::string& model, u64 batch, u64 context, Mode mode = Mode::Prefill,
-             AttentionKernel kernel = AttentionKernel::Fused, Deployment dep = {}, const std::string& gpu = "h100-sxm") {
+Estimate run(const std::string& model, u64 batch, u64 context, Mode mode = Mode::Prefill, AttentionKernel kernel = AttentionKernel::Fused,
+             Deployment dep = {}, const std::string& gpu = "h100-sxm") {
     Workload w;
     w.batch = batch;
     w.context = context;
@@ -212,7 +212,6 @@ TEST(Overflow, ExtremeInputsFailNamingTheTerm) {
     // Fused attention at the same size is linear and fits in 64 bits.
     EXPECT_NO_THROW(run("llama-3.1-405b", 4096, 10000000));
 }
-
 
 TEST(Kv, MixedLayerKindsKeepTheirOwnTokens) {
     // The test profile (hidden 256, 4 heads, 2 KV heads, head_dim 64) with one sliding layer

@@ -9,8 +9,8 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
-#include "cli_run.hpp"
 #include "cli/common.hpp"
+#include "cli_run.hpp"
 #include "planner/planner.hpp"
 #include "planner/sweep.hpp"
 #include "spec/loaders.hpp"
@@ -262,8 +262,8 @@ TEST(Setup, LayoutIsExplicitPastANode) {
     EXPECT_EQ(b.pp, 2u);
     EXPECT_THROW(cli::parse_setup("llama-3.1-70b@16xh200"), InputError);  // TP 16 would cross a node
     EXPECT_THROW(cli::parse_setup("llama-3.1-70b@6xh200:tp4"), InputError);
-    Result w = run_command({"whatif", "--setup", "llama-3.1-70b@16xh200:tp8", "--tps", "4,8", "--contexts", "8k", "--batches", "1", "--kv-dtypes",
-                    "bf16", "--modes", "decode", "--format", "csv"});
+    Result w = run_command({"whatif", "--setup", "llama-3.1-70b@16xh200:tp8", "--tps", "4,8", "--contexts", "8k", "--batches", "1",
+                            "--kv-dtypes", "bf16", "--modes", "decode", "--format", "csv"});
     ASSERT_EQ(w.code, 0) << w.err;
     EXPECT_NE(w.out.find("llama-3.1-70b,h200,16,4,"), std::string::npos) << w.out;
     EXPECT_NE(w.out.find("llama-3.1-70b,h200,16,8,"), std::string::npos) << w.out;

@@ -38,10 +38,10 @@ TEST(ProbeModel, DecodePagedBuffersByHand) {
     ProbeShape s;
     s.batch = 8, s.context = 4096, s.kv_heads = 8, s.q_heads = 32, s.head_dim = 128, s.block_size = 16, s.tokens_per_split = 256;
     ProbeModel m = model_probe_case("decode-paged", s, resolve_gpu("h100-sxm"));
-    EXPECT_EQ(buffer(m, "q"), 8u * 32 * 128 * 2);                  // 65,536
-    EXPECT_EQ(buffer(m, "k_cache"), 2048u * 8 * 16 * 128 * 2);     // 67,108,864
-    EXPECT_EQ(buffer(m, "block_table"), 8u * 256 * 4);             // 8,192
-    EXPECT_EQ(buffer(m, "partial_out"), 4096u * 128 * 4);          // 2,097,152
+    EXPECT_EQ(buffer(m, "q"), 8u * 32 * 128 * 2);               // 65,536
+    EXPECT_EQ(buffer(m, "k_cache"), 2048u * 8 * 16 * 128 * 2);  // 67,108,864
+    EXPECT_EQ(buffer(m, "block_table"), 8u * 256 * 4);          // 8,192
+    EXPECT_EQ(buffer(m, "partial_out"), 4096u * 128 * 4);       // 2,097,152
     EXPECT_EQ(buffer(m, "partial_max"), 4096u * 4);
     EXPECT_EQ(m.allocated, 65536u + 2 * 67108864u + 8192u + 65536u + 2097152u + 2 * 16384u);  // 136,486,912
     // The split kernel reads q, the K and V rows of 4096 tokens, the page table, writes the partials.
@@ -55,7 +55,7 @@ TEST(ProbeModel, FlashFlopsCountTheTilesOnAndBelowTheDiagonal) {
     ProbeShape s;
     s.batch = 1, s.heads = 32, s.context = 4096, s.head_dim = 128, s.block_m = 64, s.block_n = 64, s.causal = true;
     ProbeModel m = model_probe_case("attention-flash", s, resolve_gpu("h100-sxm"));
-    EXPECT_EQ(m.allocated, 4u * 32 * 4096 * 128 * 2);  // q, k, v, out: nothing grows with S²
+    EXPECT_EQ(m.allocated, 4u * 32 * 4096 * 128 * 2);                       // q, k, v, out: nothing grows with S²
     EXPECT_EQ(kernel(m, "flash").flops, 2080ull * 32 * 4 * 64 * 64 * 128);  // 139,586,437,120
 }
 
@@ -168,9 +168,9 @@ TEST(ProbeValidate, RecordedH200DecodeReadsAtEightyPercentOfTheCopy) {
 }
 
 TEST(Calibrate, FitsTheRecordedRunAndWritesALoadableProfile) {
-    CalibrationResult c = calibrate({measured("probe_h100.json"), measured("probe_h100x2_allreduce.json"), measured("probe_h100x4_allreduce.json"),
-                                    measured("h100_sdpa_time.json")},
-                                   "", "memtax test");
+    CalibrationResult c = calibrate({measured("probe_h100.json"), measured("probe_h100x2_allreduce.json"),
+                                     measured("probe_h100x4_allreduce.json"), measured("h100_sdpa_time.json")},
+                                    "", "memtax test");
     EXPECT_EQ(c.base.name, "h100-sxm");
     std::map<std::string, KernelRates> r;
     for (const auto& f : c.fits) r[f.key] = f.rates;
@@ -222,7 +222,8 @@ TEST(Calibrate, TimeModelUsesTheCalibratedClasses) {
 
 TEST(ProbeFiles, MalformedProbeCasesNameTheField) {
     auto file = [](const std::string& params, const std::string& kind = "stream") {
-        return std::string(R"({"schema":"memtax.measurements/1","source":"memtax-probe","provenance":{"gpu":"g","date":"d","command":"c"},)") +
+        return std::string(
+                   R"({"schema":"memtax.measurements/1","source":"memtax-probe","provenance":{"gpu":"g","date":"d","command":"c"},)") +
                "\n\"cases\":[\n{\"id\":\"x\",\"kind\":\"" + kind + "\",\n\"params\":" + params + ",\"status\":\"skipped\"}]}";
     };
     auto message = [&](const std::string& params, const std::string& kind = "stream") {
@@ -236,13 +237,18 @@ TEST(ProbeFiles, MalformedProbeCasesNameTheField) {
     EXPECT_NE(message(R"({"op":"copyy","bytes":16})").find("cases[0].params.op: \"copyy\" (did you mean \"copy\"?)"), std::string::npos);
     EXPECT_NE(message(R"({"op":"copy","bytes":100})").find("not a multiple of 16"), std::string::npos);
     EXPECT_NE(message(R"({"op":"read","bytes":16})").find("\"partials\" is missing"), std::string::npos);
-    EXPECT_NE(message(R"({"batch":1,"context":8,"kv_heads":8,"q_heads":30,"head_dim":128,"block_size":16,"tokens_per_split":256,"dtype":"bf16"})",
-                      "decode-paged").find("not a multiple of kv_heads"), std::string::npos);
-    EXPECT_NE(message(R"({"dtype":"fp4","m":1,"n":1,"k":1,"out_dtype":"bf16","workspace_bytes":0})", "gemm").find("valid: bf16, fp16, fp8_e4m3"),
-              std::string::npos);
+    EXPECT_NE(
+        message(R"({"batch":1,"context":8,"kv_heads":8,"q_heads":30,"head_dim":128,"block_size":16,"tokens_per_split":256,"dtype":"bf16"})",
+                "decode-paged")
+            .find("not a multiple of kv_heads"),
+        std::string::npos);
+    EXPECT_NE(
+        message(R"({"dtype":"fp4","m":1,"n":1,"k":1,"out_dtype":"bf16","workspace_bytes":0})", "gemm").find("valid: bf16, fp16, fp8_e4m3"),
+        std::string::npos);
     EXPECT_EQ(message(R"({"op":"copy","bytes":16})"), "no error");
     // A line number: the params object is on line 4.
-    EXPECT_EQ(message(R"({"op":"copy","bytes":100})").rfind("f.json:4: cases[0].params.bytes:", 0), 0u) << message(R"({"op":"copy","bytes":100})");
+    EXPECT_EQ(message(R"({"op":"copy","bytes":100})").rfind("f.json:4: cases[0].params.bytes:", 0), 0u)
+        << message(R"({"op":"copy","bytes":100})");
 }
 
 // NCCL all-reduce across the NVLink-connected H100s of one host: 2 GPUs (NV18) and 4 GPUs (NV18

@@ -63,8 +63,8 @@ void expect_sane(const Estimate& e) {
 TEST(ArithmeticSafety, ExtremeInputsAreExactOrNameTheOverflowingTerm) {
     const ModelSpec big = load_model_yaml(trillion_yaml(), "dense-1t.yaml");
     // 128 · (2·32,768² + 2·32,768·2,048 + 3·32,768·81,920 + 2·32,768) + 2·256,000·32,768 + 32,768
-    const u64 params = 128ull * (2ull * 32768 * 32768 + 2ull * 32768 * 2048 + 3ull * 32768 * 81920 + 2ull * 32768) +
-                       2ull * 256000 * 32768 + 32768;
+    const u64 params =
+        128ull * (2ull * 32768 * 32768 + 2ull * 32768 * 2048 + 3ull * 32768 * 81920 + 2ull * 32768) + 2ull * 256000 * 32768 + 32768;
     EXPECT_EQ(parameter_count(big), params);
     EXPECT_GT(params, 1'000'000'000'000ull);
     const GpuSpec gpu = resolve_gpu("b200");
@@ -142,9 +142,9 @@ TEST(Properties, RandomValidModels) {
     const RuntimeSpec eager = resolve_runtime("hf-eager"), sdpa = resolve_runtime("hf-sdpa");
     int checked = 0;
     for (int i = 0; i < 60; ++i) {
-        const u64 kv_heads = 1ull << (rng() % 4);            // 1..8
-        const u64 heads = kv_heads * (1 + rng() % 8);         // a multiple
-        const u64 head_dim = 32ull << (rng() % 3);            // 32..128
+        const u64 kv_heads = 1ull << (rng() % 4);      // 1..8
+        const u64 heads = kv_heads * (1 + rng() % 8);  // a multiple
+        const u64 head_dim = 32ull << (rng() % 3);     // 32..128
         const u64 layers = 1 + rng() % 48;
         const bool sliding = rng() % 3 == 0;
         std::string yaml = fmt::format(
@@ -304,12 +304,9 @@ TEST(Files, UnreadableMissingEmptyBinaryAndEnormousInputs) {
     fs::resize_file(dir / "huge.yaml", (64ull << 20) + 1);
     ::mkfifo((dir / "fifo.yaml").c_str(), 0600);
     const std::vector<Case> cases = {
-        {"missing.yaml", "no such file"},
-        {"empty.yaml", "file is empty"},
-        {"binary.yaml", "file is binary"},
-        {"huge.yaml", "inputs are limited to 64 MiB"},
-        {"fifo.yaml", "is not a regular file"},
-        {"", "is a directory"},
+        {"missing.yaml", "no such file"},       {"empty.yaml", "file is empty"},
+        {"binary.yaml", "file is binary"},      {"huge.yaml", "inputs are limited to 64 MiB"},
+        {"fifo.yaml", "is not a regular file"}, {"", "is a directory"},
     };
     for (const auto& c : cases) {
         const std::string path = c.name.empty() ? dir.string() : (dir / c.name).string();

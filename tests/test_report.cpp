@@ -47,7 +47,8 @@ std::string src(const std::string& rel) { return (fs::path(MEMTAX_SOURCE_DIR) / 
 TEST(Svg, LinearAxesPlaceValuesByHand) {
     // Plot area: x from 70 to 960 − 250 = 710 px, y from 380 − 44 = 336 px (bottom) to 34 px (top).
     // x over [0, 10]: 5 sits at 70 + 0.5 · 640 = 390; y over [0, 4]: 2 at 336 − 0.5 · 302 = 185.
-    const std::string s = svg::line_chart("t", {"x", false, nullptr}, {"y", false, nullptr}, {{"a", {{0, 0}, {5, 2}, {10, 4}}, "#ff0000", false}});
+    const std::string s =
+        svg::line_chart("t", {"x", false, nullptr}, {"y", false, nullptr}, {{"a", {{0, 0}, {5, 2}, {10, 4}}, "#ff0000", false}});
     EXPECT_NE(s.find("d=\"M70.00,336.00 L390.00,185.00 L710.00,34.00\""), std::string::npos) << s;
     EXPECT_NE(s.find("<title>a</title>"), std::string::npos);
     EXPECT_EQ(s.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u);
@@ -57,8 +58,9 @@ TEST(Svg, LinearAxesPlaceValuesByHand) {
 TEST(Svg, LogAxesAndZeros) {
     // A log x axis over [1024, 4096]: 2048 sits half-way, 70 + 0.5 · 640 = 390. y on a log axis is
     // widened to whole decades, [1, 100]: 10 sits half-way, 336 − 0.5 · 302 = 185. A zero y is left out.
-    const std::string s = svg::line_chart("t", {"x", true, nullptr}, {"y", true, nullptr},
-                                          {{"kv", {{1024, 1}, {2048, 10}, {4096, 100}}, "#0000ff", false}, {"none", {{1024, 0}}, "#000000", true}});
+    const std::string s =
+        svg::line_chart("t", {"x", true, nullptr}, {"y", true, nullptr},
+                        {{"kv", {{1024, 1}, {2048, 10}, {4096, 100}}, "#0000ff", false}, {"none", {{1024, 0}}, "#000000", true}});
     EXPECT_NE(s.find("L390.00,185.00"), std::string::npos) << s;
     EXPECT_EQ(s.find("<title>none</title>"), std::string::npos);  // nothing left to draw
 }

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "model/plan.hpp"
+#include "spec/hf_family.hpp"
 #include "spec/loaders.hpp"
 #include "spec/yaml_reader.hpp"
 
@@ -19,10 +20,10 @@ std::string data(const std::string& f) { return std::string(MEMTAX_TEST_DATA) + 
 // Exact counts from the configs, computed independently in shared/reference/REFERENCE-DATA.md
 // §2.2 (dense formula of §7; Qwen2.5 includes the q/k/v biases).
 TEST(Catalog, ParameterCountsMatchReferenceArithmetic) {
-    const std::map<std::string, u64> expected = {
-        {"llama-2-7b", 6738415616ull},      {"llama-2-13b", 13015864320ull}, {"llama-2-70b", 68976648192ull},
-        {"llama-3.1-8b", 8030261248ull},    {"llama-3.1-70b", 70553706496ull},
-        {"llama-3.1-405b", 405853388800ull}, {"mistral-7b-v0.1", 7241732096ull}, {"qwen2.5-72b", 72706203648ull}};
+    const std::map<std::string, u64> expected = {{"llama-2-7b", 6738415616ull},      {"llama-2-13b", 13015864320ull},
+                                                 {"llama-2-70b", 68976648192ull},    {"llama-3.1-8b", 8030261248ull},
+                                                 {"llama-3.1-70b", 70553706496ull},  {"llama-3.1-405b", 405853388800ull},
+                                                 {"mistral-7b-v0.1", 7241732096ull}, {"qwen2.5-72b", 72706203648ull}};
     for (const auto& [name, count] : expected) EXPECT_EQ(parameter_count(resolve_model(name)), count) << name;
 }
 
@@ -45,8 +46,7 @@ TEST(Catalog, EveryModelMatchesItsStatedCountToItsPrecision) {
 }
 
 TEST(Catalog, ShipsTheRequiredProfiles) {
-    for (const char* m : {"llama-2-7b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b",
-                          "mistral-7b-v0.1", "qwen2.5-72b"})
+    for (const char* m : {"llama-2-7b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mistral-7b-v0.1", "qwen2.5-72b"})
         EXPECT_NO_THROW(resolve_model(m)) << m;
     for (const char* g : {"a100-40gb", "a100-80gb", "h100-sxm", "h100-pcie", "h200", "b200", "l40s", "rtx-4090", "mi300x"})
         EXPECT_NO_THROW(resolve_gpu(g)) << g;
@@ -54,7 +54,7 @@ TEST(Catalog, ShipsTheRequiredProfiles) {
 
 TEST(Catalog, H100MemoryIsWhatTheCardReports) {
     GpuSpec g = resolve_gpu("h100-sxm");
-    EXPECT_EQ(g.memory_bytes, 81559ull << 20);        // nvidia-smi: 81,559 MiB
+    EXPECT_EQ(g.memory_bytes, 81559ull << 20);         // nvidia-smi: 81,559 MiB
     EXPECT_EQ(g.usable_memory_bytes, 81079ull << 20);  // cudaMemGetInfo total: 81,079 MiB
     EXPECT_EQ(resolve_gpu("h200").memory_bytes, 143771ull << 20);
 }
@@ -222,11 +222,77 @@ TEST(YamlSpec, RuntimeKernelAndHostRatesAreChecked) {
     EXPECT_EQ(load_runtime_yaml(base, "rt.yaml").kernels->masked_attention, 0.5099);
     std::string e = error_of("masked_attention: 0.5099", "masked_attention: 1.5");
     EXPECT_NE(e.find("rt.yaml:"), std::string::npos) << e;
-    EXPECT_NE(e.find("kernels.masked_attention: 1.5 is not a fraction of the fused attention rate; valid: above 0, up to 1"), std::string::npos) << e;
+    EXPECT_NE(e.find("kernels.masked_attention: 1.5 is not a fraction of the fused attention rate; valid: above 0, up to 1"),
+              std::string::npos)
+        << e;
     e = error_of("masked_attention: 0.5099", "masked_attention: -1");
     EXPECT_NE(e.find("kernels.masked_attention"), std::string::npos) << e;
     e = error_of("per_step_s: 0.646e-3", "per_step_s: 2");
     EXPECT_NE(e.find("host.per_step_s: 2 s per step is implausible"), std::string::npos) << e;
     e = error_of("cat: 0.0380", "cta: 0.0380");
     EXPECT_NE(e.find("did you mean \"cat\""), std::string::npos) << e;
+}
+
+// "Adding a model family" (docs/engine.md), followed: a toy model_type is one HfFamily — its
+// architecture keys, its defaults, its fields and its layer pattern — added to a copy of the
+// registry. Nothing else in memtax knows it.
+TEST(HfConfig, ToyFamilyIsOneImporterAndARegistryEntry) {
+    HfFamilyRegistry reg = HfFamilyRegistry::builtin();
+    HfFamily toy;
+    toy.model_type = "toyformer";
+    toy.keys = {"sliding_window", "layer_types"};
+    toy.tie_word_embeddings = false;
+    toy.window_applies = [](const HfReader&) { return true; };
+    toy.read = [](const HfReader& r, ModelSpec& m) { m.mlp_bias = r.get_bool("toy_mlp_bias", true); };
+    // Every global_every-th layer attends globally, the others slide.
+    toy.layers = [](const HfReader& r, const ModelSpec& m) {
+        const u64 every = r.opt_u64("global_every").value_or(2);
+        std::vector<std::string> out;
+        for (u64 i = 0; i < m.num_layers; ++i) out.push_back((i + 1) % every == 0 ? "full_attention" : "sliding_attention");
+        return out;
+    };
+    reg.add(std::move(toy));
+    const std::string cfg = R"({"model_type": "toyformer", "hidden_size": 64, "intermediate_size": 128,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 4, "vocab_size": 100,
+      "max_position_embeddings": 4096, "sliding_window": 512, "global_every": 4, "torch_dtype": "bfloat16"})";
+    const ModelSpec m = load_hf_config(cfg, "toy.json", reg);
+    EXPECT_EQ(m.family, "toyformer");
+    EXPECT_EQ(m.sliding_window, 512u);
+    ASSERT_EQ(m.layers.size(), 4u);
+    EXPECT_EQ(m.layers[0].token_mixer, "sliding_attention");
+    EXPECT_EQ(m.layers[2].token_mixer, "sliding_attention");
+    EXPECT_EQ(m.layers[3].token_mixer, "full_attention");
+    EXPECT_TRUE(m.mlp_bias);
+    // By hand: per layer q 64·64 + k, v 64·32 each + o 64·64 = 12,288; gate, up, down 3·64·128 =
+    // 24,576 with biases 128 + 128 + 64 = 320; two norms 128: 37,312. Four layers 149,248;
+    // embedding and head 100·64 each, final norm 64: 162,112.
+    EXPECT_EQ(parameter_count(m), 162112u);
+    // The built-in registry does not know it, and says which it does.
+    try {
+        load_hf_config(cfg, "toy.json");
+        FAIL();
+    } catch (const InputError& e) {
+        EXPECT_EQ(e.field(), "model_type");
+        EXPECT_NE(e.message().find("unsupported model_type \"toyformer\""), std::string::npos) << e.message();
+    }
+    // A key of another architecture is still refused for it.
+    try {
+        load_hf_config(R"({"model_type": "toyformer", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 4,
+          "vocab_size": 100, "max_position_embeddings": 4096, "num_local_experts": 8})",
+                       "toy.json", reg);
+        FAIL();
+    } catch (const InputError& e) {
+        EXPECT_EQ(e.field(), "num_local_experts");
+    }
+}
+
+// Gemma-3 builds two rotary tables (local and global); the family says so, not the engine.
+TEST(HfConfig, Gemma3RotaryTablesComeFromItsFamily) {
+    const ModelSpec g =
+        load_hf_config(read_input_file(std::string(MEMTAX_TEST_DATA) + "/measured/gemma3-2l.config.json"), "gemma3-2l.json");
+    EXPECT_EQ(g.family, "gemma3_text");
+    EXPECT_EQ(g.attn.rotary_tables, 2u);
+    EXPECT_EQ(g.rotary_width(), 2 * g.head_dim);
+    EXPECT_EQ(resolve_model("gemma-3-27b").rotary_width(), 2u * 128);
+    EXPECT_EQ(resolve_model("llama-3.1-8b").rotary_width(), 128u);
 }

@@ -6,9 +6,9 @@
 #include <filesystem>
 
 #include "model/time_model.hpp"
-#include "validate/validate.hpp"
 #include "spec/loaders.hpp"
 #include "topology/topology.hpp"
+#include "validate/validate.hpp"
 
 using namespace memtax;
 

@@ -49,7 +49,8 @@ TEST(Train, MegatronConfiguredGraphsReproduceKorthikanti) {
             TrainSpec spec;
             spec.sequence_parallel = sp;
             spec.recompute = selective ? Recompute::Selective : Recompute::None;
-            const TrainEstimate e = estimate_train(m, resolve_gpu("h200"), Deployment{8, 8, 1, 1}, train_workload("megatron-train", 1, 2048), spec);
+            const TrainEstimate e =
+                estimate_train(m, resolve_gpu("h200"), Deployment{8, 8, 1, 1}, train_workload("megatron-train", 1, 2048), spec);
             const u64 paper = korthikanti_layer_bytes(2048, 1, 12288, 96, 8, sp, selective);
             EXPECT_LE(std::abs(static_cast<double>(e.layer_saved_bytes) / static_cast<double>(paper) - 1), 0.02) << sp << selective;
             EXPECT_EQ(e.layer_saved_bytes, paper + 32768) << sp << selective;
@@ -126,7 +127,8 @@ TEST(Train, PipelineFirstStageHoldsItsMicroBatchesInFlight) {
 TEST(Train, MeasuredTrainingStepsWithinFivePercent) {
     size_t n = 0;
     for (const char* f : {"h200_hf_train.json", "h200_hf_train_oos.json"}) {
-        const Validation v = validate_file(load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + f), resolve_gpu("h200"), 0.05, 0);
+        const Validation v =
+            validate_file(load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + f), resolve_gpu("h200"), 0.05, 0);
         EXPECT_TRUE(v.all_ok) << f;
         for (const auto& r : v.train) {
             EXPECT_LE(std::abs(r.saved_error), 0.05) << r.c.id;
@@ -138,10 +140,11 @@ TEST(Train, MeasuredTrainingStepsWithinFivePercent) {
 }
 
 TEST(Train, CliAnswersAndRefusesWhatItDoesNotModel) {
-    Result ok = run_command({"estimate", "--model", "llama-3.1-8b", "--gpu", "h200", "--mode", "train", "--context", "2048", "--recompute", "full",
-                             "--format", "json"});
+    Result ok = run_command({"estimate", "--model", "llama-3.1-8b", "--gpu", "h200", "--mode", "train", "--context", "2048", "--recompute",
+                             "full", "--format", "json"});
     ASSERT_EQ(ok.code, 0) << ok.err;
-    for (const char* key : {"\"saved_activation_bytes\"", "\"backward_peak_bytes\"", "\"gradient_bytes\"", "\"optimizer_bytes\"", "\"train_peak_bytes\""})
+    for (const char* key :
+         {"\"saved_activation_bytes\"", "\"backward_peak_bytes\"", "\"gradient_bytes\"", "\"optimizer_bytes\"", "\"train_peak_bytes\""})
         EXPECT_NE(ok.out.find(key), std::string::npos) << key;
     Result mla = run_command({"estimate", "--model", "deepseek-v2-lite", "--mode", "train"});
     EXPECT_EQ(mla.code, 2);

@@ -204,10 +204,12 @@ TEST(Validate, ShardedRunsCheckEveryRank) {
         for (size_t k = 0; k < ranks; ++k)
             rs += fmt::format(R"({}{{"rank": {}, "measured": {{"forward_peak_bytes": 50000000, "kv_cache_bytes": {}}}}})", k ? "," : "", k,
                               k == 1 ? kv_rank1 : 2097152);
-        const std::string text = fmt::format(R"({{"schema": "memtax.measurements/1", "source": "test", "provenance": {{"gpu": "NVIDIA H200", "date": "2026-12-03", "command": "hand-written"}},
+        const std::string text = fmt::format(
+            R"({{"schema": "memtax.measurements/1", "source": "test", "provenance": {{"gpu": "NVIDIA H200", "date": "2026-12-03", "command": "hand-written"}},
  "cases": [{{"id": "gqa-2l/tp2", "kind": "forward", "model_config": "{}", "runtime": "hf-sdpa", "mode": "prefill",
   "batch": 1, "context": 1024, "logits_kept": 1, "tp": 2, "status": "ok",
-  "measured": {{"forward_peak_bytes": 50000000, "kv_cache_bytes": 2097152}}, "ranks": [{}]}}]}})", dir + "gqa-2l.config.json", rs);
+  "measured": {{"forward_peak_bytes": 50000000, "kv_cache_bytes": 2097152}}, "ranks": [{}]}}]}})",
+            dir + "gqa-2l.config.json", rs);
         const std::string path = (std::filesystem::temp_directory_path() / "memtax-tp-test.json").string();
         std::ofstream(path) << text;
         return path;

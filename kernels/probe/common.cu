@@ -28,20 +28,30 @@ void cublas_check(cublasStatus_t s, const char* what, const char* file, int line
 
 std::size_t dt_size(DT d) {
     switch (d) {
-        case DT::F32: return 4;
-        case DT::BF16: case DT::F16: return 2;
-        case DT::E4M3: return 1;
-        case DT::I32: return 4;
+        case DT::F32:
+            return 4;
+        case DT::BF16:
+        case DT::F16:
+            return 2;
+        case DT::E4M3:
+            return 1;
+        case DT::I32:
+            return 4;
     }
     return 0;
 }
 const char* dt_name(DT d) {
     switch (d) {
-        case DT::F32: return "fp32";
-        case DT::BF16: return "bf16";
-        case DT::F16: return "fp16";
-        case DT::E4M3: return "fp8_e4m3";
-        case DT::I32: return "int32";
+        case DT::F32:
+            return "fp32";
+        case DT::BF16:
+            return "bf16";
+        case DT::F16:
+            return "fp16";
+        case DT::E4M3:
+            return "fp8_e4m3";
+        case DT::I32:
+            return "int32";
     }
     return "?";
 }
@@ -50,45 +60,92 @@ const char* dt_name(DT d) {
 static std::string escape(const std::string& s) {
     std::string o = "\"";
     for (unsigned char ch : s) {
-        if (ch == '"' || ch == '\\') { o += '\\'; o += static_cast<char>(ch); }
-        else if (ch < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\u%04x", ch); o += b; }
-        else o += static_cast<char>(ch);
+        if (ch == '"' || ch == '\\') {
+            o += '\\';
+            o += static_cast<char>(ch);
+        } else if (ch < 0x20) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\u%04x", ch);
+            o += b;
+        } else
+            o += static_cast<char>(ch);
     }
     return o + "\"";
 }
-Json Json::str(const std::string& s) { Json j; j.raw_ = escape(s); return j; }
+Json Json::str(const std::string& s) {
+    Json j;
+    j.raw_ = escape(s);
+    return j;
+}
 Json Json::num(double v) {
     Json j;
-    if (!std::isfinite(v)) { j.raw_ = "null"; return j; }
+    if (!std::isfinite(v)) {
+        j.raw_ = "null";
+        return j;
+    }
     char b[64];
     std::snprintf(b, sizeof b, "%.9g", v);
     j.raw_ = b;
     return j;
 }
-Json Json::integer(std::uint64_t v) { Json j; j.raw_ = std::to_string(v); return j; }
-Json Json::boolean(bool b) { Json j; j.raw_ = b ? "true" : "false"; return j; }
-Json Json::object() { Json j; j.kind_ = Kind::Object; return j; }
-Json Json::array() { Json j; j.kind_ = Kind::Array; return j; }
+Json Json::integer(std::uint64_t v) {
+    Json j;
+    j.raw_ = std::to_string(v);
+    return j;
+}
+Json Json::boolean(bool b) {
+    Json j;
+    j.raw_ = b ? "true" : "false";
+    return j;
+}
+Json Json::object() {
+    Json j;
+    j.kind_ = Kind::Object;
+    return j;
+}
+Json Json::array() {
+    Json j;
+    j.kind_ = Kind::Array;
+    return j;
+}
 Json& Json::set(const std::string& key, Json v) {
     for (auto& kv : items_)
-        if (kv.first == key) { kv.second = std::move(v); return *this; }
+        if (kv.first == key) {
+            kv.second = std::move(v);
+            return *this;
+        }
     items_.emplace_back(key, std::move(v));
     return *this;
 }
-Json& Json::push(Json v) { items_.emplace_back(std::string(), std::move(v)); return *this; }
+Json& Json::push(Json v) {
+    items_.emplace_back(std::string(), std::move(v));
+    return *this;
+}
 void Json::dump_to(std::string& out, int indent, int depth) const {
-    if (kind_ == Kind::Raw) { out += raw_; return; }
+    if (kind_ == Kind::Raw) {
+        out += raw_;
+        return;
+    }
     const bool obj = kind_ == Kind::Object;
     out += obj ? '{' : '[';
     // Small objects (params, measured) on one line; the case list one case per line.
     const bool newline = indent > 0 && depth < 2 && !obj;
     for (std::size_t i = 0; i < items_.size(); ++i) {
         if (i) out += ',';
-        if (newline) { out += '\n'; out.append(static_cast<std::size_t>(indent * (depth + 1)), ' '); }
-        if (obj) { out += escape(items_[i].first); out += ':'; }
+        if (newline) {
+            out += '\n';
+            out.append(static_cast<std::size_t>(indent * (depth + 1)), ' ');
+        }
+        if (obj) {
+            out += escape(items_[i].first);
+            out += ':';
+        }
         items_[i].second.dump_to(out, indent, depth + 1);
     }
-    if (newline && !items_.empty()) { out += '\n'; out.append(static_cast<std::size_t>(indent * depth), ' '); }
+    if (newline && !items_.empty()) {
+        out += '\n';
+        out.append(static_cast<std::size_t>(indent * depth), ' ');
+    }
     out += obj ? '}' : ']';
 }
 std::string Json::dump(int indent) const {
@@ -142,8 +199,8 @@ static void flush_l2(cudaStream_t s) {
     static unsigned char v = 0;
     if (g_flush) CK(cudaMemsetAsync(g_flush, ++v, g_flush_bytes, s));
 }
-TimeStats time_runs(const std::function<void(cudaStream_t)>& run, const std::function<void(cudaStream_t)>& before,
-                    cudaStream_t stream, int warmup, int min_runs, int max_runs, double target_s) {
+TimeStats time_runs(const std::function<void(cudaStream_t)>& run, const std::function<void(cudaStream_t)>& before, cudaStream_t stream,
+                    int warmup, int min_runs, int max_runs, double target_s) {
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
@@ -179,11 +236,14 @@ TimeStats time_runs(const std::function<void(cudaStream_t)>& run, const std::fun
     return s;
 }
 
-StageTimes time_stages(const std::vector<Stage>& stages, const std::function<void(cudaStream_t)>& before, cudaStream_t stream,
-                       int warmup, int min_runs, int max_runs, double target_s) {
+StageTimes time_stages(const std::vector<Stage>& stages, const std::function<void(cudaStream_t)>& before, cudaStream_t stream, int warmup,
+                       int min_runs, int max_runs, double target_s) {
     StageTimes r;
-    r.total = time_runs([&](cudaStream_t s) { for (const auto& st : stages) st.run(s); }, before, stream, warmup, min_runs, max_runs,
-                        target_s);
+    r.total = time_runs(
+        [&](cudaStream_t s) {
+            for (const auto& st : stages) st.run(s);
+        },
+        before, stream, warmup, min_runs, max_runs, target_s);
     if (stages.size() > 1)
         for (const auto& st : stages)
             r.stages.emplace_back(st.name, time_runs(st.run, before, stream, 1, min_runs, max_runs, target_s / 2));
@@ -193,7 +253,11 @@ StageTimes time_stages(const std::vector<Stage>& stages, const std::function<voi
 // ---- fills and checks ----------------------------------------------------------------------
 __device__ __forceinline__ float hash_uniform(std::uint64_t i, std::uint32_t seed) {
     std::uint64_t x = i * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(seed) << 32 | seed);
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull; x ^= x >> 33;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
     float u = static_cast<float>(x >> 40) * (1.0f / 16777216.0f);  // [0, 1)
     float v = 2.0f * u - 1.0f;
     return v == 0.0f ? 0.5f : v;
@@ -204,11 +268,21 @@ __global__ void k_fill(void* p, std::size_t n, int dt, std::uint32_t seed, float
          i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
         float v = scale * hash_uniform(i, seed);
         switch (dt) {
-            case 0: static_cast<float*>(p)[i] = v; break;
-            case 1: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16(v); break;
-            case 2: static_cast<__half*>(p)[i] = __float2half(v); break;
-            case 3: static_cast<__nv_fp8_e4m3*>(p)[i] = __nv_fp8_e4m3(v); break;
-            default: static_cast<int*>(p)[i] = static_cast<int>(v * 1000); break;
+            case 0:
+                static_cast<float*>(p)[i] = v;
+                break;
+            case 1:
+                static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16(v);
+                break;
+            case 2:
+                static_cast<__half*>(p)[i] = __float2half(v);
+                break;
+            case 3:
+                static_cast<__nv_fp8_e4m3*>(p)[i] = __nv_fp8_e4m3(v);
+                break;
+            default:
+                static_cast<int*>(p)[i] = static_cast<int>(v * 1000);
+                break;
         }
     }
 }
@@ -240,8 +314,7 @@ std::uint64_t count_poison(const void* p, std::size_t count, DT dt, cudaStream_t
     unsigned long long* d = nullptr;
     CK(cudaMalloc(&d, sizeof *d));
     CK(cudaMemsetAsync(d, 0, sizeof *d, s));
-    k_count_poison<<<grid_for(count, 256), 256, 0, s>>>(static_cast<const unsigned char*>(p), count,
-                                                        static_cast<int>(dt_size(dt)), d);
+    k_count_poison<<<grid_for(count, 256), 256, 0, s>>>(static_cast<const unsigned char*>(p), count, static_cast<int>(dt_size(dt)), d);
     CK_LAUNCH();
     unsigned long long h = 0;
     CK(cudaMemcpyAsync(&h, d, sizeof h, cudaMemcpyDeviceToHost, s));
@@ -258,11 +331,36 @@ std::vector<double> to_host(const void* p, std::size_t count, DT dt) {
     for (std::size_t i = 0; i < count; ++i) {
         const unsigned char* e = raw.data() + i * dt_size(dt);
         switch (dt) {
-            case DT::F32: { float f; std::memcpy(&f, e, 4); out[i] = f; break; }
-            case DT::BF16: { __nv_bfloat16 h; std::memcpy(&h, e, 2); out[i] = __bfloat162float(h); break; }
-            case DT::F16: { __half h; std::memcpy(&h, e, 2); out[i] = __half2float(h); break; }
-            case DT::E4M3: { __nv_fp8_e4m3 h; std::memcpy(&h, e, 1); out[i] = static_cast<float>(h); break; }
-            case DT::I32: { int v; std::memcpy(&v, e, 4); out[i] = v; break; }
+            case DT::F32: {
+                float f;
+                std::memcpy(&f, e, 4);
+                out[i] = f;
+                break;
+            }
+            case DT::BF16: {
+                __nv_bfloat16 h;
+                std::memcpy(&h, e, 2);
+                out[i] = __bfloat162float(h);
+                break;
+            }
+            case DT::F16: {
+                __half h;
+                std::memcpy(&h, e, 2);
+                out[i] = __half2float(h);
+                break;
+            }
+            case DT::E4M3: {
+                __nv_fp8_e4m3 h;
+                std::memcpy(&h, e, 1);
+                out[i] = static_cast<float>(h);
+                break;
+            }
+            case DT::I32: {
+                int v;
+                std::memcpy(&v, e, 4);
+                out[i] = v;
+                break;
+            }
         }
     }
     return out;
@@ -301,7 +399,9 @@ void record(Case& c, const Arena& a, const StageTimes& st, std::uint64_t unwritt
     if (!st.stages.empty()) {
         Json k = Json::array();
         for (const auto& s : st.stages)
-            k.push(Json::object().set("name", Json::str(s.first)).set("time_s", Json::num(s.second.median))
+            k.push(Json::object()
+                       .set("name", Json::str(s.first))
+                       .set("time_s", Json::num(s.second.median))
                        .set("runs", Json::integer(static_cast<std::uint64_t>(s.second.runs))));
         c.measured.set("kernels", k);
     }

@@ -41,7 +41,7 @@ public:
     static Json object();
     static Json array();
     Json& set(const std::string& key, Json v);  // objects: keys keep insertion order
-    Json& push(Json v);                          // arrays
+    Json& push(Json v);                         // arrays
     std::string dump(int indent = 0) const;
     bool empty() const { return items_.empty(); }
 
@@ -85,8 +85,8 @@ struct TimeStats {
 // Times `run` with CUDA events: `warmup` untimed runs, then at least `min_runs` and until
 // `target_s` of device time or `max_runs`. `before` (poisoning the outputs) runs before each
 // run, outside the timed region.
-TimeStats time_runs(const std::function<void(cudaStream_t)>& run, const std::function<void(cudaStream_t)>& before,
-                    cudaStream_t stream, int warmup = 3, int min_runs = 10, int max_runs = 200, double target_s = 0.25);
+TimeStats time_runs(const std::function<void(cudaStream_t)>& run, const std::function<void(cudaStream_t)>& before, cudaStream_t stream,
+                    int warmup = 3, int min_runs = 10, int max_runs = 200, double target_s = 0.25);
 
 // A scratch buffer of twice the L2 that time_runs overwrites before every timed run, so each
 // run starts with a cold L2, as a layer's weights and KV are when the model comes back to them.
@@ -119,7 +119,7 @@ double rel_error(const std::vector<double>& out, const std::vector<double>& ref)
 struct Device {
     int index = 0;
     cudaDeviceProp prop{};
-    int sm = 0;          // compute capability major*10 + minor
+    int sm = 0;  // compute capability major*10 + minor
     std::size_t total = 0;
     cublasHandle_t blas = nullptr;
     cublasLtHandle_t lt = nullptr;

@@ -153,17 +153,23 @@ int main(int argc, char** argv) {
             if (!suites.count(s)) continue;
             std::fprintf(stderr, "memtax-probe: suite %s ...\n", s.c_str());
             const std::size_t before = res.cases.size();
-            if (s == "stream") probe::suite_stream(dev, res);
-            else if (s == "gemm") probe::suite_gemm(dev, res);
-            else if (s == "attention-eager") probe::suite_attention(dev, res, true, false);
-            else if (s == "attention-flash") probe::suite_attention(dev, res, false, true);
-            else if (s == "decode-paged") probe::suite_decode_paged(dev, res);
-            else if (s == "mlp") probe::suite_mlp(dev, res);
-            else if (s == "allreduce") probe::suite_allreduce(dev, res);
+            if (s == "stream")
+                probe::suite_stream(dev, res);
+            else if (s == "gemm")
+                probe::suite_gemm(dev, res);
+            else if (s == "attention-eager")
+                probe::suite_attention(dev, res, true, false);
+            else if (s == "attention-flash")
+                probe::suite_attention(dev, res, false, true);
+            else if (s == "decode-paged")
+                probe::suite_decode_paged(dev, res);
+            else if (s == "mlp")
+                probe::suite_mlp(dev, res);
+            else if (s == "allreduce")
+                probe::suite_allreduce(dev, res);
             for (std::size_t i = before; i < res.cases.size(); ++i) {
                 const auto& c = res.cases[i];
-                std::fprintf(stderr, "  %-44s %s%s%s\n", c.id.c_str(), c.status.c_str(), c.reason.empty() ? "" : ": ",
-                             c.reason.c_str());
+                std::fprintf(stderr, "  %-44s %s%s%s\n", c.id.c_str(), c.status.c_str(), c.reason.empty() ? "" : ": ", c.reason.c_str());
             }
         }
     } catch (const probe::ProbeError& e) {
@@ -178,9 +184,12 @@ int main(int argc, char** argv) {
     for (const auto& c : res.checks) {
         ok = ok && c.passed();
         probe::Json j = probe::Json::object();
-        j.set("suite", probe::Json::str(c.suite)).set("what", probe::Json::str(c.what))
-            .set("rel_error", probe::Json::num(c.rel_error)).set("tolerance", probe::Json::num(c.tolerance))
-            .set("unwritten_outputs", probe::Json::integer(c.unwritten)).set("passed", probe::Json::boolean(c.passed()));
+        j.set("suite", probe::Json::str(c.suite))
+            .set("what", probe::Json::str(c.what))
+            .set("rel_error", probe::Json::num(c.rel_error))
+            .set("tolerance", probe::Json::num(c.tolerance))
+            .set("unwritten_outputs", probe::Json::integer(c.unwritten))
+            .set("passed", probe::Json::boolean(c.passed()));
         checks.push(j);
         std::fprintf(stderr, "check %-16s %-44s rel error %.2e (tolerance %.0e) %s\n", c.suite.c_str(), c.what.c_str(), c.rel_error,
                      c.tolerance, c.passed() ? "passed" : "FAILED");

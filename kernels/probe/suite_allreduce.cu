@@ -140,8 +140,13 @@ void suite_allreduce(Device& d, Results& r) {
         Case c;
         c.kind = "allreduce";
         c.id = "allreduce/" + std::to_string(n) + "gpu/" + std::to_string(bytes);
-        c.params.set("gpus", Json::integer(static_cast<std::uint64_t>(n))).set("bytes", Json::integer(bytes)).set("dtype", Json::str("bf16"));
-        if (skip_if_too_big(c, 2 * bytes)) { r.cases.push_back(c); continue; }
+        c.params.set("gpus", Json::integer(static_cast<std::uint64_t>(n)))
+            .set("bytes", Json::integer(bytes))
+            .set("dtype", Json::str("bf16"));
+        if (skip_if_too_big(c, 2 * bytes)) {
+            r.cases.push_back(c);
+            continue;
+        }
         std::size_t free0 = 0, total = 0, free1 = 0;
         CK(cudaDeviceSynchronize());
         CK(cudaMemGetInfo(&free0, &total));
@@ -154,17 +159,16 @@ void suite_allreduce(Device& d, Results& r) {
         CK(cudaSetDevice(0));
         k.sync();
         // Timed on rank 0's stream; the collective completes on every rank together.
-        TimeStats t = time_runs(
-            [&](cudaStream_t) { k.all_reduce(bytes / 2); },
-            [&](cudaStream_t) {
-                for (int i = 0; i < n; ++i) {
-                    CK(cudaSetDevice(i));
-                    poison(k.recv[i], bytes, k.streams[i]);
-                    CK(cudaStreamSynchronize(k.streams[i]));
-                }
-                CK(cudaSetDevice(0));
-            },
-            k.streams[0], 3, 10, 200, 0.1);
+        TimeStats t = time_runs([&](cudaStream_t) { k.all_reduce(bytes / 2); },
+                                [&](cudaStream_t) {
+                                    for (int i = 0; i < n; ++i) {
+                                        CK(cudaSetDevice(i));
+                                        poison(k.recv[i], bytes, k.streams[i]);
+                                        CK(cudaStreamSynchronize(k.streams[i]));
+                                    }
+                                    CK(cudaSetDevice(0));
+                                },
+                                k.streams[0], 3, 10, 200, 0.1);
         k.sync();
         std::uint64_t unwritten = 0;
         for (int i = 0; i < n; ++i) {

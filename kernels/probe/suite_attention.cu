@@ -15,10 +15,10 @@
 namespace probe {
 namespace {
 
-constexpr int D = 128;       // head dimension
-constexpr int BM = 64;       // query rows per CTA (4 warps × 16)
-constexpr int BN = 64;       // keys per tile
-constexpr int LDS = D + 8;   // padded shared-memory row (bf16): ldmatrix rows hit distinct banks
+constexpr int D = 128;      // head dimension
+constexpr int BM = 64;      // query rows per CTA (4 warps × 16)
+constexpr int BN = 64;      // keys per tile
+constexpr int LDS = D + 8;  // padded shared-memory row (bf16): ldmatrix rows hit distinct banks
 constexpr int kFlashThreads = 128;
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) { return static_cast<unsigned>(__cvta_generic_to_shared(p)); }
@@ -27,14 +27,18 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
 }
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
-__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
 __device__ __forceinline__ void ldsm_x4(unsigned* r, const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
 }
 __device__ __forceinline__ void ldsm_x4_t(unsigned* r, const void* p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
 }
 // D(16×8, fp32) += A(16×16, bf16, row) · B(16×8, bf16, col)
 __device__ __forceinline__ void mma16816(float* d, const unsigned* a, unsigned b0, unsigned b1) {
@@ -54,9 +58,9 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16* dst, const __nv_bfloat1
     }
 }
 
-__global__ void __launch_bounds__(kFlashThreads) k_flash(const __nv_bfloat16* __restrict__ Q, const __nv_bfloat16* __restrict__ K,
-                                                          const __nv_bfloat16* __restrict__ V, __nv_bfloat16* __restrict__ O,
-                                                          int S, float scale_log2) {
+__global__ void __launch_bounds__(kFlashThreads)
+    k_flash(const __nv_bfloat16* __restrict__ Q, const __nv_bfloat16* __restrict__ K, const __nv_bfloat16* __restrict__ V,
+            __nv_bfloat16* __restrict__ O, int S, float scale_log2) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);
     __nv_bfloat16* Ks = Qs + BM * LDS;
@@ -179,8 +183,8 @@ constexpr std::size_t kFlashSmem = (BM + 2 * BN) * LDS * sizeof(__nv_bfloat16);
 // 128 KiB, so from L2) and writes the whole row, zeros after the query.
 constexpr int kSmThreads = 256;
 constexpr int kSmRows = kSmThreads / 32;
-__global__ void __launch_bounds__(kSmThreads) k_causal_softmax(const float* __restrict__ Sc, __nv_bfloat16* __restrict__ P,
-                                                                std::uint64_t rows, int S) {
+__global__ void __launch_bounds__(kSmThreads)
+    k_causal_softmax(const float* __restrict__ Sc, __nv_bfloat16* __restrict__ P, std::uint64_t rows, int S) {
     const std::uint64_t row = static_cast<std::uint64_t>(blockIdx.x) * kSmRows + (threadIdx.x >> 5);
     if (row >= rows) return;
     const int lane = threadIdx.x & 31, i = static_cast<int>(row % S), nvec = (i + 1 + 3) / 4;
@@ -275,9 +279,8 @@ void attn_run(Device& d, const AttnShape& s, const AttnBuffers& b, bool eager, c
     const float one = 1.0f, zero = 0.0f;
     if (stage == 0 || stage == 1)
         // Row-major scores[i][j] = Σ_d q[i][d]·k[j][d] is column-major scoresᵀ = kᵀ(D×S)ᵀ·q: gemm(T, N).
-        CKB(cublasGemmStridedBatchedEx(d.blas, CUBLAS_OP_T, CUBLAS_OP_N, s.S, s.S, D, &scale, b.k, CUDA_R_16BF, D, sd, b.q,
-                                       CUDA_R_16BF, D, sd, &zero, b.scores, CUDA_R_32F, s.S, ss, s.B * s.H,
-                                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        CKB(cublasGemmStridedBatchedEx(d.blas, CUBLAS_OP_T, CUBLAS_OP_N, s.S, s.S, D, &scale, b.k, CUDA_R_16BF, D, sd, b.q, CUDA_R_16BF, D,
+                                       sd, &zero, b.scores, CUDA_R_32F, s.S, ss, s.B * s.H, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     if (stage == 0 || stage == 2) {
         const std::uint64_t rows = static_cast<std::uint64_t>(s.B) * s.H * s.S;
         k_causal_softmax<<<static_cast<unsigned>((rows + kSmRows - 1) / kSmRows), kSmThreads, 0, st>>>(b.scores, b.probs, rows, s.S);
@@ -285,9 +288,8 @@ void attn_run(Device& d, const AttnShape& s, const AttnBuffers& b, bool eager, c
     }
     if (stage == 0 || stage == 3)
         // Row-major out[i][d] = Σ_j p[i][j]·v[j][d] is column-major outᵀ = vᵀ(D×S)·pᵀ(S×S): gemm(N, N).
-        CKB(cublasGemmStridedBatchedEx(d.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, s.S, s.S, &one, b.v, CUDA_R_16BF, D, sd, b.probs,
-                                       CUDA_R_16BF, s.S, ss, &zero, b.o, CUDA_R_16BF, D, sd, s.B * s.H, CUBLAS_COMPUTE_32F,
-                                       CUBLAS_GEMM_DEFAULT));
+        CKB(cublasGemmStridedBatchedEx(d.blas, CUBLAS_OP_N, CUBLAS_OP_N, D, s.S, s.S, &one, b.v, CUDA_R_16BF, D, sd, b.probs, CUDA_R_16BF,
+                                       s.S, ss, &zero, b.o, CUDA_R_16BF, D, sd, s.B * s.H, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void attn_init(const AttnShape& s, const AttnBuffers& b, std::uint32_t seed, cudaStream_t st) {
@@ -325,8 +327,8 @@ void attn_check(Device& d, Results& r, bool eager) {
                 ref[hb + i * D + e] = acc / l;
             }
         }
-    r.checks.push_back({eager ? "attention-eager" : "attention-flash", "causal B=1 H=2 S=256 D=128 vs float64",
-                        rel_error(o, ref), 1e-2, unwritten});
+    r.checks.push_back(
+        {eager ? "attention-eager" : "attention-flash", "causal B=1 H=2 S=256 D=128 vs float64", rel_error(o, ref), 1e-2, unwritten});
 }
 
 }  // namespace
@@ -343,12 +345,21 @@ void suite_attention(Device& d, Results& r, bool eager_suite, bool flash_suite) 
             Case c;
             c.kind = eager ? "attention-eager" : "attention-flash";
             c.id = c.kind + "/b" + std::to_string(s.B) + "/h" + std::to_string(s.H) + "/s" + std::to_string(s.S);
-            c.params.set("batch", Json::integer(s.B)).set("heads", Json::integer(s.H)).set("context", Json::integer(s.S))
-                .set("head_dim", Json::integer(D)).set("causal", Json::boolean(true)).set("dtype", Json::str("bf16"));
-            if (eager) c.params.set("scores_dtype", Json::str("fp32")).set("workspace_bytes", Json::integer(kLtWorkspace));
-            else c.params.set("block_m", Json::integer(BM)).set("block_n", Json::integer(BN));
+            c.params.set("batch", Json::integer(s.B))
+                .set("heads", Json::integer(s.H))
+                .set("context", Json::integer(s.S))
+                .set("head_dim", Json::integer(D))
+                .set("causal", Json::boolean(true))
+                .set("dtype", Json::str("bf16"));
+            if (eager)
+                c.params.set("scores_dtype", Json::str("fp32")).set("workspace_bytes", Json::integer(kLtWorkspace));
+            else
+                c.params.set("block_m", Json::integer(BM)).set("block_n", Json::integer(BN));
             std::uint64_t need = 4 * elems(s) * 2 + (eager ? square(s) * 6 + kLtWorkspace : 0);
-            if (skip_if_too_big(c, need)) { r.cases.push_back(c); continue; }
+            if (skip_if_too_big(c, need)) {
+                r.cases.push_back(c);
+                continue;
+            }
             Arena a;
             AttnBuffers b = attn_alloc(a, s, eager);
             attn_init(s, b, 7, d.stream);
@@ -359,7 +370,8 @@ void suite_attention(Device& d, Results& r, bool eager_suite, bool flash_suite) 
                           {"pv", [&](cudaStream_t st) { attn_run(d, s, b, true, st, 3); }}};
             else
                 stages = {{"flash", [&](cudaStream_t st) { attn_run(d, s, b, false, st); }}};
-            StageTimes t = time_stages(stages, [&](cudaStream_t st) { poison(b.o, elems(s) * 2, st); }, d.stream, 2, 5, 50, 0.1);
+            StageTimes t = time_stages(
+                stages, [&](cudaStream_t st) { poison(b.o, elems(s) * 2, st); }, d.stream, 2, 5, 50, 0.1);
             record(c, a, t, count_poison(b.o, elems(s), DT::BF16, d.stream));
             r.cases.push_back(c);
         }

@@ -4,8 +4,8 @@
 // tensor cores; earlier GPUs run a register-pipelined kernel.
 #include <cuda.h>  // CUtensorMap (the type only: the encoder comes through the runtime)
 #include <cudaTypedefs.h>
-#include <cuda/ptx>
 #include <cuda_bf16.h>
+#include <cuda/ptx>
 
 #include <algorithm>
 #include <cmath>
@@ -27,7 +27,7 @@ namespace {
 // flight do not depend on registers or on the arithmetic between loads; earlier GPUs run a
 // register-pipelined version. The split size is chosen per shape to fill whole waves of the
 // GPU (`decode_plan`) and is recorded with each case.
-constexpr int kBlock = 16;          // tokens per KV page (vLLM's default block_size)
+constexpr int kBlock = 16;  // tokens per KV page (vLLM's default block_size)
 constexpr int kHeadDim = 128;
 constexpr int kDecThreads = 128;
 constexpr int kMinSplitTokens = 256;   // below this a split is all start-up
@@ -163,10 +163,9 @@ struct DecodeArgs {
 // is computed. (MEMTAX_DECODE_TMAP=0 builds the alternative measured in docs/probe.md: 32 row
 // copies of 256 bytes per page, a lane each, into rows padded to 272 bytes; the issuing warp pays
 // for every copy, a floor of ~28 µs at small shapes on the H200.) Per page: S = Q·Kᵀ as
-// mma.m16n8k16 (bf16 in, fp32 out) with the G query heads as rows 0..G−1 of M (the rest zero), an online softmax on the accumulators (each row's four lanes
-// share a max through two shuffles), then O += P·V with P in bf16 straight from the score
-// registers and V through ldmatrix.trans. The arithmetic per page is 32 mma and 16 ldmatrix
-// whatever G is (≤ 8).
+// mma.m16n8k16 (bf16 in, fp32 out) with the G query heads as rows 0..G−1 of M (the rest zero), an online softmax on the accumulators (each
+// row's four lanes share a max through two shuffles), then O += P·V with P in bf16 straight from the score registers and V through
+// ldmatrix.trans. The arithmetic per page is 32 mma and 16 ldmatrix whatever G is (≤ 8).
 #ifndef MEMTAX_DECODE_STAGES
 #define MEMTAX_DECODE_STAGES 4
 #endif
@@ -177,7 +176,7 @@ struct DecodeArgs {
 #define MEMTAX_DECODE_TMAP 1
 #endif
 constexpr int kStages = MEMTAX_DECODE_STAGES;
-constexpr int kRowPad = kHeadDim + 8;  // row copies: bf16 per shared row, 272 bytes
+constexpr int kRowPad = kHeadDim + 8;                                                         // row copies: bf16 per shared row, 272 bytes
 constexpr int kHalfSmem = MEMTAX_DECODE_TMAP ? kBlock * kHeadDim * 2 : kBlock * kRowPad * 2;  // a page's K (or V)
 constexpr int kPageSmem = 2 * kHalfSmem;
 constexpr int kStageTokens = kBlock;  // splits are whole pages
@@ -213,8 +212,8 @@ __device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
 #endif
 
 template <int G>
-__global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a, const __grid_constant__ CUtensorMap tmk,
-                                                             const __grid_constant__ CUtensorMap tmv) {
+__global__ void __launch_bounds__(32, 1)
+    k_decode_split_mma(DecodeArgs a, const __grid_constant__ CUtensorMap tmk, const __grid_constant__ CUtensorMap tmv) {
     static_assert(G >= 1 && G <= 8, "the query heads of a KV head fill rows 0..7 of the tile");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace ptx = cuda::ptx;
@@ -244,18 +243,19 @@ __global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a, const 
         // Lanes 0..3: K dims 0..63, K dims 64..127, V dims 0..63, V dims 64..127 (16 rows each).
         if (lane < 4) {
             const std::int32_t xy[2] = {64 * (lane & 1), (tab_s[pg] * a.Hkv + kvh) * kBlock};
-            ptx::cp_async_bulk_tensor(ptx::space_cluster, ptx::space_global, smem + s * kPageSmem + (lane >> 1) * kHalfSmem + (lane & 1) * kBlock * 128,
-                                      lane < 2 ? &tmk : &tmv, xy, &bar[s]);
+            ptx::cp_async_bulk_tensor(ptx::space_cluster, ptx::space_global,
+                                      smem + s * kPageSmem + (lane >> 1) * kHalfSmem + (lane & 1) * kBlock * 128, lane < 2 ? &tmk : &tmv,
+                                      xy, &bar[s]);
         }
 #else
         const std::size_t off = (static_cast<std::size_t>(tab_s[pg]) * a.Hkv + kvh) * kBlock * kHeadDim;
-        ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, smem + s * kPageSmem + lane * kRowPad * 2, src_base + off,
-                           kHeadDim * 2, &bar[s]);
+        ptx::cp_async_bulk(ptx::space_cluster, ptx::space_global, smem + s * kPageSmem + lane * kRowPad * 2, src_base + off, kHeadDim * 2,
+                           &bar[s]);
 #endif
     };
     for (int pg = 0; pg < min(kStages, npages); ++pg) issue(pg);
-    // The combine kernel may be launched once every CTA of this grid has started (it waits for
-    // this grid's end before it reads anything).
+        // The combine kernel may be launched once every CTA of this grid has started (it waits for
+        // this grid's end before it reads anything).
 #if MEMTAX_DECODE_PDL
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
@@ -268,8 +268,7 @@ __global__ void __launch_bounds__(32, 1) k_decode_split_mma(DecodeArgs a, const 
 #pragma unroll
         for (int s = 0; s < 8; ++s)
 #pragma unroll
-            for (int h = 0; h < 2; ++h)
-                qa[s][h] = grp < G ? *reinterpret_cast<const std::uint32_t*>(qh + 16 * s + 8 * h + 2 * tig) : 0u;
+            for (int h = 0; h < 2; ++h) qa[s][h] = grp < G ? *reinterpret_cast<const std::uint32_t*>(qh + 16 * s + 8 * h + 2 * tig) : 0u;
     }
     float o[16][4];
 #pragma unroll
@@ -365,7 +364,8 @@ __global__ void __launch_bounds__(kDecThreads) k_decode_split_regs(DecodeArgs a)
             valid[u] = tt < nt;
             kv[0][u] = kv[1][u] = make_uint4(0, 0, 0, 0);
             if (valid[u]) {
-                const std::size_t off = ((static_cast<std::size_t>(tab_s[tt / kBlock]) * a.Hkv + kvh) * kBlock + tt % kBlock) * kHeadDim + lane * 8;
+                const std::size_t off =
+                    ((static_cast<std::size_t>(tab_s[tt / kBlock]) * a.Hkv + kvh) * kBlock + tt % kBlock) * kHeadDim + lane * 8;
                 kv[0][u] = *reinterpret_cast<const uint4*>(a.kc + off);
                 kv[1][u] = *reinterpret_cast<const uint4*>(a.vc + off);
             }
@@ -380,9 +380,9 @@ __global__ void __launch_bounds__(kDecThreads) k_decode_split_regs(DecodeArgs a)
 // loads unrolled (independent addresses, many in flight).
 
 constexpr int kCombineParts = 4;
-__global__ void __launch_bounds__(kHeadDim * kCombineParts) k_decode_combine(const float* __restrict__ po, const float* __restrict__ pm,
-                                                             const float* __restrict__ pl, __nv_bfloat16* __restrict__ out,
-                                                             int Hkv, int G, int splits) {
+__global__ void __launch_bounds__(kHeadDim* kCombineParts)
+    k_decode_combine(const float* __restrict__ po, const float* __restrict__ pm, const float* __restrict__ pl,
+                     __nv_bfloat16* __restrict__ out, int Hkv, int G, int splits) {
     __shared__ float w[kMaxSplits];
     __shared__ float red[kHeadDim * kCombineParts / 32];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -452,10 +452,17 @@ void decode_kernel_setup(DecodePlan& p) {
 // Picks the split kernel for p.hopper and the group size G (once per plan, outside any timing).
 void decode_kernel(int G, DecodePlan& p) {
     switch (G) {
-        case 1: decode_kernel_setup<1>(p); break;
-        case 4: decode_kernel_setup<4>(p); break;
-        case 8: decode_kernel_setup<8>(p); break;
-        default: throw ProbeError("decode-paged: query heads per KV head must be 1, 4 or 8");
+        case 1:
+            decode_kernel_setup<1>(p);
+            break;
+        case 4:
+            decode_kernel_setup<4>(p);
+            break;
+        case 8:
+            decode_kernel_setup<8>(p);
+            break;
+        default:
+            throw ProbeError("decode-paged: query heads per KV head must be 1, 4 or 8");
     }
 }
 
@@ -507,17 +514,20 @@ CUtensorMap kv_map(const void* pool, std::uint64_t rows) {
     CUtensorMap m{};
     const cuuint64_t dims[2] = {kHeadDim, rows}, strides[1] = {kHeadDim * 2};
     const cuuint32_t box[2] = {64, kBlock}, step[2] = {1, 1};
-    const CUresult r = encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(pool), dims, strides, box, step,
-                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    if (r != CUDA_SUCCESS) throw ProbeError("decode-paged: cuTensorMapEncodeTiled failed with CUresult " + std::to_string(static_cast<int>(r)));
+    const CUresult r =
+        encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(pool), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
+               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        throw ProbeError("decode-paged: cuTensorMapEncodeTiled failed with CUresult " + std::to_string(static_cast<int>(r)));
     return m;
 }
 
 // which: 1 = the split kernel, 2 = the combine kernel, 3 = both.
 void decode_run(const DecodeShape& s, const DecodePlan& p, const DecodeBuffers& d, cudaStream_t st, int which = 3) {
     if (which & 1) {
-        DecodeArgs a{d.q, d.kc, d.vc, d.table, static_cast<int>(d.max_blocks), s.L, s.Hkv, p.splits, p.tps,
-                     1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim)), d.po, d.pm, d.pl};
+        DecodeArgs a{d.q,  d.kc,  d.vc,     d.table, static_cast<int>(d.max_blocks),
+                     s.L,  s.Hkv, p.splits, p.tps,   1.4426950408889634f / std::sqrt(static_cast<float>(kHeadDim)),
+                     d.po, d.pm,  d.pl};
         void* args[] = {&a, const_cast<CUtensorMap*>(&d.tmk), const_cast<CUtensorMap*>(&d.tmv)};
         CK(cudaLaunchKernel(p.fn, dim3(p.splits, s.Hkv, s.B), dim3(p.threads), args, p.smem, st));
         CK_LAUNCH();
@@ -561,7 +571,8 @@ DecodeBuffers decode_alloc(Arena& a, const DecodeShape& s, const DecodePlan& p) 
 }
 
 std::uint64_t decode_need(const DecodeShape& s, const DecodePlan& p) {
-    const std::uint64_t mb = (s.L + kBlock - 1) / kBlock, pages = static_cast<std::uint64_t>(s.B) * mb, hq = static_cast<std::uint64_t>(s.Hkv) * s.G;
+    const std::uint64_t mb = (s.L + kBlock - 1) / kBlock, pages = static_cast<std::uint64_t>(s.B) * mb,
+                        hq = static_cast<std::uint64_t>(s.Hkv) * s.G;
     const std::uint64_t parts = static_cast<std::uint64_t>(s.B) * s.Hkv * p.splits * s.G;
     return 2 * (2 * s.B * hq * kHeadDim) + 2 * 2 * pages * s.Hkv * kBlock * kHeadDim + 4 * s.B * mb + parts * (kHeadDim + 2) * 4;
 }
@@ -654,22 +665,29 @@ void suite_decode_paged(Device& dev, Results& r) {
         std::snprintf(id, sizeof id, "decode-paged/b%d/l%d/kv%d/g%d", s.B, s.L, s.Hkv, s.G);
         c.id = id;
         const DecodePlan p = decode_plan(dev, s);
-        c.params.set("batch", Json::integer(s.B)).set("context", Json::integer(s.L)).set("kv_heads", Json::integer(s.Hkv))
-            .set("q_heads", Json::integer(s.Hkv * s.G)).set("head_dim", Json::integer(kHeadDim))
-            .set("block_size", Json::integer(kBlock)).set("tokens_per_split", Json::integer(p.tps))
+        c.params.set("batch", Json::integer(s.B))
+            .set("context", Json::integer(s.L))
+            .set("kv_heads", Json::integer(s.Hkv))
+            .set("q_heads", Json::integer(s.Hkv * s.G))
+            .set("head_dim", Json::integer(kHeadDim))
+            .set("block_size", Json::integer(kBlock))
+            .set("tokens_per_split", Json::integer(p.tps))
             .set("dtype", Json::str("bf16"));
-        if (skip_if_too_big(c, decode_need(s, p))) { r.cases.push_back(c); continue; }
+        if (skip_if_too_big(c, decode_need(s, p))) {
+            r.cases.push_back(c);
+            continue;
+        }
         Arena a;
         DecodeBuffers d = decode_alloc(a, s, p);
         decode_init(s, d, 3, dev.stream);
         const std::size_t out_n = static_cast<std::size_t>(s.B) * s.Hkv * s.G * kHeadDim;
-        StageTimes t = time_stages({{"split", [&](cudaStream_t st) { decode_run(s, p, d, st, 1); }},
-                                    {"combine", [&](cudaStream_t st) { decode_run(s, p, d, st, 2); }}},
-                                   [&](cudaStream_t st) { poison(d.out, out_n * 2, st); }, dev.stream);
+        StageTimes t = time_stages(
+            {{"split", [&](cudaStream_t st) { decode_run(s, p, d, st, 1); }},
+             {"combine", [&](cudaStream_t st) { decode_run(s, p, d, st, 2); }}},
+            [&](cudaStream_t st) { poison(d.out, out_n * 2, st); }, dev.stream);
         record(c, a, t, count_poison(d.out, out_n, DT::BF16, dev.stream));
         r.cases.push_back(c);
     }
 }
-
 
 }  // namespace probe

@@ -12,10 +12,14 @@ namespace probe {
 
 static cudaDataType_t cuda_type(DT d) {
     switch (d) {
-        case DT::BF16: return CUDA_R_16BF;
-        case DT::F16: return CUDA_R_16F;
-        case DT::E4M3: return CUDA_R_8F_E4M3;
-        default: return CUDA_R_32F;
+        case DT::BF16:
+            return CUDA_R_16BF;
+        case DT::F16:
+            return CUDA_R_16F;
+        case DT::E4M3:
+            return CUDA_R_8F_E4M3;
+        default:
+            return CUDA_R_32F;
     }
 }
 
@@ -37,8 +41,8 @@ LtGemm::LtGemm(Device& d, DT in_, std::uint64_t M, std::uint64_t N, std::uint64_
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(d.lt, desc, la, lb, lc, lc, pref, 1, &res, &n);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || n == 0) {
-        why = std::string("cuBLASLt has no algorithm for ") + dt_name(in) + " " + std::to_string(M) + "x" +
-              std::to_string(N) + "x" + std::to_string(K) + " on this device (" + cublasGetStatusString(st) + ")";
+        why = std::string("cuBLASLt has no algorithm for ") + dt_name(in) + " " + std::to_string(M) + "x" + std::to_string(N) + "x" +
+              std::to_string(K) + " on this device (" + cublasGetStatusString(st) + ")";
         return;
     }
     algo = res.algo;
@@ -84,8 +88,7 @@ void gemm_check(Device& d, Results& r, DT dt) {
     r.checks.push_back({"gemm", std::string(dt_name(dt)) + " 64x96x128 vs float64", rel_error(hc, ref), 1e-2, unwritten});
 }
 
-__global__ void k_silu_mul(const __nv_bfloat16* __restrict__ gu, __nv_bfloat16* __restrict__ act, std::uint64_t T,
-                           std::uint64_t I) {
+__global__ void k_silu_mul(const __nv_bfloat16* __restrict__ gu, __nv_bfloat16* __restrict__ act, std::uint64_t T, std::uint64_t I) {
     // 8 elements (16 bytes) per thread; I is a multiple of 8.
     const std::uint64_t per_row = I / 8, n = T * per_row;
     for (std::uint64_t i = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -174,10 +177,15 @@ void suite_gemm(Device& d, Results& r) {
     std::vector<DT> dts = {DT::BF16, DT::F16};
     if (d.sm >= 89) dts.push_back(DT::E4M3);  // fp8 tensor cores: Ada and Hopper on
     for (DT dt : dts) gemm_check(d, r, dt);
-    struct NK { std::uint64_t N, K; };
+    struct NK {
+        std::uint64_t N, K;
+    };
     std::vector<NK> nks = {{6144, 4096}, {4096, 4096}, {28672, 4096}, {4096, 14336}, {8192, 8192}};
     std::vector<std::uint64_t> ms = {1, 16, 128, 512, 2048, 8192};
-    if (d.quick) { nks = {{4096, 4096}}; ms = {16, 2048}; }
+    if (d.quick) {
+        nks = {{4096, 4096}};
+        ms = {16, 2048};
+    }
     for (DT dt : {DT::BF16, DT::F16, DT::E4M3})
         for (auto nk : nks)
             for (auto M : ms) {
@@ -187,8 +195,11 @@ void suite_gemm(Device& d, Results& r) {
                 std::snprintf(id, sizeof id, "gemm/%s/m%llu/n%llu/k%llu", dt_name(dt), static_cast<unsigned long long>(M),
                               static_cast<unsigned long long>(nk.N), static_cast<unsigned long long>(nk.K));
                 c.id = id;
-                c.params.set("dtype", Json::str(dt_name(dt))).set("m", Json::integer(M)).set("n", Json::integer(nk.N))
-                    .set("k", Json::integer(nk.K)).set("out_dtype", Json::str(dt == DT::F16 ? "fp16" : "bf16"))
+                c.params.set("dtype", Json::str(dt_name(dt)))
+                    .set("m", Json::integer(M))
+                    .set("n", Json::integer(nk.N))
+                    .set("k", Json::integer(nk.K))
+                    .set("out_dtype", Json::str(dt == DT::F16 ? "fp16" : "bf16"))
                     .set("workspace_bytes", Json::integer(kLtWorkspace));
                 if (dt == DT::E4M3 && d.sm < 89) {
                     c.status = "skipped";
@@ -204,7 +215,10 @@ void suite_gemm(Device& d, Results& r) {
                     continue;
                 }
                 const std::uint64_t need = (M * nk.K + nk.N * nk.K) * dt_size(dt) + M * nk.N * dt_size(g.out) + kLtWorkspace;
-                if (skip_if_too_big(c, need)) { r.cases.push_back(c); continue; }
+                if (skip_if_too_big(c, need)) {
+                    r.cases.push_back(c);
+                    continue;
+                }
                 Arena a;
                 void* A = a.alloc("a", M * nk.K * dt_size(dt));
                 void* W = a.alloc("w", nk.N * nk.K * dt_size(dt));
@@ -212,8 +226,9 @@ void suite_gemm(Device& d, Results& r) {
                 void* ws = a.alloc("workspace", kLtWorkspace);
                 fill_random(A, M * nk.K, dt, 1, 1.0f, d.stream);
                 fill_random(W, nk.N * nk.K, dt, 2, 1.0f, d.stream);
-                StageTimes t = time_stages({{"gemm", [&](cudaStream_t s) { g.run(d, A, W, C, ws, s); }}},
-                                           [&](cudaStream_t s) { poison(C, M * nk.N * dt_size(g.out), s); }, d.stream);
+                StageTimes t = time_stages(
+                    {{"gemm", [&](cudaStream_t s) { g.run(d, A, W, C, ws, s); }}},
+                    [&](cudaStream_t s) { poison(C, M * nk.N * dt_size(g.out), s); }, d.stream);
                 record(c, a, t, count_poison(C, M * nk.N, g.out, d.stream));
                 r.cases.push_back(c);
             }
@@ -228,10 +243,16 @@ void suite_mlp(Device& d, Results& r) {
         Case c;
         c.kind = "mlp";
         c.id = "mlp/bf16/t" + std::to_string(T) + "/h4096/i14336";
-        c.params.set("tokens", Json::integer(T)).set("hidden", Json::integer(H)).set("intermediate", Json::integer(I))
-            .set("dtype", Json::str("bf16")).set("workspace_bytes", Json::integer(kLtWorkspace));
+        c.params.set("tokens", Json::integer(T))
+            .set("hidden", Json::integer(H))
+            .set("intermediate", Json::integer(I))
+            .set("dtype", Json::str("bf16"))
+            .set("workspace_bytes", Json::integer(kLtWorkspace));
         const std::uint64_t need = 2 * (T * H + 3 * I * H + 3 * T * I + T * H) + kLtWorkspace;
-        if (skip_if_too_big(c, need)) { r.cases.push_back(c); continue; }
+        if (skip_if_too_big(c, need)) {
+            r.cases.push_back(c);
+            continue;
+        }
         Arena a;
         Mlp m(d, a, T, H, I);
         if (!m.up.ok || !m.down.ok) {
@@ -243,10 +264,11 @@ void suite_mlp(Device& d, Results& r) {
         fill_random(m.x, T * H, DT::BF16, 41, 1.0f, d.stream);
         fill_random(m.wgu, 2 * I * H, DT::BF16, 42, 0.05f, d.stream);
         fill_random(m.wd, H * I, DT::BF16, 43, 0.05f, d.stream);
-        StageTimes t = time_stages({{"gate_up", [&](cudaStream_t s) { m.gate_up(d, s); }},
-                                    {"silu_mul", [&](cudaStream_t s) { m.silu_mul(s); }},
-                                    {"down", [&](cudaStream_t s) { m.down_proj(d, s); }}},
-                                   [&](cudaStream_t s) { poison(m.out, T * H * 2, s); }, d.stream);
+        StageTimes t = time_stages(
+            {{"gate_up", [&](cudaStream_t s) { m.gate_up(d, s); }},
+             {"silu_mul", [&](cudaStream_t s) { m.silu_mul(s); }},
+             {"down", [&](cudaStream_t s) { m.down_proj(d, s); }}},
+            [&](cudaStream_t s) { poison(m.out, T * H * 2, s); }, d.stream);
         record(c, a, t, count_poison(m.out, T * H, DT::BF16, d.stream));
         r.cases.push_back(c);
     }

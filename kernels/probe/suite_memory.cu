@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -57,15 +58,15 @@ __device__ __forceinline__ uint4 pattern(std::size_t i) {
 
 __global__ void k_write(uint4* __restrict__ b, std::size_t n) {
     const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
-    for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-        b[i] = pattern(i);
+    for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) b[i] = pattern(i);
 }
 
 __global__ void k_empty() {}
 
 int stream_grid(const Device& d, std::size_t n16) {
     std::size_t want = (n16 + kStreamThreads * kStreamUnroll - 1) / (kStreamThreads * kStreamUnroll);
-    return static_cast<int>(std::max<std::size_t>(1, std::min<std::size_t>(want, static_cast<std::size_t>(d.prop.multiProcessorCount) * 8)));
+    return static_cast<int>(
+        std::max<std::size_t>(1, std::min<std::size_t>(want, static_cast<std::size_t>(d.prop.multiProcessorCount) * 8)));
 }
 
 void stream_check(Device& d, Results& r) {
@@ -129,7 +130,10 @@ void suite_stream(Device& d, Results& r) {
             c.params.set("op", Json::str(o)).set("bytes", Json::integer(bytes));
             if (o == "read") c.params.set("partials", Json::integer(static_cast<std::uint64_t>(grid)));
             const std::uint64_t need = (o == "write" ? 1 : 2) * static_cast<std::uint64_t>(bytes);
-            if (skip_if_too_big(c, need)) { r.cases.push_back(c); continue; }
+            if (skip_if_too_big(c, need)) {
+                r.cases.push_back(c);
+                continue;
+            }
             Arena a;
             uint4* src = nullptr;
             uint4* dst = nullptr;
@@ -141,13 +145,18 @@ void suite_stream(Device& d, Results& r) {
             void* out = dst ? static_cast<void*>(dst) : static_cast<void*>(part);
             const std::size_t out_bytes = dst ? bytes : grid * 4u;
             auto run = [&](cudaStream_t s) {
-                if (o == "copy") k_copy<<<grid, kStreamThreads, 0, s>>>(src, dst, n16);
-                else if (o == "read") k_read<<<grid, kStreamThreads, 0, s>>>(src, n16, part);
-                else if (o == "write") k_write<<<grid, kStreamThreads, 0, s>>>(dst, n16);
-                else CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
+                if (o == "copy")
+                    k_copy<<<grid, kStreamThreads, 0, s>>>(src, dst, n16);
+                else if (o == "read")
+                    k_read<<<grid, kStreamThreads, 0, s>>>(src, n16, part);
+                else if (o == "write")
+                    k_write<<<grid, kStreamThreads, 0, s>>>(dst, n16);
+                else
+                    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
                 CK_LAUNCH();
             };
-            StageTimes t = time_stages({{o, run}}, [&](cudaStream_t s) { poison(out, out_bytes, s); }, d.stream);
+            StageTimes t = time_stages(
+                {{o, run}}, [&](cudaStream_t s) { poison(out, out_bytes, s); }, d.stream);
             record(c, a, t, count_poison(out, out_bytes / 4, DT::F32, d.stream));
             r.cases.push_back(c);
         }
@@ -163,7 +172,8 @@ void stream_launch(Device& d, Results& r) {
         c.id = "stream/launch/" + std::to_string(n);
         c.params.set("op", Json::str("launch")).set("kernels", Json::integer(static_cast<std::uint64_t>(n)));
         Arena a;
-        StageTimes t = time_stages({{"launch", [n](cudaStream_t s) {
+        StageTimes t = time_stages({{"launch",
+                                     [n](cudaStream_t s) {
                                          for (int i = 0; i < n; ++i) k_empty<<<1, 32, 0, s>>>();
                                          CK_LAUNCH();
                                      }}},

@@ -18,9 +18,7 @@ using blk::tokens;
 
 u64 kv_heads(const ModelSpec& m) { return m.num_key_value_heads; }
 
-CacheSpec kv_cache(const BlockEnv& env, u64 window) {
-    return CacheSpec{checked_mul(2, env.shard.kv_dim, "kv cache"), 2, window};
-}
+CacheSpec kv_cache(const BlockEnv& env, u64 window) { return CacheSpec{checked_mul(2, env.shard.kv_dim, "kv cache"), 2, window}; }
 
 // Keys a sparse query attends at most: its local window, the global tokens, the random blocks.
 u64 sparse_keys(const ModelSpec& m) {
@@ -49,7 +47,8 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // Phi-3: one qkv_proj; q, k, v are slices of its output, which the method's `qkv` local
         // keeps alive until it returns.
         const u64 all = checked_add(s.q_dim, checked_mul(2, s.kv_dim, "qkv"), "qkv");
-        qkv = g.op1(blk::linear("qkv_proj", OpGroup::Projection, h, all, "qkv_proj", m.qkv_bias ? "qkv_bias" : nullptr), {xn}, act("qkv", tokens(all)));
+        qkv = g.op1(blk::linear("qkv_proj", OpGroup::Projection, h, all, "qkv_proj", m.qkv_bias ? "qkv_bias" : nullptr), {xn},
+                    act("qkv", tokens(all)));
         auto view = [&](const char* name, Size sz) {
             return g.op1({name, OpKind::Copy, OpGroup::Projection, {}, {}, {}}, {qkv},
                          TensorInfo{name, sz, R::Act, C::Activation, Lifetime::Transient, AliasRule::View});
@@ -58,9 +57,12 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         k = view("k", kv_size);
         v = view("v", kv_size);
     } else {
-        q = g.op1(blk::linear("q_proj", OpGroup::Projection, h, s.q_dim, "q_proj", m.qkv_bias ? "q_bias" : nullptr), {xn}, act("q", q_size));
-        k = g.op1(blk::linear("k_proj", OpGroup::Projection, h, s.kv_dim, "k_proj", m.qkv_bias ? "k_bias" : nullptr), {xn}, act("k", kv_size));
-        v = g.op1(blk::linear("v_proj", OpGroup::Projection, h, s.kv_dim, "v_proj", m.qkv_bias ? "v_bias" : nullptr), {xn}, act("v", kv_size));
+        q = g.op1(blk::linear("q_proj", OpGroup::Projection, h, s.q_dim, "q_proj", m.qkv_bias ? "q_bias" : nullptr), {xn},
+                  act("q", q_size));
+        k = g.op1(blk::linear("k_proj", OpGroup::Projection, h, s.kv_dim, "k_proj", m.qkv_bias ? "k_bias" : nullptr), {xn},
+                  act("k", kv_size));
+        v = g.op1(blk::linear("v_proj", OpGroup::Projection, h, s.kv_dim, "v_proj", m.qkv_bias ? "v_bias" : nullptr), {xn},
+                  act("v", kv_size));
     }
     const bool upcast = !(env.dtype(R::Act) == env.dtype(R::Fp32));
     if (m.attn.qk_norm) {
@@ -74,7 +76,8 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
     // Rotary embedding: q*cos and rotate_half(q)*sin are live beside input and output; 3 FLOPs
     // an element. apply_rotary_pos_emb returns both rotated tensors before q and k are rebound.
     OpInfo rq{"rotary_q", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.q_dim, {S::Batch, S::Sq}), {}, {{q_size, R::Act}, {q_size, R::Act}}};
-    OpInfo rk{"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.kv_dim, {S::Batch, S::Sq}), {}, {{kv_size, R::Act}, {kv_size, R::Act}}};
+    OpInfo rk{
+        "rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * s.kv_dim, {S::Batch, S::Sq}), {}, {{kv_size, R::Act}, {kv_size, R::Act}}};
     blk::eager_rotary_launches(rq, s.q_dim);
     blk::eager_rotary_launches(rk, s.kv_dim);
     int qr = g.op1(std::move(rq), {q}, act("q_rot", q_size));
@@ -114,7 +117,8 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // Without a quantising copy (cache dtype = compute dtype) an empty cache keeps the tensor.
         const AliasRule fresh = env.dtype(R::Kv) == env.dtype(R::Act) ? AliasRule::IfFreshCache : AliasRule::None;
         auto cache_out = [&](const char* name) { return TensorInfo{name, new_size, R::Kv, C::KvCache, Lifetime::Persistent, fresh}; };
-        OpInfo ku{"k_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, vu{"v_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}};
+        OpInfo ku{"k_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}},
+            vu{"v_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}};
         cache_launches(ku, R::Act);
         cache_launches(vu, R::Act);
         kc = g.op1(std::move(ku), {kr, k_old}, cache_out("k_cache"));
@@ -132,7 +136,8 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         const Size ss(s.heads_q, {S::Batch, S::Sq, sparse ? S::AttnKeys : S::Skv});
         const Size qk_flops(checked_product({2, s.heads_q, d}, "scores"), {S::Batch, S::Sq, sparse ? S::AttnKeys : S::Skv});
         // repeat_kv: expand (a stride-0 view) and reshape, which copies from the broadcast source.
-        OpInfo rk_op{"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, rv_op{"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
+        OpInfo rk_op{"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}},
+            rv_op{"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
         if (s.heads_q != s.heads_kv) {
             rk_op.launches.push_back({LaunchClass::StridedCopy, rep, R::Kv, 1, R::Act, 1});
             rv_op.launches.push_back({LaunchClass::StridedCopy, rep, R::Kv, 1, R::Act, 1});
@@ -142,14 +147,17 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         OpInfo qk{"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}};
         qk.saves_inputs = 0b11;
         int s0 = g.op1(std::move(qk), {qr, krep}, act("scores", ss, C::AttentionMatrix));
-        int s1 = g.op1({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix));
+        int s1 = g.op1({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0},
+                       act("scores_scaled", ss, C::AttentionMatrix));
         if (m.attn.softcap) {
             // Gemma-2: scores / cap, tanh, × cap, each a new S×S tensor.
-            s1 = g.op1({"softcap_div", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_div", ss, C::AttentionMatrix));
+            s1 = g.op1({"softcap_div", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1},
+                       act("scores_div", ss, C::AttentionMatrix));
             OpInfo th{"softcap_tanh", OpKind::Elementwise, OpGroup::Attention, Size(4 * s.heads_q, {S::Batch, S::Sq, S::Skv}), {}, {}};
             th.saves_output = true;
             s1 = g.op1(std::move(th), {s1}, act("scores_tanh", ss, C::AttentionMatrix));
-            s1 = g.op1({"softcap_mul", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_capped", ss, C::AttentionMatrix));
+            s1 = g.op1({"softcap_mul", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1},
+                       act("scores_capped", ss, C::AttentionMatrix));
         }
         // + the causal mask, broadcast over the heads: a strided kernel.
         OpInfo mask_op{"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}};
@@ -167,7 +175,8 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
             cat.weights.push_back({"sinks", s.heads_q, DtypeRole::Param});
             int c = g.op1(std::move(cat), {s2}, act("scores_with_sink", sk, C::AttentionMatrix));
             // `attn_weights` (the masked scores) stays referenced until it is rebound after the softmax.
-            int c2 = g.op1({"sinks_sub_max", OpKind::Elementwise, OpGroup::Attention, sk, {}, {}}, {c}, act("scores_shifted", sk, C::AttentionMatrix), {s2});
+            int c2 = g.op1({"sinks_sub_max", OpKind::Elementwise, OpGroup::Attention, sk, {}, {}}, {c},
+                           act("scores_shifted", sk, C::AttentionMatrix), {s2});
             OpInfo sm{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * s.heads_q, {S::Batch, S::Sq, S::SkvSink}), {}, {}};
             sm.saves_output = true;
             sm.launches.push_back({LaunchClass::Softmax, sk, R::Act, 1, R::Act, 1});
@@ -224,7 +233,8 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         // mask is turned into an additive one in the compute dtype (ATen
         // convert_boolean_attn_mask: where(mask, 0, -inf), no temporary besides the result).
         const Size rep(s.heads_q * d, {S::Batch, S::Skv, S::Repeat});
-        OpInfo rk_op{"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, rv_op{"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
+        OpInfo rk_op{"repeat_k", OpKind::Copy, OpGroup::Attention, {}, {}, {}},
+            rv_op{"repeat_v", OpKind::Copy, OpGroup::Attention, {}, {}, {}};
         if (s.heads_q != s.heads_kv) {
             rk_op.launches.push_back({LaunchClass::StridedCopy, rep, R::Kv, 1, R::Act, 1});
             rv_op.launches.push_back({LaunchClass::StridedCopy, rep, R::Kv, 1, R::Act, 1});
@@ -234,8 +244,11 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         int mask_add = g.op1({"mask_to_additive", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {},
                              act("mask_additive", Size(1, {S::Batch, S::Sq, S::Skv, S::MaskConv}), C::AttentionMatrix));
         // Q·Kᵀ and P·V over the keys each query attends: 4 FLOPs per query, key and channel.
-        OpInfo fused{"fused_attention", OpKind::Attention, OpGroup::Attention,
-                     Size(checked_product({4, s.heads_q, d}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+        OpInfo fused{"fused_attention",
+                     OpKind::Attention,
+                     OpGroup::Attention,
+                     Size(checked_product({4, s.heads_q, d}, "attention"), {S::Batch, S::Sq, S::AttnKeys}),
+                     {},
                      {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}};
         // A sink-aware kernel (FlashAttention-3 with sinks) reads the per-head sink logits.
         if (m.attn.sinks) fused.weights.push_back({"sinks", s.heads_q, DtypeRole::Param});
@@ -268,8 +281,11 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const u64 qkv_dim = checked_add(s.q_dim, checked_mul(2, s.kv_dim, "qkv"), "qkv");
     int qkv = g.op1(blk::linear("qkv_proj", OpGroup::Projection, h, qkv_dim, "qkv_proj", m.qkv_bias ? "qkv_bias" : nullptr), {io.x},
                     act("qkv", tokens(qkv_dim)));
-    OpInfo op{"attention", OpKind::Attention, OpGroup::Attention,
-              Size(checked_product({4, s.heads_q, m.head_dim}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+    OpInfo op{"attention",
+              OpKind::Attention,
+              OpGroup::Attention,
+              Size(checked_product({4, s.heads_q, m.head_dim}, "attention"), {S::Batch, S::Sq, S::AttnKeys}),
+              {},
               {{Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32}}};
     if (m.attn.sinks) op.weights.push_back({"sinks", s.heads_q, DtypeRole::Param});
     int attn = g.op1(std::move(op), {qkv, kv_k, kv_v}, act("attn_out", tokens(s.q_dim)));
@@ -292,23 +308,29 @@ std::vector<ParamDecl> params(bool sliding, bool sparse = false) {
         {"head_dim", "channels per head", [](const ModelSpec& m) { return m.head_dim; }},
     };
     if (sliding) p.push_back({"sliding_window", "tokens each query attends", [](const ModelSpec& m) { return m.sliding_window; }});
-    if (sparse) p.push_back({"attention.sparse_local", "keys each query attends: local window + global tokens + random blocks", sparse_keys});
+    if (sparse)
+        p.push_back({"attention.sparse_local", "keys each query attends: local window + global tokens + random blocks", sparse_keys});
     return p;
 }
 
 }  // namespace
 
 void register_attention(BlockRegistry& r) {
-    r.add(TokenMixer{"full_attention", "multi-head / grouped-query attention over every key, with rotary embeddings; caches K and V",
-                     params(false), [](const BlockEnv& env) { return kv_cache(env, 0); },
+    r.add(TokenMixer{"full_attention",
+                     "multi-head / grouped-query attention over every key, with rotary embeddings; caches K and V",
+                     params(false),
+                     [](const BlockEnv& env) { return kv_cache(env, 0); },
                      [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, false); },
                      {Execution::Transformers, Execution::Vllm}});
-    r.add(TokenMixer{"sliding_attention", "grouped-query attention over the last sliding_window keys; caches K and V of at most the window",
-                     params(true), [](const BlockEnv& env) { return kv_cache(env, env.model.sliding_window); },
+    r.add(TokenMixer{"sliding_attention",
+                     "grouped-query attention over the last sliding_window keys; caches K and V of at most the window",
+                     params(true),
+                     [](const BlockEnv& env) { return kv_cache(env, env.model.sliding_window); },
                      [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, true); },
                      {Execution::Transformers, Execution::Vllm}});
     r.add(TokenMixer{"sparse_attention",
-                     "block-sparse attention: each query attends local + global + random-block keys (scores and reads scale with the non-zeros); caches every token's K and V",
+                     "block-sparse attention: each query attends local + global + random-block keys (scores and reads scale with the "
+                     "non-zeros); caches every token's K and V",
                      params(false, true),
                      [](const BlockEnv& env) {
                          CacheSpec c = kv_cache(env, 0);

@@ -47,8 +47,8 @@ struct BlockEnv {
 
 // Where a mixer sits in its layer.
 struct MixerIO {
-    int x = -1;                    // its input: the normed hidden states [B, Sq, hidden]
-    std::vector<int> holds_last;   // tensors the layer keeps referenced until the mixer's last op
+    int x = -1;                           // its input: the normed hidden states [B, Sq, hidden]
+    std::vector<int> holds_last;          // tensors the layer keeps referenced until the mixer's last op
     bool output_is_layer_output = false;  // its output is the layer's (persistent) output
 };
 
@@ -77,7 +77,7 @@ struct ParamDecl {
 };
 
 struct TokenMixer {
-    const char* name;     // as in model profiles and HF layer_types
+    const char* name;  // as in model profiles and HF layer_types
     const char* summary;
     std::vector<ParamDecl> params;
     CacheSpec (*cache)(const BlockEnv&);

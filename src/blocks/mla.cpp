@@ -60,10 +60,19 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     int ckn = g.op1(blk::rms_norm("kv_a_layernorm", 1, lora), {ckv}, act("kv_latent_normed", tokens(lora)));
     // Rotary on the rope slices (interleaved layout: each slice is first copied contiguous).
     const Size qr_size(checked_mul(H, rope, "q_rot"), {S::Batch, S::Sq}), kr_size(rope, {S::Batch, S::Sq});
-    int qr = g.op1({"rotary_q", OpKind::Rotary, OpGroup::Rotary, Size(checked_mul(3 * H, rope, "rotary"), {S::Batch, S::Sq}), {},
+    int qr = g.op1({"rotary_q",
+                    OpKind::Rotary,
+                    OpGroup::Rotary,
+                    Size(checked_mul(3 * H, rope, "rotary"), {S::Batch, S::Sq}),
+                    {},
                     {{qr_size, R::Act}, {qr_size, R::Act}, {qr_size, R::Act}}},
                    {q}, act("q_rot", qr_size));
-    int kr = g.op1({"rotary_k", OpKind::Rotary, OpGroup::Rotary, Size(3 * rope, {S::Batch, S::Sq}), {}, {{kr_size, R::Act}, {kr_size, R::Act}, {kr_size, R::Act}}},
+    int kr = g.op1({"rotary_k",
+                    OpKind::Rotary,
+                    OpGroup::Rotary,
+                    Size(3 * rope, {S::Batch, S::Sq}),
+                    {},
+                    {{kr_size, R::Act}, {kr_size, R::Act}, {kr_size, R::Act}}},
                    {ckv}, act("k_rot", kr_size), {qr});
     const AliasRule fresh = env.dtype(R::Kv) == env.dtype(R::Act) ? AliasRule::IfFreshCache : AliasRule::None;
     int lc = g.op1({"latent_cache_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {ckn, nope_old},
@@ -72,19 +81,27 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                    TensorInfo{"rope_key_cache", Size(rope, {S::Batch, S::SkvNew}), R::Kv, C::KvCache, Lifetime::Persistent, fresh});
     int qs = g.op1({"query_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {q, qr}, act("query_states", tokens(q_dim)));
     // expand_kv over every cached token.
-    int kv = g.op1({"kv_b_proj", OpKind::Matmul, OpGroup::Projection, Size(checked_product({2, lora, kvb}, "kv_b"), {S::Batch, S::Skv}),
-                    {{"kv_b_proj", checked_mul(lora, kvb, "kv_b"), R::Weight, false, lora}}, {}},
+    int kv = g.op1({"kv_b_proj",
+                    OpKind::Matmul,
+                    OpGroup::Projection,
+                    Size(checked_product({2, lora, kvb}, "kv_b"), {S::Batch, S::Skv}),
+                    {{"kv_b_proj", checked_mul(lora, kvb, "kv_b"), R::Weight, false, lora}},
+                    {}},
                    {lc}, act("kv_expanded", Size(kvb, {S::Batch, S::Skv})), {qs});
-    int ks = g.op1({"key_states", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv, rc}, act("key_states", Size(q_dim, {S::Batch, S::Skv})), {qs});
+    int ks = g.op1({"key_states", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv, rc},
+                   act("key_states", Size(q_dim, {S::Batch, S::Skv})), {qs});
     std::vector<int> locals = {q, ckv, ckn, qr, kr, qs, kv, ks};
     int attn_out;
     int probs_held = -1;
     const Size ss(H, {S::Batch, S::Sq, S::Skv});
     const Size qk_flops(checked_product({2, H, qk}, "scores"), {S::Batch, S::Sq, S::Skv});
     if (rt.attention == AttentionKernel::Eager) {
-        int s0 = g.op1h({"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {qs, ks}, act("scores", ss, C::AttentionMatrix), locals);
-        int s1 = g.op1h({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0}, act("scores_scaled", ss, C::AttentionMatrix), locals);
-        int s2 = g.op1h({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1}, act("scores_masked", ss, C::AttentionMatrix), locals);
+        int s0 = g.op1h({"scores_qk", OpKind::Matmul, OpGroup::Attention, qk_flops, {}, {}}, {qs, ks},
+                        act("scores", ss, C::AttentionMatrix), locals);
+        int s1 = g.op1h({"scores_scale", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s0},
+                        act("scores_scaled", ss, C::AttentionMatrix), locals);
+        int s2 = g.op1h({"scores_mask", OpKind::Elementwise, OpGroup::Attention, ss, {}, {}}, {s1},
+                        act("scores_masked", ss, C::AttentionMatrix), locals);
         OpInfo softmax{"softmax", OpKind::Softmax, OpGroup::Attention, Size(5 * H, {S::Batch, S::Sq, S::Skv}), {}, {}};
         if (!(env.dtype(R::Softmax) == env.dtype(R::Act)) && env.dtype(R::Act).name != "fp16")
             softmax.workspace.push_back({ss, R::Softmax, C::AttentionMatrix});
@@ -100,15 +117,19 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         // by exactly this copy without it).
         int vcopy = g.op1h({"value_contiguous", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv},
                            act("value_copy", Size(v_dim, {S::Batch, S::Skv, S::MultiSeq})), locals);
-        int oh = g.op1h({"probs_v", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, H, vd}, "pv"), {S::Batch, S::Sq, S::Skv}), {}, {}},
-                        {p, vcopy}, act("attn_heads", tokens(v_dim)), locals);
+        int oh = g.op1h(
+            {"probs_v", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, H, vd}, "pv"), {S::Batch, S::Sq, S::Skv}), {}, {}},
+            {p, vcopy}, act("attn_heads", tokens(v_dim)), locals);
         attn_out = g.op1h({"heads_transpose", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {oh}, act("attn_out", tokens(v_dim)), locals);
         if (rt.keeps.attn_weights) probs_held = p;
     } else {
         int mask_add = g.op1({"mask_to_additive", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {},
                              act("mask_additive", Size(1, {S::Batch, S::Sq, S::Skv, S::MaskConv}), C::AttentionMatrix));
-        attn_out = g.op1h({"fused_attention", OpKind::Attention, OpGroup::Attention,
-                           Size(checked_product({2, H, qk + vd}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+        attn_out = g.op1h({"fused_attention",
+                           OpKind::Attention,
+                           OpGroup::Attention,
+                           Size(checked_product({2, H, qk + vd}, "attention"), {S::Batch, S::Sq, S::AttnKeys}),
+                           {},
                            {{Size(H, {S::Batch, S::Sq}), R::Fp32}}},
                           {qs, ks, kv, mask_add}, act("attn_out", tokens(v_dim)), locals);
     }
@@ -132,7 +153,8 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     int pool = g.input(TensorInfo{"kv_pool_latent", Size(latent(m), {S::Batch, S::SkvOld}), R::Kv, C::KvCache});
     const u64 qa = a.q_lora_rank ? a.q_lora_rank : 0;
     const u64 fused = checked_add(qa, latent(m), "qkv_a");
-    int qkv_a = g.op1(blk::linear(qa ? "fused_qkv_a_proj" : "kv_a_proj_with_mqa", OpGroup::Projection, h, fused, qa ? "fused_qkv_a_proj" : "kv_a_proj_with_mqa"),
+    int qkv_a = g.op1(blk::linear(qa ? "fused_qkv_a_proj" : "kv_a_proj_with_mqa", OpGroup::Projection, h, fused,
+                                  qa ? "fused_qkv_a_proj" : "kv_a_proj_with_mqa"),
                       {io.x}, act("qkv_a", tokens(fused)));
     int q;
     if (qa) {
@@ -144,8 +166,11 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     int ckn = g.op1(blk::rms_norm("kv_a_layernorm", 1, a.kv_lora_rank), {qkv_a}, act("kv_latent_normed", tokens(a.kv_lora_rank)));
     int kv = g.op1(blk::linear("kv_b_proj", OpGroup::Projection, a.kv_lora_rank, kvb, "kv_b_proj"), {ckn}, act("kv_expanded", tokens(kvb)));
     int k = g.op1({"key_cat", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {kv, qkv_a}, act("key_states", tokens(q_dim)));
-    int attn = g.op1({"attention", OpKind::Attention, OpGroup::Attention,
-                      Size(checked_product({2, H, qk + vd}, "attention"), {S::Batch, S::Sq, S::AttnKeys}), {},
+    int attn = g.op1({"attention",
+                      OpKind::Attention,
+                      OpGroup::Attention,
+                      Size(checked_product({2, H, qk + vd}, "attention"), {S::Batch, S::Sq, S::AttnKeys}),
+                      {},
                       {{Size(H, {S::Batch, S::Sq}), R::Fp32}}},
                      {q, k, kv, pool}, act("attn_out", tokens(v_dim)));
     std::vector<int> holds = io.holds_last;
@@ -158,19 +183,20 @@ u64 mla_param(const ModelSpec& m) { return m.mla.kv_lora_rank; }
 }  // namespace
 
 void register_mla(BlockRegistry& r) {
-    r.add(TokenMixer{"mla",
-                     "multi-head latent attention: K/V rebuilt from a kv_lora_rank latent + a shared rotary key; transformers caches "
-                     "per-head K and V, vLLM the latent (kv_lora_rank + qk_rope_head_dim per token)",
-                     {{"num_attention_heads", "query heads", [](const ModelSpec& m) { return m.num_attention_heads; }},
-                      {"mla.kv_lora_rank", "latent channels d_c", mla_param},
-                      {"mla.qk_rope_head_dim", "rotary key channels d_h^R", [](const ModelSpec& m) { return m.mla.qk_rope_head_dim; }},
-                      {"mla.qk_nope_head_dim", "per-head key channels without rotary", [](const ModelSpec& m) { return m.mla.qk_nope_head_dim; }},
-                      {"mla.v_head_dim", "per-head value channels", [](const ModelSpec& m) { return m.mla.v_head_dim; }}},
-                     cache,
-                     [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
-                         return env.exec == Execution::Vllm ? build_vllm(g, env, io) : build_transformers(g, env, io);
-                     },
-                     {Execution::Transformers, Execution::Vllm}});
+    r.add(TokenMixer{
+        "mla",
+        "multi-head latent attention: K/V rebuilt from a kv_lora_rank latent + a shared rotary key; transformers caches "
+        "per-head K and V, vLLM the latent (kv_lora_rank + qk_rope_head_dim per token)",
+        {{"num_attention_heads", "query heads", [](const ModelSpec& m) { return m.num_attention_heads; }},
+         {"mla.kv_lora_rank", "latent channels d_c", mla_param},
+         {"mla.qk_rope_head_dim", "rotary key channels d_h^R", [](const ModelSpec& m) { return m.mla.qk_rope_head_dim; }},
+         {"mla.qk_nope_head_dim", "per-head key channels without rotary", [](const ModelSpec& m) { return m.mla.qk_nope_head_dim; }},
+         {"mla.v_head_dim", "per-head value channels", [](const ModelSpec& m) { return m.mla.v_head_dim; }}},
+        cache,
+        [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+            return env.exec == Execution::Vllm ? build_vllm(g, env, io) : build_transformers(g, env, io);
+        },
+        {Execution::Transformers, Execution::Vllm}});
 }
 
 }  // namespace memtax

@@ -60,7 +60,8 @@ int gated_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const u64 h = m.hidden_size, i = env.shard.inter, i2 = checked_mul(2, i, "gate_up");
     int gu = g.op1(blk::linear("gate_up_proj", OpGroup::Mlp, h, i2, "gate_up_proj", m.mlp_bias ? "gate_up_bias" : nullptr), {io.x},
                    act("gate_up", tokens(i2)));
-    int a = g.op1({"silu_and_mul", OpKind::Elementwise, OpGroup::Mlp, Size(5 * i, {S::Batch, S::Sq}), {}, {}}, {gu}, act("mlp_hidden", tokens(i)));
+    int a = g.op1({"silu_and_mul", OpKind::Elementwise, OpGroup::Mlp, Size(5 * i, {S::Batch, S::Sq}), {}, {}}, {gu},
+                  act("mlp_hidden", tokens(i)));
     TensorInfo out = act("hidden_out", tokens(h));
     if (io.output_is_layer_output) out.lifetime = Lifetime::Persistent;
     return g.op1h(blk::linear("down_proj", OpGroup::Mlp, i, h, "down_proj", m.mlp_bias ? "down_bias" : nullptr), {a}, out, io.holds_last);
@@ -86,7 +87,9 @@ std::vector<ParamDecl> params() {
 }  // namespace
 
 void register_mlp(BlockRegistry& r) {
-    r.add(ChannelMixer{"gated_mlp", "gated MLP: act(gate_proj(x)) · up_proj(x) → down_proj", params(),
+    r.add(ChannelMixer{"gated_mlp",
+                       "gated MLP: act(gate_proj(x)) · up_proj(x) → down_proj",
+                       params(),
                        [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                            return env.exec == Execution::Vllm ? gated_vllm(g, env, io) : gated_transformers(g, env, io);
                        },
@@ -94,10 +97,13 @@ void register_mlp(BlockRegistry& r) {
     r.add(ChannelMixer{"mlp", "plain MLP: up_proj → act → down_proj", params(), plain, {Execution::Transformers, Execution::Vllm}});
     // A block without a channel mixer (Mamba-2 models): the runtimes' layer skeletons skip the
     // second half of the layer; built alone it passes its input through.
-    r.add(ChannelMixer{"none", "no channel mixer: the block is norm → token mixer → residual (Mamba-2)", {},
+    r.add(ChannelMixer{"none",
+                       "no channel mixer: the block is norm → token mixer → residual (Mamba-2)",
+                       {},
                        [](OpGraph& g, const BlockEnv&, const MixerIO& io) {
                            return g.op1({"identity", OpKind::Copy, OpGroup::Residual, {}, {}, {}}, {io.x},
-                                        TensorInfo{"passthrough", blk::tokens(0), DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::View});
+                                        TensorInfo{"passthrough", blk::tokens(0), DtypeRole::Act, Category::Activation, Lifetime::Transient,
+                                                   AliasRule::View});
                        },
                        {Execution::Transformers, Execution::Vllm}});
 }

@@ -90,9 +90,10 @@ std::pair<int, int> router(OpGraph& g, const BlockEnv& env, int x) {
     int scores = g.op1(std::move(sc), {logits}, TensorInfo{"router_probs", te, act_router ? R::Act : R::Fp32});
     const R wdt = act_router ? R::Act : R::Fp32;
     const R out_dt = e.fp32_routing_weights ? R::Fp32 : R::Act;
-    auto top = g.op({"router_topk", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {scores},
-                    {TensorInfo{"topk_weights", Size(k, {S::Batch, S::Sq}), wdt}, TensorInfo{"topk_index", Size(k, {S::Batch, S::Sq}), R::Index}},
-                    {logits});
+    auto top =
+        g.op({"router_topk", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {scores},
+             {TensorInfo{"topk_weights", Size(k, {S::Batch, S::Sq}), wdt}, TensorInfo{"topk_index", Size(k, {S::Batch, S::Sq}), R::Index}},
+             {logits});
     // Normalised in place; a cast to the compute dtype is a new (small) tensor.
     OpInfo norm{"topk_normalise", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}};
     norm.saves_inputs = 1;
@@ -106,9 +107,11 @@ std::pair<int, int> router(OpGraph& g, const BlockEnv& env, int x) {
 int shared_expert(OpGraph& g, const BlockEnv& env, int x) {
     const u64 h = env.model.hidden_size, i = env.shard.shared_inter;
     int gate = g.op1(blk::linear("shared_gate_proj", OpGroup::Mlp, h, i, "shared_experts.gate_proj"), {x}, act("shared_gate", tokens(i)));
-    int a = g.op1({"shared_activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gate}, act("shared_gate_act", tokens(i)));
+    int a = g.op1({"shared_activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gate},
+                  act("shared_gate_act", tokens(i)));
     int up = g.op1(blk::linear("shared_up_proj", OpGroup::Mlp, h, i, "shared_experts.up_proj"), {x}, act("shared_up", tokens(i)));
-    int prod = g.op1({"shared_mul", OpKind::Elementwise, OpGroup::Mlp, Size(i, {S::Batch, S::Sq}), {}, {}}, {a, up}, act("shared_hidden", tokens(i)));
+    int prod = g.op1({"shared_mul", OpKind::Elementwise, OpGroup::Mlp, Size(i, {S::Batch, S::Sq}), {}, {}}, {a, up},
+                     act("shared_hidden", tokens(i)));
     return g.op1(blk::linear("shared_down_proj", OpGroup::Mlp, i, h, "shared_experts.down_proj"), {prod}, act("shared_out", tokens(h)));
 }
 
@@ -119,8 +122,8 @@ int moe_output(OpGraph& g, const BlockEnv& env, const MixerIO& io, int routed_ou
     if (io.output_is_layer_output) res.lifetime = Lifetime::Persistent;
     if (env.shard.shared_inter) {
         int sh = shared_expert(g, env, io.x);
-        return g.op1h({"add_shared", OpKind::Elementwise, OpGroup::Mlp, Size(env.model.hidden_size, {S::Batch, S::Sq}), {}, {}}, {routed_out, sh},
-                      res, holds);
+        return g.op1h({"add_shared", OpKind::Elementwise, OpGroup::Mlp, Size(env.model.hidden_size, {S::Batch, S::Sq}), {}, {}},
+                      {routed_out, sh}, res, holds);
     }
     res.alias = AliasRule::View;
     return g.op1h({"moe_view", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {routed_out}, res, holds);
@@ -151,16 +154,21 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         const Size s1(k, {S::Batch, S::Sq});
         auto srt = g.op({"sort_experts", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {idx},
                         {TensorInfo{"expert_ids_sorted", s1, R::Index}, TensorInfo{"perm", s1, R::Index}});
-        int sel = g.op1({"gather_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {{s1, R::Index}}}, {io.x, srt[1]}, act("selected_hidden_sorted", routed(e, h)));
-        int sw = g.op1({"gather_weights", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {w, srt[1]}, TensorInfo{"sample_weights_sorted", s1, wdt});
+        int sel = g.op1({"gather_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {{s1, R::Index}}}, {io.x, srt[1]},
+                        act("selected_hidden_sorted", routed(e, h)));
+        int sw =
+            g.op1({"gather_weights", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {w, srt[1]}, TensorInfo{"sample_weights_sorted", s1, wdt});
         std::vector<int> locals = {srt[0], srt[1], sel, sw};
         int bias_up = -1;
         if (e.expert_bias) {
-            bias_up = g.op1h({"gather_up_bias", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {srt[0]}, act("selected_up_bias", routed(e, 2 * i)), locals);
+            bias_up = g.op1h({"gather_up_bias", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {srt[0]},
+                             act("selected_up_bias", routed(e, 2 * i)), locals);
             locals.push_back(bias_up);
         }
         int gu = g.op1h(std::move(up), {sel}, act("proj_out", routed(e, 2 * i)), locals);
-        if (e.expert_bias) gu = g.op1h({"add_up_bias", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu, bias_up}, act("proj_out_bias", routed(e, 2 * i)), locals);
+        if (e.expert_bias)
+            gu = g.op1h({"add_up_bias", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu, bias_up},
+                        act("proj_out_bias", routed(e, 2 * i)), locals);
         gu = g.op1h({"mask_rows", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu}, act("proj_out_masked", routed(e, 2 * i)), locals);
         int ga;
         if (e.expert_bias) {
@@ -168,14 +176,22 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
             // (α·gate and σ temporaries), (up + 1) · glu.
             int gc = g.op1h({"gate_clamp", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu}, act("gate_clamped", routed(e, i)), locals);
             int uc = g.op1h({"up_clamp", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {gu}, act("up_clamped", routed(e, i)), {gc});
-            int glu = g.op1h({"glu", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(4 * k, i, "glu"), {S::Batch, S::Sq}), {},
+            int glu = g.op1h({"glu",
+                              OpKind::Elementwise,
+                              OpGroup::Mlp,
+                              Size(checked_mul(4 * k, i, "glu"), {S::Batch, S::Sq}),
+                              {},
                               {{routed(e, i), R::Act}, {routed(e, i), R::Act}}},
                              {gc}, act("glu", routed(e, i)), {uc, gu});
-            ga = g.op1h({"gated_output", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(2 * k, i, "glu"), {S::Batch, S::Sq}), {},
+            ga = g.op1h({"gated_output",
+                         OpKind::Elementwise,
+                         OpGroup::Mlp,
+                         Size(checked_mul(2 * k, i, "glu"), {S::Batch, S::Sq}),
+                         {},
                          {{routed(e, i), R::Act}}},
                         {uc, glu}, act("gated_out", routed(e, i)), {gc, gu});
         } else {
-            OpInfo ea{"experts_act", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
+            OpInfo ea{"experts_act",           OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
                       {{routed(e, i), R::Act}}};
             ea.saves_inputs = 1;
             ea.saved.push_back({routed(e, i), R::Act});
@@ -183,40 +199,53 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         }
         int bias_dn = -1;
         if (e.expert_bias) {
-            bias_dn = g.op1h({"gather_down_bias", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {srt[0]}, act("selected_down_bias", routed(e, h)), locals);
+            bias_dn = g.op1h({"gather_down_bias", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {srt[0]},
+                             act("selected_down_bias", routed(e, h)), locals);
             locals.push_back(bias_dn);
         }
         int dn = g.op1h(std::move(down), {ga}, act("down_out", routed(e, h)), locals);
-        if (e.expert_bias) dn = g.op1h({"add_down_bias", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, bias_dn}, act("down_out_bias", routed(e, h)), locals);
+        if (e.expert_bias)
+            dn = g.op1h({"add_down_bias", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, bias_dn}, act("down_out_bias", routed(e, h)),
+                        locals);
         dn = g.op1h({"mask_rows_down", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn}, act("down_out_masked", routed(e, h)), locals);
         locals.push_back(dn);
         OpInfo aw{"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}};
         aw.saves_inputs = 0b11;
         int wt = g.op1h(std::move(aw), {dn, sw}, TensorInfo{"weighted_out", routed(e, h), wdt}, locals);
-        int inv = g.op1h({"inverse_perm", OpKind::Copy, OpGroup::Mlp, {}, {}, {{s1, R::Index}}}, {srt[1]}, TensorInfo{"inv_perm", s1, R::Index}, locals);
+        int inv = g.op1h({"inverse_perm", OpKind::Copy, OpGroup::Mlp, {}, {}, {{s1, R::Index}}}, {srt[1]},
+                         TensorInfo{"inv_perm", s1, R::Index}, locals);
         locals.push_back(inv);
-        int un = g.op1h({"unsort_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {wt, inv}, TensorInfo{"weighted_unsorted", routed(e, h), wdt}, locals);
+        int un = g.op1h({"unsort_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {wt, inv},
+                        TensorInfo{"weighted_unsorted", routed(e, h), wdt}, locals);
         out = g.op1h({"sum_topk", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {un}, TensorInfo{"experts_sum", tokens(h), wdt}, locals);
-        if (wdt == R::Fp32) out = g.op1h({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("experts_out", tokens(h)), locals);
+        if (wdt == R::Fp32)
+            out = g.op1h({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("experts_out", tokens(h)), locals);
     } else {
         // The eager loop: zeros for the sum, the int64 one-hot mask [E, k, T], then per expert
         // hit: gather its rows, gate_up, act(gate)·up, down, × weights, index_add_ into the sum.
         int sum = g.op1({"zeros_like", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {}, TensorInfo{"experts_sum", tokens(h), acc});
         int mask = g.op1({"one_hot_mask", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {idx},
                          TensorInfo{"expert_mask", Size(checked_mul(k, E, "mask"), {S::Batch, S::Sq}), R::Index}, {sum});
-        int cur = g.op1({"gather_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {io.x, mask}, act("current_state", per_expert(e, h)), {sum, w});
+        int cur =
+            g.op1({"gather_rows", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {io.x, mask}, act("current_state", per_expert(e, h)), {sum, w});
         // One iteration's GEMMs stand for all: their FLOPs and weights are the whole bank's.
         int gu = g.op1(std::move(up), {cur}, act("gate_up", per_expert(e, 2 * i)), {sum, w, mask});
-        int ga = g.op1({"experts_act", OpKind::Elementwise, OpGroup::Mlp, Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}), {},
+        int ga = g.op1({"experts_act",
+                        OpKind::Elementwise,
+                        OpGroup::Mlp,
+                        Size(checked_mul(5 * k, i, "act"), {S::Batch, S::Sq}),
+                        {},
                         {{per_expert(e, i), R::Act}}},
                        {gu}, act("current_hidden", per_expert(e, i)), {sum, w, mask});
         int dn = g.op1(std::move(down), {ga}, act("expert_out", per_expert(e, h)), {sum, w, mask});
-        int wt = g.op1({"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, w}, act("weighted", per_expert(e, h)), {sum, mask});
+        int wt = g.op1({"apply_weights", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {dn, w}, act("weighted", per_expert(e, h)),
+                       {sum, mask});
         out = g.op1({"index_add", OpKind::Elementwise, OpGroup::Mlp, {}, {}, {}}, {sum, wt},
                     TensorInfo{"experts_out", tokens(h), acc, C::Activation, Lifetime::Transient, AliasRule::Always}, {mask, w});
     }
     // Back to the compute dtype (a copy when the loop summed in fp32), then the shared expert's output added.
-    if (e.dispatch != "grouped" && acc == R::Fp32) out = g.op1({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("moe_out", tokens(h)));
+    if (e.dispatch != "grouped" && acc == R::Fp32)
+        out = g.op1({"to_dtype", OpKind::Copy, OpGroup::Mlp, {}, {}, {}}, {out}, act("moe_out", tokens(h)));
     std::vector<int> holds = io.holds_last;
     holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
     return moe_output(g, env, io, out, holds);
@@ -247,16 +276,17 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 }  // namespace
 
 void register_moe(BlockRegistry& r) {
-    r.add(ChannelMixer{"moe",
-                       "mixture of experts: a router picks experts_per_token of num_experts gated MLPs per token (+ shared experts); every "
-                       "expert is stored, the hit ones are read",
-                       {{"moe.num_experts", "routed experts", [](const ModelSpec& m) { return m.moe.num_experts; }},
-                        {"moe.experts_per_token", "experts each token is routed to", [](const ModelSpec& m) { return m.moe.experts_per_token; }},
-                        {"moe.intermediate_size", "each expert's hidden width", [](const ModelSpec& m) { return m.moe.intermediate_size; }}},
-                       [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
-                           return env.exec == Execution::Vllm ? build_vllm(g, env, io) : build_transformers(g, env, io);
-                       },
-                       {Execution::Transformers, Execution::Vllm}});
+    r.add(ChannelMixer{
+        "moe",
+        "mixture of experts: a router picks experts_per_token of num_experts gated MLPs per token (+ shared experts); every "
+        "expert is stored, the hit ones are read",
+        {{"moe.num_experts", "routed experts", [](const ModelSpec& m) { return m.moe.num_experts; }},
+         {"moe.experts_per_token", "experts each token is routed to", [](const ModelSpec& m) { return m.moe.experts_per_token; }},
+         {"moe.intermediate_size", "each expert's hidden width", [](const ModelSpec& m) { return m.moe.intermediate_size; }}},
+        [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+            return env.exec == Execution::Vllm ? build_vllm(g, env, io) : build_transformers(g, env, io);
+        },
+        {Execution::Transformers, Execution::Vllm}});
 }
 
 }  // namespace memtax

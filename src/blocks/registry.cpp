@@ -55,20 +55,40 @@ const ChannelMixer& BlockRegistry::channel_mixer(const std::string& name, const 
     return find(channel_, name, field, "channel mixer");
 }
 
+namespace {
+// Where layer i was named: its layer_types entry, else the list.
+SourcePos layer_pos(const ModelSpec& m, size_t i) {
+    const SourcePos p = m.pos_of(fmt::format("layer_types[{}]", i));
+    return p.line ? p : m.pos_of("layer_types");
+}
+}  // namespace
+
 void check_layer(const BlockRegistry& reg, const ModelSpec& m, size_t i, Execution exec) {
     const LayerSpec& l = m.layers.at(i);
     auto check = [&](const auto& v, const char* part) {
         const std::string field = fmt::format("model.layers[{}].{}", i, part);
         if (std::find(v.executions.begin(), v.executions.end(), exec) == v.executions.end())
-            throw InputError(m.pos_of("layer_types"), field,
+            throw InputError(layer_pos(m, i), field,
                              fmt::format("{} has no {} execution in this version of memtax", v.name, to_string(exec)));
         for (const auto& p : v.params)
             if (p.value(m) == 0)
                 throw InputError(m.pos_of(p.name), "model." + std::string(p.name),
                                  fmt::format("{} (layer {}) needs {}: {}", v.name, i, p.name, p.description));
     };
-    check(reg.token_mixer(l.token_mixer, fmt::format("model.layers[{}].token_mixer", i)), "token_mixer");
-    check(reg.channel_mixer(l.channel_mixer, fmt::format("model.layers[{}].channel_mixer", i)), "channel_mixer");
+    // An unknown name is reported where the profile names the layer.
+    auto at_layer = [&](auto&& lookup) -> decltype(auto) {
+        try {
+            return lookup();
+        } catch (const InputError& e) {
+            throw InputError(layer_pos(m, i), e.field(), e.message());
+        }
+    };
+    check(at_layer([&]() -> const TokenMixer& { return reg.token_mixer(l.token_mixer, fmt::format("model.layers[{}].token_mixer", i)); }),
+          "token_mixer");
+    check(at_layer([&]() -> const ChannelMixer& {
+              return reg.channel_mixer(l.channel_mixer, fmt::format("model.layers[{}].channel_mixer", i));
+          }),
+          "channel_mixer");
 }
 
 namespace blk {
@@ -84,7 +104,12 @@ OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weig
 
 OpInfo rms_norm(const char* name, u64 rows, u64 width) {
     const Size s(checked_mul(rows, width, name), {Sym::Batch, Sym::Sq});
-    OpInfo op{name, OpKind::Norm, OpGroup::Norm, Size(checked_mul(4 * rows, width, name), {Sym::Batch, Sym::Sq}), {}, {{s, DtypeRole::Fp32}, {s, DtypeRole::Act}}};
+    OpInfo op{name,
+              OpKind::Norm,
+              OpGroup::Norm,
+              Size(checked_mul(4 * rows, width, name), {Sym::Batch, Sym::Sq}),
+              {},
+              {{s, DtypeRole::Fp32}, {s, DtypeRole::Act}}};
     op.weights.push_back({name, width, DtypeRole::Param});
     // Training: pow and mul keep the fp32 copy, rsqrt its [rows] result, the weight's mul the
     // normalized values cast back (the output is kept by whoever reads it).
@@ -96,14 +121,14 @@ void eager_rms_norm_launches(OpInfo& op, u64 rows, u64 width, bool upcast) {
     using L = LaunchClass;
     using R = DtypeRole;
     const Size e(checked_mul(rows, width, op.name), {Sym::Batch, Sym::Sq}), r(rows, {Sym::Batch, Sym::Sq});
-    if (upcast) op.launches.push_back({L::Strided, e, R::Act, 1, R::Fp32, 1});   // hidden_states.to(float32): a converting copy
-    op.launches.push_back({L::Vectorized, e, R::Fp32, 1, R::Fp32, 1});           // .pow(2)
-    op.launches.push_back({L::Reduce, e, R::Fp32, 1, R::Fp32, 0});               // .mean(-1, keepdim=True)
-    op.launches.push_back({L::Vectorized, r, R::Fp32, 1, R::Fp32, 1});           // + eps
-    op.launches.push_back({L::Vectorized, r, R::Fp32, 1, R::Fp32, 1});           // rsqrt
-    op.launches.push_back({L::Strided, e, R::Fp32, 1, R::Fp32, 1});              // × rsqrt, broadcast over the row
+    if (upcast) op.launches.push_back({L::Strided, e, R::Act, 1, R::Fp32, 1});     // hidden_states.to(float32): a converting copy
+    op.launches.push_back({L::Vectorized, e, R::Fp32, 1, R::Fp32, 1});             // .pow(2)
+    op.launches.push_back({L::Reduce, e, R::Fp32, 1, R::Fp32, 0});                 // .mean(-1, keepdim=True)
+    op.launches.push_back({L::Vectorized, r, R::Fp32, 1, R::Fp32, 1});             // + eps
+    op.launches.push_back({L::Vectorized, r, R::Fp32, 1, R::Fp32, 1});             // rsqrt
+    op.launches.push_back({L::Strided, e, R::Fp32, 1, R::Fp32, 1});                // × rsqrt, broadcast over the row
     if (upcast) op.launches.push_back({L::Vectorized, e, R::Fp32, 1, R::Act, 1});  // .to(input_dtype)
-    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});                // weight ×, broadcast over the rows
+    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});                  // weight ×, broadcast over the rows
 }
 
 void eager_rotary_launches(OpInfo& op, u64 width) {
@@ -112,11 +137,11 @@ void eager_rotary_launches(OpInfo& op, u64 width) {
     // q arrives transposed ([B, Sq, heads, d] viewed as [B, heads, Sq, d]) and cos/sin broadcast
     // over the heads, so every kernel takes TensorIterator's non-vectorized path.
     const Size e(width, {Sym::Batch, Sym::Sq}), half(width / 2, {Sym::Batch, Sym::Sq});
-    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});   // q * cos
+    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});     // q * cos
     op.launches.push_back({L::Strided, half, R::Act, 1, R::Act, 1});  // -x2
-    op.launches.push_back({L::Cat, e, R::Act, 1, R::Act, 1});       // cat((-x2, x1), dim=-1)
-    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});   // rotate_half(q) * sin
-    op.launches.push_back({L::Strided, e, R::Act, 2, R::Act, 1});   // the sum
+    op.launches.push_back({L::Cat, e, R::Act, 1, R::Act, 1});         // cat((-x2, x1), dim=-1)
+    op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});     // rotate_half(q) * sin
+    op.launches.push_back({L::Strided, e, R::Act, 2, R::Act, 1});     // the sum
 }
 }  // namespace blk
 

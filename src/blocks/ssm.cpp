@@ -31,7 +31,8 @@ u64 ssm_elements(const BlockEnv& env) {
 CacheSpec cache(const BlockEnv& env) {
     CacheSpec c;
     c.tensors = 2;
-    c.elements_per_sequence = checked_add(checked_mul(env.shard.ssm_conv_dim, conv_columns(env), "conv state"), ssm_elements(env), "ssm state");
+    c.elements_per_sequence =
+        checked_add(checked_mul(env.shard.ssm_conv_dim, conv_columns(env), "conv state"), ssm_elements(env), "ssm state");
     c.layout = "state";
     return c;
 }
@@ -85,12 +86,16 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         // intra-chunk weights G = C·B per (token, key in chunk, head, state) are kept as a local
         // while Y_diag = Σ M·x is formed from a [.., chunk, chunk, H, P] product; every local
         // lives until the method returns.
-        auto f32 = [&](const char* name, u64 per_token) { return TensorInfo{name, Size(per_token, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}; };
+        auto f32 = [&](const char* name, u64 per_token) {
+            return TensorInfo{name, Size(per_token, {S::Batch, S::Sq, S::Prefilling}), R::Fp32};
+        };
         int x32 = g.op1({"x_fp32", OpKind::Copy, OpGroup::Attention, {}, {}, {}}, {xbc}, f32("hidden_fp32", inner));
-        int b32 = g.op1({"B_repeat", OpKind::Copy, OpGroup::Attention, {}, {}, {{Size(s.n_groups * N, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}}, {xbc},
-                        f32("B_heads", checked_mul(H, N, "B")));
-        int c32 = g.op1({"C_repeat", OpKind::Copy, OpGroup::Attention, {}, {}, {{Size(s.n_groups * N, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}}, {xbc},
-                        f32("C_heads", checked_mul(H, N, "C")));
+        int b32 = g.op1(
+            {"B_repeat", OpKind::Copy, OpGroup::Attention, {}, {}, {{Size(s.n_groups * N, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
+            {xbc}, f32("B_heads", checked_mul(H, N, "B")));
+        int c32 = g.op1(
+            {"C_repeat", OpKind::Copy, OpGroup::Attention, {}, {}, {{Size(s.n_groups * N, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
+            {xbc}, f32("C_heads", checked_mul(H, N, "C")));
         int dres = g.op1({"D_residual", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {x32}, f32("D_residual", inner));
         int xdt = g.op1({"x_times_dt", OpKind::Elementwise, OpGroup::Attention, {}, {}, {}}, {x32}, f32("hidden_dt", inner));
         // L = exp(segment_sum(A)): [.., H, chunks, chunk, chunk] (masked_fill and cumsum copies).
@@ -98,23 +103,41 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         int lseg = g.op1({"segment_sum_exp", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{chunkH, R::Fp32}, {chunkH, R::Fp32}}},
                          {xbc}, f32("L", checked_mul(H, cs, "L")));
         // G = Σ_n C·B over a [.., chunk, chunk, H, N] product (a temporary), M = G·L likewise.
-        int gsum = g.op1({"G", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, cs, H, N}, "G"), {S::Batch, S::Sq}), {},
+        int gsum = g.op1({"G",
+                          OpKind::Matmul,
+                          OpGroup::Attention,
+                          Size(checked_product({2, cs, H, N}, "G"), {S::Batch, S::Sq}),
+                          {},
                           {{Size(checked_product({cs, H, N}, "G"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
                          {c32, b32}, f32("G", checked_mul(cs, H, "G")));
-        int msum = g.op1({"M", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{chunkH, R::Fp32}}}, {gsum, lseg}, f32("M", checked_mul(cs, H, "M")));
+        int msum = g.op1({"M", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{chunkH, R::Fp32}}}, {gsum, lseg},
+                         f32("M", checked_mul(cs, H, "M")));
         locals.insert(locals.end(), {x32, b32, c32, dres, xdt, lseg, gsum, msum});
         // Y_diag = Σ over the chunk of M·x: a [.., chunk, chunk, H, P] product (a temporary).
-        int ydiag = g.op1h({"Y_diag", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, cs, H, P}, "Y"), {S::Batch, S::Sq}), {},
+        int ydiag = g.op1h({"Y_diag",
+                            OpKind::Matmul,
+                            OpGroup::Attention,
+                            Size(checked_product({2, cs, H, P}, "Y"), {S::Batch, S::Sq}),
+                            {},
                             {{Size(checked_product({cs, H, P}, "Y"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
                            {msum, xdt}, f32("Y_diag", inner), locals);
         locals.push_back(ydiag);
         // Chunk states: (B·decay)[..., None, :] · x[..., None] summed over the chunk: a [.., H, P, N] product per token.
-        int st = g.op1h({"chunk_states", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, H, P, N}, "states"), {S::Batch, S::Sq}), {},
-                         {{Size(checked_mul(H, N, "B_decay"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}, {Size(checked_product({H, P, N}, "states"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
+        int st = g.op1h({"chunk_states",
+                         OpKind::Matmul,
+                         OpGroup::Attention,
+                         Size(checked_product({2, H, P, N}, "states"), {S::Batch, S::Sq}),
+                         {},
+                         {{Size(checked_mul(H, N, "B_decay"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32},
+                          {Size(checked_product({H, P, N}, "states"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
                         {b32, xdt}, f32("states", ceil_div(checked_product({H, P, N}, "states"), cs)), locals);
         locals.push_back(st);
         // C · states per token: [.., H, P, N] again, then summed.
-        int yoff = g.op1h({"Y_off", OpKind::Matmul, OpGroup::Attention, Size(checked_product({2, H, P, N}, "Y_off"), {S::Batch, S::Sq}), {},
+        int yoff = g.op1h({"Y_off",
+                           OpKind::Matmul,
+                           OpGroup::Attention,
+                           Size(checked_product({2, H, P, N}, "Y_off"), {S::Batch, S::Sq}),
+                           {},
                            {{Size(checked_product({H, P, N}, "C_states"), {S::Batch, S::Sq, S::Prefilling}), R::Fp32}}},
                           {c32, st}, f32("Y_off", inner), locals);
         locals.push_back(yoff);
@@ -122,17 +145,24 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         // in fp32 (A is fp32; dt·A a temporary), dB = dt·B and dBx = dB·x in the compute dtype
         // (dt, B and x are), each [B, H, P, N], and the new state state·dA + dBx in fp32.
         const Size hpn(checked_product({H, P, N}, "decode state"), {S::Batch, S::Cached});
-        int da = g.op1h({"decode_dA", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {{hpn, R::Fp32}}}, {xbc}, TensorInfo{"dA", hpn, R::Fp32}, locals);
+        int da = g.op1h({"decode_dA", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {{hpn, R::Fp32}}}, {xbc},
+                        TensorInfo{"dA", hpn, R::Fp32}, locals);
         int db = g.op1h({"decode_dB", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {}}, {xbc}, TensorInfo{"dB", hpn, R::Act}, locals);
-        int dbx = g.op1h({"decode_dBx", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {}}, {db, xbc}, TensorInfo{"dBx", hpn, R::Act}, locals);
-        int ns = g.op1h({"decode_new_state", OpKind::Elementwise, OpGroup::Attention, Size(2 * hpn.coef, {S::Batch, S::Cached}), {}, {{hpn, R::Fp32}}},
-                        {da, dbx}, TensorInfo{"new_state", hpn, R::Fp32}, locals);
+        int dbx =
+            g.op1h({"decode_dBx", OpKind::Elementwise, OpGroup::Attention, hpn, {}, {}}, {db, xbc}, TensorInfo{"dBx", hpn, R::Act}, locals);
+        int ns = g.op1h(
+            {"decode_new_state", OpKind::Elementwise, OpGroup::Attention, Size(2 * hpn.coef, {S::Batch, S::Cached}), {}, {{hpn, R::Fp32}}},
+            {da, dbx}, TensorInfo{"new_state", hpn, R::Fp32}, locals);
         locals.insert(locals.end(), {da, db, dbx, ns});
         // y: a prefill sums its fp32 parts; a decode multiplies C by a copy of the new state in
         // the compute dtype (ssm_states.to(C.dtype)).
-        y = g.op1h({"y", OpKind::Elementwise, OpGroup::Attention, {}, {}, {{Size(inner, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}, {hpn, R::Act}}},
-                   {ydiag, yoff, dres, ns},
-                   act("y", tokens(inner)), locals);
+        y = g.op1h({"y",
+                    OpKind::Elementwise,
+                    OpGroup::Attention,
+                    {},
+                    {},
+                    {{Size(inner, {S::Batch, S::Sq, S::Prefilling}), R::Fp32}, {hpn, R::Act}}},
+                   {ydiag, yoff, dres, ns}, act("y", tokens(inner)), locals);
     } else {
         y = -1;
     }
@@ -157,14 +187,16 @@ int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                    act("projected_states", tokens(2 * inner)));
     std::vector<WeightTensor> conv_w = {{"conv1d", checked_mul(inner, s.conv_kernel, "conv"), R::Param}};
     if (s.conv_bias) conv_w.push_back({"conv1d_bias", inner, R::Param});
-    int xc = g.op1(weighted("conv1d", OpKind::Elementwise, checked_mul(2 * s.conv_kernel, inner, "conv"), conv_w), {xz}, act("conv_out", tokens(inner)));
+    int xc = g.op1(weighted("conv1d", OpKind::Elementwise, checked_mul(2 * s.conv_kernel, inner, "conv"), conv_w), {xz},
+                   act("conv_out", tokens(inner)));
     const u64 xp = checked_add(R_, 2 * N, "x_proj");
     int ssm_p = g.op1(blk::linear("x_proj", OpGroup::Projection, inner, xp, "x_proj"), {xc}, act("ssm_parameters", tokens(xp)));
     // Jamba's dt_layernorm, b_layernorm, c_layernorm.
     int dtn = g.op1(blk::rms_norm("dt_layernorm", 1, R_), {ssm_p}, act("time_step", tokens(R_)));
     int bn = g.op1(blk::rms_norm("b_layernorm", 1, N), {ssm_p}, act("B", tokens(N)));
     int cn = g.op1(blk::rms_norm("c_layernorm", 1, N), {ssm_p}, act("C", tokens(N)));
-    int dt = g.op1(blk::linear("dt_proj", OpGroup::Projection, R_, inner, "dt_proj", "dt_proj_bias"), {dtn}, act("discrete_time_step", tokens(inner)));
+    int dt = g.op1(blk::linear("dt_proj", OpGroup::Projection, R_, inner, "dt_proj", "dt_proj_bias"), {dtn},
+                   act("discrete_time_step", tokens(inner)));
     std::vector<WeightTensor> a_w = {{"A_log", checked_mul(inner, N, "A"), R::Param}, {"D", inner, R::Param}};
     int y;
     std::vector<int> locals = {xz, xc, ssm_p, dtn, bn, cn};
@@ -178,14 +210,24 @@ int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
         locals.push_back(dt);
         int da = g.op1h(weighted("discrete_A", OpKind::Elementwise, IN, a_w), {sp}, f32("discrete_A", IN), locals);
         locals.push_back(sp);
-        int db = g.op1h({"discrete_B", OpKind::Elementwise, OpGroup::Attention, Size(IN, {S::Batch, S::Sq}), {}, {}}, {sp, bn}, f32("discrete_B", IN), locals);
+        int db = g.op1h({"discrete_B", OpKind::Elementwise, OpGroup::Attention, Size(IN, {S::Batch, S::Sq}), {}, {}}, {sp, bn},
+                        f32("discrete_B", IN), locals);
         locals.push_back(da);
         // x.float() is a temporary of the product.
-        int dbu = g.op1h({"deltaB_u", OpKind::Elementwise, OpGroup::Attention, Size(IN, {S::Batch, S::Sq}), {}, {{Size(inner, {S::Batch, S::Sq}), R::Fp32}}},
+        int dbu = g.op1h({"deltaB_u",
+                          OpKind::Elementwise,
+                          OpGroup::Attention,
+                          Size(IN, {S::Batch, S::Sq}),
+                          {},
+                          {{Size(inner, {S::Batch, S::Sq}), R::Fp32}}},
                          {db, xc}, f32("deltaB_u", IN), locals);
         locals.push_back(db);
         // The recurrent loop appends one [B, inner] output per token (compute dtype) and stacks them.
-        y = g.op1h({"scan", OpKind::Elementwise, OpGroup::Attention, Size(checked_mul(4, IN, "scan"), {S::Batch, S::Sq}), {},
+        y = g.op1h({"scan",
+                    OpKind::Elementwise,
+                    OpGroup::Attention,
+                    Size(checked_mul(4, IN, "scan"), {S::Batch, S::Sq}),
+                    {},
                     {{Size(inner, {S::Batch, S::Sq}), R::Act}}},
                    {da, dbu, cn}, act("scan_output", tokens(inner)), locals);
         locals.push_back(dbu);
@@ -201,8 +243,10 @@ int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 
 std::vector<ParamDecl> params(bool v2) {
     std::vector<ParamDecl> p = {{"ssm", "state size, conv kernel and inner width", [](const ModelSpec& m) { return m.ssm.state_size; }}};
-    if (v2) p.push_back({"ssm.num_heads", "Mamba-2 heads", [](const ModelSpec& m) { return m.ssm.num_heads; }});
-    else p.push_back({"ssm.dt_rank", "Mamba-1 dt rank", [](const ModelSpec& m) { return m.ssm.dt_rank; }});
+    if (v2)
+        p.push_back({"ssm.num_heads", "Mamba-2 heads", [](const ModelSpec& m) { return m.ssm.num_heads; }});
+    else
+        p.push_back({"ssm.dt_rank", "Mamba-1 dt rank", [](const ModelSpec& m) { return m.ssm.dt_rank; }});
     return p;
 }
 
@@ -212,10 +256,17 @@ void register_ssm(BlockRegistry& r) {
     r.add(TokenMixer{"mamba2",
                      "Mamba-2 state-space mixer: a fixed conv + SSM state per sequence (no KV growth); transformers' reference path "
                      "materialises per-chunk fp32 products",
-                     params(true), cache, mamba2, {Execution::Transformers, Execution::Vllm}});
-    r.add(TokenMixer{"mamba", "Mamba-1 selective scan (Jamba): a fixed conv + SSM state per sequence; transformers' slow path materialises fp32 "
-                              "[inner, d_state] tensors per token",
-                     params(false), cache, mamba1, {Execution::Transformers, Execution::Vllm}});
+                     params(true),
+                     cache,
+                     mamba2,
+                     {Execution::Transformers, Execution::Vllm}});
+    r.add(TokenMixer{"mamba",
+                     "Mamba-1 selective scan (Jamba): a fixed conv + SSM state per sequence; transformers' slow path materialises fp32 "
+                     "[inner, d_state] tensors per token",
+                     params(false),
+                     cache,
+                     mamba1,
+                     {Execution::Transformers, Execution::Vllm}});
 }
 
 }  // namespace memtax

@@ -21,16 +21,13 @@ std::vector<std::string> scenario_files(const std::vector<std::string>& given); 
 namespace {
 
 struct Figure {
-    const char* key;    // the column in the report's plans table
+    const char* key;  // the column in the report's plans table
     const char* label;
-    int better;         // -1: lower is better, +1: higher is better
+    int better;  // -1: lower is better, +1: higher is better
 };
-const Figure kFigures[] = {{"gpus", "GPUs", -1},
-                           {"total_bytes", "bytes per GPU", -1},
-                           {"ttft_s", "TTFT (s)", -1},
-                           {"tpot_s", "TPOT (s)", -1},
-                           {"tokens_per_s", "tokens/s", +1},
-                           {"cost_per_million_tokens", "$ per million tokens", -1}};
+const Figure kFigures[] = {
+    {"gpus", "GPUs", -1},       {"total_bytes", "bytes per GPU", -1}, {"ttft_s", "TTFT (s)", -1},
+    {"tpot_s", "TPOT (s)", -1}, {"tokens_per_s", "tokens/s", +1},     {"cost_per_million_tokens", "$ per million tokens", -1}};
 
 double figure_now(const Candidate& c, const std::string& key) {
     if (key == "gpus") return static_cast<double>(c.gpus);
@@ -84,7 +81,8 @@ public:
                 gates.cell(detail);
                 ok &= passed;
             };
-            gate_row("feasible", !r.ranked.empty(), r.ranked.empty() ? "no candidate meets the constraints" : "a plan meets every constraint");
+            gate_row("feasible", !r.ranked.empty(),
+                     r.ranked.empty() ? "no candidate meets the constraints" : "a plan meets every constraint");
             for (const auto& g : r.gates) gate_row(g.gate, g.passed, g.detail);
             if (baseline_.empty() || r.ranked.empty()) continue;
             const nlohmann::json base = read_baseline(s.name);
@@ -94,7 +92,8 @@ public:
                 if (!row.contains(f.key)) continue;
                 if (row[f.key].is_null()) continue;
                 if (!row[f.key].is_number())
-                    throw InputError(SourcePos{baseline_path(s.name), 0, 0}, fmt::format("plan.plans.rows[0].{}", f.key), "expected a number");
+                    throw InputError(SourcePos{baseline_path(s.name), 0, 0}, fmt::format("plan.plans.rows[0].{}", f.key),
+                                     "expected a number");
                 const double was = row[f.key].get<double>(), now = figure_now(best, f.key);
                 double change = was != 0 ? (now - was) / std::fabs(was) : (now == 0 ? 0 : INFINITY);
                 if (std::fabs(change) < 1e-7) change = 0;  // the report keeps 9 significant digits
@@ -105,7 +104,8 @@ public:
                 changes.cell(f.label);
                 changes.cell(fmt::format("{:.10g}", was));
                 changes.cell(fmt::format("{:.10g}", now));
-                changes.cell(std::isfinite(change) ? fmt::format("{:+.2f}%", change * 100) : "new", std::isfinite(change) ? fmt::format("{:.6g}", change) : "");
+                changes.cell(std::isfinite(change) ? fmt::format("{:+.2f}%", change * 100) : "new",
+                             std::isfinite(change) ? fmt::format("{:.6g}", change) : "");
                 changes.cell(worse ? "REGRESSED" : change == 0 ? "same" : f.better * change > 0 ? "better" : "within tolerance");
             }
         }
@@ -124,7 +124,8 @@ private:
         const std::string text = read_input_file(path);
         nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
         if (j.is_discarded() || !j.is_object() || j.value("schema", "") != "memtax.report/1")
-            throw InputError(SourcePos{path, 0, 0}, "schema", "not a memtax report (expected a JSON file of schema memtax.report/1 from `memtax report`)");
+            throw InputError(SourcePos{path, 0, 0}, "schema",
+                             "not a memtax report (expected a JSON file of schema memtax.report/1 from `memtax report`)");
         if (j.value("scenario", "") != scenario)
             throw InputError(SourcePos{path, 0, 0}, "scenario", fmt::format("is \"{}\", not \"{}\"", j.value("scenario", ""), scenario));
         if (!j.contains("plan") || !j["plan"].contains("plans") || j["plan"]["plans"]["rows"].empty())

@@ -12,9 +12,9 @@
 
 #include "cli/common.hpp"
 #include "core/number.hpp"
-#include "report/report.hpp"
 #include "planner/planner.hpp"
 #include "report/document.hpp"
+#include "report/report.hpp"
 #include "spec/loaders.hpp"
 
 namespace memtax::cli {
@@ -35,13 +35,14 @@ u64 number_after(const std::string& spec, const std::string& prefix, u64 fallbac
     u64 v = 0;
     const NumberParse p = parse_token_count(spec.substr(prefix.size()), v);
     if (p != NumberParse::Ok || v == 0)
-        throw InputError(SourcePos{}, "--technique", fmt::format("\"{}\": {} must be a positive token count, e.g. {}4096", spec, what, prefix));
+        throw InputError(SourcePos{}, "--technique",
+                         fmt::format("\"{}\": {} must be a positive token count, e.g. {}4096", spec, what, prefix));
     return v;
 }
 
 // The technique names, as listed in --help and in errors.
-const std::vector<std::string> kTechniques = {"as-is", "mha", "gqa", "mqa", "mla", "sliding[-W]", "sparse", "ssm", "kv-fp8", "kv-int8",
-                                              "kv-int4", "evict[-N]"};
+const std::vector<std::string> kTechniques = {"as-is",  "mha", "gqa",    "mqa",     "mla",     "sliding[-W]",
+                                              "sparse", "ssm", "kv-fp8", "kv-int8", "kv-int4", "evict[-N]"};
 
 Variant technique(const ModelSpec& base, const std::string& t) {
     Variant v{t, "", base, ""};
@@ -60,11 +61,14 @@ Variant technique(const ModelSpec& base, const std::string& t) {
     } else if (t == "mha" || t == "gqa" || t == "mqa") {
         need_heads();
         const u64 h = m.num_attention_heads;
-        m.num_key_value_heads = t == "mha" ? h : t == "mqa" ? 1 : (base.num_key_value_heads < h ? base.num_key_value_heads : std::max<u64>(1, h / 8));
+        m.num_key_value_heads = t == "mha"   ? h
+                                : t == "mqa" ? 1
+                                             : (base.num_key_value_heads < h ? base.num_key_value_heads : std::max<u64>(1, h / 8));
         while (t == "gqa" && h % m.num_key_value_heads) --m.num_key_value_heads;
         set_mixer(m, "full_attention");
         m.sliding_window = 0;
-        v.what = fmt::format("full attention, {} KV head{} for {} query heads", m.num_key_value_heads, m.num_key_value_heads == 1 ? "" : "s", h);
+        v.what =
+            fmt::format("full attention, {} KV head{} for {} query heads", m.num_key_value_heads, m.num_key_value_heads == 1 ? "" : "s", h);
     } else if (t == "mla") {
         need_heads();
         // DeepSeek-V2's choice (arXiv 2405.04434 §2.1): d_c = 4·d_h, d_h^R = d_h/2.
@@ -88,20 +92,24 @@ Variant technique(const ModelSpec& base, const std::string& t) {
         m.attn.sparse_random_blocks = 3;
         set_mixer(m, "sparse_attention");
         m.sliding_window = 0;
-        v.what = "block-sparse attention: 192 local + 128 global + 3 random blocks of 64 keys per query (BigBird); every token stays cached";
+        v.what =
+            "block-sparse attention: 192 local + 128 global + 3 random blocks of 64 keys per query (BigBird); every token stays cached";
     } else if (t == "ssm") {
         // Mamba-2 defaults (arXiv 2405.21060): d_state 128, expand 2, head_dim 64, 1 group.
         m.ssm = SsmSpec{"mamba2", 128, 4, 2 * base.hidden_size, 2 * base.hidden_size / 64, 64, 1, 256, 0, true, false};
         if ((2 * base.hidden_size) % 64)
-            throw InputError(SourcePos{}, "--technique", fmt::format("\"ssm\" needs 2·hidden ({}) to be a multiple of 64", 2 * base.hidden_size));
+            throw InputError(SourcePos{}, "--technique",
+                             fmt::format("\"ssm\" needs 2·hidden ({}) to be a multiple of 64", 2 * base.hidden_size));
         set_mixer(m, "mamba2");
         m.mla = MlaSpec{};
         m.sliding_window = 0;
-        v.what = "every token mixer a Mamba-2 layer (d_state 128, expand 2): a fixed state per sequence; under transformers without the "
-                 "mamba-ssm kernels the reference SSD path's fp32 chunk products dominate the peak";
+        v.what =
+            "every token mixer a Mamba-2 layer (d_state 128, expand 2): a fixed state per sequence; under transformers without the "
+            "mamba-ssm kernels the reference SSD path's fp32 chunk products dominate the peak";
     } else if (t == "kv-fp8" || t == "kv-int8" || t == "kv-int4") {
         v.kv_dtype = t == "kv-fp8" ? "fp8_e4m3" : t == "kv-int8" ? "int8-g64" : "int4-g64";
-        v.what = t == "kv-fp8" ? "KV cache in fp8 e4m3 (per-tensor scale)" : fmt::format("KV cache in {} (one fp16 scale per 64 values)", v.kv_dtype);
+        v.what = t == "kv-fp8" ? "KV cache in fp8 e4m3 (per-tensor scale)"
+                               : fmt::format("KV cache in {} (one fp16 scale per 64 values)", v.kv_dtype);
     } else if (t.rfind("evict", 0) == 0) {
         need_heads();
         // StreamingLLM (arXiv 2309.17453): 4 attention-sink tokens + a recent window; the cache
@@ -111,8 +119,9 @@ Variant technique(const ModelSpec& base, const std::string& t) {
         set_mixer(m, "sliding_attention");
         v.what = fmt::format("eviction: the cache keeps {} tokens per layer (attention sinks + recent window)", group_digits(budget));
     } else {
-        throw InputError(SourcePos{}, "--technique",
-                         fmt::format("unknown technique \"{}\"{}; valid: {}", t, did_you_mean(t, kTechniques), fmt::join(kTechniques, ", ")));
+        throw InputError(
+            SourcePos{}, "--technique",
+            fmt::format("unknown technique \"{}\"{}; valid: {}", t, did_you_mean(t, kTechniques), fmt::join(kTechniques, ", ")));
     }
     if (t != "as-is") m.name = base.name + "+" + t;
     // A technique that changes the layer kinds drops MoE placement only if it does not apply.
@@ -123,9 +132,11 @@ Variant technique(const ModelSpec& base, const std::string& t) {
 class CompareCommand final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
-        auto* c = app.add_subcommand("compare", "one workload across memory-saving techniques or models: KV/state, S×S, peak, largest context");
+        auto* c =
+            app.add_subcommand("compare", "one workload across memory-saving techniques or models: KV/state, S×S, peak, largest context");
         c->add_option("--model", models_, "model(s); with one model, --technique variants of it (default: llama-3.1-8b)")->delimiter(',');
-        c->add_option("--technique", techniques_, fmt::format("variants of the first model: {} (default: all)", fmt::join(kTechniques, ", ")))
+        c->add_option("--technique", techniques_,
+                      fmt::format("variants of the first model: {} (default: all)", fmt::join(kTechniques, ", ")))
             ->delimiter(',');
         c->add_option("--gpu", a_.gpu, "GPU profile")->capture_default_str();
         c->add_option("--context", a_.context, "context (default: 8192, or the model's max if smaller)")->transform(token_count());
@@ -144,7 +155,8 @@ public:
         std::vector<Variant> rows;
         if (models_.size() > 1) {
             if (!techniques_.empty())
-                throw InputError(SourcePos{}, "--technique", "compares variants of one model; give one --model, or several models without --technique");
+                throw InputError(SourcePos{}, "--technique",
+                                 "compares variants of one model; give one --model, or several models without --technique");
             for (const auto& name : models_) {
                 ModelSpec m = model_from(name, "");
                 rows.push_back(Variant{m.name, architecture_summary(m), m, ""});
@@ -152,25 +164,26 @@ public:
         } else {
             const ModelSpec base = model_from(models_.front(), "");
             std::vector<std::string> list = techniques_;
-            if (list.empty()) list = {"as-is", "mha", "gqa", "mqa", "mla", "sliding", "sparse", "ssm", "kv-fp8", "kv-int8", "kv-int4", "evict"};
+            if (list.empty())
+                list = {"as-is", "mha", "gqa", "mqa", "mla", "sliding", "sparse", "ssm", "kv-fp8", "kv-int8", "kv-int4", "evict"};
             for (const auto& t : list) rows.push_back(technique(base, t));
         }
         const GpuSpec g = resolve_gpu(a_.gpu);
         Document d;
         d.schema = "memtax.compare/1";
         Table& t = d.sections.emplace_back(Document::Section{"rows", "Techniques", {}, {}}).table;
-        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-                 {"name", "technique", false},
-                 {"kv_bytes", "KV/state GiB", true},
-                 {"kv_bytes_per_token", "KV B/token", true},
-                 {"state_bytes_per_sequence", "state B/seq", true},
-                 {"attention_matrix_bytes", "S×S GiB", true},
-                 {"attention_bytes_per_token2", "S×S B/token²", true},
-                 {"forward_peak_bytes", "peak GiB", true},
-                 {"total_bytes", "total GiB", true},
-                 {"fits", "fits", false},
-                 {"max_context", "max context", true},
-                 {"what", "what", false}})
+        for (auto [k, title, right] :
+             std::initializer_list<std::tuple<const char*, const char*, bool>>{{"name", "technique", false},
+                                                                               {"kv_bytes", "KV/state GiB", true},
+                                                                               {"kv_bytes_per_token", "KV B/token", true},
+                                                                               {"state_bytes_per_sequence", "state B/seq", true},
+                                                                               {"attention_matrix_bytes", "S×S GiB", true},
+                                                                               {"attention_bytes_per_token2", "S×S B/token²", true},
+                                                                               {"forward_peak_bytes", "peak GiB", true},
+                                                                               {"total_bytes", "total GiB", true},
+                                                                               {"fits", "fits", false},
+                                                                               {"max_context", "max context", true},
+                                                                               {"what", "what", false}})
             t.add_column(k, title, right);
         u64 context = 0;
         std::string runtime_name;
@@ -198,9 +211,10 @@ public:
             const u64 state = k1 >= per_token * c1 ? k1 - per_token * c1 : 0;
             // The S×S coefficient: attention-matrix bytes over batch · Sq · Skv at this point.
             const u64 sq = p.mode == Mode::Prefill ? p.context : 1;
-            const double quad = r.attention_matrix ? static_cast<double>(r.attention_matrix) /
-                                                         (static_cast<double>(p.batch) * static_cast<double>(sq) * static_cast<double>(p.context))
-                                                   : 0.0;
+            const double quad = r.attention_matrix
+                                    ? static_cast<double>(r.attention_matrix) /
+                                          (static_cast<double>(p.batch) * static_cast<double>(sq) * static_cast<double>(p.context))
+                                    : 0.0;
             const u64 limit = a_.allow_long_context ? u64{1} << 32 : v.model.max_context;
             const u64 mc = max_context(plan, p.mode, p.batch, limit);
             t.row();
@@ -216,13 +230,16 @@ public:
             t.cell(mc ? group_digits(mc) : "-", std::to_string(mc));
             t.cell(v.what);
         }
-        d.title = fmt::format("memtax compare: {} on {}, {} batch {} at {} tokens ({})", models_.size() > 1 ? "models" : rows.front().model.name,
-                              g.name, a_.mode, a_.batch, group_digits(context), runtime_name);
-        d.notes.push_back("per GPU. KV/state: the cache the sequences keep (a window or an eviction budget caps it; a state-space layer keeps a "
-                          "fixed state). KV B/token is its linear growth per token of context, state B/seq the part that does not grow.");
-        d.notes.push_back("S×S: the attention-matrix bytes live at the peak (eager attention materialises them; fused kernels do not); "
-                          "S×S B/token² is that over batch · query tokens · keys, the quadratic term. max context: the largest context "
-                          "that fits at this batch (bisection over the same engine).");
+        d.title =
+            fmt::format("memtax compare: {} on {}, {} batch {} at {} tokens ({})", models_.size() > 1 ? "models" : rows.front().model.name,
+                        g.name, a_.mode, a_.batch, group_digits(context), runtime_name);
+        d.notes.push_back(
+            "per GPU. KV/state: the cache the sequences keep (a window or an eviction budget caps it; a state-space layer keeps a "
+            "fixed state). KV B/token is its linear growth per token of context, state B/seq the part that does not grow.");
+        d.notes.push_back(
+            "S×S: the attention-matrix bytes live at the peak (eager attention materialises them; fused kernels do not); "
+            "S×S B/token² is that over batch · query tokens · keys, the quadratic term. max context: the largest context "
+            "that fits at this batch (bisection over the same engine).");
         emit(print.document(d, tool_info()), a_.output, out);
         return 0;
     }

@@ -28,27 +28,34 @@ public:
         est->add_flag("--explain", a_.explain, "print each term's formula with its numbers");
         est->add_flag("--require-fit", a_.require_fit, "exit 1 when the step does not fit (for CI gates)");
         est->add_flag("--time", a_.time, "add the roofline: TTFT, TPOT, tokens/s and the bound per op kind");
-        est->add_option("--cluster", a_.cluster, "cluster profile for communication (--time): built-in name or YAML path; "
-                                                 "default: one node joined by the GPU's interconnect");
-        est->add_flag("--sequence-parallel", a_.sequence_parallel, "--mode train: Megatron sequence parallelism over the TP group (megatron-train)");
+        est->add_option("--cluster", a_.cluster,
+                        "cluster profile for communication (--time): built-in name or YAML path; "
+                        "default: one node joined by the GPU's interconnect");
+        est->add_flag("--sequence-parallel", a_.sequence_parallel,
+                      "--mode train: Megatron sequence parallelism over the TP group (megatron-train)");
         est->add_option("--recompute", a_.recompute, "--mode train: none (default) | selective | full (checkpoint every layer)")
             ->check(CLI::IsMember({"none", "selective", "full"}));
         est->add_option("--zero", a_.zero, "--mode train: ZeRO stage 0-3 over the data-parallel replicas (--gpus / (tp · pp))")
             ->check(CLI::Range(0, 3));
-        est->add_option("--micro-batches", a_.micro_batches, "--mode train: micro-batches per optimizer step (accumulation, or the pipeline's)")
+        est->add_option("--micro-batches", a_.micro_batches,
+                        "--mode train: micro-batches per optimizer step (accumulation, or the pipeline's)")
             ->transform(positive_int());
         est->add_option("--optimizer", a_.optimizer, "--mode train: adamw (default) | adam | sgd | sgd-momentum")
             ->check(CLI::IsMember({"adamw", "adam", "sgd", "sgd-momentum"}));
         est->add_option("--precision", a_.precision,
-                        "--mode train: bf16 (default: parameters, gradients and states in the model's dtype) | mixed (fp32 master weights and states)")
+                        "--mode train: bf16 (default: parameters, gradients and states in the model's dtype) | mixed (fp32 master weights "
+                        "and states)")
             ->check(CLI::IsMember({"bf16", "mixed"}));
         return est;
     }
 
     int run(std::ostream& out, std::ostream& err) override {
         if (a_.mode == "train") return run_train(out);
-        for (const auto& [flag, set] : {std::pair<const char*, bool>{"--recompute", !a_.recompute.empty()}, {"--optimizer", !a_.optimizer.empty()},
-                                        {"--precision", !a_.precision.empty()}, {"--zero", a_.zero != 0}, {"--micro-batches", a_.micro_batches != 1},
+        for (const auto& [flag, set] : {std::pair<const char*, bool>{"--recompute", !a_.recompute.empty()},
+                                        {"--optimizer", !a_.optimizer.empty()},
+                                        {"--precision", !a_.precision.empty()},
+                                        {"--zero", a_.zero != 0},
+                                        {"--micro-batches", a_.micro_batches != 1},
                                         {"--sequence-parallel", a_.sequence_parallel}})
             if (set) throw InputError(SourcePos{}, flag, "only with --mode train");
         const EstimateArgs& a = a_;
@@ -84,7 +91,8 @@ private:
         const Deployment dep{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp, a.ep};
         const Workload w = workload_from(a, m);
         if (w.runtime.family != RuntimeFamily::Transformers)
-            throw InputError(SourcePos{}, "--runtime", fmt::format("{} serves inference; training runs under hf-train or hf-train-eager", w.runtime.name));
+            throw InputError(SourcePos{}, "--runtime",
+                             fmt::format("{} serves inference; training runs under hf-train or hf-train-eager", w.runtime.name));
         TrainSpec spec;
         spec.recompute = recompute_from(a.recompute.empty() ? "none" : a.recompute, "--recompute");
         spec.zero = a.zero;

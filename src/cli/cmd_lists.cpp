@@ -10,18 +10,25 @@ class Listing final : public Command {
 public:
     explicit Listing(std::string what) : what_(std::move(what)) {}
     CLI::App* add(CLI::App& app) override {
-        auto* list = app.add_subcommand(
-            what_, "list the built-in " + std::string(what_ == "gpus" ? "GPU" : what_ == "models" ? "model" : what_ == "clusters" ? "cluster" : "runtime") +
-                       " profiles");
+        auto* list = app.add_subcommand(what_, "list the built-in " +
+                                                   std::string(what_ == "gpus"       ? "GPU"
+                                                               : what_ == "models"   ? "model"
+                                                               : what_ == "clusters" ? "cluster"
+                                                                                     : "runtime") +
+                                                   " profiles");
         add_format_option(list, format_);
         return list;
     }
     int run(std::ostream& out, std::ostream&) override {
         const Printer& print = printer(format_);
-        if (what_ == "models") out << print.models(catalog_models(), tool_info());
-        else if (what_ == "gpus") out << print.gpus(catalog_gpus(), tool_info());
-        else if (what_ == "clusters") out << print.clusters(catalog_clusters(), tool_info());
-        else out << print.runtimes(catalog_runtimes(), tool_info());
+        if (what_ == "models")
+            out << print.models(catalog_models(), tool_info());
+        else if (what_ == "gpus")
+            out << print.gpus(catalog_gpus(), tool_info());
+        else if (what_ == "clusters")
+            out << print.clusters(catalog_clusters(), tool_info());
+        else
+            out << print.runtimes(catalog_runtimes(), tool_info());
         return 0;
     }
 

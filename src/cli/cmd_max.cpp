@@ -66,7 +66,8 @@ private:
 class VsCommand final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
-        auto* v = app.add_subcommand("vs", "one workload on several setups side by side: does it fit, how much room, how fast, at what cost");
+        auto* v =
+            app.add_subcommand("vs", "one workload on several setups side by side: does it fit, how much room, how fast, at what cost");
         v->add_option("--setup", setups_, "MODEL@NxGPU[:tpT][:ppP], two or more")->required();
         v->add_option("--context", a_.context, "context (default: 8192, or the model's max if smaller)")->transform(token_count());
         v->add_option("--batch", a_.batch, "sequences at once")->transform(positive_int())->capture_default_str();
@@ -93,11 +94,21 @@ public:
         Document d;
         d.schema = "memtax.vs/1";
         Table& t = d.sections.emplace_back(Document::Section{"setups", "Setups", {}, {}}).table;
-        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-                 {"setup", "setup", false}, {"gpus", "gpus", true}, {"tp", "tp", true}, {"pp", "pp", true}, {"dp", "dp", true},
-                 {"total_bytes", "GiB/GPU", true}, {"capacity_bytes", "usable GiB", true}, {"fits", "fits", false},
-                 {"max_batch", "max batch", true}, {"max_context", "max context", true}, {"ttft_s", "TTFT", true},
-                 {"tpot_s", "TPOT", true}, {"tokens_per_s", "tokens/s", true}, {"cost_per_million_tokens", "$/Mtok", true}})
+        for (auto [k, title, right] :
+             std::initializer_list<std::tuple<const char*, const char*, bool>>{{"setup", "setup", false},
+                                                                               {"gpus", "gpus", true},
+                                                                               {"tp", "tp", true},
+                                                                               {"pp", "pp", true},
+                                                                               {"dp", "dp", true},
+                                                                               {"total_bytes", "GiB/GPU", true},
+                                                                               {"capacity_bytes", "usable GiB", true},
+                                                                               {"fits", "fits", false},
+                                                                               {"max_batch", "max batch", true},
+                                                                               {"max_context", "max context", true},
+                                                                               {"ttft_s", "TTFT", true},
+                                                                               {"tpot_s", "TPOT", true},
+                                                                               {"tokens_per_s", "tokens/s", true},
+                                                                               {"cost_per_million_tokens", "$/Mtok", true}})
             t.add_column(k, title, right);
         std::string model_name;
         for (const auto& text : setups_) {
@@ -111,11 +122,13 @@ public:
             const Plan plan = Plan::compile(m, g, Deployment{s.gpus, s.tp, s.pp}, w);
             const Point p = plan.point_of(w);
             const Estimate e = plan.estimate(p);
-            const TimeEstimate tm = estimate_time(plan, Point{Mode::Prefill, w.batch, w.context}, Topology(single_node_cluster(g, std::min<u64>(s.tp * s.pp, 8))));
+            const TimeEstimate tm = estimate_time(plan, Point{Mode::Prefill, w.batch, w.context},
+                                                  Topology(single_node_cluster(g, std::min<u64>(s.tp * s.pp, 8))));
             const u64 mb = max_batch(plan, w.mode, w.context, u64{1} << 20);
             const u64 mc = max_context(plan, w.mode, w.batch, m.max_context);
             const auto pr = price.find(g.name);
-            const double cost = pr != price.end() && tm.tokens_per_s > 0 ? static_cast<double>(s.gpus) * pr->second / (tm.tokens_per_s * 3600) * 1e6 : 0;
+            const double cost =
+                pr != price.end() && tm.tokens_per_s > 0 ? static_cast<double>(s.gpus) * pr->second / (tm.tokens_per_s * 3600) * 1e6 : 0;
             model_name = m.name;
             t.row();
             t.cell(text);
@@ -132,8 +145,9 @@ public:
         }
         d.title = fmt::format("memtax vs: {} {}, batch {}, context {}", model_name, a_.mode, a_.batch,
                               a_.context ? group_digits(a_.context) : std::string("default"));
-        d.notes.push_back("per GPU; max batch at the context and max context at the batch, by bisection; TTFT (mean over the batch) and TPOT "
-                          "from the roofline on one node");
+        d.notes.push_back(
+            "per GPU; max batch at the context and max context at the batch, by bisection; TTFT (mean over the batch) and TPOT "
+            "from the roofline on one node");
         emit(print.document(d, tool_info()), a_.output, out);
         return 0;
     }

@@ -33,9 +33,11 @@ std::string shell_quote(const std::string& s) {
 class Probe final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
-        auto* prb = app.add_subcommand("probe", "run memtax-probe on this host's GPU, calibrate, and validate every case (exit 1 on a failure)");
+        auto* prb =
+            app.add_subcommand("probe", "run memtax-probe on this host's GPU, calibrate, and validate every case (exit 1 on a failure)");
         prb->add_option("--probe", a_.probe, "the memtax-probe executable (default: next to memtax)");
-        prb->add_option("--suites", a_.suites, "comma-separated: stream, gemm, attention-eager, attention-flash, decode-paged, mlp (default: all)");
+        prb->add_option("--suites", a_.suites,
+                        "comma-separated: stream, gemm, attention-eager, attention-flash, decode-paged, mlp (default: all)");
         prb->add_flag("--quick", a_.quick, "fewer shapes (a smoke test)");
         prb->add_option("--measurements", a_.measurements, "where the probe writes its measurement file")->capture_default_str();
         prb->add_option("--calibrated", a_.calibrated, "where to write the calibrated profile (default: hardware/calibrated/<gpu>.yaml)");
@@ -54,7 +56,8 @@ public:
         if (std::error_code ec; !std::filesystem::exists(probe, ec))
             throw InputError(SourcePos{}, "--probe",
                              fmt::format("{} not found: memtax-probe is built next to memtax when CMake finds nvcc (the CUDA toolkit), "
-                                         "or standalone with `cmake -S kernels -B build-probe`; pass --probe PATH", probe));
+                                         "or standalone with `cmake -S kernels -B build-probe`; pass --probe PATH",
+                                         probe));
         refuse_overwriting_inputs(a.measurements, {probe});
         std::string cmd = shell_quote(probe) + " --output " + shell_quote(a.measurements);
         if (!a.suites.empty()) cmd += " --suites " + shell_quote(a.suites);
@@ -65,9 +68,10 @@ public:
         const int rc = status == -1 ? 3 : WIFEXITED(status) ? WEXITSTATUS(status) : 3;
         // The probe's exit 4: this host has no GPU it can run on. Not an internal error: say so.
         if (rc == 4)
-            throw InputError(SourcePos{}, "--probe",
-                             "this host has no usable CUDA GPU (memtax-probe exit 4, its message above); run memtax probe on a host with an "
-                             "NVIDIA GPU of compute capability 8.0 or newer");
+            throw InputError(
+                SourcePos{}, "--probe",
+                "this host has no usable CUDA GPU (memtax-probe exit 4, its message above); run memtax probe on a host with an "
+                "NVIDIA GPU of compute capability 8.0 or newer");
         if (rc >= 2) {
             err << "memtax probe: memtax-probe failed (exit " << rc << "); no report\n";
             return 3;

@@ -30,7 +30,8 @@ namespace {
 class ReportCommand final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
-        auto* r = app.add_subcommand("report", "capacity reports (HTML, Markdown, JSON, CSV, JUnit) for scenarios (default: scenarios/*.yaml)");
+        auto* r =
+            app.add_subcommand("report", "capacity reports (HTML, Markdown, JSON, CSV, JUnit) for scenarios (default: scenarios/*.yaml)");
         r->add_option("scenarios", files_, "scenario files (default: scenarios/*.yaml)");
         r->add_option("--out", out_dir_, "the folder to write into")->capture_default_str();
         return r;
@@ -42,7 +43,8 @@ public:
         for (size_t i = 0; i < scenarios.size(); ++i)
             for (size_t k = 0; k < i; ++k)
                 if (scenarios[i].name == scenarios[k].name)
-                    throw InputError(SourcePos{scenarios[i].file, 0, 0}, "name", fmt::format("\"{}\" is also the name of {}", scenarios[i].name, scenarios[k].file));
+                    throw InputError(SourcePos{scenarios[i].file, 0, 0}, "name",
+                                     fmt::format("\"{}\" is also the name of {}", scenarios[i].name, scenarios[k].file));
         std::vector<CapacityReport> reports;
         for (const auto& s : scenarios) {
             Progress bar(err, "report " + s.name);
@@ -51,17 +53,24 @@ public:
         }
         std::error_code ec;
         std::filesystem::create_directories(out_dir_, ec);
-        if (!std::filesystem::is_directory(out_dir_)) throw InputError(SourcePos{}, "--out", fmt::format("\"{}\" is not a folder that can be created", out_dir_));
+        if (!std::filesystem::is_directory(out_dir_))
+            throw InputError(SourcePos{}, "--out", fmt::format("\"{}\" is not a folder that can be created", out_dir_));
         bool all_pass = true;
         for (const auto& r : reports) {
             const CapacityFiles f = render_capacity_report(r, tool_info().version);
             const std::string base = (std::filesystem::path(out_dir_) / r.plan.scenario.name).string();
-            for (const auto& [ext, text] : {std::pair<const char*, const std::string*>{".html", &f.html}, {".md", &f.markdown}, {".json", &f.json},
-                                            {".csv", &f.csv}, {".junit.xml", &f.junit}})
+            for (const auto& [ext, text] : {std::pair<const char*, const std::string*>{".html", &f.html},
+                                            {".md", &f.markdown},
+                                            {".json", &f.json},
+                                            {".csv", &f.csv},
+                                            {".junit.xml", &f.junit}})
                 write_profile(base + ext, *text, files);
             all_pass &= r.plan.gates_passed && !r.plan.ranked.empty();
             out << fmt::format("{}: {} ({}.html, .md, .json, .csv, .junit.xml)\n", r.plan.scenario.name,
-                               r.plan.ranked.empty() ? "nothing satisfies it" : r.plan.gates_passed ? "gates pass" : "gates FAIL", base);
+                               r.plan.ranked.empty() ? "nothing satisfies it"
+                               : r.plan.gates_passed ? "gates pass"
+                                                     : "gates FAIL",
+                               base);
         }
         write_profile((std::filesystem::path(out_dir_) / "index.md").string(), capacity_index_markdown(reports), files);
         write_profile((std::filesystem::path(out_dir_) / "index.html").string(), capacity_index_html(reports), files);

@@ -23,15 +23,20 @@ public:
     }
     int run(std::ostream& out, std::ostream& err) override {
         const Printer& print = printer(a_.format);
-        SweepSpec spec{model_from(a_.model, a_.dtype), resolve_gpu(a_.gpu), {}, parse_context_range(contexts_),
-                       batches_.empty() ? std::vector<u64>{a_.batch} : batches_, tps_.empty() ? std::vector<u64>{a_.tp} : tps_};
+        SweepSpec spec{model_from(a_.model, a_.dtype),
+                       resolve_gpu(a_.gpu),
+                       {},
+                       parse_context_range(contexts_),
+                       batches_.empty() ? std::vector<u64>{a_.batch} : batches_,
+                       tps_.empty() ? std::vector<u64>{a_.tp} : tps_};
         a_.context = spec.contexts.front();
         spec.workload = workload_from(a_, spec.model);
         if (!a_.allow_long_context)
             for (u64 c : spec.contexts)
                 if (c > spec.model.max_context)
                     throw InputError(SourcePos{}, "--contexts",
-                                     fmt::format("{} exceeds {}'s max_context {} (add --allow-long-context)", c, spec.model.name, spec.model.max_context));
+                                     fmt::format("{} exceeds {}'s max_context {} (add --allow-long-context)", c, spec.model.name,
+                                                 spec.model.max_context));
         Progress bar(err, "sweeping");
         const SweepReport r = run_sweep(spec, bar.callback());
         bar.done();

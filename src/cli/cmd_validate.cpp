@@ -10,7 +10,9 @@ public:
         auto* val = app.add_subcommand("validate", "predict every case of a measurement file and compare (exit 1 on any failure)");
         val->add_option("--measurements", file_, "a memtax.measurements/1 JSON file (docs/measurement-schema.md)")->required();
         val->add_option("--gpu", gpu_, "GPU profile for the predictions (default: matched from provenance.gpu)");
-        val->add_option("--tolerance", tolerance_, "allowed forward-peak error, percent")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+        val->add_option("--tolerance", tolerance_, "allowed forward-peak error, percent")
+            ->check(CLI::Range(0.0, 100.0))
+            ->capture_default_str();
         val->add_option("--slack-mib", slack_mib_,
                         "absolute floor of the allowed forward-peak difference, MiB (the caching allocator may hand out a cached "
                         "block up to 1 MiB larger than asked for each tensor above 1 MiB)")

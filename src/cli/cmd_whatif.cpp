@@ -3,7 +3,6 @@
 // a time, so a grid of any length holds one row in memory.
 #include <fmt/format.h>
 
-
 #include "cli/common.hpp"
 #include "spec/loaders.hpp"
 
@@ -35,15 +34,21 @@ class Whatif final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
         auto* wi = app.add_subcommand("whatif", "a grid of estimates (the main job; built-in defaults)");
-        wi->add_option("--setup", a_.setups, "MODEL@NxGPU[:tpT][:ppP], repeatable (default TP N within an 8-GPU node)")->capture_default_str();
-        wi->add_option("--tps", a_.tps, "tensor-parallel degrees to vary over each setup's GPUs (the rest replicas)")->delimiter(',')->transform(positive_int());
+        wi->add_option("--setup", a_.setups, "MODEL@NxGPU[:tpT][:ppP], repeatable (default TP N within an 8-GPU node)")
+            ->capture_default_str();
+        wi->add_option("--tps", a_.tps, "tensor-parallel degrees to vary over each setup's GPUs (the rest replicas)")
+            ->delimiter(',')
+            ->transform(positive_int());
         wi->add_option("--contexts", a_.contexts,
                        "context lengths, e.g. 8k,32k,128k (k = 1,024, M = 1,048,576; default: 8k,32k,128k up to each model's max context)")
             ->delimiter(',')
             ->transform(token_count());
         wi->add_option("--batches", a_.batches, "batch sizes")->delimiter(',')->transform(positive_int())->capture_default_str();
         wi->add_option("--kv-dtypes", a_.kv_dtypes, "KV cache dtypes")->delimiter(',')->capture_default_str();
-        wi->add_option("--modes", a_.modes, "prefill and/or decode")->delimiter(',')->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
+        wi->add_option("--modes", a_.modes, "prefill and/or decode")
+            ->delimiter(',')
+            ->check(CLI::IsMember({"prefill", "decode"}))
+            ->capture_default_str();
         wi->add_option("--runtime", a_.runtime, "hf-sdpa (default) | hf-eager | vllm | a runtime YAML profile");
         wi->add_option("--attention", a_.attention, "eager | fused: shorthand for --runtime hf-eager | hf-sdpa")
             ->check(CLI::IsMember({"eager", "fused"}));
@@ -75,7 +80,8 @@ public:
             std::vector<u64> tps = a.tps.empty() ? std::vector<u64>{sa.tp} : a.tps;
             for (u64 tp : tps) {
                 if (sa.gpus % (tp * sa.pp))
-                    throw InputError(SourcePos{}, "--tps", fmt::format("TP {} × PP {} does not divide the {} GPUs of {}", tp, sa.pp, sa.gpus, setup));
+                    throw InputError(SourcePos{}, "--tps",
+                                     fmt::format("TP {} × PP {} does not divide the {} GPUs of {}", tp, sa.pp, sa.gpus, setup));
                 setups.push_back({m, g, Deployment{sa.gpus, tp, sa.pp}, contexts});
             }
             inputs.push_back(sa.model);
@@ -93,22 +99,27 @@ public:
                 plans.back().push_back(Plan::compile(s.model, s.gpu, s.dep, workload_from(ea, s.model, &runtime)));
             }
         }
-        auto point = [](const std::string& mode, u64 batch, u64 ctx) { return Point{mode == "decode" ? Mode::Decode : Mode::Prefill, batch, ctx}; };
+        auto point = [](const std::string& mode, u64 batch, u64 ctx) {
+            return Point{mode == "decode" ? Mode::Decode : Mode::Prefill, batch, ctx};
+        };
         // Every point is checked before the first row is written: bad input leaves no output.
         for (size_t si = 0; si < plans.size(); ++si)
             for (const Plan& plan : plans[si])
                 for (const auto& mode : a.modes)
                     for (u64 ctx : setups[si].contexts)
                         for (u64 batch : a.batches)
-                            if (plan.evaluate(point(mode, batch, ctx)).status != PointStatus::Ok) (void)plan.estimate(point(mode, batch, ctx));
+                            if (plan.evaluate(point(mode, batch, ctx)).status != PointStatus::Ok)
+                                (void)plan.estimate(point(mode, batch, ctx));
         std::unique_ptr<AtomicFile> file;
         if (!a.output.empty()) {
             refuse_overwriting_inputs(a.output, inputs);
             file = std::make_unique<AtomicFile>(a.output);
         }
         auto write = [&](const std::string& text) {
-            if (file) file->write(text);
-            else out << text;
+            if (file)
+                file->write(text);
+            else
+                out << text;
         };
         write(print.grid_header(tool_info()));
         bool first = true;

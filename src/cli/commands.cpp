@@ -13,16 +13,33 @@ namespace memtax {
 namespace {
 
 // Engine errors name field paths (a scenario file's keys); on the command line they are flags.
+// An error at a line of a file (a scenario, a profile) names that file's own key and is kept.
 InputError as_flags(const InputError& e) {
-    static const std::pair<const char*, const char*> paths[] = {
-        {"workload.allow_long_context", "--allow-long-context"}, {"workload.batch", "--batch"}, {"workload.context", "--context"},
-        {"workload.kv_dtype", "--kv-dtype"}, {"workload.softmax_dtype", "--softmax-dtype"}, {"workload.logits_dtype", "--logits-dtype"},
-        {"deployment.tp", "--tp"}, {"deployment.pp", "--pp"}, {"deployment.ep", "--ep"}, {"deployment.gpus", "--gpus"},
-        {"deployment.cluster", "--cluster"}, {"runtime", "--runtime"}, {"runtime_settings.max_num_seqs", "--max-num-seqs"},
-        {"runtime_settings.max_num_batched_tokens", "--max-num-batched-tokens"}, {"runtime_settings.block_size", "--block-size"},
-        {"runtime_settings.gpu_memory_utilization", "--gpu-memory-utilization"}, {"workload.weight_dtype", "--weight-dtype"}, {"workload.mode", "--mode"},
-        {"sweep.contexts", "--contexts"}, {"validate.gpu", "--gpu"}, {"calibrate.gpu", "--gpu"},
-        {"calibrate.measurements", "--measurements"}, {"output", "--output"}, {"format", "--format"}};
+    if (e.pos().line != 0) return e;
+    static const std::pair<const char*, const char*> paths[] = {{"workload.allow_long_context", "--allow-long-context"},
+                                                                {"workload.batch", "--batch"},
+                                                                {"workload.context", "--context"},
+                                                                {"workload.kv_dtype", "--kv-dtype"},
+                                                                {"workload.softmax_dtype", "--softmax-dtype"},
+                                                                {"workload.logits_dtype", "--logits-dtype"},
+                                                                {"deployment.tp", "--tp"},
+                                                                {"deployment.pp", "--pp"},
+                                                                {"deployment.ep", "--ep"},
+                                                                {"deployment.gpus", "--gpus"},
+                                                                {"deployment.cluster", "--cluster"},
+                                                                {"runtime", "--runtime"},
+                                                                {"runtime_settings.max_num_seqs", "--max-num-seqs"},
+                                                                {"runtime_settings.max_num_batched_tokens", "--max-num-batched-tokens"},
+                                                                {"runtime_settings.block_size", "--block-size"},
+                                                                {"runtime_settings.gpu_memory_utilization", "--gpu-memory-utilization"},
+                                                                {"workload.weight_dtype", "--weight-dtype"},
+                                                                {"workload.mode", "--mode"},
+                                                                {"sweep.contexts", "--contexts"},
+                                                                {"validate.gpu", "--gpu"},
+                                                                {"calibrate.gpu", "--gpu"},
+                                                                {"calibrate.measurements", "--measurements"},
+                                                                {"output", "--output"},
+                                                                {"format", "--format"}};
     auto map = [&](std::string text, bool whole) {
         for (const auto& [path, flag] : paths) {
             if (whole) {
@@ -62,7 +79,8 @@ std::string misspelling(const std::vector<std::string>& args, const std::vector<
         if (a.size() < 3 || a.compare(0, 2, "--") != 0) continue;
         const std::string flag = a.substr(0, a.find('='));
         if (std::find(flags.begin(), flags.end(), flag) == flags.end())
-            return fmt::format("{}: unknown flag {}{} (see memtax {} --help)", sub->get_name(), flag, did_you_mean(flag, flags), sub->get_name());
+            return fmt::format("{}: unknown flag {}{} (see memtax {} --help)", sub->get_name(), flag, did_you_mean(flag, flags),
+                               sub->get_name());
     }
     return {};
 }

@@ -37,13 +37,15 @@ RuntimeSpec runtime_from(const std::string& runtime, const std::string& attentio
                                                   {"--block-size", v.block_size != 0}};
     for (const auto& [flag, set] : given)
         if (set && !r.vllm)
-            throw InputError(SourcePos{}, flag, fmt::format("is a vLLM engine argument; runtime {} is not vLLM (add --runtime vllm)", r.name));
+            throw InputError(SourcePos{}, flag,
+                             fmt::format("is a vLLM engine argument; runtime {} is not vLLM (add --runtime vllm)", r.name));
     if (!r.vllm) return r;
     if (!v.gpu_memory_utilization.empty()) {
         const auto ppm = parse_ppm(v.gpu_memory_utilization);
         if (!ppm || *ppm == 0 || *ppm > 1000000)
-            throw InputError(SourcePos{}, "--gpu-memory-utilization",
-                             fmt::format("\"{}\" must be a decimal in (0, 1] with at most 6 digits (vLLM's default: 0.9)", v.gpu_memory_utilization));
+            throw InputError(
+                SourcePos{}, "--gpu-memory-utilization",
+                fmt::format("\"{}\" must be a decimal in (0, 1] with at most 6 digits (vLLM's default: 0.9)", v.gpu_memory_utilization));
         r.vllm->gpu_memory_utilization_ppm = *ppm;
     }
     if (v.max_num_seqs) r.vllm->max_num_seqs = v.max_num_seqs;
@@ -91,8 +93,9 @@ CLI::Validator count_validator(bool tokens) {
             u64 v = 0;
             const NumberParse p = tokens ? parse_token_count(text, v) : parse_exact_integer(text, v);
             if (p != NumberParse::Ok) return number_problem(p, text, tokens);
-            if (v == 0) return tokens ? fmt::format("expected a positive number of tokens, got \"{}\"", text)
-                                      : fmt::format("expected a positive integer, got \"{}\"", text);
+            if (v == 0)
+                return tokens ? fmt::format("expected a positive number of tokens, got \"{}\"", text)
+                              : fmt::format("expected a positive integer, got \"{}\"", text);
             text = std::to_string(v);
             return {};
         },
@@ -106,7 +109,8 @@ const CLI::Validator& positive_int() { return kPositiveInt; }
 const CLI::Validator& token_count() { return kTokenCount; }
 
 void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
-    cmd->add_option("--model", a.model, "built-in model (name, alias or HF id), a memtax YAML profile, or a HF config.json")->capture_default_str();
+    cmd->add_option("--model", a.model, "built-in model (name, alias or HF id), a memtax YAML profile, or a HF config.json")
+        ->capture_default_str();
     cmd->add_option("--gpu", a.gpu, "built-in GPU (name or alias; a family such as h100 lists its members) or a GPU YAML profile")
         ->capture_default_str();
     cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / (tp · pp); default: tp · pp)")->transform(positive_int());
@@ -137,7 +141,8 @@ void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
 void add_vllm_options(CLI::App* cmd, VllmArgs& v) {
     cmd->add_option("--gpu-memory-utilization", v.gpu_memory_utilization, "vLLM: fraction of GPU memory vLLM may use (vLLM default 0.9)");
     cmd->add_option("--max-num-seqs", v.max_num_seqs, "vLLM: sequences scheduled at once (vLLM default 256)")->transform(positive_int());
-    cmd->add_option("--max-num-batched-tokens", v.max_num_batched_tokens, "vLLM: tokens per engine step, sizes the profile run (vLLM default 8192)")
+    cmd->add_option("--max-num-batched-tokens", v.max_num_batched_tokens,
+                    "vLLM: tokens per engine step, sizes the profile run (vLLM default 8192)")
         ->transform(token_count());
     cmd->add_option("--block-size", v.block_size, "vLLM: tokens per KV block (vLLM default 16)")->transform(positive_int());
 }
@@ -154,7 +159,10 @@ void warn_about(const GpuSpec& g, std::ostream& err) {
 
 SetupArg parse_setup(const std::string& text, u64 gpus_per_node) {
     auto bad = [&](const std::string& why) {
-        return InputError(SourcePos{}, "--setup", fmt::format("\"{}\": {}; expected MODEL@NxGPU[:tpT][:ppP] (e.g. llama-3.1-70b@4xh200, llama-3.1-405b@16xh100-sxm:tp8:pp2)", text, why));
+        return InputError(
+            SourcePos{}, "--setup",
+            fmt::format("\"{}\": {}; expected MODEL@NxGPU[:tpT][:ppP] (e.g. llama-3.1-70b@4xh200, llama-3.1-405b@16xh100-sxm:tp8:pp2)",
+                        text, why));
     };
     const size_t at = text.rfind('@');
     if (at == std::string::npos || at == 0) throw bad("no MODEL@");
@@ -175,7 +183,8 @@ SetupArg parse_setup(const std::string& text, u64 gpus_per_node) {
     for (size_t i = 1; i < parts.size(); ++i) {
         u64 v = 0;
         const std::string& p = parts[i];
-        if (p.size() > 2 && (p.starts_with("tp") || p.starts_with("pp")) && parse_exact_integer(p.substr(2), v) == NumberParse::Ok && v > 0) {
+        if (p.size() > 2 && (p.starts_with("tp") || p.starts_with("pp")) && parse_exact_integer(p.substr(2), v) == NumberParse::Ok &&
+            v > 0) {
             (p[0] == 't' ? s.tp : s.pp) = v;
             tp_given |= p[0] == 't';
         } else {
@@ -184,8 +193,9 @@ SetupArg parse_setup(const std::string& text, u64 gpus_per_node) {
     }
     if (!tp_given) {
         if (s.gpus / s.pp > gpus_per_node)
-            throw bad(fmt::format("TP {} would cross a node of {} GPUs; say how to lay it out, e.g. :tp{} ({} replicas) or :tp{}:pp{}", s.gpus / s.pp,
-                                  gpus_per_node, gpus_per_node, s.gpus / gpus_per_node, gpus_per_node, s.gpus / gpus_per_node));
+            throw bad(fmt::format("TP {} would cross a node of {} GPUs; say how to lay it out, e.g. :tp{} ({} replicas) or :tp{}:pp{}",
+                                  s.gpus / s.pp, gpus_per_node, gpus_per_node, s.gpus / gpus_per_node, gpus_per_node,
+                                  s.gpus / gpus_per_node));
         s.tp = s.gpus / s.pp;
     }
     if (s.gpus % (s.tp * s.pp)) throw bad(fmt::format("{} GPUs do not split into replicas of TP {} × PP {}", s.gpus, s.tp, s.pp));
@@ -202,7 +212,8 @@ void refuse_overwriting_inputs(const std::string& output, const std::vector<std:
     for (const auto& in : inputs) {
         if (in.empty() || !fs::exists(in, ec)) continue;
         if (fs::equivalent(output, in, ec))
-            throw InputError(SourcePos{}, "--output", fmt::format("\"{}\" is an input of this run ({}); refusing to overwrite it", output, in));
+            throw InputError(SourcePos{}, "--output",
+                             fmt::format("\"{}\" is an input of this run ({}); refusing to overwrite it", output, in));
     }
 }
 

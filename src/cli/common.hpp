@@ -11,8 +11,8 @@
 
 #include "core/number.hpp"
 #include "model/plan.hpp"
-#include "spec/scenario_spec.hpp"
 #include "report/printer.hpp"
+#include "spec/scenario_spec.hpp"
 
 namespace memtax::cli {
 
@@ -28,7 +28,7 @@ struct EstimateArgs {
     std::string model = "llama-3.1-8b";
     std::string gpu = "h100-sxm";
     u64 gpus = 0, tp = 1, pp = 1, ep = 1, batch = 1;  // gpus 0: one replica (= tp · pp)
-    u64 context = 0;                          // 0: min(8192, the model's max context)
+    u64 context = 0;                                  // 0: min(8192, the model's max context)
     std::string mode = "prefill", attention, runtime;
     std::string dtype, weight_dtype, kv_dtype, softmax_dtype, logits_dtype, logits_kept;
     std::string format = "table", output;

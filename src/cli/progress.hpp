@@ -15,7 +15,8 @@ namespace memtax::cli {
 
 class Progress {
 public:
-    Progress(std::ostream& err, std::string what) : err_(err), what_(std::move(what)), tty_(::isatty(STDERR_FILENO) == 1 && &err == &std::cerr) {}
+    Progress(std::ostream& err, std::string what)
+        : err_(err), what_(std::move(what)), tty_(::isatty(STDERR_FILENO) == 1 && &err == &std::cerr) {}
     std::function<void(u64, u64)> callback() {
         if (!tty_) return {};
         return [this](u64 done, u64 total) {

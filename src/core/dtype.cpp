@@ -30,20 +30,21 @@ u64 DType::matrix_bytes(u64 rows, u64 cols, std::string_view term) const {
 }
 
 const std::vector<std::string>& dtype_names() {
-    static const std::vector<std::string> names = {"fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2",
-                                                   "int8", "int4", "int4-gN", "int8-gN", "mxfp4", "fp8-b128"};
+    static const std::vector<std::string> names = {"fp32", "bf16",    "fp16",    "fp8_e4m3", "fp8_e5m2", "int8",
+                                                   "int4", "int4-gN", "int8-gN", "mxfp4",    "fp8-b128"};
     return names;
 }
 
 std::string unknown_dtype_message(const std::string& text) {
-    return fmt::format("unknown dtype \"{}\"{}; valid: {}", text, did_you_mean(text, dtype_names()),
-                       fmt::join(dtype_names(), ", "));
+    return fmt::format("unknown dtype \"{}\"{}; valid: {}", text, did_you_mean(text, dtype_names()), fmt::join(dtype_names(), ", "));
 }
 
 bool parse_dtype(const std::string& text, DType& out) {
-    struct Entry { const char* name; unsigned bits; };
-    static const Entry whole[] = {{"fp32", 32}, {"bf16", 16}, {"fp16", 16},
-                                  {"fp8_e4m3", 8}, {"fp8_e5m2", 8}, {"int8", 8}};
+    struct Entry {
+        const char* name;
+        unsigned bits;
+    };
+    static const Entry whole[] = {{"fp32", 32}, {"bf16", 16}, {"fp16", 16}, {"fp8_e4m3", 8}, {"fp8_e5m2", 8}, {"int8", 8}};
     for (const auto& e : whole) {
         if (text == e.name) {
             out = DType{e.name, e.bits, 0, 0};

@@ -10,9 +10,9 @@
 namespace memtax {
 
 struct DType {
-    std::string name;       // canonical name, e.g. "bf16", "int4-g128"
-    unsigned bits = 16;     // bits per element
-    u64 group_size = 0;     // values per scale group; 0 = no group scales
+    std::string name;          // canonical name, e.g. "bf16", "int4-g128"
+    unsigned bits = 16;        // bits per element
+    u64 group_size = 0;        // values per scale group; 0 = no group scales
     unsigned scale_bytes = 0;  // bytes per group scale
     // > 0: scales per block2d × block2d tile of a matrix, not per run of values (DeepSeek-V3's
     // fp8 weights: one fp32 scale per 128×128 block, partial blocks padded). A count of values

@@ -1,7 +1,7 @@
 #include "core/error.hpp"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 
 namespace memtax {
 namespace {
@@ -33,13 +33,9 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }  // namespace
 
 InputError::InputError(SourcePos pos, std::string field, std::string message)
-    : std::runtime_error(render(pos, field, message)),
-      pos_(std::move(pos)),
-      field_(std::move(field)),
-      message_(std::move(message)) {}
+    : std::runtime_error(render(pos, field, message)), pos_(std::move(pos)), field_(std::move(field)), message_(std::move(message)) {}
 
-OverflowError::OverflowError(const std::string& term)
-    : std::runtime_error(fmt::format("arithmetic overflow: {} exceeds 2^64-1", term)) {}
+OverflowError::OverflowError(const std::string& term) : std::runtime_error(fmt::format("arithmetic overflow: {} exceeds 2^64-1", term)) {}
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
     std::string best;

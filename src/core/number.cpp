@@ -73,8 +73,10 @@ NumberParse parse_token_count(std::string_view text, u64& out) {
     u64 mul = 1;
     if (!text.empty()) {
         const char last = text.back();
-        if (last == 'k' || last == 'K') mul = 1024;
-        else if (last == 'M') mul = 1024 * 1024;
+        if (last == 'k' || last == 'K')
+            mul = 1024;
+        else if (last == 'M')
+            mul = 1024 * 1024;
         if (mul != 1) text.remove_suffix(1);
     }
     return parse(text, mul, out);
@@ -97,10 +99,14 @@ std::optional<u64> parse_ppm(std::string_view s) {
 
 std::string number_problem(NumberParse p, std::string_view text, bool tokens) {
     switch (p) {
-        case NumberParse::Ok: return {};
-        case NumberParse::NotInteger: return fmt::format("\"{}\" is not a whole number", text);
-        case NumberParse::Overflow: return fmt::format("\"{}\" does not fit in 64 bits", text);
-        case NumberParse::Invalid: break;
+        case NumberParse::Ok:
+            return {};
+        case NumberParse::NotInteger:
+            return fmt::format("\"{}\" is not a whole number", text);
+        case NumberParse::Overflow:
+            return fmt::format("\"{}\" does not fit in 64 bits", text);
+        case NumberParse::Invalid:
+            break;
     }
     return tokens ? fmt::format("expected a positive number of tokens (8192, 32k = 32,768, 1M = 1,048,576, 1e5), got \"{}\"", text)
                   : fmt::format("expected a positive integer, got \"{}\"", text);

@@ -22,9 +22,7 @@ struct Seconds {
 inline FlopCount add(FlopCount a, FlopCount b, std::string_view term) { return {checked_add(a.value, b.value, term)}; }
 
 // A matrix product [m×k]·[k×n] does one multiply and one add per term: 2·m·k·n FLOPs.
-inline FlopCount matmul_flops(u64 m, u64 k, u64 n, std::string_view term) {
-    return {checked_product({2, m, k, n}, term)};
-}
+inline FlopCount matmul_flops(u64 m, u64 k, u64 n, std::string_view term) { return {checked_product({2, m, k, n}, term)}; }
 
 // Time to stream `bytes` at `rate`, or to do `flops` at `rate`; a zero rate is a caller bug.
 inline Seconds time_at(u64 bytes, BytesPerSecond rate) {

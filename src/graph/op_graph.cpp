@@ -9,65 +9,106 @@ namespace memtax {
 
 const char* to_string(Sym s) {
     switch (s) {
-        case Sym::Batch: return "B";
-        case Sym::Sq: return "Sq";
-        case Sym::Skv: return "Skv";
-        case Sym::SkvOld: return "Skv_old";
-        case Sym::SkvNew: return "Skv_new";
-        case Sym::AttnKeys: return "keys";
-        case Sym::Kept: return "kept";
-        case Sym::Repeat: return "repeat";
-        case Sym::MaskConv: return "mask_conv";
-        case Sym::MaskElems: return "mask_elems";
-        case Sym::SkvSink: return "Skv+1";
-        case Sym::Cached: return "cached";
-        case Sym::StateLive: return "state";
-        case Sym::Prefilling: return "prefilling";
-        case Sym::MultiSeq: return "multi_seq";
-        case Sym::NativeGqa: return "native_gqa";
-        case Sym::CacheView: return "cache_view";
-        case Sym::CacheContig: return "cache_contig";
-        case Sym::Count: break;
+        case Sym::Batch:
+            return "B";
+        case Sym::Sq:
+            return "Sq";
+        case Sym::Skv:
+            return "Skv";
+        case Sym::SkvOld:
+            return "Skv_old";
+        case Sym::SkvNew:
+            return "Skv_new";
+        case Sym::AttnKeys:
+            return "keys";
+        case Sym::Kept:
+            return "kept";
+        case Sym::Repeat:
+            return "repeat";
+        case Sym::MaskConv:
+            return "mask_conv";
+        case Sym::MaskElems:
+            return "mask_elems";
+        case Sym::SkvSink:
+            return "Skv+1";
+        case Sym::Cached:
+            return "cached";
+        case Sym::StateLive:
+            return "state";
+        case Sym::Prefilling:
+            return "prefilling";
+        case Sym::MultiSeq:
+            return "multi_seq";
+        case Sym::NativeGqa:
+            return "native_gqa";
+        case Sym::CacheView:
+            return "cache_view";
+        case Sym::CacheContig:
+            return "cache_contig";
+        case Sym::Count:
+            break;
     }
     return "?";
 }
 
 const char* to_string(Category c) {
     switch (c) {
-        case Category::Activation: return "activation";
-        case Category::AttentionMatrix: return "attention matrix";
-        case Category::KvCache: return "KV cache";
-        case Category::Logits: return "logits";
-        case Category::Count: break;
+        case Category::Activation:
+            return "activation";
+        case Category::AttentionMatrix:
+            return "attention matrix";
+        case Category::KvCache:
+            return "KV cache";
+        case Category::Logits:
+            return "logits";
+        case Category::Count:
+            break;
     }
     return "?";
 }
 
 const char* to_string(LaunchClass c) {
     switch (c) {
-        case LaunchClass::Vectorized: return "vectorized";
-        case LaunchClass::Strided: return "strided";
-        case LaunchClass::StridedCopy: return "strided_copy";
-        case LaunchClass::Cat: return "cat";
-        case LaunchClass::Reduce: return "reduce";
-        case LaunchClass::Softmax: return "softmax";
+        case LaunchClass::Vectorized:
+            return "vectorized";
+        case LaunchClass::Strided:
+            return "strided";
+        case LaunchClass::StridedCopy:
+            return "strided_copy";
+        case LaunchClass::Cat:
+            return "cat";
+        case LaunchClass::Reduce:
+            return "reduce";
+        case LaunchClass::Softmax:
+            return "softmax";
     }
     return "?";
 }
 
 const char* to_string(OpGroup g) {
     switch (g) {
-        case OpGroup::Projection: return "attention projections";
-        case OpGroup::Attention: return "attention core";
-        case OpGroup::KvCache: return "kv cache update";
-        case OpGroup::Mlp: return "mlp";
-        case OpGroup::Norm: return "norms";
-        case OpGroup::Rotary: return "rotary";
-        case OpGroup::Residual: return "residual adds";
-        case OpGroup::LmHead: return "lm head";
-        case OpGroup::Sampler: return "sampler";
-        case OpGroup::Embedding: return "embedding";
-        case OpGroup::Count: break;
+        case OpGroup::Projection:
+            return "attention projections";
+        case OpGroup::Attention:
+            return "attention core";
+        case OpGroup::KvCache:
+            return "kv cache update";
+        case OpGroup::Mlp:
+            return "mlp";
+        case OpGroup::Norm:
+            return "norms";
+        case OpGroup::Rotary:
+            return "rotary";
+        case OpGroup::Residual:
+            return "residual adds";
+        case OpGroup::LmHead:
+            return "lm head";
+        case OpGroup::Sampler:
+            return "sampler";
+        case OpGroup::Embedding:
+            return "embedding";
+        case OpGroup::Count:
+            break;
     }
     return "?";
 }
@@ -133,12 +174,15 @@ void OpGraph::finalize() {
     const size_t n = tensors_.size();
     for (const OpInfo& op : ops_)
         if (op.launches.size() > OpTraffic::kMaxLaunches)
-            throw InternalError(fmt::format("op graph {}: op {} declares {} launches, above {}", name_, op.name, op.launches.size(), OpTraffic::kMaxLaunches));
+            throw InternalError(fmt::format("op graph {}: op {} declares {} launches, above {}", name_, op.name, op.launches.size(),
+                                            OpTraffic::kMaxLaunches));
     if (n > kMaxTensors) throw InternalError(fmt::format("op graph {}: {} tensors, above {}", name_, n, kMaxTensors));
     producer_.resize(n, -2);
     for (size_t t = 0; t < n; ++t) {
-        if (tensors_[t].lifetime == Lifetime::Preexisting) producer_[t] = -1;
-        else if (producer_[t] < 0) throw InternalError(fmt::format("op graph {}: tensor {} has no producer", name_, tensors_[t].name));
+        if (tensors_[t].lifetime == Lifetime::Preexisting)
+            producer_[t] = -1;
+        else if (producer_[t] < 0)
+            throw InternalError(fmt::format("op graph {}: tensor {} has no producer", name_, tensors_[t].name));
     }
     produced_.clear();
     produced_begin_.assign(ops_.size() + 1, 0);
@@ -173,7 +217,8 @@ void OpGraph::finalize() {
     if (ws_.size() > kMaxTensors) throw InternalError(fmt::format("op graph {}: {} temporaries, above {}", name_, ws_.size(), kMaxTensors));
     cache_tensors_.clear();
     for (size_t t = 0; t < n; ++t) {
-        if (tensors_[t].category == Category::KvCache && tensors_[t].lifetime == Lifetime::Persistent) cache_tensors_.push_back(static_cast<int>(t));
+        if (tensors_[t].category == Category::KvCache && tensors_[t].lifetime == Lifetime::Persistent)
+            cache_tensors_.push_back(static_cast<int>(t));
     }
     alias_of_.assign(n, -1);
     has_fresh_alias_ = false;
@@ -198,11 +243,15 @@ namespace {
 
 bool alias_active(AliasRule r, const Bindings& b) {
     switch (r) {
-        case AliasRule::None: return false;
+        case AliasRule::None:
+            return false;
         case AliasRule::View:
-        case AliasRule::Always: return true;
-        case AliasRule::IfFreshCache: return b[Sym::SkvOld] == 0;
-        case AliasRule::IfCached: return b[Sym::SkvOld] != 0;
+        case AliasRule::Always:
+            return true;
+        case AliasRule::IfFreshCache:
+            return b[Sym::SkvOld] == 0;
+        case AliasRule::IfCached:
+            return b[Sym::SkvOld] != 0;
     }
     return false;
 }
@@ -232,7 +281,8 @@ std::uint8_t OpGraph::combo_index(const Size& s) {
     c.syms = s.syms;
     std::sort(c.syms.begin(), c.syms.begin() + c.n);
     for (size_t i = 0; i < combos_.size(); ++i)
-        if (combos_[i].n == c.n && std::equal(c.syms.begin(), c.syms.begin() + c.n, combos_[i].syms.begin())) return static_cast<std::uint8_t>(i);
+        if (combos_[i].n == c.n && std::equal(c.syms.begin(), c.syms.begin() + c.n, combos_[i].syms.begin()))
+            return static_cast<std::uint8_t>(i);
     combos_.push_back(c);
     return static_cast<std::uint8_t>(combos_.size() - 1);
 }
@@ -293,7 +343,9 @@ u64 OpGraph::active_weight_elements() const {
     u64 total = 0;
     for (const auto& o : ops_)
         for (const auto& w : o.weights)
-            if (!w.shared) total = checked_add(total, w.experts ? mul_frac(w.elements, std::min(w.topk, w.experts), w.experts) : w.elements, "parameters");
+            if (!w.shared)
+                total =
+                    checked_add(total, w.experts ? mul_frac(w.elements, std::min(w.topk, w.experts), w.experts) : w.elements, "parameters");
     return total;
 }
 
@@ -301,7 +353,8 @@ u64 OpGraph::cache_bytes(const Bindings& b) const {
     u64 total = 0;
     for (size_t t = 0; t < tensors_.size(); ++t)
         if (tensors_[t].category == Category::KvCache && tensors_[t].lifetime == Lifetime::Persistent)
-            if (__builtin_add_overflow(total, tensor_bytes(static_cast<int>(t), b), &total)) throw OverflowError(item_name(static_cast<int>(t)));
+            if (__builtin_add_overflow(total, tensor_bytes(static_cast<int>(t), b), &total))
+                throw OverflowError(item_name(static_cast<int>(t)));
     return total;
 }
 
@@ -389,10 +442,16 @@ void OpGraph::build_variant(Variant& v, bool fresh_active) const {
     for (size_t t = 0; t < n; ++t) {
         v.cat[t] = tensors_[t].category;
         switch (tensors_[t].lifetime) {
-            case Lifetime::Transient: free_after[t] = std::max(last_use_[t], producer_[t]); break;
-            case Lifetime::Persistent: free_after[t] = kForever; break;
+            case Lifetime::Transient:
+                free_after[t] = std::max(last_use_[t], producer_[t]);
+                break;
+            case Lifetime::Persistent:
+                free_after[t] = kForever;
+                break;
             // An input (the residual stream entering a layer) dies after its last reader.
-            case Lifetime::Preexisting: free_after[t] = last_use_[t] >= 0 ? last_use_[t] : kForever; break;
+            case Lifetime::Preexisting:
+                free_after[t] = last_use_[t] >= 0 ? last_use_[t] : kForever;
+                break;
         }
     }
     // Effective storage: an active alias costs nothing and extends its source's lifetime; a
@@ -425,8 +484,10 @@ void OpGraph::build_variant(Variant& v, bool fresh_active) const {
         // What the graph leaves behind. Cache storage updated in place (a recurrent state) is
         // preexisting and stays: it counts as written, so the step's change of cache is nil.
         if (free_after[t] != kForever) continue;
-        if (v.cat[t] == Category::KvCache) v.kept_kv.push_back(static_cast<std::uint16_t>(t));
-        else if (!pre) v.kept_other.push_back(static_cast<std::uint16_t>(t));
+        if (v.cat[t] == Category::KvCache)
+            v.kept_kv.push_back(static_cast<std::uint16_t>(t));
+        else if (!pre)
+            v.kept_other.push_back(static_cast<std::uint16_t>(t));
     }
 }
 
@@ -512,7 +573,8 @@ GraphEval OpGraph::evaluate(const Bindings& b) const noexcept {
             r.peak_bytes = total;
             r.peak_op = static_cast<int>(o);
             r.at_peak = live;
-            for (int k = ws_begin_[o]; k < ws_begin_[o + 1]; ++k) r.at_peak[ws_[static_cast<size_t>(k)].category] += ws[static_cast<size_t>(k)];
+            for (int k = ws_begin_[o]; k < ws_begin_[o + 1]; ++k)
+                r.at_peak[ws_[static_cast<size_t>(k)].category] += ws[static_cast<size_t>(k)];
         }
         r.attention_matrix_max = std::max(r.attention_matrix_max, live[Category::AttentionMatrix] + ws_am);
         for (int i = v.free_begin[o]; i < v.free_begin[o + 1]; ++i) {
@@ -538,7 +600,8 @@ std::vector<LiveTensor> OpGraph::live_at(const Bindings& b, int op) const {
     std::vector<bool> live(tensors_.size(), false);
     for (std::uint16_t t : v.preexisting) live[t] = true;
     for (size_t o = 0; o <= static_cast<size_t>(op); ++o) {
-        for (int i = produced_begin_[o]; i < produced_begin_[o + 1]; ++i) live[static_cast<size_t>(produced_[static_cast<size_t>(i)])] = true;
+        for (int i = produced_begin_[o]; i < produced_begin_[o + 1]; ++i)
+            live[static_cast<size_t>(produced_[static_cast<size_t>(i)])] = true;
         if (o == static_cast<size_t>(op)) break;
         for (int i = v.free_begin[o]; i < v.free_begin[o + 1]; ++i) live[v.freed[static_cast<size_t>(i)]] = false;
     }
@@ -668,7 +731,8 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
         }
         for (int i = read_begin_[o]; i < read_begin_[o + 1]; ++i) {
             const int t = base(read_[static_cast<size_t>(i)]);
-            if (t < 0 || grad[static_cast<size_t>(t)] || !differentiable(t) || !dtype(tensors_[static_cast<size_t>(t)].dtype).whole_bytes()) continue;
+            if (t < 0 || grad[static_cast<size_t>(t)] || !differentiable(t) || !dtype(tensors_[static_cast<size_t>(t)].dtype).whole_bytes())
+                continue;
             grad[static_cast<size_t>(t)] = true;
             add(bytes[static_cast<size_t>(t)]);
         }

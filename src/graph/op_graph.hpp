@@ -26,24 +26,24 @@ namespace memtax {
 // The point symbols a size may depend on. Everything else (widths, heads, vocabulary) is a
 // constant of the graph, folded into coefficients when it is built.
 enum class Sym : std::uint8_t {
-    Batch,      // sequences in the step (vLLM flattens: 1)
-    Sq,         // query tokens per sequence in the step
-    Skv,        // key tokens the attention reads
-    SkvOld,     // tokens in the layer's cache storage before the step
-    SkvNew,     // tokens in the layer's cache storage after the step
-    AttnKeys,   // keys each query attends on average (a causal fused prefill skips the upper half)
-    Kept,       // positions whose logits are computed
-    Repeat,     // 1 when K/V are repeated per query head before a fused kernel, else 0
-    MaskConv,   // 1 when this layer's bool mask is converted to the compute dtype, else 0
-    MaskElems,  // elements of the attention masks kept for the whole forward
-    SkvSink,    // Skv + 1: a row of scores with a learned sink logit appended (gpt-oss)
-    Cached,     // 1 when the step starts from an existing cache (decode), else 0
-    Prefilling, // 1 − Cached: tensors only a prefill's code path makes
-    StateLive,  // 1 where a fixed per-sequence state exists (0 only when sizing the cache before a prefill)
-    MultiSeq,   // 1 when the step has more than one sequence, else 0 (a permuted [B, heads] view then cannot be merged without a copy)
-    NativeGqa,  // 1 − repeat: the fused kernel reads the un-repeated K/V heads itself
-    CacheView,  // 1 when a decode step's old cache is a slice of a longer storage (a window layer past its window), else 0
-    CacheContig,// Cached − CacheView: the old cache is a whole contiguous tensor
+    Batch,        // sequences in the step (vLLM flattens: 1)
+    Sq,           // query tokens per sequence in the step
+    Skv,          // key tokens the attention reads
+    SkvOld,       // tokens in the layer's cache storage before the step
+    SkvNew,       // tokens in the layer's cache storage after the step
+    AttnKeys,     // keys each query attends on average (a causal fused prefill skips the upper half)
+    Kept,         // positions whose logits are computed
+    Repeat,       // 1 when K/V are repeated per query head before a fused kernel, else 0
+    MaskConv,     // 1 when this layer's bool mask is converted to the compute dtype, else 0
+    MaskElems,    // elements of the attention masks kept for the whole forward
+    SkvSink,      // Skv + 1: a row of scores with a learned sink logit appended (gpt-oss)
+    Cached,       // 1 when the step starts from an existing cache (decode), else 0
+    Prefilling,   // 1 − Cached: tensors only a prefill's code path makes
+    StateLive,    // 1 where a fixed per-sequence state exists (0 only when sizing the cache before a prefill)
+    MultiSeq,     // 1 when the step has more than one sequence, else 0 (a permuted [B, heads] view then cannot be merged without a copy)
+    NativeGqa,    // 1 − repeat: the fused kernel reads the un-repeated K/V heads itself
+    CacheView,    // 1 when a decode step's old cache is a slice of a longer storage (a window layer past its window), else 0
+    CacheContig,  // Cached − CacheView: the old cache is a whole contiguous tensor
     Count
 };
 constexpr size_t kSyms = static_cast<size_t>(Sym::Count);
@@ -148,8 +148,8 @@ struct OpInfo {
     const char* name = "";
     OpKind kind = OpKind::Elementwise;
     OpGroup group = OpGroup::Residual;
-    Size flops;                          // multiply-add = 2 FLOPs
-    std::vector<WeightTensor> weights;   // read once per run
+    Size flops;                         // multiply-add = 2 FLOPs
+    std::vector<WeightTensor> weights;  // read once per run
     std::vector<Workspace> workspace;
     // Training: what autograd keeps from this op for the backward pass. Bit i of saves_inputs:
     // the op's i-th input; saves_output: its first output; saved: tensors the op makes
@@ -172,10 +172,10 @@ struct OpInfo {
 // gradients), with the weight gradients it leaves.
 struct TrainGraphEval {
     bool overflow = false;
-    u64 saved = 0;             // distinct storage kept for backward (aliases counted once)
-    u64 backward_peak = 0;     // above the bytes live before the layer's backward (its saved included)
-    u64 weight_grads = 0;      // gradients of its weights, in the weights' dtype
-    u64 input_grad = 0;        // the gradient it hands to the layer below (its input's size)
+    u64 saved = 0;                   // distinct storage kept for backward (aliases counted once)
+    u64 backward_peak = 0;           // above the bytes live before the layer's backward (its saved included)
+    u64 weight_grads = 0;            // gradients of its weights, in the weights' dtype
+    u64 input_grad = 0;              // the gradient it hands to the layer below (its input's size)
     u64 saved_attention_matrix = 0;  // of `saved`: the S×S tensors (what selective recomputation drops)
     u64 saved_hidden = 0;            // of `saved`: [B, Sq, hidden] tensors, replicated under TP (sequence parallelism shards them)
 };
@@ -191,7 +191,7 @@ struct LaunchTraffic {
 struct OpTraffic {
     const OpInfo* op = nullptr;
     u64 flops = 0;
-    u64 bytes = 0;                   // all of the below and activations
+    u64 bytes = 0;  // all of the below and activations
     u64 weight_bytes = 0;
     u64 kv_bytes = 0;                // cache tensors read or written
     u64 attention_matrix_bytes = 0;  // S×S tensors read or written
@@ -298,10 +298,10 @@ private:
     // Edges in flat form: op o reads read_[read_begin_[o] .. read_begin_[o+1]), holds likewise.
     std::vector<int> read_, read_begin_{0}, hold_, hold_begin_{0};
     // Filled by finalize.
-    std::vector<int> producer_;   // op that produces each tensor (-1 = preexisting)
+    std::vector<int> producer_;                   // op that produces each tensor (-1 = preexisting)
     std::vector<int> produced_, produced_begin_;  // tensors each op produces, flat
-    std::vector<int> last_use_;   // last op reading or holding each tensor (-1 = none)
-    std::vector<int> alias_of_;   // the input an alias-capable tensor may share (-1 = none)
+    std::vector<int> last_use_;                   // last op reading or holding each tensor (-1 = none)
+    std::vector<int> alias_of_;                   // the input an alias-capable tensor may share (-1 = none)
     // The fast path of sizing: every distinct product of symbols is computed once per point; a
     // tensor in a whole-byte dtype is then coef · bytes-per-element × that product.
     struct Combo {
@@ -313,21 +313,21 @@ private:
     std::vector<u64> coef_bytes_;         // per tensor, then per temporary; 0: the general path
     std::uint8_t combo_index(const Size& s);
     void prepare_fast_sizes();
-    std::vector<int> cache_tensors_;        // the persistent cache tensors
-    std::vector<std::string> op_terms_;     // "graph.op", for overflow errors
+    std::vector<int> cache_tensors_;     // the persistent cache tensors
+    std::vector<std::string> op_terms_;  // "graph.op", for overflow errors
     struct WsSlot {
         Size size;
         DtypeRole dtype;
         Category category;
         std::uint16_t op;
     };
-    std::vector<WsSlot> ws_;         // every op's temporaries, flat
-    std::vector<int> ws_begin_;      // op o's are ws_[ws_begin_[o] .. ws_begin_[o+1])
+    std::vector<WsSlot> ws_;     // every op's temporaries, flat
+    std::vector<int> ws_begin_;  // op o's are ws_[ws_begin_[o] .. ws_begin_[o+1])
     // The schedule with IfFreshCache aliases inactive [0] and active [1] (the rest are constant).
     struct Variant {
-        std::vector<Category> cat;            // effective category (a persistent alias lends its own)
-        std::vector<std::uint8_t> zero;       // an active alias: no storage of its own
-        std::vector<std::uint16_t> freed;     // tensors freed after each op, flat
+        std::vector<Category> cat;         // effective category (a persistent alias lends its own)
+        std::vector<std::uint8_t> zero;    // an active alias: no storage of its own
+        std::vector<std::uint16_t> freed;  // tensors freed after each op, flat
         std::vector<int> free_begin;
         std::vector<std::uint16_t> preexisting, kept_kv, kept_other;
     };

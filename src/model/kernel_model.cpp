@@ -138,7 +138,8 @@ ProbeModel model_probe_case(const std::string& kind, const ProbeShape& s, const 
         b.buffer("out", q);
         const u64 pairs = s.causal ? mul({s.q_len, s.q_len + 1}, "sdpa pairs") / 2 : mul({s.q_len, s.context}, "sdpa pairs");
         b.kernel("sdpa", s.q_len > 1 ? KernelClass::AttentionPrefill : KernelClass::AttentionDecode, s.dtype,
-                 mul({4, s.batch, s.heads, pairs, D}, "sdpa FLOPs"), add(add(mul({2, q}, "sdpa bytes"), mul({2, kv}, "sdpa bytes"), "sdpa bytes"), 0, "sdpa"));
+                 mul({4, s.batch, s.heads, pairs, D}, "sdpa FLOPs"),
+                 add(add(mul({2, q}, "sdpa bytes"), mul({2, kv}, "sdpa bytes"), "sdpa bytes"), 0, "sdpa"));
     } else if (kind == "allreduce") {
         // Out of place on every rank; a ring moves 2(n−1)/n of the message through each GPU's link.
         b.buffer("send", s.bytes);
@@ -170,8 +171,10 @@ ProbeTime probe_time(const ProbeModel& m, const GpuSpec& gpu) {
         }
         t.seconds += kt.seconds;
         t.overhead_s += kt.overhead_s;
-        if (kt.compute_s > kt.memory_s) t.compute_s += kt.compute_s;
-        else t.memory_s += kt.memory_s;
+        if (kt.compute_s > kt.memory_s)
+            t.compute_s += kt.compute_s;
+        else
+            t.memory_s += kt.memory_s;
         t.kernels.push_back(std::move(kt));
     }
     t.bound = t.overhead_s > std::max(t.memory_s, t.compute_s) ? "overhead" : t.compute_s > t.memory_s ? "compute" : "memory";

@@ -26,7 +26,7 @@ struct ProbeKernel {
 struct ProbeModel {
     std::vector<std::pair<std::string, u64>> buffers;  // in allocation order
     u64 allocated = 0;
-    std::vector<ProbeKernel> kernels;                   // in launch order
+    std::vector<ProbeKernel> kernels;  // in launch order
 };
 
 // `gpu` gives the L2 size and SM count for the eager softmax's re-read (see the .cpp).

@@ -12,7 +12,10 @@ struct Plan::Impl {
     const ModelSpec& model;
     const GpuSpec& gpu;
     Impl(const ModelSpec& m, const GpuSpec& g)
-        : model_spec(std::make_shared<const ModelSpec>(m)), gpu_spec(std::make_shared<const GpuSpec>(g)), model(*model_spec), gpu(*gpu_spec) {}
+        : model_spec(std::make_shared<const ModelSpec>(m)),
+          gpu_spec(std::make_shared<const GpuSpec>(g)),
+          model(*model_spec),
+          gpu(*gpu_spec) {}
     Deployment dep;
     Workload wl;  // resolved choices
     ShardSizes shard;
@@ -55,13 +58,15 @@ ShardSizes shard(const ModelSpec& m, u64 tp, u64 ep) {
     if (m.moe.enabled()) {
         if (ep == 0 || m.moe.num_experts % ep != 0)
             throw InputError(SourcePos{}, "deployment.ep",
-                             fmt::format("{} does not divide the {} experts of {}; valid: a divisor of {}", ep, m.moe.num_experts, m.name, m.moe.num_experts));
+                             fmt::format("{} does not divide the {} experts of {}; valid: a divisor of {}", ep, m.moe.num_experts, m.name,
+                                         m.moe.num_experts));
         // Expert parallelism places whole experts on each rank; otherwise every GPU holds a TP
         // slice of every expert (vLLM's FusedMoE).
         s.ep = ep;
         s.experts = m.moe.num_experts / ep;
         const u64 split = ep > 1 ? 1 : tp;
-        if (m.moe.intermediate_size % split != 0) fail(fmt::format("{} does not divide moe.intermediate_size = {}", tp, m.moe.intermediate_size));
+        if (m.moe.intermediate_size % split != 0)
+            fail(fmt::format("{} does not divide moe.intermediate_size = {}", tp, m.moe.intermediate_size));
         s.moe_inter = m.moe.intermediate_size / split;
         if (m.moe.shared_intermediate_size % tp != 0)
             fail(fmt::format("{} does not divide the shared expert width {}", tp, m.moe.shared_intermediate_size));
@@ -71,12 +76,15 @@ ShardSizes shard(const ModelSpec& m, u64 tp, u64 ep) {
     }
     if (m.ssm.enabled()) {
         const u64 heads = m.ssm.kind == "mamba2" ? m.ssm.num_heads : m.ssm.inner_size;
-        if (heads % tp != 0) fail(fmt::format("{} does not divide the {} SSM {} of {}", tp, heads, m.ssm.kind == "mamba2" ? "heads" : "channels", m.name));
+        if (heads % tp != 0)
+            fail(fmt::format("{} does not divide the {} SSM {} of {}", tp, heads, m.ssm.kind == "mamba2" ? "heads" : "channels", m.name));
         s.ssm_heads = m.ssm.kind == "mamba2" ? m.ssm.num_heads / tp : 0;
         s.ssm_inner = m.ssm.inner_size / tp;
         // n_groups is padded up to a multiple of TP when it does not divide (vLLM mamba_utils).
         s.ssm_groups = m.ssm.kind == "mamba2" ? ceil_div(m.ssm.n_groups, tp) : 0;
-        s.ssm_conv_dim = m.ssm.kind == "mamba2" ? checked_add(s.ssm_inner, checked_product({2, s.ssm_groups, m.ssm.state_size}, "conv"), "conv") : s.ssm_inner;
+        s.ssm_conv_dim = m.ssm.kind == "mamba2"
+                             ? checked_add(s.ssm_inner, checked_product({2, s.ssm_groups, m.ssm.state_size}, "conv"), "conv")
+                             : s.ssm_inner;
     }
     return s;
 }
@@ -130,14 +138,16 @@ Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment&
     const u64 per_replica = checked_mul(dep.tp, dep.pp, "deployment.tp · deployment.pp");
     if (dep.gpus == 0 || dep.tp == 0 || dep.gpus % per_replica != 0)
         throw InputError(SourcePos{}, "deployment.gpus",
-                         fmt::format("{} GPUs cannot hold whole replicas of TP {} × PP {}; use a multiple of {}", dep.gpus, dep.tp, dep.pp, per_replica));
+                         fmt::format("{} GPUs cannot hold whole replicas of TP {} × PP {}; use a multiple of {}", dep.gpus, dep.tp, dep.pp,
+                                     per_replica));
     for (const DType* d : {&*wl.softmax_dtype, &*wl.logits_dtype})
         if (!d->whole_bytes())
             throw InputError(SourcePos{}, d == &*wl.softmax_dtype ? "workload.softmax_dtype" : "workload.logits_dtype",
                              fmt::format("{} cannot hold activations; use fp32, bf16 or fp16", d->name));
     if (dep.ep == 0 || dep.tp % dep.ep != 0)
-        throw InputError(SourcePos{}, "deployment.ep",
-                         fmt::format("{} must divide the tensor-parallel degree {} (experts are spread over GPUs of the TP group)", dep.ep, dep.tp));
+        throw InputError(
+            SourcePos{}, "deployment.ep",
+            fmt::format("{} must divide the tensor-parallel degree {} (experts are spread over GPUs of the TP group)", dep.ep, dep.tp));
     p.shard = shard(model, dep.tp, dep.ep);
     p.replicas = dep.gpus / per_replica;
     DtypePolicy dt = policy(wl);
@@ -146,8 +156,9 @@ Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment&
     const u64 L = model.num_layers;
     const u64 per = ceil_div(L, dep.pp);
     if (dep.pp > 1 && per * (dep.pp - 1) >= L)
-        throw InputError(SourcePos{}, "deployment.pp",
-                         fmt::format("{} stages leave the last of {}'s {} layers empty; use at most {}", dep.pp, model.name, L, ceil_div(L, per)));
+        throw InputError(
+            SourcePos{}, "deployment.pp",
+            fmt::format("{} stages leave the last of {}'s {} layers empty; use at most {}", dep.pp, model.name, L, ceil_div(L, per)));
     auto add_stage = [&](u64 index, u64 first, u64 count, bool embed, bool head) {
         Impl::Stage s;
         s.model = dep.pp > 1 ? stage_model(model, first, count) : model;
@@ -206,14 +217,18 @@ Estimate Plan::estimate(const Point& pt) const {
     const Impl& p = *impl_;
     const PointResult r = evaluate(pt);
     switch (r.status) {
-        case PointStatus::Ok: break;
-        case PointStatus::BadBatch: throw InputError(SourcePos{}, "workload.batch", "must be at least 1");
-        case PointStatus::BadContext: throw InputError(SourcePos{}, "workload.context", "must be at least 1 token");
+        case PointStatus::Ok:
+            break;
+        case PointStatus::BadBatch:
+            throw InputError(SourcePos{}, "workload.batch", "must be at least 1");
+        case PointStatus::BadContext:
+            throw InputError(SourcePos{}, "workload.context", "must be at least 1 token");
         case PointStatus::BeyondMaxContext:
             throw InputError(SourcePos{}, "workload.context",
-                             fmt::format("{} exceeds {}'s max_context {} ({}); set workload.allow_long_context to size it anyway", pt.context,
-                                         p.model.name, p.model.max_context, p.model.file));
-        case PointStatus::Overflow: throw OverflowError(p.stages.at(r.stage).runtime->overflow_term(r));
+                             fmt::format("{} exceeds {}'s max_context {} ({}); set workload.allow_long_context to size it anyway",
+                                         pt.context, p.model.name, p.model.max_context, p.model.file));
+        case PointStatus::Overflow:
+            throw OverflowError(p.stages.at(r.stage).runtime->overflow_term(r));
     }
     const Impl::Stage& stage = p.stages[r.stage];
     Estimate e;

@@ -19,10 +19,10 @@ namespace memtax {
 // (`workload.context`, `deployment.tp`), so a scenario file and the command line share them.
 struct Workload {
     Mode mode = Mode::Prefill;
-    u64 batch = 1;    // sequences in total (split over data-parallel replicas)
-    u64 context = 0;  // prefill: prompt tokens; decode: KV length after the step (vLLM: max_model_len)
-    u64 decode_step = 1;  // decode: 1 = the first step after the prefill, ≥ 2 = a later one (Point)
-    RuntimeSpec runtime;  // the inference stack (runtimes/*.yaml)
+    u64 batch = 1;                       // sequences in total (split over data-parallel replicas)
+    u64 context = 0;                     // prefill: prompt tokens; decode: KV length after the step (vLLM: max_model_len)
+    u64 decode_step = 1;                 // decode: 1 = the first step after the prefill, ≥ 2 = a later one (Point)
+    RuntimeSpec runtime;                 // the inference stack (runtimes/*.yaml)
     std::optional<DType> weight_dtype;   // linear layers; default: the model's dtype
     std::optional<DType> kv_dtype;       // default: the model's dtype
     std::optional<DType> softmax_dtype;  // eager softmax; default: the runtime's (PyTorch upcasts to fp32)

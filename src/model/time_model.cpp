@@ -4,8 +4,8 @@
 
 #include <array>
 #include <cmath>
-#include <optional>
 #include <map>
+#include <optional>
 
 namespace memtax {
 namespace {
@@ -39,12 +39,23 @@ double launch_seconds(const Rates& r, const LaunchTraffic& l) {
     const double bytes = static_cast<double>(l.bytes), n = static_cast<double>(l.elements);
     double s = bytes / r.bw;
     switch (l.cls) {
-        case LaunchClass::Vectorized: break;
-        case LaunchClass::Strided: s = std::max(s, n / (r.eager.strided * r.bw)); break;
-        case LaunchClass::StridedCopy: s = std::max(s, n / (r.eager.strided_copy * r.bw)); break;
-        case LaunchClass::Cat: s = std::max(s, n / (r.eager.cat * r.bw)); break;
-        case LaunchClass::Reduce: s = bytes / (r.eager.reduce * r.bw); break;
-        case LaunchClass::Softmax: s = bytes / (r.eager.softmax * r.bw); break;
+        case LaunchClass::Vectorized:
+            break;
+        case LaunchClass::Strided:
+            s = std::max(s, n / (r.eager.strided * r.bw));
+            break;
+        case LaunchClass::StridedCopy:
+            s = std::max(s, n / (r.eager.strided_copy * r.bw));
+            break;
+        case LaunchClass::Cat:
+            s = std::max(s, n / (r.eager.cat * r.bw));
+            break;
+        case LaunchClass::Reduce:
+            s = bytes / (r.eager.reduce * r.bw);
+            break;
+        case LaunchClass::Softmax:
+            s = bytes / (r.eager.softmax * r.bw);
+            break;
     }
     return r.queued + s;
 }
@@ -127,13 +138,13 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
                 cls = gu.bindings[Sym::Sq] == 1 ? KernelClass::AttentionDecode : KernelClass::AttentionPrefill;
             // The class's rates, looked up once per class (and the fp8 weights' dtype) per step.
             const size_t slot = static_cast<size_t>(cls) * 2 + (fp8 ? 1 : 0);
-            if (!rates_cache[slot])
-                rates_cache[slot] = class_rates(e.gpu(), cls, fp8 ? e.workload.weight_dtype->name : r.act_name);
+            if (!rates_cache[slot]) rates_cache[slot] = class_rates(e.gpu(), cls, fp8 ? e.workload.weight_dtype->name : r.act_name);
             // Eager decode's Q·Kᵀ and P·V are cuBLAS batched GEMVs over the keys; with a key count
             // that is not a multiple of 8 their rows are not 16-byte aligned and they read at the
             // runtime's unaligned-GEMV rate.
             ClassRates cr = *rates_cache[slot];
-            if (cls == KernelClass::Gemm && op.weights.empty() && gu.bindings[Sym::Sq] == 1 && r.has_eager && gu.bindings[Sym::Skv] % 8 != 0)
+            if (cls == KernelClass::Gemm && op.weights.empty() && gu.bindings[Sym::Sq] == 1 && r.has_eager &&
+                gu.bindings[Sym::Skv] % 8 != 0)
                 cr.bandwidth = r.eager.gemv_unaligned * r.bw;
             // A fused prefill given an explicit mask (a sliding window shorter than the prompt)
             // computes every tile, and applies the mask in each, at the runtime's masked rate.
@@ -162,8 +173,10 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
                 row.ops += count;
                 row.bytes = checked_add(row.bytes, checked_mul(t.bytes, count, term), term);
                 const double op_s = std::max(kt.compute_s, kt.memory_s);
-                if (kt.compute_s > kt.memory_s) row.compute_s += c * op_s;
-                else row.memory_s += c * op_s;
+                if (kt.compute_s > kt.memory_s)
+                    row.compute_s += c * op_s;
+                else
+                    row.memory_s += c * op_s;
                 row.launch_s += c * kt.overhead_s;
                 row.seconds += c * kt.seconds;
                 op_seconds.push_back(kt.seconds);
@@ -193,8 +206,9 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     // Communication.
     const u64 tp = e.deployment.tp, pp = e.deployment.pp;
     if (tp * pp > topo.gpus())
-        throw InputError(SourcePos{topo.spec().file, 0, 0}, "deployment.cluster",
-                         fmt::format("{} has {} GPUs; one replica needs TP {} × PP {} = {}", topo.spec().name, topo.gpus(), tp, pp, tp * pp));
+        throw InputError(
+            SourcePos{topo.spec().file, 0, 0}, "deployment.cluster",
+            fmt::format("{} has {} GPUs; one replica needs TP {} × PP {} = {}", topo.spec().name, topo.gpus(), tp, pp, tp * pp));
     if (tp > 1) {
         std::vector<u64> ranks;
         for (u64 i = 0; i < tp; ++i) ranks.push_back(i);
@@ -206,14 +220,15 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         // A GPU profile calibrated with the probe's NCCL all-reduce (measured on such GPUs' own
         // node) gives the ring its measured bus bandwidth and fixed cost; else the topology's.
         if (e.gpu().kernel_rates.count("allreduce"))
-            ar.seconds = static_cast<double>(n) *
-                         kernel_time(e.gpu(), KernelClass::AllReduce, "", 0, checked_mul(2 * (tp - 1), tokens_hidden_bytes, "all-reduce") / tp,
-                                     2 * (tp - 1)).seconds;
+            ar.seconds =
+                static_cast<double>(n) * kernel_time(e.gpu(), KernelClass::AllReduce, "", 0,
+                                                     checked_mul(2 * (tp - 1), tokens_hidden_bytes, "all-reduce") / tp, 2 * (tp - 1))
+                                             .seconds;
         else
             ar.seconds = static_cast<double>(n) * all_reduce_seconds(tokens_hidden_bytes, tp, ring);
         KindTime& ag = communication_row(st.kinds, "logits all-gather");
-        const u64 logits = e.workload.logits_dtype->bytes(
-            checked_product({e.batch_per_replica, e.logits_kept, m.vocab_size}, "logits"), "logits");
+        const u64 logits =
+            e.workload.logits_dtype->bytes(checked_product({e.batch_per_replica, e.logits_kept, m.vocab_size}, "logits"), "logits");
         ag.ops = 1;
         ag.bytes = logits;
         ag.seconds = all_gather_seconds(logits, tp, ring);
@@ -267,14 +282,22 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
 
 std::string kernel_class_key(KernelClass c, const std::string& dtype) {
     switch (c) {
-        case KernelClass::Stream: return "stream";
-        case KernelClass::Gemm: return "gemm_" + dtype;
-        case KernelClass::AttentionPrefill: return "attention_prefill";
-        case KernelClass::AttentionDecode: return "attention_decode";
-        case KernelClass::Launch: return "launch";
-        case KernelClass::AllReduce: return "allreduce";
-        case KernelClass::MemtaxFlash: return "memtax_flash";
-        case KernelClass::MemtaxPagedDecode: return "memtax_paged_decode";
+        case KernelClass::Stream:
+            return "stream";
+        case KernelClass::Gemm:
+            return "gemm_" + dtype;
+        case KernelClass::AttentionPrefill:
+            return "attention_prefill";
+        case KernelClass::AttentionDecode:
+            return "attention_decode";
+        case KernelClass::Launch:
+            return "launch";
+        case KernelClass::AllReduce:
+            return "allreduce";
+        case KernelClass::MemtaxFlash:
+            return "memtax_flash";
+        case KernelClass::MemtaxPagedDecode:
+            return "memtax_paged_decode";
     }
     return "stream";
 }
@@ -341,7 +364,9 @@ KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 by
     k.rates = rates;
     k.overhead_s = k.rates.overhead_s;
     k.memory_s = k.rates.bandwidth > 0 ? static_cast<double>(bytes) / k.rates.bandwidth : 0.0;
-    k.compute_s = c != KernelClass::Stream && c != KernelClass::Launch && c != KernelClass::AllReduce && k.rates.flops > 0 ? static_cast<double>(flops) / k.rates.flops : 0.0;
+    k.compute_s = c != KernelClass::Stream && c != KernelClass::Launch && c != KernelClass::AllReduce && k.rates.flops > 0
+                      ? static_cast<double>(flops) / k.rates.flops
+                      : 0.0;
     if (c == KernelClass::AllReduce) k.overhead_s += static_cast<double>(steps) * k.rates.step_s;
     k.seconds = k.overhead_s + std::max(k.memory_s, k.compute_s);
     if (c == KernelClass::AllReduce && k.rates.ll_bandwidth > 0) {
@@ -369,7 +394,8 @@ TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& top
     const u64 B = std::min(prefill.batch_per_replica, vllm->max_num_seqs), P = p.context, C = vllm->max_num_batched_tokens;
     const double prompt_tokens = static_cast<double>(prefill.batch_per_replica) * static_cast<double>(P);
     const double per_token = t.prefill.seconds / prompt_tokens;
-    const double floor_s = estimate_time(plan.estimate(Point{Mode::Prefill, 1, 1}), plan.estimate(Point{Mode::Decode, 1, P}), topo).decode.seconds;
+    const double floor_s =
+        estimate_time(plan.estimate(Point{Mode::Prefill, 1, 1}), plan.estimate(Point{Mode::Decode, 1, P}), topo).decode.seconds;
     FirstToken& f = t.first_token;
     f = FirstToken{};
     f.schedule = "continuous batching, chunked prefill";
@@ -380,7 +406,8 @@ TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& top
     while (next < B) {
         // Running requests first: one decode token each (at most C of them), then prompt chunks.
         u64 budget = C > decoding ? C - decoding : 0, tokens = std::min(decoding, C), finished = 0;
-        if (budget == 0) break;  // decodes fill every step (max_num_batched_tokens <= running requests): the rest wait on outputs we do not model
+        if (budget == 0)
+            break;  // decodes fill every step (max_num_batched_tokens <= running requests): the rest wait on outputs we do not model
         // Steps that only advance the current prompt (none finishes) are alike — the running
         // decodes plus `budget` prompt tokens — so they are taken at once: the loop runs about
         // twice per request, not once per step (a small token budget would mean billions).
@@ -420,7 +447,9 @@ TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, cons
         throw InternalError("estimate_time needs a prefill and a decode estimate");
     TimeEstimate t;
     const Rates r = rates_for(prefill);
-    if (r.bw <= 0 || r.act_rate <= 0) throw InputError(SourcePos{prefill.gpu().file, 0, 0}, "hbm_bandwidth_bytes_per_s", "needs a bandwidth and a matrix rate for the time model");
+    if (r.bw <= 0 || r.act_rate <= 0)
+        throw InputError(SourcePos{prefill.gpu().file, 0, 0}, "hbm_bandwidth_bytes_per_s",
+                         "needs a bandwidth and a matrix rate for the time model");
     t.bandwidth_bytes_per_s = r.bw;
     t.matmul_flops_per_s = r.act_rate;
     t.peak_matmul_flops_per_s = r.peak_act;
@@ -441,8 +470,8 @@ TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, cons
     const double batch = static_cast<double>(decode.batch_per_replica * decode.replicas);
     t.tokens_per_s = t.tpot_s > 0 ? batch / t.tpot_s : 0;
     // A static batch: every request's first token comes with the one prefill of the whole batch.
-    t.first_token = FirstToken{"static batch", prefill.batch_per_replica, prefill.batch_per_replica * prefill.workload.context, 1,
-                               t.ttft_s, t.ttft_s, t.ttft_s};
+    t.first_token = FirstToken{
+        "static batch", prefill.batch_per_replica, prefill.batch_per_replica * prefill.workload.context, 1, t.ttft_s, t.ttft_s, t.ttft_s};
     return t;
 }
 

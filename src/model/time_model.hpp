@@ -24,7 +24,16 @@ namespace memtax {
 // AttentionPrefill / AttentionDecode: the runtime's fused attention (PyTorch's SDPA, measured by
 // kernels/torch/measure_sdpa_time.py); MemtaxFlash / MemtaxPagedDecode: the probe's own kernels,
 // which calibrate only themselves (PyTorch's Hopper kernels run 2× faster than our flash).
-enum class KernelClass : std::uint8_t { Stream, Gemm, AttentionPrefill, AttentionDecode, Launch, AllReduce, MemtaxFlash, MemtaxPagedDecode };
+enum class KernelClass : std::uint8_t {
+    Stream,
+    Gemm,
+    AttentionPrefill,
+    AttentionDecode,
+    Launch,
+    AllReduce,
+    MemtaxFlash,
+    MemtaxPagedDecode
+};
 // "stream", "gemm_bf16", ..., "attention_prefill", "attention_decode", "memtax_flash",
 // "memtax_paged_decode", "launch", "allreduce": GpuSpec::kernel_rates keys.
 std::string kernel_class_key(KernelClass c, const std::string& dtype);
@@ -33,7 +42,7 @@ struct ClassRates {
     double overhead_s = 0, bandwidth = 0, flops = 0;
     double ll_overhead_s = 0, ll_bandwidth = 0;  // allreduce: the low-latency protocol's line (0 = none)
     double step_s = 0, ll_step_s = 0;            // allreduce: latency per ring step, per line
-    bool calibrated = false;  // from the GPU's calibration, not the assumed efficiencies
+    bool calibrated = false;                     // from the GPU's calibration, not the assumed efficiencies
 };
 // The rates a kernel of this class runs at on `g`: the calibrated class where the profile has
 // one, else peak × the profile's efficiencies (dtype: the matrix rate's dtype; bf16/fp16 share).
@@ -64,8 +73,8 @@ struct StepTime {
     double seconds = 0;
     u64 flops = 0, bytes = 0;
     u64 weight_bytes = 0, kv_bytes = 0;
-    u64 attention_matrix_bytes = 0;    // S×S tensors written and re-read (eager)
-    double attention_matrix_s = 0;     // their share of the step at the achievable bandwidth
+    u64 attention_matrix_bytes = 0;  // S×S tensors written and re-read (eager)
+    double attention_matrix_s = 0;   // their share of the step at the achievable bandwidth
     double communication_s = 0;
     // The host's dispatch (runtime profiles with a `host` cost): every op queued from Python
     // while the GPU runs the ones before it. `seconds` is then the later of the two clocks at the
@@ -73,8 +82,8 @@ struct StepTime {
     double host_s = 0, gpu_s = 0;
     u64 host_ops = 0;
     double achieved_flops_per_s = 0;
-    double compute_utilisation = 0;    // achieved FLOP/s ÷ peak matrix FLOP/s
-    double arithmetic_intensity = 0;   // FLOPs per byte of the whole step
+    double compute_utilisation = 0;   // achieved FLOP/s ÷ peak matrix FLOP/s
+    double arithmetic_intensity = 0;  // FLOPs per byte of the whole step
     std::vector<KindTime> kinds;
 };
 
@@ -84,28 +93,28 @@ struct StepTime {
 // max_num_batched_tokens tokens, running requests first (one decode token each), then prompt
 // chunks in arrival order; a request's first token comes with the step that finishes its prompt.
 struct FirstToken {
-    std::string schedule;   // "static batch" | "continuous batching, chunked prefill"
-    u64 requests = 0;       // requests timed (vLLM: at most max_num_seqs are scheduled at once)
-    u64 step_tokens = 0;    // token budget of one step (static: the whole batch's prompt tokens)
-    u64 steps = 0;          // engine steps until the last timed request's first token
+    std::string schedule;  // "static batch" | "continuous batching, chunked prefill"
+    u64 requests = 0;      // requests timed (vLLM: at most max_num_seqs are scheduled at once)
+    u64 step_tokens = 0;   // token budget of one step (static: the whole batch's prompt tokens)
+    u64 steps = 0;         // engine steps until the last timed request's first token
     double first_s = 0, mean_s = 0, last_s = 0;
 };
 
 struct TimeEstimate {
-    double bandwidth_bytes_per_s = 0;   // achievable
-    double matmul_flops_per_s = 0;      // achievable, in the compute dtype
+    double bandwidth_bytes_per_s = 0;  // achievable
+    double matmul_flops_per_s = 0;     // achievable, in the compute dtype
     double peak_matmul_flops_per_s = 0;
     double launch_overhead_s = 0;
     std::string rate_dtype;
     bool calibrated = false;
-    double ridge_flops_per_byte = 0;    // achievable rate ÷ achievable bandwidth
-    u64 crossover_tokens = 0;           // tokens per step from which the weight matmuls are compute-bound
-    std::string topology;               // the cluster the communication used
-    StepTime prefill;                   // the prompt of `context` tokens: TTFT
-    StepTime decode;                    // one token at KV length `context`: TPOT
+    double ridge_flops_per_byte = 0;  // achievable rate ÷ achievable bandwidth
+    u64 crossover_tokens = 0;         // tokens per step from which the weight matmuls are compute-bound
+    std::string topology;             // the cluster the communication used
+    StepTime prefill;                 // the prompt of `context` tokens: TTFT
+    StepTime decode;                  // one token at KV length `context`: TPOT
     double ttft_s = 0, tpot_s = 0;
-    double tokens_per_s = 0;            // decode throughput of the whole deployment: batch / TPOT
-    FirstToken first_token;             // per-request TTFT under the runtime's scheduler
+    double tokens_per_s = 0;  // decode throughput of the whole deployment: batch / TPOT
+    FirstToken first_token;   // per-request TTFT under the runtime's scheduler
 };
 
 // `prefill` and `decode` are estimates of the same deployment and workload in each mode (a time

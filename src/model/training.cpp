@@ -13,10 +13,14 @@ __extension__ typedef unsigned __int128 u128;
 
 const char* to_string(Optimizer o) {
     switch (o) {
-        case Optimizer::AdamW: return "adamw";
-        case Optimizer::Adam: return "adam";
-        case Optimizer::Sgd: return "sgd";
-        case Optimizer::SgdMomentum: return "sgd-momentum";
+        case Optimizer::AdamW:
+            return "adamw";
+        case Optimizer::Adam:
+            return "adam";
+        case Optimizer::Sgd:
+            return "sgd";
+        case Optimizer::SgdMomentum:
+            return "sgd-momentum";
     }
     return "?";
 }
@@ -93,8 +97,8 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         // parameters' dtype (PyTorch's default for a bf16 model) or fp32 (mixed precision, with
         // an fp32 master copy of the weights).
         const u64 moments = spec.optimizer == Optimizer::AdamW || spec.optimizer == Optimizer::Adam ? 2
-                            : spec.optimizer == Optimizer::SgdMomentum                            ? 1
-                                                                                                  : 0;
+                            : spec.optimizer == Optimizer::SgdMomentum                              ? 1
+                                                                                                    : 0;
         const bool mixed = spec.precision == Precision::Mixed;
         const u64 state_elem = mixed ? 4 : md.bits / 8;
         s.optimizer_bytes = checked_product({moments, P, state_elem}, "optimizer states");
@@ -134,36 +138,46 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     // The terms, with their formulas.
     const ModelSpec& m = model;
     const u64 T = checked_mul(wl.batch, wl.context, "tokens");
-    auto add = [&](const char* name, const char* cat, u64 bytes, std::string formula) { e.components.push_back({name, cat, bytes, std::move(formula)}); };
+    auto add = [&](const char* name, const char* cat, u64 bytes, std::string formula) {
+        e.components.push_back({name, cat, bytes, std::move(formula)});
+    };
     add("weights", "weights", e.weight_bytes,
         fmt::format("this GPU's {} parameters (stage {}, TP {}){}", group_digits(e.parameters_per_gpu), e.stage, dep.tp,
                     spec.zero >= 3 ? fmt::format(", ZeRO-3 over {} replicas", e.dp) : ""));
     add("gradients", "gradients", e.gradient_bytes,
-        fmt::format("one per parameter in the parameters' dtype{}", spec.zero >= 2 ? fmt::format(", ZeRO-{} over {} replicas", spec.zero, e.dp) : ""));
+        fmt::format("one per parameter in the parameters' dtype{}",
+                    spec.zero >= 2 ? fmt::format(", ZeRO-{} over {} replicas", spec.zero, e.dp) : ""));
     add("optimizer_states", "optimizer", e.optimizer_bytes,
         fmt::format("{}: {} state(s) per parameter in {}{}", to_string(spec.optimizer),
-                    spec.optimizer == Optimizer::Sgd ? 0 : spec.optimizer == Optimizer::SgdMomentum ? 1 : 2,
+                    spec.optimizer == Optimizer::Sgd           ? 0
+                    : spec.optimizer == Optimizer::SgdMomentum ? 1
+                                                               : 2,
                     spec.precision == Precision::Mixed ? "fp32" : md.name,
                     spec.zero >= 1 ? fmt::format(", ZeRO-{} over {} replicas", spec.zero, e.dp) : ""));
     if (e.master_weight_bytes) add("master_weights", "optimizer", e.master_weight_bytes, "fp32 copy of every parameter (mixed precision)");
     add("saved_activations", "activations", e.saved_activation_bytes,
         fmt::format("what autograd keeps after the forward, read off every op of the layer graphs ({} tokens = {} × {}; recompute {}) "
                     "+ the loss's fp32 log-softmax of {} × {} vocab; × {} micro-batch(es) in flight",
-                    group_digits(T), wl.batch, wl.context, to_string(spec.recompute), group_digits(T), group_digits(m.vocab_size), e.in_flight));
+                    group_digits(T), wl.batch, wl.context, to_string(spec.recompute), group_digits(T), group_digits(m.vocab_size),
+                    e.in_flight));
     add("backward_peak", "activations", e.backward_peak_bytes,
-        fmt::format("the highest allocation through forward and backward above what was allocated before it, gradients included (at {})", e.backward_peak_at));
-    add("optimizer_step", "optimizer", e.optimizer_step_bytes, "the step's temporaries beside the gradients (foreach Adam: one state's worth)");
+        fmt::format("the highest allocation through forward and backward above what was allocated before it, gradients included (at {})",
+                    e.backward_peak_at));
+    add("optimizer_step", "optimizer", e.optimizer_step_bytes,
+        "the step's temporaries beside the gradients (foreach Adam: one state's worth)");
     add("train_peak", "activations", e.train_peak_bytes, "max(backward peak, gradients + optimizer step)");
     add("runtime_overhead", "overhead", e.runtime_overhead, "CUDA context and library workspaces of the runtime");
     add("total", "total", e.total, "runtime overhead + weights + optimizer states (+ master weights) + train peak");
     if (m.has_attention()) {
         const bool sel = spec.recompute == Recompute::Selective;
-        const u64 korth = korthikanti_layer_bytes(wl.context, wl.batch, m.hidden_size, m.num_attention_heads, dep.tp, spec.sequence_parallel, sel);
+        const u64 korth =
+            korthikanti_layer_bytes(wl.context, wl.batch, m.hidden_size, m.num_attention_heads, dep.tp, spec.sequence_parallel, sel);
         add("korthikanti_layer", "cross-check", korth,
-            fmt::format("Korthikanti et al. 2022 per layer, sbh({}{}) with s={} b={} h={} a={} t={} (a GPT layer with dropout; this model's graph "
-                        "keeps {} per layer)",
-                        spec.sequence_parallel ? "34/t" : "10 + 24/t", sel ? "" : " + 5as/(ht)", wl.context, wl.batch, m.hidden_size,
-                        m.num_attention_heads, dep.tp, group_digits(e.layer_saved_bytes)));
+            fmt::format(
+                "Korthikanti et al. 2022 per layer, sbh({}{}) with s={} b={} h={} a={} t={} (a GPT layer with dropout; this model's graph "
+                "keeps {} per layer)",
+                spec.sequence_parallel ? "34/t" : "10 + 24/t", sel ? "" : " + 5as/(ht)", wl.context, wl.batch, m.hidden_size,
+                m.num_attention_heads, dep.tp, group_digits(e.layer_saved_bytes)));
     }
     return e;
 }

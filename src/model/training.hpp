@@ -47,8 +47,8 @@ struct TrainEstimate {
     u64 layer_saved_bytes = 0;  // one decoder layer, one micro-batch, no recomputation
     u64 runtime_overhead = 0, resident_before = 0, total = 0, capacity = 0;
     bool fits = false;
-    std::string peak_at;           // where the step's peak is (the backward phase, or "optimizer step")
-    std::string backward_peak_at;  // where the backward peak is
+    std::string peak_at;                // where the step's peak is (the backward phase, or "optimizer step")
+    std::string backward_peak_at;       // where the backward peak is
     std::vector<Component> components;  // each term with its formula
 };
 

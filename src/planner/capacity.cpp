@@ -1,6 +1,5 @@
 #include "planner/capacity.hpp"
 
-
 #include "spec/loaders.hpp"
 #include "topology/topology.hpp"
 
@@ -20,7 +19,12 @@ CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<
     for (u64 c = 1024; c <= model.max_context; c *= 2) contexts.push_back(c);
     if (contexts.size() >= 3) {
         for (const char* rt : {"hf-sdpa", "hf-eager"}) {
-            SweepSpec sw{model, gpu, {}, contexts, {best.batch_per_replica}, {best.tp}};
+            SweepSpec sw;
+            sw.model = model;
+            sw.gpu = gpu;
+            sw.contexts = contexts;
+            sw.batches = {best.batch_per_replica};
+            sw.tps = {best.tp};
             sw.pp = best.pp;
             sw.workload.runtime = resolve_runtime(rt);
             sw.workload.weight_dtype = wd;

@@ -74,7 +74,9 @@ RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name) {
     RuntimeSpec r = resolve_runtime(name);
     const bool settings = !s.gpu_memory_utilization.empty() || s.max_num_seqs || s.max_num_batched_tokens || s.block_size;
     if (!r.vllm) {
-        if (settings) throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings", fmt::format("vLLM engine arguments, but runtime {} is not vLLM", r.name));
+        if (settings)
+            throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings",
+                             fmt::format("vLLM engine arguments, but runtime {} is not vLLM", r.name));
         return r;
     }
     if (!s.gpu_memory_utilization.empty()) {
@@ -144,7 +146,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
         runtimes.push_back(base);
     } else {
         if (base.family != RuntimeFamily::Transformers)
-            throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention", fmt::format("only for the transformers runtimes, not {}", base.name));
+            throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention",
+                             fmt::format("only for the transformers runtimes, not {}", base.name));
         for (const auto& a : s.attention) runtimes.push_back(scenario_runtime(s, a == "eager" ? "hf-eager" : "hf-sdpa"));
     }
     // Where GPUs come from: a GPU kind in nodes of gpus_per_node (joined by its interconnect, nodes by
@@ -166,8 +169,9 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
     if (s.objective == Objective::LowestCost)
         for (const auto& p : pools)
             if (!price.count(p.gpu.name))
-                throw InputError(SourcePos{s.file, 0, 0}, "prices", fmt::format("no per_gpu_hour price for \"{}\"{}", p.gpu.name,
-                                                                              p.cluster ? fmt::format(" (the GPU of cluster {})", p.cluster->name) : ""));
+                throw InputError(SourcePos{s.file, 0, 0}, "prices",
+                                 fmt::format("no per_gpu_hour price for \"{}\"{}", p.gpu.name,
+                                             p.cluster ? fmt::format(" (the GPU of cluster {})", p.cluster->name) : ""));
     std::vector<std::string> weight_dtypes = s.weight_dtypes.empty() ? std::vector<std::string>{model.dtype.name} : s.weight_dtypes;
     for (const auto& w : weight_dtypes) (void)dtype_named("constraints.weight_dtypes", w, s);
     for (const auto& k : s.kv_dtypes) (void)dtype_named("constraints.kv_dtypes", k, s);
@@ -229,7 +233,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             std::map<u64, TimeEstimate> times;  // per batch per replica
                             auto time_at = [&](u64 b) -> const TimeEstimate& {
                                 auto it = times.find(b);
-                                if (it == times.end()) it = times.emplace(b, estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, topo)).first;
+                                if (it == times.end())
+                                    it = times.emplace(b, estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, topo)).first;
                                 return it->second;
                             };
                             // vLLM: a burst of `concurrency` requests arriving together is answered on average after
@@ -283,14 +288,20 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 // How much of the memory the candidate uses: the bytes against the budget, and under vLLM
                                 // (whose pool always fills its share) the sequences against those the pool holds.
                                 double mem_ratio = static_cast<double>(mem.total) / static_cast<double>(c.budget_bytes);
-                                if (vllm) mem_ratio = mem.max_concurrency_milli ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli) : 2.0;
+                                if (vllm)
+                                    mem_ratio = mem.max_concurrency_milli
+                                                    ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli)
+                                                    : 2.0;
                                 c.binding = "memory";
                                 c.binding_ratio = mem.fits ? mem_ratio : std::max(mem_ratio, 1.0 + 1e-9);
                                 if (!mem.fits || mem.total > c.budget_bytes) {
-                                    c.reason = vllm && b > rt.vllm->max_num_seqs
-                                                   ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, rt.vllm->max_num_seqs)
-                                               : vllm ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted", *held, s.context, b)
-                                                      : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total), format_bytes_gib(c.budget_bytes));
+                                    c.reason =
+                                        vllm && b > rt.vllm->max_num_seqs
+                                            ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, rt.vllm->max_num_seqs)
+                                        : vllm
+                                            ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted", *held, s.context, b)
+                                            : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total),
+                                                          format_bytes_gib(c.budget_bytes));
                                     count_reason(rep, "memory");
                                     rejected.push_back(std::move(c));
                                     continue;
@@ -325,7 +336,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 rep.ranked.push_back(std::move(c));
                             }
                         }
-    std::stable_sort(rep.ranked.begin(), rep.ranked.end(), [&](const Candidate& a, const Candidate& b) { return better(a, b, s.objective); });
+    std::stable_sort(rep.ranked.begin(), rep.ranked.end(),
+                     [&](const Candidate& a, const Candidate& b) { return better(a, b, s.objective); });
     if (rep.ranked.empty() && !rejected.empty())
         rep.closest = *std::min_element(rejected.begin(), rejected.end(),
                                         [](const Candidate& a, const Candidate& b) { return a.binding_ratio < b.binding_ratio; });
@@ -339,11 +351,13 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
     if (s.gate_must_fit) gate("must_fit", best != nullptr, best ? "a plan meets every constraint" : "no candidate meets the constraints");
     if (s.gate_max_bytes_per_gpu)
         gate("max_bytes_per_gpu", best && best->memory.total <= *s.gate_max_bytes_per_gpu,
-             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->memory.total), group_digits(*s.gate_max_bytes_per_gpu)) : "no plan");
+             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->memory.total), group_digits(*s.gate_max_bytes_per_gpu))
+                  : "no plan");
     if (s.gate_min_headroom_ppm) {
         const double h = best ? 1.0 - static_cast<double>(best->memory.total) / static_cast<double>(best->memory.capacity) : 0;
-        gate("min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
-             best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
+        gate(
+            "min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
+            best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
     }
     if (s.gate_max_tpot_s)
         gate("max_tpot_s", best && best->tpot_s <= *s.gate_max_tpot_s,

@@ -19,20 +19,20 @@ namespace memtax {
 
 struct Candidate {
     std::string gpu, kv_dtype, weight_dtype, runtime;
-    std::string cluster;         // the cluster profile the GPUs belong to, if the scenario named one
+    std::string cluster;  // the cluster profile the GPUs belong to, if the scenario named one
     u64 gpus = 0, tp = 1, pp = 1, dp = 1;
-    u64 batch_per_replica = 0;   // ceil(concurrency / dp)
+    u64 batch_per_replica = 0;  // ceil(concurrency / dp)
     // Memory, per GPU, of the step that needs most (transformers: the prefill of the longest
     // prompt or the decode at the promised context; vLLM: its start-up sizing).
     PointResult memory;
-    u64 budget_bytes = 0;        // usable capacity less the scenario's headroom
-    double concurrency_held = 0; // sequences at the promised context one replica holds
+    u64 budget_bytes = 0;         // usable capacity less the scenario's headroom
+    double concurrency_held = 0;  // sequences at the promised context one replica holds
     bool timed = false;
     double ttft_s = 0, tpot_s = 0, tokens_per_s = 0, cost_per_million_tokens = 0;
     bool feasible = false;
-    std::string binding;         // the constraint that rejects it (or binds it most, when feasible)
-    double binding_ratio = 0;    // what / limit for that constraint: > 1 is over
-    std::string reason;          // one line: why it is rejected
+    std::string binding;       // the constraint that rejects it (or binds it most, when feasible)
+    double binding_ratio = 0;  // what / limit for that constraint: > 1 is over
+    std::string reason;        // one line: why it is rejected
 };
 
 struct GateResult {
@@ -44,9 +44,9 @@ struct PlanReport {
     ScenarioSpec scenario;
     std::string model_name;
     u64 considered = 0;
-    std::vector<Candidate> ranked;                // feasible, best first
+    std::vector<Candidate> ranked;                         // feasible, best first
     std::vector<std::pair<std::string, u64>> rejected_by;  // reason kind -> count, in order of appearance
-    std::optional<Candidate> closest;             // when nothing is feasible: the least violation
+    std::optional<Candidate> closest;                      // when nothing is feasible: the least violation
     std::vector<GateResult> gates;
     bool gates_passed = true;
 };

@@ -14,7 +14,8 @@ std::vector<u64> parse_context_range(const std::string& text) {
     auto tokens = [&](const std::string& t) {
         u64 v = 0;
         const NumberParse p = parse_token_count(t, v);
-        if (p != NumberParse::Ok || v == 0) throw InputError(SourcePos{}, "sweep.contexts", number_problem(p == NumberParse::Ok ? NumberParse::Invalid : p, t, true));
+        if (p != NumberParse::Ok || v == 0)
+            throw InputError(SourcePos{}, "sweep.contexts", number_problem(p == NumberParse::Ok ? NumberParse::Invalid : p, t, true));
         return v;
     };
     std::vector<u64> out;
@@ -74,9 +75,12 @@ SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& p
         A(i, 2) = 1.0;
     }
     const auto qr = A.colPivHouseholderQr();
-    const std::pair<const char*, u64 PointResult::*> comps[] = {
-        {"weights", &PointResult::weights},       {"kv_cache", &PointResult::kv_cache}, {"attention_matrix", &PointResult::attention_matrix},
-        {"activations", &PointResult::activation_peak}, {"logits", &PointResult::logits},  {"total", &PointResult::total}};
+    const std::pair<const char*, u64 PointResult::*> comps[] = {{"weights", &PointResult::weights},
+                                                                {"kv_cache", &PointResult::kv_cache},
+                                                                {"attention_matrix", &PointResult::attention_matrix},
+                                                                {"activations", &PointResult::activation_peak},
+                                                                {"logits", &PointResult::logits},
+                                                                {"total", &PointResult::total}};
     for (const auto& [name, member] : comps) {
         Eigen::VectorXd y(n);
         for (Eigen::Index i = 0; i < n; ++i) y(i) = static_cast<double>(series[static_cast<size_t>(i)]->r.*member);

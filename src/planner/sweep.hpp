@@ -16,9 +16,9 @@ struct SweepPoint {
 };
 
 struct GrowthFit {
-    std::string component;           // weights | kv_cache | attention_matrix | activations | logits | total
-    double c2 = 0, c1 = 0, c0 = 0;   // bytes = c2·s² + c1·s + c0, s in tokens
-    double per_doubling = 0;         // value at the largest context / value at half of it
+    std::string component;          // weights | kv_cache | attention_matrix | activations | logits | total
+    double c2 = 0, c1 = 0, c0 = 0;  // bytes = c2·s² + c1·s + c0, s in tokens
+    double per_doubling = 0;        // value at the largest context / value at half of it
     double max_relative_residual = 0;
 };
 
@@ -26,7 +26,7 @@ struct SweepReport {
     std::string model, gpu, runtime;
     Mode mode = Mode::Prefill;
     std::vector<SweepPoint> points;
-    u64 fit_batch = 0, fit_tp = 0;   // the series the fits use: the first batch and TP
+    u64 fit_batch = 0, fit_tp = 0;  // the series the fits use: the first batch and TP
     std::vector<GrowthFit> fits;
 };
 

@@ -90,12 +90,21 @@ std::vector<svg::Stack> stacks(const PlanReport& p) {
 ojson sweep_json(const SweepReport& s) {
     ojson pts = ojson::array();
     for (const auto& p : s.points)
-        pts.push_back({{"context", p.context}, {"weights_bytes", p.r.weights}, {"kv_cache_bytes", p.r.kv_cache},
-                       {"attention_matrix_bytes", p.r.attention_matrix}, {"activation_peak_bytes", p.r.activation_peak},
-                       {"logits_bytes", p.r.logits}, {"total_bytes", p.r.total}, {"capacity_bytes", p.r.capacity}, {"fits", p.r.fits}});
+        pts.push_back({{"context", p.context},
+                       {"weights_bytes", p.r.weights},
+                       {"kv_cache_bytes", p.r.kv_cache},
+                       {"attention_matrix_bytes", p.r.attention_matrix},
+                       {"activation_peak_bytes", p.r.activation_peak},
+                       {"logits_bytes", p.r.logits},
+                       {"total_bytes", p.r.total},
+                       {"capacity_bytes", p.r.capacity},
+                       {"fits", p.r.fits}});
     ojson fits = ojson::array();
     for (const auto& f : s.fits)
-        fits.push_back({{"component", f.component}, {"c2_bytes_per_token2", f.c2}, {"c1_bytes_per_token", f.c1}, {"c0_bytes", f.c0},
+        fits.push_back({{"component", f.component},
+                        {"c2_bytes_per_token2", f.c2},
+                        {"c1_bytes_per_token", f.c1},
+                        {"c0_bytes", f.c0},
                         {"per_doubling", std::isfinite(f.per_doubling) ? ojson(f.per_doubling) : ojson(nullptr)}});
     return {{"runtime", s.runtime}, {"points", pts}, {"growth", fits}};
 }
@@ -110,26 +119,30 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     const u64 batch = r.plan.ranked.empty() ? 0 : r.plan.ranked.front().batch_per_replica;
     const std::string memory_title =
         charts ? fmt::format("Memory per GPU against context (best plan's layout, {} sequences a replica, prefill)", batch) : "";
-    const std::string memory_svg =
-        charts ? svg::line_chart(memory_title, {"context (tokens)", true, &tokens_label}, {"GiB per GPU", true, &gib_label}, memory_series(r)) : "";
-    const std::string bars_svg = r.plan.ranked.empty() ? "" : svg::stacked_bars("Per GPU, the top plans", "GiB", kParts, kPartColors, stacks(r.plan));
-    const std::string roof_svg =
-        r.time ? svg::roofline(fmt::format("Step time per op kind against the roofline ({} {})", r.time->rate_dtype, r.plan.ranked.front().gpu),
-                               r.time->matmul_flops_per_s, r.time->bandwidth_bytes_per_s, roof_points(*r.time))
-               : "";
+    const std::string memory_svg = charts ? svg::line_chart(memory_title, {"context (tokens)", true, &tokens_label},
+                                                            {"GiB per GPU", true, &gib_label}, memory_series(r))
+                                          : "";
+    const std::string bars_svg =
+        r.plan.ranked.empty() ? "" : svg::stacked_bars("Per GPU, the top plans", "GiB", kParts, kPartColors, stacks(r.plan));
+    const std::string roof_svg = r.time ? svg::roofline(fmt::format("Step time per op kind against the roofline ({} {})",
+                                                                    r.time->rate_dtype, r.plan.ranked.front().gpu),
+                                                        r.time->matmul_flops_per_s, r.time->bandwidth_bytes_per_s, roof_points(*r.time))
+                                        : "";
 
     // --- HTML ---
     std::string h = fmt::format(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>memtax capacity report: {0}</title>\n<style>\n"
         "body{{font-family:sans-serif;margin:24px;max-width:1180px;color:#222}} h1{{font-size:22px}} h2{{font-size:17px;margin-top:28px}}\n"
         "table{{border-collapse:collapse;font-size:12px}} th,td{{border:1px solid #ccc;padding:3px 6px}} th{{background:#f4f4f4}}\n"
-        ".r{{text-align:right}} .l{{text-align:left}} .pass{{color:#070;font-weight:bold}} .fail{{color:#b00;font-weight:bold}} .chart{{margin:12px 0}}\n"
+        ".r{{text-align:right}} .l{{text-align:left}} .pass{{color:#070;font-weight:bold}} .fail{{color:#b00;font-weight:bold}} "
+        ".chart{{margin:12px 0}}\n"
         "</style>\n</head>\n<body>\n<h1>memtax capacity report: {0}</h1>\n<p>{1}</p>\n<ul>\n",
         svg::escape(s.name), svg::escape(s.description));
     for (const auto& n : plan.notes) h += "<li>" + svg::escape(n) + "</li>\n";
     h += "</ul>\n";
     if (const auto* g = section(plan, "gates")) {
-        h += fmt::format("<h2>Gates: <span class=\"{}\">{}</span></h2>\n", r.plan.gates_passed ? "pass" : "fail", r.plan.gates_passed ? "all pass" : "FAILED");
+        h += fmt::format("<h2>Gates: <span class=\"{}\">{}</span></h2>\n", r.plan.gates_passed ? "pass" : "fail",
+                         r.plan.gates_passed ? "all pass" : "FAILED");
         h += html_table(g->table);
     }
     if (const auto* p = section(plan, "plans")) {
@@ -151,12 +164,14 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     // --- Markdown ---
     std::string md = fmt::format("# memtax capacity report: {}\n\n{}\n\n", s.name, s.description);
     for (const auto& n : plan.notes) md += "- " + markdown_cell(n) + "\n";
-    if (const auto* g = section(plan, "gates")) md += fmt::format("\n## Gates: {}\n\n{}", r.plan.gates_passed ? "all pass" : "FAILED", table_markdown(g->table));
+    if (const auto* g = section(plan, "gates"))
+        md += fmt::format("\n## Gates: {}\n\n{}", r.plan.gates_passed ? "all pass" : "FAILED", table_markdown(g->table));
     if (const auto* p = section(plan, "plans")) md += "\n## " + markdown_cell(p->title) + "\n\n" + table_markdown(p->table);
     if (charts) {
         md += "\n## Memory against context\n\n" + markdown_cell(memory_title) + " (GiB per GPU).\n\n```mermaid\nxychart-beta\n";
         md += "    title \"GiB per GPU against context\"\n    x-axis [";
-        for (size_t i = 0; i < r.fused->points.size(); ++i) md += (i ? ", " : "") + tokens_label(static_cast<double>(r.fused->points[i].context));
+        for (size_t i = 0; i < r.fused->points.size(); ++i)
+            md += (i ? ", " : "") + tokens_label(static_cast<double>(r.fused->points[i].context));
         double top = 0;
         for (const auto& p : r.eager->points) top = std::max(top, to_gib(p.r.total));
         md += fmt::format("]\n    y-axis \"GiB\" 0 --> {:.0f}\n", std::ceil(top));
@@ -166,7 +181,9 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
             return l + "]\n";
         };
         md += line(*r.fused, &PointResult::kv_cache) + line(*r.fused, &PointResult::total) + line(*r.eager, &PointResult::total);
-        md += "```\n\nLines: the KV cache, the total with fused attention, the total with eager attention (its S×S tensors grow ×4 per doubling).\n\n";
+        md +=
+            "```\n\nLines: the KV cache, the total with fused attention, the total with eager attention (its S×S tensors grow ×4 per "
+            "doubling).\n\n";
         md += table_markdown(sweep_document(*r.eager).sections.back().table);
     }
     if (!r.plan.ranked.empty()) {
@@ -196,10 +213,16 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         for (const auto* st : {&r.time->prefill, &r.time->decode}) {
             ojson kinds = ojson::array();
             for (const auto& k : st->kinds)
-                kinds.push_back({{"kind", k.kind}, {"kernels", k.ops}, {"flops", k.flops}, {"bytes", k.bytes}, {"seconds", k.seconds}, {"bound", k.bound}});
+                kinds.push_back({{"kind", k.kind},
+                                 {"kernels", k.ops},
+                                 {"flops", k.flops},
+                                 {"bytes", k.bytes},
+                                 {"seconds", k.seconds},
+                                 {"bound", k.bound}});
             steps[st == &r.time->prefill ? "prefill" : "decode"] = {{"seconds", st->seconds}, {"kinds", kinds}};
         }
-        j["roofline"] = {{"matmul_flops_per_s", r.time->matmul_flops_per_s}, {"bandwidth_bytes_per_s", r.time->bandwidth_bytes_per_s}, {"steps", steps}};
+        j["roofline"] = {
+            {"matmul_flops_per_s", r.time->matmul_flops_per_s}, {"bandwidth_bytes_per_s", r.time->bandwidth_bytes_per_s}, {"steps", steps}};
     }
     f.json = j.dump(2, ' ', false, ojson::error_handler_t::replace) + "\n";
 
@@ -218,29 +241,35 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     testcase("feasible", !r.plan.ranked.empty(), r.plan.ranked.empty() ? "no candidate meets the constraints" : "");
     for (const auto& g : r.plan.gates) testcase(g.gate, g.passed, g.detail);
     const size_t tests = 1 + r.plan.gates.size();
-    f.junit = fmt::format("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"memtax\" tests=\"{0}\" failures=\"{1}\">\n"
-                          "  <testsuite name=\"{2}\" tests=\"{0}\" failures=\"{1}\">\n{3}  </testsuite>\n</testsuites>\n",
-                          tests, failures, svg::escape(s.name), cases);
+    f.junit = fmt::format(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"memtax\" tests=\"{0}\" failures=\"{1}\">\n"
+        "  <testsuite name=\"{2}\" tests=\"{0}\" failures=\"{1}\">\n{3}  </testsuite>\n</testsuites>\n",
+        tests, failures, svg::escape(s.name), cases);
     return f;
 }
 
 std::string capacity_index_markdown(const std::vector<CapacityReport>& reports) {
-    std::string md = "# memtax capacity reports\n\n| scenario | best plan | GiB per GPU | tokens/s | gates | files |\n| --- | --- | ---: | ---: | --- | --- |\n";
+    std::string md =
+        "# memtax capacity reports\n\n| scenario | best plan | GiB per GPU | tokens/s | gates | files |\n| --- | --- | ---: | ---: | --- | "
+        "--- |\n";
     for (const auto& r : reports) {
         const auto& n = r.plan.scenario.name;
         const Candidate* b = r.plan.ranked.empty() ? nullptr : &r.plan.ranked.front();
-        md += fmt::format("| {} | {} | {} | {} | {} | [html]({}.html) · [md]({}.md) · [json]({}.json) · [csv]({}.csv) · [junit]({}.junit.xml) |\n",
-                          markdown_cell(n), b ? fmt::format("{}× {} (TP {}, PP {}, DP {})", b->gpus, b->gpu, b->tp, b->pp, b->dp) : "none",
-                          b ? fmt::format("{:.2f}", to_gib(b->memory.total)) : "-", b ? fmt::format("{:.0f}", b->tokens_per_s) : "-",
-                          r.plan.gates_passed ? "pass" : "FAIL", n, n, n, n, n);
+        md += fmt::format(
+            "| {} | {} | {} | {} | {} | [html]({}.html) · [md]({}.md) · [json]({}.json) · [csv]({}.csv) · [junit]({}.junit.xml) |\n",
+            markdown_cell(n), b ? fmt::format("{}× {} (TP {}, PP {}, DP {})", b->gpus, b->gpu, b->tp, b->pp, b->dp) : "none",
+            b ? fmt::format("{:.2f}", to_gib(b->memory.total)) : "-", b ? fmt::format("{:.0f}", b->tokens_per_s) : "-",
+            r.plan.gates_passed ? "pass" : "FAIL", n, n, n, n, n);
     }
     return md;
 }
 
 std::string capacity_index_html(const std::vector<CapacityReport>& reports) {
-    std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>memtax capacity reports</title>\n"
-                    "<style>body{font-family:sans-serif;margin:24px} table{border-collapse:collapse} th,td{border:1px solid #ccc;padding:4px 8px}</style>\n"
-                    "</head>\n<body>\n<h1>memtax capacity reports</h1>\n<table>\n<tr><th>scenario</th><th>best plan</th><th>gates</th></tr>\n";
+    std::string h =
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>memtax capacity reports</title>\n"
+        "<style>body{font-family:sans-serif;margin:24px} table{border-collapse:collapse} th,td{border:1px solid #ccc;padding:4px "
+        "8px}</style>\n"
+        "</head>\n<body>\n<h1>memtax capacity reports</h1>\n<table>\n<tr><th>scenario</th><th>best plan</th><th>gates</th></tr>\n";
     for (const auto& r : reports) {
         const auto& n = r.plan.scenario.name;
         const Candidate* b = r.plan.ranked.empty() ? nullptr : &r.plan.ranked.front();

@@ -13,12 +13,26 @@ std::string secs(double s) { return s >= 1 ? fmt::format("{:.2f} s", s) : fmt::f
 std::string g9(double v) { return fmt::format("{:.9g}", v); }
 
 void candidate_columns(Table& t) {
-    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-             {"rank", "#", true}, {"gpu", "gpu", false}, {"gpus", "gpus", true}, {"tp", "tp", true}, {"pp", "pp", true}, {"dp", "dp", true},
-             {"weight_dtype", "weights", false}, {"kv_dtype", "kv", false}, {"runtime", "runtime", false},
-             {"batch_per_replica", "seqs/replica", true}, {"total_bytes", "GiB/GPU", true}, {"budget_bytes", "budget GiB", true},
-             {"sequences_held", "seqs held", true}, {"ttft_s", "TTFT", true}, {"tpot_s", "TPOT", true}, {"tokens_per_s", "tokens/s", true},
-             {"cost_per_million_tokens", "$/Mtok", true}, {"binding", "binding", false}, {"binding_ratio", "use", true}})
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"rank", "#", true},
+                                                                           {"gpu", "gpu", false},
+                                                                           {"gpus", "gpus", true},
+                                                                           {"tp", "tp", true},
+                                                                           {"pp", "pp", true},
+                                                                           {"dp", "dp", true},
+                                                                           {"weight_dtype", "weights", false},
+                                                                           {"kv_dtype", "kv", false},
+                                                                           {"runtime", "runtime", false},
+                                                                           {"batch_per_replica", "seqs/replica", true},
+                                                                           {"total_bytes", "GiB/GPU", true},
+                                                                           {"budget_bytes", "budget GiB", true},
+                                                                           {"sequences_held", "seqs held", true},
+                                                                           {"ttft_s", "TTFT", true},
+                                                                           {"tpot_s", "TPOT", true},
+                                                                           {"tokens_per_s", "tokens/s", true},
+                                                                           {"cost_per_million_tokens", "$/Mtok", true},
+                                                                           {"binding", "binding", false},
+                                                                           {"binding_ratio", "use", true}})
         t.add_column(k, title, right);
 }
 
@@ -53,13 +67,15 @@ Document plan_document(const PlanReport& r, size_t top) {
     Document d;
     d.schema = "memtax.plan/1";
     d.title = fmt::format("memtax plan {}: {}", s.name, s.description);
-    d.notes.push_back(fmt::format("model {}, runtime {}, {}, prompts {} tokens (max {}), outputs {} (max {}), context {}", r.model_name,
-                                  s.runtime,
-                                  s.request_rate_per_s ? fmt::format("{} requests/s (concurrency by Little's law per plan)", *s.request_rate_per_s)
-                                                       : fmt::format("{} sequences at once", s.concurrency), group_digits(s.prompt.mean), group_digits(s.prompt.max), group_digits(s.output.mean),
-                                  group_digits(s.output.max), group_digits(s.context)));
-    d.notes.push_back(fmt::format("objective {}; memory headroom {:.1f}%{}{}", to_string(s.objective), static_cast<double>(s.memory_headroom_ppm) / 1e4,
-                                  s.ttft_s ? fmt::format(", TTFT ≤ {} s", *s.ttft_s) : "", s.tpot_s ? fmt::format(", TPOT ≤ {} s", *s.tpot_s) : ""));
+    d.notes.push_back(
+        fmt::format("model {}, runtime {}, {}, prompts {} tokens (max {}), outputs {} (max {}), context {}", r.model_name, s.runtime,
+                    s.request_rate_per_s ? fmt::format("{} requests/s (concurrency by Little's law per plan)", *s.request_rate_per_s)
+                                         : fmt::format("{} sequences at once", s.concurrency),
+                    group_digits(s.prompt.mean), group_digits(s.prompt.max), group_digits(s.output.mean), group_digits(s.output.max),
+                    group_digits(s.context)));
+    d.notes.push_back(fmt::format("objective {}; memory headroom {:.1f}%{}{}", to_string(s.objective),
+                                  static_cast<double>(s.memory_headroom_ppm) / 1e4, s.ttft_s ? fmt::format(", TTFT ≤ {} s", *s.ttft_s) : "",
+                                  s.tpot_s ? fmt::format(", TPOT ≤ {} s", *s.tpot_s) : ""));
     std::string rejected;
     for (const auto& [kind, n] : r.rejected_by) rejected += fmt::format("{}{} {}", rejected.empty() ? "" : ", ", n, kind);
     d.notes.push_back(fmt::format("{} candidates considered: {} feasible{}", r.considered, r.ranked.size(),
@@ -68,29 +84,41 @@ Document plan_document(const PlanReport& r, size_t top) {
     if (r.ranked.empty()) {
         if (r.closest) {
             const Candidate& c = *r.closest;
-            d.notes.push_back(fmt::format("nothing satisfies the scenario; the closest is {}× {} (TP {}, PP {}, DP {}, {} KV), held back by {}: {} ({:.0f}% of the limit)",
-                                          c.gpus, c.gpu, c.tp, c.pp, c.dp, c.kv_dtype, c.binding, c.reason, c.binding_ratio * 100));
+            d.notes.push_back(
+                fmt::format("nothing satisfies the scenario; the closest is {}× {} (TP {}, PP {}, DP {}, {} KV), held back by {}: {} "
+                            "({:.0f}% of the limit)",
+                            c.gpus, c.gpu, c.tp, c.pp, c.dp, c.kv_dtype, c.binding, c.reason, c.binding_ratio * 100));
         } else {
             d.notes.push_back("nothing satisfies the scenario: no candidate could be built (see the rejections)");
         }
     }
-    Document::Section plans{"plans", fmt::format("Best {} of {} feasible plans, by {}", std::min(top, r.ranked.size()), r.ranked.size(), to_string(s.objective)), {}, {}};
+    Document::Section plans{
+        "plans",
+        fmt::format("Best {} of {} feasible plans, by {}", std::min(top, r.ranked.size()), r.ranked.size(), to_string(s.objective)),
+        {},
+        {}};
     candidate_columns(plans.table);
     for (size_t i = 0; i < r.ranked.size() && i < top; ++i) candidate_row(plans.table, r.ranked[i], i + 1);
     if (r.closest) candidate_row(plans.table, *r.closest, 0);
-    plans.notes.push_back("seqs held: sequences of the promised context one replica's memory holds (vLLM: its paged KV blocks, block rounding counted); "
-                          "use: the binding constraint's value over its limit");
+    plans.notes.push_back(
+        "seqs held: sequences of the promised context one replica's memory holds (vLLM: its paged KV blocks, block rounding counted); "
+        "use: the binding constraint's value over its limit");
     d.sections.push_back(std::move(plans));
     if (!r.ranked.empty()) {
         const Candidate& b = r.ranked.front();
-        Document::Section mem{"best_memory", fmt::format("Per GPU, the best plan ({}× {}, TP {}, PP {}, DP {})", b.gpus, b.gpu, b.tp, b.pp, b.dp), {}, {}};
+        Document::Section mem{
+            "best_memory", fmt::format("Per GPU, the best plan ({}× {}, TP {}, PP {}, DP {})", b.gpus, b.gpu, b.tp, b.pp, b.dp), {}, {}};
         mem.table.add_column("component", "component");
         mem.table.add_column("bytes", "bytes", true);
         mem.table.add_column("gib", "GiB", true);
-        const std::pair<const char*, u64> rows[] = {{"weights", b.memory.weights},           {"kv_cache", b.memory.kv_cache},
-                                                    {"attention_matrix", b.memory.attention_matrix}, {"activations", b.memory.activation_peak},
-                                                    {"logits", b.memory.logits},             {"runtime_overhead", b.memory.runtime_overhead},
-                                                    {"total", b.memory.total},               {"usable_capacity", b.memory.capacity}};
+        const std::pair<const char*, u64> rows[] = {{"weights", b.memory.weights},
+                                                    {"kv_cache", b.memory.kv_cache},
+                                                    {"attention_matrix", b.memory.attention_matrix},
+                                                    {"activations", b.memory.activation_peak},
+                                                    {"logits", b.memory.logits},
+                                                    {"runtime_overhead", b.memory.runtime_overhead},
+                                                    {"total", b.memory.total},
+                                                    {"usable_capacity", b.memory.capacity}};
         for (const auto& [name, v] : rows) {
             mem.table.row();
             mem.table.cell(name);
@@ -120,10 +148,18 @@ Document sweep_document(const SweepReport& r) {
     d.schema = "memtax.sweep/1";
     d.title = fmt::format("memtax sweep: {} on {}, {}, {} (per GPU, 1 GiB = 2^30 bytes)", r.model, r.gpu, r.runtime, to_string(r.mode));
     Document::Section pts{"points", "Points", {}, {}};
-    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-             {"context", "context", true}, {"batch", "batch", true}, {"tp", "tp", true}, {"weights_bytes", "weights", true},
-             {"kv_cache_bytes", "KV", true}, {"attention_matrix_bytes", "attn", true}, {"activation_peak_bytes", "act", true},
-             {"logits_bytes", "logits", true}, {"total_bytes", "total", true}, {"capacity_bytes", "usable", true}, {"fits", "fits", false}})
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"context", "context", true},
+                                                                           {"batch", "batch", true},
+                                                                           {"tp", "tp", true},
+                                                                           {"weights_bytes", "weights", true},
+                                                                           {"kv_cache_bytes", "KV", true},
+                                                                           {"attention_matrix_bytes", "attn", true},
+                                                                           {"activation_peak_bytes", "act", true},
+                                                                           {"logits_bytes", "logits", true},
+                                                                           {"total_bytes", "total", true},
+                                                                           {"capacity_bytes", "usable", true},
+                                                                           {"fits", "fits", false}})
         pts.table.add_column(k, title, right);
     for (const auto& p : r.points) {
         pts.table.row();
@@ -136,10 +172,18 @@ Document sweep_document(const SweepReport& r) {
     }
     d.sections.push_back(std::move(pts));
     if (!r.fits.empty()) {
-        Document::Section f{"growth", fmt::format("Growth with context (batch {}, TP {}): bytes = c2·s² + c1·s + c0, least squares", r.fit_batch, r.fit_tp), {}, {}};
-        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-                 {"component", "component", false}, {"c2_bytes_per_token2", "c2 (B/token²)", true}, {"c1_bytes_per_token", "c1 (B/token)", true},
-                 {"c0_bytes", "c0 (B)", true}, {"per_doubling", "× per doubling", true}, {"max_relative_residual", "fit residual", true}})
+        Document::Section f{
+            "growth",
+            fmt::format("Growth with context (batch {}, TP {}): bytes = c2·s² + c1·s + c0, least squares", r.fit_batch, r.fit_tp),
+            {},
+            {}};
+        for (auto [k, title, right] :
+             std::initializer_list<std::tuple<const char*, const char*, bool>>{{"component", "component", false},
+                                                                               {"c2_bytes_per_token2", "c2 (B/token²)", true},
+                                                                               {"c1_bytes_per_token", "c1 (B/token)", true},
+                                                                               {"c0_bytes", "c0 (B)", true},
+                                                                               {"per_doubling", "× per doubling", true},
+                                                                               {"max_relative_residual", "fit residual", true}})
             f.table.add_column(k, title, right);
         for (const auto& x : r.fits) {
             f.table.row();
@@ -147,11 +191,13 @@ Document sweep_document(const SweepReport& r) {
             f.table.cell(fmt::format("{:.4g}", x.c2), g9(x.c2));
             f.table.cell(fmt::format("{:.4g}", x.c1), g9(x.c1));
             f.table.cell(fmt::format("{:.4g}", x.c0), g9(x.c0));
-            f.table.cell(std::isfinite(x.per_doubling) ? fmt::format("{:.2f}", x.per_doubling) : "-", std::isfinite(x.per_doubling) ? g9(x.per_doubling) : "");
+            f.table.cell(std::isfinite(x.per_doubling) ? fmt::format("{:.2f}", x.per_doubling) : "-",
+                         std::isfinite(x.per_doubling) ? g9(x.per_doubling) : "");
             f.table.cell(fmt::format("{:.1e}", x.max_relative_residual), g9(x.max_relative_residual));
         }
-        f.notes.push_back("× per doubling: the last point over the one before it (a doubling when the contexts double); a quadratic term "
-                          "(eager attention's S×S tensors) tends to ×4, a linear one (KV cache, fused attention) to ×2");
+        f.notes.push_back(
+            "× per doubling: the last point over the one before it (a doubling when the contexts double); a quadratic term "
+            "(eager attention's S×S tensors) tends to ×4, a linear one (KV cache, fused attention) to ×2");
         d.sections.push_back(std::move(f));
     }
     return d;

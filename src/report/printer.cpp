@@ -15,21 +15,24 @@ std::string validation_csv(const Validation& v) {
         out += fmt::format("{},forward,{},{},{},{},,\n", r.c.id, r.c.status, r.ok ? "true" : "false", r.predicted_peak,
                            opt(r.c.measured.forward_peak_bytes));
     for (const auto& r : v.probe)
-        out += fmt::format("{},{},{},{},{},{},{:.6g},{:.6g}\n", r.c.id, r.c.kind, r.c.status, r.ok ? "true" : "false", r.predicted_allocated,
-                           r.c.probe ? std::to_string(r.c.probe->allocated_bytes) : "", r.predicted_s, r.c.probe ? r.c.probe->time_s : 0.0);
+        out +=
+            fmt::format("{},{},{},{},{},{},{:.6g},{:.6g}\n", r.c.id, r.c.kind, r.c.status, r.ok ? "true" : "false", r.predicted_allocated,
+                        r.c.probe ? std::to_string(r.c.probe->allocated_bytes) : "", r.predicted_s, r.c.probe ? r.c.probe->time_s : 0.0);
     for (const auto& r : v.steps)
-        out += fmt::format("{},step_time,{},{},,,{:.6g},{:.6g}\n", r.c.id, r.c.status, r.ok ? "true" : "false", r.predicted_s, r.c.step->seconds);
+        out += fmt::format("{},step_time,{},{},,,{:.6g},{:.6g}\n", r.c.id, r.c.status, r.ok ? "true" : "false", r.predicted_s,
+                           r.c.step->seconds);
     // Training steps: the backward peak (saved activations in the JSON and table outputs).
     for (const auto& r : v.train)
-        out += fmt::format("{},train,{},{},{},{},,\n", r.c.id, r.c.status, r.ok ? "true" : "false", r.backward_peak, r.c.train->backward_peak_bytes);
+        out += fmt::format("{},train,{},{},{},{},,\n", r.c.id, r.c.status, r.ok ? "true" : "false", r.backward_peak,
+                           r.c.train->backward_peak_bytes);
     return out;
 }
 
 std::string calibration_csv(const CalibrationResult& c) {
     std::string out = "class,overhead_s,bandwidth_bytes_per_s,flops_per_s,cases,rms_error\n";
     for (const auto& f : c.fits)
-        out += fmt::format("{},{:.6g},{:.6g},{:.6g},{},{:.6g}\n", f.key, f.rates.overhead_s, f.rates.bandwidth, f.rates.flops, f.rates.cases,
-                           f.rates.rms_error);
+        out += fmt::format("{},{:.6g},{:.6g},{:.6g},{},{:.6g}\n", f.key, f.rates.overhead_s, f.rates.bandwidth, f.rates.flops,
+                           f.rates.cases, f.rates.rms_error);
     return out;
 }
 
@@ -65,7 +68,8 @@ public:
     std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo& tool) const override { return render_runtimes_json(r, tool); }
     std::string clusters(const std::vector<ClusterSpec>& c, const ToolInfo& tool) const override { return render_clusters_json(c, tool); }
     std::string document(const Document& d, const ToolInfo& tool) const override {
-        return document_json(d, fmt::format("{{\"name\": \"memtax\", \"version\": \"{}\", \"git_sha\": \"{}\"}}", tool.version, tool.git_sha));
+        return document_json(d,
+                             fmt::format("{{\"name\": \"memtax\", \"version\": \"{}\", \"git_sha\": \"{}\"}}", tool.version, tool.git_sha));
     }
     std::string validation(const Validation& v, const ToolInfo& tool) const override { return render_validation_json(v, tool); }
     std::string calibration(const CalibrationResult& c, const std::string& to) const override { return render_calibration_json(c, to); }
@@ -98,8 +102,12 @@ public:
     std::string grid_header(const ToolInfo&) const override { return whatif_markdown_header(); }
     std::string grid_row(const Estimate& e, bool) const override { return whatif_markdown_row(e); }
     std::string grid_footer() const override { return ""; }
-    std::string models(const std::vector<ModelSpec>& m, const ToolInfo&) const override { return "## Models\n\n" + table_markdown(models_table(m)); }
-    std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override { return "## GPUs\n\n" + table_markdown(gpus_table(g)); }
+    std::string models(const std::vector<ModelSpec>& m, const ToolInfo&) const override {
+        return "## Models\n\n" + table_markdown(models_table(m));
+    }
+    std::string gpus(const std::vector<GpuSpec>& g, const ToolInfo&) const override {
+        return "## GPUs\n\n" + table_markdown(gpus_table(g));
+    }
     std::string runtimes(const std::vector<RuntimeSpec>& r, const ToolInfo&) const override {
         return "## Runtimes\n\n" + table_markdown(runtimes_table(r));
     }
@@ -122,7 +130,8 @@ const Printer& printer(const std::string& format) {
                              static_cast<const Printer*>(&markdown)})
         if (format == p->format()) return *p;
     throw InputError(SourcePos{}, "format",
-                     fmt::format("unknown format \"{}\"{}; valid: {}", format, did_you_mean(format, printer_formats()), fmt::join(printer_formats(), ", ")));
+                     fmt::format("unknown format \"{}\"{}; valid: {}", format, did_you_mean(format, printer_formats()),
+                                 fmt::join(printer_formats(), ", ")));
 }
 
 std::vector<std::string> printer_formats() { return {"table", "json", "csv", "markdown"}; }

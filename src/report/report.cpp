@@ -4,9 +4,9 @@
 
 #include <fmt/format.h>
 
-#include <map>
 #include <fcntl.h>
 #include <unistd.h>
+#include <map>
 
 #include <cerrno>
 #include <cstdio>
@@ -46,7 +46,9 @@ std::string architecture_summary(const ModelSpec& m) {
     for (const auto& l : m.layers) ++mixers[l.token_mixer];
     std::string out;
     for (const auto& [name, n] : mixers) {
-        std::string label = name == "full_attention" ? (m.num_key_value_heads == m.num_attention_heads ? "MHA" : m.num_key_value_heads == 1 ? "MQA" : "GQA")
+        std::string label = name == "full_attention"      ? (m.num_key_value_heads == m.num_attention_heads ? "MHA"
+                                                             : m.num_key_value_heads == 1                   ? "MQA"
+                                                                                                            : "GQA")
                             : name == "sliding_attention" ? fmt::format("sliding {}", m.sliding_window)
                             : name == "mla"               ? "MLA"
                             : name == "mamba2"            ? "Mamba-2"
@@ -129,11 +131,14 @@ ojson inputs_json(const Estimate& e) {
                       {"softmax_dtype", w.softmax_dtype->name},
                       {"logits_dtype", w.logits_dtype->name},
                       {"logits_kept", e.logits_kept}};
-    ojson dep = {{"gpus", e.deployment.gpus}, {"tp", e.deployment.tp},  {"pp", e.deployment.pp},
-                 {"replicas", e.replicas},     {"pp_stage", e.pp_stage}, {"stage_first_layer", e.stage_first_layer},
+    ojson dep = {{"gpus", e.deployment.gpus},     {"tp", e.deployment.tp},  {"pp", e.deployment.pp},
+                 {"replicas", e.replicas},        {"pp_stage", e.pp_stage}, {"stage_first_layer", e.stage_first_layer},
                  {"stage_layers", e.stage_layers}};
-    return {{"model", model_json(e.model(), e.parameters)}, {"gpu", gpu_json(e.gpu())}, {"runtime", runtime_json(w.runtime)},
-            {"deployment", dep}, {"workload", workload}};
+    return {{"model", model_json(e.model(), e.parameters)},
+            {"gpu", gpu_json(e.gpu())},
+            {"runtime", runtime_json(w.runtime)},
+            {"deployment", dep},
+            {"workload", workload}};
 }
 
 // A runtime family's section as a JSON object, its fields in order.
@@ -147,10 +152,14 @@ std::string field_text(const SectionField& f) {
     return std::visit(
         [](const auto& v) -> std::string {
             using T = std::decay_t<decltype(v)>;
-            if constexpr (std::is_same_v<T, u64>) return group_digits(v);
-            else if constexpr (std::is_same_v<T, double>) return fmt::format("{:.2f}", v);
-            else if constexpr (std::is_same_v<T, bool>) return v ? "yes" : "no";
-            else return v;
+            if constexpr (std::is_same_v<T, u64>)
+                return group_digits(v);
+            else if constexpr (std::is_same_v<T, double>)
+                return fmt::format("{:.2f}", v);
+            else if constexpr (std::is_same_v<T, bool>)
+                return v ? "yes" : "no";
+            else
+                return v;
         },
         f.value);
 }
@@ -170,8 +179,8 @@ ojson per_gpu_json(const Estimate& e) {
             {"capacity_bytes", e.capacity},
             // Signed: usable memory left (negative: missing). Not the verdict itself — under vLLM a
             // step can leave memory free and still not hold the sequences wanted.
-            {"headroom_bytes", e.capacity >= e.total ? static_cast<std::int64_t>(e.capacity - e.total)
-                                                     : -static_cast<std::int64_t>(e.total - e.capacity)},
+            {"headroom_bytes",
+             e.capacity >= e.total ? static_cast<std::int64_t>(e.capacity - e.total) : -static_cast<std::int64_t>(e.total - e.capacity)},
             {"fits", e.fits},
             {"peak_at", e.peak_at},
             {"parameters", e.parameters_per_gpu}};
@@ -195,16 +204,19 @@ std::string seconds(double s) {
 // What TTFT and TPOT mean under the workload's runtime (docs/time-model.md).
 std::string ttft_meaning(const Estimate& e) {
     if (e.workload.runtime.vllm)
-        return fmt::format("time to first token of one request: vLLM continuous batching, chunked prefill of at most {} tokens per step, "
-                           "the {} requests arriving together (ttft_s: the whole batch's prompt tokens as one forward)",
-                           e.workload.runtime.vllm->max_num_batched_tokens, e.batch_per_replica);
-    return fmt::format("time to first token: a static batch prefills its {} prompts of {} tokens in one forward, so every request's first token "
-                       "comes after the whole batch's prefill",
-                       e.batch_per_replica, group_digits(e.workload.context));
+        return fmt::format(
+            "time to first token of one request: vLLM continuous batching, chunked prefill of at most {} tokens per step, "
+            "the {} requests arriving together (ttft_s: the whole batch's prompt tokens as one forward)",
+            e.workload.runtime.vllm->max_num_batched_tokens, e.batch_per_replica);
+    return fmt::format(
+        "time to first token: a static batch prefills its {} prompts of {} tokens in one forward, so every request's first token "
+        "comes after the whole batch's prefill",
+        e.batch_per_replica, group_digits(e.workload.context));
 }
 
 std::string tpot_meaning(const Estimate& e) {
-    return fmt::format("time per output token: one decode step of {} sequences at KV length {}", e.batch_per_replica, group_digits(e.workload.context));
+    return fmt::format("time per output token: one decode step of {} sequences at KV length {}", e.batch_per_replica,
+                       group_digits(e.workload.context));
 }
 
 // The formula behind each time number, for --explain.
@@ -212,34 +224,40 @@ std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) 
     std::vector<std::string> out;
     const GpuSpec& g = e.gpu();
     out.push_back(fmt::format("achievable bandwidth = {:.3g} B/s peak × {} efficiency = {:.4g} B/s{}", g.hbm_bandwidth.value,
-                              g.bandwidth_efficiency, t.bandwidth_bytes_per_s, t.calibrated ? " (calibrated)" : " (assumed, uncalibrated)"));
-    out.push_back(fmt::format("achievable {} matrix rate = {:.4g} FLOP/s peak × {} = {:.4g} FLOP/s", t.rate_dtype, t.peak_matmul_flops_per_s,
-                              g.matmul_efficiency, t.matmul_flops_per_s));
-    out.push_back(fmt::format("op time = max(FLOPs / {:.4g}, bytes / {:.4g}) + launch {:.3g} s; elementwise ops memory-bound", t.matmul_flops_per_s,
-                              t.bandwidth_bytes_per_s, t.launch_overhead_s));
-    out.push_back(fmt::format("ridge point = {:.4g} / {:.4g} = {:.1f} FLOP/B; weight matmuls compute-bound from 2·T / {} B ≥ ridge: T ≥ {} tokens per step",
-                              t.matmul_flops_per_s, t.bandwidth_bytes_per_s, t.ridge_flops_per_byte,
-                              static_cast<double>(e.workload.weight_dtype->bits) / 8.0, t.crossover_tokens));
+                              g.bandwidth_efficiency, t.bandwidth_bytes_per_s,
+                              t.calibrated ? " (calibrated)" : " (assumed, uncalibrated)"));
+    out.push_back(fmt::format("achievable {} matrix rate = {:.4g} FLOP/s peak × {} = {:.4g} FLOP/s", t.rate_dtype,
+                              t.peak_matmul_flops_per_s, g.matmul_efficiency, t.matmul_flops_per_s));
+    out.push_back(fmt::format("op time = max(FLOPs / {:.4g}, bytes / {:.4g}) + launch {:.3g} s; elementwise ops memory-bound",
+                              t.matmul_flops_per_s, t.bandwidth_bytes_per_s, t.launch_overhead_s));
+    out.push_back(fmt::format(
+        "ridge point = {:.4g} / {:.4g} = {:.1f} FLOP/B; weight matmuls compute-bound from 2·T / {} B ≥ ridge: T ≥ {} tokens per step",
+        t.matmul_flops_per_s, t.bandwidth_bytes_per_s, t.ridge_flops_per_byte, static_cast<double>(e.workload.weight_dtype->bits) / 8.0,
+        t.crossover_tokens));
     if (t.first_token.schedule != "static batch")
-        out.push_back(fmt::format("vLLM TTFT: step by step, running requests first (1 token each), then prompt chunks in arrival order, "
-                                  "≤ {} tokens a step; step time = max(tokens · ttft_s / prompt tokens, one decode step of 1 sequence)",
-                                  t.first_token.step_tokens));
-    out.push_back(fmt::format("ttft_s = Σ prefill op times = {:.6g} s ({} FLOPs, {} B); TPOT = Σ decode op times = {:.6g} s ({} FLOPs, {} B)",
-                              t.ttft_s, group_digits(t.prefill.flops), group_digits(t.prefill.bytes), t.tpot_s, group_digits(t.decode.flops),
-                              group_digits(t.decode.bytes)));
+        out.push_back(
+            fmt::format("vLLM TTFT: step by step, running requests first (1 token each), then prompt chunks in arrival order, "
+                        "≤ {} tokens a step; step time = max(tokens · ttft_s / prompt tokens, one decode step of 1 sequence)",
+                        t.first_token.step_tokens));
+    out.push_back(
+        fmt::format("ttft_s = Σ prefill op times = {:.6g} s ({} FLOPs, {} B); TPOT = Σ decode op times = {:.6g} s ({} FLOPs, {} B)",
+                    t.ttft_s, group_digits(t.prefill.flops), group_digits(t.prefill.bytes), t.tpot_s, group_digits(t.decode.flops),
+                    group_digits(t.decode.bytes)));
     out.push_back(fmt::format("tokens/s = batch {} / TPOT = {:.6g}", e.workload.batch, t.tokens_per_s));
     if (const auto& h = e.workload.runtime.host)
-        out.push_back(fmt::format("host dispatch ({}): {:.4g} s per step + {:.4g} s per op; a step ends at the later of the host's clock and the GPU's, "
-                                  "an op starting once queued and once the op before it has finished",
-                                  e.workload.runtime.name, h->per_step_s, h->per_op_s));
+        out.push_back(fmt::format(
+            "host dispatch ({}): {:.4g} s per step + {:.4g} s per op; a step ends at the later of the host's clock and the GPU's, "
+            "an op starting once queued and once the op before it has finished",
+            e.workload.runtime.name, h->per_step_s, h->per_op_s));
     if (e.deployment.tp > 1)
-        out.push_back(fmt::format("TP all-reduce (ring, {}): 2(n-1)/n · message / bus bandwidth + 2(n-1) · latency, n = {}, 2 per layer + 1 for the embedding",
-                                  t.topology, e.deployment.tp));
+        out.push_back(fmt::format(
+            "TP all-reduce (ring, {}): 2(n-1)/n · message / bus bandwidth + 2(n-1) · latency, n = {}, 2 per layer + 1 for the embedding",
+            t.topology, e.deployment.tp));
     if (e.deployment.pp > 1)
-        out.push_back(fmt::format("PP transfer ({}): message / path bandwidth + path latency, {} boundaries", t.topology, e.deployment.pp - 1));
+        out.push_back(
+            fmt::format("PP transfer ({}): message / path bandwidth + path latency, {} boundaries", t.topology, e.deployment.pp - 1));
     return out;
 }
-
 
 std::string time_table(const TimeEstimate& t, const Estimate& e, bool explain) {
     std::string out = fmt::format("\nTime (roofline; {} {}: {:.3g} B/s, {} {:.4g} FLOP/s, launch {}; {})\n", e.gpu().name,
@@ -247,26 +265,28 @@ std::string time_table(const TimeEstimate& t, const Estimate& e, bool explain) {
                                   t.matmul_flops_per_s, seconds(t.launch_overhead_s), t.topology);
     const FirstToken& f = t.first_token;
     if (f.schedule == "static batch") {
-        out += fmt::format("  TTFT (static batch: every request waits for the prefill of {} prompts × {} tokens)   {}\n", e.batch_per_replica,
-                           group_digits(e.workload.context), seconds(t.ttft_s));
+        out += fmt::format("  TTFT (static batch: every request waits for the prefill of {} prompts × {} tokens)   {}\n",
+                           e.batch_per_replica, group_digits(e.workload.context), seconds(t.ttft_s));
     } else {
-        out += fmt::format("  TTFT ({}, ≤ {} tokens a step; {} requests arriving together)\n", f.schedule, group_digits(f.step_tokens), f.requests);
-        out += fmt::format("    first request {}   mean {}   last request {}   ({} steps)\n", seconds(f.first_s), seconds(f.mean_s), seconds(f.last_s),
-                           f.steps);
+        out += fmt::format("  TTFT ({}, ≤ {} tokens a step; {} requests arriving together)\n", f.schedule, group_digits(f.step_tokens),
+                           f.requests);
+        out += fmt::format("    first request {}   mean {}   last request {}   ({} steps)\n", seconds(f.first_s), seconds(f.mean_s),
+                           seconds(f.last_s), f.steps);
         out += fmt::format("  prefill of the whole batch as one forward (ttft_s)   {}\n", seconds(t.ttft_s));
     }
-    out += fmt::format("  TPOT (one decode step of {} sequences at KV length {})   {}\n", e.batch_per_replica, group_digits(e.workload.context),
-                       seconds(t.tpot_s));
+    out += fmt::format("  TPOT (one decode step of {} sequences at KV length {})   {}\n", e.batch_per_replica,
+                       group_digits(e.workload.context), seconds(t.tpot_s));
     out += fmt::format("  decode throughput                     {:.1f} tokens/s (batch {})\n", t.tokens_per_s, e.workload.batch);
     out += fmt::format("  ridge point                           {:.1f} FLOP/B; weight matmuls compute-bound from {} tokens per step\n",
                        t.ridge_flops_per_byte, t.crossover_tokens);
     for (const auto* st : {&t.prefill, &t.decode}) {
         const bool pf = st == &t.prefill;
-        out += fmt::format("\n  {}: {} — {:.3g} FLOP/B, {:.1f}% of the GPU's {} matrix peak used{}\n", pf ? "prefill" : "decode step",
-                           seconds(st->seconds), st->arithmetic_intensity, st->compute_utilisation * 100, t.rate_dtype,
-                           st->attention_matrix_bytes
-                               ? fmt::format("; S×S tensors move {} B ({})", group_digits(st->attention_matrix_bytes), seconds(st->attention_matrix_s))
-                               : "");
+        out += fmt::format(
+            "\n  {}: {} — {:.3g} FLOP/B, {:.1f}% of the GPU's {} matrix peak used{}\n", pf ? "prefill" : "decode step",
+            seconds(st->seconds), st->arithmetic_intensity, st->compute_utilisation * 100, t.rate_dtype,
+            st->attention_matrix_bytes
+                ? fmt::format("; S×S tensors move {} B ({})", group_digits(st->attention_matrix_bytes), seconds(st->attention_matrix_s))
+                : "");
         if (st->host_s > 0)
             out += fmt::format("  the host dispatches {} ops in {}, the GPU is busy {}: {}-bound\n", st->host_ops, seconds(st->host_s),
                                seconds(st->gpu_s), st->host_s > st->gpu_s ? "host" : "GPU");
@@ -285,7 +305,8 @@ std::string time_table(const TimeEstimate& t, const Estimate& e, bool explain) {
 ojson step_json(const StepTime& st) {
     ojson kinds = ojson::array();
     for (const auto& k : st.kinds)
-        kinds.push_back({{"kind", k.kind}, {"kernels", k.ops}, {"flops", k.flops}, {"bytes", k.bytes}, {"seconds", k.seconds}, {"bound", k.bound}});
+        kinds.push_back(
+            {{"kind", k.kind}, {"kernels", k.ops}, {"flops", k.flops}, {"bytes", k.bytes}, {"seconds", k.seconds}, {"bound", k.bound}});
     return {{"seconds", st.seconds},
             {"flops", st.flops},
             {"bytes", st.bytes},
@@ -307,17 +328,24 @@ ojson time_json(const TimeEstimate& t) {
     const FirstToken& f = t.first_token;
     return {{"ttft_s", t.ttft_s},
             {"tpot_s", t.tpot_s},
-            {"first_token", {{"schedule", f.schedule}, {"requests", f.requests}, {"step_tokens", f.step_tokens}, {"steps", f.steps},
-                             {"first_s", f.first_s}, {"mean_s", f.mean_s}, {"last_s", f.last_s}}},
+            {"first_token",
+             {{"schedule", f.schedule},
+              {"requests", f.requests},
+              {"step_tokens", f.step_tokens},
+              {"steps", f.steps},
+              {"first_s", f.first_s},
+              {"mean_s", f.mean_s},
+              {"last_s", f.last_s}}},
             {"tokens_per_s", t.tokens_per_s},
             {"ridge_flops_per_byte", t.ridge_flops_per_byte},
             {"crossover_tokens", t.crossover_tokens},
-            {"achievable", {{"bandwidth_bytes_per_s", t.bandwidth_bytes_per_s},
-                            {"matmul_flops_per_s", t.matmul_flops_per_s},
-                            {"peak_matmul_flops_per_s", t.peak_matmul_flops_per_s},
-                            {"rate_dtype", t.rate_dtype},
-                            {"launch_overhead_s", t.launch_overhead_s},
-                            {"calibrated", t.calibrated}}},
+            {"achievable",
+             {{"bandwidth_bytes_per_s", t.bandwidth_bytes_per_s},
+              {"matmul_flops_per_s", t.matmul_flops_per_s},
+              {"peak_matmul_flops_per_s", t.peak_matmul_flops_per_s},
+              {"rate_dtype", t.rate_dtype},
+              {"launch_overhead_s", t.launch_overhead_s},
+              {"calibrated", t.calibrated}}},
             {"topology", t.topology},
             {"prefill", step_json(t.prefill)},
             {"decode", step_json(t.decode)}};
@@ -349,8 +377,9 @@ std::string render_table(const Estimate& e, bool explain, const TimeEstimate* ti
     out += fmt::format("{:<18} {:<10} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", "token mixer", "channel", "layers", "weights", "KV",
                        "attn matrix", "layer peak", "peak op");
     for (const auto& r : e.layers)
-        out += fmt::format("{:<18} {:<10} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", r.token_mixer, r.channel_mixer, r.count,
-                           gib(r.weights_bytes), gib(r.kv_cache_bytes), gib(r.attention_matrix_bytes), gib(r.transient_peak_bytes), r.peak_op);
+        out +=
+            fmt::format("{:<18} {:<10} {:>6} {:>10} {:>10} {:>12} {:>11}  {}\n", r.token_mixer, r.channel_mixer, r.count,
+                        gib(r.weights_bytes), gib(r.kv_cache_bytes), gib(r.attention_matrix_bytes), gib(r.transient_peak_bytes), r.peak_op);
     out += fmt::format("\n{}\n", e.verdict);
     if (explain) {
         out += "\nHow each number is computed\n";
@@ -381,8 +410,8 @@ ojson layers_json(const Estimate& e) {
 }  // namespace
 
 std::string render_json(const Estimate& e, const ToolInfo& tool, bool explain, const TimeEstimate* time) {
-    ojson j = {{"schema", "memtax.estimate/1"}, {"tool", tool_json(tool)}, {"inputs", inputs_json(e)},
-               {"per_gpu", per_gpu_json(e)},     {"layer_kinds", layers_json(e)}, {"verdict", e.verdict}};
+    ojson j = {{"schema", "memtax.estimate/1"}, {"tool", tool_json(tool)},       {"inputs", inputs_json(e)},
+               {"per_gpu", per_gpu_json(e)},    {"layer_kinds", layers_json(e)}, {"verdict", e.verdict}};
     for (const auto& sec : e.sections) j[sec.name] = section_json(sec);
     if (time) {
         j["time"] = time_json(*time);
@@ -413,10 +442,14 @@ std::string raw_value(const SectionField& f) {
     return std::visit(
         [](const auto& v) -> std::string {
             using T = std::decay_t<decltype(v)>;
-            if constexpr (std::is_same_v<T, u64>) return std::to_string(v);
-            else if constexpr (std::is_same_v<T, double>) return fmt::format("{:.9g}", v);
-            else if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-            else return v;
+            if constexpr (std::is_same_v<T, u64>)
+                return std::to_string(v);
+            else if constexpr (std::is_same_v<T, double>)
+                return fmt::format("{:.9g}", v);
+            else if constexpr (std::is_same_v<T, bool>)
+                return v ? "true" : "false";
+            else
+                return v;
         },
         f.value);
 }
@@ -430,8 +463,8 @@ Table estimate_rows(const Estimate& e, bool explain, const TimeEstimate* time) {
     t.add_column("value", "value", true);
     t.add_column("unit", "unit");
     t.add_column("note", "note");
-    auto add = [&](const std::string& sec, const std::string& name, const std::string& shown, const std::string& exact, const std::string& unit,
-                   const std::string& note = {}) {
+    auto add = [&](const std::string& sec, const std::string& name, const std::string& shown, const std::string& exact,
+                   const std::string& unit, const std::string& note = {}) {
         t.row();
         t.cell(sec);
         t.cell(name);
@@ -466,8 +499,10 @@ Table estimate_rows(const Estimate& e, bool explain, const TimeEstimate* time) {
     bytes("per_gpu", "total", e.total);
     bytes("per_gpu", "capacity", e.capacity);
     bytes("per_gpu", "forward_peak", e.forward_peak, "at " + e.peak_at);
-    add("per_gpu", "headroom", e.capacity >= e.total ? group_digits(e.capacity - e.total) : "-" + group_digits(e.total - e.capacity),
-        e.capacity >= e.total ? std::to_string(e.capacity - e.total) : "-" + std::to_string(e.total - e.capacity), "B");
+    const bool room = e.capacity >= e.total;
+    const u64 headroom = room ? e.capacity - e.total : e.total - e.capacity;
+    add("per_gpu", "headroom", fmt::format("{}{}", room ? "" : "-", group_digits(headroom)), fmt::format("{}{}", room ? "" : "-", headroom),
+        "B");
     add("per_gpu", "parameters", group_digits(e.parameters_per_gpu), std::to_string(e.parameters_per_gpu), "parameters");
     add("result", "fits", e.fits ? "true" : "false", "", "", fits_text(e));
     add("result", "verdict", e.verdict, "", "");
@@ -483,12 +518,17 @@ Table estimate_rows(const Estimate& e, bool explain, const TimeEstimate* time) {
     }
     if (time) {
         const TimeEstimate& tm = *time;
-        auto secs = [&](const std::string& name, double v, const std::string& note) { add("time", name, seconds(v), fmt::format("{:.9g}", v), "s", note); };
+        auto secs = [&](const std::string& name, double v, const std::string& note) {
+            add("time", name, seconds(v), fmt::format("{:.9g}", v), "s", note);
+        };
         secs("ttft_s", tm.ttft_s, ttft_meaning(e));
         secs("tpot_s", tm.tpot_s, tpot_meaning(e));
-        add("time", "tokens_per_s", fmt::format("{:.1f}", tm.tokens_per_s), fmt::format("{:.9g}", tm.tokens_per_s), "tokens/s", "batch / TPOT");
-        add("time", "ridge_flops_per_byte", fmt::format("{:.1f}", tm.ridge_flops_per_byte), fmt::format("{:.9g}", tm.ridge_flops_per_byte), "FLOP/B");
-        add("time", "crossover_tokens", std::to_string(tm.crossover_tokens), "", "tokens", "weight matmuls compute-bound from this many tokens per step");
+        add("time", "tokens_per_s", fmt::format("{:.1f}", tm.tokens_per_s), fmt::format("{:.9g}", tm.tokens_per_s), "tokens/s",
+            "batch / TPOT");
+        add("time", "ridge_flops_per_byte", fmt::format("{:.1f}", tm.ridge_flops_per_byte), fmt::format("{:.9g}", tm.ridge_flops_per_byte),
+            "FLOP/B");
+        add("time", "crossover_tokens", std::to_string(tm.crossover_tokens), "", "tokens",
+            "weight matmuls compute-bound from this many tokens per step");
         for (const auto* st : {&tm.prefill, &tm.decode}) {
             const std::string step = st == &tm.prefill ? "prefill" : "decode";
             secs(step + ".seconds", st->seconds, "");
@@ -547,12 +587,26 @@ std::string render_markdown(const Estimate& e, bool explain, const TimeEstimate*
 
 Table grid_table() {
     Table t;
-    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-             {"model", "model", false}, {"gpu", "gpu", false}, {"gpus", "gpus", true}, {"tp", "tp", true}, {"runtime", "runtime", false},
-             {"mode", "mode", false}, {"batch", "batch", true}, {"context", "context", true}, {"kv_dtype", "kv", false},
-             {"weights_bytes", "weights GiB", true}, {"kv_cache_bytes", "KV GiB", true}, {"attention_matrix_bytes", "attn GiB", true},
-             {"activation_peak_bytes", "act GiB", true}, {"logits_bytes", "logits GiB", true}, {"runtime_overhead_bytes", "overhead GiB", true},
-             {"total_bytes", "total GiB", true}, {"capacity_bytes", "usable GiB", true}, {"fits", "fits", false}, {"verdict", "verdict", false}})
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"model", "model", false},
+                                                                           {"gpu", "gpu", false},
+                                                                           {"gpus", "gpus", true},
+                                                                           {"tp", "tp", true},
+                                                                           {"runtime", "runtime", false},
+                                                                           {"mode", "mode", false},
+                                                                           {"batch", "batch", true},
+                                                                           {"context", "context", true},
+                                                                           {"kv_dtype", "kv", false},
+                                                                           {"weights_bytes", "weights GiB", true},
+                                                                           {"kv_cache_bytes", "KV GiB", true},
+                                                                           {"attention_matrix_bytes", "attn GiB", true},
+                                                                           {"activation_peak_bytes", "act GiB", true},
+                                                                           {"logits_bytes", "logits GiB", true},
+                                                                           {"runtime_overhead_bytes", "overhead GiB", true},
+                                                                           {"total_bytes", "total GiB", true},
+                                                                           {"capacity_bytes", "usable GiB", true},
+                                                                           {"fits", "fits", false},
+                                                                           {"verdict", "verdict", false}})
         t.add_column(k, title, right);
     return t;
 }
@@ -584,7 +638,8 @@ std::string whatif_table_row(const Estimate& e) {
     return fmt::format("{:<15} {:<14} {:>3} {:<8} {:<7} {:>5} {:>8} {:<8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n", e.model().name,
                        fmt::format("{}x {}", e.deployment.gpus, e.gpu().name), e.deployment.tp, e.workload.runtime.name,
                        to_string(e.workload.mode), e.workload.batch, e.workload.context, e.workload.kv_dtype->name, gib(e.weights),
-                       gib(e.kv_cache), gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity), fits_text(e));
+                       gib(e.kv_cache), gib(e.activation_peak + e.attention_matrix + e.logits), gib(e.total), gib(e.capacity),
+                       fits_text(e));
 }
 
 std::string whatif_json_header(const ToolInfo& tool) {
@@ -606,7 +661,9 @@ std::string whatif_csv_row(const Estimate& e) {
     return table_csv(t, false);
 }
 
-std::string whatif_markdown_header() { return "## memtax what-if: per-GPU memory of an inference step (1 GiB = 2^30 bytes)\n\n" + table_markdown(grid_table()); }
+std::string whatif_markdown_header() {
+    return "## memtax what-if: per-GPU memory of an inference step (1 GiB = 2^30 bytes)\n\n" + table_markdown(grid_table());
+}
 
 std::string whatif_markdown_row(const Estimate& e) {
     Table t = grid_table();
@@ -628,20 +685,33 @@ std::string stated_vs_derived(const ModelSpec& m, u64 derived) {
 
 Table models_table(const std::vector<ModelSpec>& models) {
     Table t;
-    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-             {"name", "name", false}, {"display_name", "display name", false}, {"layers", "layers", true}, {"hidden_size", "hidden", true},
-             {"num_attention_heads", "heads", true}, {"num_key_value_heads", "kv heads", true}, {"head_dim", "head_dim", true},
-             {"intermediate_size", "inter", true}, {"vocab_size", "vocab", true}, {"max_context", "max context", true},
-             {"sliding_window", "window", true}, {"dtype", "dtype", false}, {"parameters", "parameters", true},
-             {"active_parameters", "active", true}, {"stated_parameter_count", "stated", true}, {"stated_vs_derived", "diff", true},
-             {"architecture", "layer mix", false}, {"aliases", "aliases", false}})
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"name", "name", false},
+                                                                           {"display_name", "display name", false},
+                                                                           {"layers", "layers", true},
+                                                                           {"hidden_size", "hidden", true},
+                                                                           {"num_attention_heads", "heads", true},
+                                                                           {"num_key_value_heads", "kv heads", true},
+                                                                           {"head_dim", "head_dim", true},
+                                                                           {"intermediate_size", "inter", true},
+                                                                           {"vocab_size", "vocab", true},
+                                                                           {"max_context", "max context", true},
+                                                                           {"sliding_window", "window", true},
+                                                                           {"dtype", "dtype", false},
+                                                                           {"parameters", "parameters", true},
+                                                                           {"active_parameters", "active", true},
+                                                                           {"stated_parameter_count", "stated", true},
+                                                                           {"stated_vs_derived", "diff", true},
+                                                                           {"architecture", "layer mix", false},
+                                                                           {"aliases", "aliases", false}})
         t.add_column(k, title, right);
     for (const auto& m : models) {
         const u64 params = parameter_count(m);
         t.row();
         t.cell(m.name);
         t.cell(m.display_name);
-        for (u64 v : {m.num_layers, m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim, m.intermediate_size, m.vocab_size})
+        for (u64 v :
+             {m.num_layers, m.hidden_size, m.num_attention_heads, m.num_key_value_heads, m.head_dim, m.intermediate_size, m.vocab_size})
             t.cell(std::to_string(v));
         t.cell(group_digits(m.max_context), std::to_string(m.max_context));
         t.cell(m.sliding_window ? group_digits(m.sliding_window) : "-", std::to_string(m.sliding_window));
@@ -660,22 +730,32 @@ Table models_table(const std::vector<ModelSpec>& models) {
 std::string render_models_json(const std::vector<ModelSpec>& models, const ToolInfo& tool) {
     ojson arr = ojson::array();
     for (const auto& m : models) arr.push_back(model_json(m, parameter_count(m)));
-    return ojson{{"schema", "memtax.models/1"}, {"tool", tool_json(tool)}, {"models", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+    return ojson{{"schema", "memtax.models/1"}, {"tool", tool_json(tool)}, {"models", arr}}.dump(
+               2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) +
+           "\n";
 }
 
 std::string render_gpus_json(const std::vector<GpuSpec>& gpus, const ToolInfo& tool) {
     ojson arr = ojson::array();
     for (const auto& g : gpus) arr.push_back(gpu_json(g));
-    return ojson{{"schema", "memtax.gpus/1"}, {"tool", tool_json(tool)}, {"gpus", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+    return ojson{{"schema", "memtax.gpus/1"}, {"tool", tool_json(tool)}, {"gpus", arr}}.dump(
+               2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) +
+           "\n";
 }
 
 Table gpus_table(const std::vector<GpuSpec>& gpus) {
     Table t;
-    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-             {"name", "name", false}, {"display_name", "display name", false}, {"memory_bytes", "memory GiB", true},
-             {"usable_memory_bytes", "usable GiB", true}, {"hbm_bandwidth_bytes_per_s", "mem TB/s", true},
-             {"bf16_flops_per_s", "bf16 TFLOP/s", true}, {"fp8_flops_per_s", "fp8 TFLOP/s", true}, {"sm_count", "SMs/CUs", true},
-             {"interconnect", "interconnect", false}, {"time_rates", "time rates", false}})
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"name", "name", false},
+                                                                           {"display_name", "display name", false},
+                                                                           {"memory_bytes", "memory GiB", true},
+                                                                           {"usable_memory_bytes", "usable GiB", true},
+                                                                           {"hbm_bandwidth_bytes_per_s", "mem TB/s", true},
+                                                                           {"bf16_flops_per_s", "bf16 TFLOP/s", true},
+                                                                           {"fp8_flops_per_s", "fp8 TFLOP/s", true},
+                                                                           {"sm_count", "SMs/CUs", true},
+                                                                           {"interconnect", "interconnect", false},
+                                                                           {"time_rates", "time rates", false}})
         t.add_column(k, title, right);
     for (const auto& g : gpus) {
         const auto rate = g.peak_flops.count("bf16") ? g.peak_flops.find("bf16") : g.peak_flops.find("fp16");
@@ -699,11 +779,18 @@ Table gpus_table(const std::vector<GpuSpec>& gpus) {
 
 Table clusters_table(const std::vector<ClusterSpec>& clusters) {
     Table t;
-    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-             {"name", "name", false}, {"gpu", "gpu", false}, {"nodes", "nodes", true}, {"gpus_per_node", "GPUs/node", true},
-             {"intra_node_fabric", "intra-node", false}, {"intra_node_bandwidth_bytes_per_s", "GB/s", true},
-             {"intra_node_latency_s", "latency µs", true}, {"inter_node_fabric", "inter-node", false},
-             {"inter_node_bandwidth_bytes_per_s", "GB/s", true}, {"inter_node_latency_s", "latency µs", true}, {"description", "description", false}})
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"name", "name", false},
+                                                                           {"gpu", "gpu", false},
+                                                                           {"nodes", "nodes", true},
+                                                                           {"gpus_per_node", "GPUs/node", true},
+                                                                           {"intra_node_fabric", "intra-node", false},
+                                                                           {"intra_node_bandwidth_bytes_per_s", "GB/s", true},
+                                                                           {"intra_node_latency_s", "latency µs", true},
+                                                                           {"inter_node_fabric", "inter-node", false},
+                                                                           {"inter_node_bandwidth_bytes_per_s", "GB/s", true},
+                                                                           {"inter_node_latency_s", "latency µs", true},
+                                                                           {"description", "description", false}})
         t.add_column(k, title, right);
     for (const auto& c : clusters) {
         t.row();
@@ -714,7 +801,8 @@ Table clusters_table(const std::vector<ClusterSpec>& clusters) {
         for (const Link* l : {&c.intra_node, &c.inter_node}) {
             const bool used = l == &c.intra_node || c.nodes > 1;
             t.cell(used ? l->fabric : "-", used ? l->fabric : "");
-            t.cell(used ? fmt::format("{:.0f}", l->bandwidth_bytes_per_s / 1e9) : "-", used ? fmt::format("{:.6g}", l->bandwidth_bytes_per_s) : "");
+            t.cell(used ? fmt::format("{:.0f}", l->bandwidth_bytes_per_s / 1e9) : "-",
+                   used ? fmt::format("{:.6g}", l->bandwidth_bytes_per_s) : "");
             t.cell(used ? fmt::format("{:.2f}", l->latency_s * 1e6) : "-", used ? fmt::format("{:.6g}", l->latency_s) : "");
         }
         t.cell(c.description);
@@ -725,16 +813,20 @@ Table clusters_table(const std::vector<ClusterSpec>& clusters) {
 std::string render_clusters_json(const std::vector<ClusterSpec>& clusters, const ToolInfo& tool) {
     ojson arr = ojson::array();
     for (const auto& c : clusters) {
-        auto link = [](const Link& l) { return ojson{{"fabric", l.fabric}, {"bandwidth_bytes_per_s", l.bandwidth_bytes_per_s}, {"latency_s", l.latency_s}}; };
+        auto link = [](const Link& l) {
+            return ojson{{"fabric", l.fabric}, {"bandwidth_bytes_per_s", l.bandwidth_bytes_per_s}, {"latency_s", l.latency_s}};
+        };
         ojson sources = ojson::object();
         for (const auto& [k, v] : c.sources) sources[k] = v;
-        ojson j = {{"name", c.name}, {"description", c.description}, {"gpu", c.gpu}, {"nodes", c.nodes}, {"gpus_per_node", c.gpus_per_node},
-                   {"intra_node", link(c.intra_node)}};
+        ojson j = {{"name", c.name},   {"description", c.description},     {"gpu", c.gpu},
+                   {"nodes", c.nodes}, {"gpus_per_node", c.gpus_per_node}, {"intra_node", link(c.intra_node)}};
         if (c.nodes > 1) j["inter_node"] = link(c.inter_node);
         j["sources"] = sources;
         arr.push_back(j);
     }
-    return ojson{{"schema", "memtax.clusters/1"}, {"tool", tool_json(tool)}, {"clusters", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+    return ojson{{"schema", "memtax.clusters/1"}, {"tool", tool_json(tool)}, {"clusters", arr}}.dump(
+               2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) +
+           "\n";
 }
 
 namespace {
@@ -770,17 +862,22 @@ ojson runtime_json(const RuntimeSpec& r) {
 
 Table runtimes_table(const std::vector<RuntimeSpec>& runtimes) {
     Table t;
-    for (auto [k, title] : std::initializer_list<std::pair<const char*, const char*>>{
-             {"name", "name"}, {"family", "family"}, {"attention", "attention"}, {"mask", "mask"}, {"gqa", "gqa"}, {"kv_layout", "kv cache"},
-             {"engine_arguments", "engine arguments"}, {"description", "description"}})
+    for (auto [k, title] : std::initializer_list<std::pair<const char*, const char*>>{{"name", "name"},
+                                                                                      {"family", "family"},
+                                                                                      {"attention", "attention"},
+                                                                                      {"mask", "mask"},
+                                                                                      {"gqa", "gqa"},
+                                                                                      {"kv_layout", "kv cache"},
+                                                                                      {"engine_arguments", "engine arguments"},
+                                                                                      {"description", "description"}})
         t.add_column(k, title);
     for (const auto& r : runtimes) {
         t.row();
-        for (const std::string& v : {r.name, std::string(to_string(r.family)), std::string(to_string(r.attention)), std::string(to_string(r.mask)),
-                                     std::string(to_string(r.gqa)), std::string(to_string(r.kv_layout))})
+        for (const std::string& v : {r.name, std::string(to_string(r.family)), std::string(to_string(r.attention)),
+                                     std::string(to_string(r.mask)), std::string(to_string(r.gqa)), std::string(to_string(r.kv_layout))})
             t.cell(v);
-        t.cell(r.vllm ? fmt::format("block_size {} · gpu_memory_utilization {:g} · max_num_seqs {} · max_num_batched_tokens {}", r.vllm->block_size,
-                                    static_cast<double>(r.vllm->gpu_memory_utilization_ppm) / 1e6, r.vllm->max_num_seqs,
+        t.cell(r.vllm ? fmt::format("block_size {} · gpu_memory_utilization {:g} · max_num_seqs {} · max_num_batched_tokens {}",
+                                    r.vllm->block_size, static_cast<double>(r.vllm->gpu_memory_utilization_ppm) / 1e6, r.vllm->max_num_seqs,
                                     r.vllm->max_num_batched_tokens)
                       : "-");
         t.cell(r.description);
@@ -791,7 +888,9 @@ Table runtimes_table(const std::vector<RuntimeSpec>& runtimes) {
 std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const ToolInfo& tool) {
     ojson arr = ojson::array();
     for (const auto& r : runtimes) arr.push_back(runtime_json(r));
-    return ojson{{"schema", "memtax.runtimes/1"}, {"tool", tool_json(tool)}, {"runtimes", arr}}.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+    return ojson{{"schema", "memtax.runtimes/1"}, {"tool", tool_json(tool)}, {"runtimes", arr}}.dump(
+               2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) +
+           "\n";
 }
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {

@@ -69,20 +69,22 @@ void bounds(const std::vector<Series>& series, bool xlog, bool ylog, double& xlo
 }
 
 std::string header(int w, int h, const std::string& title) {
-    return fmt::format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" font-family=\"sans-serif\" "
-                       "font-size=\"11\" role=\"img\" aria-label=\"{}\">\n<rect width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n"
-                       "<text x=\"{}\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{}</text>\n",
-                       w, h, w, h, escape(title), w, h, kLeft, escape(title));
+    return fmt::format(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" font-family=\"sans-serif\" "
+        "font-size=\"11\" role=\"img\" aria-label=\"{}\">\n<rect width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n"
+        "<text x=\"{}\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{}</text>\n",
+        w, h, w, h, escape(title), w, h, kLeft, escape(title));
 }
 
 std::string legend(int x, int y, const std::vector<std::pair<std::string, std::pair<std::string, bool>>>& items) {
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) {
         const int yy = y + static_cast<int>(i) * 16;
-        out += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"3\"{}/>"
-                           "<text x=\"{}\" y=\"{}\">{}</text>\n",
-                           x, yy, x + 18, yy, items[i].second.first, items[i].second.second ? " stroke-dasharray=\"5,3\"" : "", x + 24, yy + 4,
-                           escape(items[i].first));
+        out += fmt::format(
+            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"3\"{}/>"
+            "<text x=\"{}\" y=\"{}\">{}</text>\n",
+            x, yy, x + 18, yy, items[i].second.first, items[i].second.second ? " stroke-dasharray=\"5,3\"" : "", x + 24, yy + 4,
+            escape(items[i].first));
     }
     return out;
 }
@@ -93,11 +95,20 @@ std::string escape(const std::string& s) {
     std::string out;
     for (char c : s) {
         switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            default: out += c;
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            default:
+                out += c;
         }
     }
     return out;
@@ -109,21 +120,27 @@ std::string line_chart(const std::string& title, const Axis& x, const Axis& y, c
     const Scale sx{xlo, xhi, x.log, static_cast<double>(kLeft), static_cast<double>(width - kRight)};
     const Scale sy{ylo, yhi, y.log, static_cast<double>(height - kBottom), static_cast<double>(kTop)};
     std::string out = header(width, height, title);
-    out += fmt::format("<g class=\"axes\" stroke=\"#888\">\n<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\n<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\n</g>\n",
-                       kLeft, height - kBottom, width - kRight, height - kBottom, kLeft, kTop, kLeft, height - kBottom);
+    out += fmt::format(
+        "<g class=\"axes\" stroke=\"#888\">\n<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/>\n<line x1=\"{}\" y1=\"{}\" x2=\"{}\" "
+        "y2=\"{}\"/>\n</g>\n",
+        kLeft, height - kBottom, width - kRight, height - kBottom, kLeft, kTop, kLeft, height - kBottom);
     for (double t : ticks(sx, 2)) {
         const double px = sx.at(t);
-        out += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#eee\"/><text x=\"{0}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",
-                           num(px), kTop, height - kBottom, height - kBottom + 14, escape(x.format ? x.format(t) : default_label(t)));
+        out += fmt::format(
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#eee\"/><text x=\"{0}\" y=\"{3}\" "
+            "text-anchor=\"middle\">{4}</text>\n",
+            num(px), kTop, height - kBottom, height - kBottom + 14, escape(x.format ? x.format(t) : default_label(t)));
     }
     for (double t : ticks(sy, 10)) {
         const double py = sy.at(t);
-        out += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#eee\"/><text x=\"{3}\" y=\"{4}\" text-anchor=\"end\">{5}</text>\n",
-                           kLeft, num(py), width - kRight, kLeft - 4, num(py + 4), escape(y.format ? y.format(t) : default_label(t)));
+        out += fmt::format(
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#eee\"/><text x=\"{3}\" y=\"{4}\" text-anchor=\"end\">{5}</text>\n",
+            kLeft, num(py), width - kRight, kLeft - 4, num(py + 4), escape(y.format ? y.format(t) : default_label(t)));
     }
-    out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (kLeft + width - kRight) / 2, height - 8, escape(x.label));
-    out += fmt::format("<text x=\"14\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {0})\">{1}</text>\n", (kTop + height - kBottom) / 2,
-                       escape(y.label));
+    out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (kLeft + width - kRight) / 2, height - 8,
+                       escape(x.label));
+    out += fmt::format("<text x=\"14\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {0})\">{1}</text>\n",
+                       (kTop + height - kBottom) / 2, escape(y.label));
     std::vector<std::pair<std::string, std::pair<std::string, bool>>> items;
     for (const auto& s : series) {
         std::string path;
@@ -132,8 +149,8 @@ std::string line_chart(const std::string& title, const Axis& x, const Axis& y, c
             path += fmt::format("{}{},{}", path.empty() ? "M" : " L", num(sx.at(px)), num(sy.at(py)));
         }
         if (path.empty()) continue;
-        out += fmt::format("<path class=\"series\" d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{}><title>{}</title></path>\n", path, s.color,
-                           s.dashed ? " stroke-dasharray=\"5,3\"" : "", escape(s.name));
+        out += fmt::format("<path class=\"series\" d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{}><title>{}</title></path>\n",
+                           path, s.color, s.dashed ? " stroke-dasharray=\"5,3\"" : "", escape(s.name));
         items.push_back({s.name, {s.color, s.dashed}});
     }
     out += legend(width - kRight + 12, kTop + 6, items);
@@ -155,24 +172,29 @@ std::string stacked_bars(const std::string& title, const std::string& unit, cons
     std::string out = header(width, height, title);
     for (size_t i = 0; i < stacks.size(); ++i) {
         const int y = kTop + static_cast<int>(i) * (bar + gap);
-        out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", label_w - 6, y + bar / 2 + 4, escape(stacks[i].label));
+        out +=
+            fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\n", label_w - 6, y + bar / 2 + 4, escape(stacks[i].label));
         double at = 0;
         for (size_t p = 0; p < stacks[i].parts.size() && p < names.size(); ++p) {
             const double v = std::max(stacks[i].parts[p], 0.0);
             if (v <= 0) continue;
-            out += fmt::format("<rect class=\"part\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"><title>{}: {} {}</title></rect>\n",
-                               num(sx.at(at)), y, num(sx.at(at + v) - sx.at(at)), bar, colors[p % colors.size()], escape(names[p]),
-                               fmt::format("{:.2f}", v), escape(unit));
+            out += fmt::format(
+                "<rect class=\"part\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"><title>{}: {} {}</title></rect>\n",
+                num(sx.at(at)), y, num(sx.at(at + v) - sx.at(at)), bar, colors[p % colors.size()], escape(names[p]),
+                fmt::format("{:.2f}", v), escape(unit));
             at += v;
         }
         if (stacks[i].capacity > 0)
-            out += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#000\" stroke-width=\"2\"><title>usable {3} {4}</title></line>\n",
-                               num(sx.at(stacks[i].capacity)), y - 3, y + bar + 3, fmt::format("{:.2f}", stacks[i].capacity), escape(unit));
+            out += fmt::format(
+                "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#000\" stroke-width=\"2\"><title>usable {3} "
+                "{4}</title></line>\n",
+                num(sx.at(stacks[i].capacity)), y - 3, y + bar + 3, fmt::format("{:.2f}", stacks[i].capacity), escape(unit));
     }
     const int axis_y = height - kBottom + 4;
     for (double t : ticks(sx, 10))
         out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", num(sx.at(t)), axis_y + 10, default_label(t));
-    out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (label_w + width - kRight) / 2, height - 6, escape(unit));
+    out +=
+        fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", (label_w + width - kRight) / 2, height - 6, escape(unit));
     std::vector<std::pair<std::string, std::pair<std::string, bool>>> items;
     for (size_t p = 0; p < names.size(); ++p) items.push_back({names[p], {colors[p % colors.size()], false}});
     items.push_back({"usable capacity", {"#000000", false}});
@@ -180,7 +202,8 @@ std::string stacked_bars(const std::string& title, const std::string& unit, cons
     return out + "</svg>\n";
 }
 
-std::string roofline(const std::string& title, double peak_flops, double bandwidth, const std::vector<RoofPoint>& points, int width, int height) {
+std::string roofline(const std::string& title, double peak_flops, double bandwidth, const std::vector<RoofPoint>& points, int width,
+                     int height) {
     double ilo = 0.1, ihi = 1e4, rlo = 1e9, rhi = peak_flops * 2;
     for (const auto& p : points)
         if (p.intensity > 0 && p.rate > 0) {
@@ -196,30 +219,36 @@ std::string roofline(const std::string& title, double peak_flops, double bandwid
     const Scale sy{rlo, rhi, true, static_cast<double>(height - kBottom), static_cast<double>(kTop)};
     std::string out = header(width, height, title);
     for (double t : ticks(sx, 10))
-        out += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#eee\"/><text x=\"{0}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",
-                           num(sx.at(t)), kTop, height - kBottom, height - kBottom + 14, default_label(t));
+        out += fmt::format(
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#eee\"/><text x=\"{0}\" y=\"{3}\" "
+            "text-anchor=\"middle\">{4}</text>\n",
+            num(sx.at(t)), kTop, height - kBottom, height - kBottom + 14, default_label(t));
     for (double t : ticks(sy, 10))
-        out += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#eee\"/><text x=\"{3}\" y=\"{4}\" text-anchor=\"end\">{5}</text>\n",
-                           kLeft, num(sy.at(t)), width - kRight, kLeft - 4, num(sy.at(t) + 4), default_label(t));
+        out += fmt::format(
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#eee\"/><text x=\"{3}\" y=\"{4}\" text-anchor=\"end\">{5}</text>\n",
+            kLeft, num(sy.at(t)), width - kRight, kLeft - 4, num(sy.at(t) + 4), default_label(t));
     // The roof: bandwidth × intensity up to the ridge, then the peak.
     const double ridge = peak_flops / bandwidth;
     std::string roof = fmt::format("M{},{}", num(sx.at(ilo)), num(sy.at(std::max(rlo, bandwidth * ilo))));
     if (ridge > ilo && ridge < ihi) roof += fmt::format(" L{},{}", num(sx.at(ridge)), num(sy.at(peak_flops)));
     roof += fmt::format(" L{},{}", num(sx.at(ihi)), num(sy.at(std::min(peak_flops, bandwidth * ihi))));
-    out += fmt::format("<path class=\"roof\" d=\"{}\" fill=\"none\" stroke=\"#333\" stroke-width=\"2\"><title>roof: {:.3g} FLOP/s peak, {:.3g} B/s</title></path>\n",
-                       roof, peak_flops, bandwidth);
+    out += fmt::format(
+        "<path class=\"roof\" d=\"{}\" fill=\"none\" stroke=\"#333\" stroke-width=\"2\"><title>roof: {:.3g} FLOP/s peak, {:.3g} "
+        "B/s</title></path>\n",
+        roof, peak_flops, bandwidth);
     const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
     std::vector<std::pair<std::string, std::pair<std::string, bool>>> items;
     for (size_t i = 0; i < points.size(); ++i) {
         const auto& p = points[i];
         if (p.intensity <= 0 || p.rate <= 0) continue;
         const char* color = palette[i % 10];
-        out += fmt::format("<circle class=\"op\" cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\"><title>{}: {:.3g} FLOP/B, {:.3g} FLOP/s</title></circle>\n",
-                           num(sx.at(p.intensity)), num(sy.at(p.rate)), color, escape(p.name), p.intensity, p.rate);
+        out += fmt::format(
+            "<circle class=\"op\" cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\"><title>{}: {:.3g} FLOP/B, {:.3g} FLOP/s</title></circle>\n",
+            num(sx.at(p.intensity)), num(sy.at(p.rate)), color, escape(p.name), p.intensity, p.rate);
         items.push_back({p.name, {color, false}});
     }
-    out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">arithmetic intensity (FLOP per byte)</text>\n", (kLeft + width - kRight) / 2,
-                       height - 8);
+    out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">arithmetic intensity (FLOP per byte)</text>\n",
+                       (kLeft + width - kRight) / 2, height - 8);
     out += fmt::format("<text x=\"14\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {0})\">achieved FLOP/s</text>\n",
                        (kTop + height - kBottom) / 2);
     out += legend(width - kRight + 12, kTop + 6, items);

@@ -45,9 +45,12 @@ std::string table_text(const Table& t) {
 std::string markdown_cell(const std::string& s) {
     std::string out;
     for (char ch : s) {
-        if (ch == '|') out += "\\|";
-        else if (ch == '\n' || ch == '\r') out += ' ';
-        else out += ch;
+        if (ch == '|')
+            out += "\\|";
+        else if (ch == '\n' || ch == '\r')
+            out += ' ';
+        else
+            out += ch;
     }
     return out;
 }

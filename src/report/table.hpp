@@ -9,16 +9,18 @@ namespace memtax {
 
 struct Table {
     struct Column {
-        std::string key;    // CSV header: snake_case, stable
-        std::string title;  // text and Markdown header
-        bool right = false; // numbers align right
+        std::string key;     // CSV header: snake_case, stable
+        std::string title;   // text and Markdown header
+        bool right = false;  // numbers align right
     };
     std::vector<Column> columns;
     // Per row and column: the text shown (grouped digits, GiB with 2 decimals) and the exact value
     // CSV carries (plain integers, full-precision numbers). An empty raw cell takes the text.
     std::vector<std::vector<std::string>> text, raw;
 
-    void add_column(std::string key, std::string title, bool right = false) { columns.push_back({std::move(key), std::move(title), right}); }
+    void add_column(std::string key, std::string title, bool right = false) {
+        columns.push_back({std::move(key), std::move(title), right});
+    }
     // Starts a row; cell() fills it left to right.
     void row() {
         text.emplace_back();
@@ -30,11 +32,11 @@ struct Table {
     }
 };
 
-std::string table_text(const Table& t);      // columns padded to their widest cell (UTF-8 aware), two spaces apart
+std::string table_text(const Table& t);  // columns padded to their widest cell (UTF-8 aware), two spaces apart
 // header = false renders the rows only (a streamed grid writes its header once).
 std::string table_markdown(const Table& t, bool header = true);  // GitHub-flavoured: | a | b |, numbers right-aligned, '|' escaped
 std::string table_csv(const Table& t, bool header = true);       // RFC 4180: header of keys, quoted where a field needs it
-std::string csv_field(const std::string& s);  // one field, quoted when it holds , " or a line break
-std::string markdown_cell(const std::string& s);  // '|' escaped, line breaks as spaces
+std::string csv_field(const std::string& s);                     // one field, quoted when it holds , " or a line break
+std::string markdown_cell(const std::string& s);                 // '|' escaped, line breaks as spaces
 
 }  // namespace memtax

@@ -16,19 +16,19 @@ using ojson = nlohmann::ordered_json;
 std::string gib(u64 b) { return fmt::format("{:.2f}", static_cast<double>(b) / static_cast<double>(1ull << 30)); }
 
 std::string verdict(const TrainEstimate& e) {
-    return fmt::format("{}: {} GiB of {} GiB usable ({} stage {}, {} micro-batch(es) in flight)", e.fits ? "fits" : "does not fit", gib(e.total),
-                       gib(e.capacity), e.deployment.pp > 1 ? "pipeline" : "the", e.stage, e.in_flight);
+    return fmt::format("{}: {} GiB of {} GiB usable ({} stage {}, {} micro-batch(es) in flight)", e.fits ? "fits" : "does not fit",
+                       gib(e.total), gib(e.capacity), e.deployment.pp > 1 ? "pipeline" : "the", e.stage, e.in_flight);
 }
 
 Document document(const TrainEstimate& e) {
     Document d;
     d.schema = "memtax.train/1";
     const ModelSpec& m = *e.model_spec;
-    d.title = fmt::format("{} training on {} · {} sequence(s) × {} tokens per micro-batch · {} micro-batch(es) · TP {} PP {} DP {} · {} · recompute {} · "
-                          "ZeRO-{} · {} ({})",
-                          m.name, e.gpu.name, e.workload.batch, group_digits(e.workload.context), e.spec.micro_batches, e.deployment.tp,
-                          e.deployment.pp, e.dp, e.workload.runtime.name, to_string(e.spec.recompute), e.spec.zero, to_string(e.spec.optimizer),
-                          to_string(e.spec.precision));
+    d.title = fmt::format(
+        "{} training on {} · {} sequence(s) × {} tokens per micro-batch · {} micro-batch(es) · TP {} PP {} DP {} · {} · recompute {} · "
+        "ZeRO-{} · {} ({})",
+        m.name, e.gpu.name, e.workload.batch, group_digits(e.workload.context), e.spec.micro_batches, e.deployment.tp, e.deployment.pp,
+        e.dp, e.workload.runtime.name, to_string(e.spec.recompute), e.spec.zero, to_string(e.spec.optimizer), to_string(e.spec.precision));
     Document::Section s;
     s.key = "components";
     s.title = "Per GPU";
@@ -86,13 +86,11 @@ std::string train_report(const TrainEstimate& e, const ToolInfo& tool, const std
                          {"fits", e.fits},
                          {"peak_at", e.peak_at}};
         ojson comps = ojson::array();
-        for (const auto& c : e.components) comps.push_back({{"name", c.name}, {"category", c.category}, {"bytes", c.bytes}, {"formula", c.formula}});
-        ojson j = {{"schema", "memtax.train/1"},
-                   {"tool", {{"name", "memtax"}, {"version", tool.version}, {"git_sha", tool.git_sha}}},
-                   {"inputs", inputs},
-                   {"parameters", e.parameters},
-                   {"per_gpu", per_gpu},
-                   {"components", comps},
+        for (const auto& c : e.components)
+            comps.push_back({{"name", c.name}, {"category", c.category}, {"bytes", c.bytes}, {"formula", c.formula}});
+        ojson j = {{"schema", "memtax.train/1"}, {"tool", {{"name", "memtax"}, {"version", tool.version}, {"git_sha", tool.git_sha}}},
+                   {"inputs", inputs},           {"parameters", e.parameters},
+                   {"per_gpu", per_gpu},         {"components", comps},
                    {"verdict", verdict(e)}};
         return j.dump(2, ' ', false, ojson::error_handler_t::replace) + "\n";
     }

@@ -42,14 +42,21 @@ ValidationDoc validation_doc(const Validation& v) {
     d.header.push_back(fmt::format("measured on {} (driver {}), {}; predicted with GPU profile {}", v.provenance.at("gpu"),
                                    v.provenance.count("driver") ? v.provenance.at("driver") : "?", v.provenance.at("date"), v.gpu));
     if (!v.probe.empty() || !v.checks.empty()) {
-        d.probe_title = fmt::format("probe cases (time predicted with {} rates of {}; memory-bound and overhead-bound within {:.0f}%, compute-bound within {:.0f}%)",
-                                    v.gpu_calibrated ? "calibrated" : "ASSUMED (uncalibrated)", v.gpu, v.bandwidth_tolerance * 100,
-                                    v.compute_tolerance * 100);
+        d.probe_title = fmt::format(
+            "probe cases (time predicted with {} rates of {}; memory-bound and overhead-bound within {:.0f}%, compute-bound within "
+            "{:.0f}%)",
+            v.gpu_calibrated ? "calibrated" : "ASSUMED (uncalibrated)", v.gpu, v.bandwidth_tolerance * 100, v.compute_tolerance * 100);
         Table& t = d.probe;
-        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-                 {"case", "case", false}, {"predicted_allocated_bytes", "alloc predicted", true}, {"measured_allocated_bytes", "alloc measured", true},
-                 {"memory", "memory", false}, {"predicted_s", "time pred", true}, {"measured_s", "time meas", true}, {"time_error", "error", true},
-                 {"bound", "bound", false}, {"result", "result", false}})
+        for (auto [k, title, right] :
+             std::initializer_list<std::tuple<const char*, const char*, bool>>{{"case", "case", false},
+                                                                               {"predicted_allocated_bytes", "alloc predicted", true},
+                                                                               {"measured_allocated_bytes", "alloc measured", true},
+                                                                               {"memory", "memory", false},
+                                                                               {"predicted_s", "time pred", true},
+                                                                               {"measured_s", "time meas", true},
+                                                                               {"time_error", "error", true},
+                                                                               {"bound", "bound", false},
+                                                                               {"result", "result", false}})
             t.add_column(k, title, right);
         size_t exact = 0, n = 0, worst = 0;
         std::map<std::string, std::pair<size_t, size_t>> by_bound;
@@ -63,10 +70,15 @@ ValidationDoc validation_doc(const Validation& v) {
             b.first += r.time_ok;
             if (std::fabs(r.time_error) > std::fabs(v.probe[worst].time_error)) worst = i;
             std::string result = r.ok ? (r.time_by_slack_only ? "ok (within 1 us)" : "ok") : "FAIL";
-            if (r.c.status == "failed") result += " (" + r.c.reason + ")";
-            else if (!r.buffer_diff.empty()) result += " (" + r.buffer_diff + ")";
-            else if (!r.driver_ok) result += fmt::format(" (driver took {} B, less than the {} B of 2 MiB pages)", group_digits(p.driver_bytes), group_digits(r.driver_low));
-            else if (p.driver_bytes > r.driver_high) result += fmt::format(" (driver +{} B: module load)", group_digits(p.driver_bytes - r.driver_high));
+            if (r.c.status == "failed")
+                result += " (" + r.c.reason + ")";
+            else if (!r.buffer_diff.empty())
+                result += " (" + r.buffer_diff + ")";
+            else if (!r.driver_ok)
+                result += fmt::format(" (driver took {} B, less than the {} B of 2 MiB pages)", group_digits(p.driver_bytes),
+                                      group_digits(r.driver_low));
+            else if (p.driver_bytes > r.driver_high)
+                result += fmt::format(" (driver +{} B: module load)", group_digits(p.driver_bytes - r.driver_high));
             if (r.allocated_within_workspace && r.allocated_exact && r.workspace_bytes)
                 result += fmt::format(" (+{} B kernel workspace)", group_digits(r.workspace_bytes));
             t.row();
@@ -96,23 +108,29 @@ ValidationDoc validation_doc(const Validation& v) {
         if (n) {
             size_t sdpa = 0;
             for (const auto& r : v.probe) sdpa += r.allocated_within_workspace && r.allocated_exact;
-            std::string line = fmt::format("{} probe cases: allocated bytes exact in {}{}; time within tolerance:", n, exact,
-                                           sdpa ? fmt::format(" (+{} PyTorch SDPA cases: the output exact, a workspace of at most 1 MiB beside it)", sdpa) : "");
+            std::string line = fmt::format(
+                "{} probe cases: allocated bytes exact in {}{}; time within tolerance:", n, exact,
+                sdpa ? fmt::format(" (+{} PyTorch SDPA cases: the output exact, a workspace of at most 1 MiB beside it)", sdpa) : "");
             for (const auto& [bound, c] : by_bound) line += fmt::format(" {}-bound {}/{}", bound, c.first, c.second);
             line += fmt::format("; worst {} {:+.1f}%", v.probe[worst].c.id, v.probe[worst].time_error * 100);
             d.probe_notes.push_back(line);
         }
         for (const auto& c : v.checks)
-            d.probe_notes.push_back(fmt::format("check {} {}: rel error {:.2e} (tolerance {:.0e}){} {}", c.suite, c.what, c.rel_error, c.tolerance,
-                                                c.unwritten ? fmt::format(", {} outputs unwritten", c.unwritten) : "", c.passed ? "passed" : "FAILED"));
+            d.probe_notes.push_back(fmt::format("check {} {}: rel error {:.2e} (tolerance {:.0e}){} {}", c.suite, c.what, c.rel_error,
+                                                c.tolerance, c.unwritten ? fmt::format(", {} outputs unwritten", c.unwritten) : "",
+                                                c.passed ? "passed" : "FAILED"));
         for (const auto& c : v.probe_claims)
             if (!c.text.empty()) d.probe_notes.push_back("ceiling: " + c.text);
     }
     if (!v.steps.empty()) {
         Table& st = d.steps;
-        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-                 {"case", "case", false}, {"predicted_s", "predicted", true}, {"host_s", "host", true}, {"gpu_s", "GPU", true},
-                 {"measured_s", "measured", true}, {"error", "error", true}, {"result", "result", false}})
+        for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{{"case", "case", false},
+                                                                                                        {"predicted_s", "predicted", true},
+                                                                                                        {"host_s", "host", true},
+                                                                                                        {"gpu_s", "GPU", true},
+                                                                                                        {"measured_s", "measured", true},
+                                                                                                        {"error", "error", true},
+                                                                                                        {"result", "result", false}})
             st.add_column(k, title, right);
         for (const auto& r : v.steps) {
             st.row();
@@ -126,17 +144,24 @@ ValidationDoc validation_doc(const Validation& v) {
         }
         size_t within = 0;
         for (const auto& r : v.steps) within += std::fabs(r.error) <= v.step_tolerance;
-        d.step_notes.push_back(fmt::format("{} step times: {} within {:.0f}%; median |error| {:.1f}% (at most {:.0f}%), worst {:.1f}% (at most {:.0f}%)",
-                                           v.steps.size(), within, v.step_tolerance * 100, v.step_median_error * 100, v.step_tolerance * 100,
-                                           v.step_worst_error * 100, v.step_worst_tolerance * 100));
+        d.step_notes.push_back(
+            fmt::format("{} step times: {} within {:.0f}%; median |error| {:.1f}% (at most {:.0f}%), worst {:.1f}% (at most {:.0f}%)",
+                        v.steps.size(), within, v.step_tolerance * 100, v.step_median_error * 100, v.step_tolerance * 100,
+                        v.step_worst_error * 100, v.step_worst_tolerance * 100));
     }
     if (!v.train.empty()) {
         Table& tt = d.train;
         for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-                 {"case", "case", false}, {"predicted_saved_bytes", "predicted saved", true}, {"measured_saved_bytes", "measured saved", true},
-                 {"saved_error", "error", true}, {"predicted_backward_peak_bytes", "predicted backward peak", true},
-                 {"measured_backward_peak_bytes", "measured backward peak", true}, {"backward_error", "error", true},
-                 {"gradient_error", "gradients", true}, {"optimizer_error", "optimizer", true}, {"train_peak_error", "step peak", true},
+                 {"case", "case", false},
+                 {"predicted_saved_bytes", "predicted saved", true},
+                 {"measured_saved_bytes", "measured saved", true},
+                 {"saved_error", "error", true},
+                 {"predicted_backward_peak_bytes", "predicted backward peak", true},
+                 {"measured_backward_peak_bytes", "measured backward peak", true},
+                 {"backward_error", "error", true},
+                 {"gradient_error", "gradients", true},
+                 {"optimizer_error", "optimizer", true},
+                 {"train_peak_error", "step peak", true},
                  {"result", "result", false}})
             tt.add_column(k, title, right);
         size_t both = 0;
@@ -158,13 +183,19 @@ ValidationDoc validation_doc(const Validation& v) {
             both += std::fabs(r.saved_error) <= v.tolerance && std::fabs(r.backward_error) <= v.tolerance;
             worst = std::max({worst, std::fabs(r.saved_error), std::fabs(r.backward_error)});
         }
-        d.train_notes.push_back(fmt::format("{} training steps: saved activations and backward peak both within {:.0f}% in {}; worst {:.2f}%", v.train.size(),
-                                            v.tolerance * 100, both, worst * 100));
+        d.train_notes.push_back(
+            fmt::format("{} training steps: saved activations and backward peak both within {:.0f}% in {}; worst {:.2f}%", v.train.size(),
+                        v.tolerance * 100, both, worst * 100));
     }
     Table& t = d.cases;
-    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-             {"case", "case", false}, {"predicted_forward_peak_bytes", "predicted peak", true}, {"measured_forward_peak_bytes", "measured peak", true},
-             {"forward_peak_error", "error", true}, {"kv", "KV", false}, {"logits", "logits", false}, {"result", "result", false}})
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"case", "case", false},
+                                                                           {"predicted_forward_peak_bytes", "predicted peak", true},
+                                                                           {"measured_forward_peak_bytes", "measured peak", true},
+                                                                           {"forward_peak_error", "error", true},
+                                                                           {"kv", "KV", false},
+                                                                           {"logits", "logits", false},
+                                                                           {"result", "result", false}})
         t.add_column(k, title, right);
     size_t ok_cases = 0, ooms = 0, oom_agree = 0, oom_fragmented = 0;
     for (const auto& r : v.cases) {
@@ -179,10 +210,11 @@ ValidationDoc validation_doc(const Validation& v) {
             t.cell("");
             t.cell("");
             t.cell("");
-            t.cell(!r.ok ? "FAIL (predicted to fit)"
+            t.cell(!r.ok              ? "FAIL (predicted to fit)"
                    : r.oom_borderline ? "ok (predicted total within the tolerance of capacity)"
                    : r.oom_explained
-                       ? fmt::format("ok: fragmentation — allocated {:.2f} + request {:.2f} GiB within the predicted {:.2f} GiB; {:.2f} GiB reserved but unallocated",
+                       ? fmt::format("ok: fragmentation — allocated {:.2f} + request {:.2f} GiB within the predicted {:.2f} GiB; {:.2f} "
+                                     "GiB reserved but unallocated",
                                      r.oom_allocated / kGiB, r.oom_request / kGiB, to_gib(r.predicted_allocation), r.oom_stranded / kGiB)
                        : "ok (predicted: does not fit)");
             continue;
@@ -205,16 +237,19 @@ ValidationDoc validation_doc(const Validation& v) {
                 kv_exact += r.kv_exact;
             }
         }
-        std::string line = fmt::format("{} measured cases: forward peak within {:.0f}% in {}{}, KV bytes exact in {} of {}", ok_cases, v.tolerance * 100,
-                                       within - by_slack,
-                                       by_slack ? fmt::format(" (+{} within the {} B absolute slack)", by_slack, group_digits(v.slack_bytes)) : "",
-                                       kv_exact, kv_n);
+        std::string line = fmt::format(
+            "{} measured cases: forward peak within {:.0f}% in {}{}, KV bytes exact in {} of {}", ok_cases, v.tolerance * 100,
+            within - by_slack, by_slack ? fmt::format(" (+{} within the {} B absolute slack)", by_slack, group_digits(v.slack_bytes)) : "",
+            kv_exact, kv_n);
         if (ooms)
-            line += fmt::format("; {} out-of-memory cases, {} predicted not to fit{}{}", ooms, oom_agree,
-                                oom_fragmented ? fmt::format(", {} the allocator's fragmentation (the allocated bytes within the prediction)", oom_fragmented) : "",
-                                ooms - oom_agree - oom_fragmented
-                                    ? fmt::format(", {} within {:.0f}% of capacity", ooms - oom_agree - oom_fragmented, v.tolerance * 100)
-                                    : "");
+            line += fmt::format(
+                "; {} out-of-memory cases, {} predicted not to fit{}{}", ooms, oom_agree,
+                oom_fragmented
+                    ? fmt::format(", {} the allocator's fragmentation (the allocated bytes within the prediction)", oom_fragmented)
+                    : "",
+                ooms - oom_agree - oom_fragmented
+                    ? fmt::format(", {} within {:.0f}% of capacity", ooms - oom_agree - oom_fragmented, v.tolerance * 100)
+                    : "");
         d.notes.push_back(line);
         size_t sharded = 0, ranks = 0, ranks_bad = 0;
         const CaseResult* far = nullptr;
@@ -226,8 +261,10 @@ ValidationDoc validation_doc(const Validation& v) {
                 if (!far || std::fabs(r.worst_rank_error) > std::fabs(far->worst_rank_error)) far = &r;
             }
         if (far)
-            d.notes.push_back(fmt::format("{} sharded cases, {} ranks: every rank against the per-GPU prediction, {} case(s) with a rank off; furthest: {} rank {} {:+.2f}%",
-                                          sharded, ranks, ranks_bad, far->c.id, far->worst_rank, far->worst_rank_error * 100));
+            d.notes.push_back(
+                fmt::format("{} sharded cases, {} ranks: every rank against the per-GPU prediction, {} case(s) with a rank off; furthest: "
+                            "{} rank {} {:+.2f}%",
+                            sharded, ranks, ranks_bad, far->c.id, far->worst_rank, far->worst_rank_error * 100));
         if (ok_cases) {
             const auto& w = v.cases[v.worst];
             d.notes.push_back(fmt::format("worst case: {} {:+.2f}% (predicted {}, measured {}; peak at {})", w.c.id, w.peak_error * 100,
@@ -235,11 +272,13 @@ ValidationDoc validation_doc(const Validation& v) {
         }
         if (v.measured_overhead)
             for (const auto& [rt, pred] : v.predicted_overhead)
-                d.notes.push_back(fmt::format("runtime overhead: measured {} B, runtime {} states {} B for {}: {}", group_digits(*v.measured_overhead), rt,
-                                              group_digits(pred), v.gpu, pred == *v.measured_overhead ? "exact" : "DIFF"));
+                d.notes.push_back(fmt::format("runtime overhead: measured {} B, runtime {} states {} B for {}: {}",
+                                              group_digits(*v.measured_overhead), rt, group_digits(pred), v.gpu,
+                                              pred == *v.measured_overhead ? "exact" : "DIFF"));
         for (const auto& c : v.claims)
-            d.notes.push_back(fmt::format("per doubling of the prompt under {}: forward peak ×{:.2f} measured, ×{:.2f} predicted ({} pairs)", c.runtime,
-                                          c.measured_ratio, c.predicted_ratio, c.pairs));
+            d.notes.push_back(
+                fmt::format("per doubling of the prompt under {}: forward peak ×{:.2f} measured, ×{:.2f} predicted ({} pairs)", c.runtime,
+                            c.measured_ratio, c.predicted_ratio, c.pairs));
     }
     d.notes.push_back(v.all_ok ? "result: every check passed" : "result: FAILED (see the cases marked FAIL)");
     return d;
@@ -258,7 +297,8 @@ std::string render_validation_table(const Validation& v) {
         out += "\n";
     }
     if (!d.steps.text.empty()) {
-        out += "step times (host wall clock of whole steps; predicted by the host/GPU pipeline of the time model)\n" + table_text(d.steps) + "\n";
+        out += "step times (host wall clock of whole steps; predicted by the host/GPU pipeline of the time model)\n" + table_text(d.steps) +
+               "\n";
         for (const auto& l : d.step_notes) out += l + "\n";
         out += "\n";
     }
@@ -281,7 +321,8 @@ std::string render_validation_markdown(const Validation& v) {
         out += "\n";
     }
     if (!d.steps.text.empty()) {
-        out += "Step times (host wall clock of whole steps; predicted by the host/GPU pipeline of the time model)\n\n" + table_markdown(d.steps) + "\n";
+        out += "Step times (host wall clock of whole steps; predicted by the host/GPU pipeline of the time model)\n\n" +
+               table_markdown(d.steps) + "\n";
         for (const auto& l : d.step_notes) out += "- " + markdown_cell(l) + "\n";
         out += "\n";
     }
@@ -299,14 +340,21 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
     using ojson = nlohmann::ordered_json;
     ojson cases = ojson::array();
     for (const auto& r : v.cases) {
-        ojson c = {{"id", r.c.id}, {"status", r.c.status}, {"predicted_fits", r.predicted_fits},
+        ojson c = {{"id", r.c.id},
+                   {"status", r.c.status},
+                   {"predicted_fits", r.predicted_fits},
                    {"predicted_allocation_bytes", r.predicted_allocation},
-                   {"predicted_forward_peak_bytes", r.predicted_peak}, {"peak_at", r.peak_at}, {"ok", r.ok}};
+                   {"predicted_forward_peak_bytes", r.predicted_peak},
+                   {"peak_at", r.peak_at},
+                   {"ok", r.ok}};
         if (r.c.tp != 1) c["tp"] = r.c.tp;
         if (r.ranks_checked)
-            c["ranks"] = {{"checked", r.ranks_checked}, {"ok", r.ranks_ok}, {"worst_rank", r.worst_rank}, {"worst_rank_error", r.worst_rank_error}};
+            c["ranks"] = {
+                {"checked", r.ranks_checked}, {"ok", r.ranks_ok}, {"worst_rank", r.worst_rank}, {"worst_rank_error", r.worst_rank_error}};
         if (r.oom_explained)
-            c["oom"] = {{"fragmentation", true}, {"request_bytes", r.oom_request}, {"allocated_bytes", r.oom_allocated},
+            c["oom"] = {{"fragmentation", true},
+                        {"request_bytes", r.oom_request},
+                        {"allocated_bytes", r.oom_allocated},
                         {"reserved_unallocated_bytes", r.oom_stranded}};
         if (r.c.status == "ok") {
             c["measured_forward_peak_bytes"] = *r.c.measured.forward_peak_bytes;
@@ -334,33 +382,62 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
             if (k.measured_s) kj["measured_s"] = *k.measured_s;
             ks.push_back(kj);
         }
-        probe.push_back({{"id", r.c.id}, {"kind", r.c.kind}, {"status", r.c.status}, {"predicted_allocated_bytes", r.predicted_allocated},
-                         {"measured_allocated_bytes", r.c.probe->allocated_bytes}, {"allocated_exact", r.allocated_exact},
-                         {"driver_bytes", r.c.probe->driver_bytes}, {"driver_bytes_expected", {r.driver_low, r.driver_high}},
-                         {"predicted_s", r.predicted_s}, {"measured_s", r.c.probe->time_s}, {"time_error", r.time_error},
-                         {"bound", r.bound}, {"time_tolerance", r.time_tolerance}, {"kernels", ks}, {"ok", r.ok}});
+        probe.push_back({{"id", r.c.id},
+                         {"kind", r.c.kind},
+                         {"status", r.c.status},
+                         {"predicted_allocated_bytes", r.predicted_allocated},
+                         {"measured_allocated_bytes", r.c.probe->allocated_bytes},
+                         {"allocated_exact", r.allocated_exact},
+                         {"driver_bytes", r.c.probe->driver_bytes},
+                         {"driver_bytes_expected", {r.driver_low, r.driver_high}},
+                         {"predicted_s", r.predicted_s},
+                         {"measured_s", r.c.probe->time_s},
+                         {"time_error", r.time_error},
+                         {"bound", r.bound},
+                         {"time_tolerance", r.time_tolerance},
+                         {"kernels", ks},
+                         {"ok", r.ok}});
     }
     ojson checks = ojson::array();
     for (const auto& c : v.checks)
-        checks.push_back({{"suite", c.suite}, {"what", c.what}, {"rel_error", std::isfinite(c.rel_error) ? ojson(c.rel_error) : ojson(nullptr)},
-                          {"tolerance", c.tolerance}, {"passed", c.passed}});
+        checks.push_back({{"suite", c.suite},
+                          {"what", c.what},
+                          {"rel_error", std::isfinite(c.rel_error) ? ojson(c.rel_error) : ojson(nullptr)},
+                          {"tolerance", c.tolerance},
+                          {"passed", c.passed}});
     ojson steps = ojson::array();
     for (const auto& r : v.steps)
-        steps.push_back({{"id", r.c.id}, {"predicted_s", r.predicted_s}, {"host_s", r.host_s}, {"gpu_s", r.gpu_s},
-                         {"measured_s", r.c.step->seconds}, {"error", r.error}, {"ok", r.ok}});
+        steps.push_back({{"id", r.c.id},
+                         {"predicted_s", r.predicted_s},
+                         {"host_s", r.host_s},
+                         {"gpu_s", r.gpu_s},
+                         {"measured_s", r.c.step->seconds},
+                         {"error", r.error},
+                         {"ok", r.ok}});
     ojson train = ojson::array();
     for (const auto& r : v.train)
-        train.push_back({{"id", r.c.id}, {"predicted_saved_activation_bytes", r.saved}, {"measured_saved_activation_bytes", r.c.train->saved_activation_bytes},
-                         {"saved_error", r.saved_error}, {"predicted_backward_peak_bytes", r.backward_peak},
-                         {"measured_backward_peak_bytes", r.c.train->backward_peak_bytes}, {"backward_error", r.backward_error},
-                         {"predicted_gradient_bytes", r.gradients}, {"gradient_error", r.gradient_error}, {"predicted_optimizer_bytes", r.optimizer},
-                         {"optimizer_error", r.optimizer_error}, {"predicted_train_peak_bytes", r.train_peak}, {"train_peak_error", r.train_peak_error},
-                         {"peak_at", r.peak_at}, {"ok", r.ok}});
+        train.push_back({{"id", r.c.id},
+                         {"predicted_saved_activation_bytes", r.saved},
+                         {"measured_saved_activation_bytes", r.c.train->saved_activation_bytes},
+                         {"saved_error", r.saved_error},
+                         {"predicted_backward_peak_bytes", r.backward_peak},
+                         {"measured_backward_peak_bytes", r.c.train->backward_peak_bytes},
+                         {"backward_error", r.backward_error},
+                         {"predicted_gradient_bytes", r.gradients},
+                         {"gradient_error", r.gradient_error},
+                         {"predicted_optimizer_bytes", r.optimizer},
+                         {"optimizer_error", r.optimizer_error},
+                         {"predicted_train_peak_bytes", r.train_peak},
+                         {"train_peak_error", r.train_peak_error},
+                         {"peak_at", r.peak_at},
+                         {"ok", r.ok}});
     ojson ceilings = ojson::object();
     for (const auto& c : v.probe_claims) ceilings[c.name] = c.value;
     ojson claims = ojson::array();
     for (const auto& d : v.claims)
-        claims.push_back({{"runtime", d.runtime}, {"pairs", d.pairs}, {"measured_ratio_per_doubling", d.measured_ratio},
+        claims.push_back({{"runtime", d.runtime},
+                          {"pairs", d.pairs},
+                          {"measured_ratio_per_doubling", d.measured_ratio},
                           {"predicted_ratio_per_doubling", d.predicted_ratio}});
     ojson prov = ojson::object();
     for (const auto& [k, val] : v.provenance) prov[k] = val;
@@ -417,14 +494,20 @@ std::string render_calibration_table(const CalibrationResult& c, const std::stri
 }
 
 std::string render_calibration_markdown(const CalibrationResult& c, const std::string& written_to) {
-    std::string out = fmt::format("## memtax calibrate\n\n{} measured on {} (driver {}, {}); refines {} into {}\n\n", markdown_cell(c.measurements),
-                                  c.provenance.at("gpu"), c.provenance.count("driver") ? c.provenance.at("driver") : "?", c.provenance.at("date"),
-                                  c.base.name, c.calibrated.name);
+    std::string out =
+        fmt::format("## memtax calibrate\n\n{} measured on {} (driver {}, {}); refines {} into {}\n\n", markdown_cell(c.measurements),
+                    c.provenance.at("gpu"), c.provenance.count("driver") ? c.provenance.at("driver") : "?", c.provenance.at("date"),
+                    c.base.name, c.calibrated.name);
     Table t;
-    for (auto [k, title, right] : std::initializer_list<std::tuple<const char*, const char*, bool>>{
-             {"class", "kernel class", false}, {"cases", "fits", true}, {"overhead_s", "overhead µs", true},
-             {"bandwidth_bytes_per_s", "bandwidth TB/s", true}, {"flops_per_s", "rate TFLOP/s", true}, {"queued_s", "queued µs", true},
-             {"step_s", "ring step µs", true}, {"rms_error", "rms error", true}})
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"class", "kernel class", false},
+                                                                           {"cases", "fits", true},
+                                                                           {"overhead_s", "overhead µs", true},
+                                                                           {"bandwidth_bytes_per_s", "bandwidth TB/s", true},
+                                                                           {"flops_per_s", "rate TFLOP/s", true},
+                                                                           {"queued_s", "queued µs", true},
+                                                                           {"step_s", "ring step µs", true},
+                                                                           {"rms_error", "rms error", true}})
         t.add_column(k, title, right);
     for (const auto& f : c.fits) {
         t.row();
@@ -438,8 +521,9 @@ std::string render_calibration_markdown(const CalibrationResult& c, const std::s
         t.cell(fmt::format("{:.1f}%", f.rates.rms_error * 100));
     }
     out += table_markdown(t);
-    out += fmt::format("\nefficiency: bandwidth {:.4g} of {:.3g} B/s, matmul {:.4g}, launch overhead {:.3g} s\n", c.calibrated.bandwidth_efficiency,
-                       c.base.hbm_bandwidth.value, c.calibrated.matmul_efficiency, c.calibrated.launch_overhead_s);
+    out += fmt::format("\nefficiency: bandwidth {:.4g} of {:.3g} B/s, matmul {:.4g}, launch overhead {:.3g} s\n",
+                       c.calibrated.bandwidth_efficiency, c.base.hbm_bandwidth.value, c.calibrated.matmul_efficiency,
+                       c.calibrated.launch_overhead_s);
     if (!written_to.empty()) out += "\nwrote " + markdown_cell(written_to) + "\n";
     return out;
 }
@@ -447,12 +531,16 @@ std::string render_calibration_markdown(const CalibrationResult& c, const std::s
 std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to) {
     nlohmann::ordered_json fits = nlohmann::ordered_json::array();
     for (const auto& f : c.fits)
-        fits.push_back({{"class", f.key}, {"cases", f.rates.cases}, {"overhead_s", f.rates.overhead_s},
-                        {"bandwidth_bytes_per_s", f.rates.bandwidth}, {"flops_per_s", f.rates.flops}, {"queued_s", f.rates.queued_s},
+        fits.push_back({{"class", f.key},
+                        {"cases", f.rates.cases},
+                        {"overhead_s", f.rates.overhead_s},
+                        {"bandwidth_bytes_per_s", f.rates.bandwidth},
+                        {"flops_per_s", f.rates.flops},
+                        {"queued_s", f.rates.queued_s},
                         {"rms_error", f.rates.rms_error},
                         {"kernels", f.kernels}});
-    nlohmann::ordered_json j = {{"schema", "memtax.calibration/1"}, {"measurements", c.measurements}, {"base_profile", c.base.name},
-                                {"calibrated_profile", c.calibrated.name}, {"written_to", written_to}, {"fits", fits}};
+    nlohmann::ordered_json j = {{"schema", "memtax.calibration/1"},        {"measurements", c.measurements}, {"base_profile", c.base.name},
+                                {"calibrated_profile", c.calibrated.name}, {"written_to", written_to},       {"fits", fits}};
     return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 

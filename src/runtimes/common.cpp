@@ -14,14 +14,17 @@ const char* to_string(Mode m) { return m == Mode::Prefill ? "prefill" : "decode"
 const char* to_string(Recompute r) { return r == Recompute::None ? "none" : r == Recompute::Selective ? "selective" : "full"; }
 
 TrainActivations RuntimePlan::train(const TrainPoint&) const {
-    throw InputError({}, "workload.mode", "this runtime family does not model training; use a transformers runtime (hf-train, hf-train-eager)");
+    throw InputError({}, "workload.mode",
+                     "this runtime family does not model training; use a transformers runtime (hf-train, hf-train-eager)");
 }
 
 std::unique_ptr<RuntimePlan> compile_runtime(const CompileInput& in) {
     // One entry per family; a new family is a file in this folder and a line here.
     switch (in.runtime.family) {
-        case RuntimeFamily::Transformers: return compile_transformers(in);
-        case RuntimeFamily::Vllm: return compile_vllm(in);
+        case RuntimeFamily::Transformers:
+            return compile_transformers(in);
+        case RuntimeFamily::Vllm:
+            return compile_vllm(in);
     }
     throw InternalError("compile_runtime: unknown runtime family");
 }
@@ -86,7 +89,8 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
         holds.push_back(g.input(TensorInfo{"cache_position", Size(1, {Sym::Sq}), DtypeRole::Index}));
         holds.push_back(g.input(blk::act("inputs_embeds", bsh)));
     }
-    OpInfo norm{"final_norm", OpKind::Norm, OpGroup::Norm, Size(4 * h, {Sym::Batch, Sym::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
+    OpInfo norm{
+        "final_norm", OpKind::Norm, OpGroup::Norm, Size(4 * h, {Sym::Batch, Sym::Sq}), {}, {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}}};
     norm.weights.push_back({"final_norm", norm_width(m), DtypeRole::Param});
     if (in.runtime.training.fused_layernorm) {
         norm.saves_inputs = 1;
@@ -94,23 +98,31 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
     } else {
         norm.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
         if (in.runtime.family == RuntimeFamily::Transformers && m.norm == NormKind::RMSNorm)
-            blk::eager_rms_norm_launches(norm, 1, h, !(dt[static_cast<size_t>(DtypeRole::Act)] == dt[static_cast<size_t>(DtypeRole::Fp32)]));
+            blk::eager_rms_norm_launches(norm, 1, h,
+                                         !(dt[static_cast<size_t>(DtypeRole::Act)] == dt[static_cast<size_t>(DtypeRole::Fp32)]));
     }
     int xf = g.op1h(std::move(norm), {x}, blk::act("x_final", bsh), holds);
     // The vocab-parallel head: this GPU's rows; the logits are then gathered onto one GPU. A
     // tied head reads the embedding's storage where the stage holds the embedding.
     const Size logits(m.vocab_size, {Sym::Batch, Sym::Kept});
-    OpInfo head{"lm_head", OpKind::Matmul, OpGroup::LmHead, Size(checked_product({2, h, in.shard.vocab}, "lm_head"), {Sym::Batch, Sym::Kept}), {}, {}};
+    OpInfo head{
+        "lm_head", OpKind::Matmul, OpGroup::LmHead, Size(checked_product({2, h, in.shard.vocab}, "lm_head"), {Sym::Batch, Sym::Kept}), {},
+        {}};
     head.saves_inputs = 1;
-    head.weights.push_back({"lm_head", checked_mul(h, in.shard.vocab, "lm_head"), DtypeRole::Param, m.tie_word_embeddings && in.has_embedding});
+    head.weights.push_back(
+        {"lm_head", checked_mul(h, in.shard.vocab, "lm_head"), DtypeRole::Param, m.tie_word_embeddings && in.has_embedding});
     int l = g.op1(std::move(head), {xf}, blk::act("logits_act", logits, Category::Logits));
     if (m.attn.final_softcap) {
         // Gemma-2: logits / cap, tanh, × cap, each a new tensor of the logits' size.
-        l = g.op1({"final_softcap_div", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l}, blk::act("logits_div", logits, Category::Logits));
-        l = g.op1({"final_softcap_tanh", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l}, blk::act("logits_tanh", logits, Category::Logits));
-        l = g.op1({"final_softcap_mul", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l}, blk::act("logits_capped", logits, Category::Logits));
+        l = g.op1({"final_softcap_div", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l},
+                  blk::act("logits_div", logits, Category::Logits));
+        l = g.op1({"final_softcap_tanh", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l},
+                  blk::act("logits_tanh", logits, Category::Logits));
+        l = g.op1({"final_softcap_mul", OpKind::Elementwise, OpGroup::LmHead, {}, {}, {}}, {l},
+                  blk::act("logits_capped", logits, Category::Logits));
     }
-    const AliasRule same = dt[static_cast<size_t>(DtypeRole::Logits)] == dt[static_cast<size_t>(DtypeRole::Act)] ? AliasRule::View : AliasRule::None;
+    const AliasRule same =
+        dt[static_cast<size_t>(DtypeRole::Logits)] == dt[static_cast<size_t>(DtypeRole::Act)] ? AliasRule::View : AliasRule::None;
     g.op1({"logits_cast", OpKind::Copy, OpGroup::LmHead, {}, {}, {}}, {l},
           TensorInfo{"logits", logits, DtypeRole::Logits, Category::Logits, Lifetime::Persistent, same});
     g.finalize();
@@ -155,7 +167,8 @@ StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& typ
     for (const auto& t : types) {
         w.bytes = checked_add(w.bytes, checked_mul(t.graph.weight_bytes(), t.count, "weights"), "weights");
         w.parameters = checked_add(w.parameters, checked_mul(t.graph.weight_elements(), t.count, "parameters"), "parameters");
-        w.active_parameters = checked_add(w.active_parameters, checked_mul(t.graph.active_weight_elements(), t.count, "parameters"), "parameters");
+        w.active_parameters =
+            checked_add(w.active_parameters, checked_mul(t.graph.active_weight_elements(), t.count, "parameters"), "parameters");
     }
     for (const OpGraph* g : {embedding, head})
         if (g) {
@@ -167,9 +180,10 @@ StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& typ
         w.components.push_back({"weights.embedding", "weights", embedding->weight_bytes(),
                                 fmt::format("vocab/tp · hidden in {}: {}", m.dtype.name, weight_list(*embedding))});
     if (head)
-        w.components.push_back({"weights.head", "weights", head->weight_bytes(),
-                                fmt::format("final norm and LM head{}: {}", m.tie_word_embeddings && embedding ? " (tied: the embedding's storage)" : "",
-                                            weight_list(*head))});
+        w.components.push_back(
+            {"weights.head", "weights", head->weight_bytes(),
+             fmt::format("final norm and LM head{}: {}", m.tie_word_embeddings && embedding ? " (tied: the embedding's storage)" : "",
+                         weight_list(*head))});
     for (const auto& t : types)
         w.components.push_back({fmt::format("weights.layer[{}+{}]", t.spec.token_mixer, t.spec.channel_mixer), "weights",
                                 checked_mul(t.graph.weight_bytes(), t.count, "weights"),
@@ -180,9 +194,12 @@ StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& typ
 
 std::string sum_verdict(const PointResult& r) {
     // Components in decreasing size, so the sentence leads with what decided it.
-    std::vector<std::pair<std::string, u64>> parts = {{"weights", r.weights},          {"KV", r.kv_cache},
-                                                      {"attention matrix", r.attention_matrix}, {"activations", r.activation_peak},
-                                                      {"logits", r.logits},            {"overhead", r.runtime_overhead}};
+    std::vector<std::pair<std::string, u64>> parts = {{"weights", r.weights},
+                                                      {"KV", r.kv_cache},
+                                                      {"attention matrix", r.attention_matrix},
+                                                      {"activations", r.activation_peak},
+                                                      {"logits", r.logits},
+                                                      {"overhead", r.runtime_overhead}};
     std::stable_sort(parts.begin(), parts.end(), [](const auto& a, const auto& c) { return a.second > c.second; });
     // Terms that would print as 0.0 GiB are summed into one "other" term in MiB.
     std::string sum;

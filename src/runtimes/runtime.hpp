@@ -48,9 +48,9 @@ struct Point {
 
 enum class PointStatus : std::uint8_t {
     Ok,
-    Overflow,      // a count does not fit 64 bits (the full estimate names the term)
-    BadBatch,      // workload.batch is 0
-    BadContext,    // workload.context is 0
+    Overflow,          // a count does not fit 64 bits (the full estimate names the term)
+    BadBatch,          // workload.batch is 0
+    BadContext,        // workload.context is 0
     BeyondMaxContext,  // workload.context exceeds the model's max_context (and it was not allowed)
 };
 
@@ -115,10 +115,10 @@ struct LayerRow {
 struct GraphUse {
     const OpGraph* graph = nullptr;
     Bindings bindings;
-    u64 count = 0;             // times it runs in one whole-model step (every stage)
+    u64 count = 0;  // times it runs in one whole-model step (every stage)
     bool is_layer = true;
-    u64 mask_read_bytes = 0;   // a mask built outside the layer that each run reads
-    u64 hidden_bytes = 0;      // one activation message (batch · tokens · hidden), for collectives
+    u64 mask_read_bytes = 0;  // a mask built outside the layer that each run reads
+    u64 hidden_bytes = 0;     // one activation message (batch · tokens · hidden), for collectives
 };
 
 // The full description of a point: built only for rows that are printed.

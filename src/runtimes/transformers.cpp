@@ -82,7 +82,8 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
         } else {
             op.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {S::Batch, S::Sq}), DtypeRole::Fp32}};
             // nn.LayerNorm is one fused kernel; transformers' RMSNorm is eight.
-            if (env.model.norm == NormKind::RMSNorm) blk::eager_rms_norm_launches(op, 1, h, !(env.dtype(DtypeRole::Act) == env.dtype(DtypeRole::Fp32)));
+            if (env.model.norm == NormKind::RMSNorm)
+                blk::eager_rms_norm_launches(op, 1, h, !(env.dtype(DtypeRole::Act) == env.dtype(DtypeRole::Fp32)));
         }
         return op;
     };
@@ -148,9 +149,14 @@ u64 bytes_of(const DType& d, u64 n, bool& ovf) noexcept {
 }
 
 TransformersPlan::TransformersPlan(const CompileInput& in)
-    : model_(in.model), rt_(in.runtime), shard_(in.shard), dt_(in.dtypes),
+    : model_(in.model),
+      rt_(in.runtime),
+      shard_(in.shard),
+      dt_(in.dtypes),
       dtypes_(graph_dtypes(in.model, in.dtypes, in.runtime.mask == MaskKind::Additive ? in.model.dtype : DType{"bool", 8, 0, 0})),
-      has_head_(in.has_head), has_embedding_(in.has_embedding), embedding_(build_embedding_graph(in, dtypes_)),
+      has_head_(in.has_head),
+      has_embedding_(in.has_embedding),
+      embedding_(build_embedding_graph(in, dtypes_)),
       head_(build_head_graph(in, dtypes_, in.runtime.keeps.model_locals)) {
     const BlockEnv env{model_, shard_, rt_, Execution::Transformers, dtypes_};
     std::vector<std::uint32_t> type_of;
@@ -166,8 +172,10 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
     }
     // Layer 0 is a run of its own: past it the base model's `inputs_embeds` is a separate tensor.
     for (std::uint32_t i = 0; i < type_of.size(); ++i) {
-        if (i > 1 && runs_.back().type == type_of[i]) ++runs_.back().len;
-        else runs_.push_back(Run{type_of[i], i, 1});
+        if (i > 1 && runs_.back().type == type_of[i])
+            ++runs_.back().len;
+        else
+            runs_.push_back(Run{type_of[i], i, 1});
     }
     StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr);
     weights_ = w.bytes;
@@ -200,7 +208,8 @@ TransformersPlan::Geometry TransformersPlan::geometry(const Type& t, bool prefil
     return g;
 }
 
-Bindings TransformersPlan::layer_bindings(const Type& t, const Geometry& g, bool prefill, u64 B, u64 Sq, u64 kept, u64 mask_elems) const noexcept {
+Bindings TransformersPlan::layer_bindings(const Type& t, const Geometry& g, bool prefill, u64 B, u64 Sq, u64 kept,
+                                          u64 mask_elems) const noexcept {
     Bindings b;
     b[S::Batch] = B;
     b[S::Sq] = Sq;
@@ -365,8 +374,8 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
     r.weights = weights_;
     r.runtime_overhead = overhead_;
     r.capacity = capacity_;
-    r.total = add(add(add(weights_, r.kv_cache, ovf), add(r.attention_matrix, r.activation_peak, ovf), ovf),
-                  add(r.logits, overhead_, ovf), ovf);
+    r.total =
+        add(add(add(weights_, r.kv_cache, ovf), add(r.attention_matrix, r.activation_peak, ovf), ovf), add(r.logits, overhead_, ovf), ovf);
     r.fits = r.total <= capacity_;
     r.max_concurrency_milli = 0;
     if (ovf) {
@@ -399,11 +408,14 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
     const bool prefill = p.mode == Mode::Prefill;
     const u64 B = p.batch, S = p.context, Sq = prefill ? S : 1;
     // Where the peak is.
-    if (r.peak_site == -1) out.peak_at = "embedding";
-    else if (r.peak_site == -2) out.peak_at = std::string("head ") + head_.ops().at(static_cast<size_t>(r.peak_op)).name;
+    if (r.peak_site == -1)
+        out.peak_at = "embedding";
+    else if (r.peak_site == -2)
+        out.peak_at = std::string("head ") + head_.ops().at(static_cast<size_t>(r.peak_op)).name;
     else
-        out.peak_at = fmt::format("layer {} ({}) {}", r.peak_layer, types_.at(static_cast<size_t>(r.peak_site)).spec.token_mixer,
-                                  r.peak_op >= 0 ? types_[static_cast<size_t>(r.peak_site)].graph.ops().at(static_cast<size_t>(r.peak_op)).name : "");
+        out.peak_at =
+            fmt::format("layer {} ({}) {}", r.peak_layer, types_.at(static_cast<size_t>(r.peak_site)).spec.token_mixer,
+                        r.peak_op >= 0 ? types_[static_cast<size_t>(r.peak_site)].graph.ops().at(static_cast<size_t>(r.peak_op)).name : "");
     // Layer rows and the step's graphs.
     for (size_t ti = 0; ti < types_.size(); ++ti) {
         const Type& t = types_[ti];
@@ -430,7 +442,8 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
         out.step_graphs.push_back(use);
         if (static_cast<std::int32_t>(ti) == r.peak_site && r.peak_op >= 0) {
             const std::string site = fmt::format("layer {} ({})", r.peak_layer, t.spec.token_mixer);
-            for (const auto& l : t.graph.live_at(b, r.peak_op)) out.live_at_peak.push_back({l.name, l.bytes, fmt::format("{}, {}", to_string(l.category), site)});
+            for (const auto& l : t.graph.live_at(b, r.peak_op))
+                out.live_at_peak.push_back({l.name, l.bytes, fmt::format("{}, {}", to_string(l.category), site)});
             if (w.mask_bytes) out.live_at_peak.push_back({"attention masks", w.mask_bytes, "attention matrix, built once per forward"});
         }
     }
@@ -438,7 +451,8 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
         Bindings bh = w.base;
         bh[S::Skv] = 0;
         if (r.peak_site == -2 && r.peak_op >= 0)
-            for (const auto& l : head_.live_at(bh, r.peak_op)) out.live_at_peak.push_back({l.name, l.bytes, fmt::format("{}, head", to_string(l.category))});
+            for (const auto& l : head_.live_at(bh, r.peak_op))
+                out.live_at_peak.push_back({l.name, l.bytes, fmt::format("{}, head", to_string(l.category))});
         out.step_graphs.push_back(GraphUse{&head_, bh, 1, false, 0, 0});
     }
     // Components with their formulas.
@@ -448,25 +462,27 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
     for (const auto& t : types_)
         if (t.cache.window) windows = fmt::format(" ({} layers keep ≤ {} tokens)", t.spec.token_mixer, t.cache.window);
     out.components.push_back({"kv_cache", "kv_cache", r.kv_cache,
-                              fmt::format("Σ layers state per token · batch · tokens kept = 2 · {} · {} · {} · {} · {} B × {} layers{}",
-                                          B, S, shard_.heads_kv, model_.head_dim, dt_.kv.bits / 8.0, model_.num_layers, windows)});
+                              fmt::format("Σ layers state per token · batch · tokens kept = 2 · {} · {} · {} · {} · {} B × {} layers{}", B,
+                                          S, shard_.heads_kv, model_.head_dim, dt_.kv.bits / 8.0, model_.num_layers, windows)});
+    out.components.push_back({"attention_matrix", "attention_matrix", r.attention_matrix,
+                              rt_.attention == AttentionKernel::Eager
+                                  ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} "
+                                                "elements (scores in {}, softmax in {}), + masks {} B",
+                                                B, shard_.heads_q, Sq, skv, model_.dtype.name, dt_.softmax.name, group_digits(w.mask_bytes))
+                                  : std::string("fused kernel: no S×S tensor (its O(S) softmax statistics count as activations)")});
     out.components.push_back(
-        {"attention_matrix", "attention_matrix", r.attention_matrix,
-         rt_.attention == AttentionKernel::Eager
-             ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} elements (scores in {}, softmax in {}), + masks {} B",
-                           B, shard_.heads_q, Sq, skv, model_.dtype.name, dt_.softmax.name, group_digits(w.mask_bytes))
-             : std::string("fused kernel: no S×S tensor (its O(S) softmax statistics count as activations)")});
-    out.components.push_back({"activation_peak", "activations", r.activation_peak,
-                              fmt::format("live non-KV, non-S×S tensors at the forward peak ({}) by op-graph liveness{}", out.peak_at,
-                                          w.kv_excess ? fmt::format(", incl. {} B of old cache storage not yet released", group_digits(w.kv_excess)) : "")});
+        {"activation_peak", "activations", r.activation_peak,
+         fmt::format("live non-KV, non-S×S tensors at the forward peak ({}) by op-graph liveness{}", out.peak_at,
+                     w.kv_excess ? fmt::format(", incl. {} B of old cache storage not yet released", group_digits(w.kv_excess)) : "")});
     out.components.push_back({"logits", "logits", r.logits,
-                              fmt::format("batch · positions kept · vocab · {} = {} · {} · {} · {} B, if live at the peak", dt_.logits.name, B,
-                                          r.logits_kept, group_digits(model_.vocab_size), dt_.logits.bits / 8)});
+                              fmt::format("batch · positions kept · vocab · {} = {} · {} · {} · {} B, if live at the peak", dt_.logits.name,
+                                          B, r.logits_kept, group_digits(model_.vocab_size), dt_.logits.bits / 8)});
     out.components.push_back({"runtime_overhead", "overhead", r.runtime_overhead,
                               fmt::format("CUDA context + library workspaces of {} ({})", rt_.name, overhead_source_)});
     out.components.push_back({"forward_peak", "peak", r.forward_peak,
                               fmt::format("peak during the step above what was allocated before it, at {}", out.peak_at)});
-    out.components.push_back({"total", "total", r.total, "weights + kv_cache + attention_matrix + activation_peak + logits + runtime_overhead"});
+    out.components.push_back(
+        {"total", "total", r.total, "weights + kv_cache + attention_matrix + activation_peak + logits + runtime_overhead"});
     if (r.kv_cache_visible != r.kv_cache)
         out.kv_note = fmt::format("KV the cache exposes: {} B ({:.2f} GiB); the rest is storage a view keeps alive",
                                   group_digits(r.kv_cache_visible), to_gib(r.kv_cache_visible));
@@ -474,7 +490,6 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
 }
 
 }  // namespace
-
 
 // A training step as transformers runs it (model.train(), use_cache=False, labels given): each
 // layer's forward keeps what its ops' autograd nodes save (OpGraph::train), the loss keeps the
@@ -491,20 +506,26 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         const std::string& cm = t.spec.channel_mixer;
         if (tm != "full_attention" && tm != "sliding_attention")
             throw InputError(model_.pos_of("layer_types"), "model.layers",
-                             fmt::format("training memory is modelled for full_attention and sliding_attention layers; {} has {} layers", model_.name, tm));
-        if (cm != "gated_mlp" && cm != "mlp" && !(cm == "moe" && model_.moe.dispatch == "grouped" && !model_.moe.expert_bias && model_.moe.shared_intermediate_size == 0))
-            throw InputError(model_.pos_of("layer_types"), "model.layers",
-                             fmt::format("training memory is modelled for gated_mlp, mlp and moe (grouped_mm dispatch, no shared experts or expert biases) "
-                                         "channel mixers; {} has {} layers",
-                                         model_.name, cm));
+                             fmt::format("training memory is modelled for full_attention and sliding_attention layers; {} has {} layers",
+                                         model_.name, tm));
+        if (cm != "gated_mlp" && cm != "mlp" &&
+            !(cm == "moe" && model_.moe.dispatch == "grouped" && !model_.moe.expert_bias && model_.moe.shared_intermediate_size == 0))
+            throw InputError(
+                model_.pos_of("layer_types"), "model.layers",
+                fmt::format(
+                    "training memory is modelled for gated_mlp, mlp and moe (grouped_mm dispatch, no shared experts or expert biases) "
+                    "channel mixers; {} has {} layers",
+                    model_.name, cm));
     }
     if (p.recompute == Recompute::Selective && !rt_.training.selective_recompute)
-        throw InputError({}, "train.recompute",
-                         fmt::format("{} checkpoints whole layers (gradient_checkpointing_enable); valid here: none, full (selective: a runtime with "
-                                     "training.selective_recompute, e.g. megatron-train)",
-                                     rt_.name));
+        throw InputError(
+            {}, "train.recompute",
+            fmt::format("{} checkpoints whole layers (gradient_checkpointing_enable); valid here: none, full (selective: a runtime with "
+                        "training.selective_recompute, e.g. megatron-train)",
+                        rt_.name));
     if (p.sequence_parallel && !rt_.training.sequence_parallel)
-        throw InputError({}, "train.sequence_parallel", fmt::format("{} does not shard activations over the sequence (e.g. megatron-train does)", rt_.name));
+        throw InputError({}, "train.sequence_parallel",
+                         fmt::format("{} does not shard activations over the sequence (e.g. megatron-train does)", rt_.name));
     bool ovf = false;
     const u64 B = p.batch, S = p.context, T = mul(B, S, ovf);
     const u64 round = rt_.allocator_round_bytes;
@@ -572,7 +593,7 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         const u64 f32_tv = rb(f32, mul(T, vocab, ovf));
         loss_saved = add(f32_tv, round_up(mul(T, 8, ovf), round, ovf), ovf);
         loss_fwd = add(add(logits, f32_tv, ovf), loss_saved, ovf);  // logits, their fp32 copy, the log-softmax
-        loss_bwd = mul(2, f32_tv, ovf);                               // d(log-softmax) and d(logits.float())
+        loss_bwd = mul(2, f32_tv, ovf);                             // d(log-softmax) and d(logits.float())
     }
     // Forward: what the layers keep, and the peak of each layer's own forward above it.
     u64 kept = add(tables, full ? mask_bytes : 0, ovf), fpeak = 0;
@@ -630,8 +651,6 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     return out;
 }
 
-std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in) {
-    return std::make_unique<TransformersPlan>(in);
-}
+std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in) { return std::make_unique<TransformersPlan>(in); }
 
 }  // namespace memtax

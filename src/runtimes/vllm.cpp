@@ -31,7 +31,9 @@ OpGraph build_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixe
         op.weights.push_back({name, norm_width(env.model), DtypeRole::Param});
         return op;
     };
-    auto in_place = [&](const char* name) { return TensorInfo{name, th, DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::Always}; };
+    auto in_place = [&](const char* name) {
+        return TensorInfo{name, th, DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::Always};
+    };
     int xn = g.op1(norm("input_norm"), {x, res}, in_place("hidden_normed"));
     int o = tm.build(g, env, MixerIO{xn, {}, false});
     if (cm.name == std::string("none")) {
@@ -84,8 +86,8 @@ OpGraph build_sampler(const CompileInput& in, const std::array<DType, kDtypeRole
     // random_sample: probs = softmax(logits); q = empty_like(probs).exponential_(); argmax(probs / q).
     int probs = g.op1(op("softmax", OpKind::Softmax), {filtered}, t("probs", R::Fp32), {l, l32});
     int q = g.op1(op("exponential", OpKind::Elementwise), {}, t("exp_noise", R::Fp32), {l, l32, probs});
-    g.op1(op("argmax", OpKind::Elementwise), {probs, q}, TensorInfo{"sampled", Size(1, {S::Batch, S::Kept}), R::Index, C::Logits, Lifetime::Persistent},
-          {l, l32});
+    g.op1(op("argmax", OpKind::Elementwise), {probs, q},
+          TensorInfo{"sampled", Size(1, {S::Batch, S::Kept}), R::Index, C::Logits, Lifetime::Persistent}, {l, l32});
     g.finalize();
     return g;
 }
@@ -134,9 +136,17 @@ private:
 Bindings profile_bindings(u64 tokens);
 
 VllmPlan::VllmPlan(const CompileInput& in)
-    : model_(in.model), rt_(in.runtime), p_(*in.runtime.vllm), shard_(in.shard), dt_(in.dtypes),
-      dtypes_(graph_dtypes(in.model, in.dtypes, in.model.dtype)), has_head_(in.has_head), has_embedding_(in.has_embedding),
-      embedding_(build_embedding_graph(in, dtypes_)), head_(build_head_graph(in, dtypes_, false)), sampler_(build_sampler(in, dtypes_)) {
+    : model_(in.model),
+      rt_(in.runtime),
+      p_(*in.runtime.vllm),
+      shard_(in.shard),
+      dt_(in.dtypes),
+      dtypes_(graph_dtypes(in.model, in.dtypes, in.model.dtype)),
+      has_head_(in.has_head),
+      has_embedding_(in.has_embedding),
+      embedding_(build_embedding_graph(in, dtypes_)),
+      head_(build_head_graph(in, dtypes_, false)),
+      sampler_(build_sampler(in, dtypes_)) {
     if (!dt_.kv.whole_bytes())
         throw InputError(SourcePos{}, "workload.kv_dtype", fmt::format("vLLM has no {} KV cache; use bf16, fp16 or fp8_e4m3", dt_.kv.name));
     const BlockEnv env{model_, shard_, rt_, Execution::Vllm, dtypes_};
@@ -168,10 +178,12 @@ VllmPlan::VllmPlan(const CompileInput& in)
     GraphEval lev;
     forward_peak_ = forward_peak(p_.max_num_batched_tokens, &peak_type, &lev);
     sampler_requests_ = std::min(p_.max_num_seqs, p_.max_num_batched_tokens);
-    peak_at_ = std::string("profile forward ") + (lev.peak_op >= 0 ? types_[peak_type].graph.ops()[static_cast<size_t>(lev.peak_op)].name : "");
+    peak_at_ =
+        std::string("profile forward ") + (lev.peak_op >= 0 ? types_[peak_type].graph.ops()[static_cast<size_t>(lev.peak_op)].name : "");
     if (lev.peak_op >= 0)
         for (const auto& l : types_[peak_type].graph.live_at(profile_bindings(p_.max_num_batched_tokens), lev.peak_op))
-            live_at_peak_.push_back({l.name, l.bytes, fmt::format("{}, profile forward ({})", to_string(l.category), types_[peak_type].spec.token_mixer)});
+            live_at_peak_.push_back(
+                {l.name, l.bytes, fmt::format("{}, profile forward ({})", to_string(l.category), types_[peak_type].spec.token_mixer)});
     if (has_head_) {  // only the last pipeline stage samples
         Bindings b;
         b[S::Batch] = 1;
@@ -184,14 +196,16 @@ VllmPlan::VllmPlan(const CompileInput& in)
             logits_ = g.at_peak[Category::Logits];
             peak_at_ = std::string("sampler ") + sampler_.ops()[static_cast<size_t>(g.peak_op)].name;
             live_at_peak_.clear();
-            for (const auto& l : sampler_.live_at(b, g.peak_op)) live_at_peak_.push_back({l.name, l.bytes, fmt::format("{}, profile sampler", to_string(l.category))});
+            for (const auto& l : sampler_.live_at(b, g.peak_op))
+                live_at_peak_.push_back({l.name, l.bytes, fmt::format("{}, profile sampler", to_string(l.category))});
         }
     }
     const u64 act_peak = std::max(forward_peak_, sampler_peak_);
     graph_pool_ = p_.cudagraph_max_capture_size ? forward_peak(p_.cudagraph_max_capture_size) : 0;
     // requested = total × utilisation, in exact integer arithmetic (ppm).
     requested_ = mul_frac(capacity_, p_.gpu_memory_utilization_ppm, 1000000);
-    const u64 non_kv = checked_add(checked_add(weights_, act_peak, "vllm non-kv"), checked_add(non_torch_, graph_pool_, "vllm non-kv"), "vllm non-kv");
+    const u64 non_kv =
+        checked_add(checked_add(weights_, act_peak, "vllm non-kv"), checked_add(non_torch_, graph_pool_, "vllm non-kv"), "vllm non-kv");
     kv_positive_ = requested_ > non_kv;
     available_ = kv_positive_ ? requested_ - non_kv : 0;
     // Pages (vLLM kv_cache_interface.py): an attention page is block_size tokens of one layer's
@@ -244,7 +258,8 @@ u64 VllmPlan::forward_peak(u64 tokens, size_t* type, GraphEval* out) const {
         }
     }
     u64 ids = checked_mul(tokens, 8, "token ids");
-    if (rt_.allocator_round_bytes > 1 && ids % rt_.allocator_round_bytes) ids += rt_.allocator_round_bytes - ids % rt_.allocator_round_bytes;
+    if (rt_.allocator_round_bytes > 1 && ids % rt_.allocator_round_bytes)
+        ids += rt_.allocator_round_bytes - ids % rt_.allocator_round_bytes;
     return checked_add(best, checked_mul(2, ids, "token ids"), "vllm forward");
 }
 
@@ -328,10 +343,17 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     const Bindings profile = profile_bindings(p_.max_num_batched_tokens);
     for (const auto& t : types_) {
         const GraphEval ev = t.graph.evaluate(profile);
-        LayerRow row{t.spec.token_mixer, t.spec.channel_mixer, t.count, t.graph.weight_bytes(),
-                     t.cache.elements_per_sequence ? page_ : checked_mul(page_, t.cache.window ? std::min(full_blocks, ceil_div(t.cache.window, block_) + 1) : full_blocks, "kv"),
-                     ev.attention_matrix_max, ev.peak_bytes - ev.at_peak[Category::KvCache],
-                     ev.peak_op >= 0 ? t.graph.ops()[static_cast<size_t>(ev.peak_op)].name : ""};
+        LayerRow row{
+            t.spec.token_mixer,
+            t.spec.channel_mixer,
+            t.count,
+            t.graph.weight_bytes(),
+            t.cache.elements_per_sequence
+                ? page_
+                : checked_mul(page_, t.cache.window ? std::min(full_blocks, ceil_div(t.cache.window, block_) + 1) : full_blocks, "kv"),
+            ev.attention_matrix_max,
+            ev.peak_bytes - ev.at_peak[Category::KvCache],
+            ev.peak_op >= 0 ? t.graph.ops()[static_cast<size_t>(ev.peak_op)].name : ""};
         out.layers.push_back(row);
         out.step_graphs.push_back(GraphUse{&t.graph, b, t.model_count, true, 0,
                                            model_.dtype.bytes(checked_product({1, b[S::Sq], model_.hidden_size}, "message"), "message")});
@@ -363,19 +385,22 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     out.sections.push_back(std::move(s));
 
     out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
-    out.components.push_back({"kv_cache", "kv_cache", r.kv_cache,
-                              fmt::format("vLLM pool: num_blocks · page · layers per block = {} · {} · {}, page = block {} tokens of a layer's cache "
-                                          "({} per token: {}){}; num_blocks = available {} B // (page · layers)",
-                                          group_digits(num_blocks_), group_digits(page_), group_, block_, types_.front().cache.layout,
-                                          types_.front().cache.elements_per_token ? fmt::format("{} elements in {}", types_.front().cache.elements_per_token, dt_.kv.name)
-                                                                                  : std::string("state"),
-                                          state_bytes_ ? fmt::format(", Mamba state {} B per sequence per layer", group_digits(state_bytes_)) : std::string(),
-                                          group_digits(available_))});
+    out.components.push_back(
+        {"kv_cache", "kv_cache", r.kv_cache,
+         fmt::format("vLLM pool: num_blocks · page · layers per block = {} · {} · {}, page = block {} tokens of a layer's cache "
+                     "({} per token: {}){}; num_blocks = available {} B // (page · layers)",
+                     group_digits(num_blocks_), group_digits(page_), group_, block_, types_.front().cache.layout,
+                     types_.front().cache.elements_per_token
+                         ? fmt::format("{} elements in {}", types_.front().cache.elements_per_token, dt_.kv.name)
+                         : std::string("state"),
+                     state_bytes_ ? fmt::format(", Mamba state {} B per sequence per layer", group_digits(state_bytes_)) : std::string(),
+                     group_digits(available_))});
     out.components.push_back({"attention_matrix", "attention_matrix", 0, "fused paged attention: no S×S tensor"});
     out.components.push_back({"activation_peak", "activations", r.activation_peak,
                               fmt::format("the start-up profile's peak ({}) by op-graph liveness, less its logits", out.peak_at)});
     out.components.push_back({"logits", "logits", r.logits,
-                              fmt::format("vLLM sampler tensors live at the profile peak ({} requests · vocab {}: logits in {} and fp32, sorted values and int64 indices, masks, probabilities)",
+                              fmt::format("vLLM sampler tensors live at the profile peak ({} requests · vocab {}: logits in {} and fp32, "
+                                          "sorted values and int64 indices, masks, probabilities)",
                                           sampler_requests_, group_digits(model_.vocab_size), model_.dtype.name)});
     out.components.push_back({"runtime_overhead", "overhead", r.runtime_overhead,
                               fmt::format("CUDA context + library workspaces of {} ({}) + CUDA-graph pool {} B", rt_.name, overhead_source_,
@@ -384,17 +409,21 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     out.components.push_back({"total", "total", r.total, "weights + kv_cache + activation_peak + logits + runtime_overhead"});
 
     if (B > p_.max_num_seqs && kv_positive_)
-        out.verdict = fmt::format("does not fit: {} sequences wanted at once, but max_num_seqs is {}: vLLM schedules at most {} and queues the rest "
-                                  "(raise runtime_settings.max_num_seqs, or add replicas with deployment.gpus); the KV pool ({} blocks) holds {:.2f} sequences of {} tokens",
-                                  B, p_.max_num_seqs, p_.max_num_seqs, group_digits(num_blocks_),
-                                  static_cast<double>(r.max_concurrency_milli) / 1000.0, group_digits(max_len));
+        out.verdict = fmt::format(
+            "does not fit: {} sequences wanted at once, but max_num_seqs is {}: vLLM schedules at most {} and queues the rest "
+            "(raise runtime_settings.max_num_seqs, or add replicas with deployment.gpus); the KV pool ({} blocks) holds {:.2f} sequences "
+            "of {} tokens",
+            B, p_.max_num_seqs, p_.max_num_seqs, group_digits(num_blocks_), static_cast<double>(r.max_concurrency_milli) / 1000.0,
+            group_digits(max_len));
     else if (!kv_positive_)
-        out.verdict = fmt::format("does not fit: weights {} + activation peak {} + non-torch {} + CUDA graphs {} exceed the {} vLLM may use; no memory for the KV cache",
-                                  format_bytes_gib(weights_), format_bytes_gib(std::max(forward_peak_, sampler_peak_)), format_bytes_gib(non_torch_),
-                                  format_bytes_gib(graph_pool_), format_bytes_gib(requested_));
+        out.verdict = fmt::format(
+            "does not fit: weights {} + activation peak {} + non-torch {} + CUDA graphs {} exceed the {} vLLM may use; no memory for the "
+            "KV cache",
+            format_bytes_gib(weights_), format_bytes_gib(std::max(forward_peak_, sampler_peak_)), format_bytes_gib(non_torch_),
+            format_bytes_gib(graph_pool_), format_bytes_gib(requested_));
     else
-        out.verdict = fmt::format("{}: {} KV blocks of {} tokens ({}) hold {:.2f} sequences of {} tokens; {} wanted", r.fits ? "fits" : "does not fit",
-                                  group_digits(num_blocks_), block_, format_bytes_gib(r.kv_cache),
+        out.verdict = fmt::format("{}: {} KV blocks of {} tokens ({}) hold {:.2f} sequences of {} tokens; {} wanted",
+                                  r.fits ? "fits" : "does not fit", group_digits(num_blocks_), block_, format_bytes_gib(r.kv_cache),
                                   static_cast<double>(r.max_concurrency_milli) / 1000.0, group_digits(max_len), B);
 }
 

@@ -16,7 +16,8 @@ namespace {
 // A file argument: it exists, names a profile extension, or starts like a path. (A slash alone
 // is not enough: Hugging Face ids such as meta-llama/Llama-3.1-8B are catalog aliases.)
 bool looks_like_path(const std::string& s) {
-    return s.ends_with(".yaml") || s.ends_with(".yml") || s.ends_with(".json") || s.starts_with("/") || s.starts_with("./") || s.starts_with("../");
+    return s.ends_with(".yaml") || s.ends_with(".yml") || s.ends_with(".json") || s.starts_with("/") || s.starts_with("./") ||
+           s.starts_with("../");
 }
 
 // The value of a profile's top-level `key:` line, read without parsing the document: a CLI
@@ -81,7 +82,8 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
     std::error_code ec;
     if (std::filesystem::exists(arg, ec) || looks_like_path(arg)) return load_path(arg);
     std::vector<Entry> entries;
-    for (const auto& f : files) entries.push_back({top_level_value(f.text, "name"), top_level_value(f.text, "display_name"), declared_aliases(f.text), &f});
+    for (const auto& f : files)
+        entries.push_back({top_level_value(f.text, "name"), top_level_value(f.text, "display_name"), declared_aliases(f.text), &f});
     auto load = [&](const Entry& e) {
         Spec s = load_text(e.file->text, e.file->path);
         if (s.name != e.name) throw InternalError(fmt::format("catalog profile {} declares name {}", e.file->path, s.name));
@@ -101,7 +103,8 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
     // but "llama-3.1-8" is a typo of llama-3.1-8b, not its family.
     auto family_of = [&](const std::string& name) {
         for (size_t cut = 1; cut <= name.size(); ++cut)
-            if ((cut == name.size() || !std::isalnum(static_cast<unsigned char>(name[cut]))) && fold(name.substr(0, cut)) == key) return true;
+            if ((cut == name.size() || !std::isalnum(static_cast<unsigned char>(name[cut]))) && fold(name.substr(0, cut)) == key)
+                return true;
         return false;
     };
     std::vector<const Entry*> family;
@@ -116,8 +119,10 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
     for (const auto& e : entries) names.push_back(e.name);
     if (family.size() > 1) {
         std::vector<std::string> options;
-        for (const Entry* e : family) options.push_back(e->display.empty() || e->display == e->name ? e->name : fmt::format("{} ({})", e->name, e->display));
-        throw InputError(SourcePos{}, "--" + what, fmt::format("\"{}\" names {} built-in {}s; pick one: {}", arg, family.size(), what, fmt::join(options, ", ")));
+        for (const Entry* e : family)
+            options.push_back(e->display.empty() || e->display == e->name ? e->name : fmt::format("{} ({})", e->name, e->display));
+        throw InputError(SourcePos{}, "--" + what,
+                         fmt::format("\"{}\" names {} built-in {}s; pick one: {}", arg, family.size(), what, fmt::join(options, ", ")));
     }
     // The closest name or alias, suggested by its profile's name.
     std::vector<std::string> spellings;

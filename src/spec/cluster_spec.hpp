@@ -9,7 +9,7 @@
 namespace memtax {
 
 struct Link {
-    std::string fabric;              // nvswitch | nvlink | pcie | infiniband | ethernet
+    std::string fabric;                // nvswitch | nvlink | pcie | infiniband | ethernet
     double bandwidth_bytes_per_s = 0;  // per GPU, per direction
     double latency_s = 0;              // one hop, end to end
 };

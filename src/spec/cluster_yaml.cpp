@@ -34,8 +34,10 @@ ClusterSpec load_cluster_yaml(const std::string& text, const std::string& file) 
     if (c.nodes == 0 || c.nodes > 100000) map.fail("nodes", fmt::format("{}; valid: 1 to 100000", c.nodes));
     if (c.gpus_per_node == 0 || c.gpus_per_node > 72) map.fail("gpus_per_node", fmt::format("{}; valid: 1 to 72", c.gpus_per_node));
     c.intra_node = read_link(map, "intra_node", {"nvswitch", "nvlink", "pcie", "infinity-fabric"});
-    if (c.nodes > 1) c.inter_node = read_link(map, "inter_node", {"infiniband", "ethernet"});
-    else if (map.has("inter_node")) c.inter_node = read_link(map, "inter_node", {"infiniband", "ethernet"});
+    if (c.nodes > 1)
+        c.inter_node = read_link(map, "inter_node", {"infiniband", "ethernet"});
+    else if (map.has("inter_node"))
+        c.inter_node = read_link(map, "inter_node", {"infiniband", "ethernet"});
     YamlMap src = map.required_map("sources");
     for (const auto& k : src.keys()) c.sources[k] = src.required_string(k);
     for (const char* need : {"intra_node", "inter_node"})

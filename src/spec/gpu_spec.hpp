@@ -35,8 +35,8 @@ inline constexpr double kDefaultMatmulEfficiency = 0.75;
 inline constexpr double kDefaultLaunchOverheadS = 4.0e-6;
 
 struct GpuSpec {
-    std::string name;          // catalog key, e.g. "h100-sxm"
-    std::string display_name;  // e.g. "NVIDIA H100 SXM5 80GB"
+    std::string name;                  // catalog key, e.g. "h100-sxm"
+    std::string display_name;          // e.g. "NVIDIA H100 SXM5 80GB"
     std::vector<std::string> aliases;  // other names it resolves from
     std::string vendor;
     std::string source;
@@ -45,9 +45,9 @@ struct GpuSpec {
     u64 usable_memory_bytes = 0;  // what cudaMemGetInfo reports as total (allocatable); = memory_bytes if unmeasured
     BytesPerSecond hbm_bandwidth;
     std::map<std::string, FlopsPerSecond> peak_flops;  // dense (no 2:4 sparsity), per dtype name
-    u64 l2_bytes = 0;             // 0 = unknown
-    u64 sm_count = 0;             // SMs (NVIDIA) or CUs (AMD); 0 = unknown
-    BytesPerSecond interconnect_bandwidth;  // per GPU, as vendors state it; 0 = none
+    u64 l2_bytes = 0;                                  // 0 = unknown
+    u64 sm_count = 0;                                  // SMs (NVIDIA) or CUs (AMD); 0 = unknown
+    BytesPerSecond interconnect_bandwidth;             // per GPU, as vendors state it; 0 = none
     std::string interconnect;
     // Names the device reports (torch.cuda.get_device_name, cudaGetDeviceProperties), so
     // measurement files can be matched to this profile.

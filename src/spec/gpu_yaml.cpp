@@ -7,15 +7,35 @@
 namespace memtax {
 namespace {
 
-const std::vector<std::string> kGpuKeys = {
-    "name", "display_name", "aliases", "vendor", "source", "memory_bytes", "usable_memory_bytes",
-    "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes", "sm_count", "interconnect",
-    "interconnect_bandwidth_bytes_per_s", "device_names", "efficiency", "calibration", "sources"};
-const std::vector<std::string> kNumericKeys = {
-    "memory_bytes", "usable_memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s", "l2_bytes",
-    "sm_count", "interconnect_bandwidth_bytes_per_s", "efficiency", "calibration"};
-const std::vector<std::string> kKernelClasses = {"stream", "gemm_bf16", "gemm_fp16", "gemm_fp8_e4m3", "attention_prefill",
-                                                 "attention_decode", "memtax_flash", "memtax_paged_decode", "launch", "allreduce"};
+const std::vector<std::string> kGpuKeys = {"name",
+                                           "display_name",
+                                           "aliases",
+                                           "vendor",
+                                           "source",
+                                           "memory_bytes",
+                                           "usable_memory_bytes",
+                                           "hbm_bandwidth_bytes_per_s",
+                                           "peak_flops_per_s",
+                                           "l2_bytes",
+                                           "sm_count",
+                                           "interconnect",
+                                           "interconnect_bandwidth_bytes_per_s",
+                                           "device_names",
+                                           "efficiency",
+                                           "calibration",
+                                           "sources"};
+const std::vector<std::string> kNumericKeys = {"memory_bytes",
+                                               "usable_memory_bytes",
+                                               "hbm_bandwidth_bytes_per_s",
+                                               "peak_flops_per_s",
+                                               "l2_bytes",
+                                               "sm_count",
+                                               "interconnect_bandwidth_bytes_per_s",
+                                               "efficiency",
+                                               "calibration"};
+const std::vector<std::string> kKernelClasses = {
+    "stream",           "gemm_bf16",    "gemm_fp16",           "gemm_fp8_e4m3", "attention_prefill",
+    "attention_decode", "memtax_flash", "memtax_paged_decode", "launch",        "allreduce"};
 
 }  // namespace
 
@@ -51,8 +71,7 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
     g.sm_count = map.optional_u64("sm_count").value_or(0);
     if (map.has("sm_count") && g.sm_count == 0) map.fail("sm_count", "must be positive (omit it when unknown)");
     g.interconnect = map.required_string("interconnect");
-    if (map.has("interconnect_bandwidth_bytes_per_s"))
-        g.interconnect_bandwidth = {map.required_rate("interconnect_bandwidth_bytes_per_s")};
+    if (map.has("interconnect_bandwidth_bytes_per_s")) g.interconnect_bandwidth = {map.required_rate("interconnect_bandwidth_bytes_per_s")};
     YAML::Node names = map.node("device_names");
     if (names.IsDefined() && !names.IsNull()) {
         if (!names.IsSequence()) map.fail("device_names", "expected a list of device names as CUDA reports them");
@@ -72,15 +91,17 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
         g.bandwidth_efficiency = fraction("bandwidth");
         g.matmul_efficiency = fraction("matmul");
         g.launch_overhead_s = eff->has("launch_overhead_s") ? eff->required_rate("launch_overhead_s") : 0.0;
-        if (g.launch_overhead_s > 1e-3) eff->fail("launch_overhead_s", fmt::format("{} s per kernel is implausible; valid: up to 1e-3", g.launch_overhead_s));
+        if (g.launch_overhead_s > 1e-3)
+            eff->fail("launch_overhead_s", fmt::format("{} s per kernel is implausible; valid: up to 1e-3", g.launch_overhead_s));
         g.calibrated = eff->optional_bool("calibrated").value_or(false);
     } else {
         g.bandwidth_efficiency = kDefaultBandwidthEfficiency;
         g.matmul_efficiency = kDefaultMatmulEfficiency;
         g.launch_overhead_s = kDefaultLaunchOverheadS;
-        g.warnings.push_back(fmt::format("{}: GPU profile {} has no efficiency: block; times assume bandwidth {:.2f} and matmul {:.2f} of peak and {:g} µs "
-                                         "per kernel launch (memtax's H100 SXM measurement); `memtax probe` + `memtax calibrate` measure this GPU",
-                                         file, g.name, kDefaultBandwidthEfficiency, kDefaultMatmulEfficiency, kDefaultLaunchOverheadS * 1e6));
+        g.warnings.push_back(
+            fmt::format("{}: GPU profile {} has no efficiency: block; times assume bandwidth {:.2f} and matmul {:.2f} of peak and {:g} µs "
+                        "per kernel launch (memtax's H100 SXM measurement); `memtax probe` + `memtax calibrate` measure this GPU",
+                        file, g.name, kDefaultBandwidthEfficiency, kDefaultMatmulEfficiency, kDefaultLaunchOverheadS * 1e6));
     }
 
     // calibration: written by `memtax calibrate` (hardware/calibrated/): provenance strings and
@@ -122,8 +143,7 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
     sources.finish(kNumericKeys);
     for (const auto& key : kNumericKeys) {
         if (!map.has(key)) continue;
-        if (!sources.has(key))
-            map.fail(key, fmt::format("has no citation: add sources.{} (datasheet, paper or measurement)", key));
+        if (!sources.has(key)) map.fail(key, fmt::format("has no citation: add sources.{} (datasheet, paper or measurement)", key));
         g.sources[key] = sources.required_string(key);
     }
     return g;

@@ -61,8 +61,14 @@ struct LineSax : nlohmann::json_sax<json> {
     std::string path() const {
         std::string s;
         for (const auto& f : frames) {
-            if (f.array) s += "[" + std::to_string(f.index) + "]";
-            else s += (s.empty() ? "" : ".") + f.key;
+            if (f.array) {
+                s += '[';
+                s += std::to_string(f.index);
+                s += ']';
+            } else {
+                if (!s.empty()) s += '.';
+                s += f.key;
+            }
         }
         return s;
     }
@@ -77,17 +83,52 @@ struct LineSax : nlohmann::json_sax<json> {
         lines[path()] = current_line();
         return true;
     }
-    bool start_object(std::size_t) override { value(); frames.push_back({false, -1, {}}); return true; }
-    bool end_object() override { frames.pop_back(); return true; }
-    bool start_array(std::size_t) override { value(); frames.push_back({true, -1, {}}); return true; }
-    bool end_array() override { frames.pop_back(); return true; }
-    bool null() override { value(); return true; }
-    bool boolean(bool) override { value(); return true; }
-    bool number_integer(number_integer_t) override { value(); return true; }
-    bool number_unsigned(number_unsigned_t) override { value(); return true; }
-    bool number_float(number_float_t, const string_t&) override { value(); return true; }
-    bool string(string_t&) override { value(); return true; }
-    bool binary(binary_t&) override { value(); return true; }
+    bool start_object(std::size_t) override {
+        value();
+        frames.push_back({false, -1, {}});
+        return true;
+    }
+    bool end_object() override {
+        frames.pop_back();
+        return true;
+    }
+    bool start_array(std::size_t) override {
+        value();
+        frames.push_back({true, -1, {}});
+        return true;
+    }
+    bool end_array() override {
+        frames.pop_back();
+        return true;
+    }
+    bool null() override {
+        value();
+        return true;
+    }
+    bool boolean(bool) override {
+        value();
+        return true;
+    }
+    bool number_integer(number_integer_t) override {
+        value();
+        return true;
+    }
+    bool number_unsigned(number_unsigned_t) override {
+        value();
+        return true;
+    }
+    bool number_float(number_float_t, const string_t&) override {
+        value();
+        return true;
+    }
+    bool string(string_t&) override {
+        value();
+        return true;
+    }
+    bool binary(binary_t&) override {
+        value();
+        return true;
+    }
     // Where the parser gave up (a number out of range comes here with its position).
     std::string error_path, error_token;
     int error_line = 0;
@@ -124,9 +165,7 @@ SourcePos JsonDoc::pos(const std::string& path) const {
     return SourcePos{file, 1, 0};
 }
 
-std::string json_repr(const nlohmann::json& v) {
-    return v.is_string() ? fmt::format("\"{}\"", v.get<std::string>()) : v.dump();
-}
+std::string json_repr(const nlohmann::json& v) { return v.is_string() ? fmt::format("\"{}\"", v.get<std::string>()) : v.dump(); }
 
 JsonDoc parse_json(const std::string& text, const std::string& file) {
     JsonDoc doc;

@@ -18,9 +18,7 @@ struct JsonDoc {
 
     // The line of `path`, else of the closest enclosing value that has one, else 1.
     SourcePos pos(const std::string& path) const;
-    [[noreturn]] void fail(const std::string& path, const std::string& message) const {
-        throw InputError(pos(path), path, message);
-    }
+    [[noreturn]] void fail(const std::string& path, const std::string& message) const { throw InputError(pos(path), path, message); }
 };
 
 // Parses text; syntax errors (and numbers out of range) become InputError with file:line.

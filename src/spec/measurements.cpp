@@ -95,8 +95,10 @@ ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at,
         only_keys(doc, p, at, {"op", "bytes", "partials"});
         s.bytes = positive(doc, p, at, "bytes");
         if (s.bytes % 16) doc.fail(at + ".bytes", fmt::format("{} is not a multiple of 16 (the kernels move 16-byte vectors)", s.bytes));
-        if (s.op == "read") s.partials = positive(doc, p, at, "partials");
-        else if (p.contains("partials")) doc.fail(at + ".partials", "only a read has per-block partial sums");
+        if (s.op == "read")
+            s.partials = positive(doc, p, at, "partials");
+        else if (p.contains("partials"))
+            doc.fail(at + ".partials", "only a read has per-block partial sums");
     } else if (kind == "gemm") {
         only_keys(doc, p, at, {"dtype", "m", "n", "k", "out_dtype", "workspace_bytes"});
         s.dtype = choice(doc, p, at, "dtype", {"bf16", "fp16", "fp8_e4m3"});
@@ -131,7 +133,8 @@ ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at,
     } else if (kind == "attention-eager" || kind == "attention-flash") {
         const bool eager = kind == "attention-eager";
         std::vector<std::string> keys = {"batch", "heads", "context", "head_dim", "causal", "dtype"};
-        for (const char* k : eager ? std::vector<const char*>{"scores_dtype", "workspace_bytes"} : std::vector<const char*>{"block_m", "block_n"})
+        for (const char* k :
+             eager ? std::vector<const char*>{"scores_dtype", "workspace_bytes"} : std::vector<const char*>{"block_m", "block_n"})
             keys.push_back(k);
         only_keys(doc, p, at, keys);
         s.batch = positive(doc, p, at, "batch");
@@ -166,8 +169,8 @@ ProbeShape probe_shape(const JsonDoc& doc, const json& p, const std::string& at,
 MeasuredProbe probe_measured(const JsonDoc& doc, const json& ms, const std::string& mp) {
     MeasuredProbe r;
     if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
-    only_keys(doc, ms, mp, {"allocated_bytes", "driver_bytes", "buffers", "time_s", "time_p10_s", "time_p90_s", "runs",
-                            "unwritten_outputs", "kernels"});
+    only_keys(doc, ms, mp,
+              {"allocated_bytes", "driver_bytes", "buffers", "time_s", "time_p10_s", "time_p90_s", "runs", "unwritten_outputs", "kernels"});
     r.allocated_bytes = uint(doc, ms, mp, "allocated_bytes");
     if (ms.contains("driver_bytes")) r.driver_bytes = uint(doc, ms, mp, "driver_bytes");
     r.has_driver_bytes = ms.contains("driver_bytes");
@@ -196,8 +199,10 @@ MeasuredProbe probe_measured(const JsonDoc& doc, const json& ms, const std::stri
 // storages behind its cache's tensors).
 MeasuredForward forward_measured(const JsonDoc& doc, const json& ms, const std::string& mp, bool with_storage) {
     if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
-    if (with_storage) only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "kv_cache_storage_bytes", "logits_bytes", "after_step_bytes"});
-    else only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "logits_bytes", "after_step_bytes"});
+    if (with_storage)
+        only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "kv_cache_storage_bytes", "logits_bytes", "after_step_bytes"});
+    else
+        only_keys(doc, ms, mp, {"forward_peak_bytes", "kv_cache_bytes", "logits_bytes", "after_step_bytes"});
     MeasuredForward f;
     if (ms.contains("forward_peak_bytes")) f.forward_peak_bytes = uint(doc, ms, mp, "forward_peak_bytes");
     if (ms.contains("kv_cache_bytes")) f.kv_cache_bytes = uint(doc, ms, mp, "kv_cache_bytes");
@@ -220,7 +225,8 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
     if (!root.is_object()) doc.fail("(document)", "expected a JSON object with schema, provenance and cases");
     MeasurementFile m;
     m.file = file;
-    only_keys(doc, root, "", {"schema", "source", "provenance", "note", "runtime_overhead_bytes", "runtime_overhead_detail", "checks", "cases"});
+    only_keys(doc, root, "",
+              {"schema", "source", "provenance", "note", "runtime_overhead_bytes", "runtime_overhead_detail", "checks", "cases"});
     m.schema = str(doc, root, "", "schema");
     if (m.schema != kMeasurementSchema)
         doc.fail("schema", fmt::format("\"{}\" is not supported; valid: {} (docs/measurement-schema.md)", m.schema, kMeasurementSchema));
@@ -275,8 +281,10 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             mc.shape = probe_shape(doc, member(doc, c, at, "params"), at + ".params", mc.kind);
             mc.status = choice(doc, c, at, "status", {"ok", "skipped", "failed"});
             if (c.contains("reason")) mc.reason = str(doc, c, at, "reason");
-            if (mc.status != "skipped") mc.probe = probe_measured(doc, member(doc, c, at, "measured"), at + ".measured");
-            else if (c.contains("measured")) doc.fail(at + ".measured", "a skipped case has no measured values");
+            if (mc.status != "skipped")
+                mc.probe = probe_measured(doc, member(doc, c, at, "measured"), at + ".measured");
+            else if (c.contains("measured"))
+                doc.fail(at + ".measured", "a skipped case has no measured values");
             m.cases.push_back(std::move(mc));
             continue;
         }
@@ -324,8 +332,9 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             const json& ms = member(doc, c, at, "measured");
             const std::string mp = at + ".measured";
             if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
-            only_keys(doc, ms, mp, {"saved_activation_bytes", "backward_peak_bytes", "gradient_bytes", "train_peak_bytes", "optimizer_state_bytes",
-                                    "resident_before_bytes", "weight_bytes"});
+            only_keys(doc, ms, mp,
+                      {"saved_activation_bytes", "backward_peak_bytes", "gradient_bytes", "train_peak_bytes", "optimizer_state_bytes",
+                       "resident_before_bytes", "weight_bytes"});
             MeasuredTrain t;
             t.saved_activation_bytes = uint(doc, ms, mp, "saved_activation_bytes");
             t.backward_peak_bytes = uint(doc, ms, mp, "backward_peak_bytes");
@@ -342,14 +351,16 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             only_keys(doc, ms, mp, {"seconds", "p10_seconds", "p90_seconds", "runs", "host_reference_seconds"});
             MeasuredStep st;
             st.seconds = number(doc, ms, mp, "seconds");
-            if (!(st.seconds > 0) || st.seconds > 3600) doc.fail(mp + ".seconds", fmt::format("{}; valid: a positive time up to 3600 s", st.seconds));
+            if (!(st.seconds > 0) || st.seconds > 3600)
+                doc.fail(mp + ".seconds", fmt::format("{}; valid: a positive time up to 3600 s", st.seconds));
             if (ms.contains("p10_seconds")) st.p10_seconds = number(doc, ms, mp, "p10_seconds");
             if (ms.contains("p90_seconds")) st.p90_seconds = number(doc, ms, mp, "p90_seconds");
             if (ms.contains("runs")) st.runs = uint(doc, ms, mp, "runs");
             if (ms.contains("host_reference_seconds")) {
                 st.host_reference_seconds = number(doc, ms, mp, "host_reference_seconds");
                 if (!(st.host_reference_seconds > 0) || st.host_reference_seconds > 1)
-                    doc.fail(mp + ".host_reference_seconds", fmt::format("{}; valid: a positive time up to 1 s", st.host_reference_seconds));
+                    doc.fail(mp + ".host_reference_seconds",
+                             fmt::format("{}; valid: a positive time up to 1 s", st.host_reference_seconds));
             }
             mc.step = st;
         } else if (mc.status == "ok") {
@@ -357,7 +368,8 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             if (c.contains("ranks")) {
                 const json& rs = c["ranks"];
                 if (!rs.is_array() || rs.size() != mc.tp)
-                    doc.fail(at + ".ranks", fmt::format("expected a list of {} ranks (one per tensor-parallel rank, tp = {})", mc.tp, mc.tp));
+                    doc.fail(at + ".ranks",
+                             fmt::format("expected a list of {} ranks (one per tensor-parallel rank, tp = {})", mc.tp, mc.tp));
                 for (size_t k = 0; k < rs.size(); ++k) {
                     const std::string rp = fmt::format("{}.ranks[{}]", at, k);
                     if (!rs[k].is_object()) doc.fail(rp, "expected an object {rank, measured}");

@@ -14,17 +14,17 @@
 namespace memtax {
 
 struct MeasuredForward {
-    std::optional<u64> forward_peak_bytes;  // max_memory_allocated() - allocated before the step
-    std::optional<u64> kv_cache_bytes;      // sizes of the cache's K/V tensors after the step
-    std::optional<u64> logits_bytes;        // size of the logits the step returned
-    std::optional<u64> kv_cache_storage_bytes;  // storages behind the cache's tensors (a view may keep more)
+    std::optional<u64> forward_peak_bytes;         // max_memory_allocated() - allocated before the step
+    std::optional<u64> kv_cache_bytes;             // sizes of the cache's K/V tensors after the step
+    std::optional<u64> logits_bytes;               // size of the logits the step returned
+    std::optional<u64> kv_cache_storage_bytes;     // storages behind the cache's tensors (a view may keep more)
     std::optional<std::int64_t> after_step_bytes;  // allocated after - before (can be negative)
 };
 
 // What memtax-probe measured for one of its cases (docs/measurement-schema.md).
 struct MeasuredProbe {
-    u64 allocated_bytes = 0;   // Σ of the case's cudaMalloc sizes (one tracking allocator)
-    u64 driver_bytes = 0;      // cudaMemGetInfo free before − after the allocations
+    u64 allocated_bytes = 0;        // Σ of the case's cudaMalloc sizes (one tracking allocator)
+    u64 driver_bytes = 0;           // cudaMemGetInfo free before − after the allocations
     bool has_driver_bytes = false;  // the PyTorch harnesses do not record it
     std::vector<std::pair<std::string, u64>> buffers;
     double time_s = 0, time_p10_s = 0, time_p90_s = 0;  // median and spread of the runs
@@ -63,30 +63,30 @@ struct MeasuredTrain {
 
 struct MeasuredCase {
     std::string id;
-    std::string kind;          // "forward", "step_time", "train" or a probe kind (probe_kinds())
-    std::string model;         // resolved: a path (model_config, relative to the file) or a catalog name
-    std::string runtime;       // a runtime profile name, e.g. "hf-sdpa"
-    std::string mode;          // prefill | decode
+    std::string kind;                             // "forward", "step_time", "train" or a probe kind (probe_kinds())
+    std::string model;                            // resolved: a path (model_config, relative to the file) or a catalog name
+    std::string runtime;                          // a runtime profile name, e.g. "hf-sdpa"
+    std::string mode;                             // prefill | decode
     u64 batch = 0, context = 0, logits_kept = 1;  // logits_kept 0 = all positions
-    u64 decode_step = 1;  // decode: 1 = the first step after the prefill, 2 = the second
-    u64 tp = 1;           // tensor-parallel ranks the step ran on (kernels/torch/measure_hf_tp.py)
+    u64 decode_step = 1;                          // decode: 1 = the first step after the prefill, 2 = the second
+    u64 tp = 1;                                   // tensor-parallel ranks the step ran on (kernels/torch/measure_hf_tp.py)
     // Forward cases of a sharded run: each rank's own measured values (`measured` is the fullest).
     std::vector<std::pair<u64, MeasuredForward>> ranks;
-    std::string status;        // ok | oom | skipped | failed (probe: outputs left unwritten)
+    std::string status;  // ok | oom | skipped | failed (probe: outputs left unwritten)
     std::string reason;
     MeasuredForward measured;
-    ProbeShape shape;                    // probe kinds: the case's params
-    std::optional<MeasuredProbe> probe;  // probe kinds with status ok or failed
-    std::optional<MeasuredStep> step;    // kind step_time with status ok
-    std::optional<MeasuredTrain> train;  // kind train with status ok
+    ProbeShape shape;                                     // probe kinds: the case's params
+    std::optional<MeasuredProbe> probe;                   // probe kinds with status ok or failed
+    std::optional<MeasuredStep> step;                     // kind step_time with status ok
+    std::optional<MeasuredTrain> train;                   // kind train with status ok
     std::string recompute = "none", optimizer = "adamw";  // kind train
     int line = 0;
 };
 
 struct MeasurementFile {
     std::string file;
-    std::string schema;  // "memtax.measurements/1"
-    std::string source;  // who wrote it, e.g. "torch-hf"
+    std::string schema;                             // "memtax.measurements/1"
+    std::string source;                             // who wrote it, e.g. "torch-hf"
     std::map<std::string, std::string> provenance;  // gpu, driver, date, command, ...
     std::optional<u64> runtime_overhead_bytes;
     std::vector<MeasuredCase> cases;

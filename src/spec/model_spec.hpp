@@ -41,12 +41,12 @@ struct MlaSpec {
 struct MoeSpec {
     u64 num_experts = 0;
     u64 experts_per_token = 0;
-    u64 intermediate_size = 0;          // per routed expert
-    u64 shared_intermediate_size = 0;   // the shared expert MLP's width (DeepSeek: n_shared · moe width); 0 = none
-    bool router_bias = false;           // gpt-oss
-    bool expert_bias = false;           // gpt-oss: biases on every expert's projections
-    bool score_correction_bias = false; // DeepSeek-V3: e_score_correction_bias, fp32 [E]
-    bool shared_expert_gate = false;    // Qwen2-MoE: a sigmoid gate [1, hidden] on the shared expert
+    u64 intermediate_size = 0;             // per routed expert
+    u64 shared_intermediate_size = 0;      // the shared expert MLP's width (DeepSeek: n_shared · moe width); 0 = none
+    bool router_bias = false;              // gpt-oss
+    bool expert_bias = false;              // gpt-oss: biases on every expert's projections
+    bool score_correction_bias = false;    // DeepSeek-V3: e_score_correction_bias, fp32 [E]
+    bool shared_expert_gate = false;       // Qwen2-MoE: a sigmoid gate [1, hidden] on the shared expert
     std::string router_score = "softmax";  // softmax | sigmoid
     // How transformers executes the routed experts: "loop" (a Python loop over the experts hit,
     // gathering their tokens) or "grouped" (one grouped GEMM over tokens sorted by expert).
@@ -64,15 +64,15 @@ struct MoeSpec {
 
 // A selective state-space mixer (Mamba-1: arXiv 2312.00752; Mamba-2: arXiv 2405.21060).
 struct SsmSpec {
-    std::string kind;    // "mamba2" | "mamba"
-    u64 state_size = 0;  // d_state
-    u64 conv_kernel = 0; // d_conv
-    u64 inner_size = 0;  // d_inner = expand · hidden
-    u64 num_heads = 0;   // Mamba-2 heads (d_inner / head_dim)
+    std::string kind;     // "mamba2" | "mamba"
+    u64 state_size = 0;   // d_state
+    u64 conv_kernel = 0;  // d_conv
+    u64 inner_size = 0;   // d_inner = expand · hidden
+    u64 num_heads = 0;    // Mamba-2 heads (d_inner / head_dim)
     u64 head_dim = 0;
-    u64 n_groups = 1;    // Mamba-2 B/C groups
+    u64 n_groups = 1;  // Mamba-2 B/C groups
     u64 chunk_size = 256;
-    u64 dt_rank = 0;     // Mamba-1
+    u64 dt_rank = 0;  // Mamba-1
     bool conv_bias = true, proj_bias = false;
     bool enabled() const { return !kind.empty(); }
     friend bool operator==(const SsmSpec&, const SsmSpec&) = default;
@@ -80,12 +80,13 @@ struct SsmSpec {
 
 // Attention details that change tensors or parameters without changing what is cached.
 struct AttentionExtras {
-    bool qk_norm = false;          // an RMSNorm over head_dim on q and k (Qwen3, Gemma-3)
-    u64 softcap = 0;               // tanh soft-capping of the scores, cap value (Gemma-2: 50); 0 = none
-    u64 final_softcap = 0;         // of the logits (Gemma-2: 30)
-    bool sinks = false;            // a learned sink logit per head joins the softmax (gpt-oss)
-    bool sandwich_norm = false;    // norms after the mixers too: 4 per layer (Gemma-2/3)
-    bool scale_embeddings = false; // embeddings × sqrt(hidden) (Gemma)
+    bool qk_norm = false;           // an RMSNorm over head_dim on q and k (Qwen3, Gemma-3)
+    u64 softcap = 0;                // tanh soft-capping of the scores, cap value (Gemma-2: 50); 0 = none
+    u64 final_softcap = 0;          // of the logits (Gemma-2: 30)
+    bool sinks = false;             // a learned sink logit per head joins the softmax (gpt-oss)
+    bool sandwich_norm = false;     // norms after the mixers too: 4 per layer (Gemma-2/3)
+    bool scale_embeddings = false;  // embeddings × sqrt(hidden) (Gemma)
+    u64 rotary_tables = 1;          // cos/sin tables a forward builds: Gemma-3 keeps a local and a global one
     // Sparse attention (sparse_attention layers): each query attends `local` recent keys, the
     // first `global` keys, and `random_blocks` blocks of `block` keys (BigBird, Longformer).
     u64 sparse_local = 0, sparse_global = 0, sparse_random_blocks = 0, sparse_block = 64;
@@ -93,11 +94,11 @@ struct AttentionExtras {
 };
 
 struct ModelSpec {
-    std::string name;          // catalog key, e.g. "llama-3.1-8b"
-    std::string display_name;  // e.g. "Llama-3.1-8B"
+    std::string name;                  // catalog key, e.g. "llama-3.1-8b"
+    std::string display_name;          // e.g. "Llama-3.1-8B"
     std::vector<std::string> aliases;  // other names it resolves from (HF ids, older spellings)
-    std::string family;        // llama | mistral | qwen2
-    std::string source;        // where the config values come from
+    std::string family;                // llama | mistral | qwen2
+    std::string source;                // where the config values come from
 
     u64 num_layers = 0;
     u64 hidden_size = 0;
@@ -111,7 +112,7 @@ struct ModelSpec {
     NormKind norm = NormKind::RMSNorm;
     std::string activation = "silu";
     bool gated_mlp = true;
-    bool qkv_bias = false;   // biases on q/k/v projections (Qwen2)
+    bool qkv_bias = false;  // biases on q/k/v projections (Qwen2)
     bool o_bias = false;
     bool mlp_bias = false;
     // One fused q/k/v projection and one fused gate/up projection (Phi-3): q, k, v (and gate, up)
@@ -119,7 +120,7 @@ struct ModelSpec {
     bool fused_projections = false;
     // The LM head's output is upcast to fp32 by the model itself (Mamba2ForCausalLM: .float()).
     bool fp32_logits = false;
-    u64 sliding_window = 0;  // tokens; 0 = none
+    u64 sliding_window = 0;         // tokens; 0 = none
     std::vector<LayerSpec> layers;  // one per layer, in order
     DType dtype;
     MlaSpec mla;

@@ -28,19 +28,19 @@ enum class GqaKind {
     NativeUnlessMasked,  // native, but repeat_kv when a mask tensor is passed
 };
 enum class KvLayout {
-    Concat,  // each step torch.cat's the new tokens onto the layer's cache (HF DynamicCache)
-    InPlace, // preallocated per sequence, written in place (static cache)
-    Paged,   // fixed-size blocks from a pool sized at start-up (vLLM)
+    Concat,   // each step torch.cat's the new tokens onto the layer's cache (HF DynamicCache)
+    InPlace,  // preallocated per sequence, written in place (static cache)
+    Paged,    // fixed-size blocks from a pool sized at start-up (vLLM)
 };
 
 // Which Python-level references keep tensors alive past their last reader (transformers).
 struct KeepsAlive {
-    bool layer_input = false;    // the decoder loop variable, until the layer returns
-    bool normed_input = false;   // the layer's normed input, until self_attn returns
-    bool query_states = false;   // the rotated queries, until self_attn returns
-    bool attn_weights = false;   // eager probabilities, returned to the layer
-    bool mlp_input = false;      // the MLP's input, until the MLP returns
-    bool model_locals = false;   // masks, rotary tables, positions, inputs_embeds, until the final norm
+    bool layer_input = false;   // the decoder loop variable, until the layer returns
+    bool normed_input = false;  // the layer's normed input, until self_attn returns
+    bool query_states = false;  // the rotated queries, until self_attn returns
+    bool attn_weights = false;  // eager probabilities, returned to the layer
+    bool mlp_input = false;     // the MLP's input, until the MLP returns
+    bool model_locals = false;  // masks, rotary tables, positions, inputs_embeds, until the final norm
 };
 
 // vLLM's start-up parameters (engine arguments) that decide the KV pool.
@@ -59,7 +59,7 @@ struct ContextOverhead {
 };
 
 struct RuntimeSpec {
-    std::string name;         // e.g. "hf-sdpa"
+    std::string name;  // e.g. "hf-sdpa"
     std::string description;
     RuntimeFamily family = RuntimeFamily::Transformers;
     AttentionKernel attention = AttentionKernel::Fused;
@@ -70,7 +70,7 @@ struct RuntimeSpec {
     KvLayout kv_layout = KvLayout::Concat;
     u64 sliding_window_drop = 0;  // a sliding layer keeps window - this many tokens (HF: 1)
     KeepsAlive keeps;
-    u64 allocator_round_bytes = 1;  // the caching allocator's block granularity (PyTorch: 512)
+    u64 allocator_round_bytes = 1;                            // the caching allocator's block granularity (PyTorch: 512)
     std::map<std::string, ContextOverhead> context_overhead;  // GPU profile name (or "default")
     std::optional<VllmParams> vllm;
     // The host's side of a step: eager PyTorch dispatches every op from Python (module call, ATen
@@ -90,7 +90,7 @@ struct RuntimeSpec {
     struct EagerKernels {
         double strided = 1, strided_copy = 1, cat = 1;  // elements/s ÷ stream B/s
         double reduce = 1, softmax = 1;                 // B/s ÷ stream B/s
-        double gemv_unaligned = 1;  // cuBLAS's batched GEMV (decode's Q·Kᵀ and P·V) over a key count not a multiple of 8
+        double gemv_unaligned = 1;    // cuBLAS's batched GEMV (decode's Q·Kᵀ and P·V) over a key count not a multiple of 8
         double masked_attention = 1;  // a fused prefill given an explicit mask: FLOP/s ÷ the GPU's attention_prefill FLOP/s
         std::string source;
     };

@@ -3,23 +3,17 @@
 
 #include <algorithm>
 
+#include "core/number.hpp"
 #include "spec/loaders.hpp"
 #include "spec/yaml_reader.hpp"
-#include "core/number.hpp"
 
 namespace memtax {
 
 const char* to_string(AttentionKernel k) { return k == AttentionKernel::Eager ? "eager" : "fused"; }
 const char* to_string(RuntimeFamily f) { return f == RuntimeFamily::Vllm ? "vllm" : "transformers"; }
-const char* to_string(KvLayout k) {
-    return k == KvLayout::Concat ? "concat" : k == KvLayout::InPlace ? "in-place" : "paged";
-}
-const char* to_string(MaskKind k) {
-    return k == MaskKind::None ? "none" : k == MaskKind::Additive ? "additive" : "bool-when-needed";
-}
-const char* to_string(GqaKind k) {
-    return k == GqaKind::Repeat ? "repeat" : k == GqaKind::Native ? "native" : "native-unless-masked";
-}
+const char* to_string(KvLayout k) { return k == KvLayout::Concat ? "concat" : k == KvLayout::InPlace ? "in-place" : "paged"; }
+const char* to_string(MaskKind k) { return k == MaskKind::None ? "none" : k == MaskKind::Additive ? "additive" : "bool-when-needed"; }
+const char* to_string(GqaKind k) { return k == GqaKind::Repeat ? "repeat" : k == GqaKind::Native ? "native" : "native-unless-masked"; }
 
 const ContextOverhead& RuntimeSpec::overhead_for(const std::string& gpu) const {
     auto it = context_overhead.find(gpu);
@@ -29,9 +23,23 @@ const ContextOverhead& RuntimeSpec::overhead_for(const std::string& gpu) const {
 
 namespace {
 
-const std::vector<std::string> kRuntimeKeys = {
-    "name", "description", "family", "attention", "softmax_dtype", "logits_dtype", "mask", "gqa",
-    "kv_cache", "keeps_alive", "allocator_round_bytes", "context_overhead", "vllm", "host", "kernels", "training", "sources"};
+const std::vector<std::string> kRuntimeKeys = {"name",
+                                               "description",
+                                               "family",
+                                               "attention",
+                                               "softmax_dtype",
+                                               "logits_dtype",
+                                               "mask",
+                                               "gqa",
+                                               "kv_cache",
+                                               "keeps_alive",
+                                               "allocator_round_bytes",
+                                               "context_overhead",
+                                               "vllm",
+                                               "host",
+                                               "kernels",
+                                               "training",
+                                               "sources"};
 
 }  // namespace
 
@@ -43,10 +51,8 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
     r.file = file;
     r.name = map.required_string("name");
     r.description = map.required_string("description");
-    r.family = map.required_choice("family", {"transformers", "vllm"}) == "vllm" ? RuntimeFamily::Vllm
-                                                                                   : RuntimeFamily::Transformers;
-    r.attention = map.required_choice("attention", {"eager", "fused"}) == "eager" ? AttentionKernel::Eager
-                                                                                  : AttentionKernel::Fused;
+    r.family = map.required_choice("family", {"transformers", "vllm"}) == "vllm" ? RuntimeFamily::Vllm : RuntimeFamily::Transformers;
+    r.attention = map.required_choice("attention", {"eager", "fused"}) == "eager" ? AttentionKernel::Eager : AttentionKernel::Fused;
     auto dtype_field = [&](const std::string& key, const std::string& fallback) {
         std::string s = map.optional_string(key).value_or(fallback);
         DType d;
@@ -69,17 +75,19 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
     std::string layout = kv.required_choice("layout", {"concat", "in-place", "paged"});
     r.kv_layout = layout == "concat" ? KvLayout::Concat : layout == "in-place" ? KvLayout::InPlace : KvLayout::Paged;
     std::string keeps = kv.optional_string("sliding_window_keeps").value_or("window");
-    if (keeps == "window") r.sliding_window_drop = 0;
-    else if (keeps == "window-minus-one") r.sliding_window_drop = 1;
-    else kv.fail("sliding_window_keeps", fmt::format("\"{}\"; valid: window, window-minus-one", keeps));
+    if (keeps == "window")
+        r.sliding_window_drop = 0;
+    else if (keeps == "window-minus-one")
+        r.sliding_window_drop = 1;
+    else
+        kv.fail("sliding_window_keeps", fmt::format("\"{}\"; valid: window, window-minus-one", keeps));
 
     YAML::Node ka = map.node("keeps_alive");
     if (ka.IsDefined() && !ka.IsNull()) {
         if (!ka.IsSequence()) map.fail("keeps_alive", "expected a list of names");
-        const std::vector<std::string> names = {"layer_input", "normed_input", "query_states", "attn_weights", "mlp_input",
-                                                "model_locals"};
-        bool* flags[] = {&r.keeps.layer_input, &r.keeps.normed_input, &r.keeps.query_states, &r.keeps.attn_weights,
-                         &r.keeps.mlp_input, &r.keeps.model_locals};
+        const std::vector<std::string> names = {"layer_input", "normed_input", "query_states", "attn_weights", "mlp_input", "model_locals"};
+        bool* flags[] = {&r.keeps.layer_input,  &r.keeps.normed_input, &r.keeps.query_states,
+                         &r.keeps.attn_weights, &r.keeps.mlp_input,    &r.keeps.model_locals};
         for (size_t i = 0; i < ka.size(); ++i) {
             std::string s = ka[i].IsScalar() ? ka[i].Scalar() : "";
             auto it = std::find(names.begin(), names.end(), s);
@@ -99,8 +107,7 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         entry.finish({"bytes", "source"});
         r.context_overhead[gpu] = ContextOverhead{entry.required_u64("bytes"), entry.required_string("source")};
     }
-    if (!r.context_overhead.count("default"))
-        map.fail("context_overhead", "needs a \"default\" entry (used for GPUs not listed)");
+    if (!r.context_overhead.count("default")) map.fail("context_overhead", "needs a \"default\" entry (used for GPUs not listed)");
 
     if (auto h = map.optional_map("host")) {
         h->finish({"per_op_s", "per_step_s", "source"});
@@ -130,7 +137,8 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         if (k->has("masked_attention")) {
             e.masked_attention = k->required_rate("masked_attention");
             if (e.masked_attention > 1)
-                k->fail("masked_attention", fmt::format("{} is not a fraction of the fused attention rate; valid: above 0, up to 1", e.masked_attention));
+                k->fail("masked_attention",
+                        fmt::format("{} is not a fraction of the fused attention rate; valid: above 0, up to 1", e.masked_attention));
         }
         e.source = k->required_string("source");
         r.kernels = e;
@@ -148,8 +156,7 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
     if (r.family == RuntimeFamily::Vllm) {
         if (r.kv_layout != KvLayout::Paged) kv.fail("layout", "vllm uses a paged KV cache: layout: paged");
         YamlMap v = map.required_map("vllm");
-        v.finish({"block_size", "gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs",
-                  "cudagraph_max_capture_size"});
+        v.finish({"block_size", "gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs", "cudagraph_max_capture_size"});
         VllmParams p;
         p.block_size = v.required_u64("block_size");
         if (p.block_size == 0) v.fail("block_size", "must be positive (vLLM uses 16 by default)");

@@ -33,15 +33,15 @@ struct ScenarioSpec {
     // Or requests arriving per second: each candidate's concurrency then follows by Little's law,
     // concurrency = rate × (TTFT + mean output × TPOT), solved for that candidate's own times.
     std::optional<double> request_rate_per_s;
-    u64 context = 0;      // the context to promise (max_model_len): default prompt.max + output.max
+    u64 context = 0;  // the context to promise (max_model_len): default prompt.max + output.max
 
     // Constraints: the search space and what a candidate must meet.
-    std::vector<std::string> gpus;       // GPU kinds allowed (names or paths), in nodes of gpus_per_node
-    std::vector<std::string> clusters;   // clusters allowed (names or paths): their GPU, nodes and fabric
+    std::vector<std::string> gpus;      // GPU kinds allowed (names or paths), in nodes of gpus_per_node
+    std::vector<std::string> clusters;  // clusters allowed (names or paths): their GPU, nodes and fabric
     u64 max_gpus = 8;
-    u64 gpus_per_node = 8;               // a node's NVLink domain
+    u64 gpus_per_node = 8;  // a node's NVLink domain
     bool tp_across_nodes = false;
-    u64 memory_headroom_ppm = 0;         // of usable capacity kept free, parts per million
+    u64 memory_headroom_ppm = 0;           // of usable capacity kept free, parts per million
     std::optional<double> ttft_s, tpot_s;  // SLOs
     std::vector<std::string> kv_dtypes = {"bf16"};
     std::vector<std::string> weight_dtypes;  // empty: the model's

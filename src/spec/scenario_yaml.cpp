@@ -55,7 +55,8 @@ u64 percent_ppm(YamlMap& m, const std::string& key) {
     for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) whole = whole * 10 + static_cast<u64>(s[i] - '0');
     bool ok = i > 0 && i <= 2;
     if (ok && i < s.size() && s[i] == '.') {
-        for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9' && frac_digits < 4; ++i, ++frac_digits) frac = frac * 10 + static_cast<u64>(s[i] - '0');
+        for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9' && frac_digits < 4; ++i, ++frac_digits)
+            frac = frac * 10 + static_cast<u64>(s[i] - '0');
     }
     ok = ok && i == s.size();
     if (!ok) m.fail(key, fmt::format("\"{}\" must be a percentage from 0 to 99.9999", s));
@@ -67,9 +68,12 @@ u64 percent_ppm(YamlMap& m, const std::string& key) {
 
 const char* to_string(Objective o) {
     switch (o) {
-        case Objective::FewestGpus: return "fewest_gpus";
-        case Objective::LowestCost: return "lowest_cost";
-        case Objective::HighestThroughput: return "highest_throughput";
+        case Objective::FewestGpus:
+            return "fewest_gpus";
+        case Objective::LowestCost:
+            return "lowest_cost";
+        case Objective::HighestThroughput:
+            return "highest_throughput";
     }
     return "?";
 }
@@ -89,7 +93,8 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
         rs->finish({"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "block_size"});
         s.gpu_memory_utilization = rs->optional_string("gpu_memory_utilization").value_or("");
         s.max_num_seqs = rs->optional_u64("max_num_seqs").value_or(0);
-        if (rs->has("max_num_batched_tokens")) s.max_num_batched_tokens = tokens_at(*rs, "max_num_batched_tokens", rs->node("max_num_batched_tokens"));
+        if (rs->has("max_num_batched_tokens"))
+            s.max_num_batched_tokens = tokens_at(*rs, "max_num_batched_tokens", rs->node("max_num_batched_tokens"));
         s.block_size = rs->optional_u64("block_size").value_or(0);
         if (rs->has("max_num_seqs") && s.max_num_seqs == 0) rs->fail("max_num_seqs", "must be positive");
         if (rs->has("block_size") && s.block_size == 0) rs->fail("block_size", "must be positive");
@@ -110,14 +115,15 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
         if (s.concurrency == 0 || s.concurrency > 1'000'000) w.fail("concurrency", fmt::format("{}; valid: 1 to 1000000", s.concurrency));
     } else {
         s.request_rate_per_s = w.required_rate("request_rate_per_s");
-        if (*s.request_rate_per_s > 1e6) w.fail("request_rate_per_s", fmt::format("{} requests/s is implausible; valid: up to 1e6", *s.request_rate_per_s));
+        if (*s.request_rate_per_s > 1e6)
+            w.fail("request_rate_per_s", fmt::format("{} requests/s is implausible; valid: up to 1e6", *s.request_rate_per_s));
     }
     s.context = w.has("context") ? tokens_at(w, "context", w.node("context")) : checked_add(s.prompt.max, s.output.max, "context");
     if (s.context == 0) w.fail("context", "must be positive");
 
     YamlMap c = map.required_map("constraints");
-    c.finish({"gpus", "clusters", "max_gpus", "gpus_per_node", "tp_across_nodes", "memory_headroom_percent", "ttft_s", "tpot_s", "kv_dtypes",
-              "weight_dtypes", "attention"});
+    c.finish({"gpus", "clusters", "max_gpus", "gpus_per_node", "tp_across_nodes", "memory_headroom_percent", "ttft_s", "tpot_s",
+              "kv_dtypes", "weight_dtypes", "attention"});
     s.gpus = names(c, "gpus", false);
     s.clusters = names(c, "clusters", false);
     if (s.gpus.empty() && s.clusters.empty()) c.fail("gpus", "required: a non-empty list (or clusters)");
@@ -137,7 +143,9 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
 
     if (map.has("objective")) {
         const std::string o = map.required_choice("objective", {"fewest_gpus", "lowest_cost", "highest_throughput"});
-        s.objective = o == "lowest_cost" ? Objective::LowestCost : o == "highest_throughput" ? Objective::HighestThroughput : Objective::FewestGpus;
+        s.objective = o == "lowest_cost"          ? Objective::LowestCost
+                      : o == "highest_throughput" ? Objective::HighestThroughput
+                                                  : Objective::FewestGpus;
     }
     if (auto p = map.optional_map("prices")) {
         p->finish({"per_gpu_hour", "source"});

@@ -16,18 +16,22 @@ namespace {
 
 std::string describe(const YAML::Node& n) {
     switch (n.Type()) {
-        case YAML::NodeType::Null: return "null";
-        case YAML::NodeType::Sequence: return "a list";
-        case YAML::NodeType::Map: return "a mapping";
-        case YAML::NodeType::Scalar: return n.Tag() == "!" ? fmt::format("\"{}\"", n.Scalar()) : n.Scalar();
-        default: return "nothing";
+        case YAML::NodeType::Null:
+            return "null";
+        case YAML::NodeType::Sequence:
+            return "a list";
+        case YAML::NodeType::Map:
+            return "a mapping";
+        case YAML::NodeType::Scalar:
+            return n.Tag() == "!" ? fmt::format("\"{}\"", n.Scalar()) : n.Scalar();
+        default:
+            return "nothing";
     }
 }
 
 }  // namespace
 
-YamlMap::YamlMap(const YAML::Node& node, std::string file, std::string path)
-    : node_(node), file_(std::move(file)), path_(std::move(path)) {
+YamlMap::YamlMap(const YAML::Node& node, std::string file, std::string path) : node_(node), file_(std::move(file)), path_(std::move(path)) {
     if (!node_.IsMap())
         throw InputError(pos_of(node_), path_.empty() ? "(document)" : path_,
                          fmt::format("expected a mapping of keys to values, got {}", describe(node_)));
@@ -45,9 +49,7 @@ SourcePos YamlMap::pos(const std::string& key) const {
     return pos_of(node_);
 }
 
-void YamlMap::fail(const std::string& key, const std::string& message) const {
-    throw InputError(pos(key), field(key), message);
-}
+void YamlMap::fail(const std::string& key, const std::string& message) const { throw InputError(pos(key), field(key), message); }
 
 bool YamlMap::has(const std::string& key) const {
     YAML::Node n = node_[key];
@@ -94,8 +96,7 @@ double YamlMap::required_rate(const std::string& key) {
     const std::string s = n.IsScalar() ? n.Scalar() : std::string();
     double v = 0;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (!n.IsScalar() || n.Tag() == "!" || s.empty() || ec != std::errc() || ptr != s.data() + s.size() ||
-        !std::isfinite(v) || v <= 0)
+    if (!n.IsScalar() || n.Tag() == "!" || s.empty() || ec != std::errc() || ptr != s.data() + s.size() || !std::isfinite(v) || v <= 0)
         throw InputError(pos_of(n), field(key), fmt::format("expected a positive number, got {}", describe(n)));
     return v;
 }
@@ -106,7 +107,8 @@ std::vector<std::string> YamlMap::optional_strings(const std::string& key) {
     if (!n.IsDefined() || n.IsNull()) return out;
     if (!n.IsSequence()) throw InputError(pos_of(n), field(key), fmt::format("expected a list of text, got {}", describe(n)));
     for (size_t i = 0; i < n.size(); ++i) {
-        if (!n[i].IsScalar()) throw InputError(pos_of(n[i]), fmt::format("{}[{}]", field(key), i), fmt::format("expected text, got {}", describe(n[i])));
+        if (!n[i].IsScalar())
+            throw InputError(pos_of(n[i]), fmt::format("{}[{}]", field(key), i), fmt::format("expected text, got {}", describe(n[i])));
         out.push_back(n[i].Scalar());
     }
     return out;
@@ -143,9 +145,7 @@ std::string YamlMap::required_choice(const std::string& key, const std::vector<s
     fail(key, fmt::format("unknown value \"{}\"{}; valid: {}", s, did_you_mean(s, valid), fmt::join(valid, ", ")));
 }
 
-YamlMap YamlMap::required_map(const std::string& key) {
-    return YamlMap(get(key, true), file_, field(key));
-}
+YamlMap YamlMap::required_map(const std::string& key) { return YamlMap(get(key, true), file_, field(key)); }
 
 std::optional<YamlMap> YamlMap::optional_map(const std::string& key) {
     YAML::Node n = get(key, false);
@@ -200,12 +200,10 @@ YAML::Node parse_yaml(const std::string& text, const std::string& file) {
     }
     try {
         YAML::Node root = YAML::Load(text);
-        if (!root.IsDefined() || root.IsNull())
-            throw InputError(SourcePos{file, 1, 1}, "(document)", "the file holds no YAML mapping");
+        if (!root.IsDefined() || root.IsNull()) throw InputError(SourcePos{file, 1, 1}, "(document)", "the file holds no YAML mapping");
         return root;
     } catch (const YAML::Exception& e) {
-        throw InputError(SourcePos{file, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.column + 1},
-                         "(syntax)", e.msg);
+        throw InputError(SourcePos{file, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.column + 1}, "(syntax)", e.msg);
     }
 }
 
@@ -219,8 +217,7 @@ std::string read_input_file(const std::string& path) {
     // Devices and pipes (/dev/zero, a FIFO) could be read forever: only regular files.
     if (!fs::is_regular_file(status)) throw InputError(SourcePos{path}, "", "is not a regular file");
     auto size = fs::file_size(path, ec);
-    if (!ec && size > kMaxInput)
-        throw InputError(SourcePos{path}, "", fmt::format("file is {} bytes; inputs are limited to 64 MiB", size));
+    if (!ec && size > kMaxInput) throw InputError(SourcePos{path}, "", fmt::format("file is {} bytes; inputs are limited to 64 MiB", size));
     std::ifstream in(path, std::ios::binary);
     if (!in) throw InputError(SourcePos{path}, "", fmt::format("cannot read file: {}", std::strerror(errno)));
     // Read in chunks and stop past the limit, in case the file grew since it was measured.
@@ -231,8 +228,7 @@ std::string read_input_file(const std::string& path) {
         if (text.size() > kMaxInput) break;
     }
     if (text.size() > kMaxInput) throw InputError(SourcePos{path}, "", "file is larger than 64 MiB, the input limit");
-    if (text.find_first_not_of(" \t\r\n") == std::string::npos)
-        throw InputError(SourcePos{path}, "", "file is empty");
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError(SourcePos{path}, "", "file is empty");
     if (text.find('\0') != std::string::npos)
         throw InputError(SourcePos{path}, "", "file is binary (holds NUL bytes), expected YAML or JSON text");
     return text;

@@ -1,8 +1,8 @@
 #include "topology/topology.hpp"
 
+#include <fmt/format.h>
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/dijkstra_shortest_paths.hpp>
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <limits>
@@ -25,8 +25,7 @@ Topology::Topology(const ClusterSpec& c) : spec_(c), gpus_(checked_mul(c.nodes, 
 }
 
 PathCost Topology::path(u64 a, u64 b) const {
-    if (a >= gpus_ || b >= gpus_)
-        throw InternalError(fmt::format("topology {}: GPU {} or {} beyond its {}", spec_.name, a, b, gpus_));
+    if (a >= gpus_ || b >= gpus_) throw InternalError(fmt::format("topology {}: GPU {} or {} beyond its {}", spec_.name, a, b, gpus_));
     if (a == b) return PathCost{std::numeric_limits<double>::infinity(), 0, 0};
     // Only the two nodes involved matter: build that subgraph (2 switches, their GPUs, the
     // fabric) so a path query on a large cluster stays small.
@@ -87,7 +86,9 @@ ClusterSpec single_node_cluster(const GpuSpec& gpu, u64 gpus) {
                          fmt::format("{} states no interconnect bandwidth; name a cluster profile for {} GPUs", gpu.name, gpus));
     // Vendors state NVLink bandwidth for both directions together.
     c.intra_node = Link{gpu.interconnect, gpu.interconnect_bandwidth.value / 2, 0.0};
-    c.sources["intra_node"] = "half the GPU profile's interconnect_bandwidth_bytes_per_s (stated for both directions); latency not known without a cluster profile";
+    c.sources["intra_node"] =
+        "half the GPU profile's interconnect_bandwidth_bytes_per_s (stated for both directions); latency not known without a cluster "
+        "profile";
     return c;
 }
 

@@ -1,7 +1,7 @@
 #include "validate/calibrate.hpp"
 
-#include <Eigen/Dense>
 #include <fmt/format.h>
+#include <Eigen/Dense>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -55,8 +55,10 @@ Eigen::VectorXd solve(const std::vector<Sample>& s, const std::vector<int>& regi
     Eigen::VectorXd b = Eigen::VectorXd::Ones(n);
     for (int i = 0; i < n; ++i) {
         A(i, 0) = intercept ? 1.0 / s[i].t : 0.0;
-        if (regime[i] == 0) A(i, 1) = s[i].bytes / s[i].t;
-        else A(i, 2) = s[i].flops / s[i].t;
+        if (regime[i] == 0)
+            A(i, 1) = s[i].bytes / s[i].t;
+        else
+            A(i, 2) = s[i].flops / s[i].t;
     }
     // Unused columns (no sample in a regime) are dropped, then put back as zeros.
     std::vector<int> cols;
@@ -127,7 +129,6 @@ GpuSpec base_for(const MeasurementFile& f, const std::string& gpu) {
                      fmt::format("\"{}\" matches no uncalibrated GPU profile's device_names; pass calibrate.gpu", device));
 }
 
-
 }  // namespace
 
 CalibrationResult calibrate(const std::vector<std::string>& paths, const std::string& gpu, const std::string& tool) {
@@ -146,32 +147,33 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
     c.provenance = f.provenance;
     c.base = base_for(f, gpu);
     if (c.base.calibrated)
-        throw InputError(SourcePos{}, "calibrate.gpu", fmt::format("{} is already a calibrated profile; pass the datasheet profile it refines", c.base.name));
+        throw InputError(SourcePos{}, "calibrate.gpu",
+                         fmt::format("{} is already a calibrated profile; pass the datasheet profile it refines", c.base.name));
 
     std::map<std::string, std::vector<Sample>> samples;
     for (const auto& file : files)
-    for (const auto& mc : file.cases) {
-        if (mc.kind == "forward" || mc.status != "ok" || !mc.probe) continue;
-        if (mc.kind != "stream" && mc.kind != "gemm" && mc.kind != "attention-flash" && mc.kind != "decode-paged" && mc.kind != "allreduce" &&
-            mc.kind != "attention-sdpa")
-            continue;
-        if (mc.kind == "stream" && mc.shape.op == "memcpy") continue;  // the library's copy is the ceiling, not a fit point
-        if (mc.kind == "stream" && mc.shape.op == "launch") {
-            samples["launch"].push_back({mc.id, 0, static_cast<double>(mc.shape.kernels - 1), mc.probe->time_s});
-            continue;
+        for (const auto& mc : file.cases) {
+            if (mc.kind == "forward" || mc.status != "ok" || !mc.probe) continue;
+            if (mc.kind != "stream" && mc.kind != "gemm" && mc.kind != "attention-flash" && mc.kind != "decode-paged" &&
+                mc.kind != "allreduce" && mc.kind != "attention-sdpa")
+                continue;
+            if (mc.kind == "stream" && mc.shape.op == "memcpy") continue;  // the library's copy is the ceiling, not a fit point
+            if (mc.kind == "stream" && mc.shape.op == "launch") {
+                samples["launch"].push_back({mc.id, 0, static_cast<double>(mc.shape.kernels - 1), mc.probe->time_s});
+                continue;
+            }
+            const ProbeModel m = model_probe_case(mc.kind, mc.shape, c.base);
+            for (const auto& k : m.kernels) {
+                double t = m.kernels.size() == 1 ? mc.probe->time_s : 0.0;
+                for (const auto& [name, secs] : mc.probe->kernels)
+                    if (name == k.name) t = secs;
+                if (t <= 0) continue;
+                if (mc.kind == "decode-paged" && k.cls != KernelClass::MemtaxPagedDecode) continue;  // the combine is predicted
+                samples[kernel_class_key(k.cls, k.dtype)].push_back({mc.id + (m.kernels.size() > 1 ? "/" + k.name : ""),
+                                                                     static_cast<double>(k.flops), static_cast<double>(k.bytes), t,
+                                                                     static_cast<double>(k.steps)});
+            }
         }
-        const ProbeModel m = model_probe_case(mc.kind, mc.shape, c.base);
-        for (const auto& k : m.kernels) {
-            double t = m.kernels.size() == 1 ? mc.probe->time_s : 0.0;
-            for (const auto& [name, secs] : mc.probe->kernels)
-                if (name == k.name) t = secs;
-            if (t <= 0) continue;
-            if (mc.kind == "decode-paged" && k.cls != KernelClass::MemtaxPagedDecode) continue;  // the combine is predicted
-            samples[kernel_class_key(k.cls, k.dtype)].push_back({mc.id + (m.kernels.size() > 1 ? "/" + k.name : ""),
-                                                                 static_cast<double>(k.flops), static_cast<double>(k.bytes), t,
-                                                                 static_cast<double>(k.steps)});
-        }
-    }
     // Launch: t(N empty kernels) = isolated + (N − 1) · queued.
     if (auto it = samples.find("launch"); it != samples.end()) {
         std::vector<Sample> s = it->second;
@@ -207,7 +209,10 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
                 std::vector<Sample> part;
                 for (size_t i = 0; i < s.size(); ++i)
                     if (simple[i] == p) part.push_back(s[i]);
-                if (part.size() < 3) { ok = false; break; }
+                if (part.size() < 3) {
+                    ok = false;
+                    break;
+                }
                 line[p] = solve_line(part);
                 if (line[p](2) <= 0) ok = false;
             }
@@ -241,7 +246,8 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
         }
     }
     if (!samples.count("stream"))
-        throw InputError(SourcePos{f.file, 0, 0}, "cases", "no stream cases with status ok: run the probe's stream suite (it calibrates bandwidth and overhead)");
+        throw InputError(SourcePos{f.file, 0, 0}, "cases",
+                         "no stream cases with status ok: run the probe's stream suite (it calibrates bandwidth and overhead)");
     const double peak_bw = c.base.hbm_bandwidth.value;
     for (const auto& [key, s] : samples) {
         Form form = Form::Memory;
@@ -284,12 +290,14 @@ CalibrationResult calibrate(const std::vector<std::string>& paths, const std::st
                                          f.provenance.count("driver") ? f.provenance.at("driver") : "?", f.provenance.at("date"));
     out.efficiency_source = fmt::format(
         "measured: memtax calibrate from {}: bandwidth = the stream fit's bandwidth / the datasheet peak, matmul = the bf16 "
-        "gemm fit's rate / the datasheet peak, launch overhead = the stream fit's fixed cost per kernel", from);
+        "gemm fit's rate / the datasheet peak, launch overhead = the stream fit's fixed cost per kernel",
+        from);
     out.calibration_source = fmt::format(
         "measured: memtax-probe kernels, least squares on the relative error per kernel class (src/validate/calibrate.hpp), from {}", from);
-    out.header = fmt::format("# Generated by memtax calibrate from {}: the profile {} with the kernel rates\n"
-                             "# measured on the device. Regenerate it rather than editing it.\n",
-                             path, c.base.name);
+    out.header = fmt::format(
+        "# Generated by memtax calibrate from {}: the profile {} with the kernel rates\n"
+        "# measured on the device. Regenerate it rather than editing it.\n",
+        path, c.base.name);
     c.yaml = write_calibrated_gpu_yaml(out);
     c.calibrated = load_gpu_yaml(c.yaml, "hardware/calibrated/" + c.base.name + ".yaml");
     return c;

@@ -31,10 +31,10 @@ struct ClassFit {
 struct CalibrationResult {
     std::string measurements;  // the files, as given, comma-separated
     std::map<std::string, std::string> provenance;
-    GpuSpec base;                // the datasheet profile the calibration refines
+    GpuSpec base;  // the datasheet profile the calibration refines
     std::vector<ClassFit> fits;
-    GpuSpec calibrated;          // the written profile, loaded back
-    std::string yaml;            // its text
+    GpuSpec calibrated;  // the written profile, loaded back
+    std::string yaml;    // its text
 };
 
 // `gpu`: the profile to refine (name or path); empty = the uncalibrated profile whose

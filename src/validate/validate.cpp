@@ -5,16 +5,16 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
-#include <nlohmann/json.hpp>
 
 #include "model/kernel_model.hpp"
 #include "model/plan.hpp"
-#include "model/training.hpp"
 #include "model/time_model.hpp"
-#include "topology/topology.hpp"
+#include "model/training.hpp"
 #include "spec/loaders.hpp"
+#include "topology/topology.hpp"
 
 namespace memtax {
 namespace {
@@ -74,10 +74,9 @@ std::optional<OomMessage> parse_oom(const std::string& reason) {
     return OomMessage{size_of(a[1], a[2]), size_of(b[1], b[2]), size_of(b[3], b[4])};
 }
 
-
 u64 round_up(u64 b, u64 to) { return checked_mul((b + to - 1) / to, to, "driver bytes"); }
 constexpr u64 kDriverGranularity = 2ull << 20;  // cudaMalloc maps device memory in 2 MiB pages
-constexpr double kTimeSlack = 1e-6;              // s: CUDA events resolve about 0.5 us
+constexpr double kTimeSlack = 1e-6;             // s: CUDA events resolve about 0.5 us
 
 ProbeResult predict_probe(const MeasuredCase& c, const GpuSpec& gpu, double bw_tol, double compute_tol) {
     ProbeResult r;
@@ -105,12 +104,15 @@ ProbeResult predict_probe(const MeasuredCase& c, const GpuSpec& gpu, double bw_t
     std::map<std::string, u64> measured(p.buffers.begin(), p.buffers.end()), predicted(m.buffers.begin(), m.buffers.end());
     for (const auto& [name, bytes] : predicted) {
         auto it = measured.find(name);
-        if (it == measured.end()) r.buffer_diff = fmt::format("buffer {} predicted ({} B), not measured", name, bytes);
-        else if (it->second != bytes) r.buffer_diff = fmt::format("{}: {} B measured, {} B predicted", name, it->second, bytes);
+        if (it == measured.end())
+            r.buffer_diff = fmt::format("buffer {} predicted ({} B), not measured", name, bytes);
+        else if (it->second != bytes)
+            r.buffer_diff = fmt::format("{}: {} B measured, {} B predicted", name, it->second, bytes);
         if (!r.buffer_diff.empty()) break;
     }
     for (const auto& [name, bytes] : measured)
-        if (r.buffer_diff.empty() && !predicted.count(name)) r.buffer_diff = fmt::format("buffer {} measured ({} B), not predicted", name, bytes);
+        if (r.buffer_diff.empty() && !predicted.count(name))
+            r.buffer_diff = fmt::format("buffer {} measured ({} B), not predicted", name, bytes);
     r.allocated_exact = r.allocated_exact && r.buffer_diff.empty();
     if (c.kind == "attention-sdpa") {
         // PyTorch's kernels may take a small workspace besides the output (cuDNN's, split-K
@@ -172,8 +174,9 @@ std::vector<Validation::Claim> probe_claims(const std::vector<ProbeResult>& prob
                                        f.c.probe->time_s * 1e3, e.c.probe->time_s * 1e3, e.c.probe->allocated_bytes / kGiB);
             }
         const double extra = static_cast<double>(f.c.probe->allocated_bytes) - static_cast<double>(qkvo);
-        out.push_back({"flash_extra_bytes:" + f.c.id, extra,
-                       fmt::format("{}: {} B beyond q, k, v, out; {}", f.c.id, group_digits(static_cast<u64>(std::max(0.0, extra))), vs_eager)});
+        out.push_back(
+            {"flash_extra_bytes:" + f.c.id, extra,
+             fmt::format("{}: {} B beyond q, k, v, out; {}", f.c.id, group_digits(static_cast<u64>(std::max(0.0, extra))), vs_eager)});
     }
     return out;
 }
@@ -252,7 +255,9 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             tr.optimizer = e.optimizer_bytes;
             tr.train_peak = e.train_peak_bytes;
             tr.peak_at = e.peak_at;
-            auto err = [](u64 p, u64 meas) { return meas ? (static_cast<double>(p) - static_cast<double>(meas)) / static_cast<double>(meas) : 0.0; };
+            auto err = [](u64 p, u64 meas) {
+                return meas ? (static_cast<double>(p) - static_cast<double>(meas)) / static_cast<double>(meas) : 0.0;
+            };
             auto within = [&](u64 p, u64 meas) {
                 const u64 d = p > meas ? p - meas : meas - p;
                 return std::fabs(err(p, meas)) <= tolerance || d <= slack_bytes;

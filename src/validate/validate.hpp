@@ -21,9 +21,9 @@ struct CaseResult {
     bool oom_borderline = false;      // OOM measured, predicted to fit within the tolerance of capacity
     // From PyTorch's out-of-memory message, when the file records it: the allocation that
     // failed, what was allocated then, and what the caching allocator held unallocated.
-    bool oom_explained = false;       // predicted to fit, but the failure is fragmentation
+    bool oom_explained = false;                                   // predicted to fit, but the failure is fragmentation
     double oom_request = 0, oom_allocated = 0, oom_stranded = 0;  // bytes
-    u64 predicted_allocation = 0;     // resident before the step + forward peak
+    u64 predicted_allocation = 0;                                 // resident before the step + forward peak
     std::optional<u64> predicted_kv, predicted_logits;
     bool kv_exact = true, logits_exact = true;
     std::optional<std::int64_t> predicted_after;
@@ -50,7 +50,7 @@ struct ProbeKernelResult {
 struct ProbeResult {
     MeasuredCase c;
     u64 predicted_allocated = 0;
-    bool allocated_exact = true;       // every buffer exact (attention-sdpa: the output exact + ≤ 1 MiB workspace)
+    bool allocated_exact = true;              // every buffer exact (attention-sdpa: the output exact + ≤ 1 MiB workspace)
     bool allocated_within_workspace = false;  // attention-sdpa: checked against the output + workspace
     u64 workspace_bytes = 0;
     std::string buffer_diff;  // the first buffer that differs, if any
@@ -86,7 +86,7 @@ struct TrainResult {
 struct DoublingClaim {
     std::string runtime;
     int pairs = 0;
-    double measured_ratio = 0;   // geometric mean of peak(2S) / peak(S)
+    double measured_ratio = 0;  // geometric mean of peak(2S) / peak(S)
     double predicted_ratio = 0;
 };
 
@@ -140,8 +140,8 @@ struct Validation {
 Validation validate_measurements(const std::string& path, const std::string& gpu, double tolerance, u64 slack_bytes,
                                  double bandwidth_tolerance = 0.10, double compute_tolerance = 0.15);
 // The same on a file already read, with a GPU profile already resolved.
-Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double tolerance, u64 slack_bytes,
-                         double bandwidth_tolerance = 0.10, double compute_tolerance = 0.15);
+Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double tolerance, u64 slack_bytes, double bandwidth_tolerance = 0.10,
+                         double compute_tolerance = 0.15);
 // (predicted - measured) / measured; 0 when both are 0, 1 when only the measurement is.
 double relative_error(double predicted, double measured);
 

@@ -3,8 +3,8 @@
 // the CLI turns into exit code 2; any other exception, crash, hang, leak or sanitizer report
 // is a bug the harness exposes.
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 

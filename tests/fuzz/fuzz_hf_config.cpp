@@ -19,8 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (Mode mode : {Mode::Prefill, Mode::Decode}) {
             w.mode = mode;
             Estimate e = estimate(m, h200, {}, w);
-            if (e.total != e.weights + e.kv_cache + e.attention_matrix + e.activation_peak + e.logits + e.runtime_overhead)
-                std::abort();
+            if (e.total != e.weights + e.kv_cache + e.attention_matrix + e.activation_peak + e.logits + e.runtime_overhead) std::abort();
         }
     });
     return 0;

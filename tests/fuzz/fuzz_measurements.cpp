@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         static const GpuSpec gpu = resolve_gpu("h100-sxm-calibrated");
         for (const auto& c : f.cases) {
             if (c.kind == "forward" || c.kind == "step_time" || c.kind == "train") {
-                if (c.batch == 0 || c.context == 0) std::abort();  // the reader must have refused these
+                if (c.batch == 0 || c.context == 0) std::abort();                             // the reader must have refused these
                 if (c.tp == 0 || (!c.ranks.empty() && c.ranks.size() != c.tp)) std::abort();  // a sharded case lists each rank once
                 if (c.kind == "step_time" && c.status == "ok" && !(c.step && c.step->seconds > 0)) std::abort();
                 if (c.kind == "train" && c.status == "ok" && !c.train) std::abort();
