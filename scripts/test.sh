@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test job (CI runs it through the README's test command):
-#   1. the GoogleTest suite and the binary checks on the Release build in ./build;
+#   1. the GoogleTest suite and the binary checks on the Release build in ./build, where a warning
+#      in src/ (-Wall -Wextra -Wpedantic) fails the build; the include walls and clang-format;
 #   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer (./build-asan);
 #   3. each libFuzzer harness for MEMTAX_FUZZ_SECONDS (default 60) on a seed corpus made from
 #      the shipped profiles and test inputs (./build-fuzz); any crash, hang (>10 s), leak or
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 echo "== 1/3 test suite (Release)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMEMTAX_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 [ "${MEMTAX_QUICK:-0}" = 1 ] && exit 0
