@@ -27,103 +27,8 @@ import json
 import os
 import subprocess
 import sys
-
-SHAPES = {
-    "dsv3-3l": dict(model_type="deepseek_v3", hidden_size=1024, num_attention_heads=16, num_key_value_heads=16,
-                    q_lora_rank=256, kv_lora_rank=128, qk_rope_head_dim=32, qk_nope_head_dim=64, v_head_dim=64,
-                    intermediate_size=2816, moe_intermediate_size=512, n_routed_experts=16, n_shared_experts=1,
-                    num_experts_per_tok=4, n_group=4, topk_group=2, first_k_dense_replace=1, num_hidden_layers=3,
-                    vocab_size=32000, max_position_embeddings=131072),
-    "dsv2-2l": dict(model_type="deepseek_v2", hidden_size=1024, num_attention_heads=16, num_key_value_heads=16,
-                    q_lora_rank=None, kv_lora_rank=128, qk_rope_head_dim=32, qk_nope_head_dim=64, v_head_dim=64,
-                    intermediate_size=2816, moe_intermediate_size=512, n_routed_experts=16, n_shared_experts=2,
-                    num_experts_per_tok=4, n_group=1, topk_group=1, topk_method="greedy", first_k_dense_replace=1,
-                    num_hidden_layers=2, vocab_size=32000, max_position_embeddings=131072),
-    "mixtral-2l": dict(model_type="mixtral", hidden_size=1024, num_attention_heads=16, num_key_value_heads=4, head_dim=64,
-                       intermediate_size=2816, num_hidden_layers=2, vocab_size=32000, num_local_experts=8,
-                       num_experts_per_tok=2, max_position_embeddings=131072),
-    "qwen3moe-2l": dict(model_type="qwen3_moe", hidden_size=1024, num_attention_heads=16, num_key_value_heads=4, head_dim=64,
-                        intermediate_size=2816, moe_intermediate_size=384, num_experts=32, num_experts_per_tok=4,
-                        num_hidden_layers=2, vocab_size=32000, max_position_embeddings=131072),
-    "gptoss-2l": dict(model_type="gpt_oss", hidden_size=1024, num_attention_heads=16, num_key_value_heads=4, head_dim=64,
-                      intermediate_size=1024, num_local_experts=8, num_experts_per_tok=2, num_hidden_layers=2,
-                      vocab_size=32000, sliding_window=128, layer_types=["sliding_attention", "full_attention"],
-                      max_position_embeddings=131072),
-    "gemma2-2l": dict(model_type="gemma2", hidden_size=1024, num_attention_heads=8, num_key_value_heads=4, head_dim=128,
-                      intermediate_size=4096, num_hidden_layers=2, vocab_size=32000, sliding_window=512,
-                      max_position_embeddings=131072),
-    "gemma3-2l": dict(model_type="gemma3_text", hidden_size=1024, num_attention_heads=8, num_key_value_heads=4, head_dim=128,
-                      intermediate_size=4096, num_hidden_layers=2, vocab_size=32000, sliding_window=512,
-                      layer_types=["sliding_attention", "full_attention"], max_position_embeddings=131072),
-    "phi3-2l": dict(model_type="phi3", hidden_size=1024, num_attention_heads=16, num_key_value_heads=16,
-                    intermediate_size=2816, num_hidden_layers=2, vocab_size=32064, sliding_window=2047,
-                    max_position_embeddings=131072),
-    "mamba2-2l": dict(model_type="mamba2", hidden_size=768, num_heads=24, head_dim=64, state_size=64, n_groups=1, expand=2,
-                      chunk_size=256, num_hidden_layers=2, vocab_size=32000),
-    "jamba-4l": dict(model_type="jamba", hidden_size=1024, num_attention_heads=8, num_key_value_heads=4, intermediate_size=2048,
-                     num_hidden_layers=4, vocab_size=32000, num_experts=4, num_experts_per_tok=2, expert_layer_period=2,
-                     expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=1, mamba_d_state=16, mamba_expand=2,
-                     use_mamba_kernels=False, max_position_embeddings=131072),
-}
-
-
-def smi(query):
-    try:
-        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
-    except Exception as e:  # provenance only
-        return f"unavailable: {e}"
-
-
-def tensors_of(obj, seen=None, depth=0):
-    """Every CUDA tensor reachable from a cache object (its attributes, lists, dicts, layers)."""
-    import torch
-    seen = set() if seen is None else seen
-    out = []
-    if depth > 6 or id(obj) in seen:
-        return out
-    seen.add(id(obj))
-    if isinstance(obj, torch.Tensor):
-        if obj.is_cuda:
-            out.append(obj)
-        return out
-    if isinstance(obj, (list, tuple)):
-        for v in obj:
-            out += tensors_of(v, seen, depth + 1)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            out += tensors_of(v, seen, depth + 1)
-    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
-        for v in vars(obj).values():
-            out += tensors_of(v, seen, depth + 1)
-    return out
-
-
-def cache_bytes(cache):
-    """Bytes of the cache's floating-point tensors (K/V, latents, conv and SSM states; views
-    counted at their own size) and of their storages. Integer bookkeeping (a sliding layer's
-    int64 token counter) is not cache memory and is left out."""
-    ts = [t for t in tensors_of(cache) if t.is_floating_point()]
-    visible = sum(t.numel() * t.element_size() for t in ts)
-    storages = {}
-    for t in ts:
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-    return visible, sum(storages.values()), [list(t.shape) for t in ts[:8]]
-
-
-def settle(torch, dev):
-    """Let the caching allocator finish the frees it deferred: a block freed while a stream still
-    used it is released only when the allocator next processes its events (on a later
-    allocation). Without this, a step's baseline still counts the previous case's freed cache and
-    the step's own allocations are hidden behind those late frees (traced on the H200: the first
-    events of a decode were frees of the previous case's 1,025-token K/V blocks)."""
-    import gc
-    gc.collect()
-    torch.cuda.synchronize()
-    torch.empty(1, device=dev)  # an allocation processes the completed events
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ARCH_SHAPES, cache_storage_bytes, settle, smi  # noqa: E402
 
 
 def main():
@@ -146,13 +51,13 @@ def main():
     q = torch.randn(1, 8, 1024, 128, device=dev, dtype=torch.bfloat16)
     torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True).sum().item()
     del a, q
-    names = opt("--shapes", list(SHAPES))
+    names = opt("--shapes", list(ARCH_SHAPES))
     contexts = [int(c) for c in opt("--contexts", ["1024", "4096"])]
     batches = [int(b) for b in opt("--batches", ["1", "2"])]
     file_name = opt("--name", ["hf_arch.json"])[0]
     cases, notes, traced = [], {}, {}
     for shape in names:
-        kw = dict(SHAPES[shape])
+        kw = dict(ARCH_SHAPES[shape])
         mt = kw.pop("model_type")
         try:
             cfg = AutoConfig.for_model(mt, tie_word_embeddings=kw.pop("tie_word_embeddings", mt in ("gemma2", "gemma3_text", "mamba2")), **kw)
@@ -200,7 +105,7 @@ def main():
                         cache = out.past_key_values if hasattr(out, "past_key_values") else None
                         if cache is None:
                             cache = getattr(out, "cache_params", None)
-                        vis, sto, shapes = cache_bytes(cache)
+                        vis, sto, shapes = cache_storage_bytes(cache)
                         case.update(status="ok", measured=dict(forward_peak_bytes=peak, kv_cache_bytes=vis, kv_cache_storage_bytes=sto,
                                                                logits_bytes=out.logits.numel() * out.logits.element_size(),
                                                                after_step_bytes=torch.cuda.memory_allocated() - before),
@@ -247,7 +152,7 @@ def main():
                             traced[f"{shape}/{impl}"] = dict(before=before_d, peak=torch.cuda.max_memory_allocated() - before_d,
                                                  after=torch.cuda.memory_allocated() - before_d, events=ev[:600])
                         cache2 = out2.past_key_values if hasattr(out2, "past_key_values") else getattr(out2, "cache_params", None)
-                        vis2, sto2, _ = cache_bytes(cache2)
+                        vis2, sto2, _ = cache_storage_bytes(cache2)
                         dec = dict(base, id=f"{shape}/{runtime}/b{batch}/s{ctx + 2}/decode", mode="decode", context=ctx + 2, decode_step=2, logits_kept=1,
                                    status="ok", measured=dict(forward_peak_bytes=torch.cuda.max_memory_allocated() - before_d,
                                                               kv_cache_bytes=vis2, kv_cache_storage_bytes=sto2,

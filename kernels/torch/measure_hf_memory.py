@@ -19,35 +19,8 @@ import json
 import os
 import subprocess
 import sys
-
-
-def smi(query):
-    try:
-        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
-    except Exception as e:  # provenance only; never fatal
-        return f"unavailable: {e}"
-
-
-def cache_bytes(cache):
-    """Bytes of the K and V tensors a transformers cache holds (v5 `layers`, v4 lists)."""
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        pairs = [(l.keys, l.values) for l in layers if getattr(l, "keys", None) is not None]
-    else:
-        pairs = list(zip(cache.key_cache, cache.value_cache))
-    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in pairs)
-
-
-def step_bytes(out, before):
-    """What a step just returned costs (call it after torch.cuda.synchronize(), peak stats reset
-    before the step): its forward peak over `before`, the cache's K/V bytes, the logits' bytes and
-    what stays allocated."""
-    import torch
-    return dict(forward_peak_bytes=torch.cuda.max_memory_allocated() - before,
-                kv_cache_bytes=cache_bytes(out.past_key_values),
-                logits_bytes=out.logits.numel() * out.logits.element_size(),
-                after_step_bytes=torch.cuda.memory_allocated() - before)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import smi, step_bytes  # noqa: E402
 
 
 def main():

@@ -23,29 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
-
-
-def smi(query):
-    try:
-        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
-    except Exception as e:  # provenance only
-        return f"unavailable: {e}"
-
-
-SHAPES = {
-    "llama-3.1-8b": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                         intermediate_size=14336, num_hidden_layers=32, vocab_size=128256),
-    "gqa-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=4, head_dim=128,
-                   intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
-    # Shapes of public models (their config.json's sizes), random weights.
-    "llama-3.2-3b": dict(hidden_size=3072, num_attention_heads=24, num_key_value_heads=8, head_dim=128,
-                         intermediate_size=8192, num_hidden_layers=28, vocab_size=128256, tie_word_embeddings=True),
-    "qwen2.5-7b": dict(config="Qwen2Config", hidden_size=3584, num_attention_heads=28, num_key_value_heads=4,
-                       intermediate_size=18944, num_hidden_layers=28, vocab_size=152064, rms_norm_eps=1e-6),
-    "mistral-7b-v0.1": dict(config="MistralConfig", hidden_size=4096, num_attention_heads=32, num_key_value_heads=8,
-                            head_dim=128, intermediate_size=14336, num_hidden_layers=32, vocab_size=32000, sliding_window=4096),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import STEP_SHAPES, smi  # noqa: E402
 
 
 def main():
@@ -143,7 +122,7 @@ def main():
         write()
 
     for shape in shapes:
-        spec = dict(SHAPES[shape])
+        spec = dict(STEP_SHAPES[shape])
         cls = getattr(transformers, spec.pop("config", "LlamaConfig"))
         spec.setdefault("tie_word_embeddings", False)
         cfg = cls(max_position_embeddings=131072, **spec)

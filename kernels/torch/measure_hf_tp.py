@@ -27,8 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_hf_memory import step_bytes  # noqa: E402  (the same byte accounting)
-from measure_hf_steps import SHAPES, smi  # noqa: E402  (the same shapes)
+from harness import STEP_SHAPES, smi, step_bytes  # noqa: E402
 
 
 def main():
@@ -70,7 +69,7 @@ def main():
         return got
 
     for shape in shapes:
-        spec = dict(SHAPES[shape])
+        spec = dict(STEP_SHAPES[shape])
         cls = getattr(transformers, spec.pop("config", "LlamaConfig"))
         spec.setdefault("tie_word_embeddings", False)
         cfg = cls(max_position_embeddings=131072, **spec)

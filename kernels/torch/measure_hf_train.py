@@ -21,28 +21,8 @@ import json
 import os
 import subprocess
 import sys
-
-
-def smi(query):
-    try:
-        return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
-    except Exception as e:
-        return f"unavailable: {e}"
-
-
-SHAPES = {
-    "gqa-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=4, head_dim=128,
-                   intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
-    "mha-2l": dict(hidden_size=2048, num_attention_heads=16, num_key_value_heads=16, head_dim=128,
-                   intermediate_size=5632, num_hidden_layers=2, vocab_size=32000),
-    # The shapes of meta-llama/Llama-3.2-1B's config (tied embeddings), random weights.
-    "llama-1b": dict(hidden_size=2048, num_attention_heads=32, num_key_value_heads=8, head_dim=64,
-                     intermediate_size=8192, num_hidden_layers=16, vocab_size=128256, tie_word_embeddings=True),
-    # A small Mixtral-style mixture of experts: 8 experts, top 2.
-    "moe-2l": dict(model_type="mixtral", hidden_size=1024, num_attention_heads=16, num_key_value_heads=4, head_dim=64,
-                   intermediate_size=2816, num_hidden_layers=2, vocab_size=32000, num_local_experts=8, num_experts_per_tok=2),
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import TRAIN_SHAPES, smi  # noqa: E402
 
 
 def main():
@@ -64,7 +44,7 @@ def main():
     file_name = opt("--name", ["hf_train.json"])[0]
     cases = []
     for shape in shapes:
-        kw = dict(SHAPES[shape])
+        kw = dict(TRAIN_SHAPES[shape])
         mt = kw.pop("model_type", "llama")
         tie = kw.pop("tie_word_embeddings", False)
         cfg = (MixtralConfig if mt == "mixtral" else LlamaConfig)(max_position_embeddings=131072, tie_word_embeddings=tie, **kw)

@@ -6,7 +6,7 @@ For the time model's kernel list: which kernels each module of a decoder layer r
 (median of 5 after 2 warm-ups, synchronised), then one profiled run (torch.profiler): every
 device kernel and memcpy/memset in start order with its duration and the gap before it.
 
-Usage: python3 kernels/torch/profile_hf_kernels.py OUT_DIR [--shape NAME (measure_hf_steps.SHAPES)]
+Usage: python3 kernels/torch/profile_hf_kernels.py OUT_DIR [--shape NAME (measure_hf_steps.STEP_SHAPES)]
            [--cases impl:mode:batch:tokens,...]
 Writes OUT_DIR/kernel_trace_<shape>.json.
 """
@@ -23,15 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForCausalLM, DynamicCache
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_hf_steps import SHAPES  # noqa: E402  (the same shapes as the timed steps)
-
-
-def smi(q):
-    try:
-        return subprocess.run(["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
-    except Exception as e:
-        return f"unavailable: {e}"
+from harness import STEP_SHAPES, smi  # noqa: E402
 
 
 def main():
@@ -47,7 +39,7 @@ def main():
         impls = sorted({p[0] for p in picked})
         cases = [(p[1], int(p[2]), int(p[3])) for p in picked]
     dev = torch.device("cuda")
-    spec = dict(SHAPES[shape])
+    spec = dict(STEP_SHAPES[shape])
     import transformers
     cls = getattr(transformers, spec.pop("config", "LlamaConfig"))
     spec.setdefault("tie_word_embeddings", False)

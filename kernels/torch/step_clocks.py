@@ -17,14 +17,14 @@ from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForCausalLM, DynamicCache
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure_hf_steps import SHAPES, smi  # noqa: E402
+from harness import STEP_SHAPES, smi  # noqa: E402
 
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
 args = sys.argv[2:]
 opt = lambda k, d: args[args.index(k) + 1] if k in args else d
 shape, impl, kv, runs = opt("--shape", "llama-3.1-8b"), opt("--impl", "sdpa"), int(opt("--kv", "1024")), int(opt("--runs", "30"))
-spec = dict(SHAPES[shape])
+spec = dict(STEP_SHAPES[shape])
 cls = getattr(transformers, spec.pop("config", "LlamaConfig"))
 spec.setdefault("tie_word_embeddings", False)
 cfg = cls(max_position_embeddings=131072, **spec)

@@ -11,8 +11,8 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from measure_hf_arch import SHAPES  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ARCH_SHAPES  # noqa: E402
 
 
 def main():
@@ -27,7 +27,7 @@ def main():
     del a
     result = {}
     for shape in shapes:
-        kw = dict(SHAPES[shape])
+        kw = dict(ARCH_SHAPES[shape])
         mt = kw.pop("model_type")
         cfg = AutoConfig.for_model(mt, **kw)
         with torch.device(dev):
