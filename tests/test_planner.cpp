@@ -13,6 +13,7 @@
 #include "cli_run.hpp"
 #include "planner/planner.hpp"
 #include "planner/sweep.hpp"
+#include "report/plan_report.hpp"
 #include "spec/loaders.hpp"
 
 using namespace memtax;
@@ -252,6 +253,55 @@ TEST(Sweep, EagerAttentionIsQuadraticWithTheHandCoefficient) {
     EXPECT_EQ(f.at("weights").c1, 0.0);
     EXPECT_THROW(parse_context_range("32k..1k"), InputError);
     EXPECT_EQ(parse_context_range("1k,3k"), (std::vector<u64>{1024, 3072}));
+}
+
+// `memtax sweep` streams its points as they are evaluated; what it writes is the document the
+// collected sweep renders (CSV: the same bytes), and the points hold the hand-derived KV bytes:
+// Llama-3.1-8B keeps 2 · 32 layers · 8 KV heads · 128 · 2 B = 131,072 bytes per token.
+TEST(Sweep, StreamedPointsAreTheCollectedDocument) {
+    const std::vector<std::string> args = {"sweep",  "--model",   "llama-3.1-8b", "--gpu", "h100-sxm", "--contexts",
+                                           "1k..8k", "--batches", "1,3",          "--tps", "1,2"};
+    SweepSpec s;
+    s.model = resolve_model("llama-3.1-8b");
+    s.gpu = resolve_gpu("h100-sxm");
+    s.contexts = parse_context_range("1k..8k");
+    s.batches = {1, 3};
+    s.tps = {1, 2};
+    s.workload.runtime = resolve_runtime("hf-sdpa");
+    const SweepReport collected = run_sweep(s);
+    ASSERT_EQ(collected.points.size(), 16u);
+    std::vector<std::string> csv = args;
+    csv.insert(csv.end(), {"--format", "csv"});
+    const Result streamed = run_command(csv);
+    ASSERT_EQ(streamed.code, 0) << streamed.err;
+    EXPECT_EQ(streamed.out, document_csv(sweep_document(collected)));
+    // JSON: every point a row, in order, numbers as numbers.
+    std::vector<std::string> js = args;
+    js.insert(js.end(), {"--format", "json"});
+    const Result j = run_command(js);
+    ASSERT_EQ(j.code, 0) << j.err;
+    const auto doc = nlohmann::json::parse(j.out);
+    const auto& rows = doc["sections"]["points"]["rows"];
+    ASSERT_EQ(rows.size(), 16u);
+    EXPECT_EQ(rows[0]["context"], 1024);
+    EXPECT_EQ(rows[0]["kv_cache_bytes"], 131072ull * 1024);
+    EXPECT_EQ(rows[5]["batch"], 3);  // TP 1, batch 3, 2k
+    EXPECT_EQ(rows[5]["kv_cache_bytes"], 131072ull * 2048 * 3);
+    EXPECT_EQ(rows[8]["tp"], 2);
+    EXPECT_EQ(rows[8]["kv_cache_bytes"], 131072ull * 1024 / 2);  // KV heads split over TP 2
+    EXPECT_EQ(rows[0]["fits"], true);
+    EXPECT_EQ(doc["sections"]["growth"]["rows"].size(), 6u);
+    // Text and Markdown show the same points (16 rows after the header).
+    for (const char* f : {"table", "markdown"}) {
+        std::vector<std::string> a = args;
+        a.insert(a.end(), {"--format", f});
+        const Result t = run_command(a);
+        ASSERT_EQ(t.code, 0) << t.err;
+        EXPECT_NE(t.out.find("8,192"), std::string::npos) << f;  // contexts grouped by thousands
+        size_t yes = 0;
+        for (size_t at = 0; (at = t.out.find(" yes", at)) != std::string::npos; ++at) ++yes;
+        EXPECT_EQ(yes, 16u) << f << t.out;  // every point fits an 80 GB H100
+    }
 }
 
 TEST(Setup, LayoutIsExplicitPastANode) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cairo.h>
+#include <fmt/format.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -15,7 +16,9 @@
 
 #include "cli/commands.hpp"
 #include "cli_run.hpp"
+#include "core/format.hpp"
 #include "report/capacity_report.hpp"
+#include "report/document.hpp"
 #include "report/svg.hpp"
 #include "spec/loaders.hpp"
 
@@ -231,4 +234,40 @@ TEST(Check, PassesAgainstTheCommittedBaselineAndCatchesARegression) {
     EXPECT_NE(input.err.find("not a memtax report"), std::string::npos) << input.err;
     fs::current_path(cwd);
     fs::remove_all(dir);
+}
+
+// Streamed byte cells show GiB exactly as fmt's "{:.2f}" does (their integer path is checked
+// against fmt itself): ties of the exact quotient round to even (2^30/8 bytes is 0.125 GiB:
+// "0.12"; 3·2^30/8 is 0.375: "0.38"), and values past 2^53 take fmt's own path.
+TEST(DocumentStream, BytesShowAsFmtWritesGiB) {
+    const std::vector<StreamColumn> cols = {{"b", "b", Hint::Bytes}, {"n", "n", Hint::Count}, {"f", "f", Hint::Flag}};
+    std::vector<std::uint64_t> values = {0,
+                                         1,
+                                         1u << 29,
+                                         (1u << 30) / 8,
+                                         3 * (1u << 30) / 8,
+                                         5 * (1u << 30) / 8,
+                                         (1ull << 30) - 1,
+                                         1ull << 30,
+                                         17076928512ull,
+                                         (1ull << 53) - 1,
+                                         1ull << 53,
+                                         ~0ull};
+    std::uint64_t x = 88172645463325252ull;  // xorshift64: values over every magnitude
+    for (int i = 0; i < 20000; ++i) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        values.push_back(x >> (x % 40));
+    }
+    for (std::uint64_t v : values) {
+        Table t = stream_table(cols);
+        const std::uint64_t row[] = {v, v, v & 1};
+        stream_row(t, cols, row);
+        ASSERT_EQ(t.text[0][0], fmt::format("{:.2f}", static_cast<double>(v) / 1073741824.0)) << v;
+        ASSERT_EQ(t.raw[0][0], std::to_string(v));
+        ASSERT_EQ(t.text[0][1], group_digits(v));
+        ASSERT_EQ(t.text[0][2], v & 1 ? "yes" : "no");
+        ASSERT_EQ(t.raw[0][2], v & 1 ? "true" : "false");
+    }
 }

@@ -23,12 +23,12 @@ public:
     }
     int run(std::ostream& out, std::ostream& err) override {
         const Printer& print = printer(a_.format);
-        SweepSpec spec{model_from(a_.model, a_.dtype),
-                       resolve_gpu(a_.gpu),
-                       {},
-                       parse_context_range(contexts_),
-                       batches_.empty() ? std::vector<u64>{a_.batch} : batches_,
-                       tps_.empty() ? std::vector<u64>{a_.tp} : tps_};
+        SweepSpec spec;
+        spec.model = model_from(a_.model, a_.dtype);
+        spec.gpu = resolve_gpu(a_.gpu);
+        spec.contexts = parse_context_range(contexts_);
+        spec.batches = batches_.empty() ? std::vector<u64>{a_.batch} : batches_;
+        spec.tps = tps_.empty() ? std::vector<u64>{a_.tp} : tps_;
         a_.context = spec.contexts.front();
         spec.workload = workload_from(a_, spec.model);
         if (!a_.allow_long_context)
@@ -37,10 +37,43 @@ public:
                     throw InputError(SourcePos{}, "--contexts",
                                      fmt::format("{} exceeds {}'s max_context {} (add --allow-long-context)", c, spec.model.name,
                                                  spec.model.max_context));
+        // The points stream to the output as they are evaluated (a million points in constant
+        // memory); a file is written atomically, so a failed sweep leaves no partial report.
+        std::unique_ptr<AtomicFile> file;
+        if (!a_.output.empty()) {
+            refuse_overwriting_inputs(a_.output, {a_.model, a_.gpu, a_.runtime});
+            file = std::make_unique<AtomicFile>(a_.output);
+        }
+        auto doc = print.stream(
+            [&](std::string_view s) {
+                if (file)
+                    file->write(s);
+                else
+                    out.write(s.data(), static_cast<std::streamsize>(s.size()));
+            },
+            tool_info());
+        SweepReport head;
+        head.model = spec.model.name;
+        head.gpu = spec.gpu.name;
+        head.runtime = spec.workload.runtime.name;
+        head.mode = spec.workload.mode;
+        doc->begin(sweep_head(head));
+        // Text columns as wide as the largest context, batch and TP asked for.
+        std::vector<StreamColumn> columns = sweep_columns();
+        for (auto [c, list] : {std::pair{0, &spec.contexts}, std::pair{1, &spec.batches}, std::pair{2, &spec.tps}})
+            columns[static_cast<size_t>(c)].width = group_digits(*std::max_element(list->begin(), list->end())).size();
+        doc->rows_begin("points", "Points", columns);
+        u64 values[kSweepColumns];
         Progress bar(err, "sweeping");
-        const SweepReport r = run_sweep(spec, bar.callback());
+        const SweepReport r = run_sweep(spec, bar.callback(), [&](const SweepPoint& p) {
+            sweep_values(p, values);
+            doc->row(values);
+        });
         bar.done();
-        emit(print.document(sweep_document(r), tool_info()), a_.output, out, {a_.model, a_.gpu, a_.runtime});
+        doc->rows_end();
+        if (auto growth = sweep_growth(r)) doc->section(*growth);
+        doc->end();
+        if (file) file->commit();
         return 0;
     }
 

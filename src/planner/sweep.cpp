@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -37,7 +38,14 @@ std::vector<u64> parse_context_range(const std::string& text) {
     return out;
 }
 
-SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& progress) {
+namespace {
+void check_point(const Plan& plan, const Point& p) {
+    if (plan.evaluate(p).status != PointStatus::Ok) (void)plan.estimate(p);  // throws the named error
+}
+}  // namespace
+
+SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& progress,
+                      const std::function<void(const SweepPoint&)>& each) {
     SweepReport rep;
     rep.model = s.model.name;
     rep.gpu = s.gpu.name;
@@ -45,31 +53,42 @@ SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& p
     rep.mode = s.workload.mode;
     const u64 total = s.contexts.size() * s.batches.size() * s.tps.size();
     u64 done = 0;
+    rep.fit_batch = s.batches.front();
+    rep.fit_tp = s.tps.front();
+    std::vector<Plan> plans;
     for (u64 tp : s.tps) {
         Workload wl = s.workload;
         wl.context = s.contexts.front();
-        const Plan plan = Plan::compile(s.model, s.gpu, Deployment{tp * s.pp, tp, s.pp}, wl);
+        plans.push_back(Plan::compile(s.model, s.gpu, Deployment{tp * s.pp, tp, s.pp}, wl));
+        // Bytes grow with batch and context, so a point that overflows has a larger corner that
+        // does; the context limit does not depend on the batch. These bound every point.
+        const Plan& plan = plans.back();
+        const u64 bmax = *std::max_element(s.batches.begin(), s.batches.end());
+        for (u64 c : s.contexts) check_point(plan, Point{s.workload.mode, bmax, c});
+        const u64 cmax = *std::max_element(s.contexts.begin(), s.contexts.end());
+        for (u64 b : s.batches) check_point(plan, Point{s.workload.mode, b, cmax});
+    }
+    std::vector<SweepPoint> series;  // the fitted one: the first batch and TP
+    for (size_t t = 0; t < s.tps.size(); ++t)
         for (u64 b : s.batches)
             for (u64 c : s.contexts) {
                 const Point p{s.workload.mode, b, c};
-                PointResult r = plan.evaluate(p);
-                if (r.status != PointStatus::Ok) (void)plan.estimate(p);  // throws the named error
-                rep.points.push_back({c, b, tp, r});
+                const SweepPoint sp{c, b, s.tps[t], plans[t].evaluate(p)};
+                if (sp.r.status != PointStatus::Ok) (void)plans[t].estimate(p);  // throws the named error
+                if (b == rep.fit_batch && t == 0) series.push_back(sp);
+                if (each)
+                    each(sp);
+                else
+                    rep.points.push_back(sp);
                 if (progress) progress(++done, total);
             }
-    }
     // Least squares per component over the first series (batch, TP), columns scaled to 1k tokens
     // so s² stays well conditioned up to millions of tokens.
-    rep.fit_batch = s.batches.front();
-    rep.fit_tp = s.tps.front();
-    std::vector<const SweepPoint*> series;
-    for (const auto& p : rep.points)
-        if (p.batch == rep.fit_batch && p.tp == rep.fit_tp) series.push_back(&p);
     if (series.size() < 3) return rep;
     const auto n = static_cast<Eigen::Index>(series.size());
     Eigen::MatrixXd A(n, 3);
     for (Eigen::Index i = 0; i < n; ++i) {
-        const double k = static_cast<double>(series[static_cast<size_t>(i)]->context) / 1024.0;
+        const double k = static_cast<double>(series[static_cast<size_t>(i)].context) / 1024.0;
         A(i, 0) = k * k;
         A(i, 1) = k;
         A(i, 2) = 1.0;
@@ -83,7 +102,7 @@ SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& p
                                                                 {"total", &PointResult::total}};
     for (const auto& [name, member] : comps) {
         Eigen::VectorXd y(n);
-        for (Eigen::Index i = 0; i < n; ++i) y(i) = static_cast<double>(series[static_cast<size_t>(i)]->r.*member);
+        for (Eigen::Index i = 0; i < n; ++i) y(i) = static_cast<double>(series[static_cast<size_t>(i)].r.*member);
         const Eigen::Vector3d x = qr.solve(y);
         GrowthFit f;
         f.component = name;

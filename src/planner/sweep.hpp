@@ -25,8 +25,8 @@ struct GrowthFit {
 struct SweepReport {
     std::string model, gpu, runtime;
     Mode mode = Mode::Prefill;
-    std::vector<SweepPoint> points;
-    u64 fit_batch = 0, fit_tp = 0;  // the series the fits use: the first batch and TP
+    std::vector<SweepPoint> points;  // every point, unless they were handed to a callback as they came
+    u64 fit_batch = 0, fit_tp = 0;   // the series the fits use: the first batch and TP
     std::vector<GrowthFit> fits;
 };
 
@@ -39,8 +39,12 @@ struct SweepSpec {
 };
 
 // Points whose context exceeds the model's maximum (without allow_long_context) or whose TP
-// does not divide the model are InputErrors naming the value.
-SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& progress = {});
+// does not divide the model are InputErrors naming the value; every TP's plan and the corner
+// points that bound the rest are checked before the first point is evaluated. With `each`,
+// every point goes to it as it is evaluated and the report keeps none (the fits keep their own
+// series), so memory does not grow with the sweep.
+SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& progress = {},
+                      const std::function<void(const SweepPoint&)>& each = {});
 
 // "1k..1M" (doubling), or a list "1k,8k,32k": token counts.
 std::vector<u64> parse_context_range(const std::string& text);

@@ -143,63 +143,76 @@ Document plan_document(const PlanReport& r, size_t top) {
     return d;
 }
 
-Document sweep_document(const SweepReport& r) {
+const std::vector<StreamColumn>& sweep_columns() {
+    static const std::vector<StreamColumn> c = {{"context", "context", Hint::Count},
+                                                {"batch", "batch", Hint::Count},
+                                                {"tp", "tp", Hint::Count},
+                                                {"weights_bytes", "weights", Hint::Bytes},
+                                                {"kv_cache_bytes", "KV", Hint::Bytes},
+                                                {"attention_matrix_bytes", "attn", Hint::Bytes},
+                                                {"activation_peak_bytes", "act", Hint::Bytes},
+                                                {"logits_bytes", "logits", Hint::Bytes},
+                                                {"total_bytes", "total", Hint::Bytes},
+                                                {"capacity_bytes", "usable", Hint::Bytes},
+                                                {"fits", "fits", Hint::Flag}};
+    return c;
+}
+
+void sweep_values(const SweepPoint& p, u64* v) {
+    const PointResult& r = p.r;
+    const u64 values[kSweepColumns] = {p.context,         p.batch,  p.tp,    r.weights,  r.kv_cache,      r.attention_matrix,
+                                       r.activation_peak, r.logits, r.total, r.capacity, r.fits ? 1u : 0u};
+    std::copy(std::begin(values), std::end(values), v);
+}
+
+Document sweep_head(const SweepReport& r) {
     Document d;
     d.schema = "memtax.sweep/1";
     d.title = fmt::format("memtax sweep: {} on {}, {}, {} (per GPU, 1 GiB = 2^30 bytes)", r.model, r.gpu, r.runtime, to_string(r.mode));
-    Document::Section pts{"points", "Points", {}, {}};
+    return d;
+}
+
+std::optional<Document::Section> sweep_growth(const SweepReport& r) {
+    if (r.fits.empty()) return std::nullopt;
+    Document::Section f{
+        "growth",
+        fmt::format("Growth with context (batch {}, TP {}): bytes = c2·s² + c1·s + c0, least squares", r.fit_batch, r.fit_tp),
+        {},
+        {}};
     for (auto [k, title, right] :
-         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"context", "context", true},
-                                                                           {"batch", "batch", true},
-                                                                           {"tp", "tp", true},
-                                                                           {"weights_bytes", "weights", true},
-                                                                           {"kv_cache_bytes", "KV", true},
-                                                                           {"attention_matrix_bytes", "attn", true},
-                                                                           {"activation_peak_bytes", "act", true},
-                                                                           {"logits_bytes", "logits", true},
-                                                                           {"total_bytes", "total", true},
-                                                                           {"capacity_bytes", "usable", true},
-                                                                           {"fits", "fits", false}})
-        pts.table.add_column(k, title, right);
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"component", "component", false},
+                                                                           {"c2_bytes_per_token2", "c2 (B/token²)", true},
+                                                                           {"c1_bytes_per_token", "c1 (B/token)", true},
+                                                                           {"c0_bytes", "c0 (B)", true},
+                                                                           {"per_doubling", "× per doubling", true},
+                                                                           {"max_relative_residual", "fit residual", true}})
+        f.table.add_column(k, title, right);
+    for (const auto& x : r.fits) {
+        f.table.row();
+        f.table.cell(x.component);
+        f.table.cell(fmt::format("{:.4g}", x.c2), g9(x.c2));
+        f.table.cell(fmt::format("{:.4g}", x.c1), g9(x.c1));
+        f.table.cell(fmt::format("{:.4g}", x.c0), g9(x.c0));
+        f.table.cell(std::isfinite(x.per_doubling) ? fmt::format("{:.2f}", x.per_doubling) : "-",
+                     std::isfinite(x.per_doubling) ? g9(x.per_doubling) : "");
+        f.table.cell(fmt::format("{:.1e}", x.max_relative_residual), g9(x.max_relative_residual));
+    }
+    f.notes.push_back(
+        "× per doubling: the last point over the one before it (a doubling when the contexts double); a quadratic term "
+        "(eager attention's S×S tensors) tends to ×4, a linear one (KV cache, fused attention) to ×2");
+    return f;
+}
+
+Document sweep_document(const SweepReport& r) {
+    Document d = sweep_head(r);
+    Document::Section pts{"points", "Points", stream_table(sweep_columns()), {}};
+    u64 v[kSweepColumns];
     for (const auto& p : r.points) {
-        pts.table.row();
-        pts.table.cell(group_digits(p.context), std::to_string(p.context));
-        pts.table.cell(std::to_string(p.batch));
-        pts.table.cell(std::to_string(p.tp));
-        for (u64 v : {p.r.weights, p.r.kv_cache, p.r.attention_matrix, p.r.activation_peak, p.r.logits, p.r.total, p.r.capacity})
-            pts.table.cell(gib(v), std::to_string(v));
-        pts.table.cell(p.r.fits ? "yes" : "no", p.r.fits ? "true" : "false");
+        sweep_values(p, v);
+        stream_row(pts.table, sweep_columns(), v);
     }
     d.sections.push_back(std::move(pts));
-    if (!r.fits.empty()) {
-        Document::Section f{
-            "growth",
-            fmt::format("Growth with context (batch {}, TP {}): bytes = c2·s² + c1·s + c0, least squares", r.fit_batch, r.fit_tp),
-            {},
-            {}};
-        for (auto [k, title, right] :
-             std::initializer_list<std::tuple<const char*, const char*, bool>>{{"component", "component", false},
-                                                                               {"c2_bytes_per_token2", "c2 (B/token²)", true},
-                                                                               {"c1_bytes_per_token", "c1 (B/token)", true},
-                                                                               {"c0_bytes", "c0 (B)", true},
-                                                                               {"per_doubling", "× per doubling", true},
-                                                                               {"max_relative_residual", "fit residual", true}})
-            f.table.add_column(k, title, right);
-        for (const auto& x : r.fits) {
-            f.table.row();
-            f.table.cell(x.component);
-            f.table.cell(fmt::format("{:.4g}", x.c2), g9(x.c2));
-            f.table.cell(fmt::format("{:.4g}", x.c1), g9(x.c1));
-            f.table.cell(fmt::format("{:.4g}", x.c0), g9(x.c0));
-            f.table.cell(std::isfinite(x.per_doubling) ? fmt::format("{:.2f}", x.per_doubling) : "-",
-                         std::isfinite(x.per_doubling) ? g9(x.per_doubling) : "");
-            f.table.cell(fmt::format("{:.1e}", x.max_relative_residual), g9(x.max_relative_residual));
-        }
-        f.notes.push_back(
-            "× per doubling: the last point over the one before it (a doubling when the contexts double); a quadratic term "
-            "(eager attention's S×S tensors) tends to ×4, a linear one (KV cache, fused attention) to ×2");
-        d.sections.push_back(std::move(f));
-    }
+    if (auto g = sweep_growth(r)) d.sections.push_back(std::move(*g));
     return d;
 }
 

@@ -1,5 +1,8 @@
 #pragma once
 // The planner's results as Documents (report/document.hpp), for every printer.
+#include <optional>
+#include <vector>
+
 #include "planner/planner.hpp"
 #include "planner/sweep.hpp"
 #include "report/document.hpp"
@@ -7,6 +10,14 @@
 namespace memtax {
 
 Document plan_document(const PlanReport& r, size_t top);
+// A sweep: its points (every point of r.points) and its growth fits.
 Document sweep_document(const SweepReport& r);
+// The same in parts, for a sweep streamed point by point: the head, the points' columns and one
+// point's values (in that order), and the growth section (none when too few contexts were fitted).
+Document sweep_head(const SweepReport& r);
+constexpr size_t kSweepColumns = 11;
+const std::vector<StreamColumn>& sweep_columns();  // kSweepColumns of them
+void sweep_values(const SweepPoint& p, u64* values);
+std::optional<Document::Section> sweep_growth(const SweepReport& r);
 
 }  // namespace memtax

@@ -121,6 +121,11 @@ public:
 
 }  // namespace
 
+std::unique_ptr<DocumentStream> Printer::stream(DocumentStream::Sink sink, const ToolInfo& tool) const {
+    return document_stream(format(), std::move(sink),
+                           fmt::format("{{\"name\": \"memtax\", \"version\": \"{}\", \"git_sha\": \"{}\"}}", tool.version, tool.git_sha));
+}
+
 const Printer& printer(const std::string& format) {
     static const TablePrinter table;
     static const JsonPrinter json;

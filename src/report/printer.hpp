@@ -6,6 +6,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "report/document.hpp"
@@ -29,6 +30,8 @@ public:
     virtual std::string document(const Document& d, const ToolInfo& tool) const = 0;
     virtual std::string validation(const Validation& v, const ToolInfo& tool) const = 0;
     virtual std::string calibration(const CalibrationResult& c, const std::string& written_to) const = 0;
+    // A document written while it is produced, in this printer's format (report/document.hpp).
+    std::unique_ptr<DocumentStream> stream(DocumentStream::Sink sink, const ToolInfo& tool) const;
 };
 
 // "table", "json", "csv", "markdown". InputError (field `--format`) naming the valid ones otherwise.
@@ -44,7 +47,7 @@ public:
     ~AtomicFile();
     AtomicFile(const AtomicFile&) = delete;
     AtomicFile& operator=(const AtomicFile&) = delete;
-    void write(const std::string& text);
+    void write(std::string_view text);
     void commit();
 
 private:

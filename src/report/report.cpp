@@ -912,7 +912,7 @@ AtomicFile::~AtomicFile() {
     if (!tmp_.empty()) ::unlink(tmp_.c_str());
 }
 
-void AtomicFile::write(const std::string& text) {
+void AtomicFile::write(std::string_view text) {
     const char* p = text.data();
     size_t left = text.size();
     while (left > 0) {
