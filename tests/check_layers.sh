@@ -65,7 +65,7 @@ while IFS=: read -r file line text; do
     [[ $text =~ ^[[:space:]]*// ]] && continue
     echo "$file:$line: a command-line flag named below cli/ (name the field; cli/commands.cpp maps it): ${text#"${text%%[![:space:]]*}"}"
     fail=1
-done < <(grep -rnE '"[^"]*--[a-z]' src --include='*.cpp' --include='*.hpp' | grep -v '^src/cli/' || true)
+done < <(grep -rnE '"[^"]*--[a-z]|"--"' src --include='*.cpp' --include='*.hpp' | grep -v '^src/cli/' || true)
 
 [ $fail = 0 ] && echo "layers: includes follow the links of CMakeLists.txt, src/README.md matches them, no flag below cli/"
 exit $fail

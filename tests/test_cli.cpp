@@ -168,6 +168,7 @@ TEST(Cli, MalformedInputFilesExitTwoNamingTheField) {
         {"model_float_int.yaml", 8, "intermediate_size: expected a non-negative integer, got 512.5"},
         {"model_too_big.yaml", 9, "vocab_size: 99999999999999999999999 does not fit in 64 bits"},
         {"model_bad_bool.yaml", 15, "tie_word_embeddings: expected true or false, got yes"},
+        {"model_duplicate_key.yaml", 15, "num_layers: duplicate key (first given at line 4)"},
         {"model_not_mapping.yaml", 1, "(document): expected a mapping of keys to values, got a list"},
         {"model_empty.yaml", 0, "file is empty"},
         {"gpu_missing_source.yaml", 6, "memory_bytes: has no citation"},

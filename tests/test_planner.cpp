@@ -94,6 +94,12 @@ TEST(Scenario, MalformedFilesAreOneLineErrors) {
         {"scenario_cost_no_price.yaml", 10, "prices: no per_gpu_hour price for \"h200\""},
         {"scenario_bad_percent.yaml", 9, "constraints.memory_headroom_percent: \"150\" must be a percentage from 0 to 99.9999"},
         {"scenario_no_gpus.yaml", 8, "constraints.gpus: required: a non-empty list"},
+        // Names, dtypes and settings are checked as the file is read, at their own line.
+        {"scenario_duplicate_key.yaml", 7, "workload.output_tokens: duplicate key (first given at line 5)"},
+        {"scenario_bad_kv_dtype.yaml", 9, "constraints.kv_dtypes: unknown dtype \"fp9\""},
+        {"scenario_unknown_gpu.yaml", 8, "constraints.gpus: unknown gpu \"h2000\""},
+        {"scenario_unknown_model.yaml", 2, "model: unknown model \"llama-3.1-8c\" (did you mean \"llama-3.1-8b\"?)"},
+        {"scenario_bad_utilization.yaml", 5, "runtime_settings.gpu_memory_utilization: \"1.5\" must be a decimal in (0, 1]"},
     };
     for (const auto& c : cases) {
         const std::string path = std::string(MEMTAX_TEST_DATA) + "/bad/" + c.file;

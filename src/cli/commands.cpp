@@ -38,6 +38,9 @@ InputError as_flags(const InputError& e) {
                                                                 {"validate.gpu", "--gpu"},
                                                                 {"calibrate.gpu", "--gpu"},
                                                                 {"calibrate.measurements", "--measurements"},
+                                                                {"model", "--model"},
+                                                                {"gpu", "--gpu"},
+                                                                {"cluster", "--cluster"},
                                                                 {"output", "--output"},
                                                                 {"format", "--format"}};
     auto map = [&](std::string text, bool whole) {

@@ -121,7 +121,7 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
         std::vector<std::string> options;
         for (const Entry* e : family)
             options.push_back(e->display.empty() || e->display == e->name ? e->name : fmt::format("{} ({})", e->name, e->display));
-        throw InputError(SourcePos{}, "--" + what,
+        throw InputError(SourcePos{}, what,
                          fmt::format("\"{}\" names {} built-in {}s; pick one: {}", arg, family.size(), what, fmt::join(options, ", ")));
     }
     // The closest name or alias, suggested by its profile's name.
@@ -142,7 +142,7 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
             hint = fmt::format(" (did you mean \"{}\"?)", owner[i]->name);
             break;
         }
-    throw InputError(SourcePos{}, "--" + what,
+    throw InputError(SourcePos{}, what,
                      fmt::format("unknown {} \"{}\"{}; built-in: {} (or give a file path)", what, arg, hint, fmt::join(names, ", ")));
 }
 

@@ -2,7 +2,9 @@
 // value checked, every error `file:line: field: message`.
 #include <fmt/format.h>
 
+#include "core/dtype.hpp"
 #include "core/number.hpp"
+#include "spec/loaders.hpp"
 #include "spec/scenario_spec.hpp"
 #include "spec/yaml_reader.hpp"
 
@@ -64,6 +66,29 @@ u64 percent_ppm(YamlMap& m, const std::string& key) {
     return whole * 10000 + frac;
 }
 
+// A profile the scenario names (catalog name or path), resolved as it is read, so that a misspelt
+// name is reported at its key's line. An error inside a named file keeps its own position.
+template <typename Resolve>
+void check_profile(YamlMap& m, const std::string& key, const std::string& name, Resolve resolve) {
+    try {
+        (void)resolve(name);
+    } catch (const InputError& e) {
+        if (e.pos().line) throw;
+        m.fail(key, e.message());
+    }
+}
+
+// Dtype names, checked and written as memtax spells them ("fp8" is refused with the valid ones).
+std::vector<std::string> dtypes(YamlMap& m, const std::string& key) {
+    std::vector<std::string> out;
+    for (const auto& n : names(m, key, true)) {
+        DType d;
+        if (!parse_dtype(n, d)) m.fail(key, unknown_dtype_message(n));
+        out.push_back(d.name);
+    }
+    return out;
+}
+
 }  // namespace
 
 const char* to_string(Objective o) {
@@ -87,11 +112,18 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     s.name = map.required_string("name");
     s.description = map.optional_string("description").value_or("");
     s.model = map.required_string("model");
+    check_profile(map, "model", s.model, resolve_model);
     s.runtime = map.optional_string("runtime").value_or("hf-sdpa");
+    check_profile(map, "runtime", s.runtime, resolve_runtime);
 
     if (auto rs = map.optional_map("runtime_settings")) {
         rs->finish({"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "block_size"});
         s.gpu_memory_utilization = rs->optional_string("gpu_memory_utilization").value_or("");
+        if (rs->has("gpu_memory_utilization")) {
+            const auto ppm = parse_ppm(s.gpu_memory_utilization);
+            if (!ppm || *ppm == 0 || *ppm > 1000000)
+                rs->fail("gpu_memory_utilization", fmt::format("\"{}\" must be a decimal in (0, 1]", s.gpu_memory_utilization));
+        }
         s.max_num_seqs = rs->optional_u64("max_num_seqs").value_or(0);
         if (rs->has("max_num_batched_tokens"))
             s.max_num_batched_tokens = tokens_at(*rs, "max_num_batched_tokens", rs->node("max_num_batched_tokens"));
@@ -135,8 +167,10 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     if (c.has("memory_headroom_percent")) s.memory_headroom_ppm = percent_ppm(c, "memory_headroom_percent");
     if (c.has("ttft_s")) s.ttft_s = seconds(c, "ttft_s");
     if (c.has("tpot_s")) s.tpot_s = seconds(c, "tpot_s");
-    if (c.has("kv_dtypes")) s.kv_dtypes = names(c, "kv_dtypes", true);
-    s.weight_dtypes = names(c, "weight_dtypes", false);
+    for (const auto& g : s.gpus) check_profile(c, "gpus", g, resolve_gpu);
+    for (const auto& k : s.clusters) check_profile(c, "clusters", k, resolve_cluster);
+    if (c.has("kv_dtypes")) s.kv_dtypes = dtypes(c, "kv_dtypes");
+    if (c.has("weight_dtypes")) s.weight_dtypes = dtypes(c, "weight_dtypes");
     s.attention = names(c, "attention", false);
     for (const auto& a : s.attention)
         if (a != "eager" && a != "fused") c.fail("attention", fmt::format("unknown value \"{}\"; valid: eager, fused", a));
@@ -150,7 +184,10 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     if (auto p = map.optional_map("prices")) {
         p->finish({"per_gpu_hour", "source"});
         YamlMap per = p->required_map("per_gpu_hour");
-        for (const auto& k : per.keys()) s.price_per_gpu_hour[k] = per.required_rate(k);
+        for (const auto& k : per.keys()) {
+            check_profile(per, k, k, resolve_gpu);
+            s.price_per_gpu_hour[k] = per.required_rate(k);
+        }
         s.price_source = p->required_string("source");
     }
     if (s.objective == Objective::LowestCost && !s.clusters.empty() && s.price_per_gpu_hour.empty())

@@ -35,6 +35,16 @@ YamlMap::YamlMap(const YAML::Node& node, std::string file, std::string path) : n
     if (!node_.IsMap())
         throw InputError(pos_of(node_), path_.empty() ? "(document)" : path_,
                          fmt::format("expected a mapping of keys to values, got {}", describe(node_)));
+    // yaml-cpp keeps both entries of a repeated key and reads the first; the second would be
+    // silently ignored, so it is refused where it is written.
+    std::vector<std::pair<std::string, int>> seen;
+    for (auto it = node_.begin(); it != node_.end(); ++it) {
+        const std::string key = it->first.IsScalar() ? it->first.Scalar() : std::string();
+        const SourcePos at = pos_of(it->first);
+        for (const auto& [k, line] : seen)
+            if (k == key) throw InputError(at, field(key), fmt::format("duplicate key (first given at line {})", line));
+        seen.emplace_back(key, at.line);
+    }
 }
 
 SourcePos YamlMap::pos_of(const YAML::Node& n) const {
