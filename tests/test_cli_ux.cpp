@@ -5,6 +5,7 @@
 
 #include <clocale>
 #include <filesystem>
+#include <fstream>
 #include <locale>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -176,6 +177,24 @@ TEST(CliUx, VllmEngineArgumentsAndMaxNumSeqs) {
     EXPECT_EQ(wrong.code, 2);
     EXPECT_NE(wrong.err.find("--max-num-seqs: is a vLLM engine argument"), std::string::npos) << wrong.err;
     EXPECT_EQ(run_command({"estimate", "--runtime", "vllm", "--gpu-memory-utilization", "1.2"}).code, 2);
+    // vLLM's block sizes are 1, 8, 16, 32, 64, 128, 256 (BlockSize in vllm/config/cache.py).
+    Result block = run_command({"estimate", "--runtime", "vllm", "--block-size", "17"});
+    EXPECT_EQ(block.code, 2);
+    EXPECT_NE(block.err.find("--block-size: 17 tokens is not a vLLM block size"), std::string::npos) << block.err;
+    EXPECT_EQ(run_command({"estimate", "--runtime", "vllm", "--block-size", "256"}).code, 0);
+    // A scenario gives the same arguments as runtime_settings, applied by the same rule.
+    const std::string path = (std::filesystem::temp_directory_path() / "memtax-engine-args.yaml").string();
+    {
+        std::ofstream f(path);
+        f << "name: s\nmodel: llama-3.1-8b\nruntime: hf-sdpa\nruntime_settings: {max_num_seqs: 8}\n"
+             "workload: {prompt_tokens: 1k, output_tokens: 128, concurrency: 4}\nconstraints: {gpus: [h100-sxm]}\n";
+    }
+    Result scen = run_command({"plan", path});
+    EXPECT_EQ(scen.code, 2);
+    EXPECT_NE(scen.err.find(path + ": runtime_settings.max_num_seqs: is a vLLM engine argument; runtime hf-sdpa is not vLLM"),
+              std::string::npos)
+        << scen.err;
+    std::filesystem::remove(path);
 }
 
 // --- GPU profiles ---------------------------------------------------------------------------------

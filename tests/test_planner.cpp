@@ -72,7 +72,9 @@ gates: {must_fit: true, max_bytes_per_gpu: 140e9, min_headroom_percent: 5, max_t
     EXPECT_EQ(s.output.mean, 2048u);
     EXPECT_EQ(s.context, 30u * 1024 + 2048);  // the longest prompt plus the longest output
     EXPECT_EQ(s.memory_headroom_ppm, 125000u);
-    EXPECT_EQ(s.max_num_seqs, 128u);
+    EXPECT_EQ(s.engine.max_num_seqs, 128u);
+    EXPECT_EQ(s.engine.gpu_memory_utilization_ppm, 850000u);
+    EXPECT_FALSE(s.engine.block_size);
     EXPECT_EQ(s.objective, Objective::LowestCost);
     EXPECT_EQ(*s.gate_max_bytes_per_gpu, 140000000000u);
     EXPECT_EQ(*s.gate_min_headroom_ppm, 50000u);

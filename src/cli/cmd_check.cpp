@@ -40,6 +40,7 @@ double figure_now(const Candidate& c, const std::string& key) {
 
 class CheckCommand final : public Command {
 public:
+    bool reads_scenarios() const override { return true; }
     CLI::App* add(CLI::App& app) override {
         auto* c = app.add_subcommand("check", "CI gate: a scenario's gates, and its best plan against a baseline report");
         c->add_option("scenarios", files_, "scenario files (default: scenarios/*.yaml)");

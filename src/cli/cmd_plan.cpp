@@ -11,6 +11,7 @@ namespace {
 
 class PlanCommand final : public Command {
 public:
+    bool reads_scenarios() const override { return true; }
     CLI::App* add(CLI::App& app) override {
         auto* p = app.add_subcommand("plan", "rank the deployments that satisfy a scenario (scenarios/*.yaml), and check its gates");
         p->add_option("scenarios", files_, "scenario files")->required();

@@ -29,6 +29,7 @@ namespace {
 
 class ReportCommand final : public Command {
 public:
+    bool reads_scenarios() const override { return true; }
     CLI::App* add(CLI::App& app) override {
         auto* r =
             app.add_subcommand("report", "capacity reports (HTML, Markdown, JSON, CSV, JUnit) for scenarios (default: scenarios/*.yaml)");

@@ -137,11 +137,14 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         err << "memtax: error: " << e.what() << " (see " << help << ")\n";
         return 2;
     }
+    cli::Command* active = nullptr;
+    for (auto& [sub, command] : subcommands)
+        if (*sub) active = command;
+    if (!active) return 0;
     try {
-        for (auto& [sub, command] : subcommands)
-            if (*sub) return command->run(out, err);
+        return active->run(out, err);
     } catch (const InputError& e) {
-        err << "memtax: error: " << as_flags(e).what() << "\n";
+        err << "memtax: error: " << (active->reads_scenarios() ? e : as_flags(e)).what() << "\n";
         return 2;
     } catch (const OverflowError& e) {
         err << "memtax: error: " << e.what() << "\n";

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/number.hpp"
+#include "runtimes/runtime.hpp"
 #include "spec/loaders.hpp"
 
 #ifndef MEMTAX_VERSION
@@ -31,26 +32,23 @@ RuntimeSpec runtime_from(const std::string& runtime, const std::string& attentio
         throw InputError(SourcePos{}, "--attention",
                          fmt::format("\"{}\" contradicts runtime {} (its attention is {}); drop --attention or pick another runtime",
                                      attention, r.name, to_string(r.attention)));
-    const std::pair<const char*, bool> given[] = {{"--gpu-memory-utilization", !v.gpu_memory_utilization.empty()},
-                                                  {"--max-num-seqs", v.max_num_seqs != 0},
-                                                  {"--max-num-batched-tokens", v.max_num_batched_tokens != 0},
-                                                  {"--block-size", v.block_size != 0}};
-    for (const auto& [flag, set] : given)
-        if (set && !r.vllm)
-            throw InputError(SourcePos{}, flag,
-                             fmt::format("is a vLLM engine argument; runtime {} is not vLLM (add --runtime vllm)", r.name));
-    if (!r.vllm) return r;
+    EngineArgs e;
     if (!v.gpu_memory_utilization.empty()) {
-        const auto ppm = parse_ppm(v.gpu_memory_utilization);
-        if (!ppm || *ppm == 0 || *ppm > 1000000)
+        e.gpu_memory_utilization_ppm = utilization_ppm(v.gpu_memory_utilization);
+        if (!e.gpu_memory_utilization_ppm)
             throw InputError(
                 SourcePos{}, "--gpu-memory-utilization",
                 fmt::format("\"{}\" must be a decimal in (0, 1] with at most 6 digits (vLLM's default: 0.9)", v.gpu_memory_utilization));
-        r.vllm->gpu_memory_utilization_ppm = *ppm;
     }
-    if (v.max_num_seqs) r.vllm->max_num_seqs = v.max_num_seqs;
-    if (v.max_num_batched_tokens) r.vllm->max_num_batched_tokens = v.max_num_batched_tokens;
-    if (v.block_size) r.vllm->block_size = v.block_size;
+    if (v.max_num_seqs) e.max_num_seqs = v.max_num_seqs;
+    if (v.max_num_batched_tokens) e.max_num_batched_tokens = v.max_num_batched_tokens;
+    if (v.block_size) e.block_size = v.block_size;
+    try {
+        apply_engine_args(r, e);
+    } catch (const InputError& err) {
+        if (!r.vllm) throw InputError(err.pos(), err.field(), err.message() + " (add --runtime vllm)");
+        throw;
+    }
     return r;
 }
 

@@ -81,6 +81,8 @@ public:
     virtual ~Command() = default;
     virtual CLI::App* add(CLI::App& app) = 0;
     virtual int run(std::ostream& out, std::ostream& err) = 0;
+    // Its inputs are scenario files: the engine's field paths are that file's keys, not flags.
+    virtual bool reads_scenarios() const { return false; }
 };
 
 std::unique_ptr<Command> make_estimate();

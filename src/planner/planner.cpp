@@ -72,23 +72,11 @@ bool better(const Candidate& a, const Candidate& b, Objective o) {
 
 RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name) {
     RuntimeSpec r = resolve_runtime(name);
-    const bool settings = !s.gpu_memory_utilization.empty() || s.max_num_seqs || s.max_num_batched_tokens || s.block_size;
-    if (!r.vllm) {
-        if (settings)
-            throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings",
-                             fmt::format("vLLM engine arguments, but runtime {} is not vLLM", r.name));
-        return r;
+    try {
+        apply_engine_args(r, s.engine);
+    } catch (const InputError& e) {
+        throw InputError(SourcePos{s.file, 0, 0}, e.field(), e.message());  // where the scenario gives them
     }
-    if (!s.gpu_memory_utilization.empty()) {
-        const auto ppm = parse_ppm(s.gpu_memory_utilization);
-        if (!ppm || *ppm == 0 || *ppm > 1000000)
-            throw InputError(SourcePos{s.file, 0, 0}, "runtime_settings.gpu_memory_utilization",
-                             fmt::format("\"{}\" must be a decimal in (0, 1]", s.gpu_memory_utilization));
-        r.vllm->gpu_memory_utilization_ppm = *ppm;
-    }
-    if (s.max_num_seqs) r.vllm->max_num_seqs = s.max_num_seqs;
-    if (s.max_num_batched_tokens) r.vllm->max_num_batched_tokens = s.max_num_batched_tokens;
-    if (s.block_size) r.vllm->block_size = s.block_size;
     return r;
 }
 

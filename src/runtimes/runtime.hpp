@@ -200,6 +200,10 @@ public:
 // The compiler of a runtime family.
 std::unique_ptr<RuntimePlan> compile_runtime(const CompileInput& in);
 
+// vLLM's engine arguments onto a runtime profile: InputError naming the field
+// (runtime_settings.*) when the runtime is not vLLM or a value is one vLLM refuses.
+void apply_engine_args(RuntimeSpec& r, const EngineArgs& a);
+
 // Families (one file each).
 std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in);
 std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "runtimes/runtime.hpp"
 #include "runtimes/shared.hpp"
@@ -428,6 +429,26 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
 }
 
 }  // namespace
+
+void apply_engine_args(RuntimeSpec& r, const EngineArgs& a) {
+    if (!r.vllm) {
+        const std::string given = a.first_given();
+        if (!given.empty()) throw InputError(SourcePos{}, given, fmt::format("is a vLLM engine argument; runtime {} is not vLLM", r.name));
+        return;
+    }
+    if (a.block_size) {
+        // vLLM's CacheConfig.block_size: BlockSize = Literal[1, 8, 16, 32, 64, 128, 256]
+        // (vllm/config/cache.py); any other is refused when the engine starts.
+        static constexpr u64 kBlockSizes[] = {1, 8, 16, 32, 64, 128, 256};
+        if (std::find(std::begin(kBlockSizes), std::end(kBlockSizes), *a.block_size) == std::end(kBlockSizes))
+            throw InputError(SourcePos{}, "runtime_settings.block_size",
+                             fmt::format("{} tokens is not a vLLM block size; valid: 1, 8, 16, 32, 64, 128, 256", *a.block_size));
+        r.vllm->block_size = *a.block_size;
+    }
+    if (a.gpu_memory_utilization_ppm) r.vllm->gpu_memory_utilization_ppm = *a.gpu_memory_utilization_ppm;
+    if (a.max_num_seqs) r.vllm->max_num_seqs = *a.max_num_seqs;
+    if (a.max_num_batched_tokens) r.vllm->max_num_batched_tokens = *a.max_num_batched_tokens;
+}
 
 std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in) {
     if (!in.runtime.vllm) throw InputError(SourcePos{in.runtime.file, 0, 0}, "vllm", "a vllm runtime profile needs its vllm: block");

@@ -53,6 +53,16 @@ struct VllmParams {
     std::string sampler_dtype = "fp32";
 };
 
+// vLLM's engine arguments as a deployment gives them (a scenario's runtime_settings, the CLI's
+// flags); an unset one keeps the runtime profile's. runtimes/ applies them (apply_engine_args).
+struct EngineArgs {
+    std::optional<u64> gpu_memory_utilization_ppm, max_num_seqs, max_num_batched_tokens, block_size;
+    // The field path of the first one given ("runtime_settings.max_num_seqs"), or "".
+    std::string first_given() const;
+};
+// "0.9" -> 900,000 parts per million; nullopt unless a decimal in (0, 1] with at most 6 digits.
+std::optional<u64> utilization_ppm(const std::string& text);
+
 struct ContextOverhead {
     u64 bytes = 0;
     std::string source;

@@ -43,6 +43,20 @@ const std::vector<std::string> kRuntimeKeys = {"name",
 
 }  // namespace
 
+std::string EngineArgs::first_given() const {
+    if (gpu_memory_utilization_ppm) return "runtime_settings.gpu_memory_utilization";
+    if (max_num_seqs) return "runtime_settings.max_num_seqs";
+    if (max_num_batched_tokens) return "runtime_settings.max_num_batched_tokens";
+    if (block_size) return "runtime_settings.block_size";
+    return "";
+}
+
+std::optional<u64> utilization_ppm(const std::string& text) {
+    const auto ppm = parse_ppm(text);  // core/number.hpp
+    if (!ppm || *ppm == 0 || *ppm > 1000000) return std::nullopt;
+    return ppm;
+}
+
 RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) {
     YAML::Node root = parse_yaml(text, file);
     YamlMap map(root, file, "");
@@ -161,9 +175,8 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         p.block_size = v.required_u64("block_size");
         if (p.block_size == 0) v.fail("block_size", "must be positive (vLLM uses 16 by default)");
         std::string util = v.required_string("gpu_memory_utilization");
-        auto ppm = parse_ppm(util);  // core/number.hpp
-        if (!ppm || *ppm == 0 || *ppm > 1000000)
-            v.fail("gpu_memory_utilization", fmt::format("\"{}\" must be a decimal in (0, 1] with at most 6 digits", util));
+        auto ppm = utilization_ppm(util);
+        if (!ppm) v.fail("gpu_memory_utilization", fmt::format("\"{}\" must be a decimal in (0, 1] with at most 6 digits", util));
         p.gpu_memory_utilization_ppm = *ppm;
         p.max_num_batched_tokens = v.required_u64("max_num_batched_tokens");
         p.max_num_seqs = v.required_u64("max_num_seqs");

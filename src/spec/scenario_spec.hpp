@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/bytes.hpp"
+#include "spec/runtime_spec.hpp"
 
 namespace memtax {
 
@@ -24,9 +25,7 @@ struct ScenarioSpec {
     std::string name, description, file;
     std::string model;    // a profile name, a YAML path, or a Hugging Face config.json
     std::string runtime;  // a runtime name or path (default hf-sdpa)
-    // vLLM engine arguments ("" / 0: the runtime profile's).
-    std::string gpu_memory_utilization;
-    u64 max_num_seqs = 0, max_num_batched_tokens = 0, block_size = 0;
+    EngineArgs engine;    // runtime_settings: vLLM's engine arguments (unset: the runtime profile's)
 
     TokenCount prompt, output;
     u64 concurrency = 1;  // sequences served at once

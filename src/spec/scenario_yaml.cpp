@@ -118,18 +118,18 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
 
     if (auto rs = map.optional_map("runtime_settings")) {
         rs->finish({"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "block_size"});
-        s.gpu_memory_utilization = rs->optional_string("gpu_memory_utilization").value_or("");
         if (rs->has("gpu_memory_utilization")) {
-            const auto ppm = parse_ppm(s.gpu_memory_utilization);
-            if (!ppm || *ppm == 0 || *ppm > 1000000)
-                rs->fail("gpu_memory_utilization", fmt::format("\"{}\" must be a decimal in (0, 1]", s.gpu_memory_utilization));
+            const std::string util = rs->required_string("gpu_memory_utilization");
+            s.engine.gpu_memory_utilization_ppm = utilization_ppm(util);
+            if (!s.engine.gpu_memory_utilization_ppm)
+                rs->fail("gpu_memory_utilization", fmt::format("\"{}\" must be a decimal in (0, 1]", util));
         }
-        s.max_num_seqs = rs->optional_u64("max_num_seqs").value_or(0);
+        s.engine.max_num_seqs = rs->optional_u64("max_num_seqs");
         if (rs->has("max_num_batched_tokens"))
-            s.max_num_batched_tokens = tokens_at(*rs, "max_num_batched_tokens", rs->node("max_num_batched_tokens"));
-        s.block_size = rs->optional_u64("block_size").value_or(0);
-        if (rs->has("max_num_seqs") && s.max_num_seqs == 0) rs->fail("max_num_seqs", "must be positive");
-        if (rs->has("block_size") && s.block_size == 0) rs->fail("block_size", "must be positive");
+            s.engine.max_num_batched_tokens = tokens_at(*rs, "max_num_batched_tokens", rs->node("max_num_batched_tokens"));
+        s.engine.block_size = rs->optional_u64("block_size");
+        if (s.engine.max_num_seqs == u64{0}) rs->fail("max_num_seqs", "must be positive");
+        if (s.engine.block_size == u64{0}) rs->fail("block_size", "must be positive");
     }
 
     YamlMap w = map.required_map("workload");
