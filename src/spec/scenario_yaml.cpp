@@ -74,7 +74,7 @@ void check_profile(YamlMap& m, const std::string& key, const std::string& name, 
         (void)resolve(name);
     } catch (const InputError& e) {
         if (e.pos().line) throw;
-        m.fail(key, e.message());
+        m.fail(key, e.pos().file.empty() ? e.message() : fmt::format("{}: {}", e.pos().file, e.message()));  // "x.yaml: no such file"
     }
 }
 
