@@ -153,7 +153,6 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
         err << "memtax: internal error: " << e.what() << "\n";
         return 3;
     }
-    return 0;
 }
 
 }  // namespace memtax

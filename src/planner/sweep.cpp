@@ -39,8 +39,11 @@ std::vector<u64> parse_context_range(const std::string& text) {
 }
 
 namespace {
-void check_point(const Plan& plan, const Point& p) {
-    if (plan.evaluate(p).status != PointStatus::Ok) (void)plan.estimate(p);  // throws the named error
+// The point's result; a point that is not Ok throws the full estimate's named error.
+PointResult checked(const Plan& plan, const Point& p) {
+    PointResult r = plan.evaluate(p);
+    if (r.status != PointStatus::Ok) (void)plan.estimate(p);
+    return r;
 }
 }  // namespace
 
@@ -64,17 +67,16 @@ SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& p
         // does; the context limit does not depend on the batch. These bound every point.
         const Plan& plan = plans.back();
         const u64 bmax = *std::max_element(s.batches.begin(), s.batches.end());
-        for (u64 c : s.contexts) check_point(plan, Point{s.workload.mode, bmax, c});
+        for (u64 c : s.contexts) (void)checked(plan, Point{s.workload.mode, bmax, c});
         const u64 cmax = *std::max_element(s.contexts.begin(), s.contexts.end());
-        for (u64 b : s.batches) check_point(plan, Point{s.workload.mode, b, cmax});
+        for (u64 b : s.batches) (void)checked(plan, Point{s.workload.mode, b, cmax});
     }
     std::vector<SweepPoint> series;  // the fitted one: the first batch and TP
     for (size_t t = 0; t < s.tps.size(); ++t)
         for (u64 b : s.batches)
             for (u64 c : s.contexts) {
                 const Point p{s.workload.mode, b, c};
-                const SweepPoint sp{c, b, s.tps[t], plans[t].evaluate(p)};
-                if (sp.r.status != PointStatus::Ok) (void)plans[t].estimate(p);  // throws the named error
+                const SweepPoint sp{c, b, s.tps[t], checked(plans[t], p)};
                 if (b == rep.fit_batch && t == 0) series.push_back(sp);
                 if (each)
                     each(sp);

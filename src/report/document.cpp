@@ -140,7 +140,7 @@ public:
         for (const auto& c : columns) {
             // Unless the column says: 131,072; 9999.99 (GiB); "yes".
             const size_t usual = c.width ? c.width : c.hint == Hint::Flag ? 3 : 7;
-            width_.push_back(std::max(usual, c.title.size()));
+            width_.push_back(std::max(usual, display_width(c.title)));
         }
         for (size_t c = 0; c < columns.size(); ++c) {
             cell_.clear();
@@ -164,7 +164,8 @@ private:
     // The cell in cell_, padded to its column (numbers to the right; the last text column not at all).
     void emit_cell(size_t c) {
         const bool last = c + 1 == columns_.size(), right = columns_[c].hint != Hint::Flag;
-        const size_t pad = cell_.size() < width_[c] && !(last && !right) ? width_[c] - cell_.size() : 0;
+        const size_t w = display_width(std::string_view(cell_.data(), cell_.size()));
+        const size_t pad = w < width_[c] && !(last && !right) ? width_[c] - w : 0;
         if (right)
             for (size_t i = 0; i < pad; ++i) put(' ');
         put(std::string_view(cell_.data(), cell_.size()));

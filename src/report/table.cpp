@@ -5,14 +5,16 @@
 #include <algorithm>
 
 namespace memtax {
-namespace {
 
-// Display width: UTF-8 continuation bytes take no column ("µs", "×", "Σ").
-size_t width(const std::string& s) {
+size_t display_width(std::string_view s) {
     size_t w = 0;
     for (unsigned char c : s) w += (c & 0xC0) != 0x80;
     return w;
 }
+
+namespace {
+
+size_t width(const std::string& s) { return display_width(s); }
 
 std::string pad(const std::string& s, size_t w, bool right) {
     const size_t n = width(s);

@@ -3,6 +3,7 @@
 // A listing, a what-if grid or a validation builds one Table and every printer shows the same
 // rows, so no format can drop a column another shows.
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace memtax {
@@ -38,5 +39,6 @@ std::string table_markdown(const Table& t, bool header = true);  // GitHub-flavo
 std::string table_csv(const Table& t, bool header = true);       // RFC 4180: header of keys, quoted where a field needs it
 std::string csv_field(const std::string& s);                     // one field, quoted when it holds , " or a line break
 std::string markdown_cell(const std::string& s);                 // '|' escaped, line breaks as spaces
+size_t display_width(std::string_view s);                        // UTF-8 continuation bytes take no column ("µs", "×")
 
 }  // namespace memtax
