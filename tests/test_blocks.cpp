@@ -31,11 +31,9 @@ TokenMixer toy_mixer() {
     return TokenMixer{"toy_recurrent",
                       "test-only recurrent mixer: hidden² weights, 16·hidden state per sequence",
                       {{"hidden_size", "channels", [](const ModelSpec& m) { return m.hidden_size; }}},
-                      [](const BlockEnv& env) {
-                          return CacheSpec{16 * env.model.hidden_size / env.shard.tp, 1, 0};
-                      },
-                      build_toy,
-                      {Execution::Transformers}};
+                      {{"transformers", build_toy, [](const BlockEnv& env) {
+                            return CacheSpec{16 * env.model.hidden_size / env.shard.tp, 1, 0};
+                        }}}};
 }
 // ---------------------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ using blk::tokens;
 u64 kv_heads(const ModelSpec& m) { return m.num_key_value_heads; }
 
 CacheSpec kv_cache(const BlockEnv& env, u64 window) { return CacheSpec{checked_mul(2, env.shard.kv_dim, "kv cache"), 2, window}; }
+CacheSpec full_cache(const BlockEnv& env) { return kv_cache(env, 0); }
+CacheSpec window_cache(const BlockEnv& env) { return kv_cache(env, env.model.sliding_window); }
 
 // Keys a sparse query attends at most: its local window, the global tokens, the random blocks.
 u64 sparse_keys(const ModelSpec& m) {
@@ -296,11 +298,6 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                   act("o", tokens(h)), holds);
 }
 
-int build(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool sliding, bool sparse = false) {
-    if (env.exec == Execution::Vllm) return build_vllm(g, env, io);
-    return build_transformers(g, env, io, sliding, sparse);
-}
-
 std::vector<ParamDecl> params(bool sliding, bool sparse = false) {
     std::vector<ParamDecl> p = {
         {"num_attention_heads", "query heads", [](const ModelSpec& m) { return m.num_attention_heads; }},
@@ -316,29 +313,31 @@ std::vector<ParamDecl> params(bool sliding, bool sparse = false) {
 }  // namespace
 
 void register_attention(BlockRegistry& r) {
-    r.add(TokenMixer{"full_attention",
-                     "multi-head / grouped-query attention over every key, with rotary embeddings; caches K and V",
-                     params(false),
-                     [](const BlockEnv& env) { return kv_cache(env, 0); },
-                     [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, false); },
-                     {Execution::Transformers, Execution::Vllm}});
-    r.add(TokenMixer{"sliding_attention",
-                     "grouped-query attention over the last sliding_window keys; caches K and V of at most the window",
-                     params(true),
-                     [](const BlockEnv& env) { return kv_cache(env, env.model.sliding_window); },
-                     [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, true); },
-                     {Execution::Transformers, Execution::Vllm}});
-    r.add(TokenMixer{"sparse_attention",
-                     "block-sparse attention: each query attends local + global + random-block keys (scores and reads scale with the "
-                     "non-zeros); caches every token's K and V",
-                     params(false, true),
-                     [](const BlockEnv& env) {
-                         CacheSpec c = kv_cache(env, 0);
-                         c.attend_cap = sparse_keys(env.model);
-                         return c;
-                     },
-                     [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build(g, env, io, false, true); },
-                     {Execution::Transformers}});
+    r.add(TokenMixer{
+        "full_attention",
+        "multi-head / grouped-query attention over every key, with rotary embeddings; caches K and V",
+        params(false),
+        {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build_transformers(g, env, io, false, false); },
+          full_cache},
+         {"vllm", build_vllm, full_cache}}});
+    r.add(TokenMixer{
+        "sliding_attention",
+        "grouped-query attention over the last sliding_window keys; caches K and V of at most the window",
+        params(true),
+        {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build_transformers(g, env, io, true, false); },
+          window_cache},
+         {"vllm", build_vllm, window_cache}}});
+    r.add(TokenMixer{
+        "sparse_attention",
+        "block-sparse attention: each query attends local + global + random-block keys (scores and reads scale with the "
+        "non-zeros); caches every token's K and V",
+        params(false, true),
+        {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build_transformers(g, env, io, false, true); },
+          [](const BlockEnv& env) {
+              CacheSpec c = kv_cache(env, 0);
+              c.attend_cap = sparse_keys(env.model);
+              return c;
+          }}}});
 }
 
 }  // namespace memtax

@@ -8,6 +8,7 @@
 // weight_bytes, cache_bytes), the same graphs the liveness pass and the time model use.
 // TEMPLATE.md shows how to add one.
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "graph/op_graph.hpp"
@@ -27,18 +28,17 @@ struct ShardSizes {
     u64 ssm_heads = 0, ssm_inner = 0, ssm_conv_dim = 0, ssm_groups = 0;
 };
 
-// Whose modules execute the block: transformers' eager PyTorch modules (eager or SDPA
-// attention, a DynamicCache), or vLLM's fused layers (merged projections, in-place norms and
-// rotary, a paged KV pool written inside the attention kernel).
-enum class Execution { Transformers, Vllm };
-
+// Whose modules execute a block is an *execution*, named by the runtime family that runs it
+// (runtimes/: "transformers" for eager PyTorch modules with a DynamicCache, "vllm" for vLLM's
+// fused layers writing a paged KV pool). A variant declares one graph per execution it supports
+// (`Execution` below); the engine never branches on which execution it is.
 // What a block builder sees. The runtime's knobs (kernel, keep-alive references, GQA and mask
 // handling) are in `runtime`.
 struct BlockEnv {
     const ModelSpec& model;
     const ShardSizes& shard;
     const RuntimeSpec& runtime;
-    Execution exec;
+    std::string_view execution;  // the execution being built ("transformers", "vllm", ...)
     // The dtypes the graph is built with (constant conditions such as "the softmax is already
     // in the compute dtype" are decided when the graph is built).
     const std::array<DType, kDtypeRoles>& dtypes;
@@ -76,23 +76,30 @@ struct ParamDecl {
     u64 (*value)(const ModelSpec&);  // 0 = missing
 };
 
+// A variant's graph under one execution.
+struct Execution {
+    const char* name;  // "transformers", "vllm", or a runtime family's own
+    // Appends the mixer's ops to `g`; returns its output [B, Sq, hidden].
+    int (*build)(OpGraph& g, const BlockEnv& env, const MixerIO& io);
+    // Token mixers: the state kept per sequence under this execution (channel mixers: null).
+    CacheSpec (*cache)(const BlockEnv&) = nullptr;
+};
+
 struct TokenMixer {
     const char* name;  // as in model profiles and HF layer_types
     const char* summary;
     std::vector<ParamDecl> params;
-    CacheSpec (*cache)(const BlockEnv&);
-    // Appends the mixer's ops to `g`; returns its output [B, Sq, hidden].
-    int (*build)(OpGraph& g, const BlockEnv& env, const MixerIO& io);
-    // Executions it has a graph for.
-    std::vector<Execution> executions;
+    std::vector<Execution> executions;  // one entry per execution it has a graph for
+    // The entry for `execution`, or null.
+    const Execution* under(std::string_view execution) const;
 };
 
 struct ChannelMixer {
     const char* name;
     const char* summary;
     std::vector<ParamDecl> params;
-    int (*build)(OpGraph& g, const BlockEnv& env, const MixerIO& io);
     std::vector<Execution> executions;
+    const Execution* under(std::string_view execution) const;
 };
 
 // The variants an engine can build. `builtin()` holds every variant in this folder; a copy can
@@ -113,8 +120,14 @@ private:
     std::vector<ChannelMixer> channel_;
 };
 
-// Checks a layer's variants exist, support the execution and find their parameters.
-void check_layer(const BlockRegistry& reg, const ModelSpec& m, size_t layer, Execution exec);
+// A layer's two variants under one execution, checked: both exist, both have a graph for the
+// execution (else InputError: "model.layers[i].token_mixer: ... has no vllm execution") and find
+// their parameters in the model.
+struct LayerBlocks {
+    const Execution& token;
+    const Execution& channel;
+};
+LayerBlocks layer_blocks(const BlockRegistry& reg, const ModelSpec& m, size_t layer, std::string_view execution);
 
 // Helpers for variant files.
 namespace blk {

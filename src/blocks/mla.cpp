@@ -22,8 +22,8 @@ using blk::tokens;
 u64 latent(const ModelSpec& m) { return checked_add(m.mla.kv_lora_rank, m.mla.qk_rope_head_dim, "mla latent"); }
 
 // Both runtimes keep the latent: vLLM as one tensor, transformers as two (latent, rotary key).
-CacheSpec cache(const BlockEnv& env) {
-    CacheSpec c{latent(env.model), env.exec == Execution::Vllm ? 1u : 2u, 0};
+CacheSpec cache(const BlockEnv& env, u64 tensors) {
+    CacheSpec c{latent(env.model), tensors, 0};
     c.layout = "latent";
     return c;
 }
@@ -192,11 +192,8 @@ void register_mla(BlockRegistry& r) {
          {"mla.qk_rope_head_dim", "rotary key channels d_h^R", [](const ModelSpec& m) { return m.mla.qk_rope_head_dim; }},
          {"mla.qk_nope_head_dim", "per-head key channels without rotary", [](const ModelSpec& m) { return m.mla.qk_nope_head_dim; }},
          {"mla.v_head_dim", "per-head value channels", [](const ModelSpec& m) { return m.mla.v_head_dim; }}},
-        cache,
-        [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
-            return env.exec == Execution::Vllm ? build_vllm(g, env, io) : build_transformers(g, env, io);
-        },
-        {Execution::Transformers, Execution::Vllm}});
+        {{"transformers", build_transformers, [](const BlockEnv& env) { return cache(env, 2); }},
+         {"vllm", build_vllm, [](const BlockEnv& env) { return cache(env, 1); }}}});
 }
 
 }  // namespace memtax

@@ -74,10 +74,15 @@ int plain(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     int up = g.op1(blk::linear("up_proj", OpGroup::Mlp, h, i, "up_proj", m.mlp_bias ? "up_bias" : nullptr), {io.x}, act("up", tokens(i)));
     int a = g.op1(activation(i), {up}, act("up_act", tokens(i)));
     std::vector<int> holds = io.holds_last;
-    if (env.exec == Execution::Transformers) holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);
+    holds.push_back(env.runtime.keeps.mlp_input ? io.x : -1);  // transformers' keep-alive references (none in vLLM's profile)
     TensorInfo out = act("down", tokens(h));
     if (io.output_is_layer_output) out.lifetime = Lifetime::Persistent;
     return g.op1h(blk::linear("down_proj", OpGroup::Mlp, i, h, "down_proj", m.mlp_bias ? "down_bias" : nullptr), {a}, out, holds);
+}
+
+int identity(OpGraph& g, const BlockEnv&, const MixerIO& io) {
+    return g.op1({"identity", OpKind::Copy, OpGroup::Residual, {}, {}, {}}, {io.x},
+                 TensorInfo{"passthrough", blk::tokens(0), DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::View});
 }
 
 std::vector<ParamDecl> params() {
@@ -90,22 +95,14 @@ void register_mlp(BlockRegistry& r) {
     r.add(ChannelMixer{"gated_mlp",
                        "gated MLP: act(gate_proj(x)) · up_proj(x) → down_proj",
                        params(),
-                       [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
-                           return env.exec == Execution::Vllm ? gated_vllm(g, env, io) : gated_transformers(g, env, io);
-                       },
-                       {Execution::Transformers, Execution::Vllm}});
-    r.add(ChannelMixer{"mlp", "plain MLP: up_proj → act → down_proj", params(), plain, {Execution::Transformers, Execution::Vllm}});
+                       {{"transformers", gated_transformers}, {"vllm", gated_vllm}}});
+    r.add(ChannelMixer{"mlp", "plain MLP: up_proj → act → down_proj", params(), {{"transformers", plain}, {"vllm", plain}}});
     // A block without a channel mixer (Mamba-2 models): the runtimes' layer skeletons skip the
     // second half of the layer; built alone it passes its input through.
     r.add(ChannelMixer{"none",
                        "no channel mixer: the block is norm → token mixer → residual (Mamba-2)",
                        {},
-                       [](OpGraph& g, const BlockEnv&, const MixerIO& io) {
-                           return g.op1({"identity", OpKind::Copy, OpGroup::Residual, {}, {}, {}}, {io.x},
-                                        TensorInfo{"passthrough", blk::tokens(0), DtypeRole::Act, Category::Activation, Lifetime::Transient,
-                                                   AliasRule::View});
-                       },
-                       {Execution::Transformers, Execution::Vllm}});
+                       {{"transformers", identity}, {"vllm", identity}}});
 }
 
 }  // namespace memtax

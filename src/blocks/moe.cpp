@@ -283,10 +283,7 @@ void register_moe(BlockRegistry& r) {
         {{"moe.num_experts", "routed experts", [](const ModelSpec& m) { return m.moe.num_experts; }},
          {"moe.experts_per_token", "experts each token is routed to", [](const ModelSpec& m) { return m.moe.experts_per_token; }},
          {"moe.intermediate_size", "each expert's hidden width", [](const ModelSpec& m) { return m.moe.intermediate_size; }}},
-        [](OpGraph& g, const BlockEnv& env, const MixerIO& io) {
-            return env.exec == Execution::Vllm ? build_vllm(g, env, io) : build_transformers(g, env, io);
-        },
-        {Execution::Transformers, Execution::Vllm}});
+        {{"transformers", build_transformers}, {"vllm", build_vllm}}});
 }
 
 }  // namespace memtax

@@ -44,8 +44,16 @@ const V& find(const std::vector<V>& list, const std::string& name, const std::st
                      fmt::format("unknown {} \"{}\"{}; valid: {}", what, name, did_you_mean(name, names), fmt::join(names, ", ")));
 }
 
-const char* to_string(Execution e) { return e == Execution::Vllm ? "vllm" : "transformers"; }
+template <typename V>
+const Execution* find_execution(const V& v, std::string_view execution) {
+    for (const auto& e : v.executions)
+        if (execution == e.name) return &e;
+    return nullptr;
+}
 }  // namespace
+
+const Execution* TokenMixer::under(std::string_view execution) const { return find_execution(*this, execution); }
+const Execution* ChannelMixer::under(std::string_view execution) const { return find_execution(*this, execution); }
 
 const TokenMixer& BlockRegistry::token_mixer(const std::string& name, const std::string& field) const {
     return find(token_, name, field, "token mixer");
@@ -63,17 +71,23 @@ SourcePos layer_pos(const ModelSpec& m, size_t i) {
 }
 }  // namespace
 
-void check_layer(const BlockRegistry& reg, const ModelSpec& m, size_t i, Execution exec) {
+LayerBlocks layer_blocks(const BlockRegistry& reg, const ModelSpec& m, size_t i, std::string_view execution) {
     const LayerSpec& l = m.layers.at(i);
-    auto check = [&](const auto& v, const char* part) {
+    auto check = [&](const auto& v, const char* part) -> const Execution& {
         const std::string field = fmt::format("model.layers[{}].{}", i, part);
-        if (std::find(v.executions.begin(), v.executions.end(), exec) == v.executions.end())
-            throw InputError(layer_pos(m, i), field,
-                             fmt::format("{} has no {} execution in this version of memtax", v.name, to_string(exec)));
+        const Execution* e = v.under(execution);
+        if (!e) {
+            std::vector<std::string> has;
+            for (const auto& x : v.executions) has.push_back(x.name);
+            throw InputError(
+                layer_pos(m, i), field,
+                fmt::format("{} has no {} execution in this version of memtax; it has: {}", v.name, execution, fmt::join(has, ", ")));
+        }
         for (const auto& p : v.params)
             if (p.value(m) == 0)
                 throw InputError(m.pos_of(p.name), "model." + std::string(p.name),
                                  fmt::format("{} (layer {}) needs {}: {}", v.name, i, p.name, p.description));
+        return *e;
     };
     // An unknown name is reported where the profile names the layer.
     auto at_layer = [&](auto&& lookup) -> decltype(auto) {
@@ -83,12 +97,15 @@ void check_layer(const BlockRegistry& reg, const ModelSpec& m, size_t i, Executi
             throw InputError(layer_pos(m, i), e.field(), e.message());
         }
     };
-    check(at_layer([&]() -> const TokenMixer& { return reg.token_mixer(l.token_mixer, fmt::format("model.layers[{}].token_mixer", i)); }),
-          "token_mixer");
-    check(at_layer([&]() -> const ChannelMixer& {
-              return reg.channel_mixer(l.channel_mixer, fmt::format("model.layers[{}].channel_mixer", i));
-          }),
-          "channel_mixer");
+    const Execution& token = check(
+        at_layer([&]() -> const TokenMixer& { return reg.token_mixer(l.token_mixer, fmt::format("model.layers[{}].token_mixer", i)); }),
+        "token_mixer");
+    const Execution& channel = check(at_layer([&]() -> const ChannelMixer& {
+                                         return reg.channel_mixer(l.channel_mixer, fmt::format("model.layers[{}].channel_mixer", i));
+                                     }),
+                                     "channel_mixer");
+    if (!token.cache) throw InternalError(fmt::format("token mixer {} declares no cache for its {} execution", l.token_mixer, token.name));
+    return LayerBlocks{token, channel};
 }
 
 namespace blk {

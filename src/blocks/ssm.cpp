@@ -20,7 +20,13 @@ using C = Category;
 using blk::act;
 using blk::tokens;
 
-u64 conv_columns(const BlockEnv& env) { return env.exec == Execution::Vllm ? env.model.ssm.conv_kernel - 1 : env.model.ssm.conv_kernel; }
+// The two executions differ in where the state lives and how the scan runs: transformers'
+// reference modules (the state in the graph, a conv window of conv_kernel columns, the scan's
+// products materialised) and vLLM's kernels (the state in its pool, conv_kernel − 1 columns,
+// one fused scan).
+enum class Path : std::uint8_t { Transformers, Vllm };
+
+u64 conv_columns(const BlockEnv& env, Path path) { return path == Path::Vllm ? env.model.ssm.conv_kernel - 1 : env.model.ssm.conv_kernel; }
 
 u64 ssm_elements(const BlockEnv& env) {
     const SsmSpec& s = env.model.ssm;
@@ -28,11 +34,11 @@ u64 ssm_elements(const BlockEnv& env) {
                               : checked_mul(env.shard.ssm_inner, s.state_size, "ssm state");
 }
 
-CacheSpec cache(const BlockEnv& env) {
+CacheSpec cache(const BlockEnv& env, Path path) {
     CacheSpec c;
     c.tensors = 2;
     c.elements_per_sequence =
-        checked_add(checked_mul(env.shard.ssm_conv_dim, conv_columns(env), "conv state"), ssm_elements(env), "ssm state");
+        checked_add(checked_mul(env.shard.ssm_conv_dim, conv_columns(env, path), "conv state"), ssm_elements(env), "ssm state");
     c.layout = "state";
     return c;
 }
@@ -41,9 +47,9 @@ CacheSpec cache(const BlockEnv& env) {
 // creates them inside the forward. transformers keeps the conv state in the model's dtype and
 // the SSM state in fp32 (measured: transformers 5.17 on an H200, tests/data/measured/
 // h200_hf_arch.json). vLLM's live in its preallocated pool, outside the graph.
-void state_outputs(OpGraph& g, const BlockEnv& env, int after) {
-    if (env.exec == Execution::Vllm) return;
-    const u64 conv = checked_mul(env.shard.ssm_conv_dim, conv_columns(env), "conv state"), ssm = ssm_elements(env);
+void state_outputs(OpGraph& g, const BlockEnv& env, Path path, int after) {
+    if (path == Path::Vllm) return;
+    const u64 conv = checked_mul(env.shard.ssm_conv_dim, conv_columns(env, path), "conv state"), ssm = ssm_elements(env);
     int conv_old = g.input(TensorInfo{"conv_state_old", Size(conv, {S::Batch, S::Cached}), R::Act, C::KvCache});
     int ssm_old = g.input(TensorInfo{"ssm_state_old", Size(ssm, {S::Batch, S::Cached}), R::Fp32, C::KvCache});
     g.op1({"conv_state_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {conv_old, after},
@@ -59,7 +65,7 @@ OpInfo weighted(const char* name, OpKind kind, u64 flops_per_token, std::vector<
 
 // Mamba2Mixer: in_proj → [gate | x B C | dt]; depthwise causal conv + SiLU on x B C; the SSD
 // scan; gated RMSNorm; out_proj.
-int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io, Path path) {
     const ModelSpec& m = env.model;
     const SsmSpec& s = m.ssm;
     const u64 h = m.hidden_size, H = env.shard.ssm_heads, P = s.head_dim, N = s.state_size, cs = s.chunk_size;
@@ -76,7 +82,7 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                     act("conv_out", tokens(conv_dim)), {});
     int y;
     std::vector<int> locals = {zxbcdt};
-    if (env.exec == Execution::Vllm) {
+    if (path == Path::Vllm) {
         // mamba_chunk_scan_combined: per-chunk states in fp32 [B, chunks, H, P, N] and the output.
         OpInfo scan = weighted("ssd_scan", OpKind::Attention, checked_product({2, H, P, N, 3}, "ssd"));
         scan.workspace.push_back({Size(ceil_div(checked_product({H, P, N}, "ssd"), cs), {S::Batch, S::Sq}), R::Fp32});
@@ -166,12 +172,12 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     } else {
         y = -1;
     }
-    state_outputs(g, env, y);
+    state_outputs(g, env, path, y);
     // Gated RMSNorm (y · silu(gate), normed in fp32), back to the compute dtype, out_proj.
     OpInfo norm = blk::rms_norm("gated_norm", 1, inner);
     int yn = g.op1h(std::move(norm), {y, zxbcdt}, act("scan_normed", tokens(inner)), locals);
     std::vector<int> holds = io.holds_last;
-    if (env.exec == Execution::Transformers) holds.push_back(env.runtime.keeps.normed_input ? io.x : -1);
+    holds.push_back(env.runtime.keeps.normed_input ? io.x : -1);  // transformers' keep-alive references (none in vLLM's profile)
     return g.op1h(blk::linear("out_proj", OpGroup::Projection, inner, h, "out_proj", s.proj_bias ? "out_proj_bias" : nullptr), {yn},
                   act("ssm_out", tokens(h)), holds);
 }
@@ -179,7 +185,7 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 // MambaMixer (Jamba): in_proj → [x | gate]; conv + SiLU; x_proj → [dt | B | C] with Jamba's
 // dt/B/C RMSNorms; dt_proj; the scan. slow_forward materialises exp(A·dt), dt·B and dt·B·x as
 // fp32 [B, inner, L, d_state] tensors before a Python loop over the tokens.
-int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
+int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io, Path path) {
     const ModelSpec& m = env.model;
     const SsmSpec& s = m.ssm;
     const u64 h = m.hidden_size, inner = env.shard.ssm_inner, N = s.state_size, R_ = s.dt_rank;
@@ -200,7 +206,7 @@ int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     std::vector<WeightTensor> a_w = {{"A_log", checked_mul(inner, N, "A"), R::Param}, {"D", inner, R::Param}};
     int y;
     std::vector<int> locals = {xz, xc, ssm_p, dtn, bn, cn};
-    if (env.exec == Execution::Vllm) {
+    if (path == Path::Vllm) {
         OpInfo scan = weighted("selective_scan", OpKind::Attention, checked_product({6, inner, N}, "scan"), a_w);
         y = g.op1(std::move(scan), {xc, dt, bn, cn}, act("scan_out", tokens(inner)));
     } else {
@@ -232,11 +238,11 @@ int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                    {da, dbu, cn}, act("scan_output", tokens(inner)), locals);
         locals.push_back(dbu);
     }
-    state_outputs(g, env, y);
+    state_outputs(g, env, path, y);
     int gated = g.op1h({"gate_silu_mul", OpKind::Elementwise, OpGroup::Attention, Size(5 * inner, {S::Batch, S::Sq}), {}, {}}, {y, xz},
                        act("scan_gated", tokens(inner)), locals);
     std::vector<int> holds = io.holds_last;
-    if (env.exec == Execution::Transformers) holds.push_back(env.runtime.keeps.normed_input ? io.x : -1);
+    holds.push_back(env.runtime.keeps.normed_input ? io.x : -1);  // transformers' keep-alive references (none in vLLM's profile)
     return g.op1h(blk::linear("out_proj", OpGroup::Projection, inner, h, "out_proj", s.proj_bias ? "out_proj_bias" : nullptr), {gated},
                   act("ssm_out", tokens(h)), holds);
 }
@@ -253,20 +259,24 @@ std::vector<ParamDecl> params(bool v2) {
 }  // namespace
 
 void register_ssm(BlockRegistry& r) {
-    r.add(TokenMixer{"mamba2",
-                     "Mamba-2 state-space mixer: a fixed conv + SSM state per sequence (no KV growth); transformers' reference path "
-                     "materialises per-chunk fp32 products",
-                     params(true),
-                     cache,
-                     mamba2,
-                     {Execution::Transformers, Execution::Vllm}});
-    r.add(TokenMixer{"mamba",
-                     "Mamba-1 selective scan (Jamba): a fixed conv + SSM state per sequence; transformers' slow path materialises fp32 "
-                     "[inner, d_state] tensors per token",
-                     params(false),
-                     cache,
-                     mamba1,
-                     {Execution::Transformers, Execution::Vllm}});
+    r.add(TokenMixer{
+        "mamba2",
+        "Mamba-2 state-space mixer: a fixed conv + SSM state per sequence (no KV growth); transformers' reference path "
+        "materialises per-chunk fp32 products",
+        params(true),
+        {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return mamba2(g, env, io, Path::Transformers); },
+          [](const BlockEnv& env) { return cache(env, Path::Transformers); }},
+         {"vllm", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return mamba2(g, env, io, Path::Vllm); },
+          [](const BlockEnv& env) { return cache(env, Path::Vllm); }}}});
+    r.add(TokenMixer{
+        "mamba",
+        "Mamba-1 selective scan (Jamba): a fixed conv + SSM state per sequence; transformers' slow path materialises fp32 "
+        "[inner, d_state] tensors per token",
+        params(false),
+        {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return mamba1(g, env, io, Path::Transformers); },
+          [](const BlockEnv& env) { return cache(env, Path::Transformers); }},
+         {"vllm", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return mamba1(g, env, io, Path::Vllm); },
+          [](const BlockEnv& env) { return cache(env, Path::Vllm); }}}});
 }
 
 }  // namespace memtax

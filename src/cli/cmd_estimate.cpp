@@ -90,7 +90,7 @@ private:
         const GpuSpec g = resolve_gpu(a.gpu);
         const Deployment dep{a.gpus ? a.gpus : a.tp * a.pp, a.tp, a.pp, a.ep};
         const Workload w = workload_from(a, m);
-        if (w.runtime.family != RuntimeFamily::Transformers)
+        if (!RuntimeRegistry::builtin().family(w.runtime).trains)
             throw InputError(SourcePos{}, "--runtime",
                              fmt::format("{} serves inference; training runs under hf-train or hf-train-eager", w.runtime.name));
         TrainSpec spec;

@@ -108,7 +108,8 @@ DtypePolicy policy(const Workload& wl) {
 
 }  // namespace
 
-Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl_in, const BlockRegistry& blocks) {
+Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl_in, const BlockRegistry& blocks,
+                   const RuntimeRegistry& runtimes) {
     auto impl = std::make_shared<Impl>(model, gpu);
     Impl& p = *impl;
     p.dep = dep;
@@ -164,7 +165,7 @@ Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment&
         s.model = dep.pp > 1 ? stage_model(model, first, count) : model;
         s.index = index;
         s.first_layer = first;
-        const CompileInput in{s.model, gpu, rt, dep, dt, p.shard, blocks, embed, head, model};
+        const CompileInput in{s.model, gpu, rt, dep, dt, p.shard, blocks, embed, head, model, &runtimes};
         s.runtime = compile_runtime(in);
         s.parameters = s.runtime->parameters();
         p.stages.push_back(std::move(s));
@@ -281,6 +282,7 @@ std::vector<Plan::StageTrain> Plan::train(const TrainPoint& mb) const {
 u64 Plan::replicas() const { return impl_->replicas; }
 const GpuSpec& Plan::gpu() const { return impl_->gpu; }
 const Deployment& Plan::deployment() const { return impl_->dep; }
+const RuntimePlan& Plan::runtime() const { return *impl_->stages.front().runtime; }
 
 Estimate estimate(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl) {
     return Plan::compile(model, gpu, dep, wl).estimate(Point{wl.mode, wl.batch, wl.context, wl.decode_step});

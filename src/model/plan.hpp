@@ -55,7 +55,8 @@ public:
     // Throws InputError (naming the field path) for an impossible deployment or dtype policy.
     // The workload's mode, batch and context are not part of a plan.
     static Plan compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl,
-                        const BlockRegistry& blocks = BlockRegistry::builtin());
+                        const BlockRegistry& blocks = BlockRegistry::builtin(),
+                        const RuntimeRegistry& runtimes = RuntimeRegistry::builtin());
 
     // One point: plain numbers and a status. Never throws, never allocates.
     PointResult evaluate(const Point& p) const noexcept;
@@ -77,6 +78,8 @@ public:
     u64 replicas() const;
     const GpuSpec& gpu() const;
     const Deployment& deployment() const;
+    // The runtime family's plan of the first stage: its scheduler, admission and wording.
+    const RuntimePlan& runtime() const;
     Point point_of(const Workload& wl) const { return Point{wl.mode, wl.batch, wl.context, wl.decode_step}; }
 
 private:

@@ -385,60 +385,19 @@ KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 by
 TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& topo) {
     const Estimate prefill = plan.estimate(Point{Mode::Prefill, p.batch, p.context});
     TimeEstimate t = estimate_time(prefill, plan.estimate(Point{Mode::Decode, p.batch, p.context}), topo);
-    const auto& vllm = prefill.workload.runtime.vllm;
-    if (!vllm) return t;
-    // vLLM's scheduler, step by step, for the requests of one replica arriving together. A step's
-    // time: its tokens at the whole-batch prefill's time per token (attention over the prompts
-    // included), but never below one forward that reads the weights once (a decode step of one
-    // sequence: small steps are bound by the weight read and the launches).
-    const u64 B = std::min(prefill.batch_per_replica, vllm->max_num_seqs), P = p.context, C = vllm->max_num_batched_tokens;
-    const double prompt_tokens = static_cast<double>(prefill.batch_per_replica) * static_cast<double>(P);
-    const double per_token = t.prefill.seconds / prompt_tokens;
-    const double floor_s =
-        estimate_time(plan.estimate(Point{Mode::Prefill, 1, 1}), plan.estimate(Point{Mode::Decode, 1, P}), topo).decode.seconds;
-    FirstToken& f = t.first_token;
-    f = FirstToken{};
-    f.schedule = "continuous batching, chunked prefill";
-    f.requests = B;
-    f.step_tokens = C;
-    u64 next = 0, left = P, decoding = 0;  // next request to prefill, its prompt tokens left
-    double now = 0, sum = 0;
-    while (next < B) {
-        // Running requests first: one decode token each (at most C of them), then prompt chunks.
-        u64 budget = C > decoding ? C - decoding : 0, tokens = std::min(decoding, C), finished = 0;
-        if (budget == 0)
-            break;  // decodes fill every step (max_num_batched_tokens <= running requests): the rest wait on outputs we do not model
-        // Steps that only advance the current prompt (none finishes) are alike — the running
-        // decodes plus `budget` prompt tokens — so they are taken at once: the loop runs about
-        // twice per request, not once per step (a small token budget would mean billions).
-        if (left > budget) {
-            const u64 k = (left - 1) / budget;
-            now += static_cast<double>(k) * std::max(static_cast<double>(C) * per_token, floor_s);
-            f.steps += k;
-            left -= k * budget;
-        }
-        while (budget > 0 && next < B) {
-            const u64 take = std::min(budget, left);
-            budget -= take;
-            tokens += take;
-            left -= take;
-            if (left == 0) {
-                ++finished;
-                ++next;
-                left = P;
-            }
-        }
-        now += std::max(static_cast<double>(tokens) * per_token, floor_s);
-        ++f.steps;
-        if (finished) {
-            if (f.first_s == 0) f.first_s = now;
-            sum += now * static_cast<double>(finished);
-            f.last_s = now;
-        }
-        decoding += finished;
-    }
-    f.requests = next;
-    f.mean_s = next ? sum / static_cast<double>(next) : 0;
+    // The runtime family's scheduler: when each request's first token arrives.
+    const RuntimePlan& rt = plan.runtime();
+    StepCosts c;
+    c.batch = prefill.batch_per_replica;
+    c.prompt_tokens = p.context;
+    c.batch_prefill_s = t.prefill.seconds;
+    c.smallest_step_s = [&] {
+        return estimate_time(plan.estimate(Point{Mode::Prefill, 1, 1}), plan.estimate(Point{Mode::Decode, 1, p.context}), topo)
+            .decode.seconds;
+    };
+    t.first_token = rt.first_tokens(c);
+    t.ttft_meaning = rt.ttft_meaning(prefill.batch_per_replica, p.context);
+    t.tpot_meaning = rt.tpot_meaning(prefill.batch_per_replica, p.context);
     return t;
 }
 
@@ -469,9 +428,6 @@ TimeEstimate estimate_time(const Estimate& prefill, const Estimate& decode, cons
     t.tpot_s = t.decode.seconds;
     const double batch = static_cast<double>(decode.batch_per_replica * decode.replicas);
     t.tokens_per_s = t.tpot_s > 0 ? batch / t.tpot_s : 0;
-    // A static batch: every request's first token comes with the one prefill of the whole batch.
-    t.first_token = FirstToken{
-        "static batch", prefill.batch_per_replica, prefill.batch_per_replica * prefill.workload.context, 1, t.ttft_s, t.ttft_s, t.ttft_s};
     return t;
 }
 

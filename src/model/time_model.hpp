@@ -87,19 +87,6 @@ struct StepTime {
     std::vector<KindTime> kinds;
 };
 
-// When each request's first token arrives. A static batch (transformers' generate) prefills
-// every prompt in one forward: each first token comes after the whole batch's prefill. vLLM
-// batches continuously with chunked prefill: each engine step takes at most
-// max_num_batched_tokens tokens, running requests first (one decode token each), then prompt
-// chunks in arrival order; a request's first token comes with the step that finishes its prompt.
-struct FirstToken {
-    std::string schedule;  // "static batch" | "continuous batching, chunked prefill"
-    u64 requests = 0;      // requests timed (vLLM: at most max_num_seqs are scheduled at once)
-    u64 step_tokens = 0;   // token budget of one step (static: the whole batch's prompt tokens)
-    u64 steps = 0;         // engine steps until the last timed request's first token
-    double first_s = 0, mean_s = 0, last_s = 0;
-};
-
 struct TimeEstimate {
     double bandwidth_bytes_per_s = 0;  // achievable
     double matmul_flops_per_s = 0;     // achievable, in the compute dtype
@@ -115,6 +102,8 @@ struct TimeEstimate {
     double ttft_s = 0, tpot_s = 0;
     double tokens_per_s = 0;  // decode throughput of the whole deployment: batch / TPOT
     FirstToken first_token;   // per-request TTFT under the runtime's scheduler
+    // What TTFT and TPOT mean under the runtime family (RuntimePlan::ttft_meaning).
+    std::string ttft_meaning, tpot_meaning;
 };
 
 // `prefill` and `decode` are estimates of the same deployment and workload in each mode (a time

@@ -133,7 +133,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
     if (s.attention.empty()) {
         runtimes.push_back(base);
     } else {
-        if (base.family != RuntimeFamily::Transformers)
+        if (base.family != "transformers")  // hf-eager and hf-sdpa are the transformers profiles per kernel
             throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention",
                              fmt::format("only for the transformers runtimes, not {}", base.name));
         for (const auto& a : s.attention) runtimes.push_back(scenario_runtime(s, a == "eager" ? "hf-eager" : "hf-sdpa"));
@@ -216,7 +216,10 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 reject_all("deployment not valid for the model", "");
                                 continue;
                             }
-                            const bool vllm = rt.vllm.has_value();
+                            // A runtime that sizes its pool at start-up (vLLM) is bounded by the sequences its pool
+                            // holds; one that does not (a static batch) by each step's peak.
+                            const RuntimePlan& family = plan->runtime();
+                            const bool pooled = family.sizes_pool_at_startup();
                             const Topology topo = pool.cluster ? Topology(*pool.cluster) : replica_topology(g, tp * pp, pool.per_node);
                             std::map<u64, TimeEstimate> times;  // per batch per replica
                             auto time_at = [&](u64 b) -> const TimeEstimate& {
@@ -225,11 +228,12 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     it = times.emplace(b, estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, topo)).first;
                                 return it->second;
                             };
-                            // vLLM: a burst of `concurrency` requests arriving together is answered on average after
-                            // first_token.mean_s; a steady stream of arrivals (request_rate) meets the step of a request
-                            // that arrives among running ones, first_token.first_s. A static batch: the batch's prefill.
+                            // The runtime's scheduler: a burst of `concurrency` requests arriving together is answered on
+                            // average after first_token.mean_s; a steady stream of arrivals (request_rate) meets the step of
+                            // a request that arrives among running ones, first_token.first_s (a static batch: both are the
+                            // batch's prefill).
                             auto ttft_of = [&](const TimeEstimate& t) {
-                                return vllm ? (s.request_rate_per_s ? t.first_token.first_s : t.first_token.mean_s) : t.ttft_s;
+                                return s.request_rate_per_s ? t.first_token.first_s : t.first_token.mean_s;
                             };
                             std::optional<double> held;
                             for (u64 dp = 1; dp <= replicas_max; ++dp) {
@@ -259,8 +263,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 tick(1);
                                 // Memory: vLLM sizes its pool at start-up for `b` sequences of the promised context;
                                 // a static batch must hold the longest prompts' prefill and the decode at the context.
-                                PointResult mem = plan->evaluate(Point{vllm ? Mode::Prefill : Mode::Decode, b, s.context});
-                                if (!vllm) mem = worse(mem, plan->evaluate(Point{Mode::Prefill, b, s.prompt.max}));
+                                PointResult mem = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, b, s.context});
+                                if (!pooled) mem = worse(mem, plan->evaluate(Point{Mode::Prefill, b, s.prompt.max}));
                                 c.memory = mem;
                                 if (mem.status != PointStatus::Ok) {
                                     c.binding = "arithmetic";
@@ -270,23 +274,23 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 }
                                 c.budget_bytes = mem.capacity - mul_frac(mem.capacity, s.memory_headroom_ppm, 1000000);
                                 if (!held)
-                                    held = vllm ? static_cast<double>(mem.max_concurrency_milli) / 1000.0
-                                                : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
+                                    held = pooled ? static_cast<double>(mem.max_concurrency_milli) / 1000.0
+                                                  : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
                                 c.concurrency_held = *held;
                                 // How much of the memory the candidate uses: the bytes against the budget, and under vLLM
                                 // (whose pool always fills its share) the sequences against those the pool holds.
                                 double mem_ratio = static_cast<double>(mem.total) / static_cast<double>(c.budget_bytes);
-                                if (vllm)
+                                if (pooled)
                                     mem_ratio = mem.max_concurrency_milli
                                                     ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli)
                                                     : 2.0;
                                 c.binding = "memory";
                                 c.binding_ratio = mem.fits ? mem_ratio : std::max(mem_ratio, 1.0 + 1e-9);
                                 if (!mem.fits || mem.total > c.budget_bytes) {
+                                    const u64 running = family.max_running();
                                     c.reason =
-                                        vllm && b > rt.vllm->max_num_seqs
-                                            ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, rt.vllm->max_num_seqs)
-                                        : vllm
+                                        running && b > running ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, running)
+                                        : pooled
                                             ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted", *held, s.context, b)
                                             : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total),
                                                           format_bytes_gib(c.budget_bytes));

@@ -201,24 +201,6 @@ std::string seconds(double s) {
     return fmt::format("{:.1f} µs", s * 1e6);
 }
 
-// What TTFT and TPOT mean under the workload's runtime (docs/time-model.md).
-std::string ttft_meaning(const Estimate& e) {
-    if (e.workload.runtime.vllm)
-        return fmt::format(
-            "time to first token of one request: vLLM continuous batching, chunked prefill of at most {} tokens per step, "
-            "the {} requests arriving together (ttft_s: the whole batch's prompt tokens as one forward)",
-            e.workload.runtime.vllm->max_num_batched_tokens, e.batch_per_replica);
-    return fmt::format(
-        "time to first token: a static batch prefills its {} prompts of {} tokens in one forward, so every request's first token "
-        "comes after the whole batch's prefill",
-        e.batch_per_replica, group_digits(e.workload.context));
-}
-
-std::string tpot_meaning(const Estimate& e) {
-    return fmt::format("time per output token: one decode step of {} sequences at KV length {}", e.batch_per_replica,
-                       group_digits(e.workload.context));
-}
-
 // The formula behind each time number, for --explain.
 std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) {
     std::vector<std::string> out;
@@ -234,11 +216,7 @@ std::vector<std::string> explain_time(const TimeEstimate& t, const Estimate& e) 
         "ridge point = {:.4g} / {:.4g} = {:.1f} FLOP/B; weight matmuls compute-bound from 2·T / {} B ≥ ridge: T ≥ {} tokens per step",
         t.matmul_flops_per_s, t.bandwidth_bytes_per_s, t.ridge_flops_per_byte, static_cast<double>(e.workload.weight_dtype->bits) / 8.0,
         t.crossover_tokens));
-    if (t.first_token.schedule != "static batch")
-        out.push_back(
-            fmt::format("vLLM TTFT: step by step, running requests first (1 token each), then prompt chunks in arrival order, "
-                        "≤ {} tokens a step; step time = max(tokens · ttft_s / prompt tokens, one decode step of 1 sequence)",
-                        t.first_token.step_tokens));
+    if (!t.first_token.rule.empty()) out.push_back(t.first_token.rule);
     out.push_back(
         fmt::format("ttft_s = Σ prefill op times = {:.6g} s ({} FLOPs, {} B); TPOT = Σ decode op times = {:.6g} s ({} FLOPs, {} B)",
                     t.ttft_s, group_digits(t.prefill.flops), group_digits(t.prefill.bytes), t.tpot_s, group_digits(t.decode.flops),
@@ -521,8 +499,8 @@ Table estimate_rows(const Estimate& e, bool explain, const TimeEstimate* time) {
         auto secs = [&](const std::string& name, double v, const std::string& note) {
             add("time", name, seconds(v), fmt::format("{:.9g}", v), "s", note);
         };
-        secs("ttft_s", tm.ttft_s, ttft_meaning(e));
-        secs("tpot_s", tm.tpot_s, tpot_meaning(e));
+        secs("ttft_s", tm.ttft_s, tm.ttft_meaning);
+        secs("tpot_s", tm.tpot_s, tm.tpot_meaning);
         add("time", "tokens_per_s", fmt::format("{:.1f}", tm.tokens_per_s), fmt::format("{:.9g}", tm.tokens_per_s), "tokens/s",
             "batch / TPOT");
         add("time", "ridge_flops_per_byte", fmt::format("{:.1f}", tm.ridge_flops_per_byte), fmt::format("{:.9g}", tm.ridge_flops_per_byte),
@@ -831,6 +809,12 @@ std::string render_clusters_json(const std::vector<ClusterSpec>& clusters, const
 
 namespace {
 
+// A runtime family's own settings (vLLM's engine arguments), as its registry entry lists them.
+Section family_settings(const RuntimeSpec& r) {
+    const RuntimeRegistry::Family& f = RuntimeRegistry::builtin().family(r);
+    return f.settings ? f.settings(r) : Section{};
+}
+
 ojson runtime_json(const RuntimeSpec& r) {
     ojson overhead = ojson::object();
     for (const auto& [gpu, o] : r.context_overhead) overhead[gpu] = {{"bytes", o.bytes}, {"source", o.source}};
@@ -838,7 +822,7 @@ ojson runtime_json(const RuntimeSpec& r) {
     for (const auto& [k, v] : r.sources) sources[k] = v;
     ojson j = {{"name", r.name},
                {"description", r.description},
-               {"family", to_string(r.family)},
+               {"family", r.family},
                {"attention", to_string(r.attention)},
                {"softmax_dtype", r.softmax_dtype.name},
                {"logits_dtype", r.logits_dtype ? r.logits_dtype->name : "model"},
@@ -849,12 +833,11 @@ ojson runtime_json(const RuntimeSpec& r) {
                {"allocator_round_bytes", r.allocator_round_bytes},
                {"context_overhead", overhead},
                {"sources", sources}};
-    if (r.vllm)
-        j["vllm"] = {{"block_size", r.vllm->block_size},
-                     {"gpu_memory_utilization", static_cast<double>(r.vllm->gpu_memory_utilization_ppm) / 1e6},
-                     {"max_num_batched_tokens", r.vllm->max_num_batched_tokens},
-                     {"max_num_seqs", r.vllm->max_num_seqs},
-                     {"cudagraph_max_capture_size", r.vllm->cudagraph_max_capture_size}};
+    const Section settings = family_settings(r);
+    if (!settings.fields.empty()) {
+        ojson& o = j[settings.name] = ojson::object();
+        for (const auto& f : settings.fields) std::visit([&](const auto& v) { o[f.key] = v; }, f.value);
+    }
     return j;
 }
 
@@ -873,13 +856,15 @@ Table runtimes_table(const std::vector<RuntimeSpec>& runtimes) {
         t.add_column(k, title);
     for (const auto& r : runtimes) {
         t.row();
-        for (const std::string& v : {r.name, std::string(to_string(r.family)), std::string(to_string(r.attention)),
-                                     std::string(to_string(r.mask)), std::string(to_string(r.gqa)), std::string(to_string(r.kv_layout))})
+        for (const std::string& v : {r.name, r.family, std::string(to_string(r.attention)), std::string(to_string(r.mask)),
+                                     std::string(to_string(r.gqa)), std::string(to_string(r.kv_layout))})
             t.cell(v);
-        t.cell(r.vllm ? fmt::format("block_size {} · gpu_memory_utilization {:g} · max_num_seqs {} · max_num_batched_tokens {}",
-                                    r.vllm->block_size, static_cast<double>(r.vllm->gpu_memory_utilization_ppm) / 1e6, r.vllm->max_num_seqs,
-                                    r.vllm->max_num_batched_tokens)
-                      : "-");
+        std::string args;
+        for (const auto& f : family_settings(r).fields) {
+            args += fmt::format("{}{} {}", args.empty() ? "" : " · ", f.label.empty() ? f.key : f.label,
+                                std::visit([](const auto& v) { return fmt::format("{}", v); }, f.value));
+        }
+        t.cell(args.empty() ? "-" : args);
         t.cell(r.description);
     }
     return t;

@@ -18,15 +18,58 @@ TrainActivations RuntimePlan::train(const TrainPoint&) const {
                      "this runtime family does not model training; use a transformers runtime (hf-train, hf-train-eager)");
 }
 
+FirstToken RuntimePlan::first_tokens(const StepCosts& c) const {
+    // A static batch: every request's first token comes with the one prefill of the whole batch.
+    const double t = c.batch_prefill_s;
+    return FirstToken{"static batch", c.batch, checked_mul(c.batch, c.prompt_tokens, "batch prompt tokens"), 1, t, t, t, {}};
+}
+
+std::string RuntimePlan::ttft_meaning(u64 batch, u64 context) const {
+    return fmt::format(
+        "time to first token: a static batch prefills its {} prompts of {} tokens in one forward, so every request's first token "
+        "comes after the whole batch's prefill",
+        batch, group_digits(context));
+}
+
+std::string RuntimePlan::tpot_meaning(u64 batch, u64 context) const {
+    return fmt::format("time per output token: one decode step of {} sequences at KV length {}", batch, group_digits(context));
+}
+
+const RuntimeRegistry& RuntimeRegistry::builtin() {
+    // Built once, immutable afterwards; a new family file adds one line here.
+    static const RuntimeRegistry reg = [] {
+        RuntimeRegistry r;
+        r.add(transformers_family());
+        r.add(vllm_family());
+        return r;
+    }();
+    return reg;
+}
+
+void RuntimeRegistry::add(Family f) {
+    for (const auto& g : families_)
+        if (g.name == f.name) throw InternalError(fmt::format("runtime family {} registered twice", f.name));
+    families_.push_back(std::move(f));
+}
+
+std::vector<std::string> RuntimeRegistry::names() const {
+    std::vector<std::string> out;
+    for (const auto& f : families_) out.push_back(f.name);
+    return out;
+}
+
+const RuntimeRegistry::Family& RuntimeRegistry::family(const RuntimeSpec& r) const {
+    for (const auto& f : families_)
+        if (f.name == r.family) return f;
+    const std::vector<std::string> valid = names();
+    throw InputError(r.family_pos, "family",
+                     fmt::format("unknown runtime family \"{}\"{} in {}; valid: {}", r.family, did_you_mean(r.family, valid), r.name,
+                                 fmt::join(valid, ", ")));
+}
+
 std::unique_ptr<RuntimePlan> compile_runtime(const CompileInput& in) {
-    // One entry per family; a new family is a file in this folder and a line here.
-    switch (in.runtime.family) {
-        case RuntimeFamily::Transformers:
-            return compile_transformers(in);
-        case RuntimeFamily::Vllm:
-            return compile_vllm(in);
-    }
-    throw InternalError("compile_runtime: unknown runtime family");
+    const RuntimeRegistry& reg = in.runtimes ? *in.runtimes : RuntimeRegistry::builtin();
+    return reg.family(in.runtime).compile(in);
 }
 
 std::array<DType, kDtypeRoles> graph_dtypes(const ModelSpec& m, const DtypePolicy& p, const DType& mask) {
@@ -73,7 +116,7 @@ OpGraph build_embedding_graph(const CompileInput& in, const std::array<DType, kD
     return g;
 }
 
-OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt, bool model_locals) {
+OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt, bool model_locals, bool eager_launches) {
     OpGraph g(model_locals ? "head/locals" : "head", dt, in.runtime.allocator_round_bytes);
     const ModelSpec& m = in.model;
     const u64 h = m.hidden_size;
@@ -97,7 +140,7 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
         norm.saved = {{Size(2, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
     } else {
         norm.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
-        if (in.runtime.family == RuntimeFamily::Transformers && m.norm == NormKind::RMSNorm)
+        if (eager_launches && m.norm == NormKind::RMSNorm)
             blk::eager_rms_norm_launches(norm, 1, h,
                                          !(dt[static_cast<size_t>(DtypeRole::Act)] == dt[static_cast<size_t>(DtypeRole::Fp32)]));
     }
@@ -149,10 +192,8 @@ std::vector<LayerType> build_layer_types(const CompileInput& in, const BlockEnv&
         const LayerSpec& l = in.model.layers[i];
         auto it = std::find_if(types.begin(), types.end(), [&](const LayerType& t) { return t.spec == l; });
         if (it == types.end()) {
-            check_layer(in.blocks, in.model, i, env.exec);
-            const TokenMixer& tm = in.blocks.token_mixer(l.token_mixer, "");
-            const ChannelMixer& cm = in.blocks.channel_mixer(l.channel_mixer, "");
-            types.push_back(LayerType{l, tm.cache(env), build(env, tm, cm, in.runtime.allocator_round_bytes), 0, 0});
+            const LayerBlocks blocks = layer_blocks(in.blocks, in.model, i, env.execution);
+            types.push_back(LayerType{l, blocks.token.cache(env), build(env, l, blocks, in.runtime.allocator_round_bytes), 0, 0});
             it = types.end() - 1;
         }
         ++it->count;

@@ -5,8 +5,11 @@
 // (model, GPU, runtime, deployment, dtypes) into a RuntimePlan once; the plan evaluates a
 // (mode, batch, context) point into plain numbers without allocating or throwing, and
 // describes a point in full (named components, family sections, where the peak is) only for
-// rows someone prints. A new family is one file in this folder plus its table entry in
-// runtime.cpp.
+// rows someone prints. A family owns its behaviour: how requests are scheduled (first_tokens),
+// which batches it admits, what its TTFT and TPOT mean, and its settings section. A new family is
+// one file in this folder plus its entry in RuntimeRegistry::builtin() (common.cpp); docs/engine.md
+// "Adding a runtime" walks through it.
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -145,6 +148,8 @@ struct Breakdown {
 // planner reading vLLM's concurrency); nullopt when absent.
 std::optional<u64> section_u64(const Breakdown& b, const std::string& section, const std::string& key);
 
+class RuntimeRegistry;
+
 struct CompileInput {
     const ModelSpec& model;  // this stage's layers
     const GpuSpec& gpu;
@@ -155,6 +160,7 @@ struct CompileInput {
     const BlockRegistry& blocks;
     bool has_embedding = true, has_head = true;  // the pipeline stage's ends
     const ModelSpec& full_model;                 // every layer (a step runs them all)
+    const RuntimeRegistry* runtimes = nullptr;   // null: RuntimeRegistry::builtin()
 };
 
 // Training (`--mode train`): one micro-batch's forward with a loss over every position, then
@@ -178,6 +184,32 @@ struct TrainActivations {
     std::string peak_at;    // where backward_peak is
 };
 
+// When each request's first token arrives. A static batch (transformers' generate) prefills
+// every prompt in one forward: each first token comes after the whole batch's prefill. vLLM
+// batches continuously with chunked prefill: each engine step takes at most
+// max_num_batched_tokens tokens, running requests first (one decode token each), then prompt
+// chunks in arrival order; a request's first token comes with the step that finishes its prompt.
+struct FirstToken {
+    std::string schedule;  // "static batch" | "continuous batching, chunked prefill" | a family's own
+    u64 requests = 0;      // requests timed (vLLM: at most max_num_seqs are scheduled at once)
+    u64 step_tokens = 0;   // token budget of one step (static: the whole batch's prompt tokens)
+    u64 steps = 0;         // engine steps until the last timed request's first token
+    double first_s = 0, mean_s = 0, last_s = 0;
+    std::string rule;  // how the scheduler's times were found (--explain); empty for a static batch
+};
+
+// What a scheduler is given: one replica's requests, all arriving together, and the step costs the
+// time model found for them.
+struct StepCosts {
+    u64 batch = 1;               // requests on the replica
+    u64 prompt_tokens = 0;       // per request
+    double batch_prefill_s = 0;  // one forward over every prompt at once (the static batch's TTFT)
+    // One forward of a single decode token at that prompt length: the floor of any engine step
+    // (it reads every weight once and launches every kernel). Evaluated only by schedulers that
+    // ask for it.
+    std::function<double()> smallest_step_s;
+};
+
 class RuntimePlan {
 public:
     virtual ~RuntimePlan() = default;
@@ -195,26 +227,65 @@ public:
     // Training memory of one micro-batch. Families that do not train throw InputError;
     // OverflowError names a term past 64 bits.
     virtual TrainActivations train(const TrainPoint& p) const;
+
+    // The family's scheduler: each request's first token. Default: a static batch.
+    virtual FirstToken first_tokens(const StepCosts& c) const;
+    // The most requests one replica runs at once (vLLM: max_num_seqs); 0 = no limit but memory.
+    virtual u64 max_running() const { return 0; }
+    // True when the memory is sized once at start-up for every sequence the runtime will hold
+    // (vLLM's KV pool: a point's prefill at the full context decides it); false when each step's
+    // own peak does (a static batch must hold its longest prompt's prefill and its decode).
+    virtual bool sizes_pool_at_startup() const { return false; }
+    // What TTFT and TPOT mean under this family, for a replica's batch at a context.
+    virtual std::string ttft_meaning(u64 batch, u64 context) const;
+    virtual std::string tpot_meaning(u64 batch, u64 context) const;
 };
 
-// The compiler of a runtime family.
+// The runtime families an engine can compile, by the `family:` name of runtime profiles.
+// `builtin()` holds transformers and vllm; a copy can be extended (a test's toy family, a
+// plug-in), as BlockRegistry is for layer variants.
+class RuntimeRegistry {
+public:
+    struct Family {
+        std::string name;  // runtime profiles' `family:`
+        // Compiles a plan; the plan builds its layers' blocks under its execution (blocks/: an
+        // Execution's name, "transformers" or "vllm", or one a test registers).
+        std::unique_ptr<RuntimePlan> (*compile)(const CompileInput&);
+        // Its engine settings, as listings print them (an empty section: none beyond the profile's).
+        Section (*settings)(const RuntimeSpec&) = nullptr;
+        bool trains = false;  // it models `--mode train`
+    };
+    static const RuntimeRegistry& builtin();
+    void add(Family f);
+    // The family of a runtime profile; InputError at the profile naming `family` and the valid names.
+    const Family& family(const RuntimeSpec& r) const;
+    std::vector<std::string> names() const;
+
+private:
+    std::vector<Family> families_;
+};
+
+// The compiler of a runtime family (CompileInput::runtimes picks the registry).
 std::unique_ptr<RuntimePlan> compile_runtime(const CompileInput& in);
 
 // vLLM's engine arguments onto a runtime profile: InputError naming the field
 // (runtime_settings.*) when the runtime is not vLLM or a value is one vLLM refuses.
 void apply_engine_args(RuntimeSpec& r, const EngineArgs& a);
 
-// Families (one file each).
+// Families (one file each), with their registry entries.
 std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in);
 std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in);
+RuntimeRegistry::Family transformers_family();
+RuntimeRegistry::Family vllm_family();
 
 // Shared by the families: the dtype of every graph role under a policy, and the graphs of the
 // embedding, the head (final norm + LM head) and of one decoder layer, pre-norm residual.
 std::array<DType, kDtypeRoles> graph_dtypes(const ModelSpec& m, const DtypePolicy& p, const DType& mask);
 OpGraph build_embedding_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt);
 // The head's preexisting inputs are what the base model keeps for the whole forward (masks,
-// rotary tables, positions, inputs_embeds) when `model_locals`, freed once the final norm is done.
-OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt, bool model_locals);
+// rotary tables, positions, inputs_embeds) when `model_locals`, freed once the final norm is done;
+// `eager_launches`: the final RMSNorm runs as eager PyTorch's kernels (transformers).
+OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeRoles>& dt, bool model_locals, bool eager_launches);
 u64 norm_width(const ModelSpec& m);
 
 }  // namespace memtax

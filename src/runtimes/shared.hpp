@@ -17,7 +17,7 @@ struct LayerType {
 };
 
 // A family's decoder-layer skeleton around a token mixer and a channel mixer.
-using LayerBuilder = OpGraph (*)(const BlockEnv& env, const TokenMixer& tm, const ChannelMixer& cm, u64 round_to);
+using LayerBuilder = OpGraph (*)(const BlockEnv& env, const LayerSpec& layer, const LayerBlocks& blocks, u64 round_to);
 
 // The stage's layer types in order of first appearance, each layer's blocks checked against the
 // registry and built once; `type_of` (optional) gets each layer's type index.

@@ -66,8 +66,8 @@ private:
 // and casts back: one fp32 and one compute-dtype temporary beside input and output), the token
 // mixer, the residual add, RMSNorm, the channel mixer, the residual add. The model's loop
 // variable keeps the layer input alive until the layer returns.
-OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixer& cm, u64 round_to) {
-    OpGraph g(fmt::format("decoder_layer/{}+{}", tm.name, cm.name), env.dtypes, round_to);
+OpGraph build_decoder_layer(const BlockEnv& env, const LayerSpec& layer, const LayerBlocks& blocks, u64 round_to) {
+    OpGraph g(fmt::format("decoder_layer/{}+{}", layer.token_mixer, layer.channel_mixer), env.dtypes, round_to);
     const u64 h = env.model.hidden_size;
     const Size bsh = blk::tokens(h);
     const bool sandwich = env.model.attn.sandwich_norm;
@@ -100,11 +100,11 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
     };
     int x = g.input(blk::act("x_in", bsh));
     int xn = g.op1(norm("input_norm"), {x}, blk::act("x_norm", bsh));
-    int o = dropout("attn_dropout_out", tm.build(g, env, MixerIO{xn, {}, false}));
+    int o = dropout("attn_dropout_out", blocks.token.build(g, env, MixerIO{xn, {}, false}));
     // Gemma-2/3 norm each mixer's output too before the residual add (4 norms a layer).
     if (sandwich) o = g.op1(norm("post_attention_norm"), {o}, blk::act("o_normed", bsh));
     const int keep_x = env.runtime.keeps.layer_input ? x : -1;
-    if (cm.name == std::string("none")) {
+    if (layer.channel_mixer == "none") {
         // A mixer-only block (Mamba-2): norm, mixer, residual.
         TensorInfo out = blk::act("x_out", bsh);
         out.lifetime = Lifetime::Persistent;
@@ -114,7 +114,7 @@ OpGraph build_decoder_layer(const BlockEnv& env, const TokenMixer& tm, const Cha
     }
     int x2 = add("residual_attn", x, o, blk::act("x_mid", bsh), {});
     int xn2 = g.op1(norm(sandwich ? "pre_feedforward_norm" : "post_attention_norm"), {x2}, blk::act("x_norm2", bsh));
-    int down = dropout("mlp_dropout_out", cm.build(g, env, MixerIO{xn2, {}, false}));
+    int down = dropout("mlp_dropout_out", blocks.channel.build(g, env, MixerIO{xn2, {}, false}));
     if (sandwich) down = g.op1h(norm("post_feedforward_norm"), {down}, blk::act("mlp_normed", bsh), {keep_x});
     TensorInfo out = blk::act("x_out", bsh);
     out.lifetime = Lifetime::Persistent;
@@ -157,8 +157,8 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
       has_head_(in.has_head),
       has_embedding_(in.has_embedding),
       embedding_(build_embedding_graph(in, dtypes_)),
-      head_(build_head_graph(in, dtypes_, in.runtime.keeps.model_locals)) {
-    const BlockEnv env{model_, shard_, rt_, Execution::Transformers, dtypes_};
+      head_(build_head_graph(in, dtypes_, in.runtime.keeps.model_locals, true)) {
+    const BlockEnv env{model_, shard_, rt_, "transformers", dtypes_};
     std::vector<std::uint32_t> type_of;
     types_ = build_layer_types(in, env, build_decoder_layer, &type_of);
     // The walk keeps one evaluation per layer type on the stack.
@@ -652,5 +652,7 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
 }
 
 std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in) { return std::make_unique<TransformersPlan>(in); }
+
+RuntimeRegistry::Family transformers_family() { return {"transformers", compile_transformers, nullptr, true}; }
 
 }  // namespace memtax

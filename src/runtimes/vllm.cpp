@@ -21,8 +21,8 @@ using blk::act;
 
 // vLLM's decoder layer: the residual stream is two tensors (hidden, residual) updated in place
 // by fused_add_rms_norm; the layer returns new ones from its MLP.
-OpGraph build_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixer& cm, u64 round_to) {
-    OpGraph g(fmt::format("vllm_layer/{}+{}", tm.name, cm.name), env.dtypes, round_to);
+OpGraph build_layer(const BlockEnv& env, const LayerSpec& layer, const LayerBlocks& blocks, u64 round_to) {
+    OpGraph g(fmt::format("vllm_layer/{}+{}", layer.token_mixer, layer.channel_mixer), env.dtypes, round_to);
     const u64 h = env.model.hidden_size;
     const Size th = blk::tokens(h);
     int x = g.input(act("hidden", th));
@@ -36,8 +36,8 @@ OpGraph build_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixe
         return TensorInfo{name, th, DtypeRole::Act, Category::Activation, Lifetime::Transient, AliasRule::Always};
     };
     int xn = g.op1(norm("input_norm"), {x, res}, in_place("hidden_normed"));
-    int o = tm.build(g, env, MixerIO{xn, {}, false});
-    if (cm.name == std::string("none")) {
+    int o = blocks.token.build(g, env, MixerIO{xn, {}, false});
+    if (layer.channel_mixer == "none") {
         // A mixer-only block: the residual is added by the next layer's fused norm.
         TensorInfo out = act("hidden_out", th);
         out.lifetime = Lifetime::Persistent;
@@ -49,14 +49,14 @@ OpGraph build_layer(const BlockEnv& env, const TokenMixer& tm, const ChannelMixe
     if (env.model.attn.sandwich_norm) o = g.op1(norm("post_attention_norm"), {o}, act("o_normed", th));
     int on = g.op1(norm(env.model.attn.sandwich_norm ? "pre_feedforward_norm" : "post_attention_norm"), {o, res}, in_place("o_normed"));
     if (env.model.attn.sandwich_norm) {
-        int d = cm.build(g, env, MixerIO{on, {res}, false});
+        int d = blocks.channel.build(g, env, MixerIO{on, {res}, false});
         TensorInfo out = act("hidden_out", th);
         out.lifetime = Lifetime::Persistent;
         g.op1(norm("post_feedforward_norm"), {d}, out, {res});
         g.finalize();
         return g;
     }
-    cm.build(g, env, MixerIO{on, {res}, true});
+    blocks.channel.build(g, env, MixerIO{on, {res}, true});
     g.finalize();
     return g;
 }
@@ -102,6 +102,10 @@ public:
     u64 parameters() const override { return parameters_; }
     u64 active_parameters() const override { return active_parameters_; }
     std::string overflow_term(const PointResult& r) const override;
+    FirstToken first_tokens(const StepCosts& c) const override;
+    u64 max_running() const override { return p_.max_num_seqs; }
+    bool sizes_pool_at_startup() const override { return true; }
+    std::string ttft_meaning(u64 batch, u64 context) const override;
 
 private:
     using Type = LayerType;
@@ -146,11 +150,11 @@ VllmPlan::VllmPlan(const CompileInput& in)
       has_head_(in.has_head),
       has_embedding_(in.has_embedding),
       embedding_(build_embedding_graph(in, dtypes_)),
-      head_(build_head_graph(in, dtypes_, false)),
+      head_(build_head_graph(in, dtypes_, false, false)),
       sampler_(build_sampler(in, dtypes_)) {
     if (!dt_.kv.whole_bytes())
         throw InputError(SourcePos{}, "workload.kv_dtype", fmt::format("vLLM has no {} KV cache; use bf16, fp16 or fp8_e4m3", dt_.kv.name));
-    const BlockEnv env{model_, shard_, rt_, Execution::Vllm, dtypes_};
+    const BlockEnv env{model_, shard_, rt_, "vllm", dtypes_};
     types_ = build_layer_types(in, env, build_layer);
     // Layers by kind of cache: full attention, windowed, or a fixed state (Mamba); the largest
     // per-token entry and per-sequence state size the pages.
@@ -449,6 +453,87 @@ void apply_engine_args(RuntimeSpec& r, const EngineArgs& a) {
     if (a.max_num_seqs) r.vllm->max_num_seqs = *a.max_num_seqs;
     if (a.max_num_batched_tokens) r.vllm->max_num_batched_tokens = *a.max_num_batched_tokens;
 }
+
+FirstToken VllmPlan::first_tokens(const StepCosts& c) const {
+    // vLLM's scheduler, step by step, for the requests of one replica arriving together. A step's
+    // time: its tokens at the whole-batch prefill's time per token (attention over the prompts
+    // included), but never below one forward that reads the weights once (a decode step of one
+    // sequence: small steps are bound by the weight read and the launches).
+    const u64 B = std::min(c.batch, p_.max_num_seqs), P = c.prompt_tokens, C = p_.max_num_batched_tokens;
+    const double prompt_tokens = static_cast<double>(c.batch) * static_cast<double>(P);
+    const double per_token = prompt_tokens > 0 ? c.batch_prefill_s / prompt_tokens : 0;
+    const double floor_s = c.smallest_step_s ? c.smallest_step_s() : 0;
+    FirstToken f;
+    f.schedule = "continuous batching, chunked prefill";
+    f.rule = fmt::format(
+        "vLLM TTFT: step by step, running requests first (1 token each), then prompt chunks in arrival order, ≤ {} tokens a step; "
+        "step time = max(tokens · ttft_s / prompt tokens, one decode step of 1 sequence)",
+        C);
+    f.requests = B;
+    f.step_tokens = C;
+    u64 next = 0, left = P, decoding = 0;  // next request to prefill, its prompt tokens left
+    double now = 0, sum = 0;
+    while (next < B && P > 0) {
+        // Running requests first: one decode token each (at most C of them), then prompt chunks.
+        u64 budget = C > decoding ? C - decoding : 0, tokens = std::min(decoding, C), finished = 0;
+        if (budget == 0)
+            break;  // decodes fill every step (max_num_batched_tokens <= running requests): the rest wait on outputs we do not model
+        // Steps that only advance the current prompt (none finishes) are alike — the running
+        // decodes plus `budget` prompt tokens — so they are taken at once: the loop runs about
+        // twice per request, not once per step (a small token budget would mean billions).
+        if (left > budget) {
+            const u64 k = (left - 1) / budget;
+            now += static_cast<double>(k) * std::max(static_cast<double>(C) * per_token, floor_s);
+            f.steps += k;
+            left -= k * budget;
+        }
+        while (budget > 0 && next < B) {
+            const u64 take = std::min(budget, left);
+            budget -= take;
+            tokens += take;
+            left -= take;
+            if (left == 0) {
+                ++finished;
+                ++next;
+                left = P;
+            }
+        }
+        now += std::max(static_cast<double>(tokens) * per_token, floor_s);
+        ++f.steps;
+        if (finished) {
+            if (f.first_s == 0) f.first_s = now;
+            sum += now * static_cast<double>(finished);
+            f.last_s = now;
+        }
+        decoding += finished;
+    }
+    f.requests = next;
+    f.mean_s = next ? sum / static_cast<double>(next) : 0;
+    return f;
+}
+
+std::string VllmPlan::ttft_meaning(u64 batch, u64) const {
+    return fmt::format(
+        "time to first token of one request: vLLM continuous batching, chunked prefill of at most {} tokens per step, "
+        "the {} requests arriving together (ttft_s: the whole batch's prompt tokens as one forward)",
+        p_.max_num_batched_tokens, batch);
+}
+
+namespace {
+Section vllm_settings(const RuntimeSpec& r) {
+    Section s{"vllm", "vLLM engine arguments", {}};
+    if (!r.vllm) return s;
+    const VllmParams& v = *r.vllm;
+    s.fields = {{"block_size", v.block_size, "block_size"},
+                {"gpu_memory_utilization", static_cast<double>(v.gpu_memory_utilization_ppm) / 1e6, "gpu_memory_utilization"},
+                {"max_num_seqs", v.max_num_seqs, "max_num_seqs"},
+                {"max_num_batched_tokens", v.max_num_batched_tokens, "max_num_batched_tokens"},
+                {"cudagraph_max_capture_size", v.cudagraph_max_capture_size, "cudagraph_max_capture_size"}};
+    return s;
+}
+}  // namespace
+
+RuntimeRegistry::Family vllm_family() { return {"vllm", compile_vllm, vllm_settings, false}; }
 
 std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in) {
     if (!in.runtime.vllm) throw InputError(SourcePos{in.runtime.file, 0, 0}, "vllm", "a vllm runtime profile needs its vllm: block");

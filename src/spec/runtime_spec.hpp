@@ -9,11 +9,11 @@
 
 #include "core/bytes.hpp"
 #include "core/dtype.hpp"
+#include "core/error.hpp"
 
 namespace memtax {
 
 enum class AttentionKernel { Eager, Fused };
-enum class RuntimeFamily { Transformers, Vllm };
 // How the attention mask reaches the kernel.
 enum class MaskKind {
     None,            // causal flag only; no mask tensor
@@ -71,7 +71,10 @@ struct ContextOverhead {
 struct RuntimeSpec {
     std::string name;  // e.g. "hf-sdpa"
     std::string description;
-    RuntimeFamily family = RuntimeFamily::Transformers;
+    // The runtime family that executes it ("transformers", "vllm"): runtimes/ owns the list
+    // (RuntimeRegistry) and refuses an unknown name at family_pos.
+    std::string family = "transformers";
+    SourcePos family_pos;
     AttentionKernel attention = AttentionKernel::Fused;
     DType softmax_dtype;                // eager softmax
     std::optional<DType> logits_dtype;  // nullopt: the model's dtype
@@ -122,7 +125,6 @@ struct RuntimeSpec {
 };
 
 const char* to_string(AttentionKernel k);
-const char* to_string(RuntimeFamily f);  // "transformers" | "vllm"
 const char* to_string(KvLayout k);
 const char* to_string(MaskKind k);
 const char* to_string(GqaKind k);

@@ -10,7 +10,6 @@
 namespace memtax {
 
 const char* to_string(AttentionKernel k) { return k == AttentionKernel::Eager ? "eager" : "fused"; }
-const char* to_string(RuntimeFamily f) { return f == RuntimeFamily::Vllm ? "vllm" : "transformers"; }
 const char* to_string(KvLayout k) { return k == KvLayout::Concat ? "concat" : k == KvLayout::InPlace ? "in-place" : "paged"; }
 const char* to_string(MaskKind k) { return k == MaskKind::None ? "none" : k == MaskKind::Additive ? "additive" : "bool-when-needed"; }
 const char* to_string(GqaKind k) { return k == GqaKind::Repeat ? "repeat" : k == GqaKind::Native ? "native" : "native-unless-masked"; }
@@ -65,7 +64,9 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
     r.file = file;
     r.name = map.required_string("name");
     r.description = map.required_string("description");
-    r.family = map.required_choice("family", {"transformers", "vllm"}) == "vllm" ? RuntimeFamily::Vllm : RuntimeFamily::Transformers;
+    // Any name: runtimes/ knows the families (RuntimeRegistry) and refuses an unknown one here.
+    r.family = map.required_string("family");
+    r.family_pos = map.pos("family");
     r.attention = map.required_choice("attention", {"eager", "fused"}) == "eager" ? AttentionKernel::Eager : AttentionKernel::Fused;
     auto dtype_field = [&](const std::string& key, const std::string& fallback) {
         std::string s = map.optional_string(key).value_or(fallback);
@@ -164,10 +165,10 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         r.training.dropout = t->optional_bool("dropout").value_or(false);
         r.training.fused_layernorm = t->optional_bool("fused_layernorm").value_or(false);
         r.training.selective_recompute = t->optional_bool("selective_recompute").value_or(false);
-        if (r.family != RuntimeFamily::Transformers) t->fail("dropout", "training is modelled for the transformers family");
+        if (r.family != "transformers") t->fail("dropout", "training is modelled for the transformers family");
     }
 
-    if (r.family == RuntimeFamily::Vllm) {
+    if (r.family == "vllm") {  // vLLM's engine arguments: its own section
         if (r.kv_layout != KvLayout::Paged) kv.fail("layout", "vllm uses a paged KV cache: layout: paged");
         YamlMap v = map.required_map("vllm");
         v.finish({"block_size", "gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs", "cudagraph_max_capture_size"});
