@@ -332,3 +332,124 @@ TEST(Setup, LayoutIsExplicitPastANode) {
     // The same model and workload: the H200's larger memory holds a larger batch.
     EXPECT_GT(rows[1]["max_batch"].get<u64>(), rows[0]["max_batch"].get<u64>());
 }
+
+// ---- Serving plans under load (the planner's rules, each expected answer derived here). -----
+
+// A request rate is solved per candidate; a candidate it overwhelms is rejected as unstable and
+// counted, never aborting the plan (70B at 20 requests/s once overflowed 64 bits).
+TEST(PlannerLoad, RequestRateNeverAbortsAndUnstableCandidatesAreCounted) {
+    const ScenarioSpec s = scenario(R"(
+name: rate
+model: llama-3.1-70b
+runtime: vllm
+workload:
+  prompt_tokens: {mean: 12k, max: 30k}
+  output_tokens: {mean: 512, max: 2k}
+  request_rate_per_s: 20
+constraints:
+  gpus: [h100-sxm, h200, b200]
+  max_gpus: 16
+  kv_dtypes: [bf16, fp8_e4m3]
+objective: highest_throughput
+)");
+    const PlanReport r = plan_scenario(s);
+    u64 unstable = 0;
+    for (const auto& [kind, n] : r.rejected_by)
+        if (kind == "unstable") unstable = n;
+    // One H100 cannot even hold the 70B's 141 GB of bf16 weights, let alone serve 20 requests/s.
+    EXPECT_GT(unstable, 0u);
+    ASSERT_FALSE(r.ranked.empty());
+    for (const Candidate& c : r.ranked) {
+        // Little's law at the fixed point: the sequences a replica runs cover its share of the
+        // arrivals times how long each stays.
+        const double stay = c.ttft_s + 512 * c.tpot_s;
+        EXPECT_LE(20.0 / static_cast<double>(c.dp) * stay, static_cast<double>(c.batch_per_replica) + 1e-9) << c.gpus << " " << c.gpu;
+        // A stable deployment emits what arrives: 20 requests/s × 512 tokens.
+        EXPECT_DOUBLE_EQ(c.tokens_per_s, 20.0 * 512);
+    }
+}
+
+// Throughput counts the sequences that exist: 4 users keep at most 4 replicas busy, and the
+// tokens/s of 4 sequences is 4 / TPOT, whatever the replicas could hold.
+TEST(PlannerLoad, IdleReplicasAreNotThroughput) {
+    const ScenarioSpec s = scenario(R"(
+name: idle
+model: llama-3.1-8b
+runtime: vllm
+workload:
+  prompt_tokens: 1k
+  output_tokens: 128
+  concurrency: 4
+constraints:
+  gpus: [h100-sxm]
+  max_gpus: 16
+objective: highest_throughput
+prices:
+  per_gpu_hour: {h100-sxm: 2.5}
+  source: "a round test price"
+)");
+    const PlanReport r = plan_scenario(s);
+    ASSERT_FALSE(r.ranked.empty());
+    u64 idle = 0;
+    for (const auto& [kind, n] : r.rejected_by)
+        if (kind == "idle replicas") idle = n;
+    EXPECT_GT(idle, 0u);
+    for (const Candidate& c : r.ranked) {
+        EXPECT_LE(c.dp, 4u);
+        EXPECT_NEAR(c.tokens_per_s, 4.0 / c.tpot_s, 1e-9 * c.tokens_per_s);
+        // $/Mtok = price × GPUs / (tokens/s × 3,600 s/h) × 10^6.
+        EXPECT_NEAR(c.cost_per_million_tokens, 2.5 * static_cast<double>(c.gpus) / (c.tokens_per_s * 3600) * 1e6,
+                    1e-9 * c.cost_per_million_tokens);
+    }
+}
+
+// With no precision listed, a plan takes the checkpoint's own weights, as `estimate` does:
+// gpt-oss-120b ships its experts in MXFP4 (4.25 bits a weight with its scales), so its ~117B
+// parameters take about 61 GiB and one H100 holds them; in bf16 they would need 2 bytes each.
+TEST(PlannerLoad, ShippedWeightsByDefault) {
+    const ScenarioSpec s = scenario(R"(
+name: shipped
+model: gpt-oss-120b
+runtime: vllm
+workload:
+  prompt_tokens: 1k
+  output_tokens: 128
+  concurrency: 1
+constraints:
+  gpus: [h100-sxm]
+  max_gpus: 4
+objective: fewest_gpus
+)");
+    const PlanReport r = plan_scenario(s);
+    ASSERT_FALSE(r.ranked.empty());
+    EXPECT_EQ(r.ranked.front().gpus, 1u);
+    EXPECT_EQ(r.ranked.front().weight_dtype, "bf16 + mxfp4 experts");
+}
+
+// A GPU kind the time model cannot price (no interconnect figure for tensor parallelism) is
+// rejected with a counted reason; the other kinds are still planned.
+TEST(PlannerLoad, OneGpuKindCannotSinkThePlan) {
+    const ScenarioSpec s = scenario(R"(
+name: mixed
+model: llama-3.1-70b
+runtime: vllm
+workload:
+  prompt_tokens: 4k
+  output_tokens: 256
+  concurrency: 8
+constraints:
+  gpus: [mi300x, h200]
+  max_gpus: 8
+objective: fewest_gpus
+)");
+    PlanReport r;
+    ASSERT_NO_THROW(r = plan_scenario(s));
+    ASSERT_FALSE(r.ranked.empty());
+    u64 untimed = 0;
+    for (const auto& [kind, n] : r.rejected_by)
+        if (kind == "cannot be timed") untimed = n;
+    EXPECT_GT(untimed, 0u);
+    bool h200 = false;
+    for (const Candidate& c : r.ranked) h200 |= c.gpu == "h200";
+    EXPECT_TRUE(h200);
+}

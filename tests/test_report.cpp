@@ -236,6 +236,32 @@ TEST(Check, PassesAgainstTheCommittedBaselineAndCatchesARegression) {
     fs::remove_all(dir);
 }
 
+// A scenario that cannot be planned (here: prompts past the model's context) fails its own
+// row in `check` and is named by `report`, which still writes the others and exits 2.
+TEST(Check, OneScenarioThatCannotBePlannedDoesNotHideTheOthers) {
+    const auto cwd = fs::current_path();
+    fs::current_path(MEMTAX_SOURCE_DIR);
+    const fs::path dir = temp_dir("isolate");
+    std::string y = slurp("scenarios/rag-128k-8b.yaml");
+    y.replace(y.find("name: rag-128k-8b"), 17, "name: unpriced");
+    y.replace(y.find("max: 127k}"), 10, "max: 200k}");
+    std::ofstream(dir / "unpriced.yaml") << y;
+    const std::string bad = (dir / "unpriced.yaml").string();
+    Result check = run_command({"check", "scenarios/long-context-chat-70b.yaml", bad});
+    EXPECT_EQ(check.code, 1) << check.out << check.err;
+    EXPECT_NE(check.out.find("unpriced"), std::string::npos) << check.out;
+    EXPECT_NE(check.out.find("could not be planned"), std::string::npos) << check.out;
+    EXPECT_NE(check.out.find("long-context-chat-70b  must_fit"), std::string::npos) << check.out;
+    Result rep = run_command({"report", "scenarios/long-context-chat-70b.yaml", bad, "--out", (dir / "out").string()});
+    EXPECT_EQ(rep.code, 2) << rep.out << rep.err;
+    EXPECT_TRUE(fs::exists(dir / "out" / "long-context-chat-70b.json"));
+    EXPECT_FALSE(fs::exists(dir / "out" / "unpriced.json"));
+    EXPECT_NE(rep.err.find("unpriced (" + bad + "): not reported"), std::string::npos) << rep.err;
+    EXPECT_NE(rep.out.find("wrote 1 report and the index"), std::string::npos) << rep.out;
+    fs::current_path(cwd);
+    fs::remove_all(dir);
+}
+
 // Streamed byte cells show GiB exactly as fmt's "{:.2f}" does (their integer path is checked
 // against fmt itself): ties of the exact quotient round to even (2^30/8 bytes is 0.125 GiB:
 // "0.12"; 3·2^30/8 is 0.375: "0.38"), and values past 2^53 take fmt's own path.

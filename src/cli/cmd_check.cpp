@@ -72,8 +72,6 @@ public:
         bool ok = true;
         for (const auto& s : scenarios) {
             Progress bar(err, "checking " + s.name);
-            const PlanReport r = plan_scenario(s, bar.callback());
-            bar.done();
             auto gate_row = [&](const std::string& gate, bool passed, const std::string& detail) {
                 gates.row();
                 gates.cell(s.name);
@@ -82,6 +80,16 @@ public:
                 gates.cell(detail);
                 ok &= passed;
             };
+            // A scenario that cannot be planned fails its own row; the others are still checked.
+            PlanReport r;
+            try {
+                r = plan_scenario(s, bar.callback());
+            } catch (const std::exception& e) {
+                bar.done();
+                gate_row("planned", false, fmt::format("could not be planned: {}", e.what()));
+                continue;
+            }
+            bar.done();
             gate_row("feasible", !r.ranked.empty(),
                      r.ranked.empty() ? "no candidate meets the constraints" : "a plan meets every constraint");
             for (const auto& g : r.gates) gate_row(g.gate, g.passed, g.detail);

@@ -46,10 +46,17 @@ public:
                 if (scenarios[i].name == scenarios[k].name)
                     throw InputError(SourcePos{scenarios[i].file, 0, 0}, "name",
                                      fmt::format("\"{}\" is also the name of {}", scenarios[i].name, scenarios[k].file));
+        // A scenario that cannot be planned is named and skipped; the others are written, and the
+        // command then exits 2.
         std::vector<CapacityReport> reports;
+        std::vector<std::string> failed;
         for (const auto& s : scenarios) {
             Progress bar(err, "report " + s.name);
-            reports.push_back(build_capacity_report(s, bar.callback()));
+            try {
+                reports.push_back(build_capacity_report(s, bar.callback()));
+            } catch (const std::exception& e) {
+                failed.push_back(fmt::format("{} ({}): not reported: {}", s.name, s.file, e.what()));
+            }
             bar.done();
         }
         std::error_code ec;
@@ -75,9 +82,10 @@ public:
         }
         write_profile((std::filesystem::path(out_dir_) / "index.md").string(), capacity_index_markdown(reports), files);
         write_profile((std::filesystem::path(out_dir_) / "index.html").string(), capacity_index_html(reports), files);
-        out << fmt::format("wrote {} reports and the index to {}\n", reports.size(), out_dir_);
+        out << fmt::format("wrote {} report{} and the index to {}\n", reports.size(), reports.size() == 1 ? "" : "s", out_dir_);
         (void)all_pass;  // `memtax check` is the gate; a report is written either way
-        return 0;
+        for (const auto& f : failed) err << "memtax: error: " << f << "\n";
+        return failed.empty() ? 0 : 2;
     }
 
 private:

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -22,6 +23,12 @@ DType dtype_named(const std::string& field, const std::string& name, const Scena
 
 // The GPUs of one replica: one node joined by the GPU's interconnect, or several nodes joined by
 // one 400 Gb/s InfiniBand NIC per GPU (the figures of the dgx-h100-2x8-ib cluster profile).
+// The weights as shipped: "bf16", or "fp8_e4m3" / "bf16 + mxfp4 experts" from the checkpoint.
+std::string shipped_label(const ModelSpec& m, const Workload& wl) {
+    const std::string w = wl.weight_dtype ? wl.weight_dtype->name : m.dtype.name;
+    return m.shipped_expert_dtype.empty() || m.shipped_expert_dtype == w ? w : fmt::format("{} + {} experts", w, m.shipped_expert_dtype);
+}
+
 Topology replica_topology(const GpuSpec& g, u64 gpus, u64 per_node) {
     if (gpus <= per_node) return Topology(single_node_cluster(g, gpus));
     ClusterSpec c = single_node_cluster(g, per_node);
@@ -160,8 +167,11 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                 throw InputError(SourcePos{s.file, 0, 0}, "prices",
                                  fmt::format("no per_gpu_hour price for \"{}\"{}", p.gpu.name,
                                              p.cluster ? fmt::format(" (the GPU of cluster {})", p.cluster->name) : ""));
-    std::vector<std::string> weight_dtypes = s.weight_dtypes.empty() ? std::vector<std::string>{model.dtype.name} : s.weight_dtypes;
-    for (const auto& w : weight_dtypes) (void)dtype_named("constraints.weight_dtypes", w, s);
+    // The checkpoint's own weights ("": as `estimate` takes them, gpt-oss's mxfp4 experts and
+    // DeepSeek's fp8 included) unless the scenario lists precisions.
+    std::vector<std::string> weight_dtypes = s.weight_dtypes.empty() ? std::vector<std::string>{""} : s.weight_dtypes;
+    for (const auto& w : weight_dtypes)
+        if (!w.empty()) (void)dtype_named("constraints.weight_dtypes", w, s);
     for (const auto& k : s.kv_dtypes) (void)dtype_named("constraints.kv_dtypes", k, s);
 
     u64 total = 0;
@@ -206,7 +216,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             }
                             Workload wl;
                             wl.runtime = rt;
-                            wl.weight_dtype = dtype_named("constraints.weight_dtypes", wd, s);
+                            if (!wd.empty()) wl.weight_dtype = dtype_named("constraints.weight_dtypes", wd, s);
                             wl.kv_dtype = dtype_named("constraints.kv_dtypes", kv, s);
                             wl.context = s.context;
                             std::optional<Plan> plan;
@@ -216,16 +226,32 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 reject_all("deployment not valid for the model", "");
                                 continue;
                             }
+                            if (wd.empty()) proto.weight_dtype = shipped_label(model, plan->workload());
                             // A runtime that sizes its pool at start-up (vLLM) is bounded by the sequences its pool
                             // holds; one that does not (a static batch) by each step's peak.
                             const RuntimePlan& family = plan->runtime();
                             const bool pooled = family.sizes_pool_at_startup();
-                            const Topology topo = pool.cluster ? Topology(*pool.cluster) : replica_topology(g, tp * pp, pool.per_node);
-                            std::map<u64, TimeEstimate> times;  // per batch per replica
-                            auto time_at = [&](u64 b) -> const TimeEstimate& {
+                            // A GPU kind or layout that cannot be timed (no interconnect figure for TP) is rejected
+                            // with its reason, counted; the other candidates are still planned.
+                            std::optional<Topology> topo;
+                            try {
+                                topo.emplace(pool.cluster ? Topology(*pool.cluster) : replica_topology(g, tp * pp, pool.per_node));
+                            } catch (const InputError& e) {
+                                reject_all("cannot be timed", e.message());
+                                continue;
+                            }
+                            std::map<u64, std::optional<TimeEstimate>> times;  // per batch per replica; nullopt: not timeable
+                            auto time_at = [&](u64 b) -> const std::optional<TimeEstimate>& {
                                 auto it = times.find(b);
-                                if (it == times.end())
-                                    it = times.emplace(b, estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, topo)).first;
+                                if (it == times.end()) {
+                                    std::optional<TimeEstimate> t;
+                                    try {
+                                        t = estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, *topo);
+                                    } catch (const InputError&) {
+                                    } catch (const OverflowError&) {
+                                    }
+                                    it = times.emplace(b, std::move(t)).first;
+                                }
                                 return it->second;
                             };
                             // The runtime's scheduler: a burst of `concurrency` requests arriving together is answered on
@@ -235,28 +261,68 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             auto ttft_of = [&](const TimeEstimate& t) {
                                 return s.request_rate_per_s ? t.first_token.first_s : t.first_token.mean_s;
                             };
-                            std::optional<double> held;
+                            // Sequences at the promised context one replica holds: the pool's concurrency, or the largest
+                            // static batch whose steps fit; the runtime's own limit on running requests caps both.
+                            const PointResult one = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, 1, s.context});
+                            double held = pooled ? static_cast<double>(one.max_concurrency_milli) / 1000.0
+                                                 : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
+                            const u64 running = family.max_running();
+                            const u64 serve_cap =
+                                std::min<u64>(static_cast<u64>(held), running ? running : std::numeric_limits<u64>::max());
                             for (u64 dp = 1; dp <= replicas_max; ++dp) {
                                 Candidate c = proto;
                                 c.dp = dp;
                                 c.gpus = tp * pp * dp;
-                                c.batch_per_replica = (s.concurrency + dp - 1) / dp;
+                                c.concurrency_held = held;
+                                // Replicas the load cannot fill serve nothing: with `concurrency` sequences, more
+                                // replicas than sequences leave some idle (their GPUs would count as cost, not throughput).
+                                const bool users = !s.request_rate_per_s;  // a fixed number of sequences, not a rate
+                                if (users && dp > s.concurrency) {
+                                    ++rep.considered;
+                                    tick(1);
+                                    count_reason(rep, "idle replicas");
+                                    continue;
+                                }
+                                c.batch_per_replica = users ? (s.concurrency + dp - 1) / dp : 1;
                                 if (s.request_rate_per_s) {
                                     // Little's law per replica: its share of the arrivals × how long each request stays
-                                    // (first token, then the mean output at the decode step's time), at the batch that results.
+                                    // (first token, then the mean output at the decode step's time), at the batch that
+                                    // results — a fixed point searched upward from one sequence. A replica keeps up only if
+                                    // it is reached within the sequences it can run at once (memory, the runtime's limit).
                                     u64 b = 1;
-                                    for (int it = 0; it < 32; ++it) {
-                                        const TimeEstimate& t = time_at(b);
-                                        const double stay = ttft_of(t) + static_cast<double>(s.output.mean) * t.tpot_s;
+                                    bool stable = false, timeable = true;
+                                    for (int it = 0; it < 64; ++it) {
+                                        const auto& t = time_at(b);
+                                        if (!t) {
+                                            timeable = false;
+                                            break;
+                                        }
+                                        const double stay = ttft_of(*t) + static_cast<double>(s.output.mean) * t->tpot_s;
                                         const double conc = *s.request_rate_per_s / static_cast<double>(dp) * stay;
-                                        const u64 next = std::clamp<u64>(ceil_to_u64_saturating(conc), 1, 1000000);
-                                        if (next == b || next >= 1000000) {
-                                            b = next;
+                                        if (!(conc <= static_cast<double>(serve_cap))) break;  // beyond what it can run
+                                        const u64 next = std::max<u64>(ceil_to_u64_saturating(conc), 1);
+                                        if (next <= b) {
+                                            stable = true;
                                             break;
                                         }
                                         b = next;
                                     }
                                     c.batch_per_replica = b;
+                                    if (!stable) {
+                                        ++rep.considered;
+                                        tick(1);
+                                        c.binding = "request rate";
+                                        c.binding_ratio = 2.0;
+                                        c.reason = timeable
+                                                       ? fmt::format(
+                                                             "unstable: {:g} requests/s exceed what {} replica{} of at most {} "
+                                                             "sequences serve{}",
+                                                             *s.request_rate_per_s, dp, dp == 1 ? "" : "s", serve_cap, dp == 1 ? "s" : "")
+                                                       : "its steps cannot be timed";
+                                        count_reason(rep, timeable ? "unstable" : "cannot be timed");
+                                        rejected.push_back(std::move(c));
+                                        continue;
+                                    }
                                 }
                                 const u64 b = c.batch_per_replica;
                                 ++rep.considered;
@@ -273,12 +339,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     continue;
                                 }
                                 c.budget_bytes = mem.capacity - mul_frac(mem.capacity, s.memory_headroom_ppm, 1000000);
-                                if (!held)
-                                    held = pooled ? static_cast<double>(mem.max_concurrency_milli) / 1000.0
-                                                  : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
-                                c.concurrency_held = *held;
-                                // How much of the memory the candidate uses: the bytes against the budget, and under vLLM
-                                // (whose pool always fills its share) the sequences against those the pool holds.
+                                // How much of the memory the candidate uses: the bytes against the budget, and under a
+                                // pooled runtime (whose pool always fills its share) the sequences against those it holds.
                                 double mem_ratio = static_cast<double>(mem.total) / static_cast<double>(c.budget_bytes);
                                 if (pooled)
                                     mem_ratio = mem.max_concurrency_milli
@@ -287,11 +349,10 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 c.binding = "memory";
                                 c.binding_ratio = mem.fits ? mem_ratio : std::max(mem_ratio, 1.0 + 1e-9);
                                 if (!mem.fits || mem.total > c.budget_bytes) {
-                                    const u64 running = family.max_running();
                                     c.reason =
                                         running && b > running ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, running)
                                         : pooled
-                                            ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted", *held, s.context, b)
+                                            ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted", held, s.context, b)
                                             : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total),
                                                           format_bytes_gib(c.budget_bytes));
                                     count_reason(rep, "memory");
@@ -299,11 +360,22 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     continue;
                                 }
                                 // Time, once per batch size of this plan.
-                                const TimeEstimate& t = time_at(b);
+                                const auto& timed = time_at(b);
+                                if (!timed) {
+                                    c.reason = "its steps cannot be timed";
+                                    count_reason(rep, "cannot be timed");
+                                    continue;
+                                }
+                                const TimeEstimate& t = *timed;
                                 c.timed = true;
                                 c.ttft_s = ttft_of(t);
                                 c.tpot_s = t.tpot_s;
-                                c.tokens_per_s = t.tpot_s > 0 ? static_cast<double>(dp * b) / t.tpot_s : 0;
+                                // Throughput from the sequences that exist: `concurrency` of them (not every slot of every
+                                // replica), or under a request rate what arrives (a stable replica serves its arrivals).
+                                const double busy = static_cast<double>(users ? std::min(s.concurrency, dp * b) : dp * b);
+                                c.tokens_per_s = t.tpot_s > 0 ? busy / t.tpot_s : 0;
+                                if (s.request_rate_per_s)
+                                    c.tokens_per_s = std::min(c.tokens_per_s, *s.request_rate_per_s * static_cast<double>(s.output.mean));
                                 if (auto p = price.find(g.name); p != price.end() && c.tokens_per_s > 0)
                                     c.cost_per_million_tokens = static_cast<double>(c.gpus) * p->second / (c.tokens_per_s * 3600.0) * 1e6;
                                 std::vector<std::tuple<std::string, double, double>> slos;
