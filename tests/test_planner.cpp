@@ -453,3 +453,25 @@ objective: fewest_gpus
     for (const Candidate& c : r.ranked) h200 |= c.gpu == "h200";
     EXPECT_TRUE(h200);
 }
+
+// Llama-3.1-405B's 405.9B bf16 parameters are 756 GiB: one 80 GB H100 cannot hold its weights,
+// whatever the workload, and max-batch says so instead of blaming the context.
+TEST(PlannerLoad, MaxBatchSaysWhenTheWeightsAloneDoNotFit) {
+    const Result r = run_command({"max-batch", "--model", "llama-3.1-405b", "--gpu", "h100-sxm"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--tp: the weights alone do not fit: 756.0 GiB of weights per GPU"), std::string::npos) << r.err;
+}
+
+// `vs` prints no time or cost for a setup that does not fit, and lays a 16-GPU replica over two
+// nodes of 8 (TP 8 × PP 2): 405B in bf16 is 756 GiB of weights, 47 GiB per GPU, which fits an H100.
+TEST(PlannerLoad, VsShowsNoTimeForASetupThatDoesNotFit) {
+    const Result r = run_command({"vs", "--setup", "llama-3.1-405b@8xh100-sxm", "llama-3.1-405b@16xh100-sxm:tp8:pp2", "--format", "json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto rows = nlohmann::json::parse(r.out)["sections"]["setups"]["rows"];
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0]["fits"], false);
+    EXPECT_TRUE(rows[0]["ttft_s"].is_null()) << rows[0];
+    EXPECT_TRUE(rows[0]["tokens_per_s"].is_null()) << rows[0];
+    EXPECT_EQ(rows[1]["fits"], true);
+    EXPECT_GT(rows[1]["tpot_s"].get<double>(), 0);
+}

@@ -43,6 +43,17 @@ public:
         } else {
             answer = max_context(plan, w.mode, w.batch, a_.allow_long_context ? u64{1} << 32 : m.max_context);
         }
+        if (answer == 0) {
+            // Nothing fits even at one sequence of one token: the weights (and the runtime's
+            // fixed costs) are what does not fit, not the workload.
+            const PointResult least = plan.evaluate(Point{w.mode, 1, 1});
+            if (least.status == PointStatus::Ok && !least.fits)
+                throw InputError(
+                    SourcePos{}, "deployment.tp",
+                    fmt::format("the weights alone do not fit: {} of weights per GPU, {} with the runtime's fixed costs, "
+                                "{} usable; shard over more GPUs (--tp, --pp) or store smaller weights (--weight-dtype)",
+                                format_bytes_gib(least.weights), format_bytes_gib(least.total), format_bytes_gib(least.capacity)));
+        }
         if (answer == 0)
             throw InputError(SourcePos{}, batch_ ? "--context" : "--batch",
                              batch_ ? fmt::format("not even one sequence of {} tokens fits", w.context)
@@ -76,6 +87,9 @@ public:
         v->add_option("--kv-dtype", a_.kv_dtype, "KV cache dtype (default: the model's)");
         v->add_option("--weight-dtype", a_.weight_dtype, "linear layers' dtype (default: the model's)");
         v->add_option("--price", prices_, "GPU=$ per GPU-hour, e.g. h200=3.5 (for cost per million tokens)");
+        v->add_option("--cluster", a_.cluster,
+                      "cluster profile for communication: built-in name or YAML path (its GPU must be each setup's); "
+                      "default: nodes of 8 joined by the GPU's interconnect, InfiniBand between them");
         add_vllm_options(v, a_.vllm);
         add_format_option(v, a_.format);
         v->add_option("--output,-o", a_.output, "write the report to this file (atomically)");
@@ -122,8 +136,16 @@ public:
             const Plan plan = Plan::compile(m, g, Deployment{s.gpus, s.tp, s.pp}, w);
             const Point p = plan.point_of(w);
             const Estimate e = plan.estimate(p);
-            const TimeEstimate tm = estimate_time(plan, Point{Mode::Prefill, w.batch, w.context},
-                                                  Topology(single_node_cluster(g, std::min<u64>(s.tp * s.pp, 8))));
+            std::optional<ClusterSpec> cluster;
+            if (!a_.cluster.empty()) {
+                cluster = resolve_cluster(a_.cluster);
+                if (resolve_gpu(cluster->gpu).name != g.name)
+                    throw InputError(
+                        SourcePos{}, "--cluster",
+                        fmt::format("{} is a cluster of {}, not of {} (setup \"{}\")", cluster->name, cluster->gpu, g.name, text));
+            }
+            const Topology topo = cluster ? Topology(*cluster) : replica_topology(g, s.tp * s.pp, 8);
+            const TimeEstimate tm = estimate_time(plan, Point{Mode::Prefill, w.batch, w.context}, topo);
             const u64 mb = max_batch(plan, w.mode, w.context, u64{1} << 20);
             const u64 mc = max_context(plan, w.mode, w.batch, m.max_context);
             const auto pr = price.find(g.name);
@@ -138,6 +160,10 @@ public:
             t.cell(e.fits ? "yes" : "no", e.fits ? "true" : "false");
             t.cell(std::to_string(mb));
             t.cell(group_digits(mc), std::to_string(mc));
+            if (!e.fits) {  // a setup that does not fit has no time or cost to show
+                for (int i = 0; i < 4; ++i) t.cell("-", "");
+                continue;
+            }
             t.cell(fmt::format("{:.3f} s", tm.first_token.mean_s), fmt::format("{:.9g}", tm.first_token.mean_s));
             t.cell(fmt::format("{:.1f} ms", tm.tpot_s * 1e3), fmt::format("{:.9g}", tm.tpot_s));
             t.cell(fmt::format("{:.0f}", tm.tokens_per_s), fmt::format("{:.9g}", tm.tokens_per_s));
@@ -146,8 +172,9 @@ public:
         d.title = fmt::format("memtax vs: {} {}, batch {}, context {}", model_name, a_.mode, a_.batch,
                               a_.context ? group_digits(a_.context) : std::string("default"));
         d.notes.push_back(
-            "per GPU; max batch at the context and max context at the batch, by bisection; TTFT (mean over the batch) and TPOT "
-            "from the roofline on one node");
+            "per GPU; max batch at the context and max context at the batch, by bisection; TTFT (mean over the batch under the "
+            "runtime's scheduler) and TPOT from the roofline on the replica's GPUs (nodes of 8, or --cluster); none for a setup "
+            "that does not fit");
         emit(print.document(d, tool_info()), a_.output, out);
         return 0;
     }

@@ -29,16 +29,6 @@ std::string shipped_label(const ModelSpec& m, const Workload& wl) {
     return m.shipped_expert_dtype.empty() || m.shipped_expert_dtype == w ? w : fmt::format("{} + {} experts", w, m.shipped_expert_dtype);
 }
 
-Topology replica_topology(const GpuSpec& g, u64 gpus, u64 per_node) {
-    if (gpus <= per_node) return Topology(single_node_cluster(g, gpus));
-    ClusterSpec c = single_node_cluster(g, per_node);
-    c.name = fmt::format("{}x {} in nodes of {}", gpus, g.name, per_node);
-    c.nodes = (gpus + per_node - 1) / per_node;
-    c.inter_node = Link{"infiniband", 50e9, 6.0e-6};
-    c.sources["inter_node"] = "assumed: one 400 Gb/s InfiniBand NIC per GPU, 6 µs (the dgx-h100-2x8-ib cluster profile)";
-    return Topology(c);
-}
-
 std::vector<u64> powers_of_two_upto(u64 limit) {
     std::vector<u64> v;
     for (u64 x = 1; x <= limit; x *= 2) v.push_back(x);
@@ -124,6 +114,16 @@ u64 max_context(const Plan& plan, Mode mode, u64 batch, u64 limit) {
         (fits(mid) ? lo : hi) = mid;
     }
     return lo;
+}
+
+Topology replica_topology(const GpuSpec& g, u64 gpus, u64 per_node) {
+    if (gpus <= per_node) return Topology(single_node_cluster(g, gpus));
+    ClusterSpec c = single_node_cluster(g, per_node);
+    c.name = fmt::format("{}x {} in nodes of {}", gpus, g.name, per_node);
+    c.nodes = (gpus + per_node - 1) / per_node;
+    c.inter_node = Link{"infiniband", 50e9, 6.0e-6};
+    c.sources["inter_node"] = "assumed: one 400 Gb/s InfiniBand NIC per GPU, 6 µs (the dgx-h100-2x8-ib cluster profile)";
+    return Topology(c);
 }
 
 PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress) {

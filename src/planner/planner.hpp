@@ -14,6 +14,7 @@
 #include "model/plan.hpp"
 #include "model/time_model.hpp"
 #include "spec/scenario_spec.hpp"
+#include "topology/topology.hpp"
 
 namespace memtax {
 
@@ -54,6 +55,10 @@ struct PlanReport {
 // The runtime a scenario names, with its vLLM engine settings applied (InputError naming
 // runtime_settings.* when they are bad or the runtime is not vLLM).
 RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name);
+
+// The GPUs of one replica: one node joined by the GPU's interconnect, or nodes of `per_node`
+// joined by one 400 Gb/s InfiniBand NIC per GPU (assumed, as the dgx-h100-2x8-ib profile).
+Topology replica_topology(const GpuSpec& g, u64 gpus, u64 per_node);
 
 // `progress(done, total)` is called as candidates are evaluated (may be empty).
 PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress = {});
