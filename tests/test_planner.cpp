@@ -475,3 +475,44 @@ TEST(PlannerLoad, VsShowsNoTimeForASetupThatDoesNotFit) {
     EXPECT_EQ(rows[1]["fits"], true);
     EXPECT_GT(rows[1]["tpot_s"].get<double>(), 0);
 }
+
+// When nothing is feasible, the constraint that binds is the one whose relaxation alone makes a
+// candidate feasible, not the candidate with the smallest overshoot. 70B with 32k-token prompts
+// for 32 users and TTFT ≤ 2 s: every candidate that fits in memory misses TTFT, so TTFT binds,
+// and re-planning with TTFT relaxed to the value named makes that candidate feasible.
+TEST(PlannerLoad, TheBindingConstraintIsTheOneWhoseRelaxationAloneSuffices) {
+    std::string yaml = R"(
+name: ttft
+model: llama-3.1-70b
+runtime: vllm
+workload:
+  prompt_tokens: {mean: 32k, max: 60k}
+  output_tokens: {mean: 512, max: 4k}
+  concurrency: 32
+constraints:
+  gpus: [h200]
+  max_gpus: 32
+  ttft_s: 2
+  tpot_s: 0.1
+objective: fewest_gpus
+)";
+    const PlanReport r = plan_scenario(scenario(yaml));
+    ASSERT_TRUE(r.ranked.empty());
+    EXPECT_EQ(r.binding, "TTFT");
+    ASSERT_TRUE(r.closest.has_value());
+    EXPECT_EQ(r.closest->binding, "TTFT");
+    const PlanReport::Relaxation* ttft = nullptr;
+    for (const auto& x : r.relaxations)
+        if (x.constraint == "TTFT") ttft = &x;
+    ASSERT_NE(ttft, nullptr);
+    ASSERT_TRUE(ttft->example.has_value());
+    EXPECT_GT(ttft->needed, 2.0);
+    EXPECT_LE(ttft->example->tpot_s, 0.1);
+    yaml.replace(yaml.find("ttft_s: 2\n"), 10, fmt::format("ttft_s: {:.9f}\n", ttft->needed * (1 + 1e-6)));
+    const PlanReport relaxed = plan_scenario(scenario(yaml));
+    bool found = false;
+    for (const Candidate& c : relaxed.ranked)
+        found |= c.gpus == ttft->example->gpus && c.tp == ttft->example->tp && c.pp == ttft->example->pp &&
+                 c.kv_dtype == ttft->example->kv_dtype;
+    EXPECT_TRUE(found);
+}

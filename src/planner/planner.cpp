@@ -65,6 +65,52 @@ bool better(const Candidate& a, const Candidate& b, Objective o) {
     return false;
 }
 
+// What binds an infeasible scenario. Only candidates that fit in memory were timed; among them,
+// for each SLO, the value the limit must be relaxed to, alone, for one to meet the other SLOs.
+// The SLO needing the least relaxation binds (and names the closest candidate); when no candidate
+// fits in memory, memory binds.
+void explain_infeasible(PlanReport& rep, const std::vector<Candidate>& rejected, const ScenarioSpec& s) {
+    struct Slo {
+        const char* name;
+        std::optional<double> limit;
+        double Candidate::*value;
+    };
+    const Slo slos[] = {{"TTFT", s.ttft_s, &Candidate::ttft_s}, {"TPOT", s.tpot_s, &Candidate::tpot_s}};
+    double least_factor = 0;
+    for (const Slo& k : slos) {
+        if (!k.limit) continue;
+        PlanReport::Relaxation r;
+        r.constraint = k.name;
+        r.limit = *k.limit;
+        bool any = false;
+        for (const Candidate& c : rejected) {
+            if (!c.timed) continue;
+            r.best = any ? std::min(r.best, c.*k.value) : c.*k.value;
+            any = true;
+            bool others = true;  // every other SLO met
+            for (const Slo& o : slos)
+                if (&o != &k && o.limit && c.*o.value > *o.limit) others = false;
+            if (others && (!r.example || c.*k.value < r.needed)) {
+                r.needed = c.*k.value;
+                r.example = c;
+            }
+        }
+        if (!any) continue;
+        if (r.example) {
+            const double factor = r.needed / r.limit;
+            if (rep.binding.empty() || factor < least_factor) {
+                rep.binding = r.constraint;
+                least_factor = factor;
+                rep.closest = r.example;
+                rep.closest->binding = r.constraint;
+                rep.closest->binding_ratio = factor;
+            }
+        }
+        rep.relaxations.push_back(std::move(r));
+    }
+    if (rep.binding.empty()) rep.binding = rep.closest ? rep.closest->binding : "memory";
+}
+
 }  // namespace
 
 RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name) {
@@ -402,9 +448,11 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                         }
     std::stable_sort(rep.ranked.begin(), rep.ranked.end(),
                      [&](const Candidate& a, const Candidate& b) { return better(a, b, s.objective); });
-    if (rep.ranked.empty() && !rejected.empty())
+    if (rep.ranked.empty() && !rejected.empty()) {
         rep.closest = *std::min_element(rejected.begin(), rejected.end(),
                                         [](const Candidate& a, const Candidate& b) { return a.binding_ratio < b.binding_ratio; });
+        explain_infeasible(rep, rejected, s);
+    }
 
     // The CI gates, on the best plan.
     const Candidate* best = rep.ranked.empty() ? nullptr : &rep.ranked.front();

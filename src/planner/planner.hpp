@@ -48,6 +48,19 @@ struct PlanReport {
     std::vector<Candidate> ranked;                         // feasible, best first
     std::vector<std::pair<std::string, u64>> rejected_by;  // reason kind -> count, in order of appearance
     std::optional<Candidate> closest;                      // when nothing is feasible: the least violation
+    // When nothing is feasible, per service-level constraint (TTFT, TPOT): the best value any
+    // candidate that fits in memory reaches, and the least the limit must be relaxed to, alone,
+    // for a candidate to meet every other constraint (`example` is that candidate). Memory is not
+    // relaxed: more GPUs are already in the search.
+    struct Relaxation {
+        std::string constraint;  // "TTFT" | "TPOT"
+        double limit = 0;        // the scenario's, seconds
+        double best = 0;         // the best value of any candidate that fits in memory
+        double needed = 0;       // the limit that makes `example` feasible; 0: relaxing it alone does not
+        std::optional<Candidate> example;
+    };
+    std::vector<Relaxation> relaxations;
+    std::string binding;  // when nothing is feasible: the constraint that binds ("memory", "TTFT", ...)
     std::vector<GateResult> gates;
     bool gates_passed = true;
 };

@@ -91,6 +91,32 @@ Document plan_document(const PlanReport& r, size_t top) {
         } else {
             d.notes.push_back("nothing satisfies the scenario: no candidate could be built (see the rejections)");
         }
+        // What to relax, by how much: each SLO alone, over the candidates that fit in memory.
+        bool timed = false;
+        for (const auto& x : r.relaxations) {
+            timed = true;
+            const std::string best =
+                fmt::format("{}: the best candidate that fits in memory reaches {:.3f} s against ≤ {:.3f} s ({:+.1f}%)", x.constraint,
+                            x.best, x.limit, (x.best / x.limit - 1) * 100);
+            if (x.example) {
+                const Candidate& c = *x.example;
+                d.notes.push_back(
+                    fmt::format("{}; relaxing {} alone to {:.3f} s ({:+.1f}%) makes {}× {} (TP {}, PP {}, DP {}, {} KV) feasible", best,
+                                x.constraint, x.needed, (x.needed / x.limit - 1) * 100, c.gpus, c.gpu, c.tp, c.pp, c.dp, c.kv_dtype));
+            } else if (x.best <= x.limit) {
+                d.notes.push_back(best + "; met");
+            } else {
+                d.notes.push_back(
+                    best + fmt::format("; relaxing {} alone is not enough: every such candidate misses another SLO too", x.constraint));
+            }
+        }
+        if (!timed && r.closest)
+            d.notes.push_back(
+                fmt::format("binds: memory — no layout of at most {} GPUs holds the workload; allow more GPUs, smaller "
+                            "KV or weight dtypes, or fewer sequences",
+                            s.max_gpus));
+        else if (!r.binding.empty())
+            d.notes.push_back(fmt::format("binds: {}", r.binding));
     }
     Document::Section plans{
         "plans",
