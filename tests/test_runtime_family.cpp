@@ -192,3 +192,33 @@ TEST(RuntimeFamily, TransformersSchedulesAStaticBatch) {
     EXPECT_EQ(plan.runtime().max_running(), 0u);
     EXPECT_FALSE(plan.runtime().sizes_pool_at_startup());
 }
+
+// vLLM's family starts a deployment with `vllm serve`: the layout and the engine arguments the
+// profile (with a scenario's settings applied) holds, under vLLM's own flag names.
+TEST(RuntimeFamily, VllmLaunchesWithItsOwnFlags) {
+    RuntimeSpec rt = resolve_runtime("vllm");
+    EngineArgs args;
+    args.max_num_seqs = 64;
+    args.gpu_memory_utilization_ppm = 850000;
+    apply_engine_args(rt, args);
+    const RuntimeRegistry::Family& f = RuntimeRegistry::builtin().family(rt);
+    ASSERT_NE(f.launch, nullptr);
+    ServeLaunch l;
+    l.model = "meta-llama/Llama-3.1-70B";
+    l.tp = 8;
+    l.pp = 2;
+    l.dp = 3;
+    l.kv_dtype = "fp8_e4m3";
+    l.max_model_len = 65536;
+    // The profile's max_num_batched_tokens 8,192 and block size 16 (runtimes/vllm.yaml), the two
+    // arguments given, the model's dtype written "auto".
+    EXPECT_EQ(f.launch(rt, l),
+              "vllm serve meta-llama/Llama-3.1-70B --tensor-parallel-size 8 --pipeline-parallel-size 2 --data-parallel-size 3 "
+              "--kv-cache-dtype fp8_e4m3 --max-model-len 65536 --max-num-seqs 64 --max-num-batched-tokens 8192 "
+              "--gpu-memory-utilization 0.85 --block-size 16");
+    l.kv_dtype.clear();
+    l.dp = 1;
+    EXPECT_NE(f.launch(rt, l).find("--pipeline-parallel-size 2 --kv-cache-dtype auto"), std::string::npos);
+    // transformers has no server to launch.
+    EXPECT_EQ(RuntimeRegistry::builtin().family(resolve_runtime("hf-sdpa")).launch, nullptr);
+}

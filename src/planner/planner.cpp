@@ -456,6 +456,24 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
 
     // The CI gates, on the best plan.
     const Candidate* best = rep.ranked.empty() ? nullptr : &rep.ranked.front();
+    if (best) {
+        const RuntimeSpec rt = scenario_runtime(s, best->runtime);
+        if (const auto& family = RuntimeRegistry::builtin().family(rt); family.launch) {
+            ServeLaunch l;
+            l.model = model.name;  // the checkpoint's Hugging Face id where the profile lists one
+            for (const auto& a : model.aliases)
+                if (a.find('/') != std::string::npos) {
+                    l.model = a;
+                    break;
+                }
+            l.tp = best->tp;
+            l.pp = best->pp;
+            l.dp = best->dp;
+            l.kv_dtype = best->kv_dtype == model.dtype.name ? "" : best->kv_dtype;
+            l.max_model_len = s.context;
+            rep.launch = family.launch(rt, l);
+        }
+    }
     auto gate = [&](const std::string& name, bool passed, const std::string& detail) {
         rep.gates.push_back({name, detail, passed});
         rep.gates_passed &= passed;

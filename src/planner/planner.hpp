@@ -61,6 +61,9 @@ struct PlanReport {
     };
     std::vector<Relaxation> relaxations;
     std::string binding;  // when nothing is feasible: the constraint that binds ("memory", "TTFT", ...)
+    // The best plan as its runtime's launcher takes it (vLLM: the `vllm serve` line); "" when the
+    // runtime has none or nothing is feasible.
+    std::string launch;
     std::vector<GateResult> gates;
     bool gates_passed = true;
 };

@@ -81,6 +81,7 @@ Document plan_document(const PlanReport& r, size_t top) {
     d.notes.push_back(fmt::format("{} candidates considered: {} feasible{}", r.considered, r.ranked.size(),
                                   rejected.empty() ? "" : fmt::format("; rejected: {}", rejected)));
     if (!s.price_source.empty()) d.notes.push_back("prices: " + s.price_source);
+    if (!r.launch.empty()) d.notes.push_back("deploy the best plan: " + r.launch);
     if (r.ranked.empty()) {
         if (r.closest) {
             const Candidate& c = *r.closest;

@@ -150,6 +150,15 @@ std::optional<u64> section_u64(const Breakdown& b, const std::string& section, c
 
 class RuntimeRegistry;
 
+// A deployment as a runtime's own launcher takes it (RuntimeRegistry::Family::launch).
+struct ServeLaunch {
+    std::string model;  // the checkpoint's Hugging Face id, or memtax's name
+    u64 tp = 1, pp = 1, dp = 1;
+    bool expert_parallel = false;
+    std::string kv_dtype;  // "" = the model's own dtype
+    u64 max_model_len = 0;
+};
+
 struct CompileInput {
     const ModelSpec& model;  // this stage's layers
     const GpuSpec& gpu;
@@ -254,6 +263,8 @@ public:
         // Its engine settings, as listings print them (an empty section: none beyond the profile's).
         Section (*settings)(const RuntimeSpec&) = nullptr;
         bool trains = false;  // it models `--mode train`
+        // The command that starts it for a deployment (vLLM: `vllm serve ...`); null: none.
+        std::string (*launch)(const RuntimeSpec&, const ServeLaunch&) = nullptr;
     };
     static const RuntimeRegistry& builtin();
     void add(Family f);

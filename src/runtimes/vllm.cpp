@@ -533,7 +533,26 @@ Section vllm_settings(const RuntimeSpec& r) {
 }
 }  // namespace
 
-RuntimeRegistry::Family vllm_family() { return {"vllm", compile_vllm, vllm_settings, false}; }
+// The `vllm serve` line of a deployment: vLLM's own engine arguments (vllm/engine/arg_utils.py),
+// which the checks on flags below cli/ allow on lines marked as the runtime's own flags.
+std::string vllm_serve(const RuntimeSpec& r, const ServeLaunch& l) {
+    const VllmParams v = r.vllm.value_or(VllmParams{});
+    // memtax's fp8 dtypes by vLLM's --kv-cache-dtype names; the model's own dtype is "auto".
+    const std::string kv = l.kv_dtype.empty() ? "auto" : l.kv_dtype;
+    std::string cmd = fmt::format("vllm serve {}", l.model);
+    cmd += fmt::format(" --tensor-parallel-size {} --pipeline-parallel-size {}", l.tp, l.pp);  // the runtime's own flags
+    if (l.dp > 1) cmd += fmt::format(" --data-parallel-size {}", l.dp);                        // the runtime's own flags
+    if (l.expert_parallel) cmd += " --enable-expert-parallel";                                 // the runtime's own flags
+    cmd += fmt::format(" --kv-cache-dtype {} --max-model-len {}", kv, l.max_model_len);        // the runtime's own flags
+    const double util = static_cast<double>(v.gpu_memory_utilization_ppm) / 1e6;
+    cmd += fmt::format(" --max-num-seqs {}", v.max_num_seqs);                      // the runtime's own flags
+    cmd += fmt::format(" --max-num-batched-tokens {}", v.max_num_batched_tokens);  // the runtime's own flags
+    cmd += fmt::format(" --gpu-memory-utilization {:g}", util);                    // the runtime's own flags
+    cmd += fmt::format(" --block-size {}", v.block_size);                          // the runtime's own flags
+    return cmd;
+}
+
+RuntimeRegistry::Family vllm_family() { return {"vllm", compile_vllm, vllm_settings, false, vllm_serve}; }
 
 std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in) {
     if (!in.runtime.vllm) throw InputError(SourcePos{in.runtime.file, 0, 0}, "vllm", "a vllm runtime profile needs its vllm: block");
