@@ -53,11 +53,10 @@ public:
                     fmt::format("the weights alone do not fit: {} of weights per GPU, {} with the runtime's fixed costs, "
                                 "{} usable; shard over more GPUs (--tp, --pp) or store smaller weights (--weight-dtype)",
                                 format_bytes_gib(least.weights), format_bytes_gib(least.total), format_bytes_gib(least.capacity)));
-        }
-        if (answer == 0)
             throw InputError(SourcePos{}, batch_ ? "--context" : "--batch",
                              batch_ ? fmt::format("not even one sequence of {} tokens fits", w.context)
                                     : fmt::format("not even a 1-token context fits a batch of {}", w.batch));
+        }
         const Estimate e = plan.estimate(Point{w.mode, batch_ ? answer : w.batch, batch_ ? w.context : answer});
         std::string head = batch_ ? fmt::format("largest batch at context {}: {} sequences{}\n\n", group_digits(w.context), answer,
                                                 replicas > 1 ? fmt::format(" ({} replicas)", replicas) : "")
@@ -144,13 +143,8 @@ public:
                         SourcePos{}, "--cluster",
                         fmt::format("{} is a cluster of {}, not of {} (setup \"{}\")", cluster->name, cluster->gpu, g.name, text));
             }
-            const Topology topo = cluster ? Topology(*cluster) : replica_topology(g, s.tp * s.pp, 8);
-            const TimeEstimate tm = estimate_time(plan, Point{Mode::Prefill, w.batch, w.context}, topo);
             const u64 mb = max_batch(plan, w.mode, w.context, u64{1} << 20);
             const u64 mc = max_context(plan, w.mode, w.batch, m.max_context);
-            const auto pr = price.find(g.name);
-            const double cost =
-                pr != price.end() && tm.tokens_per_s > 0 ? static_cast<double>(s.gpus) * pr->second / (tm.tokens_per_s * 3600) * 1e6 : 0;
             model_name = m.name;
             t.row();
             t.cell(text);
@@ -164,6 +158,12 @@ public:
                 for (int i = 0; i < 4; ++i) t.cell("-", "");
                 continue;
             }
+            // Time and cost, only for a setup that fits.
+            const Topology topo = cluster ? Topology(*cluster) : replica_topology(g, s.tp * s.pp, 8);
+            const TimeEstimate tm = estimate_time(plan, Point{Mode::Prefill, w.batch, w.context}, topo);
+            const auto pr = price.find(g.name);
+            const double cost =
+                pr != price.end() && tm.tokens_per_s > 0 ? static_cast<double>(s.gpus) * pr->second / (tm.tokens_per_s * 3600) * 1e6 : 0;
             t.cell(fmt::format("{:.3f} s", tm.first_token.mean_s), fmt::format("{:.9g}", tm.first_token.mean_s));
             t.cell(fmt::format("{:.1f} ms", tm.tpot_s * 1e3), fmt::format("{:.9g}", tm.tpot_s));
             t.cell(fmt::format("{:.0f}", tm.tokens_per_s), fmt::format("{:.9g}", tm.tokens_per_s));

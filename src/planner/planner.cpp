@@ -21,8 +21,6 @@ DType dtype_named(const std::string& field, const std::string& name, const Scena
     return d;
 }
 
-// The GPUs of one replica: one node joined by the GPU's interconnect, or several nodes joined by
-// one 400 Gb/s InfiniBand NIC per GPU (the figures of the dgx-h100-2x8-ib cluster profile).
 // The weights as shipped: "bf16", or "fp8_e4m3" / "bf16 + mxfp4 experts" from the checkpoint.
 std::string shipped_label(const ModelSpec& m, const Workload& wl) {
     const std::string w = wl.weight_dtype ? wl.weight_dtype->name : m.dtype.name;
@@ -310,22 +308,22 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             // Sequences at the promised context one replica holds: the pool's concurrency, or the largest
                             // static batch whose steps fit; the runtime's own limit on running requests caps both.
                             const PointResult one = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, 1, s.context});
-                            double held = pooled ? static_cast<double>(one.max_concurrency_milli) / 1000.0
-                                                 : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
+                            const double held = pooled ? static_cast<double>(one.max_concurrency_milli) / 1000.0
+                                                       : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
                             const u64 running = family.max_running();
                             const u64 serve_cap =
                                 std::min<u64>(static_cast<u64>(held), running ? running : std::numeric_limits<u64>::max());
+                            const bool users = !s.request_rate_per_s;  // a fixed number of sequences, not a rate
                             for (u64 dp = 1; dp <= replicas_max; ++dp) {
+                                ++rep.considered;
+                                tick(1);
                                 Candidate c = proto;
                                 c.dp = dp;
                                 c.gpus = tp * pp * dp;
                                 c.concurrency_held = held;
                                 // Replicas the load cannot fill serve nothing: with `concurrency` sequences, more
                                 // replicas than sequences leave some idle (their GPUs would count as cost, not throughput).
-                                const bool users = !s.request_rate_per_s;  // a fixed number of sequences, not a rate
                                 if (users && dp > s.concurrency) {
-                                    ++rep.considered;
-                                    tick(1);
                                     count_reason(rep, "idle replicas");
                                     continue;
                                 }
@@ -355,8 +353,6 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     }
                                     c.batch_per_replica = b;
                                     if (!stable) {
-                                        ++rep.considered;
-                                        tick(1);
                                         c.binding = "request rate";
                                         c.binding_ratio = 2.0;
                                         c.reason = timeable
@@ -371,8 +367,6 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     }
                                 }
                                 const u64 b = c.batch_per_replica;
-                                ++rep.considered;
-                                tick(1);
                                 // Memory: vLLM sizes its pool at start-up for `b` sequences of the promised context;
                                 // a static batch must hold the longest prompts' prefill and the decode at the context.
                                 PointResult mem = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, b, s.context});

@@ -93,9 +93,7 @@ Document plan_document(const PlanReport& r, size_t top) {
             d.notes.push_back("nothing satisfies the scenario: no candidate could be built (see the rejections)");
         }
         // What to relax, by how much: each SLO alone, over the candidates that fit in memory.
-        bool timed = false;
         for (const auto& x : r.relaxations) {
-            timed = true;
             const std::string best =
                 fmt::format("{}: the best candidate that fits in memory reaches {:.3f} s against ≤ {:.3f} s ({:+.1f}%)", x.constraint,
                             x.best, x.limit, (x.best / x.limit - 1) * 100);
@@ -111,7 +109,7 @@ Document plan_document(const PlanReport& r, size_t top) {
                     best + fmt::format("; relaxing {} alone is not enough: every such candidate misses another SLO too", x.constraint));
             }
         }
-        if (!timed && r.closest)
+        if (r.relaxations.empty() && r.closest)
             d.notes.push_back(
                 fmt::format("binds: memory — no layout of at most {} GPUs holds the workload; allow more GPUs, smaller "
                             "KV or weight dtypes, or fewer sequences",

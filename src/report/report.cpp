@@ -833,11 +833,7 @@ ojson runtime_json(const RuntimeSpec& r) {
                {"allocator_round_bytes", r.allocator_round_bytes},
                {"context_overhead", overhead},
                {"sources", sources}};
-    const Section settings = family_settings(r);
-    if (!settings.fields.empty()) {
-        ojson& o = j[settings.name] = ojson::object();
-        for (const auto& f : settings.fields) std::visit([&](const auto& v) { o[f.key] = v; }, f.value);
-    }
+    if (const Section settings = family_settings(r); !settings.fields.empty()) j[settings.name] = section_json(settings);
     return j;
 }
 
@@ -860,10 +856,8 @@ Table runtimes_table(const std::vector<RuntimeSpec>& runtimes) {
                                      std::string(to_string(r.gqa)), std::string(to_string(r.kv_layout))})
             t.cell(v);
         std::string args;
-        for (const auto& f : family_settings(r).fields) {
-            args += fmt::format("{}{} {}", args.empty() ? "" : " · ", f.label.empty() ? f.key : f.label,
-                                std::visit([](const auto& v) { return fmt::format("{}", v); }, f.value));
-        }
+        for (const auto& f : family_settings(r).fields)
+            args += fmt::format("{}{} {}", args.empty() ? "" : " · ", f.label.empty() ? f.key : f.label, raw_value(f));
         t.cell(args.empty() ? "-" : args);
         t.cell(r.description);
     }
