@@ -43,6 +43,16 @@ RuntimeSpec runtime_from(const std::string& runtime, const std::string& attentio
     if (v.max_num_seqs) e.max_num_seqs = v.max_num_seqs;
     if (v.max_num_batched_tokens) e.max_num_batched_tokens = v.max_num_batched_tokens;
     if (v.block_size) e.block_size = v.block_size;
+    if (v.max_model_len) e.max_model_len = v.max_model_len;
+    if (v.enforce_eager) e.enforce_eager = true;
+    if (!v.attention_backend.empty()) e.attention_backend = v.attention_backend;
+    if (!v.kv_cache_memory.empty()) {
+        u64 bytes = 0;
+        if (parse_byte_size(v.kv_cache_memory, bytes) != NumberParse::Ok || bytes == 0)
+            throw InputError(SourcePos{}, "--kv-cache-memory",
+                             fmt::format("\"{}\" is not a size in bytes; e.g. 21474836480, 20G (GiB) or 20g (10^9)", v.kv_cache_memory));
+        e.kv_cache_memory_bytes = bytes;
+    }
     try {
         apply_engine_args(r, e);
     } catch (const InputError& err) {
@@ -54,8 +64,32 @@ RuntimeSpec runtime_from(const std::string& runtime, const std::string& attentio
 
 ModelSpec model_from(const std::string& model, const std::string& dtype) {
     ModelSpec m = resolve_model(model);
-    if (!dtype.empty()) m.dtype = dtype_arg("--dtype", dtype);
+    if (!dtype.empty()) {
+        const DType d = dtype_arg("--dtype", dtype);
+        // The model's dtype is its activations' too: quantised types are weights only.
+        if (!d.whole_bytes() || d.bits < 16)
+            throw InputError(SourcePos{}, "--dtype",
+                             fmt::format("{} cannot hold activations (valid: fp32, bf16, fp16); for quantised weights use "
+                                         "--weight-dtype {}, for the KV cache --kv-dtype {}",
+                                         d.name, dtype, dtype));
+        m.dtype = d;
+    }
     return m;
+}
+
+std::optional<DType> kv_cache_dtype(const std::string& text) {
+    // vLLM's --kv-cache-dtype values (vllm/config/cache.py CacheDType): "auto" is the model's.
+    if (text.empty() || text == "auto") return std::nullopt;
+    static const std::pair<const char*, const char*> names[] = {
+        {"fp8", "fp8_e4m3"}, {"fp8_e4m3", "fp8_e4m3"}, {"fp8_e5m2", "fp8_e5m2"}, {"bfloat16", "bf16"}, {"float16", "fp16"}};
+    for (const auto& [vllm, ours] : names)
+        if (text == vllm) {
+            DType d;
+            parse_dtype(ours, d);
+            return d;
+        }
+    throw InputError(SourcePos{}, "--kv-cache-dtype",
+                     fmt::format("\"{}\" is not a vLLM KV cache dtype; valid: auto, fp8, fp8_e4m3, fp8_e5m2, bfloat16, float16", text));
 }
 
 Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeSpec* resolved) {
@@ -67,6 +101,12 @@ Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeS
     w.context = a.context ? a.context : default_context(m);
     if (!a.weight_dtype.empty()) w.weight_dtype = dtype_arg("--weight-dtype", a.weight_dtype);
     if (!a.kv_dtype.empty()) w.kv_dtype = dtype_arg("--kv-dtype", a.kv_dtype);
+    if (const auto kv = kv_cache_dtype(a.vllm.kv_cache_dtype)) {
+        if (w.kv_dtype && !(*w.kv_dtype == *kv))
+            throw InputError(SourcePos{}, "--kv-cache-dtype",
+                             fmt::format("\"{}\" contradicts --kv-dtype {}; give one of them", a.vllm.kv_cache_dtype, a.kv_dtype));
+        w.kv_dtype = *kv;
+    }
     if (!a.softmax_dtype.empty()) w.softmax_dtype = dtype_arg("--softmax-dtype", a.softmax_dtype);
     if (!a.logits_dtype.empty()) w.logits_dtype = dtype_arg("--logits-dtype", a.logits_dtype);
     if (!a.logits_kept.empty()) {
@@ -112,11 +152,11 @@ void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
     cmd->add_option("--gpu", a.gpu, "built-in GPU (name or alias; a family such as h100 lists its members) or a GPU YAML profile")
         ->capture_default_str();
     cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / (tp · pp); default: tp · pp)")->transform(positive_int());
-    cmd->add_option("--tp", a.tp, "tensor-parallel degree")->transform(positive_int())->capture_default_str();
+    cmd->add_option("--tp,--tensor-parallel-size", a.tp, "tensor-parallel degree")->transform(positive_int())->capture_default_str();
     cmd->add_option("--ep", a.ep, "expert-parallel degree: routed experts spread over this many of the TP group's GPUs (MoE models)")
         ->transform(positive_int())
         ->capture_default_str();
-    cmd->add_option("--pp", a.pp, "pipeline stages (layers split evenly; the fullest stage is reported)")
+    cmd->add_option("--pp,--pipeline-parallel-size", a.pp, "pipeline stages (layers split evenly; the fullest stage is reported)")
         ->transform(positive_int())
         ->capture_default_str();
     cmd->add_option("--mode", a.mode, "prefill | decode | train (estimate: one training step)")
@@ -142,7 +182,19 @@ void add_vllm_options(CLI::App* cmd, VllmArgs& v) {
     cmd->add_option("--max-num-batched-tokens", v.max_num_batched_tokens,
                     "vLLM: tokens per engine step, sizes the profile run (vLLM default 8192)")
         ->transform(token_count());
-    cmd->add_option("--block-size", v.block_size, "vLLM: tokens per KV block (vLLM default 16)")->transform(positive_int());
+    cmd->add_option("--block-size", v.block_size,
+                    "vLLM: tokens per KV block: 1, 8, 16, 32, 64, 128 or 256 (vLLM default 16; MLA "
+                    "backends force 64 or 128)")
+        ->transform(positive_int());
+    cmd->add_option("--max-model-len", v.max_model_len,
+                    "vLLM: the longest request the engine admits, apart from the workload's --context (default: the context)")
+        ->transform(token_count());
+    cmd->add_option("--kv-cache-dtype", v.kv_cache_dtype, "vLLM: auto | fp8 | fp8_e4m3 | fp8_e5m2 (auto: the model's dtype)");
+    cmd->add_option("--kv-cache-memory,--kv-cache-memory-bytes", v.kv_cache_memory,
+                    "vLLM: the KV cache's size in bytes (20G = 20 GiB, 20g = 20·10^9); gpu_memory_utilization is then not used");
+    cmd->add_flag("--enforce-eager", v.enforce_eager, "vLLM: no CUDA graphs (no graph pool)");
+    cmd->add_option("--attention-backend", v.attention_backend,
+                    "vLLM: MLA backend FLASHMLA | FLASHINFER_MLA | CUTLASS_MLA | TRITON_MLA (default: vLLM's for the GPU)");
 }
 
 void add_format_option(CLI::App* cmd, std::string& format) {

@@ -20,7 +20,9 @@ namespace memtax::cli {
 // values (vLLM's defaults in the shipped `vllm` profile).
 struct VllmArgs {
     std::string gpu_memory_utilization;
-    u64 max_num_seqs = 0, max_num_batched_tokens = 0, block_size = 0;
+    u64 max_num_seqs = 0, max_num_batched_tokens = 0, block_size = 0, max_model_len = 0;
+    std::string kv_cache_memory, kv_cache_dtype, attention_backend;
+    bool enforce_eager = false;
 };
 
 // Flags that describe a deployment and a workload (estimate; what-if reuses them per row).
@@ -51,6 +53,8 @@ DType dtype_arg(const std::string& flag, const std::string& text);
 RuntimeSpec runtime_from(const std::string& runtime, const std::string& attention, const VllmArgs& vllm = {});
 // The model with --dtype applied (the model's own dtype: weights, activations, KV by default).
 ModelSpec model_from(const std::string& model, const std::string& dtype);
+// vLLM's --kv-cache-dtype value as a dtype; nullopt for "auto" (the model's) or unset.
+std::optional<DType> kv_cache_dtype(const std::string& text);
 Workload workload_from(const EstimateArgs& a, const ModelSpec& m, const RuntimeSpec* resolved = nullptr);
 // A positive integer, in exponent notation too ("1e3"); a transform: the flag's value becomes
 // the plain decimal. CLI11's own range validators print the whole double range; this one says

@@ -9,7 +9,9 @@ namespace memtax {
 u64 DType::bytes(u64 n, std::string_view term) const {
     u64 payload = ceil_div(checked_mul(n, bits, term), 8);
     if (group_size == 0) return payload;
-    return checked_add(payload, checked_mul(ceil_div(n, group_size), scale_bytes, term), term);
+    const u64 groups = ceil_div(n, group_size);
+    const u64 zeros = ceil_div(checked_mul(groups, zero_bits, term), 8);
+    return checked_add(checked_add(payload, checked_mul(groups, scale_bytes, term), term), zeros, term);
 }
 
 bool DType::try_bytes(u64 n, u64& out) const noexcept {
@@ -17,9 +19,11 @@ bool DType::try_bytes(u64 n, u64& out) const noexcept {
     if (__builtin_mul_overflow(n, bits, &bits_total)) return false;
     out = ceil_div(bits_total, 8);
     if (group_size == 0) return true;
-    u64 scales;
-    if (__builtin_mul_overflow(ceil_div(n, group_size), scale_bytes, &scales)) return false;
-    return !__builtin_add_overflow(out, scales, &out);
+    const u64 groups = ceil_div(n, group_size);
+    u64 scales, zero_bits_total;
+    if (__builtin_mul_overflow(groups, scale_bytes, &scales)) return false;
+    if (__builtin_mul_overflow(groups, zero_bits, &zero_bits_total)) return false;
+    return !__builtin_add_overflow(out, scales, &out) && !__builtin_add_overflow(out, ceil_div(zero_bits_total, 8), &out);
 }
 
 u64 DType::matrix_bytes(u64 rows, u64 cols, std::string_view term) const {
@@ -30,8 +34,8 @@ u64 DType::matrix_bytes(u64 rows, u64 cols, std::string_view term) const {
 }
 
 const std::vector<std::string>& dtype_names() {
-    static const std::vector<std::string> names = {"fp32", "bf16",    "fp16",    "fp8_e4m3", "fp8_e5m2", "int8",
-                                                   "int4", "int4-gN", "int8-gN", "mxfp4",    "fp8-b128"};
+    static const std::vector<std::string> names = {"fp32", "bf16",    "fp16",       "fp8",        "fp8_e4m3", "fp8_e5m2", "int8",
+                                                   "int4", "int4-gN", "int4-gN-zp", "int8-gN-zp", "mxfp4",    "fp8-b128", "int8-gN"};
     return names;
 }
 
@@ -45,6 +49,10 @@ bool parse_dtype(const std::string& text, DType& out) {
         unsigned bits;
     };
     static const Entry whole[] = {{"fp32", 32}, {"bf16", 16}, {"fp16", 16}, {"fp8_e4m3", 8}, {"fp8_e5m2", 8}, {"int8", 8}};
+    if (text == "fp8") {
+        out = DType{"fp8_e4m3", 8, 0, 0};
+        return true;
+    }
     for (const auto& e : whole) {
         if (text == e.name) {
             out = DType{e.name, e.bits, 0, 0};
@@ -62,17 +70,20 @@ bool parse_dtype(const std::string& text, DType& out) {
     // int4: two values per byte, one fp16 scale per group (default 128, as GPTQ/AWQ ship).
     u64 group = 0;
     const bool int8 = text.rfind("int8-g", 0) == 0;
+    const bool zero_points = text.size() > 3 && text.ends_with("-zp");
+    const std::string_view body = zero_points ? std::string_view(text).substr(0, text.size() - 3) : std::string_view(text);
     if (text == "int4") {
         group = 128;
-    } else if ((int8 || text.rfind("int4-g", 0) == 0) && text.size() > 6) {
-        const char* first = text.data() + 6;
-        const char* last = text.data() + text.size();
+    } else if ((int8 || text.rfind("int4-g", 0) == 0) && body.size() > 6) {
+        const char* first = body.data() + 6;
+        const char* last = body.data() + body.size();
         auto [ptr, ec] = std::from_chars(first, last, group);
         if (ec != std::errc() || ptr != last || group == 0 || group > (1u << 20)) return false;
     } else {
         return false;
     }
-    out = DType{(int8 ? "int8-g" : "int4-g") + std::to_string(group), int8 ? 8u : 4u, group, 2};
+    out = DType{(int8 ? "int8-g" : "int4-g") + std::to_string(group) + (zero_points ? "-zp" : ""), int8 ? 8u : 4u, group, 2};
+    out.zero_bits = zero_points ? out.bits : 0;
     return true;
 }
 

@@ -18,8 +18,12 @@ struct DType {
     // fp8 weights: one fp32 scale per 128×128 block, partial blocks padded). A count of values
     // without its matrix shape is then costed as runs of block2d² values.
     u64 block2d = 0;
+    // Bits of one zero point per group (AWQ and GPTQ checkpoints store a packed 4- or 8-bit zero
+    // beside each fp16 scale: `qzeros`); 0 = symmetric, no zero points.
+    unsigned zero_bits = 0;
 
-    // Exact bytes to store n elements: ceil(n*bits/8) + ceil(n/group)*scale_bytes.
+    // Exact bytes to store n elements: ceil(n*bits/8) + ceil(n/group)*scale_bytes
+    // + ceil(ceil(n/group)*zero_bits/8).
     u64 bytes(u64 n, std::string_view term) const;
     // The same without throwing: false when the count does not fit 64 bits (hot paths report
     // the overflow as a status instead).
@@ -31,8 +35,10 @@ struct DType {
     friend bool operator==(const DType& a, const DType& b) { return a.name == b.name; }
 };
 
-// Parses "fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "int8", "int4" (= int4-g128),
+// Parses "fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8" (= fp8_e4m3, vLLM's and
+// PyTorch's default fp8), "int8", "int4" (= int4-g128),
 // "int4-gN" and "int8-gN" (one fp16 scale per N values: group-quantised KV caches, KIVI-style),
+// "int4-gN-zp" and "int8-gN-zp" (the same plus a packed zero point per group: AWQ, GPTQ),
 // "mxfp4" (OCP microscaling: 4-bit E2M1 values, one 1-byte E8M0 scale per 32; gpt-oss experts)
 // and "fp8-b128" (e4m3 values, one fp32 scale per 128×128 block; DeepSeek-V3 weights).
 // Returns false for anything else.

@@ -13,6 +13,8 @@ std::string render(const SourcePos& pos, const std::string& field, const std::st
     return where + message;
 }
 
+}  // namespace
+
 // Levenshtein distance, hand-written: none of the project's libraries offers one and it is
 // ten lines (ninja's SpellcheckStringV does the same).
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -29,8 +31,6 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     }
     return row[b.size()];
 }
-
-}  // namespace
 
 InputError::InputError(SourcePos pos, std::string field, std::string message)
     : std::runtime_error(render(pos, field, message)), pos_(std::move(pos)), field_(std::move(field)), message_(std::move(message)) {}

@@ -38,6 +38,8 @@ public:
     using std::logic_error::logic_error;
 };
 
+// The number of single-character edits between two words (Levenshtein).
+size_t edit_distance(const std::string& a, const std::string& b);
 // The "did you mean" suggestion for a misspelled name; empty when nothing is close.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 // ` (did you mean "x"?)` for the closest candidate, or "" when nothing is close.

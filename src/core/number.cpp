@@ -10,7 +10,7 @@ namespace {
 
 __extension__ typedef unsigned __int128 u128;
 constexpr u128 kU64Max = static_cast<u128>(~u64{0});
-constexpr u128 kMantMax = (~u128{0}) / (10ull * 1024 * 1024 * 16);
+constexpr u128 kMantMax = (~u128{0}) / (10ull * (u64{1} << 40) * 16);  // room for a TiB multiplier
 
 // value = mantissa digits · 10^exp10 · mul; exact or NotInteger/Overflow.
 NumberParse parse(std::string_view s, u64 mul, u64& out) {
@@ -80,6 +80,23 @@ NumberParse parse_token_count(std::string_view text, u64& out) {
         if (mul != 1) text.remove_suffix(1);
     }
     return parse(text, mul, out);
+}
+
+NumberParse parse_byte_size(std::string_view text, u64& out) {
+    // vLLM's human_readable_int: lower-case k/m/g/t are powers of 1000, upper-case K/M/G/T powers
+    // of 1024; "GiB"/"GB" spell the same two.
+    struct Suffix {
+        std::string_view text;
+        u64 mul;
+    };
+    static constexpr Suffix suffixes[] = {{"KiB", u64{1} << 10}, {"MiB", u64{1} << 20}, {"GiB", u64{1} << 30}, {"TiB", u64{1} << 40},
+                                          {"KB", 1000},          {"MB", 1000000},       {"GB", 1000000000},    {"TB", 1000000000000},
+                                          {"K", u64{1} << 10},   {"M", u64{1} << 20},   {"G", u64{1} << 30},   {"T", u64{1} << 40},
+                                          {"k", 1000},           {"m", 1000000},        {"g", 1000000000},     {"t", 1000000000000}};
+    for (const auto& sfx : suffixes)
+        if (text.size() > sfx.text.size() && text.ends_with(sfx.text))
+            return parse(text.substr(0, text.size() - sfx.text.size()), sfx.mul, out);
+    return parse(text, 1, out);
 }
 
 std::optional<u64> parse_ppm(std::string_view s) {

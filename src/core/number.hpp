@@ -19,6 +19,10 @@ NumberParse parse_exact_integer(std::string_view text, u64& out);
 // context" is 131,072 tokens, as model cards count it). "1.5k" = 1,536.
 NumberParse parse_token_count(std::string_view text, u64& out);
 
+// A size in bytes as vLLM's --kv-cache-memory-bytes takes it: 21474836480, 20G / 20GiB
+// (×1024³), 20g / 20GB (×1000³); K, M, T likewise. "1.5G" = 1,610,612,736.
+NumberParse parse_byte_size(std::string_view text, u64& out);
+
 // "0.9" -> 900000 parts per million, exactly (no binary floating point); at most 6 decimals,
 // value at most 9.999999. nullopt when it is not such a decimal.
 std::optional<u64> parse_ppm(std::string_view s);

@@ -134,6 +134,8 @@ private:
     // attention block size may be raised so one attention page holds a state page.
     u64 n_state_ = 0, block_ = 0, groups_full_ = 0, groups_window_ = 0, groups_state_ = 0, state_bytes_ = 0, padding_layers_ = 0;
     bool kv_positive_ = false;
+    // The block size and why (vLLM forces one per MLA backend), and the MLA backend picked.
+    std::string block_rule_;
     std::string peak_at_;
     std::vector<LiveItem> live_at_peak_;
 };
@@ -211,13 +213,37 @@ VllmPlan::VllmPlan(const CompileInput& in)
     requested_ = mul_frac(capacity_, p_.gpu_memory_utilization_ppm, 1000000);
     const u64 non_kv =
         checked_add(checked_add(weights_, act_peak, "vllm non-kv"), checked_add(non_torch_, graph_pool_, "vllm non-kv"), "vllm non-kv");
-    kv_positive_ = requested_ > non_kv;
-    available_ = kv_positive_ ? requested_ - non_kv : 0;
+    if (p_.kv_cache_memory_bytes) {
+        // --kv-cache-memory-bytes: the pool is the size given, whatever utilisation says
+        // (gpu_worker.determine_available_memory returns it); it must fit beside the rest.
+        requested_ = checked_add(non_kv, p_.kv_cache_memory_bytes, "vllm requested");
+        kv_positive_ = requested_ <= capacity_;
+        available_ = kv_positive_ ? p_.kv_cache_memory_bytes : 0;
+    } else {
+        kv_positive_ = requested_ > non_kv;
+        available_ = kv_positive_ ? requested_ - non_kv : 0;
+    }
     // Pages (vLLM kv_cache_interface.py): an attention page is block_size tokens of one layer's
     // cached tensors (K and V, or MLA's one latent); a Mamba page is one sequence's conv + SSM
     // state (in the model's dtype: mamba_cache_dtype "auto").
     const u64 token_bytes = per_token ? dt_.kv.bytes(per_token, "kv page") : 0;
     block_ = p_.block_size;
+    block_rule_ = "block_size";
+    if (model_.mla.kv_lora_rank) {
+        // MLA's backends force their page size (vllm/platforms/cuda.py check_and_update_config):
+        // FlashMLA (the default on Hopper, SM 9.x) and FlashInfer-MLA (the default on Blackwell,
+        // SM 10.x) need a multiple of 64 (FlashInfer-MLA also takes 32), CUTLASS-MLA a multiple
+        // of 128; Triton MLA (older GPUs) takes any.
+        std::string backend = p_.attention_backend;
+        const unsigned cc = in.gpu.compute_capability;
+        if (backend.empty()) backend = cc / 10 == 9 ? "FLASHMLA" : cc / 10 == 10 ? "FLASHINFER_MLA" : "TRITON_MLA";
+        const u64 before = block_;
+        if (backend == "FLASHMLA" && block_ % 64 != 0) block_ = 64;
+        if (backend == "FLASHINFER_MLA" && block_ != 32 && block_ % 64 != 0) block_ = 64;
+        if (backend == "CUTLASS_MLA" && block_ % 128 != 0) block_ = 128;
+        block_rule_ = block_ != before ? fmt::format("{} forces {} (block_size {} asked; vllm/platforms/cuda.py)", backend, block_, before)
+                                       : fmt::format("block_size, kept by {}", backend);
+    }
     if (n_state_ && token_bytes) {
         // Attention + Mamba (model_executor/models/config.py): the attention block grows to a
         // multiple of 16 tokens whose page holds a Mamba page; the Mamba page is padded up to it.
@@ -278,7 +304,8 @@ u64 VllmPlan::blocks_per_request(u64 max_len) const noexcept {
 
 void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
     bool ovf = false;
-    const u64 max_len = p.context, B = p.batch;
+    // Requests of p.context tokens; the engine admits up to max_model_len (default: the same).
+    const u64 max_len = p.context, B = p.batch, model_len = p_.max_model_len ? p_.max_model_len : p.context;
     r.logits_kept = 1;
     r.weights = weights_;
     r.resident_before = weights_;
@@ -323,7 +350,10 @@ void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
     // vLLM refuses to start without KV memory, and serves `batch` sequences of `context` tokens at
     // once only if the pool holds them.
     // vLLM schedules at most max_num_seqs sequences at once; the rest wait.
-    r.fits = kv_positive_ && num_blocks_ > 0 && num_blocks_ / per_request >= B && B <= p_.max_num_seqs;
+    // vLLM refuses to start unless one max_model_len request fits the pool, and refuses a
+    // request longer than max_model_len.
+    r.fits = kv_positive_ && num_blocks_ > 0 && num_blocks_ / per_request >= B && B <= p_.max_num_seqs && max_len <= model_len &&
+             num_blocks_ >= blocks_per_request(model_len);
     r.status = ovf ? PointStatus::Overflow : PointStatus::Ok;
 }
 
@@ -365,8 +395,12 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     }
     if (has_head_) out.step_graphs.push_back(GraphUse{&head_, b, 1, false, 0, 0});
 
-    Section s{"vllm", fmt::format("vLLM start-up (gpu_memory_utilization × usable = {} B)", group_digits(requested_)), {}};
-    auto f = [&](const char* key, auto v, const char* label) { s.fields.push_back({key, v, label}); };
+    Section s{"vllm",
+              p_.kv_cache_memory_bytes
+                  ? fmt::format("vLLM start-up (kv_cache_memory_bytes given; the rest + KV = {} B)", group_digits(requested_))
+                  : fmt::format("vLLM start-up (gpu_memory_utilization × usable = {} B)", group_digits(requested_)),
+              {}};
+    auto f = [&](const char* key, auto v, const std::string& label) { s.fields.push_back({key, v, label}); };
     f("requested_bytes", requested_, "requested (bytes)");
     f("profile_tokens", p_.max_num_batched_tokens, "profile forward peak (tokens)");
     f("sampler_requests", sampler_requests_, "profile sampler requests");
@@ -375,18 +409,34 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     f("cudagraph_pool_bytes", graph_pool_, "CUDA-graph pool (bytes)");
     f("non_torch_bytes", non_torch_, "non-torch memory (bytes)");
     f("available_kv_bytes", available_, "available for KV (bytes)");
-    f("block_size", block_, "block size (tokens)");
+    f("block_size", block_, fmt::format("block size (tokens): {}", block_rule_));
     f("kv_groups", groups_full_ + groups_window_ + groups_state_, "KV groups (full + sliding + Mamba)");
     f("padding_layers", padding_layers_, "padding layers in the last groups");
     if (state_bytes_) f("mamba_state_bytes", state_bytes_, "Mamba state per sequence per layer (bytes)");
     f("page_bytes", page_, "page: one block of one layer (bytes)");
     f("layers_per_block", group_, "layers per block id");
     f("num_blocks", num_blocks_, "KV blocks");
-    f("blocks_per_request", per_request, "blocks per request at max_model_len");
+    f("blocks_per_request", per_request, "blocks per request at the context");
     f("max_concurrency", static_cast<double>(r.max_concurrency_milli) / 1000.0, "maximum concurrency");
     f("max_concurrent_requests", num_blocks_ / per_request, "maximum concurrent requests");
+    // The start-up log's own lines (vllm/v1/worker/gpu_worker.py "Available KV cache memory";
+    // vllm/v1/core/kv_cache_utils.py: max concurrency = num_blocks / blocks per max_model_len
+    // request, "GPU KV cache size" = int(max concurrency · max_model_len) tokens).
+    const u64 model_len = p_.max_model_len ? p_.max_model_len : max_len;
+    const u64 model_len_blocks = blocks_per_request(model_len);
+    const double log_concurrency = static_cast<double>(num_blocks_) / static_cast<double>(model_len_blocks);
+    const u64 log_tokens = mul_frac(num_blocks_, model_len, model_len_blocks);
+    f("max_model_len", model_len, p_.max_model_len ? "max_model_len" : "max_model_len (the workload's context)");
+    f("log_available_kv_gib", static_cast<double>(available_) / static_cast<double>(u64{1} << 30),
+      fmt::format("log: Available KV cache memory: {:.2f} GiB", static_cast<double>(available_) / static_cast<double>(u64{1} << 30)));
+    f("log_kv_cache_tokens", log_tokens, fmt::format("log: GPU KV cache size: {} tokens", group_digits(log_tokens)));
+    f("log_max_concurrency", log_concurrency,
+      fmt::format("log: Maximum concurrency for {} tokens per request: {:.2f}x", group_digits(model_len), log_concurrency));
     f("max_num_seqs", p_.max_num_seqs, "max_num_seqs");
-    f("gpu_memory_utilization", static_cast<double>(p_.gpu_memory_utilization_ppm) / 1e6, "gpu_memory_utilization");
+    if (p_.kv_cache_memory_bytes)
+        f("kv_cache_memory_bytes", p_.kv_cache_memory_bytes, "kv_cache_memory_bytes (gpu_memory_utilization not used)");
+    else
+        f("gpu_memory_utilization", static_cast<double>(p_.gpu_memory_utilization_ppm) / 1e6, "gpu_memory_utilization");
     out.sections.push_back(std::move(s));
 
     out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
@@ -413,13 +463,29 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     out.components.push_back({"forward_peak", "peak", r.forward_peak, fmt::format("the start-up profile's peak, at {}", out.peak_at)});
     out.components.push_back({"total", "total", r.total, "weights + kv_cache + activation_peak + logits + runtime_overhead"});
 
-    if (B > p_.max_num_seqs && kv_positive_)
+    const u64 model_len_needed = blocks_per_request(model_len);
+    if (kv_positive_ && max_len > model_len)
+        out.verdict = fmt::format(
+            "does not fit: requests of {} tokens exceed max_model_len {}; vLLM refuses them (raise runtime_settings.max_model_len)",
+            group_digits(max_len), group_digits(model_len));
+    else if (kv_positive_ && num_blocks_ < model_len_needed)
+        out.verdict = fmt::format(
+            "does not fit: vLLM does not start: one request of max_model_len {} tokens needs {} KV blocks, the pool has {} (lower "
+            "runtime_settings.max_model_len or give the KV cache more memory)",
+            group_digits(model_len), group_digits(model_len_needed), group_digits(num_blocks_));
+    else if (B > p_.max_num_seqs && kv_positive_)
         out.verdict = fmt::format(
             "does not fit: {} sequences wanted at once, but max_num_seqs is {}: vLLM schedules at most {} and queues the rest "
             "(raise runtime_settings.max_num_seqs, or add replicas with deployment.gpus); the KV pool ({} blocks) holds {:.2f} sequences "
             "of {} tokens",
             B, p_.max_num_seqs, p_.max_num_seqs, group_digits(num_blocks_), static_cast<double>(r.max_concurrency_milli) / 1000.0,
             group_digits(max_len));
+    else if (!kv_positive_ && p_.kv_cache_memory_bytes)
+        out.verdict = fmt::format(
+            "does not fit: weights {} + activation peak {} + non-torch {} + CUDA graphs {} + the KV cache asked for {} exceed the card's "
+            "{}",
+            format_bytes_gib(weights_), format_bytes_gib(std::max(forward_peak_, sampler_peak_)), format_bytes_gib(non_torch_),
+            format_bytes_gib(graph_pool_), format_bytes_gib(p_.kv_cache_memory_bytes), format_bytes_gib(capacity_));
     else if (!kv_positive_)
         out.verdict = fmt::format(
             "does not fit: weights {} + activation peak {} + non-torch {} + CUDA graphs {} exceed the {} vLLM may use; no memory for the "
@@ -450,6 +516,20 @@ void apply_engine_args(RuntimeSpec& r, const EngineArgs& a) {
         r.vllm->block_size = *a.block_size;
     }
     if (a.gpu_memory_utilization_ppm) r.vllm->gpu_memory_utilization_ppm = *a.gpu_memory_utilization_ppm;
+    if (a.max_model_len) r.vllm->max_model_len = *a.max_model_len;
+    if (a.kv_cache_memory_bytes) r.vllm->kv_cache_memory_bytes = *a.kv_cache_memory_bytes;
+    // --enforce-eager: no CUDA graphs are captured, so no graph pool.
+    if (a.enforce_eager && *a.enforce_eager) r.vllm->cudagraph_max_capture_size = 0;
+    if (a.attention_backend) {
+        static const char* const kMlaBackends[] = {"FLASHMLA", "FLASHINFER_MLA", "CUTLASS_MLA", "TRITON_MLA"};
+        if (std::find_if(std::begin(kMlaBackends), std::end(kMlaBackends), [&](const char* b) { return *a.attention_backend == b; }) ==
+            std::end(kMlaBackends))
+            throw InputError(
+                SourcePos{}, "runtime_settings.attention_backend",
+                fmt::format("\"{}\" is not an MLA backend memtax models; valid: FLASHMLA, FLASHINFER_MLA, CUTLASS_MLA, TRITON_MLA",
+                            *a.attention_backend));
+        r.vllm->attention_backend = *a.attention_backend;
+    }
     if (a.max_num_seqs) r.vllm->max_num_seqs = *a.max_num_seqs;
     if (a.max_num_batched_tokens) r.vllm->max_num_batched_tokens = *a.max_num_batched_tokens;
 }
@@ -545,10 +625,13 @@ std::string vllm_serve(const RuntimeSpec& r, const ServeLaunch& l) {
     if (l.expert_parallel) cmd += " --enable-expert-parallel";                                 // the runtime's own flags
     cmd += fmt::format(" --kv-cache-dtype {} --max-model-len {}", kv, l.max_model_len);        // the runtime's own flags
     const double util = static_cast<double>(v.gpu_memory_utilization_ppm) / 1e6;
-    cmd += fmt::format(" --max-num-seqs {}", v.max_num_seqs);                      // the runtime's own flags
-    cmd += fmt::format(" --max-num-batched-tokens {}", v.max_num_batched_tokens);  // the runtime's own flags
-    cmd += fmt::format(" --gpu-memory-utilization {:g}", util);                    // the runtime's own flags
-    cmd += fmt::format(" --block-size {}", v.block_size);                          // the runtime's own flags
+    cmd += fmt::format(" --max-num-seqs {}", v.max_num_seqs);                                                 // the runtime's own flags
+    cmd += fmt::format(" --max-num-batched-tokens {}", v.max_num_batched_tokens);                             // the runtime's own flags
+    cmd += fmt::format(" --gpu-memory-utilization {:g}", util);                                               // the runtime's own flags
+    cmd += fmt::format(" --block-size {}", v.block_size);                                                     // the runtime's own flags
+    if (v.cudagraph_max_capture_size == 0) cmd += " --enforce-eager";                                         // the runtime's own flags
+    if (v.kv_cache_memory_bytes) cmd += fmt::format(" --kv-cache-memory-bytes {}", v.kv_cache_memory_bytes);  // the runtime's own flags
+    if (!v.attention_backend.empty()) cmd += fmt::format(" --attention-backend {}", v.attention_backend);     // the runtime's own flags
     return cmd;
 }
 

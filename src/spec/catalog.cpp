@@ -68,11 +68,156 @@ std::string fold(std::string_view s) {
     return out;
 }
 
+// A name as users write it, reduced to the shapes it names: the Hugging Face organisation
+// ("Qwen/"), the release words that change the weights but not their shapes ("-Instruct",
+// "-Chat", "-Base", "-hf", "-it", "-pt") and Meta's old "Meta-" prefix are dropped, then folded.
+// "meta-llama/Meta-Llama-3.1-8B-Instruct" and "Llama-3.1-8B" are one key.
+std::string shape_key(std::string_view s) {
+    if (const size_t slash = s.rfind('/'); slash != std::string_view::npos) s.remove_prefix(slash + 1);
+    std::vector<std::string> words;
+    std::string word;
+    for (size_t i = 0; i <= s.size(); ++i) {
+        const char c = i < s.size() ? s[i] : '-';
+        if (c == '-' || c == '_' || c == ' ') {
+            if (!word.empty()) words.push_back(word);
+            word.clear();
+        } else {
+            word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+    }
+    static const std::vector<std::string> release = {"instruct", "chat", "base", "hf", "it", "pt"};
+    std::string out;
+    for (size_t i = 0; i < words.size(); ++i) {
+        if (std::find(release.begin(), release.end(), words[i]) != release.end()) continue;
+        if (i == 0 && words[i] == "meta" && words.size() > 1 && words[1].starts_with("llama")) continue;
+        out += fold(words[i]);
+    }
+    return out;
+}
+
+// The words of a name for ranking suggestions: runs of letters, and numbers with the unit that
+// follows them ("80gb", "32b", "8x7b"); a number with a unit is a size, a bare one a version or a
+// product number. "Qwen2.5-32B" is {qwen, 2, 5, 32b}.
+struct NameWords {
+    std::vector<std::string> sizes, numbers, letters;
+};
+NameWords name_words(std::string_view s) {
+    if (const size_t slash = s.rfind('/'); slash != std::string_view::npos) s.remove_prefix(slash + 1);
+    NameWords w;
+    size_t i = 0;
+    auto is_digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
+    auto is_alpha = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; };
+    while (i < s.size()) {
+        if (is_digit(s[i])) {
+            size_t j = i;
+            while (j < s.size() && is_digit(s[j])) ++j;
+            std::string number(s.substr(i, j - i));
+            // A unit is a short run of letters right after the digits that ends the word
+            // ("32B", "80GB", "8x7B" keeps "8x7b" whole).
+            size_t k = j;
+            while (k < s.size() && is_alpha(s[k])) ++k;
+            const std::string unit = fold(s.substr(j, k - j));
+            if (unit == "x" && k < s.size() && is_digit(s[k])) {
+                size_t m = k;
+                while (m < s.size() && is_digit(s[m])) ++m;
+                size_t n = m;
+                while (n < s.size() && is_alpha(s[n])) ++n;
+                w.sizes.push_back(fold(s.substr(i, n - i)));
+                i = n;
+                continue;
+            }
+            if ((unit == "b" || unit == "m" || unit == "gb" || unit == "k") && (k == s.size() || !is_alpha(s[k]))) {
+                w.sizes.push_back(number + unit);
+                i = k;
+                continue;
+            }
+            w.numbers.push_back(number);
+            i = j;
+        } else if (is_alpha(s[i])) {
+            size_t j = i;
+            while (j < s.size() && is_alpha(s[j])) ++j;
+            const std::string letters = fold(s.substr(i, j - i));
+            static const std::vector<std::string> release = {"instruct", "chat", "base", "hf", "it", "pt"};
+            if (std::find(release.begin(), release.end(), letters) == release.end()) w.letters.push_back(letters);
+            i = j;
+        } else {
+            ++i;
+        }
+    }
+    return w;
+}
+
+// How many words one list has that the other lacks (as multisets).
+size_t words_apart(std::vector<std::string> a, std::vector<std::string> b) {
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    std::vector<std::string> diff;
+    std::set_symmetric_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(diff));
+    return diff.size();
+}
+
 struct Entry {
     std::string name, display;
     std::vector<std::string> aliases;
     const EmbeddedFile* file;
+    // A derived profile (a calibrated copy) is chosen only by its own name or alias, never for
+    // a family word or as a suggestion.
+    bool derived = false;
 };
+
+// Whether the profile has a top-level `key:` (a mapping header counts).
+bool has_top_level_key(const char* text, std::string_view key) {
+    std::string_view t(text);
+    for (size_t at = 0; at < t.size();) {
+        size_t end = t.find('\n', at);
+        if (end == std::string_view::npos) end = t.size();
+        const std::string_view line = t.substr(at, end - at);
+        if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':') return true;
+        at = end + 1;
+    }
+    return false;
+}
+
+// The suggestion for a name that resolves to nothing: the profile whose sizes agree (a 32B
+// model is never offered for a 72B one), then whose version and product numbers agree, then
+// with the fewest words apart, then the fewest edits. A candidate that states a different size
+// is never offered; one whose numbers differ only when its spelling is close.
+std::string suggestion(const std::string& arg, const std::vector<Entry>& entries) {
+    const NameWords want = name_words(arg);
+    const std::string key = shape_key(arg);
+    struct Rank {
+        size_t numbers, words, edits;
+        auto operator<=>(const Rank&) const = default;
+    };
+    const Entry* best = nullptr;
+    Rank best_rank{};
+    for (const auto& e : entries) {
+        if (e.derived) continue;
+        std::vector<std::string> spellings = e.aliases;
+        spellings.push_back(e.name);
+        if (!e.display.empty()) spellings.push_back(e.display);
+        for (const auto& sp : spellings) {
+            const NameWords have = name_words(sp);
+            // Sizes conflict when both state one and they differ.
+            if (!want.sizes.empty() && !have.sizes.empty() && words_apart(want.sizes, have.sizes) != 0) continue;
+            const std::string folded = shape_key(sp);
+            const size_t edits = edit_distance(key, folded);
+            const size_t numbers = words_apart(want.numbers, have.numbers);
+            const bool close = edits <= std::max<size_t>(2, key.size() / 3);
+            if (numbers != 0 && !close) continue;
+            // Something beyond the numbers must agree: a brand word or a size.
+            const bool shares_letters = words_apart(want.letters, have.letters) < want.letters.size() + have.letters.size();
+            const bool shares_size = !want.sizes.empty() && !have.sizes.empty();
+            if (!shares_letters && !shares_size && !close) continue;
+            const Rank r{numbers, words_apart(want.letters, have.letters) + words_apart(want.sizes, have.sizes), edits};
+            if (!best || r < best_rank) {
+                best = &e;
+                best_rank = r;
+            }
+        }
+    }
+    return best ? best->name : std::string();
+}
 
 template <typename Spec>
 Spec resolve(const std::string& what, const std::string& arg, const std::vector<EmbeddedFile>& files,
@@ -83,14 +228,17 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
     if (std::filesystem::exists(arg, ec) || looks_like_path(arg)) return load_path(arg);
     std::vector<Entry> entries;
     for (const auto& f : files)
-        entries.push_back({top_level_value(f.text, "name"), top_level_value(f.text, "display_name"), declared_aliases(f.text), &f});
+        entries.push_back({top_level_value(f.text, "name"), top_level_value(f.text, "display_name"), declared_aliases(f.text), &f,
+                           has_top_level_key(f.text, "calibration")});
     auto load = [&](const Entry& e) {
         Spec s = load_text(e.file->text, e.file->path);
         if (s.name != e.name) throw InternalError(fmt::format("catalog profile {} declares name {}", e.file->path, s.name));
         return s;
     };
-    // 1. The exact name; 2. a declared alias (HF repository ids, older spellings); 3. the same
-    // letters and digits ("llama3.1-8b"); 4. a family prefix that picks one profile ("mi300").
+    // 1. The exact name; 2. a declared alias (HF repository ids, older spellings, the family
+    // word of the canonical profile: "h100" is h100-sxm); 3. the same letters and digits
+    // ("llama3.1-8b"); 4. the same shapes as users write them ("Qwen/Qwen2.5-7B-Instruct"); 5. a
+    // family prefix that picks one profile ("mi300").
     for (const auto& e : entries)
         if (e.name == arg) return load(e);
     const std::string key = fold(arg);
@@ -99,6 +247,14 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
             if (a == arg || fold(a) == key) return load(e);
     for (const auto& e : entries)
         if (fold(e.name) == key) return load(e);
+    const std::string shapes = shape_key(arg);
+    if (!shapes.empty()) {
+        for (const auto& e : entries)
+            if (!e.derived && shape_key(e.name) == shapes) return load(e);
+        for (const auto& e : entries)
+            for (const auto& a : e.aliases)
+                if (!e.derived && shape_key(a) == shapes) return load(e);
+    }
     // A family prefix ends where a word of the name ends: "h100" names h100-sxm and h100-pcie,
     // but "llama-3.1-8" is a typo of llama-3.1-8b, not its family.
     auto family_of = [&](const std::string& name) {
@@ -110,6 +266,7 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
     std::vector<const Entry*> family;
     if (!key.empty())
         for (const auto& e : entries) {
+            if (e.derived) continue;
             bool hit = family_of(e.name);
             for (const auto& a : e.aliases) hit = hit || family_of(a);
             if (hit) family.push_back(&e);
@@ -124,24 +281,8 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
         throw InputError(SourcePos{}, what,
                          fmt::format("\"{}\" names {} built-in {}s; pick one: {}", arg, family.size(), what, fmt::join(options, ", ")));
     }
-    // The closest name or alias, suggested by its profile's name.
-    std::vector<std::string> spellings;
-    std::vector<const Entry*> owner;
-    for (const auto& e : entries) {
-        spellings.push_back(fold(e.name));
-        owner.push_back(&e);
-        for (const auto& a : e.aliases) {
-            spellings.push_back(fold(a));
-            owner.push_back(&e);
-        }
-    }
-    std::string hint;
-    const std::string close = closest_match(key, spellings);
-    for (size_t i = 0; i < spellings.size(); ++i)
-        if (!close.empty() && spellings[i] == close) {
-            hint = fmt::format(" (did you mean \"{}\"?)", owner[i]->name);
-            break;
-        }
+    const std::string close = suggestion(arg, entries);
+    const std::string hint = close.empty() ? "" : fmt::format(" (did you mean \"{}\"?)", close);
     throw InputError(SourcePos{}, what,
                      fmt::format("unknown {} \"{}\"{}; built-in: {} (or give a file path)", what, arg, hint, fmt::join(names, ", ")));
 }

@@ -47,6 +47,7 @@ struct GpuSpec {
     std::map<std::string, FlopsPerSecond> peak_flops;  // dense (no 2:4 sparsity), per dtype name
     u64 l2_bytes = 0;                                  // 0 = unknown
     u64 sm_count = 0;                                  // SMs (NVIDIA) or CUs (AMD); 0 = unknown
+    unsigned compute_capability = 0;                   // NVIDIA major·10 + minor (90 = Hopper, 100 = Blackwell); 0 = not stated
     BytesPerSecond interconnect_bandwidth;             // per GPU, as vendors state it; 0 = none
     std::string interconnect;
     // Names the device reports (torch.cuda.get_device_name, cudaGetDeviceProperties), so

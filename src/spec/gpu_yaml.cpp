@@ -1,6 +1,7 @@
 // memtax GPU profile (YAML) -> GpuSpec. Every number must cite a source under `sources:`.
 #include <fmt/format.h>
 
+#include "core/number.hpp"
 #include "spec/loaders.hpp"
 #include "spec/yaml_reader.hpp"
 
@@ -18,21 +19,16 @@ const std::vector<std::string> kGpuKeys = {"name",
                                            "peak_flops_per_s",
                                            "l2_bytes",
                                            "sm_count",
+                                           "compute_capability",
                                            "interconnect",
                                            "interconnect_bandwidth_bytes_per_s",
                                            "device_names",
                                            "efficiency",
                                            "calibration",
                                            "sources"};
-const std::vector<std::string> kNumericKeys = {"memory_bytes",
-                                               "usable_memory_bytes",
-                                               "hbm_bandwidth_bytes_per_s",
-                                               "peak_flops_per_s",
-                                               "l2_bytes",
-                                               "sm_count",
-                                               "interconnect_bandwidth_bytes_per_s",
-                                               "efficiency",
-                                               "calibration"};
+const std::vector<std::string> kNumericKeys = {
+    "memory_bytes", "usable_memory_bytes", "hbm_bandwidth_bytes_per_s",          "peak_flops_per_s", "l2_bytes",
+    "sm_count",     "compute_capability",  "interconnect_bandwidth_bytes_per_s", "efficiency",       "calibration"};
 const std::vector<std::string> kKernelClasses = {
     "stream",           "gemm_bf16",    "gemm_fp16",           "gemm_fp8_e4m3", "attention_prefill",
     "attention_decode", "memtax_flash", "memtax_paged_decode", "launch",        "allreduce"};
@@ -70,6 +66,17 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
     g.l2_bytes = map.optional_u64("l2_bytes").value_or(0);
     g.sm_count = map.optional_u64("sm_count").value_or(0);
     if (map.has("sm_count") && g.sm_count == 0) map.fail("sm_count", "must be positive (omit it when unknown)");
+    if (map.has("compute_capability")) {
+        // NVIDIA's "major.minor" (9.0 Hopper, 10.0 Blackwell): runtimes pick kernels by it.
+        const std::string cc = map.required_string("compute_capability");
+        const size_t dot = cc.find('.');
+        u64 major = 0, minor = 0;
+        if (g.vendor != "nvidia") map.fail("compute_capability", "is NVIDIA's; omit it for vendor " + g.vendor);
+        if (dot == std::string::npos || parse_exact_integer(cc.substr(0, dot), major) != NumberParse::Ok ||
+            parse_exact_integer(cc.substr(dot + 1), minor) != NumberParse::Ok || major == 0 || major > 99 || minor > 9)
+            map.fail("compute_capability", fmt::format("\"{}\" is not a compute capability; expected MAJOR.MINOR, e.g. 9.0", cc));
+        g.compute_capability = static_cast<unsigned>(major * 10 + minor);
+    }
     g.interconnect = map.required_string("interconnect");
     if (map.has("interconnect_bandwidth_bytes_per_s")) g.interconnect_bandwidth = {map.required_rate("interconnect_bandwidth_bytes_per_s")};
     YAML::Node names = map.node("device_names");

@@ -110,7 +110,6 @@ const std::vector<const char*> kArchKeys = {"num_local_experts",
                                             "layer_types",
                                             "sliding_window",
                                             "use_sliding_window",
-                                            "quantization_config",
                                             "num_nextn_predict_layers",
                                             "attention_chunk_size",
                                             "no_rope_layers",
@@ -223,6 +222,69 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file) {
     return load_hf_config(text, file, HfFamilyRegistry::builtin());
 }
 
+namespace {
+
+// The checkpoint formats any decoder family is saved in, mapped to the dtype they store for
+// every linear layer of the decoder (embeddings and the head stay in the model's dtype):
+// - AWQ (AutoAWQ, `quant_method: awq`): 4-bit weights packed in int32 (`qweight`), an fp16
+//   scale and a packed 4-bit zero point (`qzeros`) per group of `group_size` inputs of each
+//   output: int4-gN-zp (int4-gN when `zero_point` is false).
+// - GPTQ (AutoGPTQ / GPTQModel, `quant_method: gptq`): 4- or 8-bit weights, an fp16 scale and a
+//   packed zero point per group; the format stores `qzeros` even for `sym: true`:
+//   int4-gN-zp or int8-gN-zp. The int32 `g_idx` (one per input channel) is not counted: 4 bytes
+//   per input feature, under 0.05% of a 4096-wide layer.
+// - FP8 (`quant_method: fp8`): e4m3 weights; with `weight_block_size: [128, 128]` one fp32
+//   scale per block (fp8-b128), otherwise one per tensor (fp8_e4m3; its 4 bytes are not counted).
+// Anything else is refused by name with the formats read.
+void read_common_quantization(const HfReader& r, ModelSpec& m, const HfFamily& f) {
+    const json& q = r.root()["quantization_config"];
+    const std::string method = r.quant_method();
+    const std::string valid =
+        fmt::format("awq (bits 4), gptq (bits 4 or 8), fp8{}",
+                    f.accepts_quantization.empty() ? "" : fmt::format(", {} ({})", f.accepts_quantization, f.model_type));
+    auto refuse = [&](const std::string& key, const std::string& why) {
+        r.fail("quantization_config." + key,
+               fmt::format("{}; memtax reads {}; or drop quantization_config and set workload.weight_dtype", why, valid));
+    };
+    if (!q.is_object()) refuse("quant_method", "expected an object");
+    auto number = [&](const char* key, long long fallback) -> long long {
+        if (!q.contains(key) || q[key].is_null()) return fallback;
+        if (!q[key].is_number_integer()) refuse(key, fmt::format("expected an integer, got {}", q[key].dump()));
+        return q[key].get<long long>();
+    };
+    auto group = [&](const char* key) -> u64 {
+        const long long g = number(key, 128);
+        if (g == -1) refuse(key, "-1 (one scale per output channel) is not modelled; a positive group size is");
+        if (g <= 0 || g > (1 << 20)) refuse(key, fmt::format("{} is not a group size (1 to 1,048,576)", g));
+        return static_cast<u64>(g);
+    };
+    std::string dtype;
+    if (method == "awq") {
+        const long long bits = number("bits", number("w_bit", 4));
+        if (bits != 4) refuse("bits", fmt::format("AWQ stores 4-bit weights, got {}", bits));
+        const u64 g = q.contains("group_size") ? group("group_size") : group("q_group_size");
+        const bool zero = !q.contains("zero_point") || !q["zero_point"].is_boolean() || q["zero_point"].get<bool>();
+        dtype = fmt::format("int4-g{}{}", g, zero ? "-zp" : "");
+    } else if (method == "gptq") {
+        const long long bits = number("bits", 4);
+        if (bits != 4 && bits != 8) refuse("bits", fmt::format("{}-bit GPTQ is not modelled; 4 and 8 are", bits));
+        dtype = fmt::format("int{}-g{}-zp", bits, group("group_size"));
+    } else if (method == "fp8") {
+        if (q.contains("weight_block_size") && !q["weight_block_size"].is_null()) {
+            if (q["weight_block_size"] != json::array({128, 128}))
+                refuse("weight_block_size", fmt::format("{} is not modelled; [128, 128] is", q["weight_block_size"].dump()));
+            dtype = "fp8-b128";
+        } else {
+            dtype = "fp8_e4m3";
+        }
+    } else {
+        refuse("quant_method", method.empty() ? std::string("missing") : fmt::format("\"{}\" is not read", method));
+    }
+    m.shipped_linear_dtype = dtype;
+}
+
+}  // namespace
+
 ModelSpec load_hf_config(const std::string& text, const std::string& file, const HfFamilyRegistry& families) {
     JsonDoc doc = parse_json(python_json_literals(text), file);
     if (!doc.root.is_object()) throw InputError(SourcePos{file, 1, 0}, "(document)", "expected a JSON object");
@@ -327,11 +389,9 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file, const
     if (std::find(mixers.begin(), mixers.end(), "sliding_attention") == mixers.end()) m.sliding_window = 0;
     for (u64 i = 0; i < m.num_layers; ++i) m.layers.push_back({mixers[i], channel_mixer_for(m, i, f.dense_channel)});
 
-    // Weights as shipped.
-    if (r.has("quantization_config") && !(f.quantization && f.quantization(r, m)))
-        r.fail("quantization_config",
-               fmt::format("quant_method \"{}\" is not read for {}; valid: {}; or drop it and set workload.weight_dtype", r.quant_method(),
-                           f.model_type, f.accepts_quantization.empty() ? "none" : f.accepts_quantization));
+    // Weights as shipped: the family's own format first (gpt-oss's mxfp4 experts), then the
+    // formats any decoder is saved in.
+    if (r.has("quantization_config") && !(f.quantization && f.quantization(r, m))) read_common_quantization(r, m, f);
     validate_model(m);
     return m;
 }

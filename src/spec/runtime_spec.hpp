@@ -51,12 +51,22 @@ struct VllmParams {
     u64 max_num_seqs = 256;
     u64 cudagraph_max_capture_size = 512;  // 0 = CUDA graphs off (enforce_eager)
     std::string sampler_dtype = "fp32";
+    // The longest request the engine admits (--max-model-len); 0 = the workload's context.
+    u64 max_model_len = 0;
+    // --kv-cache-memory-bytes: the KV pool's size, given; 0 = what gpu_memory_utilization leaves.
+    u64 kv_cache_memory_bytes = 0;
+    // --attention-backend for MLA models (FLASHMLA, FLASHINFER_MLA, CUTLASS_MLA, TRITON_MLA);
+    // "" = vLLM's choice for the GPU (vllm/platforms/cuda.py).
+    std::string attention_backend;
 };
 
 // vLLM's engine arguments as a deployment gives them (a scenario's runtime_settings, the CLI's
 // flags); an unset one keeps the runtime profile's. runtimes/ applies them (apply_engine_args).
 struct EngineArgs {
     std::optional<u64> gpu_memory_utilization_ppm, max_num_seqs, max_num_batched_tokens, block_size;
+    std::optional<u64> max_model_len, kv_cache_memory_bytes;
+    std::optional<bool> enforce_eager;
+    std::optional<std::string> attention_backend;
     // The field path of the first one given ("runtime_settings.max_num_seqs"), or "".
     std::string first_given() const;
 };

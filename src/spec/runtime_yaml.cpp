@@ -47,6 +47,10 @@ std::string EngineArgs::first_given() const {
     if (max_num_seqs) return "runtime_settings.max_num_seqs";
     if (max_num_batched_tokens) return "runtime_settings.max_num_batched_tokens";
     if (block_size) return "runtime_settings.block_size";
+    if (max_model_len) return "runtime_settings.max_model_len";
+    if (kv_cache_memory_bytes) return "runtime_settings.kv_cache_memory_bytes";
+    if (enforce_eager) return "runtime_settings.enforce_eager";
+    if (attention_backend) return "runtime_settings.attention_backend";
     return "";
 }
 

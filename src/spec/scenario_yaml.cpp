@@ -117,7 +117,8 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     check_profile(map, "runtime", s.runtime, resolve_runtime);
 
     if (auto rs = map.optional_map("runtime_settings")) {
-        rs->finish({"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "block_size"});
+        rs->finish({"gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens", "block_size", "max_model_len",
+                    "kv_cache_memory_bytes", "enforce_eager", "attention_backend"});
         if (rs->has("gpu_memory_utilization")) {
             const std::string util = rs->required_string("gpu_memory_utilization");
             s.engine.gpu_memory_utilization_ppm = utilization_ppm(util);
@@ -128,6 +129,11 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
         if (rs->has("max_num_batched_tokens"))
             s.engine.max_num_batched_tokens = tokens_at(*rs, "max_num_batched_tokens", rs->node("max_num_batched_tokens"));
         s.engine.block_size = rs->optional_u64("block_size");
+        if (rs->has("max_model_len")) s.engine.max_model_len = tokens_at(*rs, "max_model_len", rs->node("max_model_len"));
+        s.engine.kv_cache_memory_bytes = rs->optional_u64("kv_cache_memory_bytes");
+        if (s.engine.kv_cache_memory_bytes == u64{0}) rs->fail("kv_cache_memory_bytes", "must be positive");
+        if (rs->has("enforce_eager")) s.engine.enforce_eager = rs->optional_bool("enforce_eager");
+        if (rs->has("attention_backend")) s.engine.attention_backend = rs->required_string("attention_backend");
         if (s.engine.max_num_seqs == u64{0}) rs->fail("max_num_seqs", "must be positive");
         if (s.engine.block_size == u64{0}) rs->fail("block_size", "must be positive");
     }
