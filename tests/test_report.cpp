@@ -262,6 +262,51 @@ TEST(Check, OneScenarioThatCannotBePlannedDoesNotHideTheOthers) {
     fs::remove_all(dir);
 }
 
+// The plan moved to another GPU kind: check says so first, and the per-GPU figures that do not
+// compare across kinds are not regressions. A scenario without a baseline is an error unless
+// --allow-new; figures print in human units with exact bytes.
+TEST(Check, NamesAChangedGpuKindFirstAndRefusesAMissingBaseline) {
+    const auto cwd = fs::current_path();
+    fs::current_path(MEMTAX_SOURCE_DIR);
+    const fs::path dir = temp_dir("kind");
+    // The baseline says 2 × h100-sxm at TP 2 under transformers with 100 GiB a GPU; the plan now is
+    // 4 × h200 at TP 4 under vLLM.
+    auto j = nlohmann::json::parse(slurp("reports/long-context-chat-70b.json"));
+    auto& row = j["plan"]["plans"]["rows"][0];
+    row["gpu"] = "h100-sxm";
+    row["gpus"] = 2;
+    row["tp"] = 2;
+    row["total_bytes"] = 107374182400.0;
+    std::ofstream(dir / "long-context-chat-70b.json") << j.dump();
+    Result r = run_command({"check", "scenarios/long-context-chat-70b.yaml", "--baseline", dir.string()});
+    EXPECT_EQ(r.code, 0) << r.out << r.err;  // nothing comparable got worse
+    const size_t kind = r.out.find("GPU kind");
+    ASSERT_NE(kind, std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("h100-sxm", kind), std::string::npos);
+    EXPECT_LT(kind, r.out.find("layout"));
+    EXPECT_LT(r.out.find("layout"), r.out.find("bytes per GPU  "));
+    EXPECT_NE(r.out.find("TP 2 × PP 1 × DP 1"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("not comparable (GPU kind changed)"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("REGRESSED"), std::string::npos) << r.out;
+    // 100 GiB exactly, with its bytes; no exponent notation anywhere.
+    EXPECT_NE(r.out.find("100.0 GiB (107,374,182,400 B)"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("e+"), std::string::npos) << r.out;
+    // No baseline for this scenario in the folder: an error naming the fix, or a warning with --allow-new.
+    Result missing = run_command({"check", "scenarios/rag-128k-8b.yaml", "--baseline", dir.string()});
+    EXPECT_EQ(missing.code, 2) << missing.out;
+    EXPECT_NE(missing.err.find("no baseline report for scenario rag-128k-8b"), std::string::npos) << missing.err;
+    EXPECT_NE(missing.err.find("--allow-new"), std::string::npos) << missing.err;
+    Result allowed = run_command({"check", "scenarios/rag-128k-8b.yaml", "--baseline", dir.string(), "--allow-new"});
+    EXPECT_EQ(allowed.code, 0) << allowed.out << allowed.err;
+    EXPECT_NE(allowed.err.find("warning: rag-128k-8b: no baseline report"), std::string::npos) << allowed.err;
+    EXPECT_NE(allowed.out.find("new scenario"), std::string::npos) << allowed.out;
+    // Without --baseline the section says so.
+    Result gates_only = run_command({"check", "scenarios/rag-128k-8b.yaml"});
+    EXPECT_NE(gates_only.out.find("no --baseline given"), std::string::npos) << gates_only.out;
+    fs::current_path(cwd);
+    fs::remove_all(dir);
+}
+
 // Streamed byte cells show GiB exactly as fmt's "{:.2f}" does (their integer path is checked
 // against fmt itself): ties of the exact quotient round to even (2^30/8 bytes is 0.125 GiB:
 // "0.12"; 3·2^30/8 is 0.375: "0.38"), and values past 2^53 take fmt's own path.

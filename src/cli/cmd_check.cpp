@@ -10,6 +10,7 @@
 
 #include "cli/common.hpp"
 #include "cli/progress.hpp"
+#include "core/format.hpp"
 #include "planner/planner.hpp"
 #include "report/document.hpp"
 #include "spec/yaml_reader.hpp"
@@ -38,6 +39,36 @@ double figure_now(const Candidate& c, const std::string& key) {
     return c.cost_per_million_tokens;
 }
 
+// A figure as people read it: bytes in GiB with the exact count, times in s or ms, tokens/s
+// and dollars with grouped digits; never exponent notation.
+std::string human(const std::string& key, double v) {
+    if (key == "total_bytes" && v >= 0 && v < 1.8e19) {
+        const u64 b = static_cast<u64>(std::llround(v));
+        return fmt::format("{} ({} B)", format_bytes_gib(b), group_digits(b));
+    }
+    if (key == "ttft_s" || key == "tpot_s") return v < 1 ? fmt::format("{:.2f} ms", v * 1e3) : fmt::format("{:.3f} s", v);
+    if (key == "cost_per_million_tokens") return fmt::format("${:.4f}", v);
+    if (key == "tokens_per_s" && v >= 0 && v < 1e15) {
+        const u64 whole = static_cast<u64>(v);
+        return fmt::format("{}.{:02d}", group_digits(whole), static_cast<int>(std::llround((v - static_cast<double>(whole)) * 100)) % 100);
+    }
+    if (v >= 0 && v < 1e15 && v == std::floor(v)) return group_digits(static_cast<u64>(v));
+    return fmt::format("{:.6g}", v);
+}
+
+// The deployment a plan row describes: what must match before its figures compare.
+struct Layout {
+    std::string gpu, runtime, weight_dtype, kv_dtype;
+    u64 tp = 0, pp = 0, dp = 0;
+    std::string shape() const { return fmt::format("TP {} × PP {} × DP {}", tp, pp, dp); }
+};
+Layout layout_of(const Candidate& c) { return {c.gpu, c.runtime, c.weight_dtype, c.kv_dtype, c.tp, c.pp, c.dp}; }
+Layout layout_of(const nlohmann::json& row) {
+    auto str = [&](const char* k) { return row.contains(k) && row[k].is_string() ? row[k].get<std::string>() : std::string(); };
+    auto num = [&](const char* k) { return row.contains(k) && row[k].is_number_unsigned() ? row[k].get<u64>() : u64{0}; };
+    return {str("gpu"), str("runtime"), str("weight_dtype"), str("kv_dtype"), num("tp"), num("pp"), num("dp")};
+}
+
 class CheckCommand final : public Command {
 public:
     bool reads_scenarios() const override { return true; }
@@ -46,6 +77,7 @@ public:
         c->add_option("scenarios", files_, "scenario files (default: scenarios/*.yaml)");
         c->add_option("--baseline", baseline_, "a folder of `memtax report` JSON files (<scenario>.json), or one such file");
         c->add_option("--tolerance", tolerance_pct_, "percent a figure may worsen before it counts as a regression")->capture_default_str();
+        c->add_flag("--allow-new", allow_new_, "a scenario with no baseline report is a warning, not an error");
         add_format_option(c, format_);
         c->add_option("--output,-o", output_, "write the result to this file (atomically)");
         return c;
@@ -94,10 +126,46 @@ public:
                      r.ranked.empty() ? "no candidate meets the constraints" : "a plan meets every constraint");
             for (const auto& g : r.gates) gate_row(g.gate, g.passed, g.detail);
             if (baseline_.empty() || r.ranked.empty()) continue;
+            auto change_row = [&](const std::string& figure, const std::string& was, const std::string& now, const std::string& change,
+                                  const std::string& exact, const std::string& result) {
+                changes.row();
+                changes.cell(s.name);
+                changes.cell(figure);
+                changes.cell(was);
+                changes.cell(now);
+                changes.cell(change, exact);
+                changes.cell(result);
+            };
+            const std::string path = baseline_path(s.name);
+            std::error_code ec;
+            if (!std::filesystem::exists(path, ec)) {
+                if (!allow_new_)
+                    throw InputError(SourcePos{path, 0, 0}, "--baseline",
+                                     fmt::format("no baseline report for scenario {} (write one with `memtax report`, or pass --allow-new "
+                                                 "to check a new scenario's gates only)",
+                                                 s.name));
+                err << fmt::format("memtax: warning: {}: no baseline report ({}); only its gates are checked\n", s.name, path);
+                change_row("baseline", "none", "", "new", "", "new scenario: nothing to compare");
+                continue;
+            }
             const nlohmann::json base = read_baseline(s.name);
             const Candidate& best = r.ranked.front();
+            const auto& row = base["plan"]["plans"]["rows"][0];
+            // What the deployment is comes first: a changed GPU kind or layout explains the rest.
+            const Layout was_l = layout_of(row), now_l = layout_of(best);
+            const bool kind_changed = !was_l.gpu.empty() && was_l.gpu != now_l.gpu;
+            if (kind_changed)
+                change_row("GPU kind", was_l.gpu, now_l.gpu, "changed", "", "CHANGED: GPU counts and bytes per GPU do not compare");
+            if (was_l.tp && (was_l.tp != now_l.tp || was_l.pp != now_l.pp || was_l.dp != now_l.dp))
+                change_row("layout", was_l.shape(), now_l.shape(), "changed", "", "CHANGED");
+            for (auto [label, a, b] : {std::tuple<const char*, std::string, std::string>{"runtime", was_l.runtime, now_l.runtime},
+                                       {"weight dtype", was_l.weight_dtype, now_l.weight_dtype},
+                                       {"KV dtype", was_l.kv_dtype, now_l.kv_dtype}})
+                if (!a.empty() && a != b) change_row(label, a, b, "changed", "", "CHANGED");
+            // Under vLLM a plan's bytes per GPU is the pool it asks for (gpu_memory_utilization × the
+            // card), not what the workload uses: shown, never a regression.
+            const bool pool_sized = now_l.runtime == "vllm" && was_l.runtime == "vllm";
             for (const auto& f : kFigures) {
-                const auto& row = base["plan"]["plans"]["rows"][0];
                 if (!row.contains(f.key)) continue;
                 if (row[f.key].is_null()) continue;
                 if (!row[f.key].is_number())
@@ -106,18 +174,24 @@ public:
                 const double was = row[f.key].get<double>(), now = figure_now(best, f.key);
                 double change = was != 0 ? (now - was) / std::fabs(was) : (now == 0 ? 0 : INFINITY);
                 if (std::fabs(change) < 1e-7) change = 0;  // the report keeps 9 significant digits
-                const bool worse = f.better * change < -tolerance_pct_ / 100.0;
+                const std::string key = f.key;
+                const bool per_kind = key == "gpus" || key == "total_bytes";
+                std::string result;
+                bool worse = false;
+                if (per_kind && kind_changed) {
+                    result = "not comparable (GPU kind changed)";
+                } else if (key == "total_bytes" && pool_sized) {
+                    result = "info: vLLM's pool is gpu_memory_utilization × the card";
+                } else {
+                    worse = f.better * change < -tolerance_pct_ / 100.0;
+                    result = worse ? "REGRESSED" : change == 0 ? "same" : f.better * change > 0 ? "better" : "within tolerance";
+                }
                 ok &= !worse;
-                changes.row();
-                changes.cell(s.name);
-                changes.cell(f.label);
-                changes.cell(fmt::format("{:.10g}", was));
-                changes.cell(fmt::format("{:.10g}", now));
-                changes.cell(std::isfinite(change) ? fmt::format("{:+.2f}%", change * 100) : "new",
-                             std::isfinite(change) ? fmt::format("{:.6g}", change) : "");
-                changes.cell(worse ? "REGRESSED" : change == 0 ? "same" : f.better * change > 0 ? "better" : "within tolerance");
+                change_row(f.label, human(key, was), human(key, now), std::isfinite(change) ? fmt::format("{:+.2f}%", change * 100) : "new",
+                           std::isfinite(change) ? fmt::format("{:.6g}", change) : "", result);
             }
         }
+        if (baseline_.empty()) d.sections[1].notes.push_back("no --baseline given: only the gates are checked");
         d.notes.push_back(ok ? "result: pass" : "result: FAIL (a gate failed or a figure regressed)");
         emit(print.document(d, tool_info()), output_, out, files);
         return ok ? 0 : 1;
@@ -145,6 +219,7 @@ private:
     std::vector<std::string> files_;
     std::string baseline_, format_ = "table", output_;
     double tolerance_pct_ = 2.0;
+    bool allow_new_ = false;
 };
 
 }  // namespace
