@@ -261,6 +261,14 @@ TEST(Sweep, EagerAttentionIsQuadraticWithTheHandCoefficient) {
     EXPECT_EQ(f.at("weights").c1, 0.0);
     EXPECT_THROW(parse_context_range("32k..1k"), InputError);
     EXPECT_EQ(parse_context_range("1k,3k"), (std::vector<u64>{1024, 3072}));
+    // Contexts that are not doublings (1k, 3k, 10k): the factor is still per doubling, from the
+    // fit (a linear KV cache: ×2; the S×S term: ×4), not 10k over 3k (×3.33, ×11.1).
+    s.contexts = parse_context_range("1k,3k,10k");
+    std::map<std::string, GrowthFit> g;
+    for (const auto& x : run_sweep(s).fits) g[x.component] = x;
+    EXPECT_NEAR(g.at("kv_cache").per_doubling, 2.0, 1e-9);
+    EXPECT_NEAR(g.at("attention_matrix").per_doubling, 4.0, 1e-6);
+    EXPECT_NEAR(g.at("weights").per_doubling, 1.0, 1e-12);
 }
 
 // `memtax sweep` streams its points as they are evaluated; what it writes is the document the

@@ -7,10 +7,12 @@
 #include <fstream>
 #include <iterator>
 
+#include "cli_run.hpp"
 #include "model/plan.hpp"
 #include "model/time_model.hpp"
 #include "runtimes/shared.hpp"
 #include "spec/loaders.hpp"
+#include "spec/yaml_reader.hpp"
 
 using namespace memtax;
 
@@ -126,9 +128,9 @@ RuntimeSpec fifo_profile() {
 
 }  // namespace
 
-TEST(RuntimeFamily, ToyThirdFamilyIsOneClassAndARegistryEntry) {
+TEST(RuntimeFamily, ToyFamilyIsOneClassAndARegistryEntry) {
     const RuntimeRegistry reg = with_fifo_pool();
-    EXPECT_EQ(reg.names(), (std::vector<std::string>{"transformers", "vllm", "fifo_pool"}));
+    EXPECT_EQ(reg.names(), (std::vector<std::string>{"transformers", "vllm", "megatron", "fifo_pool"}));
     const ModelSpec m = good_model();  // hidden 256, 4 heads (head_dim 64), 2 KV heads, intermediate 512, vocab 1000, 2 layers, bf16
     Workload w;
     w.runtime = fifo_profile();
@@ -171,7 +173,32 @@ TEST(RuntimeFamily, UnknownFamilyIsRefusedAtItsLineWithTheValidNames) {
         FAIL();
     } catch (const InputError& e) {
         // hf-sdpa.yaml's family is on line 5.
-        EXPECT_EQ(std::string(e.what()), "fifo.yaml:5: family: unknown runtime family \"fifo_pool\" in hf-sdpa; valid: transformers, vllm");
+        EXPECT_EQ(std::string(e.what()),
+                  "fifo.yaml:5: family: unknown runtime family \"fifo_pool\" in hf-sdpa; valid: transformers, vllm, megatron");
+    }
+}
+
+// Each profile names the family that executes it: Megatron-style training is its own family
+// (listings say "megatron", not "transformers"); a serving family refuses a training block.
+TEST(RuntimeFamily, MegatronIsItsOwnFamilyAndVllmRefusesTraining) {
+    EXPECT_EQ(resolve_runtime("megatron-train").family, "megatron");
+    Result r = run_command({"runtimes", "--format", "json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"family\": \"megatron\""), std::string::npos) << r.out;
+    std::string text = read_input_file(std::string(MEMTAX_SOURCE_DIR) + "/runtimes/vllm.yaml");
+    text += "training: {dropout: true}\n";
+    const RuntimeSpec v = load_runtime_yaml(text, "vllm-train.yaml");
+    Workload w;
+    w.runtime = v;
+    w.context = 100;
+    try {
+        Plan::compile(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), {}, w);
+        FAIL();
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("vllm-train.yaml:"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("vLLM serves; training is modelled for the transformers and megatron families"),
+                  std::string::npos)
+            << e.what();
     }
 }
 

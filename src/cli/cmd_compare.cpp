@@ -200,9 +200,17 @@ public:
             if (r.status != PointStatus::Ok) plan.estimate(p);  // throws the reason
             // Linear and constant terms of the cache, from two contexts (decode, batch 1 per
             // sequence): KV(c) = state + per_token · c for attention; windows cap it.
+            // The terms are the cache's shape, not a promise to serve the context: they are read
+            // past the model's max_context too (twice a context beyond half of it would be
+            // refused, and a refused point must not read as zero growth).
+            Workload unbounded = w;
+            unbounded.allow_long_context = true;
+            const Plan shape = Plan::compile(v.model, g, Deployment{}, unbounded);
             auto kv_at = [&](u64 c) {
-                const PointResult q = plan.evaluate(Point{Mode::Decode, 1, c});
-                return q.status == PointStatus::Ok ? q.kv_cache_visible : 0;
+                const Point q_at{Mode::Decode, 1, c};
+                const PointResult q = shape.evaluate(q_at);
+                if (q.status != PointStatus::Ok) shape.estimate(q_at);  // throws the reason
+                return q.kv_cache_visible;
             };
             // The growth at this context: between it and twice it (a window already full adds nothing).
             const u64 c1 = std::max<u64>(2, w.context), c2 = 2 * c1;

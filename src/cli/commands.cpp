@@ -95,7 +95,7 @@ std::string misspelling(const std::vector<std::string>& args, const std::vector<
 }  // namespace
 
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-    CLI::App app{"memtax: memory-cost simulator and capacity planner for long-context transformers"};
+    CLI::App app{"memtax: memory-cost simulator and capacity planner for long-context transformers", "memtax"};
     app.set_version_flag("--version", cli::tool_line());
     app.require_subcommand(1);
     // One file per subcommand (cmd_*.cpp); each registers its own flags.

@@ -114,7 +114,17 @@ SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& p
         f.c2 = clean(x(0), kmax * kmax) / (1024.0 * 1024.0);
         f.c1 = clean(x(1), kmax) / 1024.0;
         f.c0 = clean(x(2), 1.0);
-        const double last = y(n - 1), prev = y(n - 2);
+        // Per doubling at the largest context: the last two points when they are a doubling,
+        // otherwise the fitted polynomial at the largest context and half of it (a 1k, 3k, 10k
+        // series must not report 10k/3k as a doubling).
+        double last = y(n - 1), prev = y(n - 2);
+        const u64 c_last = series[static_cast<size_t>(n - 1)].context, c_prev = series[static_cast<size_t>(n - 2)].context;
+        if (c_last != 2 * c_prev) {
+            const double k = static_cast<double>(c_last) / 1024.0;
+            last = x(0) * k * k + x(1) * k + x(2);
+            prev = x(0) * k * k / 4 + x(1) * k / 2 + x(2);
+            if (std::fabs(last - prev) < 1e-9 * scale) last = prev;  // solver noise on a constant
+        }
         f.per_doubling = prev > 0 ? last / prev : (last > 0 ? INFINITY : 1.0);
         const Eigen::VectorXd res = A * x - y;
         for (Eigen::Index i = 0; i < n; ++i)

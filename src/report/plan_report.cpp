@@ -223,8 +223,9 @@ std::optional<Document::Section> sweep_growth(const SweepReport& r) {
         f.table.cell(fmt::format("{:.1e}", x.max_relative_residual), g9(x.max_relative_residual));
     }
     f.notes.push_back(
-        "× per doubling: the last point over the one before it (a doubling when the contexts double); a quadratic term "
-        "(eager attention's S×S tensors) tends to ×4, a linear one (KV cache, fused attention) to ×2");
+        "× per doubling: the value at the largest context over the value at half of it (the last two points when they are a "
+        "doubling, the fitted polynomial otherwise); a quadratic term (eager attention's S×S tensors) tends to ×4, a linear one "
+        "(KV cache, fused attention) to ×2");
     return f;
 }
 

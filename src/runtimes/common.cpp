@@ -41,6 +41,7 @@ const RuntimeRegistry& RuntimeRegistry::builtin() {
         RuntimeRegistry r;
         r.add(transformers_family());
         r.add(vllm_family());
+        r.add(megatron_family());
         return r;
     }();
     return reg;

@@ -288,6 +288,7 @@ std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in);
 std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in);
 RuntimeRegistry::Family transformers_family();
 RuntimeRegistry::Family vllm_family();
+RuntimeRegistry::Family megatron_family();
 
 // Shared by the families: the dtype of every graph role under a policy, and the graphs of the
 // embedding, the head (final norm + LM head) and of one decoder layer, pre-norm residual.

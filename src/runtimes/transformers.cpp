@@ -655,4 +655,10 @@ std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in) { retu
 
 RuntimeRegistry::Family transformers_family() { return {"transformers", compile_transformers, nullptr, true}; }
 
+// Megatron-LM-style training: the same op graphs as transformers' training path, with the
+// profile's `training:` knobs (fused LayerNorm, dropout masks, selective recomputation,
+// sequence parallelism) that Korthikanti et al. 2022 account for. Its own family so that
+// listings and plans name what executes it.
+RuntimeRegistry::Family megatron_family() { return {"megatron", compile_transformers, nullptr, true}; }
+
 }  // namespace memtax

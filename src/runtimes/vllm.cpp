@@ -639,6 +639,10 @@ RuntimeRegistry::Family vllm_family() { return {"vllm", compile_vllm, vllm_setti
 
 std::unique_ptr<RuntimePlan> compile_vllm(const CompileInput& in) {
     if (!in.runtime.vllm) throw InputError(SourcePos{in.runtime.file, 0, 0}, "vllm", "a vllm runtime profile needs its vllm: block");
+    const RuntimeSpec::Training& t = in.runtime.training;
+    if (t.dropout || t.fused_layernorm || t.selective_recompute || t.sequence_parallel)
+        throw InputError(in.runtime.training_pos, "training",
+                         "vLLM serves; training is modelled for the transformers and megatron families");
     return std::make_unique<VllmPlan>(in);
 }
 

@@ -127,6 +127,7 @@ struct RuntimeSpec {
         bool sequence_parallel = false;  // may shard the TP-replicated activations over the sequence
     };
     Training training;
+    SourcePos training_pos;  // where `training:` is (for a family that does not train)
     std::map<std::string, std::string> sources;
     std::string file;
 

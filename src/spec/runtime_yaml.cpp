@@ -169,7 +169,7 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         r.training.dropout = t->optional_bool("dropout").value_or(false);
         r.training.fused_layernorm = t->optional_bool("fused_layernorm").value_or(false);
         r.training.selective_recompute = t->optional_bool("selective_recompute").value_or(false);
-        if (r.family != "transformers") t->fail("dropout", "training is modelled for the transformers family");
+        r.training_pos = map.pos("training");
     }
 
     if (r.family == "vllm") {  // vLLM's engine arguments: its own section
