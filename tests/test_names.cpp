@@ -252,3 +252,34 @@ TEST(Names, MlaBlockSizeFollowsVllmsBackendForTheGpu) {
     // A dense model keeps the asked size.
     EXPECT_EQ(vllm_section(estimate({"--runtime", "vllm", "--gpu", "h200"}))["block_size"], 16);
 }
+
+TEST(WhatUsersSee, SmallThingsACarefulUserTripsOn) {
+    // One program name on every usage line.
+    Result help = run_command({"estimate", "--help"});
+    EXPECT_NE(help.out.find("Usage: memtax estimate [OPTIONS]"), std::string::npos) << help.out;
+    // The train CSV has the estimate CSV's header.
+    Result train = run_command({"estimate", "--mode", "train", "--format", "csv"});
+    Result infer = run_command({"estimate", "--format", "csv"});
+    EXPECT_EQ(train.out.substr(0, train.out.find('\n')), infer.out.substr(0, infer.out.find('\n')));
+    EXPECT_EQ(train.out.rfind("section,name,value,unit,note\n", 0), 0u) << train.out;
+    // Training says which precision it assumed, and why.
+    Result table = run_command({"estimate", "--mode", "train"});
+    EXPECT_NE(table.out.find("precision bf16 (the default)"), std::string::npos) << table.out;
+    EXPECT_NE(table.out.find("precision mixed keeps fp32 master weights"), std::string::npos) << table.out;
+    // A cluster of other GPUs is refused, naming both.
+    const std::string err = error_of({"estimate", "--time", "--cluster", "dgx-h100-2x8-ib", "--gpu", "h200"});
+    EXPECT_NE(err.find("--cluster: dgx-h100-2x8-ib is a cluster of h100-sxm, not of h200"), std::string::npos) << err;
+    EXPECT_EQ(run_command({"estimate", "--time", "--cluster", "dgx-h100-2x8-ib", "--gpu", "h100-sxm-calibrated"}).code, 0);
+}
+
+TEST(WhatUsersSee, APlanWithoutADescriptionHasAPlainTitle) {
+    const std::string path = (std::filesystem::temp_directory_path() / "memtax-nodesc.yaml").string();
+    std::string y = read_input_file(std::string(MEMTAX_TEST_DATA) + "/scenarios/tiny-8b.yaml");
+    const size_t d = y.find("description:");
+    if (d != std::string::npos) y.erase(d, y.find('\n', d) - d + 1);
+    std::ofstream(path) << y;
+    Result r = run_command({"plan", path});
+    EXPECT_EQ(r.out.find("memtax plan tiny-8b:"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.rfind("memtax plan tiny-8b\n", 0), 0u) << r.out;
+    std::remove(path.c_str());
+}

@@ -524,3 +524,26 @@ objective: fewest_gpus
                  c.kv_dtype == ttft->example->kv_dtype;
     EXPECT_TRUE(found);
 }
+
+// Two plans whose costs differ only by float noise (the same figures summed in another order)
+// tie on cost; the tie falls to fewer GPUs, then to the layout, in one fixed order.
+TEST(PlannerOrder, CostTiesFallToGpusThenLayoutNotToFloatNoise) {
+    Candidate a, b;
+    a.gpu = b.gpu = "h200";
+    a.cost_per_million_tokens = 1.15638436;
+    b.cost_per_million_tokens = 1.15638436 * (1 + 1e-13);  // noise: b is "dearer" by 1e-13
+    a.gpus = 8;
+    b.gpus = 4;
+    a.tokens_per_s = b.tokens_per_s = 3000;
+    EXPECT_TRUE(ranks_before(b, a, Objective::LowestCost));  // fewer GPUs wins the tie
+    EXPECT_FALSE(ranks_before(a, b, Objective::LowestCost));
+    // Equal in every figure: the layout orders them (TP 2 before TP 4), whichever is given first.
+    a.gpus = b.gpus = 4;
+    a.tp = 4;
+    b.tp = 2;
+    EXPECT_TRUE(ranks_before(b, a, Objective::LowestCost));
+    EXPECT_FALSE(ranks_before(a, b, Objective::LowestCost));
+    // A real difference (a millionth of a dollar per million tokens and more) still decides.
+    b.cost_per_million_tokens = a.cost_per_million_tokens + 2e-6;
+    EXPECT_TRUE(ranks_before(a, b, Objective::LowestCost));
+}

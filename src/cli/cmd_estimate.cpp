@@ -2,6 +2,8 @@
 // both steps of the workload.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <optional>
 
 #include "cli/common.hpp"
@@ -69,7 +71,19 @@ public:
         std::optional<TimeEstimate> time;
         if (a.time) {
             warn_about(g, err);
-            const Topology topo(a.cluster.empty() ? single_node_cluster(g, a.tp * a.pp) : resolve_cluster(a.cluster));
+            ClusterSpec c = a.cluster.empty() ? single_node_cluster(g, a.tp * a.pp) : resolve_cluster(a.cluster);
+            if (!a.cluster.empty()) {
+                // The cluster's GPU must be this one (or its calibrated copy: the same device).
+                const GpuSpec cg = resolve_gpu(c.gpu);
+                bool same = cg.name == g.name;
+                for (const auto& d : g.device_names)
+                    same = same || std::find(cg.device_names.begin(), cg.device_names.end(), d) != cg.device_names.end();
+                if (!same)
+                    throw InputError(SourcePos{}, "--cluster",
+                                     fmt::format("{} is a cluster of {}, not of {}; pass --gpu {} or another cluster", c.name, cg.name,
+                                                 g.name, cg.name));
+            }
+            const Topology topo(c);
             time = estimate_time(plan, plan.point_of(w), topo);
         } else if (!a.cluster.empty()) {
             throw InputError(SourcePos{}, "--cluster", "only used by --time; add --time");

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -51,17 +52,39 @@ void count_reason(PlanReport& r, const std::string& kind) {
     r.rejected_by.emplace_back(kind, 1);
 }
 
-bool better(const Candidate& a, const Candidate& b, Objective o) {
+// A figure for ranking, in whole units of `unit`: two plans whose costs differ by float noise
+// (the same figures summed in another order) tie, and the tie falls to the next key, not to the
+// noise. Quantising keeps the order a strict weak ordering, which a tolerance would not.
+long long ranked(double v, double unit) {
+    if (!std::isfinite(v)) return v > 0 ? LLONG_MAX : LLONG_MIN;
+    const double q = std::round(v / unit);
+    return q >= 9.2e18 ? LLONG_MAX : q <= -9.2e18 ? LLONG_MIN : static_cast<long long>(q);
+}
+
+}  // namespace
+
+bool ranks_before(const Candidate& a, const Candidate& b, Objective o) {
+    // Costs to a millionth of a dollar per million tokens, throughput to a millionth of a token a
+    // second; then fewer GPUs, more throughput, and the layout itself, so equal plans always list
+    // in one order.
+    const long long ca = ranked(a.cost_per_million_tokens, 1e-6), cb = ranked(b.cost_per_million_tokens, 1e-6);
+    const long long ta = ranked(a.tokens_per_s, 1e-6), tb = ranked(b.tokens_per_s, 1e-6);
+    auto layout = [](const Candidate& c) { return std::tie(c.gpu, c.tp, c.pp, c.dp, c.kv_dtype, c.weight_dtype, c.cluster); };
     switch (o) {
         case Objective::FewestGpus:
-            return std::tie(a.gpus, b.tokens_per_s) < std::tie(b.gpus, a.tokens_per_s);
+            return std::tie(a.gpus, tb, ca) < std::tie(b.gpus, ta, cb) ||
+                   (std::tie(a.gpus, tb, ca) == std::tie(b.gpus, ta, cb) && layout(a) < layout(b));
         case Objective::LowestCost:
-            return std::tie(a.cost_per_million_tokens, a.gpus) < std::tie(b.cost_per_million_tokens, b.gpus);
+            return std::tie(ca, a.gpus, tb) < std::tie(cb, b.gpus, ta) ||
+                   (std::tie(ca, a.gpus, tb) == std::tie(cb, b.gpus, ta) && layout(a) < layout(b));
         case Objective::HighestThroughput:
-            return std::tie(b.tokens_per_s, a.gpus) < std::tie(a.tokens_per_s, b.gpus);
+            return std::tie(tb, a.gpus, ca) < std::tie(ta, b.gpus, cb) ||
+                   (std::tie(tb, a.gpus, ca) == std::tie(ta, b.gpus, cb) && layout(a) < layout(b));
     }
     return false;
 }
+
+namespace {
 
 // What binds an infeasible scenario. Only candidates that fit in memory were timed; among them,
 // for each SLO, the value the limit must be relaxed to, alone, for one to meet the other SLOs.
@@ -441,7 +464,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             }
                         }
     std::stable_sort(rep.ranked.begin(), rep.ranked.end(),
-                     [&](const Candidate& a, const Candidate& b) { return better(a, b, s.objective); });
+                     [&](const Candidate& a, const Candidate& b) { return ranks_before(a, b, s.objective); });
     if (rep.ranked.empty() && !rejected.empty()) {
         rep.closest = *std::min_element(rejected.begin(), rejected.end(),
                                         [](const Candidate& a, const Candidate& b) { return a.binding_ratio < b.binding_ratio; });

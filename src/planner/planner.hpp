@@ -84,4 +84,9 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
 u64 max_batch(const Plan& plan, Mode mode, u64 context, u64 limit = u64{1} << 20);
 u64 max_context(const Plan& plan, Mode mode, u64 batch, u64 limit);
 
+// The planner's order: whether `a` ranks before `b` under the objective. Figures are compared
+// in whole units (a millionth of a dollar per million tokens, of a token a second), then fewer
+// GPUs, then the layout (GPU, TP, PP, DP, dtypes, cluster): float noise never orders a tie.
+bool ranks_before(const Candidate& a, const Candidate& b, Objective o);
+
 }  // namespace memtax

@@ -66,7 +66,7 @@ Document plan_document(const PlanReport& r, size_t top) {
     const ScenarioSpec& s = r.scenario;
     Document d;
     d.schema = "memtax.plan/1";
-    d.title = fmt::format("memtax plan {}: {}", s.name, s.description);
+    d.title = s.description.empty() ? fmt::format("memtax plan {}", s.name) : fmt::format("memtax plan {}: {}", s.name, s.description);
     d.notes.push_back(
         fmt::format("model {}, runtime {}, {}, prompts {} tokens (max {}), outputs {} (max {}), context {}", r.model_name, s.runtime,
                     s.request_rate_per_s ? fmt::format("{} requests/s (concurrency by Little's law per plan)", *s.request_rate_per_s)

@@ -15,6 +15,17 @@ using ojson = nlohmann::ordered_json;
 
 std::string gib(u64 b) { return fmt::format("{:.2f}", static_cast<double>(b) / static_cast<double>(1ull << 30)); }
 
+// Which precision, and why it is the default.
+std::string precision_note(Precision p) {
+    return p == Precision::ModelDtype
+               ? "precision bf16 (the default): parameters, gradients and optimizer states in the model's dtype (AdamW: 2 + 2 + 4 = "
+                 "8 B a parameter), what a model loaded in bf16 and trained by a plain PyTorch loop holds; precision mixed keeps fp32 "
+                 "master weights and states (16 B a parameter), as Megatron-LM "
+                 "and DeepSpeed train"
+               : "precision mixed: 16-bit compute with fp32 master weights and optimizer states (AdamW: 2 + 2 + 4 + 8 = 16 B a "
+                 "parameter), as Megatron-LM and DeepSpeed train";
+}
+
 std::string verdict(const TrainEstimate& e) {
     return fmt::format("{}: {} GiB of {} GiB usable ({} stage {}, {} micro-batch(es) in flight)", e.fits ? "fits" : "does not fit",
                        gib(e.total), gib(e.capacity), e.deployment.pp > 1 ? "pipeline" : "the", e.stage, e.in_flight);
@@ -45,7 +56,44 @@ Document document(const TrainEstimate& e) {
     }
     d.sections.push_back(std::move(s));
     d.notes.push_back(verdict(e));
+    d.notes.push_back(precision_note(e.spec.precision));
     return d;
+}
+
+// The same header and row shape as `estimate --format csv` (section,name,value,unit,note), so
+// one reader takes both.
+std::string train_csv(const TrainEstimate& e) {
+    Table t;
+    for (const char* c : {"section", "name", "value", "unit", "note"}) t.add_column(c, c);
+    auto add = [&](const std::string& sec, const std::string& name, const std::string& value, const std::string& unit,
+                   const std::string& note) {
+        t.row();
+        t.cell(sec);
+        t.cell(name);
+        t.cell(value);
+        t.cell(unit);
+        t.cell(note);
+    };
+    const ModelSpec& m = *e.model_spec;
+    add("inputs", "model", m.name, "", "");
+    add("inputs", "gpu", e.gpu.name, "", "");
+    add("inputs", "runtime", e.workload.runtime.name, "", "");
+    add("inputs", "mode", "train", "", "");
+    add("inputs", "batch", std::to_string(e.workload.batch), "sequences", "per micro-batch");
+    add("inputs", "context", std::to_string(e.workload.context), "tokens", "");
+    add("inputs", "micro_batches", std::to_string(e.spec.micro_batches), "", "");
+    add("inputs", "recompute", to_string(e.spec.recompute), "", "");
+    add("inputs", "zero", std::to_string(e.spec.zero), "", "");
+    add("inputs", "optimizer", to_string(e.spec.optimizer), "", "");
+    add("inputs", "precision", to_string(e.spec.precision), "", precision_note(e.spec.precision));
+    add("inputs", "tp", std::to_string(e.deployment.tp), "", "");
+    add("inputs", "pp", std::to_string(e.deployment.pp), "", "");
+    add("inputs", "dp", std::to_string(e.dp), "", "");
+    for (const auto& c : e.components) add("per_gpu", c.name, std::to_string(c.bytes), "B", c.formula);
+    add("per_gpu", "total", std::to_string(e.total), "B", fmt::format("{} GiB", gib(e.total)));
+    add("per_gpu", "capacity", std::to_string(e.capacity), "B", fmt::format("{} GiB", gib(e.capacity)));
+    add("result", "fits", e.fits ? "true" : "false", "", verdict(e));
+    return table_csv(t);
 }
 
 }  // namespace
@@ -96,7 +144,7 @@ std::string train_report(const TrainEstimate& e, const ToolInfo& tool, const std
     }
     const Document d = document(e);
     if (format == "markdown") return document_markdown(d);
-    if (format == "csv") return document_csv(d);
+    if (format == "csv") return train_csv(e);
     return document_text(d);
 }
 
