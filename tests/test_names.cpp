@@ -283,3 +283,29 @@ TEST(WhatUsersSee, APlanWithoutADescriptionHasAPlainTitle) {
     EXPECT_EQ(r.out.rfind("memtax plan tiny-8b\n", 0), 0u) << r.out;
     std::remove(path.c_str());
 }
+
+// Every flag any command's --help lists is in docs/cli.md: a new flag without its reference fails.
+TEST(WhatUsersSee, EveryFlagInHelpIsInTheCliReference) {
+    const std::string doc = read_input_file(std::string(MEMTAX_SOURCE_DIR) + "/docs/cli.md");
+    for (const char* cmd : {"estimate", "whatif", "validate", "calibrate", "probe", "plan", "sweep", "max-batch", "max-context", "vs",
+                            "compare", "report", "check", "models", "gpus", "runtimes", "clusters"}) {
+        Result r = run_command({cmd, "--help"});
+        ASSERT_EQ(r.code, 0) << cmd << ": " << r.err;
+        size_t found = 0;
+        for (size_t at = r.out.find("--"); at != std::string::npos; at = r.out.find("--", at + 2)) {
+            size_t end = at + 2;
+            while (end < r.out.size() && (std::isalnum(static_cast<unsigned char>(r.out[end])) || r.out[end] == '-')) ++end;
+            const std::string flag = r.out.substr(at, end - at);
+            if (flag.size() < 4 || !std::isalpha(static_cast<unsigned char>(flag[2]))) continue;
+            ++found;
+            // The flag as a word: followed by something that is not part of a longer flag.
+            bool documented = false;
+            for (size_t d = doc.find(flag); d != std::string::npos && !documented; d = doc.find(flag, d + 1)) {
+                const size_t after = d + flag.size();
+                documented = after >= doc.size() || !(std::isalnum(static_cast<unsigned char>(doc[after])) || doc[after] == '-');
+            }
+            EXPECT_TRUE(documented) << cmd << " " << flag << " is not in docs/cli.md";
+        }
+        EXPECT_GT(found, 0u) << cmd;
+    }
+}

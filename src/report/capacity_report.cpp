@@ -11,6 +11,11 @@
 namespace memtax {
 namespace {
 
+// `report` writes pages whatever the gates say; `check` is what fails a pipeline. Said on the page.
+constexpr const char* kGateNote =
+    "Writing this report does not fail on a gate (memtax report exits 0 when it wrote every page); run memtax check on the "
+    "scenario to fail a pipeline when a gate fails (exit 1).";
+
 using ojson = nlohmann::ordered_json;
 
 std::string tokens_label(double v) {
@@ -144,6 +149,7 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         h += fmt::format("<h2>Gates: <span class=\"{}\">{}</span></h2>\n", r.plan.gates_passed ? "pass" : "fail",
                          r.plan.gates_passed ? "all pass" : "FAILED");
         h += html_table(g->table);
+        h += "<p>" + svg::escape(kGateNote) + "</p>\n";
     }
     if (const auto* p = section(plan, "plans")) {
         h += "<h2>" + svg::escape(p->title) + "</h2>\n" + html_table(p->table);
@@ -165,7 +171,7 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     std::string md = fmt::format("# memtax capacity report: {}\n\n{}\n\n", s.name, s.description);
     for (const auto& n : plan.notes) md += "- " + markdown_cell(n) + "\n";
     if (const auto* g = section(plan, "gates"))
-        md += fmt::format("\n## Gates: {}\n\n{}", r.plan.gates_passed ? "all pass" : "FAILED", table_markdown(g->table));
+        md += fmt::format("\n## Gates: {}\n\n{}\n{}\n", r.plan.gates_passed ? "all pass" : "FAILED", table_markdown(g->table), kGateNote);
     if (const auto* p = section(plan, "plans")) md += "\n## " + markdown_cell(p->title) + "\n\n" + table_markdown(p->table);
     if (charts) {
         md += "\n## Memory against context\n\n" + markdown_cell(memory_title) + " (GiB per GPU).\n\n```mermaid\nxychart-beta\n";
