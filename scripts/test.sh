@@ -12,9 +12,24 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 echo "== 1/3 test suite (Release)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMEMTAX_WERROR=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMEMTAX_WERROR=ON -DMEMTAX_BUILD_TESTS=ON -DMEMTAX_BUILD_BENCH=ON >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== install and package"
+# `cmake --install` into a clean prefix, and cpack's .deb unpacked into another: each must give a
+# memtax that runs from anywhere with its embedded catalog and the shipped scenarios beside it.
+pkgtmp=$(mktemp -d)
+trap 'rm -rf "$pkgtmp"' EXIT
+cmake --install build --prefix "$pkgtmp/prefix" >/dev/null
+(cd "$pkgtmp" && "$pkgtmp/prefix/bin/memtax" estimate --model qwen2.5-7b --gpu h100 --format json >/dev/null)
+"$pkgtmp/prefix/bin/memtax" plan "$pkgtmp/prefix/share/memtax/scenarios/rag-128k-8b.yaml" >/dev/null
+(cd build && cpack -G DEB -B "$pkgtmp/deb" >/dev/null)
+deb=$(ls "$pkgtmp"/deb/memtax_*.deb)
+dpkg-deb --info "$deb" | grep -q "Depends:" || { echo "package: $deb declares no dependencies" >&2; exit 1; }
+dpkg-deb -x "$deb" "$pkgtmp/root"
+(cd "$pkgtmp" && "$pkgtmp/root/usr/bin/memtax" models >/dev/null && "$pkgtmp/root/usr/bin/memtax" --version)
+echo "installed and packaged: $(basename "$deb")"
 [ "${MEMTAX_QUICK:-0}" = 1 ] && exit 0
 
 echo "== 2/3 test suite under ASan + UBSan"
