@@ -199,7 +199,13 @@ TEST(Report, HeadlessChromiumRendersThePage) {
     EXPECT_EQ(svgs, 3u);
     EXPECT_NE(dom.find("class=\"series\""), std::string::npos);
     EXPECT_NE(dom.find("class=\"part\""), std::string::npos);
-    EXPECT_NE(dom.find("class=\"op\""), std::string::npos);
+    // Prefill and decode points are told apart by their markers (circles, squares).
+    EXPECT_NE(dom.find("class=\"op prefill\""), std::string::npos);
+    EXPECT_NE(dom.find("class=\"op decode\""), std::string::npos);
+    // A vLLM scenario charts what vLLM does (sequences its pool holds), not transformers' static
+    // batch's memory against context.
+    EXPECT_NE(dom.find("Sequences held against context (vLLM)"), std::string::npos);
+    EXPECT_EQ(dom.find("Memory against context"), std::string::npos);
     fs::remove_all(dir);
 }
 
@@ -341,4 +347,19 @@ TEST(DocumentStream, BytesShowAsFmtWritesGiB) {
         ASSERT_EQ(t.text[0][2], v & 1 ? "yes" : "no");
         ASSERT_EQ(t.raw[0][2], v & 1 ? "true" : "false");
     }
+}
+
+// Mermaid's axis is linear: the memory chart stops at twice the usable capacity so the quadratic
+// eager total does not flatten every line. rag-128k-8b's best plan is on an H200 (usable
+// 150,109,880,320 B = 139.80 GiB): the axis tops at ceil(279.6) = 280 GiB, and the eager total at
+// 16k and above sits on it.
+TEST(Report, MermaidMemoryChartIsOnAReadableScale) {
+    const std::string md = slurp(src("reports/rag-128k-8b.md"));
+    EXPECT_NE(md.find("y-axis \"GiB\" 0 --> 280\n"), std::string::npos) << md;
+    EXPECT_NE(md.find("280.00, 280.00]"), std::string::npos) << md;
+    EXPECT_NE(md.find("The axis stops at twice the usable capacity (280 GiB)"), std::string::npos);
+    // The vLLM scenario's chart is sequences held, axis to min(4 × 64 per replica, max_num_seqs 256).
+    const std::string v = slurp(src("reports/long-context-chat-70b.md"));
+    EXPECT_NE(v.find("y-axis \"sequences\" 0 --> 256\n"), std::string::npos) << v;
+    EXPECT_EQ(v.find("## Memory against context"), std::string::npos);
 }

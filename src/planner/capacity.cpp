@@ -17,7 +17,25 @@ CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<
     parse_dtype(best.kv_dtype, kv);
     std::vector<u64> contexts;
     for (u64 c = 1024; c <= model.max_context; c *= 2) contexts.push_back(c);
-    if (contexts.size() >= 3) {
+    // The best plan's steps, as the planner timed them.
+    Workload w;
+    w.runtime = scenario_runtime(s, best.runtime);
+    w.weight_dtype = wd;
+    w.kv_dtype = kv;
+    w.context = s.context;
+    const Plan plan = Plan::compile(model, gpu, Deployment{best.tp * best.pp, best.tp, best.pp}, w);
+    if (contexts.size() >= 3 && plan.runtime().sizes_pool_at_startup()) {
+        SweepSpec sw;
+        sw.model = model;
+        sw.gpu = gpu;
+        sw.contexts = contexts;
+        sw.batches = {1};
+        sw.tps = {best.tp};
+        sw.pp = best.pp;
+        sw.workload = w;
+        r.serving = run_sweep(sw);
+        r.max_running = plan.runtime().max_running();
+    } else if (contexts.size() >= 3) {
         for (const char* rt : {"hf-sdpa", "hf-eager"}) {
             SweepSpec sw;
             sw.model = model;
@@ -32,13 +50,6 @@ CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<
             (rt == std::string("hf-sdpa") ? r.fused : r.eager) = run_sweep(sw);
         }
     }
-    // The best plan's steps, as the planner timed them.
-    Workload w;
-    w.runtime = scenario_runtime(s, best.runtime);
-    w.weight_dtype = wd;
-    w.kv_dtype = kv;
-    w.context = s.context;
-    const Plan plan = Plan::compile(model, gpu, Deployment{best.tp * best.pp, best.tp, best.pp}, w);
     r.time = estimate_time(plan, Point{Mode::Prefill, best.batch_per_replica, s.prompt.mean},
                            Topology(single_node_cluster(gpu, std::min<u64>(best.tp * best.pp, s.gpus_per_node))));
     return r;

@@ -15,6 +15,12 @@ struct CapacityReport {
     // The best plan's model, GPU and layout at its sequences per replica, prefill over contexts
     // 1k … the model's maximum (doubling): under fused attention (hf-sdpa) and eager (hf-eager).
     std::optional<SweepReport> fused, eager;
+    // A runtime that sizes a KV pool at start-up (vLLM) is charted as it serves: the best plan's
+    // layout under the scenario's runtime and engine arguments, one sequence a point, over the
+    // same contexts; a point's max_concurrency_milli is the sequences the pool holds. Then
+    // fused/eager above are not drawn (they are transformers' static batch).
+    std::optional<SweepReport> serving;
+    u64 max_running = 0;               // the runtime's admission limit (vLLM: max_num_seqs)
     std::optional<TimeEstimate> time;  // the best plan's prefill and decode steps
 };
 

@@ -65,6 +65,23 @@ std::vector<svg::Series> memory_series(const CapacityReport& r) {
     return out;
 }
 
+// vLLM as it serves: sequences of each context the KV pool holds (log), against the
+// admission limit and the sequences each replica is asked to run.
+std::vector<svg::Series> serving_series(const CapacityReport& r, u64 wanted) {
+    svg::Series held{"sequences the KV pool holds", {}, "#1f77b4", false};
+    svg::Series limit{"max_num_seqs", {}, "#7f7f7f", true};
+    svg::Series want{"sequences a replica runs (the plan)", {}, "#d62728", true};
+    for (const auto& p : r.serving->points) {
+        const double x = static_cast<double>(p.context);
+        held.points.emplace_back(x, static_cast<double>(p.r.max_concurrency_milli) / 1000.0);
+        limit.points.emplace_back(x, static_cast<double>(r.max_running));
+        want.points.emplace_back(x, static_cast<double>(wanted));
+    }
+    return {held, limit, want};
+}
+
+std::string count_label(double v) { return v >= 1 ? fmt::format("{:.0f}", v) : fmt::format("{:.2g}", v); }
+
 std::vector<svg::RoofPoint> roof_points(const TimeEstimate& t) {
     std::vector<svg::RoofPoint> out;
     for (const auto* st : {&t.prefill, &t.decode})
@@ -121,7 +138,22 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     const ScenarioSpec& s = r.plan.scenario;
     const Document plan = plan_document(r.plan, 10);
     const bool charts = r.fused && r.eager && !r.plan.ranked.empty();
+    const bool serving = r.serving && !r.plan.ranked.empty() && !r.serving->points.empty();
     const u64 batch = r.plan.ranked.empty() ? 0 : r.plan.ranked.front().batch_per_replica;
+    std::string serving_title, serving_svg, serving_note;
+    if (serving) {
+        const Candidate& best = r.plan.ranked.front();
+        const PointResult& p0 = r.serving->points.front().r;
+        serving_title = fmt::format("vLLM: sequences the KV pool holds against context (best plan: {} TP{} PP{}, {} per replica)", best.gpu,
+                                    best.tp, best.pp, batch);
+        serving_svg = svg::line_chart(serving_title, {"context (tokens)", true, &tokens_label},
+                                      {"sequences held at once", true, &count_label}, serving_series(r, batch));
+        serving_note = fmt::format(
+            "vLLM sizes one KV pool at start-up ({} per GPU, whatever the context); a sequence of c tokens takes "
+            "ceil(c / block) blocks of every layer, so the sequences it holds fall as 1/c. Above max_num_seqs ({}) the scheduler, "
+            "not memory, limits a replica.",
+            format_bytes_gib(p0.kv_cache), r.max_running);
+    }
     const std::string memory_title =
         charts ? fmt::format("Memory per GPU against context (best plan's layout, {} sequences a replica, prefill)", batch) : "";
     const std::string memory_svg = charts ? svg::line_chart(memory_title, {"context (tokens)", true, &tokens_label},
@@ -129,10 +161,11 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
                                           : "";
     const std::string bars_svg =
         r.plan.ranked.empty() ? "" : svg::stacked_bars("Per GPU, the top plans", "GiB", kParts, kPartColors, stacks(r.plan));
-    const std::string roof_svg = r.time ? svg::roofline(fmt::format("Step time per op kind against the roofline ({} {})",
-                                                                    r.time->rate_dtype, r.plan.ranked.front().gpu),
-                                                        r.time->matmul_flops_per_s, r.time->bandwidth_bytes_per_s, roof_points(*r.time))
-                                        : "";
+    const std::string roof_svg =
+        r.time ? svg::roofline(fmt::format("Op kinds against the roofline: achieved FLOP/s by arithmetic intensity ({} {})",
+                                           r.time->rate_dtype, r.plan.ranked.front().gpu),
+                               r.time->matmul_flops_per_s, r.time->bandwidth_bytes_per_s, roof_points(*r.time))
+               : "";
 
     // --- HTML ---
     std::string h = fmt::format(
@@ -155,6 +188,10 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         h += "<h2>" + svg::escape(p->title) + "</h2>\n" + html_table(p->table);
         for (const auto& n : p->notes) h += "<p>" + svg::escape(n) + "</p>\n";
     }
+    if (serving) {
+        h += "<h2>Sequences held against context (vLLM)</h2>\n<div class=\"chart\">\n" + serving_svg + "</div>\n";
+        h += "<p>Log axes. " + svg::escape(serving_note) + "</p>\n";
+    }
     if (charts) {
         h += "<h2>Memory against context</h2>\n<div class=\"chart\">\n" + memory_svg + "</div>\n";
         h += "<p>Log axes. The KV cache grows linearly with the context; eager attention's S×S tensors quadratically (×4 per doubling); "
@@ -162,7 +199,7 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         h += html_table(sweep_document(*r.eager).sections.back().table);
     }
     if (!bars_svg.empty()) h += "<h2>Per GPU, the top plans</h2>\n<div class=\"chart\">\n" + bars_svg + "</div>\n";
-    if (!roof_svg.empty()) h += "<h2>Step time per op kind</h2>\n<div class=\"chart\">\n" + roof_svg + "</div>\n";
+    if (!roof_svg.empty()) h += "<h2>Op kinds against the roofline</h2>\n<div class=\"chart\">\n" + roof_svg + "</div>\n";
     if (const auto* m = section(plan, "best_memory")) h += "<h2>" + svg::escape(m->title) + "</h2>\n" + html_table(m->table);
     h += fmt::format("<p><small>memtax {}</small></p>\n</body>\n</html>\n", svg::escape(version));
     f.html = std::move(h);
@@ -178,19 +215,57 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         md += "    title \"GiB per GPU against context\"\n    x-axis [";
         for (size_t i = 0; i < r.fused->points.size(); ++i)
             md += (i ? ", " : "") + tokens_label(static_cast<double>(r.fused->points[i].context));
+        // Mermaid's axis is linear: eager attention's quadratic total would flatten every line, so
+        // the axis stops at twice the usable capacity and higher values sit on its top (the table
+        // below has them all).
         double top = 0;
         for (const auto& p : r.eager->points) top = std::max(top, to_gib(p.r.total));
+        const double cap = to_gib(r.fused->points.front().r.capacity);
+        const bool clipped = top > 2 * cap;
+        if (clipped) top = 2 * cap;
         md += fmt::format("]\n    y-axis \"GiB\" 0 --> {:.0f}\n", std::ceil(top));
         auto line = [&](const SweepReport& sw, u64 PointResult::*m) {
             std::string l = "    line [";
-            for (size_t i = 0; i < sw.points.size(); ++i) l += fmt::format("{}{:.2f}", i ? ", " : "", to_gib(sw.points[i].r.*m));
+            for (size_t i = 0; i < sw.points.size(); ++i)
+                l += fmt::format("{}{:.2f}", i ? ", " : "", std::min(std::ceil(top), to_gib(sw.points[i].r.*m)));
             return l + "]\n";
         };
         md += line(*r.fused, &PointResult::kv_cache) + line(*r.fused, &PointResult::total) + line(*r.eager, &PointResult::total);
         md +=
             "```\n\nLines: the KV cache, the total with fused attention, the total with eager attention (its S×S tensors grow ×4 per "
-            "doubling).\n\n";
+            "doubling).";
+        if (clipped)
+            md += fmt::format(" The axis stops at twice the usable capacity ({:.0f} GiB); values above it are drawn on its top.", 2 * cap);
+        md += "\n\n";
         md += table_markdown(sweep_document(*r.eager).sections.back().table);
+    }
+    if (serving) {
+        md += "\n## Sequences held against context (vLLM)\n\n" + markdown_cell(serving_title) + ".\n\n```mermaid\nxychart-beta\n";
+        md += "    title \"Sequences the KV pool holds\"\n    x-axis [";
+        for (size_t i = 0; i < r.serving->points.size(); ++i)
+            md += (i ? ", " : "") + tokens_label(static_cast<double>(r.serving->points[i].context));
+        // Linear axis: up to four times what a replica runs (or max_num_seqs, if lower), higher values
+        // on its top; the table has them all.
+        const double top =
+            std::max<double>(1, static_cast<double>(std::min<u64>(std::max<u64>(batch, 1) * 4, std::max<u64>(r.max_running, 1))));
+        md += fmt::format("]\n    y-axis \"sequences\" 0 --> {:.0f}\n    line [", top);
+        for (size_t i = 0; i < r.serving->points.size(); ++i)
+            md += fmt::format("{}{:.2f}", i ? ", " : "",
+                              std::min(top, static_cast<double>(r.serving->points[i].r.max_concurrency_milli) / 1000.0));
+        md += fmt::format("]\n    line [");
+        for (size_t i = 0; i < r.serving->points.size(); ++i) md += fmt::format("{}{}", i ? ", " : "", batch);
+        md += fmt::format(
+            "]\n```\n\nLines: the sequences the pool holds, the sequences a replica runs ({}); the axis stops at {:.0f}. {}\n\n", batch,
+            top, serving_note);
+        Table t;
+        for (const char* c : {"context", "sequences held", "KV pool GiB"}) t.add_column(c, c, true);
+        for (const auto& p : r.serving->points) {
+            t.row();
+            t.cell(group_digits(p.context));
+            t.cell(fmt::format("{:.2f}", static_cast<double>(p.r.max_concurrency_milli) / 1000.0));
+            t.cell(fmt::format("{:.2f}", to_gib(p.r.kv_cache)));
+        }
+        md += table_markdown(t);
     }
     if (!r.plan.ranked.empty()) {
         md += "\n## Per GPU, the top plans\n\n```mermaid\nxychart-beta\n    title \"GiB per GPU\"\n    x-axis [";
@@ -214,6 +289,15 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     j["gates"] = gates;
     j["gates_passed"] = r.plan.gates_passed;
     if (charts) j["memory_vs_context"] = {{"batch_per_replica", batch}, {"fused", sweep_json(*r.fused)}, {"eager", sweep_json(*r.eager)}};
+    if (serving) {
+        ojson pts = ojson::array();
+        for (const auto& p : r.serving->points)
+            pts.push_back({{"context", p.context},
+                           {"sequences_held", static_cast<double>(p.r.max_concurrency_milli) / 1000.0},
+                           {"kv_pool_bytes", p.r.kv_cache}});
+        j["sequences_vs_context"] = {
+            {"runtime", r.serving->runtime}, {"max_running", r.max_running}, {"batch_per_replica", batch}, {"points", pts}};
+    }
     if (r.time) {
         ojson steps = ojson::object();
         for (const auto* st : {&r.time->prefill, &r.time->decode}) {

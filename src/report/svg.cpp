@@ -236,17 +236,31 @@ std::string roofline(const std::string& title, double peak_flops, double bandwid
         "<path class=\"roof\" d=\"{}\" fill=\"none\" stroke=\"#333\" stroke-width=\"2\"><title>roof: {:.3g} FLOP/s peak, {:.3g} "
         "B/s</title></path>\n",
         roof, peak_flops, bandwidth);
-    const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+    // One colour per op kind (prefill and decode of a kind share it), one marker per step: a
+    // circle for prefill, a square for decode. Twelve colours, so the kinds of both steps stay apart.
+    const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                             "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"};
+    std::vector<std::string> kinds;
     std::vector<std::pair<std::string, std::pair<std::string, bool>>> items;
-    for (size_t i = 0; i < points.size(); ++i) {
-        const auto& p = points[i];
+    for (const auto& p : points) {
         if (p.intensity <= 0 || p.rate <= 0) continue;
-        const char* color = palette[i % 10];
-        out += fmt::format(
-            "<circle class=\"op\" cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\"><title>{}: {:.3g} FLOP/B, {:.3g} FLOP/s</title></circle>\n",
-            num(sx.at(p.intensity)), num(sy.at(p.rate)), color, escape(p.name), p.intensity, p.rate);
-        items.push_back({p.name, {color, false}});
+        const bool decode = p.name.rfind("decode ", 0) == 0;
+        const std::string kind = p.name.substr(p.name.find(' ') == std::string::npos ? 0 : p.name.find(' ') + 1);
+        size_t k = std::find(kinds.begin(), kinds.end(), kind) - kinds.begin();
+        if (k == kinds.size()) kinds.push_back(kind);
+        const char* color = palette[k % (sizeof palette / sizeof *palette)];
+        const double x = sx.at(p.intensity), y = sy.at(p.rate);
+        const std::string tip = fmt::format("<title>{}: {:.3g} FLOP/B, {:.3g} FLOP/s</title>", escape(p.name), p.intensity, p.rate);
+        if (decode)
+            out += fmt::format("<rect class=\"op decode\" x=\"{}\" y=\"{}\" width=\"9\" height=\"9\" fill=\"{}\">{}</rect>\n", num(x - 4.5),
+                               num(y - 4.5), color, tip);
+        else
+            out += fmt::format("<circle class=\"op prefill\" cx=\"{}\" cy=\"{}\" r=\"5\" fill=\"{}\">{}</circle>\n", num(x), num(y), color,
+                               tip);
+        if (std::find_if(items.begin(), items.end(), [&](const auto& i) { return i.first == kind; }) == items.end())
+            items.push_back({kind, {color, false}});
     }
+    out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"start\">● prefill   ■ decode</text>\n", kLeft + 6, kTop + 14);
     out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">arithmetic intensity (FLOP per byte)</text>\n",
                        (kLeft + width - kRight) / 2, height - 8);
     out += fmt::format("<text x=\"14\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {0})\">achieved FLOP/s</text>\n",
