@@ -363,3 +363,24 @@ TEST(Report, MermaidMemoryChartIsOnAReadableScale) {
     EXPECT_NE(v.find("y-axis \"sequences\" 0 --> 256\n"), std::string::npos) << v;
     EXPECT_EQ(v.find("## Memory against context"), std::string::npos);
 }
+
+// Nothing satisfies a scenario (a TTFT no plan reaches): its page still charts the closest
+// candidate, says so, and names the relaxation that would make a candidate feasible.
+TEST(Report, AnInfeasibleScenarioGetsItsChartsAndWhatToRelax) {
+    const fs::path dir = temp_dir("infeasible");
+    std::string y = slurp(src("scenarios/long-context-chat-70b.yaml"));
+    y.replace(y.find("  ttft_s: 30"), 12, "  ttft_s: 0.001");
+    y.replace(y.find("name: long-context-chat-70b"), 27, "name: tight");
+    std::ofstream(dir / "tight.yaml") << y;
+    Result r = run_command({"report", (dir / "tight.yaml").string(), "--out", (dir / "out").string()});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::string html = slurp(dir / "out" / "tight.html");
+    EXPECT_NE(html.find("Gates: <span class=\"fail\">FAILED</span>"), std::string::npos);
+    EXPECT_NE(html.find("Sequences held against context (vLLM)"), std::string::npos);
+    EXPECT_NE(html.find("(closest candidate, infeasible: "), std::string::npos);
+    EXPECT_NE(html.find("relaxing TTFT alone to "), std::string::npos);
+    size_t svgs = 0;
+    for (size_t at = html.find("<svg"); at != std::string::npos; at = html.find("<svg", at + 1)) ++svgs;
+    EXPECT_GE(svgs, 2u);  // the sequences chart and the roofline (no top plans to stack)
+    fs::remove_all(dir);
+}

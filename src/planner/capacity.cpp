@@ -8,8 +8,12 @@ namespace memtax {
 CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress) {
     CapacityReport r;
     r.plan = plan_scenario(s, progress);
-    if (r.plan.ranked.empty()) return r;
-    const Candidate& best = r.plan.ranked.front();
+    if (!r.plan.ranked.empty())
+        r.charted = r.plan.ranked.front();
+    else if (r.plan.closest && !r.plan.closest->gpu.empty() && r.plan.closest->batch_per_replica > 0)
+        r.charted = *r.plan.closest;
+    if (!r.charted) return r;
+    const Candidate& best = *r.charted;
     const ModelSpec model = resolve_model(s.model);
     const GpuSpec gpu = resolve_gpu(best.gpu);
     DType wd, kv;

@@ -12,6 +12,9 @@ namespace memtax {
 
 struct CapacityReport {
     PlanReport plan;
+    // The candidate the charts are drawn for: the best plan, or, when nothing is feasible, the
+    // closest candidate (so an infeasible scenario's page still shows where it stands).
+    std::optional<Candidate> charted;
     // The best plan's model, GPU and layout at its sequences per replica, prefill over contexts
     // 1k … the model's maximum (doubling): under fused attention (hf-sdpa) and eager (hf-eager).
     std::optional<SweepReport> fused, eager;

@@ -137,14 +137,16 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     CapacityFiles f;
     const ScenarioSpec& s = r.plan.scenario;
     const Document plan = plan_document(r.plan, 10);
-    const bool charts = r.fused && r.eager && !r.plan.ranked.empty();
-    const bool serving = r.serving && !r.plan.ranked.empty() && !r.serving->points.empty();
-    const u64 batch = r.plan.ranked.empty() ? 0 : r.plan.ranked.front().batch_per_replica;
+    const bool charts = r.fused && r.eager && r.charted;
+    const bool serving = r.serving && r.charted && !r.serving->points.empty();
+    const u64 batch = r.charted ? r.charted->batch_per_replica : 0;
+    // What the charts show when nothing is feasible: the closest candidate, said so.
+    const std::string whose = r.plan.ranked.empty() ? "closest candidate, infeasible" : "best plan";
     std::string serving_title, serving_svg, serving_note;
     if (serving) {
-        const Candidate& best = r.plan.ranked.front();
+        const Candidate& best = *r.charted;
         const PointResult& p0 = r.serving->points.front().r;
-        serving_title = fmt::format("vLLM: sequences the KV pool holds against context (best plan: {} TP{} PP{}, {} per replica)", best.gpu,
+        serving_title = fmt::format("vLLM: sequences the KV pool holds against context ({}: {} TP{} PP{}, {} per replica)", whose, best.gpu,
                                     best.tp, best.pp, batch);
         serving_svg = svg::line_chart(serving_title, {"context (tokens)", true, &tokens_label},
                                       {"sequences held at once", true, &count_label}, serving_series(r, batch));
@@ -155,7 +157,7 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
             format_bytes_gib(p0.kv_cache), r.max_running);
     }
     const std::string memory_title =
-        charts ? fmt::format("Memory per GPU against context (best plan's layout, {} sequences a replica, prefill)", batch) : "";
+        charts ? fmt::format("Memory per GPU against context (layout of the {}, {} sequences a replica, prefill)", whose, batch) : "";
     const std::string memory_svg = charts ? svg::line_chart(memory_title, {"context (tokens)", true, &tokens_label},
                                                             {"GiB per GPU", true, &gib_label}, memory_series(r))
                                           : "";
@@ -163,7 +165,7 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         r.plan.ranked.empty() ? "" : svg::stacked_bars("Per GPU, the top plans", "GiB", kParts, kPartColors, stacks(r.plan));
     const std::string roof_svg =
         r.time ? svg::roofline(fmt::format("Op kinds against the roofline: achieved FLOP/s by arithmetic intensity ({} {})",
-                                           r.time->rate_dtype, r.plan.ranked.front().gpu),
+                                           r.time->rate_dtype, r.charted->gpu),
                                r.time->matmul_flops_per_s, r.time->bandwidth_bytes_per_s, roof_points(*r.time))
                : "";
 
