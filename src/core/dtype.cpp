@@ -34,8 +34,8 @@ u64 DType::matrix_bytes(u64 rows, u64 cols, std::string_view term) const {
 }
 
 const std::vector<std::string>& dtype_names() {
-    static const std::vector<std::string> names = {"fp32", "bf16",    "fp16",       "fp8",        "fp8_e4m3", "fp8_e5m2", "int8",
-                                                   "int4", "int4-gN", "int4-gN-zp", "int8-gN-zp", "mxfp4",    "fp8-b128", "int8-gN"};
+    static const std::vector<std::string> names = {"fp32", "bf16",    "fp16",    "fp8",        "fp8_e4m3",   "fp8_e5m2", "int8",
+                                                   "int4", "int4-gN", "int8-gN", "int4-gN-zp", "int8-gN-zp", "mxfp4",    "fp8-b128"};
     return names;
 }
 

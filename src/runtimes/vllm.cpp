@@ -134,6 +134,11 @@ private:
     // attention block size may be raised so one attention page holds a state page.
     u64 n_state_ = 0, block_ = 0, groups_full_ = 0, groups_window_ = 0, groups_state_ = 0, state_bytes_ = 0, padding_layers_ = 0;
     bool kv_positive_ = false;
+    // Blocks of one max_model_len request when max_model_len is given (0 otherwise: it is then
+    // the point's context, whose blocks each point computes anyway).
+    u64 model_len_blocks_ = 0;
+    u64 model_len_of(u64 context) const noexcept { return p_.max_model_len ? p_.max_model_len : context; }
+    u64 model_len_blocks(u64 context_blocks) const noexcept { return p_.max_model_len ? model_len_blocks_ : context_blocks; }
     // The block size and why (vLLM forces one per MLA backend), and the MLA backend picked.
     std::string block_rule_;
     std::string peak_at_;
@@ -264,6 +269,7 @@ VllmPlan::VllmPlan(const CompileInput& in)
     groups_state_ = ceil_div(n_state_, group_);
     padding_layers_ = (groups_full_ + groups_window_ + groups_state_) * group_ - model_.num_layers;
     num_blocks_ = available_ / checked_mul(page_, group_, "kv page");
+    if (p_.max_model_len) model_len_blocks_ = blocks_per_request(p_.max_model_len);
 }
 
 // The dummy forward's point: `tokens` flattened tokens attending to themselves, no cache yet.
@@ -305,7 +311,7 @@ u64 VllmPlan::blocks_per_request(u64 max_len) const noexcept {
 void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
     bool ovf = false;
     // Requests of p.context tokens; the engine admits up to max_model_len (default: the same).
-    const u64 max_len = p.context, B = p.batch, model_len = p_.max_model_len ? p_.max_model_len : p.context;
+    const u64 max_len = p.context, B = p.batch, model_len = model_len_of(p.context);
     r.logits_kept = 1;
     r.weights = weights_;
     r.resident_before = weights_;
@@ -353,7 +359,7 @@ void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
     // vLLM refuses to start unless one max_model_len request fits the pool, and refuses a
     // request longer than max_model_len.
     r.fits = kv_positive_ && num_blocks_ > 0 && num_blocks_ / per_request >= B && B <= p_.max_num_seqs && max_len <= model_len &&
-             num_blocks_ >= blocks_per_request(model_len);
+             num_blocks_ >= model_len_blocks(per_request);
     r.status = ovf ? PointStatus::Overflow : PointStatus::Ok;
 }
 
@@ -422,13 +428,12 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     // The start-up log's own lines (vllm/v1/worker/gpu_worker.py "Available KV cache memory";
     // vllm/v1/core/kv_cache_utils.py: max concurrency = num_blocks / blocks per max_model_len
     // request, "GPU KV cache size" = int(max concurrency · max_model_len) tokens).
-    const u64 model_len = p_.max_model_len ? p_.max_model_len : max_len;
-    const u64 model_len_blocks = blocks_per_request(model_len);
-    const double log_concurrency = static_cast<double>(num_blocks_) / static_cast<double>(model_len_blocks);
-    const u64 log_tokens = mul_frac(num_blocks_, model_len, model_len_blocks);
+    const u64 model_len = model_len_of(max_len), model_len_needed = model_len_blocks(per_request);
+    const double log_concurrency = static_cast<double>(num_blocks_) / static_cast<double>(model_len_needed);
+    const u64 log_tokens = mul_frac(num_blocks_, model_len, model_len_needed);
+    const double available_gib = static_cast<double>(available_) / static_cast<double>(u64{1} << 30);
     f("max_model_len", model_len, p_.max_model_len ? "max_model_len" : "max_model_len (the workload's context)");
-    f("log_available_kv_gib", static_cast<double>(available_) / static_cast<double>(u64{1} << 30),
-      fmt::format("log: Available KV cache memory: {:.2f} GiB", static_cast<double>(available_) / static_cast<double>(u64{1} << 30)));
+    f("log_available_kv_gib", available_gib, fmt::format("log: Available KV cache memory: {:.2f} GiB", available_gib));
     f("log_kv_cache_tokens", log_tokens, fmt::format("log: GPU KV cache size: {} tokens", group_digits(log_tokens)));
     f("log_max_concurrency", log_concurrency,
       fmt::format("log: Maximum concurrency for {} tokens per request: {:.2f}x", group_digits(model_len), log_concurrency));
@@ -463,7 +468,6 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     out.components.push_back({"forward_peak", "peak", r.forward_peak, fmt::format("the start-up profile's peak, at {}", out.peak_at)});
     out.components.push_back({"total", "total", r.total, "weights + kv_cache + activation_peak + logits + runtime_overhead"});
 
-    const u64 model_len_needed = blocks_per_request(model_len);
     if (kv_positive_ && max_len > model_len)
         out.verdict = fmt::format(
             "does not fit: requests of {} tokens exceed max_model_len {}; vLLM refuses them (raise runtime_settings.max_model_len)",

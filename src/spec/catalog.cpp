@@ -5,6 +5,7 @@
 #include <cctype>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string_view>
 
 #include "spec/loaders.hpp"
@@ -20,25 +21,28 @@ bool looks_like_path(const std::string& s) {
            s.starts_with("../");
 }
 
-// The value of a profile's top-level `key:` line, read without parsing the document: a CLI
+// A profile's top-level `key:` line, after the colon, read without parsing the document: a CLI
 // call parses only the profiles it uses. (Every catalog profile states its name and aliases on
-// one line each; the full parse of the one picked checks them.)
-std::string top_level_value(const char* text, std::string_view key) {
+// one line each; the full parse of the one picked checks them.) nullopt when there is no such key.
+std::optional<std::string_view> top_level_line(const char* text, std::string_view key) {
     std::string_view t(text);
     for (size_t at = 0; at < t.size();) {
         size_t end = t.find('\n', at);
         if (end == std::string_view::npos) end = t.size();
         std::string_view line = t.substr(at, end - at);
-        if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':') {
-            line.remove_prefix(key.size() + 1);
-            auto strip = [](char c) { return c == ' ' || c == '"' || c == '\'' || c == '\r'; };
-            while (!line.empty() && strip(line.front())) line.remove_prefix(1);
-            while (!line.empty() && strip(line.back())) line.remove_suffix(1);
-            return std::string(line);
-        }
+        if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':') return line.substr(key.size() + 1);
         at = end + 1;
     }
-    return {};
+    return std::nullopt;
+}
+
+// The value of a top-level `key:` line, unquoted ("" when absent or a mapping header).
+std::string top_level_value(const char* text, std::string_view key) {
+    std::string_view line = top_level_line(text, key).value_or(std::string_view());
+    auto strip = [](char c) { return c == ' ' || c == '"' || c == '\'' || c == '\r'; };
+    while (!line.empty() && strip(line.front())) line.remove_prefix(1);
+    while (!line.empty() && strip(line.back())) line.remove_suffix(1);
+    return std::string(line);
 }
 
 // `aliases: [a, b]` as a list.
@@ -68,12 +72,24 @@ std::string fold(std::string_view s) {
     return out;
 }
 
+// The words of a release that change the weights, not their shapes ("-Instruct", "-it").
+bool release_word(const std::string& lower) {
+    static const std::vector<std::string> words = {"instruct", "chat", "base", "hf", "it", "pt"};
+    return std::find(words.begin(), words.end(), lower) != words.end();
+}
+
+// A Hugging Face id without its organisation ("Qwen/Qwen2.5-7B" -> "Qwen2.5-7B").
+std::string_view without_organisation(std::string_view s) {
+    const size_t slash = s.rfind('/');
+    return slash == std::string_view::npos ? s : s.substr(slash + 1);
+}
+
 // A name as users write it, reduced to the shapes it names: the Hugging Face organisation
 // ("Qwen/"), the release words that change the weights but not their shapes ("-Instruct",
 // "-Chat", "-Base", "-hf", "-it", "-pt") and Meta's old "Meta-" prefix are dropped, then folded.
 // "meta-llama/Meta-Llama-3.1-8B-Instruct" and "Llama-3.1-8B" are one key.
 std::string shape_key(std::string_view s) {
-    if (const size_t slash = s.rfind('/'); slash != std::string_view::npos) s.remove_prefix(slash + 1);
+    s = without_organisation(s);
     std::vector<std::string> words;
     std::string word;
     for (size_t i = 0; i <= s.size(); ++i) {
@@ -85,10 +101,9 @@ std::string shape_key(std::string_view s) {
             word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         }
     }
-    static const std::vector<std::string> release = {"instruct", "chat", "base", "hf", "it", "pt"};
     std::string out;
     for (size_t i = 0; i < words.size(); ++i) {
-        if (std::find(release.begin(), release.end(), words[i]) != release.end()) continue;
+        if (release_word(words[i])) continue;
         if (i == 0 && words[i] == "meta" && words.size() > 1 && words[1].starts_with("llama")) continue;
         out += fold(words[i]);
     }
@@ -102,7 +117,7 @@ struct NameWords {
     std::vector<std::string> sizes, numbers, letters;
 };
 NameWords name_words(std::string_view s) {
-    if (const size_t slash = s.rfind('/'); slash != std::string_view::npos) s.remove_prefix(slash + 1);
+    s = without_organisation(s);
     NameWords w;
     size_t i = 0;
     auto is_digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
@@ -137,8 +152,7 @@ NameWords name_words(std::string_view s) {
             size_t j = i;
             while (j < s.size() && is_alpha(s[j])) ++j;
             const std::string letters = fold(s.substr(i, j - i));
-            static const std::vector<std::string> release = {"instruct", "chat", "base", "hf", "it", "pt"};
-            if (std::find(release.begin(), release.end(), letters) == release.end()) w.letters.push_back(letters);
+            if (!release_word(letters)) w.letters.push_back(letters);
             i = j;
         } else {
             ++i;
@@ -164,19 +178,6 @@ struct Entry {
     // a family word or as a suggestion.
     bool derived = false;
 };
-
-// Whether the profile has a top-level `key:` (a mapping header counts).
-bool has_top_level_key(const char* text, std::string_view key) {
-    std::string_view t(text);
-    for (size_t at = 0; at < t.size();) {
-        size_t end = t.find('\n', at);
-        if (end == std::string_view::npos) end = t.size();
-        const std::string_view line = t.substr(at, end - at);
-        if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':') return true;
-        at = end + 1;
-    }
-    return false;
-}
 
 // The suggestion for a name that resolves to nothing: the profile whose sizes agree (a 32B
 // model is never offered for a 72B one), then whose version and product numbers agree, then
@@ -229,7 +230,7 @@ Spec resolve(const std::string& what, const std::string& arg, const std::vector<
     std::vector<Entry> entries;
     for (const auto& f : files)
         entries.push_back({top_level_value(f.text, "name"), top_level_value(f.text, "display_name"), declared_aliases(f.text), &f,
-                           has_top_level_key(f.text, "calibration")});
+                           top_level_line(f.text, "calibration").has_value()});
     auto load = [&](const Entry& e) {
         Spec s = load_text(e.file->text, e.file->path);
         if (s.name != e.name) throw InternalError(fmt::format("catalog profile {} declares name {}", e.file->path, s.name));

@@ -85,7 +85,7 @@ HfFamily deepseek(const std::string& type) {
               "seq_aux",
               "attention_bias",
               "ep_size"};
-    if (type == "deepseek_v3") f.keys.insert(f.keys.end(), {"num_nextn_predict_layers", "quantization_config"});
+    if (type == "deepseek_v3") f.keys.insert(f.keys.end(), {"num_nextn_predict_layers"});
     const bool v3 = type == "deepseek_v3";
     f.read = [v3](const HfReader& r, ModelSpec& m) {
         m.qkv_bias = r.get_bool("attention_bias", false);
@@ -110,16 +110,6 @@ HfFamily deepseek(const std::string& type) {
         m.moe.fp32_routing_weights = true;
     };
     f.layers = [](const HfReader&, const ModelSpec& m) { return hf::uniform(m, "mla"); };
-    if (v3) {
-        f.accepts_quantization = "fp8 with 128×128 blocks";
-        f.quantization = [](const HfReader& r, ModelSpec& m) {
-            const json& q = r.root()["quantization_config"];
-            if (r.quant_method() != "fp8" || !q.contains("weight_block_size") || q["weight_block_size"] != json::array({128, 128}))
-                return false;
-            m.shipped_linear_dtype = "fp8-b128";
-            return true;
-        };
-    }
     return f;
 }
 
@@ -230,7 +220,7 @@ void register_hf_families(HfFamilyRegistry& reg) {
         HfFamily f;
         f.model_type = "gpt_oss";
         f.keys = {"sliding_window", "layer_types",          "num_local_experts",    "num_experts_per_tok", "experts_per_token",
-                  "attention_bias", "router_aux_loss_coef", "output_router_logits", "swiglu_limit",        "quantization_config"};
+                  "attention_bias", "router_aux_loss_coef", "output_router_logits", "swiglu_limit"};
         f.window_applies = always;
         f.layers = alternating_layers;
         f.read = [](const HfReader& r, ModelSpec& m) {

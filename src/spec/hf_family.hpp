@@ -62,7 +62,9 @@ struct HfFamily {
     // Token mixer per layer; empty: the config's layer_types when given, else every layer full
     // (or sliding when the window applies). m.sliding_window is set before it is called.
     std::function<std::vector<std::string>(const HfReader&, const ModelSpec&)> layers;
-    // quantization_config: sets m's shipped dtypes, or returns false (refused, naming `accepts`).
+    // quantization_config in a format of the family's own (gpt-oss: mxfp4 experts): sets m's
+    // shipped dtypes, or returns false and the formats any decoder is saved in are read (AWQ,
+    // GPTQ, fp8 with or without 128×128 blocks; hf_config.cpp), else it is refused naming both.
     std::function<bool(const HfReader&, ModelSpec&)> quantization;
     std::string accepts_quantization;  // for the refusal: e.g. "mxfp4"
 };
