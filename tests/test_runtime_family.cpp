@@ -246,6 +246,16 @@ TEST(RuntimeFamily, VllmLaunchesWithItsOwnFlags) {
     l.kv_dtype.clear();
     l.dp = 1;
     EXPECT_NE(f.launch(rt, l).find("--pipeline-parallel-size 2 --kv-cache-dtype auto"), std::string::npos);
+    // A max_model_len given as an engine argument is the one the server starts with (the
+    // workload's 64k requests run under it), and --enforce-eager and the pool size travel too.
+    EngineArgs more;
+    more.max_model_len = 131072;
+    more.enforce_eager = true;
+    more.kv_cache_memory_bytes = u64{20} << 30;
+    apply_engine_args(rt, more);
+    const std::string line = f.launch(rt, l);
+    EXPECT_NE(line.find("--max-model-len 131072 "), std::string::npos) << line;
+    EXPECT_NE(line.find(" --enforce-eager --kv-cache-memory-bytes 21474836480"), std::string::npos) << line;
     // transformers has no server to launch.
     EXPECT_EQ(RuntimeRegistry::builtin().family(resolve_runtime("hf-sdpa")).launch, nullptr);
 }

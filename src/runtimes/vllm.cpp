@@ -627,7 +627,9 @@ std::string vllm_serve(const RuntimeSpec& r, const ServeLaunch& l) {
     cmd += fmt::format(" --tensor-parallel-size {} --pipeline-parallel-size {}", l.tp, l.pp);  // the runtime's own flags
     if (l.dp > 1) cmd += fmt::format(" --data-parallel-size {}", l.dp);                        // the runtime's own flags
     if (l.expert_parallel) cmd += " --enable-expert-parallel";                                 // the runtime's own flags
-    cmd += fmt::format(" --kv-cache-dtype {} --max-model-len {}", kv, l.max_model_len);        // the runtime's own flags
+    // An engine argument's max_model_len is the server's; the deployment's context otherwise.
+    const u64 model_len = v.max_model_len ? v.max_model_len : l.max_model_len;
+    cmd += fmt::format(" --kv-cache-dtype {} --max-model-len {}", kv, model_len);  // the runtime's own flags
     const double util = static_cast<double>(v.gpu_memory_utilization_ppm) / 1e6;
     cmd += fmt::format(" --max-num-seqs {}", v.max_num_seqs);                                                 // the runtime's own flags
     cmd += fmt::format(" --max-num-batched-tokens {}", v.max_num_batched_tokens);                             // the runtime's own flags
