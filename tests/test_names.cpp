@@ -309,3 +309,17 @@ TEST(WhatUsersSee, EveryFlagInHelpIsInTheCliReference) {
         EXPECT_GT(found, 0u) << cmd;
     }
 }
+
+// compare past half the model's maximum context: twice the context is beyond the limit, but the
+// cache's terms are still read. Llama-3.1-8B's full attention keeps 2 · 32 layers · 8 KV heads ·
+// 128 · 2 B = 131,072 B a token and no constant state (it read 0 B/token and a 12 GiB "state").
+// Mixtral-8x7B at 32k (its maximum; twice it is past it): the same 131,072 B (32 layers, 8 × 128).
+TEST(WhatUsersSee, CompareReadsTheCacheTermsPastHalfTheMaximumContext) {
+    for (const auto& [model, context] : {std::pair<const char*, const char*>{"llama-3.1-8b", "96k"}, {"mixtral-8x7b", "32k"}}) {
+        Result r = run_command({"compare", "--model", model, "--technique", "gqa", "--context", context, "--format", "json"});
+        ASSERT_EQ(r.code, 0) << r.err;
+        const json row = json::parse(r.out)["sections"]["rows"]["rows"][0];
+        EXPECT_EQ(row["kv_bytes_per_token"], 131072) << model;
+        EXPECT_EQ(row["state_bytes_per_sequence"], 0) << model;
+    }
+}

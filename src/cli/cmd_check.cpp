@@ -162,9 +162,10 @@ public:
                                        {"weight dtype", was_l.weight_dtype, now_l.weight_dtype},
                                        {"KV dtype", was_l.kv_dtype, now_l.kv_dtype}})
                 if (!a.empty() && a != b) change_row(label, a, b, "changed", "", "CHANGED");
-            // Under vLLM a plan's bytes per GPU is the pool it asks for (gpu_memory_utilization × the
-            // card), not what the workload uses: shown, never a regression.
-            const bool pool_sized = now_l.runtime == "vllm" && was_l.runtime == "vllm";
+            // Under a runtime that sizes its pool at start-up (vLLM), a plan's bytes per GPU is the
+            // pool it asks for (gpu_memory_utilization × the card), not what the workload uses: shown,
+            // never a regression (the runtime asked; the baseline's ran the same runtime).
+            const bool pool_sized = best.pool_sized && was_l.runtime == now_l.runtime;
             for (const auto& f : kFigures) {
                 if (!row.contains(f.key)) continue;
                 if (row[f.key].is_null()) continue;

@@ -6,7 +6,9 @@
 // KV or state bytes, their linear growth per token, the constant state per sequence, the S×S
 // bytes and their quadratic coefficient, the peak, and the largest context that fits.
 #include <fmt/format.h>
+
 #include <fmt/ranges.h>
+#include <optional>
 
 #include <algorithm>
 
@@ -200,20 +202,25 @@ public:
             if (r.status != PointStatus::Ok) plan.estimate(p);  // throws the reason
             // Linear and constant terms of the cache, from two contexts (decode, batch 1 per
             // sequence): KV(c) = state + per_token · c for attention; windows cap it.
+            // The growth at this context: between it and twice it (a window already full adds nothing).
+            const u64 c1 = std::max<u64>(2, w.context), c2 = 2 * c1;
             // The terms are the cache's shape, not a promise to serve the context: they are read
-            // past the model's max_context too (twice a context beyond half of it would be
-            // refused, and a refused point must not read as zero growth).
-            Workload unbounded = w;
-            unbounded.allow_long_context = true;
-            const Plan shape = Plan::compile(v.model, g, Deployment{}, unbounded);
+            // past the model's max_context too (twice a context beyond half of it would be refused,
+            // and a refused point must not read as zero growth), on a plan compiled for that only
+            // when twice the context passes the limit.
+            std::optional<Plan> unbounded;
+            if (c2 > v.model.max_context && !w.allow_long_context) {
+                Workload u = w;
+                u.allow_long_context = true;
+                unbounded.emplace(Plan::compile(v.model, g, Deployment{}, u));
+            }
+            const Plan& shape = unbounded ? *unbounded : plan;
             auto kv_at = [&](u64 c) {
                 const Point q_at{Mode::Decode, 1, c};
                 const PointResult q = shape.evaluate(q_at);
                 if (q.status != PointStatus::Ok) shape.estimate(q_at);  // throws the reason
                 return q.kv_cache_visible;
             };
-            // The growth at this context: between it and twice it (a window already full adds nothing).
-            const u64 c1 = std::max<u64>(2, w.context), c2 = 2 * c1;
             const u64 k1 = kv_at(c1), k2 = kv_at(c2);
             const u64 per_token = k2 >= k1 ? (k2 - k1) / (c2 - c1) : 0;
             const u64 state = k1 >= per_token * c1 ? k1 - per_token * c1 : 0;

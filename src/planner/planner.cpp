@@ -298,6 +298,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             // holds; one that does not (a static batch) by each step's peak.
                             const RuntimePlan& family = plan->runtime();
                             const bool pooled = family.sizes_pool_at_startup();
+                            proto.pool_sized = pooled;
                             // A GPU kind or layout that cannot be timed (no interconnect figure for TP) is rejected
                             // with its reason, counted; the other candidates are still planned.
                             std::optional<Topology> topo;

@@ -26,6 +26,9 @@ struct Candidate {
     // Memory, per GPU, of the step that needs most (transformers: the prefill of the longest
     // prompt or the decode at the promised context; vLLM: its start-up sizing).
     PointResult memory;
+    // Its runtime sizes a memory pool at start-up (vLLM): memory.total is then what it asks for
+    // (utilisation × the card), not what the workload uses.
+    bool pool_sized = false;
     u64 budget_bytes = 0;         // usable capacity less the scenario's headroom
     double concurrency_held = 0;  // sequences at the promised context one replica holds
     bool timed = false;
