@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <tuple>
@@ -65,23 +67,19 @@ long long ranked(double v, double unit) {
 
 bool ranks_before(const Candidate& a, const Candidate& b, Objective o) {
     // Costs to a millionth of a dollar per million tokens, throughput to a millionth of a token a
-    // second; then fewer GPUs, more throughput, and the layout itself, so equal plans always list
-    // in one order.
-    const long long ca = ranked(a.cost_per_million_tokens, 1e-6), cb = ranked(b.cost_per_million_tokens, 1e-6);
-    const long long ta = ranked(a.tokens_per_s, 1e-6), tb = ranked(b.tokens_per_s, 1e-6);
-    auto layout = [](const Candidate& c) { return std::tie(c.gpu, c.tp, c.pp, c.dp, c.kv_dtype, c.weight_dtype, c.cluster); };
-    switch (o) {
-        case Objective::FewestGpus:
-            return std::tie(a.gpus, tb, ca) < std::tie(b.gpus, ta, cb) ||
-                   (std::tie(a.gpus, tb, ca) == std::tie(b.gpus, ta, cb) && layout(a) < layout(b));
-        case Objective::LowestCost:
-            return std::tie(ca, a.gpus, tb) < std::tie(cb, b.gpus, ta) ||
-                   (std::tie(ca, a.gpus, tb) == std::tie(cb, b.gpus, ta) && layout(a) < layout(b));
-        case Objective::HighestThroughput:
-            return std::tie(tb, a.gpus, ca) < std::tie(ta, b.gpus, cb) ||
-                   (std::tie(tb, a.gpus, ca) == std::tie(ta, b.gpus, cb) && layout(a) < layout(b));
-    }
-    return false;
+    // second (more is better: ~t reverses the order without overflow); the objective's figure
+    // first, then the other two, then the layout itself, so equal plans always list in one order.
+    auto figures = [o](const Candidate& c) -> std::array<long long, 3> {
+        const long long cost = ranked(c.cost_per_million_tokens, 1e-6), more = ~ranked(c.tokens_per_s, 1e-6);
+        const auto gpus = static_cast<long long>(c.gpus);
+        if (o == Objective::LowestCost) return {cost, gpus, more};
+        if (o == Objective::HighestThroughput) return {more, gpus, cost};
+        return {gpus, more, cost};
+    };
+    const auto fa = figures(a), fb = figures(b);
+    if (fa != fb) return fa < fb;
+    return std::tie(a.gpu, a.tp, a.pp, a.dp, a.kv_dtype, a.weight_dtype, a.cluster) <
+           std::tie(b.gpu, b.tp, b.pp, b.dp, b.kv_dtype, b.weight_dtype, b.cluster);
 }
 
 namespace {

@@ -254,7 +254,7 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         for (size_t i = 0; i < r.serving->points.size(); ++i)
             md += fmt::format("{}{:.2f}", i ? ", " : "",
                               std::min(top, static_cast<double>(r.serving->points[i].r.max_concurrency_milli) / 1000.0));
-        md += fmt::format("]\n    line [");
+        md += "]\n    line [";
         for (size_t i = 0; i < r.serving->points.size(); ++i) md += fmt::format("{}{}", i ? ", " : "", batch);
         md += fmt::format(
             "]\n```\n\nLines: the sequences the pool holds, the sequences a replica runs ({}); the axis stops at {:.0f}. {}\n\n", batch,
