@@ -26,7 +26,7 @@ cmake --install build --prefix "$pkgtmp/prefix" >/dev/null
 "$pkgtmp/prefix/bin/memtax" plan "$pkgtmp/prefix/share/memtax/scenarios/rag-128k-8b.yaml" >/dev/null
 (cd build && cpack -G DEB -B "$pkgtmp/deb" >/dev/null)
 deb=$(ls "$pkgtmp"/deb/memtax_*.deb)
-dpkg-deb --info "$deb" | grep -q "Depends:" || { echo "package: $deb declares no dependencies" >&2; exit 1; }
+dpkg-deb -f "$deb" Depends | grep -q "libyaml-cpp" || { echo "package: $deb does not depend on the yaml-cpp runtime it links" >&2; exit 1; }
 dpkg-deb -x "$deb" "$pkgtmp/root"
 (cd "$pkgtmp" && "$pkgtmp/root/usr/bin/memtax" models >/dev/null && "$pkgtmp/root/usr/bin/memtax" --version)
 echo "installed and packaged: $(basename "$deb")"
