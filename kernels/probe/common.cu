@@ -159,17 +159,46 @@ Arena::Arena() {
     CK(cudaDeviceSynchronize());
     std::size_t total = 0;
     CK(cudaMemGetInfo(&free_at_start_, &total));
+    int device = 0;
+    CK(cudaGetDevice(&device));
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device;
+    CK(cudaMemPoolCreate(&pool_, &props));
+    // Keep what the pool reserves until the arena ends: a free inside a case must not trim it.
+    std::uint64_t keep = ~std::uint64_t{0};  // the attribute is a cuuint64_t (uint64)
+    CK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep));
 }
 Arena::~Arena() {
     cudaDeviceSynchronize();
-    for (auto& b : blocks_) cudaFree(b.second.first);
+    for (auto& b : blocks_)
+        if (b.second.first) cudaFreeAsync(b.second.first, 0);
+    cudaDeviceSynchronize();
+    if (pool_) cudaMemPoolDestroy(pool_);
 }
 void* Arena::alloc(const std::string& name, std::size_t bytes) {
     void* p = nullptr;
-    CK(cudaMalloc(&p, bytes));
+    if (bytes == 0) {  // nothing to allocate; the case records a zero-byte buffer
+        blocks_.push_back({name, {p, bytes}});
+        return p;
+    }
+    // Stream-ordered on the legacy stream, then synchronised, so that every stream may use it.
+    CK(cudaMallocFromPoolAsync(&p, bytes, pool_, 0));
+    CK(cudaStreamSynchronize(0));
     blocks_.push_back({name, {p, bytes}});
     allocated_ += bytes;
     return p;
+}
+std::uint64_t Arena::pool_used_high() const {
+    std::uint64_t v = 0;
+    CK(cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrUsedMemHigh, &v));
+    return v;
+}
+std::uint64_t Arena::pool_reserved_high() const {
+    std::uint64_t v = 0;
+    CK(cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemHigh, &v));
+    return v;
 }
 std::int64_t Arena::driver_delta() const {
     std::size_t free_now = 0, total = 0;
@@ -391,6 +420,8 @@ void record(Case& c, const Arena& a, const StageTimes& st, std::uint64_t unwritt
     c.measured.set("allocated_bytes", Json::integer(a.allocated()));
     std::int64_t delta = a.driver_delta();
     c.measured.set("driver_bytes", Json::integer(delta > 0 ? static_cast<std::uint64_t>(delta) : 0));
+    c.measured.set("device_used_bytes", Json::integer(a.pool_used_high()));
+    c.measured.set("device_reserved_bytes", Json::integer(a.pool_reserved_high()));
     c.measured.set("buffers", a.buffer_list());
     c.measured.set("time_s", Json::num(t.median));
     c.measured.set("time_p10_s", Json::num(t.p10));

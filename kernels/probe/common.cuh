@@ -52,8 +52,12 @@ private:
     void dump_to(std::string& out, int indent, int depth) const;
 };
 
-// Every byte a case needs goes through one Arena, so the case can report exactly what it
-// allocated; cudaMemGetInfo before and after gives what the driver really took.
+// Every byte a case needs goes through one Arena. `allocated()` is the probe's own bookkeeping
+// (the sizes it asked for), not a measurement. The measurements are the device's: each Arena
+// allocates from a memory pool of its own (cudaMemPoolCreate, cudaMallocFromPoolAsync), whose
+// used and reserved high-water marks the driver keeps (cudaMemPoolAttrUsedMemHigh,
+// cudaMemPoolAttrReservedMemHigh: reserved − used is the pool's rounding and fragmentation), and
+// cudaMemGetInfo before and after gives what the device lost in all.
 class Arena {
 public:
     Arena();
@@ -69,12 +73,16 @@ public:
     std::size_t buffers() const { return blocks_.size(); }
     // Free device memory when the arena was created minus free memory now.
     std::int64_t driver_delta() const;
+    // The pool's high-water marks, as the driver counts them.
+    std::uint64_t pool_used_high() const;
+    std::uint64_t pool_reserved_high() const;
     Json buffer_list() const;
 
 private:
     std::vector<std::pair<std::string, std::pair<void*, std::size_t>>> blocks_;
     std::uint64_t allocated_ = 0;
     std::size_t free_at_start_ = 0;
+    cudaMemPool_t pool_ = nullptr;
 };
 
 struct TimeStats {

@@ -46,6 +46,14 @@ std::string driver_version() {
     return "cuda-driver-api-" + std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
 }
 
+// The lease: this boot of the machine (Linux's boot_id; "unknown" elsewhere). Two runs with the
+// same boot id are one lease, so one cannot be the other's out-of-sample check.
+std::string boot_id() {
+    std::ifstream f("/proc/sys/kernel/random/boot_id");
+    std::string id;
+    return f && std::getline(f, id) && !id.empty() ? id : "unknown";
+}
+
 std::string now_utc() {
     std::time_t t = std::time(nullptr);
     char b[32];
@@ -144,6 +152,7 @@ int main(int argc, char** argv) {
             .set("l2_bytes", probe::Json::str(std::to_string(dev.prop.l2CacheSize)))
             .set("memory_total_bytes", probe::Json::str(std::to_string(dev.total)))
             .set("date", probe::Json::str(now_utc()))
+            .set("lease", probe::Json::str(boot_id()))
             .set("command", probe::Json::str(command))
             .set("timing", probe::Json::str("CUDA events around each run, L2 flushed and outputs poisoned before each; "
                                             "warm-up runs first; median of the runs"));

@@ -23,6 +23,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import smi, step_bytes  # noqa: E402
 
 
+
+def boot_id():
+    """The lease: this boot of the machine (two runs of one boot are one lease)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
 def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
@@ -170,6 +179,7 @@ def main():
             "transformers": transformers.__version__,
             "cuda": torch.version.cuda,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "lease": boot_id(),
             "command": "python3 " + " ".join(["kernels/torch/measure_hf_memory.py", "$OUT"] + sys.argv[2:]),
         },
         "runtime_overhead_bytes": overhead["runtime_overhead_bytes"],

@@ -16,6 +16,15 @@ import torch
 import torch.nn.functional as F
 
 
+
+def boot_id():
+    """The lease: this boot of the machine (two runs of one boot are one lease)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
 def timed(fn, flush, runs=20, warmup=3):
     for _ in range(warmup):
         fn()
@@ -85,6 +94,7 @@ def main():
     doc = {"schema": "memtax.measurements/1", "source": "torch-sdpa",
            "provenance": {"gpu": torch.cuda.get_device_name(dev), "driver": driver, "torch": torch.__version__,
                           "cuda": torch.version.cuda or "", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                          "lease": boot_id(),
                           "command": " ".join(["python3 kernels/torch/measure_sdpa_time.py", "$OUT"] + sys.argv[2:]),
                           "timing": "CUDA events, L2 flushed before each call, 3 warm-ups, median of 20"},
            "cases": cases}

@@ -49,8 +49,9 @@ ValidationDoc validation_doc(const Validation& v) {
         Table& t = d.probe;
         for (auto [k, title, right] :
              std::initializer_list<std::tuple<const char*, const char*, bool>>{{"case", "case", false},
-                                                                               {"predicted_allocated_bytes", "alloc predicted", true},
-                                                                               {"measured_allocated_bytes", "alloc measured", true},
+                                                                               {"predicted_allocated_bytes", "bytes predicted", true},
+                                                                               {"measured_allocated_bytes", "asked (bookkeeping)", true},
+                                                                               {"device_used_bytes", "device used", true},
                                                                                {"memory", "memory", false},
                                                                                {"predicted_s", "time pred", true},
                                                                                {"measured_s", "time meas", true},
@@ -58,13 +59,15 @@ ValidationDoc validation_doc(const Validation& v) {
                                                                                {"bound", "bound", false},
                                                                                {"result", "result", false}})
             t.add_column(k, title, right);
-        size_t exact = 0, n = 0, worst = 0;
+        size_t exact = 0, n = 0, worst = 0, device_n = 0, device_exact = 0;
         std::map<std::string, std::pair<size_t, size_t>> by_bound;
         for (size_t i = 0; i < v.probe.size(); ++i) {
             const auto& r = v.probe[i];
             const auto& p = *r.c.probe;
             ++n;
             exact += r.allocated_exact && !r.allocated_within_workspace;
+            device_n += r.device_measured;
+            device_exact += r.device_measured && r.device_exact;
             auto& b = by_bound[r.bound];
             ++b.second;
             b.first += r.time_ok;
@@ -74,6 +77,9 @@ ValidationDoc validation_doc(const Validation& v) {
                 result += " (" + r.c.reason + ")";
             else if (!r.buffer_diff.empty())
                 result += " (" + r.buffer_diff + ")";
+            else if (!r.device_exact)
+                result += fmt::format(" (the device counts {} B in use, {} B predicted)", group_digits(r.device_used),
+                                      group_digits(r.predicted_allocated));
             else if (!r.driver_ok)
                 result += fmt::format(" (driver took {} B, less than the {} B of 2 MiB pages)", group_digits(p.driver_bytes),
                                       group_digits(r.driver_low));
@@ -85,7 +91,12 @@ ValidationDoc validation_doc(const Validation& v) {
             t.cell(r.c.id);
             t.cell(group_digits(r.predicted_allocated), std::to_string(r.predicted_allocated));
             t.cell(group_digits(p.allocated_bytes), std::to_string(p.allocated_bytes));
-            t.cell(r.allocated_exact ? (r.allocated_within_workspace ? "ok" : "exact") : "DIFF");
+            t.cell(r.device_measured ? group_digits(r.device_used) : "-", r.device_measured ? std::to_string(r.device_used) : "");
+            // "exact" only where the device counted the bytes; the bookkeeping alone is "asked".
+            t.cell(!r.allocated_exact || !r.device_exact ? "DIFF"
+                   : r.allocated_within_workspace        ? "ok"
+                   : r.device_measured                   ? "exact"
+                                                         : "asked");
             t.cell(secs(r.predicted_s), fmt::format("{:.6g}", r.predicted_s));
             t.cell(secs(p.time_s), fmt::format("{:.6g}", p.time_s));
             t.cell(fmt::format("{:+.1f}%", r.time_error * 100), fmt::format("{:.6g}", r.time_error));
@@ -94,6 +105,7 @@ ValidationDoc validation_doc(const Validation& v) {
             for (const auto& k : r.kernels) {
                 t.row();
                 t.cell("· " + k.name, r.c.id + "/" + k.name);
+                t.cell("");
                 t.cell("");
                 t.cell("");
                 t.cell("");
@@ -108,8 +120,15 @@ ValidationDoc validation_doc(const Validation& v) {
         if (n) {
             size_t sdpa = 0;
             for (const auto& r : v.probe) sdpa += r.allocated_within_workspace && r.allocated_exact;
+            // Memory: what the device counted, where it did; the probe's own bookkeeping (the
+            // sizes it asked for, computed as the kernel model computes them) is not a measurement.
+            std::string memory = device_n
+                                     ? fmt::format("the device's count equals the predicted bytes in {} of {}", device_exact, device_n)
+                                     : "no device count of the bytes (a run before per-case memory pools: only the probe's bookkeeping, "
+                                       "which is not a measurement)";
+            if (device_n && device_n < n) memory += fmt::format(" (the {} others: bookkeeping only)", n - device_n);
             std::string line = fmt::format(
-                "{} probe cases: allocated bytes exact in {}{}; time within tolerance:", n, exact,
+                "{} probe cases: {}; sizes asked equal the kernel model's in {}{}; time within tolerance:", n, memory, exact,
                 sdpa ? fmt::format(" (+{} PyTorch SDPA cases: the output exact, a workspace of at most 1 MiB beside it)", sdpa) : "");
             for (const auto& [bound, c] : by_bound) line += fmt::format(" {}-bound {}/{}", bound, c.first, c.second);
             line += fmt::format("; worst {} {:+.1f}%", v.probe[worst].c.id, v.probe[worst].time_error * 100);
@@ -388,6 +407,9 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool) {
                          {"predicted_allocated_bytes", r.predicted_allocated},
                          {"measured_allocated_bytes", r.c.probe->allocated_bytes},
                          {"allocated_exact", r.allocated_exact},
+                         {"device_used_bytes", r.device_measured ? ojson(r.device_used) : ojson(nullptr)},
+                         {"device_reserved_bytes", r.device_measured ? ojson(r.device_reserved) : ojson(nullptr)},
+                         {"device_exact", r.device_measured ? ojson(r.device_exact) : ojson(nullptr)},
                          {"driver_bytes", r.c.probe->driver_bytes},
                          {"driver_bytes_expected", {r.driver_low, r.driver_high}},
                          {"predicted_s", r.predicted_s},

@@ -170,10 +170,13 @@ MeasuredProbe probe_measured(const JsonDoc& doc, const json& ms, const std::stri
     MeasuredProbe r;
     if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
     only_keys(doc, ms, mp,
-              {"allocated_bytes", "driver_bytes", "buffers", "time_s", "time_p10_s", "time_p90_s", "runs", "unwritten_outputs", "kernels"});
+              {"allocated_bytes", "driver_bytes", "device_used_bytes", "device_reserved_bytes", "buffers", "time_s", "time_p10_s",
+               "time_p90_s", "runs", "unwritten_outputs", "kernels"});
     r.allocated_bytes = uint(doc, ms, mp, "allocated_bytes");
     if (ms.contains("driver_bytes")) r.driver_bytes = uint(doc, ms, mp, "driver_bytes");
     r.has_driver_bytes = ms.contains("driver_bytes");
+    if (ms.contains("device_used_bytes")) r.device_used_bytes = uint(doc, ms, mp, "device_used_bytes");
+    if (ms.contains("device_reserved_bytes")) r.device_reserved_bytes = uint(doc, ms, mp, "device_reserved_bytes");
     const json& bufs = member(doc, ms, mp, "buffers");
     if (!bufs.is_object()) doc.fail(mp + ".buffers", "expected an object of buffer name -> bytes");
     for (const auto& [k, v] : bufs.items()) r.buffers.emplace_back(k, unsigned_value(doc, v, mp + ".buffers." + k));

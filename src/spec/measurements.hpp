@@ -23,9 +23,12 @@ struct MeasuredForward {
 
 // What memtax-probe measured for one of its cases (docs/measurement-schema.md).
 struct MeasuredProbe {
-    u64 allocated_bytes = 0;        // Σ of the case's cudaMalloc sizes (one tracking allocator)
-    u64 driver_bytes = 0;           // cudaMemGetInfo free before − after the allocations
+    u64 allocated_bytes = 0;        // Σ of the sizes the probe asked for: its bookkeeping, not a measurement
+    u64 driver_bytes = 0;           // cudaMemGetInfo free before − after the allocations (device)
     bool has_driver_bytes = false;  // the PyTorch harnesses do not record it
+    // The case's own memory pool as the driver counts it (probe runs from 2026-12-07 on): the
+    // high-water mark of bytes in use by its allocations, and of what the pool reserved.
+    std::optional<u64> device_used_bytes, device_reserved_bytes;
     std::vector<std::pair<std::string, u64>> buffers;
     double time_s = 0, time_p10_s = 0, time_p90_s = 0;  // median and spread of the runs
     u64 runs = 0, unwritten_outputs = 0;

@@ -124,13 +124,19 @@ ProbeResult predict_probe(const MeasuredCase& c, const GpuSpec& gpu, double bw_t
     // The driver must have mapped at least the large buffers (2 MiB pages); it can map more: the
     // first use of a cuBLAS kernel loads its module into device memory (CUDA lazy loading).
     r.driver_ok = !p.has_driver_bytes || p.driver_bytes >= r.driver_low;
+    if (p.device_used_bytes) {
+        r.device_measured = true;
+        r.device_used = *p.device_used_bytes;
+        r.device_reserved = p.device_reserved_bytes.value_or(0);
+        r.device_exact = r.device_used == m.allocated;
+    }
     r.time_error = rel(r.predicted_s, p.time_s);
     r.time_tolerance = r.bound == "compute" ? compute_tol : bw_tol;
     // Below a few microseconds the events' resolution and the launch jitter dominate: an
     // absolute floor of kTimeSlack, as for the forward peak's byte slack.
     r.time_ok = std::fabs(r.time_error) <= r.time_tolerance || std::fabs(r.predicted_s - p.time_s) <= kTimeSlack;
     r.time_by_slack_only = r.time_ok && std::fabs(r.time_error) > r.time_tolerance;
-    r.ok = c.status == "ok" && r.allocated_exact && r.driver_ok && r.time_ok && p.unwritten_outputs == 0;
+    r.ok = c.status == "ok" && r.allocated_exact && r.device_exact && r.driver_ok && r.time_ok && p.unwritten_outputs == 0;
     return r;
 }
 

@@ -50,7 +50,13 @@ struct ProbeKernelResult {
 struct ProbeResult {
     MeasuredCase c;
     u64 predicted_allocated = 0;
-    bool allocated_exact = true;              // every buffer exact (attention-sdpa: the output exact + ≤ 1 MiB workspace)
+    // The probe's bookkeeping (the sizes it asked for) against the kernel model: two formulas
+    // agreeing, not a measurement.
+    bool allocated_exact = true;  // every buffer exact (attention-sdpa: the output exact + ≤ 1 MiB workspace)
+    // The device's own count (runs with a per-case memory pool): bytes in use at the case's high
+    // point against the predicted buffers, exactly; reserved − used is the pool's rounding.
+    bool device_measured = false, device_exact = true;
+    u64 device_used = 0, device_reserved = 0;
     bool allocated_within_workspace = false;  // attention-sdpa: checked against the output + workspace
     u64 workspace_bytes = 0;
     std::string buffer_diff;  // the first buffer that differs, if any
