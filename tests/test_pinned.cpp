@@ -45,7 +45,7 @@ void expect_same(const json& pinned, const json& now, const std::string& path) {
 // steps), the verdicts and the summaries, as `memtax validate --format json` prints them.
 TEST(Pinned, EveryMeasurementFilePredictsAsBefore) {
     const json pins = load("validate.json");
-    ASSERT_GE(pins.size(), 11u);
+    ASSERT_GE(pins.size(), 6u);  // the H100 probe entries went with the 2026-12-07 refit (pinned/README.md)
     for (auto it = pins.begin(); it != pins.end(); ++it) {
         SCOPED_TRACE(it.key());
         const std::string file = std::string(MEMTAX_TEST_DATA) + "/measured/" + it.key();
