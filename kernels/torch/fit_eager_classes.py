@@ -15,8 +15,8 @@ GPU's calibrated attention_prefill FLOP/s (hardware/calibrated/h200.yaml).
 
 Usage: python3 kernels/torch/fit_eager_classes.py TRACE.json[.gz] [STREAM_BYTES_PER_S]
            [--masked MASKED_TRACE.json[.gz] [--attention-flops FLOP_PER_S]]
-       (python3 kernels/torch/fit_eager_classes.py tests/data/measured/h200_kernel_trace_llama-3.1-8b.json.gz
-            --masked tests/data/measured/h200_kernel_trace_mistral-7b-v0.1.json.gz)
+       (python3 kernels/torch/fit_eager_classes.py tests/data/diagnostics/h200_kernel_trace_llama-3.1-8b.json.gz
+            --masked tests/data/diagnostics/h200_kernel_trace_mistral-7b-v0.1.json.gz)
 """
 import gzip
 import json

@@ -103,6 +103,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     commands.push_back(cli::make_estimate());
     commands.push_back(cli::make_whatif());
     commands.push_back(cli::make_validate());
+    commands.push_back(cli::make_accuracy());
     commands.push_back(cli::make_calibrate());
     commands.push_back(cli::make_probe());
     commands.push_back(cli::make_plan());

@@ -92,6 +92,7 @@ public:
 std::unique_ptr<Command> make_estimate();
 std::unique_ptr<Command> make_whatif();
 std::unique_ptr<Command> make_validate();
+std::unique_ptr<Command> make_accuracy();
 std::unique_ptr<Command> make_calibrate();
 std::unique_ptr<Command> make_probe();
 std::unique_ptr<Command> make_listing(const std::string& what);  // models | gpus | runtimes | clusters

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 
 #include "report/report.hpp"
@@ -564,6 +565,67 @@ std::string render_calibration_json(const CalibrationResult& c, const std::strin
     nlohmann::ordered_json j = {{"schema", "memtax.calibration/1"},        {"measurements", c.measurements}, {"base_profile", c.base.name},
                                 {"calibrated_profile", c.calibrated.name}, {"written_to", written_to},       {"fits", fits}};
     return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+Document accuracy_document(const AccuracySummary& s) {
+    Document d;
+    d.schema = "memtax.accuracy/1";
+    d.title = "memtax accuracy: predicted against measured, per GPU, kind and sample";
+    d.notes.push_back(
+        "Each distinct configuration counts once per GPU, kind and sample: measured again (another lease, or the same "
+        "configuration in two files), it counts at its worse result. The GPU is a column, not a second case. In sample: "
+        "the lease a profile was fitted on, or the runs the engine was developed against; out of sample: another lease, "
+        "or shapes nothing was fitted on. Bars: docs/accuracy.md.");
+    Document::Section evidence{"evidence", "Evidence", {}, {}};
+    Table& t = evidence.table;
+    for (auto [k, title, right] :
+         std::initializer_list<std::tuple<const char*, const char*, bool>>{{"gpu", "GPU", false},
+                                                                           {"kind", "kind", false},
+                                                                           {"sample", "sample", false},
+                                                                           {"leases", "leases", true},
+                                                                           {"configurations", "configs", true},
+                                                                           {"pass", "pass", true},
+                                                                           {"by_floor_only", "by floor only", true},
+                                                                           {"median_error", "median", true},
+                                                                           {"worst_error", "worst", true},
+                                                                           {"bar", "run bar", false},
+                                                                           {"bar_met", "met", false}})
+        t.add_column(k, title, right);
+    auto pct = [](double e) { return std::pair{fmt::format("{:.1f}%", e * 100), fmt::format("{:.6g}", e)}; };
+    for (const auto& r : s.rows) {
+        t.row();
+        t.cell(r.gpu);
+        t.cell(r.kind);
+        t.cell(r.in_sample ? "in" : "out");
+        t.cell(std::to_string(r.leases.size()));
+        t.cell(std::to_string(r.configurations));
+        t.cell(std::to_string(r.pass));
+        t.cell(std::to_string(r.by_floor_only));
+        const bool exact_kind = r.kind == "out of memory" || r.kind == "runtime overhead";
+        auto [m, mraw] = pct(r.median);
+        auto [w, wraw] = pct(r.worst);
+        t.cell(exact_kind ? "-" : m, exact_kind ? "" : mraw);
+        t.cell(exact_kind ? "-" : w, exact_kind ? "" : wraw);
+        t.cell(r.bar);
+        t.cell(r.bar_met ? "yes" : "NO", r.bar_met ? "true" : "false");
+    }
+    d.sections.push_back(std::move(evidence));
+    Document::Section listing{"runs", "Runs", {}, {}};
+    Table& u = listing.table;
+    for (auto [k, title] : std::initializer_list<std::pair<const char*, const char*>>{
+             {"file", "file"}, {"gpu", "GPU"}, {"lease", "lease"}, {"sample", "sample"}, {"why", "why"}})
+        u.add_column(k, title);
+    for (size_t i = 0; i < s.runs.size(); ++i) {
+        const auto& r = s.runs[i];
+        u.row();
+        u.cell(std::filesystem::path(r.file).filename().string());
+        u.cell(s.run_gpus[i]);
+        u.cell(r.lease);
+        u.cell(r.in_sample ? "in" : "out");
+        u.cell(r.why);
+    }
+    d.sections.push_back(std::move(listing));
+    return d;
 }
 
 }  // namespace memtax
