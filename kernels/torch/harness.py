@@ -1,4 +1,4 @@
-"""The pieces the PyTorch harnesses share: the shapes they build, provenance from nvidia-smi, and
+"""The pieces the PyTorch harnesses share: the shapes they build, provenance from nvidia-smi and the lease (boot id), and
 how a step's bytes are read (the cache's tensors, the allocator's peak). Each harness imports
 what it uses from here; none imports another harness.
 
@@ -18,6 +18,15 @@ def smi(query):
                               capture_output=True, text=True, check=True).stdout.strip().splitlines()[0]
     except Exception as e:  # provenance only
         return f"unavailable: {e}"
+
+
+def boot_id():
+    """The lease: this boot of the machine (two runs of one boot are one lease)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 STEP_SHAPES = {

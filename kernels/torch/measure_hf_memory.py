@@ -20,17 +20,8 @@ import os
 import subprocess
 import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import smi, step_bytes  # noqa: E402
+from harness import boot_id, smi, step_bytes  # noqa: E402
 
-
-
-def boot_id():
-    """The lease: this boot of the machine (two runs of one boot are one lease)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 def main():
     out_dir = sys.argv[1]

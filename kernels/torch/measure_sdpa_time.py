@@ -15,15 +15,9 @@ import argparse, datetime, json, os, subprocess, sys
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import boot_id  # noqa: E402
 
-
-def boot_id():
-    """The lease: this boot of the machine (two runs of one boot are one lease)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 def timed(fn, flush, runs=20, warmup=3):
     for _ in range(warmup):

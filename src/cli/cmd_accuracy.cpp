@@ -1,7 +1,6 @@
 // memtax accuracy: every recorded run of a manifest validated and summed up per GPU, kind and
 // sample, each group against its bar (exit 1 when a bar is not met).
 #include "cli/common.hpp"
-#include "report/document.hpp"
 #include "report/report.hpp"
 #include "spec/recorded_runs.hpp"
 #include "validate/accuracy.hpp"
@@ -24,9 +23,7 @@ public:
 
     int run(std::ostream& out, std::ostream&) override {
         const AccuracySummary s = accuracy_summary(load_recorded_runs(runs_));
-        Document d = accuracy_document(s);
-        if (no_runs_) d.sections.pop_back();
-        emit(printer(format_).document(d, tool_info()), output_, out, {runs_});
+        emit(printer(format_).document(accuracy_document(s, !no_runs_), tool_info()), output_, out, {runs_});
         for (const auto& r : s.rows)
             if (!r.bar_met) return 1;
         return 0;

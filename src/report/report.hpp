@@ -52,8 +52,8 @@ std::string render_runtimes_json(const std::vector<RuntimeSpec>& runtimes, const
 std::string render_validation_table(const Validation& v);
 std::string render_validation_json(const Validation& v, const ToolInfo& tool);
 std::string render_validation_markdown(const Validation& v);
-// `memtax accuracy`: the evidence per GPU, kind and sample, and the runs it counts.
-Document accuracy_document(const AccuracySummary& s);
+// `memtax accuracy`: the evidence per GPU, kind and sample, and (with_runs) the runs it counts.
+Document accuracy_document(const AccuracySummary& s, bool with_runs);
 std::string render_calibration_markdown(const CalibrationResult& c, const std::string& written_to);
 std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to);
 std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to);

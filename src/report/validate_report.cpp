@@ -567,7 +567,7 @@ std::string render_calibration_json(const CalibrationResult& c, const std::strin
     return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
-Document accuracy_document(const AccuracySummary& s) {
+Document accuracy_document(const AccuracySummary& s, bool with_runs) {
     Document d;
     d.schema = "memtax.accuracy/1";
     d.title = "memtax accuracy: predicted against measured, per GPU, kind and sample";
@@ -610,6 +610,7 @@ Document accuracy_document(const AccuracySummary& s) {
         t.cell(r.bar_met ? "yes" : "NO", r.bar_met ? "true" : "false");
     }
     d.sections.push_back(std::move(evidence));
+    if (!with_runs) return d;
     Document::Section listing{"runs", "Runs", {}, {}};
     Table& u = listing.table;
     for (auto [k, title] : std::initializer_list<std::pair<const char*, const char*>>{

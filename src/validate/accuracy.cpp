@@ -68,7 +68,6 @@ AccuracySummary accuracy_summary(const std::vector<RecordedRun>& runs) {
             row.kind = kind;
             row.in_sample = run.in_sample;
             row.leases.insert(run.lease);
-            row.files.insert(run.file);
             auto& g = groups[k];
             const bool first = !g.count(id);
             merge(g[id], r, first);

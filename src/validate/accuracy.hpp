@@ -16,7 +16,7 @@ struct AccuracyRow {
     std::string
         kind;  // prefill peak, decode peak, out of memory, training, step time, probe time, SDPA time, probe memory, runtime overhead
     bool in_sample = true;
-    std::set<std::string> leases, files;
+    std::set<std::string> leases;
     size_t configurations = 0;     // distinct configurations (case ids) in the group
     size_t pass = 0;               // configurations within their case bar
     size_t by_floor_only = 0;      // of those, passing only by an absolute floor (bytes or 1 µs)
