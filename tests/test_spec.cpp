@@ -292,7 +292,7 @@ TEST(HfConfig, Gemma3RotaryTablesComeFromItsFamily) {
         load_hf_config(read_input_file(std::string(MEMTAX_TEST_DATA) + "/measured/gemma3-2l.config.json"), "gemma3-2l.json");
     EXPECT_EQ(g.family, "gemma3_text");
     EXPECT_EQ(g.attn.rotary_tables, 2u);
-    EXPECT_EQ(g.rotary_width(), 2 * g.head_dim);
-    EXPECT_EQ(resolve_model("gemma-3-27b").rotary_width(), 2u * 128);
-    EXPECT_EQ(resolve_model("llama-3.1-8b").rotary_width(), 128u);
+    EXPECT_EQ(rotary_width(BlockRegistry::builtin(), g), 2 * g.head_dim);
+    EXPECT_EQ(rotary_width(BlockRegistry::builtin(), resolve_model("gemma-3-27b")), 2u * 128);
+    EXPECT_EQ(rotary_width(BlockRegistry::builtin(), resolve_model("llama-3.1-8b")), 128u);
 }

@@ -5,7 +5,12 @@
 // 2007.14062). Per sequence it caches K and V: 2 · kv_heads · head_dim elements per token.
 // Variants read from the model: per-head q/k RMSNorm (Qwen3, Gemma-3), tanh soft-capping of the
 // scores (Gemma-2), a learned sink logit per head in the softmax (gpt-oss).
+#include <fmt/format.h>
+
+#include <algorithm>
+
 #include "blocks/block.hpp"
+#include "core/format.hpp"
 
 namespace memtax {
 namespace {
@@ -18,7 +23,21 @@ using blk::tokens;
 
 u64 kv_heads(const ModelSpec& m) { return m.num_key_value_heads; }
 
-CacheSpec kv_cache(const BlockEnv& env, u64 window) { return CacheSpec{checked_mul(2, env.shard.kv_dim, "kv cache"), 2, window}; }
+// Heads and widths per GPU under tensor parallelism (Megatron's column split of q/k/v).
+struct Heads {
+    u64 heads_q = 0, heads_kv = 0, q_dim = 0, kv_dim = 0;
+};
+Heads heads(const BlockEnv& env) {
+    const ModelSpec& m = env.model;
+    Heads s;
+    s.heads_q = m.num_attention_heads / env.shard.tp;
+    s.heads_kv = blk::kv_heads_per_gpu(m, env.shard.tp);
+    s.q_dim = checked_mul(s.heads_q, m.head_dim, "q_dim");
+    s.kv_dim = checked_mul(s.heads_kv, m.head_dim, "kv_dim");
+    return s;
+}
+
+CacheSpec kv_cache(const BlockEnv& env, u64 window) { return CacheSpec{checked_mul(2, heads(env).kv_dim, "kv cache"), 2, window}; }
 CacheSpec full_cache(const BlockEnv& env) { return kv_cache(env, 0); }
 CacheSpec window_cache(const BlockEnv& env) { return kv_cache(env, env.model.sliding_window); }
 
@@ -34,7 +53,7 @@ u64 sparse_keys(const ModelSpec& m) {
 // before V's cat, and an empty cache keeps the new tensors themselves.
 int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool joint_update, bool sparse) {
     const ModelSpec& m = env.model;
-    const ShardSizes& s = env.shard;
+    const Heads s = heads(env);
     const RuntimeSpec& rt = env.runtime;
     const KeepsAlive& keep = rt.keeps;
     const u64 h = m.hidden_size, d = m.head_dim;
@@ -273,7 +292,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
 // attention kernel writes its output buffer and the new K/V into the preallocated pool.
 int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
-    const ShardSizes& s = env.shard;
+    const Heads s = heads(env);
     const u64 h = m.hidden_size;
     // The paged KV the attention reads (SkvOld tokens in all; 0 in the start-up profile run,
     // which has no cache yet).
@@ -310,6 +329,77 @@ std::vector<ParamDecl> params(bool sliding, bool sparse = false) {
     return p;
 }
 
+// The model's own label: MHA, GQA or MQA by its KV heads.
+std::string full_label(const ModelSpec& m, u64) {
+    return m.num_key_value_heads == m.num_attention_heads ? "MHA" : m.num_key_value_heads == 1 ? "MQA" : "GQA";
+}
+
+u64 rotary(const ModelSpec& m) { return checked_mul(m.attn.rotary_tables, m.head_dim, "rotary tables"); }
+
+// compare's rewrites into these variants keep the model's heads; an MLA or SSM base is rewritten
+// whole.
+std::string gqa_family(ModelSpec& m, u64 kv, const char* what) {
+    blk::plain_attention_base(m, what);
+    const u64 h = m.num_attention_heads;
+    if (kv == 0) kv = m.num_key_value_heads < h ? m.num_key_value_heads : std::max<u64>(1, h / 8);
+    while (h % kv) --kv;
+    m.num_key_value_heads = kv;
+    for (auto& l : m.layers) l.token_mixer = "full_attention";
+    m.sliding_window = 0;
+    return fmt::format("full attention, {} KV head{} for {} query heads", kv, kv == 1 ? "" : "s", h);
+}
+
+void windowed(ModelSpec& m, u64 window, const char* what) {
+    blk::plain_attention_base(m, what);
+    m.sliding_window = window;
+    for (auto& l : m.layers) l.token_mixer = "sliding_attention";
+}
+
+std::vector<Technique> full_techniques() {
+    return {{"mha", nullptr, 0, [](ModelSpec& m, u64) { return gqa_family(m, m.num_attention_heads, "mha"); }},
+            {"gqa", nullptr, 0, [](ModelSpec& m, u64) { return gqa_family(m, 0, "gqa"); }},
+            {"mqa", nullptr, 0, [](ModelSpec& m, u64) { return gqa_family(m, 1, "mqa"); }}};
+}
+
+std::vector<Technique> sliding_techniques() {
+    return {{"sliding", "W", 4096,
+             [](ModelSpec& m, u64 w) {
+                 windowed(m, w, "sliding");
+                 return fmt::format("every layer attends the last {} tokens", group_digits(w));
+             }},
+            // StreamingLLM (arXiv 2309.17453): 4 attention-sink tokens + a recent window; the
+            // cache holds the budget, whatever the context.
+            {"evict", "N", 4 + 2044, [](ModelSpec& m, u64 budget) {
+                 windowed(m, budget, "evict");
+                 return fmt::format("eviction: the cache keeps {} tokens per layer (attention sinks + recent window)",
+                                    group_digits(budget));
+             }}};
+}
+
+std::vector<Technique> sparse_techniques() {
+    // BigBird's ITC layout (arXiv 2007.14062): 3 blocks of 64 local, 2 global, 3 random.
+    return {{"sparse", nullptr, 0, [](ModelSpec& m, u64) {
+                 blk::plain_attention_base(m, "sparse");
+                 m.attn.sparse_block = 64;
+                 m.attn.sparse_local = 3 * 64;
+                 m.attn.sparse_global = 2 * 64;
+                 m.attn.sparse_random_blocks = 3;
+                 for (auto& l : m.layers) l.token_mixer = "sparse_attention";
+                 m.sliding_window = 0;
+                 return std::string(
+                     "block-sparse attention: 192 local + 128 global + 3 random blocks of 64 keys per query (BigBird); every token "
+                     "stays cached");
+             }}};
+}
+
+VariantHooks hooks(std::string (*label)(const ModelSpec&, u64), std::vector<Technique> t) {
+    VariantHooks h;
+    h.check_split = blk::check_heads_split;
+    h.label = label;
+    h.techniques = std::move(t);
+    return h;
+}
+
 }  // namespace
 
 void register_attention(BlockRegistry& r) {
@@ -319,14 +409,18 @@ void register_attention(BlockRegistry& r) {
         params(false),
         {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build_transformers(g, env, io, false, false); },
           full_cache},
-         {"vllm", build_vllm, full_cache}}});
+         {"vllm", build_vllm, full_cache}},
+        hooks(full_label, full_techniques()),
+        rotary});
     r.add(TokenMixer{
         "sliding_attention",
         "grouped-query attention over the last sliding_window keys; caches K and V of at most the window",
         params(true),
         {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build_transformers(g, env, io, true, false); },
           window_cache},
-         {"vllm", build_vllm, window_cache}}});
+         {"vllm", build_vllm, window_cache}},
+        hooks([](const ModelSpec& m, u64) { return fmt::format("sliding {}", m.sliding_window); }, sliding_techniques()),
+        rotary});
     r.add(TokenMixer{
         "sparse_attention",
         "block-sparse attention: each query attends local + global + random-block keys (scores and reads scale with the "
@@ -337,7 +431,9 @@ void register_attention(BlockRegistry& r) {
               CacheSpec c = kv_cache(env, 0);
               c.attend_cap = sparse_keys(env.model);
               return c;
-          }}}});
+          }}},
+        hooks(nullptr, sparse_techniques()),
+        rotary});
 }
 
 }  // namespace memtax

@@ -17,15 +17,13 @@
 
 namespace memtax {
 
-// Per-GPU widths under tensor parallelism (Megatron column/row splits).
+// How a deployment splits a layer: the tensor- and expert-parallel degrees, and the vocabulary
+// shard the embedding and LM head keep. Each variant derives its own per-GPU widths from these
+// (its `check_split` says which degrees it can take).
 struct ShardSizes {
     u64 tp = 1;
-    u64 heads_q = 0, heads_kv = 0, q_dim = 0, kv_dim = 0, inter = 0, vocab = 0;
-    // Mixture of experts: routed experts held by this GPU (all of them unless expert-parallel),
-    // each expert's width on this GPU (TP-split unless expert-parallel), the shared expert's width.
-    u64 ep = 1, experts = 0, moe_inter = 0, shared_inter = 0;
-    // State-space layers: heads, inner width and conv channels per GPU.
-    u64 ssm_heads = 0, ssm_inner = 0, ssm_conv_dim = 0, ssm_groups = 0;
+    u64 ep = 1;
+    u64 vocab = 0;  // ceil(vocab_size / tp): vocab-parallel embedding and LM head
 };
 
 // Whose modules execute a block is an *execution*, named by the runtime family that runs it
@@ -85,11 +83,61 @@ struct Execution {
     CacheSpec (*cache)(const BlockEnv&) = nullptr;
 };
 
+// A variant's own parameters: the keys of a mapping named `group` at the top of a model profile
+// (e.g. `toy_recurrent: {state: 16}`), read as exact integers (true/false as 1/0). The engine
+// checks them against this declaration when a model uses the variant: an undeclared key, a
+// missing required one, or a group no layer of the model reads is refused at its line.
+struct OwnParam {
+    const char* key;
+    const char* description;
+    bool required = true;
+    u64 fallback = 0;  // when not required and absent
+};
+struct OwnParams {
+    const char* group = nullptr;  // null: the variant reads no subtree of its own
+    std::vector<OwnParam> keys;
+    // The value of `key` for model `m` (its fallback when absent); InternalError for an
+    // undeclared key (a variant asking for what it never declared).
+    u64 value(const ModelSpec& m, const char* key) const;
+};
+
+// A `compare` technique: a rewrite of a model so that its layers use a variant. Its name, with
+// an optional "-N" argument (`argument` says what N is; null: it takes none).
+struct Technique {
+    const char* name;
+    const char* argument = nullptr;
+    u64 fallback = 0;  // the argument when not given
+    // Rewrites `m` (a copy of the base model) and returns one line saying what it became;
+    // InputError (field "compare.technique") when the model cannot take it.
+    std::string (*apply)(ModelSpec& m, u64 argument) = nullptr;
+    // As listed: "sliding[-W]".
+    std::string syntax() const;
+};
+
+// What both kinds of variant declare besides their graphs: their own YAML parameters, their
+// tensor-parallel rule, their label in model summaries, and the techniques that rewrite a model
+// into them. All optional; a variant that leaves them out reads only ModelSpec's common fields,
+// splits under any TP, is labelled by its name and has no technique.
+struct VariantHooks {
+    OwnParams own;
+    // Refuses a TP (or EP) degree its per-GPU widths do not split into: InputError naming
+    // deployment.tp / deployment.ep. Null: it splits under any degree.
+    void (*check_split)(const ModelSpec& m, u64 tp, u64 ep) = nullptr;
+    // How a model summary names it ("GQA", "sliding 4096", "MoE 58/61 layers, 256 experts
+    // top-8"), given the model and the number of layers using it. Null: its name.
+    std::string (*label)(const ModelSpec& m, u64 layers) = nullptr;
+    std::vector<Technique> techniques;
+};
+
 struct TokenMixer {
     const char* name;  // as in model profiles and HF layer_types
     const char* summary;
     std::vector<ParamDecl> params;
     std::vector<Execution> executions;  // one entry per execution it has a graph for
+    VariantHooks hooks = {};
+    // Channels of the rotary cos/sin tables a forward builds for it (per position, each of cos
+    // and sin); null: it uses none.
+    u64 (*rotary_width)(const ModelSpec& m) = nullptr;
     // The entry for `execution`, or null.
     const Execution* under(std::string_view execution) const;
 };
@@ -99,6 +147,9 @@ struct ChannelMixer {
     const char* summary;
     std::vector<ParamDecl> params;
     std::vector<Execution> executions;
+    VariantHooks hooks = {};
+    // It spreads whole experts over an expert-parallel group (deployment.ep > 1 needs one).
+    bool expert_parallel = false;
     const Execution* under(std::string_view execution) const;
 };
 
@@ -129,6 +180,18 @@ struct LayerBlocks {
 };
 LayerBlocks layer_blocks(const BlockRegistry& reg, const ModelSpec& m, size_t layer, std::string_view execution);
 
+// What the variants of a model say about it as a whole, checked once per model: every group of
+// own parameters is read by a variant of its layers and holds only declared keys (required ones
+// present), and every variant splits under `tp` and `ep` (InputError at the offending line or
+// deployment field).
+void check_variants(const BlockRegistry& reg, const ModelSpec& m, u64 tp, u64 ep);
+// The widest rotary table any token mixer of the model builds (0: none).
+u64 rotary_width(const BlockRegistry& reg, const ModelSpec& m);
+// "2×GQA + 1×sliding 4096; MoE 2/3 layers, 8 experts top-2": the model's layers by variant label.
+std::string architecture_summary(const BlockRegistry& reg, const ModelSpec& m);
+// Every technique of every variant, in registry order (token mixers, then channel mixers).
+std::vector<Technique> techniques(const BlockRegistry& reg);
+
 // Helpers for variant files.
 namespace blk {
 // [B, Sq, width] activations.
@@ -147,6 +210,14 @@ void eager_rms_norm_launches(OpInfo& op, u64 rows, u64 width, bool upcast);
 // The kernels of apply_rotary_pos_emb on [B, heads, Sq, head_dim] of `width` per token:
 // x · cos (cos broadcast over the heads), −x2, cat(−x2, x1), · sin, the sum.
 void eager_rotary_launches(OpInfo& op, u64 width);
+// Attention heads under tensor parallelism, shared by the variants that attend: TP must divide
+// the query heads, and TP and the KV heads must divide one another (InputError naming
+// deployment.tp); fewer KV heads than GPUs leaves each GPU a replica of one (vLLM, Megatron).
+void check_heads_split(const ModelSpec& m, u64 tp, u64 ep);
+u64 kv_heads_per_gpu(const ModelSpec& m, u64 tp);
+// compare: a model about to be rewritten into a plain attention variant keeps its heads and
+// drops an MLA or SSM description (InputError "compare.technique" when it has no heads).
+void plain_attention_base(ModelSpec& m, const char* technique);
 }  // namespace blk
 
 // The variants in this folder (one function per file, called by BlockRegistry::builtin).

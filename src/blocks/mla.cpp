@@ -8,6 +8,8 @@
 // DeepSeek-V3). Both runtimes modelled here keep the latent: vLLM's MLAAttentionSpec (one
 // tensor) and transformers 5 (DeepseekV3Attention caches kv_nope and k_rot before expanding,
 // measured on an H200 with transformers 5.17).
+#include <fmt/format.h>
+
 #include "blocks/block.hpp"
 
 namespace memtax {
@@ -31,7 +33,7 @@ CacheSpec cache(const BlockEnv& env, u64 tensors) {
 // The query path: q_a_proj → q_a_layernorm → q_b_proj with a q_lora_rank, else q_proj.
 int queries(OpGraph& g, const BlockEnv& env, int x) {
     const ModelSpec& m = env.model;
-    const u64 h = m.hidden_size, qd = checked_mul(env.shard.heads_q, m.mla.qk_head_dim(), "q");
+    const u64 h = m.hidden_size, qd = checked_mul(env.model.num_attention_heads / env.shard.tp, m.mla.qk_head_dim(), "q");
     if (m.mla.q_lora_rank == 0) return g.op1(blk::linear("q_proj", OpGroup::Projection, h, qd, "q_proj"), {x}, act("q", tokens(qd)));
     const u64 r = m.mla.q_lora_rank;
     int qa = g.op1(blk::linear("q_a_proj", OpGroup::Projection, h, r, "q_a_proj"), {x}, act("q_a", tokens(r)));
@@ -48,7 +50,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MlaSpec& a = m.mla;
     const RuntimeSpec& rt = env.runtime;
-    const u64 H = env.shard.heads_q, h = m.hidden_size;
+    const u64 H = env.model.num_attention_heads / env.shard.tp, h = m.hidden_size;
     const u64 qk = a.qk_head_dim(), rope = a.qk_rope_head_dim, vd = a.v_head_dim, lora = a.kv_lora_rank;
     const u64 q_dim = checked_mul(H, qk, "q"), v_dim = checked_mul(H, vd, "v"), kvb = checked_mul(H, a.qk_nope_head_dim + vd, "kv_b");
     const int xn = io.x;
@@ -147,7 +149,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MlaSpec& a = m.mla;
-    const u64 H = env.shard.heads_q, h = m.hidden_size;
+    const u64 H = env.model.num_attention_heads / env.shard.tp, h = m.hidden_size;
     const u64 qk = a.qk_head_dim(), vd = a.v_head_dim;
     const u64 q_dim = checked_mul(H, qk, "q"), v_dim = checked_mul(H, vd, "v"), kvb = checked_mul(H, a.qk_nope_head_dim + vd, "kv_b");
     int pool = g.input(TensorInfo{"kv_pool_latent", Size(latent(m), {S::Batch, S::SkvOld}), R::Kv, C::KvCache});
@@ -180,6 +182,23 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 
 u64 mla_param(const ModelSpec& m) { return m.mla.kv_lora_rank; }
 
+VariantHooks hooks() {
+    VariantHooks h;
+    h.check_split = blk::check_heads_split;
+    h.label = [](const ModelSpec&, u64) { return std::string("MLA"); };
+    // DeepSeek-V2's choice (arXiv 2405.04434 §2.1): d_c = 4·d_h, d_h^R = d_h/2.
+    h.techniques = {{"mla", nullptr, 0, [](ModelSpec& m, u64) {
+                         blk::plain_attention_base(m, "mla");
+                         const u64 d = m.head_dim;
+                         m.mla = MlaSpec{0, 4 * d, d / 2, d, d};
+                         m.num_key_value_heads = m.num_attention_heads;
+                         for (auto& l : m.layers) l.token_mixer = "mla";
+                         m.sliding_window = 0;
+                         return fmt::format("latent attention: d_c = 4·d_h = {}, rotary key d_h/2 = {}", 4 * d, d / 2);
+                     }}};
+    return h;
+}
+
 }  // namespace
 
 void register_mla(BlockRegistry& r) {
@@ -193,7 +212,10 @@ void register_mla(BlockRegistry& r) {
          {"mla.qk_nope_head_dim", "per-head key channels without rotary", [](const ModelSpec& m) { return m.mla.qk_nope_head_dim; }},
          {"mla.v_head_dim", "per-head value channels", [](const ModelSpec& m) { return m.mla.v_head_dim; }}},
         {{"transformers", build_transformers, [](const BlockEnv& env) { return cache(env, 2); }},
-         {"vllm", build_vllm, [](const BlockEnv& env) { return cache(env, 1); }}}});
+         {"vllm", build_vllm, [](const BlockEnv& env) { return cache(env, 1); }}},
+        hooks(),
+        // The rotary slice: only the shared key's qk_rope_head_dim channels rotate.
+        [](const ModelSpec& m) { return m.mla.qk_rope_head_dim; }});
 }
 
 }  // namespace memtax

@@ -1,5 +1,7 @@
 // Dense MLPs: the gated MLP of Llama/Mistral/Qwen2, act(gate_proj(x)) · up_proj(x) → down_proj
 // (gated_mlp), and the plain up → act → down MLP (mlp). No cached state.
+#include <fmt/format.h>
+
 #include "blocks/block.hpp"
 
 namespace memtax {
@@ -27,7 +29,7 @@ OpInfo gate_mul_up(u64 i) {
 // activation costs ~4 FLOPs an element (SiLU), the product 1.
 int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
-    const u64 h = m.hidden_size, i = env.shard.inter;
+    const u64 h = m.hidden_size, i = env.model.intermediate_size / env.shard.tp;
     const char* bias_gate = m.mlp_bias ? "gate_bias" : nullptr;
     if (m.fused_projections) {
         // Phi3MLP: gate_up_proj, then gate and up are halves of its output (the `gate` local keeps
@@ -57,7 +59,7 @@ int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 // vLLM's merged gate/up projection and SiluAndMul (a new tensor; `x` is rebound, freeing gate_up).
 int gated_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
-    const u64 h = m.hidden_size, i = env.shard.inter, i2 = checked_mul(2, i, "gate_up");
+    const u64 h = m.hidden_size, i = env.model.intermediate_size / env.shard.tp, i2 = checked_mul(2, i, "gate_up");
     int gu = g.op1(blk::linear("gate_up_proj", OpGroup::Mlp, h, i2, "gate_up_proj", m.mlp_bias ? "gate_up_bias" : nullptr), {io.x},
                    act("gate_up", tokens(i2)));
     int a = g.op1({"silu_and_mul", OpKind::Elementwise, OpGroup::Mlp, Size(5 * i, {S::Batch, S::Sq}), {}, {}}, {gu},
@@ -70,7 +72,7 @@ int gated_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 // A plain MLP: up_proj, the activation, down_proj (the up output dies once activated).
 int plain(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
-    const u64 h = m.hidden_size, i = env.shard.inter;
+    const u64 h = m.hidden_size, i = env.model.intermediate_size / env.shard.tp;
     int up = g.op1(blk::linear("up_proj", OpGroup::Mlp, h, i, "up_proj", m.mlp_bias ? "up_bias" : nullptr), {io.x}, act("up", tokens(i)));
     int a = g.op1(activation(i), {up}, act("up_act", tokens(i)));
     std::vector<int> holds = io.holds_last;
@@ -89,14 +91,26 @@ std::vector<ParamDecl> params() {
     return {{"intermediate_size", "the MLP's hidden width", [](const ModelSpec& m) { return m.intermediate_size; }}};
 }
 
+// Megatron's column/row split of the hidden width.
+VariantHooks hooks() {
+    VariantHooks h;
+    h.check_split = [](const ModelSpec& m, u64 tp, u64) {
+        if (m.intermediate_size % tp != 0)
+            throw InputError(SourcePos{}, "deployment.tp",
+                             fmt::format("{} does not divide intermediate_size = {} ({})", tp, m.intermediate_size, m.file));
+    };
+    return h;
+}
+
 }  // namespace
 
 void register_mlp(BlockRegistry& r) {
     r.add(ChannelMixer{"gated_mlp",
                        "gated MLP: act(gate_proj(x)) · up_proj(x) → down_proj",
                        params(),
-                       {{"transformers", gated_transformers}, {"vllm", gated_vllm}}});
-    r.add(ChannelMixer{"mlp", "plain MLP: up_proj → act → down_proj", params(), {{"transformers", plain}, {"vllm", plain}}});
+                       {{"transformers", gated_transformers}, {"vllm", gated_vllm}},
+                       hooks()});
+    r.add(ChannelMixer{"mlp", "plain MLP: up_proj → act → down_proj", params(), {{"transformers", plain}, {"vllm", plain}}, hooks()});
     // A block without a channel mixer (Mamba-2 models): the runtimes' layer skeletons skip the
     // second half of the layer; built alone it passes its input through.
     r.add(ChannelMixer{"none",

@@ -12,6 +12,8 @@
 //   transformers "grouped": grouped_mm_experts_forward, all T·k (token, expert) rows gathered,
 //     sorted by expert and run as one grouped GEMM; its locals live until it returns;
 //   vLLM: the fused MoE kernel with its intermediate caches of T·k rows.
+#include <fmt/format.h>
+
 #include "blocks/block.hpp"
 
 namespace memtax {
@@ -22,6 +24,36 @@ using R = DtypeRole;
 using C = Category;
 using blk::act;
 using blk::tokens;
+
+// Widths per GPU: expert parallelism places whole experts on each rank; otherwise every GPU
+// holds a TP slice of every expert (vLLM's FusedMoE). The shared expert is TP-split.
+struct Widths {
+    u64 experts = 0, moe_inter = 0, shared_inter = 0;
+};
+Widths widths(const BlockEnv& env) {
+    const MoeSpec& e = env.model.moe;
+    const u64 tp = env.shard.tp, ep = env.shard.ep;
+    return Widths{e.num_experts / ep, e.intermediate_size / (ep > 1 ? 1 : tp), e.shared_intermediate_size / tp};
+}
+
+void check_split(const ModelSpec& m, u64 tp, u64 ep) {
+    const MoeSpec& e = m.moe;
+    if (ep == 0 || e.num_experts % ep != 0)
+        throw InputError(
+            SourcePos{}, "deployment.ep",
+            fmt::format("{} does not divide the {} experts of {}; valid: a divisor of {}", ep, e.num_experts, m.name, e.num_experts));
+    auto fail = [&](const std::string& msg) { throw InputError(SourcePos{}, "deployment.tp", msg); };
+    if (e.intermediate_size % (ep > 1 ? 1 : tp) != 0)
+        fail(fmt::format("{} does not divide moe.intermediate_size = {}", tp, e.intermediate_size));
+    if (e.shared_intermediate_size % tp != 0)
+        fail(fmt::format("{} does not divide the shared expert width {}", tp, e.shared_intermediate_size));
+}
+
+std::string label(const ModelSpec& m, u64 layers) {
+    const MoeSpec& e = m.moe;
+    return fmt::format("MoE {}/{} layers, {} experts top-{}{}", layers, m.num_layers, e.num_experts, e.experts_per_token,
+                       e.shared_intermediate_size ? " + shared" : "");
+}
 
 // Rows of `width` for the tokens one expert gets on average: T·k/E of them (coefficient rounded
 // up when k·width is not a multiple of E).
@@ -35,7 +67,7 @@ Size routed(const MoeSpec& e, u64 width) { return Size(checked_mul(e.experts_per
 // (+ biases), E = experts on this GPU.
 void expert_weights(OpInfo& up, OpInfo& down, const BlockEnv& env) {
     const MoeSpec& e = env.model.moe;
-    const u64 h = env.model.hidden_size, i = env.shard.moe_inter, E = env.shard.experts, k = e.experts_per_token;
+    const u64 h = env.model.hidden_size, i = widths(env).moe_inter, E = widths(env).experts, k = e.experts_per_token;
     WeightTensor gu{"experts.gate_up_proj", checked_product({E, h, 2 * i}, "experts"), R::ExpertWeight};
     gu.in = h;
     gu.experts = E;
@@ -105,7 +137,7 @@ std::pair<int, int> router(OpGraph& g, const BlockEnv& env, int x) {
 }
 
 int shared_expert(OpGraph& g, const BlockEnv& env, int x) {
-    const u64 h = env.model.hidden_size, i = env.shard.shared_inter;
+    const u64 h = env.model.hidden_size, i = widths(env).shared_inter;
     int gate = g.op1(blk::linear("shared_gate_proj", OpGroup::Mlp, h, i, "shared_experts.gate_proj"), {x}, act("shared_gate", tokens(i)));
     int a = g.op1({"shared_activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}}, {gate},
                   act("shared_gate_act", tokens(i)));
@@ -120,7 +152,7 @@ int shared_expert(OpGraph& g, const BlockEnv& env, int x) {
 int moe_output(OpGraph& g, const BlockEnv& env, const MixerIO& io, int routed_out, const std::vector<int>& holds) {
     TensorInfo res = act("moe_output", tokens(env.model.hidden_size));
     if (io.output_is_layer_output) res.lifetime = Lifetime::Persistent;
-    if (env.shard.shared_inter) {
+    if (widths(env).shared_inter) {
         int sh = shared_expert(g, env, io.x);
         return g.op1h({"add_shared", OpKind::Elementwise, OpGroup::Mlp, Size(env.model.hidden_size, {S::Batch, S::Sq}), {}, {}},
                       {routed_out, sh}, res, holds);
@@ -132,7 +164,7 @@ int moe_output(OpGraph& g, const BlockEnv& env, const MixerIO& io, int routed_ou
 int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MoeSpec& e = m.moe;
-    const u64 h = m.hidden_size, i = env.shard.moe_inter, E = e.num_experts, k = e.experts_per_token;
+    const u64 h = m.hidden_size, i = widths(env).moe_inter, E = e.num_experts, k = e.experts_per_token;
     auto [w, idx] = router(g, env, io.x);
     // DeepSeek accumulates in the routing weights' dtype (fp32), the others in the compute dtype.
     const R acc = e.router_score == "sigmoid" ? R::Fp32 : R::Act;
@@ -256,7 +288,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MoeSpec& e = m.moe;
-    const u64 h = m.hidden_size, i = env.shard.moe_inter, E = e.num_experts, k = e.experts_per_token;
+    const u64 h = m.hidden_size, i = widths(env).moe_inter, E = e.num_experts, k = e.experts_per_token;
     OpInfo gate = router_op(env);
     int logits = g.op1(std::move(gate), {io.x}, act("router_logits", Size(E, {S::Batch, S::Sq})));
     auto top = g.op({"topk", OpKind::Sort, OpGroup::Mlp, {}, {}, {}}, {logits},
@@ -283,7 +315,9 @@ void register_moe(BlockRegistry& r) {
         {{"moe.num_experts", "routed experts", [](const ModelSpec& m) { return m.moe.num_experts; }},
          {"moe.experts_per_token", "experts each token is routed to", [](const ModelSpec& m) { return m.moe.experts_per_token; }},
          {"moe.intermediate_size", "each expert's hidden width", [](const ModelSpec& m) { return m.moe.intermediate_size; }}},
-        {{"transformers", build_transformers}, {"vllm", build_vllm}}});
+        {{"transformers", build_transformers}, {"vllm", build_vllm}},
+        VariantHooks{{}, check_split, label, {}},
+        true});
 }
 
 }  // namespace memtax

@@ -1,6 +1,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
+#include <optional>
 
 #include "blocks/block.hpp"
 
@@ -108,6 +110,126 @@ LayerBlocks layer_blocks(const BlockRegistry& reg, const ModelSpec& m, size_t i,
     return LayerBlocks{token, channel};
 }
 
+u64 OwnParams::value(const ModelSpec& m, const char* key) const {
+    for (const auto& k : keys) {
+        if (std::string_view(k.key) != key) continue;
+        const auto g = m.own_params.find(group ? group : "");
+        if (g == m.own_params.end()) return k.fallback;
+        const auto v = g->second.values.find(key);
+        return v == g->second.values.end() ? k.fallback : v->second.first;
+    }
+    throw InternalError(fmt::format("{} reads {}.{}, which it does not declare", group ? group : "a variant", group ? group : "", key));
+}
+
+std::string Technique::syntax() const { return argument ? fmt::format("{}[-{}]", name, argument) : std::string(name); }
+
+namespace {
+// Each distinct variant of the model once, token mixers first, in layer order.
+struct ModelVariants {
+    std::vector<std::pair<const TokenMixer*, u64>> token;
+    std::vector<std::pair<const ChannelMixer*, u64>> channel;
+};
+ModelVariants variants_of(const BlockRegistry& reg, const ModelSpec& m) {
+    ModelVariants out;
+    auto count = [](auto& list, const auto* v) {
+        for (auto& [x, n] : list)
+            if (x == v) return void(++n);
+        list.push_back({v, 1});
+    };
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+        const std::string at = fmt::format("model.layers[{}]", i);
+        count(out.token, &reg.token_mixer(m.layers[i].token_mixer, at + ".token_mixer"));
+        count(out.channel, &reg.channel_mixer(m.layers[i].channel_mixer, at + ".channel_mixer"));
+    }
+    return out;
+}
+
+void check_own(const VariantHooks& h, const char* variant, const ModelSpec& m) {
+    if (!h.own.group) return;
+    const auto g = m.own_params.find(h.own.group);
+    std::vector<std::string> keys;
+    for (const auto& k : h.own.keys) keys.push_back(k.key);
+    if (g != m.own_params.end()) {
+        for (const auto& [key, v] : g->second.values)
+            if (std::find(keys.begin(), keys.end(), key) == keys.end())
+                throw InputError(
+                    v.second, fmt::format("{}.{}", h.own.group, key),
+                    fmt::format("{} does not read \"{}\"{}; valid: {}", variant, key, did_you_mean(key, keys), fmt::join(keys, ", ")));
+    }
+    for (const auto& k : h.own.keys) {
+        if (!k.required || (g != m.own_params.end() && g->second.values.count(k.key))) continue;
+        throw InputError(g != m.own_params.end() ? g->second.pos : m.pos_of("layer_types"), fmt::format("{}.{}", h.own.group, k.key),
+                         fmt::format("{} needs {}: {}", variant, k.key, k.description));
+    }
+}
+}  // namespace
+
+void check_variants(const BlockRegistry& reg, const ModelSpec& m, u64 tp, u64 ep) {
+    const ModelVariants v = variants_of(reg, m);
+    std::vector<std::string> groups;
+    auto check = [&](const auto& list) {
+        for (const auto& [x, n] : list) {
+            check_own(x->hooks, x->name, m);
+            if (x->hooks.own.group) groups.push_back(x->hooks.own.group);
+            if (x->hooks.check_split) x->hooks.check_split(m, tp, ep);
+        }
+    };
+    check(v.token);
+    check(v.channel);
+    for (const auto& [name, g] : m.own_params)
+        if (std::find(groups.begin(), groups.end(), name) == groups.end())
+            throw InputError(
+                g.pos, name,
+                fmt::format("no layer variant of {} reads a \"{}\" group{}", m.name, name,
+                            groups.empty() ? std::string("; its variants read none")
+                                           : fmt::format("{}; valid: {}", did_you_mean(name, groups), fmt::join(groups, ", "))));
+    if (ep > 1) {
+        bool spreads = false;
+        for (const auto& [x, n] : v.channel) spreads |= x->expert_parallel;
+        if (!spreads) throw InputError(SourcePos{}, "deployment.ep", fmt::format("{} has no experts to spread; valid: 1", m.name));
+    }
+}
+
+u64 rotary_width(const BlockRegistry& reg, const ModelSpec& m) {
+    u64 w = 0;
+    for (const auto& [x, n] : variants_of(reg, m).token)
+        if (x->rotary_width) w = std::max(w, x->rotary_width(m));
+    return w;
+}
+
+std::string architecture_summary(const BlockRegistry& reg, const ModelSpec& m) {
+    // By name (a stable order whatever the layer order); a name the registry does not know (a
+    // model not yet checked) is shown as it is.
+    std::map<std::string, u64> token;
+    std::vector<std::pair<std::string, u64>> channel;
+    for (const auto& l : m.layers) {
+        ++token[l.token_mixer];
+        auto c = std::find_if(channel.begin(), channel.end(), [&](const auto& x) { return x.first == l.channel_mixer; });
+        if (c == channel.end())
+            channel.push_back({l.channel_mixer, 1});
+        else
+            ++c->second;
+    }
+    auto label = [&](const auto& list, const std::string& name, u64 n) -> std::optional<std::string> {
+        for (const auto& v : list)
+            if (name == v.name) return v.hooks.label ? std::optional(v.hooks.label(m, n)) : std::nullopt;
+        return std::nullopt;
+    };
+    std::string out;
+    for (const auto& [name, n] : token)
+        out += fmt::format("{}{}×{}", out.empty() ? "" : " + ", n, label(reg.token_mixers(), name, n).value_or(name));
+    for (const auto& [name, n] : channel)
+        if (auto l = label(reg.channel_mixers(), name, n)) out += "; " + *l;
+    return out;
+}
+
+std::vector<Technique> techniques(const BlockRegistry& reg) {
+    std::vector<Technique> out;
+    for (const auto& t : reg.token_mixers()) out.insert(out.end(), t.hooks.techniques.begin(), t.hooks.techniques.end());
+    for (const auto& c : reg.channel_mixers()) out.insert(out.end(), c.hooks.techniques.begin(), c.hooks.techniques.end());
+    return out;
+}
+
 namespace blk {
 OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weight, const char* bias) {
     OpInfo op{name, OpKind::Matmul, group, Size(checked_product({2, in, out}, name), {Sym::Batch, Sym::Sq}), {}, {}};
@@ -159,6 +281,26 @@ void eager_rotary_launches(OpInfo& op, u64 width) {
     op.launches.push_back({L::Cat, e, R::Act, 1, R::Act, 1});         // cat((-x2, x1), dim=-1)
     op.launches.push_back({L::Strided, e, R::Act, 1, R::Act, 1});     // rotate_half(q) * sin
     op.launches.push_back({L::Strided, e, R::Act, 2, R::Act, 1});     // the sum
+}
+
+void check_heads_split(const ModelSpec& m, u64 tp, u64) {
+    auto fail = [&](const std::string& msg) { throw InputError(SourcePos{}, "deployment.tp", msg); };
+    if (m.num_attention_heads % tp != 0)
+        fail(fmt::format("{} does not divide num_attention_heads = {} ({}); valid: a divisor of {}", tp, m.num_attention_heads, m.file,
+                         m.num_attention_heads));
+    if (m.num_key_value_heads % tp != 0 && tp % m.num_key_value_heads != 0)
+        fail(fmt::format("{} and num_key_value_heads = {} ({}) must divide one another", tp, m.num_key_value_heads, m.file));
+}
+
+u64 kv_heads_per_gpu(const ModelSpec& m, u64 tp) { return m.num_key_value_heads >= tp ? m.num_key_value_heads / tp : 1; }
+
+void plain_attention_base(ModelSpec& m, const char* technique) {
+    if (m.num_attention_heads == 0)
+        throw InputError(SourcePos{}, "compare.technique",
+                         fmt::format("\"{}\" rewrites attention; {} has no attention heads", technique, m.name));
+    m.mla = MlaSpec{};
+    m.ssm = SsmSpec{};
+    if (m.head_dim == 0) m.head_dim = m.hidden_size / m.num_attention_heads;
 }
 }  // namespace blk
 

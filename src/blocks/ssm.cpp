@@ -9,6 +9,8 @@
 // Python scan over the tokens). Both materialise fp32 tensors that are per token × d_state (×
 // chunk size for Mamba-2): this is what their activations are made of, and it dwarfs the
 // state. vLLM runs the fused kernels, whose activations are the projections.
+#include <fmt/format.h>
+
 #include "blocks/block.hpp"
 
 namespace memtax {
@@ -26,19 +28,44 @@ using blk::tokens;
 // one fused scan).
 enum class Path : std::uint8_t { Transformers, Vllm };
 
+// Widths per GPU under tensor parallelism: heads (Mamba-2) or channels (Mamba-1) split; n_groups
+// padded up to a multiple of TP when it does not divide (vLLM mamba_utils).
+struct Widths {
+    u64 heads = 0, inner = 0, groups = 0, conv_dim = 0;
+};
+Widths widths(const BlockEnv& env) {
+    const SsmSpec& s = env.model.ssm;
+    const u64 tp = env.shard.tp;
+    Widths w;
+    const bool v2 = s.kind == "mamba2";
+    w.heads = v2 ? s.num_heads / tp : 0;
+    w.inner = s.inner_size / tp;
+    w.groups = v2 ? ceil_div(s.n_groups, tp) : 0;
+    w.conv_dim = v2 ? checked_add(w.inner, checked_product({2, w.groups, s.state_size}, "conv"), "conv") : w.inner;
+    return w;
+}
+
+void check_split(const ModelSpec& m, u64 tp, u64) {
+    const bool v2 = m.ssm.kind == "mamba2";
+    const u64 heads = v2 ? m.ssm.num_heads : m.ssm.inner_size;
+    if (heads % tp != 0)
+        throw InputError(SourcePos{}, "deployment.tp",
+                         fmt::format("{} does not divide the {} SSM {} of {}", tp, heads, v2 ? "heads" : "channels", m.name));
+}
+
 u64 conv_columns(const BlockEnv& env, Path path) { return path == Path::Vllm ? env.model.ssm.conv_kernel - 1 : env.model.ssm.conv_kernel; }
 
 u64 ssm_elements(const BlockEnv& env) {
     const SsmSpec& s = env.model.ssm;
-    return s.kind == "mamba2" ? checked_product({env.shard.ssm_heads, s.head_dim, s.state_size}, "ssm state")
-                              : checked_mul(env.shard.ssm_inner, s.state_size, "ssm state");
+    return s.kind == "mamba2" ? checked_product({widths(env).heads, s.head_dim, s.state_size}, "ssm state")
+                              : checked_mul(widths(env).inner, s.state_size, "ssm state");
 }
 
 CacheSpec cache(const BlockEnv& env, Path path) {
     CacheSpec c;
     c.tensors = 2;
     c.elements_per_sequence =
-        checked_add(checked_mul(env.shard.ssm_conv_dim, conv_columns(env, path), "conv state"), ssm_elements(env), "ssm state");
+        checked_add(checked_mul(widths(env).conv_dim, conv_columns(env, path), "conv state"), ssm_elements(env), "ssm state");
     c.layout = "state";
     return c;
 }
@@ -49,7 +76,7 @@ CacheSpec cache(const BlockEnv& env, Path path) {
 // h200_hf_arch.json). vLLM's live in its preallocated pool, outside the graph.
 void state_outputs(OpGraph& g, const BlockEnv& env, Path path, int after) {
     if (path == Path::Vllm) return;
-    const u64 conv = checked_mul(env.shard.ssm_conv_dim, conv_columns(env, path), "conv state"), ssm = ssm_elements(env);
+    const u64 conv = checked_mul(widths(env).conv_dim, conv_columns(env, path), "conv state"), ssm = ssm_elements(env);
     int conv_old = g.input(TensorInfo{"conv_state_old", Size(conv, {S::Batch, S::Cached}), R::Act, C::KvCache});
     int ssm_old = g.input(TensorInfo{"ssm_state_old", Size(ssm, {S::Batch, S::Cached}), R::Fp32, C::KvCache});
     g.op1({"conv_state_update", OpKind::Copy, OpGroup::KvCache, {}, {}, {}}, {conv_old, after},
@@ -68,8 +95,8 @@ OpInfo weighted(const char* name, OpKind kind, u64 flops_per_token, std::vector<
 int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io, Path path) {
     const ModelSpec& m = env.model;
     const SsmSpec& s = m.ssm;
-    const u64 h = m.hidden_size, H = env.shard.ssm_heads, P = s.head_dim, N = s.state_size, cs = s.chunk_size;
-    const u64 inner = env.shard.ssm_inner, conv_dim = env.shard.ssm_conv_dim;
+    const u64 h = m.hidden_size, H = widths(env).heads, P = s.head_dim, N = s.state_size, cs = s.chunk_size;
+    const u64 inner = widths(env).inner, conv_dim = widths(env).conv_dim;
     const u64 proj = checked_add(checked_add(inner, conv_dim, "in_proj"), H, "in_proj");
     int zxbcdt = g.op1(blk::linear("in_proj", OpGroup::Projection, h, proj, "in_proj", s.proj_bias ? "in_proj_bias" : nullptr), {io.x},
                        act("projected_states", tokens(proj)));
@@ -188,7 +215,7 @@ int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io, Path path) {
 int mamba1(OpGraph& g, const BlockEnv& env, const MixerIO& io, Path path) {
     const ModelSpec& m = env.model;
     const SsmSpec& s = m.ssm;
-    const u64 h = m.hidden_size, inner = env.shard.ssm_inner, N = s.state_size, R_ = s.dt_rank;
+    const u64 h = m.hidden_size, inner = widths(env).inner, N = s.state_size, R_ = s.dt_rank;
     int xz = g.op1(blk::linear("in_proj", OpGroup::Projection, h, 2 * inner, "in_proj", s.proj_bias ? "in_proj_bias" : nullptr), {io.x},
                    act("projected_states", tokens(2 * inner)));
     std::vector<WeightTensor> conv_w = {{"conv1d", checked_mul(inner, s.conv_kernel, "conv"), R::Param}};
@@ -256,6 +283,30 @@ std::vector<ParamDecl> params(bool v2) {
     return p;
 }
 
+VariantHooks hooks(bool v2) {
+    VariantHooks h;
+    h.check_split = check_split;
+    h.label =
+        v2 ? [](const ModelSpec&, u64) { return std::string("Mamba-2"); } : [](const ModelSpec&, u64) { return std::string("Mamba"); };
+    if (v2)
+        // Mamba-2 defaults (arXiv 2405.21060): d_state 128, expand 2, head_dim 64, 1 group.
+        h.techniques = {
+            {"ssm", nullptr, 0, [](ModelSpec& m, u64) {
+                 const u64 inner = checked_mul(2, m.hidden_size, "ssm inner");
+                 if (inner % 64)
+                     throw InputError(SourcePos{}, "compare.technique",
+                                      fmt::format("\"ssm\" needs 2·hidden ({}) to be a multiple of 64", inner));
+                 m.ssm = SsmSpec{"mamba2", 128, 4, inner, inner / 64, 64, 1, 256, 0, true, false};
+                 for (auto& l : m.layers) l.token_mixer = "mamba2";
+                 m.mla = MlaSpec{};
+                 m.sliding_window = 0;
+                 return std::string(
+                     "every token mixer a Mamba-2 layer (d_state 128, expand 2): a fixed state per sequence; under transformers "
+                     "without the mamba-ssm kernels the reference SSD path's fp32 chunk products dominate the peak");
+             }}};
+    return h;
+}
+
 }  // namespace
 
 void register_ssm(BlockRegistry& r) {
@@ -267,7 +318,8 @@ void register_ssm(BlockRegistry& r) {
         {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return mamba2(g, env, io, Path::Transformers); },
           [](const BlockEnv& env) { return cache(env, Path::Transformers); }},
          {"vllm", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return mamba2(g, env, io, Path::Vllm); },
-          [](const BlockEnv& env) { return cache(env, Path::Vllm); }}}});
+          [](const BlockEnv& env) { return cache(env, Path::Vllm); }}},
+        hooks(true)});
     r.add(TokenMixer{
         "mamba",
         "Mamba-1 selective scan (Jamba): a fixed conv + SSM state per sequence; transformers' slow path materialises fp32 "
@@ -276,7 +328,8 @@ void register_ssm(BlockRegistry& r) {
         {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return mamba1(g, env, io, Path::Transformers); },
           [](const BlockEnv& env) { return cache(env, Path::Transformers); }},
          {"vllm", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return mamba1(g, env, io, Path::Vllm); },
-          [](const BlockEnv& env) { return cache(env, Path::Vllm); }}}});
+          [](const BlockEnv& env) { return cache(env, Path::Vllm); }}},
+        hooks(false)});
 }
 
 }  // namespace memtax

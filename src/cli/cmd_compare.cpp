@@ -28,107 +28,51 @@ struct Variant {
     std::string kv_dtype;  // empty: the workload's
 };
 
-void set_mixer(ModelSpec& m, const std::string& mixer) {
-    for (auto& l : m.layers) l.token_mixer = mixer;
+// The technique names, as listed in --help and in errors: the model as it is, every layer
+// variant's rewrites (src/blocks/: each variant declares its own), the KV-cache dtypes.
+const std::vector<std::string> kKvTechniques = {"kv-fp8", "kv-int8", "kv-int4"};
+std::vector<std::string> technique_names(bool syntax) {
+    std::vector<std::string> out = {"as-is"};
+    for (const Technique& t : techniques(BlockRegistry::builtin())) out.push_back(syntax ? t.syntax() : t.name);
+    out.insert(out.end(), kKvTechniques.begin(), kKvTechniques.end());
+    return out;
 }
-
-u64 number_after(const std::string& spec, const std::string& prefix, u64 fallback, const char* what) {
-    if (spec.size() <= prefix.size()) return fallback;
-    u64 v = 0;
-    const NumberParse p = parse_token_count(spec.substr(prefix.size()), v);
-    if (p != NumberParse::Ok || v == 0)
-        throw InputError(SourcePos{}, "--technique",
-                         fmt::format("\"{}\": {} must be a positive token count, e.g. {}4096", spec, what, prefix));
-    return v;
-}
-
-// The technique names, as listed in --help and in errors.
-const std::vector<std::string> kTechniques = {"as-is",  "mha", "gqa",    "mqa",     "mla",     "sliding[-W]",
-                                              "sparse", "ssm", "kv-fp8", "kv-int8", "kv-int4", "evict[-N]"};
 
 Variant technique(const ModelSpec& base, const std::string& t) {
     Variant v{t, "", base, ""};
     ModelSpec& m = v.model;
-    const bool attends = base.has_attention();
-    auto need_heads = [&] {
-        if (!attends || base.num_attention_heads == 0)
-            throw InputError(SourcePos{}, "--technique", fmt::format("\"{}\" rewrites attention; {} has no attention heads", t, base.name));
-        // Attention variants apply to plain attention layers; MLA/SSM bases are rewritten whole.
-        m.mla = MlaSpec{};
-        m.ssm = SsmSpec{};
-        if (m.head_dim == 0) m.head_dim = base.hidden_size / base.num_attention_heads;
-    };
     if (t == "as-is") {
         v.what = "the model as published";
-    } else if (t == "mha" || t == "gqa" || t == "mqa") {
-        need_heads();
-        const u64 h = m.num_attention_heads;
-        m.num_key_value_heads = t == "mha"   ? h
-                                : t == "mqa" ? 1
-                                             : (base.num_key_value_heads < h ? base.num_key_value_heads : std::max<u64>(1, h / 8));
-        while (t == "gqa" && h % m.num_key_value_heads) --m.num_key_value_heads;
-        set_mixer(m, "full_attention");
-        m.sliding_window = 0;
-        v.what =
-            fmt::format("full attention, {} KV head{} for {} query heads", m.num_key_value_heads, m.num_key_value_heads == 1 ? "" : "s", h);
-    } else if (t == "mla") {
-        need_heads();
-        // DeepSeek-V2's choice (arXiv 2405.04434 §2.1): d_c = 4·d_h, d_h^R = d_h/2.
-        const u64 d = m.head_dim;
-        m.mla = MlaSpec{0, 4 * d, d / 2, d, d};
-        m.num_key_value_heads = m.num_attention_heads;
-        set_mixer(m, "mla");
-        m.sliding_window = 0;
-        v.what = fmt::format("latent attention: d_c = 4·d_h = {}, rotary key d_h/2 = {}", 4 * d, d / 2);
-    } else if (t.rfind("sliding", 0) == 0) {
-        need_heads();
-        m.sliding_window = number_after(t, "sliding-", 4096, "the window");
-        set_mixer(m, "sliding_attention");
-        v.what = fmt::format("every layer attends the last {} tokens", group_digits(m.sliding_window));
-    } else if (t == "sparse") {
-        need_heads();
-        // BigBird's ITC layout (arXiv 2007.14062): 3 blocks of 64 local, 2 global, 3 random.
-        m.attn.sparse_block = 64;
-        m.attn.sparse_local = 3 * 64;
-        m.attn.sparse_global = 2 * 64;
-        m.attn.sparse_random_blocks = 3;
-        set_mixer(m, "sparse_attention");
-        m.sliding_window = 0;
-        v.what =
-            "block-sparse attention: 192 local + 128 global + 3 random blocks of 64 keys per query (BigBird); every token stays cached";
-    } else if (t == "ssm") {
-        // Mamba-2 defaults (arXiv 2405.21060): d_state 128, expand 2, head_dim 64, 1 group.
-        m.ssm = SsmSpec{"mamba2", 128, 4, 2 * base.hidden_size, 2 * base.hidden_size / 64, 64, 1, 256, 0, true, false};
-        if ((2 * base.hidden_size) % 64)
-            throw InputError(SourcePos{}, "--technique",
-                             fmt::format("\"ssm\" needs 2·hidden ({}) to be a multiple of 64", 2 * base.hidden_size));
-        set_mixer(m, "mamba2");
-        m.mla = MlaSpec{};
-        m.sliding_window = 0;
-        v.what =
-            "every token mixer a Mamba-2 layer (d_state 128, expand 2): a fixed state per sequence; under transformers without the "
-            "mamba-ssm kernels the reference SSD path's fp32 chunk products dominate the peak";
-    } else if (t == "kv-fp8" || t == "kv-int8" || t == "kv-int4") {
+        return v;
+    }
+    if (t == "kv-fp8" || t == "kv-int8" || t == "kv-int4") {
         v.kv_dtype = t == "kv-fp8" ? "fp8_e4m3" : t == "kv-int8" ? "int8-g64" : "int4-g64";
         v.what = t == "kv-fp8" ? "KV cache in fp8 e4m3 (per-tensor scale)"
                                : fmt::format("KV cache in {} (one fp16 scale per 64 values)", v.kv_dtype);
-    } else if (t.rfind("evict", 0) == 0) {
-        need_heads();
-        // StreamingLLM (arXiv 2309.17453): 4 attention-sink tokens + a recent window; the cache
-        // holds the budget, whatever the context.
-        const u64 budget = number_after(t, "evict-", 4 + 2044, "the token budget");
-        m.sliding_window = budget;
-        set_mixer(m, "sliding_attention");
-        v.what = fmt::format("eviction: the cache keeps {} tokens per layer (attention sinks + recent window)", group_digits(budget));
-    } else {
-        throw InputError(
-            SourcePos{}, "--technique",
-            fmt::format("unknown technique \"{}\"{}; valid: {}", t, did_you_mean(t, kTechniques), fmt::join(kTechniques, ", ")));
+        m.name = base.name + "+" + t;
+        return v;
     }
-    if (t != "as-is") m.name = base.name + "+" + t;
-    // A technique that changes the layer kinds drops MoE placement only if it does not apply.
-    validate_model(m);
-    return v;
+    for (const Technique& x : techniques(BlockRegistry::builtin())) {
+        const std::string name = x.name;
+        const bool bare = t == name, with_argument = x.argument && t.rfind(name + "-", 0) == 0;
+        if (!bare && !with_argument) continue;
+        u64 n = x.fallback;
+        if (with_argument) {
+            const NumberParse p = parse_token_count(t.substr(name.size() + 1), n);
+            if (p != NumberParse::Ok || n == 0)
+                throw InputError(
+                    SourcePos{}, "--technique",
+                    fmt::format("\"{}\": the {} after \"{}-\" must be a positive token count, e.g. {}-4096", t, x.argument, name, name));
+        }
+        v.what = x.apply(m, n);
+        m.name = base.name + "+" + t;
+        validate_model(m);
+        return v;
+    }
+    const std::vector<std::string> names = technique_names(true);
+    throw InputError(
+        SourcePos{}, "--technique",
+        fmt::format("unknown technique \"{}\"{}; valid: {}", t, did_you_mean(t, technique_names(false)), fmt::join(names, ", ")));
 }
 
 class CompareCommand final : public Command {
@@ -138,7 +82,7 @@ public:
             app.add_subcommand("compare", "one workload across memory-saving techniques or models: KV/state, S×S, peak, largest context");
         c->add_option("--model", models_, "model(s); with one model, --technique variants of it (default: llama-3.1-8b)")->delimiter(',');
         c->add_option("--technique", techniques_,
-                      fmt::format("variants of the first model: {} (default: all)", fmt::join(kTechniques, ", ")))
+                      fmt::format("variants of the first model: {} (default: all)", fmt::join(technique_names(true), ", ")))
             ->delimiter(',');
         c->add_option("--gpu", a_.gpu, "GPU profile")->capture_default_str();
         c->add_option("--context", a_.context, "context (default: 8192, or the model's max if smaller)")->transform(token_count());
@@ -166,8 +110,7 @@ public:
         } else {
             const ModelSpec base = model_from(models_.front(), "");
             std::vector<std::string> list = techniques_;
-            if (list.empty())
-                list = {"as-is", "mha", "gqa", "mqa", "mla", "sliding", "sparse", "ssm", "kv-fp8", "kv-int8", "kv-int4", "evict"};
+            if (list.empty()) list = technique_names(false);
             for (const auto& t : list) rows.push_back(technique(base, t));
         }
         const GpuSpec g = resolve_gpu(a_.gpu);

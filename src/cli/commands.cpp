@@ -46,7 +46,8 @@ InputError as_flags(const InputError& e) {
                                                                 {"gpu", "--gpu"},
                                                                 {"cluster", "--cluster"},
                                                                 {"output", "--output"},
-                                                                {"format", "--format"}};
+                                                                {"format", "--format"},
+                                                                {"compare.technique", "--technique"}};
     auto map = [&](std::string text, bool whole) {
         for (const auto& [path, flag] : paths) {
             if (whole) {

@@ -34,58 +34,14 @@ struct Plan::Impl {
 
 namespace {
 
-ShardSizes shard(const ModelSpec& m, u64 tp, u64 ep) {
-    auto fail = [&](const std::string& msg) { throw InputError(SourcePos{}, "deployment.tp", msg); };
-    if (tp == 0) fail("must be at least 1");
+// The deployment's split; each variant of the model checks that it can take it (its TP rule).
+ShardSizes shard(const BlockRegistry& blocks, const ModelSpec& m, u64 tp, u64 ep) {
+    if (tp == 0) throw InputError(SourcePos{}, "deployment.tp", "must be at least 1");
+    check_variants(blocks, m, tp, ep);
     ShardSizes s;
     s.tp = tp;
-    if (m.has_attention()) {
-        if (m.num_attention_heads % tp != 0)
-            fail(fmt::format("{} does not divide num_attention_heads = {} ({}); valid: a divisor of {}", tp, m.num_attention_heads, m.file,
-                             m.num_attention_heads));
-        if (m.num_key_value_heads % tp != 0 && tp % m.num_key_value_heads != 0)
-            fail(fmt::format("{} and num_key_value_heads = {} ({}) must divide one another", tp, m.num_key_value_heads, m.file));
-        s.heads_q = m.num_attention_heads / tp;
-        // Fewer KV heads than GPUs: each GPU keeps a replica of one KV head (vLLM, Megatron).
-        s.heads_kv = m.num_key_value_heads >= tp ? m.num_key_value_heads / tp : 1;
-        s.q_dim = checked_mul(s.heads_q, m.head_dim, "q_dim");
-        s.kv_dim = checked_mul(s.heads_kv, m.head_dim, "kv_dim");
-    }
-    if ((m.uses_channel("gated_mlp") || m.uses_channel("mlp")) && m.intermediate_size % tp != 0)
-        fail(fmt::format("{} does not divide intermediate_size = {} ({})", tp, m.intermediate_size, m.file));
-    s.inter = m.intermediate_size / tp;
+    s.ep = ep;
     s.vocab = ceil_div(m.vocab_size, tp);  // vocab-parallel embedding and LM head
-    if (m.moe.enabled()) {
-        if (ep == 0 || m.moe.num_experts % ep != 0)
-            throw InputError(SourcePos{}, "deployment.ep",
-                             fmt::format("{} does not divide the {} experts of {}; valid: a divisor of {}", ep, m.moe.num_experts, m.name,
-                                         m.moe.num_experts));
-        // Expert parallelism places whole experts on each rank; otherwise every GPU holds a TP
-        // slice of every expert (vLLM's FusedMoE).
-        s.ep = ep;
-        s.experts = m.moe.num_experts / ep;
-        const u64 split = ep > 1 ? 1 : tp;
-        if (m.moe.intermediate_size % split != 0)
-            fail(fmt::format("{} does not divide moe.intermediate_size = {}", tp, m.moe.intermediate_size));
-        s.moe_inter = m.moe.intermediate_size / split;
-        if (m.moe.shared_intermediate_size % tp != 0)
-            fail(fmt::format("{} does not divide the shared expert width {}", tp, m.moe.shared_intermediate_size));
-        s.shared_inter = m.moe.shared_intermediate_size / tp;
-    } else if (ep > 1) {
-        throw InputError(SourcePos{}, "deployment.ep", fmt::format("{} has no experts to spread; valid: 1", m.name));
-    }
-    if (m.ssm.enabled()) {
-        const u64 heads = m.ssm.kind == "mamba2" ? m.ssm.num_heads : m.ssm.inner_size;
-        if (heads % tp != 0)
-            fail(fmt::format("{} does not divide the {} SSM {} of {}", tp, heads, m.ssm.kind == "mamba2" ? "heads" : "channels", m.name));
-        s.ssm_heads = m.ssm.kind == "mamba2" ? m.ssm.num_heads / tp : 0;
-        s.ssm_inner = m.ssm.inner_size / tp;
-        // n_groups is padded up to a multiple of TP when it does not divide (vLLM mamba_utils).
-        s.ssm_groups = m.ssm.kind == "mamba2" ? ceil_div(m.ssm.n_groups, tp) : 0;
-        s.ssm_conv_dim = m.ssm.kind == "mamba2"
-                             ? checked_add(s.ssm_inner, checked_product({2, s.ssm_groups, m.ssm.state_size}, "conv"), "conv")
-                             : s.ssm_inner;
-    }
     return s;
 }
 
@@ -149,7 +105,7 @@ Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment&
         throw InputError(
             SourcePos{}, "deployment.ep",
             fmt::format("{} must divide the tensor-parallel degree {} (experts are spread over GPUs of the TP group)", dep.ep, dep.tp));
-    p.shard = shard(model, dep.tp, dep.ep);
+    p.shard = shard(blocks, model, dep.tp, dep.ep);
     p.replicas = dep.gpus / per_replica;
     DtypePolicy dt = policy(wl);
     dt.expert_weight = expert;
@@ -297,7 +253,7 @@ std::unique_ptr<RuntimePlan> whole_model(const ModelSpec& model, const BlockRegi
         return r;
     }();
     DtypePolicy dt{model.dtype, model.dtype, model.dtype, model.dtype, 1, DType{}};
-    const ShardSizes s = shard(model, 1, 1);
+    const ShardSizes s = shard(blocks, model, 1, 1);
     static const GpuSpec gpu{};
     static const Deployment dep{};
     const CompileInput in{model, gpu, rt, dep, dt, s, blocks, true, true, model};

@@ -168,7 +168,7 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     add("train_peak", "activations", e.train_peak_bytes, "max(backward peak, gradients + optimizer step)");
     add("runtime_overhead", "overhead", e.runtime_overhead, "CUDA context and library workspaces of the runtime");
     add("total", "total", e.total, "runtime overhead + weights + optimizer states (+ master weights) + train peak");
-    if (m.has_attention()) {
+    if (m.num_attention_heads != 0) {
         const bool sel = spec.recompute == Recompute::Selective;
         const u64 korth =
             korthikanti_layer_bytes(wl.context, wl.batch, m.hidden_size, m.num_attention_heads, dep.tp, spec.sequence_parallel, sel);

@@ -41,58 +41,40 @@ std::string headline(const Estimate& e) {
 
 }  // namespace
 
-std::string architecture_summary(const ModelSpec& m) {
-    std::map<std::string, u64> mixers;
-    for (const auto& l : m.layers) ++mixers[l.token_mixer];
-    std::string out;
-    for (const auto& [name, n] : mixers) {
-        std::string label = name == "full_attention"      ? (m.num_key_value_heads == m.num_attention_heads ? "MHA"
-                                                             : m.num_key_value_heads == 1                   ? "MQA"
-                                                                                                            : "GQA")
-                            : name == "sliding_attention" ? fmt::format("sliding {}", m.sliding_window)
-                            : name == "mla"               ? "MLA"
-                            : name == "mamba2"            ? "Mamba-2"
-                            : name == "mamba"             ? "Mamba"
-                                                          : name;
-        out += fmt::format("{}{}×{}", out.empty() ? "" : " + ", n, label);
-    }
-    if (m.moe.enabled()) {
-        u64 moe_layers = 0;
-        for (const auto& l : m.layers) moe_layers += l.channel_mixer == "moe";
-        out += fmt::format("; MoE {}/{} layers, {} experts top-{}{}", moe_layers, m.num_layers, m.moe.num_experts, m.moe.experts_per_token,
-                           m.moe.shared_intermediate_size ? " + shared" : "");
-    }
-    return out;
-}
+std::string architecture_summary(const ModelSpec& m) { return architecture_summary(BlockRegistry::builtin(), m); }
 
 namespace {
 
 // A model or GPU profile as JSON: the same object in an estimate's resolved inputs and in
 // the `models`/`gpus` listings.
 ojson model_json(const ModelSpec& m, u64 parameters) {
-    return {{"name", m.name},
-            {"display_name", m.display_name},
-            {"source", m.source},
-            {"family", m.family},
-            {"num_layers", m.num_layers},
-            {"hidden_size", m.hidden_size},
-            {"num_attention_heads", m.num_attention_heads},
-            {"num_key_value_heads", m.num_key_value_heads},
-            {"head_dim", m.head_dim},
-            {"intermediate_size", m.intermediate_size},
-            {"vocab_size", m.vocab_size},
-            {"max_context", m.max_context},
-            {"tie_word_embeddings", m.tie_word_embeddings},
-            {"norm", to_string(m.norm)},
-            {"activation", m.activation},
-            {"sliding_window", m.sliding_window},
-            {"dtype", m.dtype.name},
-            {"parameters", parameters},
-            {"active_parameters", active_parameter_count(m)},
-            {"architecture", architecture_summary(m)},
-            {"stated_parameter_count", m.stated_parameter_count},
-            {"stated_active_parameter_count", m.stated_active_parameter_count},
-            {"stated_parameter_source", m.stated_parameter_source}};
+    ojson j = {{"name", m.name},
+               {"display_name", m.display_name},
+               {"source", m.source},
+               {"family", m.family},
+               {"num_layers", m.num_layers},
+               {"hidden_size", m.hidden_size},
+               {"num_attention_heads", m.num_attention_heads},
+               {"num_key_value_heads", m.num_key_value_heads},
+               {"head_dim", m.head_dim},
+               {"intermediate_size", m.intermediate_size},
+               {"vocab_size", m.vocab_size},
+               {"max_context", m.max_context},
+               {"tie_word_embeddings", m.tie_word_embeddings},
+               {"norm", to_string(m.norm)},
+               {"activation", m.activation},
+               {"sliding_window", m.sliding_window},
+               {"dtype", m.dtype.name},
+               {"parameters", parameters},
+               {"active_parameters", active_parameter_count(m)},
+               {"architecture", architecture_summary(m)},
+               {"stated_parameter_count", m.stated_parameter_count},
+               {"stated_active_parameter_count", m.stated_active_parameter_count},
+               {"stated_parameter_source", m.stated_parameter_source}};
+    // Layer variants' own parameters (a profile's group mappings), when the model has any.
+    for (const auto& [group, g] : m.own_params)
+        for (const auto& [key, v] : g.values) j["own_params"][group][key] = v.first;
+    return j;
 }
 
 ojson gpu_json(const GpuSpec& g) {

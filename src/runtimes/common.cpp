@@ -129,7 +129,7 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
         // rotary tables (cos and sin: 2 · Sq · head_dim), the token positions (int64) and the
         // embedding output (`inputs_embeds`).
         holds.push_back(g.input(TensorInfo{"attention_masks", Size(1, {Sym::MaskElems}), DtypeRole::Mask, Category::AttentionMatrix}));
-        holds.push_back(g.input(blk::act("rotary_tables", Size(checked_mul(2, m.rotary_width(), "rotary"), {Sym::Sq}))));
+        holds.push_back(g.input(blk::act("rotary_tables", Size(checked_mul(2, rotary_width(in.blocks, m), "rotary"), {Sym::Sq}))));
         holds.push_back(g.input(TensorInfo{"cache_position", Size(1, {Sym::Sq}), DtypeRole::Index}));
         holds.push_back(g.input(blk::act("inputs_embeds", bsh)));
     }

@@ -49,6 +49,7 @@ private:
     ModelSpec model_;
     RuntimeSpec rt_;
     ShardSizes shard_;
+    u64 rotary_width_ = 0;  // channels of the rotary tables the forward builds (its token mixers')
     DtypePolicy dt_;
     std::array<DType, kDtypeRoles> dtypes_;
     bool has_head_, has_embedding_;
@@ -152,6 +153,7 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
     : model_(in.model),
       rt_(in.runtime),
       shard_(in.shard),
+      rotary_width_(rotary_width(in.blocks, in.model)),
       dt_(in.dtypes),
       dtypes_(graph_dtypes(in.model, in.dtypes, in.runtime.mask == MaskKind::Additive ? in.model.dtype : DType{"bool", 8, 0, 0})),
       has_head_(in.has_head),
@@ -266,8 +268,8 @@ bool TransformersPlan::walk(const Point& p, PointResult& r, Walk* w) const noexc
     const DType& md = model_.dtype;
     const u64 mask_bytes = round_up(bytes_of(dtypes_[static_cast<size_t>(DtypeRole::Mask)], mask_elems, ovf), round, ovf);
     // Forward-level tensors besides the masks: rotary tables (cos, sin) and int64 token positions.
-    const u64 table_bytes = add(round_up(bytes_of(md, mul(mul(2, Sq, ovf), model_.rotary_width(), ovf), ovf), round, ovf),
-                                round_up(mul(Sq, 8, ovf), round, ovf), ovf);
+    const u64 table_bytes =
+        add(round_up(bytes_of(md, mul(mul(2, Sq, ovf), rotary_width_, ovf), ovf), round, ovf), round_up(mul(Sq, 8, ovf), round, ovf), ovf);
     const u64 x_bytes = round_up(bytes_of(md, mul(mul(B, Sq, ovf), model_.hidden_size, ovf), ovf), round, ovf);
     if (ovf) {
         r.status = PointStatus::Overflow;
@@ -459,16 +461,20 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
     out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
     const u64 skv = geometry(types_.front(), prefill, S, p.decode_step).after;
     std::string windows;
-    for (const auto& t : types_)
+    u64 per_token = 0;  // elements per token of the first layer type that caches per token
+    for (const auto& t : types_) {
         if (t.cache.window) windows = fmt::format(" ({} layers keep ≤ {} tokens)", t.spec.token_mixer, t.cache.window);
+        if (per_token == 0) per_token = t.cache.elements_per_token;
+    }
     out.components.push_back({"kv_cache", "kv_cache", r.kv_cache,
-                              fmt::format("Σ layers state per token · batch · tokens kept = 2 · {} · {} · {} · {} · {} B × {} layers{}", B,
-                                          S, shard_.heads_kv, model_.head_dim, dt_.kv.bits / 8.0, model_.num_layers, windows)});
+                              fmt::format("Σ layers state per token · batch · tokens kept = {} · {} · {} · {} B × {} layers{}", per_token,
+                                          B, S, dt_.kv.bits / 8.0, model_.num_layers, windows)});
     out.components.push_back({"attention_matrix", "attention_matrix", r.attention_matrix,
                               rt_.attention == AttentionKernel::Eager
                                   ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} "
                                                 "elements (scores in {}, softmax in {}), + masks {} B",
-                                                B, shard_.heads_q, Sq, skv, model_.dtype.name, dt_.softmax.name, group_digits(w.mask_bytes))
+                                                B, model_.num_attention_heads / shard_.tp, Sq, skv, model_.dtype.name, dt_.softmax.name,
+                                                group_digits(w.mask_bytes))
                                   : std::string("fused kernel: no S×S tensor (its O(S) softmax statistics count as activations)")});
     out.components.push_back(
         {"activation_peak", "activations", r.activation_peak,
@@ -541,7 +547,7 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         if (geo[ti].masked) mask_elems = add(mask_elems, mul(mul(mask_batch, S, ovf), geo[ti].after, ovf), ovf);
     const u64 mask_bytes = round_up(bytes_of(dtypes_[static_cast<size_t>(DtypeRole::Mask)], mask_elems, ovf), round, ovf);
     // The rotary tables (cos, sin) every layer's rotary multiplications keep.
-    const u64 tables = rb(md, mul(mul(2, S, ovf), model_.rotary_width(), ovf));
+    const u64 tables = rb(md, mul(mul(2, S, ovf), rotary_width_, ovf));
     if (ovf) throw OverflowError("train.tokens");
     std::array<TrainGraphEval, 8> ev;
     std::array<GraphEval, 8> fwd;

@@ -23,18 +23,6 @@ std::string channel_mixer_for(const ModelSpec& m, u64 i, const std::string& dens
     return dense;
 }
 
-bool ModelSpec::has_attention() const {
-    for (const auto& l : layers)
-        if (l.token_mixer != "mamba2" && l.token_mixer != "mamba") return true;
-    return false;
-}
-
-u64 ModelSpec::rotary_width() const {
-    if (!has_attention()) return 0;
-    if (mla.enabled()) return mla.qk_rope_head_dim;
-    return checked_mul(attn.rotary_tables, head_dim, "rotary tables");
-}
-
 bool ModelSpec::uses_channel(const std::string& name) const {
     for (const auto& l : layers)
         if (l.channel_mixer == name) return true;
@@ -46,8 +34,10 @@ void validate_model(const ModelSpec& m) {
     if (m.layers.size() != m.num_layers)
         fail("layer_types", fmt::format("lists {} layers but num_layers = {}", m.layers.size(), m.num_layers));
     // Each size must be positive where a layer uses it; the loaders already reject negatives and
-    // non-integers.
-    const bool attention = m.has_attention();
+    // non-integers. Heads and head_dim are required by the variants that read them (their
+    // ParamDecl, checked when the engine builds the layer); a model without heads (a pure
+    // state-space model) has none to check here.
+    const bool attention = m.num_attention_heads != 0;
     const bool dense_mlp = m.uses_channel("gated_mlp") || m.uses_channel("mlp");
     const std::pair<const char*, u64> sizes[] = {{"num_layers", m.num_layers},
                                                  {"hidden_size", m.hidden_size},

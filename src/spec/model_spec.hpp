@@ -93,6 +93,14 @@ struct AttentionExtras {
     friend bool operator==(const AttentionExtras&, const AttentionExtras&) = default;
 };
 
+// A layer variant's own parameters as a profile gives them: a top-level mapping of exact
+// integers (true/false read as 1/0), each with its line. The engine checks them against the
+// variant that declares the group (src/blocks/block.hpp: OwnParams).
+struct ParamGroup {
+    SourcePos pos;
+    std::map<std::string, std::pair<u64, SourcePos>> values;
+};
+
 struct ModelSpec {
     std::string name;                  // catalog key, e.g. "llama-3.1-8b"
     std::string display_name;          // e.g. "Llama-3.1-8B"
@@ -130,6 +138,8 @@ struct ModelSpec {
     // Weights as the checkpoint ships them, when not in `dtype`: the linear layers' (DeepSeek-V3:
     // fp8-b128) and the routed experts' (gpt-oss: mxfp4). Empty = dtype. --weight-dtype overrides.
     std::string shipped_linear_dtype, shipped_expert_dtype;
+    // Parameters of layer variants that read a subtree of their own, by group name.
+    std::map<std::string, ParamGroup> own_params;
 
     u64 stated_parameter_count = 0;  // the officially stated count (0 = not given)
     std::string stated_parameter_source;
@@ -139,13 +149,7 @@ struct ModelSpec {
     std::string file;
     std::map<std::string, SourcePos> positions;
     SourcePos pos_of(const std::string& field) const;
-    // Any layer with a token mixer that attends (uses heads, head_dim, rotary tables).
-    bool has_attention() const;
     bool uses_channel(const std::string& name) const;
-    // Channels of the rotary cos/sin tables a forward builds (per position, each of cos and
-    // sin): the rotary slice of MLA, Gemma-3's two tables (local and global), none without
-    // attention.
-    u64 rotary_width() const;
 };
 
 // The engine walks layers one by one; no real model is within a thousandth of this.

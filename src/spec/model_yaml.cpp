@@ -60,7 +60,23 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
     ModelSpec m;
     m.file = file;
     for (const auto& k : map.keys()) m.positions[k] = map.pos(k);
-    map.finish(kModelKeys);
+    // A mapping under a key of its own is a layer variant's parameters (the engine checks them
+    // against the variant that declares the group); anything else unknown is refused here.
+    std::vector<std::string> known = kModelKeys;
+    for (const auto& k : map.keys()) {
+        if (std::find(kModelKeys.begin(), kModelKeys.end(), k) != kModelKeys.end() || !map.node(k).IsMap()) continue;
+        known.push_back(k);
+        YamlMap g(map.node(k), file, k);
+        ParamGroup& group = m.own_params[k];
+        group.pos = map.pos(k);
+        for (const auto& key : g.keys()) {
+            const YAML::Node v = g.node(key);
+            const bool flag = v.IsScalar() && (v.Scalar() == "true" || v.Scalar() == "false");
+            const u64 value = flag ? (*g.optional_bool(key) ? 1 : 0) : g.required_u64(key);
+            group.values[key] = {value, g.pos(key)};
+        }
+    }
+    map.finish(known);
 
     m.name = map.required_string("name");
     m.display_name = map.optional_string("display_name").value_or(m.name);
