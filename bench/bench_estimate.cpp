@@ -45,6 +45,14 @@ void BM_Compile80Layers(benchmark::State& state) {
 }
 BENCHMARK(BM_Compile80Layers)->Arg(0)->Arg(1)->Arg(2)->ArgName("runtime");
 
+// The unsharded parameter count of the same model (what a TP > 1 plan reports beside its
+// per-GPU count).
+void BM_ParameterCount80Layers(benchmark::State& state) {
+    const memtax::ModelSpec m = memtax::resolve_model("llama-3.1-70b");
+    for (auto _ : state) benchmark::DoNotOptimize(memtax::parameter_count(m));
+}
+BENCHMARK(BM_ParameterCount80Layers);
+
 // A planner's inner loop: the compiled plan of the same 80-layer deployment evaluated over a
 // grid of points (prefill and decode × batch 1…128 × context 1k…128k, 128 points, cycled).
 // items_per_second = points per second. Arg: 0 hf-sdpa, 1 hf-eager, 2 vllm.

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "model/plan.hpp"
+#include "model/time_model.hpp"
 #include "spec/loaders.hpp"
+#include "topology/topology.hpp"
 
 using namespace memtax;
 
@@ -101,4 +103,40 @@ TEST(Plan, PlansAreIndependent) {
     const PointResult again = a.evaluate(Point{Mode::Decode, 4, 8192});
     EXPECT_EQ(alone.total, again.total);
     EXPECT_EQ(alone.forward_peak, again.forward_peak);
+}
+
+// The time model reads only the step's graphs: an estimate described at Detail::Steps formats
+// nothing (no components, tensors live at the peak, sections, verdict or peak site), and the
+// steps it prices are the full estimate's, for each runtime family.
+TEST(Plan, StepDetailFormatsNothingAndPricesTheSameSteps) {
+    for (const char* runtime : {"hf-sdpa", "hf-eager", "vllm"}) {
+        Workload w;
+        w.runtime = resolve_runtime(runtime);
+        w.batch = 4;
+        w.context = 8192;
+        const Plan plan = Plan::compile(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), Deployment{2, 2, 1, 1}, w);
+        const Topology topo(single_node_cluster(resolve_gpu("h100-sxm"), 2));
+        for (Mode mode : {Mode::Prefill, Mode::Decode}) {
+            const Point p{mode, 4, 8192};
+            const Estimate full = plan.estimate(p), steps = plan.estimate(p, Detail::Steps);
+            EXPECT_FALSE(full.components.empty());
+            EXPECT_FALSE(full.verdict.empty());
+            EXPECT_TRUE(steps.components.empty() && steps.live_at_peak.empty() && steps.sections.empty()) << runtime;
+            EXPECT_TRUE(steps.verdict.empty() && steps.peak_at.empty()) << runtime;
+            EXPECT_EQ(steps.total, full.total);
+            ASSERT_EQ(steps.step_graphs.size(), full.step_graphs.size()) << runtime;
+            for (size_t i = 0; i < full.step_graphs.size(); ++i) {
+                EXPECT_EQ(steps.step_graphs[i].graph, full.step_graphs[i].graph);
+                EXPECT_EQ(steps.step_graphs[i].count, full.step_graphs[i].count);
+                EXPECT_EQ(steps.step_graphs[i].hidden_bytes, full.step_graphs[i].hidden_bytes);
+                EXPECT_EQ(steps.step_graphs[i].mask_read_bytes, full.step_graphs[i].mask_read_bytes);
+            }
+        }
+        const TimeEstimate a =
+            estimate_time(plan.estimate(Point{Mode::Prefill, 4, 8192}), plan.estimate(Point{Mode::Decode, 4, 8192}), topo);
+        const TimeEstimate b = estimate_time(plan.estimate(Point{Mode::Prefill, 4, 8192}, Detail::Steps),
+                                             plan.estimate(Point{Mode::Decode, 4, 8192}, Detail::Steps), topo);
+        EXPECT_EQ(a.ttft_s, b.ttft_s) << runtime;
+        EXPECT_EQ(a.tpot_s, b.tpot_s) << runtime;
+    }
 }

@@ -136,10 +136,20 @@ ModelVariants variants_of(const BlockRegistry& reg, const ModelSpec& m) {
             if (x == v) return void(++n);
         list.push_back({v, 1});
     };
+    // By name without formatting a field path unless the name is unknown (80-layer models).
+    auto known = [](const auto& list, const std::string& name) -> decltype(&list.front()) {
+        for (const auto& v : list)
+            if (name == v.name) return &v;
+        return nullptr;
+    };
     for (size_t i = 0; i < m.layers.size(); ++i) {
-        const std::string at = fmt::format("model.layers[{}]", i);
-        count(out.token, &reg.token_mixer(m.layers[i].token_mixer, at + ".token_mixer"));
-        count(out.channel, &reg.channel_mixer(m.layers[i].channel_mixer, at + ".channel_mixer"));
+        const LayerSpec& l = m.layers[i];
+        const TokenMixer* t = known(reg.token_mixers(), l.token_mixer);
+        const ChannelMixer* c = known(reg.channel_mixers(), l.channel_mixer);
+        if (!t) t = &reg.token_mixer(l.token_mixer, fmt::format("model.layers[{}].token_mixer", i));
+        if (!c) c = &reg.channel_mixer(l.channel_mixer, fmt::format("model.layers[{}].channel_mixer", i));
+        count(out.token, t);
+        count(out.channel, c);
     }
     return out;
 }

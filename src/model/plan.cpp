@@ -170,7 +170,7 @@ PointResult Plan::evaluate(const Point& pt) const noexcept {
     return r;
 }
 
-Estimate Plan::estimate(const Point& pt) const {
+Estimate Plan::estimate(const Point& pt, Detail detail) const {
     const Impl& p = *impl_;
     const PointResult r = evaluate(pt);
     switch (r.status) {
@@ -206,6 +206,7 @@ Estimate Plan::estimate(const Point& pt) const {
     e.shard = p.shard;
     Point local = pt;
     local.batch = r.batch_per_replica;
+    e.detail = detail;
     stage.runtime->describe(local, r, e);
     e.plan = impl_;
     return e;

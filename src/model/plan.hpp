@@ -62,7 +62,8 @@ public:
     PointResult evaluate(const Point& p) const noexcept;
     // The full description of a point (throws InputError/OverflowError where evaluate returns a
     // bad status, naming the field or the term).
-    Estimate estimate(const Point& p) const;
+    // Detail::Steps describes only what the time model reads (runtimes/runtime.hpp: Detail).
+    Estimate estimate(const Point& p, Detail detail = Detail::Full) const;
 
     const Workload& workload() const;  // the resolved choices (dtypes filled)
 

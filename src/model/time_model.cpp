@@ -383,8 +383,9 @@ KernelTime kernel_time(const ClassRates& rates, KernelClass c, u64 flops, u64 by
 }
 
 TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& topo) {
-    const Estimate prefill = plan.estimate(Point{Mode::Prefill, p.batch, p.context});
-    TimeEstimate t = estimate_time(prefill, plan.estimate(Point{Mode::Decode, p.batch, p.context}), topo);
+    // Only the step graphs are read: nothing is formatted for these estimates.
+    const Estimate prefill = plan.estimate(Point{Mode::Prefill, p.batch, p.context}, Detail::Steps);
+    TimeEstimate t = estimate_time(prefill, plan.estimate(Point{Mode::Decode, p.batch, p.context}, Detail::Steps), topo);
     // The runtime family's scheduler: when each request's first token arrives.
     const RuntimePlan& rt = plan.runtime();
     StepCosts c;
@@ -392,7 +393,8 @@ TimeEstimate estimate_time(const Plan& plan, const Point& p, const Topology& top
     c.prompt_tokens = p.context;
     c.batch_prefill_s = t.prefill.seconds;
     c.smallest_step_s = [&] {
-        return estimate_time(plan.estimate(Point{Mode::Prefill, 1, 1}), plan.estimate(Point{Mode::Decode, 1, p.context}), topo)
+        return estimate_time(plan.estimate(Point{Mode::Prefill, 1, 1}, Detail::Steps),
+                             plan.estimate(Point{Mode::Decode, 1, p.context}, Detail::Steps), topo)
             .decode.seconds;
     };
     t.first_token = rt.first_tokens(c);

@@ -133,7 +133,13 @@ struct LiveItem {
     std::string where;  // category and site: "activation, layer 31 (full_attention)"
 };
 
+// How much of a point a family describes: everything a printer shows, or only the step's graphs
+// the time model prices (no names, formulas, live tensors, sections or verdict: nothing is
+// formatted for a caller that prints none of it).
+enum class Detail : std::uint8_t { Full, Steps };
+
 struct Breakdown {
+    Detail detail = Detail::Full;
     std::vector<Component> components;
     std::vector<LiveItem> live_at_peak;
     std::vector<Section> sections;

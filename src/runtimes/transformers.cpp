@@ -409,12 +409,13 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
     walk(p, again, &w);
     const bool prefill = p.mode == Mode::Prefill;
     const u64 B = p.batch, S = p.context, Sq = prefill ? S : 1;
+    const bool full = out.detail == Detail::Full;
     // Where the peak is.
-    if (r.peak_site == -1)
+    if (full && r.peak_site == -1)
         out.peak_at = "embedding";
-    else if (r.peak_site == -2)
+    else if (full && r.peak_site == -2)
         out.peak_at = std::string("head ") + head_.ops().at(static_cast<size_t>(r.peak_op)).name;
-    else
+    else if (full)
         out.peak_at =
             fmt::format("layer {} ({}) {}", r.peak_layer, types_.at(static_cast<size_t>(r.peak_site)).spec.token_mixer,
                         r.peak_op >= 0 ? types_[static_cast<size_t>(r.peak_site)].graph.ops().at(static_cast<size_t>(r.peak_op)).name : "");
@@ -442,7 +443,7 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
                                                              : (b[S::MaskConv] ? checked_product({B, Sq, g.after}, "mask") : 0);
         use.hidden_bytes = model_.dtype.bytes(checked_product({B, Sq, model_.hidden_size}, "message"), "message");
         out.step_graphs.push_back(use);
-        if (static_cast<std::int32_t>(ti) == r.peak_site && r.peak_op >= 0) {
+        if (full && static_cast<std::int32_t>(ti) == r.peak_site && r.peak_op >= 0) {
             const std::string site = fmt::format("layer {} ({})", r.peak_layer, t.spec.token_mixer);
             for (const auto& l : t.graph.live_at(b, r.peak_op))
                 out.live_at_peak.push_back({l.name, l.bytes, fmt::format("{}, {}", to_string(l.category), site)});
@@ -452,11 +453,12 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
     if (has_head_) {
         Bindings bh = w.base;
         bh[S::Skv] = 0;
-        if (r.peak_site == -2 && r.peak_op >= 0)
+        if (full && r.peak_site == -2 && r.peak_op >= 0)
             for (const auto& l : head_.live_at(bh, r.peak_op))
                 out.live_at_peak.push_back({l.name, l.bytes, fmt::format("{}, head", to_string(l.category))});
         out.step_graphs.push_back(GraphUse{&head_, bh, 1, false, 0, 0});
     }
+    if (!full) return;
     // Components with their formulas.
     out.components.insert(out.components.end(), weight_components_.begin(), weight_components_.end());
     const u64 skv = geometry(types_.front(), prefill, S, p.decode_step).after;

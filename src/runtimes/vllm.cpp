@@ -368,8 +368,11 @@ std::string VllmPlan::overflow_term(const PointResult&) const { return "vLLM KV 
 void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) const {
     const u64 B = p.batch, max_len = p.context;
     const bool prefill = p.mode == Mode::Prefill;
-    out.peak_at = peak_at_;
-    out.live_at_peak = live_at_peak_;
+    const bool full = out.detail == Detail::Full;
+    if (full) {
+        out.peak_at = peak_at_;
+        out.live_at_peak = live_at_peak_;
+    }
     const u64 per_request = blocks_per_request(max_len);
     const u64 full_blocks = ceil_div(max_len, block_);
     // The workload's own step, for the time model: B sequences flattened into one batch of
@@ -400,6 +403,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
                                            model_.dtype.bytes(checked_product({1, b[S::Sq], model_.hidden_size}, "message"), "message")});
     }
     if (has_head_) out.step_graphs.push_back(GraphUse{&head_, b, 1, false, 0, 0});
+    if (!full) return;
 
     Section s{"vllm",
               p_.kv_cache_memory_bytes
