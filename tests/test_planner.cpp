@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "cli/commands.hpp"
@@ -546,4 +547,23 @@ TEST(PlannerOrder, CostTiesFallToGpusThenLayoutNotToFloatNoise) {
     // A real difference (a millionth of a dollar per million tokens and more) still decides.
     b.cost_per_million_tokens = a.cost_per_million_tokens + 2e-6;
     EXPECT_TRUE(ranks_before(a, b, Objective::LowestCost));
+}
+
+// constraints.attention picks profiles through the runtime family: transformers names hf-eager
+// for "eager" and hf-sdpa for "fused", so both are planned; vLLM has no profile per kernel and
+// says so.
+TEST(Planner, AttentionKernelsComeFromTheRuntimeFamily) {
+    std::string y = with_model("llama-3.1-8b");
+    y += "  attention: [eager, fused]\n";
+    const PlanReport r = plan_scenario(scenario(y));
+    std::set<std::string> runtimes;
+    for (const Candidate& c : r.ranked) runtimes.insert(c.runtime);
+    EXPECT_EQ(runtimes, (std::set<std::string>{"hf-eager", "hf-sdpa"}));
+    try {
+        plan_scenario(scenario("runtime: vllm\n" + y));
+        FAIL();
+    } catch (const InputError& e) {
+        EXPECT_EQ(e.field(), "constraints.attention");
+        EXPECT_NE(e.message().find("vllm (family vllm) has no profile per attention kernel"), std::string::npos) << e.message();
+    }
 }

@@ -205,10 +205,16 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
     if (s.attention.empty()) {
         runtimes.push_back(base);
     } else {
-        if (base.family != "transformers")  // hf-eager and hf-sdpa are the transformers profiles per kernel
-            throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention",
-                             fmt::format("only for the transformers runtimes, not {}", base.name));
-        for (const auto& a : s.attention) runtimes.push_back(scenario_runtime(s, a == "eager" ? "hf-eager" : "hf-sdpa"));
+        // The family names the profile that runs each kernel.
+        const auto& kernels = RuntimeRegistry::builtin().family(base).kernel_profiles;
+        for (const auto& a : s.attention) {
+            const auto k = std::find_if(kernels.begin(), kernels.end(), [&](const auto& x) { return x.first == a; });
+            if (k == kernels.end())
+                throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention",
+                                 fmt::format("{} (family {}) has no profile per attention kernel; {} is not one of its choices", base.name,
+                                             base.family, a));
+            runtimes.push_back(scenario_runtime(s, k->second));
+        }
     }
     // Where GPUs come from: a GPU kind in nodes of gpus_per_node (joined by its interconnect, nodes by
     // InfiniBand), or a cluster profile with its own nodes, fabric and size.

@@ -271,6 +271,9 @@ public:
         bool trains = false;  // it models `--mode train`
         // The command that starts it for a deployment (vLLM: `vllm serve ...`); null: none.
         std::string (*launch)(const RuntimeSpec&, const ServeLaunch&) = nullptr;
+        // The runtime profile that runs each attention kernel a scenario may ask for
+        // (constraints.attention: "eager", "fused"); empty: the family has one kernel per profile.
+        std::vector<std::pair<std::string, std::string>> kernel_profiles = {};
     };
     static const RuntimeRegistry& builtin();
     void add(Family f);

@@ -661,7 +661,10 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
 
 std::unique_ptr<RuntimePlan> compile_transformers(const CompileInput& in) { return std::make_unique<TransformersPlan>(in); }
 
-RuntimeRegistry::Family transformers_family() { return {"transformers", compile_transformers, nullptr, true}; }
+RuntimeRegistry::Family transformers_family() {
+    // hf-eager and hf-sdpa are its profiles per attention kernel (attn_implementation).
+    return {"transformers", compile_transformers, nullptr, true, nullptr, {{"eager", "hf-eager"}, {"fused", "hf-sdpa"}}};
+}
 
 // Megatron-LM-style training: the same op graphs as transformers' training path, with the
 // profile's `training:` knobs (fused LayerNorm, dropout masks, selective recomputation,
