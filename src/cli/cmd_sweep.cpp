@@ -1,5 +1,6 @@
 // memtax sweep: one model on one GPU over contexts (1k..1M, doubling), batches and TP degrees,
 // with each component's growth fitted: the memory tax as coefficients.
+#include "cli/atomic_file.hpp"
 #include "cli/common.hpp"
 #include "cli/progress.hpp"
 #include "planner/sweep.hpp"

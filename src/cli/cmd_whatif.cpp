@@ -3,6 +3,7 @@
 // a time, so a grid of any length holds one row in memory.
 #include <fmt/format.h>
 
+#include "cli/atomic_file.hpp"
 #include "cli/common.hpp"
 #include "spec/loaders.hpp"
 

@@ -1,4 +1,5 @@
 #include "cli/common.hpp"
+#include "cli/atomic_file.hpp"
 
 #include <fmt/format.h>
 

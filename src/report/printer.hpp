@@ -38,21 +38,4 @@ public:
 const Printer& printer(const std::string& format);
 std::vector<std::string> printer_formats();
 
-// A file written atomically while it streams: a temporary file in the target's directory,
-// flushed to disk and renamed over the target by commit(); destroyed uncommitted (an error, a
-// kill), it leaves the old file as it was.
-class AtomicFile {
-public:
-    explicit AtomicFile(const std::string& path);
-    ~AtomicFile();
-    AtomicFile(const AtomicFile&) = delete;
-    AtomicFile& operator=(const AtomicFile&) = delete;
-    void write(std::string_view text);
-    void commit();
-
-private:
-    std::string path_, tmp_;
-    int fd_ = -1;
-};
-
 }  // namespace memtax

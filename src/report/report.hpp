@@ -58,8 +58,4 @@ std::string render_calibration_markdown(const CalibrationResult& c, const std::s
 std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to);
 std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to);
 
-// Writes `text` to `path` atomically (temporary file in the same directory, then rename), so
-// a reader never sees half a report. Throws InputError when the directory is not writable.
-void write_file_atomically(const std::string& path, const std::string& text);
-
 }  // namespace memtax
