@@ -30,7 +30,7 @@ struct Heads {
 Heads heads(const BlockEnv& env) {
     const ModelSpec& m = env.model;
     Heads s;
-    s.heads_q = m.num_attention_heads / env.shard.tp;
+    s.heads_q = blk::heads_per_gpu(m, env.shard.tp);
     s.heads_kv = blk::kv_heads_per_gpu(m, env.shard.tp);
     s.q_dim = checked_mul(s.heads_q, m.head_dim, "q_dim");
     s.kv_dim = checked_mul(s.heads_kv, m.head_dim, "kv_dim");

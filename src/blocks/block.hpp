@@ -214,6 +214,7 @@ void eager_rotary_launches(OpInfo& op, u64 width);
 // the query heads, and TP and the KV heads must divide one another (InputError naming
 // deployment.tp); fewer KV heads than GPUs leaves each GPU a replica of one (vLLM, Megatron).
 void check_heads_split(const ModelSpec& m, u64 tp, u64 ep);
+u64 heads_per_gpu(const ModelSpec& m, u64 tp);
 u64 kv_heads_per_gpu(const ModelSpec& m, u64 tp);
 // compare: a model about to be rewritten into a plain attention variant keeps its heads and
 // drops an MLA or SSM description (InputError "compare.technique" when it has no heads).

@@ -33,7 +33,7 @@ CacheSpec cache(const BlockEnv& env, u64 tensors) {
 // The query path: q_a_proj → q_a_layernorm → q_b_proj with a q_lora_rank, else q_proj.
 int queries(OpGraph& g, const BlockEnv& env, int x) {
     const ModelSpec& m = env.model;
-    const u64 h = m.hidden_size, qd = checked_mul(env.model.num_attention_heads / env.shard.tp, m.mla.qk_head_dim(), "q");
+    const u64 h = m.hidden_size, qd = checked_mul(blk::heads_per_gpu(env.model, env.shard.tp), m.mla.qk_head_dim(), "q");
     if (m.mla.q_lora_rank == 0) return g.op1(blk::linear("q_proj", OpGroup::Projection, h, qd, "q_proj"), {x}, act("q", tokens(qd)));
     const u64 r = m.mla.q_lora_rank;
     int qa = g.op1(blk::linear("q_a_proj", OpGroup::Projection, h, r, "q_a_proj"), {x}, act("q_a", tokens(r)));
@@ -50,7 +50,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MlaSpec& a = m.mla;
     const RuntimeSpec& rt = env.runtime;
-    const u64 H = env.model.num_attention_heads / env.shard.tp, h = m.hidden_size;
+    const u64 H = blk::heads_per_gpu(env.model, env.shard.tp), h = m.hidden_size;
     const u64 qk = a.qk_head_dim(), rope = a.qk_rope_head_dim, vd = a.v_head_dim, lora = a.kv_lora_rank;
     const u64 q_dim = checked_mul(H, qk, "q"), v_dim = checked_mul(H, vd, "v"), kvb = checked_mul(H, a.qk_nope_head_dim + vd, "kv_b");
     const int xn = io.x;
@@ -149,7 +149,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
     const MlaSpec& a = m.mla;
-    const u64 H = env.model.num_attention_heads / env.shard.tp, h = m.hidden_size;
+    const u64 H = blk::heads_per_gpu(env.model, env.shard.tp), h = m.hidden_size;
     const u64 qk = a.qk_head_dim(), vd = a.v_head_dim;
     const u64 q_dim = checked_mul(H, qk, "q"), v_dim = checked_mul(H, vd, "v"), kvb = checked_mul(H, a.qk_nope_head_dim + vd, "kv_b");
     int pool = g.input(TensorInfo{"kv_pool_latent", Size(latent(m), {S::Batch, S::SkvOld}), R::Kv, C::KvCache});

@@ -11,6 +11,9 @@ using S = Sym;
 using blk::act;
 using blk::tokens;
 
+// The hidden width per GPU: Megatron's column split of gate/up and row split of down.
+u64 inter(const BlockEnv& env) { return env.model.intermediate_size / env.shard.tp; }
+
 // The activation (SiLU/GELU: ~4 FLOPs an element); autograd keeps its input.
 OpInfo activation(u64 i) {
     OpInfo op{"activation", OpKind::Elementwise, OpGroup::Mlp, Size(4 * i, {S::Batch, S::Sq}), {}, {}};
@@ -29,7 +32,7 @@ OpInfo gate_mul_up(u64 i) {
 // activation costs ~4 FLOPs an element (SiLU), the product 1.
 int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
-    const u64 h = m.hidden_size, i = env.model.intermediate_size / env.shard.tp;
+    const u64 h = m.hidden_size, i = inter(env);
     const char* bias_gate = m.mlp_bias ? "gate_bias" : nullptr;
     if (m.fused_projections) {
         // Phi3MLP: gate_up_proj, then gate and up are halves of its output (the `gate` local keeps
@@ -59,7 +62,7 @@ int gated_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 // vLLM's merged gate/up projection and SiluAndMul (a new tensor; `x` is rebound, freeing gate_up).
 int gated_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
-    const u64 h = m.hidden_size, i = env.model.intermediate_size / env.shard.tp, i2 = checked_mul(2, i, "gate_up");
+    const u64 h = m.hidden_size, i = inter(env), i2 = checked_mul(2, i, "gate_up");
     int gu = g.op1(blk::linear("gate_up_proj", OpGroup::Mlp, h, i2, "gate_up_proj", m.mlp_bias ? "gate_up_bias" : nullptr), {io.x},
                    act("gate_up", tokens(i2)));
     int a = g.op1({"silu_and_mul", OpKind::Elementwise, OpGroup::Mlp, Size(5 * i, {S::Batch, S::Sq}), {}, {}}, {gu},
@@ -72,7 +75,7 @@ int gated_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
 // A plain MLP: up_proj, the activation, down_proj (the up output dies once activated).
 int plain(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     const ModelSpec& m = env.model;
-    const u64 h = m.hidden_size, i = env.model.intermediate_size / env.shard.tp;
+    const u64 h = m.hidden_size, i = inter(env);
     int up = g.op1(blk::linear("up_proj", OpGroup::Mlp, h, i, "up_proj", m.mlp_bias ? "up_bias" : nullptr), {io.x}, act("up", tokens(i)));
     int a = g.op1(activation(i), {up}, act("up_act", tokens(i)));
     std::vector<int> holds = io.holds_last;

@@ -67,7 +67,8 @@ Size routed(const MoeSpec& e, u64 width) { return Size(checked_mul(e.experts_per
 // (+ biases), E = experts on this GPU.
 void expert_weights(OpInfo& up, OpInfo& down, const BlockEnv& env) {
     const MoeSpec& e = env.model.moe;
-    const u64 h = env.model.hidden_size, i = widths(env).moe_inter, E = widths(env).experts, k = e.experts_per_token;
+    const Widths w = widths(env);
+    const u64 h = env.model.hidden_size, i = w.moe_inter, E = w.experts, k = e.experts_per_token;
     WeightTensor gu{"experts.gate_up_proj", checked_product({E, h, 2 * i}, "experts"), R::ExpertWeight};
     gu.in = h;
     gu.experts = E;

@@ -36,12 +36,17 @@ void BlockRegistry::add(ChannelMixer m) {
 
 namespace {
 template <typename V>
+const V* find_or_null(const std::vector<V>& list, const std::string& name) {
+    for (const auto& v : list)
+        if (name == v.name) return &v;
+    return nullptr;
+}
+
+template <typename V>
 const V& find(const std::vector<V>& list, const std::string& name, const std::string& field, const char* what) {
+    if (const V* v = find_or_null(list, name)) return *v;
     std::vector<std::string> names;
-    for (const auto& v : list) {
-        if (name == v.name) return v;
-        names.push_back(v.name);
-    }
+    for (const auto& v : list) names.push_back(v.name);
     throw InputError(SourcePos{}, field,
                      fmt::format("unknown {} \"{}\"{}; valid: {}", what, name, did_you_mean(name, names), fmt::join(names, ", ")));
 }
@@ -137,15 +142,10 @@ ModelVariants variants_of(const BlockRegistry& reg, const ModelSpec& m) {
         list.push_back({v, 1});
     };
     // By name without formatting a field path unless the name is unknown (80-layer models).
-    auto known = [](const auto& list, const std::string& name) -> decltype(&list.front()) {
-        for (const auto& v : list)
-            if (name == v.name) return &v;
-        return nullptr;
-    };
     for (size_t i = 0; i < m.layers.size(); ++i) {
         const LayerSpec& l = m.layers[i];
-        const TokenMixer* t = known(reg.token_mixers(), l.token_mixer);
-        const ChannelMixer* c = known(reg.channel_mixers(), l.channel_mixer);
+        const TokenMixer* t = find_or_null(reg.token_mixers(), l.token_mixer);
+        const ChannelMixer* c = find_or_null(reg.channel_mixers(), l.channel_mixer);
         if (!t) t = &reg.token_mixer(l.token_mixer, fmt::format("model.layers[{}].token_mixer", i));
         if (!c) c = &reg.channel_mixer(l.channel_mixer, fmt::format("model.layers[{}].channel_mixer", i));
         count(out.token, t);
@@ -301,6 +301,8 @@ void check_heads_split(const ModelSpec& m, u64 tp, u64) {
     if (m.num_key_value_heads % tp != 0 && tp % m.num_key_value_heads != 0)
         fail(fmt::format("{} and num_key_value_heads = {} ({}) must divide one another", tp, m.num_key_value_heads, m.file));
 }
+
+u64 heads_per_gpu(const ModelSpec& m, u64 tp) { return m.num_attention_heads / tp; }
 
 u64 kv_heads_per_gpu(const ModelSpec& m, u64 tp) { return m.num_key_value_heads >= tp ? m.num_key_value_heads / tp : 1; }
 

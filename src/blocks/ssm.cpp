@@ -57,8 +57,9 @@ u64 conv_columns(const BlockEnv& env, Path path) { return path == Path::Vllm ? e
 
 u64 ssm_elements(const BlockEnv& env) {
     const SsmSpec& s = env.model.ssm;
-    return s.kind == "mamba2" ? checked_product({widths(env).heads, s.head_dim, s.state_size}, "ssm state")
-                              : checked_mul(widths(env).inner, s.state_size, "ssm state");
+    const Widths w = widths(env);
+    return s.kind == "mamba2" ? checked_product({w.heads, s.head_dim, s.state_size}, "ssm state")
+                              : checked_mul(w.inner, s.state_size, "ssm state");
 }
 
 CacheSpec cache(const BlockEnv& env, Path path) {
@@ -95,8 +96,9 @@ OpInfo weighted(const char* name, OpKind kind, u64 flops_per_token, std::vector<
 int mamba2(OpGraph& g, const BlockEnv& env, const MixerIO& io, Path path) {
     const ModelSpec& m = env.model;
     const SsmSpec& s = m.ssm;
-    const u64 h = m.hidden_size, H = widths(env).heads, P = s.head_dim, N = s.state_size, cs = s.chunk_size;
-    const u64 inner = widths(env).inner, conv_dim = widths(env).conv_dim;
+    const Widths w = widths(env);
+    const u64 h = m.hidden_size, H = w.heads, P = s.head_dim, N = s.state_size, cs = s.chunk_size;
+    const u64 inner = w.inner, conv_dim = w.conv_dim;
     const u64 proj = checked_add(checked_add(inner, conv_dim, "in_proj"), H, "in_proj");
     int zxbcdt = g.op1(blk::linear("in_proj", OpGroup::Projection, h, proj, "in_proj", s.proj_bias ? "in_proj_bias" : nullptr), {io.x},
                        act("projected_states", tokens(proj)));

@@ -45,7 +45,7 @@ Variant technique(const ModelSpec& base, const std::string& t) {
         v.what = "the model as published";
         return v;
     }
-    if (t == "kv-fp8" || t == "kv-int8" || t == "kv-int4") {
+    if (std::find(kKvTechniques.begin(), kKvTechniques.end(), t) != kKvTechniques.end()) {
         v.kv_dtype = t == "kv-fp8" ? "fp8_e4m3" : t == "kv-int8" ? "int8-g64" : "int4-g64";
         v.what = t == "kv-fp8" ? "KV cache in fp8 e4m3 (per-tensor scale)"
                                : fmt::format("KV cache in {} (one fp16 scale per 64 values)", v.kv_dtype);

@@ -475,7 +475,7 @@ void TransformersPlan::describe(const Point& p, const PointResult& r, Breakdown&
                               rt_.attention == AttentionKernel::Eager
                                   ? fmt::format("S×S tensors live at the peak, each batch · heads/GPU · Sq · Skv = {} · {} · {} · {} "
                                                 "elements (scores in {}, softmax in {}), + masks {} B",
-                                                B, model_.num_attention_heads / shard_.tp, Sq, skv, model_.dtype.name, dt_.softmax.name,
+                                                B, blk::heads_per_gpu(model_, shard_.tp), Sq, skv, model_.dtype.name, dt_.softmax.name,
                                                 group_digits(w.mask_bytes))
                                   : std::string("fused kernel: no S×S tensor (its O(S) softmax statistics count as activations)")});
     out.components.push_back(
