@@ -160,3 +160,157 @@ TEST(Train, CliAnswersAndRefusesWhatItDoesNotModel) {
     Result vllm = run_command({"estimate", "--model", "llama-3.1-8b", "--mode", "train", "--runtime", "vllm"});
     EXPECT_EQ(vllm.code, 2);
 }
+
+// DeepSpeed's own estimator, estimate_zero2_model_states_mem_needs(total_params, num_gpus_per_node=8,
+// cpu_offload=False) (deepspeed/runtime/zero/stage_1_and_2.py): 2P + int(18P/N) bytes, "2 =
+// params_16bit, 18 = 2 grads_16bit + 4 grads_32bit + 4 params_32bit + 8 optimizer_states_32bit".
+// Llama-3.1-8B: P = 8,030,261,248, N = 8: 16,060,522,496 + 18 · 1,003,782,656 = 34,128,610,304.
+// Llama-3.1-70B: P = 70,553,706,496: 141,107,412,992 + 18 · 8,819,213,312 = 299,853,252,608.
+// memtax's terms at the optimizer step are those five, byte for byte.
+TEST(Train, DeepSpeedZero2EstimatorIsMemtaxsModelStatesAtTheStep) {
+    EXPECT_EQ(deepspeed_zero2_gpu_bytes(8030261248ull, 8), 34128610304ull);
+    EXPECT_EQ(deepspeed_zero2_gpu_bytes(70553706496ull, 8), 299853252608ull);
+    for (const auto& [model, want] : {std::pair<const char*, u64>{"llama-3.1-8b", 34128610304ull}, {"llama-3.1-70b", 299853252608ull}}) {
+        TrainSpec spec;
+        spec.zero = 2;
+        spec.precision = Precision::Mixed;
+        const TrainEstimate e =
+            estimate_train(resolve_model(model), resolve_gpu("h200"), Deployment{8, 1, 1, 1}, train_workload("hf-train", 1, 2048), spec);
+        EXPECT_EQ(e.weight_bytes + e.gradient_bytes + e.fp32_gradient_bytes + e.master_weight_bytes + e.optimizer_bytes, want) << model;
+        // DeepSpeed's estimator leaves out the reduction bucket (reduce_bucket_size 5e8 elements,
+        // bf16, one without overlap_comm): memtax holds it with the partition through the backward.
+        EXPECT_EQ(e.gradient_buffers, 1000000000ull + e.gradient_bytes) << model;
+    }
+}
+
+// estimate_zero3_model_states_mem_needs (stage3.py): 4L + int(18P/N), L the largest module's
+// parameters (Llama-3.1-8B: the embedding, 128,256 × 4,096 = 525,336,576), N = 8:
+// 2,101,346,304 + 18,068,087,808 = 20,169,434,112. memtax gathers that module (2L bytes) and
+// forms its gradient (2L) as DeepSpeed counts; it keeps what the estimator leaves out: the bf16
+// gradient partition allocated at start-up (2P/N), one reduction bucket, the prefetch bucket
+// (5e7 elements), and the step's sub-group (sub_group_size 1e9 elements < P/N = 1,003,782,656)
+// flattened (2 B) and in fp32 (4 B) instead of the whole fp32 partition.
+TEST(Train, DeepSpeedZero3EstimatorAndWhatItLeavesOut) {
+    const u64 P = 8030261248ull, L = 525336576ull;
+    EXPECT_EQ(deepspeed_zero3_gpu_bytes(P, L, 8), 20169434112ull);
+    TrainSpec spec;
+    spec.zero = 3;
+    spec.precision = Precision::Mixed;
+    const TrainEstimate e = estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h200"), Deployment{8, 1, 1, 1},
+                                           train_workload("hf-train", 1, 2048), spec);
+    EXPECT_EQ(e.weight_bytes, 2 * P / 8);
+    EXPECT_EQ(e.master_weight_bytes + e.optimizer_bytes, 12 * P / 8);
+    EXPECT_EQ(e.gathered_bytes - e.prefetch_bytes, 2 * L);
+    EXPECT_EQ(e.prefetch_bytes, 100000000u);
+    EXPECT_EQ(e.gradients_resident, 2 * P / 8 + 1000000000ull);
+    EXPECT_EQ(e.fp32_gradient_bytes, 6 * 1000000000ull);
+}
+
+// The ZeRO-2 bucket peak, gqa-2l (P = 221,259,776; V × h = 32,000 × 2,048) on 2 GPUs, 16 tokens:
+// from the LM head's backward on, the bucket (5e8 bf16 elements) and this GPU's partition
+// (P/2 · 2 B) are allocated; the head's weight gradient (2Vh = 131,072,000 B) is formed beside
+// them before it is copied into the bucket. The full gradients (2P) never coexist, as they do
+// under ZeRO-1.
+TEST(Train, Zero2HoldsTheBucketAndThePartitionNotEveryGradient) {
+    const ModelSpec m = resolve_model(std::string(MEMTAX_TEST_DATA) + "/measured/gqa-2l.config.json");
+    TrainSpec spec;
+    spec.zero = 2;
+    const TrainEstimate z2 = estimate_train(m, resolve_gpu("h200"), Deployment{2, 1, 1, 1}, train_workload("hf-train", 1, 16), spec);
+    spec.zero = 1;
+    const TrainEstimate z1 = estimate_train(m, resolve_gpu("h200"), Deployment{2, 1, 1, 1}, train_workload("hf-train", 1, 16), spec);
+    const u64 P = 221259776, head_grad = 2ull * 32000 * 2048;
+    EXPECT_EQ(z2.gradient_bytes, P);
+    EXPECT_EQ(z2.gradient_buffers, 1000000000ull + P);
+    EXPECT_GE(z2.backward_peak_bytes, z2.gradient_buffers + head_grad);
+    EXPECT_LT(z2.backward_peak_bytes, z2.gradient_buffers + head_grad + 8 * 1024 * 1024);  // 16 tokens of activations
+    EXPECT_GE(z1.backward_peak_bytes, 2 * P);
+    EXPECT_EQ(z2.backward_peak_at, "LM head backward");
+    // overlap_comm doubles the bucket.
+    spec.zero = 2;
+    spec.overlap_comm = true;
+    const TrainEstimate ov = estimate_train(m, resolve_gpu("h200"), Deployment{2, 1, 1, 1}, train_workload("hf-train", 1, 16), spec);
+    EXPECT_EQ(ov.gradient_buffers, 2000000000ull + P);
+}
+
+// Megatron-LM's theoretical_memory_usage.py: 18 bytes per parameter (bf16 weights 2, fp32 main
+// gradients 4, fp32 master 4, Adam 8), 6 + 12/DP with the distributed optimizer. Llama-3.1-8B
+// under megatron-train (main_grads: fp32), DP 8: 18P = 144,544,702,464; 7.5P = 60,226,959,360.
+TEST(Train, MegatronEstimatorIsTheFp32MainGradientTerms) {
+    const u64 P = 8030261248ull;
+    EXPECT_EQ(megatron_weight_and_optimizer_bytes(P, 8, false), 144544702464ull);
+    EXPECT_EQ(megatron_weight_and_optimizer_bytes(P, 8, true), 60226959360ull);
+    for (const u64 zero : {0u, 1u}) {
+        TrainSpec spec;
+        spec.zero = zero;
+        spec.precision = Precision::Mixed;
+        const TrainEstimate e = estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h200"), Deployment{8, 1, 1, 1},
+                                               train_workload("megatron-train", 1, 1024), spec);
+        EXPECT_EQ(e.weight_bytes + e.gradient_bytes + e.master_weight_bytes + e.optimizer_bytes, zero ? 60226959360ull : 144544702464ull);
+        EXPECT_EQ(e.gradients_resident, 4 * P);  // the main_grad buffer exists from start-up
+        EXPECT_EQ(e.optimizer_step_bytes, 0u);   // a fused Adam
+    }
+    // Megatron keeps its gradient buffer whole: ZeRO-2 is refused with fp32 main gradients.
+    TrainSpec z2;
+    z2.zero = 2;
+    EXPECT_THROW(estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h200"), Deployment{8, 1, 1, 1},
+                                train_workload("megatron-train", 1, 1024), z2),
+                 InputError);
+}
+
+// Tied embeddings under a pipeline: the first stage's embedding and the last stage's head copy
+// each form their own gradient (Megatron keeps the copies in sync with an all-reduce), so every
+// stage's gradients are its parameters' bytes, as bf16 weights are. Llama-3.2-1B, PP 2.
+TEST(Train, EachPipelineStageFormsTheGradientsOfWhatItHolds) {
+    Workload w = train_workload("hf-train", 1, 1024);
+    w.logits_kept = 0;
+    const auto stages = Plan::compile(resolve_model("llama-3.2-1b"), resolve_gpu("h200"), Deployment{2, 1, 2, 1}, w)
+                            .train(TrainPoint{1, 1024, Recompute::None});
+    ASSERT_EQ(stages.size(), 2u);
+    for (const auto& st : stages) EXPECT_EQ(st.act.weight_grads, st.weights) << st.stage;
+    // On one GPU the tied pair is one tensor with one gradient.
+    const auto one =
+        Plan::compile(resolve_model("llama-3.2-1b"), resolve_gpu("h200"), Deployment{}, w).train(TrainPoint{1, 1024, Recompute::None});
+    EXPECT_EQ(one.front().act.weight_grads, one.front().weights);
+}
+
+// The loop that keeps `out`: its logits, 2,048 tokens × 32,000 vocab in bf16 = 131,072,000 B,
+// stay through the backward. Its cache (use_cache on) costs nothing more under SDPA with native
+// GQA, which saves K and V themselves; an eager kernel saves repeat_kv's copies, so the cache's
+// own K and V come on top: 2 layers · 2 · 2,048 · 4 KV heads · 128 · 2 B = 8,388,608 B.
+TEST(Train, TheOutputsLoopKeepsTheLogitsAndAnEagerCache) {
+    const ModelSpec m = resolve_model(std::string(MEMTAX_TEST_DATA) + "/measured/gqa-2l.config.json");
+    TrainSpec loss, outputs, nocache;
+    outputs.loop = nocache.loop = Loop::Outputs;
+    nocache.use_cache = false;
+    for (const char* rt : {"hf-train", "hf-train-eager"}) {
+        const Workload w = train_workload(rt, 1, 2048);
+        const TrainEstimate a = estimate_train(m, resolve_gpu("h100-sxm"), Deployment{}, w, loss);
+        const TrainEstimate b = estimate_train(m, resolve_gpu("h100-sxm"), Deployment{}, w, nocache);
+        const TrainEstimate c = estimate_train(m, resolve_gpu("h100-sxm"), Deployment{}, w, outputs);
+        EXPECT_EQ(b.saved_activation_bytes - a.saved_activation_bytes, 131072000u) << rt;
+        EXPECT_EQ(b.backward_peak_bytes - a.backward_peak_bytes, 131072000u) << rt;
+        EXPECT_EQ(c.saved_activation_bytes - b.saved_activation_bytes, std::string(rt) == "hf-train" ? 0u : 8388608u) << rt;
+    }
+}
+
+// Gradient accumulation and zero_grad(set_to_none=False). gqa-2l, SDPA, 2,048 tokens: the peak
+// is the loss's backward (two fp32 [tokens, vocab] gradients), where a first micro-batch has no
+// weight gradient yet; a later one finds all of them (2P = 442,519,552 B) there.
+// set_to_none=False keeps them allocated between steps: counted before the forward, not in the
+// step's peak.
+TEST(Train, AccumulationFindsTheGradientsThere) {
+    const ModelSpec m = resolve_model(std::string(MEMTAX_TEST_DATA) + "/measured/gqa-2l.config.json");
+    const Workload w = train_workload("hf-train", 1, 2048);
+    TrainSpec one, two, zeros;
+    two.micro_batches = 2;
+    zeros.set_to_none = false;
+    const TrainEstimate a = estimate_train(m, resolve_gpu("h100-sxm"), Deployment{}, w, one);
+    const TrainEstimate b = estimate_train(m, resolve_gpu("h100-sxm"), Deployment{}, w, two);
+    const TrainEstimate z = estimate_train(m, resolve_gpu("h100-sxm"), Deployment{}, w, zeros);
+    EXPECT_EQ(a.gradient_bytes, 442519552u);
+    EXPECT_EQ(a.backward_peak_at, "loss backward");
+    EXPECT_EQ(b.backward_peak_bytes, a.backward_peak_bytes + 442519552u);
+    EXPECT_EQ(z.backward_peak_bytes, a.backward_peak_bytes);
+    EXPECT_EQ(z.gradients_resident, 442519552u);
+    EXPECT_EQ(z.resident_before, a.resident_before + 442519552u);
+}

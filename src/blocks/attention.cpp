@@ -278,10 +278,11 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io, bool 
         fused.saves_output = true;
         fused.saved.push_back({Size(s.heads_q, {S::Batch, S::Sq}), R::Fp32});
         // With native GQA the kernel reads (and keeps) K and V themselves, not the zero-sized
-        // repeats standing in the graph for the copies it did not make.
+        // repeats standing in the graph for the copies it did not make: the cache's storages
+        // (C::KvCache says so: a cache the caller keeps adds nothing to them).
         if (s.heads_q != s.heads_kv) {
-            fused.saved.push_back({Size(s.kv_dim, {S::Batch, S::Skv, S::NativeGqa}), R::Act});
-            fused.saved.push_back({Size(s.kv_dim, {S::Batch, S::Skv, S::NativeGqa}), R::Act});
+            fused.saved.push_back({Size(s.kv_dim, {S::Batch, S::Skv, S::NativeGqa}), R::Act, C::KvCache});
+            fused.saved.push_back({Size(s.kv_dim, {S::Batch, S::Skv, S::NativeGqa}), R::Act, C::KvCache});
         }
         attn_out = g.op1(std::move(fused), {qr, krep, vrep, mask_add}, act("attn_out", q_size));
     }

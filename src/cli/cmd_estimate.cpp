@@ -48,6 +48,28 @@ public:
                         "--mode train: bf16 (default: parameters, gradients and states in the model's dtype) | mixed (fp32 master weights "
                         "and states)")
             ->check(CLI::IsMember({"bf16", "mixed"}));
+        est->add_option("--loop", a_.loop,
+                        "--mode train: what the loop holds through the backward: loss (default: `loss = model(...).loss`, as the "
+                        "Trainer) | outputs (`out = model(...)`: its logits, and its cache with --use-cache on)")
+            ->check(CLI::IsMember({"loss", "outputs"}));
+        est->add_option("--use-cache", a_.use_cache, "--mode train --loop outputs: on (default, transformers' configs) | off")
+            ->check(CLI::IsMember({"on", "off"}));
+        est->add_option("--zero-grad", a_.zero_grad,
+                        "--mode train: none (default: zero_grad(set_to_none=True)) | zeros (set_to_none=False: gradients stay allocated)")
+            ->check(CLI::IsMember({"none", "zeros"}));
+        est->add_flag("--fsdp", a_.fsdp, "--mode train: PyTorch FSDP2 (fully_shard per decoder layer): ZeRO-3 by its other name");
+        est->add_option("--reduce-bucket", a_.reduce_bucket, "--mode train, ZeRO-2/3: DeepSpeed's reduce_bucket_size in elements (5e8)")
+            ->transform(positive_int());
+        est->add_option("--prefetch-bucket", a_.prefetch_bucket,
+                        "--mode train, ZeRO-3: DeepSpeed's stage3_prefetch_bucket_size in elements (5e7)")
+            ->transform(positive_int());
+        est->add_option("--overlap-comm", a_.overlap_comm,
+                        "--mode train, ZeRO-2: on (two buckets) | off (DeepSpeed's default below ZeRO-3)")
+            ->check(CLI::IsMember({"on", "off"}));
+        est->add_option("--grad-dtype", a_.grad_dtype,
+                        "--mode train: params (autograd's gradients in the parameters' dtype) | fp32 (Megatron's main gradients); "
+                        "default: the runtime's (megatron-train: fp32)")
+            ->check(CLI::IsMember({"params", "fp32"}));
         return est;
     }
 
@@ -58,7 +80,15 @@ public:
                                         {"--precision", !a_.precision.empty()},
                                         {"--zero", a_.zero != 0},
                                         {"--micro-batches", a_.micro_batches != 1},
-                                        {"--sequence-parallel", a_.sequence_parallel}})
+                                        {"--sequence-parallel", a_.sequence_parallel},
+                                        {"--loop", !a_.loop.empty()},
+                                        {"--use-cache", !a_.use_cache.empty()},
+                                        {"--zero-grad", !a_.zero_grad.empty()},
+                                        {"--fsdp", a_.fsdp},
+                                        {"--reduce-bucket", a_.reduce_bucket != 0},
+                                        {"--prefetch-bucket", a_.prefetch_bucket != 0},
+                                        {"--overlap-comm", !a_.overlap_comm.empty()},
+                                        {"--grad-dtype", !a_.grad_dtype.empty()}})
             if (set) throw InputError(SourcePos{}, flag, "only with --mode train");
         const EstimateArgs& a = a_;
         const Printer& print = printer(a.format);
@@ -114,6 +144,28 @@ private:
         spec.optimizer = optimizer_from(a.optimizer.empty() ? "adamw" : a.optimizer, "--optimizer");
         spec.precision = a.precision == "mixed" ? Precision::Mixed : Precision::ModelDtype;
         spec.sequence_parallel = a.sequence_parallel;
+        spec.loop = loop_from(a.loop.empty() ? "loss" : a.loop, "--loop");
+        if (!a.use_cache.empty() && spec.loop != Loop::Outputs)
+            throw InputError(SourcePos{}, "--use-cache", "only with --loop outputs (the loss loop releases the output's cache)");
+        spec.use_cache = a.use_cache != "off";
+        spec.set_to_none = a.zero_grad != "zeros";
+        if (a.fsdp) {
+            if (a.zero != 0 && a.zero != 3)
+                throw InputError(SourcePos{}, "--zero",
+                                 fmt::format("{} with --fsdp; FSDP2 is ZeRO-3: valid: 3, or leave --zero out", a.zero));
+            spec.zero = 3;
+            spec.sharder = Sharder::Fsdp;
+        }
+        for (const auto& [flag, set] : {std::pair<const char*, bool>{"--reduce-bucket", a.reduce_bucket != 0},
+                                        {"--prefetch-bucket", a.prefetch_bucket != 0},
+                                        {"--overlap-comm", !a.overlap_comm.empty()}})
+            if (set && (spec.zero < 2 || a.fsdp))
+                throw InputError(SourcePos{}, flag, "DeepSpeed's ZeRO-2/3 setting; add --zero 2 or --zero 3 (without --fsdp)");
+        if (a.prefetch_bucket != 0 && spec.zero != 3) throw InputError(SourcePos{}, "--prefetch-bucket", "ZeRO-3's setting; add --zero 3");
+        if (a.reduce_bucket) spec.reduce_bucket = a.reduce_bucket;
+        if (a.prefetch_bucket) spec.prefetch_bucket = a.prefetch_bucket;
+        if (!a.overlap_comm.empty()) spec.overlap_comm = a.overlap_comm == "on";
+        if (!a.grad_dtype.empty()) spec.fp32_grads = a.grad_dtype == "fp32";
         const TrainEstimate e = estimate_train(m, g, dep, w, spec);
         emit(train_report(e, tool_info(), a.format), a.output, out, {a.model, a.gpu, a.runtime});
         return a.require_fit && !e.fits ? 1 : 0;

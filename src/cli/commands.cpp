@@ -47,7 +47,13 @@ InputError as_flags(const InputError& e) {
                                                                 {"cluster", "--cluster"},
                                                                 {"output", "--output"},
                                                                 {"format", "--format"},
-                                                                {"compare.technique", "--technique"}};
+                                                                {"compare.technique", "--technique"},
+                                                                {"train.zero", "--zero"},
+                                                                {"train.micro_batches", "--micro-batches"},
+                                                                {"train.recompute", "--recompute"},
+                                                                {"train.sequence_parallel", "--sequence-parallel"},
+                                                                {"train.loop", "--loop"},
+                                                                {"train.grad_dtype", "--grad-dtype"}};
     auto map = [&](std::string text, bool whole) {
         for (const auto& [path, flag] : paths) {
             if (whole) {

@@ -41,6 +41,9 @@ struct EstimateArgs {
     std::string recompute, optimizer, precision;
     u64 zero = 0, micro_batches = 1;
     bool sequence_parallel = false;
+    std::string loop, use_cache, zero_grad, overlap_comm, grad_dtype;
+    bool fsdp = false;
+    u64 reduce_bucket = 0, prefetch_bucket = 0;  // 0: DeepSpeed's defaults
 };
 
 // The context a workload gets when none is given: 8192 tokens, or the model's maximum if smaller.

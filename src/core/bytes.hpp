@@ -37,6 +37,13 @@ inline u64 checked_product(std::initializer_list<u64> factors, std::string_view 
     return r;
 }
 
+// Sum of several terms, each step checked.
+inline u64 checked_sum(std::initializer_list<u64> terms, std::string_view term) {
+    u64 r = 0;
+    for (u64 t : terms) r = checked_add(r, t, term);
+    return r;
+}
+
 inline u64 ceil_div(u64 a, u64 b) { return a / b + (a % b != 0); }
 // floor(a · b / c) without overflowing the product (128-bit intermediate; c > 0). The result
 // fits whenever b <= c, which is how callers use it (a fraction of a count).

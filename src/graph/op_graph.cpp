@@ -331,6 +331,17 @@ u64 OpGraph::weight_bytes() const {
     return total;
 }
 
+u64 OpGraph::largest_op_weight_bytes() const {
+    u64 largest = 0;
+    for (const auto& o : ops_) {
+        u64 op = 0;
+        for (const auto& w : o.weights)
+            if (!w.shared) op = checked_add(op, w.bytes(dtype(w.dtype), w.name), w.name);
+        largest = std::max(largest, op);
+    }
+    return largest;
+}
+
 u64 OpGraph::weight_elements() const {
     u64 total = 0;
     for (const auto& o : ops_)
@@ -628,7 +639,7 @@ namespace memtax {
 // base's); an input's gradient is made by the first op to be back-propagated that reads it and
 // released when its producer has been back-propagated; a saved storage is released after the
 // earliest op that saves it; weight gradients stay.
-TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
+TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden, bool weight_grads_stay) const noexcept {
     TrainGraphEval r;
     if (!finalized_) {
         r.overflow = true;
@@ -660,6 +671,7 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
     first_saver.fill(kNone);
     std::array<u64, kMaxTensors> internal{};  // per op: its internal saved bytes
     u64 sum = 0;
+    u64 cache_saved = 0;  // internal saved bytes that are the cache's own storages
     auto is_hidden = [&](const Size& s) {
         return hidden && s.coef == hidden && s.n == 2 &&
                ((s.syms[0] == Sym::Batch && s.syms[1] == Sym::Sq) || (s.syms[0] == Sym::Sq && s.syms[1] == Sym::Batch));
@@ -684,6 +696,7 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
                 return r;
             }
             if (w.category == Category::AttentionMatrix) r.saved_attention_matrix += x;
+            if (w.category == Category::KvCache) cache_saved += x;
             if (is_hidden(w.size)) r.saved_hidden += x;
         }
         if (__builtin_add_overflow(sum, internal[o], &sum)) {
@@ -701,6 +714,15 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
         if (is_hidden(tensors_[t].size)) r.saved_hidden += bytes[t];
     }
     r.saved = sum;
+    for (std::uint16_t kv : v.kept_kv) {
+        const int t = base(kv);  // an empty cache keeps the new tensor itself
+        if (t < 0 || first_saver[static_cast<size_t>(t)] != kNone) continue;
+        if (__builtin_add_overflow(r.unsaved_cache, bytes[static_cast<size_t>(t)], &r.unsaved_cache)) {
+            r.overflow = true;
+            return r;
+        }
+    }
+    r.unsaved_cache -= std::min(r.unsaved_cache, cache_saved);
     // The backward pass. `live` counts from the saved bytes (live before it starts) upwards.
     std::array<bool, kMaxTensors> grad{};
     u64 live = sum, peak = sum;
@@ -736,15 +758,19 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden) const noexcept {
             grad[static_cast<size_t>(t)] = true;
             add(bytes[static_cast<size_t>(t)]);
         }
+        u64 formed = 0;  // this op's weight gradients
         for (const auto& w : op.weights) {
             if (w.shared) continue;
             u64 x = 0;
             ovf |= !dtype(w.dtype).try_bytes(w.elements, x);
             ovf |= __builtin_add_overflow(r.weight_grads, x, &r.weight_grads);
-            add(x);
+            ovf |= __builtin_add_overflow(formed, x, &formed);
         }
-        // The gradients of its upcast temporaries, unless its backward holds its own.
-        const u64 transient = op.backward_workspace.empty() ? temporaries(op.workspace, true) : 0;
+        if (weight_grads_stay) add(formed);
+        // The gradients of its upcast temporaries, unless its backward holds its own (and the
+        // weight gradients it forms, when they do not stay).
+        u64 transient = op.backward_workspace.empty() ? temporaries(op.workspace, true) : 0;
+        if (!weight_grads_stay) ovf |= __builtin_add_overflow(transient, formed, &transient);
         u64 at = 0;
         ovf |= __builtin_add_overflow(live, transient, &at);
         peak = std::max(peak, at);

@@ -178,6 +178,8 @@ struct TrainGraphEval {
     u64 input_grad = 0;              // the gradient it hands to the layer below (its input's size)
     u64 saved_attention_matrix = 0;  // of `saved`: the S×S tensors (what selective recomputation drops)
     u64 saved_hidden = 0;            // of `saved`: [B, Sq, hidden] tensors, replicated under TP (sequence parallelism shards them)
+    u64 unsaved_cache = 0;           // cache tensors the graph writes that no op saves (what a kept cache adds);
+                                     // an op's internal saved entries of category KvCache are those storages
 };
 
 struct LaunchTraffic {
@@ -265,12 +267,17 @@ public:
     std::vector<OpTraffic> traffic(const Bindings& b) const;
     // Training: saved bytes and the backward walk at a point (never throws).
     // `hidden`: the model's hidden size, to tell the TP-replicated [B, Sq, hidden] tensors apart.
-    TrainGraphEval train(const Bindings& b, u64 hidden = 0) const noexcept;
+    // `weight_grads_stay`: each weight gradient stays allocated once formed (autograd's .grad,
+    // set_to_none); false: it is live only at the op that forms it (copied into a reduction
+    // bucket, or added in place into a gradient that existed before the backward).
+    TrainGraphEval train(const Bindings& b, u64 hidden = 0, bool weight_grads_stay = true) const noexcept;
     // Bytes of one tensor, unrounded (throws OverflowError naming it).
     u64 tensor_bytes(int tensor, const Bindings& b) const;
     // Every weight tensor's bytes, and elements (parameters); shared weights count once, where
     // they are stored.
     u64 weight_bytes() const;
+    // The most weight bytes one op reads (a module's own parameters: what ZeRO-3 gathers at once).
+    u64 largest_op_weight_bytes() const;
     u64 weight_elements() const;
     // Parameters one token uses: an expert bank counts topk of its experts.
     u64 active_weight_elements() const;

@@ -51,19 +51,57 @@ u64 korthikanti_layer_bytes(u64 s, u64 b, u64 h, u64 a, u64 t, bool sequence_par
     return static_cast<u64>(total);
 }
 
+u64 deepspeed_zero2_gpu_bytes(u64 params, u64 gpus) {
+    if (gpus == 0) throw InputError(SourcePos{}, "deployment.gpus", "must be at least 1");
+    return checked_add(checked_mul(2, params, "deepspeed estimator"), static_cast<u64>(static_cast<u128>(params) * 18 / gpus),
+                       "deepspeed estimator");
+}
+
+u64 deepspeed_zero3_gpu_bytes(u64 params, u64 largest_layer_params, u64 gpus) {
+    if (gpus == 0) throw InputError(SourcePos{}, "deployment.gpus", "must be at least 1");
+    return checked_add(checked_mul(4, largest_layer_params, "deepspeed estimator"), static_cast<u64>(static_cast<u128>(params) * 18 / gpus),
+                       "deepspeed estimator");
+}
+
+u64 megatron_weight_and_optimizer_bytes(u64 params, u64 dp, bool distributed_optimizer) {
+    if (dp == 0) throw InputError(SourcePos{}, "deployment.gpus", "must be at least 1");
+    if (!distributed_optimizer) return checked_mul(18, params, "megatron estimator");
+    return checked_add(checked_mul(6, params, "megatron estimator"), static_cast<u64>(static_cast<u128>(params) * 12 / dp),
+                       "megatron estimator");
+}
+
 namespace {
 
 u64 ceil_div_u(u64 a, u64 b) { return b ? a / b + (a % b != 0) : a; }
 
 }  // namespace
 
+const char* to_string(Loop l) { return l == Loop::Outputs ? "outputs" : "loss"; }
+
+Loop loop_from(const std::string& s, const std::string& field) {
+    if (s == "loss") return Loop::Loss;
+    if (s == "outputs") return Loop::Outputs;
+    throw InputError(SourcePos{}, field, fmt::format("\"{}\"; valid: loss, outputs", s));
+}
+
 TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const Deployment& dep, const Workload& wl, const TrainSpec& spec) {
     if (spec.zero > 3) throw InputError(SourcePos{}, "train.zero", fmt::format("{}; valid: 0, 1, 2, 3", spec.zero));
     if (spec.micro_batches == 0) throw InputError(SourcePos{}, "train.micro_batches", "must be at least 1");
+    const bool fsdp = spec.sharder == Sharder::Fsdp;
+    if (fsdp && spec.zero != 3)
+        throw InputError(SourcePos{}, "train.zero",
+                         fmt::format("{} with FSDP; FSDP2 shards parameters, gradients and states: valid: 3", spec.zero));
     Workload w = wl;
     w.mode = Mode::Prefill;
     w.logits_kept = 0;
     const Plan plan = Plan::compile(model, gpu, dep, w);
+    const bool fp32_grads = spec.fp32_grads.value_or(plan.workload().runtime.training.fp32_main_grads);
+    if (fp32_grads && (spec.zero >= 2 || fsdp))
+        throw InputError(
+            SourcePos{}, "train.zero",
+            fmt::format("{} with fp32 main gradients; Megatron's distributed optimizer shards the optimizer states (ZeRO-1) and "
+                        "keeps the gradient buffer whole: valid: 0, 1 (or train.grad_dtype params)",
+                        spec.zero));
     TrainEstimate e;
     e.model_spec = std::make_shared<const ModelSpec>(model);
     e.gpu = gpu;
@@ -72,64 +110,151 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     e.workload.batch = wl.batch;
     e.workload.context = wl.context;
     e.spec = spec;
+    e.spec.fp32_grads = fp32_grads;
     e.dp = plan.replicas();
     const PointResult base = plan.evaluate(Point{Mode::Prefill, 1, 1});
     e.runtime_overhead = base.runtime_overhead;
     e.capacity = base.capacity;
     e.parameters = parameter_count(model);
-    const u64 pp = dep.pp, M = spec.micro_batches;
-    // Gradient accumulation without a pipeline: from the second micro-batch on the gradients
-    // exist before the backward (the first micro-batch's peak is the lower one).
-    TrainPoint tp{wl.batch, wl.context, spec.recompute, spec.sequence_parallel};
-    const std::vector<Plan::StageTrain> stages = plan.train(tp);
+    const u64 pp = dep.pp, M = spec.micro_batches, dp = e.dp;
     const DType& md = model.dtype;
+    const u64 md_bytes = std::max<u64>(md.bits / 8, 1);
+    const bool mixed = spec.precision == Precision::Mixed;
+    // How the weight gradients live through the backward (runtimes/runtime.hpp: GradHolding).
+    // Autograd keeps each .grad; from a second micro-batch on (or with set_to_none=False) they
+    // exist already and each new one is added in place. DeepSpeed's ZeRO-2/3 copy each into a
+    // reduction bucket as it is formed; FSDP2 reduce-scatters a layer's when its backward ends;
+    // Megatron's wgrad GEMM adds into the fp32 main_grad buffer.
+    const bool in_place_after_first = spec.zero < 2 && !fp32_grads && M > 1 && spec.set_to_none;
+    GradHolding holding = GradHolding::Accumulate;
+    if (fp32_grads)
+        holding = GradHolding::Fused;
+    else if (fsdp)
+        holding = GradHolding::PerLayer;
+    else if (spec.zero >= 2)
+        holding = GradHolding::Bucketed;
+    else if (!spec.set_to_none)
+        holding = GradHolding::InPlace;
+    const bool overlap = spec.overlap_comm.value_or(spec.zero == 3);
+    TrainPoint tp{wl.batch, wl.context, spec.recompute, spec.sequence_parallel};
+    tp.keep_outputs = spec.loop == Loop::Outputs;
+    tp.keep_cache = spec.loop == Loop::Outputs && spec.use_cache;
+    tp.grads = holding;
+    // The first pass gives each stage's parameters (the buffers below are sized from them).
+    std::vector<Plan::StageTrain> stages = plan.train(tp);
+    std::vector<Plan::StageTrain> later;  // micro-batches after the first, gradients there already
+    if (in_place_after_first) {
+        TrainPoint ip = tp;
+        ip.grads = GradHolding::InPlace;
+        later = plan.train(ip);
+    }
     bool first = true;
-    for (const auto& st : stages) {
+    for (size_t si = 0; si < stages.size(); ++si) {
+        const auto& st = stages[si];
         TrainEstimate s = e;
         const u64 P = st.parameters;
         s.stage = st.stage;
         s.stage_layers = st.layers;
         s.parameters_per_gpu = P;
-        s.weight_bytes = st.weights;
-        // Gradients in the parameters' dtype: what the backward leaves (a tied embedding once).
-        s.gradient_bytes = st.act.weight_grads;
+        // Gradients in their dtype: the parameters' (what the backward leaves; a tied embedding
+        // once), or Megatron's fp32 main grads.
+        const u64 grads_full = fp32_grads ? checked_mul(P, 4, "fp32 main gradients") : st.act.weight_grads;
+        const u64 grad_elem = fp32_grads ? 4 : md_bytes;
+        const u64 partition = checked_mul(ceil_div_u(P, dp), grad_elem, "gradient partition");
         // Optimizer states: Adam keeps two moments, SGD with momentum one buffer, in the
-        // parameters' dtype (PyTorch's default for a bf16 model) or fp32 (mixed precision, with
-        // an fp32 master copy of the weights).
+        // parameters' dtype (PyTorch's default for a bf16 model) or fp32 (mixed precision).
         const u64 moments = spec.optimizer == Optimizer::AdamW || spec.optimizer == Optimizer::Adam ? 2
                             : spec.optimizer == Optimizer::SgdMomentum                              ? 1
                                                                                                     : 0;
-        const bool mixed = spec.precision == Precision::Mixed;
-        const u64 state_elem = mixed ? 4 : md.bits / 8;
-        s.optimizer_bytes = checked_product({moments, P, state_elem}, "optimizer states");
-        s.master_weight_bytes = mixed ? checked_mul(P, 4, "master weights") : 0;
-        // ZeRO over the data-parallel replicas: 1 partitions the optimizer states (and master
-        // weights), 2 the gradients too, 3 the parameters too.
-        const u64 dp = s.dp;
-        if (spec.zero >= 1) {
-            s.optimizer_bytes = ceil_div_u(s.optimizer_bytes, dp);
-            s.master_weight_bytes = ceil_div_u(s.master_weight_bytes, dp);
+        const u64 state_elem = mixed ? 4 : md_bytes;
+        const u64 shard = spec.zero >= 1 ? dp : 1;  // what this GPU's optimizer updates: P / shard
+        s.optimizer_bytes = ceil_div_u(checked_product({moments, P, state_elem}, "optimizer states"), shard);
+        // Mixed precision keeps fp32 master weights; FSDP2's sharded parameters are fp32 and
+        // are the master copy (its all-gather casts them to the compute dtype).
+        s.master_weight_bytes = mixed && !fsdp ? ceil_div_u(checked_mul(P, 4, "master weights"), shard) : 0;
+        s.weight_bytes = st.weights;
+        if (spec.zero >= 3)
+            s.weight_bytes = fsdp && mixed ? checked_mul(ceil_div_u(P, dp), 4, "sharded parameters") : ceil_div_u(st.weights, dp);
+        // Where the gradients are.
+        u64 grads_at_step = grads_full;  // held when the optimizer step starts
+        switch (holding) {
+            case GradHolding::Accumulate:
+            case GradHolding::InPlace:
+                s.gradient_bytes = grads_full;
+                if (holding == GradHolding::InPlace) s.gradients_resident = grads_full;
+                break;
+            case GradHolding::Fused:
+                // One buffer, allocated with the model.
+                s.gradient_bytes = s.gradients_resident = grads_full;
+                grads_at_step = 0;
+                break;
+            case GradHolding::Bucketed:
+                s.gradient_bytes = partition;
+                if (spec.zero == 3) {
+                    // ZeRO-3 allocates its gradient partition and one reduction bucket at start-up.
+                    s.gradients_resident =
+                        checked_add(partition, checked_mul(spec.reduce_bucket, grad_elem, "reduce bucket"), "ZeRO-3 buffers");
+                    grads_at_step = 0;
+                } else {
+                    // ZeRO-2: the bucket(s) at the first gradient, the partition at the first
+                    // bucket's reduction; after the backward the partition is flattened.
+                    s.gradient_buffers = checked_add(
+                        checked_mul(checked_mul(spec.reduce_bucket, overlap ? 2 : 1, "reduce buckets"), grad_elem, "reduce buckets"),
+                        partition, "ZeRO-2 buffers");
+                    grads_at_step = partition;
+                }
+                break;
+            case GradHolding::PerLayer:
+                // The sharded gradients (in the sharded parameters' dtype) fill as layers finish.
+                s.gradient_bytes = s.gradient_buffers = checked_mul(ceil_div_u(P, dp), fsdp && mixed ? 4 : md_bytes, "sharded gradients");
+                grads_at_step = s.gradient_buffers;
+                break;
         }
-        const u64 grads_full = s.gradient_bytes;
-        if (spec.zero >= 2) s.gradient_bytes = ceil_div_u(s.gradient_bytes, dp);
-        if (spec.zero >= 3) s.weight_bytes = ceil_div_u(s.weight_bytes, dp);
-        // 1F1B: stage i holds the saved activations of min(pp − i, M) micro-batches.
+        // Parameters gathered while they run: DeepSpeed a module at a time (its largest, as its
+        // estimator counts) plus the prefetch bucket; FSDP2 the root module (embedding, head)
+        // through forward and backward and two decoder layers (the one running, the next
+        // prefetched).
+        if (spec.zero == 3 && !fsdp) {
+            s.prefetch_bytes = std::min(checked_mul(spec.prefetch_bucket, md_bytes, "prefetch bucket"), st.weights);
+            s.gathered_bytes = std::min(checked_add(st.act.largest_module, s.prefetch_bytes, "gathered"), st.weights);
+        } else if (fsdp) {
+            s.gathered_bytes =
+                std::min(checked_add(st.act.root_weights, checked_mul(2, st.act.largest_layer, "gathered"), "gathered"), st.weights);
+        }
+        // Saved activations: 1F1B keeps min(pp − stage, M) micro-batches in flight on stage i.
         s.in_flight = pp > 1 ? std::min(pp - st.stage, M) : 1;
         const u64 others = checked_mul(st.act.saved, s.in_flight - 1, "in-flight activations");
         s.saved_activation_bytes = checked_add(others, st.act.saved, "saved activations");
+        s.outputs_kept = st.act.outputs_kept;
         s.layer_saved_bytes = st.act.layer_saved;
-        s.forward_peak_bytes = checked_add(others, st.act.forward_peak, "forward peak");
-        s.backward_peak_bytes = checked_add(others, st.act.backward_peak, "backward peak");
-        // Accumulating over micro-batches: the gradients of the earlier ones are there already.
-        if (M > 1) s.backward_peak_bytes = checked_add(s.backward_peak_bytes, grads_full, "backward peak");
+        s.forward_peak_bytes = checked_add(checked_add(others, st.act.forward_peak, "forward peak"), s.gathered_bytes, "forward peak");
+        u64 bwd = checked_add(others, st.act.backward_peak, "backward peak");
         s.peak_at = s.backward_peak_at = st.act.peak_at;
-        // The optimizer step (PyTorch's foreach Adam/AdamW: sqrt of the second moments is a new
-        // tensor list, one state's worth, before the in-place updates); SGD updates in place.
-        s.optimizer_step_bytes = moments == 2 ? ceil_div_u(checked_mul(P, state_elem, "optimizer step"), spec.zero >= 1 ? dp : 1) : 0;
-        const u64 step = checked_add(s.gradient_bytes, s.optimizer_step_bytes, "optimizer step");
+        // The micro-batches after the first find the gradients there and add into them.
+        if (!later.empty()) {
+            const u64 again = checked_add(checked_add(others, later[si].act.backward_peak, "backward peak"), grads_full, "backward peak");
+            if (again > bwd) {
+                bwd = again;
+                s.backward_peak_at = s.peak_at = later[si].act.peak_at + " (a later micro-batch)";
+            }
+        }
+        s.backward_peak_bytes = checked_add(checked_add(bwd, s.gathered_bytes, "backward peak"), s.gradient_buffers, "backward peak");
+        // The optimizer step: mixed precision first makes an fp32 copy of the gradients it
+        // updates the master weights from (DeepSpeed: the flat partition .to(fp32)); Megatron's
+        // are fp32 already. PyTorch's foreach Adam/AdamW then makes one state's worth of
+        // temporaries (the second moments' sqrt); Megatron's fused Adam none; SGD updates in place.
+        // DeepSpeed's ZeRO-3 steps one sub-group (sub_group_size elements) at a time, flattening
+        // its gradients (a copy) before the fp32 conversion.
+        const u64 stepped = spec.zero == 3 && !fsdp ? std::min(ceil_div_u(P, dp), spec.sub_group) : ceil_div_u(P, shard);
+        s.fp32_gradient_bytes = mixed && !fp32_grads && !fsdp ? checked_mul(stepped, 4, "fp32 gradients") : 0;
+        if (s.fp32_gradient_bytes && spec.zero == 3)
+            s.fp32_gradient_bytes =
+                checked_add(s.fp32_gradient_bytes, checked_mul(stepped, grad_elem, "flattened gradients"), "fp32 gradients");
+        s.optimizer_step_bytes = moments == 2 && !fp32_grads ? checked_mul(stepped, state_elem, "optimizer step") : 0;
+        const u64 step = checked_sum({grads_at_step, s.fp32_gradient_bytes, s.optimizer_step_bytes, s.outputs_kept}, "optimizer step");
         s.train_peak_bytes = std::max(s.backward_peak_bytes, step);
         if (step > s.backward_peak_bytes) s.peak_at = "optimizer step";
-        s.resident_before = checked_add(checked_add(s.weight_bytes, s.optimizer_bytes, "resident"), s.master_weight_bytes, "resident");
+        s.resident_before = checked_sum({s.weight_bytes, s.optimizer_bytes, s.master_weight_bytes, s.gradients_resident}, "resident");
         s.total = checked_add(checked_add(s.runtime_overhead, s.resident_before, "total"), s.train_peak_bytes, "total");
         s.fits = s.total <= s.capacity;
         if (first || s.total > e.total) e = s;
@@ -141,12 +266,33 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     auto add = [&](const char* name, const char* cat, u64 bytes, std::string formula) {
         e.components.push_back({name, cat, bytes, std::move(formula)});
     };
+    const bool fp32g = *e.spec.fp32_grads;
+    const char* who = spec.sharder == Sharder::Fsdp ? "FSDP2" : "DeepSpeed ZeRO-3";
     add("weights", "weights", e.weight_bytes,
         fmt::format("this GPU's {} parameters (stage {}, TP {}){}", group_digits(e.parameters_per_gpu), e.stage, dep.tp,
-                    spec.zero >= 3 ? fmt::format(", ZeRO-3 over {} replicas", e.dp) : ""));
-    add("gradients", "gradients", e.gradient_bytes,
-        fmt::format("one per parameter in the parameters' dtype{}",
-                    spec.zero >= 2 ? fmt::format(", ZeRO-{} over {} replicas", spec.zero, e.dp) : ""));
+                    spec.zero >= 3
+                        ? fmt::format(", sharded over {} replicas ({}{})", e.dp, who,
+                                      spec.sharder == Sharder::Fsdp && spec.precision == Precision::Mixed ? ": fp32, the master copy" : "")
+                        : ""));
+    std::string grads_how;
+    if (fp32g)
+        grads_how = "fp32 main gradients, one buffer allocated with the model (Megatron)";
+    else if (spec.sharder == Sharder::Fsdp)
+        grads_how = fmt::format(
+            "sharded over {} replicas, reduce-scattered as each layer's backward ends (FSDP2; held from the first "
+            "layer's on, in the backward peak)",
+            e.dp);
+    else if (spec.zero >= 2)
+        grads_how = fmt::format(
+            "this GPU's partition (1/{}), reduced through {} bucket(s) of {} elements as they are formed (DeepSpeed "
+            "ZeRO-{})",
+            e.dp, spec.zero == 3 || !spec.overlap_comm.value_or(spec.zero == 3) ? 1 : 2, group_digits(spec.reduce_bucket), spec.zero);
+    else
+        grads_how = fmt::format("one per parameter in the parameters' dtype{}",
+                                spec.set_to_none
+                                    ? (spec.micro_batches > 1 ? "; from the second micro-batch on they are there before the backward" : "")
+                                    : "; kept between steps (zero_grad(set_to_none=False))");
+    add("gradients", "gradients", e.gradient_bytes, grads_how);
     add("optimizer_states", "optimizer", e.optimizer_bytes,
         fmt::format("{}: {} state(s) per parameter in {}{}", to_string(spec.optimizer),
                     spec.optimizer == Optimizer::Sgd           ? 0
@@ -155,19 +301,65 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                     spec.precision == Precision::Mixed ? "fp32" : md.name,
                     spec.zero >= 1 ? fmt::format(", ZeRO-{} over {} replicas", spec.zero, e.dp) : ""));
     if (e.master_weight_bytes) add("master_weights", "optimizer", e.master_weight_bytes, "fp32 copy of every parameter (mixed precision)");
+    if (e.gradients_resident && e.gradients_resident != e.gradient_bytes)
+        add("gradients_resident", "gradients", e.gradients_resident,
+            spec.zero == 3 && spec.sharder == Sharder::DeepSpeed && !fp32g
+                ? "allocated at start-up: the gradient partition and one reduction bucket (DeepSpeed ZeRO-3)"
+                : "gradients allocated before the forward");
+    if (e.gradient_buffers && spec.sharder == Sharder::DeepSpeed)
+        add("gradient_buffers", "gradients", e.gradient_buffers,
+            "reduction bucket(s) from the first gradient and the gradient partition (DeepSpeed ZeRO-2), through the backward");
+    if (e.gathered_bytes)
+        add("gathered_parameters", "weights", e.gathered_bytes,
+            spec.sharder == Sharder::Fsdp
+                ? "unsharded while they run: the root module (embedding, final norm, LM head) and two decoder layers (one running, the "
+                  "next prefetched)"
+                : fmt::format("unsharded while it runs: the largest module ({}) and the prefetch bucket ({} elements)",
+                              group_digits(e.gathered_bytes - e.prefetch_bytes), group_digits(spec.prefetch_bucket)));
     add("saved_activations", "activations", e.saved_activation_bytes,
         fmt::format("what autograd keeps after the forward, read off every op of the layer graphs ({} tokens = {} × {}; recompute {}) "
-                    "+ the loss's fp32 log-softmax of {} × {} vocab; × {} micro-batch(es) in flight",
+                    "+ the loss's fp32 log-softmax of {} × {} vocab{}; × {} micro-batch(es) in flight",
                     group_digits(T), wl.batch, wl.context, to_string(spec.recompute), group_digits(T), group_digits(m.vocab_size),
+                    e.outputs_kept ? fmt::format(" + the output the loop holds ({}: logits{})", group_digits(e.outputs_kept),
+                                                 spec.use_cache && spec.recompute != Recompute::Full ? ", cache" : "")
+                                   : "",
                     e.in_flight));
     add("backward_peak", "activations", e.backward_peak_bytes,
         fmt::format("the highest allocation through forward and backward above what was allocated before it, gradients included (at {})",
                     e.backward_peak_at));
+    if (e.fp32_gradient_bytes)
+        add("fp32_gradients", "optimizer", e.fp32_gradient_bytes,
+            "the optimizer step's fp32 copy of the gradients it updates (mixed precision)");
     add("optimizer_step", "optimizer", e.optimizer_step_bytes,
-        "the step's temporaries beside the gradients (foreach Adam: one state's worth)");
-    add("train_peak", "activations", e.train_peak_bytes, "max(backward peak, gradients + optimizer step)");
+        fp32g ? "none: a fused Adam updates in place" : "the step's temporaries beside the gradients (foreach Adam: one state's worth)");
+    add("train_peak", "activations", e.train_peak_bytes, "max(backward peak, gradients + fp32 gradients + optimizer step + outputs held)");
     add("runtime_overhead", "overhead", e.runtime_overhead, "CUDA context and library workspaces of the runtime");
-    add("total", "total", e.total, "runtime overhead + weights + optimizer states (+ master weights) + train peak");
+    add("total", "total", e.total,
+        "runtime overhead + weights + optimizer states (+ master weights, + gradients allocated before the forward) + train peak");
+    // The peers' own estimators, where they describe this configuration.
+    const bool adam = spec.optimizer == Optimizer::AdamW || spec.optimizer == Optimizer::Adam;
+    const bool whole = dep.tp == 1 && dep.pp == 1;
+    if (adam && spec.precision == Precision::Mixed && whole && spec.sharder == Sharder::DeepSpeed && !fp32g && spec.zero >= 2) {
+        const u64 P = e.parameters_per_gpu;
+        const u64 L = e.gathered_bytes > e.prefetch_bytes ? (e.gathered_bytes - e.prefetch_bytes) / md.bits * 8 : 0;
+        const u64 ds = spec.zero == 2 ? deepspeed_zero2_gpu_bytes(P, e.dp) : deepspeed_zero3_gpu_bytes(P, L, e.dp);
+        add("deepspeed_estimator", "cross-check", ds,
+            spec.zero == 2
+                ? fmt::format("DeepSpeed's estimate_zero2_model_states_mem_needs (no offload): 2P + 18P/N, P = {}, N = {}; memtax's "
+                              "terms: weights 2P, gradient partition 2P/N, fp32 gradients 4P/N, master 4P/N, states 8P/N "
+                              "(DeepSpeed's estimator leaves out the reduction buckets)",
+                              group_digits(P), e.dp)
+                : fmt::format("DeepSpeed's estimate_zero3_model_states_mem_needs (no offload): 4L + 18P/N, P = {}, L = {} (the "
+                              "largest module), N = {}; memtax's terms: 2P/N each for weights and the gradient partition, "
+                              "fp32 gradients 4P/N, master 4P/N, states 8P/N; the gathered module and its gradient 2L each",
+                              group_digits(P), group_digits(L), e.dp));
+    }
+    if (adam && spec.precision == Precision::Mixed && fp32g)
+        add("megatron_estimator", "cross-check", megatron_weight_and_optimizer_bytes(e.parameters_per_gpu, e.dp, spec.zero >= 1),
+            fmt::format("Megatron-LM's theoretical_memory_usage.py: {} bytes per parameter of this GPU's shard ({}); memtax's terms: "
+                        "weights 2, fp32 main gradients 4, master 4 and states 8{}",
+                        spec.zero >= 1 ? fmt::format("6 + 12/DP (distributed optimizer, DP {})", e.dp) : std::string("18"),
+                        group_digits(e.parameters_per_gpu), spec.zero >= 1 ? " (the last two over DP)" : ""));
     if (m.num_attention_heads != 0) {
         const bool sel = spec.recompute == Recompute::Selective;
         const u64 korth =

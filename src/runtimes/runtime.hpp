@@ -183,11 +183,23 @@ struct CompileInput {
 // kept and it runs again in the backward); Selective recomputes the attention core.
 enum class Recompute : std::uint8_t { None, Selective, Full };
 const char* to_string(Recompute r);
+// How the weight gradients live through the backward pass.
+enum class GradHolding : std::uint8_t {
+    Accumulate,  // autograd's .grad tensors, each kept once formed (zero_grad(set_to_none=True), one micro-batch)
+    InPlace,     // they exist before the backward (accumulation, set_to_none=False): each new one is added in place
+    Bucketed,    // each copied into a reduction bucket as it is formed (DeepSpeed ZeRO-2/3)
+    PerLayer,    // a layer's kept until its backward ends, then reduce-scattered; the root module's to the end (FSDP2)
+    Fused,       // accumulated into a main-gradient buffer by the weight-gradient GEMM (Megatron)
+};
 struct TrainPoint {
     u64 batch = 1;    // sequences in the micro-batch
     u64 context = 0;  // tokens per sequence
     Recompute recompute = Recompute::None;
     bool sequence_parallel = false;  // shard the TP-replicated [tokens, hidden] activations over the TP group
+    bool keep_outputs = false;       // the caller holds the model's output through the backward: its logits
+    bool keep_cache = false;         // ... and its cache (use_cache on; no checkpointed layers)
+    GradHolding grads = GradHolding::Accumulate;
+    u64 grad_buffers = 0;  // allocated with the first weight gradient, kept to the end of the backward (ZeRO's buckets)
 };
 // Per GPU, bytes, relative to what was allocated before the forward.
 struct TrainActivations {
@@ -196,7 +208,11 @@ struct TrainActivations {
     u64 backward_peak = 0;  // the highest through forward and backward, gradients included
     u64 weight_grads = 0;   // gradients of this GPU's parameters, in their dtype
     u64 layer_saved = 0;    // one decoder layer's saved bytes (the largest type) under selective or no recomputation
-    std::string peak_at;    // where backward_peak is
+    u64 outputs_kept = 0;   // of `saved`: the output the caller holds (logits, cache), released after the step
+    // Where the weights are (what ZeRO-3 and FSDP gather): the largest one module holds, the
+    // largest decoder layer's, and the root module's (embedding, final norm, LM head).
+    u64 largest_module = 0, largest_layer = 0, root_weights = 0;
+    std::string peak_at;  // where backward_peak is
 };
 
 // When each request's first token arrives. A static batch (transformers' generate) prefills

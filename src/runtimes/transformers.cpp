@@ -555,7 +555,7 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     std::array<GraphEval, 8> fwd;
     for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
         const Bindings b = layer_bindings(types_[ti], geo[ti], true, B, S, S, mask_elems);
-        ev[ti] = types_[ti].graph.train(b, model_.hidden_size);
+        ev[ti] = types_[ti].graph.train(b, model_.hidden_size, p.grads == GradHolding::Accumulate || p.grads == GradHolding::PerLayer);
         fwd[ti] = types_[ti].graph.evaluate(b);
         if (ev[ti].overflow || fwd[ti].overflow) throw OverflowError(types_[ti].graph.name() + ".train");
     }
@@ -603,37 +603,65 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         loss_fwd = add(add(logits, f32_tv, ovf), loss_saved, ovf);  // logits, their fp32 copy, the log-softmax
         loss_bwd = mul(2, f32_tv, ovf);                             // d(log-softmax) and d(logits.float())
     }
+    // A cache the caller keeps (the output's past_key_values) holds what each layer wrote; it
+    // costs only the cache tensors no op saves (an eager kernel saves repeat_kv's copies, not
+    // the cache). Checkpointed layers run without a cache (transformers turns use_cache off).
+    std::array<u64, 8> cache_kept{};
+    if (p.keep_cache && !full)
+        for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) cache_kept[ti] = ev[ti].unsaved_cache;
     // Forward: what the layers keep, and the peak of each layer's own forward above it.
-    u64 kept = add(tables, full ? mask_bytes : 0, ovf), fpeak = 0;
+    u64 kept = add(tables, full ? mask_bytes : 0, ovf), fpeak = 0, held = 0;
     for (std::uint32_t ti : order) {
         const u64 before = kept;
         fpeak = std::max(fpeak, add(before, fwd[ti].peak_bytes, ovf));
-        kept = add(kept, keep[ti], ovf);
+        kept = add(add(kept, keep[ti], ovf), cache_kept[ti], ovf);
+        held = add(held, cache_kept[ti], ovf);
     }
     if (has_head_) {
         fpeak = std::max(fpeak, add(add(kept, head.saved, ovf), loss_fwd, ovf));
         kept = add(add(kept, head.saved, ovf), loss_saved, ovf);
+        // The loop that keeps the output keeps its logits (the loss's own copies are released).
+        if (p.keep_outputs) {
+            const u64 logits = rb(dtypes_[static_cast<size_t>(DtypeRole::Logits)], mul(T, shard_.vocab, ovf));
+            kept = add(kept, logits, ovf);
+            held = add(held, logits, ovf);
+        }
     }
     out.saved = kept;
+    out.outputs_kept = held;
     out.forward_peak = std::max(fpeak, kept);
-    // Backward, in reverse. R: saved bytes not yet released; G: weight gradients so far.
-    u64 R = kept, G = 0, peak = out.forward_peak;
+    // Backward, in reverse. R: saved bytes not yet released (what the caller holds stays);
+    // G: weight gradients that stay (GradHolding); `buffers`: what the first weight gradient
+    // brings (ZeRO's reduction buckets), from the LM head's backward on.
+    u64 R = kept, G = 0, peak = out.forward_peak, buffers = 0, formed = 0;
+    const bool stay = p.grads == GradHolding::Accumulate || p.grads == GradHolding::PerLayer;
     out.peak_at = "forward";
     auto candidate = [&](u64 v, std::string where) {
+        v = add(v, buffers, ovf);
         if (v > peak) {
             peak = v;
             out.peak_at = std::move(where);
         }
     };
     const u64 emb = has_embedding_ ? embedding_.weight_bytes() : 0;
-    const bool tied = model_.tie_word_embeddings && has_embedding_;
+    // Tied only where one GPU holds both ends: under PP the first stage's embedding forms its
+    // own gradient, and the last stage's head is a copy with its own (Megatron's word
+    // embeddings, kept in sync by an all-reduce of their gradients).
+    const bool tied = model_.tie_word_embeddings && has_embedding_ && has_head_;
     if (has_head_) {
         candidate(add(R, loss_bwd, ovf), "loss backward");
         R -= loss_saved;
+        buffers = p.grad_buffers;
         candidate(add(add(R, G, ovf), head.backward_peak, ovf), "LM head backward");
         R -= head.saved;
-        G = add(add(G, head.weight_grads, ovf), tied ? emb : 0, ovf);
+        // A tied head's gradient is the embedding's (formed here, at the head's size).
+        formed = add(add(formed, head.weight_grads, ovf), tied ? emb : 0, ovf);
+        if (stay) G = formed;
     }
+    buffers = p.grad_buffers;
+    // FSDP2 reduce-scatters a layer's gradients when its backward ends; the root module's
+    // (head, embedding) stay to the end.
+    const u64 root_grads = G;
     for (size_t l = order.size(); l-- > 0;) {
         const std::uint32_t ti = order[l];
         const std::string where = fmt::format("layer {} backward", l);
@@ -647,15 +675,27 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         R = add(R, again[ti], ovf);
         candidate(add(add(R, G, ovf), ev[ti].backward_peak, ovf), where);
         R -= keep[ti] + again[ti];
-        G = add(G, ev[ti].weight_grads, ovf);
+        formed = add(formed, ev[ti].weight_grads, ovf);
+        if (p.grads == GradHolding::Accumulate) G = add(G, ev[ti].weight_grads, ovf);
+        if (p.grads == GradHolding::PerLayer) G = root_grads;
     }
     if (has_embedding_) {
+        // The embedding's dense gradient is formed, then kept or added (a tied one out of place
+        // to the head's: two [vocab, hidden] tensors).
         candidate(add(add(add(R, G, ovf), x_bytes, ovf), tied ? mul(2, emb, ovf) : emb, ovf), "embedding backward");
-        if (!tied) G = add(G, emb, ovf);
+        if (!tied) formed = add(formed, emb, ovf);
+        if (!tied && stay) G = add(G, emb, ovf);
     }
     if (ovf) throw OverflowError("train.backward");
     out.backward_peak = peak;
-    out.weight_grads = G;
+    out.weight_grads = formed;
+    for (const auto& t : types_) {
+        out.largest_module = std::max(out.largest_module, t.graph.largest_op_weight_bytes());
+        out.largest_layer = std::max(out.largest_layer, t.graph.weight_bytes());
+    }
+    if (has_head_) out.largest_module = std::max(out.largest_module, head_.largest_op_weight_bytes());
+    out.largest_module = std::max(out.largest_module, emb);
+    out.root_weights = checked_add(emb, has_head_ ? head_.weight_bytes() : 0, "root weights");
     return out;
 }
 

@@ -330,6 +330,28 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             if (c.contains("optimizer")) mc.optimizer = str(doc, c, at, "optimizer");
             if (mc.optimizer != "adamw" && mc.optimizer != "adam" && mc.optimizer != "sgd" && mc.optimizer != "sgd-momentum")
                 doc.fail(at + ".optimizer", fmt::format("\"{}\"; valid: adamw, adam, sgd, sgd-momentum", mc.optimizer));
+            if (c.contains("loop")) mc.loop = choice(doc, c, at, "loop", {"loss", "outputs"});
+            if (c.contains("use_cache")) mc.use_cache = choice(doc, c, at, "use_cache", {"default", "on", "off"});
+            if (c.contains("zero_grad")) mc.zero_grad = choice(doc, c, at, "zero_grad", {"none", "zeros"});
+            if (c.contains("micro_batches")) mc.micro_batches = uint(doc, c, at, "micro_batches");
+            if (mc.micro_batches == 0) doc.fail(at + ".micro_batches", "must be at least 1");
+            if (c.contains("lora")) {
+                const json& l = c["lora"];
+                const std::string lp = at + ".lora";
+                if (!l.is_object()) doc.fail(lp, "expected an object (rank, alpha, targets)");
+                only_keys(doc, l, lp, {"rank", "alpha", "targets"});
+                MeasuredLora ml;
+                ml.rank = uint(doc, l, lp, "rank");
+                ml.alpha = uint(doc, l, lp, "alpha");
+                if (ml.rank == 0) doc.fail(lp + ".rank", "must be at least 1");
+                const json& t = member(doc, l, lp, "targets");
+                if (!t.is_array() || t.empty()) doc.fail(lp + ".targets", "expected a list of module names");
+                for (size_t k = 0; k < t.size(); ++k) {
+                    if (!t[k].is_string()) doc.fail(fmt::format("{}.targets[{}]", lp, k), "expected a module name");
+                    ml.targets.push_back(t[k].get<std::string>());
+                }
+                mc.lora = ml;
+            }
         }
         if (mc.status == "ok" && mc.kind == "train") {
             const json& ms = member(doc, c, at, "measured");
@@ -337,7 +359,7 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             if (!ms.is_object()) doc.fail(mp, "expected an object of measured values");
             only_keys(doc, ms, mp,
                       {"saved_activation_bytes", "backward_peak_bytes", "gradient_bytes", "train_peak_bytes", "optimizer_state_bytes",
-                       "resident_before_bytes", "weight_bytes"});
+                       "resident_before_bytes", "weight_bytes", "trainable_parameters", "parameters", "step_time_ms", "step_times_ms"});
             MeasuredTrain t;
             t.saved_activation_bytes = uint(doc, ms, mp, "saved_activation_bytes");
             t.backward_peak_bytes = uint(doc, ms, mp, "backward_peak_bytes");
@@ -346,6 +368,9 @@ MeasurementFile parse_measurements(const std::string& text, const std::string& f
             if (ms.contains("optimizer_state_bytes")) t.optimizer_state_bytes = uint(doc, ms, mp, "optimizer_state_bytes");
             if (ms.contains("resident_before_bytes")) t.resident_before_bytes = uint(doc, ms, mp, "resident_before_bytes");
             if (ms.contains("weight_bytes")) t.weight_bytes = uint(doc, ms, mp, "weight_bytes");
+            if (ms.contains("trainable_parameters")) t.trainable_parameters = uint(doc, ms, mp, "trainable_parameters");
+            if (ms.contains("parameters")) t.parameters = uint(doc, ms, mp, "parameters");
+            if (ms.contains("step_time_ms")) t.step_time_ms = number(doc, ms, mp, "step_time_ms");
             mc.train = t;
         } else if (mc.status == "ok" && mc.kind == "step_time") {
             const json& ms = member(doc, c, at, "measured");

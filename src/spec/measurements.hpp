@@ -62,6 +62,13 @@ struct MeasuredTrain {
     u64 train_peak_bytes = 0;        // highest with the optimizer step
     u64 optimizer_state_bytes = 0;   // the states, measured after the first step
     u64 resident_before_bytes = 0, weight_bytes = 0;
+    u64 trainable_parameters = 0, parameters = 0;  // as the harness counted them (peft's count under LoRA)
+    double step_time_ms = 0;                       // CUDA events around the whole step, median (0: not timed)
+};
+// LoRA adapters of a training case (peft's LoraConfig).
+struct MeasuredLora {
+    u64 rank = 0, alpha = 0;
+    std::vector<std::string> targets;
 };
 
 struct MeasuredCase {
@@ -83,6 +90,9 @@ struct MeasuredCase {
     std::optional<MeasuredStep> step;                     // kind step_time with status ok
     std::optional<MeasuredTrain> train;                   // kind train with status ok
     std::string recompute = "none", optimizer = "adamw";  // kind train
+    std::string loop = "loss", use_cache = "off", zero_grad = "none";
+    u64 micro_batches = 1;
+    std::optional<MeasuredLora> lora;
     int line = 0;
 };
 

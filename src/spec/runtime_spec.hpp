@@ -125,6 +125,10 @@ struct RuntimeSpec {
     struct Training {
         bool dropout = false, fused_layernorm = false, selective_recompute = false;
         bool sequence_parallel = false;  // may shard the TP-replicated activations over the sequence
+        // `main_grads: fp32`: gradients accumulate into an fp32 buffer allocated with the model
+        // (Megatron's main_grad, the wgrad GEMM writing into it); `params`: autograd's .grad in
+        // the parameters' dtype.
+        bool fp32_main_grads = false;
     };
     Training training;
     SourcePos training_pos;  // where `training:` is (for a family that does not train)

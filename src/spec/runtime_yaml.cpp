@@ -164,7 +164,11 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
     }
 
     if (auto t = map.optional_map("training")) {
-        t->finish({"dropout", "fused_layernorm", "selective_recompute", "sequence_parallel"});
+        t->finish({"dropout", "fused_layernorm", "selective_recompute", "sequence_parallel", "main_grads"});
+        if (auto g = t->optional_string("main_grads")) {
+            if (*g != "fp32" && *g != "params") t->fail("main_grads", fmt::format("\"{}\"; valid: params, fp32", *g));
+            r.training.fp32_main_grads = *g == "fp32";
+        }
         r.training.sequence_parallel = t->optional_bool("sequence_parallel").value_or(false);
         r.training.dropout = t->optional_bool("dropout").value_or(false);
         r.training.fused_layernorm = t->optional_bool("fused_layernorm").value_or(false);

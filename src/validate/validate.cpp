@@ -253,11 +253,19 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             TrainSpec spec;
             spec.recompute = recompute_from(c.recompute, "recompute");
             spec.optimizer = optimizer_from(c.optimizer, "optimizer");
+            spec.loop = loop_from(c.loop, "loop");
+            spec.use_cache = c.use_cache != "off";  // "default": the config's use_cache (true for these configs)
+            spec.set_to_none = c.zero_grad == "none";
+            spec.micro_batches = c.micro_batches;
             const TrainEstimate e = estimate_train(models.at(c.model), gpu, Deployment{}, w, spec);
             const MeasuredTrain& m = *c.train;
-            tr.saved = e.saved_activation_bytes;
+            // The harness measures from before the step's first forward: the last micro-batch's
+            // forward finds the earlier ones' gradients there (set_to_none), or they were there
+            // before the step (set_to_none=False: counted before, not after).
+            const bool before = !spec.set_to_none;
+            tr.saved = e.saved_activation_bytes + (spec.micro_batches > 1 && !before ? e.gradient_bytes : 0);
             tr.backward_peak = e.backward_peak_bytes;
-            tr.gradients = e.gradient_bytes;
+            tr.gradients = before ? 0 : e.gradient_bytes;
             tr.optimizer = e.optimizer_bytes;
             tr.train_peak = e.train_peak_bytes;
             tr.peak_at = e.peak_at;
