@@ -98,6 +98,7 @@ OpInfo router_op(const BlockEnv& env) {
     if (e.router_bias) gate.weights.push_back({"router_bias", E, R::Param});
     if (e.score_correction_bias) gate.weights.push_back({"e_score_correction_bias", E, R::Fp32});
     gate.saves_inputs = 1;  // training: the hidden states, for the router weight's gradient
+    gate.weight_saves = 1;
     return gate;
 }
 
@@ -177,6 +178,7 @@ int build_transformers(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
     // halves) and act(gate); the weighting both factors.
     up.saves_inputs = 1;
     down.saves_inputs = 1;
+    up.weight_saves = down.weight_saves = 1;  // the grouped GEMMs' inputs, for the experts' gradients
     if (e.dispatch == "grouped") {
         // grouped_mm_experts_forward (transformers 5): sort the S = T·k (token, expert) pairs by
         // expert (values and int64 permutation), gather the hidden rows in that order and the

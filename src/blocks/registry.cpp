@@ -244,6 +244,7 @@ namespace blk {
 OpInfo linear(const char* name, OpGroup group, u64 in, u64 out, const char* weight, const char* bias) {
     OpInfo op{name, OpKind::Matmul, group, Size(checked_product({2, in, out}, name), {Sym::Batch, Sym::Sq}), {}, {}};
     op.saves_inputs = 1;  // autograd keeps the input for the weight's gradient
+    op.weight_saves = 1;
     WeightTensor w{weight, checked_mul(in, out, weight), DtypeRole::Weight};
     w.in = in;
     op.weights.push_back(w);
@@ -262,7 +263,8 @@ OpInfo rms_norm(const char* name, u64 rows, u64 width) {
     op.weights.push_back({name, width, DtypeRole::Param});
     // Training: pow and mul keep the fp32 copy, rsqrt its [rows] result, the weight's mul the
     // normalized values cast back (the output is kept by whoever reads it).
-    op.saved = {{s, DtypeRole::Fp32}, {s, DtypeRole::Act}, {Size(rows, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
+    op.saved = {
+        {s, DtypeRole::Fp32}, {s, DtypeRole::Act, Category::Activation, true}, {Size(rows, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
     return op;
 }
 

@@ -11,7 +11,8 @@ u64 DType::bytes(u64 n, std::string_view term) const {
     if (group_size == 0) return payload;
     const u64 groups = ceil_div(n, group_size);
     const u64 zeros = ceil_div(checked_mul(groups, zero_bits, term), 8);
-    return checked_add(checked_add(payload, checked_mul(groups, scale_bytes, term), term), zeros, term);
+    const u64 second = super_group ? checked_add(checked_mul(ceil_div(groups, super_group), 4, term), 4, term) : 0;
+    return checked_add(checked_add(checked_add(payload, checked_mul(groups, scale_bytes, term), term), zeros, term), second, term);
 }
 
 bool DType::try_bytes(u64 n, u64& out) const noexcept {
@@ -23,7 +24,9 @@ bool DType::try_bytes(u64 n, u64& out) const noexcept {
     u64 scales, zero_bits_total;
     if (__builtin_mul_overflow(groups, scale_bytes, &scales)) return false;
     if (__builtin_mul_overflow(groups, zero_bits, &zero_bits_total)) return false;
-    return !__builtin_add_overflow(out, scales, &out) && !__builtin_add_overflow(out, ceil_div(zero_bits_total, 8), &out);
+    const u64 second = super_group ? ceil_div(groups, super_group) * 4 + 4 : 0;  // groups ≤ n / group: no overflow
+    return !__builtin_add_overflow(out, scales, &out) && !__builtin_add_overflow(out, ceil_div(zero_bits_total, 8), &out) &&
+           !__builtin_add_overflow(out, second, &out);
 }
 
 u64 DType::matrix_bytes(u64 rows, u64 cols, std::string_view term) const {
@@ -34,8 +37,9 @@ u64 DType::matrix_bytes(u64 rows, u64 cols, std::string_view term) const {
 }
 
 const std::vector<std::string>& dtype_names() {
-    static const std::vector<std::string> names = {"fp32", "bf16",    "fp16",    "fp8",        "fp8_e4m3",   "fp8_e5m2", "int8",
-                                                   "int4", "int4-gN", "int8-gN", "int4-gN-zp", "int8-gN-zp", "mxfp4",    "fp8-b128"};
+    static const std::vector<std::string> names = {"fp32",  "bf16",     "fp16",    "fp8",     "fp8_e4m3",   "fp8_e5m2",
+                                                   "int8",  "int4",     "int4-gN", "int8-gN", "int4-gN-zp", "int8-gN-zp",
+                                                   "mxfp4", "fp8-b128", "nf4",     "nf4-dq"};
     return names;
 }
 
@@ -58,6 +62,18 @@ bool parse_dtype(const std::string& text, DType& out) {
             out = DType{e.name, e.bits, 0, 0};
             return true;
         }
+    }
+    // bitsandbytes' 4-bit NormalFloat (QLoRA): blocks of 64 values, an fp32 absmax each;
+    // nf4-dq with double quantization: 8-bit absmaxes, one fp32 scale per 256 of them and an
+    // fp32 offset per tensor (Dettmers et al. 2023, §3: 4 + 8/64 + 32/(64·256) bits a value).
+    if (text == "nf4") {
+        out = DType{"nf4", 4, 64, 4};
+        return true;
+    }
+    if (text == "nf4-dq") {
+        out = DType{"nf4-dq", 4, 64, 1};
+        out.super_group = 256;
+        return true;
     }
     if (text == "mxfp4") {
         out = DType{"mxfp4", 4, 32, 1};

@@ -21,9 +21,13 @@ struct DType {
     // Bits of one zero point per group (AWQ and GPTQ checkpoints store a packed 4- or 8-bit zero
     // beside each fp16 scale: `qzeros`); 0 = symmetric, no zero points.
     unsigned zero_bits = 0;
+    // Double quantization (QLoRA's NF4, bitsandbytes compress_statistics): the group scales are
+    // themselves 8-bit, with one fp32 scale per `super_group` of them and one fp32 offset per
+    // tensor; 0 = single-level scales.
+    u64 super_group = 0;
 
     // Exact bytes to store n elements: ceil(n*bits/8) + ceil(n/group)*scale_bytes
-    // + ceil(ceil(n/group)*zero_bits/8).
+    // + ceil(ceil(n/group)*zero_bits/8) (+ 4·ceil(groups/super_group) + 4 with double quantization).
     u64 bytes(u64 n, std::string_view term) const;
     // The same without throwing: false when the count does not fit 64 bits (hot paths report
     // the overflow as a status instead).

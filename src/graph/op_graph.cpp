@@ -639,7 +639,26 @@ namespace memtax {
 // base's); an input's gradient is made by the first op to be back-propagated that reads it and
 // released when its producer has been back-propagated; a saved storage is released after the
 // earliest op that saves it; weight gradients stay.
-TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden, bool weight_grads_stay) const noexcept {
+bool Adapters::adapts(const char* op) const {
+    for (const auto& t : targets)
+        if (t == op) return true;
+    return false;
+}
+
+u64 OpGraph::adapter_parameters(const Adapters& a) const {
+    u64 total = 0;
+    for (const auto& o : ops_) {
+        if (!a.adapts(o.name)) continue;
+        for (const auto& w : o.weights)
+            if (w.in && !w.shared)
+                total = checked_add(total, checked_mul(a.rank, checked_add(w.in, w.elements / w.in, "adapter"), "adapter"), "adapter");
+    }
+    return total;
+}
+
+TrainGraphEval OpGraph::train(const Bindings& b, const TrainOptions& opt) const noexcept {
+    const u64 hidden = opt.hidden;
+    const bool weight_grads_stay = opt.weight_grads_stay;
     TrainGraphEval r;
     if (!finalized_) {
         r.overflow = true;
@@ -676,20 +695,78 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden, bool weight_grads_s
         return hidden && s.coef == hidden && s.n == 2 &&
                ((s.syms[0] == Sym::Batch && s.syms[1] == Sym::Sq) || (s.syms[0] == Sym::Sq && s.syms[1] == Sym::Batch));
     };
+    // Which tensors need a gradient: the graph's inputs as the caller says, then every output of
+    // an op with such an input or a trainable weight. An op with neither makes no autograd node.
+    std::array<bool, kMaxTensors> rg{};
+    for (size_t t = 0; t < n; ++t)
+        if (producer_[t] < 0 && tensors_[t].lifetime == Lifetime::Preexisting)
+            rg[t] = opt.input_requires_grad && differentiable(static_cast<int>(t));
+    const Adapters* ad = opt.adapters;
+    // (A shared weight, a tied head, trains as the tensor it shares.)
+    auto trainable_weights = [&](const OpInfo& op) { return !op.weights.empty() && !opt.frozen; };
+    std::array<u64, kMaxTensors> adapter_grads{};  // per op: its adapters' gradients (frozen base)
     for (size_t o = 0; o < ops_.size(); ++o) {
         const OpInfo& op = ops_[o];
         const int nin = read_begin_[o + 1] - read_begin_[o];
+        const bool weights_train = trainable_weights(op);
+        const bool adapted = ad && opt.frozen && ad->adapts(op.name);
+        bool in_rg = false;
+        for (int i = 0; i < nin; ++i) {
+            const int t = base(read_[static_cast<size_t>(read_begin_[o] + i)]);
+            in_rg = in_rg || (t >= 0 && rg[static_cast<size_t>(t)]);
+        }
+        const bool node = in_rg || weights_train || adapted;
+        for (int i = produced_begin_[o]; i < produced_begin_[o + 1]; ++i) {
+            const int t = produced_[static_cast<size_t>(i)];
+            rg[static_cast<size_t>(t)] = node && differentiable(t);
+            const int bt = base(t);
+            if (bt >= 0) rg[static_cast<size_t>(bt)] = rg[static_cast<size_t>(bt)] || rg[static_cast<size_t>(t)];
+        }
+        if (!node) continue;
         for (int i = 0; i < nin && i < 8; ++i) {
             if (!(op.saves_inputs & (1u << i))) continue;
+            if ((op.weight_saves & (1u << i)) && !weights_train) continue;  // kept only for a frozen weight's gradient
+            if (!(op.weight_saves & (1u << i)) && !in_rg) continue;         // kept only for inputs that need none
             const int t = base(read_[static_cast<size_t>(read_begin_[o] + i)]);
             if (t < 0 || !differentiable(t)) continue;
             first_saver[static_cast<size_t>(t)] = std::min(first_saver[static_cast<size_t>(t)], static_cast<int>(o));
         }
-        if (op.saves_output && produced_begin_[o] < produced_begin_[o + 1]) {
+        if (op.saves_output && in_rg && produced_begin_[o] < produced_begin_[o + 1]) {
             const int t = base(produced_[static_cast<size_t>(produced_begin_[o])]);
             if (t >= 0) first_saver[static_cast<size_t>(t)] = std::min(first_saver[static_cast<size_t>(t)], static_cast<int>(o));
         }
+        if (adapted && nin > 0) {
+            // lora_A keeps its input: a copy in the adapters' dtype when that differs, else the
+            // input itself; lora_B keeps lora_A's [tokens, rank] output.
+            const int in = base(read_[static_cast<size_t>(read_begin_[o])]);
+            if (in >= 0) {
+                const TensorInfo& ti = tensors_[static_cast<size_t>(in)];
+                u64 copy = 0, low = 0;
+                Size lr = ti.size;
+                lr.coef = ad->rank;
+                bool ok = sized_bytes(lr, dtype(ad->dtype), round_to_, b, low);
+                if (dtype(ad->dtype) == dtype(ti.dtype))
+                    first_saver[static_cast<size_t>(in)] = std::min(first_saver[static_cast<size_t>(in)], static_cast<int>(o));
+                else
+                    ok = ok && sized_bytes(ti.size, dtype(ad->dtype), round_to_, b, copy);
+                if (!ok || __builtin_add_overflow(internal[o], copy + low, &internal[o])) {
+                    r.overflow = true;
+                    return r;
+                }
+            }
+            for (const auto& w : op.weights) {
+                if (!w.in || w.shared) continue;
+                u64 x = 0;
+                if (!dtype(ad->dtype).try_bytes(ad->rank * (w.in + w.elements / w.in), x) ||
+                    __builtin_add_overflow(adapter_grads[o], x, &adapter_grads[o])) {
+                    r.overflow = true;
+                    return r;
+                }
+            }
+        }
         for (const auto& w : op.saved) {
+            if (w.for_weight && !weights_train) continue;
+            if (!w.for_weight && !in_rg) continue;
             u64 x;
             if (!sized_bytes(w.size, dtype(w.dtype), round_to_, b, x) || __builtin_add_overflow(internal[o], x, &internal[o])) {
                 r.overflow = true;
@@ -753,14 +830,16 @@ TrainGraphEval OpGraph::train(const Bindings& b, u64 hidden, bool weight_grads_s
         }
         for (int i = read_begin_[o]; i < read_begin_[o + 1]; ++i) {
             const int t = base(read_[static_cast<size_t>(i)]);
-            if (t < 0 || grad[static_cast<size_t>(t)] || !differentiable(t) || !dtype(tensors_[static_cast<size_t>(t)].dtype).whole_bytes())
+            if (t < 0 || grad[static_cast<size_t>(t)] || !rg[static_cast<size_t>(t)] || !differentiable(t) ||
+                !dtype(tensors_[static_cast<size_t>(t)].dtype).whole_bytes())
                 continue;
             grad[static_cast<size_t>(t)] = true;
             add(bytes[static_cast<size_t>(t)]);
         }
-        u64 formed = 0;  // this op's weight gradients
+        u64 formed = adapter_grads[o];  // this op's weight gradients (a frozen base: its adapters' only)
+        ovf |= __builtin_add_overflow(r.weight_grads, formed, &r.weight_grads);
         for (const auto& w : op.weights) {
-            if (w.shared) continue;
+            if (w.shared || opt.frozen) continue;
             u64 x = 0;
             ovf |= !dtype(w.dtype).try_bytes(w.elements, x);
             ovf |= __builtin_add_overflow(r.weight_grads, x, &r.weight_grads);

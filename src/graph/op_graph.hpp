@@ -98,6 +98,7 @@ struct Workspace {
     Size size;
     DtypeRole dtype = DtypeRole::Act;
     Category category = Category::Activation;
+    bool for_weight = false;  // training: kept only for the op's weight gradient (not with the weight frozen)
 };
 
 // A parameter tensor an op reads: constant elements in a dtype (group scales are per tensor).
@@ -157,6 +158,7 @@ struct OpInfo {
     // kernel's log-sum-exp). Its backward also makes a gradient for each upcast temporary in
     // `workspace` (a gradient in the temporary's dtype) besides those of its inputs.
     std::uint8_t saves_inputs = 0;
+    std::uint8_t weight_saves = 0;  // of saves_inputs: kept only for the weights' gradient (a linear layer's input)
     bool saves_output = false;
     std::vector<Workspace> saved;
     // Temporaries its backward holds before the gradients of its inputs exist (then released):
@@ -180,6 +182,30 @@ struct TrainGraphEval {
     u64 saved_hidden = 0;            // of `saved`: [B, Sq, hidden] tensors, replicated under TP (sequence parallelism shards them)
     u64 unsaved_cache = 0;           // cache tensors the graph writes that no op saves (what a kept cache adds);
                                      // an op's internal saved entries of category KvCache are those storages
+};
+
+// Low-rank adapters (LoRA) on some linear ops, every other weight frozen: peft's LoraLayer.
+// Each adapted op runs lora_B(lora_A(x)) beside its frozen base; autograd keeps the adapter's
+// input (cast to the adapters' dtype when it differs: a copy) and lora_A's [tokens, rank] output.
+struct Adapters {
+    u64 rank = 0;
+    std::vector<std::string> targets;   // op names (Hugging Face module names: q_proj, ..., down_proj)
+    DtypeRole dtype = DtypeRole::Fp32;  // the adapters' (peft upcasts 16-bit adapters to fp32)
+    bool adapts(const char* op) const;
+};
+
+// How one graph's training walk runs (OpGraph::train).
+struct TrainOptions {
+    u64 hidden = 0;  // the model's hidden size: tells the TP-replicated [B, Sq, hidden] tensors apart
+    // Each weight gradient stays allocated once formed (autograd's .grad, set_to_none); false:
+    // it is live only at the op that forms it (copied into a reduction bucket, or added in place
+    // into a gradient that existed before the backward).
+    bool weight_grads_stay = true;
+    // The base weights are frozen (requires_grad=False): autograd keeps an input only for the
+    // gradients it will compute, so a frozen op keeps nothing for its weight.
+    bool frozen = false;
+    bool input_requires_grad = true;  // the graph's inputs need a gradient (a frozen embedding's output does not)
+    const Adapters* adapters = nullptr;
 };
 
 struct LaunchTraffic {
@@ -266,11 +292,9 @@ public:
     // Per-op FLOPs and minimum bytes (no allocator rounding), for the time model.
     std::vector<OpTraffic> traffic(const Bindings& b) const;
     // Training: saved bytes and the backward walk at a point (never throws).
-    // `hidden`: the model's hidden size, to tell the TP-replicated [B, Sq, hidden] tensors apart.
-    // `weight_grads_stay`: each weight gradient stays allocated once formed (autograd's .grad,
-    // set_to_none); false: it is live only at the op that forms it (copied into a reduction
-    // bucket, or added in place into a gradient that existed before the backward).
-    TrainGraphEval train(const Bindings& b, u64 hidden = 0, bool weight_grads_stay = true) const noexcept;
+    TrainGraphEval train(const Bindings& b, const TrainOptions& opt = {}) const noexcept;
+    // Parameters of the adapters on this graph's ops.
+    u64 adapter_parameters(const Adapters& a) const;
     // Bytes of one tensor, unrounded (throws OverflowError naming it).
     u64 tensor_bytes(int tensor, const Bindings& b) const;
     // Every weight tensor's bytes, and elements (parameters); shared weights count once, where

@@ -136,10 +136,23 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     else if (!spec.set_to_none)
         holding = GradHolding::InPlace;
     const bool overlap = spec.overlap_comm.value_or(spec.zero == 3);
+    const bool lora = spec.lora.has_value();
+    Adapters adapters;
+    if (lora) {
+        if (spec.zero != 0 || fsdp || fp32_grads)
+            throw InputError(SourcePos{}, "train.lora",
+                             "LoRA is modelled under plain data parallelism (ZeRO-0, no FSDP, gradients in the adapters' dtype)");
+        if (spec.lora->rank == 0) throw InputError(SourcePos{}, "train.lora.rank", "must be at least 1");
+        if (spec.lora->targets.empty()) throw InputError(SourcePos{}, "train.lora.targets", "names no module");
+        adapters.rank = spec.lora->rank;
+        adapters.targets = spec.lora->targets;
+        adapters.dtype = DtypeRole::Fp32;
+    }
     TrainPoint tp{wl.batch, wl.context, spec.recompute, spec.sequence_parallel};
     tp.keep_outputs = spec.loop == Loop::Outputs;
     tp.keep_cache = spec.loop == Loop::Outputs && spec.use_cache;
     tp.grads = holding;
+    if (lora) tp.adapters = &adapters;
     // The first pass gives each stage's parameters (the buffers below are sized from them).
     std::vector<Plan::StageTrain> stages = plan.train(tp);
     std::vector<Plan::StageTrain> later;  // micro-batches after the first, gradients there already
@@ -166,13 +179,16 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         const u64 moments = spec.optimizer == Optimizer::AdamW || spec.optimizer == Optimizer::Adam ? 2
                             : spec.optimizer == Optimizer::SgdMomentum                              ? 1
                                                                                                     : 0;
-        const u64 state_elem = mixed ? 4 : md_bytes;
+        // LoRA trains its adapters only, stored and updated in fp32 (peft's autocast_adapter_dtype).
+        const u64 trained = lora ? st.act.adapter_parameters : P;
+        s.trainable_parameters = trained;
+        const u64 state_elem = mixed || lora ? 4 : md_bytes;
         const u64 shard = spec.zero >= 1 ? dp : 1;  // what this GPU's optimizer updates: P / shard
-        s.optimizer_bytes = ceil_div_u(checked_product({moments, P, state_elem}, "optimizer states"), shard);
+        s.optimizer_bytes = ceil_div_u(checked_product({moments, trained, state_elem}, "optimizer states"), shard);
         // Mixed precision keeps fp32 master weights; FSDP2's sharded parameters are fp32 and
         // are the master copy (its all-gather casts them to the compute dtype).
-        s.master_weight_bytes = mixed && !fsdp ? ceil_div_u(checked_mul(P, 4, "master weights"), shard) : 0;
-        s.weight_bytes = st.weights;
+        s.master_weight_bytes = mixed && !fsdp && !lora ? ceil_div_u(checked_mul(P, 4, "master weights"), shard) : 0;
+        s.weight_bytes = lora ? checked_add(st.weights, checked_mul(trained, 4, "adapters"), "weights") : st.weights;
         if (spec.zero >= 3)
             s.weight_bytes = fsdp && mixed ? checked_mul(ceil_div_u(P, dp), 4, "sharded parameters") : ceil_div_u(st.weights, dp);
         // Where the gradients are.
@@ -245,8 +261,8 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         // temporaries (the second moments' sqrt); Megatron's fused Adam none; SGD updates in place.
         // DeepSpeed's ZeRO-3 steps one sub-group (sub_group_size elements) at a time, flattening
         // its gradients (a copy) before the fp32 conversion.
-        const u64 stepped = spec.zero == 3 && !fsdp ? std::min(ceil_div_u(P, dp), spec.sub_group) : ceil_div_u(P, shard);
-        s.fp32_gradient_bytes = mixed && !fp32_grads && !fsdp ? checked_mul(stepped, 4, "fp32 gradients") : 0;
+        const u64 stepped = spec.zero == 3 && !fsdp ? std::min(ceil_div_u(trained, dp), spec.sub_group) : ceil_div_u(trained, shard);
+        s.fp32_gradient_bytes = mixed && !fp32_grads && !fsdp && !lora ? checked_mul(stepped, 4, "fp32 gradients") : 0;
         if (s.fp32_gradient_bytes && spec.zero == 3)
             s.fp32_gradient_bytes =
                 checked_add(s.fp32_gradient_bytes, checked_mul(stepped, grad_elem, "flattened gradients"), "fp32 gradients");

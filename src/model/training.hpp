@@ -36,6 +36,13 @@ Loop loop_from(const std::string& s, const std::string& field);
 // another name, a layer gathered at a time).
 enum class Sharder : std::uint8_t { DeepSpeed, Fsdp };
 
+// LoRA fine-tuning (peft's LoraConfig): adapters of `rank` on the linear modules named in
+// `targets`, the base frozen (QLoRA: the base in nf4/nf4-dq through the workload's weight dtype).
+struct LoraSpec {
+    u64 rank = 16, alpha = 32;
+    std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj"};
+};
+
 struct TrainSpec {
     Recompute recompute = Recompute::None;
     u64 zero = 0;           // ZeRO stage 0-3 over the data-parallel replicas
@@ -52,6 +59,7 @@ struct TrainSpec {
     u64 prefetch_bucket = 50'000'000;  // elements (DeepSpeed's stage3_prefetch_bucket_size)
     u64 sub_group = 1'000'000'000;     // elements (DeepSpeed's sub_group_size: ZeRO-3 steps one at a time)
     std::optional<bool> fp32_grads;    // unset: the runtime profile's training.main_grads
+    std::optional<LoraSpec> lora;      // set: LoRA fine-tuning
 };
 
 // Per GPU, bytes; the stage reported is the one needing the most memory.
@@ -65,13 +73,14 @@ struct TrainEstimate {
     u64 parameters = 0, parameters_per_gpu = 0;
     u64 weight_bytes = 0, gradient_bytes = 0, optimizer_bytes = 0, master_weight_bytes = 0;
     u64 saved_activation_bytes = 0, forward_peak_bytes = 0, backward_peak_bytes = 0, optimizer_step_bytes = 0, train_peak_bytes = 0;
-    u64 layer_saved_bytes = 0;    // one decoder layer, one micro-batch, no recomputation
-    u64 gradients_resident = 0;   // gradients allocated before the forward (fp32 main grads, set_to_none=False, ZeRO-3's partition)
-    u64 gradient_buffers = 0;     // what the backward's sharding adds (ZeRO's buckets and gradient partition, FSDP's sharded gradients)
-    u64 gathered_bytes = 0;       // parameters gathered while a module or layer runs (ZeRO-3, FSDP), prefetch included
-    u64 prefetch_bytes = 0;       // of gathered_bytes: ZeRO-3's prefetch bucket
-    u64 fp32_gradient_bytes = 0;  // the fp32 copy of the gradients the optimizer step updates the master weights from
-    u64 outputs_kept = 0;         // the output the loop holds (logits, cache), included in the saved activations
+    u64 layer_saved_bytes = 0;     // one decoder layer, one micro-batch, no recomputation
+    u64 trainable_parameters = 0;  // this GPU's (LoRA: the adapters')
+    u64 gradients_resident = 0;    // gradients allocated before the forward (fp32 main grads, set_to_none=False, ZeRO-3's partition)
+    u64 gradient_buffers = 0;      // what the backward's sharding adds (ZeRO's buckets and gradient partition, FSDP's sharded gradients)
+    u64 gathered_bytes = 0;        // parameters gathered while a module or layer runs (ZeRO-3, FSDP), prefetch included
+    u64 prefetch_bytes = 0;        // of gathered_bytes: ZeRO-3's prefetch bucket
+    u64 fp32_gradient_bytes = 0;   // the fp32 copy of the gradients the optimizer step updates the master weights from
+    u64 outputs_kept = 0;          // the output the loop holds (logits, cache), included in the saved activations
     u64 runtime_overhead = 0, resident_before = 0, total = 0, capacity = 0;
     bool fits = false;
     std::string peak_at;                // where the step's peak is (the backward phase, or "optimizer step")

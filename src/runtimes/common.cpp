@@ -140,7 +140,8 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
         norm.saves_inputs = 1;
         norm.saved = {{Size(2, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
     } else {
-        norm.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
+        norm.saved = {
+            {bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act, Category::Activation, true}, {Size(1, {Sym::Batch, Sym::Sq}), DtypeRole::Fp32}};
         if (eager_launches && m.norm == NormKind::RMSNorm)
             blk::eager_rms_norm_launches(norm, 1, h,
                                          !(dt[static_cast<size_t>(DtypeRole::Act)] == dt[static_cast<size_t>(DtypeRole::Fp32)]));
@@ -153,6 +154,7 @@ OpGraph build_head_graph(const CompileInput& in, const std::array<DType, kDtypeR
         "lm_head", OpKind::Matmul, OpGroup::LmHead, Size(checked_product({2, h, in.shard.vocab}, "lm_head"), {Sym::Batch, Sym::Kept}), {},
         {}};
     head.saves_inputs = 1;
+    head.weight_saves = 1;
     head.weights.push_back(
         {"lm_head", checked_mul(h, in.shard.vocab, "lm_head"), DtypeRole::Param, m.tie_word_embeddings && in.has_embedding});
     int l = g.op1(std::move(head), {xf}, blk::act("logits_act", logits, Category::Logits));

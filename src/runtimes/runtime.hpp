@@ -200,6 +200,10 @@ struct TrainPoint {
     bool keep_cache = false;         // ... and its cache (use_cache on; no checkpointed layers)
     GradHolding grads = GradHolding::Accumulate;
     u64 grad_buffers = 0;  // allocated with the first weight gradient, kept to the end of the backward (ZeRO's buckets)
+    // LoRA: the base frozen, these adapters trained (null: every parameter trains). The first
+    // layer's input then needs no gradient unless layers are checkpointed (peft's
+    // enable_input_require_grads).
+    const Adapters* adapters = nullptr;
 };
 // Per GPU, bytes, relative to what was allocated before the forward.
 struct TrainActivations {
@@ -212,7 +216,8 @@ struct TrainActivations {
     // Where the weights are (what ZeRO-3 and FSDP gather): the largest one module holds, the
     // largest decoder layer's, and the root module's (embedding, final norm, LM head).
     u64 largest_module = 0, largest_layer = 0, root_weights = 0;
-    std::string peak_at;  // where backward_peak is
+    u64 adapter_parameters = 0;  // LoRA: the trainable parameters (peft's count)
+    std::string peak_at;         // where backward_peak is
 };
 
 // When each request's first token arrives. A static batch (transformers' generate) prefills

@@ -81,7 +81,9 @@ OpGraph build_decoder_layer(const BlockEnv& env, const LayerSpec& layer, const L
             op.saves_inputs = 1;
             op.saved = {{Size(2, {S::Batch, S::Sq}), DtypeRole::Fp32}};
         } else {
-            op.saved = {{bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act}, {Size(1, {S::Batch, S::Sq}), DtypeRole::Fp32}};
+            // (The normalized values only for the weight's gradient.)
+            op.saved = {
+                {bsh, DtypeRole::Fp32}, {bsh, DtypeRole::Act, Category::Activation, true}, {Size(1, {S::Batch, S::Sq}), DtypeRole::Fp32}};
             // nn.LayerNorm is one fused kernel; transformers' RMSNorm is eight.
             if (env.model.norm == NormKind::RMSNorm)
                 blk::eager_rms_norm_launches(op, 1, h, !(env.dtype(DtypeRole::Act) == env.dtype(DtypeRole::Fp32)));
@@ -553,16 +555,32 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     if (ovf) throw OverflowError("train.tokens");
     std::array<TrainGraphEval, 8> ev;
     std::array<GraphEval, 8> fwd;
+    TrainOptions topt;
+    topt.hidden = model_.hidden_size;
+    topt.weight_grads_stay = p.grads == GradHolding::Accumulate || p.grads == GradHolding::PerLayer;
+    topt.frozen = p.adapters != nullptr;
+    topt.adapters = p.adapters;
+    const bool full = p.recompute == Recompute::Full;
+    // LoRA: the first layer reads a frozen embedding's output, which needs no gradient unless
+    // checkpointing asked for one (peft's enable_input_require_grads).
+    const bool first_frozen_input = topt.frozen && !full && has_embedding_;
+    TrainGraphEval first{};
     for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
         const Bindings b = layer_bindings(types_[ti], geo[ti], true, B, S, S, mask_elems);
-        ev[ti] = types_[ti].graph.train(b, model_.hidden_size, p.grads == GradHolding::Accumulate || p.grads == GradHolding::PerLayer);
+        ev[ti] = types_[ti].graph.train(b, topt);
         fwd[ti] = types_[ti].graph.evaluate(b);
         if (ev[ti].overflow || fwd[ti].overflow) throw OverflowError(types_[ti].graph.name() + ".train");
+        if (first_frozen_input && !runs_.empty() && runs_.front().type == ti) {
+            TrainOptions o = topt;
+            o.input_requires_grad = false;
+            first = types_[ti].graph.train(b, o);
+            if (first.overflow) throw OverflowError(types_[ti].graph.name() + ".train");
+        }
     }
     // What each layer type keeps: selective recomputation drops the S×S tensors (recomputed
     // before the layer's backward); sequence parallelism shards the TP-replicated ones.
     const u64 tp = shard_.tp;
-    const bool full = p.recompute == Recompute::Full, selective = p.recompute == Recompute::Selective;
+    const bool selective = p.recompute == Recompute::Selective;
     auto sp_shard = [&](u64 bytes) { return p.sequence_parallel && tp > 1 ? bytes / tp + (bytes % tp != 0) : bytes; };
     std::array<u64, 8> keep{}, again{};
     for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
@@ -591,7 +609,9 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         bh[S::Sq] = S;
         bh[S::Kept] = S;
         bh[S::MaskElems] = mask_elems;
-        head = head_.train(bh);
+        TrainOptions hopt = topt;
+        hopt.hidden = 0;
+        head = head_.train(bh, hopt);
         if (head.overflow) throw OverflowError("head.train");
         // ForCausalLMLoss: logits.float(), cross_entropy = log_softmax (kept, fp32) + nll_loss
         // (keeps the int64 shifted labels).
@@ -611,10 +631,14 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) cache_kept[ti] = ev[ti].unsaved_cache;
     // Forward: what the layers keep, and the peak of each layer's own forward above it.
     u64 kept = add(tables, full ? mask_bytes : 0, ovf), fpeak = 0, held = 0;
-    for (std::uint32_t ti : order) {
+    // The first layer under LoRA (no gradient into it) keeps its own, smaller set.
+    auto keep_of = [&](size_t l) { return l == 0 && first_frozen_input ? first.saved : keep[order[l]]; };
+    auto walk_of = [&](size_t l) -> const TrainGraphEval& { return l == 0 && first_frozen_input ? first : ev[order[l]]; };
+    for (size_t l = 0; l < order.size(); ++l) {
+        const std::uint32_t ti = order[l];
         const u64 before = kept;
         fpeak = std::max(fpeak, add(before, fwd[ti].peak_bytes, ovf));
-        kept = add(add(kept, keep[ti], ovf), cache_kept[ti], ovf);
+        kept = add(add(kept, keep_of(l), ovf), cache_kept[ti], ovf);
         held = add(held, cache_kept[ti], ovf);
     }
     if (has_head_) {
@@ -655,7 +679,7 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         candidate(add(add(R, G, ovf), head.backward_peak, ovf), "LM head backward");
         R -= head.saved;
         // A tied head's gradient is the embedding's (formed here, at the head's size).
-        formed = add(add(formed, head.weight_grads, ovf), tied ? emb : 0, ovf);
+        formed = add(add(formed, head.weight_grads, ovf), tied && !topt.frozen ? emb : 0, ovf);
         if (stay) G = formed;
     }
     buffers = p.grad_buffers;
@@ -673,13 +697,14 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
         // Recomputed tensors are back before the layer's backward (the walk counts a layer's
         // whole saved set; with sequence parallelism the gathered copies are what it reads).
         R = add(R, again[ti], ovf);
-        candidate(add(add(R, G, ovf), ev[ti].backward_peak, ovf), where);
-        R -= keep[ti] + again[ti];
-        formed = add(formed, ev[ti].weight_grads, ovf);
-        if (p.grads == GradHolding::Accumulate) G = add(G, ev[ti].weight_grads, ovf);
+        const TrainGraphEval& e = walk_of(l);
+        candidate(add(add(R, G, ovf), e.backward_peak, ovf), where);
+        R -= keep_of(l) + again[ti];
+        formed = add(formed, e.weight_grads, ovf);
+        if (p.grads == GradHolding::Accumulate) G = add(G, e.weight_grads, ovf);
         if (p.grads == GradHolding::PerLayer) G = root_grads;
     }
-    if (has_embedding_) {
+    if (has_embedding_ && !topt.frozen) {
         // The embedding's dense gradient is formed, then kept or added (a tied one out of place
         // to the head's: two [vocab, hidden] tensors).
         candidate(add(add(add(R, G, ovf), x_bytes, ovf), tied ? mul(2, emb, ovf) : emb, ovf), "embedding backward");
@@ -696,6 +721,12 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     if (has_head_) out.largest_module = std::max(out.largest_module, head_.largest_op_weight_bytes());
     out.largest_module = std::max(out.largest_module, emb);
     out.root_weights = checked_add(emb, has_head_ ? head_.weight_bytes() : 0, "root weights");
+    if (p.adapters) {
+        for (const Run& r : runs_)
+            out.adapter_parameters = checked_add(
+                out.adapter_parameters, checked_mul(r.len, types_[r.type].graph.adapter_parameters(*p.adapters), "adapters"), "adapters");
+        if (has_head_) out.adapter_parameters = checked_add(out.adapter_parameters, head_.adapter_parameters(*p.adapters), "adapters");
+    }
     return out;
 }
 

@@ -257,6 +257,7 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             spec.use_cache = c.use_cache != "off";  // "default": the config's use_cache (true for these configs)
             spec.set_to_none = c.zero_grad == "none";
             spec.micro_batches = c.micro_batches;
+            if (c.lora) spec.lora = LoraSpec{c.lora->rank, c.lora->alpha, c.lora->targets};
             const TrainEstimate e = estimate_train(models.at(c.model), gpu, Deployment{}, w, spec);
             const MeasuredTrain& m = *c.train;
             // The harness measures from before the step's first forward: the last micro-batch's
