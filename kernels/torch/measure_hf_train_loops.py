@@ -22,7 +22,7 @@ weights and the gradients), trainable_parameters (what peft counts) and step_tim
 around the whole step, median of the timed steps after two warm-up steps).
 Writes OUT_DIR/FILE (schema memtax.measurements/1, kind "train") after every case, and the configs.
 
-Usage: python3 kernels/torch/measure_hf_train_loops.py OUT_DIR [--groups loops,accum,lora] [--name FILE]
+Usage: python3 kernels/torch/measure_hf_train_loops.py OUT_DIR [--groups loops,accum,lora | oos] [--name FILE]
 """
 import datetime
 import json
@@ -41,13 +41,37 @@ LOOP_SHAPES = {
     # Qwen/Qwen2-7B's widths (q/k/v biases).
     "qwen2-7b-2l": dict(model_type="qwen2", hidden_size=3584, num_attention_heads=28, num_key_value_heads=4,
                         intermediate_size=18944, num_hidden_layers=2, vocab_size=152064, rope_theta=1000000.0),
+    # Shapes no model was developed against: Mistral-7B's widths (32k vocab) and Qwen2.5-3B's
+    # (2 KV heads, tied 152k vocabulary).
+    "mistral-7b-2l": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                          intermediate_size=14336, num_hidden_layers=2, vocab_size=32000),
+    "qwen2.5-3b-2l": dict(model_type="qwen2", hidden_size=2048, num_attention_heads=16, num_key_value_heads=2,
+                          intermediate_size=11008, num_hidden_layers=2, vocab_size=151936, tie_word_embeddings=True),
 }
 
 
 def cases_of(groups):
     out = []
+    if "oos" in groups:
+        # Out of sample: other shapes, lengths, ranks and targets than the first run's.
+        qv = ["q_proj", "v_proj"]
+        every = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        for shape in ["mistral-7b-2l", "qwen2.5-3b-2l", "llama3-8b-2l"]:
+            for impl in ["sdpa", "eager"]:
+                for ckpt in ["none", "full"]:
+                    out.append(dict(shape=shape, impl=impl, recompute=ckpt, loop="outputs", use_cache=None, batch=3, seq=1000,
+                                    micro=1, zero_grad="none", lora=None))
+            out.append(dict(shape=shape, impl="sdpa", recompute="none", loop="loss", use_cache=False, batch=1, seq=3000,
+                            micro=4, zero_grad="none", lora=None))
+            out.append(dict(shape=shape, impl="sdpa", recompute="none", loop="loss", use_cache=False, batch=1, seq=3000,
+                            micro=2, zero_grad="zeros", lora=None))
+            for lora in [dict(rank=32, alpha=64, targets=qv), dict(rank=4, alpha=8, targets=every)]:
+                for impl in ["sdpa", "eager"]:
+                    for ckpt in ["none", "full"]:
+                        out.append(dict(shape=shape, impl=impl, recompute=ckpt, loop="outputs", use_cache=False, batch=1, seq=3000,
+                                        micro=1, zero_grad="none", lora=lora))
     if "loops" in groups:
-        for shape in LOOP_SHAPES:
+        for shape in [k for k in LOOP_SHAPES if k in ("gqa-2l", "llama3-8b-2l", "qwen2-7b-2l")]:
             for impl in ["sdpa", "eager"]:
                 for ckpt in ["none", "full"]:
                     for loop, cache in [("loss", False), ("outputs", False), ("outputs", None)]:
@@ -62,7 +86,7 @@ def cases_of(groups):
     if "lora" in groups:
         qkvo = ["q_proj", "k_proj", "v_proj", "o_proj"]
         every = qkvo + ["gate_proj", "up_proj", "down_proj"]
-        for shape in LOOP_SHAPES:
+        for shape in ["gqa-2l", "llama3-8b-2l", "qwen2-7b-2l"]:
             for lora in [dict(rank=16, alpha=32, targets=qkvo), dict(rank=8, alpha=16, targets=every)]:
                 for ckpt in ["none", "full"]:
                     for loop in ["loss", "outputs"]:
@@ -119,7 +143,8 @@ def main():
     for c in cases_of(groups):
         kw = dict(LOOP_SHAPES[c["shape"]])
         mt = kw.pop("model_type", "llama")
-        cfg = (Qwen2Config if mt == "qwen2" else LlamaConfig)(max_position_embeddings=131072, **kw)
+        tie = kw.pop("tie_word_embeddings", False)
+        cfg = (Qwen2Config if mt == "qwen2" else LlamaConfig)(max_position_embeddings=131072, tie_word_embeddings=tie, **kw)
         if c["shape"] not in written:
             d = cfg.to_dict()
             d["dtype"] = "bfloat16"
