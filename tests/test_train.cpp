@@ -314,3 +314,66 @@ TEST(Train, AccumulationFindsTheGradientsThere) {
     EXPECT_EQ(z.gradients_resident, 442519552u);
     EXPECT_EQ(z.resident_before, a.resident_before + 442519552u);
 }
+
+// LoRA r 16 on q/k/v/o of Llama-3-8B (hidden 4,096, 1,024-wide K/V, 32 layers): per layer
+// r·(4096 + 4096) + 2·r·(4096 + 1024) + r·(4096 + 4096) = 131,072 + 163,840 + 131,072 = 425,984;
+// × 32 = 13,631,488, the trainable parameters peft prints. peft keeps 16-bit adapters in fp32
+// (autocast_adapter_dtype): gradients 4 B and AdamW's two moments 8 B per trainable parameter.
+TEST(Train, LoraTrainsItsAdaptersOnly) {
+    TrainSpec spec;
+    spec.lora = LoraSpec{};
+    const TrainEstimate e =
+        estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), Deployment{}, train_workload("hf-train", 1, 2048), spec);
+    EXPECT_EQ(e.trainable_parameters, 13631488u);
+    EXPECT_EQ(e.gradient_bytes, 4 * 13631488u);
+    EXPECT_EQ(e.optimizer_bytes, 8 * 13631488u);
+    EXPECT_EQ(e.master_weight_bytes, 0u);
+    // A target no module has is refused, naming the modules that exist.
+    spec.lora->targets = {"qkv"};
+    EXPECT_THROW(
+        estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), Deployment{}, train_workload("hf-train", 1, 2048), spec),
+        InputError);
+}
+
+// QLoRA's base, Llama-3.1-8B's linear layers in nf4 with double quantization (bitsandbytes:
+// blocks of 64 values, 4 bits each, an 8-bit absmax per block, an fp32 scale per 256 absmaxes
+// and an fp32 offset per tensor): a 4,096 × 4,096 matrix takes 8,388,608 + 262,144 + 4 · 1,024
+// + 4 = 8,654,852 B; 1,024 × 4,096: 2,097,152 + 65,536 + 1,024 + 4 = 2,163,716; 14,336 × 4,096:
+// 29,360,128 + 917,504 + 14,336 + 4 = 30,291,972. A layer: 2 · 8,654,852 + 2 · 2,163,716
+// + 3 · 30,291,972 = 112,513,052; 32 layers 3,600,417,664; the bf16 embedding and head
+// (2 · 128,256 · 4,096 · 2) and 65 norms (65 · 4,096 · 2): 2,101,878,784. With the fp32 adapters
+// (13,631,488 · 4): 5,756,822,400 B.
+TEST(Train, QloraBaseInDoubleQuantizedNf4) {
+    TrainSpec spec;
+    spec.lora = LoraSpec{};
+    Workload w = train_workload("hf-train", 1, 2048);
+    DType nf4;
+    ASSERT_TRUE(parse_dtype("nf4-dq", nf4));
+    w.weight_dtype = nf4;
+    const TrainEstimate e = estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), Deployment{}, w, spec);
+    EXPECT_EQ(e.weight_bytes, 5756822400ull);
+}
+
+// ZeRO-Offload of Llama-3.1-8B over 8 GPUs, mixed precision: each GPU's process keeps its 1/8 of
+// the fp32 master (4 B), AdamW's moments (8 B) and the fp32 gradients (4 B) in host memory:
+// 16 · 1,003,782,656 = 16,060,522,496 B; offload_param (ZeRO-3) adds the bf16 shard:
+// 18 · 1,003,782,656 = 18,068,087,808 B, and the GPU keeps no parameter shard.
+TEST(Train, OffloadMovesTheOptimizerToTheHost) {
+    const u64 shard = 8030261248ull / 8;
+    TrainSpec spec;
+    spec.zero = 2;
+    spec.precision = Precision::Mixed;
+    spec.offload = Offload::Optimizer;
+    const Workload w = train_workload("hf-train", 1, 2048);
+    const TrainEstimate z2 = estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), Deployment{8, 1, 1, 1}, w, spec);
+    EXPECT_EQ(z2.host_bytes, 16 * shard);
+    EXPECT_EQ(z2.optimizer_bytes + z2.master_weight_bytes + z2.fp32_gradient_bytes + z2.gradient_bytes, 0u);
+    EXPECT_EQ(z2.gradient_buffers, 1000000000u);  // the bucket stays on the GPU
+    spec.zero = 3;
+    spec.offload = Offload::All;
+    const TrainEstimate z3 = estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), Deployment{8, 1, 1, 1}, w, spec);
+    EXPECT_EQ(z3.host_bytes, 18 * shard);
+    EXPECT_EQ(z3.weight_bytes, 0u);
+    spec.zero = 0;
+    EXPECT_THROW(estimate_train(resolve_model("llama-3.1-8b"), resolve_gpu("h100-sxm"), Deployment{8, 1, 1, 1}, w, spec), InputError);
+}

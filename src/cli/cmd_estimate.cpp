@@ -70,6 +70,18 @@ public:
                         "--mode train: params (autograd's gradients in the parameters' dtype) | fp32 (Megatron's main gradients); "
                         "default: the runtime's (megatron-train: fp32)")
             ->check(CLI::IsMember({"params", "fp32"}));
+        est->add_option("--lora-rank", a_.lora_rank,
+                        "--mode train: LoRA fine-tuning with adapters of this rank, the base frozen (peft); QLoRA: add --weight-dtype "
+                        "nf4-dq")
+            ->transform(positive_int());
+        est->add_option("--lora-alpha", a_.lora_alpha, "--mode train: LoRA's alpha (default 2 × rank; scales, costs no memory)")
+            ->transform(positive_int());
+        est->add_option("--lora-targets", a_.lora_targets, "--mode train: the modules adapted (default q_proj,k_proj,v_proj,o_proj)")
+            ->delimiter(',');
+        est->add_option("--offload", a_.offload,
+                        "--mode train: none (default) | optimizer (ZeRO-Offload: fp32 master, states and gradients in host memory) | "
+                        "all (ZeRO-3: the parameters too)")
+            ->check(CLI::IsMember({"none", "optimizer", "all"}));
         return est;
     }
 
@@ -88,7 +100,11 @@ public:
                                         {"--reduce-bucket", a_.reduce_bucket != 0},
                                         {"--prefetch-bucket", a_.prefetch_bucket != 0},
                                         {"--overlap-comm", !a_.overlap_comm.empty()},
-                                        {"--grad-dtype", !a_.grad_dtype.empty()}})
+                                        {"--grad-dtype", !a_.grad_dtype.empty()},
+                                        {"--lora-rank", a_.lora_rank != 0},
+                                        {"--lora-alpha", a_.lora_alpha != 0},
+                                        {"--lora-targets", !a_.lora_targets.empty()},
+                                        {"--offload", !a_.offload.empty()}})
             if (set) throw InputError(SourcePos{}, flag, "only with --mode train");
         const EstimateArgs& a = a_;
         const Printer& print = printer(a.format);
@@ -166,6 +182,17 @@ private:
         if (a.prefetch_bucket) spec.prefetch_bucket = a.prefetch_bucket;
         if (!a.overlap_comm.empty()) spec.overlap_comm = a.overlap_comm == "on";
         if (!a.grad_dtype.empty()) spec.fp32_grads = a.grad_dtype == "fp32";
+        if ((a.lora_alpha || !a.lora_targets.empty()) && !a.lora_rank)
+            throw InputError(SourcePos{}, a.lora_alpha ? "--lora-alpha" : "--lora-targets", "a LoRA setting; add --lora-rank");
+        if (a.lora_rank) {
+            LoraSpec l;
+            l.rank = a.lora_rank;
+            l.alpha = a.lora_alpha ? a.lora_alpha : 2 * a.lora_rank;
+            if (!a.lora_targets.empty()) l.targets = a.lora_targets;
+            spec.lora = l;
+        }
+        if (a.offload == "optimizer") spec.offload = Offload::Optimizer;
+        if (a.offload == "all") spec.offload = Offload::All;
         const TrainEstimate e = estimate_train(m, g, dep, w, spec);
         emit(train_report(e, tool_info(), a.format), a.output, out, {a.model, a.gpu, a.runtime});
         return a.require_fit && !e.fits ? 1 : 0;

@@ -53,7 +53,11 @@ InputError as_flags(const InputError& e) {
                                                                 {"train.recompute", "--recompute"},
                                                                 {"train.sequence_parallel", "--sequence-parallel"},
                                                                 {"train.loop", "--loop"},
-                                                                {"train.grad_dtype", "--grad-dtype"}};
+                                                                {"train.grad_dtype", "--grad-dtype"},
+                                                                {"train.lora.rank", "--lora-rank"},
+                                                                {"train.lora.targets", "--lora-targets"},
+                                                                {"train.lora", "--lora-rank"},
+                                                                {"train.offload", "--offload"}};
     auto map = [&](std::string text, bool whole) {
         for (const auto& [path, flag] : paths) {
             if (whole) {

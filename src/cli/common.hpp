@@ -44,6 +44,9 @@ struct EstimateArgs {
     std::string loop, use_cache, zero_grad, overlap_comm, grad_dtype;
     bool fsdp = false;
     u64 reduce_bucket = 0, prefetch_bucket = 0;  // 0: DeepSpeed's defaults
+    u64 lora_rank = 0, lora_alpha = 0;           // 0: no LoRA / alpha = 2 · rank
+    std::vector<std::string> lora_targets;
+    std::string offload;
 };
 
 // The context a workload gets when none is given: 8192 tokens, or the model's maximum if smaller.

@@ -1,6 +1,7 @@
 #include "model/training.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 
@@ -137,6 +138,15 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         holding = GradHolding::InPlace;
     const bool overlap = spec.overlap_comm.value_or(spec.zero == 3);
     const bool lora = spec.lora.has_value();
+    if (spec.offload != Offload::None) {
+        if (spec.zero == 0 || fsdp || fp32_grads || lora)
+            throw InputError(
+                SourcePos{}, "train.offload",
+                "DeepSpeed's ZeRO-Offload: needs train.zero 1, 2 or 3 (DeepSpeed, not FSDP), gradients in the parameters' dtype, "
+                "no LoRA");
+        if (spec.offload == Offload::All && spec.zero != 3)
+            throw InputError(SourcePos{}, "train.offload", "all (the parameters too) is ZeRO-3's offload_param: needs train.zero 3");
+    }
     Adapters adapters;
     if (lora) {
         if (spec.zero != 0 || fsdp || fp32_grads)
@@ -160,6 +170,16 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         TrainPoint ip = tp;
         ip.grads = GradHolding::InPlace;
         later = plan.train(ip);
+    }
+    if (lora) {
+        u64 adapted = 0;
+        for (const auto& st : stages) adapted += st.act.adapter_parameters;
+        if (adapted == 0)
+            throw InputError(
+                SourcePos{}, "train.lora.targets",
+                fmt::format("{} adapts no linear module of {}; valid: its modules' names, e.g. q_proj, k_proj, v_proj, o_proj, "
+                            "gate_proj, up_proj, down_proj",
+                            fmt::join(spec.lora->targets, ","), model.name));
     }
     bool first = true;
     for (size_t si = 0; si < stages.size(); ++si) {
@@ -226,6 +246,27 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                 grads_at_step = s.gradient_buffers;
                 break;
         }
+        // ZeRO-Offload: the fp32 master, the optimizer states and the fp32 gradient partition
+        // live in host memory and the CPU's Adam updates them; the gradients stream there as
+        // their buckets reduce (ZeRO-3's partition buffer is pinned host memory). `all` (ZeRO-3)
+        // keeps the 16-bit parameter shards there too.
+        const bool offload = spec.offload != Offload::None;
+        if (offload) {
+            s.host_bytes = checked_sum(
+                {s.master_weight_bytes, s.optimizer_bytes, checked_mul(ceil_div_u(trained, dp), 4, "fp32 gradients")}, "host memory");
+            s.master_weight_bytes = s.optimizer_bytes = 0;
+            if (spec.zero == 2) {
+                s.gradient_buffers = checked_sub(s.gradient_buffers, partition, "gradient buffers");
+                s.gradient_bytes = grads_at_step = 0;
+            } else if (spec.zero == 3) {
+                s.gradients_resident = checked_sub(s.gradients_resident, partition, "gradient buffers");
+                s.gradient_bytes = 0;
+            }
+            if (spec.offload == Offload::All) {
+                s.host_bytes = checked_add(s.host_bytes, s.weight_bytes, "host memory");
+                s.weight_bytes = 0;
+            }
+        }
         // Parameters gathered while they run: DeepSpeed a module at a time (its largest, as its
         // estimator counts) plus the prefetch bucket; FSDP2 the root module (embedding, head)
         // through forward and backward and two decoder layers (the one running, the next
@@ -262,11 +303,11 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         // DeepSpeed's ZeRO-3 steps one sub-group (sub_group_size elements) at a time, flattening
         // its gradients (a copy) before the fp32 conversion.
         const u64 stepped = spec.zero == 3 && !fsdp ? std::min(ceil_div_u(trained, dp), spec.sub_group) : ceil_div_u(trained, shard);
-        s.fp32_gradient_bytes = mixed && !fp32_grads && !fsdp && !lora ? checked_mul(stepped, 4, "fp32 gradients") : 0;
+        s.fp32_gradient_bytes = mixed && !fp32_grads && !fsdp && !lora && !offload ? checked_mul(stepped, 4, "fp32 gradients") : 0;
         if (s.fp32_gradient_bytes && spec.zero == 3)
             s.fp32_gradient_bytes =
                 checked_add(s.fp32_gradient_bytes, checked_mul(stepped, grad_elem, "flattened gradients"), "fp32 gradients");
-        s.optimizer_step_bytes = moments == 2 && !fp32_grads ? checked_mul(stepped, state_elem, "optimizer step") : 0;
+        s.optimizer_step_bytes = moments == 2 && !fp32_grads && !offload ? checked_mul(stepped, state_elem, "optimizer step") : 0;
         const u64 step = checked_sum({grads_at_step, s.fp32_gradient_bytes, s.optimizer_step_bytes, s.outputs_kept}, "optimizer step");
         s.train_peak_bytes = std::max(s.backward_peak_bytes, step);
         if (step > s.backward_peak_bytes) s.peak_at = "optimizer step";
@@ -289,7 +330,9 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                     spec.zero >= 3
                         ? fmt::format(", sharded over {} replicas ({}{})", e.dp, who,
                                       spec.sharder == Sharder::Fsdp && spec.precision == Precision::Mixed ? ": fp32, the master copy" : "")
-                        : ""));
+                    : spec.lora ? fmt::format(", frozen, linear layers in {}; + the fp32 adapters ({} parameters)",
+                                              e.workload.weight_dtype->name, group_digits(e.trainable_parameters))
+                                : ""));
     std::string grads_how;
     if (fp32g)
         grads_how = "fp32 main gradients, one buffer allocated with the model (Megatron)";
@@ -308,13 +351,16 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                                 spec.set_to_none
                                     ? (spec.micro_batches > 1 ? "; from the second micro-batch on they are there before the backward" : "")
                                     : "; kept between steps (zero_grad(set_to_none=False))");
+    if (spec.lora)
+        grads_how = fmt::format("the adapters' only, fp32 (LoRA r{} on {}: {} trainable parameters; the base is frozen)", spec.lora->rank,
+                                fmt::join(spec.lora->targets, ","), group_digits(e.trainable_parameters));
     add("gradients", "gradients", e.gradient_bytes, grads_how);
     add("optimizer_states", "optimizer", e.optimizer_bytes,
         fmt::format("{}: {} state(s) per parameter in {}{}", to_string(spec.optimizer),
                     spec.optimizer == Optimizer::Sgd           ? 0
                     : spec.optimizer == Optimizer::SgdMomentum ? 1
                                                                : 2,
-                    spec.precision == Precision::Mixed ? "fp32" : md.name,
+                    spec.precision == Precision::Mixed || spec.lora ? "fp32" : md.name,
                     spec.zero >= 1 ? fmt::format(", ZeRO-{} over {} replicas", spec.zero, e.dp) : ""));
     if (e.master_weight_bytes) add("master_weights", "optimizer", e.master_weight_bytes, "fp32 copy of every parameter (mixed precision)");
     if (e.gradients_resident && e.gradients_resident != e.gradient_bytes)
@@ -325,6 +371,11 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     if (e.gradient_buffers && spec.sharder == Sharder::DeepSpeed)
         add("gradient_buffers", "gradients", e.gradient_buffers,
             "reduction bucket(s) from the first gradient and the gradient partition (DeepSpeed ZeRO-2), through the backward");
+    if (e.host_bytes)
+        add("host_memory", "host", e.host_bytes,
+            fmt::format(
+                "in host memory, not on the GPU (ZeRO-Offload): fp32 master, optimizer states and fp32 gradients of this GPU's 1/{}{}",
+                e.dp, spec.offload == Offload::All ? ", and its 16-bit parameter shard" : ""));
     if (e.gathered_bytes)
         add("gathered_parameters", "weights", e.gathered_bytes,
             spec.sharder == Sharder::Fsdp
@@ -355,7 +406,8 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
     // The peers' own estimators, where they describe this configuration.
     const bool adam = spec.optimizer == Optimizer::AdamW || spec.optimizer == Optimizer::Adam;
     const bool whole = dep.tp == 1 && dep.pp == 1;
-    if (adam && spec.precision == Precision::Mixed && whole && spec.sharder == Sharder::DeepSpeed && !fp32g && spec.zero >= 2) {
+    if (adam && spec.precision == Precision::Mixed && whole && spec.sharder == Sharder::DeepSpeed && !fp32g && spec.zero >= 2 &&
+        spec.offload == Offload::None) {
         const u64 P = e.parameters_per_gpu;
         const u64 L = e.gathered_bytes > e.prefetch_bytes ? (e.gathered_bytes - e.prefetch_bytes) / md.bits * 8 : 0;
         const u64 ds = spec.zero == 2 ? deepspeed_zero2_gpu_bytes(P, e.dp) : deepspeed_zero3_gpu_bytes(P, L, e.dp);

@@ -36,6 +36,9 @@ Loop loop_from(const std::string& s, const std::string& field);
 // another name, a layer gathered at a time).
 enum class Sharder : std::uint8_t { DeepSpeed, Fsdp };
 
+// ZeRO-Offload (DeepSpeed's offload_optimizer / offload_param with device cpu).
+enum class Offload : std::uint8_t { None, Optimizer, All };
+
 // LoRA fine-tuning (peft's LoraConfig): adapters of `rank` on the linear modules named in
 // `targets`, the base frozen (QLoRA: the base in nf4/nf4-dq through the workload's weight dtype).
 struct LoraSpec {
@@ -60,6 +63,7 @@ struct TrainSpec {
     u64 sub_group = 1'000'000'000;     // elements (DeepSpeed's sub_group_size: ZeRO-3 steps one at a time)
     std::optional<bool> fp32_grads;    // unset: the runtime profile's training.main_grads
     std::optional<LoraSpec> lora;      // set: LoRA fine-tuning
+    Offload offload = Offload::None;
 };
 
 // Per GPU, bytes; the stage reported is the one needing the most memory.
@@ -75,6 +79,7 @@ struct TrainEstimate {
     u64 saved_activation_bytes = 0, forward_peak_bytes = 0, backward_peak_bytes = 0, optimizer_step_bytes = 0, train_peak_bytes = 0;
     u64 layer_saved_bytes = 0;     // one decoder layer, one micro-batch, no recomputation
     u64 trainable_parameters = 0;  // this GPU's (LoRA: the adapters')
+    u64 host_bytes = 0;            // in host memory (ZeRO-Offload), not counted in the GPU's total
     u64 gradients_resident = 0;    // gradients allocated before the forward (fp32 main grads, set_to_none=False, ZeRO-3's partition)
     u64 gradient_buffers = 0;      // what the backward's sharding adds (ZeRO's buckets and gradient partition, FSDP's sharded gradients)
     u64 gathered_bytes = 0;        // parameters gathered while a module or layer runs (ZeRO-3, FSDP), prefetch included

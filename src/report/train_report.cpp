@@ -1,6 +1,7 @@
 #include "report/train_report.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +27,15 @@ std::string precision_note(Precision p) {
                  "parameter), as Megatron-LM and DeepSpeed train";
 }
 
+// "ZeRO-2", "FSDP2 (ZeRO-3)", "ZeRO-3 + offload all", with fp32 main gradients named.
+std::string sharding(const TrainEstimate& e) {
+    std::string s = e.spec.sharder == Sharder::Fsdp ? "FSDP2 (ZeRO-3)" : fmt::format("ZeRO-{}", e.spec.zero);
+    if (e.spec.offload == Offload::Optimizer) s += " + offload optimizer";
+    if (e.spec.offload == Offload::All) s += " + offload all";
+    if (e.spec.fp32_grads.value_or(false)) s += " · fp32 main gradients";
+    return s;
+}
+
 std::string verdict(const TrainEstimate& e) {
     return fmt::format("{}: {} GiB of {} GiB usable ({} stage {}, {} micro-batch(es) in flight)", e.fits ? "fits" : "does not fit",
                        gib(e.total), gib(e.capacity), e.deployment.pp > 1 ? "pipeline" : "the", e.stage, e.in_flight);
@@ -37,9 +47,11 @@ Document document(const TrainEstimate& e) {
     const ModelSpec& m = *e.model_spec;
     d.title = fmt::format(
         "{} training on {} · {} sequence(s) × {} tokens per micro-batch · {} micro-batch(es) · TP {} PP {} DP {} · {} · recompute {} · "
-        "ZeRO-{} · {} ({})",
+        "{} · {} ({}) · loop {}{}",
         m.name, e.gpu.name, e.workload.batch, group_digits(e.workload.context), e.spec.micro_batches, e.deployment.tp, e.deployment.pp,
-        e.dp, e.workload.runtime.name, to_string(e.spec.recompute), e.spec.zero, to_string(e.spec.optimizer), to_string(e.spec.precision));
+        e.dp, e.workload.runtime.name, to_string(e.spec.recompute), sharding(e), to_string(e.spec.optimizer), to_string(e.spec.precision),
+        to_string(e.spec.loop),
+        e.spec.lora ? fmt::format(" · LoRA r{} on {}", e.spec.lora->rank, fmt::join(e.spec.lora->targets, ",")) : "");
     Document::Section s;
     s.key = "components";
     s.title = "Per GPU";
@@ -86,6 +98,11 @@ std::string train_csv(const TrainEstimate& e) {
     add("inputs", "zero", std::to_string(e.spec.zero), "", "");
     add("inputs", "optimizer", to_string(e.spec.optimizer), "", "");
     add("inputs", "precision", to_string(e.spec.precision), "", precision_note(e.spec.precision));
+    add("inputs", "loop", to_string(e.spec.loop), "", "");
+    add("inputs", "sharding", sharding(e), "", "");
+    if (e.spec.lora)
+        add("inputs", "lora_rank", std::to_string(e.spec.lora->rank), "", fmt::format("on {}", fmt::join(e.spec.lora->targets, ",")));
+    add("per_gpu", "trainable_parameters", std::to_string(e.trainable_parameters), "", "");
     add("inputs", "tp", std::to_string(e.deployment.tp), "", "");
     add("inputs", "pp", std::to_string(e.deployment.pp), "", "");
     add("inputs", "dp", std::to_string(e.dp), "", "");
@@ -101,23 +118,30 @@ std::string train_csv(const TrainEstimate& e) {
 std::string train_report(const TrainEstimate& e, const ToolInfo& tool, const std::string& format) {
     if (format == "json") {
         const ModelSpec& m = *e.model_spec;
-        ojson inputs = {{"model", m.name},
-                        {"gpu", e.gpu.name},
-                        {"runtime", e.workload.runtime.name},
-                        {"mode", "train"},
-                        {"batch", e.workload.batch},
-                        {"context", e.workload.context},
-                        {"micro_batches", e.spec.micro_batches},
-                        {"recompute", to_string(e.spec.recompute)},
-                        {"zero", e.spec.zero},
-                        {"optimizer", to_string(e.spec.optimizer)},
-                        {"precision", to_string(e.spec.precision)},
-                        {"tp", e.deployment.tp},
-                        {"pp", e.deployment.pp},
-                        {"dp", e.dp}};
+        ojson inputs = {
+            {"model", m.name},
+            {"gpu", e.gpu.name},
+            {"runtime", e.workload.runtime.name},
+            {"mode", "train"},
+            {"batch", e.workload.batch},
+            {"context", e.workload.context},
+            {"micro_batches", e.spec.micro_batches},
+            {"recompute", to_string(e.spec.recompute)},
+            {"zero", e.spec.zero},
+            {"optimizer", to_string(e.spec.optimizer)},
+            {"precision", to_string(e.spec.precision)},
+            {"loop", to_string(e.spec.loop)},
+            {"sharding", sharding(e)},
+            {"lora", e.spec.lora ? ojson{{"rank", e.spec.lora->rank}, {"alpha", e.spec.lora->alpha}, {"targets", e.spec.lora->targets}}
+                                 : ojson(nullptr)},
+            {"tp", e.deployment.tp},
+            {"pp", e.deployment.pp},
+            {"dp", e.dp}};
         ojson per_gpu = {{"stage", e.stage},
                          {"stage_layers", e.stage_layers},
                          {"parameters", e.parameters_per_gpu},
+                         {"trainable_parameters", e.trainable_parameters},
+                         {"host_bytes", e.host_bytes},
                          {"weights_bytes", e.weight_bytes},
                          {"gradient_bytes", e.gradient_bytes},
                          {"optimizer_bytes", e.optimizer_bytes},
