@@ -123,20 +123,45 @@ TEST(Train, PipelineFirstStageHoldsItsMicroBatchesInFlight) {
 
 // Every recorded training step on the H200 (4 shapes incl. a Mixtral-style MoE, eager and SDPA,
 // with and without gradient checkpointing, and out of sample at batch 3 × 3,000 tokens): saved
-// activations and the backward peak within 5%.
-TEST(Train, MeasuredTrainingStepsWithinFivePercent) {
+// activations and the backward peak within 2%.
+TEST(Train, MeasuredTrainingStepsWithinTwoPercent) {
     size_t n = 0;
     for (const char* f : {"h200_hf_train.json", "h200_hf_train_oos.json"}) {
         const Validation v =
             validate_file(load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + f), resolve_gpu("h200"), 0.05, 0);
         EXPECT_TRUE(v.all_ok) << f;
         for (const auto& r : v.train) {
-            EXPECT_LE(std::abs(r.saved_error), 0.05) << r.c.id;
-            EXPECT_LE(std::abs(r.backward_error), 0.05) << r.c.id;
+            EXPECT_LE(std::abs(r.saved_error), 0.02) << r.c.id;  // docs/training.md: within 2% (the worst is 1.51%)
+            EXPECT_LE(std::abs(r.backward_error), 0.02) << r.c.id;
             ++n;
         }
     }
     EXPECT_EQ(n, 76u);
+}
+
+// The H100 run of the loops (loss / outputs, cache default or off), accumulation (1-3
+// micro-batches, either zero_grad) and peft LoRA (r 16 on q/k/v/o, r 8 on every linear): every
+// saved and backward peak within 1% (the bar set for these cases before their out-of-sample
+// rerun), and peft's trainable parameter count exact.
+TEST(Train, MeasuredLoopsAccumulationAndLoraWithinOnePercent) {
+    const MeasurementFile f = load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_train_loops.json");
+    const Validation v = validate_file(f, resolve_gpu("h100-sxm"), 0.01, 0);
+    EXPECT_TRUE(v.all_ok);
+    size_t n = 0, lora = 0;
+    for (const auto& r : v.train) {
+        EXPECT_LE(std::abs(r.saved_error), 0.01) << r.c.id;
+        EXPECT_LE(std::abs(r.backward_error), 0.01) << r.c.id;
+        ++n;
+        if (!r.c.lora) continue;
+        ++lora;
+        TrainSpec spec;
+        spec.lora = LoraSpec{r.c.lora->rank, r.c.lora->alpha, r.c.lora->targets};
+        const TrainEstimate e = estimate_train(resolve_model(r.c.model), resolve_gpu("h100-sxm"), Deployment{},
+                                               train_workload("hf-train", r.c.batch, r.c.context), spec);
+        EXPECT_EQ(e.trainable_parameters, r.c.train->trainable_parameters) << r.c.id;
+    }
+    EXPECT_EQ(n, 104u);
+    EXPECT_EQ(lora, 24u);
 }
 
 TEST(Train, CliAnswersAndRefusesWhatItDoesNotModel) {
