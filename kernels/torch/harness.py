@@ -11,6 +11,21 @@ Shape tables (random weights, no downloads; sizes from each public config.json):
 import subprocess
 
 
+def out_dir_and_options():
+    """The harness's command line: OUT_DIR (created) and opt(name, default), the comma-separated
+    values after `name`, or `default`."""
+    import os
+    import sys
+    out_dir = sys.argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    args = sys.argv[2:]
+
+    def opt(name, default):
+        return args[args.index(name) + 1].split(",") if name in args else default
+
+    return out_dir, opt
+
+
 def smi(query):
     """One nvidia-smi --query-gpu value, for provenance (never fatal)."""
     try:

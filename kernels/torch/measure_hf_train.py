@@ -22,16 +22,11 @@ import os
 import subprocess
 import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TRAIN_SHAPES, smi  # noqa: E402
+from harness import TRAIN_SHAPES, out_dir_and_options, smi  # noqa: E402
 
 
 def main():
-    out_dir = sys.argv[1]
-    os.makedirs(out_dir, exist_ok=True)
-    args = sys.argv[2:]
-
-    def opt(name, default):
-        return args[args.index(name) + 1].split(",") if name in args else default
+    out_dir, opt = out_dir_and_options()
 
     import torch
     import transformers

@@ -30,7 +30,7 @@ import os
 import statistics
 import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TRAIN_SHAPES, boot_id, smi  # noqa: E402
+from harness import TRAIN_SHAPES, boot_id, out_dir_and_options, smi  # noqa: E402
 
 # Full-width layers of public models (their config.json's sizes), two decoder layers.
 LOOP_SHAPES = {
@@ -108,12 +108,7 @@ def case_id(c):
 
 
 def main():
-    out_dir = sys.argv[1]
-    os.makedirs(out_dir, exist_ok=True)
-    args = sys.argv[2:]
-
-    def opt(name, default):
-        return args[args.index(name) + 1].split(",") if name in args else default
+    out_dir, opt = out_dir_and_options()
 
     import torch
     import transformers

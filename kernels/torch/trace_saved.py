@@ -10,23 +10,19 @@ import json
 import os
 import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import out_dir_and_options  # noqa: E402
 from measure_hf_train_loops import LOOP_SHAPES  # noqa: E402
 
 
 def main():
-    out_dir = sys.argv[1]
-    os.makedirs(out_dir, exist_ok=True)
-    args = sys.argv[2:]
-
-    def opt(name, default):
-        return args[args.index(name) + 1] if name in args else default
+    out_dir, opt = out_dir_and_options()
 
     import torch
     import peft
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
-    shape = opt("--shape", "llama3-8b-2l")
-    seq = int(opt("--seq", "2048"))
+    shape = opt("--shape", ["llama3-8b-2l"])[0]
+    seq = int(opt("--seq", ["2048"])[0])
     kw = dict(LOOP_SHAPES[shape])
     mt = kw.pop("model_type", "llama")
     cfg = (Qwen2Config if mt == "qwen2" else LlamaConfig)(max_position_embeddings=131072, **kw)
