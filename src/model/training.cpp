@@ -233,7 +233,9 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                     grads_at_step = 0;
                 } else {
                     // ZeRO-2: the bucket(s) at the first gradient, the partition at the first
-                    // bucket's reduction; after the backward the partition is flattened.
+                    // bucket's reduction; after the backward the partition is flattened. Both are
+                    // counted through the whole backward (from its start: an upper bound where
+                    // the peak comes before the first weight gradient, at the loss's backward).
                     s.gradient_buffers = checked_add(
                         checked_mul(checked_mul(spec.reduce_bucket, overlap ? 2 : 1, "reduce buckets"), grad_elem, "reduce buckets"),
                         partition, "ZeRO-2 buffers");
@@ -370,7 +372,8 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                 : "gradients allocated before the forward");
     if (e.gradient_buffers && spec.sharder == Sharder::DeepSpeed)
         add("gradient_buffers", "gradients", e.gradient_buffers,
-            "reduction bucket(s) from the first gradient and the gradient partition (DeepSpeed ZeRO-2), through the backward");
+            "reduction bucket(s) and the gradient partition (DeepSpeed ZeRO-2), counted through the whole backward (DeepSpeed "
+            "allocates them at the first weight gradient)");
     if (e.host_bytes)
         add("host_memory", "host", e.host_bytes,
             fmt::format(
@@ -396,7 +399,10 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                     e.backward_peak_at));
     if (e.fp32_gradient_bytes)
         add("fp32_gradients", "optimizer", e.fp32_gradient_bytes,
-            "the optimizer step's fp32 copy of the gradients it updates (mixed precision)");
+            spec.zero == 3 ? fmt::format("the optimizer step's fp32 copy of one sub-group's gradients ({} elements at most) and their "
+                                         "flattened copy (DeepSpeed ZeRO-3)",
+                                         group_digits(spec.sub_group))
+                           : "the optimizer step's fp32 copy of the gradients it updates (mixed precision)");
     add("optimizer_step", "optimizer", e.optimizer_step_bytes,
         fp32g ? "none: a fused Adam updates in place" : "the step's temporaries beside the gradients (foreach Adam: one state's worth)");
     add("train_peak", "activations", e.train_peak_bytes, "max(backward peak, gradients + fp32 gradients + optimizer step + outputs held)");

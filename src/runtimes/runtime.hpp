@@ -199,7 +199,6 @@ struct TrainPoint {
     bool keep_outputs = false;       // the caller holds the model's output through the backward: its logits
     bool keep_cache = false;         // ... and its cache (use_cache on; no checkpointed layers)
     GradHolding grads = GradHolding::Accumulate;
-    u64 grad_buffers = 0;  // allocated with the first weight gradient, kept to the end of the backward (ZeRO's buckets)
     // LoRA: the base frozen, these adapters trained (null: every parameter trains). The first
     // layer's input then needs no gradient unless layers are checkpointed (peft's
     // enable_input_require_grads).

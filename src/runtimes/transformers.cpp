@@ -655,13 +655,11 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     out.outputs_kept = held;
     out.forward_peak = std::max(fpeak, kept);
     // Backward, in reverse. R: saved bytes not yet released (what the caller holds stays);
-    // G: weight gradients that stay (GradHolding); `buffers`: what the first weight gradient
-    // brings (ZeRO's reduction buckets), from the LM head's backward on.
-    u64 R = kept, G = 0, peak = out.forward_peak, buffers = 0, formed = 0;
+    // G: weight gradients that stay (GradHolding); `formed`: every weight gradient formed.
+    u64 R = kept, G = 0, peak = out.forward_peak, formed = 0;
     const bool stay = p.grads == GradHolding::Accumulate || p.grads == GradHolding::PerLayer;
     out.peak_at = "forward";
     auto candidate = [&](u64 v, std::string where) {
-        v = add(v, buffers, ovf);
         if (v > peak) {
             peak = v;
             out.peak_at = std::move(where);
@@ -675,14 +673,12 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     if (has_head_) {
         candidate(add(R, loss_bwd, ovf), "loss backward");
         R -= loss_saved;
-        buffers = p.grad_buffers;
         candidate(add(add(R, G, ovf), head.backward_peak, ovf), "LM head backward");
         R -= head.saved;
         // A tied head's gradient is the embedding's (formed here, at the head's size).
         formed = add(add(formed, head.weight_grads, ovf), tied && !topt.frozen ? emb : 0, ovf);
         if (stay) G = formed;
     }
-    buffers = p.grad_buffers;
     // FSDP2 reduce-scatters a layer's gradients when its backward ends; the root module's
     // (head, embedding) stay to the end.
     const u64 root_grads = G;
