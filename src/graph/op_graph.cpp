@@ -645,13 +645,22 @@ bool Adapters::adapts(const char* op) const {
     return false;
 }
 
+bool Adapters::parameters(const WeightTensor& w, u64& out) const noexcept {
+    out = 0;
+    if (!w.in || w.shared) return true;  // only a matrix of its own gets lora_A (r × in) and lora_B (out × r)
+    u64 sides;
+    return !__builtin_add_overflow(w.in, w.elements / w.in, &sides) && !__builtin_mul_overflow(rank, sides, &out);
+}
+
 u64 OpGraph::adapter_parameters(const Adapters& a) const {
     u64 total = 0;
     for (const auto& o : ops_) {
         if (!a.adapts(o.name)) continue;
-        for (const auto& w : o.weights)
-            if (w.in && !w.shared)
-                total = checked_add(total, checked_mul(a.rank, checked_add(w.in, w.elements / w.in, "adapter"), "adapter"), "adapter");
+        for (const auto& w : o.weights) {
+            u64 n;
+            if (!a.parameters(w, n)) throw OverflowError("adapter");
+            total = checked_add(total, n, "adapter");
+        }
     }
     return total;
 }
@@ -755,9 +764,8 @@ TrainGraphEval OpGraph::train(const Bindings& b, const TrainOptions& opt) const 
                 }
             }
             for (const auto& w : op.weights) {
-                if (!w.in || w.shared) continue;
-                u64 x = 0;
-                if (!dtype(ad->dtype).try_bytes(ad->rank * (w.in + w.elements / w.in), x) ||
+                u64 n = 0, x = 0;
+                if (!ad->parameters(w, n) || !dtype(ad->dtype).try_bytes(n, x) ||
                     __builtin_add_overflow(adapter_grads[o], x, &adapter_grads[o])) {
                     r.overflow = true;
                     return r;

@@ -192,6 +192,8 @@ struct Adapters {
     std::vector<std::string> targets;   // op names (Hugging Face module names: q_proj, ..., down_proj)
     DtypeRole dtype = DtypeRole::Fp32;  // the adapters' (peft upcasts 16-bit adapters to fp32)
     bool adapts(const char* op) const;
+    // The adapter parameters of one weight an adapted op reads (false: they overflow 64 bits).
+    bool parameters(const WeightTensor& w, u64& out) const noexcept;
 };
 
 // How one graph's training walk runs (OpGraph::train).

@@ -52,30 +52,42 @@ u64 korthikanti_layer_bytes(u64 s, u64 b, u64 h, u64 a, u64 t, bool sequence_par
     return static_cast<u64>(total);
 }
 
+namespace {
+
+u64 ceil_div_u(u64 a, u64 b) { return b ? a / b + (a % b != 0) : a; }
+
+// floor(params · bytes / n), as the peers' Python takes int() of it; n ≥ 1, overflow-checked.
+u64 floor_share(u64 params, u64 bytes, u64 n, const char* term) {
+    if (n == 0) throw InputError(SourcePos{}, "deployment.gpus", "must be at least 1");
+    const u128 r = static_cast<u128>(params) * bytes / n;
+    if (r >> 64) throw OverflowError(term);
+    return static_cast<u64>(r);
+}
+
+// The states an optimizer keeps per parameter: Adam/AdamW two moments, SGD with momentum one.
+u64 states_of(Optimizer o) { return o == Optimizer::AdamW || o == Optimizer::Adam ? 2 : o == Optimizer::SgdMomentum ? 1 : 0; }
+
+// DeepSpeed's reduction buckets: ZeRO-3 allocates one; ZeRO-2 one, two with overlap_comm.
+u64 reduce_buckets(const TrainSpec& spec) { return spec.zero == 2 && spec.overlap_comm.value_or(false) ? 2 : 1; }
+
+}  // namespace
+
 u64 deepspeed_zero2_gpu_bytes(u64 params, u64 gpus) {
-    if (gpus == 0) throw InputError(SourcePos{}, "deployment.gpus", "must be at least 1");
-    return checked_add(checked_mul(2, params, "deepspeed estimator"), static_cast<u64>(static_cast<u128>(params) * 18 / gpus),
+    return checked_add(checked_mul(2, params, "deepspeed estimator"), floor_share(params, 18, gpus, "deepspeed estimator"),
                        "deepspeed estimator");
 }
 
 u64 deepspeed_zero3_gpu_bytes(u64 params, u64 largest_layer_params, u64 gpus) {
-    if (gpus == 0) throw InputError(SourcePos{}, "deployment.gpus", "must be at least 1");
-    return checked_add(checked_mul(4, largest_layer_params, "deepspeed estimator"), static_cast<u64>(static_cast<u128>(params) * 18 / gpus),
+    return checked_add(checked_mul(4, largest_layer_params, "deepspeed estimator"), floor_share(params, 18, gpus, "deepspeed estimator"),
                        "deepspeed estimator");
 }
 
 u64 megatron_weight_and_optimizer_bytes(u64 params, u64 dp, bool distributed_optimizer) {
     if (dp == 0) throw InputError(SourcePos{}, "deployment.gpus", "must be at least 1");
     if (!distributed_optimizer) return checked_mul(18, params, "megatron estimator");
-    return checked_add(checked_mul(6, params, "megatron estimator"), static_cast<u64>(static_cast<u128>(params) * 12 / dp),
+    return checked_add(checked_mul(6, params, "megatron estimator"), floor_share(params, 12, dp, "megatron estimator"),
                        "megatron estimator");
 }
-
-namespace {
-
-u64 ceil_div_u(u64 a, u64 b) { return b ? a / b + (a % b != 0) : a; }
-
-}  // namespace
 
 const char* to_string(Loop l) { return l == Loop::Outputs ? "outputs" : "loss"; }
 
@@ -136,7 +148,6 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         holding = GradHolding::Bucketed;
     else if (!spec.set_to_none)
         holding = GradHolding::InPlace;
-    const bool overlap = spec.overlap_comm.value_or(spec.zero == 3);
     const bool lora = spec.lora.has_value();
     if (spec.offload != Offload::None) {
         if (spec.zero == 0 || fsdp || fp32_grads || lora)
@@ -196,9 +207,7 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         const u64 partition = checked_mul(ceil_div_u(P, dp), grad_elem, "gradient partition");
         // Optimizer states: Adam keeps two moments, SGD with momentum one buffer, in the
         // parameters' dtype (PyTorch's default for a bf16 model) or fp32 (mixed precision).
-        const u64 moments = spec.optimizer == Optimizer::AdamW || spec.optimizer == Optimizer::Adam ? 2
-                            : spec.optimizer == Optimizer::SgdMomentum                              ? 1
-                                                                                                    : 0;
+        const u64 moments = states_of(spec.optimizer);
         // LoRA trains its adapters only, stored and updated in fp32 (peft's autocast_adapter_dtype).
         const u64 trained = lora ? st.act.adapter_parameters : P;
         s.trainable_parameters = trained;
@@ -237,7 +246,7 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                     // counted through the whole backward (from its start: an upper bound where
                     // the peak comes before the first weight gradient, at the loss's backward).
                     s.gradient_buffers = checked_add(
-                        checked_mul(checked_mul(spec.reduce_bucket, overlap ? 2 : 1, "reduce buckets"), grad_elem, "reduce buckets"),
+                        checked_mul(checked_mul(spec.reduce_bucket, reduce_buckets(spec), "reduce buckets"), grad_elem, "reduce buckets"),
                         partition, "ZeRO-2 buffers");
                     grads_at_step = partition;
                 }
@@ -347,7 +356,7 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
         grads_how = fmt::format(
             "this GPU's partition (1/{}), reduced through {} bucket(s) of {} elements as they are formed (DeepSpeed "
             "ZeRO-{})",
-            e.dp, spec.zero == 3 || !spec.overlap_comm.value_or(spec.zero == 3) ? 1 : 2, group_digits(spec.reduce_bucket), spec.zero);
+            e.dp, reduce_buckets(spec), group_digits(spec.reduce_bucket), spec.zero);
     else
         grads_how = fmt::format("one per parameter in the parameters' dtype{}",
                                 spec.set_to_none
@@ -358,10 +367,7 @@ TrainEstimate estimate_train(const ModelSpec& model, const GpuSpec& gpu, const D
                                 fmt::join(spec.lora->targets, ","), group_digits(e.trainable_parameters));
     add("gradients", "gradients", e.gradient_bytes, grads_how);
     add("optimizer_states", "optimizer", e.optimizer_bytes,
-        fmt::format("{}: {} state(s) per parameter in {}{}", to_string(spec.optimizer),
-                    spec.optimizer == Optimizer::Sgd           ? 0
-                    : spec.optimizer == Optimizer::SgdMomentum ? 1
-                                                               : 2,
+        fmt::format("{}: {} state(s) per parameter in {}{}", to_string(spec.optimizer), states_of(spec.optimizer),
                     spec.precision == Precision::Mixed || spec.lora ? "fp32" : md.name,
                     spec.zero >= 1 ? fmt::format(", ZeRO-{} over {} replicas", spec.zero, e.dp) : ""));
     if (e.master_weight_bytes) add("master_weights", "optimizer", e.master_weight_bytes, "fp32 copy of every parameter (mixed precision)");

@@ -583,19 +583,14 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     const bool selective = p.recompute == Recompute::Selective;
     auto sp_shard = [&](u64 bytes) { return p.sequence_parallel && tp > 1 ? bytes / tp + (bytes % tp != 0) : bytes; };
     std::array<u64, 8> keep{}, again{};
-    for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
-        const TrainGraphEval& e = ev[ti];
-        u64 k = e.saved - e.saved_hidden + sp_shard(e.saved_hidden);
-        if (selective) k -= e.saved_attention_matrix;
-        keep[ti] = full ? sp_shard(x_bytes) : k;
-        again[ti] = full ? e.saved : selective ? e.saved_attention_matrix : 0;
-    }
     TrainActivations out;
     for (size_t ti = 0; ti < types_.size() && ti < ev.size(); ++ti) {
         const TrainGraphEval& e = ev[ti];
         u64 k = e.saved - e.saved_hidden + sp_shard(e.saved_hidden);
         if (selective) k -= e.saved_attention_matrix;
         out.layer_saved = std::max(out.layer_saved, k);
+        keep[ti] = full ? sp_shard(x_bytes) : k;
+        again[ti] = full ? e.saved : selective ? e.saved_attention_matrix : 0;
     }
     std::vector<std::uint32_t> order;  // layer → type
     for (const Run& r : runs_)
