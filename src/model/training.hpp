@@ -57,6 +57,7 @@ struct TrainSpec {
     bool use_cache = true;    // Loop::Outputs: the output carries the cache (transformers' configs default use_cache to true)
     bool set_to_none = true;  // optimizer.zero_grad(set_to_none=...): false keeps the gradients allocated between steps
     Sharder sharder = Sharder::DeepSpeed;
+    // DeepSpeed's defaults below: deepspeed/runtime/zero/config.py (DeepSpeedZeroConfig).
     u64 reduce_bucket = 500'000'000;   // elements (DeepSpeed's reduce_bucket_size)
     std::optional<bool> overlap_comm;  // DeepSpeed's default: on for ZeRO-3 only (a second bucket under ZeRO-2)
     u64 prefetch_bucket = 50'000'000;  // elements (DeepSpeed's stage3_prefetch_bucket_size)
