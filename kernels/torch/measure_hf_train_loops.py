@@ -30,25 +30,7 @@ import os
 import statistics
 import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TRAIN_SHAPES, boot_id, out_dir_and_options, smi  # noqa: E402
-
-# Full-width layers of public models (their config.json's sizes), two decoder layers.
-LOOP_SHAPES = {
-    "gqa-2l": TRAIN_SHAPES["gqa-2l"],
-    # meta-llama/Meta-Llama-3-8B's widths.
-    "llama3-8b-2l": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                         intermediate_size=14336, num_hidden_layers=2, vocab_size=128256, rope_theta=500000.0),
-    # Qwen/Qwen2-7B's widths (q/k/v biases).
-    "qwen2-7b-2l": dict(model_type="qwen2", hidden_size=3584, num_attention_heads=28, num_key_value_heads=4,
-                        intermediate_size=18944, num_hidden_layers=2, vocab_size=152064, rope_theta=1000000.0),
-    # Shapes no model was developed against: Mistral-7B's widths (32k vocab) and Qwen2.5-3B's
-    # (2 KV heads, tied 152k vocabulary).
-    "mistral-7b-2l": dict(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                          intermediate_size=14336, num_hidden_layers=2, vocab_size=32000),
-    "qwen2.5-3b-2l": dict(model_type="qwen2", hidden_size=2048, num_attention_heads=16, num_key_value_heads=2,
-                          intermediate_size=11008, num_hidden_layers=2, vocab_size=151936, tie_word_embeddings=True),
-}
-
+from harness import LOOP_SHAPES, boot_id, out_dir_and_options, smi  # noqa: E402
 
 def cases_of(groups):
     out = []

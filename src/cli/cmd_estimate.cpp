@@ -29,7 +29,8 @@ public:
         est->add_option("--output,-o", a_.output, "write the report to this file (atomically) instead of stdout");
         est->add_flag("--explain", a_.explain, "print each term's formula with its numbers");
         est->add_flag("--require-fit", a_.require_fit, "exit 1 when the step does not fit (for CI gates)");
-        est->add_flag("--time", a_.time, "add the roofline: TTFT, TPOT, tokens/s and the bound per op kind");
+        est->add_flag("--time", a_.time,
+                      "add the roofline: TTFT, TPOT, tokens/s and the bound per op kind (--mode train: the step time, tokens/s, MFU)");
         est->add_option("--cluster", a_.cluster,
                         "cluster profile for communication (--time): built-in name or YAML path; "
                         "default: one node joined by the GPU's interconnect");
@@ -74,6 +75,12 @@ public:
                         "--mode train: LoRA fine-tuning with adapters of this rank, the base frozen (peft); QLoRA: add --weight-dtype "
                         "nf4-dq")
             ->transform(positive_int());
+        est->add_option(
+               "--train-tokens", a_.train_tokens,
+               "--mode train --time: a token budget (e.g. 15e12): the days, GPU-hours and, with --gpu-hour-price, dollars it takes")
+            ->check(positive_int());
+        est->add_option("--gpu-hour-price", a_.gpu_hour_price, "--mode train --time --train-tokens: $ per GPU-hour (e.g. 2.5)")
+            ->check(CLI::NonNegativeNumber);
         est->add_option("--lora-alpha", a_.lora_alpha, "--mode train: LoRA's alpha (default 2 × rank; scales, costs no memory)")
             ->transform(positive_int());
         est->add_option("--lora-targets", a_.lora_targets, "--mode train: the modules adapted (default q_proj,k_proj,v_proj,o_proj)")
@@ -104,7 +111,9 @@ public:
                                         {"--lora-rank", a_.lora_rank != 0},
                                         {"--lora-alpha", a_.lora_alpha != 0},
                                         {"--lora-targets", !a_.lora_targets.empty()},
-                                        {"--offload", !a_.offload.empty()}})
+                                        {"--offload", !a_.offload.empty()},
+                                        {"--train-tokens", a_.train_tokens != 0},
+                                        {"--gpu-hour-price", a_.gpu_hour_price != 0}})
             if (set) throw InputError(SourcePos{}, flag, "only with --mode train");
         const EstimateArgs& a = a_;
         const Printer& print = printer(a.format);
@@ -142,7 +151,10 @@ private:
     // One training step: --batch is the micro-batch (sequences per data-parallel replica).
     int run_train(std::ostream& out) {
         EstimateArgs a = a_;
-        if (a.time) throw InputError(SourcePos{}, "--time", "not modelled for --mode train yet (memory only)");
+        if (!a.time && (a.train_tokens || a.gpu_hour_price > 0))
+            throw InputError(SourcePos{}, a.train_tokens ? "--train-tokens" : "--gpu-hour-price", "a step-time question; add --time");
+        if (a.gpu_hour_price > 0 && !a.train_tokens)
+            throw InputError(SourcePos{}, "--gpu-hour-price", "prices a token budget; add --train-tokens");
         if (a.runtime.empty()) a.runtime = a.attention == "eager" ? "hf-train-eager" : "hf-train";
         a.attention.clear();
         a.mode = "prefill";
@@ -194,7 +206,14 @@ private:
         if (a.offload == "optimizer") spec.offload = Offload::Optimizer;
         if (a.offload == "all") spec.offload = Offload::All;
         const TrainEstimate e = estimate_train(m, g, dep, w, spec);
-        emit(train_report(e, tool_info(), a.format), a.output, out, {a.model, a.gpu, a.runtime});
+        std::optional<TrainTime> time;
+        if (a.time) {
+            const ClusterSpec c = a.cluster.empty() ? single_node_cluster(g, dep.gpus) : resolve_cluster(a.cluster);
+            time = estimate_train_time(e, Topology(c), a.train_tokens, a.gpu_hour_price);
+        } else if (!a.cluster.empty()) {
+            throw InputError(SourcePos{}, "--cluster", "only used by --time; add --time");
+        }
+        emit(train_report(e, tool_info(), a.format, time ? &*time : nullptr), a.output, out, {a.model, a.gpu, a.runtime, a.cluster});
         return a.require_fit && !e.fits ? 1 : 0;
     }
 

@@ -47,6 +47,8 @@ struct EstimateArgs {
     u64 lora_rank = 0, lora_alpha = 0;           // 0: no LoRA / alpha = 2 · rank
     std::vector<std::string> lora_targets;
     std::string offload;
+    u64 train_tokens = 0;       // --mode train --time: a token budget (0: none)
+    double gpu_hour_price = 0;  // $ per GPU-hour for the budget (0: none)
 };
 
 // The context a workload gets when none is given: 8192 tokens, or the model's maximum if smaller.

@@ -416,6 +416,8 @@ std::vector<OpTraffic> OpGraph::traffic(const Bindings& b) const {
             if (write && alias_of_[static_cast<size_t>(t)] >= 0 && ti.alias != AliasRule::Always && alias_active(ti.alias, b)) return;
             const u64 v = bytes[static_cast<size_t>(t)];
             r.bytes = checked_add(r.bytes, v, term);
+            u64& side = write ? r.out_bytes : r.in_bytes;
+            side = checked_add(side, v, term);
             if (ti.category == Category::KvCache) r.kv_bytes = checked_add(r.kv_bytes, v, term);
             if (ti.category == Category::AttentionMatrix) r.attention_matrix_bytes = checked_add(r.attention_matrix_bytes, v, term);
         };

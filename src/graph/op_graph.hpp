@@ -223,8 +223,9 @@ struct OpTraffic {
     u64 flops = 0;
     u64 bytes = 0;  // all of the below and activations
     u64 weight_bytes = 0;
-    u64 kv_bytes = 0;                // cache tensors read or written
-    u64 attention_matrix_bytes = 0;  // S×S tensors read or written
+    u64 in_bytes = 0, out_bytes = 0;  // of `bytes`: the tensors it reads, and those it writes (no weights, no temporaries)
+    u64 kv_bytes = 0;                 // cache tensors read or written
+    u64 attention_matrix_bytes = 0;   // S×S tensors read or written
     static constexpr size_t kMaxLaunches = 8;
     std::array<LaunchTraffic, kMaxLaunches> launches{};
     std::uint8_t n_launches = 0;

@@ -1,5 +1,7 @@
 #include "model/time_model.hpp"
 
+#include "model/time_internal.hpp"
+
 #include <fmt/format.h>
 
 #include <array>
@@ -8,9 +10,8 @@
 #include <optional>
 
 namespace memtax {
-namespace {
 
-double peak_rate(const GpuSpec& g, const std::string& dtype, std::string* name = nullptr) {
+double peak_rate(const GpuSpec& g, const std::string& dtype, std::string* name) {
     auto rate = [&](const std::string& d) -> double {
         auto it = g.peak_flops.find(d);
         return it == g.peak_flops.end() ? 0.0 : it->second.value;
@@ -23,15 +24,6 @@ double peak_rate(const GpuSpec& g, const std::string& dtype, std::string* name =
     if (name) *name = bf ? "bf16" : "fp16";
     return bf ? rate("bf16") : rate("fp16");
 }
-
-struct Rates {
-    double bw = 0, act_rate = 0, peak_act = 0, launch = 0;
-    double host_op = 0, host_step = 0;  // the runtime's host dispatch (0: not modelled)
-    double queued = 0;                  // a kernel queued right behind another (declared launches)
-    RuntimeSpec::EagerKernels eager;    // eager PyTorch's kernel classes (ratios 1 when the runtime has none)
-    bool has_eager = false;
-    std::string act_name;
-};
 
 // One declared launch: the queued-kernel cost plus the longer of its bytes at its class's
 // bandwidth and its elements at its class's element rate.
@@ -277,8 +269,6 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     st.arithmetic_intensity = st.bytes ? static_cast<double>(st.flops) / static_cast<double>(st.bytes) : 0;
     return st;
 }
-
-}  // namespace
 
 std::string kernel_class_key(KernelClass c, const std::string& dtype) {
     switch (c) {

@@ -41,7 +41,54 @@ std::string verdict(const TrainEstimate& e) {
                        gib(e.total), gib(e.capacity), e.deployment.pp > 1 ? "pipeline" : "the", e.stage, e.in_flight);
 }
 
-Document document(const TrainEstimate& e) {
+std::string ms(double s) { return fmt::format("{:.2f}", s * 1e3); }
+
+// The step's time, as lines a person reads.
+std::vector<std::string> time_notes(const TrainTime& t) {
+    std::vector<std::string> n;
+    n.push_back(fmt::format(
+        "step time {} ms: {} micro-batch(es) of forward {} ms + backward {} ms{}{}, optimizer step {} ms{} · {} tokens a step, {} "
+        "tokens/s over {} GPU(s), MFU {:.1f}% ({} rates{})",
+        ms(t.step_s), t.micro_batches, ms(t.forward.seconds), ms(t.backward.seconds),
+        t.recompute_s > 0 ? fmt::format(" (recomputation {} ms)", ms(t.recompute_s)) : "",
+        t.accumulate_s > 0 ? fmt::format(" (gradient accumulation {} ms)", ms(t.accumulate_s)) : "", ms(t.optimizer.seconds),
+        t.communication_s > 0 ? fmt::format(", communication {} ms", ms(t.communication_s)) : "", group_digits(t.tokens_per_step),
+        group_digits(static_cast<u64>(t.tokens_per_s)), t.gpus, t.mfu * 100, t.rate_dtype,
+        t.calibrated ? ", calibrated" : ", datasheet × assumed efficiency"));
+    auto host = [](const TrainPhaseTime& p) {
+        return p.host_s > p.gpu_s ? fmt::format("host-bound: host {} ms, GPU {} ms", ms(p.host_s), ms(p.gpu_s))
+                                  : fmt::format("GPU {} ms, host {} ms", ms(p.gpu_s), ms(p.host_s));
+    };
+    n.push_back(fmt::format("forward {}; backward {}; optimizer {} ({} kernels)", host(t.forward), host(t.backward), host(t.optimizer),
+                            t.optimizer.kernels));
+    if (t.budget_tokens)
+        n.push_back(fmt::format(
+            "a budget of {} tokens: {:.2f} days, {:.0f} GPU-hours{}", group_digits(t.budget_tokens), t.days, t.gpu_hours,
+            t.price_per_gpu_hour > 0 ? fmt::format(", ${:.0f} at ${:.2f} per GPU-hour", t.dollars, t.price_per_gpu_hour) : std::string()));
+    return n;
+}
+
+Document::Section time_section(const TrainTime& t) {
+    Document::Section s;
+    s.key = "time";
+    s.title = "Step time by kind (GPU time, one micro-batch's forward and backward, one optimizer step)";
+    s.table.add_column("kind", "kind");
+    s.table.add_column("kernels", "kernels", true);
+    s.table.add_column("ms", "ms", true);
+    s.table.add_column("gflop", "GFLOP", true);
+    s.table.add_column("gb", "GB moved", true);
+    for (const auto& k : t.kinds) {
+        s.table.row();
+        s.table.cell(k.kind);
+        s.table.cell(std::to_string(k.ops));
+        s.table.cell(ms(k.seconds), fmt::format("{:.6f}", k.seconds * 1e3));
+        s.table.cell(fmt::format("{:.1f}", static_cast<double>(k.flops) / 1e9));
+        s.table.cell(fmt::format("{:.2f}", static_cast<double>(k.bytes) / 1e9));
+    }
+    return s;
+}
+
+Document document(const TrainEstimate& e, const TrainTime* time) {
     Document d;
     d.schema = "memtax.train/1";
     const ModelSpec& m = *e.model_spec;
@@ -69,12 +116,16 @@ Document document(const TrainEstimate& e) {
     d.sections.push_back(std::move(s));
     d.notes.push_back(verdict(e));
     d.notes.push_back(precision_note(e.spec.precision));
+    if (time) {
+        for (auto& n : time_notes(*time)) d.notes.push_back(std::move(n));
+        d.sections.push_back(time_section(*time));
+    }
     return d;
 }
 
 // The same header and row shape as `estimate --format csv` (section,name,value,unit,note), so
 // one reader takes both.
-std::string train_csv(const TrainEstimate& e) {
+std::string train_csv(const TrainEstimate& e, const TrainTime* time) {
     Table t;
     for (const char* c : {"section", "name", "value", "unit", "note"}) t.add_column(c, c);
     auto add = [&](const std::string& sec, const std::string& name, const std::string& value, const std::string& unit,
@@ -110,12 +161,27 @@ std::string train_csv(const TrainEstimate& e) {
     add("per_gpu", "total", std::to_string(e.total), "B", fmt::format("{} GiB", gib(e.total)));
     add("per_gpu", "capacity", std::to_string(e.capacity), "B", fmt::format("{} GiB", gib(e.capacity)));
     add("result", "fits", e.fits ? "true" : "false", "", verdict(e));
+    if (time) {
+        auto num = [](double v) { return fmt::format("{:.9g}", v); };
+        add("time", "step", num(time->step_s), "s", "");
+        add("time", "forward", num(time->forward.seconds), "s", "one micro-batch");
+        add("time", "backward", num(time->backward.seconds), "s", "one micro-batch");
+        add("time", "optimizer", num(time->optimizer.seconds), "s", "");
+        add("time", "communication", num(time->communication_s), "s", "");
+        add("time", "tokens_per_s", num(time->tokens_per_s), "tokens/s", "the whole deployment");
+        add("time", "mfu", num(time->mfu), "", "");
+        if (time->budget_tokens) {
+            add("time", "budget_days", num(time->days), "days", std::to_string(time->budget_tokens) + " tokens");
+            add("time", "budget_gpu_hours", num(time->gpu_hours), "GPU-hours", "");
+            if (time->price_per_gpu_hour > 0) add("time", "budget_dollars", num(time->dollars), "$", "");
+        }
+    }
     return table_csv(t);
 }
 
 }  // namespace
 
-std::string train_report(const TrainEstimate& e, const ToolInfo& tool, const std::string& format) {
+std::string train_report(const TrainEstimate& e, const ToolInfo& tool, const std::string& format, const TrainTime* time) {
     if (format == "json") {
         const ModelSpec& m = *e.model_spec;
         ojson inputs = {
@@ -164,11 +230,43 @@ std::string train_report(const TrainEstimate& e, const ToolInfo& tool, const std
                    {"inputs", inputs},           {"parameters", e.parameters},
                    {"per_gpu", per_gpu},         {"components", comps},
                    {"verdict", verdict(e)}};
+        if (time) {
+            auto phase = [](const TrainPhaseTime& p) {
+                return ojson{{"seconds", p.seconds}, {"gpu_s", p.gpu_s}, {"host_s", p.host_s},
+                             {"flops", p.flops},     {"bytes", p.bytes}, {"kernels", p.kernels}};
+            };
+            ojson kinds = ojson::array();
+            for (const auto& k : time->kinds)
+                kinds.push_back({{"kind", k.kind}, {"kernels", k.ops}, {"seconds", k.seconds}, {"flops", k.flops}, {"bytes", k.bytes}});
+            j["time"] = {{"step_s", time->step_s},
+                         {"micro_batches", time->micro_batches},
+                         {"forward", phase(time->forward)},
+                         {"backward", phase(time->backward)},
+                         {"optimizer", phase(time->optimizer)},
+                         {"recompute_s", time->recompute_s},
+                         {"accumulate_s", time->accumulate_s},
+                         {"loss_s", time->loss_s},
+                         {"communication_s", time->communication_s},
+                         {"tokens_per_step", time->tokens_per_step},
+                         {"tokens_per_s", time->tokens_per_s},
+                         {"model_flops_per_step", time->model_flops_per_step},
+                         {"mfu", time->mfu},
+                         {"gpus", time->gpus},
+                         {"rate_dtype", time->rate_dtype},
+                         {"calibrated", time->calibrated},
+                         {"kinds", kinds}};
+            if (time->budget_tokens)
+                j["time"]["budget"] = {{"tokens", time->budget_tokens},
+                                       {"days", time->days},
+                                       {"gpu_hours", time->gpu_hours},
+                                       {"price_per_gpu_hour", time->price_per_gpu_hour},
+                                       {"dollars", time->dollars}};
+        }
         return j.dump(2, ' ', false, ojson::error_handler_t::replace) + "\n";
     }
-    const Document d = document(e);
+    const Document d = document(e, time);
     if (format == "markdown") return document_markdown(d);
-    if (format == "csv") return train_csv(e);
+    if (format == "csv") return train_csv(e, time);
     return document_text(d);
 }
 

@@ -105,6 +105,18 @@ struct RuntimeSpec {
         std::string source;
     };
     std::optional<HostCost> host;
+    // The host's side of a training step (autograd recording every forward op, the autograd
+    // engine queueing the backward's kernels, the optimizer's Python and its launches); absent:
+    // the host is never the bottleneck of training.
+    struct TrainHostCost {
+        double forward_per_step_s = 0;      // the forward's own Python before its first kernel (inputs, masks, rotary tables)
+        double forward_per_op_s = 0;        // per forward kernel (a module's Python, autograd recording, the launch)
+        double backward_per_op_s = 0;       // per backward kernel
+        double optimizer_per_step_s = 0;    // optimizer.step()'s Python before its first launch
+        double optimizer_per_launch_s = 0;  // per multi-tensor launch
+        std::string source;
+    };
+    std::optional<TrainHostCost> train_host;
     // Eager PyTorch's own kernels (the time of the launches ops declare, graph/op_graph.hpp), as
     // ratios to the GPU's stream bandwidth: elements per second per byte per second for the
     // element-bound classes, bytes per second per byte per second for the others. Measured on
@@ -115,6 +127,7 @@ struct RuntimeSpec {
         double reduce = 1, softmax = 1;                 // B/s ÷ stream B/s
         double gemv_unaligned = 1;    // cuBLAS's batched GEMV (decode's Q·Kᵀ and P·V) over a key count not a multiple of 8
         double masked_attention = 1;  // a fused prefill given an explicit mask: FLOP/s ÷ the GPU's attention_prefill FLOP/s
+        double foreach = 1;           // torch.optim's multi-tensor (foreach) kernels: B/s ÷ stream B/s
         std::string source;
     };
     std::optional<EagerKernels> kernels;
@@ -129,6 +142,9 @@ struct RuntimeSpec {
         // (Megatron's main_grad, the wgrad GEMM writing into it); `params`: autograd's .grad in
         // the parameters' dtype.
         bool fp32_main_grads = false;
+        // `optimizer: fused`: one kernel updates parameters and states (Megatron's and DeepSpeed's
+        // FusedAdam); `foreach` (default): torch.optim's multi-tensor ops, one pass each.
+        bool fused_optimizer = false;
     };
     Training training;
     SourcePos training_pos;  // where `training:` is (for a family that does not train)

@@ -38,6 +38,7 @@ const std::vector<std::string> kRuntimeKeys = {"name",
                                                "host",
                                                "kernels",
                                                "training",
+                                               "train_host",
                                                "sources"};
 
 }  // namespace
@@ -139,8 +140,26 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
         r.host = c;
     }
 
+    if (auto h = map.optional_map("train_host")) {
+        h->finish(
+            {"forward_per_step_s", "forward_per_op_s", "backward_per_op_s", "optimizer_per_step_s", "optimizer_per_launch_s", "source"});
+        RuntimeSpec::TrainHostCost c;
+        auto per = [&](const char* key, double most) {
+            const double v = h->required_rate(key);
+            if (v > most) h->fail(key, fmt::format("{} s is implausible; valid: up to {}", v, most));
+            return v;
+        };
+        if (h->has("forward_per_step_s")) c.forward_per_step_s = per("forward_per_step_s", 1.0);
+        c.forward_per_op_s = per("forward_per_op_s", 1e-3);
+        c.backward_per_op_s = per("backward_per_op_s", 1e-3);
+        c.optimizer_per_step_s = per("optimizer_per_step_s", 1.0);
+        c.optimizer_per_launch_s = per("optimizer_per_launch_s", 1e-3);
+        c.source = h->required_string("source");
+        r.train_host = c;
+    }
+
     if (auto k = map.optional_map("kernels")) {
-        k->finish({"strided", "strided_copy", "cat", "reduce", "softmax", "gemv_unaligned", "masked_attention", "source"});
+        k->finish({"strided", "strided_copy", "cat", "reduce", "softmax", "gemv_unaligned", "masked_attention", "foreach", "source"});
         RuntimeSpec::EagerKernels e;
         auto ratio = [&](const char* key) {
             const double v = k->required_rate(key);
@@ -159,12 +178,17 @@ RuntimeSpec load_runtime_yaml(const std::string& text, const std::string& file) 
                 k->fail("masked_attention",
                         fmt::format("{} is not a fraction of the fused attention rate; valid: above 0, up to 1", e.masked_attention));
         }
+        if (k->has("foreach")) e.foreach = ratio("foreach");
         e.source = k->required_string("source");
         r.kernels = e;
     }
 
     if (auto t = map.optional_map("training")) {
-        t->finish({"dropout", "fused_layernorm", "selective_recompute", "sequence_parallel", "main_grads"});
+        t->finish({"dropout", "fused_layernorm", "selective_recompute", "sequence_parallel", "main_grads", "optimizer"});
+        if (auto o = t->optional_string("optimizer")) {
+            if (*o != "foreach" && *o != "fused") t->fail("optimizer", fmt::format("\"{}\"; valid: foreach, fused", *o));
+            r.training.fused_optimizer = *o == "fused";
+        }
         if (auto g = t->optional_string("main_grads")) {
             if (*g != "fp32" && *g != "params") t->fail("main_grads", fmt::format("\"{}\"; valid: params, fp32", *g));
             r.training.fp32_main_grads = *g == "fp32";
