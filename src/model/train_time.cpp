@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 
 #include "model/time_internal.hpp"
@@ -82,27 +83,35 @@ void backward_kernels(const OpTraffic& t, bool frozen, bool accumulate, std::vec
         return;
     }
     if (t.in_bytes + t.out_bytes == 0 && t.n_launches == 0) return;  // a view: nothing runs
+    // Each input's gradient is a fresh contiguous tensor: the backward's kernels are vectorized
+    // (a softmax's and a reduction's keep their class). An op that keeps two or more operands
+    // (a product) forms two gradients per kernel of its forward; any other one (a scale, a cast,
+    // a residual's fork, a mask added) one.
+    const int kept = std::popcount(static_cast<unsigned>(op.saves_inputs)) + (op.saves_output ? 1 : 0) + (op.saved.empty() ? 0 : 1);
+    const int per = kept >= 2 ? 2 : 1;
+    auto backward_class = [](LaunchClass c) { return c == LaunchClass::Softmax || c == LaunchClass::Reduce ? c : LaunchClass::Vectorized; };
     if (t.n_launches > 0) {
         for (u64 i = 0; i < t.n_launches; ++i)
-            for (int twice = 0; twice < 2; ++twice)
-                out.push_back({KernelClass::Stream, t.launches[i].cls, 0, t.launches[i].bytes, t.launches[i].elements});
+            for (int k = 0; k < per; ++k)
+                out.push_back({KernelClass::Stream, backward_class(t.launches[i].cls), 0, t.launches[i].bytes, t.launches[i].elements});
         return;
     }
     const u64 b = t.in_bytes + t.out_bytes;
-    for (int twice = 0; twice < 2; ++twice) out.push_back({KernelClass::Stream, LaunchClass::Vectorized, 0, b, b});
+    const LaunchClass c = op.kind == OpKind::Softmax ? LaunchClass::Softmax : LaunchClass::Vectorized;
+    for (int k = 0; k < per; ++k) out.push_back({KernelClass::Stream, c, 0, b, b});
 }
 
 // LoRA on one linear op (peft's Linear.forward): x cast to the adapters' fp32, lora_A, lora_B,
 // the scaling, the sum with the base output (promoted to fp32) and the cast back: six kernels,
-// memory-bound (rank ≪ width). Its backward: lora_B's two gradients, lora_A's two, and the fp32
-// input gradient cast and added into the base's.
+// memory-bound (rank ≪ width). Its backward mirrors them: each kernel's gradient moves what the
+// kernel moved, and lora_A and lora_B form two gradients each (input and weight).
 void adapter_kernels(u64 tokens, u64 in, u64 out, u64 rank, u64 act_bytes, std::vector<Kernel>& fwd, std::vector<Kernel>& bwd) {
     const u64 x = checked_mul(tokens, in, "adapter"), y = checked_mul(tokens, out, "adapter"), z = checked_mul(tokens, rank, "adapter");
     const u64 a = in * rank * 4, b = out * rank * 4;
-    const std::array<u64, 6> f = {x * (act_bytes + 4), x * 4 + z * 4 + a, z * 4 + y * 4 + b, y * 8, y * (act_bytes + 8), y * (4 + act_bytes)};
+    const std::array<u64, 6> f = {x * (act_bytes + 4), x * 4 + z * 4 + a,  z * 4 + y * 4 + b, y * 8,
+                                  y * (act_bytes + 8), y * (4 + act_bytes)};
     for (u64 v : f) fwd.push_back({KernelClass::Stream, LaunchClass::Vectorized, 0, v, v});
-    const std::array<u64, 5> g = {y * 4 + z * 4 + b, y * 4 + z * 4 + b, z * 4 + x * 4 + a, z * 4 + x * 4 + a, x * (4 + 2 * act_bytes)};
-    for (u64 v : g) bwd.push_back({KernelClass::Stream, LaunchClass::Vectorized, 0, v, v});
+    for (size_t i : {0, 1, 1, 2, 2, 3, 4, 5}) bwd.push_back({KernelClass::Stream, LaunchClass::Vectorized, 0, f[i], f[i]});
 }
 
 void add_kind(std::vector<KindTime>& rows, const std::string& name, double s, u64 flops, u64 bytes, u64 kernels) {
@@ -139,7 +148,8 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
     const Estimate e = plan.estimate(Point{Mode::Prefill, checked_mul(B, dp, "batch"), S}, Detail::Steps);
     const Rates base = rates_for(e);
     if (base.bw <= 0 || base.act_rate <= 0)
-        throw InputError(SourcePos{te.gpu.file, 0, 0}, "hbm_bandwidth_bytes_per_s", "needs a bandwidth and a matrix rate for the time model");
+        throw InputError(SourcePos{te.gpu.file, 0, 0}, "hbm_bandwidth_bytes_per_s",
+                         "needs a bandwidth and a matrix rate for the time model");
     const auto& th = e.workload.runtime.train_host;
     const double h_fwd = th ? th->forward_per_op_s : 0, h_bwd = th ? th->backward_per_op_s : 0;
 
@@ -184,24 +194,27 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
     cf.run(embedding_s, h_fwd);
     out.kinds = f.kinds;
     u64 fwd_flops = f.flops, fwd_bytes = f.bytes;
-    // The adapters' own kernels, forward and backward.
-    std::vector<Kernel> adapter_fwd, adapter_bwd;
+    // The adapters' own kernels, forward and backward, for one run of each graph.
+    std::vector<std::vector<Kernel>> adapter_fwd(e.step_graphs.size()), adapter_bwd(e.step_graphs.size());
     u64 adapter_tensors = 0;
     if (lora)
-        for (const GraphUse& gu : e.step_graphs)
+        for (size_t gi = 0; gi < e.step_graphs.size(); ++gi) {
+            const GraphUse& gu = e.step_graphs[gi];
             for (const OpInfo& op : gu.graph->ops()) {
                 if (!adapters.adapts(op.name) || op.weights.empty() || !op.weights.front().in) continue;
                 const WeightTensor& wt = op.weights.front();
-                for (u64 i = 0; i < gu.count; ++i)
-                    adapter_kernels(T, wt.in, wt.elements / wt.in, adapters.rank, act_bytes, adapter_fwd, adapter_bwd);
+                adapter_kernels(T, wt.in, wt.elements / wt.in, adapters.rank, act_bytes, adapter_fwd[gi], adapter_bwd[gi]);
                 adapter_tensors += 2 * gu.count;
             }
-    for (const Kernel& k : adapter_fwd) {
-        const double s = seconds_of(e, base, k, false);
-        cf.run(s, h_fwd);
-        add_kind(out.kinds, "lora adapters", s, 0, k.bytes, 1);
-        fwd_bytes = checked_add(fwd_bytes, k.bytes, "bytes");
-    }
+        }
+    for (size_t gi = 0; gi < e.step_graphs.size(); ++gi)
+        for (u64 i = 0; i < e.step_graphs[gi].count; ++i)
+            for (const Kernel& k : adapter_fwd[gi]) {
+                const double s = seconds_of(e, base, k, false);
+                cf.run(s, h_fwd);
+                add_kind(out.kinds, "lora adapters", s, 0, k.bytes, 1);
+                fwd_bytes = checked_add(fwd_bytes, k.bytes, "bytes");
+            }
     // The loss (ForCausalLMLoss): logits.float(), log_softmax, nll_loss.
     const u64 V = e.shard.vocab;
     const u64 TV = checked_mul(T, V, "logits");
@@ -253,8 +266,8 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
             if (kinds) loss_s += s;
         }
         std::vector<Kernel> ks;
-        for (auto it = e.step_graphs.rbegin(); it != e.step_graphs.rend(); ++it) {
-            const GraphUse& gu = *it;
+        for (size_t gi = e.step_graphs.size(); gi-- > 0;) {
+            const GraphUse& gu = e.step_graphs[gi];
             const std::vector<OpTraffic> traffic = gu.graph->traffic(gu.bindings);
             const bool masked = gu.bindings[Sym::MaskConv] == 1;
             for (u64 i = 0; i < gu.count; ++i) {
@@ -266,6 +279,9 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
                         flops = checked_add(flops, t.flops, "flops");
                         if (kinds) add_kind(*kinds, "recompute", s, t.flops, t.bytes, 1);
                     }
+                if (full && gu.is_layer)
+                    for (const Kernel& k : adapter_fwd[gi]) recompute_s += run(k, "recompute", h_fwd);
+                for (const Kernel& k : adapter_bwd[gi]) run(k, "lora adapters", h_bwd);
                 for (auto ot = traffic.rbegin(); ot != traffic.rend(); ++ot) {
                     ks.clear();
                     const bool op_frozen = frozen || ot->op->weights.empty();
@@ -281,7 +297,6 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
                 }
             }
         }
-        for (const Kernel& k : adapter_bwd) run(k, "lora adapters", h_bwd);
         if (emb_trains) {
             // embedding_dense_backward: a zero [vocab, hidden] gradient, the rows accumulated;
             // a tied one is added out of place to the head's.
