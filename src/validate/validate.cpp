@@ -12,6 +12,7 @@
 #include "model/kernel_model.hpp"
 #include "model/plan.hpp"
 #include "model/time_model.hpp"
+#include "model/train_time.hpp"
 #include "model/training.hpp"
 #include "spec/loaders.hpp"
 #include "topology/topology.hpp"
@@ -283,6 +284,12 @@ Validation validate_file(const MeasurementFile& f, const GpuSpec& gpu, double to
             tr.optimizer_error = err(tr.optimizer, m.optimizer_state_bytes);
             tr.train_peak_error = err(tr.train_peak, m.train_peak_bytes);
             tr.ok = within(tr.saved, m.saved_activation_bytes) && within(tr.backward_peak, m.backward_peak_bytes);
+            if (m.step_time_ms > 0 && gpu.hbm_bandwidth.value > 0) {
+                const TrainTime t = estimate_train_time(e, Topology(single_node_cluster(gpu, 1)));
+                tr.timed = true;
+                tr.step_s = t.step_s;
+                tr.step_error = tr.step_s / (m.step_time_ms * 1e-3) - 1;
+            }
             if (!tr.ok) v.all_ok = false;
             v.train.push_back(std::move(tr));
             continue;

@@ -85,6 +85,10 @@ struct TrainResult {
     MeasuredCase c;
     u64 saved = 0, backward_peak = 0, gradients = 0, optimizer = 0, train_peak = 0;
     double saved_error = 0, backward_error = 0, gradient_error = 0, optimizer_error = 0, train_peak_error = 0;
+    // The step's time (cases that timed it, on a GPU profile with a bandwidth and a matrix rate):
+    // estimate_train_time's step against the harness's median.
+    bool timed = false;
+    double step_s = 0, step_error = 0;
     std::string peak_at;
     bool ok = true;
 };
