@@ -12,9 +12,9 @@
 namespace memtax {
 
 struct AccuracyRow {
-    std::string gpu;  // the device as the run's provenance names it
-    std::string
-        kind;  // prefill peak, decode peak, out of memory, training, step time, probe time, SDPA time, probe memory, runtime overhead
+    std::string gpu;   // the device as the run's provenance names it
+    std::string kind;  // prefill peak, decode peak, out of memory, training, step time, training step time, probe time, SDPA time, probe
+                       // memory, runtime overhead
     bool in_sample = true;
     std::set<std::string> leases;
     size_t configurations = 0;     // distinct configurations (case ids) in the group
