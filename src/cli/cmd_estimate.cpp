@@ -78,7 +78,7 @@ public:
         est->add_option(
                "--train-tokens", a_.train_tokens,
                "--mode train --time: a token budget (e.g. 15e12): the days, GPU-hours and, with --gpu-hour-price, dollars it takes")
-            ->check(positive_int());
+            ->transform(positive_int());
         est->add_option("--gpu-hour-price", a_.gpu_hour_price, "--mode train --time --train-tokens: $ per GPU-hour (e.g. 2.5)")
             ->check(CLI::NonNegativeNumber);
         est->add_option("--lora-alpha", a_.lora_alpha, "--mode train: LoRA's alpha (default 2 × rank; scales, costs no memory)")
