@@ -6,9 +6,14 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+#include <optional>
+
 #include "cli_run.hpp"
+#include "model/train_time.hpp"
 #include "model/training.hpp"
 #include "spec/loaders.hpp"
+#include "topology/topology.hpp"
 #include "validate/validate.hpp"
 
 using namespace memtax;
@@ -429,4 +434,93 @@ TEST(TrainTime, MeasuredStepsOutOfSampleWithinTenPercentMedianTwentyWorst) {
     ASSERT_EQ(errors.size(), 42u);
     std::sort(errors.begin(), errors.end());
     EXPECT_LE((errors[20] + errors[21]) / 2, 0.10);
+}
+
+// The optimizer step's launches and bytes, by hand. Meta-Llama-3-8B's widths with two layers:
+// 1,486,901,248 parameters in 21 tensors (the embedding, the head, the final norm, 9 per layer).
+// A foreach pass launches ceil((ceil(P / 65,536) + tensors) / 320) = ceil((22,689 + 21) / 320) = 71
+// kernels; AdamW's 8 passes 568, the count torch.profiler recorded on the H100
+// (tests/data/diagnostics/h100_train_phases.json). Its bytes: 21 element accesses of 2 bytes a
+// parameter = 62,449,852,416. gqa-2l (221,259,776 parameters): ceil((3,377 + 21) / 320) = 11 a
+// pass, 88 recorded; LoRA r16 on q/k/v/o (425,984 fp32 parameters in 16 tensors): 1 a pass, 8.
+TEST(TrainTime, OptimizerLaunchesAndBytesByHand) {
+    const Topology one(single_node_cluster(resolve_gpu("h100-sxm-calibrated"), 1));
+    auto time_of = [&](const char* config, std::optional<LoraSpec> lora) {
+        TrainSpec spec;
+        spec.lora = lora;
+        const TrainEstimate e = estimate_train(resolve_model(std::string(MEMTAX_TEST_DATA) + "/measured/" + config),
+                                               resolve_gpu("h100-sxm-calibrated"), Deployment{}, train_workload("hf-train", 1, 2048), spec);
+        return estimate_train_time(e, one);
+    };
+    const TrainTime llama = time_of("llama3-8b-2l.config.json", std::nullopt);
+    EXPECT_EQ(llama.optimizer.kernels, 568u);
+    EXPECT_EQ(llama.optimizer.bytes, 62449852416ull);
+    EXPECT_EQ(time_of("gqa-2l.config.json", std::nullopt).optimizer.kernels, 88u);
+    const TrainTime lora = time_of("gqa-2l.config.json", LoraSpec{16, 32, {"q_proj", "k_proj", "v_proj", "o_proj"}});
+    EXPECT_EQ(lora.optimizer.kernels, 8u);
+    EXPECT_EQ(lora.optimizer.bytes, 21ull * 425984 * 4);
+}
+
+// The backward's FLOPs, by hand for gqa-2l at 1 × 2,048 tokens: every linear layer runs two GEMMs
+// of its forward's FLOPs, fused attention 2.5× its forward's. Linear FLOPs per layer:
+// 2 · 2,048 · (2,048² [q] + 2 · 2,048 · 512 [k, v] + 2,048² [o] + 3 · 2,048 · 5,632 [MLP])
+// = 184,683,593,728; two layers 369,367,187,456; the LM head 2 · 2,048 · 2,048 · 32,000
+// = 268,435,456,000. Fused causal attention: 4 · heads · head_dim · S · S/2 per layer
+// (Q·Kᵀ and P·V over half the keys on average) = 4 · 16 · 128 · 2,048 · 1,024 = 17,179,869,184;
+// its backward 2.5× both layers': 85,899,345,920. Backward: 2 · 637,802,643,456 + that
+// = 1,361,504,632,832 (the elementwise ops' FLOPs are not counted in the backward).
+TEST(TrainTime, BackwardIsTwoGemmsPerLinearAndTheFlashBackward) {
+    TrainSpec spec;
+    const TrainEstimate e = estimate_train(resolve_model(std::string(MEMTAX_TEST_DATA) + "/measured/gqa-2l.config.json"),
+                                           resolve_gpu("h100-sxm-calibrated"), Deployment{}, train_workload("hf-train", 1, 2048), spec);
+    const TrainTime t = estimate_train_time(e, Topology(single_node_cluster(resolve_gpu("h100-sxm-calibrated"), 1)));
+    EXPECT_EQ(t.backward.flops, 1361504632832ull);
+    // Full recomputation adds one forward of the layers to the backward: all the forward's FLOPs
+    // but the head's (the LM head, and the final RMSNorm's 4 FLOPs an element: 4 · 2,048 · 2,048).
+    spec.recompute = Recompute::Full;
+    const TrainEstimate r = estimate_train(resolve_model(std::string(MEMTAX_TEST_DATA) + "/measured/gqa-2l.config.json"),
+                                           resolve_gpu("h100-sxm-calibrated"), Deployment{}, train_workload("hf-train", 1, 2048), spec);
+    const TrainTime tr = estimate_train_time(r, Topology(single_node_cluster(resolve_gpu("h100-sxm-calibrated"), 1)));
+    EXPECT_EQ(tr.backward.flops, t.backward.flops + (t.forward.flops - 268435456000ull - 16777216ull));
+}
+
+TEST(TrainTime, BudgetAndRefusals) {
+    Result ok = run_command({"estimate",
+                             "--model",
+                             "llama-3.1-8b",
+                             "--gpu",
+                             "h100-sxm-calibrated",
+                             "--mode",
+                             "train",
+                             "--context",
+                             "4096",
+                             "--gpus",
+                             "8",
+                             "--zero",
+                             "2",
+                             "--time",
+                             "--train-tokens",
+                             "1e11",
+                             "--gpu-hour-price",
+                             "2.5",
+                             "--format",
+                             "json"});
+    ASSERT_EQ(ok.code, 0) << ok.err;
+    const auto j = nlohmann::json::parse(ok.out)["time"];
+    const double tokens_per_s = j["tokens_per_s"];
+    EXPECT_EQ(j["tokens_per_step"], 8 * 4096);
+    EXPECT_NEAR(j["budget"]["gpu_hours"].get<double>(), 1e11 / tokens_per_s / 3600 * 8, 1e-6);
+    EXPECT_NEAR(j["budget"]["dollars"].get<double>(), j["budget"]["gpu_hours"].get<double>() * 2.5, 1e-6);
+    EXPECT_NEAR(j["budget"]["days"].get<double>(), 1e11 / tokens_per_s / 86400, 1e-9);
+    for (const auto& [args, msg] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{"--train-tokens", "1e9"}, "--train-tokens: a step-time question; add --time"},
+             {{"--time", "--gpu-hour-price", "2"}, "--gpu-hour-price: prices a token budget; add --train-tokens"},
+             {{"--time", "--offload", "optimizer", "--zero", "2", "--gpus", "2"},
+              "--offload: the step time of an optimizer in host memory is not modelled"}}) {
+        std::vector<std::string> cmd = {"estimate", "--model", "llama-3.1-8b", "--mode", "train", "--context", "2048"};
+        cmd.insert(cmd.end(), args.begin(), args.end());
+        Result bad = run_command(cmd);
+        EXPECT_EQ(bad.code, 2) << msg;
+        EXPECT_NE(bad.err.find(msg), std::string::npos) << bad.err;
+    }
 }
