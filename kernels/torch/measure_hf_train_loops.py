@@ -22,7 +22,7 @@ weights and the gradients), trainable_parameters (what peft counts) and step_tim
 around the whole step, median of the timed steps after two warm-up steps).
 Writes OUT_DIR/FILE (schema memtax.measurements/1, kind "train") after every case, and the configs.
 
-Usage: python3 kernels/torch/measure_hf_train_loops.py OUT_DIR [--groups loops,accum,lora | oos] [--name FILE]
+Usage: python3 kernels/torch/measure_hf_train_loops.py OUT_DIR [--groups loops,accum,lora | oos | time] [--name FILE]
 """
 import datetime
 import json
@@ -52,6 +52,19 @@ def cases_of(groups):
                     for ckpt in ["none", "full"]:
                         out.append(dict(shape=shape, impl=impl, recompute=ckpt, loop="outputs", use_cache=False, batch=1, seq=3000,
                                         micro=1, zero_grad="none", lora=lora))
+    if "time" in groups:
+        # Step times at lengths and batches no run had: 4,096 and 512-token sequences, 2 and 8 of
+        # them, on three widths (and LoRA r16 on the MLP only), for the time model out of sample.
+        mlp = ["gate_proj", "up_proj", "down_proj"]
+        for shape in ["qwen2-7b-2l", "mistral-7b-2l", "qwen2.5-3b-2l"]:
+            for impl in ["sdpa", "eager"]:
+                for ckpt in ["none", "full"]:
+                    out.append(dict(shape=shape, impl=impl, recompute=ckpt, loop="loss", use_cache=False, batch=2, seq=4096,
+                                    micro=1, zero_grad="none", lora=None))
+            out.append(dict(shape=shape, impl="sdpa", recompute="none", loop="loss", use_cache=False, batch=8, seq=512,
+                            micro=2, zero_grad="none", lora=None))
+            out.append(dict(shape=shape, impl="sdpa", recompute="full", loop="loss", use_cache=False, batch=2, seq=4096,
+                            micro=1, zero_grad="none", lora=dict(rank=16, alpha=32, targets=mlp)))
     if "loops" in groups:
         for shape in [k for k in LOOP_SHAPES if k in ("gqa-2l", "llama3-8b-2l", "qwen2-7b-2l")]:
             for impl in ["sdpa", "eager"]:
