@@ -422,18 +422,26 @@ TEST(Train, OffloadMovesTheOptimizerToTheHost) {
 // within 10%, worst within 20%. No constant of the time model was read off these steps (the
 // kernel rates come from the probe, the foreach rate and the host costs from
 // tests/data/diagnostics/h100_train_phases.json, another lease).
+// A third lease, recorded after that bar was committed (h100_hf_train_time_oos.json: 2 × 4,096 and
+// 8 × 512 tokens, LoRA r16 on the MLP): 18 more steps under the same bar, and their memory under
+// the 1% bar of the memory model.
 TEST(TrainTime, MeasuredStepsOutOfSampleWithinTenPercentMedianTwentyWorst) {
-    const MeasurementFile f = load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/h100_hf_train_loops_oos.json");
-    const Validation v = validate_file(f, resolve_gpu("h100-sxm-calibrated"), 0.01, 0);
-    std::vector<double> errors;
-    for (const auto& r : v.train) {
-        ASSERT_TRUE(r.timed) << r.c.id;
-        errors.push_back(std::abs(r.step_error));
-        EXPECT_LE(std::abs(r.step_error), 0.20) << r.c.id << ": predicted " << r.step_s * 1e3 << " ms";
+    for (const auto& [file, cases] :
+         {std::pair<const char*, size_t>{"h100_hf_train_loops_oos.json", 42}, {"h100_hf_train_time_oos.json", 18}}) {
+        const MeasurementFile f = load_measurements(std::string(MEMTAX_TEST_DATA) + "/measured/" + file);
+        const Validation v = validate_file(f, resolve_gpu("h100-sxm-calibrated"), 0.01, 0);
+        EXPECT_TRUE(v.all_ok) << file;
+        std::vector<double> errors;
+        for (const auto& r : v.train) {
+            ASSERT_TRUE(r.timed) << r.c.id;
+            errors.push_back(std::abs(r.step_error));
+            EXPECT_LE(std::abs(r.step_error), 0.20) << r.c.id << ": predicted " << r.step_s * 1e3 << " ms";
+        }
+        ASSERT_EQ(errors.size(), cases) << file;
+        std::sort(errors.begin(), errors.end());
+        const size_t n = errors.size();
+        EXPECT_LE((errors[(n - 1) / 2] + errors[n / 2]) / 2, 0.10) << file;
     }
-    ASSERT_EQ(errors.size(), 42u);
-    std::sort(errors.begin(), errors.end());
-    EXPECT_LE((errors[20] + errors[21]) / 2, 0.10);
 }
 
 // The optimizer step's launches and bytes, by hand. Meta-Llama-3-8B's widths with two layers:
