@@ -90,7 +90,7 @@ KindTime& communication_row(std::vector<KindTime>& rows, const std::string& name
     return row;
 }
 
-StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
+StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r, std::vector<std::vector<double>>* op_seconds_out) {
     StepTime st;
     const ModelSpec& m = e.model();
     u64 tokens_hidden_bytes = 0;  // one activation message: batch · tokens · hidden · act bytes
@@ -99,13 +99,16 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
     // per_step_s of input preparation); the GPU starts an op once it is queued and the one
     // before has finished. Without a host cost this is the plain sum of the GPU times.
     double host_clock = r.host_step, gpu_clock = 0;
-    auto run_op = [&](double gpu_s) {
-        host_clock += r.host_op;
+    auto run_op = [&](double gpu_s, u64 launches) {
+        host_clock += r.host_op * static_cast<double>(r.host_per_launch ? launches : 1);
         gpu_clock = std::max(gpu_clock, host_clock) + gpu_s;
     };
     std::vector<double> op_seconds;
+    std::vector<u64> op_launches;
+    if (op_seconds_out) op_seconds_out->clear();
     for (const GraphUse& gu : e.step_graphs) {
         op_seconds.clear();
+        op_launches.clear();
         // `count`: the times the graph runs in a step of the whole model (a pipeline estimate
         // describes one stage; one step runs every layer once).
         const u64 count = gu.count;
@@ -161,6 +164,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
                 row.ops += count * t.n_launches;
                 row.seconds += c * op_s;
                 op_seconds.push_back(op_s);
+                op_launches.push_back(t.n_launches);
             } else {
                 row.ops += count;
                 row.bytes = checked_add(row.bytes, checked_mul(t.bytes, count, term), term);
@@ -172,6 +176,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
                 row.launch_s += c * kt.overhead_s;
                 row.seconds += c * kt.seconds;
                 op_seconds.push_back(kt.seconds);
+                op_launches.push_back(1);
             }
             st.weight_bytes = checked_add(st.weight_bytes, checked_mul(t.weight_bytes, count, "bytes"), "bytes");
             st.kv_bytes = checked_add(st.kv_bytes, checked_mul(t.kv_bytes, count, "bytes"), "bytes");
@@ -180,9 +185,13 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         }
         // The graph's ops in schedule order, `count` times (a mask read joins its layer's first op).
         const double mask_s = gu.mask_read_bytes ? static_cast<double>(gu.mask_read_bytes) / r.bw : 0;
+        if (!op_seconds.empty()) op_seconds.front() += mask_s;
+        u64 launches = 0;
+        for (u64 n : op_launches) launches += n;
         for (u64 i = 0; i < count; ++i)
-            for (size_t k = 0; k < op_seconds.size(); ++k) run_op(op_seconds[k] + (k == 0 ? mask_s : 0));
-        st.host_ops += count * op_seconds.size();
+            for (size_t k = 0; k < op_seconds.size(); ++k) run_op(op_seconds[k], op_launches[k]);
+        st.host_ops += count * (r.host_per_launch ? launches : op_seconds.size());
+        if (op_seconds_out) op_seconds_out->push_back(op_seconds);
     }
     // The embedding gathers one row per token (read and write).
     {
@@ -192,7 +201,7 @@ StepTime step_time(const Estimate& e, const Topology& topo, const Rates& r) {
         row.memory_s = static_cast<double>(row.bytes) / r.bw;
         row.launch_s = r.launch;
         row.seconds = row.memory_s + row.launch_s;
-        run_op(row.seconds);
+        run_op(row.seconds, 1);
         ++st.host_ops;
     }
     // Communication.

@@ -41,24 +41,6 @@ double seconds_of(const Estimate& e, const Rates& r, const Kernel& k, bool maske
     return kernel_time(cr, k.cls, k.flops, k.bytes).seconds;
 }
 
-// The forward kernels of one op, as the inference time model prices them (for recomputation).
-double forward_op_seconds(const Estimate& e, const GraphUse& gu, const OpTraffic& t, const Rates& r) {
-    if (t.n_launches > 0) {
-        double s = 0;
-        for (u64 i = 0; i < t.n_launches; ++i) s += launch_seconds(r, t.launches[i]);
-        return s;
-    }
-    const OpInfo& op = *t.op;
-    Kernel k;
-    k.flops = t.flops;
-    k.bytes = t.bytes;
-    k.elements = t.bytes;
-    if (op.kind == OpKind::Matmul && t.flops > 0) k.cls = KernelClass::Gemm;
-    if (op.kind == OpKind::Attention && t.flops > 0) k.cls = KernelClass::AttentionPrefill;
-    if (k.cls == KernelClass::Stream) return kernel_time(e.gpu(), KernelClass::Stream, r.act_name, 0, t.bytes).seconds;
-    return seconds_of(e, r, k, gu.bindings[Sym::MaskConv] == 1);
-}
-
 // What autograd runs for one op (train_time.hpp's table).
 // `frozen`: the op's weights need no gradient (LoRA's base); `accumulate`: the weight's gradient
 // exists and the new one is added in place.
@@ -170,28 +152,20 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
     const u64 act_bytes = std::max<u64>(m.dtype.bits / 8, 1);
 
     // Forward: the step graphs as inference prices them (their GPU time, kinds and
-    // communication); its phase on two clocks, the host paying its cost per kernel launched.
+    // communication), the host paying its cost per kernel launched.
     Rates rf = base;
-    rf.host_op = 0;
-    rf.host_step = 0;
-    const StepTime f = step_time(e, topo, rf);
+    rf.host_op = h_fwd;
+    rf.host_step = th ? th->forward_per_step_s : 0;
+    rf.host_per_launch = true;
+    std::vector<std::vector<double>> op_seconds;  // per step graph, per op: one run's GPU seconds
+    const StepTime f = step_time(e, topo, rf, &op_seconds);
     Clocks cf;
-    cf.host = th ? th->forward_per_step_s : 0;
-    for (const GraphUse& gu : e.step_graphs) {
-        const std::vector<OpTraffic> traffic = gu.graph->traffic(gu.bindings);
-        for (u64 i = 0; i < gu.count; ++i)
-            for (const OpTraffic& t : traffic) {
-                const u64 launches = std::max<u64>(1, t.n_launches);
-                cf.run(forward_op_seconds(e, gu, t, base), static_cast<double>(launches) * h_fwd);
-                cf.kernels += launches - 1;
-            }
-    }
-    const double embedding_s = [&] {
-        for (const auto& k : f.kinds)
-            if (k.kind == "embedding") return k.seconds;
-        return 0.0;
-    }();
-    cf.run(embedding_s, h_fwd);
+    cf.host = f.host_s;
+    cf.gpu = f.seconds - f.communication_s;
+    cf.busy = f.gpu_s;
+    cf.kernels = f.host_ops;
+    std::vector<std::vector<OpTraffic>> traffic;  // per step graph, read by the backward walks
+    for (const GraphUse& gu : e.step_graphs) traffic.push_back(gu.graph->traffic(gu.bindings));
     out.kinds = f.kinds;
     u64 fwd_flops = f.flops, fwd_bytes = f.bytes;
     // The adapters' own kernels, forward and backward, for one run of each graph.
@@ -268,12 +242,13 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
         std::vector<Kernel> ks;
         for (size_t gi = e.step_graphs.size(); gi-- > 0;) {
             const GraphUse& gu = e.step_graphs[gi];
-            const std::vector<OpTraffic> traffic = gu.graph->traffic(gu.bindings);
+            const std::vector<OpTraffic>& ops = traffic[gi];
             const bool masked = gu.bindings[Sym::MaskConv] == 1;
             for (u64 i = 0; i < gu.count; ++i) {
                 if (full && gu.is_layer)
-                    for (const OpTraffic& t : traffic) {
-                        const double s = forward_op_seconds(e, gu, t, base);
+                    for (size_t k = 0; k < ops.size(); ++k) {
+                        const OpTraffic& t = ops[k];
+                        const double s = op_seconds[gi][k];
                         c.run(s, static_cast<double>(std::max<u64>(1, t.n_launches)) * h_fwd);
                         recompute_s += s;
                         flops = checked_add(flops, t.flops, "flops");
@@ -282,7 +257,7 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
                 if (full && gu.is_layer)
                     for (const Kernel& k : adapter_fwd[gi]) recompute_s += run(k, "recompute", h_fwd);
                 for (const Kernel& k : adapter_bwd[gi]) run(k, "lora adapters", h_bwd);
-                for (auto ot = traffic.rbegin(); ot != traffic.rend(); ++ot) {
+                for (auto ot = ops.rbegin(); ot != ops.rend(); ++ot) {
                     ks.clear();
                     const bool op_frozen = frozen || ot->op->weights.empty();
                     backward_kernels(*ot, frozen, accumulate && !op_frozen, ks);
