@@ -9,8 +9,9 @@
 //   fused attention     the flash backward: 2.5× the forward's FLOPs (five matrix products against
 //                       two: S and P recomputed, dV, dP, dQ, dK) at the fused kernel's rate, and
 //                       its preprocessing pass over the output
-//   any other op        two kernels per kernel of its forward, each reading the output's gradient
-//                       and a saved operand and writing an input's gradient (twice its bytes)
+//   any other op        one gradient kernel per kernel of its forward (two when the op keeps two
+//                       or more operands: a product), each moving what that forward kernel moved,
+//                       vectorized (a softmax's and a reduction's keep their class)
 //   the loss            fp32 zeros for nll_loss's gradient, log_softmax's backward (read two, write
 //                       one [tokens, vocab] fp32 tensors, at the softmax class) and the cast back
 //   the embedding       a zero [vocab, hidden] gradient and the rows' accumulation
