@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "blocks/block.hpp"
+#include "runtimes/serving.hpp"
 #include "core/format.hpp"
 #include "spec/gpu_spec.hpp"
 
@@ -271,6 +272,17 @@ public:
     // (vLLM's KV pool: a point's prefill at the full context decides it); false when each step's
     // own peak does (a static batch must hold its longest prompt's prefill and its decode).
     virtual bool sizes_pool_at_startup() const { return false; }
+    // How it schedules requests under a steady load (runtimes/serving.hpp): a static batch unless
+    // the family says otherwise.
+    virtual Scheduler scheduler() const { return {}; }
+    // Serving under a steady load on one replica: the steady state in closed form (the planner's)
+    // and the same scheduler simulated request by request (the reference it is checked against).
+    virtual ServingResult serve(const ServingLoad& l, const StepCostTable& c, const ServingSlo& slo) const {
+        return serve_steady(scheduler(), l, c, slo);
+    }
+    virtual ServingResult simulate(const ServingLoad& l, const StepCostTable& c, const ServingSlo& slo, const SimulationOptions& o) const {
+        return serve_simulated(scheduler(), l, c, slo, o);
+    }
     // What TTFT and TPOT mean under this family, for a replica's batch at a context.
     virtual std::string ttft_meaning(u64 batch, u64 context) const;
     virtual std::string tpot_meaning(u64 batch, u64 context) const;
