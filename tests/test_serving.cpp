@@ -2,9 +2,9 @@
 // derivations, and against the discrete-event simulation of the same scheduler on real plans.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
-#include <fmt/format.h>
 #include <vector>
 
 #include "model/plan.hpp"

@@ -13,7 +13,8 @@ StepCostTable step_costs(const Plan& plan, const Topology& topo, u64 prompt, u64
     const Estimate pre = plan.estimate(Point{Mode::Prefill, std::max<u64>(prefill_batch, 1), prompt}, Detail::Steps);
     const Rates r = rates_for(pre);
     if (r.bw <= 0 || r.act_rate <= 0)
-        throw InputError(SourcePos{pre.gpu().file, 0, 0}, "hbm_bandwidth_bytes_per_s", "needs a bandwidth and a matrix rate for the time model");
+        throw InputError(SourcePos{pre.gpu().file, 0, 0}, "hbm_bandwidth_bytes_per_s",
+                         "needs a bandwidth and a matrix rate for the time model");
     t.per_token_s = step_time(pre, topo, r).seconds / static_cast<double>(checked_mul(pre.batch_per_replica, prompt, "prefill tokens"));
     // Decode steps at the mean KV length over a request's decode.
     const u64 kv = checked_add(prompt, output / 2, "mean KV length");

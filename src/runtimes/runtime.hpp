@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "blocks/block.hpp"
-#include "runtimes/serving.hpp"
 #include "core/format.hpp"
+#include "runtimes/serving.hpp"
 #include "spec/gpu_spec.hpp"
 
 namespace memtax {

@@ -54,26 +54,32 @@ std::array<double, kGrid> grid_of(const LengthSpread& s) {
     return g;
 }
 
-// The distribution of TTFT the closed form gives: each of `base` (equally likely) plus, with
-// probability `wait_p`, an exponential admission wait of mean `wait_mean`.
+// The distribution of TTFT the closed form gives: each of `base` (equally likely, quantiles of
+// what it is made of) plus, with probability `wait_p`, an exponential admission wait of mean
+// `wait_mean`. `mean` is the exact mean (the grid of `base` only approximates it).
 struct TtftDistribution {
     std::vector<double> base;
-    double wait_p = 0, wait_mean = 0;
+    double wait_p = 0, wait_mean = 0, mean = 0;
     double cdf(double t) const {
         double sum = 0;
         for (double a : base)
-            if (t >= a) sum += wait_p > 0 && wait_mean > 0 ? 1.0 - wait_p * std::exp(-(t - a) / wait_mean) : (wait_p >= 1 ? 0.0 : 1.0);
+            if (t >= a) sum += waits() ? 1.0 - wait_p * std::exp(-(t - a) / wait_mean) : 1.0;
         return sum / static_cast<double>(base.size());
     }
-    double mean() const {
-        double s = 0;
-        for (double a : base) s += a;
-        return s / static_cast<double>(base.size()) + wait_p * wait_mean;
-    }
+    bool waits() const { return wait_p > 1e-9 && wait_mean > 0; }
     double quantile(double p) const {
-        double lo = *std::min_element(base.begin(), base.end()), hi = *std::max_element(base.begin(), base.end());
-        if (wait_p > 0 && wait_mean > 0) hi += wait_mean * std::max(0.0, std::log(wait_p / (1.0 - p))) + wait_mean;
-        for (int i = 0; i < 60; ++i) {
+        std::vector<double> v = base;
+        std::sort(v.begin(), v.end());
+        if (!waits()) {
+            // The samples stand at the midpoints (i + 0.5)/n of the distribution: linear between.
+            const double x = p * static_cast<double>(v.size()) - 0.5;
+            if (x <= 0) return v.front();
+            const auto i = static_cast<size_t>(x);
+            if (i + 1 >= v.size()) return v.back();
+            return v[i] + (v[i + 1] - v[i]) * (x - static_cast<double>(i));
+        }
+        double lo = v.front(), hi = v.back() + wait_mean * (std::max(0.0, std::log(wait_p / (1.0 - p))) + 1.0);
+        for (int i = 0; i < 50; ++i) {
             const double mid = 0.5 * (lo + hi);
             (cdf(mid) >= p ? hi : lo) = mid;
         }
@@ -82,7 +88,7 @@ struct TtftDistribution {
 };
 
 void fill_ttft(ServingResult& r, const TtftDistribution& t, const ServingSlo& slo) {
-    r.ttft_mean_s = t.mean();
+    r.ttft_mean_s = t.mean;
     r.ttft_p50_s = t.quantile(0.50);
     r.ttft_p90_s = t.quantile(0.90);
     r.ttft_p99_s = t.quantile(0.99);
@@ -115,162 +121,188 @@ double idle_probability(u64 servers, double a) {
     return std::exp(-(top + std::log(sum)));
 }
 
+// E[1/(O−1)] over the outputs of two tokens or more (a request's TPOT spreads what delays its
+// decode over its O−1 steps), by harmonic numbers: H(n) ≈ ln n + γ + 1/(2n) − 1/(12n²).
+double mean_inverse_steps(const LengthSpread& o) {
+    const u64 lo = std::max<u64>(o.lo, 2);
+    if (o.hi < lo) return 0;
+    auto H = [](double n) {
+        return n <= 0 ? 0.0 : n < 8 ? [n] { double h = 0; for (int i = 1; i <= static_cast<int>(n); ++i) h += 1.0 / i; return h; }() : std::log(n) + 0.5772156649015329 + 1 / (2 * n) - 1 / (12 * n * n);
+    };
+    return (H(static_cast<double>(o.hi - 1)) - H(static_cast<double>(lo - 2))) / static_cast<double>(o.hi - lo + 1);
+}
+
 // Continuous batching with chunked prefill, in steady state.
 //
-// A step runs every running decode (d of them, D(d) seconds when it carries no prompt) and the
+// A step runs every running decode (d of them: D(d) seconds when it carries no prompt) and the
 // prompt chunks its budget Q = step_tokens − d leaves. A prompt of P tokens takes k = ⌈P/Q⌉
-// steps; what they take beyond k decode-only steps is its excess e (nothing while its tokens
-// leave the step memory-bound). Time splits into decode-only step time and excess:
-// 1 = σ·D + X·e for σ steps a second and X prompts a second, so the mean step is
-// s = 1/σ = D / (1 − X·e). A request in decode sees one token a step, and the excess of the
-// other requests' prompts: TPOT = D / (1 − X_o·e), X_o = X (open loop: arrivals are others)
-// or X·(N−1)/N (closed loop: N users, one of them itself). Its first token comes with its last
-// prompt step, shared on average with the other prompts of that step (m_o = X_o·s a step, half
-// ahead of it in the budget and half behind). Closed loop: X = N / (TTFT + (O−1)·TPOT), a
-// quadratic in TPOT. Open loop: X = λ, admission an M-server queue (Erlang C) with each
-// request holding a slot for TTFT + (O−1)·TPOT.
+// steps; the time they take beyond k decode-only steps is its excess e (nothing while its tokens
+// leave the step memory-bound). The GPU's time is decode-only steps plus excess, so the mean
+// step is s = D / (1 − X·e) at X prompts a second.
+//
+// TTFT: the decode-only step under way (open loop; a closed loop's user arrives as a step
+// ends); under Poisson arrivals the prompts ahead, a single-server queue of what each holds
+// (its excess and its k − 1 full steps) with utilisation ρ = λ_o·E[hold], waiting
+// (1 + c_s²)/2 · ρ/(1 − ρ) · E[hold] (Pollaczek–Khinchine); then its own k steps, whose last it
+// shares, as far as the budget leaves room, with the prompts that arrived while it waited or ran
+// its full steps, and half of those arriving beside it.
+// TPOT: every step gives a running request one token and is lengthened by the other prompts'
+// excess (λ_o a second: the arrivals, or X·(N−1)/N of a closed loop's N users); those that
+// arrived while it waited for its first token fall in its decode too:
+//   (O−1)·TPOT = (O−1)·D + λ_o·e·((O−1)·TPOT + TTFT) − (their excess shared with its prompt).
+// Closed loop: X = N / (TTFT + decode time), solved by bisection (the right side falls as X
+// grows); open loop: X = λ, admission an M-server queue (Erlang C), each request holding its
+// slot until it finishes.
+namespace {
+
+struct ContinuousState {
+    double D = 0, e = 0, rho = 0, wait = 0, rest = 0, busy = 1, ttft = 0, tpot = 0, decode_time = 0, s = 0, d = 0, m = 0;
+    double admit_p = 0, admit_mean = 0, own_mean = 0;
+    std::array<double, kGrid> own{};
+    bool saturated = false;
+};
+
+}  // namespace
+
 ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, const StepCostTable& c, const ServingSlo& slo) {
     ServingResult r;
     r.method = "steady state";
-    const double Om = L.output.mean(), Pm = L.prompt.mean(), a = std::max(Om - 1.0, 0.0);
+    const double Om = L.output.mean(), Pm = L.prompt.mean();
+    const double inv = mean_inverse_steps(L.output);
+    const double p2 = L.output.hi < 2 ? 0.0
+                                      : static_cast<double>(L.output.hi - std::max<u64>(L.output.lo, 2) + 1) /
+                                            static_cast<double>(L.output.hi - L.output.lo + 1);  // outputs of 2 tokens or more
     const auto P = grid_of(L.prompt);
     const double M = static_cast<double>(std::max<u64>(L.max_running, 1));
     const bool closed = L.users > 0;
-    const double N = closed ? std::min(static_cast<double>(L.users), M) : 0;  // closed loop: admitted at once
-    const double others = closed ? (N - 1) / N : 1.0;                          // of the prompts, another request's
-    const double lambda = L.rate_per_s;
+    const double U = static_cast<double>(L.users);
+    const double N = closed ? std::min(U, M) : 0;      // closed loop: admitted at once
+    const double others = closed ? (N - 1) / N : 1.0;  // of the prompts a request meets, another's
     auto budget = [&](double d) { return sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - d, 1.0) : 0.0; };
-    // One prompt's steps beside d decodes: `ahead` tokens of other prompts before it in the
-    // budget, `behind` after it sharing its last step. Returns the time and the number of steps.
-    auto own = [&](double p, double d, double ahead, double behind) -> std::pair<double, double> {
+    // One prompt's steps beside d decodes, with `behind` tokens of other prompts sharing its last
+    // step (at most what the budget leaves): the time and the number of steps.
+    auto own = [&](double p, double d, double behind) -> std::pair<double, double> {
         const double Q = budget(d);
-        if (Q == 0) return {c.step_s(d, ahead + p + behind), 1.0};
-        const double before = ahead + p;
-        const double full = std::max(std::ceil(before / Q) - 1.0, 0.0);
-        const double last = before - full * Q;
+        if (Q == 0) return {c.step_s(d, p + behind), 1.0};
+        const double full = std::max(std::ceil(p / Q) - 1.0, 0.0), last = p - full * Q;
         return {full * c.step_s(d, Q) + c.step_s(d, std::min(Q, last + behind)), full + 1.0};
     };
-    double d = closed ? N * a / std::max(Om, 1.0) : lambda * a * c.decode_s(1), m = 0;
-    double X = 0, s = 0, y = 0, e = 0, kbar = 1, Tpf = 0, D = 0;
-    auto solve = [&](double d_at) {
-        D = c.decode_s(std::max(d_at, 1.0));
-        const double d_o = d_at * others;  // the decodes beside a prompt of this request
-        e = 0;
-        kbar = 0;
-        for (double p : P) {
-            const auto [t, k] = own(p, d_o, 0, 0);
-            e += std::max(t - k * D, 0.0);
-            kbar += k;
-        }
-        e /= kGrid;
-        kbar /= kGrid;
-        const double mo = m * others;
-        Tpf = 0;
-        for (double p : P) Tpf += own(p, d_o, mo * kbar * Pm / 2.0, mo * Pm / 2.0).first;
-        Tpf /= kGrid;
-    };
-    for (int it = 0; it < 200; ++it) {
-        solve(d);
-        if (closed) {
-            // TPOT·(TTFT + a·TPOT) − (N−1)·e·TPOT = D·(TTFT + a·TPOT).
-            const double bq = Tpf - (N - 1) * e - D * a, cq = -D * Tpf;
-            y = a > 0 ? (-bq + std::sqrt(bq * bq - 4 * a * cq)) / (2 * a) : D;
-            if (!(y > 0) || !std::isfinite(y)) y = D;
-            X = N / (Tpf + a * y);
-        } else {
-            X = lambda;
-            if (X * e >= 1) {
-                r.stable = false;
-                r.unstable_reason = fmt::format("prompts alone fill every step: {:g} requests/s × {:.3g} s of prefill each", lambda, e);
-                return r;
+    // Everything at a throughput of X requests a second, the decodes d and prompts m a step
+    // found by fixed point.
+    auto at = [&](double X) {
+        ContinuousState st;
+        st.d = X * (Om - 1) * c.decode_s(1);
+        for (int it = 0; it < 60; ++it) {
+            st.D = c.decode_s(std::max(st.d, 1.0));
+            const double d_o = st.d * others;  // the decodes beside a prompt of this request
+            const double lam_o = X * others;
+            const double Q = budget(d_o);
+            double hold = 0, hold2 = 0, shared = 0;
+            st.e = 0;
+            std::array<double, kGrid> alone{}, lasts{};
+            for (size_t i = 0; i < kGrid; ++i) {
+                const auto [t, k] = own(P[i], d_o, 0);
+                const double ex = std::max(t - k * st.D, 0.0), h = ex + (k - 1) * st.D;
+                alone[i] = t;
+                lasts[i] = Q > 0 ? P[i] - (k - 1) * Q : 0;
+                st.e += ex;
+                hold += h;
+                hold2 += h * h;
             }
-            y = D / (1.0 - X * e);
-        }
-        s = X * e < 1 ? D / (1.0 - X * e) : y;
-        const double d_new = X * a * y, m_new = X * s;
-        const bool done = it > 2 && std::abs(d_new - d) <= 1e-7 * std::max(d_new, 1.0) && std::abs(m_new - m) <= 1e-7 * std::max(m_new, 1.0);
-        d = 0.5 * (d + d_new);  // damped: D(d) and the budget move with d
-        m = 0.5 * (m + m_new);
-        if (done) break;
-    }
-    // Prompts beyond the budget: each step carries Q prompt tokens, and prompts queue for them.
-    if (sch.step_tokens && X * s * Pm > budget(d)) {
-        if (!closed) {
-            r.stable = false;
-            r.unstable_reason = fmt::format("{:.0f} prompt tokens a step exceed the step's {} tokens less its {:.0f} decodes", X * s * Pm,
-                                            sch.step_tokens, d);
-            return r;
-        }
-        // Closed loop, budget-bound: every step full, s = step(d, Q); prompts finish Q/(P·s) a
-        // second; the users not decoding are waiting for or in their prefill (Little).
-        for (int it = 0; it < 200; ++it) {
-            const double Q = budget(d);
-            s = y = c.step_s(d, Q);
-            X = Q / (Pm * s);
-            const double d_new = std::min(X * a * y, N);
-            if (std::abs(d_new - d) <= 1e-7 * std::max(d_new, 1.0)) break;
-            d = 0.5 * (d + d_new);
-        }
-        Tpf = (N - d) / X;
-        r.step_mean_s = s;
-        r.tpot_mean_s = r.tpot_p90_s = y;
-        TtftDistribution t;
-        const double wait = (static_cast<double>(L.users) - N) / X;
-        for (double p : P) t.base.push_back(Tpf * p / Pm + wait);
-        r.requests_per_s = X;
-        r.running_mean = N;
-        r.waiting_mean = static_cast<double>(L.users) - N;
-        r.tokens_per_s = X * Om;
-        fill_ttft(r, t, slo);
-        return r;
-    }
-    const double R_run = Tpf + a * y;  // admitted to finished
-    const double mo = m * others;
-    r.step_mean_s = s;
-    r.tpot_mean_s = y;
-    r.tpot_p90_s = y;
-    TtftDistribution t;
-    if (closed) {
-        // Users beyond what runs at once wait in line: (U − N) ahead, served X a second.
-        const double wait = (static_cast<double>(L.users) - N) / X;
-        for (double p : P) t.base.push_back(own(p, d * others, mo * kbar * Pm / 2.0, mo * Pm / 2.0).first + wait);
-        r.requests_per_s = X;
-        r.running_mean = N;
-        r.waiting_mean = static_cast<double>(L.users) - N;
-    } else {
-        // Admission: M servers, each request holding one for R_run (Erlang C, exponential tail).
-        const double offered = lambda * R_run;
-        if (offered >= M) {
-            r.stable = false;
-            r.unstable_reason =
-                fmt::format("{:g} requests/s × {:.3g} s each need {:.1f} running at once, {} allowed", lambda, R_run, offered, M);
-            return r;
-        }
-        t.wait_p = erlang_c(static_cast<u64>(M), offered);
-        t.wait_mean = R_run / (M - offered);
-        // An arrival finds a step under way unless no request runs (the queue's P0), and waits
-        // for its rest: a prompt step (a share f of steps, each D + e/k long) or a decode-only
-        // step (D), each in proportion to its length, the rest uniform over it.
-        const double busy = 1.0 - idle_probability(static_cast<u64>(M), offered);
-        const double f = std::min(1.0, m * kbar), tp = D + e / std::max(kbar, 1.0);
-        const double w_prompt = f * tp / ((1 - f) * D + f * tp);
-        for (double p : P) {
-            const double base = own(p, d, mo * kbar * Pm / 2.0, mo * Pm / 2.0).first;
-            for (size_t j = 0; j < 16; ++j) {
-                const double u = (static_cast<double>(j) + 0.5) / 16.0;
-                if (u >= busy) {
-                    t.base.push_back(base);
-                    continue;
+            st.e /= kGrid;
+            hold /= kGrid;
+            hold2 /= kGrid;
+            st.rho = lam_o * hold;
+            if (st.rho >= 1 || X * st.e >= 1) {
+                st.saturated = true;
+                return st;
+            }
+            const double cs2 = hold > 0 ? hold2 / (hold * hold) - 1 : 0;
+            // Poisson arrivals queue for the budget (Pollaczek–Khinchine). A closed loop's do not:
+            // its users ask again as their answers end, at step ends, and every prompt waiting
+            // then is scheduled in the next step (they share it, below).
+            st.wait = closed ? 0.0 : (1 + cs2) / 2 * st.rho / (1 - st.rho) * hold;
+            st.own_mean = 0;
+            for (size_t i = 0; i < kGrid; ++i) {
+                // Behind it in its last step, as far as the budget leaves room: the prompts
+                // queued after it (λ_o·wait, by Little) and those arriving beside it (half a step's).
+                const double room = Q > 0 ? std::max(Q - lasts[i], 0.0) : 1e300;
+                const double before = st.wait + (Q > 0 ? std::ceil(P[i] / Q) - 1 : 0) * c.step_s(d_o, Q);  // queued or in its full steps
+                const double behind = std::min(room, (lam_o * before + st.m * others / 2.0) * Pm);
+                st.own[i] = own(P[i], d_o, behind).first;
+                st.own_mean += st.own[i];
+                shared += st.own[i] - alone[i];
+            }
+            st.own_mean /= kGrid;
+            shared /= kGrid;
+            if (!closed) {
+                const double offered = X * (st.own_mean + st.wait + st.decode_time);
+                if (offered >= M) {
+                    st.saturated = true;
+                    return st;
                 }
-                const double v = u / busy;
-                t.base.push_back(base + (v < w_prompt ? tp * (v / w_prompt) : D * ((v - w_prompt) / (1 - w_prompt))));
+                st.busy = 1.0 - idle_probability(static_cast<u64>(M), offered);
+                st.rest = st.busy * (1 - X * st.e) * st.D / 2;  // a decode-only step under way: half of it left
+                st.admit_p = erlang_c(static_cast<u64>(M), offered);
+                st.admit_mean = (offered / X) / (M - offered);
             }
+            st.ttft = st.rest + st.wait + st.own_mean + st.admit_p * st.admit_mean;
+            const double pushed = std::max(lam_o * st.e * st.ttft - shared, 0.0);
+            st.tpot = (st.D + pushed * inv) / (1 - lam_o * st.e);
+            st.decode_time = ((Om - 1) * st.D + p2 * pushed) / (1 - lam_o * st.e);
+            st.s = st.D / (1 - X * st.e);
+            const double d_new = X * st.decode_time, m_new = X * st.s;
+            const bool done =
+                it > 3 && std::abs(d_new - st.d) <= 1e-7 * std::max(d_new, 1.0) && std::abs(m_new - st.m) <= 1e-7 * std::max(m_new, 1.0);
+            st.d = 0.5 * (st.d + d_new);
+            st.m = 0.5 * (st.m + m_new);
+            if (done) break;
         }
-        r.requests_per_s = lambda;
-        r.running_mean = offered;
-        r.waiting_mean = t.wait_p * lambda * t.wait_mean;
+        if (sch.step_tokens && st.m * Pm > budget(st.d)) st.saturated = true;
+        return st;
+    };
+    double X = L.rate_per_s;
+    ContinuousState st;
+    if (closed) {
+        // N / (TTFT + decode time) falls as X grows: bisect for the X it equals.
+        double lo = 0, hi = N / std::max(own(Pm, 0, 0).first + (Om - 1) * c.decode_s(1), 1e-12);
+        for (int it = 0; it < 50; ++it) {
+            const double mid = 0.5 * (lo + hi);
+            const ContinuousState s2 = at(mid);
+            (s2.saturated || N / (s2.ttft + s2.decode_time) < mid ? hi : lo) = mid;
+        }
+        X = lo;
+        st = at(X);
+    } else {
+        st = at(X);
+        if (st.saturated) {
+            r.stable = false;
+            r.unstable_reason = fmt::format(
+                "{:g} requests/s of {:.0f}-token prompts and {:.0f}-token outputs are more than one replica "
+                "serves ({} at once, {} tokens a step)",
+                X, Pm, Om, L.max_running, sch.step_tokens);
+            return r;
+        }
     }
-    r.tokens_per_s = r.requests_per_s * Om;
+    r.step_mean_s = st.s;
+    r.tpot_mean_s = r.tpot_p90_s = st.tpot;
+    TtftDistribution t;
+    const double wait_closed = closed ? (U - N) / X : 0;  // users beyond the running limit wait their turn
+    t.mean = st.ttft + wait_closed;
+    // Waits: the prompts ahead (with probability ρ, then exponential) and admission.
+    t.wait_p = 1 - (1 - std::min(st.rho, 1.0)) * (1 - st.admit_p);
+    t.wait_mean = t.wait_p > 0 ? (st.wait + st.admit_p * st.admit_mean) / t.wait_p : 0;
+    const double in_decode_step = closed ? 0 : st.busy * (1 - X * st.e);
+    for (size_t i = 0; i < kGrid; ++i)
+        for (size_t j = 0; j < 8; ++j) {
+            // The decode-only step under way: uniform over it when the GPU is busy with one.
+            const double u = (static_cast<double>(j) + 0.5) / 8.0;
+            t.base.push_back(st.own[i] + wait_closed + (u < in_decode_step ? st.D * (u / in_decode_step) : 0.0));
+        }
+    r.requests_per_s = X;
+    r.running_mean = closed ? N : X * (st.ttft - st.admit_p * st.admit_mean + st.decode_time);
+    r.waiting_mean = closed ? U - N : X * st.admit_p * st.admit_mean;
+    r.tokens_per_s = X * Om;
     fill_ttft(r, t, slo);
     return r;
 }
@@ -294,6 +326,7 @@ ServingResult static_steady(const ServingLoad& L, const StepCostTable& c, const 
         // The users take turns in groups of b: each waits for the groups before it.
         const double groups = std::ceil(static_cast<double>(L.users) / b);
         t.base = {prefill + (groups - 1) * cycle};
+        t.mean = t.base.front();
         r.requests_per_s = static_cast<double>(L.users) / (groups * cycle);
         r.running_mean = b;
         r.waiting_mean = static_cast<double>(L.users) - b;
@@ -319,6 +352,7 @@ ServingResult static_steady(const ServingLoad& L, const StepCostTable& c, const 
             const double u = (static_cast<double>(j) + 0.5) / 16.0;
             t.base.push_back(prefill + (u < busy ? cycle * (u / busy) : 0.0));
         }
+        t.mean = prefill + busy * cycle / 2.0;
         r.requests_per_s = lambda;
         r.running_mean = b;
     }
@@ -369,8 +403,7 @@ ServingResult serve_simulated(const Scheduler& sch, const ServingLoad& L, const 
     auto new_request = [&](double at) { waiting.push_back(SimRequest{at, 0, draw(L.prompt), std::max<u64>(draw(L.output), 1)}); };
     if (closed) {
         // Users start spread over one request's rough stay, as a server under load sees them.
-        const double stay = L.output.mean() * c.decode_s(static_cast<double>(std::min(L.users, M))) +
-                            c.step_s(0, L.prompt.mean());
+        const double stay = L.output.mean() * c.decode_s(static_cast<double>(std::min(L.users, M))) + c.step_s(0, L.prompt.mean());
         for (u64 i = 0; i < L.users; ++i) new_request(stay * static_cast<double>(i) / static_cast<double>(L.users));
     } else {
         next_arrival = gap(rng);
@@ -438,7 +471,8 @@ ServingResult serve_simulated(const Scheduler& sch, const ServingLoad& L, const 
             now = std::max(now, next);
             continue;
         }
-        const double tau = sch.continuous || q == 0 ? c.step_s(static_cast<double>(d), static_cast<double>(q)) : c.step_s(0, static_cast<double>(q));
+        const double tau =
+            sch.continuous || q == 0 ? c.step_s(static_cast<double>(d), static_cast<double>(q)) : c.step_s(0, static_cast<double>(q));
         now += tau;
         if (window_start >= 0) {
             ++steps;
