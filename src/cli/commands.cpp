@@ -122,6 +122,7 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostrea
     commands.push_back(cli::make_max_batch());
     commands.push_back(cli::make_max_context());
     commands.push_back(cli::make_vs());
+    commands.push_back(cli::make_serve());
     commands.push_back(cli::make_compare());
     commands.push_back(cli::make_report());
     commands.push_back(cli::make_check());

@@ -109,6 +109,7 @@ std::unique_ptr<Command> make_sweep();
 std::unique_ptr<Command> make_max_batch();
 std::unique_ptr<Command> make_max_context();
 std::unique_ptr<Command> make_vs();
+std::unique_ptr<Command> make_serve();
 std::unique_ptr<Command> make_compare();
 std::unique_ptr<Command> make_report();
 std::unique_ptr<Command> make_check();
