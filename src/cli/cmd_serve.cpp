@@ -22,7 +22,8 @@ LengthSpread lengths_arg(const std::string& flag, const std::string& text) {
     u64 mean = 0, max = 0;
     const std::string a = text.substr(0, colon), b = colon == std::string::npos ? a : text.substr(colon + 1);
     if (parse_token_count(a, mean) != NumberParse::Ok || parse_token_count(b, max) != NumberParse::Ok || mean == 0 || max < mean)
-        throw InputError(SourcePos{}, flag, fmt::format("expected MEAN or MEAN:MAX tokens with MAX ≥ MEAN ≥ 1 (1024, 1k:2k), got \"{}\"", text));
+        throw InputError(SourcePos{}, flag,
+                         fmt::format("expected MEAN or MEAN:MAX tokens with MAX ≥ MEAN ≥ 1 (1024, 1k:2k), got \"{}\"", text));
     return spread_of(mean, max);
 }
 
@@ -47,8 +48,11 @@ public:
         users->excludes(rate);
         s->add_option("--ttft-slo", ttft_slo_, "seconds: goodput counts requests whose first token comes within it");
         s->add_option("--tpot-slo", tpot_slo_, "seconds: ... and whose time per output token is within it");
-        s->add_flag("--simulate", simulate_, "also simulate the scheduler request by request (the reference the steady state is checked against)");
-        s->add_option("--requests", requests_, "requests the simulation measures after its warm-up")->transform(positive_int())->capture_default_str();
+        s->add_flag("--simulate", simulate_,
+                    "also simulate the scheduler request by request (the reference the steady state is checked against)");
+        s->add_option("--requests", requests_, "requests the simulation measures after its warm-up")
+            ->transform(positive_int())
+            ->capture_default_str();
         s->add_option("--cluster", a_.cluster, "cluster profile for communication (default: nodes of 8 joined by the GPU's interconnect)");
         add_vllm_options(s, a_.vllm);
         add_format_option(s, a_.format);
@@ -57,7 +61,8 @@ public:
     }
     int run(std::ostream& out, std::ostream&) override {
         const Printer& print = printer(a_.format);
-        if (!users_ && !(rate_ > 0)) throw InputError(SourcePos{}, "--users", "give the load: --users N (closed loop) or --request-rate R (open loop)");
+        if (!users_ && !(rate_ > 0))
+            throw InputError(SourcePos{}, "--users", "give the load: --users N (closed loop) or --request-rate R (open loop)");
         for (const auto& [flag, v] : {std::pair{"--ttft-slo", ttft_slo_}, std::pair{"--tpot-slo", tpot_slo_}})
             if (v < 0) throw InputError(SourcePos{}, flag, "expected seconds ≥ 0");
         if (a_.runtime.empty()) a_.runtime = "vllm";
@@ -68,7 +73,8 @@ public:
         const Workload w = workload_from(a_, m);
         const Deployment dep{a_.gpus ? a_.gpus : a_.tp * a_.pp, a_.tp, a_.pp, 1};
         if (dep.gpus % (dep.tp * dep.pp))
-            throw InputError(SourcePos{}, "--gpus", fmt::format("{} GPUs are not whole replicas of tp · pp = {}", dep.gpus, dep.tp * dep.pp));
+            throw InputError(SourcePos{}, "--gpus",
+                             fmt::format("{} GPUs are not whole replicas of tp · pp = {}", dep.gpus, dep.tp * dep.pp));
         const u64 replicas = dep.gpus / (dep.tp * dep.pp);
         // One replica's plan: the load splits evenly over the replicas.
         const Plan plan = Plan::compile(m, g, Deployment{dep.tp * dep.pp, dep.tp, dep.pp, 1}, w);
@@ -83,8 +89,9 @@ public:
             held = max_batch(plan, Mode::Decode, a_.context, u64{1} << 16);
         const u64 limit = rt.max_running() ? std::min(rt.max_running(), held) : held;
         if (limit == 0)
-            throw InputError(SourcePos{}, "--prompt-tokens",
-                             fmt::format("not one request of {} + {} tokens fits a replica", group_digits(prompt.hi), group_digits(output.hi)));
+            throw InputError(
+                SourcePos{}, "--prompt-tokens",
+                fmt::format("not one request of {} + {} tokens fits a replica", group_digits(prompt.hi), group_digits(output.hi)));
         ServingLoad load;
         load.prompt = prompt;
         load.output = output;
@@ -96,7 +103,8 @@ public:
         const Topology topo = cluster ? Topology(*cluster) : replica_topology(g, dep.tp * dep.pp, 8);
         const u64 prefill_batch = sch.continuous ? std::max<u64>(sch.step_tokens / std::max<u64>(static_cast<u64>(prompt.mean()), 1), 1)
                                                  : std::min<u64>(std::max<u64>(load.users, 1), limit);
-        const StepCostTable cost = step_costs(plan, topo, static_cast<u64>(prompt.mean()), static_cast<u64>(output.mean()), limit, prefill_batch);
+        const StepCostTable cost =
+            step_costs(plan, topo, static_cast<u64>(prompt.mean()), static_cast<u64>(output.mean()), limit, prefill_batch);
         ServingSlo slo;
         if (ttft_slo_ > 0) slo.ttft_s = ttft_slo_;
         if (tpot_slo_ > 0) slo.tpot_s = tpot_slo_;
@@ -107,10 +115,10 @@ public:
         d.schema = "memtax.serve/1";
         d.title = fmt::format("memtax serve: {} on {} × {} ({}), {}", m.name, dep.gpus, g.name, plan.workload().runtime.name,
                               users_ ? fmt::format("{} users", users_) : fmt::format("{:g} requests/s", rate_));
-        d.notes.push_back(fmt::format("{}; {} replica{} of TP {} × PP {}, each running at most {} requests (the runtime's limit and the "
-                                      "KV memory for {} + {} tokens)",
-                                      sch.name(), replicas, replicas == 1 ? "" : "s", dep.tp, dep.pp, limit, group_digits(prompt.hi),
-                                      group_digits(output.hi)));
+        d.notes.push_back(fmt::format(
+            "{}; {} replica{} of TP {} × PP {}, each running at most {} requests (the runtime's limit and the "
+            "KV memory for {} + {} tokens)",
+            sch.name(), replicas, replicas == 1 ? "" : "s", dep.tp, dep.pp, limit, group_digits(prompt.hi), group_digits(output.hi)));
         d.notes.push_back(fmt::format("requests: prompts of {}–{} tokens, outputs of {}–{}, uniform; {} per replica", prompt.lo, prompt.hi,
                                       output.lo, output.hi,
                                       users_ ? fmt::format("{} in flight (closed loop)", load.users)
@@ -119,10 +127,17 @@ public:
             "TTFT percentiles of requests; TPOT a request's mean over its output; tokens/s and goodput (tokens/s of requests meeting "
             "every SLO given) for the whole deployment");
         Table& t = d.sections.emplace_back(Document::Section{"serving", "Serving under load", {}, {}}).table;
-        for (auto [k, title] : std::initializer_list<std::pair<const char*, const char*>>{
-                 {"method", "method"}, {"ttft_mean_s", "TTFT mean"}, {"ttft_p50_s", "p50"}, {"ttft_p90_s", "p90"}, {"ttft_p99_s", "p99"},
-                 {"tpot_mean_s", "TPOT"}, {"requests_per_s", "requests/s"}, {"tokens_per_s", "tokens/s"}, {"goodput_tokens_per_s", "goodput"},
-                 {"running_mean", "running"}, {"waiting_mean", "waiting"}})
+        for (auto [k, title] : std::initializer_list<std::pair<const char*, const char*>>{{"method", "method"},
+                                                                                          {"ttft_mean_s", "TTFT mean"},
+                                                                                          {"ttft_p50_s", "p50"},
+                                                                                          {"ttft_p90_s", "p90"},
+                                                                                          {"ttft_p99_s", "p99"},
+                                                                                          {"tpot_mean_s", "TPOT"},
+                                                                                          {"requests_per_s", "requests/s"},
+                                                                                          {"tokens_per_s", "tokens/s"},
+                                                                                          {"goodput_tokens_per_s", "goodput"},
+                                                                                          {"running_mean", "running"},
+                                                                                          {"waiting_mean", "waiting"}})
             t.add_column(k, title, std::string(k) != "method");
         for (const ServingResult& r : results) {
             t.row();
@@ -132,7 +147,9 @@ public:
                 for (int i = 0; i < 9; ++i) t.cell("-", "");
                 continue;
             }
-            auto sec = [&](double v) { t.cell(v < 1 ? fmt::format("{:.1f} ms", v * 1e3) : fmt::format("{:.3f} s", v), fmt::format("{:.9g}", v)); };
+            auto sec = [&](double v) {
+                t.cell(v < 1 ? fmt::format("{:.1f} ms", v * 1e3) : fmt::format("{:.3f} s", v), fmt::format("{:.9g}", v));
+            };
             for (double v : {r.ttft_mean_s, r.ttft_p50_s, r.ttft_p90_s, r.ttft_p99_s, r.tpot_mean_s}) sec(v);
             const double n = static_cast<double>(replicas);
             for (double v : {r.requests_per_s * n, r.tokens_per_s * n, r.goodput_tokens_per_s() * n})

@@ -300,7 +300,7 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
             t.base.push_back(st.own[i] + wait_closed + (u < in_decode_step ? st.D * (u / in_decode_step) : 0.0));
         }
     r.requests_per_s = X;
-    r.running_mean = closed ? N : X * (st.ttft - st.admit_p * st.admit_mean + st.decode_time);
+    r.running_mean = closed ? N : X * (st.ttft - st.rest - st.admit_p * st.admit_mean + st.decode_time);  // admitted to finished
     r.waiting_mean = closed ? U - N : X * st.admit_p * st.admit_mean;
     r.tokens_per_s = X * Om;
     fill_ttft(r, t, slo);
