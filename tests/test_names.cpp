@@ -270,6 +270,14 @@ TEST(WhatUsersSee, SmallThingsACarefulUserTripsOn) {
     const std::string err = error_of({"estimate", "--time", "--cluster", "dgx-h100-2x8-ib", "--gpu", "h200"});
     EXPECT_NE(err.find("--cluster: dgx-h100-2x8-ib is a cluster of h100-sxm, not of h200"), std::string::npos) << err;
     EXPECT_EQ(run_command({"estimate", "--time", "--cluster", "dgx-h100-2x8-ib", "--gpu", "h100-sxm-calibrated"}).code, 0);
+    // The same rule for a training step's time and for serving under load.
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{"estimate", "--mode", "train", "--time", "--cluster", "dgx-h100-2x8-ib", "--gpu", "h200"},
+          std::vector<std::string>{"serve", "--prompt-tokens", "1k", "--output-tokens", "128", "--users", "4", "--cluster",
+                                   "dgx-h100-2x8-ib", "--gpu", "h200"}}) {
+        const std::string e = error_of(args);
+        EXPECT_NE(e.find("--cluster: dgx-h100-2x8-ib is a cluster of h100-sxm, not of h200"), std::string::npos) << args[0] << ": " << e;
+    }
 }
 
 TEST(WhatUsersSee, APlanWithoutADescriptionHasAPlainTitle) {

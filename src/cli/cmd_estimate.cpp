@@ -126,18 +126,7 @@ public:
         std::optional<TimeEstimate> time;
         if (a.time) {
             warn_about(g, err);
-            ClusterSpec c = a.cluster.empty() ? single_node_cluster(g, a.tp * a.pp) : resolve_cluster(a.cluster);
-            if (!a.cluster.empty()) {
-                // The cluster's GPU must be this one (or its calibrated copy: the same device).
-                const GpuSpec cg = resolve_gpu(c.gpu);
-                bool same = cg.name == g.name;
-                for (const auto& d : g.device_names)
-                    same = same || std::find(cg.device_names.begin(), cg.device_names.end(), d) != cg.device_names.end();
-                if (!same)
-                    throw InputError(SourcePos{}, "--cluster",
-                                     fmt::format("{} is a cluster of {}, not of {}; pass --gpu {} or another cluster", c.name, cg.name,
-                                                 g.name, cg.name));
-            }
+            const ClusterSpec c = a.cluster.empty() ? single_node_cluster(g, a.tp * a.pp) : cluster_arg(a.cluster, g);
             const Topology topo(c);
             time = estimate_time(plan, plan.point_of(w), topo);
         } else if (!a.cluster.empty()) {
@@ -208,7 +197,7 @@ private:
         const TrainEstimate e = estimate_train(m, g, dep, w, spec);
         std::optional<TrainTime> time;
         if (a.time) {
-            const ClusterSpec c = a.cluster.empty() ? single_node_cluster(g, dep.gpus) : resolve_cluster(a.cluster);
+            const ClusterSpec c = a.cluster.empty() ? single_node_cluster(g, dep.gpus) : cluster_arg(a.cluster, g);
             time = estimate_train_time(e, Topology(c), a.train_tokens, a.gpu_hour_price);
         } else if (!a.cluster.empty()) {
             throw InputError(SourcePos{}, "--cluster", "only used by --time; add --time");

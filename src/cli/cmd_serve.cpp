@@ -98,9 +98,7 @@ public:
         load.max_running = limit;
         load.users = users_ ? (users_ + replicas - 1) / replicas : 0;  // the fullest replica
         load.rate_per_s = users_ ? 0 : rate_ / static_cast<double>(replicas);
-        std::optional<ClusterSpec> cluster;
-        if (!a_.cluster.empty()) cluster = resolve_cluster(a_.cluster);
-        const Topology topo = cluster ? Topology(*cluster) : replica_topology(g, dep.tp * dep.pp, 8);
+        const Topology topo = a_.cluster.empty() ? replica_topology(g, dep.tp * dep.pp, 8) : Topology(cluster_arg(a_.cluster, g));
         const u64 prefill_batch = sch.continuous ? std::max<u64>(sch.step_tokens / std::max<u64>(static_cast<u64>(prompt.mean()), 1), 1)
                                                  : std::min<u64>(std::max<u64>(load.users, 1), limit);
         const StepCostTable cost =

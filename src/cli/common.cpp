@@ -147,6 +147,19 @@ const CLI::Validator kTokenCount = count_validator(true);
 const CLI::Validator& positive_int() { return kPositiveInt; }
 const CLI::Validator& token_count() { return kTokenCount; }
 
+ClusterSpec cluster_arg(const std::string& name, const GpuSpec& g) {
+    ClusterSpec c = resolve_cluster(name);
+    const GpuSpec cg = resolve_gpu(c.gpu);
+    bool same = cg.name == g.name;
+    for (const auto& d : g.device_names)
+        same = same || std::find(cg.device_names.begin(), cg.device_names.end(), d) != cg.device_names.end();
+    if (!same)
+        throw InputError(
+            SourcePos{}, "--cluster",
+            fmt::format("{} is a cluster of {}, not of {}; pass --gpu {} or another cluster", c.name, cg.name, g.name, cg.name));
+    return c;
+}
+
 void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
     cmd->add_option("--model", a.model, "built-in model (name, alias or HF id), a memtax YAML profile, or a HF config.json")
         ->capture_default_str();

@@ -56,6 +56,9 @@ constexpr u64 kDefaultContext = 8192;
 u64 default_context(const ModelSpec& m);
 
 DType dtype_arg(const std::string& flag, const std::string& text);
+// --cluster NAME|FILE for a run on GPU `g`: the cluster profile, whose GPU must be `g` (or its
+// calibrated copy: the same device); InputError naming --cluster otherwise.
+ClusterSpec cluster_arg(const std::string& name, const GpuSpec& g);
 // --runtime names the stack; --attention eager|fused is shorthand for hf-eager|hf-sdpa; vLLM's
 // engine arguments edit a vllm runtime (an error for another runtime).
 RuntimeSpec runtime_from(const std::string& runtime, const std::string& attention, const VllmArgs& vllm = {});
