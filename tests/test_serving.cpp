@@ -202,8 +202,7 @@ Outcome compare(const Case& k) {
     u64 M = rt.max_running() ? rt.max_running() : 256;
     const PointResult one = plan.evaluate(Point{sch.continuous ? Mode::Prefill : Mode::Decode, 1, w.context});
     if (sch.continuous) M = std::min<u64>(M, one.max_concurrency_milli / 1000);
-    const u64 prefill_batch = sch.continuous ? std::max<u64>(sch.step_tokens / k.prompt_mean, 1) : std::max<u64>(k.users, 1);
-    const StepCostTable c = step_costs(plan, topo, k.prompt_mean, k.output_mean, M, prefill_batch);
+    const StepCostTable c = step_costs(plan, topo, k.prompt_mean, k.output_mean, M, k.users);
     ServingLoad l;
     l.prompt = spread_of(k.prompt_mean, k.prompt_max);
     l.output = spread_of(k.output_mean, k.output_max);

@@ -99,10 +99,8 @@ public:
         load.users = users_ ? (users_ + replicas - 1) / replicas : 0;  // the fullest replica
         load.rate_per_s = users_ ? 0 : rate_ / static_cast<double>(replicas);
         const Topology topo = a_.cluster.empty() ? replica_topology(g, dep.tp * dep.pp, 8) : Topology(cluster_arg(a_.cluster, g));
-        const u64 prefill_batch = sch.continuous ? std::max<u64>(sch.step_tokens / std::max<u64>(static_cast<u64>(prompt.mean()), 1), 1)
-                                                 : std::min<u64>(std::max<u64>(load.users, 1), limit);
         const StepCostTable cost =
-            step_costs(plan, topo, static_cast<u64>(prompt.mean()), static_cast<u64>(output.mean()), limit, prefill_batch);
+            step_costs(plan, topo, static_cast<u64>(prompt.mean()), static_cast<u64>(output.mean()), limit, load.users);
         ServingSlo slo;
         if (ttft_slo_ > 0) slo.ttft_s = ttft_slo_;
         if (tpot_slo_ > 0) slo.tpot_s = tpot_slo_;

@@ -6,11 +6,14 @@
 
 namespace memtax {
 
-StepCostTable step_costs(const Plan& plan, const Topology& topo, u64 prompt, u64 output, u64 max_running, u64 prefill_batch) {
+StepCostTable step_costs(const Plan& plan, const Topology& topo, u64 prompt, u64 output, u64 max_running, u64 users) {
     prompt = std::max<u64>(prompt, 1);
+    const Scheduler sch = plan.runtime().scheduler();
+    const u64 prefill_batch =
+        sch.continuous ? std::max<u64>(sch.step_tokens / prompt, 1) : std::min(std::max<u64>(users, 1), std::max<u64>(max_running, 1));
     StepCostTable t;
     // Steps are priced only from their graphs: nothing is formatted.
-    const Estimate pre = plan.estimate(Point{Mode::Prefill, std::max<u64>(prefill_batch, 1), prompt}, Detail::Steps);
+    const Estimate pre = plan.estimate(Point{Mode::Prefill, prefill_batch, prompt}, Detail::Steps);
     const Rates r = rates_for(pre);
     if (r.bw <= 0 || r.act_rate <= 0)
         throw InputError(SourcePos{pre.gpu().file, 0, 0}, "hbm_bandwidth_bytes_per_s",

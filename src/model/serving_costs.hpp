@@ -9,9 +9,10 @@
 
 namespace memtax {
 
-// `prefill_batch` prompts of `prompt` tokens as one forward give the seconds per prefill token
-// (a continuous-batching step full of prompts: its token budget over the prompt length; a static
-// batch: its batch). InputError / OverflowError as estimate_time.
-StepCostTable step_costs(const Plan& plan, const Topology& topo, u64 prompt, u64 output, u64 max_running, u64 prefill_batch);
+// The seconds per prefill token come from one forward of the prompts the runtime's scheduler
+// prefills together: a continuous-batching step full of prompts (its token budget over the prompt
+// length), or a static batch of `users` (at most max_running; 1 for an open loop's `users` 0).
+// InputError / OverflowError as estimate_time.
+StepCostTable step_costs(const Plan& plan, const Topology& topo, u64 prompt, u64 output, u64 max_running, u64 users);
 
 }  // namespace memtax
