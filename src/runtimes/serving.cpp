@@ -67,9 +67,9 @@ struct TtftDistribution {
         return sum / static_cast<double>(base.size());
     }
     bool waits() const { return wait_p > 1e-9 && wait_mean > 0; }
+    // `base` sorted.
     double quantile(double p) const {
-        std::vector<double> v = base;
-        std::sort(v.begin(), v.end());
+        const std::vector<double>& v = base;
         if (!waits()) {
             // The samples stand at the midpoints (i + 0.5)/n of the distribution: linear between.
             const double x = p * static_cast<double>(v.size()) - 0.5;
@@ -87,7 +87,8 @@ struct TtftDistribution {
     }
 };
 
-void fill_ttft(ServingResult& r, const TtftDistribution& t, const ServingSlo& slo) {
+void fill_ttft(ServingResult& r, TtftDistribution t, const ServingSlo& slo) {
+    std::sort(t.base.begin(), t.base.end());
     r.ttft_mean_s = t.mean;
     r.ttft_p50_s = t.quantile(0.50);
     r.ttft_p90_s = t.quantile(0.90);
@@ -111,13 +112,18 @@ double erlang_c(u64 servers, double a) {
 double idle_probability(u64 servers, double a) {
     if (a <= 0) return 1;
     const double M = static_cast<double>(servers), la = std::log(a);
-    std::vector<double> logs;
-    logs.reserve(servers + 1);
-    for (u64 k = 0; k < servers; ++k) logs.push_back(static_cast<double>(k) * la - std::lgamma(static_cast<double>(k) + 1));
-    logs.push_back(M * la - std::lgamma(M + 1) - std::log1p(-a / M));
-    const double top = *std::max_element(logs.begin(), logs.end());
-    double sum = 0;
-    for (double x : logs) sum += std::exp(x - top);
+    // log Σ by a running maximum; log(a^k/k!) = log(a^(k−1)/(k−1)!) + log a − log k.
+    double top = 0, sum = 1, term = 0;  // k = 0: log 1
+    auto add = [&](double x) {
+        if (x > top) {
+            sum = sum * std::exp(top - x) + 1;
+            top = x;
+        } else {
+            sum += std::exp(x - top);
+        }
+    };
+    for (u64 k = 1; k < servers; ++k) add(term += la - std::log(static_cast<double>(k)));
+    add(M * la - std::lgamma(M + 1) - std::log1p(-a / M));
     return std::exp(-(top + std::log(sum)));
 }
 
@@ -303,7 +309,7 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
     r.running_mean = closed ? N : X * (st.ttft - st.rest - st.admit_p * st.admit_mean + st.decode_time);  // admitted to finished
     r.waiting_mean = closed ? U - N : X * st.admit_p * st.admit_mean;
     r.tokens_per_s = X * Om;
-    fill_ttft(r, t, slo);
+    fill_ttft(r, std::move(t), slo);
     return r;
 }
 
@@ -359,7 +365,7 @@ ServingResult static_steady(const ServingLoad& L, const StepCostTable& c, const 
     r.step_mean_s = c.decode_s(b);
     r.tpot_mean_s = r.tpot_p90_s = c.decode_s(b);
     r.tokens_per_s = r.requests_per_s * Om;
-    fill_ttft(r, t, slo);
+    fill_ttft(r, std::move(t), slo);
     return r;
 }
 
@@ -471,8 +477,7 @@ ServingResult serve_simulated(const Scheduler& sch, const ServingLoad& L, const 
             now = std::max(now, next);
             continue;
         }
-        const double tau =
-            sch.continuous || q == 0 ? c.step_s(static_cast<double>(d), static_cast<double>(q)) : c.step_s(0, static_cast<double>(q));
+        const double tau = c.step_s(static_cast<double>(d), static_cast<double>(q));  // a static batch's prefill step has d = 0
         now += tau;
         if (window_start >= 0) {
             ++steps;
