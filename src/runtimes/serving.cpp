@@ -205,12 +205,12 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
             const double Q = budget(d_o);
             double hold = 0, hold2 = 0, shared = 0;
             st.e = 0;
-            std::array<double, kGrid> alone{}, lasts{};
+            std::array<double, kGrid> alone{}, fulls{};  // alone: its steps with no prompt beside it; fulls: its k − 1 full steps
             for (size_t i = 0; i < kGrid; ++i) {
                 const auto [t, k] = own(P[i], d_o, 0);
                 const double ex = std::max(t - k * st.D, 0.0), h = ex + (k - 1) * st.D;
                 alone[i] = t;
-                lasts[i] = Q > 0 ? P[i] - (k - 1) * Q : 0;
+                fulls[i] = k - 1;
                 st.e += ex;
                 hold += h;
                 hold2 += h * h;
@@ -232,8 +232,8 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
             for (size_t i = 0; i < kGrid; ++i) {
                 // Behind it in its last step, as far as the budget leaves room: the prompts
                 // queued after it (λ_o·wait, by Little) and those arriving beside it (half a step's).
-                const double room = Q > 0 ? std::max(Q - lasts[i], 0.0) : 1e300;
-                const double before = st.wait + (Q > 0 ? std::ceil(P[i] / Q) - 1 : 0) * c.step_s(d_o, Q);  // queued or in its full steps
+                const double room = Q > 0 ? std::max(Q - (P[i] - fulls[i] * Q), 0.0) : 1e300;
+                const double before = st.wait + fulls[i] * c.step_s(d_o, Q);  // queued or in its full steps
                 const double behind = std::min(room, (lam_o * before + st.m * others / 2.0) * Pm);
                 st.own[i] = own(P[i], d_o, behind).first;
                 st.own_mean += st.own[i];
