@@ -275,13 +275,14 @@ TEST(Check, NamesAChangedGpuKindFirstAndRefusesAMissingBaseline) {
     const auto cwd = fs::current_path();
     fs::current_path(MEMTAX_SOURCE_DIR);
     const fs::path dir = temp_dir("kind");
-    // The baseline says 2 × h100-sxm at TP 2 under transformers with 100 GiB a GPU; the plan now is
-    // 4 × h200 at TP 4 under vLLM.
+    // The baseline says 2 × h100-sxm at TP 8, DP 1 with 100 GiB a GPU; the plan now is another GPU
+    // kind and layout.
     auto j = nlohmann::json::parse(slurp("reports/long-context-chat-70b.json"));
     auto& row = j["plan"]["plans"]["rows"][0];
     row["gpu"] = "h100-sxm";
     row["gpus"] = 2;
-    row["tp"] = 2;
+    row["tp"] = 8;
+    row["dp"] = 1;
     row["total_bytes"] = 107374182400.0;
     std::ofstream(dir / "long-context-chat-70b.json") << j.dump();
     Result r = run_command({"check", "scenarios/long-context-chat-70b.yaml", "--baseline", dir.string()});
@@ -291,7 +292,7 @@ TEST(Check, NamesAChangedGpuKindFirstAndRefusesAMissingBaseline) {
     EXPECT_NE(r.out.find("h100-sxm", kind), std::string::npos);
     EXPECT_LT(kind, r.out.find("layout"));
     EXPECT_LT(r.out.find("layout"), r.out.find("bytes per GPU  "));
-    EXPECT_NE(r.out.find("TP 2 × PP 1 × DP 1"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("TP 8 × PP 1 × DP 1"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("not comparable (GPU kind changed)"), std::string::npos) << r.out;
     EXPECT_EQ(r.out.find("REGRESSED"), std::string::npos) << r.out;
     // 100 GiB exactly, with its bytes; no exponent notation anywhere.

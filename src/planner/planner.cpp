@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "core/number.hpp"
+#include "planner/load.hpp"
 #include "spec/loaders.hpp"
 #include "topology/topology.hpp"
 
@@ -43,6 +44,11 @@ const PointResult& worse(const PointResult& a, const PointResult& b) {
     if (b.status != PointStatus::Ok) return b;
     if (a.fits != b.fits) return a.fits ? b : a;
     return a.total >= b.total ? a : b;
+}
+
+// "TTFT p90" / "mean TTFT": the statistic the scenario's TTFT SLO holds to.
+std::string ttft_label(const ScenarioSpec& s) {
+    return s.ttft_percentile ? fmt::format("TTFT p{}", s.ttft_percentile) : std::string("mean TTFT");
 }
 
 void count_reason(PlanReport& r, const std::string& kind) {
@@ -87,7 +93,8 @@ namespace {
 // What binds an infeasible scenario. Only candidates that fit in memory were timed; among them,
 // for each SLO, the value the limit must be relaxed to, alone, for one to meet the other SLOs.
 // The SLO needing the least relaxation binds (and names the closest candidate); when no candidate
-// fits in memory, memory binds.
+// fits in memory, memory binds. Under a request rate, the rate is a constraint like the SLOs: its
+// factor is the rate over the most any candidate sustains.
 void explain_infeasible(PlanReport& rep, const std::vector<Candidate>& rejected, const ScenarioSpec& s) {
     struct Slo {
         const char* name;
@@ -126,6 +133,28 @@ void explain_infeasible(PlanReport& rep, const std::vector<Candidate>& rejected,
             }
         }
         rep.relaxations.push_back(std::move(r));
+    }
+    // A request rate no candidate that fits in memory keeps up with: the most any sustains is what
+    // the rate must be lowered to (its SLOs at that rate are not known until re-planned).
+    if (s.request_rate_per_s) {
+        PlanReport::Relaxation r;
+        r.constraint = "request rate";
+        r.limit = *s.request_rate_per_s;
+        for (const Candidate& c : rejected)
+            if (c.sustainable_rate_per_s > r.best) {
+                r.best = r.needed = c.sustainable_rate_per_s;
+                r.example = c;
+            }
+        if (r.example) {
+            const double factor = r.limit / r.needed;
+            if (rep.binding.empty() || factor < least_factor) {
+                rep.binding = r.constraint;
+                least_factor = factor;
+                rep.closest = r.example;
+                rep.closest->binding_ratio = factor;
+            }
+            rep.relaxations.push_back(std::move(r));
+        }
     }
     if (rep.binding.empty()) rep.binding = rep.closest ? rep.closest->binding : "memory";
 }
@@ -312,27 +341,6 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 reject_all("cannot be timed", e.message());
                                 continue;
                             }
-                            std::map<u64, std::optional<TimeEstimate>> times;  // per batch per replica; nullopt: not timeable
-                            auto time_at = [&](u64 b) -> const std::optional<TimeEstimate>& {
-                                auto it = times.find(b);
-                                if (it == times.end()) {
-                                    std::optional<TimeEstimate> t;
-                                    try {
-                                        t = estimate_time(*plan, Point{Mode::Prefill, b, s.prompt.mean}, *topo);
-                                    } catch (const InputError&) {
-                                    } catch (const OverflowError&) {
-                                    }
-                                    it = times.emplace(b, std::move(t)).first;
-                                }
-                                return it->second;
-                            };
-                            // The runtime's scheduler: a burst of `concurrency` requests arriving together is answered on
-                            // average after first_token.mean_s; a steady stream of arrivals (request_rate) meets the step of
-                            // a request that arrives among running ones, first_token.first_s (a static batch: both are the
-                            // batch's prefill).
-                            auto ttft_of = [&](const TimeEstimate& t) {
-                                return s.request_rate_per_s ? t.first_token.first_s : t.first_token.mean_s;
-                            };
                             // Sequences at the promised context one replica holds: the pool's concurrency, or the largest
                             // static batch whose steps fit; the runtime's own limit on running requests caps both.
                             const PointResult one = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, 1, s.context});
@@ -342,6 +350,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             const u64 serve_cap =
                                 std::min<u64>(static_cast<u64>(held), running ? running : std::numeric_limits<u64>::max());
                             const bool users = !s.request_rate_per_s;  // a fixed number of sequences, not a rate
+                            ReplicaLoad load(*plan, *topo, s, serve_cap);
                             for (u64 dp = 1; dp <= replicas_max; ++dp) {
                                 ++rep.considered;
                                 tick(1);
@@ -355,44 +364,32 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     count_reason(rep, "idle replicas");
                                     continue;
                                 }
+                                // Users each have a sequence running: the fullest replica holds ceil(concurrency / dp).
+                                // Under a rate, a replica must hold one request of the promised context to start; what
+                                // it runs follows from the serving model below.
                                 c.batch_per_replica = users ? (s.concurrency + dp - 1) / dp : 1;
-                                if (s.request_rate_per_s) {
-                                    // Little's law per replica: its share of the arrivals × how long each request stays
-                                    // (first token, then the mean output at the decode step's time), at the batch that
-                                    // results — a fixed point searched upward from one sequence. A replica keeps up only if
-                                    // it is reached within the sequences it can run at once (memory, the runtime's limit).
-                                    u64 b = 1;
-                                    bool stable = false, timeable = true;
-                                    for (int it = 0; it < 64; ++it) {
-                                        const auto& t = time_at(b);
-                                        if (!t) {
-                                            timeable = false;
-                                            break;
-                                        }
-                                        const double stay = ttft_of(*t) + static_cast<double>(s.output.mean) * t->tpot_s;
-                                        const double conc = *s.request_rate_per_s / static_cast<double>(dp) * stay;
-                                        if (!(conc <= static_cast<double>(serve_cap))) break;  // beyond what it can run
-                                        const u64 next = std::max<u64>(ceil_to_u64_saturating(conc), 1);
-                                        if (next <= b) {
-                                            stable = true;
-                                            break;
-                                        }
-                                        b = next;
+                                std::optional<LoadResult> served;
+                                if (!users && serve_cap >= 1) {
+                                    served = load.serve(dp);
+                                    if (served->verdict == LoadResult::Verdict::Untimed) {
+                                        c.reason = served->reason;
+                                        count_reason(rep, "cannot be timed");
+                                        continue;
                                     }
-                                    c.batch_per_replica = b;
-                                    if (!stable) {
+                                    if (served->verdict == LoadResult::Verdict::Unstable) {
+                                        c.memory = one;
+                                        c.budget_bytes = one.capacity - mul_frac(one.capacity, s.memory_headroom_ppm, 1000000);
+                                        c.sustainable_rate_per_s = static_cast<double>(dp) * load.max_rate();
                                         c.binding = "request rate";
-                                        c.binding_ratio = 2.0;
-                                        c.reason = timeable
-                                                       ? fmt::format(
-                                                             "unstable: {:g} requests/s exceed what {} replica{} of at most {} "
-                                                             "sequences serve{}",
-                                                             *s.request_rate_per_s, dp, dp == 1 ? "" : "s", serve_cap, dp == 1 ? "s" : "")
-                                                       : "its steps cannot be timed";
-                                        count_reason(rep, timeable ? "unstable" : "cannot be timed");
+                                        c.binding_ratio = c.sustainable_rate_per_s > 0
+                                                              ? std::max(*s.request_rate_per_s / c.sustainable_rate_per_s, 1.0 + 1e-9)
+                                                              : 1e9;
+                                        c.reason = served->reason;
+                                        count_reason(rep, "unstable");
                                         rejected.push_back(std::move(c));
                                         continue;
                                     }
+                                    c.batch_per_replica = served->sequences;
                                 }
                                 const u64 b = c.batch_per_replica;
                                 // Memory: vLLM sizes its pool at start-up for `b` sequences of the promised context;
@@ -427,23 +424,38 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     rejected.push_back(std::move(c));
                                     continue;
                                 }
-                                // Time, once per batch size of this plan.
-                                const auto& timed = time_at(b);
-                                if (!timed) {
-                                    c.reason = "its steps cannot be timed";
+                                // Time: the runtime's scheduler under the scenario's load.
+                                if (!served) served = load.serve(dp);
+                                if (served->verdict != LoadResult::Verdict::Served) {
+                                    c.reason = served->reason;
                                     count_reason(rep, "cannot be timed");
                                     continue;
                                 }
-                                const TimeEstimate& t = *timed;
+                                const LoadResult& t = *served;
+                                if (!users) {
+                                    // How close the rate is to what the replicas sustain: a binding like the others.
+                                    c.sustainable_rate_per_s = static_cast<double>(dp) * load.max_rate();
+                                    const double use =
+                                        c.sustainable_rate_per_s > 0 ? *s.request_rate_per_s / c.sustainable_rate_per_s : 1.0;
+                                    if (use > c.binding_ratio) {
+                                        c.binding = "request rate";
+                                        c.binding_ratio = std::min(use, 1.0);
+                                    }
+                                }
                                 c.timed = true;
-                                c.ttft_s = ttft_of(t);
+                                c.load_method = t.method;
+                                c.ttft_s = t.ttft_at(s.ttft_percentile);
+                                c.ttft_mean_s = t.ttft_mean_s;
+                                c.ttft_p90_s = t.ttft_p90_s;
+                                c.ttft_p99_s = t.ttft_p99_s;
                                 c.tpot_s = t.tpot_s;
-                                // Throughput from the sequences that exist: `concurrency` of them (not every slot of every
-                                // replica), or under a request rate what arrives (a stable replica serves its arrivals).
-                                const double busy = static_cast<double>(users ? std::min(s.concurrency, dp * b) : dp * b);
-                                c.tokens_per_s = t.tpot_s > 0 ? busy / t.tpot_s : 0;
-                                if (s.request_rate_per_s)
-                                    c.tokens_per_s = std::min(c.tokens_per_s, *s.request_rate_per_s * static_cast<double>(s.output.mean));
+                                // Throughput from the requests that exist: the users' (not every slot of every replica),
+                                // or under a rate what arrives (a stable replica serves its arrivals).
+                                c.tokens_per_s = t.tokens_per_s;
+                                c.goodput_tokens_per_s = t.goodput_tokens_per_s;
+                                c.requests_per_s = t.requests_per_s;
+                                c.tokens_per_s_per_gpu = c.tokens_per_s / static_cast<double>(c.gpus);
+                                c.tokens_per_s_per_user = t.tpot_s > 0 ? 1.0 / t.tpot_s : 0;
                                 if (auto p = price.find(g.name); p != price.end() && c.tokens_per_s > 0)
                                     c.cost_per_million_tokens = static_cast<double>(c.gpus) * p->second / (c.tokens_per_s * 3600.0) * 1e6;
                                 std::vector<std::tuple<std::string, double, double>> slos;
@@ -456,7 +468,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                         c.binding_ratio = ratio;
                                     }
                                     if (ratio > 1 && c.reason.empty()) {
-                                        c.reason = fmt::format("{} {:.3f} s exceeds the SLO {:.3f} s", name, v, limit);
+                                        c.reason = fmt::format("{} {:.3f} s exceeds the SLO {:.3f} s",
+                                                               name == "TTFT" ? ttft_label(s) : name, v, limit);
                                         count_reason(rep, name);
                                     }
                                 }

@@ -22,7 +22,9 @@ struct Candidate {
     std::string gpu, kv_dtype, weight_dtype, runtime;
     std::string cluster;  // the cluster profile the GPUs belong to, if the scenario named one
     u64 gpus = 0, tp = 1, pp = 1, dp = 1;
-    u64 batch_per_replica = 0;  // ceil(concurrency / dp)
+    // Sequences the fullest replica runs at once: ceil(concurrency / dp), or under a request rate
+    // its mean running requests, rounded up.
+    u64 batch_per_replica = 0;
     // Memory, per GPU, of the step that needs most (transformers: the prefill of the longest
     // prompt or the decode at the promised context; vLLM: its start-up sizing).
     PointResult memory;
@@ -32,7 +34,16 @@ struct Candidate {
     u64 budget_bytes = 0;         // usable capacity less the scenario's headroom
     double concurrency_held = 0;  // sequences at the promised context one replica holds
     bool timed = false;
-    double ttft_s = 0, tpot_s = 0, tokens_per_s = 0, cost_per_million_tokens = 0;
+    // Under the scenario's load (planner/load.hpp): ttft_s is the statistic the SLO holds to
+    // (the scenario's ttft_statistic), beside the mean and percentiles; TPOT the requests' mean.
+    std::string load_method;  // "steady state" | "burst"
+    double ttft_s = 0, ttft_mean_s = 0, ttft_p90_s = 0, ttft_p99_s = 0, tpot_s = 0;
+    // The whole deployment's output tokens a second (busy replicas only), those of requests that
+    // meet every SLO (goodput), and completed requests a second.
+    double tokens_per_s = 0, goodput_tokens_per_s = 0, requests_per_s = 0;
+    double tokens_per_s_per_gpu = 0, tokens_per_s_per_user = 0;  // per user: 1 / TPOT
+    double cost_per_million_tokens = 0;
+    double sustainable_rate_per_s = 0;  // under a request rate: the most its replicas keep up with
     bool feasible = false;
     std::string binding;       // the constraint that rejects it (or binds it most, when feasible)
     double binding_ratio = 0;  // what / limit for that constraint: > 1 is over

@@ -12,7 +12,11 @@ std::string gib(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
 std::string secs(double s) { return s >= 1 ? fmt::format("{:.2f} s", s) : fmt::format("{:.1f} ms", s * 1e3); }
 std::string g9(double v) { return fmt::format("{:.9g}", v); }
 
-void candidate_columns(Table& t) {
+// The TTFT statistic the scenario's SLO holds to, as a column title.
+std::string ttft_title(const ScenarioSpec& s) { return s.ttft_percentile ? fmt::format("TTFT p{}", s.ttft_percentile) : "TTFT mean"; }
+
+void candidate_columns(Table& t, const ScenarioSpec& s) {
+    const std::string ttft = ttft_title(s);
     for (auto [k, title, right] :
          std::initializer_list<std::tuple<const char*, const char*, bool>>{{"rank", "#", true},
                                                                            {"gpu", "gpu", false},
@@ -27,9 +31,13 @@ void candidate_columns(Table& t) {
                                                                            {"total_bytes", "GiB/GPU", true},
                                                                            {"budget_bytes", "budget GiB", true},
                                                                            {"sequences_held", "seqs held", true},
-                                                                           {"ttft_s", "TTFT", true},
+                                                                           {"ttft_s", ttft.c_str(), true},
+                                                                           {"ttft_mean_s", "TTFT mean", true},
                                                                            {"tpot_s", "TPOT", true},
                                                                            {"tokens_per_s", "tokens/s", true},
+                                                                           {"tokens_per_s_per_gpu", "tok/s/GPU", true},
+                                                                           {"tokens_per_s_per_user", "tok/s/user", true},
+                                                                           {"goodput_tokens_per_s", "goodput", true},
                                                                            {"cost_per_million_tokens", "$/Mtok", true},
                                                                            {"binding", "binding", false},
                                                                            {"binding_ratio", "use", true}})
@@ -52,8 +60,10 @@ void candidate_row(Table& t, const Candidate& c, size_t rank) {
     t.cell(gib(c.budget_bytes), std::to_string(c.budget_bytes));
     t.cell(fmt::format("{:.2f}", c.concurrency_held), g9(c.concurrency_held));
     t.cell(c.timed ? secs(c.ttft_s) : "-", c.timed ? g9(c.ttft_s) : "");
+    t.cell(c.timed ? secs(c.ttft_mean_s) : "-", c.timed ? g9(c.ttft_mean_s) : "");
     t.cell(c.timed ? secs(c.tpot_s) : "-", c.timed ? g9(c.tpot_s) : "");
-    t.cell(c.timed ? fmt::format("{:.0f}", c.tokens_per_s) : "-", c.timed ? g9(c.tokens_per_s) : "");
+    for (double v : {c.tokens_per_s, c.tokens_per_s_per_gpu, c.tokens_per_s_per_user, c.goodput_tokens_per_s})
+        t.cell(c.timed ? fmt::format("{:.0f}", v) : "-", c.timed ? g9(v) : "");
     t.cell(c.cost_per_million_tokens > 0 ? fmt::format("{:.3f}", c.cost_per_million_tokens) : "-",
            c.cost_per_million_tokens > 0 ? g9(c.cost_per_million_tokens) : "");
     t.cell(c.binding);
@@ -69,8 +79,9 @@ Document plan_document(const PlanReport& r, size_t top) {
     d.title = s.description.empty() ? fmt::format("memtax plan {}", s.name) : fmt::format("memtax plan {}: {}", s.name, s.description);
     d.notes.push_back(
         fmt::format("model {}, runtime {}, {}, prompts {} tokens (max {}), outputs {} (max {}), context {}", r.model_name, s.runtime,
-                    s.request_rate_per_s ? fmt::format("{} requests/s (concurrency by Little's law per plan)", *s.request_rate_per_s)
-                                         : fmt::format("{} sequences at once", s.concurrency),
+                    s.request_rate_per_s ? fmt::format("{:g} requests/s (Poisson arrivals, split over the replicas)", *s.request_rate_per_s)
+                    : s.burst            ? fmt::format("a burst of {} requests at once", s.concurrency)
+                              : fmt::format("{} users in steady state (each answered request replaced by the user's next)", s.concurrency),
                     group_digits(s.prompt.mean), group_digits(s.prompt.max), group_digits(s.output.mean), group_digits(s.output.max),
                     group_digits(s.context)));
     d.notes.push_back(fmt::format("objective {}; memory headroom {:.1f}%{}{}", to_string(s.objective),
@@ -94,6 +105,14 @@ Document plan_document(const PlanReport& r, size_t top) {
         }
         // What to relax, by how much: each SLO alone, over the candidates that fit in memory.
         for (const auto& x : r.relaxations) {
+            if (x.constraint == "request rate") {
+                const Candidate& c = *x.example;
+                d.notes.push_back(fmt::format(
+                    "request rate: the most any candidate that fits in memory sustains is {:.3g} requests/s ({}× {}, TP {}, PP {}, DP "
+                    "{}, {} KV) against {:g} asked: lower the rate by {:.1f}% or allow more GPUs",
+                    x.needed, c.gpus, c.gpu, c.tp, c.pp, c.dp, c.kv_dtype, x.limit, (1 - x.needed / x.limit) * 100));
+                continue;
+            }
             const std::string best =
                 fmt::format("{}: the best candidate that fits in memory reaches {:.3f} s against ≤ {:.3f} s ({:+.1f}%)", x.constraint,
                             x.best, x.limit, (x.best / x.limit - 1) * 100);
@@ -109,7 +128,7 @@ Document plan_document(const PlanReport& r, size_t top) {
                     best + fmt::format("; relaxing {} alone is not enough: every such candidate misses another SLO too", x.constraint));
             }
         }
-        if (r.relaxations.empty() && r.closest)
+        if (r.binding == "memory" && r.closest)
             d.notes.push_back(
                 fmt::format("binds: memory — no layout of at most {} GPUs holds the workload; allow more GPUs, smaller "
                             "KV or weight dtypes, or fewer sequences",
@@ -122,12 +141,17 @@ Document plan_document(const PlanReport& r, size_t top) {
         fmt::format("Best {} of {} feasible plans, by {}", std::min(top, r.ranked.size()), r.ranked.size(), to_string(s.objective)),
         {},
         {}};
-    candidate_columns(plans.table);
+    candidate_columns(plans.table, s);
     for (size_t i = 0; i < r.ranked.size() && i < top; ++i) candidate_row(plans.table, r.ranked[i], i + 1);
     if (r.closest) candidate_row(plans.table, *r.closest, 0);
     plans.notes.push_back(
         "seqs held: sequences of the promised context one replica's memory holds (vLLM: its paged KV blocks, block rounding counted); "
         "use: the binding constraint's value over its limit");
+    plans.notes.push_back(fmt::format(
+        "{}: the statistic the TTFT SLO holds to, over requests, {}; TPOT: requests' mean; tokens/s: the deployment's output "
+        "tokens a second from the requests that exist (busy replicas only), per GPU and per user (1 / TPOT); goodput: tokens/s of "
+        "requests meeting every SLO (docs/planning.md)",
+        ttft_title(s), s.burst ? "along the burst's first tokens" : "the fullest replica's under its runtime's scheduler in steady state"));
     d.sections.push_back(std::move(plans));
     if (!r.ranked.empty()) {
         const Candidate& b = r.ranked.front();

@@ -33,6 +33,10 @@ struct ScenarioSpec {
     // concurrency = rate × (TTFT + mean output × TPOT), solved for that candidate's own times.
     std::optional<double> request_rate_per_s;
     u64 context = 0;  // the context to promise (max_model_len): default prompt.max + output.max
+    // How the `concurrency` users arrive: steady (default; each answered request replaced at once
+    // by the same user's next, so requests meet a running batch) or a burst (all at once, TTFT
+    // the mean over the burst's first tokens). A request rate is always a steady Poisson stream.
+    bool burst = false;
 
     // Constraints: the search space and what a candidate must meet.
     std::vector<std::string> gpus;      // GPU kinds allowed (names or paths), in nodes of gpus_per_node
@@ -42,6 +46,9 @@ struct ScenarioSpec {
     bool tp_across_nodes = false;
     u64 memory_headroom_ppm = 0;           // of usable capacity kept free, parts per million
     std::optional<double> ttft_s, tpot_s;  // SLOs
+    // The TTFT statistic the SLO holds to: 0 = the mean, else a percentile of requests (50, 90, 99).
+    // TPOT holds to the mean of requests' time per output token.
+    unsigned ttft_percentile = 90;
     std::vector<std::string> kv_dtypes = {"bf16"};
     std::vector<std::string> weight_dtypes;  // empty: the model's
     std::vector<std::string> attention;      // transformers runtimes: eager | fused; empty: the runtime's

@@ -139,7 +139,7 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     }
 
     YamlMap w = map.required_map("workload");
-    w.finish({"mode", "prompt_tokens", "output_tokens", "concurrency", "request_rate_per_s", "context"});
+    w.finish({"mode", "prompt_tokens", "output_tokens", "concurrency", "request_rate_per_s", "arrivals", "context"});
     const std::string mode = w.optional_string("mode").value_or("inference");
     if (mode == "training")
         w.fail("mode", "training scenarios need the training memory model, which memtax does not have yet; valid today: inference");
@@ -156,12 +156,17 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
         if (*s.request_rate_per_s > 1e6)
             w.fail("request_rate_per_s", fmt::format("{} requests/s is implausible; valid: up to 1e6", *s.request_rate_per_s));
     }
+    if (w.has("arrivals")) {
+        s.burst = w.required_choice("arrivals", {"steady", "burst"}) == "burst";
+        if (s.burst && s.request_rate_per_s)
+            w.fail("arrivals", "a burst is of `concurrency` requests at once; a request rate is a steady stream");
+    }
     s.context = w.has("context") ? tokens_at(w, "context", w.node("context")) : checked_add(s.prompt.max, s.output.max, "context");
     if (s.context == 0) w.fail("context", "must be positive");
 
     YamlMap c = map.required_map("constraints");
     c.finish({"gpus", "clusters", "max_gpus", "gpus_per_node", "tp_across_nodes", "memory_headroom_percent", "ttft_s", "tpot_s",
-              "kv_dtypes", "weight_dtypes", "attention"});
+              "ttft_statistic", "kv_dtypes", "weight_dtypes", "attention"});
     s.gpus = names(c, "gpus", false);
     s.clusters = names(c, "clusters", false);
     if (s.gpus.empty() && s.clusters.empty()) c.fail("gpus", "required: a non-empty list (or clusters)");
@@ -173,6 +178,10 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     if (c.has("memory_headroom_percent")) s.memory_headroom_ppm = percent_ppm(c, "memory_headroom_percent");
     if (c.has("ttft_s")) s.ttft_s = seconds(c, "ttft_s");
     if (c.has("tpot_s")) s.tpot_s = seconds(c, "tpot_s");
+    if (c.has("ttft_statistic")) {
+        const std::string st = c.required_choice("ttft_statistic", {"mean", "p50", "p90", "p99"});
+        s.ttft_percentile = st == "mean" ? 0u : static_cast<unsigned>(std::stoul(st.substr(1)));
+    }
     for (const auto& g : s.gpus) check_profile(c, "gpus", g, resolve_gpu);
     for (const auto& k : s.clusters) check_profile(c, "clusters", k, resolve_cluster);
     if (c.has("kv_dtypes")) s.kv_dtypes = dtypes(c, "kv_dtypes");
