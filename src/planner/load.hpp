@@ -33,7 +33,7 @@ struct LoadResult {
     double ttft_mean_s = 0, ttft_p50_s = 0, ttft_p90_s = 0, ttft_p99_s = 0;
     double tpot_s = 0;
     double requests_per_s = 0, tokens_per_s = 0, goodput_tokens_per_s = 0;  // the whole deployment
-    double ttft_at(unsigned percentile) const;  // 0: the mean; 50, 90, 99
+    double ttft_at(unsigned percentile) const;                              // 0: the mean; 50, 90, 99
 };
 
 class ReplicaLoad {
