@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -650,4 +652,119 @@ TEST(Planner, AttentionKernelsComeFromTheRuntimeFamily) {
         EXPECT_EQ(e.field(), "constraints.attention");
         EXPECT_NE(e.message().find("vllm (family vllm) has no profile per attention kernel"), std::string::npos) << e.message();
     }
+}
+
+// The front by hand: (per user, per GPU) = A (50, 100), B (40, 200), C (40, 150), D (30, 150),
+// E (20, 250), F (50, 90). F is beaten by A on per GPU at equal speed; C by B; D by B on both.
+// The front, fastest per user first, is A, B, E.
+TEST(PlannerPareto, TheFrontIsThePlansNoOtherBeatsOnBoth) {
+    auto plan = [](const char* name, double user, double gpu) {
+        Candidate c;
+        c.gpu = name;
+        c.tokens_per_s_per_user = user;
+        c.tokens_per_s_per_gpu = gpu;
+        return c;
+    };
+    const std::vector<Candidate> v = {plan("A", 50, 100), plan("B", 40, 200), plan("C", 40, 150),
+                                      plan("D", 30, 150), plan("E", 20, 250), plan("F", 50, 90)};
+    std::vector<std::string> names;
+    for (const Candidate& c : pareto_front(v)) names.push_back(c.gpu);
+    EXPECT_EQ(names, (std::vector<std::string>{"A", "B", "E"}));
+
+    // On a real plan: every feasible plan is on the front or beaten (or equalled) on both by one on it.
+    const PlanReport r = plan_scenario(load_scenario_file(std::string(MEMTAX_SOURCE_DIR) + "/scenarios/long-context-chat-70b.yaml"));
+    ASSERT_FALSE(r.pareto.empty());
+    for (const Candidate& c : r.ranked) {
+        bool covered = false;
+        for (const Candidate& f : r.pareto)
+            covered |= f.tokens_per_s_per_user >= c.tokens_per_s_per_user * (1 - 1e-12) &&
+                       f.tokens_per_s_per_gpu >= c.tokens_per_s_per_gpu * (1 - 1e-12);
+        EXPECT_TRUE(covered) << c.gpus << "x " << c.gpu << " TP " << c.tp << " DP " << c.dp;
+    }
+    for (size_t i = 1; i < r.pareto.size(); ++i) {
+        EXPECT_LT(r.pareto[i].tokens_per_s_per_user, r.pareto[i - 1].tokens_per_s_per_user);
+        EXPECT_GT(r.pareto[i].tokens_per_s_per_gpu, r.pareto[i - 1].tokens_per_s_per_gpu);
+    }
+}
+
+// docs/planning.md's worked example: generated here (MEMTAX_UPDATE_DOCS=1 rewrites it), every
+// figure in it checked against the relations a reader can apply by hand: Little's law for the
+// closed loop, per GPU, per user and $/Mtok.
+TEST(PlannerDocs, TheWorkedExampleInPlanningMdIsCurrent) {
+    const char* yaml = R"(
+name: worked
+model: llama-3.1-8b
+runtime: vllm
+workload:
+  prompt_tokens: 1k
+  output_tokens: 128
+  concurrency: 4
+constraints:
+  gpus: [h100-sxm]
+  max_gpus: 4
+  tpot_s: 0.02
+objective: lowest_cost
+prices:
+  per_gpu_hour: {h100-sxm: 2.5}
+  source: "a round price"
+)";
+    const PlanReport r = plan_scenario(scenario(yaml));
+    std::string burst_yaml = yaml;
+    burst_yaml.replace(burst_yaml.find("  concurrency: 4\n"), 17, "  concurrency: 4\n  arrivals: burst\n");
+    const PlanReport b = plan_scenario(scenario(burst_yaml));
+    std::string out = "\n```yaml" + std::string(yaml) + "```\n\n";
+    out += "| GPUs | TP | PP | DP | TTFT mean | TTFT p90 | TPOT | tokens/s | per GPU | per user | $/Mtok | on the front |\n";
+    out += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n";
+    std::vector<Candidate> rows = r.ranked;
+    std::sort(rows.begin(), rows.end(),
+              [](const Candidate& x, const Candidate& y) { return std::tie(x.gpus, x.tp, x.pp) < std::tie(y.gpus, y.tp, y.pp); });
+    ASSERT_GE(rows.size(), 3u);
+    for (const Candidate& c : rows) {
+        bool front = false;
+        for (const Candidate& f : r.pareto) front |= f.gpus == c.gpus && f.tp == c.tp && f.pp == c.pp;
+        out += fmt::format("| {} | {} | {} | {} | {:.1f} ms | {:.1f} ms | {:.3f} ms | {:.1f} | {:.1f} | {:.2f} | {:.4f} | {} |\n", c.gpus,
+                           c.tp, c.pp, c.dp, c.ttft_mean_s * 1e3, c.ttft_p90_s * 1e3, c.tpot_s * 1e3, c.tokens_per_s,
+                           c.tokens_per_s_per_gpu, c.tokens_per_s_per_user, c.cost_per_million_tokens, front ? "yes" : "no");
+        // The relations the text asks the reader to check.
+        if (4 % c.dp == 0) EXPECT_NEAR(c.tokens_per_s, 4.0 * 128 / (c.ttft_mean_s + 127 * c.tpot_s), 1e-6 * c.tokens_per_s);
+        EXPECT_NEAR(c.tokens_per_s_per_gpu, c.tokens_per_s / static_cast<double>(c.gpus), 1e-9 * c.tokens_per_s);
+        EXPECT_NEAR(c.tokens_per_s_per_user, 1 / c.tpot_s, 1e-9 / c.tpot_s);
+        EXPECT_NEAR(c.cost_per_million_tokens, 2.5 * static_cast<double>(c.gpus) / (c.tokens_per_s * 3600) * 1e6,
+                    1e-9 * c.cost_per_million_tokens);
+    }
+    const Candidate& one = rows.front();  // 1 GPU, TP 1, DP 1
+    ASSERT_EQ(one.gpus, 1u);
+    out += fmt::format(
+        "\nCheck the first row by hand. Each of the 4 users always has a request in flight: it waits "
+        "{:.1f} ms for its first token, then 127 more at {:.3f} ms, so a user completes a request every "
+        "{:.1f} + 127 × {:.3f} = {:.1f} ms, and 4 users complete 4 × 128 tokens in that time: {:.1f} "
+        "tokens/s (Little's law). Per user 1 / TPOT = {:.2f} tokens/s; on 1 GPU at $2.50 an hour, "
+        "$/Mtok = 2.50 / ({:.1f} × 3,600) × 10⁶ = {:.4f}.\n",
+        one.ttft_mean_s * 1e3, one.tpot_s * 1e3, one.ttft_mean_s * 1e3, one.tpot_s * 1e3, (one.ttft_mean_s + 127 * one.tpot_s) * 1e3,
+        one.tokens_per_s, one.tokens_per_s_per_user, one.tokens_per_s, one.cost_per_million_tokens);
+    const Candidate* b1 = nullptr;
+    for (const Candidate& c : b.ranked)
+        if (c.gpus == 1) b1 = &c;
+    ASSERT_NE(b1, nullptr);
+    EXPECT_GT(b1->ttft_mean_s, one.ttft_mean_s);
+    out += fmt::format(
+        "\nWith `arrivals: burst` the same GPU answers the 4 prompts arriving together: their mean first token comes after "
+        "{:.1f} ms, not {:.1f} ms, because all 4,096 prompt tokens are ahead of the last one; in steady state a prompt "
+        "arrives while the other users decode and shares a step with them.\n",
+        b1->ttft_mean_s * 1e3, one.ttft_mean_s * 1e3);
+
+    const std::string path = std::string(MEMTAX_SOURCE_DIR) + "/docs/planning.md";
+    std::ifstream in(path);
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string begin = "<!-- BEGIN worked example (tests/test_planner.cpp) -->", end = "<!-- END worked example -->";
+    const size_t bpos = doc.find(begin), epos = doc.find(end);
+    ASSERT_NE(bpos, std::string::npos);
+    ASSERT_NE(epos, std::string::npos);
+    const std::string have = doc.substr(bpos + begin.size(), epos - bpos - begin.size());
+    if (have != out && std::getenv("MEMTAX_UPDATE_DOCS")) {
+        doc.replace(bpos + begin.size(), epos - bpos - begin.size(), out);
+        std::ofstream(path) << doc;
+        return;
+    }
+    EXPECT_EQ(have, out) << "run MEMTAX_UPDATE_DOCS=1 build/tests/memtax_tests --gtest_filter=PlannerDocs.* to regenerate";
 }

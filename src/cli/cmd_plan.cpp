@@ -16,6 +16,7 @@ public:
         auto* p = app.add_subcommand("plan", "rank the deployments that satisfy a scenario (scenarios/*.yaml), and check its gates");
         p->add_option("scenarios", files_, "scenario files")->required();
         p->add_option("--top", top_, "plans to print per scenario")->transform(positive_int())->capture_default_str();
+        p->add_flag("--pareto", pareto_, "also print the Pareto front of tokens/s per user against tokens/s per GPU");
         p->add_flag("--check", check_, "exit 1 when a gate fails or nothing is feasible (for CI)");
         add_format_option(p, format_);
         p->add_option("--output,-o", output_, "write the report to this file (atomically)");
@@ -32,7 +33,7 @@ public:
             const PlanReport r = plan_scenario(s, bar.callback());
             bar.done();
             ok &= r.gates_passed && !r.ranked.empty();
-            text += print.document(plan_document(r, top_), tool_info());
+            text += print.document(plan_document(r, top_, pareto_), tool_info());
         }
         emit(text, output_, out, files_);
         return check_ && !ok ? 1 : 0;
@@ -41,7 +42,7 @@ public:
 private:
     std::vector<std::string> files_;
     u64 top_ = 5;
-    bool check_ = false;
+    bool check_ = false, pareto_ = false;
     std::string format_ = "table", output_;
 };
 

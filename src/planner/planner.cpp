@@ -88,6 +88,29 @@ bool ranks_before(const Candidate& a, const Candidate& b, Objective o) {
            std::tie(b.gpu, b.tp, b.pp, b.dp, b.kv_dtype, b.weight_dtype, b.cluster);
 }
 
+std::vector<Candidate> pareto_front(const std::vector<Candidate>& plans) {
+    std::vector<const Candidate*> v;
+    for (const Candidate& c : plans) v.push_back(&c);
+    // Fastest per user first, then most per GPU; a stable sort keeps the ranked order among equals.
+    std::stable_sort(v.begin(), v.end(), [](const Candidate* a, const Candidate* b) {
+        const long long ua = ranked(a->tokens_per_s_per_user, 1e-6), ub = ranked(b->tokens_per_s_per_user, 1e-6);
+        if (ua != ub) return ua > ub;
+        return ranked(a->tokens_per_s_per_gpu, 1e-6) > ranked(b->tokens_per_s_per_gpu, 1e-6);
+    });
+    // Walking down in speed per user, a plan joins the front only if it earns more per GPU than
+    // every faster one.
+    std::vector<Candidate> front;
+    long long best = LLONG_MIN;
+    for (const Candidate* c : v) {
+        const long long g = ranked(c->tokens_per_s_per_gpu, 1e-6);
+        if (g > best) {
+            front.push_back(*c);
+            best = g;
+        }
+    }
+    return front;
+}
+
 namespace {
 
 // What binds an infeasible scenario. Only candidates that fit in memory were timed; among them,
@@ -483,6 +506,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                         }
     std::stable_sort(rep.ranked.begin(), rep.ranked.end(),
                      [&](const Candidate& a, const Candidate& b) { return ranks_before(a, b, s.objective); });
+    rep.pareto = pareto_front(rep.ranked);
     if (rep.ranked.empty() && !rejected.empty()) {
         rep.closest = *std::min_element(rejected.begin(), rejected.end(),
                                         [](const Candidate& a, const Candidate& b) { return a.binding_ratio < b.binding_ratio; });

@@ -62,6 +62,10 @@ struct PlanReport {
     std::vector<Candidate> ranked;                         // feasible, best first
     std::vector<std::pair<std::string, u64>> rejected_by;  // reason kind -> count, in order of appearance
     std::optional<Candidate> closest;                      // when nothing is feasible: the least violation
+    // The feasible plans no other beats on both tokens/s per user (1 / TPOT: how fast one user
+    // reads) and tokens/s per GPU (what the hardware earns), fastest per user first: the
+    // trade-off AIConfigurator draws for serving configurations.
+    std::vector<Candidate> pareto;
     // When nothing is feasible, per service-level constraint (TTFT, TPOT): the best value any
     // candidate that fits in memory reaches, and the least the limit must be relaxed to, alone,
     // for a candidate to meet every other constraint (`example` is that candidate). Memory is not
@@ -102,5 +106,9 @@ u64 max_context(const Plan& plan, Mode mode, u64 batch, u64 limit);
 // in whole units (a millionth of a dollar per million tokens, of a token a second), then fewer
 // GPUs, then the layout (GPU, TP, PP, DP, dtypes, cluster): float noise never orders a tie.
 bool ranks_before(const Candidate& a, const Candidate& b, Objective o);
+
+// The candidates no other beats on both tokens/s per user and per GPU (figures compared in
+// millionths, ties kept once, by `ranked` order), fastest per user first.
+std::vector<Candidate> pareto_front(const std::vector<Candidate>& ranked);
 
 }  // namespace memtax

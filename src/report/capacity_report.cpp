@@ -136,7 +136,7 @@ ojson sweep_json(const SweepReport& s) {
 CapacityFiles render_capacity_report(const CapacityReport& r, const std::string& version) {
     CapacityFiles f;
     const ScenarioSpec& s = r.plan.scenario;
-    const Document plan = plan_document(r.plan, 10);
+    const Document plan = plan_document(r.plan, 10, true);
     const bool charts = r.fused && r.eager && r.charted;
     const bool serving = r.serving && r.charted && !r.serving->points.empty();
     const u64 batch = r.charted ? r.charted->batch_per_replica : 0;

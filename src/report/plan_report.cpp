@@ -72,7 +72,7 @@ void candidate_row(Table& t, const Candidate& c, size_t rank) {
 
 }  // namespace
 
-Document plan_document(const PlanReport& r, size_t top) {
+Document plan_document(const PlanReport& r, size_t top, bool pareto) {
     const ScenarioSpec& s = r.scenario;
     Document d;
     d.schema = "memtax.plan/1";
@@ -153,6 +153,44 @@ Document plan_document(const PlanReport& r, size_t top) {
         "requests meeting every SLO (docs/planning.md)",
         ttft_title(s), s.burst ? "along the burst's first tokens" : "the fullest replica's under its runtime's scheduler in steady state"));
     d.sections.push_back(std::move(plans));
+    if (pareto && !r.pareto.empty()) {
+        Document::Section f{
+            "pareto",
+            fmt::format("Pareto front: {} plans no other beats on both tokens/s per user and tokens/s per GPU", r.pareto.size()),
+            {},
+            {}};
+        const std::string ttft = ttft_title(s);
+        for (auto [k, title, right] :
+             std::initializer_list<std::tuple<const char*, const char*, bool>>{{"gpu", "gpu", false},
+                                                                               {"gpus", "gpus", true},
+                                                                               {"tp", "tp", true},
+                                                                               {"pp", "pp", true},
+                                                                               {"dp", "dp", true},
+                                                                               {"weight_dtype", "weights", false},
+                                                                               {"kv_dtype", "kv", false},
+                                                                               {"tokens_per_s_per_user", "tok/s/user", true},
+                                                                               {"tokens_per_s_per_gpu", "tok/s/GPU", true},
+                                                                               {"tokens_per_s", "tokens/s", true},
+                                                                               {"ttft_s", ttft.c_str(), true},
+                                                                               {"cost_per_million_tokens", "$/Mtok", true}})
+            f.table.add_column(k, title, right);
+        for (const Candidate& c : r.pareto) {
+            f.table.row();
+            f.table.cell(c.cluster.empty() ? c.gpu : fmt::format("{} ({})", c.gpu, c.cluster), c.gpu);
+            for (u64 v : {c.gpus, c.tp, c.pp, c.dp}) f.table.cell(std::to_string(v));
+            f.table.cell(c.weight_dtype);
+            f.table.cell(c.kv_dtype);
+            for (double v : {c.tokens_per_s_per_user, c.tokens_per_s_per_gpu, c.tokens_per_s})
+                f.table.cell(fmt::format("{:.1f}", v), g9(v));
+            f.table.cell(secs(c.ttft_s), g9(c.ttft_s));
+            f.table.cell(c.cost_per_million_tokens > 0 ? fmt::format("{:.3f}", c.cost_per_million_tokens) : "-",
+                         c.cost_per_million_tokens > 0 ? g9(c.cost_per_million_tokens) : "");
+        }
+        f.notes.push_back(
+            "fastest per user first: moving down the front, each plan gives up speed per user for tokens per GPU (with one GPU "
+            "price, $/Mtok falls as tokens/s per GPU rises); every plan off the front is beaten on both by one on it");
+        d.sections.push_back(std::move(f));
+    }
     if (!r.ranked.empty()) {
         const Candidate& b = r.ranked.front();
         Document::Section mem{

@@ -9,7 +9,8 @@
 
 namespace memtax {
 
-Document plan_document(const PlanReport& r, size_t top);
+// `pareto`: with the front of tokens/s per user against per GPU (PlanReport::pareto).
+Document plan_document(const PlanReport& r, size_t top, bool pareto = false);
 // A sweep: its points (every point of r.points) and its growth fits.
 Document sweep_document(const SweepReport& r);
 // The same in parts, for a sweep streamed point by point: the head, the points' columns and one
