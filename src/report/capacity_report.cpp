@@ -190,6 +190,10 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         h += "<h2>" + svg::escape(p->title) + "</h2>\n" + html_table(p->table);
         for (const auto& n : p->notes) h += "<p>" + svg::escape(n) + "</p>\n";
     }
+    if (const auto* p = section(plan, "pareto")) {
+        h += "<h2>" + svg::escape(p->title) + "</h2>\n" + html_table(p->table);
+        for (const auto& n : p->notes) h += "<p>" + svg::escape(n) + "</p>\n";
+    }
     if (serving) {
         h += "<h2>Sequences held against context (vLLM)</h2>\n<div class=\"chart\">\n" + serving_svg + "</div>\n";
         h += "<p>Log axes. " + svg::escape(serving_note) + "</p>\n";
@@ -212,6 +216,10 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     if (const auto* g = section(plan, "gates"))
         md += fmt::format("\n## Gates: {}\n\n{}\n{}\n", r.plan.gates_passed ? "all pass" : "FAILED", table_markdown(g->table), kGateNote);
     if (const auto* p = section(plan, "plans")) md += "\n## " + markdown_cell(p->title) + "\n\n" + table_markdown(p->table);
+    if (const auto* p = section(plan, "pareto")) {
+        md += "\n## " + markdown_cell(p->title) + "\n\n" + table_markdown(p->table);
+        for (const auto& n : p->notes) md += "\n" + markdown_cell(n) + "\n";
+    }
     if (charts) {
         md += "\n## Memory against context\n\n" + markdown_cell(memory_title) + " (GiB per GPU).\n\n```mermaid\nxychart-beta\n";
         md += "    title \"GiB per GPU against context\"\n    x-axis [";
