@@ -728,7 +728,9 @@ prices:
         // The relations the text asks the reader to check.
         if (4 % c.dp == 0) EXPECT_NEAR(c.tokens_per_s, 4.0 * 128 / (c.ttft_mean_s + 127 * c.tpot_s), 1e-6 * c.tokens_per_s);
         EXPECT_NEAR(c.tokens_per_s_per_gpu, c.tokens_per_s / static_cast<double>(c.gpus), 1e-9 * c.tokens_per_s);
-        EXPECT_NEAR(c.tokens_per_s_per_user, 1 / c.tpot_s, 1e-9 / c.tpot_s);
+        // Every output is 128 tokens: the token-weighted time between tokens is the requests' TPOT.
+        EXPECT_NEAR(c.itl_s, c.tpot_s, 1e-9 * c.tpot_s);
+        EXPECT_NEAR(c.tokens_per_s_per_user, 1 / c.itl_s, 1e-9 / c.itl_s);
         EXPECT_NEAR(c.cost_per_million_tokens, 2.5 * static_cast<double>(c.gpus) / (c.tokens_per_s * 3600) * 1e6,
                     1e-9 * c.cost_per_million_tokens);
     }
@@ -738,7 +740,8 @@ prices:
         "\nCheck the first row by hand. Each of the 4 users always has a request in flight: it waits "
         "{:.1f} ms for its first token, then 127 more at {:.3f} ms, so a user completes a request every "
         "{:.1f} + 127 × {:.3f} = {:.1f} ms, and 4 users complete 4 × 128 tokens in that time: {:.1f} "
-        "tokens/s (Little's law). Per user 1 / TPOT = {:.2f} tokens/s; on 1 GPU at $2.50 an hour, "
+        "tokens/s (Little's law). Per user, 1 / the time between tokens (every output is 128 tokens, so it is TPOT) = {:.2f} tokens/s; on "
+        "1 GPU at $2.50 an hour, "
         "$/Mtok = 2.50 / ({:.1f} × 3,600) × 10⁶ = {:.4f}.\n",
         one.ttft_mean_s * 1e3, one.tpot_s * 1e3, one.ttft_mean_s * 1e3, one.tpot_s * 1e3, (one.ttft_mean_s + 127 * one.tpot_s) * 1e3,
         one.tokens_per_s, one.tokens_per_s_per_user, one.tokens_per_s, one.cost_per_million_tokens);

@@ -4,8 +4,8 @@
 // (RuntimePlan::serve, runtimes/serving.hpp).
 //
 // - `concurrency` users, steady (the default): a closed loop per replica, the users split as
-//   evenly as whole users go (some replicas one more); TTFT and TPOT are the fullest replica's,
-//   throughput the sum over replicas.
+//   evenly as whole users go (some replicas one more); TTFT is the fullest replica's, TPOT and
+//   the time between tokens the users' harmonic means over the replicas, throughput the sum.
 // - `concurrency` users in a burst: all arrive at once; TTFT is the burst's mean first token
 //   (percentiles spread linearly between its first and last), TPOT the decode step of the batch.
 // - `request_rate_per_s`: Poisson arrivals split evenly over the replicas, an open loop each; a
@@ -31,7 +31,8 @@ struct LoadResult {
     // rounded up (the memory a start-up pool or a static batch must hold).
     u64 sequences = 0;
     double ttft_mean_s = 0, ttft_p50_s = 0, ttft_p90_s = 0, ttft_p99_s = 0;
-    double tpot_s = 0;
+    double tpot_s = 0;  // requests' mean time per output token
+    double itl_s = 0;   // the mean time between output tokens, token-weighted (a user's reading speed is 1 / it)
     double requests_per_s = 0, tokens_per_s = 0, goodput_tokens_per_s = 0;  // the whole deployment
     double ttft_at(unsigned percentile) const;                              // 0: the mean; 50, 90, 99
 };

@@ -478,7 +478,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 c.goodput_tokens_per_s = t.goodput_tokens_per_s;
                                 c.requests_per_s = t.requests_per_s;
                                 c.tokens_per_s_per_gpu = c.tokens_per_s / static_cast<double>(c.gpus);
-                                c.tokens_per_s_per_user = t.tpot_s > 0 ? 1.0 / t.tpot_s : 0;
+                                c.itl_s = t.itl_s;
+                                c.tokens_per_s_per_user = t.itl_s > 0 ? 1.0 / t.itl_s : 0;
                                 if (auto p = price.find(g.name); p != price.end() && c.tokens_per_s > 0)
                                     c.cost_per_million_tokens = static_cast<double>(c.gpus) * p->second / (c.tokens_per_s * 3600.0) * 1e6;
                                 std::vector<std::tuple<std::string, double, double>> slos;

@@ -38,10 +38,11 @@ struct Candidate {
     // (the scenario's ttft_statistic), beside the mean and percentiles; TPOT the requests' mean.
     std::string load_method;  // "steady state" | "burst"
     double ttft_s = 0, ttft_mean_s = 0, ttft_p90_s = 0, ttft_p99_s = 0, tpot_s = 0;
+    double itl_s = 0;  // the mean time between output tokens, token-weighted
     // The whole deployment's output tokens a second (busy replicas only), those of requests that
     // meet every SLO (goodput), and completed requests a second.
     double tokens_per_s = 0, goodput_tokens_per_s = 0, requests_per_s = 0;
-    double tokens_per_s_per_gpu = 0, tokens_per_s_per_user = 0;  // per user: 1 / TPOT
+    double tokens_per_s_per_gpu = 0, tokens_per_s_per_user = 0;  // per user: 1 / ITL, the speed a user reads at
     double cost_per_million_tokens = 0;
     double sustainable_rate_per_s = 0;  // under a request rate: the most its replicas keep up with
     bool feasible = false;
@@ -62,7 +63,7 @@ struct PlanReport {
     std::vector<Candidate> ranked;                         // feasible, best first
     std::vector<std::pair<std::string, u64>> rejected_by;  // reason kind -> count, in order of appearance
     std::optional<Candidate> closest;                      // when nothing is feasible: the least violation
-    // The feasible plans no other beats on both tokens/s per user (1 / TPOT: how fast one user
+    // The feasible plans no other beats on both tokens/s per user (1 / ITL: how fast one user
     // reads) and tokens/s per GPU (what the hardware earns), fastest per user first: the
     // trade-off AIConfigurator draws for serving configurations.
     std::vector<Candidate> pareto;

@@ -149,7 +149,8 @@ Document plan_document(const PlanReport& r, size_t top, bool pareto) {
         "use: the binding constraint's value over its limit");
     plans.notes.push_back(fmt::format(
         "{}: the statistic the TTFT SLO holds to, over requests, {}; TPOT: requests' mean; tokens/s: the deployment's output "
-        "tokens a second from the requests that exist (busy replicas only), per GPU and per user (1 / TPOT); goodput: tokens/s of "
+        "tokens a second from the requests that exist (busy replicas only), per GPU and per user (1 / the mean time between tokens, "
+        "token-weighted); goodput: tokens/s of "
         "requests meeting every SLO (docs/planning.md)",
         ttft_title(s), s.burst ? "along the burst's first tokens" : "the fullest replica's under its runtime's scheduler in steady state"));
     d.sections.push_back(std::move(plans));

@@ -292,6 +292,7 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
     }
     r.step_mean_s = st.s;
     r.tpot_mean_s = r.tpot_p90_s = st.tpot;
+    r.itl_mean_s = Om > 1 ? st.decode_time / (Om - 1) : st.tpot;
     TtftDistribution t;
     const double wait_closed = closed ? (U - N) / X : 0;  // users beyond the running limit wait their turn
     t.mean = st.ttft + wait_closed;
@@ -363,7 +364,7 @@ ServingResult static_steady(const ServingLoad& L, const StepCostTable& c, const 
         r.running_mean = b;
     }
     r.step_mean_s = c.decode_s(b);
-    r.tpot_mean_s = r.tpot_p90_s = c.decode_s(b);
+    r.tpot_mean_s = r.tpot_p90_s = r.itl_mean_s = c.decode_s(b);
     r.tokens_per_s = r.requests_per_s * Om;
     fill_ttft(r, std::move(t), slo);
     return r;
@@ -414,8 +415,9 @@ ServingResult serve_simulated(const Scheduler& sch, const ServingLoad& L, const 
     } else {
         next_arrival = gap(rng);
     }
-    std::vector<double> ttft, tpot;  // measured requests (tpot: those of two tokens or more)
-    std::vector<char> met;           // each measured request met every SLO
+    std::vector<double> ttft, tpot;                // measured requests (tpot: those of two tokens or more)
+    double decode_seconds = 0, decode_tokens = 0;  // after first tokens, over measured requests (ITL)
+    std::vector<char> met;                         // each measured request met every SLO
     u64 completed = 0;
     double now = 0, window_start = -1, tokens = 0, running_area = 0, waiting_area = 0, steps_time = 0;
     u64 steps = 0;
@@ -516,6 +518,8 @@ ServingResult serve_simulated(const Scheduler& sch, const ServingLoad& L, const 
                     const double per = x.output > 1 ? (now - x.first) / static_cast<double>(x.output - 1) : 0;
                     ttft.push_back(first);
                     if (x.output > 1) tpot.push_back(per);
+                    decode_seconds += now - x.first;
+                    decode_tokens += static_cast<double>(x.output - 1);
                     met.push_back((!slo.ttft_s || first <= *slo.ttft_s) && (!slo.tpot_s || per <= *slo.tpot_s));
                 }
                 if (closed) new_request(now);
@@ -535,6 +539,7 @@ ServingResult serve_simulated(const Scheduler& sch, const ServingLoad& L, const 
     for (double v : tpot) r.tpot_mean_s += v;
     r.tpot_mean_s /= static_cast<double>(std::max<size_t>(tpot.size(), 1));
     r.tpot_p90_s = percentile(tpot, 0.90);
+    r.itl_mean_s = decode_tokens > 0 ? decode_seconds / decode_tokens : r.tpot_mean_s;
     r.requests_per_s = window > 0 ? static_cast<double>(ttft.size()) / window : 0;
     r.tokens_per_s = window > 0 ? tokens / window : 0;
     r.running_mean = window > 0 ? running_area / window : 0;

@@ -77,7 +77,11 @@ struct ServingResult {
     bool stable = true;  // the replica keeps up with its arrivals (open loop)
     std::string unstable_reason;
     double ttft_mean_s = 0, ttft_p50_s = 0, ttft_p90_s = 0, ttft_p99_s = 0;
-    double tpot_mean_s = 0, tpot_p90_s = 0;
+    double tpot_mean_s = 0, tpot_p90_s = 0;  // of requests' own time per output token (bench serve's TPOT)
+    // Token-weighted: the time between output tokens over every token after a first (bench serve's
+    // mean ITL). A request with a short output weighs less here than in the mean TPOT, so this is
+    // what a user's reading speed and the throughput follow.
+    double itl_mean_s = 0;
     double requests_per_s = 0, tokens_per_s = 0;  // completed requests, output tokens
     double running_mean = 0, waiting_mean = 0;    // requests admitted, requests queued
     double step_mean_s = 0;
