@@ -40,8 +40,9 @@ Generated generate(std::mt19937_64& rng) {
                                     "llama-3.1-70b", "mixtral-8x7b", "deepseek-v2-lite", "gemma-2-27b"});
     const std::string runtime = pick({"vllm", "vllm", "hf-sdpa", "hf-eager"});
     const u64 prompt = u64{1} << (8 + rng() % 7), output = u64{1} << (5 + rng() % 5);  // 256..16k, 32..512
-    std::string y = fmt::format("name: prop\nmodel: {}\nruntime: {}\nworkload:\n  prompt_tokens: {{mean: {}, max: {}}}\n  output_tokens: {{mean: {}, max: {}}}\n",
-                                model, runtime, prompt, prompt * (1 + rng() % 2), output, output * (1 + rng() % 2));
+    std::string y = fmt::format(
+        "name: prop\nmodel: {}\nruntime: {}\nworkload:\n  prompt_tokens: {{mean: {}, max: {}}}\n  output_tokens: {{mean: {}, max: {}}}\n",
+        model, runtime, prompt, prompt * (1 + rng() % 2), output, output * (1 + rng() % 2));
     if (rng() % 3 == 0)
         y += fmt::format("  request_rate_per_s: {}\n", 0.25 * static_cast<double>(1 + rng() % 40));
     else
@@ -50,15 +51,15 @@ Generated generate(std::mt19937_64& rng) {
     std::string gpus;
     for (const auto& g : all)
         if (coin() || (gpus.empty() && &g == &all.back())) gpus += (gpus.empty() ? "" : ", ") + g;
-    y += fmt::format("constraints:\n  gpus: [{}]\n  max_gpus: {}\n  memory_headroom_percent: {}\n", gpus, u64{1} << (rng() % 4),
-                     rng() % 10);
+    y +=
+        fmt::format("constraints:\n  gpus: [{}]\n  max_gpus: {}\n  memory_headroom_percent: {}\n", gpus, u64{1} << (rng() % 4), rng() % 10);
     if (coin()) y += fmt::format("  ttft_s: {}\n", 0.05 * static_cast<double>(1 << (rng() % 8)));
     if (coin()) y += fmt::format("  tpot_s: {}\n", 0.005 * static_cast<double>(1 << (rng() % 5)));
     if (coin()) y += fmt::format("  ttft_statistic: {}\n", pick({"mean", "p50", "p90", "p99"}));
     y += fmt::format("  kv_dtypes: [{}]\n", pick({"bf16", "fp8_e4m3", "bf16, fp8_e4m3"}));
     const std::string objective = pick({"fewest_gpus", "lowest_cost", "highest_throughput"});
-    y += fmt::format("objective: {}\nprices:\n  per_gpu_hour: {{l40s: 1.0, a100-80gb: 1.8, h100-sxm: 2.5, h200: 3.5}}\n  source: \"test\"\n",
-                     objective);
+    y += fmt::format(
+        "objective: {}\nprices:\n  per_gpu_hour: {{l40s: 1.0, a100-80gb: 1.8, h100-sxm: 2.5, h200: 3.5}}\n  source: \"test\"\n", objective);
     return {y, load_scenario_yaml(y, "generated.yaml")};
 }
 

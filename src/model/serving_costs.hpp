@@ -15,4 +15,9 @@ namespace memtax {
 // InputError / OverflowError as estimate_time.
 StepCostTable step_costs(const Plan& plan, const Topology& topo, u64 prompt, u64 output, u64 max_running, u64 users);
 
+// The prompts a runtime's scheduler prefills together (step_costs' rule above).
+u64 prefill_batch(const Plan& plan, u64 prompt, u64 max_running, u64 users);
+// The seconds per token of one forward of `batch` prompts of `prompt` tokens (step_costs' per_token_s).
+double prefill_per_token_s(const Plan& plan, const Topology& topo, u64 prompt, u64 batch);
+
 }  // namespace memtax

@@ -36,7 +36,14 @@ const StepCostTable* ReplicaLoad::costs(u64 users) {
     if (it == costs_.end()) {
         std::optional<StepCostTable> t;
         try {
-            t = step_costs(plan_, topo_, s_.prompt.mean, s_.output.mean, max_running_, users);
+            // The decode steps do not depend on the users: priced once, and only the prefill again.
+            if (!costs_.empty() && costs_.begin()->second) {
+                t = *costs_.begin()->second;
+                t->per_token_s =
+                    prefill_per_token_s(plan_, topo_, s_.prompt.mean, prefill_batch(plan_, s_.prompt.mean, max_running_, users));
+            } else if (costs_.empty()) {
+                t = step_costs(plan_, topo_, s_.prompt.mean, s_.output.mean, max_running_, users);
+            }
         } catch (const InputError&) {
         } catch (const OverflowError&) {
         }
