@@ -771,3 +771,86 @@ prices:
     }
     EXPECT_EQ(have, out) << "run MEMTAX_UPDATE_DOCS=1 build/tests/memtax_tests --gtest_filter=PlannerDocs.* to regenerate";
 }
+
+// ---- Expert parallelism as vLLM and Megatron lay it out (hand-derived). ---------------------
+
+namespace {
+u64 weights_per_gpu(const std::string& model, u64 gpus, u64 tp, u64 ep) {
+    Workload w;
+    w.runtime = resolve_runtime("vllm");
+    w.context = 4096;
+    return Plan::compile(resolve_model(model), resolve_gpu("h200"), Deployment{gpus, tp, 1, ep}, w)
+        .evaluate(Point{Mode::Prefill, 1, 4096})
+        .weights;
+}
+}  // namespace
+
+// Mixtral-8x7B at TP 8: each GPU holds 1/8 of the expert bytes however the 8 experts are spread
+// over the 8 GPUs — a TP slice of every expert (EP 1), 4 experts over the 2 GPUs of each pair
+// with each expert's 14,336-wide MLP sliced over 4 (EP 2: expert TP = TP / EP), or one whole
+// expert each (EP 8). EP below TP once kept whole experts on every GPU (4 of 8 at EP 2: 42.4 GiB
+// against 10.9).
+TEST(ExpertParallel, EveryEpThatDividesTpHoldsTheSameBytes) {
+    const u64 ep1 = weights_per_gpu("mixtral-8x7b", 8, 8, 1);
+    EXPECT_EQ(weights_per_gpu("mixtral-8x7b", 8, 8, 2), ep1);
+    EXPECT_EQ(weights_per_gpu("mixtral-8x7b", 8, 8, 4), ep1);
+    EXPECT_EQ(weights_per_gpu("mixtral-8x7b", 8, 8, 8), ep1);
+    // 46.7B parameters in bf16 over 8 GPUs: under 12 GiB each (42 GiB is the old layout's).
+    EXPECT_LT(ep1, u64{12} << 30);
+}
+
+// Wide EP spreads the experts beyond a replica: per GPU, W(ep) = N + X / ep for ep ≥ TP, where N
+// is what every GPU of a replica holds anyway (attention, shared expert, embeddings) and X the
+// routed experts' bytes. DeepSeek-V3 at TP 8 with EP 8, 16 and 32 (1, 2 and 4 replicas, 256
+// experts): W(8) − W(16) = X/16 and W(16) − W(32) = X/32, so the first step is twice the second.
+TEST(ExpertParallel, WideEpSpansReplicasAndHalvesTheExpertsEachTime) {
+    const u64 w8 = weights_per_gpu("deepseek-v3", 8, 8, 8), w16 = weights_per_gpu("deepseek-v3", 16, 8, 16),
+              w32 = weights_per_gpu("deepseek-v3", 32, 8, 32);
+    ASSERT_GT(w8, w16);
+    ASSERT_GT(w16, w32);
+    EXPECT_EQ(w8 - w16, 2 * (w16 - w32));
+    // EP beyond TP needs the GPUs it spans: 16 experts' ranks on 8 GPUs is refused by name.
+    Workload w;
+    w.runtime = resolve_runtime("vllm");
+    w.context = 4096;
+    try {
+        (void)Plan::compile(resolve_model("deepseek-v3"), resolve_gpu("h200"), Deployment{8, 8, 1, 16}, w);
+        ADD_FAILURE() << "EP 16 on 8 GPUs compiled";
+    } catch (const InputError& e) {
+        EXPECT_EQ(e.field(), "deployment.ep");
+    }
+}
+
+// The planner searches EP for a MoE model under vLLM: DeepSeek-V3 (671B, fp8) on 8 H200s either
+// slices every expert over TP 8 (EP off) or runs 8 data-parallel attention replicas sharing the
+// 256 experts, 32 whole experts a GPU (TP 1, DP 8, EP 8); both are candidates, the EP layout says
+// so in its `vllm serve` line, and a dense model gets no EP candidates.
+TEST(ExpertParallel, PlanSearchesExpertParallelismForMoeModels) {
+    const char* yaml = R"(
+name: ep
+model: deepseek-v3
+runtime: vllm
+workload:
+  prompt_tokens: 2k
+  output_tokens: 256
+  concurrency: 32
+constraints:
+  gpus: [h200]
+  max_gpus: 8
+objective: highest_throughput
+)";
+    const PlanReport r = plan_scenario(scenario(yaml));
+    bool off = false, wide = false;
+    for (const Candidate& c : r.ranked) {
+        if (c.ep == 1 && c.tp == 8) off = true;
+        if (c.ep == 8 && c.tp == 1 && c.dp == 8) wide = true;
+        EXPECT_TRUE(c.ep == 1 || c.ep == c.tp * c.dp) << c.tp << " " << c.dp << " " << c.ep;
+    }
+    EXPECT_TRUE(off);
+    EXPECT_TRUE(wide);
+    ASSERT_FALSE(r.ranked.empty());
+    EXPECT_EQ(r.launch.find("--enable-expert-parallel") != std::string::npos, r.ranked.front().ep > 1) << r.launch;
+    std::string dense = yaml;
+    dense.replace(dense.find("deepseek-v3"), 11, "llama-3.1-8b");
+    for (const Candidate& c : plan_scenario(scenario(dense)).ranked) EXPECT_EQ(c.ep, 1u);
+}

@@ -74,7 +74,8 @@ Plan recompile(const ScenarioSpec& s, const Candidate& c, const GpuSpec& gpu) {
     EXPECT_TRUE(parse_dtype(c.kv_dtype, kv)) << c.kv_dtype;
     w.kv_dtype = kv;
     w.context = s.context;
-    return Plan::compile(resolve_model(s.model), gpu, Deployment{c.tp * c.pp, c.tp, c.pp}, w);
+    // Expert parallelism beyond TP spans the replicas of a stage: the plan holds them all.
+    return Plan::compile(resolve_model(s.model), gpu, Deployment{c.tp * c.pp * (c.ep > c.tp ? c.dp : 1), c.tp, c.pp, c.ep}, w);
 }
 
 }  // namespace

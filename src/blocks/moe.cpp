@@ -25,15 +25,20 @@ using C = Category;
 using blk::act;
 using blk::tokens;
 
-// Widths per GPU: expert parallelism places whole experts on each rank; otherwise every GPU
-// holds a TP slice of every expert (vLLM's FusedMoE). The shared expert is TP-split.
+// Widths per GPU, as vLLM and Megatron lay the experts out: without expert parallelism every
+// GPU holds a TP slice of every expert (vLLM's FusedMoE); with EP the routed experts are spread
+// over ep ranks and each is sliced over the tp / ep GPUs that share it (Megatron's expert tensor
+// parallelism: EP × ETP = TP). EP = TP is whole experts on each GPU of a replica (vLLM's
+// --enable-expert-parallel); EP beyond TP spans data-parallel replicas (wide EP: EP = TP × DP),
+// still whole experts. The shared expert is TP-split.
 struct Widths {
     u64 experts = 0, moe_inter = 0, shared_inter = 0;
 };
+u64 expert_tp(u64 tp, u64 ep) { return ep >= tp ? 1 : tp / ep; }
 Widths widths(const BlockEnv& env) {
     const MoeSpec& e = env.model.moe;
     const u64 tp = env.shard.tp, ep = env.shard.ep;
-    return Widths{e.num_experts / ep, e.intermediate_size / (ep > 1 ? 1 : tp), e.shared_intermediate_size / tp};
+    return Widths{e.num_experts / ep, e.intermediate_size / expert_tp(tp, ep), e.shared_intermediate_size / tp};
 }
 
 void check_split(const ModelSpec& m, u64 tp, u64 ep) {
@@ -43,8 +48,9 @@ void check_split(const ModelSpec& m, u64 tp, u64 ep) {
             SourcePos{}, "deployment.ep",
             fmt::format("{} does not divide the {} experts of {}; valid: a divisor of {}", ep, e.num_experts, m.name, e.num_experts));
     auto fail = [&](const std::string& msg) { throw InputError(SourcePos{}, "deployment.tp", msg); };
-    if (e.intermediate_size % (ep > 1 ? 1 : tp) != 0)
-        fail(fmt::format("{} does not divide moe.intermediate_size = {}", tp, e.intermediate_size));
+    if (e.intermediate_size % expert_tp(tp, ep) != 0)
+        fail(fmt::format("{} (the GPUs sharing each expert: TP {} / EP {}) does not divide moe.intermediate_size = {}", expert_tp(tp, ep),
+                         tp, ep, e.intermediate_size));
     if (e.shared_intermediate_size % tp != 0)
         fail(fmt::format("{} does not divide the shared expert width {}", tp, e.shared_intermediate_size));
 }

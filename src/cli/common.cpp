@@ -167,7 +167,9 @@ void add_workload_options(CLI::App* cmd, EstimateArgs& a) {
         ->capture_default_str();
     cmd->add_option("--gpus", a.gpus, "GPUs in total (replicas = gpus / (tp · pp); default: tp · pp)")->transform(positive_int());
     cmd->add_option("--tp,--tensor-parallel-size", a.tp, "tensor-parallel degree")->transform(positive_int())->capture_default_str();
-    cmd->add_option("--ep", a.ep, "expert-parallel degree: routed experts spread over this many of the TP group's GPUs (MoE models)")
+    cmd->add_option("--ep", a.ep,
+                    "expert-parallel degree (MoE models): routed experts spread over this many GPUs, each sliced over TP / EP of them "
+                    "(EP divides TP), or whole on each GPU of several replicas (wide EP: a multiple of TP, with --gpus)")
         ->transform(positive_int())
         ->capture_default_str();
     cmd->add_option("--pp,--pipeline-parallel-size", a.pp, "pipeline stages (layers split evenly; the fullest stage is reported)")

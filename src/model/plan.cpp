@@ -101,10 +101,13 @@ Plan Plan::compile(const ModelSpec& model, const GpuSpec& gpu, const Deployment&
         if (!d->whole_bytes())
             throw InputError(SourcePos{}, d == &*wl.softmax_dtype ? "workload.softmax_dtype" : "workload.logits_dtype",
                              fmt::format("{} cannot hold activations; use fp32, bf16 or fp16", d->name));
-    if (dep.ep == 0 || dep.tp % dep.ep != 0)
-        throw InputError(
-            SourcePos{}, "deployment.ep",
-            fmt::format("{} must divide the tensor-parallel degree {} (experts are spread over GPUs of the TP group)", dep.ep, dep.tp));
+    // Experts spread over GPUs of the TP group (ep divides tp), or over whole TP groups of several
+    // data-parallel replicas (wide EP: ep a multiple of tp, at most the replicas' GPUs of a stage).
+    if (dep.ep == 0 || (dep.ep <= dep.tp ? dep.tp % dep.ep != 0 : dep.ep % dep.tp != 0 || (dep.gpus / dep.pp) % dep.ep != 0))
+        throw InputError(SourcePos{}, "deployment.ep",
+                         fmt::format("{} must divide the tensor-parallel degree {}, or be a multiple of it that divides the {} GPUs of "
+                                     "a pipeline stage over the replicas (wide EP)",
+                                     dep.ep, dep.tp, dep.gpus / std::max<u64>(dep.pp, 1)));
     p.shard = shard(blocks, model, dep.tp, dep.ep);
     p.replicas = dep.gpus / per_replica;
     DtypePolicy dt = policy(wl);

@@ -84,8 +84,8 @@ bool ranks_before(const Candidate& a, const Candidate& b, Objective o) {
     };
     const auto fa = figures(a), fb = figures(b);
     if (fa != fb) return fa < fb;
-    return std::tie(a.gpu, a.tp, a.pp, a.dp, a.kv_dtype, a.weight_dtype, a.cluster) <
-           std::tie(b.gpu, b.tp, b.pp, b.dp, b.kv_dtype, b.weight_dtype, b.cluster);
+    return std::tie(a.gpu, a.tp, a.pp, a.dp, a.ep, a.kv_dtype, a.weight_dtype, a.cluster) <
+           std::tie(b.gpu, b.tp, b.pp, b.dp, b.ep, b.kv_dtype, b.weight_dtype, b.cluster);
 }
 
 std::vector<Candidate> pareto_front(const std::vector<Candidate>& plans) {
@@ -319,22 +319,18 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             if (tp * pp > pool.max_gpus) continue;
                             const GpuSpec& g = pool.gpu;
                             const u64 replicas_max = pool.max_gpus / (tp * pp);
-                            Candidate proto;
-                            proto.gpu = g.name;
-                            proto.cluster = pool.cluster ? pool.cluster->name : "";
-                            proto.kv_dtype = kv;
-                            proto.weight_dtype = wd;
-                            proto.runtime = rt.name;
-                            proto.tp = tp;
-                            proto.pp = pp;
-                            auto reject_all = [&](const std::string& kind, const std::string& why) {
-                                rep.considered += replicas_max;
-                                for (u64 i = 0; i < replicas_max; ++i) count_reason(rep, kind);
-                                (void)why;
-                                tick(replicas_max);
-                            };
+                            Candidate base_proto;
+                            base_proto.gpu = g.name;
+                            base_proto.cluster = pool.cluster ? pool.cluster->name : "";
+                            base_proto.kv_dtype = kv;
+                            base_proto.weight_dtype = wd;
+                            base_proto.runtime = rt.name;
+                            base_proto.tp = tp;
+                            base_proto.pp = pp;
                             if (tp > pool.per_node && !s.tp_across_nodes) {
-                                reject_all("TP crosses a node", "");
+                                rep.considered += replicas_max;
+                                for (u64 i = 0; i < replicas_max; ++i) count_reason(rep, "TP crosses a node");
+                                tick(replicas_max);
                                 continue;
                             }
                             Workload wl;
@@ -342,168 +338,191 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             if (!wd.empty()) wl.weight_dtype = dtype_named("constraints.weight_dtypes", wd, s);
                             wl.kv_dtype = dtype_named("constraints.kv_dtypes", kv, s);
                             wl.context = s.context;
-                            std::optional<Plan> plan;
-                            try {
-                                plan.emplace(Plan::compile(model, g, Deployment{tp * pp, tp, pp}, wl));
-                            } catch (const InputError&) {
-                                reject_all("deployment not valid for the model", "");
-                                continue;
-                            }
-                            if (wd.empty()) proto.weight_dtype = shipped_label(model, plan->workload());
-                            // A runtime that sizes its pool at start-up (vLLM) is bounded by the sequences its pool
-                            // holds; one that does not (a static batch) by each step's peak.
-                            const RuntimePlan& family = plan->runtime();
-                            const bool pooled = family.sizes_pool_at_startup();
-                            proto.pool_sized = pooled;
-                            // A GPU kind or layout that cannot be timed (no interconnect figure for TP) is rejected
-                            // with its reason, counted; the other candidates are still planned.
-                            std::optional<Topology> topo;
-                            try {
-                                topo.emplace(pool.cluster ? Topology(*pool.cluster) : replica_topology(g, tp * pp, pool.per_node));
-                            } catch (const InputError& e) {
-                                reject_all("cannot be timed", e.message());
-                                continue;
-                            }
-                            // Sequences at the promised context one replica holds: the pool's concurrency, or the largest
-                            // static batch whose steps fit; the runtime's own limit on running requests caps both.
-                            const PointResult one = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, 1, s.context});
-                            const double held = pooled ? static_cast<double>(one.max_concurrency_milli) / 1000.0
-                                                       : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
-                            const u64 running = family.max_running();
-                            const u64 serve_cap =
-                                std::min<u64>(static_cast<u64>(held), running ? running : std::numeric_limits<u64>::max());
-                            const bool users = !s.request_rate_per_s;  // a fixed number of sequences, not a rate
-                            ReplicaLoad load(*plan, *topo, s, serve_cap);
-                            for (u64 dp = 1; dp <= replicas_max; ++dp) {
-                                ++rep.considered;
-                                tick(1);
-                                Candidate c = proto;
-                                c.dp = dp;
-                                c.gpus = tp * pp * dp;
-                                c.concurrency_held = held;
-                                // Replicas the load cannot fill serve nothing: with `concurrency` sequences, more
-                                // replicas than sequences leave some idle (their GPUs would count as cost, not throughput).
-                                if (users && dp > s.concurrency) {
-                                    count_reason(rep, "idle replicas");
-                                    continue;
+                            // One layout's candidates: a plan compiled for replicas of TP × PP, evaluated for DP from
+                            // dp_lo to dp_hi. Expert parallelism over ep GPUs spans DP replicas when ep > tp (wide EP:
+                            // each ep is its own plan, for the one DP it needs).
+                            bool expert_parallel = false;  // the runtime spreads experts (known once a plan is compiled)
+                            auto layout = [&](u64 ep, u64 dp_lo, u64 dp_hi) {
+                                const u64 count = dp_hi - dp_lo + 1;
+                                auto reject_all = [&](const std::string& kind, const std::string&) {
+                                    rep.considered += count;
+                                    for (u64 i = 0; i < count; ++i) count_reason(rep, kind);
+                                    tick(count);
+                                };
+                                Candidate proto = base_proto;
+                                proto.ep = ep;
+                                const u64 plan_gpus = ep > tp ? tp * pp * dp_hi : tp * pp;
+                                std::optional<Plan> plan;
+                                try {
+                                    plan.emplace(Plan::compile(model, g, Deployment{plan_gpus, tp, pp, ep}, wl));
+                                } catch (const InputError&) {
+                                    reject_all("deployment not valid for the model", "");
+                                    return;
                                 }
-                                // Users each have a sequence running: the fullest replica holds ceil(concurrency / dp).
-                                // Under a rate, a replica must hold one request of the promised context to start; what
-                                // it runs follows from the serving model below.
-                                c.batch_per_replica = users ? (s.concurrency + dp - 1) / dp : 1;
-                                std::optional<LoadResult> served;
-                                if (!users && serve_cap >= 1) {
-                                    served = load.serve(dp);
-                                    if (served->verdict == LoadResult::Verdict::Untimed) {
+                                expert_parallel = plan->runtime().expert_parallel();
+                                if (wd.empty()) proto.weight_dtype = shipped_label(model, plan->workload());
+                                // A runtime that sizes its pool at start-up (vLLM) is bounded by the sequences its pool
+                                // holds; one that does not (a static batch) by each step's peak.
+                                const RuntimePlan& family = plan->runtime();
+                                const bool pooled = family.sizes_pool_at_startup();
+                                proto.pool_sized = pooled;
+                                // A GPU kind or layout that cannot be timed (no interconnect figure for TP) is rejected
+                                // with its reason, counted; the other candidates are still planned.
+                                std::optional<Topology> topo;
+                                try {
+                                    topo.emplace(pool.cluster ? Topology(*pool.cluster) : replica_topology(g, plan_gpus, pool.per_node));
+                                } catch (const InputError& e) {
+                                    reject_all("cannot be timed", e.message());
+                                    return;
+                                }
+                                // Sequences at the promised context one replica holds: the pool's concurrency, or the largest
+                                // static batch whose steps fit; the runtime's own limit on running requests caps both.
+                                const PointResult one = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, 1, s.context});
+                                const double held = pooled ? static_cast<double>(one.max_concurrency_milli) / 1000.0
+                                                           : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
+                                const u64 running = family.max_running();
+                                const u64 serve_cap =
+                                    std::min<u64>(static_cast<u64>(held), running ? running : std::numeric_limits<u64>::max());
+                                const bool users = !s.request_rate_per_s;  // a fixed number of sequences, not a rate
+                                ReplicaLoad load(*plan, *topo, s, serve_cap);
+                                for (u64 dp = dp_lo; dp <= dp_hi; ++dp) {
+                                    ++rep.considered;
+                                    tick(1);
+                                    Candidate c = proto;
+                                    c.dp = dp;
+                                    c.gpus = tp * pp * dp;
+                                    c.concurrency_held = held;
+                                    // Replicas the load cannot fill serve nothing: with `concurrency` sequences, more
+                                    // replicas than sequences leave some idle (their GPUs would count as cost, not throughput).
+                                    if (users && dp > s.concurrency) {
+                                        count_reason(rep, "idle replicas");
+                                        continue;
+                                    }
+                                    // Users each have a sequence running: the fullest replica holds ceil(concurrency / dp).
+                                    // Under a rate, a replica must hold one request of the promised context to start; what
+                                    // it runs follows from the serving model below.
+                                    c.batch_per_replica = users ? (s.concurrency + dp - 1) / dp : 1;
+                                    std::optional<LoadResult> served;
+                                    if (!users && serve_cap >= 1) {
+                                        served = load.serve(dp);
+                                        if (served->verdict == LoadResult::Verdict::Untimed) {
+                                            c.reason = served->reason;
+                                            count_reason(rep, "cannot be timed");
+                                            continue;
+                                        }
+                                        if (served->verdict == LoadResult::Verdict::Unstable) {
+                                            c.memory = one;
+                                            c.budget_bytes = one.capacity - mul_frac(one.capacity, s.memory_headroom_ppm, 1000000);
+                                            c.sustainable_rate_per_s = static_cast<double>(dp) * load.max_rate();
+                                            c.binding = "request rate";
+                                            c.binding_ratio = c.sustainable_rate_per_s > 0
+                                                                  ? std::max(*s.request_rate_per_s / c.sustainable_rate_per_s, 1.0 + 1e-9)
+                                                                  : 1e9;
+                                            c.reason = served->reason;
+                                            count_reason(rep, "unstable");
+                                            rejected.push_back(std::move(c));
+                                            continue;
+                                        }
+                                        c.batch_per_replica = served->sequences;
+                                    }
+                                    const u64 b = c.batch_per_replica;
+                                    // Memory: vLLM sizes its pool at start-up for `b` sequences of the promised context;
+                                    // a static batch must hold the longest prompts' prefill and the decode at the context.
+                                    PointResult mem = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, b, s.context});
+                                    if (!pooled) mem = worse(mem, plan->evaluate(Point{Mode::Prefill, b, s.prompt.max}));
+                                    c.memory = mem;
+                                    if (mem.status != PointStatus::Ok) {
+                                        c.binding = "arithmetic";
+                                        c.reason = "a count exceeds 64 bits";
+                                        count_reason(rep, "overflow");
+                                        continue;
+                                    }
+                                    c.budget_bytes = mem.capacity - mul_frac(mem.capacity, s.memory_headroom_ppm, 1000000);
+                                    // How much of the memory the candidate uses: the bytes against the budget, and under a
+                                    // pooled runtime (whose pool always fills its share) the sequences against those it holds.
+                                    double mem_ratio = static_cast<double>(mem.total) / static_cast<double>(c.budget_bytes);
+                                    if (pooled)
+                                        mem_ratio = mem.max_concurrency_milli
+                                                        ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli)
+                                                        : 2.0;
+                                    c.binding = "memory";
+                                    c.binding_ratio = mem.fits ? mem_ratio : std::max(mem_ratio, 1.0 + 1e-9);
+                                    if (!mem.fits || mem.total > c.budget_bytes) {
+                                        c.reason = running && b > running
+                                                       ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, running)
+                                                   : pooled ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted",
+                                                                          held, s.context, b)
+                                                            : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total),
+                                                                          format_bytes_gib(c.budget_bytes));
+                                        count_reason(rep, "memory");
+                                        rejected.push_back(std::move(c));
+                                        continue;
+                                    }
+                                    // Time: the runtime's scheduler under the scenario's load.
+                                    if (!served) served = load.serve(dp);
+                                    if (served->verdict != LoadResult::Verdict::Served) {
                                         c.reason = served->reason;
                                         count_reason(rep, "cannot be timed");
                                         continue;
                                     }
-                                    if (served->verdict == LoadResult::Verdict::Unstable) {
-                                        c.memory = one;
-                                        c.budget_bytes = one.capacity - mul_frac(one.capacity, s.memory_headroom_ppm, 1000000);
+                                    const LoadResult& t = *served;
+                                    if (!users) {
+                                        // How close the rate is to what the replicas sustain: a binding like the others.
                                         c.sustainable_rate_per_s = static_cast<double>(dp) * load.max_rate();
-                                        c.binding = "request rate";
-                                        c.binding_ratio = c.sustainable_rate_per_s > 0
-                                                              ? std::max(*s.request_rate_per_s / c.sustainable_rate_per_s, 1.0 + 1e-9)
-                                                              : 1e9;
-                                        c.reason = served->reason;
-                                        count_reason(rep, "unstable");
+                                        const double use =
+                                            c.sustainable_rate_per_s > 0 ? *s.request_rate_per_s / c.sustainable_rate_per_s : 1.0;
+                                        if (use > c.binding_ratio) {
+                                            c.binding = "request rate";
+                                            c.binding_ratio = std::min(use, 1.0);
+                                        }
+                                    }
+                                    c.timed = true;
+                                    c.load_method = t.method;
+                                    c.ttft_s = t.ttft_at(s.ttft_percentile);
+                                    c.ttft_mean_s = t.ttft_mean_s;
+                                    c.ttft_p90_s = t.ttft_p90_s;
+                                    c.ttft_p99_s = t.ttft_p99_s;
+                                    c.tpot_s = t.tpot_s;
+                                    // Throughput from the requests that exist: the users' (not every slot of every replica),
+                                    // or under a rate what arrives (a stable replica serves its arrivals).
+                                    c.tokens_per_s = t.tokens_per_s;
+                                    c.goodput_tokens_per_s = t.goodput_tokens_per_s;
+                                    c.requests_per_s = t.requests_per_s;
+                                    c.tokens_per_s_per_gpu = c.tokens_per_s / static_cast<double>(c.gpus);
+                                    c.itl_s = t.itl_s;
+                                    c.tokens_per_s_per_user = t.itl_s > 0 ? 1.0 / t.itl_s : 0;
+                                    if (auto p = price.find(g.name); p != price.end() && c.tokens_per_s > 0)
+                                        c.cost_per_million_tokens =
+                                            static_cast<double>(c.gpus) * p->second / (c.tokens_per_s * 3600.0) * 1e6;
+                                    std::vector<std::tuple<std::string, double, double>> slos;
+                                    if (s.ttft_s) slos.emplace_back("TTFT", c.ttft_s, *s.ttft_s);
+                                    if (s.tpot_s) slos.emplace_back("TPOT", c.tpot_s, *s.tpot_s);
+                                    for (const auto& [name, v, limit] : slos) {
+                                        const double ratio = v / limit;
+                                        if (ratio > c.binding_ratio) {
+                                            c.binding = name;
+                                            c.binding_ratio = ratio;
+                                        }
+                                        if (ratio > 1 && c.reason.empty()) {
+                                            c.reason = fmt::format("{} {:.3f} s exceeds the SLO {:.3f} s",
+                                                                   name == "TTFT" ? ttft_label(s) : name, v, limit);
+                                            count_reason(rep, name);
+                                        }
+                                    }
+                                    if (!c.reason.empty()) {
                                         rejected.push_back(std::move(c));
                                         continue;
                                     }
-                                    c.batch_per_replica = served->sequences;
+                                    c.feasible = true;
+                                    rep.ranked.push_back(std::move(c));
                                 }
-                                const u64 b = c.batch_per_replica;
-                                // Memory: vLLM sizes its pool at start-up for `b` sequences of the promised context;
-                                // a static batch must hold the longest prompts' prefill and the decode at the context.
-                                PointResult mem = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, b, s.context});
-                                if (!pooled) mem = worse(mem, plan->evaluate(Point{Mode::Prefill, b, s.prompt.max}));
-                                c.memory = mem;
-                                if (mem.status != PointStatus::Ok) {
-                                    c.binding = "arithmetic";
-                                    c.reason = "a count exceeds 64 bits";
-                                    count_reason(rep, "overflow");
-                                    continue;
-                                }
-                                c.budget_bytes = mem.capacity - mul_frac(mem.capacity, s.memory_headroom_ppm, 1000000);
-                                // How much of the memory the candidate uses: the bytes against the budget, and under a
-                                // pooled runtime (whose pool always fills its share) the sequences against those it holds.
-                                double mem_ratio = static_cast<double>(mem.total) / static_cast<double>(c.budget_bytes);
-                                if (pooled)
-                                    mem_ratio = mem.max_concurrency_milli
-                                                    ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli)
-                                                    : 2.0;
-                                c.binding = "memory";
-                                c.binding_ratio = mem.fits ? mem_ratio : std::max(mem_ratio, 1.0 + 1e-9);
-                                if (!mem.fits || mem.total > c.budget_bytes) {
-                                    c.reason =
-                                        running && b > running ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, running)
-                                        : pooled
-                                            ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted", held, s.context, b)
-                                            : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total),
-                                                          format_bytes_gib(c.budget_bytes));
-                                    count_reason(rep, "memory");
-                                    rejected.push_back(std::move(c));
-                                    continue;
-                                }
-                                // Time: the runtime's scheduler under the scenario's load.
-                                if (!served) served = load.serve(dp);
-                                if (served->verdict != LoadResult::Verdict::Served) {
-                                    c.reason = served->reason;
-                                    count_reason(rep, "cannot be timed");
-                                    continue;
-                                }
-                                const LoadResult& t = *served;
-                                if (!users) {
-                                    // How close the rate is to what the replicas sustain: a binding like the others.
-                                    c.sustainable_rate_per_s = static_cast<double>(dp) * load.max_rate();
-                                    const double use =
-                                        c.sustainable_rate_per_s > 0 ? *s.request_rate_per_s / c.sustainable_rate_per_s : 1.0;
-                                    if (use > c.binding_ratio) {
-                                        c.binding = "request rate";
-                                        c.binding_ratio = std::min(use, 1.0);
-                                    }
-                                }
-                                c.timed = true;
-                                c.load_method = t.method;
-                                c.ttft_s = t.ttft_at(s.ttft_percentile);
-                                c.ttft_mean_s = t.ttft_mean_s;
-                                c.ttft_p90_s = t.ttft_p90_s;
-                                c.ttft_p99_s = t.ttft_p99_s;
-                                c.tpot_s = t.tpot_s;
-                                // Throughput from the requests that exist: the users' (not every slot of every replica),
-                                // or under a rate what arrives (a stable replica serves its arrivals).
-                                c.tokens_per_s = t.tokens_per_s;
-                                c.goodput_tokens_per_s = t.goodput_tokens_per_s;
-                                c.requests_per_s = t.requests_per_s;
-                                c.tokens_per_s_per_gpu = c.tokens_per_s / static_cast<double>(c.gpus);
-                                c.itl_s = t.itl_s;
-                                c.tokens_per_s_per_user = t.itl_s > 0 ? 1.0 / t.itl_s : 0;
-                                if (auto p = price.find(g.name); p != price.end() && c.tokens_per_s > 0)
-                                    c.cost_per_million_tokens = static_cast<double>(c.gpus) * p->second / (c.tokens_per_s * 3600.0) * 1e6;
-                                std::vector<std::tuple<std::string, double, double>> slos;
-                                if (s.ttft_s) slos.emplace_back("TTFT", c.ttft_s, *s.ttft_s);
-                                if (s.tpot_s) slos.emplace_back("TPOT", c.tpot_s, *s.tpot_s);
-                                for (const auto& [name, v, limit] : slos) {
-                                    const double ratio = v / limit;
-                                    if (ratio > c.binding_ratio) {
-                                        c.binding = name;
-                                        c.binding_ratio = ratio;
-                                    }
-                                    if (ratio > 1 && c.reason.empty()) {
-                                        c.reason = fmt::format("{} {:.3f} s exceeds the SLO {:.3f} s",
-                                                               name == "TTFT" ? ttft_label(s) : name, v, limit);
-                                        count_reason(rep, name);
-                                    }
-                                }
-                                if (!c.reason.empty()) {
-                                    rejected.push_back(std::move(c));
-                                    continue;
-                                }
-                                c.feasible = true;
-                                rep.ranked.push_back(std::move(c));
-                            }
+                            };
+                            layout(1, 1, replicas_max);
+                            // Expert parallelism where the runtime spreads experts (vLLM: EP = TP × DP, whole experts
+                            // on every GPU of the replicas), for every DP whose EP divides the experts.
+                            if (model.moe.enabled() && expert_parallel)
+                                for (u64 dp = 1; dp <= replicas_max; ++dp)
+                                    if (const u64 ep = tp * dp; ep > 1 && model.moe.num_experts % ep == 0) layout(ep, dp, dp);
                         }
     std::stable_sort(rep.ranked.begin(), rep.ranked.end(),
                      [&](const Candidate& a, const Candidate& b) { return ranks_before(a, b, s.objective); });
@@ -529,6 +548,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
             l.tp = best->tp;
             l.pp = best->pp;
             l.dp = best->dp;
+            l.expert_parallel = best->ep > 1;
             l.kv_dtype = best->kv_dtype == model.dtype.name ? "" : best->kv_dtype;
             l.max_model_len = s.context;
             rep.launch = family.launch(rt, l);

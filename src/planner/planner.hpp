@@ -22,6 +22,7 @@ struct Candidate {
     std::string gpu, kv_dtype, weight_dtype, runtime;
     std::string cluster;  // the cluster profile the GPUs belong to, if the scenario named one
     u64 gpus = 0, tp = 1, pp = 1, dp = 1;
+    u64 ep = 1;  // expert-parallel degree: 1, or TP × DP (the runtime's experts spread over every GPU of a stage)
     // Sequences the fullest replica runs at once: ceil(concurrency / dp), or under a request rate
     // its mean running requests, rounded up.
     u64 batch_per_replica = 0;

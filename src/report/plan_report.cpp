@@ -24,6 +24,7 @@ void candidate_columns(Table& t, const ScenarioSpec& s) {
                                                                            {"tp", "tp", true},
                                                                            {"pp", "pp", true},
                                                                            {"dp", "dp", true},
+                                                                           {"ep", "ep", true},
                                                                            {"weight_dtype", "weights", false},
                                                                            {"kv_dtype", "kv", false},
                                                                            {"runtime", "runtime", false},
@@ -52,6 +53,7 @@ void candidate_row(Table& t, const Candidate& c, size_t rank) {
     t.cell(std::to_string(c.tp));
     t.cell(std::to_string(c.pp));
     t.cell(std::to_string(c.dp));
+    t.cell(std::to_string(c.ep));
     t.cell(c.weight_dtype);
     t.cell(c.kv_dtype);
     t.cell(c.runtime);
@@ -167,6 +169,7 @@ Document plan_document(const PlanReport& r, size_t top, bool pareto) {
                                                                                {"tp", "tp", true},
                                                                                {"pp", "pp", true},
                                                                                {"dp", "dp", true},
+                                                                               {"ep", "ep", true},
                                                                                {"weight_dtype", "weights", false},
                                                                                {"kv_dtype", "kv", false},
                                                                                {"tokens_per_s_per_user", "tok/s/user", true},
@@ -178,7 +181,7 @@ Document plan_document(const PlanReport& r, size_t top, bool pareto) {
         for (const Candidate& c : r.pareto) {
             f.table.row();
             f.table.cell(c.cluster.empty() ? c.gpu : fmt::format("{} ({})", c.gpu, c.cluster), c.gpu);
-            for (u64 v : {c.gpus, c.tp, c.pp, c.dp}) f.table.cell(std::to_string(v));
+            for (u64 v : {c.gpus, c.tp, c.pp, c.dp, c.ep}) f.table.cell(std::to_string(v));
             f.table.cell(c.weight_dtype);
             f.table.cell(c.kv_dtype);
             for (double v : {c.tokens_per_s_per_user, c.tokens_per_s_per_gpu, c.tokens_per_s})

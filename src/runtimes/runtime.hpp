@@ -30,7 +30,9 @@ struct Deployment {
     u64 gpus = 1;  // GPUs in total; data-parallel replicas = gpus / (tp · pp)
     u64 tp = 1;    // tensor-parallel degree
     u64 pp = 1;    // pipeline stages (layers split evenly, ceil(L / pp) per stage)
-    u64 ep = 1;    // expert-parallel degree: routed experts spread over ep GPUs of a replica (≤ tp)
+    // Expert-parallel degree: routed experts spread over ep GPUs, each expert sliced over tp / ep of
+    // them (ep divides tp), or whole on each of ep GPUs spanning replicas (wide EP: ep = tp × replicas)
+    u64 ep = 1;
 };
 
 // The dtype policy of a plan, every choice resolved.
@@ -275,6 +277,10 @@ public:
     // How it schedules requests under a steady load (runtimes/serving.hpp): a static batch unless
     // the family says otherwise.
     virtual Scheduler scheduler() const { return {}; }
+    // Whether the runtime can spread a MoE model's experts over its GPUs (vLLM's
+    // --enable-expert-parallel: EP = TP × DP, whole experts on each GPU); the planner then
+    // searches it. transformers runs every expert on every GPU.
+    virtual bool expert_parallel() const { return false; }
     // Serving under a steady load on one replica: the steady state in closed form (the planner's)
     // and the same scheduler simulated request by request (the reference it is checked against).
     virtual ServingResult serve(const ServingLoad& l, const StepCostTable& c, const ServingSlo& slo) const {

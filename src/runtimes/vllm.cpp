@@ -105,6 +105,7 @@ public:
     FirstToken first_tokens(const StepCosts& c) const override;
     u64 max_running() const override { return p_.max_num_seqs; }
     Scheduler scheduler() const override { return Scheduler{true, p_.max_num_batched_tokens}; }
+    bool expert_parallel() const override { return true; }
     bool sizes_pool_at_startup() const override { return true; }
     std::string ttft_meaning(u64 batch, u64 context) const override;
 
