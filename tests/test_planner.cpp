@@ -524,7 +524,17 @@ objective: fewest_gpus
 // A GPU kind the time model cannot price (no interconnect figure for tensor parallelism) is
 // rejected with a counted reason; the other kinds are still planned.
 TEST(PlannerLoad, OneGpuKindCannotSinkThePlan) {
-    const ScenarioSpec s = scenario(R"(
+    // A GPU profile that states no interconnect (the MI300X's, its Infinity Fabric figures taken
+    // out): its TP candidates cannot be timed, and are counted so.
+    std::ifstream in(std::string(MEMTAX_SOURCE_DIR) + "/hardware/mi300x.yaml");
+    std::string gpu((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), kept;
+    std::istringstream lines(gpu);
+    for (std::string l; std::getline(lines, l);)
+        if (l.find("interconnect_bandwidth") == std::string::npos && l.find("interconnect_mesh") == std::string::npos)
+            kept += (l.rfind("name: mi300x", 0) == 0 ? "name: no-fabric" : l) + "\n";
+    const std::string path = (std::filesystem::temp_directory_path() / "memtax-no-fabric.yaml").string();
+    std::ofstream(path) << kept;
+    const ScenarioSpec s = scenario(fmt::format(R"(
 name: mixed
 model: llama-3.1-70b
 runtime: vllm
@@ -533,10 +543,11 @@ workload:
   output_tokens: 256
   concurrency: 8
 constraints:
-  gpus: [mi300x, h200]
+  gpus: [{}, h200]
   max_gpus: 8
 objective: fewest_gpus
-)");
+)",
+                                                path));
     PlanReport r;
     ASSERT_NO_THROW(r = plan_scenario(s));
     ASSERT_FALSE(r.ranked.empty());
@@ -547,6 +558,27 @@ objective: fewest_gpus
     bool h200 = false;
     for (const Candidate& c : r.ranked) h200 |= c.gpu == "h200";
     EXPECT_TRUE(h200);
+    std::filesystem::remove(path);
+}
+
+// AMD's Infinity Fabric is a full mesh, not a switch: on an 8-MI300X board each GPU has 7 x16
+// links of 64 GB/s a direction (896 GB/s both ways together, AMD CDNA 3 white paper), one to each
+// peer. Two GPUs talk over one link (64 GB/s), a collective over n GPUs of the board uses the
+// n − 1 links among them: 4 GPUs 3 × 64 = 192 GB/s, all 8 the 7 links' 448 GB/s. The GPU profile
+// alone (no cluster named) gives the same mesh.
+TEST(Topology, InfinityFabricIsAMeshOfDirectLinks) {
+    const Topology board(resolve_cluster("ubb-mi300x-8"));
+    EXPECT_DOUBLE_EQ(board.path(0, 5).bandwidth_bytes_per_s, 64e9);
+    EXPECT_DOUBLE_EQ(board.ring({0, 1}).bandwidth_bytes_per_s, 64e9);
+    EXPECT_DOUBLE_EQ(board.ring({0, 1, 2, 3}).bandwidth_bytes_per_s, 192e9);
+    EXPECT_DOUBLE_EQ(board.ring({0, 1, 2, 3, 4, 5, 6, 7}).bandwidth_bytes_per_s, 448e9);
+    const Topology from_gpu(single_node_cluster(resolve_gpu("mi300x"), 8));
+    EXPECT_DOUBLE_EQ(from_gpu.ring({0, 1, 2, 3}).bandwidth_bytes_per_s, 192e9);
+    // NVSwitch is not a mesh: any group of H100s gets the GPU's 450 GB/s a direction.
+    const Topology hgx(resolve_cluster("hgx-h100-8"));
+    EXPECT_DOUBLE_EQ(hgx.ring({0, 1}).bandwidth_bytes_per_s, hgx.ring({0, 1, 2, 3, 4, 5, 6, 7}).bandwidth_bytes_per_s);
+    // Every GPU of the catalog can now be planned at TP 8 without naming a cluster.
+    for (const char* g : {"mi300x", "mi325x"}) EXPECT_NO_THROW((void)single_node_cluster(resolve_gpu(g), 8)) << g;
 }
 
 // Llama-3.1-405B's 405.9B bf16 parameters are 756 GiB: one 80 GB H100 cannot hold its weights,

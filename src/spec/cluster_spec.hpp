@@ -12,6 +12,10 @@ struct Link {
     std::string fabric;                // nvswitch | nvlink | pcie | infiniband | ethernet
     double bandwidth_bytes_per_s = 0;  // per GPU, per direction
     double latency_s = 0;              // one hop, end to end
+    // A full mesh (AMD Infinity Fabric): each GPU has mesh_links direct links to its peers, and
+    // bandwidth_bytes_per_s is all of them together; a group of n GPUs of a node reaches
+    // min(n − 1, mesh_links) of its links, one peer one link. 0 = switched: any peer at full bandwidth.
+    u64 mesh_links = 0;
 };
 
 struct ClusterSpec {

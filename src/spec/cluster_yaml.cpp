@@ -9,9 +9,11 @@ namespace {
 
 Link read_link(YamlMap& parent, const std::string& key, const std::vector<std::string>& fabrics) {
     YamlMap m = parent.required_map(key);
-    m.finish({"fabric", "bandwidth_bytes_per_s", "latency_s"});
+    m.finish({"fabric", "bandwidth_bytes_per_s", "latency_s", "mesh_links"});
     Link l;
     l.fabric = m.required_choice("fabric", fabrics);
+    l.mesh_links = m.optional_u64("mesh_links").value_or(0);
+    if (l.mesh_links > 71) m.fail("mesh_links", fmt::format("{} direct links per GPU; valid: 1 to 71", l.mesh_links));
     l.bandwidth_bytes_per_s = m.required_rate("bandwidth_bytes_per_s");
     l.latency_s = m.required_rate("latency_s");
     if (l.latency_s > 1e-2) m.fail("latency_s", fmt::format("{} s per hop is implausible; valid: up to 1e-2", l.latency_s));

@@ -49,6 +49,10 @@ struct GpuSpec {
     u64 sm_count = 0;                                  // SMs (NVIDIA) or CUs (AMD); 0 = unknown
     unsigned compute_capability = 0;                   // NVIDIA major·10 + minor (90 = Hopper, 100 = Blackwell); 0 = not stated
     BytesPerSecond interconnect_bandwidth;             // per GPU, as vendors state it; 0 = none
+    // A full mesh of direct links per GPU (AMD's Infinity Fabric: 7 on an 8-GPU MI300X board),
+    // interconnect_bandwidth being all of them together; 0 = a switched fabric (NVSwitch, PCIe),
+    // where one GPU's bandwidth reaches any peer.
+    u64 interconnect_mesh_links = 0;
     std::string interconnect;
     // Names the device reports (torch.cuda.get_device_name, cudaGetDeviceProperties), so
     // measurement files can be matched to this profile.

@@ -22,13 +22,15 @@ const std::vector<std::string> kGpuKeys = {"name",
                                            "compute_capability",
                                            "interconnect",
                                            "interconnect_bandwidth_bytes_per_s",
+                                           "interconnect_mesh_links",
                                            "device_names",
                                            "efficiency",
                                            "calibration",
                                            "sources"};
 const std::vector<std::string> kNumericKeys = {
-    "memory_bytes", "usable_memory_bytes", "hbm_bandwidth_bytes_per_s",          "peak_flops_per_s", "l2_bytes",
-    "sm_count",     "compute_capability",  "interconnect_bandwidth_bytes_per_s", "efficiency",       "calibration"};
+    "memory_bytes", "usable_memory_bytes", "hbm_bandwidth_bytes_per_s",          "peak_flops_per_s",        "l2_bytes",
+    "sm_count",     "compute_capability",  "interconnect_bandwidth_bytes_per_s", "interconnect_mesh_links", "efficiency",
+    "calibration"};
 const std::vector<std::string> kKernelClasses = {
     "stream",           "gemm_bf16",    "gemm_fp16",           "gemm_fp8_e4m3", "attention_prefill",
     "attention_decode", "memtax_flash", "memtax_paged_decode", "launch",        "allreduce"};
@@ -79,6 +81,12 @@ GpuSpec load_gpu_yaml(const std::string& text, const std::string& file) {
     }
     g.interconnect = map.required_string("interconnect");
     if (map.has("interconnect_bandwidth_bytes_per_s")) g.interconnect_bandwidth = {map.required_rate("interconnect_bandwidth_bytes_per_s")};
+    g.interconnect_mesh_links = map.optional_u64("interconnect_mesh_links").value_or(0);
+    if (g.interconnect_mesh_links > 71)
+        map.fail("interconnect_mesh_links",
+                 fmt::format("{} direct links per GPU; valid: 1 to 71 (a mesh of up to 72 GPUs)", g.interconnect_mesh_links));
+    if (g.interconnect_mesh_links && g.interconnect_bandwidth.value <= 0)
+        map.fail("interconnect_mesh_links", "needs interconnect_bandwidth_bytes_per_s, the links' bandwidth together");
     YAML::Node names = map.node("device_names");
     if (names.IsDefined() && !names.IsNull()) {
         if (!names.IsSequence()) map.fail("device_names", "expected a list of device names as CUDA reports them");

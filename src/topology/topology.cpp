@@ -59,6 +59,9 @@ PathCost Topology::path(u64 a, u64 b) const {
         r.bandwidth_bytes_per_s = std::min(r.bandwidth_bytes_per_s, g[e].bandwidth);
         ++r.hops;
     }
+    // In a mesh, two GPUs of one node share one direct link of the GPU's mesh_links.
+    if (const u64 L = spec_.intra_node.mesh_links; L > 0 && na == nb)
+        r.bandwidth_bytes_per_s = std::min(r.bandwidth_bytes_per_s, spec_.intra_node.bandwidth_bytes_per_s / static_cast<double>(L));
     return r;
 }
 
@@ -71,6 +74,13 @@ PathCost Topology::ring(const std::vector<u64>& ranks) const {
         r.latency_s = std::max(r.latency_s, p.latency_s);
         r.hops = std::max(r.hops, p.hops);
     }
+    // Inside one node of a mesh, a collective runs over every direct link among the group (RCCL
+    // builds one ring per link): min(n − 1, links) links of the GPU's, not the one a path takes.
+    const u64 L = spec_.intra_node.mesh_links, per = spec_.gpus_per_node;
+    const bool one_node = std::all_of(ranks.begin(), ranks.end(), [&](u64 x) { return x / per == ranks.front() / per; });
+    if (L > 0 && one_node)
+        r.bandwidth_bytes_per_s =
+            spec_.intra_node.bandwidth_bytes_per_s * static_cast<double>(std::min<u64>(ranks.size() - 1, L)) / static_cast<double>(L);
     return r;
 }
 
@@ -85,7 +95,7 @@ ClusterSpec single_node_cluster(const GpuSpec& gpu, u64 gpus) {
         throw InputError(SourcePos{gpu.file, 0, 0}, "deployment.cluster",
                          fmt::format("{} states no interconnect bandwidth; name a cluster profile for {} GPUs", gpu.name, gpus));
     // Vendors state NVLink bandwidth for both directions together.
-    c.intra_node = Link{gpu.interconnect, gpu.interconnect_bandwidth.value / 2, 0.0};
+    c.intra_node = Link{gpu.interconnect, gpu.interconnect_bandwidth.value / 2, 0.0, gpu.interconnect_mesh_links};
     c.sources["intra_node"] =
         "half the GPU profile's interconnect_bandwidth_bytes_per_s (stated for both directions); latency not known without a cluster "
         "profile";
