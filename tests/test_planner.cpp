@@ -15,6 +15,7 @@
 #include "cli/common.hpp"
 #include "cli_run.hpp"
 #include "model/serving_costs.hpp"
+#include "planner/capacity.hpp"
 #include "planner/planner.hpp"
 #include "planner/sweep.hpp"
 #include "report/plan_report.hpp"
@@ -885,4 +886,16 @@ objective: highest_throughput
     std::string dense = yaml;
     dense.replace(dense.find("deepseek-v3"), 11, "llama-3.1-8b");
     for (const Candidate& c : plan_scenario(scenario(dense)).ranked) EXPECT_EQ(c.ep, 1u);
+}
+
+// The capacity report charts the best plan as planned: DeepSeek-V3's is wide EP (32 whole experts
+// on each of 8 H200s), whose KV pool holds the plan's sequences at its context; charted as TP 1
+// with every expert on one GPU, the weights alone would not fit and the pool would hold none.
+TEST(ExpertParallel, TheCapacityReportChartsTheWideEpPlan) {
+    const CapacityReport r = build_capacity_report(load_scenario_file(std::string(MEMTAX_SOURCE_DIR) + "/scenarios/deepseek-v3-chat.yaml"));
+    ASSERT_TRUE(r.charted.has_value());
+    ASSERT_GT(r.charted->ep, r.charted->tp);
+    ASSERT_TRUE(r.serving.has_value());
+    for (const auto& p : r.serving->points)
+        if (p.context == 8192) EXPECT_GE(p.r.max_concurrency_milli, r.charted->batch_per_replica * 1000);
 }

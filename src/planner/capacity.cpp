@@ -27,7 +27,9 @@ CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<
     w.weight_dtype = wd;
     w.kv_dtype = kv;
     w.context = s.context;
-    const Plan plan = Plan::compile(model, gpu, Deployment{best.tp * best.pp, best.tp, best.pp}, w);
+    // Wide expert parallelism spans the replicas of a stage: the plan holds them all.
+    const u64 plan_gpus = best.tp * best.pp * (best.ep > best.tp ? best.dp : 1);
+    const Plan plan = Plan::compile(model, gpu, Deployment{plan_gpus, best.tp, best.pp, best.ep}, w);
     if (contexts.size() >= 3 && plan.runtime().sizes_pool_at_startup()) {
         SweepSpec sw;
         sw.model = model;
@@ -36,6 +38,8 @@ CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<
         sw.batches = {1};
         sw.tps = {best.tp};
         sw.pp = best.pp;
+        sw.ep = best.ep;
+        sw.replicas = best.dp;
         sw.workload = w;
         r.serving = run_sweep(sw);
         r.max_running = plan.runtime().max_running();
@@ -48,14 +52,16 @@ CapacityReport build_capacity_report(const ScenarioSpec& s, const std::function<
             sw.batches = {best.batch_per_replica};
             sw.tps = {best.tp};
             sw.pp = best.pp;
+            sw.ep = best.ep;
+            sw.replicas = best.dp;
             sw.workload.runtime = resolve_runtime(rt);
             sw.workload.weight_dtype = wd;
             sw.workload.kv_dtype = kv;
             (rt == std::string("hf-sdpa") ? r.fused : r.eager) = run_sweep(sw);
         }
     }
-    r.time = estimate_time(plan, Point{Mode::Prefill, best.batch_per_replica, s.prompt.mean},
-                           Topology(single_node_cluster(gpu, std::min<u64>(best.tp * best.pp, s.gpus_per_node))));
+    r.time =
+        estimate_time(plan, Point{Mode::Prefill, best.batch_per_replica, s.prompt.mean}, replica_topology(gpu, plan_gpus, s.gpus_per_node));
     return r;
 }
 

@@ -62,7 +62,7 @@ SweepReport run_sweep(const SweepSpec& s, const std::function<void(u64, u64)>& p
     for (u64 tp : s.tps) {
         Workload wl = s.workload;
         wl.context = s.contexts.front();
-        plans.push_back(Plan::compile(s.model, s.gpu, Deployment{tp * s.pp, tp, s.pp}, wl));
+        plans.push_back(Plan::compile(s.model, s.gpu, Deployment{tp * s.pp * (s.ep > tp ? s.replicas : 1), tp, s.pp, s.ep}, wl));
         // Bytes grow with batch and context, so a point that overflows has a larger corner that
         // does; the context limit does not depend on the batch. These bound every point.
         const Plan& plan = plans.back();

@@ -36,6 +36,9 @@ struct SweepSpec {
     Workload workload;  // runtime and dtypes; mode
     std::vector<u64> contexts, batches, tps;
     u64 pp = 1;  // pipeline stages (the fullest stage is reported)
+    // Expert parallelism (MoE): over ep GPUs; beyond TP it spans `replicas` data-parallel replicas
+    // (wide EP), which the plan then holds.
+    u64 ep = 1, replicas = 1;
 };
 
 // Points whose context exceeds the model's maximum (without allow_long_context) or whose TP
