@@ -26,8 +26,9 @@ std::string gib(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
 
 std::string headline(const Estimate& e) {
     const auto& w = e.workload;
-    return fmt::format("{} on {}× {} (TP {}{}, {} replica{}), {}, batch {} ({} per replica), context {}, runtime {} ({} attention)",
+    return fmt::format("{} on {}× {} (TP {}{}{}, {} replica{}), {}, batch {} ({} per replica), context {}, runtime {} ({} attention)",
                        e.model().display_name, e.deployment.gpus, e.gpu().display_name, e.deployment.tp,
+                       e.deployment.ep > 1 ? fmt::format(", EP {}", e.deployment.ep) : "",
                        e.deployment.pp > 1 ? fmt::format(", PP {}: stage {} with layers {}-{} reported", e.deployment.pp, e.pp_stage,
                                                          e.stage_first_layer, e.stage_first_layer + e.stage_layers - 1)
                                            : "",
