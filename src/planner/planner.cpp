@@ -179,6 +179,18 @@ void explain_infeasible(PlanReport& rep, const std::vector<Candidate>& rejected,
             rep.relaxations.push_back(std::move(r));
         }
     }
+    // Memory, for the record: the least any candidate over its memory needs of its budget.
+    {
+        PlanReport::Relaxation r;
+        r.constraint = "memory";
+        r.limit = 1;
+        for (const Candidate& c : rejected)
+            if (c.binding == "memory" && (!r.example || c.binding_ratio < r.best)) {
+                r.best = r.needed = c.binding_ratio;
+                r.example = c;
+            }
+        if (r.example) rep.relaxations.push_back(std::move(r));
+    }
     if (rep.binding.empty()) rep.binding = rep.closest ? rep.closest->binding : "memory";
 }
 

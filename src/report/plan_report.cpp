@@ -107,6 +107,13 @@ Document plan_document(const PlanReport& r, size_t top, bool pareto) {
         }
         // What to relax, by how much: each SLO alone, over the candidates that fit in memory.
         for (const auto& x : r.relaxations) {
+            if (x.constraint == "memory") {
+                const Candidate& c = *x.example;
+                d.notes.push_back(
+                    fmt::format("memory: the closest candidate over its memory uses {:.0f}% of it ({}× {}, TP {}, PP {}, DP {}, {} KV: {})",
+                                x.best * 100, c.gpus, c.gpu, c.tp, c.pp, c.dp, c.kv_dtype, c.reason));
+                continue;
+            }
             if (x.constraint == "request rate") {
                 const Candidate& c = *x.example;
                 d.notes.push_back(fmt::format(
