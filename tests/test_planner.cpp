@@ -383,6 +383,12 @@ objective: highest_throughput
     const double params = 70.6e9, peak = 16 * resolve_gpu("b200").peak_flops.at("bf16").value;
     EXPECT_GT(rate->needed, 0.0);
     EXPECT_LT(rate->needed, peak / (2 * params * 12288));
+    // Memory's standing is named too: the closest candidate that does not fit is over its budget.
+    const PlanReport::Relaxation* memory = nullptr;
+    for (const auto& x : r.relaxations)
+        if (x.constraint == "memory") memory = &x;
+    ASSERT_NE(memory, nullptr);
+    EXPECT_GT(memory->best, 1.0);
 
     // At 4 requests/s some candidates keep up.
     ScenarioSpec slower = s;
