@@ -120,7 +120,9 @@ public:
                                       users_ ? fmt::format("{} in flight (closed loop)", load.users)
                                              : fmt::format("{:g} arriving a second (Poisson)", load.rate_per_s)));
         d.notes.push_back(
-            "TTFT percentiles of requests; TPOT a request's mean over its output; tokens/s and goodput (tokens/s of requests meeting "
+            "TTFT percentiles of requests; TPOT a request's mean over its output, averaged over requests; ITL the time between "
+            "output tokens over every token (token-weighted: what a user's reading speed and the throughput follow); tokens/s and goodput "
+            "(tokens/s of requests meeting "
             "every SLO given) for the whole deployment");
         Table& t = d.sections.emplace_back(Document::Section{"serving", "Serving under load", {}, {}}).table;
         for (auto [k, title] : std::initializer_list<std::pair<const char*, const char*>>{{"method", "method"},
@@ -129,6 +131,7 @@ public:
                                                                                           {"ttft_p90_s", "p90"},
                                                                                           {"ttft_p99_s", "p99"},
                                                                                           {"tpot_mean_s", "TPOT"},
+                                                                                          {"itl_mean_s", "ITL"},
                                                                                           {"requests_per_s", "requests/s"},
                                                                                           {"tokens_per_s", "tokens/s"},
                                                                                           {"goodput_tokens_per_s", "goodput"},
@@ -140,13 +143,13 @@ public:
             t.cell(r.method);
             if (!r.stable) {
                 t.cell("unstable: " + r.unstable_reason, "");
-                for (int i = 0; i < 9; ++i) t.cell("-", "");
+                for (int i = 0; i < 10; ++i) t.cell("-", "");
                 continue;
             }
             auto sec = [&](double v) {
                 t.cell(v < 1 ? fmt::format("{:.1f} ms", v * 1e3) : fmt::format("{:.3f} s", v), fmt::format("{:.9g}", v));
             };
-            for (double v : {r.ttft_mean_s, r.ttft_p50_s, r.ttft_p90_s, r.ttft_p99_s, r.tpot_mean_s}) sec(v);
+            for (double v : {r.ttft_mean_s, r.ttft_p50_s, r.ttft_p90_s, r.ttft_p99_s, r.tpot_mean_s, r.itl_mean_s}) sec(v);
             const double n = static_cast<double>(replicas);
             for (double v : {r.requests_per_s * n, r.tokens_per_s * n, r.goodput_tokens_per_s() * n})
                 t.cell(fmt::format("{:.1f}", v), fmt::format("{:.9g}", v));
