@@ -194,6 +194,128 @@ void explain_infeasible(PlanReport& rep, const std::vector<Candidate>& rejected,
     if (rep.binding.empty()) rep.binding = rep.closest ? rep.closest->binding : "memory";
 }
 
+// Stage 1, the candidates' axes. Runtimes: the scenario's, or one per attention kernel allowed
+// (transformers).
+std::vector<RuntimeSpec> scenario_runtimes(const ScenarioSpec& s) {
+    std::vector<RuntimeSpec> runtimes;
+    const RuntimeSpec base = scenario_runtime(s, s.runtime);
+    if (s.attention.empty()) {
+        runtimes.push_back(base);
+    } else {
+        // The family names the profile that runs each kernel.
+        const auto& kernels = RuntimeRegistry::builtin().family(base).kernel_profiles;
+        for (const auto& a : s.attention) {
+            const auto k = std::find_if(kernels.begin(), kernels.end(), [&](const auto& x) { return x.first == a; });
+            if (k == kernels.end())
+                throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention",
+                                 fmt::format("{} (family {}) has no profile per attention kernel; {} is not one of its choices", base.name,
+                                             base.family, a));
+            runtimes.push_back(scenario_runtime(s, k->second));
+        }
+    }
+    return runtimes;
+}
+
+// Where GPUs come from: a GPU kind in nodes of gpus_per_node (joined by its interconnect, nodes by
+// InfiniBand), or a cluster profile with its own nodes, fabric and size.
+struct Pool {
+    GpuSpec gpu;
+    u64 per_node, max_gpus;
+    std::optional<ClusterSpec> cluster;
+};
+
+std::vector<Pool> scenario_pools(const ScenarioSpec& s) {
+    std::vector<Pool> pools;
+    for (const auto& g : s.gpus) pools.push_back({resolve_gpu(g), s.gpus_per_node, s.max_gpus, std::nullopt});
+    for (const auto& name : s.clusters) {
+        ClusterSpec c = resolve_cluster(name);
+        pools.push_back({resolve_gpu(c.gpu), c.gpus_per_node, std::min(s.max_gpus, c.gpus()), c});
+    }
+    return pools;
+}
+
+// Stage 2, memory: whether a replica holds the `b` sequences it runs. vLLM sizes its pool at
+// start-up for sequences of the promised context (and admits at most max_num_seqs); a static
+// batch must hold the longest prompts' prefill and the decode at the context; either within the
+// usable capacity less the scenario's headroom.
+struct MemoryCheck {
+    PointResult memory;  // the step that decides it
+    u64 budget_bytes = 0;
+    double ratio = 0;  // what is used over what is allowed: bytes, or under a pool the sequences it holds
+    bool overflow = false;
+    std::string reason;  // empty: it fits
+};
+
+MemoryCheck check_memory(const Plan& plan, const ScenarioSpec& s, bool pooled, u64 b, double held, u64 running) {
+    MemoryCheck m;
+    m.memory = plan.evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, b, s.context});
+    if (!pooled) m.memory = worse(m.memory, plan.evaluate(Point{Mode::Prefill, b, s.prompt.max}));
+    const PointResult& mem = m.memory;
+    if (mem.status != PointStatus::Ok) {
+        m.overflow = true;
+        m.reason = "a count exceeds 64 bits";
+        return m;
+    }
+    m.budget_bytes = mem.capacity - mul_frac(mem.capacity, s.memory_headroom_ppm, 1000000);
+    // A pooled runtime's pool always fills its share: its use is the sequences against those it holds.
+    double ratio = static_cast<double>(mem.total) / static_cast<double>(m.budget_bytes);
+    if (pooled) ratio = mem.max_concurrency_milli ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli) : 2.0;
+    m.ratio = mem.fits ? ratio : std::max(ratio, 1.0 + 1e-9);
+    if (!mem.fits || mem.total > m.budget_bytes)
+        m.reason = running && b > running ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, running)
+                   : pooled               ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted", held, s.context, b)
+                            : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total), format_bytes_gib(m.budget_bytes));
+    return m;
+}
+
+// Stage 5, what the answer hands on. The best plan as its runtime's launcher takes it (vLLM: the
+// `vllm serve` line); "" when the runtime has none.
+std::string launch_line(const ScenarioSpec& s, const ModelSpec& model, const Candidate& best) {
+    const RuntimeSpec rt = scenario_runtime(s, best.runtime);
+    const auto& family = RuntimeRegistry::builtin().family(rt);
+    if (!family.launch) return "";
+    ServeLaunch l;
+    l.model = model.name;  // the checkpoint's Hugging Face id where the profile lists one
+    for (const auto& a : model.aliases)
+        if (a.find('/') != std::string::npos) {
+            l.model = a;
+            break;
+        }
+    l.tp = best.tp;
+    l.pp = best.pp;
+    l.dp = best.dp;
+    l.expert_parallel = best.ep > 1;
+    l.kv_dtype = best.kv_dtype == model.dtype.name ? "" : best.kv_dtype;
+    l.max_model_len = s.context;
+    return family.launch(rt, l);
+}
+
+// The scenario's CI gates, on the best plan.
+void check_gates(PlanReport& rep, const ScenarioSpec& s) {
+    const Candidate* best = rep.ranked.empty() ? nullptr : &rep.ranked.front();
+    auto gate = [&](const std::string& name, bool passed, const std::string& detail) {
+        rep.gates.push_back({name, detail, passed});
+        rep.gates_passed &= passed;
+    };
+    if (s.gate_must_fit) gate("must_fit", best != nullptr, best ? "a plan meets every constraint" : "no candidate meets the constraints");
+    if (s.gate_max_bytes_per_gpu)
+        gate("max_bytes_per_gpu", best && best->memory.total <= *s.gate_max_bytes_per_gpu,
+             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->memory.total), group_digits(*s.gate_max_bytes_per_gpu))
+                  : "no plan");
+    if (s.gate_min_headroom_ppm) {
+        const double h = best ? 1.0 - static_cast<double>(best->memory.total) / static_cast<double>(best->memory.capacity) : 0;
+        gate(
+            "min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
+            best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
+    }
+    if (s.gate_max_tpot_s)
+        gate("max_tpot_s", best && best->tpot_s <= *s.gate_max_tpot_s,
+             best ? fmt::format("TPOT {:.4f} s, at most {:.4f} s", best->tpot_s, *s.gate_max_tpot_s) : "no plan");
+    if (s.gate_max_ttft_s)
+        gate("max_ttft_s", best && best->ttft_s <= *s.gate_max_ttft_s,
+             best ? fmt::format("TTFT {:.3f} s, at most {:.3f} s", best->ttft_s, *s.gate_max_ttft_s) : "no plan");
+}
+
 }  // namespace
 
 RuntimeSpec scenario_runtime(const ScenarioSpec& s, const std::string& name) {
@@ -263,36 +385,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
     if (s.context > model.max_context)
         throw InputError(SourcePos{s.file, 0, 0}, "workload.context",
                          fmt::format("{} tokens exceed {}'s max context {}", s.context, model.name, model.max_context));
-    // Runtimes: the scenario's, or one per attention kernel allowed (transformers).
-    std::vector<RuntimeSpec> runtimes;
-    const RuntimeSpec base = scenario_runtime(s, s.runtime);
-    if (s.attention.empty()) {
-        runtimes.push_back(base);
-    } else {
-        // The family names the profile that runs each kernel.
-        const auto& kernels = RuntimeRegistry::builtin().family(base).kernel_profiles;
-        for (const auto& a : s.attention) {
-            const auto k = std::find_if(kernels.begin(), kernels.end(), [&](const auto& x) { return x.first == a; });
-            if (k == kernels.end())
-                throw InputError(SourcePos{s.file, 0, 0}, "constraints.attention",
-                                 fmt::format("{} (family {}) has no profile per attention kernel; {} is not one of its choices", base.name,
-                                             base.family, a));
-            runtimes.push_back(scenario_runtime(s, k->second));
-        }
-    }
-    // Where GPUs come from: a GPU kind in nodes of gpus_per_node (joined by its interconnect, nodes by
-    // InfiniBand), or a cluster profile with its own nodes, fabric and size.
-    struct Pool {
-        GpuSpec gpu;
-        u64 per_node, max_gpus;
-        std::optional<ClusterSpec> cluster;
-    };
-    std::vector<Pool> pools;
-    for (const auto& g : s.gpus) pools.push_back({resolve_gpu(g), s.gpus_per_node, s.max_gpus, std::nullopt});
-    for (const auto& name : s.clusters) {
-        ClusterSpec c = resolve_cluster(name);
-        pools.push_back({resolve_gpu(c.gpu), c.gpus_per_node, std::min(s.max_gpus, c.gpus()), c});
-    }
+    const std::vector<RuntimeSpec> runtimes = scenario_runtimes(s);
+    const std::vector<Pool> pools = scenario_pools(s);
     // Prices by the GPU profile's own name (a scenario may write an alias).
     std::map<std::string, double> price;
     for (const auto& [name, v] : s.price_per_gpu_hour) price[resolve_gpu(name).name] = v;
@@ -437,35 +531,18 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                         }
                                         c.batch_per_replica = served->sequences;
                                     }
-                                    const u64 b = c.batch_per_replica;
-                                    // Memory: vLLM sizes its pool at start-up for `b` sequences of the promised context;
-                                    // a static batch must hold the longest prompts' prefill and the decode at the context.
-                                    PointResult mem = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, b, s.context});
-                                    if (!pooled) mem = worse(mem, plan->evaluate(Point{Mode::Prefill, b, s.prompt.max}));
-                                    c.memory = mem;
-                                    if (mem.status != PointStatus::Ok) {
-                                        c.binding = "arithmetic";
-                                        c.reason = "a count exceeds 64 bits";
+                                    // Memory: does a replica hold the sequences it runs?
+                                    const MemoryCheck m = check_memory(*plan, s, pooled, c.batch_per_replica, held, running);
+                                    c.memory = m.memory;
+                                    c.budget_bytes = m.budget_bytes;
+                                    c.binding = m.overflow ? "arithmetic" : "memory";
+                                    c.binding_ratio = m.ratio;
+                                    c.reason = m.reason;
+                                    if (m.overflow) {
                                         count_reason(rep, "overflow");
                                         continue;
                                     }
-                                    c.budget_bytes = mem.capacity - mul_frac(mem.capacity, s.memory_headroom_ppm, 1000000);
-                                    // How much of the memory the candidate uses: the bytes against the budget, and under a
-                                    // pooled runtime (whose pool always fills its share) the sequences against those it holds.
-                                    double mem_ratio = static_cast<double>(mem.total) / static_cast<double>(c.budget_bytes);
-                                    if (pooled)
-                                        mem_ratio = mem.max_concurrency_milli
-                                                        ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli)
-                                                        : 2.0;
-                                    c.binding = "memory";
-                                    c.binding_ratio = mem.fits ? mem_ratio : std::max(mem_ratio, 1.0 + 1e-9);
-                                    if (!mem.fits || mem.total > c.budget_bytes) {
-                                        c.reason = running && b > running
-                                                       ? fmt::format("{} sequences per replica exceed max_num_seqs {}", b, running)
-                                                   : pooled ? fmt::format("the KV pool holds {:.2f} sequences of {} tokens, {} wanted",
-                                                                          held, s.context, b)
-                                                            : fmt::format("{} per GPU, {} allowed", format_bytes_gib(mem.total),
-                                                                          format_bytes_gib(c.budget_bytes));
+                                    if (!m.reason.empty()) {
                                         count_reason(rep, "memory");
                                         rejected.push_back(std::move(c));
                                         continue;
@@ -545,48 +622,9 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
         explain_infeasible(rep, rejected, s);
     }
 
-    // The CI gates, on the best plan.
-    const Candidate* best = rep.ranked.empty() ? nullptr : &rep.ranked.front();
-    if (best) {
-        const RuntimeSpec rt = scenario_runtime(s, best->runtime);
-        if (const auto& family = RuntimeRegistry::builtin().family(rt); family.launch) {
-            ServeLaunch l;
-            l.model = model.name;  // the checkpoint's Hugging Face id where the profile lists one
-            for (const auto& a : model.aliases)
-                if (a.find('/') != std::string::npos) {
-                    l.model = a;
-                    break;
-                }
-            l.tp = best->tp;
-            l.pp = best->pp;
-            l.dp = best->dp;
-            l.expert_parallel = best->ep > 1;
-            l.kv_dtype = best->kv_dtype == model.dtype.name ? "" : best->kv_dtype;
-            l.max_model_len = s.context;
-            rep.launch = family.launch(rt, l);
-        }
-    }
-    auto gate = [&](const std::string& name, bool passed, const std::string& detail) {
-        rep.gates.push_back({name, detail, passed});
-        rep.gates_passed &= passed;
-    };
-    if (s.gate_must_fit) gate("must_fit", best != nullptr, best ? "a plan meets every constraint" : "no candidate meets the constraints");
-    if (s.gate_max_bytes_per_gpu)
-        gate("max_bytes_per_gpu", best && best->memory.total <= *s.gate_max_bytes_per_gpu,
-             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->memory.total), group_digits(*s.gate_max_bytes_per_gpu))
-                  : "no plan");
-    if (s.gate_min_headroom_ppm) {
-        const double h = best ? 1.0 - static_cast<double>(best->memory.total) / static_cast<double>(best->memory.capacity) : 0;
-        gate(
-            "min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
-            best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
-    }
-    if (s.gate_max_tpot_s)
-        gate("max_tpot_s", best && best->tpot_s <= *s.gate_max_tpot_s,
-             best ? fmt::format("TPOT {:.4f} s, at most {:.4f} s", best->tpot_s, *s.gate_max_tpot_s) : "no plan");
-    if (s.gate_max_ttft_s)
-        gate("max_ttft_s", best && best->ttft_s <= *s.gate_max_ttft_s,
-             best ? fmt::format("TTFT {:.3f} s, at most {:.3f} s", best->ttft_s, *s.gate_max_ttft_s) : "no plan");
+    // The best plan as its runtime launches it, and the CI gates on it.
+    if (!rep.ranked.empty()) rep.launch = launch_line(s, model, rep.ranked.front());
+    check_gates(rep, s);
     return rep;
 }
 

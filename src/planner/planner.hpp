@@ -1,11 +1,16 @@
 #pragma once
-// The capacity planner: a scenario's search space (GPU kind × count × TP × PP × DP × dtypes ×
-// attention kernel), each candidate checked for memory, SLOs and node boundaries, the feasible
-// ranked by the scenario's objective; the rejected counted by reason, and when nothing is
-// feasible, the closest candidate with the constraint that binds. Plans are compiled once per
-// (GPU, TP, PP, dtypes, kernel) and evaluated for every DP: the count of GPUs only changes how
-// the concurrency splits over replicas. Also the one-call answers: the largest batch or
-// context that fits, and setups side by side.
+// The capacity planner, in stages (planner.cpp unless named):
+//   1. candidates: the scenario's runtimes, GPU pools (kinds or clusters), dtypes, TP × PP
+//      layouts, DP counts, and expert parallelism for MoE models under a runtime that spreads
+//      experts; a plan is compiled once per layout and evaluated for every DP it serves;
+//   2. memory (check_memory): whether a replica holds the sequences it runs;
+//   3. load (planner/load.cpp): each candidate served by its runtime's own scheduler under the
+//      scenario's load — users in steady state, a burst, or a request rate (unstable counted);
+//   4. ranking by the objective and the Pareto front of tokens/s per user against per GPU;
+//   5. the explanation of what binds an infeasible scenario (explain_infeasible), the best plan's
+//      launch line and the CI gates.
+// The rejected are counted by reason. Also the one-call answers: the largest batch or context
+// that fits, and setups side by side.
 #include <functional>
 #include <optional>
 #include <string>
