@@ -42,7 +42,10 @@ const StepCostTable* ReplicaLoad::costs(u64 users) {
                 t->per_token_s =
                     prefill_per_token_s(plan_, topo_, s_.prompt.mean, prefill_batch(plan_, s_.prompt.mean, max_running_, users));
             } else if (costs_.empty()) {
-                t = step_costs(plan_, topo_, s_.prompt.mean, s_.output.mean, max_running_, users);
+                // Decode steps are priced up to the most sequences the load can run at once: the
+                // users (a closed loop never runs more), or the running limit under a rate.
+                const u64 reach = s_.request_rate_per_s ? max_running_ : std::min(max_running_, s_.concurrency);
+                t = step_costs(plan_, topo_, s_.prompt.mean, s_.output.mean, reach, users);
             }
         } catch (const InputError&) {
         } catch (const OverflowError&) {
