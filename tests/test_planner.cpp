@@ -905,3 +905,17 @@ TEST(ExpertParallel, TheCapacityReportChartsTheWideEpPlan) {
     for (const auto& p : r.serving->points)
         if (p.context == 8192) EXPECT_GE(p.r.max_concurrency_milli, r.charted->batch_per_replica * 1000);
 }
+
+// A setup names its expert parallelism: `:ep8` on 8 H200s at TP 1 is DeepSeek-V3 in wide EP
+// (8 replicas sharing the 256 experts, 32 whole experts a GPU), and `vs` lays it out so.
+TEST(ExpertParallel, SetupsTakeAnEpPart) {
+    const cli::SetupArg s = cli::parse_setup("deepseek-v3@8xh200:tp1:ep8");
+    EXPECT_EQ(s.gpus, 8u);
+    EXPECT_EQ(s.tp, 1u);
+    EXPECT_EQ(s.ep, 8u);
+    EXPECT_THROW((void)cli::parse_setup("deepseek-v3@8xh200:xp8"), InputError);
+    Result r = run_command(
+        {"vs", "--setup", "deepseek-v3@8xh200:tp1:ep8", "--setup", "deepseek-v3@8xh200", "--context", "8k", "--format", "json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("deepseek-v3@8xh200:tp1:ep8"), std::string::npos);
+}

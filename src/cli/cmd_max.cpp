@@ -78,7 +78,7 @@ public:
     CLI::App* add(CLI::App& app) override {
         auto* v =
             app.add_subcommand("vs", "one workload on several setups side by side: does it fit, how much room, how fast, at what cost");
-        v->add_option("--setup", setups_, "MODEL@NxGPU[:tpT][:ppP], two or more")->required();
+        v->add_option("--setup", setups_, "MODEL@NxGPU[:tpT][:ppP][:epE], two or more")->required();
         v->add_option("--context", a_.context, "context (default: 8192, or the model's max if smaller)")->transform(token_count());
         v->add_option("--batch", a_.batch, "sequences at once")->transform(positive_int())->capture_default_str();
         v->add_option("--mode", a_.mode, "prefill | decode")->check(CLI::IsMember({"prefill", "decode"}))->capture_default_str();
@@ -132,7 +132,7 @@ public:
             ea.tp = s.tp;
             ea.pp = s.pp;
             const Workload w = workload_from(ea, m);
-            const Plan plan = Plan::compile(m, g, Deployment{s.gpus, s.tp, s.pp}, w);
+            const Plan plan = Plan::compile(m, g, Deployment{s.gpus, s.tp, s.pp, s.ep}, w);
             const Point p = plan.point_of(w);
             const Estimate e = plan.estimate(p);
             std::optional<ClusterSpec> cluster;
@@ -159,7 +159,8 @@ public:
                 continue;
             }
             // Time and cost, only for a setup that fits.
-            const Topology topo = cluster ? Topology(*cluster) : replica_topology(g, s.tp * s.pp, 8);
+            // Wide expert parallelism spans replicas: their GPUs carry its all-to-alls.
+            const Topology topo = cluster ? Topology(*cluster) : replica_topology(g, s.ep > s.tp ? s.gpus : s.tp * s.pp, 8);
             const TimeEstimate tm = estimate_time(plan, Point{Mode::Prefill, w.batch, w.context}, topo);
             const auto pr = price.find(g.name);
             const double cost =

@@ -35,7 +35,7 @@ class Whatif final : public Command {
 public:
     CLI::App* add(CLI::App& app) override {
         auto* wi = app.add_subcommand("whatif", "a grid of estimates (the main job; built-in defaults)");
-        wi->add_option("--setup", a_.setups, "MODEL@NxGPU[:tpT][:ppP], repeatable (default TP N within an 8-GPU node)")
+        wi->add_option("--setup", a_.setups, "MODEL@NxGPU[:tpT][:ppP][:epE], repeatable (default TP N within an 8-GPU node)")
             ->capture_default_str();
         wi->add_option("--tps", a_.tps, "tensor-parallel degrees to vary over each setup's GPUs (the rest replicas)")
             ->delimiter(',')
@@ -83,7 +83,7 @@ public:
                 if (sa.gpus % (tp * sa.pp))
                     throw InputError(SourcePos{}, "--tps",
                                      fmt::format("TP {} × PP {} does not divide the {} GPUs of {}", tp, sa.pp, sa.gpus, setup));
-                setups.push_back({m, g, Deployment{sa.gpus, tp, sa.pp}, contexts});
+                setups.push_back({m, g, Deployment{sa.gpus, tp, sa.pp, sa.ep}, contexts});
             }
             inputs.push_back(sa.model);
             inputs.push_back(sa.gpu);

@@ -227,8 +227,10 @@ SetupArg parse_setup(const std::string& text, u64 gpus_per_node) {
     auto bad = [&](const std::string& why) {
         return InputError(
             SourcePos{}, "--setup",
-            fmt::format("\"{}\": {}; expected MODEL@NxGPU[:tpT][:ppP] (e.g. llama-3.1-70b@4xh200, llama-3.1-405b@16xh100-sxm:tp8:pp2)",
-                        text, why));
+            fmt::format(
+                "\"{}\": {}; expected MODEL@NxGPU[:tpT][:ppP][:epE] (e.g. llama-3.1-70b@4xh200, llama-3.1-405b@16xh100-sxm:tp8:pp2, "
+                "deepseek-v3@8xh200:tp1:ep8)",
+                text, why));
     };
     const size_t at = text.rfind('@');
     if (at == std::string::npos || at == 0) throw bad("no MODEL@");
@@ -249,12 +251,12 @@ SetupArg parse_setup(const std::string& text, u64 gpus_per_node) {
     for (size_t i = 1; i < parts.size(); ++i) {
         u64 v = 0;
         const std::string& p = parts[i];
-        if (p.size() > 2 && (p.starts_with("tp") || p.starts_with("pp")) && parse_exact_integer(p.substr(2), v) == NumberParse::Ok &&
-            v > 0) {
-            (p[0] == 't' ? s.tp : s.pp) = v;
+        if (p.size() > 2 && (p.starts_with("tp") || p.starts_with("pp") || p.starts_with("ep")) &&
+            parse_exact_integer(p.substr(2), v) == NumberParse::Ok && v > 0) {
+            (p[0] == 't' ? s.tp : p[0] == 'p' ? s.pp : s.ep) = v;
             tp_given |= p[0] == 't';
         } else {
-            throw bad(fmt::format("unknown part \"{}\" (valid: tpT, ppP)", p));
+            throw bad(fmt::format("unknown part \"{}\" (valid: tpT, ppP, epE)", p));
         }
     }
     if (!tp_given) {

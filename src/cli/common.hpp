@@ -117,12 +117,12 @@ std::unique_ptr<Command> make_compare();
 std::unique_ptr<Command> make_report();
 std::unique_ptr<Command> make_check();
 
-// MODEL@NxGPU[:tpT][:ppP]: N GPUs of one kind, TP T (default N) and PP P (default 1); the rest
-// data-parallel replicas. TP defaults to N only within one 8-GPU node: past it the setup must
-// say how it is laid out.
+// MODEL@NxGPU[:tpT][:ppP][:epE]: N GPUs of one kind, TP T (default N), PP P (default 1) and
+// expert parallelism E (default 1; MoE models); the rest data-parallel replicas. TP defaults to N
+// only within one 8-GPU node: past it the setup must say how it is laid out.
 struct SetupArg {
     std::string model, gpu;
-    u64 gpus = 1, tp = 1, pp = 1;
+    u64 gpus = 1, tp = 1, pp = 1, ep = 1;
 };
 SetupArg parse_setup(const std::string& text, u64 gpus_per_node = 8);
 
