@@ -22,11 +22,20 @@ using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::undirectedS
 
 Topology::Topology(const ClusterSpec& c) : spec_(c), gpus_(checked_mul(c.nodes, c.gpus_per_node, "cluster GPUs")) {
     if (gpus_ > 1'000'000) throw InputError(SourcePos{c.file, 0, 0}, "nodes", "more than 1,000,000 GPUs");
+    // Every GPU of a node sits alike on its node's switch (or mesh) and the fabric, so a path is
+    // one of two: inside a node or across two. Both are found once here, not per query: the time
+    // model asks for paths per collective of every step it prices.
+    if (c.gpus_per_node >= 2) same_node_ = shortest(0, 1);
+    if (c.nodes >= 2) cross_node_ = shortest(0, c.gpus_per_node);
 }
 
 PathCost Topology::path(u64 a, u64 b) const {
     if (a >= gpus_ || b >= gpus_) throw InternalError(fmt::format("topology {}: GPU {} or {} beyond its {}", spec_.name, a, b, gpus_));
     if (a == b) return PathCost{std::numeric_limits<double>::infinity(), 0, 0};
+    return a / spec_.gpus_per_node == b / spec_.gpus_per_node ? same_node_ : cross_node_;
+}
+
+PathCost Topology::shortest(u64 a, u64 b) const {
     // Only the two nodes involved matter: build that subgraph (2 switches, their GPUs, the
     // fabric) so a path query on a large cluster stays small.
     const u64 per = spec_.gpus_per_node, na = a / per, nb = b / per;

@@ -27,8 +27,10 @@ public:
     PathCost ring(const std::vector<u64>& ranks) const;
 
 private:
+    PathCost shortest(u64 from, u64 to) const;  // the fabric as a graph, Dijkstra on latency
     ClusterSpec spec_;
     u64 gpus_ = 0;
+    PathCost same_node_, cross_node_;
 };
 
 // One node of `gpus` GPUs joined by the GPU profile's interconnect (half its stated both-ways
