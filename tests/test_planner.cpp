@@ -919,3 +919,40 @@ TEST(ExpertParallel, SetupsTakeAnEpPart) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("deepseek-v3@8xh200:tp1:ep8"), std::string::npos);
 }
+
+// `serve` and `plan` price a deployment with one serving model: the planner's best plan for
+// DeepSeek-V3 (wide EP, 64 users split evenly over its replicas), asked of `serve` with the same
+// layout, gives the same throughput and TTFT.
+TEST(ExpertParallel, ServeAndPlanAgreeOnTheWideEpPlan) {
+    const PlanReport r = plan_scenario(load_scenario_file(std::string(MEMTAX_SOURCE_DIR) + "/scenarios/deepseek-v3-chat.yaml"));
+    ASSERT_FALSE(r.ranked.empty());
+    const Candidate& b = r.ranked.front();
+    ASSERT_EQ(64 % b.dp, 0u);
+    Result out = run_command({"serve",
+                              "--model",
+                              "deepseek-v3",
+                              "--gpu",
+                              b.gpu,
+                              "--gpus",
+                              std::to_string(b.gpus),
+                              "--tp",
+                              std::to_string(b.tp),
+                              "--pp",
+                              std::to_string(b.pp),
+                              "--ep",
+                              std::to_string(b.ep),
+                              "--kv-dtype",
+                              b.kv_dtype,
+                              "--prompt-tokens",
+                              "4k:8k",
+                              "--output-tokens",
+                              "1k:2k",
+                              "--users",
+                              "64",
+                              "--format",
+                              "json"});
+    ASSERT_EQ(out.code, 0) << out.err;
+    const auto row = nlohmann::json::parse(out.out)["sections"]["serving"]["rows"][0];
+    EXPECT_NEAR(row["tokens_per_s"].get<double>(), b.tokens_per_s, 1e-6 * b.tokens_per_s);
+    EXPECT_NEAR(row["ttft_mean_s"].get<double>(), b.ttft_mean_s, 1e-6 * b.ttft_mean_s);
+}

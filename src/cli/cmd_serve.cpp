@@ -37,6 +37,9 @@ public:
         s->add_option("--gpus", a_.gpus, "GPUs in total (replicas = gpus / (tp · pp); default: tp · pp)")->transform(positive_int());
         s->add_option("--tp,--tensor-parallel-size", a_.tp, "tensor-parallel degree")->transform(positive_int())->capture_default_str();
         s->add_option("--pp,--pipeline-parallel-size", a_.pp, "pipeline stages")->transform(positive_int())->capture_default_str();
+        s->add_option("--ep", a_.ep, "expert parallelism (MoE): over this many GPUs; beyond --tp it spans replicas (wide EP)")
+            ->transform(positive_int())
+            ->capture_default_str();
         s->add_option("--runtime", a_.runtime, "vllm (default) | hf-sdpa | hf-eager | a runtime YAML profile");
         s->add_option("--weight-dtype", a_.weight_dtype, "dtype of the linear layers' weights (default: the checkpoint's)");
         s->add_option("--kv-dtype", a_.kv_dtype, "KV cache dtype (default: the model's)");
@@ -77,7 +80,9 @@ public:
                              fmt::format("{} GPUs are not whole replicas of tp · pp = {}", dep.gpus, dep.tp * dep.pp));
         const u64 replicas = dep.gpus / (dep.tp * dep.pp);
         // One replica's plan: the load splits evenly over the replicas.
-        const Plan plan = Plan::compile(m, g, Deployment{dep.tp * dep.pp, dep.tp, dep.pp, 1}, w);
+        // Wide expert parallelism spans replicas: the plan holds the GPUs it spans.
+        const u64 plan_gpus = a_.ep > dep.tp ? dep.gpus : dep.tp * dep.pp;
+        const Plan plan = Plan::compile(m, g, Deployment{plan_gpus, dep.tp, dep.pp, a_.ep}, w);
         const RuntimePlan& rt = plan.runtime();
         const Scheduler sch = rt.scheduler();
         // Requests one replica runs at once: the runtime's limit, and what memory holds of the
@@ -98,7 +103,7 @@ public:
         load.max_running = limit;
         load.users = users_ ? (users_ + replicas - 1) / replicas : 0;  // the fullest replica
         load.rate_per_s = users_ ? 0 : rate_ / static_cast<double>(replicas);
-        const Topology topo = a_.cluster.empty() ? replica_topology(g, dep.tp * dep.pp, 8) : Topology(cluster_arg(a_.cluster, g));
+        const Topology topo = a_.cluster.empty() ? replica_topology(g, plan_gpus, 8) : Topology(cluster_arg(a_.cluster, g));
         const StepCostTable cost =
             step_costs(plan, topo, static_cast<u64>(prompt.mean()), static_cast<u64>(output.mean()), limit, load.users);
         ServingSlo slo;
