@@ -28,9 +28,9 @@ struct ScenarioSpec {
     EngineArgs engine;    // runtime_settings: vLLM's engine arguments (unset: the runtime profile's)
 
     TokenCount prompt, output;
-    u64 concurrency = 1;  // sequences served at once
-    // Or requests arriving per second: each candidate's concurrency then follows by Little's law,
-    // concurrency = rate × (TTFT + mean output × TPOT), solved for that candidate's own times.
+    u64 concurrency = 1;  // users, each with one request in flight (or a burst of this many: `burst`)
+    // Or Poisson arrivals per second over the deployment: each replica an open loop, served by its
+    // runtime's scheduler in steady state (planner/load.hpp); one that cannot keep up is unstable.
     std::optional<double> request_rate_per_s;
     u64 context = 0;  // the context to promise (max_model_len): default prompt.max + output.max
     // How the `concurrency` users arrive: steady (default; each answered request replaced at once
