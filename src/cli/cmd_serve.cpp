@@ -87,11 +87,7 @@ public:
         const Scheduler sch = rt.scheduler();
         // Requests one replica runs at once: the runtime's limit, and what memory holds of the
         // longest request (the KV pool's sequences, or the largest static batch that fits).
-        u64 held = 0;
-        if (rt.sizes_pool_at_startup())
-            held = plan.evaluate(Point{Mode::Prefill, 1, a_.context}).max_concurrency_milli / 1000;
-        else
-            held = max_batch(plan, Mode::Decode, a_.context, u64{1} << 16);
+        const auto held = static_cast<u64>(sequences_held(plan, a_.context));
         const u64 limit = rt.max_running() ? std::min(rt.max_running(), held) : held;
         if (limit == 0)
             throw InputError(

@@ -24,6 +24,9 @@ double LoadResult::ttft_at(unsigned percentile) const {
 
 ReplicaLoad::ReplicaLoad(const Plan& plan, const Topology& topo, const ScenarioSpec& s, u64 max_running)
     : plan_(plan), topo_(topo), s_(s), max_running_(std::max<u64>(max_running, 1)) {
+    shape_.prompt = spread_of(s.prompt.mean, s.prompt.max);
+    shape_.output = spread_of(s.output.mean, s.output.max);
+    shape_.max_running = max_running_;
     slo_.ttft_s = s.ttft_s;
     slo_.tpot_s = s.tpot_s;
 }
@@ -94,11 +97,8 @@ LoadResult ReplicaLoad::closed(u64 dp) {
         if (it == closed_.end()) {
             const StepCostTable* c = costs(users);
             if (!c) return untimed();
-            ServingLoad l;
-            l.prompt = spread_of(s_.prompt.mean, s_.prompt.max);
-            l.output = spread_of(s_.output.mean, s_.output.max);
+            ServingLoad l = shape_;
             l.users = users;
-            l.max_running = max_running_;
             it = closed_.emplace(users, plan_.runtime().serve(l, *c, slo_)).first;
         }
         const ServingResult& x = it->second;
@@ -120,11 +120,8 @@ LoadResult ReplicaLoad::closed(u64 dp) {
 LoadResult ReplicaLoad::open(u64 dp) {
     const StepCostTable* c = costs(0);
     if (!c) return untimed();
-    ServingLoad l;
-    l.prompt = spread_of(s_.prompt.mean, s_.prompt.max);
-    l.output = spread_of(s_.output.mean, s_.output.max);
+    ServingLoad l = shape_;
     l.rate_per_s = *s_.request_rate_per_s / static_cast<double>(dp);
-    l.max_running = max_running_;
     const ServingResult x = plan_.runtime().serve(l, *c, slo_);
     LoadResult r;
     r.method = "steady state";
@@ -145,10 +142,7 @@ LoadResult ReplicaLoad::open(u64 dp) {
 double ReplicaLoad::max_rate() {
     if (max_rate_) return *max_rate_;
     const StepCostTable* c = costs(0);
-    ServingLoad l;
-    l.prompt = spread_of(s_.prompt.mean, s_.prompt.max);
-    l.output = spread_of(s_.output.mean, s_.output.max);
-    l.max_running = max_running_;
+    ServingLoad l = shape_;
     auto stable = [&](double rate) {
         l.rate_per_s = rate;
         return plan_.runtime().serve(l, *c, slo_).stable;

@@ -58,6 +58,7 @@ private:
     const Topology& topo_;
     const ScenarioSpec& s_;
     u64 max_running_;
+    ServingLoad shape_;  // the scenario's lengths and the running limit; users or rate set per call
     ServingSlo slo_;
     std::map<u64, std::optional<StepCostTable>> costs_;  // by the users of a static batch (continuous: one key)
     std::map<u64, std::optional<TimeEstimate>> bursts_;  // by sequences per replica

@@ -234,6 +234,9 @@ std::vector<Pool> scenario_pools(const ScenarioSpec& s) {
     return pools;
 }
 
+// Usable capacity less the scenario's headroom.
+u64 budget_of(u64 capacity, const ScenarioSpec& s) { return capacity - mul_frac(capacity, s.memory_headroom_ppm, 1000000); }
+
 // Stage 2, memory: whether a replica holds the `b` sequences it runs. vLLM sizes its pool at
 // start-up for sequences of the promised context (and admits at most max_num_seqs); a static
 // batch must hold the longest prompts' prefill and the decode at the context; either within the
@@ -256,7 +259,7 @@ MemoryCheck check_memory(const Plan& plan, const ScenarioSpec& s, bool pooled, u
         m.reason = "a count exceeds 64 bits";
         return m;
     }
-    m.budget_bytes = mem.capacity - mul_frac(mem.capacity, s.memory_headroom_ppm, 1000000);
+    m.budget_bytes = budget_of(mem.capacity, s);
     // A pooled runtime's pool always fills its share: its use is the sequences against those it holds.
     double ratio = static_cast<double>(mem.total) / static_cast<double>(m.budget_bytes);
     if (pooled) ratio = mem.max_concurrency_milli ? static_cast<double>(b) * 1000.0 / static_cast<double>(mem.max_concurrency_milli) : 2.0;
@@ -349,6 +352,12 @@ u64 max_batch(const Plan& plan, Mode mode, u64 context, u64 limit) {
         (fits(mid) ? lo : hi) = mid;
     }
     return lo;
+}
+
+double sequences_held(const Plan& plan, u64 context) {
+    if (plan.runtime().sizes_pool_at_startup())
+        return static_cast<double>(plan.evaluate(Point{Mode::Prefill, 1, context}).max_concurrency_milli) / 1000.0;
+    return static_cast<double>(max_batch(plan, Mode::Decode, context, u64{1} << 16));
 }
 
 u64 max_context(const Plan& plan, Mode mode, u64 batch, u64 limit) {
@@ -450,7 +459,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             bool expert_parallel = false;  // the runtime spreads experts (known once a plan is compiled)
                             auto layout = [&](u64 ep, u64 dp_lo, u64 dp_hi) {
                                 const u64 count = dp_hi - dp_lo + 1;
-                                auto reject_all = [&](const std::string& kind, const std::string&) {
+                                auto reject_all = [&](const std::string& kind) {
                                     rep.considered += count;
                                     for (u64 i = 0; i < count; ++i) count_reason(rep, kind);
                                     tick(count);
@@ -462,7 +471,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 try {
                                     plan.emplace(Plan::compile(model, g, Deployment{plan_gpus, tp, pp, ep}, wl));
                                 } catch (const InputError&) {
-                                    reject_all("deployment not valid for the model", "");
+                                    reject_all("deployment not valid for the model");
                                     return;
                                 }
                                 expert_parallel = plan->runtime().expert_parallel();
@@ -477,15 +486,15 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 std::optional<Topology> topo;
                                 try {
                                     topo.emplace(pool.cluster ? Topology(*pool.cluster) : replica_topology(g, plan_gpus, pool.per_node));
-                                } catch (const InputError& e) {
-                                    reject_all("cannot be timed", e.message());
+                                } catch (const InputError&) {
+                                    reject_all("cannot be timed");
                                     return;
                                 }
                                 // Sequences at the promised context one replica holds: the pool's concurrency, or the largest
                                 // static batch whose steps fit; the runtime's own limit on running requests caps both.
-                                const PointResult one = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, 1, s.context});
-                                const double held = pooled ? static_cast<double>(one.max_concurrency_milli) / 1000.0
-                                                           : static_cast<double>(max_batch(*plan, Mode::Decode, s.context, 1 << 16));
+                                const double held = sequences_held(*plan, s.context);
+                                // One request at the promised context: what a replica needs to start at all.
+                                const PointResult start = plan->evaluate(Point{pooled ? Mode::Prefill : Mode::Decode, 1, s.context});
                                 const u64 running = family.max_running();
                                 const u64 serve_cap =
                                     std::min<u64>(static_cast<u64>(held), running ? running : std::numeric_limits<u64>::max());
@@ -517,8 +526,8 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                             continue;
                                         }
                                         if (served->verdict == LoadResult::Verdict::Unstable) {
-                                            c.memory = one;
-                                            c.budget_bytes = one.capacity - mul_frac(one.capacity, s.memory_headroom_ppm, 1000000);
+                                            c.memory = start;
+                                            c.budget_bytes = budget_of(c.memory.capacity, s);
                                             c.sustainable_rate_per_s = static_cast<double>(dp) * load.max_rate();
                                             c.binding = "request rate";
                                             c.binding_ratio = c.sustainable_rate_per_s > 0

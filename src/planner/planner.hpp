@@ -108,6 +108,9 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
 // bisection over Plan::evaluate (memory grows with both). 0 when even 1 does not fit.
 u64 max_batch(const Plan& plan, Mode mode, u64 context, u64 limit = u64{1} << 20);
 u64 max_context(const Plan& plan, Mode mode, u64 batch, u64 limit);
+// Sequences of `context` tokens one replica holds: its KV pool's (vLLM, fractional), or the largest
+// static batch whose decode step fits (at most 2^16).
+double sequences_held(const Plan& plan, u64 context);
 
 // The planner's order: whether `a` ranks before `b` under the objective. Figures are compared
 // in whole units (a millionth of a dollar per million tokens, of a token a second), then fewer
