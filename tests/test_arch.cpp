@@ -255,3 +255,68 @@ TEST(Arch, CompareMakesTheLinearTermsExplicit) {
     EXPECT_EQ(bad.code, 2);
     EXPECT_NE(bad.err.find("unknown technique \"mlq\" (did you mean \"mla\"?)"), std::string::npos) << bad.err;
 }
+
+// Llama-4 (configs cited in models/llama-4-*.yaml). Per layer: q and o 5120·5120 = 26,214,400
+// each, k and v 5120·1024 = 5,242,880 each, two norms 10,240: 62,924,800. An expert (and the
+// shared expert) is 3 · 5120 · 8192 = 125,829,120; a router 5120 · E. The embedding and the head
+// are 202,048 · 5,120 = 1,034,485,760 each, the final norm 5,120; the vision encoder 871,932,416
+// (its derivation is in the profile).
+TEST(Arch, Llama4CountsFromTheirConfigs) {
+    const u64 layer_attn = 62'924'800, expert = 125'829'120, ends = 2 * 1'034'485'760ull + 5120, vision = 871'932'416;
+    // Scout: 48 MoE layers of 16 experts + shared + router 81,920.
+    const u64 scout_text = 48 * (layer_attn + 17 * expert + 5120 * 16) + ends;
+    EXPECT_EQ(scout_text, 107'769'861'120ull);
+    EXPECT_EQ(parameter_count(resolve_model("llama-4-scout")), scout_text + vision);
+    // Active: one routed expert of 16 per token, the vision encoder not run by a text request.
+    EXPECT_EQ(active_parameter_count(resolve_model("llama-4-scout")), scout_text - 48 * 15 * expert);
+    // Maverick: 24 MoE layers of 128 experts + shared + router 655,360; 24 dense layers of
+    // 3 · 5120 · 16384 = 251,658,240.
+    const u64 mav_text = 48 * layer_attn + 24 * (129 * expert + 5120 * 128) + 24 * 251'658'240ull + ends;
+    EXPECT_EQ(parameter_count(resolve_model("llama-4-maverick")), mav_text + vision);
+    EXPECT_EQ(active_parameter_count(resolve_model("llama-4-maverick")), mav_text - 24 * 127 * expert);
+}
+
+// Scout at 32,768 tokens: 12 NoPE layers keep every token, 36 chunked layers one chunk of 8,192
+// (transformers keeps a chunked layer as a window of the chunk; vLLM reads the chunk). 8 KV heads
+// of 128 in bf16: 4,096 B per token per layer.
+TEST(Arch, Llama4ChunkedLayersHoldOneChunk) {
+    const ModelSpec m = resolve_model("llama-4-scout");
+    EXPECT_EQ(m.attention_chunk_size, 8192u);
+    EXPECT_EQ(m.layers[2].token_mixer, "chunked_attention");
+    EXPECT_EQ(m.layers[3].token_mixer, "full_attention");
+    const u64 expected = 12ull * 32768 * 4096 + 36ull * 8192 * 4096;  // 2,818,572,288
+    EXPECT_EQ(eval(m, "hf-sdpa", 1, 32768, Mode::Decode).kv_cache, expected);
+    EXPECT_EQ(eval(m, "vllm", 1, 32768, Mode::Decode).kv_cache_visible, expected);
+}
+
+// A Llama4ForConditionalGeneration config: the text model nested under text_config, RoPE layers
+// chunked and every fourth NoPE layer global (no_rope_layers absent), MoE on every second layer
+// from layer 1, the dense layers intermediate_size_mlp wide.
+TEST(Arch, Llama4ConfigImports) {
+    const std::string cfg = R"({"model_type": "llama4", "architectures": ["Llama4ForConditionalGeneration"],
+      "text_config": {"model_type": "llama4_text", "num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8,
+        "num_key_value_heads": 2, "head_dim": 64, "intermediate_size": 256, "intermediate_size_mlp": 1024,
+        "num_local_experts": 4, "num_experts_per_tok": 1, "interleave_moe_layer_step": 2, "attention_chunk_size": 1024,
+        "vocab_size": 1000, "max_position_embeddings": 65536, "torch_dtype": "bfloat16", "hidden_act": "silu"},
+      "vision_config": {"hidden_size": 1408}})";
+    const ModelSpec m = load_hf_config(cfg, "llama4.config.json");
+    EXPECT_EQ(m.attention_chunk_size, 1024u);
+    EXPECT_EQ(m.layers[0].token_mixer, "chunked_attention");
+    EXPECT_EQ(m.layers[3].token_mixer, "full_attention");
+    EXPECT_EQ(m.layers[0].channel_mixer, "gated_mlp");
+    EXPECT_EQ(m.layers[1].channel_mixer, "moe");
+    EXPECT_EQ(m.layers[3].channel_mixer, "moe");
+    EXPECT_EQ(m.intermediate_size, 1024u);
+    EXPECT_EQ(m.moe.intermediate_size, 256u);
+    EXPECT_EQ(m.moe.shared_intermediate_size, 256u);
+    EXPECT_EQ(m.moe.num_experts, 4u);
+    // An irregular moe_layers list is refused by name.
+    std::string bad = cfg;
+    bad.replace(bad.find("\"interleave_moe_layer_step\": 2"), 30, "\"moe_layers\": [0, 3]          ");
+    try {
+        load_hf_config(bad, "llama4.config.json");
+        ADD_FAILURE() << "an irregular moe_layers list was accepted";
+    } catch (const InputError& e) {
+        EXPECT_NE(std::string(e.what()).find("moe_layers"), std::string::npos) << e.what();
+    }
+}

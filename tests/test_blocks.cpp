@@ -102,7 +102,8 @@ TEST(Blocks, BuiltinRegistryListsEveryVariant) {
     std::vector<std::string> tokens, channels;
     for (const auto& t : r.token_mixers()) tokens.push_back(t.name);
     for (const auto& c : r.channel_mixers()) channels.push_back(c.name);
-    EXPECT_EQ(tokens, (std::vector<std::string>{"full_attention", "sliding_attention", "sparse_attention", "mla", "mamba2", "mamba"}));
+    EXPECT_EQ(tokens, (std::vector<std::string>{"full_attention", "sliding_attention", "chunked_attention", "sparse_attention", "mla",
+                                                "mamba2", "mamba"}));
     EXPECT_EQ(channels, (std::vector<std::string>{"gated_mlp", "mlp", "none", "moe"}));
     try {
         r.token_mixer("full_atention", "model.layers[0].token_mixer");
@@ -110,7 +111,7 @@ TEST(Blocks, BuiltinRegistryListsEveryVariant) {
     } catch (const InputError& e) {
         EXPECT_EQ(std::string(e.what()),
                   "model.layers[0].token_mixer: unknown token mixer \"full_atention\" (did you mean \"full_attention\"?); valid: "
-                  "full_attention, sliding_attention, sparse_attention, mla, mamba2, mamba");
+                  "full_attention, sliding_attention, chunked_attention, sparse_attention, mla, mamba2, mamba");
     }
 }
 

@@ -209,6 +209,61 @@ TEST(Report, HeadlessChromiumRendersThePage) {
     fs::remove_all(dir);
 }
 
+// Every committed page, rendered by headless Chromium with a script appended that measures each
+// chart's labels as laid out (getBoundingClientRect, after the fonts are applied): no two labels
+// of one chart — tick labels, axis titles, legend entries, annotations — may overlap by more than
+// a pixel each way. The script writes what it found into the DOM, which --dump-dom returns.
+TEST(Report, NoTwoLabelsOfAChartOverlapWhenRendered) {
+    const fs::path dir = temp_dir("chromium-labels");
+    const std::string flags =
+        "--headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2400 --user-data-dir=" + (dir / "profile").string();
+    const std::string probe = R"(<script>
+(function () {
+  var out = [];
+  document.querySelectorAll('svg').forEach(function (svg, si) {
+    var texts = Array.prototype.filter.call(svg.querySelectorAll('text'), function (t) { return t.textContent.trim() !== ''; });
+    var boxes = texts.map(function (t) { return t.getBoundingClientRect(); });
+    for (var i = 0; i < texts.length; ++i)
+      for (var j = i + 1; j < texts.length; ++j) {
+        var a = boxes[i], b = boxes[j];
+        var w = Math.min(a.right, b.right) - Math.max(a.left, b.left), h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+        if (w > 1 && h > 1) out.push('overlap in chart ' + si + ': "' + texts[i].textContent + '" and "' + texts[j].textContent + '"');
+      }
+    out.push('chart ' + si + ': ' + texts.length + ' labels');
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'memtax-label-check';
+  pre.textContent = out.join(' | ');
+  document.body.appendChild(pre);
+})();
+</script>)";
+    size_t pages = 0;
+    for (const auto& e : fs::directory_iterator(src("reports"))) {
+        if (e.path().extension() != ".html") continue;
+        std::string html = slurp(e.path());
+        const size_t body = html.rfind("</body>");
+        ASSERT_NE(body, std::string::npos) << e.path();
+        html.insert(body, probe);
+        const fs::path page = dir / e.path().filename();
+        std::ofstream(page) << html;
+        const std::string cmd = "timeout 120 chromium " + flags + " --dump-dom file://" + page.string() + " 2>/dev/null";
+        std::string dom;
+        if (FILE* p = ::popen(cmd.c_str(), "r")) {
+            char buf[65536];
+            for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) dom.append(buf, n);
+            ::pclose(p);
+        }
+        const size_t at = dom.find("<pre id=\"memtax-label-check\">");
+        ASSERT_NE(at, std::string::npos) << e.path() << ": the check did not run (is chromium installed?)";
+        const std::string found = dom.substr(at, dom.find("</pre>", at) - at);
+        EXPECT_EQ(found.find("overlap"), std::string::npos) << e.path().filename() << ": " << found;
+        if (html.find("<svg") != std::string::npos) EXPECT_NE(found.find("labels"), std::string::npos) << e.path();
+        ++pages;
+    }
+    EXPECT_GE(pages, 5u);
+    fs::remove_all(dir);
+}
+
 // --- the CI gate ---------------------------------------------------------------------------------
 
 TEST(Check, PassesAgainstTheCommittedBaselineAndCatchesARegression) {

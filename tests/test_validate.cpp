@@ -8,6 +8,9 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
+#include "cli_run.hpp"
 #include "model/plan.hpp"
 #include "spec/loaders.hpp"
 #include "validate/validate.hpp"
@@ -251,4 +254,60 @@ TEST(Validate, ShardedHarnessOnOneGpu) {
         EXPECT_EQ(r.ok, !first) << r.c.id;
     }
     EXPECT_EQ(ranks, 16u);
+}
+
+TEST(Vllm, ChunkedLayersHoldOneChunkPlusBatchedTokens) {
+    // Llama-4-Scout at max_model_len 131,072 on 8 H200 (TP 8): 12 full layers and 36 chunked
+    // (8,192) form 4 groups of 12 layers (vLLM's hybrid allocator); a full group needs
+    // 131,072 / 16 = 8,192 blocks per request, a chunked group (ChunkedLocalAttentionSpec)
+    // cdiv(min(8,192 + 8,192, 131,072), 16) = 1,024: 8,192 + 3 · 1,024 = 11,264, not 4 · 8,192.
+    Workload w;
+    w.context = 131072;
+    w.runtime = resolve_runtime("vllm");
+    Estimate e = estimate(resolve_model("llama-4-scout"), resolve_gpu("h200"), Deployment{8, 8, 1}, w);
+    EXPECT_EQ(*section_u64(e, "vllm", "kv_groups"), 4u);
+    EXPECT_EQ(*section_u64(e, "vllm", "layers_per_block"), 12u);
+    EXPECT_EQ(*section_u64(e, "vllm", "blocks_per_request"), 11264u);
+    // One KV head of 128 per GPU: a page is 2 · 16 · 1 · 128 · 2 B.
+    EXPECT_EQ(*section_u64(e, "vllm", "page_bytes"), 8192u);
+    // Below a chunk plus a step, a chunked layer needs the whole request: cdiv(8,192, 16) each.
+    w.context = 8192;
+    Estimate s = estimate(resolve_model("llama-4-scout"), resolve_gpu("h200"), Deployment{8, 8, 1}, w);
+    EXPECT_EQ(*section_u64(s, "vllm", "blocks_per_request"), 4u * 512);
+}
+
+// Mistral-7B under vLLM, 2 sequences at 32,768 tokens on one H100: every layer is windowed (4,096),
+// so a decode step reads 2 · 4,096 keys' K and V per layer (8 KV heads of 128 in bf16: 4,096 B per
+// token per layer) over 32 layers, and its attention does 4 · 32 heads · 128 FLOPs per key for each
+// of the 2 queries; a prefill query i attends min(i, 4,096) keys.
+TEST(Vllm, WindowedLayersReadOnlyTheirWindow) {
+    auto step = [](const char* mode) {
+        Result r = run_command({"estimate", "--model", "mistral-7b-v0.1", "--gpu", "h100-sxm", "--runtime", "vllm", "--mode", mode,
+                                "--batch", "2", "--context", "32768", "--time", "--format", "json"});
+        EXPECT_EQ(r.code, 0) << r.err;
+        return nlohmann::json::parse(r.out)["time"][mode];
+    };
+    const auto decode = step("decode");
+    EXPECT_EQ(decode["kv_bytes"].get<u64>(), 32ull * 2 * 4096 * 4096);
+    const auto prefill = step("prefill");
+    // Keys per query over 32,768: (4,096 · 4,097 / 2 + (32,768 − 4,096) · 4,096) / 32,768, floored.
+    const u64 keys = (4096ull * 4097 / 2 + (32768ull - 4096) * 4096) / 32768;
+    EXPECT_EQ(keys, 3840u);
+    // The attention FLOPs of 2 · 32,768 queries over 32 layers, besides the GEMMs' (their count
+    // is the same as a full layer's, so the difference to the full-attention keys (L + 1) / 2 is
+    // the window's alone).
+    const u64 full_keys = (32768 + 1) / 2;
+    const u64 diff = 32ull * 4 * 32 * 128 * 2 * 32768 * (full_keys - keys);
+    Result full = run_command({"estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--runtime", "vllm", "--mode", "prefill",
+                               "--batch", "2", "--context", "32768", "--time", "--format", "json"});
+    ASSERT_EQ(full.code, 0) << full.err;
+    // Llama-3.1-8B has Mistral's attention shapes (32 layers, 32 heads, 8 KV heads of 128) and
+    // attends every key: its attention FLOPs exceed Mistral's by `diff`, whatever the MLPs do.
+    const auto lf = nlohmann::json::parse(full.out)["time"]["prefill"];
+    auto attention_flops = [](const nlohmann::json& t) {
+        for (const auto& k : t["kinds"])
+            if (k["kind"] == "attention core") return k["flops"].get<u64>();
+        return u64{0};
+    };
+    EXPECT_EQ(attention_flops(lf) - attention_flops(prefill), diff);
 }

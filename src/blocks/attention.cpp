@@ -2,7 +2,8 @@
 // (full_attention), over the last `sliding_window` keys (sliding_attention: Mistral, Qwen2's
 // upper layers, Gemma-2/3 and gpt-oss local layers), or over a sparse pattern of local, global
 // and random-block keys (sparse_attention: Longformer, arXiv 2004.05150; BigBird, arXiv
-// 2007.14062). Per sequence it caches K and V: 2 · kv_heads · head_dim elements per token.
+// 2007.14062), or over the keys of the query's own chunk of attention_chunk_size tokens
+// (chunked_attention: Llama-4's local layers). Per sequence it caches K and V: 2 · kv_heads · head_dim elements per token.
 // Variants read from the model: per-head q/k RMSNorm (Qwen3, Gemma-3), tanh soft-capping of the
 // scores (Gemma-2), a learned sink logit per head in the softmax (gpt-oss).
 #include <fmt/format.h>
@@ -40,6 +41,15 @@ Heads heads(const BlockEnv& env) {
 CacheSpec kv_cache(const BlockEnv& env, u64 window) { return CacheSpec{checked_mul(2, heads(env).kv_dim, "kv cache"), 2, window}; }
 CacheSpec full_cache(const BlockEnv& env) { return kv_cache(env, 0); }
 CacheSpec window_cache(const BlockEnv& env) { return kv_cache(env, env.model.sliding_window); }
+// A chunked layer. transformers keeps it as a sliding window of the chunk's size
+// (cache_utils.DynamicCache: "from a cache point of view, both sliding and chunked are the same
+// ... only the mask changes"), so its cache and its update are the sliding layer's; vLLM gives
+// it a ChunkedLocalAttentionSpec (the `chunked` flag).
+CacheSpec chunk_cache(const BlockEnv& env) {
+    CacheSpec c = kv_cache(env, env.model.attention_chunk_size);
+    c.chunked = true;
+    return c;
+}
 
 // Keys a sparse query attends at most: its local window, the global tokens, the random blocks.
 u64 sparse_keys(const ModelSpec& m) {
@@ -318,13 +328,16 @@ int build_vllm(OpGraph& g, const BlockEnv& env, const MixerIO& io) {
                   act("o", tokens(h)), holds);
 }
 
-std::vector<ParamDecl> params(bool sliding, bool sparse = false) {
+std::vector<ParamDecl> params(bool sliding, bool sparse = false, bool chunked = false) {
     std::vector<ParamDecl> p = {
         {"num_attention_heads", "query heads", [](const ModelSpec& m) { return m.num_attention_heads; }},
         {"num_key_value_heads", "KV heads (= query heads: MHA; 1: MQA)", kv_heads},
         {"head_dim", "channels per head", [](const ModelSpec& m) { return m.head_dim; }},
     };
     if (sliding) p.push_back({"sliding_window", "tokens each query attends", [](const ModelSpec& m) { return m.sliding_window; }});
+    if (chunked)
+        p.push_back({"attention_chunk_size", "tokens per chunk: a query attends its own chunk's keys",
+                     [](const ModelSpec& m) { return m.attention_chunk_size; }});
     if (sparse)
         p.push_back({"attention.sparse_local", "keys each query attends: local window + global tokens + random blocks", sparse_keys});
     return p;
@@ -421,6 +434,16 @@ void register_attention(BlockRegistry& r) {
           window_cache},
          {"vllm", build_vllm, window_cache}},
         hooks([](const ModelSpec& m, u64) { return fmt::format("sliding {}", m.sliding_window); }, sliding_techniques()),
+        rotary});
+    r.add(TokenMixer{
+        "chunked_attention",
+        "grouped-query attention over the keys of the query's own chunk of attention_chunk_size tokens (Llama-4's local "
+        "layers); transformers caches it as a window of the chunk, vLLM as chunked local attention",
+        params(false, false, true),
+        {{"transformers", [](OpGraph& g, const BlockEnv& env, const MixerIO& io) { return build_transformers(g, env, io, true, false); },
+          chunk_cache},
+         {"vllm", build_vllm, chunk_cache}},
+        hooks([](const ModelSpec& m, u64) { return fmt::format("chunked {}", m.attention_chunk_size); }, {}),
         rotary});
     r.add(TokenMixer{
         "sparse_attention",

@@ -65,6 +65,9 @@ struct CacheSpec {
     // How the cache is kept, for listings and vLLM's spec: "kv" (K and V per head), "latent"
     // (MLA's compressed latent + rotary key), "state" (conv + SSM state).
     const char* layout = "kv";
+    // The window is a chunk (chunked_attention): a query attends only the keys of its own chunk
+    // of `window` tokens, not the last `window` keys (vLLM's ChunkedLocalAttentionSpec).
+    bool chunked = false;
 };
 
 // A parameter a variant reads, for its documentation and the check that the model has it.

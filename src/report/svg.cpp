@@ -46,6 +46,14 @@ std::vector<double> ticks(const Scale& s, double base) {
     return t;
 }
 
+// An x tick label centred under the axis, except at its ends, where it would run past the
+// y axis's own labels (at the origin) or out of the chart (at the right): it starts or ends there.
+const char* x_anchor(double px, int width) {
+    if (px <= kLeft + 0.5) return "start";
+    if (px >= width - kRight - 0.5) return "end";
+    return "middle";
+}
+
 void bounds(const std::vector<Series>& series, bool xlog, bool ylog, double& xlo, double& xhi, double& ylo, double& yhi) {
     xlo = ylo = std::numeric_limits<double>::infinity();
     xhi = yhi = -std::numeric_limits<double>::infinity();
@@ -128,8 +136,8 @@ std::string line_chart(const std::string& title, const Axis& x, const Axis& y, c
         const double px = sx.at(t);
         out += fmt::format(
             "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#eee\"/><text x=\"{0}\" y=\"{3}\" "
-            "text-anchor=\"middle\">{4}</text>\n",
-            num(px), kTop, height - kBottom, height - kBottom + 14, escape(x.format ? x.format(t) : default_label(t)));
+            "text-anchor=\"{5}\">{4}</text>\n",
+            num(px), kTop, height - kBottom, height - kBottom + 14, escape(x.format ? x.format(t) : default_label(t)), x_anchor(px, width));
     }
     for (double t : ticks(sy, 10)) {
         const double py = sy.at(t);
@@ -221,8 +229,8 @@ std::string roofline(const std::string& title, double peak_flops, double bandwid
     for (double t : ticks(sx, 10))
         out += fmt::format(
             "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#eee\"/><text x=\"{0}\" y=\"{3}\" "
-            "text-anchor=\"middle\">{4}</text>\n",
-            num(sx.at(t)), kTop, height - kBottom, height - kBottom + 14, default_label(t));
+            "text-anchor=\"{5}\">{4}</text>\n",
+            num(sx.at(t)), kTop, height - kBottom, height - kBottom + 14, default_label(t), x_anchor(sx.at(t), width));
     for (double t : ticks(sy, 10))
         out += fmt::format(
             "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#eee\"/><text x=\"{3}\" y=\"{4}\" text-anchor=\"end\">{5}</text>\n",

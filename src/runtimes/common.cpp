@@ -206,7 +206,7 @@ std::vector<LayerType> build_layer_types(const CompileInput& in, const BlockEnv&
     return types;
 }
 
-StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& types, const OpGraph* embedding, const OpGraph* head) {
+StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& types, const OpGraph* embedding, const OpGraph* head, u64 tp) {
     StageWeights w;
     for (const auto& t : types) {
         w.bytes = checked_add(w.bytes, checked_mul(t.graph.weight_bytes(), t.count, "weights"), "weights");
@@ -228,11 +228,23 @@ StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& typ
             {"weights.head", "weights", head->weight_bytes(),
              fmt::format("final norm and LM head{}: {}", m.tie_word_embeddings && embedding ? " (tied: the embedding's storage)" : "",
                          weight_list(*head))});
+    if (embedding && m.vision_encoder_parameters) {
+        // The vision encoder rides with the first stage, its parameters split over the TP GPUs.
+        const u64 p = ceil_div(m.vision_encoder_parameters, std::max<u64>(tp, 1)), b = m.dtype.bytes(p, "vision encoder");
+        w.bytes = checked_add(w.bytes, b, "weights");
+        w.parameters = checked_add(w.parameters, p, "parameters");
+        w.components.push_back({"weights.vision_encoder", "weights", b,
+                                fmt::format("{} parameters / tp {} in {} (loaded, not run by a text request; {})",
+                                            group_digits(m.vision_encoder_parameters), tp, m.dtype.name, m.vision_encoder_source)});
+    }
     for (const auto& t : types)
         w.components.push_back({fmt::format("weights.layer[{}+{}]", t.spec.token_mixer, t.spec.channel_mixer), "weights",
                                 checked_mul(t.graph.weight_bytes(), t.count, "weights"),
                                 fmt::format("{} layers × {} B: {}", t.count, group_digits(t.graph.weight_bytes()), weight_list(t.graph))});
-    w.components.push_back({"weights", "weights", w.bytes, "embedding + head + Σ layers, each read off the blocks' weight tensors"});
+    w.components.push_back({"weights", "weights", w.bytes,
+                            m.vision_encoder_parameters && embedding
+                                ? "embedding + head + vision encoder + Σ layers, each read off the blocks' weight tensors"
+                                : "embedding + head + Σ layers, each read off the blocks' weight tensors"});
     return w;
 }
 

@@ -31,7 +31,9 @@ struct StageWeights {
     u64 bytes = 0, parameters = 0, active_parameters = 0;
     std::vector<Component> components;
 };
-StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& types, const OpGraph* embedding, const OpGraph* head);
+// `tp`: the GPUs a stage's layers are split over (a vision encoder's share).
+StageWeights stage_weights(const ModelSpec& m, const std::vector<LayerType>& types, const OpGraph* embedding, const OpGraph* head,
+                           u64 tp = 1);
 // "fits: weights 16.1 GiB + KV 4.0 GiB + ... = 21.0 GiB of 79.2 GiB usable, 58.2 GiB free": the
 // verdict with the numbers that decided it.
 std::string sum_verdict(const PointResult& r);

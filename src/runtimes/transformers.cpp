@@ -181,7 +181,7 @@ TransformersPlan::TransformersPlan(const CompileInput& in)
         else
             runs_.push_back(Run{type_of[i], i, 1});
     }
-    StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr);
+    StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, shard_.tp);
     weights_ = w.bytes;
     parameters_ = w.parameters;
     active_parameters_ = w.active_parameters;
@@ -514,7 +514,7 @@ TrainActivations TransformersPlan::train(const TrainPoint& p) const {
     for (const auto& t : types_) {
         const std::string& tm = t.spec.token_mixer;
         const std::string& cm = t.spec.channel_mixer;
-        if (tm != "full_attention" && tm != "sliding_attention")
+        if (tm != "full_attention" && tm != "sliding_attention" && tm != "chunked_attention")
             throw InputError(model_.pos_of("layer_types"), "model.layers",
                              fmt::format("training memory is modelled for full_attention and sliding_attention layers; {} has {} layers",
                                          model_.name, tm));

@@ -17,6 +17,7 @@ namespace memtax {
 namespace {
 
 using S = Sym;
+__extension__ typedef unsigned __int128 u128;
 using blk::act;
 
 // vLLM's decoder layer: the residual stream is two tensors (hidden, residual) updated in place
@@ -135,6 +136,7 @@ private:
     // KV groups (vLLM's hybrid allocator): state layers (Mamba) keep one page per request; the
     // attention block size may be raised so one attention page holds a state page.
     u64 n_state_ = 0, block_ = 0, groups_full_ = 0, groups_window_ = 0, groups_state_ = 0, state_bytes_ = 0, padding_layers_ = 0;
+    u64 n_chunk_ = 0, chunk_ = 0, groups_chunk_ = 0;  // chunked local attention (Llama-4)
     bool kv_positive_ = false;
     // Blocks of one max_model_len request when max_model_len is given (0 otherwise: it is then
     // the point's context, whose blocks each point computes anyway).
@@ -174,11 +176,16 @@ VllmPlan::VllmPlan(const CompileInput& in)
             state_bytes_ = std::max(state_bytes_, model_.dtype.bytes(t.cache.elements_per_sequence, "mamba page"));
             continue;
         }
-        (t.cache.window ? n_window_ : n_full_) += t.count;
-        if (t.cache.window) window_ = t.cache.window;
+        if (t.cache.chunked) {
+            n_chunk_ += t.count;
+            chunk_ = t.cache.window;
+        } else {
+            (t.cache.window ? n_window_ : n_full_) += t.count;
+            if (t.cache.window) window_ = t.cache.window;
+        }
         per_token = std::max(per_token, t.cache.elements_per_token);
     }
-    StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr);
+    StageWeights w = stage_weights(model_, types_, has_embedding_ ? &embedding_ : nullptr, has_head_ ? &head_ : nullptr, shard_.tp);
     weights_ = w.bytes;
     parameters_ = w.parameters;
     active_parameters_ = w.active_parameters;
@@ -262,16 +269,33 @@ VllmPlan::VllmPlan(const CompileInput& in)
     // as the smallest bucket (the largest, when it is under 1.5× the smallest); each bucket
     // fills whole groups (the last padded); a block id spans one layer of every group.
     std::vector<u64> buckets;
-    for (u64 n : {n_full_, n_window_, n_state_})
+    for (u64 n : {n_full_, n_window_, n_chunk_, n_state_})
         if (n) buckets.push_back(n);
     const u64 lo = *std::min_element(buckets.begin(), buckets.end()), hi = *std::max_element(buckets.begin(), buckets.end());
     group_ = buckets.size() == 1 ? hi : (hi * 2 < lo * 3 ? hi : lo);
     groups_full_ = ceil_div(n_full_, group_);
     groups_window_ = ceil_div(n_window_, group_);
+    groups_chunk_ = ceil_div(n_chunk_, group_);
     groups_state_ = ceil_div(n_state_, group_);
-    padding_layers_ = (groups_full_ + groups_window_ + groups_state_) * group_ - model_.num_layers;
+    padding_layers_ = (groups_full_ + groups_window_ + groups_chunk_ + groups_state_) * group_ - model_.num_layers;
     num_blocks_ = available_ / checked_mul(page_, group_, "kv page");
     if (p_.max_model_len) model_len_blocks_ = blocks_per_request(p_.max_model_len);
+}
+
+// Keys a query of a windowed or chunked layer attends, on average over a prefill of `len` tokens
+// (query i, from 1: min(i, W) for a window W; its place in its chunk, (i − 1) mod C + 1, for a
+// chunk C), or for the one query of a decode step at `len` tokens.
+u64 attended_keys(const CacheSpec& c, bool prefill, u64 len) {
+    const u128 W = c.window, n = len;
+    if (!prefill) return static_cast<u64>(c.chunked ? (n - 1) % W + 1 : std::min(n, W));
+    u128 sum;
+    if (c.chunked) {
+        const u128 full = n / W, rest = n % W;
+        sum = full * (W * (W + 1) / 2) + rest * (rest + 1) / 2;
+    } else {
+        sum = n <= W ? n * (n + 1) / 2 : W * (W + 1) / 2 + (n - W) * W;
+    }
+    return static_cast<u64>(sum / n);  // floored, as a full layer's (len + 1) / 2
 }
 
 // The dummy forward's point: `tokens` flattened tokens attending to themselves, no cache yet.
@@ -307,7 +331,10 @@ u64 VllmPlan::blocks_per_request(u64 max_len) const noexcept {
     // A windowed layer keeps window - 1 + the tokens of one step, plus one block of slack; a
     // Mamba layer one page per request.
     const u64 window_blocks = ceil_div(std::min(window_ - (window_ ? 1 : 0) + p_.max_num_batched_tokens, max_len), block_) + 1;
-    return groups_full_ * full_blocks + groups_window_ * window_blocks + groups_state_;
+    // A chunked layer (ChunkedLocalAttentionSpec.max_admission_blocks_per_request) holds at most
+    // one chunk plus the tokens of one step.
+    const u64 chunk_blocks = ceil_div(std::min(chunk_ + p_.max_num_batched_tokens, max_len), block_);
+    return groups_full_ * full_blocks + groups_window_ * window_blocks + groups_chunk_ * chunk_blocks + groups_state_;
 }
 
 void VllmPlan::evaluate(const Point& p, PointResult& r) const noexcept {
@@ -401,7 +428,14 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
             ev.peak_bytes - ev.at_peak[Category::KvCache],
             ev.peak_op >= 0 ? t.graph.ops()[static_cast<size_t>(ev.peak_op)].name : ""};
         out.layers.push_back(row);
-        out.step_graphs.push_back(GraphUse{&t.graph, b, t.model_count, true, 0,
+        // A windowed or chunked layer's kernel reads only the keys its queries attend.
+        Bindings bt = b;
+        if (t.cache.window) {
+            const u64 keys = attended_keys(t.cache, prefill, max_len);
+            bt[S::AttnKeys] = keys;
+            if (!prefill) bt[S::SkvOld] = checked_mul(B, keys, "kv read");
+        }
+        out.step_graphs.push_back(GraphUse{&t.graph, bt, t.model_count, true, 0,
                                            model_.dtype.bytes(checked_product({1, b[S::Sq], model_.hidden_size}, "message"), "message")});
     }
     if (has_head_) out.step_graphs.push_back(GraphUse{&head_, b, 1, false, 0, 0});
@@ -422,7 +456,7 @@ void VllmPlan::describe(const Point& p, const PointResult& r, Breakdown& out) co
     f("non_torch_bytes", non_torch_, "non-torch memory (bytes)");
     f("available_kv_bytes", available_, "available for KV (bytes)");
     f("block_size", block_, fmt::format("block size (tokens): {}", block_rule_));
-    f("kv_groups", groups_full_ + groups_window_ + groups_state_, "KV groups (full + sliding + Mamba)");
+    f("kv_groups", groups_full_ + groups_window_ + groups_chunk_ + groups_state_, "KV groups (by cache kind)");
     f("padding_layers", padding_layers_, "padding layers in the last groups");
     if (state_bytes_) f("mamba_state_bytes", state_bytes_, "Mamba state per sequence per layer (bytes)");
     f("page_bytes", page_, "page: one block of one layer (bytes)");

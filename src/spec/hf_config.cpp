@@ -196,13 +196,13 @@ std::vector<std::string> HfFamilyRegistry::names() const {
 namespace hf {
 std::vector<std::string> read_layer_types(const HfReader& r, u64 layers) {
     const json& lt = r.root()["layer_types"];
-    if (!lt.is_array()) r.fail("layer_types", "expected a list of \"full_attention\"|\"sliding_attention\"");
+    if (!lt.is_array()) r.fail("layer_types", "expected a list of \"full_attention\"|\"sliding_attention\"|\"chunked_attention\"");
     if (lt.size() != layers) r.fail("layer_types", fmt::format("lists {} layers but num_hidden_layers = {}", lt.size(), layers));
     std::vector<std::string> out;
     for (size_t i = 0; i < lt.size(); ++i) {
         std::string s = lt[i].is_string() ? lt[i].get<std::string>() : lt[i].dump();
-        if (s != "full_attention" && s != "sliding_attention")
-            r.fail("layer_types", fmt::format("entry {} is \"{}\"; valid: full_attention, sliding_attention", i, s));
+        if (s != "full_attention" && s != "sliding_attention" && s != "chunked_attention")
+            r.fail("layer_types", fmt::format("entry {} is \"{}\"; valid: full_attention, sliding_attention, chunked_attention", i, s));
         out.push_back(s);
     }
     return out;
@@ -387,6 +387,7 @@ ModelSpec load_hf_config(const std::string& text, const std::string& file, const
     }
     // A sliding window no layer uses is dropped (Gemma-3 configs set it even for full layers).
     if (std::find(mixers.begin(), mixers.end(), "sliding_attention") == mixers.end()) m.sliding_window = 0;
+    if (std::find(mixers.begin(), mixers.end(), "chunked_attention") == mixers.end()) m.attention_chunk_size = 0;
     for (u64 i = 0; i < m.num_layers; ++i) m.layers.push_back({mixers[i], channel_mixer_for(m, i, f.dense_channel)});
 
     // Weights as shipped: the family's own format first (gpt-oss's mxfp4 experts), then the

@@ -216,6 +216,56 @@ void register_hf_families(HfFamilyRegistry& reg) {
         };
         reg.add(std::move(f));
     }
+    {  // Llama-4 text (Llama4TextConfig, modeling_llama4.py): RoPE layers attend within chunks of
+       // attention_chunk_size, every no_rope_layer_interval-th layer (NoPE) attends globally;
+       // routed experts (top-1, sigmoid scores) + a shared expert, on every interleave_moe_layer_step-th
+       // layer; the other layers' MLP is intermediate_size_mlp wide.
+        HfFamily f;
+        f.model_type = "llama4_text";
+        f.aliases = {"llama4"};
+        f.nested_config = "text_config";  // Llama4ForConditionalGeneration
+        f.keys = {"attention_chunk_size", "no_rope_layers",       "layer_types",          "num_local_experts",
+                  "num_experts_per_tok",  "router_aux_loss_coef", "output_router_logits", "router_jitter_noise"};
+        f.read = [](const HfReader& r, ModelSpec& m) {
+            m.qkv_bias = m.o_bias = r.get_bool("attention_bias", false);
+            m.attention_chunk_size = r.opt_u64("attention_chunk_size").value_or(8192);
+            if (m.attention_chunk_size == 0) r.fail("attention_chunk_size", "must be positive or null");
+            hf::read_experts(r, m, "num_local_experts", "num_experts_per_tok", "intermediate_size");
+            m.moe.shared_intermediate_size = m.moe.intermediate_size;  // Llama4TextMLP(config): intermediate_size
+            m.moe.router_score = "sigmoid";
+            m.intermediate_size = r.opt_u64("intermediate_size_mlp").value_or(16384);
+            const u64 step = r.opt_u64("interleave_moe_layer_step").value_or(1);
+            if (step == 0) r.fail("interleave_moe_layer_step", "must be a positive integer, got 0");
+            m.moe.layer_period = step;
+            m.moe.layer_offset = step - 1;  // moe_layers = range(step - 1, layers, step)
+            if (r.has("moe_layers")) {
+                const auto& ml = r.root()["moe_layers"];
+                bool same = ml.is_array();
+                for (size_t i = 0; same && i < ml.size(); ++i) same = ml[i].is_number_unsigned() && ml[i].get<u64>() == step - 1 + i * step;
+                if (!same || ml.size() != m.num_layers / step)  // range(step - 1, layers, step)
+                    r.fail("moe_layers", fmt::format("memtax models MoE on every {}-th layer from layer {} (interleave_moe_layer_step); "
+                                                     "an irregular list is not supported",
+                                                     step, step - 1));
+            }
+        };
+        f.layers = [](const HfReader& r, const ModelSpec& m) {
+            if (r.has("layer_types")) return hf::read_layer_types(r, m.num_layers);
+            // no_rope_layers[i] = 1: layer i uses RoPE (chunked); 0: NoPE (global). Default: every
+            // no_rope_layer_interval-th layer is NoPE.
+            std::vector<std::string> out;
+            const u64 interval = r.opt_u64("no_rope_layer_interval").value_or(4);
+            const auto& nr = r.root().contains("no_rope_layers") ? r.root()["no_rope_layers"] : nlohmann::json();
+            const bool listed = nr.is_array() && !nr.empty();
+            if (listed && nr.size() != m.num_layers)
+                r.fail("no_rope_layers", fmt::format("lists {} layers but num_hidden_layers = {}", nr.size(), m.num_layers));
+            for (u64 i = 0; i < m.num_layers; ++i) {
+                const bool rope = listed ? !(nr[i].is_number() && nr[i].get<double>() == 0) : interval == 0 || (i + 1) % interval != 0;
+                out.push_back(rope ? "chunked_attention" : "full_attention");
+            }
+            return out;
+        };
+        reg.add(std::move(f));
+    }
     {  // gpt-oss: attention sinks, biased router and experts (grouped), MXFP4 experts as shipped.
         HfFamily f;
         f.model_type = "gpt_oss";

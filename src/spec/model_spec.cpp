@@ -60,6 +60,10 @@ void validate_model(const ModelSpec& m) {
     bool any_sliding = false;
     for (const auto& l : m.layers) any_sliding |= (l.token_mixer == "sliding_attention");
     if (any_sliding && m.sliding_window == 0) fail("sliding_window", "sliding_attention layers need a positive sliding_window");
+    bool any_chunked = false;
+    for (const auto& l : m.layers) any_chunked |= (l.token_mixer == "chunked_attention");
+    if (any_chunked && m.attention_chunk_size == 0)
+        fail("attention_chunk_size", "chunked_attention layers need a positive attention_chunk_size");
     if (m.moe.enabled()) {
         if (m.moe.experts_per_token == 0 || m.moe.experts_per_token > m.moe.num_experts)
             fail("moe.experts_per_token", fmt::format("{} must be from 1 to num_experts = {}", m.moe.experts_per_token, m.moe.num_experts));

@@ -128,7 +128,10 @@ struct ModelSpec {
     bool fused_projections = false;
     // The LM head's output is upcast to fp32 by the model itself (Mamba2ForCausalLM: .float()).
     bool fp32_logits = false;
-    u64 sliding_window = 0;         // tokens; 0 = none
+    u64 sliding_window = 0;  // tokens; 0 = none
+    // chunked_attention layers (Llama-4): a query attends only the keys of its own chunk of this
+    // many tokens (positions [⌊i/C⌋·C, i]); 0 = none.
+    u64 attention_chunk_size = 0;
     std::vector<LayerSpec> layers;  // one per layer, in order
     DType dtype;
     MlaSpec mla;
@@ -138,6 +141,11 @@ struct ModelSpec {
     // Weights as the checkpoint ships them, when not in `dtype`: the linear layers' (DeepSeek-V3:
     // fp8-b128) and the routed experts' (gpt-oss: mxfp4). Empty = dtype. --weight-dtype overrides.
     std::string shipped_linear_dtype, shipped_expert_dtype;
+    // A multimodal checkpoint's vision encoder (and its projector): loaded with the model and held
+    // in `dtype` on the first pipeline stage, split over TP as vLLM's default
+    // mm_encoder_tp_mode "weights" does; a text request never runs it. 0 = none or not modelled.
+    u64 vision_encoder_parameters = 0;
+    std::string vision_encoder_source;
     // Parameters of layer variants that read a subtree of their own, by group name.
     std::map<std::string, ParamGroup> own_params;
 

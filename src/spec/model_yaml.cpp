@@ -32,12 +32,14 @@ const std::vector<std::string> kModelKeys = {"name",
                                              "o_bias",
                                              "mlp_bias",
                                              "sliding_window",
+                                             "attention_chunk_size",
                                              "layer_types",
                                              "dtype",
                                              "stated_parameter_count",
                                              "stated_parameter_source",
                                              "mla",
                                              "moe",
+                                             "vision_encoder",
                                              "ssm",
                                              "attention",
                                              "shipped_weights",
@@ -119,6 +121,9 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
     m.sliding_window = map.optional_u64("sliding_window").value_or(0);
     if (map.has("sliding_window") && m.sliding_window == 0)
         map.fail("sliding_window", "must be a positive number of tokens (omit it for none)");
+    m.attention_chunk_size = map.optional_u64("attention_chunk_size").value_or(0);
+    if (map.has("attention_chunk_size") && m.attention_chunk_size == 0)
+        map.fail("attention_chunk_size", "must be a positive number of tokens (omit it for none)");
     m.dtype = read_dtype(map, "dtype");
     m.stated_parameter_count = map.optional_u64("stated_parameter_count").value_or(0);
     m.stated_parameter_source = map.optional_string("stated_parameter_source").value_or("");
@@ -136,6 +141,12 @@ ModelSpec load_model_yaml(const std::string& text, const std::string& file) {
         m.mla.v_head_dim = mla->required_u64("v_head_dim");
         for (const char* k : {"kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"})
             m.positions[std::string("mla.") + k] = mla->pos(k);
+    }
+    if (auto v = map.optional_map("vision_encoder")) {
+        v->finish({"parameters", "source"});
+        m.vision_encoder_parameters = v->required_u64("parameters");
+        m.vision_encoder_source = v->required_string("source");
+        if (m.vision_encoder_parameters == 0) v->fail("parameters", "must be a positive integer (omit vision_encoder for none)");
     }
     if (auto moe = map.optional_map("moe")) {
         moe->finish({"num_experts", "experts_per_token", "intermediate_size", "shared_intermediate_size", "router_bias", "expert_bias",
