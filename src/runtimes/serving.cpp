@@ -314,6 +314,143 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
     return r;
 }
 
+// Four-point Gauss–Hermite nodes and weights for a standard normal (E[f(Z)] ≈ Σ w·f(z)).
+constexpr std::array<std::pair<double, double>, 4> kHermite = {{{-2.3344142183389773, 0.045875854768068491},
+                                                                {-0.74196378430272586, 0.45412414523193151},
+                                                                {0.74196378430272586, 0.45412414523193151},
+                                                                {2.3344142183389773, 0.045875854768068491}}};
+
+// Continuous batching under a closed loop, step by step. Every running request advances one step
+// each step, so in steady state a request's stay is counted in steps: k steps to its first token
+// and O − 1 decode steps. By Little's law over steps, each step completes m = N / (k̄ + Ō − 1) of
+// the N running requests, d = N − m·k̄ of them decode, and the users of the m completions ask again
+// as the step ends: their prompts are the next step's. How many complete in one step: Poisson(m)
+// when lengths vary; a load of identical requests keeps its users staggered, ⌊m⌋ or ⌈m⌉ a step.
+// A step with K new prompts of T tokens takes ⌈T / Q⌉ steps at Q = step_tokens − d, each
+// max(D(d), (d + q)·c); the mean step s is their time over their number, TPOT and ITL are s (a
+// decoding request is in every step), throughput X = m / s. A request's TTFT is the steps until
+// its own prompt is done, beside the K* − 1 others that asked with it (K* size-biased), half of
+// them ahead of it.
+ServingResult continuous_closed(const Scheduler& sch, const ServingLoad& L, const StepCostTable& c, const ServingSlo& slo) {
+    ServingResult r;
+    r.method = "steady state";
+    const double Om = L.output.mean(), Pm = L.prompt.mean();
+    const double U = static_cast<double>(L.users), N = std::min(U, static_cast<double>(std::max<u64>(L.max_running, 1)));
+    const bool fixed = L.output.lo == L.output.hi && L.prompt.lo == L.prompt.hi;
+    const auto P = grid_of(L.prompt);
+    const double width = static_cast<double>(L.prompt.hi - L.prompt.lo) + 1, sd = std::sqrt((width * width - 1) / 12);
+    // The distribution of K (completions in a step, mean m): probabilities of 0..kmax.
+    auto completions = [&](double m, std::vector<double>& pk) {
+        pk.clear();
+        if (fixed) {
+            const double lo = std::floor(m), f = m - lo;
+            pk.assign(static_cast<size_t>(lo) + 2, 0.0);
+            pk[static_cast<size_t>(lo)] += 1 - f;
+            pk[static_cast<size_t>(lo) + 1] += f;
+            return;
+        }
+        double term = std::exp(-m), cum = 0;
+        for (size_t k = 0; k < 4096 && (cum < 1 - 1e-9 || static_cast<double>(k) < m); ++k) {
+            pk.push_back(term);
+            cum += term;
+            term *= m / static_cast<double>(k + 1);
+        }
+    };
+    double m = N / std::max(Om, 1.0), kbar = 1, d = 0, s = 0, Q = 0, nbar = 1, backlog = 0, itl = 0;
+    std::vector<double> pk, palm;
+    // The steps (and their seconds) that `tokens` new prompt tokens take beside `dk` decodes.
+    auto group = [&](double tokens, double dk, double& steps) {
+        if (tokens <= 0) {
+            steps = 1;
+            return c.decode_s(std::max(dk, 1.0));
+        }
+        const double q = sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - dk, 1.0) : 0.0;
+        steps = q > 0 ? std::max(std::ceil(tokens / q), 1.0) : 1.0;
+        const double full = steps - 1;
+        return full * c.step_s(dk, q) + c.step_s(dk, tokens - full * q);
+    };
+    for (int it = 0; it < 100; ++it) {
+        d = std::max(N - m * kbar, 0.0);
+        Q = sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - d, 1.0) : std::numeric_limits<double>::infinity();
+        // The mean step: K new prompts, their tokens processed over n = ⌈T/Q⌉ steps, while the
+        // completions of those n steps (m each) become the next group's prompts: K has mean m·n̄.
+        completions(m * nbar, pk);
+        double time = 0, steps = 0, pairs = 0, decode_time = 0, decode_steps = 0;
+        for (size_t k = 0; k < pk.size(); ++k)
+            for (const auto& [z, w] : kHermite) {
+                // The K prompts' tokens: their sum's mean and spread (uniform lengths), at the
+                // four-point Gauss–Hermite nodes of a normal; while they are prefilled, the other
+                // N − K requests decode.
+                const double kd = static_cast<double>(k), tokens = std::max(kd * Pm + z * sd * std::sqrt(kd), kd);
+                const double dk = std::max(N - kd, 0.0);
+                double n = 0;
+                const double t = group(tokens, dk, n);
+                time += pk[k] * w * t;
+                steps += pk[k] * w * n;
+                pairs += pk[k] * w * (n - 1) * std::max(n - 2, 0.0) / 2;
+                // A decoding request's time per token weighs each step by the requests decoding in it.
+                decode_time += pk[k] * w * dk * t;
+                decode_steps += pk[k] * w * dk * n;
+            }
+        itl = decode_steps > 0 ? decode_time / decode_steps : time / steps;
+        // A request that asks while a group of n steps is still running waits for its remaining
+        // full steps, and shares the group's last (partial) one: asking at the end of step j of n,
+        // max(n − j − 1, 0) full steps; (n − 1)(n − 2)/2 over the group's n step ends.
+        backlog = pairs / steps;
+        s = time / steps;
+        nbar = 0.5 * (nbar + steps);
+        // k̄: steps from a request's arrival to its first token, beside the others that arrived
+        // with it (K* − 1, size-biased), half of them ahead.
+        palm.assign(pk.size(), 0.0);
+        for (size_t k = 1; k < pk.size(); ++k) palm[k] = pk[k] * static_cast<double>(k) / std::max(m, 1e-12);
+        double k_new = 0;
+        for (size_t k = 1; k < palm.size(); ++k) {
+            double own = 0;
+            for (double p : P) own += std::isfinite(Q) ? std::max(std::ceil((p + static_cast<double>(k - 1) * Pm / 2) / Q), 1.0) : 1.0;
+            k_new += palm[k] * own / static_cast<double>(kGrid);
+        }
+        const double m_new = N / (std::max(k_new, 1.0) + std::max(Om - 1, 0.0));
+        const bool done = it > 3 && std::abs(m_new - m) <= 1e-9 * std::max(m, 1e-9) && std::abs(k_new - kbar) <= 1e-9;
+        m = 0.5 * (m + m_new);
+        kbar = 0.5 * (kbar + std::max(k_new, 1.0));
+        if (done) break;
+    }
+    // TTFT samples: each prompt-length quantile beside each quantile of the others that asked with
+    // it (K* − 1 of them, half ahead), while the other N − K* requests decode.
+    TtftDistribution t;
+    double mean = 0;
+    for (size_t i = 0; i < kGrid; ++i)
+        for (size_t j = 0; j < 8; ++j) {
+            const double u = (static_cast<double>(j) + 0.5) / 8.0;
+            double cum = 0;
+            size_t k = 1;
+            while (k + 1 < palm.size() && cum + palm[k] < u) cum += palm[k++];
+            const double others = static_cast<double>(k - 1) * Pm, dk = std::max(N - static_cast<double>(k), 0.0);
+            const double q = sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - dk, 1.0) : 0.0;
+            // Its steps: full ones while the group's tokens up to its own end exceed a step's budget.
+            const double own = P[i] + others / 2, n = q > 0 ? std::max(std::ceil(own / q), 1.0) : 1.0, full = n - 1;
+            const double last = q > 0 ? std::min(q, P[i] + others - full * q) : P[i] + others;
+            const double v = (full + backlog) * c.step_s(dk, q) + c.step_s(dk, std::max(last, 1.0));
+            t.base.push_back(v);
+            mean += v;
+        }
+    mean /= static_cast<double>(t.base.size());
+    // Little's law over a request's stay: its first token, then Ō − 1 tokens at the token-weighted
+    // time between tokens. Users beyond the running limit wait their turn, (U − N) / X.
+    const double X = N / (mean + std::max(Om - 1, 0.0) * itl);
+    const double wait_closed = (U - N) / X;
+    for (double& v : t.base) v += wait_closed;
+    t.mean = mean + wait_closed;
+    r.step_mean_s = s;
+    r.tpot_mean_s = r.tpot_p90_s = r.itl_mean_s = itl;
+    r.requests_per_s = X;
+    r.tokens_per_s = X * Om;
+    r.running_mean = N;
+    r.waiting_mean = U - N;
+    fill_ttft(r, std::move(t), slo);
+    return r;
+}
+
 // A static batch: up to max_running requests prefilled in one forward (padded to the longest
 // prompt), then decoded together until the longest output; requests arriving meanwhile wait for
 // the next batch.
@@ -373,7 +510,8 @@ ServingResult static_steady(const ServingLoad& L, const StepCostTable& c, const 
 }  // namespace
 
 ServingResult serve_steady(const Scheduler& sched, const ServingLoad& load, const StepCostTable& cost, const ServingSlo& slo) {
-    return sched.continuous ? continuous_steady(sched, load, cost, slo) : static_steady(load, cost, slo);
+    if (!sched.continuous) return static_steady(load, cost, slo);
+    return load.users > 0 ? continuous_closed(sched, load, cost, slo) : continuous_steady(sched, load, cost, slo);
 }
 
 namespace {
