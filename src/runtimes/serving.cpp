@@ -138,7 +138,14 @@ double mean_inverse_steps(const LengthSpread& o) {
     return (H(static_cast<double>(o.hi - 1)) - H(static_cast<double>(lo - 2))) / static_cast<double>(o.hi - lo + 1);
 }
 
-// Continuous batching with chunked prefill, in steady state.
+// The prompt tokens a step of continuous batching has room for beside d decodes (the token
+// budget, step_tokens, takes the decodes first); 0 when the runtime sets no budget.
+double step_budget(const Scheduler& sch, double d) {
+    return sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - d, 1.0) : 0.0;
+}
+
+// Continuous batching with chunked prefill under Poisson arrivals, in steady state (a closed
+// loop is continuous_closed's, below).
 //
 // A step runs every running decode (d of them: D(d) seconds when it carries no prompt) and the
 // prompt chunks its budget Q = step_tokens − d leaves. A prompt of P tokens takes k = ⌈P/Q⌉
@@ -146,19 +153,17 @@ double mean_inverse_steps(const LengthSpread& o) {
 // leave the step memory-bound). The GPU's time is decode-only steps plus excess, so the mean
 // step is s = D / (1 − X·e) at X prompts a second.
 //
-// TTFT: the decode-only step under way (open loop; a closed loop's user arrives as a step
-// ends); under Poisson arrivals the prompts ahead, a single-server queue of what each holds
+// TTFT: the decode-only step under way; the prompts ahead, a single-server queue of what each holds
 // (its excess and its k − 1 full steps) with utilisation ρ = λ_o·E[hold], waiting
 // (1 + c_s²)/2 · ρ/(1 − ρ) · E[hold] (Pollaczek–Khinchine); then its own k steps, whose last it
 // shares, as far as the budget leaves room, with the prompts that arrived while it waited or ran
 // its full steps, and half of those arriving beside it.
 // TPOT: every step gives a running request one token and is lengthened by the other prompts'
-// excess (λ_o a second: the arrivals, or X·(N−1)/N of a closed loop's N users); those that
-// arrived while it waited for its first token fall in its decode too:
-//   (O−1)·TPOT = (O−1)·D + λ_o·e·((O−1)·TPOT + TTFT) − (their excess shared with its prompt).
-// Closed loop: X = N / (TTFT + decode time), solved by bisection (the right side falls as X
-// grows); open loop: X = λ, admission an M-server queue (Erlang C), each request holding its
-// slot until it finishes.
+// excess (λ a second); those that arrived while it waited for its first token fall in its
+// decode too:
+//   (O−1)·TPOT = (O−1)·D + λ·e·((O−1)·TPOT + TTFT) − (their excess shared with its prompt).
+// X = λ, admission an M-server queue (Erlang C), each request holding its slot until it
+// finishes.
 namespace {
 
 struct ContinuousState {
@@ -170,7 +175,7 @@ struct ContinuousState {
 
 }  // namespace
 
-ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, const StepCostTable& c, const ServingSlo& slo) {
+ServingResult continuous_open(const Scheduler& sch, const ServingLoad& L, const StepCostTable& c, const ServingSlo& slo) {
     ServingResult r;
     r.method = "steady state";
     const double Om = L.output.mean(), Pm = L.prompt.mean();
@@ -180,15 +185,10 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
                                             static_cast<double>(L.output.hi - L.output.lo + 1);  // outputs of 2 tokens or more
     const auto P = grid_of(L.prompt);
     const double M = static_cast<double>(std::max<u64>(L.max_running, 1));
-    const bool closed = L.users > 0;
-    const double U = static_cast<double>(L.users);
-    const double N = closed ? std::min(U, M) : 0;      // closed loop: admitted at once
-    const double others = closed ? (N - 1) / N : 1.0;  // of the prompts a request meets, another's
-    auto budget = [&](double d) { return sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - d, 1.0) : 0.0; };
     // One prompt's steps beside d decodes, with `behind` tokens of other prompts sharing its last
     // step (at most what the budget leaves): the time and the number of steps.
     auto own = [&](double p, double d, double behind) -> std::pair<double, double> {
-        const double Q = budget(d);
+        const double Q = step_budget(sch, d);
         if (Q == 0) return {c.step_s(d, p + behind), 1.0};
         const double full = std::max(std::ceil(p / Q) - 1.0, 0.0), last = p - full * Q;
         return {full * c.step_s(d, Q) + c.step_s(d, std::min(Q, last + behind)), full + 1.0};
@@ -200,9 +200,9 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
         st.d = X * (Om - 1) * c.decode_s(1);
         for (int it = 0; it < 60; ++it) {
             st.D = c.decode_s(std::max(st.d, 1.0));
-            const double d_o = st.d * others;  // the decodes beside a prompt of this request
-            const double lam_o = X * others;
-            const double Q = budget(d_o);
+            const double d_o = st.d;  // the decodes beside a prompt of this request
+            const double lam_o = X;
+            const double Q = step_budget(sch, d_o);
             double hold = 0, hold2 = 0, shared = 0;
             st.e = 0;
             std::array<double, kGrid> alone{}, fulls{};  // alone: its steps with no prompt beside it; fulls: its k − 1 full steps
@@ -224,34 +224,30 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
                 return st;
             }
             const double cs2 = hold > 0 ? hold2 / (hold * hold) - 1 : 0;
-            // Poisson arrivals queue for the budget (Pollaczek–Khinchine). A closed loop's do not:
-            // its users ask again as their answers end, at step ends, and every prompt waiting
-            // then is scheduled in the next step (they share it, below).
-            st.wait = closed ? 0.0 : (1 + cs2) / 2 * st.rho / (1 - st.rho) * hold;
+            // Poisson arrivals queue for the budget (Pollaczek–Khinchine).
+            st.wait = (1 + cs2) / 2 * st.rho / (1 - st.rho) * hold;
             st.own_mean = 0;
             for (size_t i = 0; i < kGrid; ++i) {
                 // Behind it in its last step, as far as the budget leaves room: the prompts
                 // queued after it (λ_o·wait, by Little) and those arriving beside it (half a step's).
                 const double room = Q > 0 ? std::max(Q - (P[i] - fulls[i] * Q), 0.0) : 1e300;
                 const double before = st.wait + fulls[i] * c.step_s(d_o, Q);  // queued or in its full steps
-                const double behind = std::min(room, (lam_o * before + st.m * others / 2.0) * Pm);
+                const double behind = std::min(room, (lam_o * before + st.m / 2.0) * Pm);
                 st.own[i] = own(P[i], d_o, behind).first;
                 st.own_mean += st.own[i];
                 shared += st.own[i] - alone[i];
             }
             st.own_mean /= kGrid;
             shared /= kGrid;
-            if (!closed) {
-                const double offered = X * (st.own_mean + st.wait + st.decode_time);
-                if (offered >= M) {
-                    st.saturated = true;
-                    return st;
-                }
-                st.busy = 1.0 - idle_probability(static_cast<u64>(M), offered);
-                st.rest = st.busy * (1 - X * st.e) * st.D / 2;  // a decode-only step under way: half of it left
-                st.admit_p = erlang_c(static_cast<u64>(M), offered);
-                st.admit_mean = (offered / X) / (M - offered);
+            const double offered = X * (st.own_mean + st.wait + st.decode_time);
+            if (offered >= M) {
+                st.saturated = true;
+                return st;
             }
+            st.busy = 1.0 - idle_probability(static_cast<u64>(M), offered);
+            st.rest = st.busy * (1 - X * st.e) * st.D / 2;  // a decode-only step under way: half of it left
+            st.admit_p = erlang_c(static_cast<u64>(M), offered);
+            st.admit_mean = (offered / X) / (M - offered);
             st.ttft = st.rest + st.wait + st.own_mean + st.admit_p * st.admit_mean;
             const double pushed = std::max(lam_o * st.e * st.ttft - shared, 0.0);
             st.tpot = (st.D + pushed * inv) / (1 - lam_o * st.e);
@@ -264,51 +260,37 @@ ServingResult continuous_steady(const Scheduler& sch, const ServingLoad& L, cons
             st.m = 0.5 * (st.m + m_new);
             if (done) break;
         }
-        if (sch.step_tokens && st.m * Pm > budget(st.d)) st.saturated = true;
+        if (sch.step_tokens && st.m * Pm > step_budget(sch, st.d)) st.saturated = true;
         return st;
     };
-    double X = L.rate_per_s;
-    ContinuousState st;
-    if (closed) {
-        // N / (TTFT + decode time) falls as X grows: bisect for the X it equals.
-        double lo = 0, hi = N / std::max(own(Pm, 0, 0).first + (Om - 1) * c.decode_s(1), 1e-12);
-        for (int it = 0; it < 50; ++it) {
-            const double mid = 0.5 * (lo + hi);
-            const ContinuousState s2 = at(mid);
-            (s2.saturated || N / (s2.ttft + s2.decode_time) < mid ? hi : lo) = mid;
-        }
-        X = lo;
-        st = at(X);
-    } else {
-        st = at(X);
-        if (st.saturated) {
-            r.stable = false;
-            r.unstable_reason = fmt::format(
-                "{:g} requests/s of {:.0f}-token prompts and {:.0f}-token outputs are more than one replica "
-                "serves ({} at once, {} tokens a step)",
-                X, Pm, Om, L.max_running, sch.step_tokens);
-            return r;
-        }
+    const double X = L.rate_per_s;
+    const ContinuousState st = at(X);
+    if (st.saturated) {
+        r.stable = false;
+        r.unstable_reason = fmt::format(
+            "{:g} requests/s of {:.0f}-token prompts and {:.0f}-token outputs are more than one replica "
+            "serves ({} at once, {} tokens a step)",
+            X, Pm, Om, L.max_running, sch.step_tokens);
+        return r;
     }
     r.step_mean_s = st.s;
     r.tpot_mean_s = r.tpot_p90_s = st.tpot;
     r.itl_mean_s = Om > 1 ? st.decode_time / (Om - 1) : st.tpot;
     TtftDistribution t;
-    const double wait_closed = closed ? (U - N) / X : 0;  // users beyond the running limit wait their turn
-    t.mean = st.ttft + wait_closed;
+    t.mean = st.ttft;
     // Waits: the prompts ahead (with probability ρ, then exponential) and admission.
     t.wait_p = 1 - (1 - std::min(st.rho, 1.0)) * (1 - st.admit_p);
     t.wait_mean = t.wait_p > 0 ? (st.wait + st.admit_p * st.admit_mean) / t.wait_p : 0;
-    const double in_decode_step = closed ? 0 : st.busy * (1 - X * st.e);
+    const double in_decode_step = st.busy * (1 - X * st.e);
     for (size_t i = 0; i < kGrid; ++i)
         for (size_t j = 0; j < 8; ++j) {
             // The decode-only step under way: uniform over it when the GPU is busy with one.
             const double u = (static_cast<double>(j) + 0.5) / 8.0;
-            t.base.push_back(st.own[i] + wait_closed + (u < in_decode_step ? st.D * (u / in_decode_step) : 0.0));
+            t.base.push_back(st.own[i] + (u < in_decode_step ? st.D * (u / in_decode_step) : 0.0));
         }
     r.requests_per_s = X;
-    r.running_mean = closed ? N : X * (st.ttft - st.rest - st.admit_p * st.admit_mean + st.decode_time);  // admitted to finished
-    r.waiting_mean = closed ? U - N : X * st.admit_p * st.admit_mean;
+    r.running_mean = X * (st.ttft - st.rest - st.admit_p * st.admit_mean + st.decode_time);  // admitted to finished
+    r.waiting_mean = X * st.admit_p * st.admit_mean;
     r.tokens_per_s = X * Om;
     fill_ttft(r, std::move(t), slo);
     return r;
@@ -327,10 +309,11 @@ constexpr std::array<std::pair<double, double>, 4> kHermite = {{{-2.334414218338
 // as the step ends: their prompts are the next step's. How many complete in one step: Poisson(m)
 // when lengths vary; a load of identical requests keeps its users staggered, ⌊m⌋ or ⌈m⌉ a step.
 // A step with K new prompts of T tokens takes ⌈T / Q⌉ steps at Q = step_tokens − d, each
-// max(D(d), (d + q)·c); the mean step s is their time over their number, TPOT and ITL are s (a
-// decoding request is in every step), throughput X = m / s. A request's TTFT is the steps until
-// its own prompt is done, beside the K* − 1 others that asked with it (K* size-biased), half of
-// them ahead of it.
+// max(D(d), (d + q)·c), beside the d = N − K requests decoding; the mean step s is their time over
+// their number, ITL (and TPOT) weighs each step by the requests decoding in it. A request's TTFT
+// is the steps until its own prompt is done, beside the K* − 1 others that asked with it (K*
+// size-biased), half of them ahead of it, plus what is left of a group still running.
+// Throughput by Little's law over a request's stay: X = N / (TTFT + (Ō − 1)·ITL).
 ServingResult continuous_closed(const Scheduler& sch, const ServingLoad& L, const StepCostTable& c, const ServingSlo& slo) {
     ServingResult r;
     r.method = "steady state";
@@ -356,7 +339,7 @@ ServingResult continuous_closed(const Scheduler& sch, const ServingLoad& L, cons
             term *= m / static_cast<double>(k + 1);
         }
     };
-    double m = N / std::max(Om, 1.0), kbar = 1, d = 0, s = 0, Q = 0, nbar = 1, backlog = 0, itl = 0;
+    double m = N / std::max(Om, 1.0), kbar = 1, s = 0, nbar = 1, backlog = 0, itl = 0;
     std::vector<double> pk, palm;
     // The steps (and their seconds) that `tokens` new prompt tokens take beside `dk` decodes.
     auto group = [&](double tokens, double dk, double& steps) {
@@ -364,14 +347,13 @@ ServingResult continuous_closed(const Scheduler& sch, const ServingLoad& L, cons
             steps = 1;
             return c.decode_s(std::max(dk, 1.0));
         }
-        const double q = sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - dk, 1.0) : 0.0;
+        const double q = step_budget(sch, dk);
         steps = q > 0 ? std::max(std::ceil(tokens / q), 1.0) : 1.0;
         const double full = steps - 1;
         return full * c.step_s(dk, q) + c.step_s(dk, tokens - full * q);
     };
     for (int it = 0; it < 100; ++it) {
-        d = std::max(N - m * kbar, 0.0);
-        Q = sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - d, 1.0) : std::numeric_limits<double>::infinity();
+        const double Q = step_budget(sch, std::max(N - m * kbar, 0.0));  // beside the mean decodes
         // The mean step: K new prompts, their tokens processed over n = ⌈T/Q⌉ steps, while the
         // completions of those n steps (m each) become the next group's prompts: K has mean m·n̄.
         completions(m * nbar, pk);
@@ -406,7 +388,7 @@ ServingResult continuous_closed(const Scheduler& sch, const ServingLoad& L, cons
         double k_new = 0;
         for (size_t k = 1; k < palm.size(); ++k) {
             double own = 0;
-            for (double p : P) own += std::isfinite(Q) ? std::max(std::ceil((p + static_cast<double>(k - 1) * Pm / 2) / Q), 1.0) : 1.0;
+            for (double p : P) own += Q > 0 ? std::max(std::ceil((p + static_cast<double>(k - 1) * Pm / 2) / Q), 1.0) : 1.0;
             k_new += palm[k] * own / static_cast<double>(kGrid);
         }
         const double m_new = N / (std::max(k_new, 1.0) + std::max(Om - 1, 0.0));
@@ -426,7 +408,7 @@ ServingResult continuous_closed(const Scheduler& sch, const ServingLoad& L, cons
             size_t k = 1;
             while (k + 1 < palm.size() && cum + palm[k] < u) cum += palm[k++];
             const double others = static_cast<double>(k - 1) * Pm, dk = std::max(N - static_cast<double>(k), 0.0);
-            const double q = sch.step_tokens ? std::max(static_cast<double>(sch.step_tokens) - dk, 1.0) : 0.0;
+            const double q = step_budget(sch, dk);
             // Its steps: full ones while the group's tokens up to its own end exceed a step's budget.
             const double own = P[i] + others / 2, n = q > 0 ? std::max(std::ceil(own / q), 1.0) : 1.0, full = n - 1;
             const double last = q > 0 ? std::min(q, P[i] + others - full * q) : P[i] + others;
@@ -511,7 +493,7 @@ ServingResult static_steady(const ServingLoad& L, const StepCostTable& c, const 
 
 ServingResult serve_steady(const Scheduler& sched, const ServingLoad& load, const StepCostTable& cost, const ServingSlo& slo) {
     if (!sched.continuous) return static_steady(load, cost, slo);
-    return load.users > 0 ? continuous_closed(sched, load, cost, slo) : continuous_steady(sched, load, cost, slo);
+    return load.users > 0 ? continuous_closed(sched, load, cost, slo) : continuous_open(sched, load, cost, slo);
 }
 
 namespace {
