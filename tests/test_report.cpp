@@ -43,6 +43,19 @@ fs::path temp_dir(const std::string& name) {
 
 std::string src(const std::string& rel) { return (fs::path(MEMTAX_SOURCE_DIR) / rel).string(); }
 
+// The DOM of `page` after headless Chromium has run its scripts (`flags`: the browser's; a
+// `timeout` makes a browser that hangs fail the test instead of the job). Empty if it did not run.
+std::string dump_dom(const std::string& flags, const std::string& page) {
+    const std::string cmd = "timeout 120 chromium " + flags + " --dump-dom file://" + page + " 2>/dev/null";
+    std::string dom;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[65536];
+        for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) dom.append(buf, n);
+        ::pclose(p);
+    }
+    return dom;
+}
+
 }  // namespace
 
 // --- the SVG module -----------------------------------------------------------------------------
@@ -187,13 +200,7 @@ TEST(Report, HeadlessChromiumRendersThePage) {
     cairo_surface_destroy(img);
     EXPECT_GT(ink, static_cast<size_t>(w) * h / 100) << "the screenshot is (nearly) blank";
     EXPECT_GT(coloured, 2000u) << "no coloured chart lines or bars in the screenshot";
-    const std::string dom_cmd = "timeout 120 chromium " + flags + " --dump-dom file://" + page + " 2>/dev/null";
-    std::string dom;
-    if (FILE* p = ::popen(dom_cmd.c_str(), "r")) {
-        char buf[65536];
-        for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) dom.append(buf, n);
-        ::pclose(p);
-    }
+    const std::string dom = dump_dom(flags, page);
     size_t svgs = 0;
     for (size_t at = dom.find("<svg"); at != std::string::npos; at = dom.find("<svg", at + 1)) ++svgs;
     EXPECT_EQ(svgs, 3u);
@@ -246,13 +253,7 @@ TEST(Report, NoTwoLabelsOfAChartOverlapWhenRendered) {
         html.insert(body, probe);
         const fs::path page = dir / e.path().filename();
         std::ofstream(page) << html;
-        const std::string cmd = "timeout 120 chromium " + flags + " --dump-dom file://" + page.string() + " 2>/dev/null";
-        std::string dom;
-        if (FILE* p = ::popen(cmd.c_str(), "r")) {
-            char buf[65536];
-            for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) dom.append(buf, n);
-            ::pclose(p);
-        }
+        const std::string dom = dump_dom(flags, page.string());
         const size_t at = dom.find("<pre id=\"memtax-label-check\">");
         ASSERT_NE(at, std::string::npos) << e.path() << ": the check did not run (is chromium installed?)";
         const std::string found = dom.substr(at, dom.find("</pre>", at) - at);
