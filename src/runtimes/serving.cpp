@@ -296,7 +296,8 @@ ServingResult continuous_open(const Scheduler& sch, const ServingLoad& L, const 
     return r;
 }
 
-// Four-point Gauss–Hermite nodes and weights for a standard normal (E[f(Z)] ≈ Σ w·f(z)).
+// Four-point Gauss–Hermite nodes and weights for a standard normal (E[f(Z)] ≈ Σ w·f(z)): the
+// roots of He₄(z) = z⁴ − 6z² + 3, z = ±√(3 ± √6), with weights (3 ∓ √6)/12.
 constexpr std::array<std::pair<double, double>, 4> kHermite = {{{-2.3344142183389773, 0.045875854768068491},
                                                                 {-0.74196378430272586, 0.45412414523193151},
                                                                 {0.74196378430272586, 0.45412414523193151},
