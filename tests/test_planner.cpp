@@ -18,6 +18,7 @@
 #include "planner/capacity.hpp"
 #include "planner/planner.hpp"
 #include "planner/sweep.hpp"
+#include "planner/train_plan.hpp"
 #include "report/plan_report.hpp"
 #include "spec/loaders.hpp"
 
@@ -95,7 +96,13 @@ TEST(Scenario, MalformedFilesAreOneLineErrors) {
     const std::vector<Case> cases = {
         {"scenario_unknown_key.yaml", 6, "workload.concurency: unknown key (did you mean \"concurrency\"?)"},
         {"scenario_both_rates.yaml", 6, "workload.concurrency: give exactly one of concurrency"},
-        {"scenario_training.yaml", 4, "workload.mode: training scenarios need the training memory model"},
+        {"scenario_training.yaml", 5, "workload.prompt_tokens: an inference setting; a training workload takes sequence_length"},
+        {"scenario_training_no_batch.yaml", 4, "workload.global_batch: required field is missing"},
+        {"scenario_training_selective.yaml", 9, "constraints.recompute: selective: hf-train checkpoints whole layers"},
+        {"scenario_training_zero.yaml", 9, "constraints.zero_stages[1]: \"4\"; valid: a whole number from 0 to 3"},
+        {"scenario_training_ttft_gate.yaml", 11, "gates.max_ttft_s: a serving gate"},
+        {"scenario_training_deadline.yaml", 9, "constraints.max_days: a deadline for the token budget; add workload.train_tokens"},
+        {"scenario_inference_zero.yaml", 9, "constraints.zero_stages: a training constraint"},
         {"scenario_bad_tokens.yaml", 4, "workload.prompt_tokens.mean: expected a positive number of tokens"},
         {"scenario_mean_over_max.yaml", 4, "workload.prompt_tokens.mean: 32768 exceeds max 30720"},
         {"scenario_cost_no_price.yaml", 10, "prices: no per_gpu_hour price for \"h200\""},
@@ -215,10 +222,17 @@ TEST(Planner, EveryShippedScenarioIsAnswered) {
     int n = 0;
     for (const auto& e : std::filesystem::directory_iterator(std::string(MEMTAX_SOURCE_DIR) + "/scenarios")) {
         if (e.path().extension() != ".yaml") continue;
-        const PlanReport r = plan_scenario(load_scenario_file(e.path().string()));
+        const ScenarioSpec s = load_scenario_file(e.path().string());
+        ++n;
+        if (s.training) {
+            const TrainPlanReport r = plan_training(s);
+            EXPECT_FALSE(r.ranked.empty()) << e.path();
+            EXPECT_TRUE(r.gates_passed) << e.path();
+            continue;
+        }
+        const PlanReport r = plan_scenario(s);
         EXPECT_FALSE(r.ranked.empty()) << e.path();
         EXPECT_TRUE(r.gates_passed) << e.path();
-        ++n;
     }
     EXPECT_GE(n, 3);
     Result j = run_command({"plan", std::string(MEMTAX_SOURCE_DIR) + "/scenarios/rag-128k-8b.yaml", "--format", "json"});

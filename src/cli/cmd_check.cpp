@@ -7,11 +7,14 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <optional>
 
 #include "cli/common.hpp"
 #include "cli/progress.hpp"
 #include "core/format.hpp"
 #include "planner/planner.hpp"
+#include "planner/train_plan.hpp"
 #include "report/document.hpp"
 #include "spec/yaml_reader.hpp"
 
@@ -26,18 +29,14 @@ struct Figure {
     const char* label;
     int better;  // -1: lower is better, +1: higher is better
 };
-const Figure kFigures[] = {
-    {"gpus", "GPUs", -1},       {"total_bytes", "bytes per GPU", -1}, {"ttft_s", "TTFT (s)", -1},
-    {"tpot_s", "TPOT (s)", -1}, {"tokens_per_s", "tokens/s", +1},     {"cost_per_million_tokens", "$ per million tokens", -1}};
-
-double figure_now(const Candidate& c, const std::string& key) {
-    if (key == "gpus") return static_cast<double>(c.gpus);
-    if (key == "total_bytes") return static_cast<double>(c.memory.total);
-    if (key == "ttft_s") return c.ttft_s;
-    if (key == "tpot_s") return c.tpot_s;
-    if (key == "tokens_per_s") return c.tokens_per_s;
-    return c.cost_per_million_tokens;
-}
+const Figure kFigures[] = {{"gpus", "GPUs", -1},
+                           {"total_bytes", "bytes per GPU", -1},
+                           {"ttft_s", "TTFT (s)", -1},
+                           {"tpot_s", "TPOT (s)", -1},
+                           {"tokens_per_s", "tokens/s", +1},
+                           {"cost_per_million_tokens", "$ per million tokens", -1},
+                           {"days", "days for the budget", -1},
+                           {"dollars", "$ for the budget", -1}};
 
 // A figure as people read it: bytes in GiB with the exact count, times in s or ms, tokens/s
 // and dollars with grouped digits; never exponent notation.
@@ -48,6 +47,8 @@ std::string human(const std::string& key, double v) {
     }
     if (key == "ttft_s" || key == "tpot_s") return v < 1 ? fmt::format("{:.2f} ms", v * 1e3) : fmt::format("{:.3f} s", v);
     if (key == "cost_per_million_tokens") return fmt::format("${:.4f}", v);
+    if (key == "days") return fmt::format("{:.2f} days", v);
+    if (key == "dollars") return fmt::format("${:.0f}", v);
     if (key == "tokens_per_s" && v >= 0 && v < 1e15) {
         const u64 whole = static_cast<u64>(v);
         return fmt::format("{}.{:02d}", group_digits(whole), static_cast<int>(std::llround((v - static_cast<double>(whole)) * 100)) % 100);
@@ -62,11 +63,35 @@ struct Layout {
     u64 tp = 0, pp = 0, dp = 0;
     std::string shape() const { return fmt::format("TP {} × PP {} × DP {}", tp, pp, dp); }
 };
-Layout layout_of(const Candidate& c) { return {c.gpu, c.runtime, c.weight_dtype, c.kv_dtype, c.tp, c.pp, c.dp}; }
 Layout layout_of(const nlohmann::json& row) {
     auto str = [&](const char* k) { return row.contains(k) && row[k].is_string() ? row[k].get<std::string>() : std::string(); };
     auto num = [&](const char* k) { return row.contains(k) && row[k].is_number_unsigned() ? row[k].get<u64>() : u64{0}; };
     return {str("gpu"), str("runtime"), str("weight_dtype"), str("kv_dtype"), num("tp"), num("pp"), num("dp")};
+}
+
+// A scenario's best plan as check compares it: its layout and its figures by report column.
+struct Best {
+    Layout layout;
+    std::map<std::string, double> figures;
+    bool pool_sized = false;  // its bytes per GPU are a pool the runtime asked for (vLLM)
+};
+Best best_of(const Candidate& c) {
+    return {{c.gpu, c.runtime, c.weight_dtype, c.kv_dtype, c.tp, c.pp, c.dp},
+            {{"gpus", static_cast<double>(c.gpus)},
+             {"total_bytes", static_cast<double>(c.memory.total)},
+             {"ttft_s", c.ttft_s},
+             {"tpot_s", c.tpot_s},
+             {"tokens_per_s", c.tokens_per_s},
+             {"cost_per_million_tokens", c.cost_per_million_tokens}},
+            c.pool_sized};
+}
+Best best_of(const TrainCandidate& c) {
+    Best b{{c.gpu, "", "", "", c.tp, c.pp, c.dp},
+           {{"gpus", static_cast<double>(c.gpus)}, {"total_bytes", static_cast<double>(c.bytes_per_gpu)}, {"tokens_per_s", c.tokens_per_s}},
+           false};
+    if (c.days > 0) b.figures["days"] = c.days;
+    if (c.dollars > 0) b.figures["dollars"] = c.dollars;
+    return b;
 }
 
 class CheckCommand final : public Command {
@@ -113,19 +138,27 @@ public:
                 ok &= passed;
             };
             // A scenario that cannot be planned fails its own row; the others are still checked.
-            PlanReport r;
+            std::vector<GateResult> scenario_gates;
+            std::optional<Best> best;
             try {
-                r = plan_scenario(s, bar.callback());
+                if (s.training) {
+                    const TrainPlanReport r = plan_training(s, bar.callback());
+                    scenario_gates = r.gates;
+                    if (!r.ranked.empty()) best = best_of(r.ranked.front());
+                } else {
+                    const PlanReport r = plan_scenario(s, bar.callback());
+                    scenario_gates = r.gates;
+                    if (!r.ranked.empty()) best = best_of(r.ranked.front());
+                }
             } catch (const std::exception& e) {
                 bar.done();
                 gate_row("planned", false, fmt::format("could not be planned: {}", e.what()));
                 continue;
             }
             bar.done();
-            gate_row("feasible", !r.ranked.empty(),
-                     r.ranked.empty() ? "no candidate meets the constraints" : "a plan meets every constraint");
-            for (const auto& g : r.gates) gate_row(g.gate, g.passed, g.detail);
-            if (baseline_.empty() || r.ranked.empty()) continue;
+            gate_row("feasible", best.has_value(), best ? "a plan meets every constraint" : "no candidate meets the constraints");
+            for (const auto& g : scenario_gates) gate_row(g.gate, g.passed, g.detail);
+            if (baseline_.empty() || !best) continue;
             auto change_row = [&](const std::string& figure, const std::string& was, const std::string& now, const std::string& change,
                                   const std::string& exact, const std::string& result) {
                 changes.row();
@@ -149,10 +182,9 @@ public:
                 continue;
             }
             const nlohmann::json base = read_baseline(s.name);
-            const Candidate& best = r.ranked.front();
             const auto& row = base["plan"]["plans"]["rows"][0];
             // What the deployment is comes first: a changed GPU kind or layout explains the rest.
-            const Layout was_l = layout_of(row), now_l = layout_of(best);
+            const Layout was_l = layout_of(row), now_l = best->layout;
             const bool kind_changed = !was_l.gpu.empty() && was_l.gpu != now_l.gpu;
             if (kind_changed)
                 change_row("GPU kind", was_l.gpu, now_l.gpu, "changed", "", "CHANGED: GPU counts and bytes per GPU do not compare");
@@ -165,14 +197,15 @@ public:
             // Under a runtime that sizes its pool at start-up (vLLM), a plan's bytes per GPU is the
             // pool it asks for (gpu_memory_utilization × the card), not what the workload uses: shown,
             // never a regression (the runtime asked; the baseline's ran the same runtime).
-            const bool pool_sized = best.pool_sized && was_l.runtime == now_l.runtime;
+            const bool pool_sized = best->pool_sized && was_l.runtime == now_l.runtime;
             for (const auto& f : kFigures) {
-                if (!row.contains(f.key)) continue;
+                const auto now_it = best->figures.find(f.key);
+                if (!row.contains(f.key) || now_it == best->figures.end()) continue;
                 if (row[f.key].is_null()) continue;
                 if (!row[f.key].is_number())
                     throw InputError(SourcePos{baseline_path(s.name), 0, 0}, fmt::format("plan.plans.rows[0].{}", f.key),
                                      "expected a number");
-                const double was = row[f.key].get<double>(), now = figure_now(best, f.key);
+                const double was = row[f.key].get<double>(), now = now_it->second;
                 double change = was != 0 ? (now - was) / std::fabs(was) : (now == 0 ? 0 : INFINITY);
                 if (std::fabs(change) < 1e-7) change = 0;  // the report keeps 9 significant digits
                 const std::string key = f.key;

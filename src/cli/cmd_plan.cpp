@@ -5,6 +5,7 @@
 #include "cli/progress.hpp"
 #include "planner/planner.hpp"
 #include "report/plan_report.hpp"
+#include "report/train_plan_report.hpp"
 
 namespace memtax::cli {
 namespace {
@@ -30,6 +31,13 @@ public:
         for (const auto& f : files_) scenarios.push_back(load_scenario_file(f));  // every file checked before any work
         for (const auto& s : scenarios) {
             Progress bar(err, "planning " + s.name);
+            if (s.training) {
+                const TrainPlanReport r = plan_training(s, bar.callback());
+                bar.done();
+                ok &= r.gates_passed && !r.ranked.empty();
+                text += print.document(train_plan_document(r, top_), tool_info());
+                continue;
+            }
             const PlanReport r = plan_scenario(s, bar.callback());
             bar.done();
             ok &= r.gates_passed && !r.ranked.empty();

@@ -9,6 +9,7 @@
 #include "cli/common.hpp"
 #include "cli/progress.hpp"
 #include "report/capacity_report.hpp"
+#include "report/train_plan_report.hpp"
 
 namespace memtax::cli {
 
@@ -48,12 +49,23 @@ public:
                                      fmt::format("\"{}\" is also the name of {}", scenarios[i].name, scenarios[k].file));
         // A scenario that cannot be planned is named and skipped; the others are written, and the
         // command then exits 2.
-        std::vector<CapacityReport> reports;
+        // Each scenario's files and its line in the index, in the order of the files.
+        struct Written {
+            CapacityFiles files;
+            IndexEntry entry;
+        };
+        std::vector<Written> reports;
         std::vector<std::string> failed;
         for (const auto& s : scenarios) {
             Progress bar(err, "report " + s.name);
             try {
-                reports.push_back(build_capacity_report(s, bar.callback()));
+                if (s.training) {
+                    const TrainPlanReport r = plan_training(s, bar.callback());
+                    reports.push_back({render_training_report(r, tool_info().version), training_index_entry(r)});
+                } else {
+                    const CapacityReport r = build_capacity_report(s, bar.callback());
+                    reports.push_back({render_capacity_report(r, tool_info().version), capacity_index_entry(r)});
+                }
             } catch (const std::exception& e) {
                 failed.push_back(fmt::format("{} ({}): not reported: {}", s.name, s.file, e.what()));
             }
@@ -63,27 +75,25 @@ public:
         std::filesystem::create_directories(out_dir_, ec);
         if (!std::filesystem::is_directory(out_dir_))
             throw InputError(SourcePos{}, "--out", fmt::format("\"{}\" is not a folder that can be created", out_dir_));
-        bool all_pass = true;
-        for (const auto& r : reports) {
-            const CapacityFiles f = render_capacity_report(r, tool_info().version);
-            const std::string base = (std::filesystem::path(out_dir_) / r.plan.scenario.name).string();
+        std::vector<IndexEntry> index;
+        for (const auto& [f, entry] : reports) {
+            const std::string base = (std::filesystem::path(out_dir_) / entry.name).string();
             for (const auto& [ext, text] : {std::pair<const char*, const std::string*>{".html", &f.html},
                                             {".md", &f.markdown},
                                             {".json", &f.json},
                                             {".csv", &f.csv},
                                             {".junit.xml", &f.junit}})
                 write_profile(base + ext, *text, files);
-            all_pass &= r.plan.gates_passed && !r.plan.ranked.empty();
-            out << fmt::format("{}: {} ({}.html, .md, .json, .csv, .junit.xml)\n", r.plan.scenario.name,
-                               r.plan.ranked.empty() ? "nothing satisfies it"
-                               : r.plan.gates_passed ? "gates pass"
-                                                     : "gates FAIL",
+            out << fmt::format("{}: {} ({}.html, .md, .json, .csv, .junit.xml)\n", entry.name,
+                               !entry.feasible      ? "nothing satisfies it"
+                               : entry.gates_passed ? "gates pass"
+                                                    : "gates FAIL",
                                base);
+            index.push_back(entry);
         }
-        write_profile((std::filesystem::path(out_dir_) / "index.md").string(), capacity_index_markdown(reports), files);
-        write_profile((std::filesystem::path(out_dir_) / "index.html").string(), capacity_index_html(reports), files);
+        write_profile((std::filesystem::path(out_dir_) / "index.md").string(), capacity_index_markdown(index), files);
+        write_profile((std::filesystem::path(out_dir_) / "index.html").string(), capacity_index_html(index), files);
         out << fmt::format("wrote {} report{} and the index to {}\n", reports.size(), reports.size() == 1 ? "" : "s", out_dir_);
-        (void)all_pass;  // `memtax check` is the gate; a report is written either way
         for (const auto& f : failed) err << "memtax: error: " << f << "\n";
         return failed.empty() ? 0 : 2;
     }

@@ -411,7 +411,10 @@ TrainTime estimate_train_time(const TrainEstimate& te, const Topology& topo, u64
     out.step_s = passes_s + out.optimizer.seconds + (dp > 1 ? out.communication_s - static_cast<double>(M) * tp_backward_s : 0);
     out.tokens_per_step = checked_product({B, S, M, dp}, "tokens per step");
     out.tokens_per_s = out.step_s > 0 ? static_cast<double>(out.tokens_per_step) / out.step_s : 0;
-    out.model_flops_per_step = 3.0 * static_cast<double>(fwd_flops) * static_cast<double>(M) * static_cast<double>(dp);
+    // The step graphs cover every layer of one TP rank (a pipeline's stages included), so the
+    // model's forward is TP of them; each replica runs M micro-batches.
+    out.model_flops_per_step =
+        3.0 * static_cast<double>(fwd_flops) * static_cast<double>(tp) * static_cast<double>(M) * static_cast<double>(dp);
     const double peak = peak_rate(te.gpu, base.act_name);
     out.mfu = out.step_s > 0 && peak > 0 ? out.model_flops_per_step / (out.step_s * static_cast<double>(out.gpus) * peak) : 0;
     if (budget_tokens) {

@@ -53,7 +53,7 @@ struct TrainTime {
     double step_s = 0;  // one optimizer step
     u64 tokens_per_step = 0;
     double tokens_per_s = 0;          // the whole deployment
-    double model_flops_per_step = 0;  // 3 × the forward's FLOPs (no recomputation), whole deployment
+    double model_flops_per_step = 0;  // 3 × the model's forward FLOPs (every TP rank's, no recomputation), whole deployment
     double mfu = 0;                   // model FLOPs ÷ (step × GPUs × peak matrix rate)
     u64 gpus = 1;
     // A token budget: how long, and at a price per GPU-hour, how much.

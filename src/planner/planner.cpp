@@ -60,23 +60,20 @@ void count_reason(PlanReport& r, const std::string& kind) {
     r.rejected_by.emplace_back(kind, 1);
 }
 
-// A figure for ranking, in whole units of `unit`: two plans whose costs differ by float noise
-// (the same figures summed in another order) tie, and the tie falls to the next key, not to the
-// noise. Quantising keeps the order a strict weak ordering, which a tolerance would not.
-long long ranked(double v, double unit) {
+}  // namespace
+
+long long rank_units(double v, double unit) {
     if (!std::isfinite(v)) return v > 0 ? LLONG_MAX : LLONG_MIN;
     const double q = std::round(v / unit);
     return q >= 9.2e18 ? LLONG_MAX : q <= -9.2e18 ? LLONG_MIN : static_cast<long long>(q);
 }
-
-}  // namespace
 
 bool ranks_before(const Candidate& a, const Candidate& b, Objective o) {
     // Costs to a millionth of a dollar per million tokens, throughput to a millionth of a token a
     // second (more is better: ~t reverses the order without overflow); the objective's figure
     // first, then the other two, then the layout itself, so equal plans always list in one order.
     auto figures = [o](const Candidate& c) -> std::array<long long, 3> {
-        const long long cost = ranked(c.cost_per_million_tokens, 1e-6), more = ~ranked(c.tokens_per_s, 1e-6);
+        const long long cost = rank_units(c.cost_per_million_tokens, 1e-6), more = ~rank_units(c.tokens_per_s, 1e-6);
         const auto gpus = static_cast<long long>(c.gpus);
         if (o == Objective::LowestCost) return {cost, gpus, more};
         if (o == Objective::HighestThroughput) return {more, gpus, cost};
@@ -93,16 +90,16 @@ std::vector<Candidate> pareto_front(const std::vector<Candidate>& plans) {
     for (const Candidate& c : plans) v.push_back(&c);
     // Fastest per user first, then most per GPU; a stable sort keeps the ranked order among equals.
     std::stable_sort(v.begin(), v.end(), [](const Candidate* a, const Candidate* b) {
-        const long long ua = ranked(a->tokens_per_s_per_user, 1e-6), ub = ranked(b->tokens_per_s_per_user, 1e-6);
+        const long long ua = rank_units(a->tokens_per_s_per_user, 1e-6), ub = rank_units(b->tokens_per_s_per_user, 1e-6);
         if (ua != ub) return ua > ub;
-        return ranked(a->tokens_per_s_per_gpu, 1e-6) > ranked(b->tokens_per_s_per_gpu, 1e-6);
+        return rank_units(a->tokens_per_s_per_gpu, 1e-6) > rank_units(b->tokens_per_s_per_gpu, 1e-6);
     });
     // Walking down in speed per user, a plan joins the front only if it earns more per GPU than
     // every faster one.
     std::vector<Candidate> front;
     long long best = LLONG_MIN;
     for (const Candidate* c : v) {
-        const long long g = ranked(c->tokens_per_s_per_gpu, 1e-6);
+        const long long g = rank_units(c->tokens_per_s_per_gpu, 1e-6);
         if (g > best) {
             front.push_back(*c);
             best = g;
@@ -387,6 +384,8 @@ Topology replica_topology(const GpuSpec& g, u64 gpus, u64 per_node) {
 }
 
 PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress) {
+    if (s.training)
+        throw InputError(SourcePos{s.file, 0, 0}, "workload.mode", "training: the training planner answers it (planner/train_plan.hpp)");
     PlanReport rep;
     rep.scenario = s;
     const ModelSpec model = resolve_model(s.model);

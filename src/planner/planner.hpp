@@ -116,6 +116,10 @@ double sequences_held(const Plan& plan, u64 context);
 // in whole units (a millionth of a dollar per million tokens, of a token a second), then fewer
 // GPUs, then the layout (GPU, TP, PP, DP, dtypes, cluster): float noise never orders a tie.
 bool ranks_before(const Candidate& a, const Candidate& b, Objective o);
+// A figure for ranking, in whole units of `unit`: two plans whose costs differ by float noise
+// (the same figures summed in another order) tie, and the tie falls to the next key, not to the
+// noise. Quantising keeps the order a strict weak ordering, which a tolerance would not.
+long long rank_units(double v, double unit);
 
 // The candidates no other beats on both tokens/s per user and per GPU (figures compared in
 // millionths, ties kept once, by `ranked` order), fastest per user first.

@@ -11,11 +11,6 @@
 namespace memtax {
 namespace {
 
-// `report` writes pages whatever the gates say; `check` is what fails a pipeline. Said on the page.
-constexpr const char* kGateNote =
-    "Writing this report does not fail on a gate (memtax report exits 0 when it wrote every page); run memtax check on the "
-    "scenario to fail a pipeline when a gate fails (exit 1).";
-
 using ojson = nlohmann::ordered_json;
 
 std::string tokens_label(double v) {
@@ -26,6 +21,18 @@ std::string tokens_label(double v) {
 }
 
 std::string gib_label(double v) { return v >= 1 ? fmt::format("{:.0f}", v) : fmt::format("{:.2g}", v); }
+
+const Document::Section* section(const Document& d, const std::string& key) {
+    for (const auto& s : d.sections)
+        if (s.key == key) return &s;
+    return nullptr;
+}
+
+}  // namespace
+
+const char* const kGateNote =
+    "Writing this report does not fail on a gate (memtax report exits 0 when it wrote every page); run memtax check on the "
+    "scenario to fail a pipeline when a gate fails (exit 1).";
 
 std::string html_table(const Table& t) {
     std::string out = "<table>\n<tr>";
@@ -40,11 +47,35 @@ std::string html_table(const Table& t) {
     return out + "</table>\n";
 }
 
-const Document::Section* section(const Document& d, const std::string& key) {
-    for (const auto& s : d.sections)
-        if (s.key == key) return &s;
-    return nullptr;
+std::string report_html_head(const std::string& name, const std::string& description) {
+    return fmt::format(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>memtax capacity report: {0}</title>\n<style>\n"
+        "body{{font-family:sans-serif;margin:24px;max-width:1180px;color:#222}} h1{{font-size:22px}} h2{{font-size:17px;margin-top:28px}}\n"
+        "table{{border-collapse:collapse;font-size:12px}} th,td{{border:1px solid #ccc;padding:3px 6px}} th{{background:#f4f4f4}}\n"
+        ".r{{text-align:right}} .l{{text-align:left}} .pass{{color:#070;font-weight:bold}} .fail{{color:#b00;font-weight:bold}} "
+        ".chart{{margin:12px 0}}\n"
+        "</style>\n</head>\n<body>\n<h1>memtax capacity report: {0}</h1>\n<p>{1}</p>\n<ul>\n",
+        svg::escape(name), svg::escape(description));
 }
+
+std::string gates_junit(const std::string& scenario, bool feasible, const std::vector<GateResult>& gates) {
+    size_t failures = 0;
+    std::string cases;
+    auto testcase = [&](const std::string& name, bool passed, const std::string& detail) {
+        failures += !passed;
+        cases += fmt::format("    <testcase classname=\"memtax.{}\" name=\"{}\">{}</testcase>\n", svg::escape(scenario), svg::escape(name),
+                             passed ? "" : fmt::format("<failure message=\"{}\"/>", svg::escape(detail)));
+    };
+    testcase("feasible", feasible, feasible ? "" : "no candidate meets the constraints");
+    for (const auto& g : gates) testcase(g.gate, g.passed, g.detail);
+    const size_t tests = 1 + gates.size();
+    return fmt::format(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"memtax\" tests=\"{0}\" failures=\"{1}\">\n"
+        "  <testsuite name=\"{2}\" tests=\"{0}\" failures=\"{1}\">\n{3}  </testsuite>\n</testsuites>\n",
+        tests, failures, svg::escape(scenario), cases);
+}
+
+namespace {
 
 std::vector<svg::Series> memory_series(const CapacityReport& r) {
     std::vector<svg::Series> out;
@@ -170,14 +201,7 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
                : "";
 
     // --- HTML ---
-    std::string h = fmt::format(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>memtax capacity report: {0}</title>\n<style>\n"
-        "body{{font-family:sans-serif;margin:24px;max-width:1180px;color:#222}} h1{{font-size:22px}} h2{{font-size:17px;margin-top:28px}}\n"
-        "table{{border-collapse:collapse;font-size:12px}} th,td{{border:1px solid #ccc;padding:3px 6px}} th{{background:#f4f4f4}}\n"
-        ".r{{text-align:right}} .l{{text-align:left}} .pass{{color:#070;font-weight:bold}} .fail{{color:#b00;font-weight:bold}} "
-        ".chart{{margin:12px 0}}\n"
-        "</style>\n</head>\n<body>\n<h1>memtax capacity report: {0}</h1>\n<p>{1}</p>\n<ul>\n",
-        svg::escape(s.name), svg::escape(s.description));
+    std::string h = report_html_head(s.name, s.description);
     for (const auto& n : plan.notes) h += "<li>" + svg::escape(n) + "</li>\n";
     h += "</ul>\n";
     if (const auto* g = section(plan, "gates")) {
@@ -330,53 +354,44 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     f.csv = document_csv(plan);
     if (charts) f.csv += "\n" + document_csv(sweep_document(*r.fused)) + "\n" + document_csv(sweep_document(*r.eager));
 
-    // --- JUnit ---
-    size_t failures = 0;
-    std::string cases;
-    auto testcase = [&](const std::string& name, bool passed, const std::string& detail) {
-        failures += !passed;
-        cases += fmt::format("    <testcase classname=\"memtax.{}\" name=\"{}\">{}</testcase>\n", svg::escape(s.name), svg::escape(name),
-                             passed ? "" : fmt::format("<failure message=\"{}\"/>", svg::escape(detail)));
-    };
-    testcase("feasible", !r.plan.ranked.empty(), r.plan.ranked.empty() ? "no candidate meets the constraints" : "");
-    for (const auto& g : r.plan.gates) testcase(g.gate, g.passed, g.detail);
-    const size_t tests = 1 + r.plan.gates.size();
-    f.junit = fmt::format(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"memtax\" tests=\"{0}\" failures=\"{1}\">\n"
-        "  <testsuite name=\"{2}\" tests=\"{0}\" failures=\"{1}\">\n{3}  </testsuite>\n</testsuites>\n",
-        tests, failures, svg::escape(s.name), cases);
+    f.junit = gates_junit(s.name, !r.plan.ranked.empty(), r.plan.gates);
     return f;
 }
 
-std::string capacity_index_markdown(const std::vector<CapacityReport>& reports) {
+IndexEntry capacity_index_entry(const CapacityReport& r) {
+    IndexEntry e;
+    e.name = r.plan.scenario.name;
+    e.gates_passed = r.plan.gates_passed;
+    e.feasible = !r.plan.ranked.empty();
+    const Candidate* b = r.plan.ranked.empty() ? nullptr : &r.plan.ranked.front();
+    e.best = b ? fmt::format("{}× {} (TP {}, PP {}, DP {})", b->gpus, b->gpu, b->tp, b->pp, b->dp) : "none";
+    e.gib_per_gpu = b ? fmt::format("{:.2f}", to_gib(b->memory.total)) : "-";
+    e.tokens_per_s = b ? fmt::format("{:.0f}", b->tokens_per_s) : "-";
+    return e;
+}
+
+std::string capacity_index_markdown(const std::vector<IndexEntry>& reports) {
     std::string md =
         "# memtax capacity reports\n\n| scenario | best plan | GiB per GPU | tokens/s | gates | files |\n| --- | --- | ---: | ---: | --- | "
         "--- |\n";
     for (const auto& r : reports) {
-        const auto& n = r.plan.scenario.name;
-        const Candidate* b = r.plan.ranked.empty() ? nullptr : &r.plan.ranked.front();
+        const auto& n = r.name;
         md += fmt::format(
             "| {} | {} | {} | {} | {} | [html]({}.html) · [md]({}.md) · [json]({}.json) · [csv]({}.csv) · [junit]({}.junit.xml) |\n",
-            markdown_cell(n), b ? fmt::format("{}× {} (TP {}, PP {}, DP {})", b->gpus, b->gpu, b->tp, b->pp, b->dp) : "none",
-            b ? fmt::format("{:.2f}", to_gib(b->memory.total)) : "-", b ? fmt::format("{:.0f}", b->tokens_per_s) : "-",
-            r.plan.gates_passed ? "pass" : "FAIL", n, n, n, n, n);
+            markdown_cell(n), markdown_cell(r.best), r.gib_per_gpu, r.tokens_per_s, r.gates_passed ? "pass" : "FAIL", n, n, n, n, n);
     }
     return md;
 }
 
-std::string capacity_index_html(const std::vector<CapacityReport>& reports) {
+std::string capacity_index_html(const std::vector<IndexEntry>& reports) {
     std::string h =
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>memtax capacity reports</title>\n"
         "<style>body{font-family:sans-serif;margin:24px} table{border-collapse:collapse} th,td{border:1px solid #ccc;padding:4px "
         "8px}</style>\n"
         "</head>\n<body>\n<h1>memtax capacity reports</h1>\n<table>\n<tr><th>scenario</th><th>best plan</th><th>gates</th></tr>\n";
-    for (const auto& r : reports) {
-        const auto& n = r.plan.scenario.name;
-        const Candidate* b = r.plan.ranked.empty() ? nullptr : &r.plan.ranked.front();
-        h += fmt::format("<tr><td><a href=\"{0}.html\">{0}</a></td><td>{1}</td><td>{2}</td></tr>\n", svg::escape(n),
-                         b ? svg::escape(fmt::format("{}× {} (TP {}, PP {}, DP {})", b->gpus, b->gpu, b->tp, b->pp, b->dp)) : "none",
-                         r.plan.gates_passed ? "pass" : "FAIL");
-    }
+    for (const auto& r : reports)
+        h += fmt::format("<tr><td><a href=\"{0}.html\">{0}</a></td><td>{1}</td><td>{2}</td></tr>\n", svg::escape(r.name),
+                         svg::escape(r.best), r.gates_passed ? "pass" : "FAIL");
     return h + "</table>\n</body>\n</html>\n";
 }
 

@@ -19,15 +19,34 @@ struct TokenCount {
 };
 
 enum class Objective { FewestGpus, LowestCost, HighestThroughput };
+
+// A training question (`workload.mode: training`): the model trained on sequences of
+// `sequence_length` tokens, `global_batch` sequences an optimizer step, over an optional token
+// budget. The planner (planner/train_plan.hpp) searches each GPU kind's TP × PP × DP layouts,
+// ZeRO stages, recomputation and micro-batch sizes; accumulation makes up the global batch.
+struct TrainingScenario {
+    u64 sequence_length = 0;
+    u64 global_batch = 0;  // sequences per optimizer step, over every data-parallel replica
+    u64 train_tokens = 0;  // the budget; 0: none (step time and tokens/s only)
+    std::string optimizer = "adamw";
+    std::string precision = "mixed";     // mixed (fp32 master weights and states) | bf16
+    std::vector<u64> zero_stages;        // empty: 0-3, those the runtime allows
+    std::vector<std::string> recompute;  // empty: none, full, and selective where the runtime has it
+    std::vector<u64> micro_batch_sizes;  // sequences per micro-batch; empty: 1, 2, 4
+    std::vector<u64> tp, pp;             // empty tp: 1, 2, 4 … gpus_per_node; empty pp: 1
+    std::optional<double> max_days;      // the budget must be trained within this (needs train_tokens)
+};
 const char* to_string(Objective o);  // "fewest_gpus" | "lowest_cost" | "highest_throughput"
 
 struct ScenarioSpec {
     std::string name, description, file;
     std::string model;    // a profile name, a YAML path, or a Hugging Face config.json
-    std::string runtime;  // a runtime name or path (default hf-sdpa)
+    std::string runtime;  // a runtime name or path (default hf-sdpa; training: hf-train)
     EngineArgs engine;    // runtime_settings: vLLM's engine arguments (unset: the runtime profile's)
 
     TokenCount prompt, output;
+    std::optional<TrainingScenario> training;  // set: a training scenario (the inference workload fields are unused)
+
     u64 concurrency = 1;  // users, each with one request in flight (or a burst of this many: `burst`)
     // Or Poisson arrivals per second over the deployment: each replica an open loop, served by its
     // runtime's scheduler in steady state (planner/load.hpp); one that cannot keep up is unstable.

@@ -1,0 +1,252 @@
+#include "planner/train_plan.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <tuple>
+
+#include "core/format.hpp"
+#include "model/train_time.hpp"
+#include "spec/loaders.hpp"
+
+namespace memtax {
+namespace {
+
+void count_reason(TrainPlanReport& r, const std::string& kind) {
+    for (auto& [k, n] : r.rejected_by)
+        if (k == kind) {
+            ++n;
+            return;
+        }
+    r.rejected_by.emplace_back(kind, 1);
+}
+
+// The search space's axes, the scenario's lists or their defaults.
+struct Axes {
+    std::vector<u64> tp, pp, micro, zero;
+    std::vector<Recompute> recompute;
+};
+
+Axes axes(const ScenarioSpec& s, const RuntimeSpec& rt, const ModelSpec& m) {
+    const TrainingScenario& t = *s.training;
+    Axes a;
+    a.tp = t.tp;
+    if (a.tp.empty())
+        for (u64 v = 1; v <= s.gpus_per_node; v *= 2) a.tp.push_back(v);
+    a.pp = t.pp.empty() ? std::vector<u64>{1} : t.pp;
+    a.micro = t.micro_batch_sizes.empty() ? std::vector<u64>{1, 2, 4} : t.micro_batch_sizes;
+    // ZeRO-2/3 shard the gradients; a runtime that keeps fp32 main gradients (Megatron) keeps
+    // them whole, so its default stages stop at its distributed optimizer (ZeRO-1).
+    a.zero = t.zero_stages;
+    if (a.zero.empty()) a.zero = rt.training.fp32_main_grads ? std::vector<u64>{0, 1} : std::vector<u64>{0, 1, 2, 3};
+    if (t.recompute.empty()) {
+        a.recompute = {Recompute::None, Recompute::Full};
+        if (rt.training.selective_recompute) a.recompute.insert(a.recompute.begin() + 1, Recompute::Selective);
+    } else {
+        for (const auto& r : t.recompute) a.recompute.push_back(recompute_from(r, "constraints.recompute"));
+    }
+    for (const auto& [axis, values] : {std::pair<const char*, std::vector<u64>*>{"tp", &a.tp},
+                                       {"pp", &a.pp},
+                                       {"micro_batch_sizes", &a.micro},
+                                       {"zero_stages", &a.zero}}) {
+        std::sort(values->begin(), values->end());
+        values->erase(std::unique(values->begin(), values->end()), values->end());
+        (void)axis;
+    }
+    if (std::all_of(a.pp.begin(), a.pp.end(), [&](u64 p) { return p > m.num_layers; }))
+        throw InputError(SourcePos{s.file, 0, 0}, "constraints.pp",
+                         fmt::format("every value exceeds {}'s {} layers", m.name, m.num_layers));
+    return a;
+}
+
+}  // namespace
+
+bool ranks_before(const TrainCandidate& a, const TrainCandidate& b, Objective o) {
+    // Dollars to the cent, days to a millionth, throughput to a millionth of a token a second
+    // (more is better: ~t reverses the order without overflow); the objective's figure first,
+    // then the other two, then the layout and settings, so equal plans always list in one order.
+    auto figures = [o](const TrainCandidate& c) -> std::array<long long, 3> {
+        const long long cost = rank_units(c.dollars, 1e-2), faster = ~rank_units(c.tokens_per_s, 1e-6);
+        const auto gpus = static_cast<long long>(c.gpus);
+        if (o == Objective::LowestCost) return {cost, gpus, faster};
+        if (o == Objective::HighestThroughput) return {faster, gpus, cost};
+        return {gpus, faster, cost};
+    };
+    const auto fa = figures(a), fb = figures(b);
+    if (fa != fb) return fa < fb;
+    return std::tie(a.gpu, a.tp, a.pp, a.dp, a.zero, a.recompute, a.micro_batch) <
+           std::tie(b.gpu, b.tp, b.pp, b.dp, b.zero, b.recompute, b.micro_batch);
+}
+
+TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u64, u64)>& progress) {
+    if (!s.training)
+        throw InputError(SourcePos{s.file, 0, 0}, "workload.mode", "an inference scenario; plan_training takes mode: training");
+    const TrainingScenario& t = *s.training;
+    TrainPlanReport rep;
+    rep.scenario = s;
+    const ModelSpec model = resolve_model(s.model);
+    const RuntimeSpec rt = resolve_runtime(s.runtime);
+    if (!RuntimeRegistry::builtin().family(rt).trains)
+        throw InputError(
+            SourcePos{s.file, 0, 0}, "runtime",
+            fmt::format("{} serves inference; a training scenario runs under hf-train, hf-train-eager or megatron-train", rt.name));
+    rep.model_name = model.name;
+    rep.runtime_name = rt.name;
+    rep.parameters = parameter_count(model);
+    const Axes ax = axes(s, rt, model);
+    rep.tp = ax.tp;
+    rep.pp = ax.pp;
+    rep.micro_batch_sizes = ax.micro;
+    rep.zero_stages = ax.zero;
+    rep.recompute = ax.recompute;
+
+    std::map<std::string, double> price;  // by the GPU profile's own name (a scenario may write an alias)
+    for (const auto& [name, v] : s.price_per_gpu_hour) price[resolve_gpu(name).name] = v;
+
+    TrainSpec base;
+    base.optimizer = optimizer_from(t.optimizer, "workload.optimizer");
+    base.precision = t.precision == "bf16" ? Precision::ModelDtype : Precision::Mixed;
+
+    // The layouts to try, known before any is evaluated, so progress has a total.
+    struct Layout {
+        const GpuSpec* gpu;
+        u64 tp, pp, micro, dp;
+    };
+    std::vector<GpuSpec> gpus;
+    for (const auto& g : s.gpus) gpus.push_back(resolve_gpu(g));
+    std::vector<Layout> layouts;
+    for (const GpuSpec& g : gpus)
+        for (u64 tp : ax.tp) {
+            if (tp > s.gpus_per_node) continue;  // TP stays inside a node's NVLink domain
+            for (u64 pp : ax.pp) {
+                if (pp > model.num_layers) continue;
+                for (u64 mb : ax.micro) {
+                    if (t.global_batch % mb != 0) continue;
+                    const u64 per_step = t.global_batch / mb;  // micro-batches an optimizer step, over every replica
+                    for (u64 dp = 1; dp <= per_step; ++dp)
+                        if (per_step % dp == 0 && tp * pp * dp <= s.max_gpus) layouts.push_back({&g, tp, pp, mb, dp});
+                }
+            }
+        }
+    const u64 per_layout = ax.zero.size() * ax.recompute.size();
+    const u64 total = layouts.size() * per_layout;
+    if (total == 0)
+        throw InputError(
+            SourcePos{s.file, 0, 0}, "workload.global_batch",
+            fmt::format("no layout makes up {} sequences a step from micro_batch_sizes within max_gpus {}", t.global_batch, s.max_gpus));
+
+    std::vector<TrainCandidate> rejected;
+    // Per GPU kind and count, the best feasible candidate (the chart of days against GPUs).
+    std::map<std::pair<std::string, u64>, TrainCandidate> best_at;
+    u64 done = 0;
+    for (const Layout& l : layouts) {
+        const GpuSpec& g = *l.gpu;
+        const u64 n = l.tp * l.pp * l.dp;
+        std::optional<Topology> topo;
+        for (Recompute rc : ax.recompute)
+            for (u64 zero : ax.zero) {
+                ++rep.considered;
+                if (progress) progress(++done, total);
+                TrainCandidate c;
+                c.gpu = g.name;
+                c.gpus = n;
+                c.tp = l.tp;
+                c.pp = l.pp;
+                c.dp = l.dp;
+                c.zero = zero;
+                c.recompute = rc;
+                c.micro_batch = l.micro;
+                c.accumulation = t.global_batch / l.micro / l.dp;
+                c.sequence_parallel = rt.training.sequence_parallel && l.tp > 1;
+                if (zero > 0 && l.dp == 1) {  // nothing to shard over: ZeRO-0's plan
+                    count_reason(rep, "ZeRO without data parallelism");
+                    continue;
+                }
+                TrainSpec spec = base;
+                spec.recompute = rc;
+                spec.zero = zero;
+                spec.micro_batches = c.accumulation;
+                spec.sequence_parallel = c.sequence_parallel;
+                Workload w;
+                w.runtime = rt;
+                w.batch = l.micro;
+                w.context = t.sequence_length;
+                std::optional<TrainEstimate> e;
+                try {
+                    e = estimate_train(model, g, Deployment{n, l.tp, l.pp, 1}, w, spec);
+                } catch (const InputError& err) {
+                    count_reason(rep, "invalid: " + err.message());
+                    continue;
+                }
+                c.bytes_per_gpu = e->total;
+                c.capacity = e->capacity;
+                c.budget_bytes =
+                    e->capacity - static_cast<u64>(static_cast<double>(e->capacity) * static_cast<double>(s.memory_headroom_ppm) / 1e6);
+                c.peak_at = e->peak_at;
+                if (c.bytes_per_gpu > c.budget_bytes) {
+                    c.binding = "memory";
+                    c.binding_ratio = static_cast<double>(c.bytes_per_gpu) / static_cast<double>(c.budget_bytes);
+                    c.reason = fmt::format("needs {} per GPU, {} usable{}", format_bytes_gib(c.bytes_per_gpu),
+                                           format_bytes_gib(c.budget_bytes), s.memory_headroom_ppm ? " less the headroom" : "");
+                    count_reason(rep, "over memory");
+                    rejected.push_back(c);
+                    continue;
+                }
+                if (!topo) topo.emplace(replica_topology(g, n, s.gpus_per_node));
+                const auto pit = price.find(g.name);
+                const TrainTime tt = estimate_train_time(*e, *topo, t.train_tokens, pit == price.end() ? 0.0 : pit->second);
+                c.timed = true;
+                c.step_s = tt.step_s;
+                c.tokens_per_s = tt.tokens_per_s;
+                c.mfu = tt.mfu;
+                c.days = tt.days;
+                c.gpu_hours = tt.gpu_hours;
+                c.dollars = tt.dollars;
+                if (t.max_days && c.days > *t.max_days) {
+                    c.binding = "deadline";
+                    c.binding_ratio = c.days / *t.max_days;
+                    c.reason = fmt::format("{:.1f} days for the budget, at most {:.1f}", c.days, *t.max_days);
+                    count_reason(rep, "over the deadline");
+                    rejected.push_back(c);
+                    continue;
+                }
+                c.feasible = true;
+                auto [it, fresh] = best_at.try_emplace({c.gpu, c.gpus}, c);
+                if (!fresh && ranks_before(c, it->second, s.objective)) it->second = c;
+                rep.ranked.push_back(std::move(c));
+            }
+    }
+    std::sort(rep.ranked.begin(), rep.ranked.end(),
+              [&](const TrainCandidate& a, const TrainCandidate& b) { return ranks_before(a, b, s.objective); });
+    for (auto& [key, c] : best_at) rep.by_gpus.push_back(c);
+    if (rep.ranked.empty() && !rejected.empty()) {
+        // The least violation: a candidate over the deadline (it fits) before one over memory.
+        rep.closest = *std::min_element(rejected.begin(), rejected.end(), [](const TrainCandidate& a, const TrainCandidate& b) {
+            if ((a.binding == "deadline") != (b.binding == "deadline")) return a.binding == "deadline";
+            return a.binding_ratio < b.binding_ratio;
+        });
+        rep.binding = rep.closest->binding;
+    }
+
+    const TrainCandidate* best = rep.ranked.empty() ? nullptr : &rep.ranked.front();
+    auto gate = [&](const std::string& name, bool passed, const std::string& detail) {
+        rep.gates.push_back({name, detail, passed});
+        rep.gates_passed &= passed;
+    };
+    if (s.gate_must_fit) gate("must_fit", best != nullptr, best ? "a plan meets every constraint" : "no candidate meets the constraints");
+    if (s.gate_max_bytes_per_gpu)
+        gate("max_bytes_per_gpu", best && best->bytes_per_gpu <= *s.gate_max_bytes_per_gpu,
+             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->bytes_per_gpu), group_digits(*s.gate_max_bytes_per_gpu))
+                  : "no plan");
+    if (s.gate_min_headroom_ppm) {
+        const double h = best ? 1.0 - static_cast<double>(best->bytes_per_gpu) / static_cast<double>(best->capacity) : 0;
+        gate(
+            "min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
+            best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
+    }
+    return rep;
+}
+
+}  // namespace memtax
