@@ -28,10 +28,11 @@ std::string base(const std::string& extra_workload, const std::string& extra_con
 }  // namespace
 
 TEST(TrainPlan, ReadsATrainingScenario) {
-    const ScenarioSpec s = scenario(base("  train_tokens: 1e11\n  optimizer: adam\n  precision: bf16\n",
-                                         "  max_gpus: 64\n  zero_stages: [1, 3]\n  recompute: [full]\n  micro_batch_sizes: [2]\n  tp: [1, 2]\n"
-                                         "  pp: [1, 2]\n  max_days: 7\n",
-                                         "objective: lowest_cost\nprices:\n  per_gpu_hour: {h100-sxm: 2}\n  source: test\n"));
+    const ScenarioSpec s =
+        scenario(base("  train_tokens: 1e11\n  optimizer: adam\n  precision: bf16\n",
+                      "  max_gpus: 64\n  zero_stages: [1, 3]\n  recompute: [full]\n  micro_batch_sizes: [2]\n  tp: [1, 2]\n"
+                      "  pp: [1, 2]\n  max_days: 7\n",
+                      "objective: lowest_cost\nprices:\n  per_gpu_hour: {h100-sxm: 2}\n  source: test\n"));
     ASSERT_TRUE(s.training);
     EXPECT_EQ(s.runtime, "hf-train");  // a training scenario's default runtime
     EXPECT_EQ(s.training->sequence_length, 2048u);
@@ -93,8 +94,8 @@ TEST(TrainPlan, FewestGpusStartsWhereTheModelStatesFit) {
     // states): 16 × 8,030,261,248 = 128,484,179,968 B, more than one H100's 85,017,493,504 B
     // (its profile's usable memory), so one GPU cannot train it; ZeRO-3 over two leaves
     // 64,242,089,984 B of model states a GPU, under 95% of the card with room for activations.
-    const ScenarioSpec s =
-        scenario(base("", "  max_gpus: 8\n  memory_headroom_percent: 5\n  micro_batch_sizes: [1]\n  recompute: [full]\n", "objective: fewest_gpus\n"));
+    const ScenarioSpec s = scenario(base("", "  max_gpus: 8\n  memory_headroom_percent: 5\n  micro_batch_sizes: [1]\n  recompute: [full]\n",
+                                         "objective: fewest_gpus\n"));
     const TrainPlanReport r = plan_training(s);
     ASSERT_FALSE(r.ranked.empty());
     const TrainCandidate& b = r.ranked.front();

@@ -138,7 +138,7 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
             fmt::format("no layout makes up {} sequences a step from micro_batch_sizes within max_gpus {}", t.global_batch, s.max_gpus));
 
     std::vector<TrainCandidate> rejected;
-    // Per GPU kind and count, the best feasible candidate (the chart of days against GPUs).
+    // Per GPU kind and count, the best candidate that fits in memory (the chart of days against GPUs).
     std::map<std::pair<std::string, u64>, TrainCandidate> best_at;
     u64 done = 0;
     for (const Layout& l : layouts) {
@@ -204,17 +204,22 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
                 c.days = tt.days;
                 c.gpu_hours = tt.gpu_hours;
                 c.dollars = tt.dollars;
-                if (t.max_days && c.days > *t.max_days) {
+                const bool late = t.max_days && c.days > *t.max_days;
+                if (late) {
                     c.binding = "deadline";
                     c.binding_ratio = c.days / *t.max_days;
                     c.reason = fmt::format("{:.1f} days for the budget, at most {:.1f}", c.days, *t.max_days);
+                }
+                c.feasible = !late;
+                // The best at each GPU count, over every candidate that fits (past the deadline too:
+                // the chart shows what each count would take).
+                auto [at, fresh] = best_at.try_emplace({c.gpu, c.gpus}, c);
+                if (!fresh && ranks_before(c, at->second, s.objective)) at->second = c;
+                if (late) {
                     count_reason(rep, "over the deadline");
-                    rejected.push_back(c);
+                    rejected.push_back(std::move(c));
                     continue;
                 }
-                c.feasible = true;
-                auto [it, fresh] = best_at.try_emplace({c.gpu, c.gpus}, c);
-                if (!fresh && ranks_before(c, it->second, s.objective)) it->second = c;
                 rep.ranked.push_back(std::move(c));
             }
     }

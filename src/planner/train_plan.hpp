@@ -50,8 +50,9 @@ struct TrainPlanReport {
     std::vector<std::pair<std::string, u64>> rejected_by;  // reason kind -> count, in order of appearance
     std::optional<TrainCandidate> closest;                 // when nothing is feasible: the least violation
     std::string binding;                                   // when nothing is feasible: "memory" or "deadline"
-    // Per GPU kind and GPU count, the feasible candidate the objective ranks first there: how days
-    // and dollars (or tokens/s) move as GPUs are added. GPU kind, then count ascending.
+    // Per GPU kind and GPU count, the candidate that fits in memory the objective ranks first there
+    // (past the deadline too, marked by `feasible`): how days and dollars (or tokens/s) move as GPUs
+    // are added. GPU kind, then count ascending.
     std::vector<TrainCandidate> by_gpus;
     std::vector<GateResult> gates;
     bool gates_passed = true;

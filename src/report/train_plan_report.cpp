@@ -145,9 +145,10 @@ Document train_plan_document(const TrainPlanReport& r, u64 top) {
     d.sections.push_back(std::move(plans));
 
     Document::Section by{"by_gpus", "The best plan at each GPU count", {}, {}};
-    candidate_columns(by.table, false);
-    for (const auto& c : r.by_gpus) candidate_row(by.table, c, 0, false);
-    by.notes.push_back("Per GPU kind and count, the feasible candidate the objective ranks first there.");
+    candidate_columns(by.table, true);
+    for (const auto& c : r.by_gpus) candidate_row(by.table, c, 0, true);
+    by.notes.push_back(
+        "Per GPU kind and count, the candidate that fits in memory the objective ranks first there; one past the deadline says so.");
     d.sections.push_back(std::move(by));
 
     if (r.ranked.empty() && r.closest) {
@@ -182,6 +183,16 @@ CapacityFiles render_training_report(const TrainPlanReport& r, const std::string
     const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
     std::vector<svg::Series> series;
     for (const auto& [gpu, pts] : lines) series.push_back({gpu, pts, colors[series.size() % 6], false});
+    if (budget && s.training->max_days && !r.by_gpus.empty())
+        series.push_back(
+            {fmt::format("deadline, {:g} days", *s.training->max_days),
+             {{static_cast<double>(r.by_gpus.front().gpus), *s.training->max_days},
+              {static_cast<double>(std::max_element(r.by_gpus.begin(), r.by_gpus.end(),
+                                                    [](const TrainCandidate& a, const TrainCandidate& b) { return a.gpus < b.gpus; })
+                                       ->gpus),
+               *s.training->max_days}},
+             "#555555",
+             true});
     const std::string chart_title = budget ? "Days to train the budget against GPUs (the best plan at each count)"
                                            : "Training tokens/s against GPUs (the best plan at each count)";
     const std::string chart =
