@@ -53,8 +53,7 @@ std::string trillion_yaml() {
 }
 
 void expect_sane(const Estimate& e) {
-    EXPECT_EQ(e.total, e.weights + e.kv_cache + e.attention_matrix + e.activation_peak + e.logits + e.runtime_overhead);
-    EXPECT_GE(e.total, e.weights);
+    EXPECT_GE(e.total, e.weights + e.runtime_overhead);
     if (e.sections.empty()) EXPECT_GE(e.kv_cache, e.kv_cache_visible);  // a pool (vLLM): whatever the batch needs
 }
 

@@ -601,6 +601,18 @@ GraphEval OpGraph::evaluate(const Bindings& b) const noexcept {
     return r;
 }
 
+std::vector<int> OpGraph::reads_of(int op) const {
+    const auto o = static_cast<size_t>(op);
+    return std::vector<int>(read_.begin() + read_begin_[o], read_.begin() + read_begin_[o + 1]);
+}
+
+std::vector<int> OpGraph::holds_of(int op) const {
+    const auto o = static_cast<size_t>(op);
+    return std::vector<int>(hold_.begin() + hold_begin_[o], hold_.begin() + hold_begin_[o + 1]);
+}
+
+int OpGraph::producer_of(int tensor) const { return finalized_ ? producer_[static_cast<size_t>(tensor)] : -2; }
+
 std::vector<LiveTensor> OpGraph::live_at(const Bindings& b, int op) const {
     std::vector<LiveTensor> out;
     if (!finalized_ || op < 0 || static_cast<size_t>(op) >= ops_.size()) return out;

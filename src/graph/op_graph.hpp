@@ -316,6 +316,13 @@ public:
     std::string item_name(int overflow_tensor) const;
 
     const std::string& name() const { return name_; }
+    // The schedule as built, for a walker of the graph that does not use the precomputed liveness
+    // (the tests' reference evaluation): what op `op` reads and holds, the op that produces each
+    // tensor (-1: alive before the graph), and the allocator granularity.
+    std::vector<int> reads_of(int op) const;
+    std::vector<int> holds_of(int op) const;
+    int producer_of(int tensor) const;
+    u64 round_to() const { return round_to_; }
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
     const std::vector<OpInfo>& ops() const { return ops_; }
     const DType& dtype(DtypeRole r) const { return dtypes_[static_cast<size_t>(r)]; }
