@@ -69,7 +69,8 @@ inline std::optional<Eval> evaluate(const OpGraph& g, const Bindings& b) {
         const auto r = static_cast<size_t>(root[static_cast<size_t>(t)]);
         const int p = g.producer_of(t);
         if (p >= 0) last[r] = std::max(last[r], p);
-        const bool stays = info.lifetime == Lifetime::Persistent || (info.lifetime == Lifetime::Preexisting && !used[static_cast<size_t>(t)]);
+        const bool stays =
+            info.lifetime == Lifetime::Persistent || (info.lifetime == Lifetime::Preexisting && !used[static_cast<size_t>(t)]);
         if (!stays) continue;
         forever[r] = true;
         if (static_cast<int>(r) != t) cat[r] = info.category;

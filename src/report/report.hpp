@@ -54,6 +54,9 @@ std::string render_validation_json(const Validation& v, const ToolInfo& tool);
 std::string render_validation_markdown(const Validation& v);
 // `memtax accuracy`: the evidence per GPU, kind and sample, and (with_runs) the runs it counts.
 Document accuracy_document(const AccuracySummary& s, bool with_runs);
+// The same evidence in brief, for a front page: one row per kind, a column per GPU and sample
+// (median / worst error, or cases passed for the exact kinds), groups below their bar marked.
+Document accuracy_summary_document(const AccuracySummary& s);
 std::string render_calibration_markdown(const CalibrationResult& c, const std::string& written_to);
 std::string render_calibration_table(const CalibrationResult& c, const std::string& written_to);
 std::string render_calibration_json(const CalibrationResult& c, const std::string& written_to);

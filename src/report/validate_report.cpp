@@ -567,6 +567,53 @@ std::string render_calibration_json(const CalibrationResult& c, const std::strin
     return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 
+Document accuracy_summary_document(const AccuracySummary& s) {
+    Document d;
+    d.schema = "memtax.accuracy-summary/1";
+    d.title = "memtax accuracy in brief: median / worst error per kind, GPU and sample";
+    d.notes.push_back(
+        "Distinct configurations counted once; in sample: the lease a profile was fitted on, or the runs the engine was developed "
+        "against; out: another lease, or shapes nothing was fitted on. Exact kinds show cases passed of cases. \"(bar not met)\" "
+        "marks a group below the bar fixed before its run; docs/accuracy.md has every group, bar and case.");
+    std::vector<std::string> gpus, kinds;
+    for (const auto& r : s.rows) {
+        if (std::find(gpus.begin(), gpus.end(), r.gpu) == gpus.end()) gpus.push_back(r.gpu);
+        if (std::find(kinds.begin(), kinds.end(), r.kind) == kinds.end()) kinds.push_back(r.kind);
+    }
+    Document::Section brief{"brief", "Evidence in brief", {}, {}};
+    Table& t = brief.table;
+    t.add_column("kind", "kind");
+    for (const auto& g : gpus)
+        for (const char* sample : {"in", "out"}) {
+            std::string short_name = g;
+            for (const char* p : {"NVIDIA ", " 80GB HBM3"})
+                if (auto at = short_name.find(p); at != std::string::npos) short_name.erase(at, std::string(p).size());
+            t.add_column(fmt::format("{}_{}", short_name, sample),
+                         fmt::format("{} {}", short_name, std::string(sample) == "in" ? "in sample" : "out of sample"), true);
+        }
+    for (const auto& k : kinds) {
+        t.row();
+        t.cell(k);
+        for (const auto& g : gpus)
+            for (bool in : {true, false}) {
+                const AccuracyRow* row = nullptr;
+                for (const auto& r : s.rows)
+                    if (r.gpu == g && r.kind == k && r.in_sample == in) row = &r;
+                if (!row) {
+                    t.cell("-");
+                    continue;
+                }
+                const bool exact_kind = k == "out of memory" || k == "runtime overhead";
+                std::string c = exact_kind ? fmt::format("{} of {}", row->pass, row->configurations)
+                                           : fmt::format("{:.1f}% / {:.1f}%", row->median * 100, row->worst * 100);
+                if (!row->bar_met) c += " (bar not met)";
+                t.cell(c);
+            }
+    }
+    d.sections.push_back(std::move(brief));
+    return d;
+}
+
 Document accuracy_document(const AccuracySummary& s, bool with_runs) {
     Document d;
     d.schema = "memtax.accuracy/1";
