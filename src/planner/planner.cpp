@@ -51,16 +51,16 @@ std::string ttft_label(const ScenarioSpec& s) {
     return s.ttft_percentile ? fmt::format("TTFT p{}", s.ttft_percentile) : std::string("mean TTFT");
 }
 
-void count_reason(PlanReport& r, const std::string& kind) {
-    for (auto& [k, n] : r.rejected_by)
+}  // namespace
+
+void count_reason(std::vector<std::pair<std::string, u64>>& tally, const std::string& kind) {
+    for (auto& [k, n] : tally)
         if (k == kind) {
             ++n;
             return;
         }
-    r.rejected_by.emplace_back(kind, 1);
+    tally.emplace_back(kind, 1);
 }
-
-}  // namespace
 
 long long rank_units(double v, double unit) {
     if (!std::isfinite(v)) return v > 0 ? LLONG_MAX : LLONG_MIN;
@@ -443,7 +443,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                             base_proto.pp = pp;
                             if (tp > pool.per_node && !s.tp_across_nodes) {
                                 rep.considered += replicas_max;
-                                for (u64 i = 0; i < replicas_max; ++i) count_reason(rep, "TP crosses a node");
+                                for (u64 i = 0; i < replicas_max; ++i) count_reason(rep.rejected_by, "TP crosses a node");
                                 tick(replicas_max);
                                 continue;
                             }
@@ -460,7 +460,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                 const u64 count = dp_hi - dp_lo + 1;
                                 auto reject_all = [&](const std::string& kind) {
                                     rep.considered += count;
-                                    for (u64 i = 0; i < count; ++i) count_reason(rep, kind);
+                                    for (u64 i = 0; i < count; ++i) count_reason(rep.rejected_by, kind);
                                     tick(count);
                                 };
                                 Candidate proto = base_proto;
@@ -509,7 +509,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     // Replicas the load cannot fill serve nothing: with `concurrency` sequences, more
                                     // replicas than sequences leave some idle (their GPUs would count as cost, not throughput).
                                     if (users && dp > s.concurrency) {
-                                        count_reason(rep, "idle replicas");
+                                        count_reason(rep.rejected_by, "idle replicas");
                                         continue;
                                     }
                                     // Users each have a sequence running: the fullest replica holds ceil(concurrency / dp).
@@ -521,7 +521,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                         served = load.serve(dp);
                                         if (served->verdict == LoadResult::Verdict::Untimed) {
                                             c.reason = served->reason;
-                                            count_reason(rep, "cannot be timed");
+                                            count_reason(rep.rejected_by, "cannot be timed");
                                             continue;
                                         }
                                         if (served->verdict == LoadResult::Verdict::Unstable) {
@@ -533,7 +533,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                                                   ? std::max(*s.request_rate_per_s / c.sustainable_rate_per_s, 1.0 + 1e-9)
                                                                   : 1e9;
                                             c.reason = served->reason;
-                                            count_reason(rep, "unstable");
+                                            count_reason(rep.rejected_by, "unstable");
                                             rejected.push_back(std::move(c));
                                             continue;
                                         }
@@ -547,11 +547,11 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     c.binding_ratio = m.ratio;
                                     c.reason = m.reason;
                                     if (m.overflow) {
-                                        count_reason(rep, "overflow");
+                                        count_reason(rep.rejected_by, "overflow");
                                         continue;
                                     }
                                     if (!m.reason.empty()) {
-                                        count_reason(rep, "memory");
+                                        count_reason(rep.rejected_by, "memory");
                                         rejected.push_back(std::move(c));
                                         continue;
                                     }
@@ -559,7 +559,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                     if (!served) served = load.serve(dp);
                                     if (served->verdict != LoadResult::Verdict::Served) {
                                         c.reason = served->reason;
-                                        count_reason(rep, "cannot be timed");
+                                        count_reason(rep.rejected_by, "cannot be timed");
                                         continue;
                                     }
                                     const LoadResult& t = *served;
@@ -603,7 +603,7 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
                                         if (ratio > 1 && c.reason.empty()) {
                                             c.reason = fmt::format("{} {:.3f} s exceeds the SLO {:.3f} s",
                                                                    name == "TTFT" ? ttft_label(s) : name, v, limit);
-                                            count_reason(rep, name);
+                                            count_reason(rep.rejected_by, name);
                                         }
                                     }
                                     if (!c.reason.empty()) {

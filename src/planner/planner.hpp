@@ -120,6 +120,8 @@ bool ranks_before(const Candidate& a, const Candidate& b, Objective o);
 // (the same figures summed in another order) tie, and the tie falls to the next key, not to the
 // noise. Quantising keeps the order a strict weak ordering, which a tolerance would not.
 long long rank_units(double v, double unit);
+// One more rejection of `kind` in a plan's tally (reason kind -> count, in order of appearance).
+void count_reason(std::vector<std::pair<std::string, u64>>& tally, const std::string& kind);
 
 // The candidates no other beats on both tokens/s per user and per GPU (figures compared in
 // millionths, ties kept once, by `ranked` order), fastest per user first.

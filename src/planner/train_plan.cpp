@@ -14,15 +14,6 @@
 namespace memtax {
 namespace {
 
-void count_reason(TrainPlanReport& r, const std::string& kind) {
-    for (auto& [k, n] : r.rejected_by)
-        if (k == kind) {
-            ++n;
-            return;
-        }
-    r.rejected_by.emplace_back(kind, 1);
-}
-
 // The search space's axes, the scenario's lists or their defaults.
 struct Axes {
     std::vector<u64> tp, pp, micro, zero;
@@ -161,7 +152,7 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
                 c.accumulation = t.global_batch / l.micro / l.dp;
                 c.sequence_parallel = rt.training.sequence_parallel && l.tp > 1;
                 if (zero > 0 && l.dp == 1) {  // nothing to shard over: ZeRO-0's plan
-                    count_reason(rep, "ZeRO without data parallelism");
+                    count_reason(rep.rejected_by, "ZeRO without data parallelism");
                     continue;
                 }
                 TrainSpec spec = base;
@@ -177,7 +168,7 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
                 try {
                     e = estimate_train(model, g, Deployment{n, l.tp, l.pp, 1}, w, spec);
                 } catch (const InputError& err) {
-                    count_reason(rep, "invalid: " + err.message());
+                    count_reason(rep.rejected_by, "invalid: " + err.message());
                     continue;
                 }
                 c.bytes_per_gpu = e->total;
@@ -190,7 +181,7 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
                     c.binding_ratio = static_cast<double>(c.bytes_per_gpu) / static_cast<double>(c.budget_bytes);
                     c.reason = fmt::format("needs {} per GPU, {} usable{}", format_bytes_gib(c.bytes_per_gpu),
                                            format_bytes_gib(c.budget_bytes), s.memory_headroom_ppm ? " less the headroom" : "");
-                    count_reason(rep, "over memory");
+                    count_reason(rep.rejected_by, "over memory");
                     rejected.push_back(c);
                     continue;
                 }
@@ -216,7 +207,7 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
                 auto [at, fresh] = best_at.try_emplace({c.gpu, c.gpus}, c);
                 if (!fresh && ranks_before(c, at->second, s.objective)) at->second = c;
                 if (late) {
-                    count_reason(rep, "over the deadline");
+                    count_reason(rep.rejected_by, "over the deadline");
                     rejected.push_back(std::move(c));
                     continue;
                 }

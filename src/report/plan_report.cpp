@@ -74,6 +74,20 @@ void candidate_row(Table& t, const Candidate& c, size_t rank) {
 
 }  // namespace
 
+Document::Section gates_section(const std::vector<GateResult>& gates, bool passed) {
+    Document::Section g{"gates", fmt::format("Gates: {}", passed ? "all pass" : "FAILED"), {}, {}};
+    g.table.add_column("gate", "gate");
+    g.table.add_column("passed", "result");
+    g.table.add_column("detail", "detail");
+    for (const auto& x : gates) {
+        g.table.row();
+        g.table.cell(x.gate);
+        g.table.cell(x.passed ? "pass" : "FAIL", x.passed ? "true" : "false");
+        g.table.cell(x.detail);
+    }
+    return g;
+}
+
 Document plan_document(const PlanReport& r, size_t top, bool pareto) {
     const ScenarioSpec& s = r.scenario;
     Document d;
@@ -225,19 +239,7 @@ Document plan_document(const PlanReport& r, size_t top, bool pareto) {
         }
         d.sections.push_back(std::move(mem));
     }
-    if (!r.gates.empty()) {
-        Document::Section g{"gates", fmt::format("Gates: {}", r.gates_passed ? "all pass" : "FAILED"), {}, {}};
-        g.table.add_column("gate", "gate");
-        g.table.add_column("passed", "result");
-        g.table.add_column("detail", "detail");
-        for (const auto& x : r.gates) {
-            g.table.row();
-            g.table.cell(x.gate);
-            g.table.cell(x.passed ? "pass" : "FAIL", x.passed ? "true" : "false");
-            g.table.cell(x.detail);
-        }
-        d.sections.push_back(std::move(g));
-    }
+    if (!r.gates.empty()) d.sections.push_back(gates_section(r.gates, r.gates_passed));
     return d;
 }
 

@@ -11,6 +11,8 @@ namespace memtax {
 
 // `pareto`: with the front of tokens/s per user against per GPU (PlanReport::pareto).
 Document plan_document(const PlanReport& r, size_t top, bool pareto = false);
+// The gates on a best plan as a section ("gates": gate, result, detail), for any plan's document.
+Document::Section gates_section(const std::vector<GateResult>& gates, bool passed);
 // A sweep: its points (every point of r.points) and its growth fits.
 Document sweep_document(const SweepReport& r);
 // The same in parts, for a sweep streamed point by point: the head, the points' columns and one

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "core/format.hpp"
+#include "report/plan_report.hpp"
 #include "report/svg.hpp"
 
 namespace memtax {
@@ -157,17 +158,7 @@ Document train_plan_document(const TrainPlanReport& r, u64 top) {
         candidate_row(cl.table, *r.closest, 0, true);
         d.sections.push_back(std::move(cl));
     }
-    if (!r.gates.empty()) {
-        Document::Section g{"gates", "Gates", {}, {}};
-        for (const char* c : {"gate", "result", "detail"}) g.table.add_column(c, c);
-        for (const auto& gr : r.gates) {
-            g.table.row();
-            g.table.cell(gr.gate);
-            g.table.cell(gr.passed ? "pass" : "FAIL", gr.passed ? "true" : "false");
-            g.table.cell(gr.detail);
-        }
-        d.sections.push_back(std::move(g));
-    }
+    if (!r.gates.empty()) d.sections.push_back(gates_section(r.gates, r.gates_passed));
     return d;
 }
 
