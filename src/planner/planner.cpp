@@ -53,6 +53,32 @@ std::string ttft_label(const ScenarioSpec& s) {
 
 }  // namespace
 
+void check_gates(const ScenarioSpec& s, const GatedPlan* best, std::vector<GateResult>& gates, bool& passed) {
+    auto gate = [&](const std::string& name, bool ok, const std::string& detail) {
+        gates.push_back({name, detail, ok});
+        passed &= ok;
+    };
+    if (s.gate_must_fit) gate("must_fit", best != nullptr, best ? "a plan meets every constraint" : "no candidate meets the constraints");
+    if (s.gate_max_bytes_per_gpu)
+        gate("max_bytes_per_gpu", best && best->bytes <= *s.gate_max_bytes_per_gpu,
+             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->bytes), group_digits(*s.gate_max_bytes_per_gpu))
+                  : "no plan");
+    if (s.gate_min_headroom_ppm) {
+        const double h = best ? 1.0 - static_cast<double>(best->bytes) / static_cast<double>(best->capacity) : 0;
+        gate(
+            "min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
+            best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
+    }
+    if (s.gate_max_tpot_s)
+        gate("max_tpot_s", best && best->tpot_s <= *s.gate_max_tpot_s,
+             best ? fmt::format("TPOT {:.4f} s, at most {:.4f} s", best->tpot_s, *s.gate_max_tpot_s) : "no plan");
+    if (s.gate_max_ttft_s)
+        gate("max_ttft_s", best && best->ttft_s <= *s.gate_max_ttft_s,
+             best ? fmt::format("TTFT {:.3f} s, at most {:.3f} s", best->ttft_s, *s.gate_max_ttft_s) : "no plan");
+}
+
+u64 budget_of(u64 capacity, const ScenarioSpec& s) { return capacity - mul_frac(capacity, s.memory_headroom_ppm, 1000000); }
+
 void count_reason(std::vector<std::pair<std::string, u64>>& tally, const std::string& kind) {
     for (auto& [k, n] : tally)
         if (k == kind) {
@@ -231,9 +257,6 @@ std::vector<Pool> scenario_pools(const ScenarioSpec& s) {
     return pools;
 }
 
-// Usable capacity less the scenario's headroom.
-u64 budget_of(u64 capacity, const ScenarioSpec& s) { return capacity - mul_frac(capacity, s.memory_headroom_ppm, 1000000); }
-
 // Stage 2, memory: whether a replica holds the `b` sequences it runs. vLLM sizes its pool at
 // start-up for sequences of the promised context (and admits at most max_num_seqs); a static
 // batch must hold the longest prompts' prefill and the decode at the context; either within the
@@ -288,32 +311,6 @@ std::string launch_line(const ScenarioSpec& s, const ModelSpec& model, const Can
     l.kv_dtype = best.kv_dtype == model.dtype.name ? "" : best.kv_dtype;
     l.max_model_len = s.context;
     return family.launch(rt, l);
-}
-
-// The scenario's CI gates, on the best plan.
-void check_gates(PlanReport& rep, const ScenarioSpec& s) {
-    const Candidate* best = rep.ranked.empty() ? nullptr : &rep.ranked.front();
-    auto gate = [&](const std::string& name, bool passed, const std::string& detail) {
-        rep.gates.push_back({name, detail, passed});
-        rep.gates_passed &= passed;
-    };
-    if (s.gate_must_fit) gate("must_fit", best != nullptr, best ? "a plan meets every constraint" : "no candidate meets the constraints");
-    if (s.gate_max_bytes_per_gpu)
-        gate("max_bytes_per_gpu", best && best->memory.total <= *s.gate_max_bytes_per_gpu,
-             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->memory.total), group_digits(*s.gate_max_bytes_per_gpu))
-                  : "no plan");
-    if (s.gate_min_headroom_ppm) {
-        const double h = best ? 1.0 - static_cast<double>(best->memory.total) / static_cast<double>(best->memory.capacity) : 0;
-        gate(
-            "min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
-            best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
-    }
-    if (s.gate_max_tpot_s)
-        gate("max_tpot_s", best && best->tpot_s <= *s.gate_max_tpot_s,
-             best ? fmt::format("TPOT {:.4f} s, at most {:.4f} s", best->tpot_s, *s.gate_max_tpot_s) : "no plan");
-    if (s.gate_max_ttft_s)
-        gate("max_ttft_s", best && best->ttft_s <= *s.gate_max_ttft_s,
-             best ? fmt::format("TTFT {:.3f} s, at most {:.3f} s", best->ttft_s, *s.gate_max_ttft_s) : "no plan");
 }
 
 }  // namespace
@@ -632,7 +629,12 @@ PlanReport plan_scenario(const ScenarioSpec& s, const std::function<void(u64, u6
 
     // The best plan as its runtime launches it, and the CI gates on it.
     if (!rep.ranked.empty()) rep.launch = launch_line(s, model, rep.ranked.front());
-    check_gates(rep, s);
+    std::optional<GatedPlan> gated;
+    if (!rep.ranked.empty()) {
+        const Candidate& b = rep.ranked.front();
+        gated = GatedPlan{b.memory.total, b.memory.capacity, b.tpot_s, b.ttft_s};
+    }
+    check_gates(s, gated ? &*gated : nullptr, rep.gates, rep.gates_passed);
     return rep;
 }
 

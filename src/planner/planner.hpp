@@ -120,6 +120,15 @@ bool ranks_before(const Candidate& a, const Candidate& b, Objective o);
 // (the same figures summed in another order) tie, and the tie falls to the next key, not to the
 // noise. Quantising keeps the order a strict weak ordering, which a tolerance would not.
 long long rank_units(double v, double unit);
+// Usable capacity less the scenario's headroom, exactly.
+u64 budget_of(u64 capacity, const ScenarioSpec& s);
+// The scenario's CI gates on its best plan (null: nothing is feasible), appended to `gates`;
+// `passed` falls when one fails. Each planner's best plan as the gates read it:
+struct GatedPlan {
+    u64 bytes = 0, capacity = 0;    // per GPU
+    double tpot_s = 0, ttft_s = 0;  // serving plans; a training scenario has no such gates
+};
+void check_gates(const ScenarioSpec& s, const GatedPlan* best, std::vector<GateResult>& gates, bool& passed);
 // One more rejection of `kind` in a plan's tally (reason kind -> count, in order of appearance).
 void count_reason(std::vector<std::pair<std::string, u64>>& tally, const std::string& kind);
 

@@ -14,42 +14,32 @@
 namespace memtax {
 namespace {
 
-// The search space's axes, the scenario's lists or their defaults.
-struct Axes {
-    std::vector<u64> tp, pp, micro, zero;
-    std::vector<Recompute> recompute;
-};
-
-Axes axes(const ScenarioSpec& s, const RuntimeSpec& rt, const ModelSpec& m) {
+// The search space's axes into the report: the scenario's lists (sorted, each value once) or
+// their defaults.
+void set_axes(TrainPlanReport& r, const ScenarioSpec& s, const RuntimeSpec& rt, const ModelSpec& m) {
     const TrainingScenario& t = *s.training;
-    Axes a;
-    a.tp = t.tp;
-    if (a.tp.empty())
-        for (u64 v = 1; v <= s.gpus_per_node; v *= 2) a.tp.push_back(v);
-    a.pp = t.pp.empty() ? std::vector<u64>{1} : t.pp;
-    a.micro = t.micro_batch_sizes.empty() ? std::vector<u64>{1, 2, 4} : t.micro_batch_sizes;
+    r.tp = t.tp;
+    if (r.tp.empty())
+        for (u64 v = 1; v <= s.gpus_per_node; v *= 2) r.tp.push_back(v);
+    r.pp = t.pp.empty() ? std::vector<u64>{1} : t.pp;
+    r.micro_batch_sizes = t.micro_batch_sizes.empty() ? std::vector<u64>{1, 2, 4} : t.micro_batch_sizes;
     // ZeRO-2/3 shard the gradients; a runtime that keeps fp32 main gradients (Megatron) keeps
     // them whole, so its default stages stop at its distributed optimizer (ZeRO-1).
-    a.zero = t.zero_stages;
-    if (a.zero.empty()) a.zero = rt.training.fp32_main_grads ? std::vector<u64>{0, 1} : std::vector<u64>{0, 1, 2, 3};
+    r.zero_stages = t.zero_stages;
+    if (r.zero_stages.empty()) r.zero_stages = rt.training.fp32_main_grads ? std::vector<u64>{0, 1} : std::vector<u64>{0, 1, 2, 3};
     if (t.recompute.empty()) {
-        a.recompute = {Recompute::None, Recompute::Full};
-        if (rt.training.selective_recompute) a.recompute.insert(a.recompute.begin() + 1, Recompute::Selective);
+        r.recompute = {Recompute::None, Recompute::Full};
+        if (rt.training.selective_recompute) r.recompute.insert(r.recompute.begin() + 1, Recompute::Selective);
     } else {
-        for (const auto& r : t.recompute) a.recompute.push_back(recompute_from(r, "constraints.recompute"));
+        for (const auto& rc : t.recompute) r.recompute.push_back(recompute_from(rc, "constraints.recompute"));
     }
-    for (const auto& [axis, values] : {std::pair<const char*, std::vector<u64>*>{"tp", &a.tp},
-                                       {"pp", &a.pp},
-                                       {"micro_batch_sizes", &a.micro},
-                                       {"zero_stages", &a.zero}}) {
+    for (std::vector<u64>* values : {&r.tp, &r.pp, &r.micro_batch_sizes, &r.zero_stages}) {
         std::sort(values->begin(), values->end());
         values->erase(std::unique(values->begin(), values->end()), values->end());
-        (void)axis;
     }
-    if (std::all_of(a.pp.begin(), a.pp.end(), [&](u64 p) { return p > m.num_layers; }))
+    if (std::all_of(r.pp.begin(), r.pp.end(), [&](u64 p) { return p > m.num_layers; }))
         throw InputError(SourcePos{s.file, 0, 0}, "constraints.pp",
                          fmt::format("every value exceeds {}'s {} layers", m.name, m.num_layers));
-    return a;
 }
 
 }  // namespace
@@ -86,12 +76,7 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
     rep.model_name = model.name;
     rep.runtime_name = rt.name;
     rep.parameters = parameter_count(model);
-    const Axes ax = axes(s, rt, model);
-    rep.tp = ax.tp;
-    rep.pp = ax.pp;
-    rep.micro_batch_sizes = ax.micro;
-    rep.zero_stages = ax.zero;
-    rep.recompute = ax.recompute;
+    set_axes(rep, s, rt, model);
 
     std::map<std::string, double> price;  // by the GPU profile's own name (a scenario may write an alias)
     for (const auto& [name, v] : s.price_per_gpu_hour) price[resolve_gpu(name).name] = v;
@@ -109,11 +94,11 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
     for (const auto& g : s.gpus) gpus.push_back(resolve_gpu(g));
     std::vector<Layout> layouts;
     for (const GpuSpec& g : gpus)
-        for (u64 tp : ax.tp) {
+        for (u64 tp : rep.tp) {
             if (tp > s.gpus_per_node) continue;  // TP stays inside a node's NVLink domain
-            for (u64 pp : ax.pp) {
+            for (u64 pp : rep.pp) {
                 if (pp > model.num_layers) continue;
-                for (u64 mb : ax.micro) {
+                for (u64 mb : rep.micro_batch_sizes) {
                     if (t.global_batch % mb != 0) continue;
                     const u64 per_step = t.global_batch / mb;  // micro-batches an optimizer step, over every replica
                     for (u64 dp = 1; dp <= per_step; ++dp)
@@ -121,7 +106,7 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
                 }
             }
         }
-    const u64 per_layout = ax.zero.size() * ax.recompute.size();
+    const u64 per_layout = rep.zero_stages.size() * rep.recompute.size();
     const u64 total = layouts.size() * per_layout;
     if (total == 0)
         throw InputError(
@@ -136,8 +121,8 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
         const GpuSpec& g = *l.gpu;
         const u64 n = l.tp * l.pp * l.dp;
         std::optional<Topology> topo;
-        for (Recompute rc : ax.recompute)
-            for (u64 zero : ax.zero) {
+        for (Recompute rc : rep.recompute)
+            for (u64 zero : rep.zero_stages) {
                 ++rep.considered;
                 if (progress) progress(++done, total);
                 TrainCandidate c;
@@ -173,8 +158,7 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
                 }
                 c.bytes_per_gpu = e->total;
                 c.capacity = e->capacity;
-                c.budget_bytes =
-                    e->capacity - static_cast<u64>(static_cast<double>(e->capacity) * static_cast<double>(s.memory_headroom_ppm) / 1e6);
+                c.budget_bytes = budget_of(e->capacity, s);
                 c.peak_at = e->peak_at;
                 if (c.bytes_per_gpu > c.budget_bytes) {
                     c.binding = "memory";
@@ -226,22 +210,9 @@ TrainPlanReport plan_training(const ScenarioSpec& s, const std::function<void(u6
         rep.binding = rep.closest->binding;
     }
 
-    const TrainCandidate* best = rep.ranked.empty() ? nullptr : &rep.ranked.front();
-    auto gate = [&](const std::string& name, bool passed, const std::string& detail) {
-        rep.gates.push_back({name, detail, passed});
-        rep.gates_passed &= passed;
-    };
-    if (s.gate_must_fit) gate("must_fit", best != nullptr, best ? "a plan meets every constraint" : "no candidate meets the constraints");
-    if (s.gate_max_bytes_per_gpu)
-        gate("max_bytes_per_gpu", best && best->bytes_per_gpu <= *s.gate_max_bytes_per_gpu,
-             best ? fmt::format("{} B per GPU, at most {} B", group_digits(best->bytes_per_gpu), group_digits(*s.gate_max_bytes_per_gpu))
-                  : "no plan");
-    if (s.gate_min_headroom_ppm) {
-        const double h = best ? 1.0 - static_cast<double>(best->bytes_per_gpu) / static_cast<double>(best->capacity) : 0;
-        gate(
-            "min_headroom_percent", best && h * 1e6 >= static_cast<double>(*s.gate_min_headroom_ppm),
-            best ? fmt::format("{:.1f}% free, at least {:.1f}%", h * 100, static_cast<double>(*s.gate_min_headroom_ppm) / 1e4) : "no plan");
-    }
+    std::optional<GatedPlan> gated;
+    if (!rep.ranked.empty()) gated = GatedPlan{rep.ranked.front().bytes_per_gpu, rep.ranked.front().capacity, 0, 0};
+    check_gates(s, gated ? &*gated : nullptr, rep.gates, rep.gates_passed);
     return rep;
 }
 

@@ -22,12 +22,6 @@ std::string tokens_label(double v) {
 
 std::string gib_label(double v) { return v >= 1 ? fmt::format("{:.0f}", v) : fmt::format("{:.2g}", v); }
 
-const Document::Section* section(const Document& d, const std::string& key) {
-    for (const auto& s : d.sections)
-        if (s.key == key) return &s;
-    return nullptr;
-}
-
 }  // namespace
 
 const char* const kGateNote =
@@ -204,17 +198,17 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     std::string h = report_html_head(s.name, s.description);
     for (const auto& n : plan.notes) h += "<li>" + svg::escape(n) + "</li>\n";
     h += "</ul>\n";
-    if (const auto* g = section(plan, "gates")) {
+    if (const auto* g = find_section(plan, "gates")) {
         h += fmt::format("<h2>Gates: <span class=\"{}\">{}</span></h2>\n", r.plan.gates_passed ? "pass" : "fail",
                          r.plan.gates_passed ? "all pass" : "FAILED");
         h += html_table(g->table);
         h += "<p>" + svg::escape(kGateNote) + "</p>\n";
     }
-    if (const auto* p = section(plan, "plans")) {
+    if (const auto* p = find_section(plan, "plans")) {
         h += "<h2>" + svg::escape(p->title) + "</h2>\n" + html_table(p->table);
         for (const auto& n : p->notes) h += "<p>" + svg::escape(n) + "</p>\n";
     }
-    if (const auto* p = section(plan, "pareto")) {
+    if (const auto* p = find_section(plan, "pareto")) {
         h += "<h2>" + svg::escape(p->title) + "</h2>\n" + html_table(p->table);
         for (const auto& n : p->notes) h += "<p>" + svg::escape(n) + "</p>\n";
     }
@@ -230,17 +224,17 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
     }
     if (!bars_svg.empty()) h += "<h2>Per GPU, the top plans</h2>\n<div class=\"chart\">\n" + bars_svg + "</div>\n";
     if (!roof_svg.empty()) h += "<h2>Op kinds against the roofline</h2>\n<div class=\"chart\">\n" + roof_svg + "</div>\n";
-    if (const auto* m = section(plan, "best_memory")) h += "<h2>" + svg::escape(m->title) + "</h2>\n" + html_table(m->table);
+    if (const auto* m = find_section(plan, "best_memory")) h += "<h2>" + svg::escape(m->title) + "</h2>\n" + html_table(m->table);
     h += fmt::format("<p><small>memtax {}</small></p>\n</body>\n</html>\n", svg::escape(version));
     f.html = std::move(h);
 
     // --- Markdown ---
     std::string md = fmt::format("# memtax capacity report: {}\n\n{}\n\n", s.name, s.description);
     for (const auto& n : plan.notes) md += "- " + markdown_cell(n) + "\n";
-    if (const auto* g = section(plan, "gates"))
+    if (const auto* g = find_section(plan, "gates"))
         md += fmt::format("\n## Gates: {}\n\n{}\n{}\n", r.plan.gates_passed ? "all pass" : "FAILED", table_markdown(g->table), kGateNote);
-    if (const auto* p = section(plan, "plans")) md += "\n## " + markdown_cell(p->title) + "\n\n" + table_markdown(p->table);
-    if (const auto* p = section(plan, "pareto")) {
+    if (const auto* p = find_section(plan, "plans")) md += "\n## " + markdown_cell(p->title) + "\n\n" + table_markdown(p->table);
+    if (const auto* p = find_section(plan, "pareto")) {
         md += "\n## " + markdown_cell(p->title) + "\n\n" + table_markdown(p->table);
         for (const auto& n : p->notes) md += "\n" + markdown_cell(n) + "\n";
     }
@@ -309,7 +303,7 @@ CapacityFiles render_capacity_report(const CapacityReport& r, const std::string&
         for (size_t i = 0; i < n; ++i) md += fmt::format("{}{:.2f}", i ? ", " : "", to_gib(r.plan.ranked[i].memory.total));
         md += "]\n```\n";
     }
-    if (const auto* m = section(plan, "best_memory")) md += "\n## " + markdown_cell(m->title) + "\n\n" + table_markdown(m->table);
+    if (const auto* m = find_section(plan, "best_memory")) md += "\n## " + markdown_cell(m->title) + "\n\n" + table_markdown(m->table);
     md += fmt::format("\n<sub>memtax {}</sub>\n", version);
     f.markdown = std::move(md);
 
@@ -365,7 +359,7 @@ IndexEntry capacity_index_entry(const CapacityReport& r) {
     e.feasible = !r.plan.ranked.empty();
     const Candidate* b = r.plan.ranked.empty() ? nullptr : &r.plan.ranked.front();
     e.best = b ? fmt::format("{}× {} (TP {}, PP {}, DP {})", b->gpus, b->gpu, b->tp, b->pp, b->dp) : "none";
-    e.gib_per_gpu = b ? fmt::format("{:.2f}", to_gib(b->memory.total)) : "-";
+    e.gib_per_gpu = b ? gib_cell(b->memory.total) : "-";
     e.tokens_per_s = b ? fmt::format("{:.0f}", b->tokens_per_s) : "-";
     return e;
 }

@@ -11,6 +11,12 @@
 #include "core/error.hpp"
 
 namespace memtax {
+
+const Document::Section* find_section(const Document& d, const std::string& key) {
+    for (const auto& s : d.sections)
+        if (s.key == key) return &s;
+    return nullptr;
+}
 namespace {
 
 using ojson = nlohmann::ordered_json;

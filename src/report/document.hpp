@@ -25,6 +25,9 @@ struct Document {
     std::vector<Section> sections;
 };
 
+// The section with `key`, or null.
+const Document::Section* find_section(const Document& d, const std::string& key);
+
 std::string document_text(const Document& d);
 std::string document_markdown(const Document& d);
 std::string document_csv(const Document& d);

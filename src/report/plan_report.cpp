@@ -6,11 +6,12 @@
 #include <cmath>
 
 namespace memtax {
-namespace {
 
-std::string gib(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
-std::string secs(double s) { return s >= 1 ? fmt::format("{:.2f} s", s) : fmt::format("{:.1f} ms", s * 1e3); }
-std::string g9(double v) { return fmt::format("{:.9g}", v); }
+std::string gib_cell(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
+std::string seconds_cell(double s) { return s >= 1 ? fmt::format("{:.2f} s", s) : fmt::format("{:.1f} ms", s * 1e3); }
+std::string exact_cell(double v) { return fmt::format("{:.9g}", v); }
+
+namespace {
 
 // The TTFT statistic the scenario's SLO holds to, as a column title.
 std::string ttft_title(const ScenarioSpec& s) { return s.ttft_percentile ? fmt::format("TTFT p{}", s.ttft_percentile) : "TTFT mean"; }
@@ -58,18 +59,18 @@ void candidate_row(Table& t, const Candidate& c, size_t rank) {
     t.cell(c.kv_dtype);
     t.cell(c.runtime);
     t.cell(std::to_string(c.batch_per_replica));
-    t.cell(gib(c.memory.total), std::to_string(c.memory.total));
-    t.cell(gib(c.budget_bytes), std::to_string(c.budget_bytes));
-    t.cell(fmt::format("{:.2f}", c.concurrency_held), g9(c.concurrency_held));
-    t.cell(c.timed ? secs(c.ttft_s) : "-", c.timed ? g9(c.ttft_s) : "");
-    t.cell(c.timed ? secs(c.ttft_mean_s) : "-", c.timed ? g9(c.ttft_mean_s) : "");
-    t.cell(c.timed ? secs(c.tpot_s) : "-", c.timed ? g9(c.tpot_s) : "");
+    t.cell(gib_cell(c.memory.total), std::to_string(c.memory.total));
+    t.cell(gib_cell(c.budget_bytes), std::to_string(c.budget_bytes));
+    t.cell(fmt::format("{:.2f}", c.concurrency_held), exact_cell(c.concurrency_held));
+    t.cell(c.timed ? seconds_cell(c.ttft_s) : "-", c.timed ? exact_cell(c.ttft_s) : "");
+    t.cell(c.timed ? seconds_cell(c.ttft_mean_s) : "-", c.timed ? exact_cell(c.ttft_mean_s) : "");
+    t.cell(c.timed ? seconds_cell(c.tpot_s) : "-", c.timed ? exact_cell(c.tpot_s) : "");
     for (double v : {c.tokens_per_s, c.tokens_per_s_per_gpu, c.tokens_per_s_per_user, c.goodput_tokens_per_s})
-        t.cell(c.timed ? fmt::format("{:.0f}", v) : "-", c.timed ? g9(v) : "");
+        t.cell(c.timed ? fmt::format("{:.0f}", v) : "-", c.timed ? exact_cell(v) : "");
     t.cell(c.cost_per_million_tokens > 0 ? fmt::format("{:.3f}", c.cost_per_million_tokens) : "-",
-           c.cost_per_million_tokens > 0 ? g9(c.cost_per_million_tokens) : "");
+           c.cost_per_million_tokens > 0 ? exact_cell(c.cost_per_million_tokens) : "");
     t.cell(c.binding);
-    t.cell(fmt::format("{:.0f}%", c.binding_ratio * 100), g9(c.binding_ratio));
+    t.cell(fmt::format("{:.0f}%", c.binding_ratio * 100), exact_cell(c.binding_ratio));
 }
 
 }  // namespace
@@ -206,10 +207,10 @@ Document plan_document(const PlanReport& r, size_t top, bool pareto) {
             f.table.cell(c.weight_dtype);
             f.table.cell(c.kv_dtype);
             for (double v : {c.tokens_per_s_per_user, c.tokens_per_s_per_gpu, c.tokens_per_s})
-                f.table.cell(fmt::format("{:.1f}", v), g9(v));
-            f.table.cell(secs(c.ttft_s), g9(c.ttft_s));
+                f.table.cell(fmt::format("{:.1f}", v), exact_cell(v));
+            f.table.cell(seconds_cell(c.ttft_s), exact_cell(c.ttft_s));
             f.table.cell(c.cost_per_million_tokens > 0 ? fmt::format("{:.3f}", c.cost_per_million_tokens) : "-",
-                         c.cost_per_million_tokens > 0 ? g9(c.cost_per_million_tokens) : "");
+                         c.cost_per_million_tokens > 0 ? exact_cell(c.cost_per_million_tokens) : "");
         }
         f.notes.push_back(
             "fastest per user first: moving down the front, each plan gives up speed per user for tokens per GPU (with one GPU "
@@ -235,7 +236,7 @@ Document plan_document(const PlanReport& r, size_t top, bool pareto) {
             mem.table.row();
             mem.table.cell(name);
             mem.table.cell(group_digits(v), std::to_string(v));
-            mem.table.cell(gib(v), g9(to_gib(v)));
+            mem.table.cell(gib_cell(v), exact_cell(to_gib(v)));
         }
         d.sections.push_back(std::move(mem));
     }
@@ -290,12 +291,12 @@ std::optional<Document::Section> sweep_growth(const SweepReport& r) {
     for (const auto& x : r.fits) {
         f.table.row();
         f.table.cell(x.component);
-        f.table.cell(fmt::format("{:.4g}", x.c2), g9(x.c2));
-        f.table.cell(fmt::format("{:.4g}", x.c1), g9(x.c1));
-        f.table.cell(fmt::format("{:.4g}", x.c0), g9(x.c0));
+        f.table.cell(fmt::format("{:.4g}", x.c2), exact_cell(x.c2));
+        f.table.cell(fmt::format("{:.4g}", x.c1), exact_cell(x.c1));
+        f.table.cell(fmt::format("{:.4g}", x.c0), exact_cell(x.c0));
         f.table.cell(std::isfinite(x.per_doubling) ? fmt::format("{:.2f}", x.per_doubling) : "-",
-                     std::isfinite(x.per_doubling) ? g9(x.per_doubling) : "");
-        f.table.cell(fmt::format("{:.1e}", x.max_relative_residual), g9(x.max_relative_residual));
+                     std::isfinite(x.per_doubling) ? exact_cell(x.per_doubling) : "");
+        f.table.cell(fmt::format("{:.1e}", x.max_relative_residual), exact_cell(x.max_relative_residual));
     }
     f.notes.push_back(
         "× per doubling: the value at the largest context over the value at half of it (the last two points when they are a "

@@ -10,6 +10,12 @@
 namespace memtax {
 
 // `pareto`: with the front of tokens/s per user against per GPU (PlanReport::pareto).
+// How plan tables show a figure: GiB with two decimals, seconds (milliseconds under one), and the
+// exact value a CSV or JSON cell carries (9 significant digits).
+std::string gib_cell(u64 bytes);
+std::string seconds_cell(double s);
+std::string exact_cell(double v);
+
 Document plan_document(const PlanReport& r, size_t top, bool pareto = false);
 // The gates on a best plan as a section ("gates": gate, result, detail), for any plan's document.
 Document::Section gates_section(const std::vector<GateResult>& gates, bool passed);

@@ -16,9 +16,6 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-std::string gib(u64 b) { return fmt::format("{:.2f}", to_gib(b)); }
-std::string g9(double v) { return fmt::format("{:.9g}", v); }
-std::string secs(double s) { return s >= 1 ? fmt::format("{:.2f} s", s) : fmt::format("{:.1f} ms", s * 1e3); }
 std::string list(const std::vector<u64>& v) {
     std::string out;
     for (u64 x : v) out += (out.empty() ? "" : ", ") + std::to_string(x);
@@ -32,8 +29,9 @@ std::string layout(const TrainCandidate& c) {
 }
 
 std::string figures(const TrainCandidate& c, bool budget) {
-    std::string out = fmt::format("{} per GPU (peak at {}), step {}, {} tokens/s, MFU {:.1f}%", format_bytes_gib(c.bytes_per_gpu),
-                                  c.peak_at, secs(c.step_s), group_digits(static_cast<u64>(std::llround(c.tokens_per_s))), c.mfu * 100);
+    std::string out =
+        fmt::format("{} per GPU (peak at {}), step {}, {} tokens/s, MFU {:.1f}%", format_bytes_gib(c.bytes_per_gpu), c.peak_at,
+                    seconds_cell(c.step_s), group_digits(static_cast<u64>(std::llround(c.tokens_per_s))), c.mfu * 100);
     if (budget) out += fmt::format(", {:.1f} days, {} GPU-hours", c.days, group_digits(static_cast<u64>(std::llround(c.gpu_hours))));
     if (c.dollars > 0) out += fmt::format(", ${}", group_digits(static_cast<u64>(std::llround(c.dollars))));
     return out;
@@ -73,24 +71,19 @@ void candidate_row(Table& t, const TrainCandidate& c, size_t rank, bool with_rea
     t.cell(to_string(c.recompute));
     t.cell(std::to_string(c.micro_batch));
     t.cell(std::to_string(c.accumulation));
-    t.cell(gib(c.bytes_per_gpu), std::to_string(c.bytes_per_gpu));
-    t.cell(gib(c.budget_bytes), std::to_string(c.budget_bytes));
-    t.cell(c.timed ? secs(c.step_s) : "-", c.timed ? g9(c.step_s) : "");
-    t.cell(c.timed ? group_digits(static_cast<u64>(std::llround(c.tokens_per_s))) : "-", c.timed ? g9(c.tokens_per_s) : "");
-    t.cell(c.timed ? fmt::format("{:.1f}%", c.mfu * 100) : "-", c.timed ? g9(c.mfu) : "");
-    t.cell(c.days > 0 ? fmt::format("{:.1f}", c.days) : "-", c.days > 0 ? g9(c.days) : "");
-    t.cell(c.gpu_hours > 0 ? group_digits(static_cast<u64>(std::llround(c.gpu_hours))) : "-", c.gpu_hours > 0 ? g9(c.gpu_hours) : "");
-    t.cell(c.dollars > 0 ? group_digits(static_cast<u64>(std::llround(c.dollars))) : "-", c.dollars > 0 ? g9(c.dollars) : "");
+    t.cell(gib_cell(c.bytes_per_gpu), std::to_string(c.bytes_per_gpu));
+    t.cell(gib_cell(c.budget_bytes), std::to_string(c.budget_bytes));
+    t.cell(c.timed ? seconds_cell(c.step_s) : "-", c.timed ? exact_cell(c.step_s) : "");
+    t.cell(c.timed ? group_digits(static_cast<u64>(std::llround(c.tokens_per_s))) : "-", c.timed ? exact_cell(c.tokens_per_s) : "");
+    t.cell(c.timed ? fmt::format("{:.1f}%", c.mfu * 100) : "-", c.timed ? exact_cell(c.mfu) : "");
+    t.cell(c.days > 0 ? fmt::format("{:.1f}", c.days) : "-", c.days > 0 ? exact_cell(c.days) : "");
+    t.cell(c.gpu_hours > 0 ? group_digits(static_cast<u64>(std::llround(c.gpu_hours))) : "-",
+           c.gpu_hours > 0 ? exact_cell(c.gpu_hours) : "");
+    t.cell(c.dollars > 0 ? group_digits(static_cast<u64>(std::llround(c.dollars))) : "-", c.dollars > 0 ? exact_cell(c.dollars) : "");
     if (with_reason) {
         t.cell(c.binding);
         t.cell(c.reason);
     }
-}
-
-const Document::Section* section(const Document& d, const std::string& key) {
-    for (const auto& s : d.sections)
-        if (s.key == key) return &s;
-    return nullptr;
 }
 
 std::string count_label(double v) { return fmt::format("{:.0f}", v); }
@@ -193,28 +186,28 @@ CapacityFiles render_training_report(const TrainPlanReport& r, const std::string
     std::string h = report_html_head(s.name, s.description);
     for (const auto& n : plan.notes) h += "<li>" + svg::escape(n) + "</li>\n";
     h += "</ul>\n";
-    if (const auto* g = section(plan, "gates")) {
+    if (const auto* g = find_section(plan, "gates")) {
         h += fmt::format("<h2>Gates: <span class=\"{}\">{}</span></h2>\n", r.gates_passed ? "pass" : "fail",
                          r.gates_passed ? "all pass" : "FAILED");
         h += html_table(g->table) + "<p>" + svg::escape(kGateNote) + "</p>\n";
     }
     for (const char* key : {"plans", "closest"})
-        if (const auto* p = section(plan, key)) {
+        if (const auto* p = find_section(plan, key)) {
             h += "<h2>" + svg::escape(p->title) + "</h2>\n" + html_table(p->table);
             for (const auto& n : p->notes) h += "<p>" + svg::escape(n) + "</p>\n";
         }
     if (!chart.empty()) h += "<h2>" + svg::escape(chart_title) + "</h2>\n<div class=\"chart\">\n" + chart + "</div>\n<p>Log axes.</p>\n";
-    if (const auto* p = section(plan, "by_gpus"); p && !p->table.text.empty())
+    if (const auto* p = find_section(plan, "by_gpus"); p && !p->table.text.empty())
         h += "<h2>" + svg::escape(p->title) + "</h2>\n" + html_table(p->table);
     h += fmt::format("<p><small>memtax {}</small></p>\n</body>\n</html>\n", svg::escape(version));
     f.html = std::move(h);
 
     std::string md = fmt::format("# memtax capacity report: {}\n\n{}\n\n", s.name, s.description);
     for (const auto& n : plan.notes) md += "- " + markdown_cell(n) + "\n";
-    if (const auto* g = section(plan, "gates"))
+    if (const auto* g = find_section(plan, "gates"))
         md += fmt::format("\n## Gates: {}\n\n{}\n{}\n", r.gates_passed ? "all pass" : "FAILED", table_markdown(g->table), kGateNote);
     for (const char* key : {"plans", "closest", "by_gpus"})
-        if (const auto* p = section(plan, key); p && !p->table.text.empty()) {
+        if (const auto* p = find_section(plan, key); p && !p->table.text.empty()) {
             md += "\n## " + markdown_cell(p->title) + "\n\n" + table_markdown(p->table);
             for (const auto& n : p->notes) md += "\n" + markdown_cell(n) + "\n";
         }
@@ -247,7 +240,7 @@ IndexEntry training_index_entry(const TrainPlanReport& r) {
     }
     const TrainCandidate& b = r.ranked.front();
     e.best = fmt::format("{}× {} (TP {}, PP {}, DP {}), ZeRO-{}, training", b.gpus, b.gpu, b.tp, b.pp, b.dp, b.zero);
-    e.gib_per_gpu = fmt::format("{:.2f}", to_gib(b.bytes_per_gpu));
+    e.gib_per_gpu = gib_cell(b.bytes_per_gpu);
     e.tokens_per_s = fmt::format("{:.0f}", b.tokens_per_s);
     return e;
 }

@@ -89,6 +89,16 @@ std::vector<std::string> dtypes(YamlMap& m, const std::string& key) {
     return out;
 }
 
+// The constraints every scenario shares: how many GPUs at most (up to `max_gpus_valid`), in
+// nodes of how many, and the share of memory kept free.
+void read_fleet(ScenarioSpec& s, YamlMap& c, u64 max_gpus_valid) {
+    s.max_gpus = c.optional_u64("max_gpus").value_or(8);
+    if (s.max_gpus == 0 || s.max_gpus > max_gpus_valid) c.fail("max_gpus", fmt::format("{}; valid: 1 to {}", s.max_gpus, max_gpus_valid));
+    s.gpus_per_node = c.optional_u64("gpus_per_node").value_or(8);
+    if (s.gpus_per_node == 0 || s.gpus_per_node > 72) c.fail("gpus_per_node", fmt::format("{}; valid: 1 to 72", s.gpus_per_node));
+    if (c.has("memory_headroom_percent")) s.memory_headroom_ppm = percent_ppm(c, "memory_headroom_percent");
+}
+
 // The objective, the prices it may need and the CI gates: the same keys for every scenario.
 void read_ranking(ScenarioSpec& s, YamlMap& map, bool training) {
     if (map.has("objective")) {
@@ -175,11 +185,7 @@ void read_training(ScenarioSpec& s, YamlMap& map, YamlMap& w) {
               "max_days"});
     s.gpus = names(c, "gpus", true);
     for (const auto& g : s.gpus) check_profile(c, "gpus", g, resolve_gpu);
-    s.max_gpus = c.optional_u64("max_gpus").value_or(8);
-    if (s.max_gpus == 0 || s.max_gpus > 65536) c.fail("max_gpus", fmt::format("{}; valid: 1 to 65536", s.max_gpus));
-    s.gpus_per_node = c.optional_u64("gpus_per_node").value_or(8);
-    if (s.gpus_per_node == 0 || s.gpus_per_node > 72) c.fail("gpus_per_node", fmt::format("{}; valid: 1 to 72", s.gpus_per_node));
-    if (c.has("memory_headroom_percent")) s.memory_headroom_ppm = percent_ppm(c, "memory_headroom_percent");
+    read_fleet(s, c, 65536);
     if (c.has("zero_stages")) t.zero_stages = counts(c, "zero_stages", 0, 3);
     if (c.has("recompute")) {
         for (const auto& r : names(c, "recompute", true)) {
@@ -292,12 +298,8 @@ ScenarioSpec load_scenario_yaml(const std::string& text, const std::string& file
     s.gpus = names(c, "gpus", false);
     s.clusters = names(c, "clusters", false);
     if (s.gpus.empty() && s.clusters.empty()) c.fail("gpus", "required: a non-empty list (or clusters)");
-    s.max_gpus = c.optional_u64("max_gpus").value_or(8);
-    if (s.max_gpus == 0 || s.max_gpus > 4096) c.fail("max_gpus", fmt::format("{}; valid: 1 to 4096", s.max_gpus));
-    s.gpus_per_node = c.optional_u64("gpus_per_node").value_or(8);
-    if (s.gpus_per_node == 0 || s.gpus_per_node > 72) c.fail("gpus_per_node", fmt::format("{}; valid: 1 to 72", s.gpus_per_node));
+    read_fleet(s, c, 4096);
     s.tp_across_nodes = c.optional_bool("tp_across_nodes").value_or(false);
-    if (c.has("memory_headroom_percent")) s.memory_headroom_ppm = percent_ppm(c, "memory_headroom_percent");
     if (c.has("ttft_s")) s.ttft_s = seconds(c, "ttft_s");
     if (c.has("tpot_s")) s.tpot_s = seconds(c, "tpot_s");
     if (c.has("ttft_statistic")) {
